@@ -1,0 +1,54 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// Conversation is one chat and the head of its event log.
+type Conversation struct {
+	ent.Schema
+}
+
+// Mixin of the Conversation.
+func (Conversation) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
+
+// Fields of the Conversation.
+func (Conversation) Fields() []ent.Field {
+	return []ent.Field{
+		field.Enum("state").Values("queued", "assigned", "closed"),
+		// last_seq is the seq of the newest event; the next event takes
+		// last_seq+1 in the same transaction that inserts it.
+		field.Int64("last_seq").Default(0),
+		field.UUID("interaction_id", uuid.UUID{}).Immutable(),
+		field.UUID("queue_id", uuid.UUID{}).Optional().Nillable(),
+		field.UUID("agent_id", uuid.UUID{}).Optional().Nillable(),
+		// queued_at orders waiting conversations first in, first out.
+		field.Time("queued_at").Optional().Nillable(),
+		field.Time("closed_at").Optional().Nillable(),
+	}
+}
+
+// Edges of the Conversation.
+func (Conversation) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("interaction", Interaction.Type).Ref("conversation").Field("interaction_id").Unique().Required().Immutable(),
+		edge.From("queue", Queue.Type).Ref("conversations").Field("queue_id").Unique(),
+		edge.From("agent", Agent.Type).Ref("conversations").Field("agent_id").Unique(),
+		edge.To("events", Event.Type),
+		edge.To("offers", Offer.Type),
+		edge.To("tokens", Token.Type),
+		edge.To("cases", ServiceCase.Type),
+	}
+}
+
+// Indexes of the Conversation.
+func (Conversation) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("state", "queued_at"),
+		index.Fields("agent_id", "state"),
+	}
+}

@@ -1,0 +1,48 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// Interaction is the customer interaction record created from the pre-chat
+// form; routing matches on it and agents read it.
+type Interaction struct {
+	ent.Schema
+}
+
+// Mixin of the Interaction.
+func (Interaction) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
+
+// Fields of the Interaction.
+func (Interaction) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").NotEmpty().Immutable(),
+		field.String("email").Immutable(),
+		field.String("issue_type").Immutable(),
+		field.Enum("channel").Values("web_portal", "messenger", "mobile").Immutable(),
+		field.Text("first_message").Default("").Immutable(),
+		// request_id is the client's idempotency key for StartGuestChat.
+		field.String("request_id").Unique().Immutable(),
+		// request_hash fingerprints the form, so a reused key with another
+		// form is told apart from a retry.
+		field.Bytes("request_hash").Immutable(),
+	}
+}
+
+// Edges of the Interaction.
+func (Interaction) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("conversation", Conversation.Type).Unique(),
+	}
+}
+
+// Indexes of the Interaction.
+func (Interaction) Indexes() []ent.Index {
+	return []ent.Index{
+		// The guest session limit counts interactions of the last hour.
+		index.Fields("created_at"),
+	}
+}

@@ -1,0 +1,46 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
+)
+
+// ServiceCase is a unit of service work linked to the conversation it came from.
+type ServiceCase struct {
+	ent.Schema
+}
+
+// Mixin of the ServiceCase.
+func (ServiceCase) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
+
+// Fields of the ServiceCase.
+func (ServiceCase) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("number").Unique().Immutable(),
+		field.String("short_description").Immutable(),
+		field.UUID("conversation_id", uuid.UUID{}).Immutable(),
+		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		field.UUID("opened_by_agent_id", uuid.UUID{}).Immutable(),
+		// request_id is the client's idempotency key.
+		field.String("request_id").Unique().Immutable(),
+		// request_hash fingerprints the request, to tell a retry from a reused key.
+		field.Bytes("request_hash").Immutable(),
+	}
+}
+
+// Edges of the ServiceCase.
+func (ServiceCase) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("conversation", Conversation.Type).Ref("cases").Field("conversation_id").Unique().Required().Immutable(),
+		edge.From("consumer", Consumer.Type).Ref("cases").Field("consumer_id").Unique().Immutable(),
+	}
+}
+
+// Annotations of the ServiceCase.
+func (ServiceCase) Annotations() []schema.Annotation {
+	return []schema.Annotation{entsql.Table("cases")}
+}

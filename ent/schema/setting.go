@@ -1,0 +1,29 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/field"
+)
+
+// Setting is the single row of installation-wide settings (id 1).
+type Setting struct {
+	ent.Schema
+}
+
+// IssueType is one choice of the pre-chat form's issue type field.
+type IssueType struct {
+	Value       string `json:"value"`
+	DisplayName string `json:"display_name"`
+}
+
+// Fields of the Setting.
+func (Setting) Fields() []ent.Field {
+	return []ent.Field{
+		field.Int("id").Immutable(),
+		field.Int("max_guest_sessions_per_hour").NonNegative(),
+		field.String("guest_sessions_rate_limit_reached_message").NotEmpty(),
+		field.JSON("issue_types", []IssueType{}),
+		// next_case_number numbers cases (CS0001001, ...) without gaps or clashes.
+		field.Int64("next_case_number").Default(1001),
+	}
+}

@@ -1,0 +1,36 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
+)
+
+// Token is a bearer credential. Only its SHA-256 hash is stored.
+type Token struct {
+	ent.Schema
+}
+
+// Mixin of the Token.
+func (Token) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
+
+// Fields of the Token.
+func (Token) Fields() []ent.Field {
+	return []ent.Field{
+		field.Bytes("hash").Unique().Immutable().Sensitive(),
+		field.Enum("role").Values("guest", "agent", "admin").Immutable(),
+		field.UUID("agent_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		field.UUID("conversation_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		field.Time("expires_at").Optional().Nillable(),
+		field.Time("revoked_at").Optional().Nillable(),
+	}
+}
+
+// Edges of the Token.
+func (Token) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("agent", Agent.Type).Ref("tokens").Field("agent_id").Unique().Immutable(),
+		edge.From("conversation", Conversation.Type).Ref("tokens").Field("conversation_id").Unique().Immutable(),
+	}
+}
