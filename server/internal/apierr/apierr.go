@@ -1,0 +1,45 @@
+// Package apierr builds the errors Parley's handlers return: a Connect code,
+// a message a person can act on, and an ErrorInfo detail with a stable
+// machine-readable reason.
+package apierr
+
+import (
+	"errors"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+)
+
+// Domain is the ErrorInfo domain of every Parley error.
+const Domain = "parley.dev"
+
+// New returns a Connect error with code, message and an ErrorInfo detail
+// carrying reason (UPPER_SNAKE_CASE, stable across releases).
+func New(code connect.Code, reason, message string) *connect.Error {
+	err := connect.NewError(code, message)
+	if detail, derr := connectproto.NewErrorDetail(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); derr == nil {
+		err = err.WithDetail(detail)
+	}
+	return err
+}
+
+// Internal hides cause from the caller and keeps it for the server's log.
+func Internal(cause error) *connect.Error {
+	return New(connect.CodeInternal, "INTERNAL", "internal error; the server log has details").WithCause(cause)
+}
+
+// Reason returns the ErrorInfo reason of a Connect error, or "".
+func Reason(err error) string {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return ""
+	}
+	for _, d := range cerr.Details() {
+		msg, derr := connectproto.UnmarshalErrorDetail(d)
+		if info, ok := msg.(*errdetails.ErrorInfo); derr == nil && ok && info.GetDomain() == Domain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,67 @@
+package auth
+
+import (
+	"slices"
+
+	"connectrpc.com/grpcreflect/v2"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+)
+
+// Policy says which callers may reach an RPC. Handlers then check the
+// resource (which conversation, which offer) for the callers it admits.
+type Policy struct {
+	// Public RPCs need no token (a presented token is still checked).
+	Public bool
+	// Roles may call the RPC; ignored when Public.
+	Roles []Role
+}
+
+// Allows reports whether a caller with role may call.
+func (p Policy) Allows(role Role) bool {
+	return p.Public || slices.Contains(p.Roles, role)
+}
+
+var (
+	public       = Policy{Public: true}
+	participants = Policy{Roles: []Role{RoleGuest, RoleAgent, RoleAdmin}}
+	staff        = Policy{Roles: []Role{RoleAgent, RoleAdmin}}
+	agents       = Policy{Roles: []Role{RoleAgent}}
+	admins       = Policy{Roles: []Role{RoleAdmin}}
+)
+
+// Policies maps every procedure Parley serves to its policy. A procedure
+// missing here is refused for everyone, and a test fails when a registered
+// procedure has no entry.
+var Policies = map[string]Policy{
+	parleyv1connect.SessionServiceGetPreChatFormProcedure:    public,
+	parleyv1connect.SessionServiceStartGuestChatProcedure:    public,
+	parleyv1connect.SessionServiceGetConversationProcedure:   participants,
+	parleyv1connect.SessionServiceCloseConversationProcedure: participants,
+	parleyv1connect.SessionServiceGetSettingsProcedure:       admins,
+	parleyv1connect.SessionServiceUpdateSettingsProcedure:    admins,
+
+	parleyv1connect.MessagingServiceSendMessageProcedure: participants,
+	parleyv1connect.MessagingServiceSubscribeProcedure:   participants,
+	parleyv1connect.MessagingServiceListEventsProcedure:  participants,
+
+	parleyv1connect.RoutingServiceSetPresenceProcedure:                agents,
+	parleyv1connect.RoutingServiceWatchWorkProcedure:                  agents,
+	parleyv1connect.RoutingServiceAcceptOfferProcedure:                agents,
+	parleyv1connect.RoutingServiceDeclineOfferProcedure:               agents,
+	parleyv1connect.RoutingServiceTransferConversationProcedure:       agents,
+	parleyv1connect.RoutingServiceListAssignedConversationsProcedure:  agents,
+	parleyv1connect.RoutingServiceCreateQueueProcedure:                admins,
+	parleyv1connect.RoutingServiceListQueuesProcedure:                 staff,
+	parleyv1connect.RoutingServiceCreateMatchingRuleProcedure:         admins,
+	parleyv1connect.RoutingServiceListMatchingRulesProcedure:          admins,
+	parleyv1connect.RoutingServiceDeleteMatchingRuleProcedure:         admins,
+	parleyv1connect.RoutingServiceCreateAgentProcedure:                admins,
+	parleyv1connect.RoutingServiceListAgentsProcedure:                 admins,
+
+	parleyv1connect.CaseServiceCreateCaseForGuestProcedure:            agents,
+	parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure: agents,
+	parleyv1connect.CaseServiceGetCaseProcedure:                       staff,
+
+	"/" + grpcreflect.ReflectV1ServiceName + "/ServerReflectionInfo":      public,
+	"/" + grpcreflect.ReflectV1AlphaServiceName + "/ServerReflectionInfo": public,
+}

@@ -1,0 +1,44 @@
+// Package auth resolves bearer tokens to principals, enforces which kinds of
+// caller may call each RPC (in one interceptor), and answers the
+// resource-level questions handlers ask.
+package auth
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
+
+// Role is the kind of caller.
+type Role string
+
+// The roles a principal can have.
+const (
+	RoleGuest Role = "guest"
+	RoleAgent Role = "agent"
+	RoleAdmin Role = "admin"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Role Role
+	// TokenID identifies the token the caller presented.
+	TokenID uuid.UUID
+	// AgentID is set for agents.
+	AgentID uuid.UUID
+	// ConversationID is the one conversation a guest may use.
+	ConversationID uuid.UUID
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the caller, or nil for an anonymous call.
+func FromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}

@@ -1,0 +1,111 @@
+package conversation
+
+import (
+	"context"
+	"fmt"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/offer"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+)
+
+// Need is what a caller wants to do with a conversation.
+type Need int
+
+const (
+	// Read the conversation and its log.
+	Read Need = iota
+	// Post messages to it: its guest, or the agent holding it.
+	Post
+	// Manage it (close it): its guest, the agent holding it, or an admin.
+	Manage
+)
+
+func denied(id uuid.UUID) error {
+	return apierr.New(connect.CodePermissionDenied, "CONVERSATION_ACCESS_DENIED",
+		fmt.Sprintf("you have no access to conversation %s", id))
+}
+
+// Authorize loads the conversation (with its interaction) if the caller may
+// do what it needs with it. Permission is checked before existence: a guest
+// asking for another conversation, or an agent for one it never held or was
+// offered, is denied whether or not it exists. Admins learn NotFound.
+func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID, need Need) (*ent.Conversation, error) {
+	if p == nil {
+		return nil, apierr.New(connect.CodeUnauthenticated, "MISSING_TOKEN", "missing credentials")
+	}
+	if p.Role == auth.RoleGuest && p.ConversationID != id {
+		return nil, denied(id)
+	}
+	if p.Role == auth.RoleAdmin && need == Post {
+		return nil, apierr.New(connect.CodePermissionDenied, "ADMIN_CANNOT_POST",
+			"admins do not take part in conversations; post as the agent holding it")
+	}
+	conv, err := db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
+	if ent.IsNotFound(err) {
+		if p.Role == auth.RoleAdmin {
+			return nil, apierr.New(connect.CodeNotFound, "CONVERSATION_NOT_FOUND",
+				fmt.Sprintf("conversation %s does not exist", id))
+		}
+		return nil, denied(id)
+	}
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
+	}
+	if p.Role == auth.RoleAgent {
+		holds := conv.AgentID != nil && *conv.AgentID == p.AgentID
+		if need != Read && !holds {
+			return nil, apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
+				fmt.Sprintf("conversation %s is not assigned to you", id))
+		}
+		if !holds {
+			offered, err := db.Offer.Query().Where(
+				offer.ConversationID(id), offer.AgentID(p.AgentID),
+				offer.StateIn(offer.StatePending, offer.StateAccepted),
+			).Exist(ctx)
+			if err != nil {
+				return nil, apierr.Internal(fmt.Errorf("check offers of %s: %w", id, err))
+			}
+			if !offered {
+				return nil, denied(id)
+			}
+		}
+	}
+	if need != Read && conv.State == conversation.StateClosed {
+		return nil, apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_CLOSED",
+			fmt.Sprintf("conversation %s is closed", id))
+	}
+	return conv, nil
+}
+
+// SenderOf returns the sender a principal writes as in conv.
+func SenderOf(ctx context.Context, db *ent.Client, p *auth.Principal, conv *ent.Conversation) (Sender, error) {
+	switch p.Role {
+	case auth.RoleGuest:
+		in := conv.Edges.Interaction
+		return Sender{Role: event.SenderRoleGuest, ID: in.ID.String(), Name: in.Name}, nil
+	case auth.RoleAgent:
+		a, err := db.Agent.Get(ctx, p.AgentID)
+		if err != nil {
+			return Sender{}, fmt.Errorf("load agent %s: %w", p.AgentID, err)
+		}
+		return AgentSender(a), nil
+	}
+	return System, nil
+}
+
+// AgentSender is the sender for an agent.
+func AgentSender(a *ent.Agent) Sender {
+	return Sender{Role: event.SenderRoleAgent, ID: a.ID.String(), Name: a.DisplayName}
+}
+
+// ParseID parses an id the validator already checked is a UUID.
+func ParseID(s string) uuid.UUID {
+	id, _ := uuid.Parse(s)
+	return id
+}

@@ -1,0 +1,142 @@
+package conversation
+
+import (
+	"fmt"
+
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/interaction"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// ChannelToProto converts a stored channel.
+func ChannelToProto(c interaction.Channel) parleyv1.Channel {
+	switch c {
+	case interaction.ChannelWebPortal:
+		return parleyv1.Channel_CHANNEL_WEB_PORTAL
+	case interaction.ChannelMessenger:
+		return parleyv1.Channel_CHANNEL_MESSENGER
+	case interaction.ChannelMobile:
+		return parleyv1.Channel_CHANNEL_MOBILE
+	}
+	return parleyv1.Channel_CHANNEL_UNSPECIFIED
+}
+
+// ChannelFromProto converts an API channel; unspecified means the web portal.
+func ChannelFromProto(c parleyv1.Channel) interaction.Channel {
+	switch c {
+	case parleyv1.Channel_CHANNEL_MESSENGER:
+		return interaction.ChannelMessenger
+	case parleyv1.Channel_CHANNEL_MOBILE:
+		return interaction.ChannelMobile
+	}
+	return interaction.ChannelWebPortal
+}
+
+// InteractionToProto converts an interaction record.
+func InteractionToProto(in *ent.Interaction) *parleyv1.Interaction {
+	return &parleyv1.Interaction{
+		Id:           in.ID.String(),
+		Name:         in.Name,
+		Email:        in.Email,
+		IssueType:    in.IssueType,
+		Channel:      ChannelToProto(in.Channel),
+		FirstMessage: in.FirstMessage,
+		CreateTime:   timestamppb.New(in.CreatedAt),
+	}
+}
+
+// ToProto converts a conversation; load its interaction edge first.
+func ToProto(c *ent.Conversation) *parleyv1.Conversation {
+	out := &parleyv1.Conversation{
+		Id:         c.ID.String(),
+		LastSeq:    c.LastSeq,
+		CreateTime: timestamppb.New(c.CreatedAt),
+	}
+	switch c.State {
+	case conversation.StateQueued:
+		out.State = parleyv1.ConversationState_CONVERSATION_STATE_QUEUED
+	case conversation.StateAssigned:
+		out.State = parleyv1.ConversationState_CONVERSATION_STATE_ASSIGNED
+	case conversation.StateClosed:
+		out.State = parleyv1.ConversationState_CONVERSATION_STATE_CLOSED
+	}
+	if in := c.Edges.Interaction; in != nil {
+		out.Interaction = InteractionToProto(in)
+	}
+	if c.QueueID != nil {
+		out.QueueId = c.QueueID.String()
+	}
+	if c.AgentID != nil {
+		out.AgentId = c.AgentID.String()
+	}
+	if c.ClosedAt != nil {
+		out.CloseTime = timestamppb.New(*c.ClosedAt)
+	}
+	return out
+}
+
+var roleToProto = map[event.SenderRole]parleyv1.ParticipantRole{
+	event.SenderRoleGuest:    parleyv1.ParticipantRole_PARTICIPANT_ROLE_GUEST,
+	event.SenderRoleCustomer: parleyv1.ParticipantRole_PARTICIPANT_ROLE_CUSTOMER,
+	event.SenderRoleAgent:    parleyv1.ParticipantRole_PARTICIPANT_ROLE_AGENT,
+	event.SenderRoleSystem:   parleyv1.ParticipantRole_PARTICIPANT_ROLE_SYSTEM,
+}
+
+// Participant converts a sender.
+func (s Sender) Participant() *parleyv1.Participant {
+	return &parleyv1.Participant{Role: roleToProto[s.Role], Id: s.ID, DisplayName: s.Name}
+}
+
+// EventToProto converts a stored event.
+func EventToProto(ev *ent.Event) (*parleyv1.Event, error) {
+	out := &parleyv1.Event{
+		ConversationId: ev.ConversationID.String(),
+		Seq:            ev.Seq,
+		CreateTime:     timestamppb.New(ev.CreatedAt),
+		Sender:         Sender{Role: ev.SenderRole, ID: ev.SenderID, Name: ev.SenderName}.Participant(),
+	}
+	if ev.Channel != nil {
+		out.Channel = ChannelToProto(interaction.Channel(*ev.Channel))
+	}
+	var err error
+	switch ev.Kind {
+	case "message_posted":
+		m := &parleyv1.MessagePosted{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_MessagePosted{MessagePosted: m}
+	case "participant_joined":
+		m := &parleyv1.ParticipantJoined{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_ParticipantJoined{ParticipantJoined: m}
+	case "participant_left":
+		m := &parleyv1.ParticipantLeft{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_ParticipantLeft{ParticipantLeft: m}
+	case "conversation_queued":
+		m := &parleyv1.ConversationQueued{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_ConversationQueued{ConversationQueued: m}
+	case "conversation_transferred":
+		m := &parleyv1.ConversationTransferred{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_ConversationTransferred{ConversationTransferred: m}
+	case "case_linked":
+		m := &parleyv1.CaseLinked{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_CaseLinked{CaseLinked: m}
+	case "conversation_closed":
+		m := &parleyv1.ConversationClosed{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_ConversationClosed{ConversationClosed: m}
+	default:
+		return nil, fmt.Errorf("conversation: event %d has unknown kind %q", ev.ID, ev.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("conversation: decode %s event %d: %w", ev.Kind, ev.ID, err)
+	}
+	return out, nil
+}

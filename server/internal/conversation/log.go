@@ -1,0 +1,112 @@
+// Package conversation holds what every service needs of a conversation:
+// appending to its log (each event takes the next seq in the writing
+// transaction), reading the log, converting to the API types, and deciding
+// who may read or write it.
+package conversation
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/event"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Sender is who caused an event.
+type Sender struct {
+	Role event.SenderRole
+	ID   string
+	Name string
+}
+
+// System is the sender of routing and state events.
+var System = Sender{Role: event.SenderRoleSystem}
+
+// Entry is an event to append.
+type Entry struct {
+	Sender Sender
+	// Channel is set for customer events.
+	Channel *event.Channel
+	// ClientMessageID is the sender's idempotency key, for messages.
+	ClientMessageID string
+	// Payload is one of the parley.v1 event payloads (MessagePosted, ...).
+	Payload proto.Message
+}
+
+// kindOf names a payload; the names are stored, so they never change.
+func kindOf(p proto.Message) (string, error) {
+	switch p.(type) {
+	case *parleyv1.MessagePosted:
+		return "message_posted", nil
+	case *parleyv1.ParticipantJoined:
+		return "participant_joined", nil
+	case *parleyv1.ParticipantLeft:
+		return "participant_left", nil
+	case *parleyv1.ConversationQueued:
+		return "conversation_queued", nil
+	case *parleyv1.ConversationTransferred:
+		return "conversation_transferred", nil
+	case *parleyv1.CaseLinked:
+		return "case_linked", nil
+	case *parleyv1.ConversationClosed:
+		return "conversation_closed", nil
+	}
+	return "", fmt.Errorf("conversation: unknown event payload %T", p)
+}
+
+// Append adds entries to the conversation's log in order, each with the
+// next seq, inside tx. The seq comes from incrementing the conversation's
+// last_seq in the same transaction; UNIQUE(conversation_id, seq) backs it.
+func Append(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.Time, entries ...Entry) ([]*ent.Event, error) {
+	out := make([]*ent.Event, 0, len(entries))
+	for _, e := range entries {
+		kind, err := kindOf(e.Payload)
+		if err != nil {
+			return nil, err
+		}
+		payload, err := proto.Marshal(e.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("conversation: marshal %s: %w", kind, err)
+		}
+		conv, err := tx.Conversation.UpdateOneID(conversationID).AddLastSeq(1).Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+		}
+		create := tx.Event.Create().
+			SetConversationID(conversationID).
+			SetSeq(conv.LastSeq).
+			SetCreatedAt(now).
+			SetKind(kind).
+			SetSenderRole(e.Sender.Role).
+			SetSenderID(e.Sender.ID).
+			SetSenderName(e.Sender.Name).
+			SetNillableChannel(e.Channel).
+			SetPayload(payload)
+		if e.ClientMessageID != "" {
+			create.SetClientMessageID(e.ClientMessageID)
+		}
+		ev, err := create.Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("conversation: insert %s event: %w", kind, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// EventsAfter returns up to limit events with seq > afterSeq, in seq order.
+func EventsAfter(ctx context.Context, db *ent.Client, conversationID uuid.UUID, afterSeq int64, limit int) ([]*ent.Event, error) {
+	evs, err := db.Event.Query().
+		Where(event.ConversationID(conversationID), event.SeqGT(afterSeq)).
+		Order(ent.Asc(event.FieldSeq)).
+		Limit(limit).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("conversation: read events of %s after %d: %w", conversationID, afterSeq, err)
+	}
+	return evs, nil
+}
