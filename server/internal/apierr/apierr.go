@@ -43,3 +43,13 @@ func Reason(err error) string {
 	}
 	return ""
 }
+
+// From passes Connect errors through and hides any other error behind
+// Internal, so no SQL or internal text reaches a caller.
+func From(err error) error {
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		return cerr
+	}
+	return Internal(err)
+}

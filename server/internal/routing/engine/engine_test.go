@@ -75,8 +75,8 @@ func TestAssign(t *testing.T) {
 			want: []Decision{{"c1", "b"}, {"c2", "c"}},
 		},
 		{
-			name: "oldest first when capacity is short",
-			work: []Work{{ConversationID: "new", QueueID: "q", QueuedAt: t0.Add(time.Minute)}, {ConversationID: "old", QueueID: "q", QueuedAt: t0}},
+			name:   "oldest first when capacity is short",
+			work:   []Work{{ConversationID: "new", QueueID: "q", QueuedAt: t0.Add(time.Minute)}, {ConversationID: "old", QueueID: "q", QueuedAt: t0}},
 			agents: []Agent{{ID: "a", Capacity: 1, Queues: q}},
 			want:   []Decision{{"old", "a"}},
 		},

@@ -1,0 +1,149 @@
+package routing
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/agent"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/routing/engine"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var presenceToProto = map[agent.Presence]parleyv1.Presence{
+	agent.PresenceAvailable: parleyv1.Presence_PRESENCE_AVAILABLE,
+	agent.PresenceAway:      parleyv1.Presence_PRESENCE_AWAY,
+	agent.PresenceOffline:   parleyv1.Presence_PRESENCE_OFFLINE,
+}
+
+// agentToProto converts an agent; load its queues edge first.
+func agentToProto(a *ent.Agent) *parleyv1.Agent {
+	out := &parleyv1.Agent{
+		Id:          a.ID.String(),
+		DisplayName: a.DisplayName,
+		Presence:    presenceToProto[a.Presence],
+		Capacity:    int32(a.Capacity),
+		Load:        int32(a.Load),
+	}
+	for _, q := range a.Edges.Queues {
+		out.QueueIds = append(out.QueueIds, q.ID.String())
+	}
+	slices.Sort(out.QueueIds)
+	return out
+}
+
+func queueToProto(q *ent.Queue) *parleyv1.Queue {
+	return &parleyv1.Queue{
+		Id:           q.ID.String(),
+		DisplayName:  q.DisplayName,
+		OfferTimeout: durationpb.New(time.Duration(q.OfferTimeoutMs) * time.Millisecond),
+	}
+}
+
+func ruleToProto(r *ent.MatchingRule) (*parleyv1.MatchingRule, error) {
+	cond := &parleyv1.Condition{}
+	if err := protojson.Unmarshal([]byte(r.Condition), cond); err != nil {
+		return nil, fmt.Errorf("decode condition of rule %s: %w", r.ID, err)
+	}
+	return &parleyv1.MatchingRule{
+		Id:          r.ID.String(),
+		DisplayName: r.DisplayName,
+		Order:       r.Order,
+		QueueId:     r.QueueID.String(),
+		Condition:   cond,
+	}, nil
+}
+
+// RuleToEngine converts a stored rule for the engine.
+func RuleToEngine(r *ent.MatchingRule) (engine.Rule, error) {
+	cond := &parleyv1.Condition{}
+	if err := protojson.Unmarshal([]byte(r.Condition), cond); err != nil {
+		return engine.Rule{}, fmt.Errorf("decode condition of rule %s: %w", r.ID, err)
+	}
+	return engine.Rule{ID: r.ID.String(), Order: r.Order, QueueID: r.QueueID.String(), Condition: conditionToEngine(cond)}, nil
+}
+
+func conditionToEngine(c *parleyv1.Condition) engine.Condition {
+	switch k := c.GetKind().(type) {
+	case *parleyv1.Condition_FieldIn:
+		return engine.Condition{Field: k.FieldIn.GetField(), Values: k.FieldIn.GetValues()}
+	case *parleyv1.Condition_All:
+		out := engine.Condition{}
+		for _, sub := range k.All.GetConditions() {
+			out.All = append(out.All, conditionToEngine(sub))
+		}
+		return out
+	case *parleyv1.Condition_Any:
+		out := engine.Condition{}
+		for _, sub := range k.Any.GetConditions() {
+			out.Any = append(out.Any, conditionToEngine(sub))
+		}
+		return out
+	}
+	return engine.Condition{}
+}
+
+// maxConditionDepth bounds how deeply all/any may nest.
+const maxConditionDepth = 5
+
+var channelValues = []string{"web_portal", "messenger", "mobile"}
+
+// CheckCondition rejects conditions the engine could never match: unknown
+// channel names and nesting deeper than maxConditionDepth.
+func CheckCondition(c *parleyv1.Condition) error {
+	return checkCondition(c, 1)
+}
+
+func checkCondition(c *parleyv1.Condition, depth int) error {
+	if depth > maxConditionDepth {
+		return apierr.New(connect.CodeInvalidArgument, "CONDITION_TOO_DEEP",
+			fmt.Sprintf("condition nests deeper than %d levels", maxConditionDepth))
+	}
+	switch k := c.GetKind().(type) {
+	case *parleyv1.Condition_FieldIn:
+		if k.FieldIn.GetField() == "channel" {
+			for _, v := range k.FieldIn.GetValues() {
+				if !slices.Contains(channelValues, v) {
+					return apierr.New(connect.CodeInvalidArgument, "UNKNOWN_CHANNEL",
+						fmt.Sprintf("channel %q is not one of %v", v, channelValues))
+				}
+			}
+		}
+	case *parleyv1.Condition_All:
+		for _, sub := range k.All.GetConditions() {
+			if err := checkCondition(sub, depth+1); err != nil {
+				return err
+			}
+		}
+	case *parleyv1.Condition_Any:
+		for _, sub := range k.Any.GetConditions() {
+			if err := checkCondition(sub, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// offerToProto converts an offer; load its conversation (with interaction).
+func offerToProto(o *ent.Offer, conv *parleyv1.Conversation, summary string, from *ent.Agent) *parleyv1.Offer {
+	out := &parleyv1.Offer{
+		Id:           o.ID.String(),
+		Conversation: conv,
+		ExpireTime:   timestamppb.New(o.ExpiresAt),
+		Summary:      summary,
+		TransferNote: o.TransferNote,
+	}
+	if from != nil {
+		out.TransferredBy = &parleyv1.Participant{
+			Role: parleyv1.ParticipantRole_PARTICIPANT_ROLE_AGENT, Id: from.ID.String(), DisplayName: from.DisplayName,
+		}
+	}
+	return out
+}

@@ -1,0 +1,357 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/offer"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/clock"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/paging"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// Service implements parleyv1connect.RoutingServiceHandler.
+type Service struct {
+	db         *ent.Client
+	hub        *events.Hub
+	clk        clock.Clock
+	dispatcher *Dispatcher
+}
+
+var _ parleyv1connect.RoutingServiceHandler = (*Service)(nil)
+
+// NewService returns the RoutingService handler.
+func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *Dispatcher) *Service {
+	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher}
+}
+
+var presenceFromProto = map[parleyv1.Presence]agent.Presence{
+	parleyv1.Presence_PRESENCE_AVAILABLE: agent.PresenceAvailable,
+	parleyv1.Presence_PRESENCE_AWAY:      agent.PresenceAway,
+	parleyv1.Presence_PRESENCE_OFFLINE:   agent.PresenceOffline,
+}
+
+// SetPresence sets the calling agent's presence.
+func (s *Service) SetPresence(ctx context.Context, req *parleyv1.SetPresenceRequest) (*parleyv1.SetPresenceResponse, error) {
+	p := auth.FromContext(ctx)
+	if err := s.db.Agent.UpdateOneID(p.AgentID).SetPresence(presenceFromProto[req.GetPresence()]).Exec(ctx); err != nil {
+		return nil, apierr.Internal(fmt.Errorf("set presence of %s: %w", p.AgentID, err))
+	}
+	if req.GetPresence() == parleyv1.Presence_PRESENCE_AVAILABLE {
+		s.dispatcher.Kick()
+	}
+	a, err := s.db.Agent.Query().Where(agent.ID(p.AgentID)).WithQueues().Only(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load agent %s: %w", p.AgentID, err))
+	}
+	return &parleyv1.SetPresenceResponse{Agent: agentToProto(a)}, nil
+}
+
+// AcceptOffer takes an offered conversation.
+func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequest) (*parleyv1.AcceptOfferResponse, error) {
+	p := auth.FromContext(ctx)
+	offerID := convpkg.ParseID(req.GetOfferId())
+	now := s.clk.Now()
+	var o *ent.Offer
+	var released uuid.UUID
+	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		var err error
+		o, err = s.pendingOfferOf(ctx, tx, p, offerID, now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Offer.UpdateOneID(o.ID).SetState(offer.StateAccepted).SetDecidedAt(now).Save(ctx); err != nil {
+			return fmt.Errorf("accept offer: %w", err)
+		}
+		conv, err := tx.Conversation.Get(ctx, o.ConversationID)
+		if err != nil {
+			return fmt.Errorf("load conversation: %w", err)
+		}
+		me, err := tx.Agent.Get(ctx, p.AgentID)
+		if err != nil {
+			return fmt.Errorf("load agent: %w", err)
+		}
+		var entries []convpkg.Entry
+		if o.TransferFromAgentID != nil {
+			from := *o.TransferFromAgentID
+			if conv.State != conversation.StateAssigned || conv.AgentID == nil || *conv.AgentID != from {
+				return apierr.New(connect.CodeFailedPrecondition, "TRANSFER_STALE",
+					"the conversation changed hands since this transfer was offered")
+			}
+			prev, err := tx.Agent.Get(ctx, from)
+			if err != nil {
+				return fmt.Errorf("load transferring agent: %w", err)
+			}
+			if err := releaseCapacity(ctx, tx, from); err != nil {
+				return err
+			}
+			released = from
+			entries = append(entries,
+				convpkg.Entry{Sender: convpkg.AgentSender(prev), Payload: &parleyv1.ConversationTransferred{
+					From: convpkg.AgentSender(prev).Participant(), ToAgentId: me.ID.String(), Note: o.TransferNote,
+				}},
+				convpkg.Entry{Sender: convpkg.AgentSender(prev), Payload: &parleyv1.ParticipantLeft{Participant: convpkg.AgentSender(prev).Participant()}},
+			)
+		} else if conv.State != conversation.StateQueued {
+			return apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_NOT_WAITING",
+				fmt.Sprintf("conversation %s is no longer waiting", conv.ID))
+		}
+		if err := tx.Conversation.UpdateOneID(conv.ID).
+			SetState(conversation.StateAssigned).
+			SetAgentID(me.ID).
+			ClearQueuedAt().
+			Exec(ctx); err != nil {
+			return fmt.Errorf("assign conversation: %w", err)
+		}
+		entries = append(entries, convpkg.Entry{Sender: convpkg.AgentSender(me), Payload: &parleyv1.ParticipantJoined{Participant: convpkg.AgentSender(me).Participant()}})
+		_, err = convpkg.Append(ctx, tx, conv.ID, now, entries...)
+		return err
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	keys := []string{events.ConversationKey(o.ConversationID.String()), events.AgentKey(p.AgentID.String())}
+	if released != uuid.Nil {
+		keys = append(keys, events.AgentKey(released.String()))
+		s.dispatcher.Kick()
+	}
+	s.hub.Notify(keys...)
+	conv, err := s.loadConversation(ctx, o.ConversationID)
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.AcceptOfferResponse{Conversation: conv}, nil
+}
+
+// pendingOfferOf loads an offer the caller may decide on now.
+func (s *Service) pendingOfferOf(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) (*ent.Offer, error) {
+	o, err := tx.Offer.Get(ctx, id)
+	if ent.IsNotFound(err) || (err == nil && o.AgentID != p.AgentID) {
+		// Permission before existence: another agent's offer looks like none.
+		return nil, apierr.New(connect.CodeNotFound, "OFFER_NOT_FOUND", fmt.Sprintf("you have no offer %s", id))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load offer: %w", err)
+	}
+	if o.State == offer.StatePending && !now.Before(o.ExpiresAt) {
+		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_EXPIRED", fmt.Sprintf("offer %s expired", id))
+	}
+	if o.State != offer.StatePending {
+		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED",
+			fmt.Sprintf("offer %s is already %s", id, o.State))
+	}
+	return o, nil
+}
+
+// DeclineOffer refuses an offer.
+func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRequest) (*parleyv1.DeclineOfferResponse, error) {
+	p := auth.FromContext(ctx)
+	now := s.clk.Now()
+	var o *ent.Offer
+	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		var err error
+		o, err = s.pendingOfferOf(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), now)
+		if err != nil {
+			return err
+		}
+		closed, err := closeOffer(ctx, tx, o, offer.StateDeclined, now)
+		if err == nil && !closed {
+			err = apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED", "the offer closed meanwhile")
+		}
+		return err
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	keys := []string{events.AgentKey(p.AgentID.String())}
+	if o.TransferFromAgentID != nil {
+		keys = append(keys, events.AgentKey(o.TransferFromAgentID.String()))
+	}
+	s.hub.Notify(keys...)
+	s.dispatcher.Kick()
+	return &parleyv1.DeclineOfferResponse{}, nil
+}
+
+// TransferConversation hands a conversation to an agent or a queue.
+func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.TransferConversationRequest) (*parleyv1.TransferConversationResponse, error) {
+	p := auth.FromContext(ctx)
+	convID := convpkg.ParseID(req.GetConversationId())
+	if _, err := convpkg.Authorize(ctx, s.db, p, convID, convpkg.Post); err != nil {
+		return nil, err
+	}
+	now := s.clk.Now()
+	var offerID uuid.UUID
+	var notify []string
+	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		conv, err := tx.Conversation.Query().Where(conversation.ID(convID)).WithQueue().Only(ctx)
+		if err != nil {
+			return fmt.Errorf("load conversation: %w", err)
+		}
+		if conv.State != conversation.StateAssigned || conv.AgentID == nil || *conv.AgentID != p.AgentID {
+			return apierr.New(connect.CodeFailedPrecondition, "NOT_HOLDING_CONVERSATION",
+				fmt.Sprintf("conversation %s is not assigned to you", convID))
+		}
+		me, err := tx.Agent.Get(ctx, p.AgentID)
+		if err != nil {
+			return fmt.Errorf("load agent: %w", err)
+		}
+		switch target := req.GetTarget().(type) {
+		case *parleyv1.TransferConversationRequest_AgentId:
+			offerID, err = s.transferToAgent(ctx, tx, conv, me, convpkg.ParseID(target.AgentId), req.GetNote(), now)
+			if err != nil {
+				return err
+			}
+			notify = append(notify, events.AgentKey(target.AgentId))
+			return nil
+		case *parleyv1.TransferConversationRequest_QueueId:
+			if err := s.transferToQueue(ctx, tx, conv, me, convpkg.ParseID(target.QueueId), req.GetNote(), now); err != nil {
+				return err
+			}
+			notify = append(notify, events.ConversationKey(convID.String()), events.AgentKey(me.ID.String()))
+			return nil
+		}
+		return apierr.New(connect.CodeInvalidArgument, "TRANSFER_TARGET_REQUIRED", "set agent_id or queue_id")
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	s.hub.Notify(notify...)
+	s.dispatcher.Kick()
+	conv, err := s.loadConversation(ctx, convID)
+	if err != nil {
+		return nil, err
+	}
+	resp := &parleyv1.TransferConversationResponse{Conversation: conv}
+	if offerID != uuid.Nil {
+		resp.OfferId = offerID.String()
+	}
+	return resp, nil
+}
+
+func (s *Service) transferToAgent(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, me *ent.Agent, to uuid.UUID, note string, now time.Time) (uuid.UUID, error) {
+	if to == me.ID {
+		return uuid.Nil, apierr.New(connect.CodeInvalidArgument, "TRANSFER_TO_SELF", "you already hold this conversation")
+	}
+	target, err := tx.Agent.Get(ctx, to)
+	if ent.IsNotFound(err) {
+		return uuid.Nil, apierr.New(connect.CodeNotFound, "AGENT_NOT_FOUND", fmt.Sprintf("agent %s does not exist", to))
+	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("load target agent: %w", err)
+	}
+	pending, err := tx.Offer.Query().Where(offer.ConversationID(conv.ID), offer.StateEQ(offer.StatePending)).Exist(ctx)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("check pending offers: %w", err)
+	}
+	if pending {
+		return uuid.Nil, apierr.New(connect.CodeFailedPrecondition, "TRANSFER_PENDING",
+			"a transfer of this conversation is already waiting for an answer")
+	}
+	ok, err := reserveCapacity(ctx, tx, target.ID, now)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if !ok {
+		return uuid.Nil, apierr.New(connect.CodeFailedPrecondition, "AGENT_UNAVAILABLE",
+			fmt.Sprintf("%s is not available or has no free capacity", target.DisplayName))
+	}
+	timeout := DefaultOfferTimeout
+	if conv.Edges.Queue != nil {
+		timeout = time.Duration(conv.Edges.Queue.OfferTimeoutMs) * time.Millisecond
+	}
+	o, err := tx.Offer.Create().
+		SetConversationID(conv.ID).
+		SetAgentID(target.ID).
+		SetExpiresAt(now.Add(timeout)).
+		SetTransferFromAgentID(me.ID).
+		SetTransferNote(note).
+		Save(ctx)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("create transfer offer: %w", err)
+	}
+	return o.ID, nil
+}
+
+func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, me *ent.Agent, queueID uuid.UUID, note string, now time.Time) error {
+	q, err := tx.Queue.Get(ctx, queueID)
+	if ent.IsNotFound(err) {
+		return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("queue %s does not exist", queueID))
+	}
+	if err != nil {
+		return fmt.Errorf("load queue: %w", err)
+	}
+	// A pending transfer offer to another agent is withdrawn.
+	pending, err := tx.Offer.Query().Where(offer.ConversationID(conv.ID), offer.StateEQ(offer.StatePending)).All(ctx)
+	if err != nil {
+		return fmt.Errorf("load pending offers: %w", err)
+	}
+	for _, o := range pending {
+		if _, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now); err != nil {
+			return err
+		}
+	}
+	if err := releaseCapacity(ctx, tx, me.ID); err != nil {
+		return err
+	}
+	if err := tx.Conversation.UpdateOneID(conv.ID).
+		SetState(conversation.StateQueued).
+		ClearAgentID().
+		SetQueueID(q.ID).
+		SetQueuedAt(now).
+		Exec(ctx); err != nil {
+		return fmt.Errorf("requeue conversation: %w", err)
+	}
+	from := convpkg.AgentSender(me)
+	_, err = convpkg.Append(ctx, tx, conv.ID, now,
+		convpkg.Entry{Sender: from, Payload: &parleyv1.ConversationTransferred{From: from.Participant(), ToQueueId: q.ID.String(), Note: note}},
+		convpkg.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
+		convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName}},
+	)
+	return err
+}
+
+// ListAssignedConversations lists the caller's open conversations.
+func (s *Service) ListAssignedConversations(ctx context.Context, req *parleyv1.ListAssignedConversationsRequest) (*parleyv1.ListAssignedConversationsResponse, error) {
+	p := auth.FromContext(ctx)
+	scope := "assigned/" + p.AgentID.String()
+	after, err := paging.DecodeID(scope, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	size := paging.Size(req.GetPageSize(), 50, 200)
+	rows, err := s.db.Conversation.Query().
+		Where(conversation.AgentID(p.AgentID), conversation.StateEQ(conversation.StateAssigned), conversation.IDGT(after)).
+		Order(ent.Asc(conversation.FieldID)).
+		WithInteraction().
+		Limit(size + 1).
+		All(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("list assigned conversations: %w", err))
+	}
+	page, next := paging.Trim(rows, size, scope, func(c *ent.Conversation) string { return c.ID.String() })
+	resp := &parleyv1.ListAssignedConversationsResponse{NextPageToken: next}
+	for _, c := range page {
+		resp.Conversations = append(resp.Conversations, convpkg.ToProto(c))
+	}
+	return resp, nil
+}
+
+func (s *Service) loadConversation(ctx context.Context, id uuid.UUID) (*parleyv1.Conversation, error) {
+	c, err := s.db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
+	}
+	return convpkg.ToProto(c), nil
+}

@@ -1,0 +1,141 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/offer"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+)
+
+// WatchWork streams the caller's offers and held conversations. Each wake-up
+// re-reads the agent's state from the store and sends the difference from
+// what the stream already told, so a missed wake-up cannot lose an item.
+func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
+	p := auth.FromContext(ctx)
+	key := events.AgentKey(p.AgentID.String())
+	openOffers := map[uuid.UUID]bool{}
+	held := map[uuid.UUID]bool{}
+	for {
+		wake := s.hub.Wait(key)
+		if err := s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		}
+	}
+}
+
+func (s *Service) sendWorkChanges(ctx context.Context, agentID uuid.UUID, openOffers, held map[uuid.UUID]bool, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
+	offers, err := s.db.Offer.Query().
+		Where(offer.AgentID(agentID), offer.StateEQ(offer.StatePending)).
+		Order(ent.Asc(offer.FieldCreatedAt)).
+		All(ctx)
+	if err != nil {
+		return apierr.Internal(fmt.Errorf("load offers of %s: %w", agentID, err))
+	}
+	pending := map[uuid.UUID]bool{}
+	for _, o := range offers {
+		pending[o.ID] = true
+		if openOffers[o.ID] {
+			continue
+		}
+		msg, err := s.offerMessage(ctx, o)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Offer{Offer: msg}}); err != nil {
+			return err
+		}
+		openOffers[o.ID] = true
+	}
+	for id := range openOffers {
+		if pending[id] {
+			continue
+		}
+		o, err := s.db.Offer.Get(ctx, id)
+		if err != nil {
+			return apierr.Internal(fmt.Errorf("load offer %s: %w", id, err))
+		}
+		closed := &parleyv1.OfferClosed{OfferId: id.String(), ConversationId: o.ConversationID.String(), Outcome: string(o.State)}
+		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_OfferClosed{OfferClosed: closed}}); err != nil {
+			return err
+		}
+		delete(openOffers, id)
+	}
+	convs, err := s.db.Conversation.Query().
+		Where(conversation.AgentID(agentID), conversation.StateEQ(conversation.StateAssigned)).
+		WithInteraction().
+		All(ctx)
+	if err != nil {
+		return apierr.Internal(fmt.Errorf("load conversations of %s: %w", agentID, err))
+	}
+	holding := map[uuid.UUID]bool{}
+	for _, c := range convs {
+		holding[c.ID] = true
+		if held[c.ID] {
+			continue
+		}
+		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: convpkg.ToProto(c)}}); err != nil {
+			return err
+		}
+		held[c.ID] = true
+	}
+	for id := range held {
+		if holding[id] {
+			continue
+		}
+		c, err := s.db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
+		if err != nil {
+			return apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
+		}
+		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: convpkg.ToProto(c)}}); err != nil {
+			return err
+		}
+		delete(held, id)
+	}
+	return nil
+}
+
+// offerMessage builds the offer an agent sees: the conversation with its
+// interaction, a summary and, for transfers, who is handing it over.
+func (s *Service) offerMessage(ctx context.Context, o *ent.Offer) (*parleyv1.Offer, error) {
+	c, err := s.db.Conversation.Query().Where(conversation.ID(o.ConversationID)).WithInteraction().Only(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", o.ConversationID, err))
+	}
+	messages, err := s.db.Event.Query().
+		Where(event.ConversationID(c.ID), event.Kind("message_posted")).
+		Count(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("count messages of %s: %w", c.ID, err))
+	}
+	var from *ent.Agent
+	if o.TransferFromAgentID != nil {
+		if from, err = s.db.Agent.Get(ctx, *o.TransferFromAgentID); err != nil {
+			return nil, apierr.Internal(fmt.Errorf("load transferring agent: %w", err))
+		}
+	}
+	return offerToProto(o, convpkg.ToProto(c), summarize(c.Edges.Interaction, messages), from), nil
+}
+
+// summarize tells an agent in one line what the customer wants.
+func summarize(in *ent.Interaction, messages int) string {
+	s := fmt.Sprintf("%s <%s> via %s about %s; %d message(s) so far", in.Name, in.Email, in.Channel, in.IssueType, messages)
+	if in.FirstMessage != "" {
+		s += fmt.Sprintf(". First message: %q", in.FirstMessage)
+	}
+	return s
+}
