@@ -76,11 +76,26 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 			}
 		}
 	}
-	if need != Read && conv.State == conversation.StateClosed {
-		return nil, apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_CLOSED",
-			fmt.Sprintf("conversation %s is closed", id))
+	if need == Post {
+		if err := CheckPost(p, conv); err != nil {
+			return nil, err
+		}
 	}
 	return conv, nil
+}
+
+// CheckPost tells whether the caller may post to conv in its current state:
+// nobody posts to a closed conversation, and an agent only to one it holds.
+func CheckPost(p *auth.Principal, conv *ent.Conversation) error {
+	if conv.State == conversation.StateClosed {
+		return apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_CLOSED",
+			fmt.Sprintf("conversation %s is closed", conv.ID))
+	}
+	if p.Role == auth.RoleAgent && (conv.AgentID == nil || *conv.AgentID != p.AgentID) {
+		return apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
+			fmt.Sprintf("conversation %s is not assigned to you", conv.ID))
+	}
+	return nil
 }
 
 // SenderOf returns the sender a principal writes as in conv.

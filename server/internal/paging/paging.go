@@ -5,7 +5,6 @@ package paging
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -55,9 +54,6 @@ func Decode(scope, pageToken string) (string, error) {
 	}
 	return t.After, nil
 }
-
-// Cursor formats an integer cursor.
-func Cursor(n int64) string { return fmt.Sprint(n) }
 
 // Trim takes rows fetched with a limit of size+1 and returns the page and
 // the token for the next one ("" when there is none).

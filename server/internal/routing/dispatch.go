@@ -115,14 +115,34 @@ func closeOffer(ctx context.Context, tx *ent.Tx, o *ent.Offer, state offer.State
 	if err != nil || n == 0 {
 		return false, err
 	}
-	if err := releaseCapacity(ctx, tx, o.AgentID); err != nil {
+	if err := ReleaseCapacity(ctx, tx, o.AgentID); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-// releaseCapacity gives one unit of an agent's capacity back.
-func releaseCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID) error {
+// WithdrawOffers withdraws a conversation's pending offers and returns the
+// agents they were for.
+func WithdrawOffers(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.Time) ([]uuid.UUID, error) {
+	pending, err := tx.Offer.Query().Where(offer.ConversationID(conversationID), offer.StateEQ(offer.StatePending)).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load pending offers of %s: %w", conversationID, err)
+	}
+	var agents []uuid.UUID
+	for _, o := range pending {
+		closed, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now)
+		if err != nil {
+			return nil, err
+		}
+		if closed {
+			agents = append(agents, o.AgentID)
+		}
+	}
+	return agents, nil
+}
+
+// ReleaseCapacity gives one unit of an agent's capacity back.
+func ReleaseCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID) error {
 	if _, err := tx.Agent.Update().Where(agent.ID(agentID), agent.LoadGT(0)).AddLoad(-1).Save(ctx); err != nil {
 		return fmt.Errorf("release capacity of agent %s: %w", agentID, err)
 	}

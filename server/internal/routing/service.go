@@ -94,7 +94,7 @@ func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequ
 			if err != nil {
 				return fmt.Errorf("load transferring agent: %w", err)
 			}
-			if err := releaseCapacity(ctx, tx, from); err != nil {
+			if err := ReleaseCapacity(ctx, tx, from); err != nil {
 				return err
 			}
 			released = from
@@ -293,16 +293,10 @@ func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Con
 		return fmt.Errorf("load queue: %w", err)
 	}
 	// A pending transfer offer to another agent is withdrawn.
-	pending, err := tx.Offer.Query().Where(offer.ConversationID(conv.ID), offer.StateEQ(offer.StatePending)).All(ctx)
-	if err != nil {
-		return fmt.Errorf("load pending offers: %w", err)
+	if _, err := WithdrawOffers(ctx, tx, conv.ID, now); err != nil {
+		return err
 	}
-	for _, o := range pending {
-		if _, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now); err != nil {
-			return err
-		}
-	}
-	if err := releaseCapacity(ctx, tx, me.ID); err != nil {
+	if err := ReleaseCapacity(ctx, tx, me.ID); err != nil {
 		return err
 	}
 	if err := tx.Conversation.UpdateOneID(conv.ID).

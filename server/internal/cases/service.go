@@ -1,0 +1,211 @@
+// Package cases serves CaseService: the agent's "Create Case for Guest" and
+// "Create Consumer and Case for Guest" actions, and reading a case with its
+// conversation's transcript.
+package cases
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/servicecase"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/clock"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/store"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// settingsID is the single settings row, which holds the case counter.
+const settingsID = 1
+
+// Service implements parleyv1connect.CaseServiceHandler.
+type Service struct {
+	db  *ent.Client
+	hub *events.Hub
+	clk clock.Clock
+}
+
+var _ parleyv1connect.CaseServiceHandler = (*Service)(nil)
+
+// NewService returns the CaseService handler.
+func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock) *Service {
+	return &Service{db: db, hub: hub, clk: clk}
+}
+
+// CreateCaseForGuest opens a case linked to the conversation.
+func (s *Service) CreateCaseForGuest(ctx context.Context, req *parleyv1.CreateCaseForGuestRequest) (*parleyv1.CreateCaseForGuestResponse, error) {
+	c, _, err := s.create(ctx, req.GetConversationId(), req.GetRequestId(), req.GetShortDescription(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.CreateCaseForGuestResponse{Case: c}, nil
+}
+
+// CreateConsumerAndCaseForGuest creates a consumer record from the pre-chat
+// form and a case for it.
+func (s *Service) CreateConsumerAndCaseForGuest(ctx context.Context, req *parleyv1.CreateConsumerAndCaseForGuestRequest) (*parleyv1.CreateConsumerAndCaseForGuestResponse, error) {
+	c, consumer, err := s.create(ctx, req.GetConversationId(), req.GetRequestId(), req.GetShortDescription(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.CreateConsumerAndCaseForGuestResponse{Consumer: consumer, Case: c}, nil
+}
+
+func requestHash(conversationID, description string, withConsumer bool) []byte {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%t", conversationID, description, withConsumer))
+	return sum[:]
+}
+
+// create runs both actions; it is idempotent per request id.
+func (s *Service) create(ctx context.Context, conversationID, requestID, description string, withConsumer bool) (*parleyv1.Case, *parleyv1.Consumer, error) {
+	p := auth.FromContext(ctx)
+	id := convpkg.ParseID(conversationID)
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Post)
+	if err != nil {
+		return nil, nil, err
+	}
+	in := conv.Edges.Interaction
+	if description == "" {
+		description = fmt.Sprintf("Guest chat about %s", in.IssueType)
+		if in.FirstMessage != "" {
+			description += ": " + in.FirstMessage
+		}
+		if r := []rune(description); len(r) > 500 {
+			description = string(r[:500])
+		}
+	}
+	hash := requestHash(conversationID, description, withConsumer)
+	now := s.clk.Now()
+	var caseID uuid.UUID
+	created := false
+	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		prior, err := tx.ServiceCase.Query().Where(servicecase.RequestID(requestID)).Only(ctx)
+		if err == nil {
+			if !bytes.Equal(prior.RequestHash, hash) {
+				return apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
+					fmt.Sprintf("request_id %s was already used for a different request; use a new request_id", requestID))
+			}
+			caseID = prior.ID
+			return nil
+		}
+		if !ent.IsNotFound(err) {
+			return fmt.Errorf("look up request id: %w", err)
+		}
+		set, err := tx.Setting.UpdateOneID(settingsID).AddNextCaseNumber(1).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("number case: %w", err)
+		}
+		create := tx.ServiceCase.Create().
+			SetCreatedAt(now).
+			SetNumber(fmt.Sprintf("CS%07d", set.NextCaseNumber-1)).
+			SetShortDescription(description).
+			SetConversationID(id).
+			SetOpenedByAgentID(p.AgentID).
+			SetRequestID(requestID).
+			SetRequestHash(hash)
+		linked := &parleyv1.CaseLinked{}
+		if withConsumer {
+			consumer, err := tx.Consumer.Create().SetCreatedAt(now).SetDisplayName(in.Name).SetEmail(in.Email).Save(ctx)
+			if err != nil {
+				return fmt.Errorf("create consumer: %w", err)
+			}
+			create.SetConsumerID(consumer.ID)
+			linked.ConsumerId = consumer.ID.String()
+		}
+		c, err := create.Save(ctx)
+		if err != nil {
+			return fmt.Errorf("create case: %w", err)
+		}
+		caseID = c.ID
+		linked.CaseId, linked.CaseNumber = c.ID.String(), c.Number
+		agent, err := tx.Agent.Get(ctx, p.AgentID)
+		if err != nil {
+			return fmt.Errorf("load agent: %w", err)
+		}
+		if _, err := convpkg.Append(ctx, tx, id, now, convpkg.Entry{Sender: convpkg.AgentSender(agent), Payload: linked}); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return nil, nil, apierr.From(err)
+	}
+	if created {
+		s.hub.Notify(events.ConversationKey(id.String()))
+	}
+	c, err := s.db.ServiceCase.Query().Where(servicecase.ID(caseID)).WithConsumer().Only(ctx)
+	if err != nil {
+		return nil, nil, apierr.Internal(fmt.Errorf("load case: %w", err))
+	}
+	return caseToProto(c), consumerToProto(c.Edges.Consumer), nil
+}
+
+// GetCase returns a case with its conversation's messages. Agents may read
+// cases of conversations they can read.
+func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*parleyv1.GetCaseResponse, error) {
+	p := auth.FromContext(ctx)
+	id := convpkg.ParseID(req.GetCaseId())
+	c, err := s.db.ServiceCase.Query().Where(servicecase.ID(id)).WithConsumer().Only(ctx)
+	notFound := apierr.New(connect.CodeNotFound, "CASE_NOT_FOUND", fmt.Sprintf("case %s does not exist or is not visible to you", id))
+	if ent.IsNotFound(err) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load case: %w", err))
+	}
+	if _, err := convpkg.Authorize(ctx, s.db, p, c.ConversationID, convpkg.Read); err != nil {
+		if connect.CodeOf(err) == connect.CodePermissionDenied {
+			return nil, notFound
+		}
+		return nil, err
+	}
+	msgs, err := s.db.Event.Query().
+		Where(event.ConversationID(c.ConversationID), event.Kind("message_posted")).
+		Order(ent.Asc(event.FieldSeq)).
+		All(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load transcript: %w", err))
+	}
+	resp := &parleyv1.GetCaseResponse{Case: caseToProto(c), Consumer: consumerToProto(c.Edges.Consumer)}
+	for _, m := range msgs {
+		out, err := convpkg.EventToProto(m)
+		if err != nil {
+			return nil, apierr.Internal(err)
+		}
+		resp.Transcript = append(resp.Transcript, out)
+	}
+	return resp, nil
+}
+
+func caseToProto(c *ent.ServiceCase) *parleyv1.Case {
+	out := &parleyv1.Case{
+		Id:               c.ID.String(),
+		Number:           c.Number,
+		ShortDescription: c.ShortDescription,
+		ConversationId:   c.ConversationID.String(),
+		OpenedByAgentId:  c.OpenedByAgentID.String(),
+		CreateTime:       timestamppb.New(c.CreatedAt),
+	}
+	if c.ConsumerID != nil {
+		out.ConsumerId = c.ConsumerID.String()
+	}
+	return out
+}
+
+func consumerToProto(c *ent.Consumer) *parleyv1.Consumer {
+	if c == nil {
+		return nil
+	}
+	return &parleyv1.Consumer{Id: c.ID.String(), DisplayName: c.DisplayName, Email: c.Email, CreateTime: timestamppb.New(c.CreatedAt)}
+}

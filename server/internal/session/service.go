@@ -1,0 +1,271 @@
+// Package session serves SessionService: the pre-chat form, starting guest
+// chats (with the guest session limit), reading and closing conversations,
+// and the installation's settings.
+package session
+
+import (
+	"context"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/schema"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/clock"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/routing"
+	"github.com/parleyhq/parley/server/internal/routing/engine"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// GuestTokenLifetime bounds how long a guest token works if its
+// conversation is never closed.
+const GuestTokenLifetime = 24 * time.Hour
+
+// guestSessionWindow is the rolling window of max_guest_sessions_per_hour.
+const guestSessionWindow = time.Hour
+
+// Service implements parleyv1connect.SessionServiceHandler.
+type Service struct {
+	db         *ent.Client
+	hub        *events.Hub
+	clk        clock.Clock
+	dispatcher *routing.Dispatcher
+}
+
+var _ parleyv1connect.SessionServiceHandler = (*Service)(nil)
+
+// NewService returns the SessionService handler.
+func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher) *Service {
+	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher}
+}
+
+// GetPreChatForm lists the issue types a guest may pick.
+func (s *Service) GetPreChatForm(ctx context.Context, _ *parleyv1.GetPreChatFormRequest) (*parleyv1.GetPreChatFormResponse, error) {
+	set, err := s.db.Setting.Get(ctx, SettingsID)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
+	}
+	return &parleyv1.GetPreChatFormResponse{IssueTypes: issueTypesToProto(set.IssueTypes)}, nil
+}
+
+// formHash fingerprints a pre-chat form so a retried request can be told
+// apart from a reused request id.
+func formHash(req *parleyv1.StartGuestChatRequest) []byte {
+	h := sha256.New()
+	for _, f := range []string{req.GetName(), req.GetEmail(), req.GetIssueType(), req.GetFirstMessage(), req.GetChannel().String()} {
+		fmt.Fprintf(h, "%d:%s", len(f), f)
+	}
+	return h.Sum(nil)
+}
+
+// StartGuestChat stores the interaction, creates and routes the
+// conversation, and returns a guest token for it.
+func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestChatRequest) (*parleyv1.StartGuestChatResponse, error) {
+	now := s.clk.Now()
+	hash := formHash(req)
+	var convID uuid.UUID
+	var token string
+	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		prior, err := tx.Interaction.Query().Where(interaction.RequestID(req.GetRequestId())).WithConversation().Only(ctx)
+		switch {
+		case err == nil:
+			if !bytes.Equal(prior.RequestHash, hash) {
+				return apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
+					fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
+			}
+			convID = prior.Edges.Conversation.ID
+			// A retry gets a fresh token for the same conversation: secrets
+			// are stored hashed, so the first one cannot be returned again.
+			token, err = auth.IssueGuestToken(ctx, tx, convID, now.Add(GuestTokenLifetime))
+			return err
+		case !ent.IsNotFound(err):
+			return fmt.Errorf("look up request id: %w", err)
+		}
+		set, err := tx.Setting.Get(ctx, SettingsID)
+		if err != nil {
+			return fmt.Errorf("load settings: %w", err)
+		}
+		if !slices.ContainsFunc(set.IssueTypes, func(it schema.IssueType) bool { return it.Value == req.GetIssueType() }) {
+			return apierr.New(connect.CodeInvalidArgument, "UNKNOWN_ISSUE_TYPE",
+				fmt.Sprintf("issue_type %q is not one of: %s", req.GetIssueType(), issueTypeValues(set.IssueTypes)))
+		}
+		recent, err := tx.Interaction.Query().Where(interaction.CreatedAtGT(now.Add(-guestSessionWindow))).Count(ctx)
+		if err != nil {
+			return fmt.Errorf("count recent guest sessions: %w", err)
+		}
+		if recent >= set.MaxGuestSessionsPerHour {
+			return apierr.New(connect.CodeResourceExhausted, "GUEST_SESSION_LIMIT", set.GuestSessionsRateLimitReachedMessage)
+		}
+		queue, err := s.route(ctx, tx, req)
+		if err != nil {
+			return err
+		}
+		channel := convpkg.ChannelFromProto(req.GetChannel())
+		in, err := tx.Interaction.Create().
+			SetCreatedAt(now).
+			SetName(req.GetName()).
+			SetEmail(req.GetEmail()).
+			SetIssueType(req.GetIssueType()).
+			SetChannel(channel).
+			SetFirstMessage(req.GetFirstMessage()).
+			SetRequestID(req.GetRequestId()).
+			SetRequestHash(hash).
+			Save(ctx)
+		if err != nil {
+			return fmt.Errorf("create interaction: %w", err)
+		}
+		conv, err := tx.Conversation.Create().
+			SetCreatedAt(now).
+			SetState(conversation.StateQueued).
+			SetInteractionID(in.ID).
+			SetQueueID(queue.ID).
+			SetQueuedAt(now).
+			Save(ctx)
+		if err != nil {
+			return fmt.Errorf("create conversation: %w", err)
+		}
+		convID = conv.ID
+		guest := convpkg.Sender{Role: event.SenderRoleGuest, ID: in.ID.String(), Name: in.Name}
+		evChannel := event.Channel(channel)
+		entries := []convpkg.Entry{{Sender: guest, Channel: &evChannel, Payload: &parleyv1.ParticipantJoined{Participant: guest.Participant()}}}
+		if req.GetFirstMessage() != "" {
+			entries = append(entries, convpkg.Entry{
+				Sender: guest, Channel: &evChannel, ClientMessageID: req.GetRequestId(),
+				Payload: &parleyv1.MessagePosted{Text: req.GetFirstMessage(), ClientMessageId: req.GetRequestId()},
+			})
+		}
+		entries = append(entries, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})
+		if _, err := convpkg.Append(ctx, tx, conv.ID, now, entries...); err != nil {
+			return err
+		}
+		token, err = auth.IssueGuestToken(ctx, tx, conv.ID, now.Add(GuestTokenLifetime))
+		return err
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	s.dispatcher.Kick()
+	conv, err := s.db.Conversation.Query().Where(conversation.ID(convID)).WithInteraction().Only(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
+	}
+	return &parleyv1.StartGuestChatResponse{Conversation: convpkg.ToProto(conv), GuestToken: token}, nil
+}
+
+// route picks the queue of the first matching rule.
+func (s *Service) route(ctx context.Context, tx *ent.Tx, req *parleyv1.StartGuestChatRequest) (*ent.Queue, error) {
+	rows, err := tx.MatchingRule.Query().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load matching rules: %w", err)
+	}
+	rules := make([]engine.Rule, 0, len(rows))
+	for _, r := range rows {
+		rule, err := routing.RuleToEngine(r)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, rule)
+	}
+	in := engine.Interaction{
+		"issue_type": req.GetIssueType(),
+		"channel":    string(convpkg.ChannelFromProto(req.GetChannel())),
+	}
+	queueID, ok := engine.Route(rules, in)
+	if !ok {
+		return nil, apierr.New(connect.CodeFailedPrecondition, "NO_MATCHING_QUEUE",
+			fmt.Sprintf("no queue serves issue type %q yet; an admin must add a matching rule", req.GetIssueType()))
+	}
+	q, err := tx.Queue.Get(ctx, uuid.MustParse(queueID))
+	if err != nil {
+		return nil, fmt.Errorf("load queue %s: %w", queueID, err)
+	}
+	return q, nil
+}
+
+// GetConversation returns a conversation the caller may read.
+func (s *Service) GetConversation(ctx context.Context, req *parleyv1.GetConversationRequest) (*parleyv1.GetConversationResponse, error) {
+	conv, err := convpkg.Authorize(ctx, s.db, auth.FromContext(ctx), convpkg.ParseID(req.GetConversationId()), convpkg.Read)
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.GetConversationResponse{Conversation: convpkg.ToProto(conv)}, nil
+}
+
+// CloseConversation closes a conversation: it releases the agent and any
+// pending offer, revokes guest tokens and appends the closing event, which
+// ends every stream on the conversation.
+func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConversationRequest) (*parleyv1.CloseConversationResponse, error) {
+	p := auth.FromContext(ctx)
+	id := convpkg.ParseID(req.GetConversationId())
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Manage)
+	if err != nil {
+		return nil, err
+	}
+	sender, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	now := s.clk.Now()
+	notify := []string{events.ConversationKey(id.String())}
+	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		// Re-read under the write lock: the conversation may have moved.
+		cur, err := tx.Conversation.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("reload conversation: %w", err)
+		}
+		if cur.State == conversation.StateClosed {
+			return apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_CLOSED", fmt.Sprintf("conversation %s is already closed", id))
+		}
+		if p.Role == auth.RoleAgent && (cur.AgentID == nil || *cur.AgentID != p.AgentID) {
+			return apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION", fmt.Sprintf("conversation %s is not assigned to you", id))
+		}
+		offered, err := routing.WithdrawOffers(ctx, tx, id, now)
+		if err != nil {
+			return err
+		}
+		for _, a := range offered {
+			notify = append(notify, events.AgentKey(a.String()))
+		}
+		if cur.AgentID != nil {
+			if err := routing.ReleaseCapacity(ctx, tx, *cur.AgentID); err != nil {
+				return err
+			}
+			notify = append(notify, events.AgentKey(cur.AgentID.String()))
+		}
+		if err := tx.Conversation.UpdateOneID(id).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().Exec(ctx); err != nil {
+			return fmt.Errorf("close conversation: %w", err)
+		}
+		if err := auth.RevokeGuestTokens(ctx, tx, id, now); err != nil {
+			return err
+		}
+		reason := req.GetReason()
+		if reason == "" {
+			reason = "closed by " + string(p.Role)
+		}
+		_, err = convpkg.Append(ctx, tx, id, now, convpkg.Entry{Sender: sender, Payload: &parleyv1.ConversationClosed{Reason: reason}})
+		return err
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	s.hub.Notify(notify...)
+	s.dispatcher.Kick()
+	closed, err := s.db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
+	}
+	return &parleyv1.CloseConversationResponse{Conversation: convpkg.ToProto(closed)}, nil
+}

@@ -1,0 +1,71 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/parleyhq/parley/ent/schema"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
+)
+
+// SettingsID is the id of the single settings row.
+const SettingsID = 1
+
+func issueTypesToProto(its []schema.IssueType) []*parleyv1.IssueType {
+	out := make([]*parleyv1.IssueType, len(its))
+	for i, it := range its {
+		out[i] = &parleyv1.IssueType{Value: it.Value, DisplayName: it.DisplayName}
+	}
+	return out
+}
+
+// IssueTypesFromProto converts the API's issue types for storage.
+func IssueTypesFromProto(its []*parleyv1.IssueType) []schema.IssueType {
+	out := make([]schema.IssueType, len(its))
+	for i, it := range its {
+		out[i] = schema.IssueType{Value: it.GetValue(), DisplayName: it.GetDisplayName()}
+	}
+	return out
+}
+
+func issueTypeValues(its []schema.IssueType) string {
+	vals := make([]string, len(its))
+	for i, it := range its {
+		vals[i] = it.Value
+	}
+	return strings.Join(vals, ", ")
+}
+
+// GetSettings returns the installation's settings.
+func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsRequest) (*parleyv1.GetSettingsResponse, error) {
+	set, err := s.db.Setting.Get(ctx, SettingsID)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
+	}
+	return &parleyv1.GetSettingsResponse{Settings: &parleyv1.Settings{
+		MaxGuestSessionsPerHour:              int32(set.MaxGuestSessionsPerHour),
+		GuestSessionsRateLimitReachedMessage: set.GuestSessionsRateLimitReachedMessage,
+		IssueTypes:                           issueTypesToProto(set.IssueTypes),
+	}}, nil
+}
+
+// UpdateSettings replaces the installation's settings; they apply to the
+// next request.
+func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettingsRequest) (*parleyv1.UpdateSettingsResponse, error) {
+	in := req.GetSettings()
+	err := s.db.Setting.UpdateOneID(SettingsID).
+		SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+		SetGuestSessionsRateLimitReachedMessage(in.GetGuestSessionsRateLimitReachedMessage()).
+		SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
+		Exec(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("update settings: %w", err))
+	}
+	got, err := s.GetSettings(ctx, &parleyv1.GetSettingsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.UpdateSettingsResponse{Settings: got.GetSettings()}, nil
+}
