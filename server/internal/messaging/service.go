@@ -161,7 +161,8 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return apierr.New(connect.CodeUnavailable, "STREAM_INTERRUPTED",
+				fmt.Sprintf("the stream was interrupted; subscribe again with after_seq %d", cursor))
 		case <-wake:
 		}
 	}

@@ -23,14 +23,28 @@ import (
 // DefaultCapacity applies to agents created without one.
 const DefaultCapacity = 3
 
+// MinOfferTimeout is the shortest offer timeout a queue may have.
+const MinOfferTimeout = time.Second
+
+// QueueOfferTimeout returns the offer timeout of a queue created with
+// requested (0 means DefaultOfferTimeout), or InvalidArgument if it is
+// shorter than MinOfferTimeout.
+func QueueOfferTimeout(requested time.Duration) (time.Duration, error) {
+	if requested == 0 {
+		return DefaultOfferTimeout, nil
+	}
+	if requested < MinOfferTimeout {
+		return 0, apierr.New(connect.CodeInvalidArgument, "OFFER_TIMEOUT_TOO_SHORT",
+			fmt.Sprintf("offer_timeout must be 0 (default %s) or at least %s", DefaultOfferTimeout, MinOfferTimeout))
+	}
+	return requested, nil
+}
+
 // CreateQueue adds a queue.
 func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequest) (*parleyv1.CreateQueueResponse, error) {
-	timeout := req.GetOfferTimeout().AsDuration()
-	if timeout == 0 {
-		timeout = DefaultOfferTimeout
-	}
-	if timeout < time.Second {
-		return nil, apierr.New(connect.CodeInvalidArgument, "OFFER_TIMEOUT_TOO_SHORT", "offer_timeout must be at least 1s")
+	timeout, err := QueueOfferTimeout(req.GetOfferTimeout().AsDuration())
+	if err != nil {
+		return nil, err
 	}
 	q, err := s.db.Queue.Create().SetDisplayName(req.GetDisplayName()).SetOfferTimeoutMs(timeout.Milliseconds()).Save(ctx)
 	if ent.IsConstraintError(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/conversation"
@@ -25,6 +26,11 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	key := events.AgentKey(p.AgentID.String())
 	openOffers := map[uuid.UUID]bool{}
 	held := map[uuid.UUID]bool{}
+	// Open the stream at once, so the client knows it is watching even
+	// while there is no work.
+	if err := stream.SendHeaders(); err != nil {
+		return err
+	}
 	for {
 		wake := s.hub.Wait(key)
 		if err := s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream); err != nil {
@@ -32,7 +38,8 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return apierr.New(connect.CodeUnavailable, "STREAM_INTERRUPTED",
+				"the work stream was interrupted; open it again: it resends every pending offer and held conversation")
 		case <-wake:
 		}
 	}

@@ -4,8 +4,8 @@
 package session
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"slices"

@@ -1,0 +1,129 @@
+// Command parleyd serves Parley: Connect, gRPC and gRPC-Web on one port
+// (HTTP/1.1 and HTTP/2 cleartext), on an embedded SQLite file.
+//
+// Usage:
+//
+//	parleyd [-addr localhost:8080] [-db parley.db] [-bootstrap file.yaml]
+//
+// PARLEY_ADDR and PARLEY_DB set the defaults of -addr and -db.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/parleyhq/parley/server/internal/app"
+	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+//go:embed demo.yaml
+var demoBootstrap []byte
+
+// shutdownGrace bounds how long in-flight calls get to finish on SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(log, os.Args[1:]); err != nil {
+		log.Error("parleyd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("parleyd", flag.ContinueOnError)
+	addr := fs.String("addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
+	dbPath := fs.String("db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
+	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
+	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	db, err := store.OpenSQLite(ctx, *dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	bootData, bootName := demoBootstrap, "built-in demo"
+	if *bootPath != "" {
+		if bootData, err = os.ReadFile(*bootPath); err != nil {
+			return fmt.Errorf("read bootstrap file: %w", err)
+		}
+		bootName = *bootPath
+	}
+	boot, err := bootstrap.Parse(bootData)
+	if err != nil {
+		return fmt.Errorf("%s: %w", bootName, err)
+	}
+	applied, err := bootstrap.Apply(ctx, db, boot)
+	if err != nil {
+		return err
+	}
+	if applied {
+		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
+	}
+
+	a, err := app.New(db, app.Options{Log: log, MaxRequestBytes: *maxBytes})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+
+	go a.Run(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+
+	fmt.Fprintf(os.Stderr, "parleyd listening on http://%s (Connect, gRPC, gRPC-Web; database %s)\n", lis.Addr(), *dbPath)
+	if bootName == "built-in demo" {
+		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/cmd/parleyd/demo.yaml; try:\n"+
+			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", lis.Addr())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace)
+	// Streams would hold Shutdown until its deadline: end them first.
+	a.Drain()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

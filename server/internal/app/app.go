@@ -1,0 +1,147 @@
+// Package app wires Parley's services into one http.Handler that serves
+// Connect, gRPC and gRPC-Web, with reflection and health. parleyd and the
+// test harness both build the server through it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connecthttp"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect/v2"
+
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/cases"
+	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/messaging"
+	"github.com/parleyhq/parley/server/internal/routing"
+	"github.com/parleyhq/parley/server/internal/session"
+	"github.com/parleyhq/parley/server/internal/validate"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultMaxRequestBytes = 1 << 20
+	DefaultSweepInterval   = time.Second
+	compressMinBytes       = 1024
+)
+
+// Options tune the server; the zero value is production's defaults.
+type Options struct {
+	// Clock is the time source (a fake one in tests).
+	Clock clock.Clock
+	// Log receives server-side errors; no tokens or message bodies.
+	Log *slog.Logger
+	// MaxRequestBytes bounds one request message, after decompression.
+	MaxRequestBytes int
+	// SweepInterval bounds how late an expired offer is noticed.
+	SweepInterval time.Duration
+}
+
+// App is a wired Parley server.
+type App struct {
+	// Handler serves every RPC plus reflection and health.
+	Handler http.Handler
+	// Server is the Connect server; its Specs list every procedure.
+	Server     *connect.Server
+	dispatcher *routing.Dispatcher
+	sweep      time.Duration
+	endStreams context.CancelFunc
+}
+
+// New wires the services over db.
+func New(db *ent.Client, opts Options) (*App, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.MaxRequestBytes == 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
+	validator, err := validate.NewInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	hub := events.NewHub()
+	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
+
+	// Order matters: errors and panics are observed around everything;
+	// streams end when the server drains; the caller is authenticated before a request byte is read; requests
+	// are validated as they are read.
+	draining, endStreams := context.WithCancel(context.Background())
+	server := connect.NewServer(
+		observe(opts.Log),
+		drainStreams(draining),
+		auth.NewInterceptor(db, opts.Clock, opts.Log),
+		validator,
+	)
+	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
+	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, opts.Clock))
+	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher))
+	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
+
+	healthChecker := grpchealth.NewStaticChecker(
+		parleyv1connect.SessionServiceName,
+		parleyv1connect.MessagingServiceName,
+		parleyv1connect.RoutingServiceName,
+		parleyv1connect.CaseServiceName,
+	)
+	grpcreflect.Register(server, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
+		return serviceNames(server, grpchealth.HealthV1ServiceName)
+	})))
+
+	mux := http.NewServeMux()
+	connecthttp.Mount(mux, server,
+		connecthttp.WithReadMaxBytes(opts.MaxRequestBytes),
+		connecthttp.WithCompressMinBytes(compressMinBytes),
+	)
+	mux.Handle(grpchealth.NewHandler(healthChecker))
+	return &App{Handler: mux, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}, nil
+}
+
+// serviceNames lists the services server serves, plus extra ones mounted
+// beside it, for reflection.
+func serviceNames(server *connect.Server, extra ...string) []string {
+	names := slices.Clone(extra)
+	for spec := range server.Specs() {
+		name := strings.TrimPrefix(spec.Procedure[:strings.LastIndexByte(spec.Procedure, '/')], "/")
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Run drives background work (offer assignment and expiry) until ctx ends.
+func (a *App) Run(ctx context.Context) {
+	a.dispatcher.Run(ctx, a.sweep)
+}
+
+// Drain ends every open and future stream with Unavailable (clients
+// resume elsewhere or later) while unary calls run on. Call it before
+// http.Server.Shutdown, which waits for in-flight requests.
+func (a *App) Drain() {
+	a.endStreams()
+}
+
+// Dispatch makes one routing pass now; tests use it after moving a fake
+// clock.
+func (a *App) Dispatch(ctx context.Context) error {
+	return a.dispatcher.Pass(ctx)
+}

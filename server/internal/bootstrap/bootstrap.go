@@ -1,0 +1,283 @@
+// Package bootstrap loads the YAML file that configures a new installation
+// (settings, queues, matching rules, admins and agents) and applies it
+// once, in one transaction, to an empty store.
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"github.com/google/uuid"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/parleyhq/parley/ent"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/routing"
+	"github.com/parleyhq/parley/server/internal/session"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// MinTokenLength is the shortest token a bootstrap file may set.
+const MinTokenLength = 12
+
+// File is the bootstrap file's content.
+type File struct {
+	Settings Settings `yaml:"settings"`
+	Queues   []Queue  `yaml:"queues"`
+	Rules    []Rule   `yaml:"rules"`
+	Admins   []Admin  `yaml:"admins"`
+	Agents   []Agent  `yaml:"agents"`
+}
+
+// Settings are the installation-wide settings.
+type Settings struct {
+	MaxGuestSessionsPerHour              int32       `yaml:"max_guest_sessions_per_hour"`
+	GuestSessionsRateLimitReachedMessage string      `yaml:"guest_sessions_rate_limit_reached_message"`
+	IssueTypes                           []IssueType `yaml:"issue_types"`
+}
+
+// IssueType is one choice of the pre-chat form.
+type IssueType struct {
+	Value       string `yaml:"value"`
+	DisplayName string `yaml:"display_name"`
+}
+
+// Queue is a chat queue; rules and agents refer to it by name.
+type Queue struct {
+	Name         string        `yaml:"name"`
+	OfferTimeout time.Duration `yaml:"offer_timeout"`
+}
+
+// Rule is a matching rule: when every listed interaction field has one of
+// its values, the interaction goes to Queue.
+type Rule struct {
+	Name  string              `yaml:"name"`
+	Order int32               `yaml:"order"`
+	Queue string              `yaml:"queue"`
+	When  map[string][]string `yaml:"when"`
+}
+
+// Admin is an admin token chosen by the operator.
+type Admin struct {
+	Token string `yaml:"token"`
+}
+
+// Agent is a live agent with its token and queues.
+type Agent struct {
+	Name     string   `yaml:"name"`
+	Capacity int32    `yaml:"capacity"`
+	Queues   []string `yaml:"queues"`
+	Token    string   `yaml:"token"`
+}
+
+// Parse decodes a bootstrap file strictly (unknown keys are errors) and
+// checks it against the same rules the admin RPCs enforce.
+func Parse(data []byte) (*File, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("bootstrap: parse: %w", err)
+	}
+	if err := f.check(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return &f, nil
+}
+
+// settingsProto returns the settings as the API type.
+func (f *File) settingsProto() *parleyv1.Settings {
+	out := &parleyv1.Settings{
+		MaxGuestSessionsPerHour:              f.Settings.MaxGuestSessionsPerHour,
+		GuestSessionsRateLimitReachedMessage: f.Settings.GuestSessionsRateLimitReachedMessage,
+	}
+	for _, it := range f.Settings.IssueTypes {
+		out.IssueTypes = append(out.IssueTypes, &parleyv1.IssueType{Value: it.Value, DisplayName: it.DisplayName})
+	}
+	return out
+}
+
+// condition turns a rule's when map into an API condition: one field_in
+// per field (in name order), joined by all when there are several.
+func (r Rule) condition() *parleyv1.Condition {
+	var conds []*parleyv1.Condition
+	for _, field := range slices.Sorted(maps.Keys(r.When)) {
+		conds = append(conds, &parleyv1.Condition{Kind: &parleyv1.Condition_FieldIn{
+			FieldIn: &parleyv1.FieldIn{Field: field, Values: r.When[field]},
+		}})
+	}
+	if len(conds) == 1 {
+		return conds[0]
+	}
+	return &parleyv1.Condition{Kind: &parleyv1.Condition_All{All: &parleyv1.ConditionList{Conditions: conds}}}
+}
+
+// check validates the file with the API's protovalidate rules and the
+// cross-references between its sections.
+func (f *File) check() error {
+	v, err := protovalidate.New()
+	if err != nil {
+		return fmt.Errorf("build validator: %w", err)
+	}
+	if err := v.Validate(f.settingsProto()); err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	queues := map[string]bool{}
+	for i, q := range f.Queues {
+		req := &parleyv1.CreateQueueRequest{DisplayName: q.Name, OfferTimeout: durationpb.New(q.OfferTimeout)}
+		if err := v.Validate(req); err != nil {
+			return fmt.Errorf("queues[%d]: %w", i, err)
+		}
+		if _, err := routing.QueueOfferTimeout(q.OfferTimeout); err != nil {
+			return fmt.Errorf("queues[%d]: %w", i, err)
+		}
+		if queues[q.Name] {
+			return fmt.Errorf("queues[%d]: duplicate queue name %q", i, q.Name)
+		}
+		queues[q.Name] = true
+	}
+	orders := map[int32]bool{}
+	for i, r := range f.Rules {
+		if !queues[r.Queue] {
+			return fmt.Errorf("rules[%d] %q: queue %q is not in queues", i, r.Name, r.Queue)
+		}
+		if len(r.When) == 0 {
+			return fmt.Errorf("rules[%d] %q: when must name at least one field", i, r.Name)
+		}
+		req := &parleyv1.CreateMatchingRuleRequest{DisplayName: r.Name, Order: r.Order, QueueId: uuid.Nil.String(), Condition: r.condition()}
+		if err := v.Validate(req); err != nil {
+			return fmt.Errorf("rules[%d] %q: %w", i, r.Name, err)
+		}
+		if err := routing.CheckCondition(req.GetCondition()); err != nil {
+			return fmt.Errorf("rules[%d] %q: %w", i, r.Name, err)
+		}
+		if orders[r.Order] {
+			return fmt.Errorf("rules[%d] %q: another rule already has order %d", i, r.Name, r.Order)
+		}
+		orders[r.Order] = true
+	}
+	tokens := map[string]bool{}
+	checkToken := func(where, token string) error {
+		if len(token) < MinTokenLength {
+			return fmt.Errorf("%s: token must be at least %d characters", where, MinTokenLength)
+		}
+		if tokens[token] {
+			return fmt.Errorf("%s: token is used twice", where)
+		}
+		tokens[token] = true
+		return nil
+	}
+	if len(f.Admins) == 0 {
+		return errors.New("admins: at least one admin token is needed to manage the installation")
+	}
+	for i, a := range f.Admins {
+		if err := checkToken(fmt.Sprintf("admins[%d]", i), a.Token); err != nil {
+			return err
+		}
+	}
+	for i, a := range f.Agents {
+		where := fmt.Sprintf("agents[%d] %q", i, a.Name)
+		if err := v.Validate(&parleyv1.CreateAgentRequest{DisplayName: a.Name, Capacity: a.Capacity}); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		for _, q := range a.Queues {
+			if !queues[q] {
+				return fmt.Errorf("%s: queue %q is not in queues", where, q)
+			}
+		}
+		if err := checkToken(where, a.Token); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply writes f to db in one transaction if the store holds no settings
+// yet, and reports whether it did. A store that is already configured is
+// left alone: from then on, admin RPCs change the configuration.
+func Apply(ctx context.Context, db *ent.Client, f *File) (bool, error) {
+	applied := false
+	err := store.InTx(ctx, db, func(tx *ent.Tx) error {
+		exists, err := tx.Setting.Query().Exist(ctx)
+		if err != nil {
+			return fmt.Errorf("check settings: %w", err)
+		}
+		if exists {
+			return nil
+		}
+		s := f.settingsProto()
+		err = tx.Setting.Create().
+			SetID(session.SettingsID).
+			SetMaxGuestSessionsPerHour(int(s.GetMaxGuestSessionsPerHour())).
+			SetGuestSessionsRateLimitReachedMessage(s.GetGuestSessionsRateLimitReachedMessage()).
+			SetIssueTypes(session.IssueTypesFromProto(s.GetIssueTypes())).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("create settings: %w", err)
+		}
+		queueIDs := map[string]uuid.UUID{}
+		for _, q := range f.Queues {
+			timeout, err := routing.QueueOfferTimeout(q.OfferTimeout)
+			if err != nil {
+				return err
+			}
+			row, err := tx.Queue.Create().SetDisplayName(q.Name).SetOfferTimeoutMs(timeout.Milliseconds()).Save(ctx)
+			if err != nil {
+				return fmt.Errorf("create queue %q: %w", q.Name, err)
+			}
+			queueIDs[q.Name] = row.ID
+		}
+		for _, r := range f.Rules {
+			cond, err := protojson.Marshal(r.condition())
+			if err != nil {
+				return fmt.Errorf("encode rule %q: %w", r.Name, err)
+			}
+			err = tx.MatchingRule.Create().
+				SetDisplayName(r.Name).
+				SetOrder(r.Order).
+				SetQueueID(queueIDs[r.Queue]).
+				SetCondition(string(cond)).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("create rule %q: %w", r.Name, err)
+			}
+		}
+		for _, a := range f.Admins {
+			if err := auth.StoreStaffToken(ctx, tx, a.Token, auth.RoleAdmin, uuid.Nil); err != nil {
+				return err
+			}
+		}
+		for _, a := range f.Agents {
+			capacity := int(a.Capacity)
+			if capacity == 0 {
+				capacity = routing.DefaultCapacity
+			}
+			create := tx.Agent.Create().SetDisplayName(a.Name).SetCapacity(capacity)
+			for _, q := range a.Queues {
+				create.AddQueueIDs(queueIDs[q])
+			}
+			row, err := create.Save(ctx)
+			if err != nil {
+				return fmt.Errorf("create agent %q: %w", a.Name, err)
+			}
+			if err := auth.StoreStaffToken(ctx, tx, a.Token, auth.RoleAgent, row.ID); err != nil {
+				return err
+			}
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("bootstrap: apply: %w", err)
+	}
+	return applied, nil
+}
