@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,9 +25,6 @@ import (
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/store"
 )
-
-//go:embed demo.yaml
-var demoBootstrap []byte
 
 // shutdownGrace bounds how long in-flight calls get to finish on SIGTERM.
 const shutdownGrace = 10 * time.Second
@@ -67,7 +63,7 @@ func run(log *slog.Logger, args []string) error {
 	}
 	defer db.Close()
 
-	bootData, bootName := demoBootstrap, "built-in demo"
+	bootData, bootName := bootstrap.Demo, "built-in demo"
 	if *bootPath != "" {
 		if bootData, err = os.ReadFile(*bootPath); err != nil {
 			return fmt.Errorf("read bootstrap file: %w", err)
@@ -108,7 +104,7 @@ func run(log *slog.Logger, args []string) error {
 
 	fmt.Fprintf(os.Stderr, "parleyd listening on http://%s (Connect, gRPC, gRPC-Web; database %s)\n", lis.Addr(), *dbPath)
 	if bootName == "built-in demo" {
-		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/cmd/parleyd/demo.yaml; try:\n"+
+		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
 			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", lis.Addr())
 	}
 

@@ -6,6 +6,7 @@ package bootstrap
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,6 +26,12 @@ import (
 	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
 )
+
+// Demo is the built-in demo bootstrap (demo.yaml): three support queues
+// with their matching rules, three agents, and public demo tokens.
+//
+//go:embed demo.yaml
+var Demo []byte
 
 // MinTokenLength is the shortest token a bootstrap file may set.
 const MinTokenLength = 12

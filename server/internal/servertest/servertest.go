@@ -1,0 +1,141 @@
+// Package servertest runs a real Parley server in-process for tests: the
+// app's handler behind an httptest server speaking HTTP/1.1 and cleartext
+// HTTP/2, on a SQLite file in the test's temp dir, configured by a
+// bootstrap file (the demo one unless a test changes it).
+package servertest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parleyhq/parley/clients/go/parley"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/server/internal/app"
+	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// Demo tokens from the demo bootstrap file.
+const (
+	AdminToken = "ps_demo_admin_token"
+	BethToken  = "ps_demo_agent_beth"
+	FredToken  = "ps_demo_agent_fred"
+	AbelToken  = "ps_demo_agent_abel"
+)
+
+// Server is a running in-process Parley.
+type Server struct {
+	// URL is the server's base URL (http://127.0.0.1:port).
+	URL string
+	// App is the wired application (Dispatch forces a routing pass).
+	App *app.App
+	// DB is the server's store, for assertions on what was (not) written.
+	DB *ent.Client
+	// Clock is the fake clock, or nil when the server runs on real time.
+	Clock *clock.Fake
+	// Log collects the server's log lines.
+	Log *LogBuffer
+	// HTTP1Requests and HTTP2Requests count requests by HTTP major
+	// version, so tests can prove which protocol carried them.
+	HTTP1Requests, HTTP2Requests atomic.Int64
+}
+
+type config struct {
+	clock     *clock.Fake
+	bootstrap func(*bootstrap.File)
+	opts      app.Options
+}
+
+// Option configures Start.
+type Option func(*config)
+
+// WithFakeClock runs the server on a fake clock starting at start.
+func WithFakeClock(start time.Time) Option {
+	return func(c *config) { c.clock = clock.NewFake(start) }
+}
+
+// WithBootstrap edits the demo bootstrap file before it is applied.
+func WithBootstrap(edit func(*bootstrap.File)) Option {
+	return func(c *config) { c.bootstrap = edit }
+}
+
+// WithAppOptions sets the app's options (the clock is set by WithFakeClock).
+func WithAppOptions(opts app.Options) Option {
+	return func(c *config) { c.opts = opts }
+}
+
+// Start starts a server that stops when the test ends.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	cfg := config{}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"))
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	boot, err := bootstrap.Parse(bootstrap.Demo)
+	if err != nil {
+		t.Fatalf("parse demo bootstrap: %v", err)
+	}
+	if cfg.bootstrap != nil {
+		cfg.bootstrap(boot)
+	}
+	if _, err := bootstrap.Apply(ctx, db, boot); err != nil {
+		t.Fatalf("apply bootstrap: %v", err)
+	}
+
+	logs := &LogBuffer{}
+	appOpts := cfg.opts
+	appOpts.Log = slog.New(slog.NewTextHandler(logs, nil))
+	if cfg.clock != nil {
+		appOpts.Clock = cfg.clock
+	}
+	a, err := app.New(db, appOpts)
+	if err != nil {
+		t.Fatalf("build app: %v", err)
+	}
+	go a.Run(ctx)
+
+	s := &Server{App: a, DB: db, Clock: cfg.clock, Log: logs}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 {
+			s.HTTP2Requests.Add(1)
+		} else {
+			s.HTTP1Requests.Add(1)
+		}
+		a.Handler.ServeHTTP(w, r)
+	}))
+	ts.Config.Protocols = new(http.Protocols)
+	ts.Config.Protocols.SetHTTP1(true)
+	ts.Config.Protocols.SetUnencryptedHTTP2(true)
+	ts.Start()
+	t.Cleanup(func() {
+		a.Drain()
+		ts.Close()
+	})
+	s.URL = ts.URL
+	return s
+}
+
+// Client returns a client of the server that speaks protocol over
+// cleartext HTTP/2 and sends token (none if empty).
+func (s *Server) Client(protocol parley.Protocol, token string) *parley.Client {
+	opts := []parley.Option{parley.WithProtocol(protocol)}
+	if token != "" {
+		opts = append(opts, parley.WithToken(token))
+	}
+	return parley.New(s.URL, opts...)
+}
