@@ -135,6 +135,11 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
 			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", cursor, conv.LastSeq))
 	}
+	// Open the stream at once: a client resuming at the head of the log
+	// must not wait for the next event to learn that it is subscribed.
+	if err := stream.SendHeaders(); err != nil {
+		return err
+	}
 	key := events.ConversationKey(id.String())
 	for {
 		// Take the wake-up before reading, so a commit after the read wakes us.

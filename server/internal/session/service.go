@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -74,6 +75,9 @@ func formHash(req *parleyv1.StartGuestChatRequest) []byte {
 // StartGuestChat stores the interaction, creates and routes the
 // conversation, and returns a guest token for it.
 func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestChatRequest) (*parleyv1.StartGuestChatResponse, error) {
+	if strings.TrimSpace(req.GetName()) == "" {
+		return nil, apierr.New(connect.CodeInvalidArgument, "NAME_BLANK", "name must not be blank")
+	}
 	now := s.clk.Now()
 	hash := formHash(req)
 	var convID uuid.UUID

@@ -1,0 +1,145 @@
+package messaging_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+
+	"github.com/parleyhq/parley/clients/go/parley"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/app"
+	"github.com/parleyhq/parley/server/internal/servertest"
+)
+
+// startChat starts a guest chat and returns the guest's client and the
+// conversation id.
+func startChat(t *testing.T, srv *servertest.Server) (*parley.Client, string) {
+	t.Helper()
+	resp, err := srv.Client(parley.Connect, "").Session.StartGuestChat(context.Background(), &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "product",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.Client(parley.Connect, resp.GetGuestToken()), resp.GetConversation().GetId()
+}
+
+func countEvents(t *testing.T, srv *servertest.Server) int {
+	t.Helper()
+	n, err := srv.DB.Event.Query().Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestSendRejectsBadInput(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithAppOptions(app.Options{MaxRequestBytes: 2048}))
+	guest, convID := startChat(t, srv)
+	ctx := context.Background()
+	before := countEvents(t, srv)
+	tests := []struct {
+		name    string
+		req     *parleyv1.SendMessageRequest
+		code    connect.Code
+		message string
+	}{
+		{"request over the size limit", &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1", Text: strings.Repeat("é", 1100)},
+			connect.CodeResourceExhausted, "larger than configured max"},
+		{"empty text", &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1"},
+			connect.CodeInvalidArgument, "text: must be at least 1 characters"},
+		{"missing client message id", &parleyv1.SendMessageRequest{ConversationId: convID, Text: "hi"},
+			connect.CodeInvalidArgument, "client_message_id: must be at least 1 characters"},
+		{"another conversation", &parleyv1.SendMessageRequest{ConversationId: uuid.NewString(), ClientMessageId: "m1", Text: "hi"},
+			connect.CodePermissionDenied, "you have no access to conversation"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := guest.Messaging.SendMessage(ctx, tt.req)
+			if connect.CodeOf(err) != tt.code || !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("got %v, want %v containing %q", err, tt.code, tt.message)
+			}
+		})
+	}
+	if after := countEvents(t, srv); after != before {
+		t.Fatalf("rejected sends stored %d events", after-before)
+	}
+}
+
+func TestMessageLengthLimit(t *testing.T) {
+	srv := servertest.Start(t)
+	guest, convID := startChat(t, srv)
+	ctx := context.Background()
+	before := countEvents(t, srv)
+	_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1", Text: strings.Repeat("x", 4001)})
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "text: must be at most 4000 characters") {
+		t.Fatalf("got %v", err)
+	}
+	// 4000 characters, multi-byte ones included, are fine.
+	if _, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m2", Text: strings.Repeat("é", 4000)}); err != nil {
+		t.Fatal(err)
+	}
+	if after := countEvents(t, srv); after != before+1 {
+		t.Fatalf("stored %d events, want 1", after-before)
+	}
+}
+
+func TestSubscribeCursorBeyondLog(t *testing.T) {
+	srv := servertest.Start(t)
+	guest, convID := startChat(t, srv)
+	ctx := context.Background()
+	conv, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := conv.GetConversation().GetLastSeq()
+	stream, err := guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID, AfterSeq: last + 1})
+	if err == nil {
+		_, err = stream.Receive()
+	}
+	if connect.CodeOf(err) != connect.CodeOutOfRange {
+		t.Fatalf("after_seq beyond the log: %v", err)
+	}
+	// From the last seq, the stream is open and waits for what comes next.
+	stream, err = guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID, AfterSeq: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1", Text: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := stream.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetEvent().GetSeq() != last+1 || got.GetEvent().GetSeq() != sent.GetEvent().GetSeq() {
+		t.Fatalf("got seq %d, want %d", got.GetEvent().GetSeq(), last+1)
+	}
+	stream.Close()
+}
+
+func TestClosedConversationRefusesMessages(t *testing.T) {
+	srv := servertest.Start(t)
+	guest, convID := startChat(t, srv)
+	ctx := context.Background()
+	if _, err := guest.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: convID, Reason: "never mind"}); err != nil {
+		t.Fatal(err)
+	}
+	// The guest's token died with the conversation.
+	_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1", Text: "hi"})
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("guest after close: %v", err)
+	}
+	// The admin still reads the log; it ends with the close.
+	evs, err := srv.Client(parley.Connect, servertest.AdminToken).Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs.GetEvents()[len(evs.GetEvents())-1]; last.GetConversationClosed().GetReason() != "never mind" {
+		t.Fatalf("last event %v", last)
+	}
+}
