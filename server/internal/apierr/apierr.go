@@ -4,6 +4,7 @@
 package apierr
 
 import (
+	"context"
 	"errors"
 
 	"connectrpc.com/connect/v2"
@@ -52,4 +53,15 @@ func From(err error) error {
 		return cerr
 	}
 	return Internal(err)
+}
+
+// StreamEnded is the error a server stream returns when its context ends
+// before the stream is done: DeadlineExceeded when the caller's deadline
+// passed, otherwise Unavailable (the server is draining or the client
+// left), with resume telling the client how to pick up where it was.
+func StreamEnded(ctx context.Context, resume string) *connect.Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return New(connect.CodeDeadlineExceeded, "DEADLINE_EXCEEDED", "the call's deadline passed; "+resume)
+	}
+	return New(connect.CodeUnavailable, "STREAM_INTERRUPTED", "the stream was interrupted; "+resume)
 }

@@ -25,6 +25,9 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 				}
 			}()
 			err = next(ctx, spec, stream)
+			if err == nil {
+				return nil
+			}
 			switch connect.CodeOf(err) {
 			case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:
 				var cerr *connect.Error

@@ -166,8 +166,7 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 		}
 		select {
 		case <-ctx.Done():
-			return apierr.New(connect.CodeUnavailable, "STREAM_INTERRUPTED",
-				fmt.Sprintf("the stream was interrupted; subscribe again with after_seq %d", cursor))
+			return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
 		case <-wake:
 		}
 	}

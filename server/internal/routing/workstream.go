@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/conversation"
@@ -38,8 +37,7 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		}
 		select {
 		case <-ctx.Done():
-			return apierr.New(connect.CodeUnavailable, "STREAM_INTERRUPTED",
-				"the work stream was interrupted; open it again: it resends every pending offer and held conversation")
+			return apierr.StreamEnded(ctx, "open WatchWork again: it resends every pending offer and held conversation")
 		case <-wake:
 		}
 	}

@@ -1,0 +1,39 @@
+# Parley's everyday commands; CI runs .ci/run, which uses the same ones.
+GOTOOL := go tool -modfile=tools/go.mod
+
+.PHONY: generate lint test web-test walkthrough ci run
+
+## generate: regenerate Go (gen/), TypeScript (clients/web/src/gen/) and ent code
+generate: clients/web/node_modules
+	$(GOTOOL) buf generate
+	go generate ./ent
+
+clients/web/node_modules: clients/web/package-lock.json
+	cd clients/web && npm ci --no-audit --no-fund
+	touch $@
+
+## lint: buf lint and format, gofmt, go vet
+lint:
+	$(GOTOOL) buf lint
+	$(GOTOOL) buf format --diff --exit-code
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	go vet ./...
+
+## test: the Go tests with the race detector, then the TypeScript client's tests
+test: web-test
+	go test -race ./...
+
+web-test: clients/web/node_modules
+	cd clients/web && npm test
+
+## walkthrough: run README.md's grpcurl walk-through against a fresh parleyd
+walkthrough:
+	bash .ci/walkthrough
+
+## ci: everything CI runs
+ci:
+	bash .ci/run
+
+## run: parleyd on localhost:8080 with ./parley.db
+run:
+	go run ./server/cmd/parleyd
