@@ -82,10 +82,7 @@ func run(log *slog.Logger, args []string) error {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
 	}
 
-	a, err := app.New(db, app.Options{Log: log, MaxRequestBytes: *maxBytes})
-	if err != nil {
-		return err
-	}
+	a := app.New(db, app.Options{Log: log, MaxRequestBytes: *maxBytes})
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

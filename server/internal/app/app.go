@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"connectrpc.com/connect/v2/connecthttp"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect/v2"
+	"connectrpc.com/validate"
 
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
@@ -26,7 +26,6 @@ import (
 	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
-	"github.com/parleyhq/parley/server/internal/validate"
 )
 
 // Defaults for Options left zero.
@@ -60,7 +59,7 @@ type App struct {
 }
 
 // New wires the services over db.
-func New(db *ent.Client, opts Options) (*App, error) {
+func New(db *ent.Client, opts Options) *App {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
 	}
@@ -73,10 +72,6 @@ func New(db *ent.Client, opts Options) (*App, error) {
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
 	}
-	validator, err := validate.NewInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("app: %w", err)
-	}
 	hub := events.NewHub()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
@@ -88,7 +83,7 @@ func New(db *ent.Client, opts Options) (*App, error) {
 		observe(opts.Log),
 		drainStreams(draining),
 		auth.NewInterceptor(db, opts.Clock, opts.Log),
-		validator,
+		validate.NewServerInterceptor(),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
 	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, opts.Clock))
@@ -111,7 +106,7 @@ func New(db *ent.Client, opts Options) (*App, error) {
 		connecthttp.WithCompressMinBytes(compressMinBytes),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
-	return &App{Handler: mux, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}, nil
+	return &App{Handler: mux, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}
 }
 
 // serviceNames lists the services server serves, plus extra ones mounted

@@ -103,10 +103,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.clock != nil {
 		appOpts.Clock = cfg.clock
 	}
-	a, err := app.New(db, appOpts)
-	if err != nil {
-		t.Fatalf("build app: %v", err)
-	}
+	a := app.New(db, appOpts)
 	go a.Run(ctx)
 
 	s := &Server{App: a, DB: db, Clock: cfg.clock, Log: logs}
