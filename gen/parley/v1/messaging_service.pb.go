@@ -189,6 +189,7 @@ type SubscribeResponse struct {
 	// Types that are valid to be assigned to Item:
 	//
 	//	*SubscribeResponse_Event
+	//	*SubscribeResponse_Heartbeat
 	Item          isSubscribeResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -240,6 +241,15 @@ func (x *SubscribeResponse) GetEvent() *Event {
 	return nil
 }
 
+func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Item.(*SubscribeResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Item interface {
 	isSubscribeResponse_Item()
 }
@@ -249,7 +259,16 @@ type SubscribeResponse_Event struct {
 	Event *Event `protobuf:"bytes,1,opt,name=event,proto3,oneof"`
 }
 
+type SubscribeResponse_Heartbeat struct {
+	// Sent when the stream has been idle for the heartbeat interval, so
+	// proxies keep it open and the client can tell a quiet stream from a
+	// dead one.
+	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Event) isSubscribeResponse_Item() {}
+
+func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Item() {}
 
 // ListEventsRequest pages through a conversation's log.
 type ListEventsRequest struct {
@@ -383,9 +402,10 @@ const file_parley_v1_messaging_service_proto_rawDesc = "" +
 	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventR\x05event\"k\n" +
 	"\x10SubscribeRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
-	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"E\n" +
+	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"{\n" +
 	"\x11SubscribeResponse\x12(\n" +
-	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventH\x00R\x05eventB\x06\n" +
+	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventH\x00R\x05event\x124\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04item\"\x95\x01\n" +
 	"\x11ListEventsRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
@@ -424,22 +444,24 @@ var file_parley_v1_messaging_service_proto_goTypes = []any{
 	(*ListEventsRequest)(nil),   // 4: parley.v1.ListEventsRequest
 	(*ListEventsResponse)(nil),  // 5: parley.v1.ListEventsResponse
 	(*Event)(nil),               // 6: parley.v1.Event
+	(*Heartbeat)(nil),           // 7: parley.v1.Heartbeat
 }
 var file_parley_v1_messaging_service_proto_depIdxs = []int32{
 	6, // 0: parley.v1.SendMessageResponse.event:type_name -> parley.v1.Event
 	6, // 1: parley.v1.SubscribeResponse.event:type_name -> parley.v1.Event
-	6, // 2: parley.v1.ListEventsResponse.events:type_name -> parley.v1.Event
-	0, // 3: parley.v1.MessagingService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	2, // 4: parley.v1.MessagingService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	4, // 5: parley.v1.MessagingService.ListEvents:input_type -> parley.v1.ListEventsRequest
-	1, // 6: parley.v1.MessagingService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	3, // 7: parley.v1.MessagingService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	5, // 8: parley.v1.MessagingService.ListEvents:output_type -> parley.v1.ListEventsResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	7, // 2: parley.v1.SubscribeResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	6, // 3: parley.v1.ListEventsResponse.events:type_name -> parley.v1.Event
+	0, // 4: parley.v1.MessagingService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	2, // 5: parley.v1.MessagingService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	4, // 6: parley.v1.MessagingService.ListEvents:input_type -> parley.v1.ListEventsRequest
+	1, // 7: parley.v1.MessagingService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	3, // 8: parley.v1.MessagingService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	5, // 9: parley.v1.MessagingService.ListEvents:output_type -> parley.v1.ListEventsResponse
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_messaging_service_proto_init() }
@@ -450,6 +472,7 @@ func file_parley_v1_messaging_service_proto_init() {
 	file_parley_v1_resources_proto_init()
 	file_parley_v1_messaging_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
+		(*SubscribeResponse_Heartbeat)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1609,6 +1609,53 @@ func (x *Offer) GetTransferNote() string {
 	return ""
 }
 
+// Heartbeat keeps an idle server stream alive. It is not persisted and
+// carries no seq.
+type Heartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the server sent it.
+	SendTime      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SendTime
+	}
+	return nil
+}
+
 // Settings are the installation-wide limits an admin configures.
 type Settings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1625,7 +1672,7 @@ type Settings struct {
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1684,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1697,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Settings) GetMaxGuestSessionsPerHour() int32 {
@@ -1687,7 +1734,7 @@ type IssueType struct {
 
 func (x *IssueType) Reset() {
 	*x = IssueType{}
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1746,7 @@ func (x *IssueType) String() string {
 func (*IssueType) ProtoMessage() {}
 
 func (x *IssueType) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1759,7 @@ func (x *IssueType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueType.ProtoReflect.Descriptor instead.
 func (*IssueType) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IssueType) GetValue() string {
@@ -1742,7 +1789,7 @@ type Consumer struct {
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1801,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1814,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Consumer) GetId() string {
@@ -1817,7 +1864,7 @@ type Case struct {
 
 func (x *Case) Reset() {
 	*x = Case{}
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1876,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1889,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Case) GetId() string {
@@ -2004,7 +2051,9 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"expireTime\x12\x18\n" +
 	"\asummary\x18\x04 \x01(\tR\asummary\x12=\n" +
 	"\x0etransferred_by\x18\x05 \x01(\v2\x16.parley.v1.ParticipantR\rtransferredBy\x12#\n" +
-	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\"\xf9\x01\n" +
+	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\"D\n" +
+	"\tHeartbeat\x127\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xf9\x01\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
@@ -2068,7 +2117,7 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
@@ -2092,22 +2141,23 @@ var file_parley_v1_resources_proto_goTypes = []any{
 	(*ConditionList)(nil),           // 19: parley.v1.ConditionList
 	(*Agent)(nil),                   // 20: parley.v1.Agent
 	(*Offer)(nil),                   // 21: parley.v1.Offer
-	(*Settings)(nil),                // 22: parley.v1.Settings
-	(*IssueType)(nil),               // 23: parley.v1.IssueType
-	(*Consumer)(nil),                // 24: parley.v1.Consumer
-	(*Case)(nil),                    // 25: parley.v1.Case
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 27: google.protobuf.Duration
+	(*Heartbeat)(nil),               // 22: parley.v1.Heartbeat
+	(*Settings)(nil),                // 23: parley.v1.Settings
+	(*IssueType)(nil),               // 24: parley.v1.IssueType
+	(*Consumer)(nil),                // 25: parley.v1.Consumer
+	(*Case)(nil),                    // 26: parley.v1.Case
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	26, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	27, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
 	5,  // 4: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	26, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	26, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
-	26, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	27, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	27, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	27, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 8: parley.v1.Event.sender:type_name -> parley.v1.Participant
 	0,  // 9: parley.v1.Event.channel:type_name -> parley.v1.Channel
 	8,  // 10: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
@@ -2120,7 +2170,7 @@ var file_parley_v1_resources_proto_depIdxs = []int32{
 	4,  // 17: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
 	4,  // 18: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
 	4,  // 19: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	27, // 20: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	28, // 20: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
 	17, // 21: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
 	18, // 22: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
 	19, // 23: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
@@ -2128,16 +2178,17 @@ var file_parley_v1_resources_proto_depIdxs = []int32{
 	17, // 25: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
 	2,  // 26: parley.v1.Agent.presence:type_name -> parley.v1.Presence
 	6,  // 27: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	26, // 28: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 28: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
 	4,  // 29: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	23, // 30: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	26, // 31: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	26, // 32: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	27, // 30: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	24, // 31: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	27, // 32: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	27, // 33: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -2165,7 +2216,7 @@ func file_parley_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

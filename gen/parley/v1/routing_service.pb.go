@@ -159,6 +159,7 @@ type WatchWorkResponse struct {
 	//	*WatchWorkResponse_OfferClosed
 	//	*WatchWorkResponse_Assigned
 	//	*WatchWorkResponse_Released
+	//	*WatchWorkResponse_Heartbeat
 	Item          isWatchWorkResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -237,6 +238,15 @@ func (x *WatchWorkResponse) GetReleased() *Conversation {
 	return nil
 }
 
+func (x *WatchWorkResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Item.(*WatchWorkResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isWatchWorkResponse_Item interface {
 	isWatchWorkResponse_Item()
 }
@@ -261,6 +271,11 @@ type WatchWorkResponse_Released struct {
 	Released *Conversation `protobuf:"bytes,4,opt,name=released,proto3,oneof"`
 }
 
+type WatchWorkResponse_Heartbeat struct {
+	// Sent when the stream has been idle for the heartbeat interval.
+	Heartbeat *Heartbeat `protobuf:"bytes,5,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*WatchWorkResponse_Offer) isWatchWorkResponse_Item() {}
 
 func (*WatchWorkResponse_OfferClosed) isWatchWorkResponse_Item() {}
@@ -268,6 +283,8 @@ func (*WatchWorkResponse_OfferClosed) isWatchWorkResponse_Item() {}
 func (*WatchWorkResponse_Assigned) isWatchWorkResponse_Item() {}
 
 func (*WatchWorkResponse_Released) isWatchWorkResponse_Item() {}
+
+func (*WatchWorkResponse_Heartbeat) isWatchWorkResponse_Item() {}
 
 // OfferClosed tells that an offer ended.
 type OfferClosed struct {
@@ -1516,12 +1533,13 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bpresence\"=\n" +
 	"\x13SetPresenceResponse\x12&\n" +
 	"\x05agent\x18\x01 \x01(\v2\x10.parley.v1.AgentR\x05agent\"\x12\n" +
-	"\x10WatchWorkRequest\"\xf0\x01\n" +
+	"\x10WatchWorkRequest\"\xa6\x02\n" +
 	"\x11WatchWorkResponse\x12(\n" +
 	"\x05offer\x18\x01 \x01(\v2\x10.parley.v1.OfferH\x00R\x05offer\x12;\n" +
 	"\foffer_closed\x18\x02 \x01(\v2\x16.parley.v1.OfferClosedH\x00R\vofferClosed\x125\n" +
 	"\bassigned\x18\x03 \x01(\v2\x17.parley.v1.ConversationH\x00R\bassigned\x125\n" +
-	"\breleased\x18\x04 \x01(\v2\x17.parley.v1.ConversationH\x00R\breleasedB\x06\n" +
+	"\breleased\x18\x04 \x01(\v2\x17.parley.v1.ConversationH\x00R\breleased\x124\n" +
+	"\theartbeat\x18\x05 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04item\"k\n" +
 	"\vOfferClosed\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12'\n" +
@@ -1659,10 +1677,11 @@ var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*Agent)(nil),                             // 28: parley.v1.Agent
 	(*Offer)(nil),                             // 29: parley.v1.Offer
 	(*Conversation)(nil),                      // 30: parley.v1.Conversation
-	(*durationpb.Duration)(nil),               // 31: google.protobuf.Duration
-	(*Queue)(nil),                             // 32: parley.v1.Queue
-	(*Condition)(nil),                         // 33: parley.v1.Condition
-	(*MatchingRule)(nil),                      // 34: parley.v1.MatchingRule
+	(*Heartbeat)(nil),                         // 31: parley.v1.Heartbeat
+	(*durationpb.Duration)(nil),               // 32: google.protobuf.Duration
+	(*Queue)(nil),                             // 33: parley.v1.Queue
+	(*Condition)(nil),                         // 34: parley.v1.Condition
+	(*MatchingRule)(nil),                      // 35: parley.v1.MatchingRule
 }
 var file_parley_v1_routing_service_proto_depIdxs = []int32{
 	27, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
@@ -1671,48 +1690,49 @@ var file_parley_v1_routing_service_proto_depIdxs = []int32{
 	4,  // 3: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
 	30, // 4: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
 	30, // 5: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
-	30, // 6: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
-	30, // 7: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
-	30, // 8: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	31, // 9: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	32, // 10: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
-	32, // 11: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
-	33, // 12: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	34, // 13: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	34, // 14: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
-	28, // 15: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
-	28, // 16: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
-	0,  // 17: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
-	2,  // 18: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
-	5,  // 19: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
-	7,  // 20: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
-	9,  // 21: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
-	11, // 22: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
-	13, // 23: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
-	15, // 24: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
-	17, // 25: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
-	19, // 26: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
-	21, // 27: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
-	23, // 28: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
-	25, // 29: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
-	1,  // 30: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
-	3,  // 31: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
-	6,  // 32: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
-	8,  // 33: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
-	10, // 34: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
-	12, // 35: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
-	14, // 36: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
-	16, // 37: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
-	18, // 38: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
-	20, // 39: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
-	22, // 40: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
-	24, // 41: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
-	26, // 42: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	31, // 6: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	30, // 7: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
+	30, // 8: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
+	30, // 9: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	32, // 10: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	33, // 11: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
+	33, // 12: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
+	34, // 13: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	35, // 14: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	35, // 15: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
+	28, // 16: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
+	28, // 17: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
+	0,  // 18: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
+	2,  // 19: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
+	5,  // 20: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
+	7,  // 21: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
+	9,  // 22: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
+	11, // 23: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
+	13, // 24: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
+	15, // 25: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
+	17, // 26: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
+	19, // 27: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
+	21, // 28: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
+	23, // 29: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
+	25, // 30: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
+	1,  // 31: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
+	3,  // 32: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
+	6,  // 33: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
+	8,  // 34: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
+	10, // 35: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
+	12, // 36: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
+	14, // 37: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
+	16, // 38: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
+	18, // 39: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
+	20, // 40: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
+	22, // 41: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
+	24, // 42: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
+	26, // 43: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_routing_service_proto_init() }
@@ -1726,6 +1746,7 @@ func file_parley_v1_routing_service_proto_init() {
 		(*WatchWorkResponse_OfferClosed)(nil),
 		(*WatchWorkResponse_Assigned)(nil),
 		(*WatchWorkResponse_Released)(nil),
+		(*WatchWorkResponse_Heartbeat)(nil),
 	}
 	file_parley_v1_routing_service_proto_msgTypes[9].OneofWrappers = []any{
 		(*TransferConversationRequest_AgentId)(nil),

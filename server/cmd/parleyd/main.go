@@ -50,6 +50,7 @@ func run(log *slog.Logger, args []string) error {
 	dbPath := fs.String("db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
 	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
 	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
+	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +83,7 @@ func run(log *slog.Logger, args []string) error {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
 	}
 
-	a := app.New(db, app.Options{Log: log, MaxRequestBytes: *maxBytes})
+	a := app.New(db, app.Options{Log: log, MaxRequestBytes: *maxBytes, Heartbeat: *heartbeat})
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -32,7 +32,10 @@ import (
 const (
 	DefaultMaxRequestBytes = 1 << 20
 	DefaultSweepInterval   = time.Second
-	compressMinBytes       = 1024
+	// DefaultHeartbeat is below the 30-60 s idle timeouts of common proxies
+	// and load balancers.
+	DefaultHeartbeat = 15 * time.Second
+	compressMinBytes = 1024
 )
 
 // Options tune the server; the zero value is production's defaults.
@@ -45,6 +48,9 @@ type Options struct {
 	MaxRequestBytes int
 	// SweepInterval bounds how late an expired offer is noticed.
 	SweepInterval time.Duration
+	// Heartbeat is how long a server stream stays silent before it sends a
+	// heartbeat.
+	Heartbeat time.Duration
 }
 
 // App is a wired Parley server.
@@ -72,6 +78,9 @@ func New(db *ent.Client, opts Options) *App {
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
 	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
 	hub := events.NewHub()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
@@ -86,8 +95,8 @@ func New(db *ent.Client, opts Options) *App {
 		validate.NewServerInterceptor(),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
-	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, opts.Clock))
-	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher))
+	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, opts.Clock, opts.Heartbeat))
+	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat))
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
 
 	healthChecker := grpchealth.NewStaticChecker(

@@ -333,7 +333,9 @@ func subscribe(ctx context.Context, t *testing.T, c *parley.Client, convID strin
 				s.done <- err
 				return
 			}
-			s.events <- resp.GetEvent()
+			if e := resp.GetEvent(); e != nil {
+				s.events <- e
+			}
 		}
 	}()
 	return s

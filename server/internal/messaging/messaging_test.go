@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -141,5 +142,62 @@ func TestClosedConversationRefusesMessages(t *testing.T) {
 	}
 	if last := evs.GetEvents()[len(evs.GetEvents())-1]; last.GetConversationClosed().GetReason() != "never mind" {
 		t.Fatalf("last event %v", last)
+	}
+}
+
+func TestIdleStreamsSendHeartbeats(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond}))
+	guest, convID := startChat(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conv, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID, AfterSeq: conv.GetConversation().GetLastSeq()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	for i := range 2 {
+		got, err := stream.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetHeartbeat().GetSendTime() == nil {
+			t.Fatalf("item %d of an idle stream is %v, want a heartbeat", i, got)
+		}
+	}
+	// Heartbeats carry no seq and do not disturb the log: the next event
+	// is the next seq.
+	sent, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1", Text: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := stream.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := got.GetEvent(); e != nil {
+			if e.GetSeq() != sent.GetEvent().GetSeq() || e.GetSeq() != conv.GetConversation().GetLastSeq()+1 {
+				t.Fatalf("event seq %d, want %d", e.GetSeq(), sent.GetEvent().GetSeq())
+			}
+			break
+		}
+	}
+
+	// An agent's idle work stream beats too.
+	work, err := srv.Client(parley.GRPC, servertest.AbelToken).Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer work.Close()
+	got, err := work.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetHeartbeat().GetSendTime() == nil {
+		t.Fatalf("idle work stream sent %v, want a heartbeat", got)
 	}
 }

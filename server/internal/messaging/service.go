@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -22,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // replayBatch is how many events a subscription reads from the store at once.
@@ -29,16 +31,18 @@ const replayBatch = 200
 
 // Service implements parleyv1connect.MessagingServiceHandler.
 type Service struct {
-	db  *ent.Client
-	hub *events.Hub
-	clk clock.Clock
+	db        *ent.Client
+	hub       *events.Hub
+	clk       clock.Clock
+	heartbeat time.Duration
 }
 
 var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 
-// NewService returns the MessagingService handler.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock) *Service {
-	return &Service{db: db, hub: hub, clk: clk}
+// NewService returns the MessagingService handler. Subscribe streams send
+// a heartbeat after each heartbeat interval without an event.
+func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, heartbeat time.Duration) *Service {
+	return &Service{db: db, hub: hub, clk: clk, heartbeat: heartbeat}
 }
 
 // SendMessage appends a message. A retry with the same client_message_id
@@ -141,6 +145,8 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 		return err
 	}
 	key := events.ConversationKey(id.String())
+	idle := time.NewTicker(s.heartbeat)
+	defer idle.Stop()
 	for {
 		// Take the wake-up before reading, so a commit after the read wakes us.
 		wake := s.hub.Wait(key)
@@ -161,6 +167,9 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 				return nil
 			}
 		}
+		if len(evs) > 0 {
+			idle.Reset(s.heartbeat)
+		}
 		if len(evs) == replayBatch {
 			continue
 		}
@@ -168,6 +177,11 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 		case <-ctx.Done():
 			return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
 		case <-wake:
+		case <-idle.C:
+			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
+			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Heartbeat{Heartbeat: beat}}); err != nil {
+				return err
+			}
 		}
 	}
 }

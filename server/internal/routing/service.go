@@ -28,13 +28,15 @@ type Service struct {
 	hub        *events.Hub
 	clk        clock.Clock
 	dispatcher *Dispatcher
+	heartbeat  time.Duration
 }
 
 var _ parleyv1connect.RoutingServiceHandler = (*Service)(nil)
 
-// NewService returns the RoutingService handler.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *Dispatcher) *Service {
-	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher}
+// NewService returns the RoutingService handler. WatchWork streams send a
+// heartbeat after each heartbeat interval without other items.
+func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *Dispatcher, heartbeat time.Duration) *Service {
+	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher, heartbeat: heartbeat}
 }
 
 var presenceFromProto = map[parleyv1.Presence]agent.Presence{

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
@@ -15,6 +16,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // WatchWork streams the caller's offers and held conversations. Each wake-up
@@ -30,6 +32,8 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	if err := stream.SendHeaders(); err != nil {
 		return err
 	}
+	beat := time.NewTicker(s.heartbeat)
+	defer beat.Stop()
 	for {
 		wake := s.hub.Wait(key)
 		if err := s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream); err != nil {
@@ -39,6 +43,12 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		case <-ctx.Done():
 			return apierr.StreamEnded(ctx, "open WatchWork again: it resends every pending offer and held conversation")
 		case <-wake:
+		case <-beat.C:
+			hb := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
+			if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Heartbeat{Heartbeat: hb}}); err != nil {
+				return err
+			}
+			// The loop then re-reads the agent's work: a safety poll.
 		}
 	}
 }

@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import type { Event } from "./resources_pb.js";
+import type { Event, Heartbeat } from "./resources_pb.js";
 import { file_parley_v1_resources } from "./resources_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/messaging_service.proto.
  */
 export const file_parley_v1_messaging_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvdjEvbWVzc2FnaW5nX3NlcnZpY2UucHJvdG8SCXBhcmxleS52MSJ4ChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIlChFjbGllbnRfbWVzc2FnZV9pZBgCIAEoCUIKukgHcgUQARiAARIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIjYKE1NlbmRNZXNzYWdlUmVzcG9uc2USHwoFZXZlbnQYASABKAsyEC5wYXJsZXkudjEuRXZlbnQiUQoQU3Vic2NyaWJlUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhoKCWFmdGVyX3NlcRgCIAEoA0IHukgEIgIoACI+ChFTdWJzY3JpYmVSZXNwb25zZRIhCgVldmVudBgBIAEoCzIQLnBhcmxleS52MS5FdmVudEgAQgYKBGl0ZW0icAoRTGlzdEV2ZW50c1JlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIaCglwYWdlX3NpemUYAiABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYyAEiTwoSTGlzdEV2ZW50c1Jlc3BvbnNlEiAKBmV2ZW50cxgBIAMoCzIQLnBhcmxleS52MS5FdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky/wEKEE1lc3NhZ2luZ1NlcnZpY2USTAoLU2VuZE1lc3NhZ2USHS5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USTQoJU3Vic2NyaWJlEhsucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5wYXJsZXkudjEuU3Vic2NyaWJlUmVzcG9uc2UiA5ACATABEk4KCkxpc3RFdmVudHMSHC5wYXJsZXkudjEuTGlzdEV2ZW50c1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIgOQAgFCngEKDWNvbS5wYXJsZXkudjFCFU1lc3NhZ2luZ1NlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_parley_v1_resources]);
+  fileDesc("CiFwYXJsZXkvdjEvbWVzc2FnaW5nX3NlcnZpY2UucHJvdG8SCXBhcmxleS52MSJ4ChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIlChFjbGllbnRfbWVzc2FnZV9pZBgCIAEoCUIKukgHcgUQARiAARIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIjYKE1NlbmRNZXNzYWdlUmVzcG9uc2USHwoFZXZlbnQYASABKAsyEC5wYXJsZXkudjEuRXZlbnQiUQoQU3Vic2NyaWJlUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhoKCWFmdGVyX3NlcRgCIAEoA0IHukgEIgIoACJpChFTdWJzY3JpYmVSZXNwb25zZRIhCgVldmVudBgBIAEoCzIQLnBhcmxleS52MS5FdmVudEgAEikKCWhlYXJ0YmVhdBgCIAEoCzIULnBhcmxleS52MS5IZWFydGJlYXRIAEIGCgRpdGVtInAKEUxpc3RFdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESGgoJcGFnZV9zaXplGAIgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGMgBIk8KEkxpc3RFdmVudHNSZXNwb25zZRIgCgZldmVudHMYASADKAsyEC5wYXJsZXkudjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMv8BChBNZXNzYWdpbmdTZXJ2aWNlEkwKC1NlbmRNZXNzYWdlEh0ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBoeLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEk0KCVN1YnNjcmliZRIbLnBhcmxleS52MS5TdWJzY3JpYmVSZXF1ZXN0GhwucGFybGV5LnYxLlN1YnNjcmliZVJlc3BvbnNlIgOQAgEwARJOCgpMaXN0RXZlbnRzEhwucGFybGV5LnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh0ucGFybGV5LnYxLkxpc3RFdmVudHNSZXNwb25zZSIDkAIBQp4BCg1jb20ucGFybGV5LnYxQhVNZXNzYWdpbmdTZXJ2aWNlUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_parley_v1_resources]);
 
 /**
  * SendMessageRequest is a message to post.
@@ -108,6 +108,16 @@ export type SubscribeResponse = Message<"parley.v1.SubscribeResponse"> & {
      */
     value: Event;
     case: "event";
+  } | {
+    /**
+     * Sent when the stream has been idle for the heartbeat interval, so
+     * proxies keep it open and the client can tell a quiet stream from a
+     * dead one.
+     *
+     * @generated from field: parley.v1.Heartbeat heartbeat = 2;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
   } | { case: undefined; value?: undefined };
 };
 
