@@ -21,12 +21,10 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// settingsID is the single settings row, which holds the case counter.
-const settingsID = 1
 
 // Service implements parleyv1connect.CaseServiceHandler.
 type Service struct {
@@ -101,7 +99,7 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 		if !ent.IsNotFound(err) {
 			return fmt.Errorf("look up request id: %w", err)
 		}
-		set, err := tx.Setting.UpdateOneID(settingsID).AddNextCaseNumber(1).Save(ctx)
+		set, err := tx.Setting.UpdateOneID(session.SettingsID).AddNextCaseNumber(1).Save(ctx)
 		if err != nil {
 			return fmt.Errorf("number case: %w", err)
 		}
