@@ -17,13 +17,16 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
 	"github.com/parleyhq/parley/ent/token"
@@ -38,12 +41,16 @@ type Client struct {
 	Schema *migrate.Schema
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
+	// Attachment is the client for interacting with the Attachment builders.
+	Attachment *AttachmentClient
 	// Consumer is the client for interacting with the Consumer builders.
 	Consumer *ConsumerClient
 	// Conversation is the client for interacting with the Conversation builders.
 	Conversation *ConversationClient
 	// Event is the client for interacting with the Event builders.
 	Event *EventClient
+	// IdempotencyKey is the client for interacting with the IdempotencyKey builders.
+	IdempotencyKey *IdempotencyKeyClient
 	// Interaction is the client for interacting with the Interaction builders.
 	Interaction *InteractionClient
 	// MatchingRule is the client for interacting with the MatchingRule builders.
@@ -52,6 +59,8 @@ type Client struct {
 	Offer *OfferClient
 	// Queue is the client for interacting with the Queue builders.
 	Queue *QueueClient
+	// ReadCursor is the client for interacting with the ReadCursor builders.
+	ReadCursor *ReadCursorClient
 	// ServiceCase is the client for interacting with the ServiceCase builders.
 	ServiceCase *ServiceCaseClient
 	// Setting is the client for interacting with the Setting builders.
@@ -70,13 +79,16 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.Agent = NewAgentClient(c.config)
+	c.Attachment = NewAttachmentClient(c.config)
 	c.Consumer = NewConsumerClient(c.config)
 	c.Conversation = NewConversationClient(c.config)
 	c.Event = NewEventClient(c.config)
+	c.IdempotencyKey = NewIdempotencyKeyClient(c.config)
 	c.Interaction = NewInteractionClient(c.config)
 	c.MatchingRule = NewMatchingRuleClient(c.config)
 	c.Offer = NewOfferClient(c.config)
 	c.Queue = NewQueueClient(c.config)
+	c.ReadCursor = NewReadCursorClient(c.config)
 	c.ServiceCase = NewServiceCaseClient(c.config)
 	c.Setting = NewSettingClient(c.config)
 	c.Token = NewTokenClient(c.config)
@@ -170,19 +182,22 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	cfg := c.config
 	cfg.driver = tx
 	return &Tx{
-		ctx:          ctx,
-		config:       cfg,
-		Agent:        NewAgentClient(cfg),
-		Consumer:     NewConsumerClient(cfg),
-		Conversation: NewConversationClient(cfg),
-		Event:        NewEventClient(cfg),
-		Interaction:  NewInteractionClient(cfg),
-		MatchingRule: NewMatchingRuleClient(cfg),
-		Offer:        NewOfferClient(cfg),
-		Queue:        NewQueueClient(cfg),
-		ServiceCase:  NewServiceCaseClient(cfg),
-		Setting:      NewSettingClient(cfg),
-		Token:        NewTokenClient(cfg),
+		ctx:            ctx,
+		config:         cfg,
+		Agent:          NewAgentClient(cfg),
+		Attachment:     NewAttachmentClient(cfg),
+		Consumer:       NewConsumerClient(cfg),
+		Conversation:   NewConversationClient(cfg),
+		Event:          NewEventClient(cfg),
+		IdempotencyKey: NewIdempotencyKeyClient(cfg),
+		Interaction:    NewInteractionClient(cfg),
+		MatchingRule:   NewMatchingRuleClient(cfg),
+		Offer:          NewOfferClient(cfg),
+		Queue:          NewQueueClient(cfg),
+		ReadCursor:     NewReadCursorClient(cfg),
+		ServiceCase:    NewServiceCaseClient(cfg),
+		Setting:        NewSettingClient(cfg),
+		Token:          NewTokenClient(cfg),
 	}, nil
 }
 
@@ -200,19 +215,22 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	cfg := c.config
 	cfg.driver = &txDriver{tx: tx, drv: c.driver}
 	return &Tx{
-		ctx:          ctx,
-		config:       cfg,
-		Agent:        NewAgentClient(cfg),
-		Consumer:     NewConsumerClient(cfg),
-		Conversation: NewConversationClient(cfg),
-		Event:        NewEventClient(cfg),
-		Interaction:  NewInteractionClient(cfg),
-		MatchingRule: NewMatchingRuleClient(cfg),
-		Offer:        NewOfferClient(cfg),
-		Queue:        NewQueueClient(cfg),
-		ServiceCase:  NewServiceCaseClient(cfg),
-		Setting:      NewSettingClient(cfg),
-		Token:        NewTokenClient(cfg),
+		ctx:            ctx,
+		config:         cfg,
+		Agent:          NewAgentClient(cfg),
+		Attachment:     NewAttachmentClient(cfg),
+		Consumer:       NewConsumerClient(cfg),
+		Conversation:   NewConversationClient(cfg),
+		Event:          NewEventClient(cfg),
+		IdempotencyKey: NewIdempotencyKeyClient(cfg),
+		Interaction:    NewInteractionClient(cfg),
+		MatchingRule:   NewMatchingRuleClient(cfg),
+		Offer:          NewOfferClient(cfg),
+		Queue:          NewQueueClient(cfg),
+		ReadCursor:     NewReadCursorClient(cfg),
+		ServiceCase:    NewServiceCaseClient(cfg),
+		Setting:        NewSettingClient(cfg),
+		Token:          NewTokenClient(cfg),
 	}, nil
 }
 
@@ -242,8 +260,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Agent, c.Consumer, c.Conversation, c.Event, c.Interaction, c.MatchingRule,
-		c.Offer, c.Queue, c.ServiceCase, c.Setting, c.Token,
+		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.IdempotencyKey,
+		c.Interaction, c.MatchingRule, c.Offer, c.Queue, c.ReadCursor, c.ServiceCase,
+		c.Setting, c.Token,
 	} {
 		n.Use(hooks...)
 	}
@@ -253,8 +272,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Agent, c.Consumer, c.Conversation, c.Event, c.Interaction, c.MatchingRule,
-		c.Offer, c.Queue, c.ServiceCase, c.Setting, c.Token,
+		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.IdempotencyKey,
+		c.Interaction, c.MatchingRule, c.Offer, c.Queue, c.ReadCursor, c.ServiceCase,
+		c.Setting, c.Token,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -265,12 +285,16 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *AgentMutation:
 		return c.Agent.mutate(ctx, m)
+	case *AttachmentMutation:
+		return c.Attachment.mutate(ctx, m)
 	case *ConsumerMutation:
 		return c.Consumer.mutate(ctx, m)
 	case *ConversationMutation:
 		return c.Conversation.mutate(ctx, m)
 	case *EventMutation:
 		return c.Event.mutate(ctx, m)
+	case *IdempotencyKeyMutation:
+		return c.IdempotencyKey.mutate(ctx, m)
 	case *InteractionMutation:
 		return c.Interaction.mutate(ctx, m)
 	case *MatchingRuleMutation:
@@ -279,6 +303,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Offer.mutate(ctx, m)
 	case *QueueMutation:
 		return c.Queue.mutate(ctx, m)
+	case *ReadCursorMutation:
+		return c.ReadCursor.mutate(ctx, m)
 	case *ServiceCaseMutation:
 		return c.ServiceCase.mutate(ctx, m)
 	case *SettingMutation:
@@ -484,6 +510,155 @@ func (c *AgentClient) mutate(ctx context.Context, m *AgentMutation) (Value, erro
 		return (&AgentDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Agent mutation op: %q", m.Op())
+	}
+}
+
+// AttachmentClient is a client for the Attachment schema.
+type AttachmentClient struct {
+	config
+}
+
+// NewAttachmentClient returns a client for the Attachment from the given config.
+func NewAttachmentClient(c config) *AttachmentClient {
+	return &AttachmentClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `attachment.Hooks(f(g(h())))`.
+func (c *AttachmentClient) Use(hooks ...Hook) {
+	c.hooks.Attachment = append(c.hooks.Attachment, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `attachment.Intercept(f(g(h())))`.
+func (c *AttachmentClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Attachment = append(c.inters.Attachment, interceptors...)
+}
+
+// Create returns a builder for creating a Attachment entity.
+func (c *AttachmentClient) Create() *AttachmentCreate {
+	mutation := newAttachmentMutation(c.config, OpCreate)
+	return &AttachmentCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Attachment entities.
+func (c *AttachmentClient) CreateBulk(builders ...*AttachmentCreate) *AttachmentCreateBulk {
+	return &AttachmentCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AttachmentClient) MapCreateBulk(slice any, setFunc func(*AttachmentCreate, int)) *AttachmentCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AttachmentCreateBulk{err: fmt.Errorf("calling to AttachmentClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AttachmentCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AttachmentCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Attachment.
+func (c *AttachmentClient) Update() *AttachmentUpdate {
+	mutation := newAttachmentMutation(c.config, OpUpdate)
+	return &AttachmentUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AttachmentClient) UpdateOne(_m *Attachment) *AttachmentUpdateOne {
+	mutation := newAttachmentMutation(c.config, OpUpdateOne, withAttachment(_m))
+	return &AttachmentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AttachmentClient) UpdateOneID(id uuid.UUID) *AttachmentUpdateOne {
+	mutation := newAttachmentMutation(c.config, OpUpdateOne, withAttachmentID(id))
+	return &AttachmentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Attachment.
+func (c *AttachmentClient) Delete() *AttachmentDelete {
+	mutation := newAttachmentMutation(c.config, OpDelete)
+	return &AttachmentDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AttachmentClient) DeleteOne(_m *Attachment) *AttachmentDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AttachmentClient) DeleteOneID(id uuid.UUID) *AttachmentDeleteOne {
+	builder := c.Delete().Where(attachment.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AttachmentDeleteOne{builder}
+}
+
+// Query returns a query builder for Attachment.
+func (c *AttachmentClient) Query() *AttachmentQuery {
+	return &AttachmentQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAttachment},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Attachment entity by its id.
+func (c *AttachmentClient) Get(ctx context.Context, id uuid.UUID) (*Attachment, error) {
+	return c.Query().Where(attachment.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AttachmentClient) GetX(ctx context.Context, id uuid.UUID) *Attachment {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryConversation queries the conversation edge of a Attachment.
+func (c *AttachmentClient) QueryConversation(_m *Attachment) *ConversationQuery {
+	query := (&ConversationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(attachment.Table, attachment.FieldID, id),
+			sqlgraph.To(conversation.Table, conversation.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, attachment.ConversationTable, attachment.ConversationColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *AttachmentClient) Hooks() []Hook {
+	return c.hooks.Attachment
+}
+
+// Interceptors returns the client interceptors.
+func (c *AttachmentClient) Interceptors() []Interceptor {
+	return c.inters.Attachment
+}
+
+func (c *AttachmentClient) mutate(ctx context.Context, m *AttachmentMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AttachmentCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AttachmentUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AttachmentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AttachmentDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Attachment mutation op: %q", m.Op())
 	}
 }
 
@@ -856,6 +1031,38 @@ func (c *ConversationClient) QueryCases(_m *Conversation) *ServiceCaseQuery {
 	return query
 }
 
+// QueryReadCursors queries the read_cursors edge of a Conversation.
+func (c *ConversationClient) QueryReadCursors(_m *Conversation) *ReadCursorQuery {
+	query := (&ReadCursorClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, id),
+			sqlgraph.To(readcursor.Table, readcursor.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, conversation.ReadCursorsTable, conversation.ReadCursorsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryAttachments queries the attachments edge of a Conversation.
+func (c *ConversationClient) QueryAttachments(_m *Conversation) *AttachmentQuery {
+	query := (&AttachmentClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, id),
+			sqlgraph.To(attachment.Table, attachment.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, conversation.AttachmentsTable, conversation.AttachmentsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *ConversationClient) Hooks() []Hook {
 	return c.hooks.Conversation
@@ -1027,6 +1234,139 @@ func (c *EventClient) mutate(ctx context.Context, m *EventMutation) (Value, erro
 		return (&EventDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Event mutation op: %q", m.Op())
+	}
+}
+
+// IdempotencyKeyClient is a client for the IdempotencyKey schema.
+type IdempotencyKeyClient struct {
+	config
+}
+
+// NewIdempotencyKeyClient returns a client for the IdempotencyKey from the given config.
+func NewIdempotencyKeyClient(c config) *IdempotencyKeyClient {
+	return &IdempotencyKeyClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `idempotencykey.Hooks(f(g(h())))`.
+func (c *IdempotencyKeyClient) Use(hooks ...Hook) {
+	c.hooks.IdempotencyKey = append(c.hooks.IdempotencyKey, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `idempotencykey.Intercept(f(g(h())))`.
+func (c *IdempotencyKeyClient) Intercept(interceptors ...Interceptor) {
+	c.inters.IdempotencyKey = append(c.inters.IdempotencyKey, interceptors...)
+}
+
+// Create returns a builder for creating a IdempotencyKey entity.
+func (c *IdempotencyKeyClient) Create() *IdempotencyKeyCreate {
+	mutation := newIdempotencyKeyMutation(c.config, OpCreate)
+	return &IdempotencyKeyCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of IdempotencyKey entities.
+func (c *IdempotencyKeyClient) CreateBulk(builders ...*IdempotencyKeyCreate) *IdempotencyKeyCreateBulk {
+	return &IdempotencyKeyCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *IdempotencyKeyClient) MapCreateBulk(slice any, setFunc func(*IdempotencyKeyCreate, int)) *IdempotencyKeyCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &IdempotencyKeyCreateBulk{err: fmt.Errorf("calling to IdempotencyKeyClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*IdempotencyKeyCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &IdempotencyKeyCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for IdempotencyKey.
+func (c *IdempotencyKeyClient) Update() *IdempotencyKeyUpdate {
+	mutation := newIdempotencyKeyMutation(c.config, OpUpdate)
+	return &IdempotencyKeyUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *IdempotencyKeyClient) UpdateOne(_m *IdempotencyKey) *IdempotencyKeyUpdateOne {
+	mutation := newIdempotencyKeyMutation(c.config, OpUpdateOne, withIdempotencyKey(_m))
+	return &IdempotencyKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *IdempotencyKeyClient) UpdateOneID(id int) *IdempotencyKeyUpdateOne {
+	mutation := newIdempotencyKeyMutation(c.config, OpUpdateOne, withIdempotencyKeyID(id))
+	return &IdempotencyKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for IdempotencyKey.
+func (c *IdempotencyKeyClient) Delete() *IdempotencyKeyDelete {
+	mutation := newIdempotencyKeyMutation(c.config, OpDelete)
+	return &IdempotencyKeyDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *IdempotencyKeyClient) DeleteOne(_m *IdempotencyKey) *IdempotencyKeyDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *IdempotencyKeyClient) DeleteOneID(id int) *IdempotencyKeyDeleteOne {
+	builder := c.Delete().Where(idempotencykey.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &IdempotencyKeyDeleteOne{builder}
+}
+
+// Query returns a query builder for IdempotencyKey.
+func (c *IdempotencyKeyClient) Query() *IdempotencyKeyQuery {
+	return &IdempotencyKeyQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeIdempotencyKey},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a IdempotencyKey entity by its id.
+func (c *IdempotencyKeyClient) Get(ctx context.Context, id int) (*IdempotencyKey, error) {
+	return c.Query().Where(idempotencykey.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *IdempotencyKeyClient) GetX(ctx context.Context, id int) *IdempotencyKey {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *IdempotencyKeyClient) Hooks() []Hook {
+	return c.hooks.IdempotencyKey
+}
+
+// Interceptors returns the client interceptors.
+func (c *IdempotencyKeyClient) Interceptors() []Interceptor {
+	return c.inters.IdempotencyKey
+}
+
+func (c *IdempotencyKeyClient) mutate(ctx context.Context, m *IdempotencyKeyMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&IdempotencyKeyCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&IdempotencyKeyUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&IdempotencyKeyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&IdempotencyKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown IdempotencyKey mutation op: %q", m.Op())
 	}
 }
 
@@ -1674,6 +2014,155 @@ func (c *QueueClient) mutate(ctx context.Context, m *QueueMutation) (Value, erro
 	}
 }
 
+// ReadCursorClient is a client for the ReadCursor schema.
+type ReadCursorClient struct {
+	config
+}
+
+// NewReadCursorClient returns a client for the ReadCursor from the given config.
+func NewReadCursorClient(c config) *ReadCursorClient {
+	return &ReadCursorClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `readcursor.Hooks(f(g(h())))`.
+func (c *ReadCursorClient) Use(hooks ...Hook) {
+	c.hooks.ReadCursor = append(c.hooks.ReadCursor, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `readcursor.Intercept(f(g(h())))`.
+func (c *ReadCursorClient) Intercept(interceptors ...Interceptor) {
+	c.inters.ReadCursor = append(c.inters.ReadCursor, interceptors...)
+}
+
+// Create returns a builder for creating a ReadCursor entity.
+func (c *ReadCursorClient) Create() *ReadCursorCreate {
+	mutation := newReadCursorMutation(c.config, OpCreate)
+	return &ReadCursorCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of ReadCursor entities.
+func (c *ReadCursorClient) CreateBulk(builders ...*ReadCursorCreate) *ReadCursorCreateBulk {
+	return &ReadCursorCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ReadCursorClient) MapCreateBulk(slice any, setFunc func(*ReadCursorCreate, int)) *ReadCursorCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ReadCursorCreateBulk{err: fmt.Errorf("calling to ReadCursorClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ReadCursorCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ReadCursorCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for ReadCursor.
+func (c *ReadCursorClient) Update() *ReadCursorUpdate {
+	mutation := newReadCursorMutation(c.config, OpUpdate)
+	return &ReadCursorUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ReadCursorClient) UpdateOne(_m *ReadCursor) *ReadCursorUpdateOne {
+	mutation := newReadCursorMutation(c.config, OpUpdateOne, withReadCursor(_m))
+	return &ReadCursorUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ReadCursorClient) UpdateOneID(id int) *ReadCursorUpdateOne {
+	mutation := newReadCursorMutation(c.config, OpUpdateOne, withReadCursorID(id))
+	return &ReadCursorUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for ReadCursor.
+func (c *ReadCursorClient) Delete() *ReadCursorDelete {
+	mutation := newReadCursorMutation(c.config, OpDelete)
+	return &ReadCursorDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ReadCursorClient) DeleteOne(_m *ReadCursor) *ReadCursorDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ReadCursorClient) DeleteOneID(id int) *ReadCursorDeleteOne {
+	builder := c.Delete().Where(readcursor.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ReadCursorDeleteOne{builder}
+}
+
+// Query returns a query builder for ReadCursor.
+func (c *ReadCursorClient) Query() *ReadCursorQuery {
+	return &ReadCursorQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeReadCursor},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a ReadCursor entity by its id.
+func (c *ReadCursorClient) Get(ctx context.Context, id int) (*ReadCursor, error) {
+	return c.Query().Where(readcursor.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ReadCursorClient) GetX(ctx context.Context, id int) *ReadCursor {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryConversation queries the conversation edge of a ReadCursor.
+func (c *ReadCursorClient) QueryConversation(_m *ReadCursor) *ConversationQuery {
+	query := (&ConversationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(readcursor.Table, readcursor.FieldID, id),
+			sqlgraph.To(conversation.Table, conversation.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, readcursor.ConversationTable, readcursor.ConversationColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *ReadCursorClient) Hooks() []Hook {
+	return c.hooks.ReadCursor
+}
+
+// Interceptors returns the client interceptors.
+func (c *ReadCursorClient) Interceptors() []Interceptor {
+	return c.inters.ReadCursor
+}
+
+func (c *ReadCursorClient) mutate(ctx context.Context, m *ReadCursorMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ReadCursorCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ReadCursorUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ReadCursorUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ReadCursorDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown ReadCursor mutation op: %q", m.Op())
+	}
+}
+
 // ServiceCaseClient is a client for the ServiceCase schema.
 type ServiceCaseClient struct {
 	config
@@ -2140,12 +2629,13 @@ func (c *TokenClient) mutate(ctx context.Context, m *TokenMutation) (Value, erro
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Agent, Consumer, Conversation, Event, Interaction, MatchingRule, Offer, Queue,
-		ServiceCase, Setting, Token []ent.Hook
+		Agent, Attachment, Consumer, Conversation, Event, IdempotencyKey, Interaction,
+		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting, Token []ent.Hook
 	}
 	inters struct {
-		Agent, Consumer, Conversation, Event, Interaction, MatchingRule, Offer, Queue,
-		ServiceCase, Setting, Token []ent.Interceptor
+		Agent, Attachment, Consumer, Conversation, Event, IdempotencyKey, Interaction,
+		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting,
+		Token []ent.Interceptor
 	}
 )
 

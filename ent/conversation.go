@@ -37,6 +37,8 @@ type Conversation struct {
 	QueuedAt *time.Time `json:"queued_at,omitempty"`
 	// ClosedAt holds the value of the "closed_at" field.
 	ClosedAt *time.Time `json:"closed_at,omitempty"`
+	// CustomerActiveAt holds the value of the "customer_active_at" field.
+	CustomerActiveAt *time.Time `json:"customer_active_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ConversationQuery when eager-loading is set.
 	Edges        ConversationEdges `json:"edges"`
@@ -59,9 +61,13 @@ type ConversationEdges struct {
 	Tokens []*Token `json:"tokens,omitempty"`
 	// Cases holds the value of the cases edge.
 	Cases []*ServiceCase `json:"cases,omitempty"`
+	// ReadCursors holds the value of the read_cursors edge.
+	ReadCursors []*ReadCursor `json:"read_cursors,omitempty"`
+	// Attachments holds the value of the attachments edge.
+	Attachments []*Attachment `json:"attachments,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [7]bool
+	loadedTypes [9]bool
 }
 
 // InteractionOrErr returns the Interaction value or an error if the edge
@@ -133,6 +139,24 @@ func (e ConversationEdges) CasesOrErr() ([]*ServiceCase, error) {
 	return nil, &NotLoadedError{edge: "cases"}
 }
 
+// ReadCursorsOrErr returns the ReadCursors value or an error if the edge
+// was not loaded in eager-loading.
+func (e ConversationEdges) ReadCursorsOrErr() ([]*ReadCursor, error) {
+	if e.loadedTypes[7] {
+		return e.ReadCursors, nil
+	}
+	return nil, &NotLoadedError{edge: "read_cursors"}
+}
+
+// AttachmentsOrErr returns the Attachments value or an error if the edge
+// was not loaded in eager-loading.
+func (e ConversationEdges) AttachmentsOrErr() ([]*Attachment, error) {
+	if e.loadedTypes[8] {
+		return e.Attachments, nil
+	}
+	return nil, &NotLoadedError{edge: "attachments"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Conversation) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
@@ -144,7 +168,7 @@ func (*Conversation) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case conversation.FieldState:
 			values[i] = new(sql.NullString)
-		case conversation.FieldCreatedAt, conversation.FieldQueuedAt, conversation.FieldClosedAt:
+		case conversation.FieldCreatedAt, conversation.FieldQueuedAt, conversation.FieldClosedAt, conversation.FieldCustomerActiveAt:
 			values[i] = new(sql.NullTime)
 		case conversation.FieldID, conversation.FieldInteractionID:
 			values[i] = new(uuid.UUID)
@@ -221,6 +245,13 @@ func (_m *Conversation) assignValues(columns []string, values []any) error {
 				_m.ClosedAt = new(time.Time)
 				*_m.ClosedAt = value.Time
 			}
+		case conversation.FieldCustomerActiveAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field customer_active_at", values[i])
+			} else if value.Valid {
+				_m.CustomerActiveAt = new(time.Time)
+				*_m.CustomerActiveAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -267,6 +298,16 @@ func (_m *Conversation) QueryTokens() *TokenQuery {
 // QueryCases queries the "cases" edge of the Conversation entity.
 func (_m *Conversation) QueryCases() *ServiceCaseQuery {
 	return NewConversationClient(_m.config).QueryCases(_m)
+}
+
+// QueryReadCursors queries the "read_cursors" edge of the Conversation entity.
+func (_m *Conversation) QueryReadCursors() *ReadCursorQuery {
+	return NewConversationClient(_m.config).QueryReadCursors(_m)
+}
+
+// QueryAttachments queries the "attachments" edge of the Conversation entity.
+func (_m *Conversation) QueryAttachments() *AttachmentQuery {
+	return NewConversationClient(_m.config).QueryAttachments(_m)
 }
 
 // Update returns a builder for updating this Conversation.
@@ -321,6 +362,11 @@ func (_m *Conversation) String() string {
 	builder.WriteString(", ")
 	if v := _m.ClosedAt; v != nil {
 		builder.WriteString("closed_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.CustomerActiveAt; v != nil {
+		builder.WriteString("customer_active_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

@@ -12,11 +12,13 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/token"
 )
@@ -124,6 +126,20 @@ func (_c *ConversationCreate) SetNillableClosedAt(v *time.Time) *ConversationCre
 	return _c
 }
 
+// SetCustomerActiveAt sets the "customer_active_at" field.
+func (_c *ConversationCreate) SetCustomerActiveAt(v time.Time) *ConversationCreate {
+	_c.mutation.SetCustomerActiveAt(v)
+	return _c
+}
+
+// SetNillableCustomerActiveAt sets the "customer_active_at" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillableCustomerActiveAt(v *time.Time) *ConversationCreate {
+	if v != nil {
+		_c.SetCustomerActiveAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *ConversationCreate) SetID(v uuid.UUID) *ConversationCreate {
 	_c.mutation.SetID(v)
@@ -211,6 +227,36 @@ func (_c *ConversationCreate) AddCases(v ...*ServiceCase) *ConversationCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddCaseIDs(ids...)
+}
+
+// AddReadCursorIDs adds the "read_cursors" edge to the ReadCursor entity by IDs.
+func (_c *ConversationCreate) AddReadCursorIDs(ids ...int) *ConversationCreate {
+	_c.mutation.AddReadCursorIDs(ids...)
+	return _c
+}
+
+// AddReadCursors adds the "read_cursors" edges to the ReadCursor entity.
+func (_c *ConversationCreate) AddReadCursors(v ...*ReadCursor) *ConversationCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddReadCursorIDs(ids...)
+}
+
+// AddAttachmentIDs adds the "attachments" edge to the Attachment entity by IDs.
+func (_c *ConversationCreate) AddAttachmentIDs(ids ...uuid.UUID) *ConversationCreate {
+	_c.mutation.AddAttachmentIDs(ids...)
+	return _c
+}
+
+// AddAttachments adds the "attachments" edges to the Attachment entity.
+func (_c *ConversationCreate) AddAttachments(v ...*Attachment) *ConversationCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddAttachmentIDs(ids...)
 }
 
 // Mutation returns the ConversationMutation object of the builder.
@@ -339,6 +385,10 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 		_spec.SetField(conversation.FieldClosedAt, field.TypeTime, value)
 		_node.ClosedAt = &value
 	}
+	if value, ok := _c.mutation.CustomerActiveAt(); ok {
+		_spec.SetField(conversation.FieldCustomerActiveAt, field.TypeTime, value)
+		_node.CustomerActiveAt = &value
+	}
 	if nodes := _c.mutation.InteractionIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2O,
@@ -447,6 +497,38 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(servicecase.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.ReadCursorsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.AttachmentsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

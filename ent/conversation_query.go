@@ -15,12 +15,14 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/token"
 )
@@ -39,6 +41,8 @@ type ConversationQuery struct {
 	withOffers      *OfferQuery
 	withTokens      *TokenQuery
 	withCases       *ServiceCaseQuery
+	withReadCursors *ReadCursorQuery
+	withAttachments *AttachmentQuery
 	modifiers       []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -223,6 +227,50 @@ func (_q *ConversationQuery) QueryCases() *ServiceCaseQuery {
 			sqlgraph.From(conversation.Table, conversation.FieldID, selector),
 			sqlgraph.To(servicecase.Table, servicecase.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, conversation.CasesTable, conversation.CasesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryReadCursors chains the current query on the "read_cursors" edge.
+func (_q *ConversationQuery) QueryReadCursors() *ReadCursorQuery {
+	query := (&ReadCursorClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, selector),
+			sqlgraph.To(readcursor.Table, readcursor.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, conversation.ReadCursorsTable, conversation.ReadCursorsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryAttachments chains the current query on the "attachments" edge.
+func (_q *ConversationQuery) QueryAttachments() *AttachmentQuery {
+	query := (&AttachmentClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, selector),
+			sqlgraph.To(attachment.Table, attachment.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, conversation.AttachmentsTable, conversation.AttachmentsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -429,6 +477,8 @@ func (_q *ConversationQuery) Clone() *ConversationQuery {
 		withOffers:      _q.withOffers.Clone(),
 		withTokens:      _q.withTokens.Clone(),
 		withCases:       _q.withCases.Clone(),
+		withReadCursors: _q.withReadCursors.Clone(),
+		withAttachments: _q.withAttachments.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -513,6 +563,28 @@ func (_q *ConversationQuery) WithCases(opts ...func(*ServiceCaseQuery)) *Convers
 	return _q
 }
 
+// WithReadCursors tells the query-builder to eager-load the nodes that are connected to
+// the "read_cursors" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *ConversationQuery) WithReadCursors(opts ...func(*ReadCursorQuery)) *ConversationQuery {
+	query := (&ReadCursorClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withReadCursors = query
+	return _q
+}
+
+// WithAttachments tells the query-builder to eager-load the nodes that are connected to
+// the "attachments" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *ConversationQuery) WithAttachments(opts ...func(*AttachmentQuery)) *ConversationQuery {
+	query := (&AttachmentClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withAttachments = query
+	return _q
+}
+
 // GroupBy is used to group vertices by one or more fields/columns.
 // It is often used with aggregate functions, like: count, max, mean, min, sum.
 //
@@ -591,7 +663,7 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	var (
 		nodes       = []*Conversation{}
 		_spec       = _q.querySpec()
-		loadedTypes = [7]bool{
+		loadedTypes = [9]bool{
 			_q.withInteraction != nil,
 			_q.withQueue != nil,
 			_q.withAgent != nil,
@@ -599,6 +671,8 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 			_q.withOffers != nil,
 			_q.withTokens != nil,
 			_q.withCases != nil,
+			_q.withReadCursors != nil,
+			_q.withAttachments != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -665,6 +739,20 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 		if err := _q.loadCases(ctx, query, nodes,
 			func(n *Conversation) { n.Edges.Cases = []*ServiceCase{} },
 			func(n *Conversation, e *ServiceCase) { n.Edges.Cases = append(n.Edges.Cases, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withReadCursors; query != nil {
+		if err := _q.loadReadCursors(ctx, query, nodes,
+			func(n *Conversation) { n.Edges.ReadCursors = []*ReadCursor{} },
+			func(n *Conversation, e *ReadCursor) { n.Edges.ReadCursors = append(n.Edges.ReadCursors, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withAttachments; query != nil {
+		if err := _q.loadAttachments(ctx, query, nodes,
+			func(n *Conversation) { n.Edges.Attachments = []*Attachment{} },
+			func(n *Conversation, e *Attachment) { n.Edges.Attachments = append(n.Edges.Attachments, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -872,6 +960,66 @@ func (_q *ConversationQuery) loadCases(ctx context.Context, query *ServiceCaseQu
 	}
 	query.Where(predicate.ServiceCase(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(conversation.CasesColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.ConversationID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "conversation_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *ConversationQuery) loadReadCursors(ctx context.Context, query *ReadCursorQuery, nodes []*Conversation, init func(*Conversation), assign func(*Conversation, *ReadCursor)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Conversation)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(readcursor.FieldConversationID)
+	}
+	query.Where(predicate.ReadCursor(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(conversation.ReadCursorsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.ConversationID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "conversation_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *ConversationQuery) loadAttachments(ctx context.Context, query *AttachmentQuery, nodes []*Conversation, init func(*Conversation), assign func(*Conversation, *Attachment)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Conversation)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(attachment.FieldConversationID)
+	}
+	query.Where(predicate.Attachment(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(conversation.AttachmentsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

@@ -13,11 +13,13 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/token"
 )
@@ -151,6 +153,26 @@ func (_u *ConversationUpdate) ClearClosedAt() *ConversationUpdate {
 	return _u
 }
 
+// SetCustomerActiveAt sets the "customer_active_at" field.
+func (_u *ConversationUpdate) SetCustomerActiveAt(v time.Time) *ConversationUpdate {
+	_u.mutation.SetCustomerActiveAt(v)
+	return _u
+}
+
+// SetNillableCustomerActiveAt sets the "customer_active_at" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableCustomerActiveAt(v *time.Time) *ConversationUpdate {
+	if v != nil {
+		_u.SetCustomerActiveAt(*v)
+	}
+	return _u
+}
+
+// ClearCustomerActiveAt clears the value of the "customer_active_at" field.
+func (_u *ConversationUpdate) ClearCustomerActiveAt() *ConversationUpdate {
+	_u.mutation.ClearCustomerActiveAt()
+	return _u
+}
+
 // SetQueue sets the "queue" edge to the Queue entity.
 func (_u *ConversationUpdate) SetQueue(v *Queue) *ConversationUpdate {
 	return _u.SetQueueID(v.ID)
@@ -219,6 +241,36 @@ func (_u *ConversationUpdate) AddCases(v ...*ServiceCase) *ConversationUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.AddCaseIDs(ids...)
+}
+
+// AddReadCursorIDs adds the "read_cursors" edge to the ReadCursor entity by IDs.
+func (_u *ConversationUpdate) AddReadCursorIDs(ids ...int) *ConversationUpdate {
+	_u.mutation.AddReadCursorIDs(ids...)
+	return _u
+}
+
+// AddReadCursors adds the "read_cursors" edges to the ReadCursor entity.
+func (_u *ConversationUpdate) AddReadCursors(v ...*ReadCursor) *ConversationUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddReadCursorIDs(ids...)
+}
+
+// AddAttachmentIDs adds the "attachments" edge to the Attachment entity by IDs.
+func (_u *ConversationUpdate) AddAttachmentIDs(ids ...uuid.UUID) *ConversationUpdate {
+	_u.mutation.AddAttachmentIDs(ids...)
+	return _u
+}
+
+// AddAttachments adds the "attachments" edges to the Attachment entity.
+func (_u *ConversationUpdate) AddAttachments(v ...*Attachment) *ConversationUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddAttachmentIDs(ids...)
 }
 
 // Mutation returns the ConversationMutation object of the builder.
@@ -322,6 +374,48 @@ func (_u *ConversationUpdate) RemoveCases(v ...*ServiceCase) *ConversationUpdate
 	return _u.RemoveCaseIDs(ids...)
 }
 
+// ClearReadCursors clears all "read_cursors" edges to the ReadCursor entity.
+func (_u *ConversationUpdate) ClearReadCursors() *ConversationUpdate {
+	_u.mutation.ClearReadCursors()
+	return _u
+}
+
+// RemoveReadCursorIDs removes the "read_cursors" edge to ReadCursor entities by IDs.
+func (_u *ConversationUpdate) RemoveReadCursorIDs(ids ...int) *ConversationUpdate {
+	_u.mutation.RemoveReadCursorIDs(ids...)
+	return _u
+}
+
+// RemoveReadCursors removes "read_cursors" edges to ReadCursor entities.
+func (_u *ConversationUpdate) RemoveReadCursors(v ...*ReadCursor) *ConversationUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveReadCursorIDs(ids...)
+}
+
+// ClearAttachments clears all "attachments" edges to the Attachment entity.
+func (_u *ConversationUpdate) ClearAttachments() *ConversationUpdate {
+	_u.mutation.ClearAttachments()
+	return _u
+}
+
+// RemoveAttachmentIDs removes the "attachments" edge to Attachment entities by IDs.
+func (_u *ConversationUpdate) RemoveAttachmentIDs(ids ...uuid.UUID) *ConversationUpdate {
+	_u.mutation.RemoveAttachmentIDs(ids...)
+	return _u
+}
+
+// RemoveAttachments removes "attachments" edges to Attachment entities.
+func (_u *ConversationUpdate) RemoveAttachments(v ...*Attachment) *ConversationUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveAttachmentIDs(ids...)
+}
+
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *ConversationUpdate) Save(ctx context.Context) (int, error) {
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
@@ -400,6 +494,12 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.ClosedAtCleared() {
 		_spec.ClearField(conversation.FieldClosedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.CustomerActiveAt(); ok {
+		_spec.SetField(conversation.FieldCustomerActiveAt, field.TypeTime, value)
+	}
+	if _u.mutation.CustomerActiveAtCleared() {
+		_spec.ClearField(conversation.FieldCustomerActiveAt, field.TypeTime)
 	}
 	if _u.mutation.QueueCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -632,6 +732,96 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(servicecase.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ReadCursorsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedReadCursorsIDs(); len(nodes) > 0 && !_u.mutation.ReadCursorsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ReadCursorsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.AttachmentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedAttachmentsIDs(); len(nodes) > 0 && !_u.mutation.AttachmentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.AttachmentsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -776,6 +966,26 @@ func (_u *ConversationUpdateOne) ClearClosedAt() *ConversationUpdateOne {
 	return _u
 }
 
+// SetCustomerActiveAt sets the "customer_active_at" field.
+func (_u *ConversationUpdateOne) SetCustomerActiveAt(v time.Time) *ConversationUpdateOne {
+	_u.mutation.SetCustomerActiveAt(v)
+	return _u
+}
+
+// SetNillableCustomerActiveAt sets the "customer_active_at" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableCustomerActiveAt(v *time.Time) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetCustomerActiveAt(*v)
+	}
+	return _u
+}
+
+// ClearCustomerActiveAt clears the value of the "customer_active_at" field.
+func (_u *ConversationUpdateOne) ClearCustomerActiveAt() *ConversationUpdateOne {
+	_u.mutation.ClearCustomerActiveAt()
+	return _u
+}
+
 // SetQueue sets the "queue" edge to the Queue entity.
 func (_u *ConversationUpdateOne) SetQueue(v *Queue) *ConversationUpdateOne {
 	return _u.SetQueueID(v.ID)
@@ -844,6 +1054,36 @@ func (_u *ConversationUpdateOne) AddCases(v ...*ServiceCase) *ConversationUpdate
 		ids[i] = v[i].ID
 	}
 	return _u.AddCaseIDs(ids...)
+}
+
+// AddReadCursorIDs adds the "read_cursors" edge to the ReadCursor entity by IDs.
+func (_u *ConversationUpdateOne) AddReadCursorIDs(ids ...int) *ConversationUpdateOne {
+	_u.mutation.AddReadCursorIDs(ids...)
+	return _u
+}
+
+// AddReadCursors adds the "read_cursors" edges to the ReadCursor entity.
+func (_u *ConversationUpdateOne) AddReadCursors(v ...*ReadCursor) *ConversationUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddReadCursorIDs(ids...)
+}
+
+// AddAttachmentIDs adds the "attachments" edge to the Attachment entity by IDs.
+func (_u *ConversationUpdateOne) AddAttachmentIDs(ids ...uuid.UUID) *ConversationUpdateOne {
+	_u.mutation.AddAttachmentIDs(ids...)
+	return _u
+}
+
+// AddAttachments adds the "attachments" edges to the Attachment entity.
+func (_u *ConversationUpdateOne) AddAttachments(v ...*Attachment) *ConversationUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddAttachmentIDs(ids...)
 }
 
 // Mutation returns the ConversationMutation object of the builder.
@@ -945,6 +1185,48 @@ func (_u *ConversationUpdateOne) RemoveCases(v ...*ServiceCase) *ConversationUpd
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveCaseIDs(ids...)
+}
+
+// ClearReadCursors clears all "read_cursors" edges to the ReadCursor entity.
+func (_u *ConversationUpdateOne) ClearReadCursors() *ConversationUpdateOne {
+	_u.mutation.ClearReadCursors()
+	return _u
+}
+
+// RemoveReadCursorIDs removes the "read_cursors" edge to ReadCursor entities by IDs.
+func (_u *ConversationUpdateOne) RemoveReadCursorIDs(ids ...int) *ConversationUpdateOne {
+	_u.mutation.RemoveReadCursorIDs(ids...)
+	return _u
+}
+
+// RemoveReadCursors removes "read_cursors" edges to ReadCursor entities.
+func (_u *ConversationUpdateOne) RemoveReadCursors(v ...*ReadCursor) *ConversationUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveReadCursorIDs(ids...)
+}
+
+// ClearAttachments clears all "attachments" edges to the Attachment entity.
+func (_u *ConversationUpdateOne) ClearAttachments() *ConversationUpdateOne {
+	_u.mutation.ClearAttachments()
+	return _u
+}
+
+// RemoveAttachmentIDs removes the "attachments" edge to Attachment entities by IDs.
+func (_u *ConversationUpdateOne) RemoveAttachmentIDs(ids ...uuid.UUID) *ConversationUpdateOne {
+	_u.mutation.RemoveAttachmentIDs(ids...)
+	return _u
+}
+
+// RemoveAttachments removes "attachments" edges to Attachment entities.
+func (_u *ConversationUpdateOne) RemoveAttachments(v ...*Attachment) *ConversationUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveAttachmentIDs(ids...)
 }
 
 // Where appends a list predicates to the ConversationUpdate builder.
@@ -1055,6 +1337,12 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 	}
 	if _u.mutation.ClosedAtCleared() {
 		_spec.ClearField(conversation.FieldClosedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.CustomerActiveAt(); ok {
+		_spec.SetField(conversation.FieldCustomerActiveAt, field.TypeTime, value)
+	}
+	if _u.mutation.CustomerActiveAtCleared() {
+		_spec.ClearField(conversation.FieldCustomerActiveAt, field.TypeTime)
 	}
 	if _u.mutation.QueueCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -1287,6 +1575,96 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(servicecase.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ReadCursorsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedReadCursorsIDs(); len(nodes) > 0 && !_u.mutation.ReadCursorsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ReadCursorsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.ReadCursorsTable,
+			Columns: []string{conversation.ReadCursorsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(readcursor.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.AttachmentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedAttachmentsIDs(); len(nodes) > 0 && !_u.mutation.AttachmentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.AttachmentsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   conversation.AttachmentsTable,
+			Columns: []string{conversation.AttachmentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

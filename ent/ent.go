@@ -13,13 +13,16 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
 	"github.com/parleyhq/parley/ent/token"
@@ -83,17 +86,20 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			agent.Table:        agent.ValidColumn,
-			consumer.Table:     consumer.ValidColumn,
-			conversation.Table: conversation.ValidColumn,
-			event.Table:        event.ValidColumn,
-			interaction.Table:  interaction.ValidColumn,
-			matchingrule.Table: matchingrule.ValidColumn,
-			offer.Table:        offer.ValidColumn,
-			queue.Table:        queue.ValidColumn,
-			servicecase.Table:  servicecase.ValidColumn,
-			setting.Table:      setting.ValidColumn,
-			token.Table:        token.ValidColumn,
+			agent.Table:          agent.ValidColumn,
+			attachment.Table:     attachment.ValidColumn,
+			consumer.Table:       consumer.ValidColumn,
+			conversation.Table:   conversation.ValidColumn,
+			event.Table:          event.ValidColumn,
+			idempotencykey.Table: idempotencykey.ValidColumn,
+			interaction.Table:    interaction.ValidColumn,
+			matchingrule.Table:   matchingrule.ValidColumn,
+			offer.Table:          offer.ValidColumn,
+			queue.Table:          queue.ValidColumn,
+			readcursor.Table:     readcursor.ValidColumn,
+			servicecase.Table:    servicecase.ValidColumn,
+			setting.Table:        setting.ValidColumn,
+			token.Table:          token.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

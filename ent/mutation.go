@@ -13,14 +13,17 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
@@ -36,17 +39,20 @@ const (
 	OpUpdateOne = ent.OpUpdateOne
 
 	// Node types.
-	TypeAgent        = "Agent"
-	TypeConsumer     = "Consumer"
-	TypeConversation = "Conversation"
-	TypeEvent        = "Event"
-	TypeInteraction  = "Interaction"
-	TypeMatchingRule = "MatchingRule"
-	TypeOffer        = "Offer"
-	TypeQueue        = "Queue"
-	TypeServiceCase  = "ServiceCase"
-	TypeSetting      = "Setting"
-	TypeToken        = "Token"
+	TypeAgent          = "Agent"
+	TypeAttachment     = "Attachment"
+	TypeConsumer       = "Consumer"
+	TypeConversation   = "Conversation"
+	TypeEvent          = "Event"
+	TypeIdempotencyKey = "IdempotencyKey"
+	TypeInteraction    = "Interaction"
+	TypeMatchingRule   = "MatchingRule"
+	TypeOffer          = "Offer"
+	TypeQueue          = "Queue"
+	TypeReadCursor     = "ReadCursor"
+	TypeServiceCase    = "ServiceCase"
+	TypeSetting        = "Setting"
+	TypeToken          = "Token"
 )
 
 // AgentMutation represents an operation that mutates the Agent nodes in the graph.
@@ -1084,6 +1090,914 @@ func (m *AgentMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Agent edge %s", name)
 }
 
+// AttachmentMutation represents an operation that mutates the Attachment nodes in the graph.
+type AttachmentMutation struct {
+	config
+	op                  Op
+	typ                 string
+	id                  *uuid.UUID
+	created_at          *time.Time
+	uploader_role       *attachment.UploaderRole
+	uploader_id         *string
+	uploader_name       *string
+	filename            *string
+	content_type        *string
+	size                *int64
+	addsize             *int64
+	sha256              *string
+	content             *[]byte
+	clearedFields       map[string]struct{}
+	conversation        *uuid.UUID
+	clearedconversation bool
+	done                bool
+	oldValue            func(context.Context) (*Attachment, error)
+	predicates          []predicate.Attachment
+}
+
+var _ ent.Mutation = (*AttachmentMutation)(nil)
+
+// attachmentOption allows management of the mutation configuration using functional options.
+type attachmentOption func(*AttachmentMutation)
+
+// newAttachmentMutation creates new mutation for the Attachment entity.
+func newAttachmentMutation(c config, op Op, opts ...attachmentOption) *AttachmentMutation {
+	m := &AttachmentMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAttachment,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAttachmentID sets the ID field of the mutation.
+func withAttachmentID(id uuid.UUID) attachmentOption {
+	return func(m *AttachmentMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Attachment
+		)
+		m.oldValue = func(ctx context.Context) (*Attachment, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Attachment.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAttachment sets the old Attachment of the mutation.
+func withAttachment(node *Attachment) attachmentOption {
+	return func(m *AttachmentMutation) {
+		m.oldValue = func(context.Context) (*Attachment, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AttachmentMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AttachmentMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of Attachment entities.
+func (m *AttachmentMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AttachmentMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AttachmentMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Attachment.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *AttachmentMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *AttachmentMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *AttachmentMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetConversationID sets the "conversation_id" field.
+func (m *AttachmentMutation) SetConversationID(u uuid.UUID) {
+	m.conversation = &u
+}
+
+// ConversationID returns the value of the "conversation_id" field in the mutation.
+func (m *AttachmentMutation) ConversationID() (r uuid.UUID, exists bool) {
+	v := m.conversation
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldConversationID returns the old "conversation_id" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldConversationID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldConversationID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldConversationID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldConversationID: %w", err)
+	}
+	return oldValue.ConversationID, nil
+}
+
+// ResetConversationID resets all changes to the "conversation_id" field.
+func (m *AttachmentMutation) ResetConversationID() {
+	m.conversation = nil
+}
+
+// SetUploaderRole sets the "uploader_role" field.
+func (m *AttachmentMutation) SetUploaderRole(ar attachment.UploaderRole) {
+	m.uploader_role = &ar
+}
+
+// UploaderRole returns the value of the "uploader_role" field in the mutation.
+func (m *AttachmentMutation) UploaderRole() (r attachment.UploaderRole, exists bool) {
+	v := m.uploader_role
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUploaderRole returns the old "uploader_role" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldUploaderRole(ctx context.Context) (v attachment.UploaderRole, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUploaderRole is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUploaderRole requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUploaderRole: %w", err)
+	}
+	return oldValue.UploaderRole, nil
+}
+
+// ResetUploaderRole resets all changes to the "uploader_role" field.
+func (m *AttachmentMutation) ResetUploaderRole() {
+	m.uploader_role = nil
+}
+
+// SetUploaderID sets the "uploader_id" field.
+func (m *AttachmentMutation) SetUploaderID(s string) {
+	m.uploader_id = &s
+}
+
+// UploaderID returns the value of the "uploader_id" field in the mutation.
+func (m *AttachmentMutation) UploaderID() (r string, exists bool) {
+	v := m.uploader_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUploaderID returns the old "uploader_id" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldUploaderID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUploaderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUploaderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUploaderID: %w", err)
+	}
+	return oldValue.UploaderID, nil
+}
+
+// ResetUploaderID resets all changes to the "uploader_id" field.
+func (m *AttachmentMutation) ResetUploaderID() {
+	m.uploader_id = nil
+}
+
+// SetUploaderName sets the "uploader_name" field.
+func (m *AttachmentMutation) SetUploaderName(s string) {
+	m.uploader_name = &s
+}
+
+// UploaderName returns the value of the "uploader_name" field in the mutation.
+func (m *AttachmentMutation) UploaderName() (r string, exists bool) {
+	v := m.uploader_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUploaderName returns the old "uploader_name" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldUploaderName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUploaderName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUploaderName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUploaderName: %w", err)
+	}
+	return oldValue.UploaderName, nil
+}
+
+// ResetUploaderName resets all changes to the "uploader_name" field.
+func (m *AttachmentMutation) ResetUploaderName() {
+	m.uploader_name = nil
+}
+
+// SetFilename sets the "filename" field.
+func (m *AttachmentMutation) SetFilename(s string) {
+	m.filename = &s
+}
+
+// Filename returns the value of the "filename" field in the mutation.
+func (m *AttachmentMutation) Filename() (r string, exists bool) {
+	v := m.filename
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFilename returns the old "filename" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldFilename(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFilename is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFilename requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFilename: %w", err)
+	}
+	return oldValue.Filename, nil
+}
+
+// ResetFilename resets all changes to the "filename" field.
+func (m *AttachmentMutation) ResetFilename() {
+	m.filename = nil
+}
+
+// SetContentType sets the "content_type" field.
+func (m *AttachmentMutation) SetContentType(s string) {
+	m.content_type = &s
+}
+
+// ContentType returns the value of the "content_type" field in the mutation.
+func (m *AttachmentMutation) ContentType() (r string, exists bool) {
+	v := m.content_type
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldContentType returns the old "content_type" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldContentType(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldContentType is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldContentType requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldContentType: %w", err)
+	}
+	return oldValue.ContentType, nil
+}
+
+// ResetContentType resets all changes to the "content_type" field.
+func (m *AttachmentMutation) ResetContentType() {
+	m.content_type = nil
+}
+
+// SetSize sets the "size" field.
+func (m *AttachmentMutation) SetSize(i int64) {
+	m.size = &i
+	m.addsize = nil
+}
+
+// Size returns the value of the "size" field in the mutation.
+func (m *AttachmentMutation) Size() (r int64, exists bool) {
+	v := m.size
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSize returns the old "size" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldSize(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSize is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSize requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSize: %w", err)
+	}
+	return oldValue.Size, nil
+}
+
+// AddSize adds i to the "size" field.
+func (m *AttachmentMutation) AddSize(i int64) {
+	if m.addsize != nil {
+		*m.addsize += i
+	} else {
+		m.addsize = &i
+	}
+}
+
+// AddedSize returns the value that was added to the "size" field in this mutation.
+func (m *AttachmentMutation) AddedSize() (r int64, exists bool) {
+	v := m.addsize
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSize resets all changes to the "size" field.
+func (m *AttachmentMutation) ResetSize() {
+	m.size = nil
+	m.addsize = nil
+}
+
+// SetSha256 sets the "sha256" field.
+func (m *AttachmentMutation) SetSha256(s string) {
+	m.sha256 = &s
+}
+
+// Sha256 returns the value of the "sha256" field in the mutation.
+func (m *AttachmentMutation) Sha256() (r string, exists bool) {
+	v := m.sha256
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSha256 returns the old "sha256" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldSha256(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSha256 is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSha256 requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSha256: %w", err)
+	}
+	return oldValue.Sha256, nil
+}
+
+// ResetSha256 resets all changes to the "sha256" field.
+func (m *AttachmentMutation) ResetSha256() {
+	m.sha256 = nil
+}
+
+// SetContent sets the "content" field.
+func (m *AttachmentMutation) SetContent(b []byte) {
+	m.content = &b
+}
+
+// Content returns the value of the "content" field in the mutation.
+func (m *AttachmentMutation) Content() (r []byte, exists bool) {
+	v := m.content
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldContent returns the old "content" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldContent(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldContent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldContent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldContent: %w", err)
+	}
+	return oldValue.Content, nil
+}
+
+// ResetContent resets all changes to the "content" field.
+func (m *AttachmentMutation) ResetContent() {
+	m.content = nil
+}
+
+// ClearConversation clears the "conversation" edge to the Conversation entity.
+func (m *AttachmentMutation) ClearConversation() {
+	m.clearedconversation = true
+	m.clearedFields[attachment.FieldConversationID] = struct{}{}
+}
+
+// ConversationCleared reports if the "conversation" edge to the Conversation entity was cleared.
+func (m *AttachmentMutation) ConversationCleared() bool {
+	return m.clearedconversation
+}
+
+// ConversationIDs returns the "conversation" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ConversationID instead. It exists only for internal usage by the builders.
+func (m *AttachmentMutation) ConversationIDs() (ids []uuid.UUID) {
+	if id := m.conversation; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetConversation resets all changes to the "conversation" edge.
+func (m *AttachmentMutation) ResetConversation() {
+	m.conversation = nil
+	m.clearedconversation = false
+}
+
+// Where appends a list predicates to the AttachmentMutation builder.
+func (m *AttachmentMutation) Where(ps ...predicate.Attachment) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AttachmentMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AttachmentMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Attachment, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AttachmentMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AttachmentMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Attachment).
+func (m *AttachmentMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AttachmentMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, attachment.FieldCreatedAt)
+	}
+	if m.conversation != nil {
+		fields = append(fields, attachment.FieldConversationID)
+	}
+	if m.uploader_role != nil {
+		fields = append(fields, attachment.FieldUploaderRole)
+	}
+	if m.uploader_id != nil {
+		fields = append(fields, attachment.FieldUploaderID)
+	}
+	if m.uploader_name != nil {
+		fields = append(fields, attachment.FieldUploaderName)
+	}
+	if m.filename != nil {
+		fields = append(fields, attachment.FieldFilename)
+	}
+	if m.content_type != nil {
+		fields = append(fields, attachment.FieldContentType)
+	}
+	if m.size != nil {
+		fields = append(fields, attachment.FieldSize)
+	}
+	if m.sha256 != nil {
+		fields = append(fields, attachment.FieldSha256)
+	}
+	if m.content != nil {
+		fields = append(fields, attachment.FieldContent)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AttachmentMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case attachment.FieldCreatedAt:
+		return m.CreatedAt()
+	case attachment.FieldConversationID:
+		return m.ConversationID()
+	case attachment.FieldUploaderRole:
+		return m.UploaderRole()
+	case attachment.FieldUploaderID:
+		return m.UploaderID()
+	case attachment.FieldUploaderName:
+		return m.UploaderName()
+	case attachment.FieldFilename:
+		return m.Filename()
+	case attachment.FieldContentType:
+		return m.ContentType()
+	case attachment.FieldSize:
+		return m.Size()
+	case attachment.FieldSha256:
+		return m.Sha256()
+	case attachment.FieldContent:
+		return m.Content()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AttachmentMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case attachment.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case attachment.FieldConversationID:
+		return m.OldConversationID(ctx)
+	case attachment.FieldUploaderRole:
+		return m.OldUploaderRole(ctx)
+	case attachment.FieldUploaderID:
+		return m.OldUploaderID(ctx)
+	case attachment.FieldUploaderName:
+		return m.OldUploaderName(ctx)
+	case attachment.FieldFilename:
+		return m.OldFilename(ctx)
+	case attachment.FieldContentType:
+		return m.OldContentType(ctx)
+	case attachment.FieldSize:
+		return m.OldSize(ctx)
+	case attachment.FieldSha256:
+		return m.OldSha256(ctx)
+	case attachment.FieldContent:
+		return m.OldContent(ctx)
+	}
+	return nil, fmt.Errorf("unknown Attachment field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AttachmentMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case attachment.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case attachment.FieldConversationID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetConversationID(v)
+		return nil
+	case attachment.FieldUploaderRole:
+		v, ok := value.(attachment.UploaderRole)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUploaderRole(v)
+		return nil
+	case attachment.FieldUploaderID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUploaderID(v)
+		return nil
+	case attachment.FieldUploaderName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUploaderName(v)
+		return nil
+	case attachment.FieldFilename:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFilename(v)
+		return nil
+	case attachment.FieldContentType:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetContentType(v)
+		return nil
+	case attachment.FieldSize:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSize(v)
+		return nil
+	case attachment.FieldSha256:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSha256(v)
+		return nil
+	case attachment.FieldContent:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetContent(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Attachment field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AttachmentMutation) AddedFields() []string {
+	var fields []string
+	if m.addsize != nil {
+		fields = append(fields, attachment.FieldSize)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AttachmentMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case attachment.FieldSize:
+		return m.AddedSize()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AttachmentMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case attachment.FieldSize:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSize(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Attachment numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AttachmentMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AttachmentMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AttachmentMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown Attachment nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AttachmentMutation) ResetField(name string) error {
+	switch name {
+	case attachment.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case attachment.FieldConversationID:
+		m.ResetConversationID()
+		return nil
+	case attachment.FieldUploaderRole:
+		m.ResetUploaderRole()
+		return nil
+	case attachment.FieldUploaderID:
+		m.ResetUploaderID()
+		return nil
+	case attachment.FieldUploaderName:
+		m.ResetUploaderName()
+		return nil
+	case attachment.FieldFilename:
+		m.ResetFilename()
+		return nil
+	case attachment.FieldContentType:
+		m.ResetContentType()
+		return nil
+	case attachment.FieldSize:
+		m.ResetSize()
+		return nil
+	case attachment.FieldSha256:
+		m.ResetSha256()
+		return nil
+	case attachment.FieldContent:
+		m.ResetContent()
+		return nil
+	}
+	return fmt.Errorf("unknown Attachment field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AttachmentMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.conversation != nil {
+		edges = append(edges, attachment.EdgeConversation)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AttachmentMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case attachment.EdgeConversation:
+		if id := m.conversation; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AttachmentMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AttachmentMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AttachmentMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedconversation {
+		edges = append(edges, attachment.EdgeConversation)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AttachmentMutation) EdgeCleared(name string) bool {
+	switch name {
+	case attachment.EdgeConversation:
+		return m.clearedconversation
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AttachmentMutation) ClearEdge(name string) error {
+	switch name {
+	case attachment.EdgeConversation:
+		m.ClearConversation()
+		return nil
+	}
+	return fmt.Errorf("unknown Attachment unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AttachmentMutation) ResetEdge(name string) error {
+	switch name {
+	case attachment.EdgeConversation:
+		m.ResetConversation()
+		return nil
+	}
+	return fmt.Errorf("unknown Attachment edge %s", name)
+}
+
 // ConsumerMutation represents an operation that mutates the Consumer nodes in the graph.
 type ConsumerMutation struct {
 	config
@@ -1674,37 +2588,44 @@ func (m *ConsumerMutation) ResetEdge(name string) error {
 // ConversationMutation represents an operation that mutates the Conversation nodes in the graph.
 type ConversationMutation struct {
 	config
-	op                 Op
-	typ                string
-	id                 *uuid.UUID
-	created_at         *time.Time
-	state              *conversation.State
-	last_seq           *int64
-	addlast_seq        *int64
-	queued_at          *time.Time
-	closed_at          *time.Time
-	clearedFields      map[string]struct{}
-	interaction        *uuid.UUID
-	clearedinteraction bool
-	queue              *uuid.UUID
-	clearedqueue       bool
-	agent              *uuid.UUID
-	clearedagent       bool
-	events             map[int64]struct{}
-	removedevents      map[int64]struct{}
-	clearedevents      bool
-	offers             map[uuid.UUID]struct{}
-	removedoffers      map[uuid.UUID]struct{}
-	clearedoffers      bool
-	tokens             map[uuid.UUID]struct{}
-	removedtokens      map[uuid.UUID]struct{}
-	clearedtokens      bool
-	cases              map[uuid.UUID]struct{}
-	removedcases       map[uuid.UUID]struct{}
-	clearedcases       bool
-	done               bool
-	oldValue           func(context.Context) (*Conversation, error)
-	predicates         []predicate.Conversation
+	op                  Op
+	typ                 string
+	id                  *uuid.UUID
+	created_at          *time.Time
+	state               *conversation.State
+	last_seq            *int64
+	addlast_seq         *int64
+	queued_at           *time.Time
+	closed_at           *time.Time
+	customer_active_at  *time.Time
+	clearedFields       map[string]struct{}
+	interaction         *uuid.UUID
+	clearedinteraction  bool
+	queue               *uuid.UUID
+	clearedqueue        bool
+	agent               *uuid.UUID
+	clearedagent        bool
+	events              map[int64]struct{}
+	removedevents       map[int64]struct{}
+	clearedevents       bool
+	offers              map[uuid.UUID]struct{}
+	removedoffers       map[uuid.UUID]struct{}
+	clearedoffers       bool
+	tokens              map[uuid.UUID]struct{}
+	removedtokens       map[uuid.UUID]struct{}
+	clearedtokens       bool
+	cases               map[uuid.UUID]struct{}
+	removedcases        map[uuid.UUID]struct{}
+	clearedcases        bool
+	read_cursors        map[int]struct{}
+	removedread_cursors map[int]struct{}
+	clearedread_cursors bool
+	attachments         map[uuid.UUID]struct{}
+	removedattachments  map[uuid.UUID]struct{}
+	clearedattachments  bool
+	done                bool
+	oldValue            func(context.Context) (*Conversation, error)
+	predicates          []predicate.Conversation
 }
 
 var _ ent.Mutation = (*ConversationMutation)(nil)
@@ -2171,6 +3092,55 @@ func (m *ConversationMutation) ResetClosedAt() {
 	delete(m.clearedFields, conversation.FieldClosedAt)
 }
 
+// SetCustomerActiveAt sets the "customer_active_at" field.
+func (m *ConversationMutation) SetCustomerActiveAt(t time.Time) {
+	m.customer_active_at = &t
+}
+
+// CustomerActiveAt returns the value of the "customer_active_at" field in the mutation.
+func (m *ConversationMutation) CustomerActiveAt() (r time.Time, exists bool) {
+	v := m.customer_active_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCustomerActiveAt returns the old "customer_active_at" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldCustomerActiveAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCustomerActiveAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCustomerActiveAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCustomerActiveAt: %w", err)
+	}
+	return oldValue.CustomerActiveAt, nil
+}
+
+// ClearCustomerActiveAt clears the value of the "customer_active_at" field.
+func (m *ConversationMutation) ClearCustomerActiveAt() {
+	m.customer_active_at = nil
+	m.clearedFields[conversation.FieldCustomerActiveAt] = struct{}{}
+}
+
+// CustomerActiveAtCleared returns if the "customer_active_at" field was cleared in this mutation.
+func (m *ConversationMutation) CustomerActiveAtCleared() bool {
+	_, ok := m.clearedFields[conversation.FieldCustomerActiveAt]
+	return ok
+}
+
+// ResetCustomerActiveAt resets all changes to the "customer_active_at" field.
+func (m *ConversationMutation) ResetCustomerActiveAt() {
+	m.customer_active_at = nil
+	delete(m.clearedFields, conversation.FieldCustomerActiveAt)
+}
+
 // ClearInteraction clears the "interaction" edge to the Interaction entity.
 func (m *ConversationMutation) ClearInteraction() {
 	m.clearedinteraction = true
@@ -2468,6 +3438,114 @@ func (m *ConversationMutation) ResetCases() {
 	m.removedcases = nil
 }
 
+// AddReadCursorIDs adds the "read_cursors" edge to the ReadCursor entity by ids.
+func (m *ConversationMutation) AddReadCursorIDs(ids ...int) {
+	if m.read_cursors == nil {
+		m.read_cursors = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.read_cursors[ids[i]] = struct{}{}
+	}
+}
+
+// ClearReadCursors clears the "read_cursors" edge to the ReadCursor entity.
+func (m *ConversationMutation) ClearReadCursors() {
+	m.clearedread_cursors = true
+}
+
+// ReadCursorsCleared reports if the "read_cursors" edge to the ReadCursor entity was cleared.
+func (m *ConversationMutation) ReadCursorsCleared() bool {
+	return m.clearedread_cursors
+}
+
+// RemoveReadCursorIDs removes the "read_cursors" edge to the ReadCursor entity by IDs.
+func (m *ConversationMutation) RemoveReadCursorIDs(ids ...int) {
+	if m.removedread_cursors == nil {
+		m.removedread_cursors = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.read_cursors, ids[i])
+		m.removedread_cursors[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedReadCursors returns the removed IDs of the "read_cursors" edge to the ReadCursor entity.
+func (m *ConversationMutation) RemovedReadCursorsIDs() (ids []int) {
+	for id := range m.removedread_cursors {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ReadCursorsIDs returns the "read_cursors" edge IDs in the mutation.
+func (m *ConversationMutation) ReadCursorsIDs() (ids []int) {
+	for id := range m.read_cursors {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetReadCursors resets all changes to the "read_cursors" edge.
+func (m *ConversationMutation) ResetReadCursors() {
+	m.read_cursors = nil
+	m.clearedread_cursors = false
+	m.removedread_cursors = nil
+}
+
+// AddAttachmentIDs adds the "attachments" edge to the Attachment entity by ids.
+func (m *ConversationMutation) AddAttachmentIDs(ids ...uuid.UUID) {
+	if m.attachments == nil {
+		m.attachments = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.attachments[ids[i]] = struct{}{}
+	}
+}
+
+// ClearAttachments clears the "attachments" edge to the Attachment entity.
+func (m *ConversationMutation) ClearAttachments() {
+	m.clearedattachments = true
+}
+
+// AttachmentsCleared reports if the "attachments" edge to the Attachment entity was cleared.
+func (m *ConversationMutation) AttachmentsCleared() bool {
+	return m.clearedattachments
+}
+
+// RemoveAttachmentIDs removes the "attachments" edge to the Attachment entity by IDs.
+func (m *ConversationMutation) RemoveAttachmentIDs(ids ...uuid.UUID) {
+	if m.removedattachments == nil {
+		m.removedattachments = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.attachments, ids[i])
+		m.removedattachments[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedAttachments returns the removed IDs of the "attachments" edge to the Attachment entity.
+func (m *ConversationMutation) RemovedAttachmentsIDs() (ids []uuid.UUID) {
+	for id := range m.removedattachments {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// AttachmentsIDs returns the "attachments" edge IDs in the mutation.
+func (m *ConversationMutation) AttachmentsIDs() (ids []uuid.UUID) {
+	for id := range m.attachments {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetAttachments resets all changes to the "attachments" edge.
+func (m *ConversationMutation) ResetAttachments() {
+	m.attachments = nil
+	m.clearedattachments = false
+	m.removedattachments = nil
+}
+
 // Where appends a list predicates to the ConversationMutation builder.
 func (m *ConversationMutation) Where(ps ...predicate.Conversation) {
 	m.predicates = append(m.predicates, ps...)
@@ -2502,7 +3580,7 @@ func (m *ConversationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConversationMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.created_at != nil {
 		fields = append(fields, conversation.FieldCreatedAt)
 	}
@@ -2526,6 +3604,9 @@ func (m *ConversationMutation) Fields() []string {
 	}
 	if m.closed_at != nil {
 		fields = append(fields, conversation.FieldClosedAt)
+	}
+	if m.customer_active_at != nil {
+		fields = append(fields, conversation.FieldCustomerActiveAt)
 	}
 	return fields
 }
@@ -2551,6 +3632,8 @@ func (m *ConversationMutation) Field(name string) (ent.Value, bool) {
 		return m.QueuedAt()
 	case conversation.FieldClosedAt:
 		return m.ClosedAt()
+	case conversation.FieldCustomerActiveAt:
+		return m.CustomerActiveAt()
 	}
 	return nil, false
 }
@@ -2576,6 +3659,8 @@ func (m *ConversationMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldQueuedAt(ctx)
 	case conversation.FieldClosedAt:
 		return m.OldClosedAt(ctx)
+	case conversation.FieldCustomerActiveAt:
+		return m.OldCustomerActiveAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown Conversation field %s", name)
 }
@@ -2641,6 +3726,13 @@ func (m *ConversationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetClosedAt(v)
 		return nil
+	case conversation.FieldCustomerActiveAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCustomerActiveAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Conversation field %s", name)
 }
@@ -2698,6 +3790,9 @@ func (m *ConversationMutation) ClearedFields() []string {
 	if m.FieldCleared(conversation.FieldClosedAt) {
 		fields = append(fields, conversation.FieldClosedAt)
 	}
+	if m.FieldCleared(conversation.FieldCustomerActiveAt) {
+		fields = append(fields, conversation.FieldCustomerActiveAt)
+	}
 	return fields
 }
 
@@ -2723,6 +3818,9 @@ func (m *ConversationMutation) ClearField(name string) error {
 		return nil
 	case conversation.FieldClosedAt:
 		m.ClearClosedAt()
+		return nil
+	case conversation.FieldCustomerActiveAt:
+		m.ClearCustomerActiveAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation nullable field %s", name)
@@ -2756,13 +3854,16 @@ func (m *ConversationMutation) ResetField(name string) error {
 	case conversation.FieldClosedAt:
 		m.ResetClosedAt()
 		return nil
+	case conversation.FieldCustomerActiveAt:
+		m.ResetCustomerActiveAt()
+		return nil
 	}
 	return fmt.Errorf("unknown Conversation field %s", name)
 }
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ConversationMutation) AddedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 9)
 	if m.interaction != nil {
 		edges = append(edges, conversation.EdgeInteraction)
 	}
@@ -2783,6 +3884,12 @@ func (m *ConversationMutation) AddedEdges() []string {
 	}
 	if m.cases != nil {
 		edges = append(edges, conversation.EdgeCases)
+	}
+	if m.read_cursors != nil {
+		edges = append(edges, conversation.EdgeReadCursors)
+	}
+	if m.attachments != nil {
+		edges = append(edges, conversation.EdgeAttachments)
 	}
 	return edges
 }
@@ -2827,13 +3934,25 @@ func (m *ConversationMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case conversation.EdgeReadCursors:
+		ids := make([]ent.Value, 0, len(m.read_cursors))
+		for id := range m.read_cursors {
+			ids = append(ids, id)
+		}
+		return ids
+	case conversation.EdgeAttachments:
+		ids := make([]ent.Value, 0, len(m.attachments))
+		for id := range m.attachments {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ConversationMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 9)
 	if m.removedevents != nil {
 		edges = append(edges, conversation.EdgeEvents)
 	}
@@ -2845,6 +3964,12 @@ func (m *ConversationMutation) RemovedEdges() []string {
 	}
 	if m.removedcases != nil {
 		edges = append(edges, conversation.EdgeCases)
+	}
+	if m.removedread_cursors != nil {
+		edges = append(edges, conversation.EdgeReadCursors)
+	}
+	if m.removedattachments != nil {
+		edges = append(edges, conversation.EdgeAttachments)
 	}
 	return edges
 }
@@ -2877,13 +4002,25 @@ func (m *ConversationMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case conversation.EdgeReadCursors:
+		ids := make([]ent.Value, 0, len(m.removedread_cursors))
+		for id := range m.removedread_cursors {
+			ids = append(ids, id)
+		}
+		return ids
+	case conversation.EdgeAttachments:
+		ids := make([]ent.Value, 0, len(m.removedattachments))
+		for id := range m.removedattachments {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ConversationMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 9)
 	if m.clearedinteraction {
 		edges = append(edges, conversation.EdgeInteraction)
 	}
@@ -2904,6 +4041,12 @@ func (m *ConversationMutation) ClearedEdges() []string {
 	}
 	if m.clearedcases {
 		edges = append(edges, conversation.EdgeCases)
+	}
+	if m.clearedread_cursors {
+		edges = append(edges, conversation.EdgeReadCursors)
+	}
+	if m.clearedattachments {
+		edges = append(edges, conversation.EdgeAttachments)
 	}
 	return edges
 }
@@ -2926,6 +4069,10 @@ func (m *ConversationMutation) EdgeCleared(name string) bool {
 		return m.clearedtokens
 	case conversation.EdgeCases:
 		return m.clearedcases
+	case conversation.EdgeReadCursors:
+		return m.clearedread_cursors
+	case conversation.EdgeAttachments:
+		return m.clearedattachments
 	}
 	return false
 }
@@ -2971,6 +4118,12 @@ func (m *ConversationMutation) ResetEdge(name string) error {
 		return nil
 	case conversation.EdgeCases:
 		m.ResetCases()
+		return nil
+	case conversation.EdgeReadCursors:
+		m.ResetReadCursors()
+		return nil
+	case conversation.EdgeAttachments:
+		m.ResetAttachments()
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation edge %s", name)
@@ -3923,6 +5076,602 @@ func (m *EventMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown Event edge %s", name)
+}
+
+// IdempotencyKeyMutation represents an operation that mutates the IdempotencyKey nodes in the graph.
+type IdempotencyKeyMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	caller        *string
+	procedure     *string
+	key           *string
+	request_hash  *[]byte
+	response      *[]byte
+	created_at    *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*IdempotencyKey, error)
+	predicates    []predicate.IdempotencyKey
+}
+
+var _ ent.Mutation = (*IdempotencyKeyMutation)(nil)
+
+// idempotencykeyOption allows management of the mutation configuration using functional options.
+type idempotencykeyOption func(*IdempotencyKeyMutation)
+
+// newIdempotencyKeyMutation creates new mutation for the IdempotencyKey entity.
+func newIdempotencyKeyMutation(c config, op Op, opts ...idempotencykeyOption) *IdempotencyKeyMutation {
+	m := &IdempotencyKeyMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeIdempotencyKey,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withIdempotencyKeyID sets the ID field of the mutation.
+func withIdempotencyKeyID(id int) idempotencykeyOption {
+	return func(m *IdempotencyKeyMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *IdempotencyKey
+		)
+		m.oldValue = func(ctx context.Context) (*IdempotencyKey, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().IdempotencyKey.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withIdempotencyKey sets the old IdempotencyKey of the mutation.
+func withIdempotencyKey(node *IdempotencyKey) idempotencykeyOption {
+	return func(m *IdempotencyKeyMutation) {
+		m.oldValue = func(context.Context) (*IdempotencyKey, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m IdempotencyKeyMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m IdempotencyKeyMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *IdempotencyKeyMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *IdempotencyKeyMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().IdempotencyKey.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCaller sets the "caller" field.
+func (m *IdempotencyKeyMutation) SetCaller(s string) {
+	m.caller = &s
+}
+
+// Caller returns the value of the "caller" field in the mutation.
+func (m *IdempotencyKeyMutation) Caller() (r string, exists bool) {
+	v := m.caller
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCaller returns the old "caller" field's value of the IdempotencyKey entity.
+// If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *IdempotencyKeyMutation) OldCaller(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCaller is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCaller requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCaller: %w", err)
+	}
+	return oldValue.Caller, nil
+}
+
+// ResetCaller resets all changes to the "caller" field.
+func (m *IdempotencyKeyMutation) ResetCaller() {
+	m.caller = nil
+}
+
+// SetProcedure sets the "procedure" field.
+func (m *IdempotencyKeyMutation) SetProcedure(s string) {
+	m.procedure = &s
+}
+
+// Procedure returns the value of the "procedure" field in the mutation.
+func (m *IdempotencyKeyMutation) Procedure() (r string, exists bool) {
+	v := m.procedure
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldProcedure returns the old "procedure" field's value of the IdempotencyKey entity.
+// If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *IdempotencyKeyMutation) OldProcedure(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldProcedure is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldProcedure requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldProcedure: %w", err)
+	}
+	return oldValue.Procedure, nil
+}
+
+// ResetProcedure resets all changes to the "procedure" field.
+func (m *IdempotencyKeyMutation) ResetProcedure() {
+	m.procedure = nil
+}
+
+// SetKey sets the "key" field.
+func (m *IdempotencyKeyMutation) SetKey(s string) {
+	m.key = &s
+}
+
+// Key returns the value of the "key" field in the mutation.
+func (m *IdempotencyKeyMutation) Key() (r string, exists bool) {
+	v := m.key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKey returns the old "key" field's value of the IdempotencyKey entity.
+// If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *IdempotencyKeyMutation) OldKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKey: %w", err)
+	}
+	return oldValue.Key, nil
+}
+
+// ResetKey resets all changes to the "key" field.
+func (m *IdempotencyKeyMutation) ResetKey() {
+	m.key = nil
+}
+
+// SetRequestHash sets the "request_hash" field.
+func (m *IdempotencyKeyMutation) SetRequestHash(b []byte) {
+	m.request_hash = &b
+}
+
+// RequestHash returns the value of the "request_hash" field in the mutation.
+func (m *IdempotencyKeyMutation) RequestHash() (r []byte, exists bool) {
+	v := m.request_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestHash returns the old "request_hash" field's value of the IdempotencyKey entity.
+// If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *IdempotencyKeyMutation) OldRequestHash(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestHash: %w", err)
+	}
+	return oldValue.RequestHash, nil
+}
+
+// ResetRequestHash resets all changes to the "request_hash" field.
+func (m *IdempotencyKeyMutation) ResetRequestHash() {
+	m.request_hash = nil
+}
+
+// SetResponse sets the "response" field.
+func (m *IdempotencyKeyMutation) SetResponse(b []byte) {
+	m.response = &b
+}
+
+// Response returns the value of the "response" field in the mutation.
+func (m *IdempotencyKeyMutation) Response() (r []byte, exists bool) {
+	v := m.response
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResponse returns the old "response" field's value of the IdempotencyKey entity.
+// If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *IdempotencyKeyMutation) OldResponse(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResponse is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResponse requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResponse: %w", err)
+	}
+	return oldValue.Response, nil
+}
+
+// ResetResponse resets all changes to the "response" field.
+func (m *IdempotencyKeyMutation) ResetResponse() {
+	m.response = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *IdempotencyKeyMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *IdempotencyKeyMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the IdempotencyKey entity.
+// If the IdempotencyKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *IdempotencyKeyMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *IdempotencyKeyMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// Where appends a list predicates to the IdempotencyKeyMutation builder.
+func (m *IdempotencyKeyMutation) Where(ps ...predicate.IdempotencyKey) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the IdempotencyKeyMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *IdempotencyKeyMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.IdempotencyKey, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *IdempotencyKeyMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *IdempotencyKeyMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (IdempotencyKey).
+func (m *IdempotencyKeyMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *IdempotencyKeyMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.caller != nil {
+		fields = append(fields, idempotencykey.FieldCaller)
+	}
+	if m.procedure != nil {
+		fields = append(fields, idempotencykey.FieldProcedure)
+	}
+	if m.key != nil {
+		fields = append(fields, idempotencykey.FieldKey)
+	}
+	if m.request_hash != nil {
+		fields = append(fields, idempotencykey.FieldRequestHash)
+	}
+	if m.response != nil {
+		fields = append(fields, idempotencykey.FieldResponse)
+	}
+	if m.created_at != nil {
+		fields = append(fields, idempotencykey.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *IdempotencyKeyMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case idempotencykey.FieldCaller:
+		return m.Caller()
+	case idempotencykey.FieldProcedure:
+		return m.Procedure()
+	case idempotencykey.FieldKey:
+		return m.Key()
+	case idempotencykey.FieldRequestHash:
+		return m.RequestHash()
+	case idempotencykey.FieldResponse:
+		return m.Response()
+	case idempotencykey.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *IdempotencyKeyMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case idempotencykey.FieldCaller:
+		return m.OldCaller(ctx)
+	case idempotencykey.FieldProcedure:
+		return m.OldProcedure(ctx)
+	case idempotencykey.FieldKey:
+		return m.OldKey(ctx)
+	case idempotencykey.FieldRequestHash:
+		return m.OldRequestHash(ctx)
+	case idempotencykey.FieldResponse:
+		return m.OldResponse(ctx)
+	case idempotencykey.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown IdempotencyKey field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *IdempotencyKeyMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case idempotencykey.FieldCaller:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCaller(v)
+		return nil
+	case idempotencykey.FieldProcedure:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetProcedure(v)
+		return nil
+	case idempotencykey.FieldKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKey(v)
+		return nil
+	case idempotencykey.FieldRequestHash:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestHash(v)
+		return nil
+	case idempotencykey.FieldResponse:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResponse(v)
+		return nil
+	case idempotencykey.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown IdempotencyKey field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *IdempotencyKeyMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *IdempotencyKeyMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *IdempotencyKeyMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown IdempotencyKey numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *IdempotencyKeyMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *IdempotencyKeyMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *IdempotencyKeyMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown IdempotencyKey nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *IdempotencyKeyMutation) ResetField(name string) error {
+	switch name {
+	case idempotencykey.FieldCaller:
+		m.ResetCaller()
+		return nil
+	case idempotencykey.FieldProcedure:
+		m.ResetProcedure()
+		return nil
+	case idempotencykey.FieldKey:
+		m.ResetKey()
+		return nil
+	case idempotencykey.FieldRequestHash:
+		m.ResetRequestHash()
+		return nil
+	case idempotencykey.FieldResponse:
+		m.ResetResponse()
+		return nil
+	case idempotencykey.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown IdempotencyKey field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *IdempotencyKeyMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *IdempotencyKeyMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *IdempotencyKeyMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *IdempotencyKeyMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *IdempotencyKeyMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *IdempotencyKeyMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *IdempotencyKeyMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown IdempotencyKey unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *IdempotencyKeyMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown IdempotencyKey edge %s", name)
 }
 
 // InteractionMutation represents an operation that mutates the Interaction nodes in the graph.
@@ -6926,6 +8675,779 @@ func (m *QueueMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Queue edge %s", name)
 }
 
+// ReadCursorMutation represents an operation that mutates the ReadCursor nodes in the graph.
+type ReadCursorMutation struct {
+	config
+	op                  Op
+	typ                 string
+	id                  *int
+	participant_role    *readcursor.ParticipantRole
+	participant_id      *string
+	participant_name    *string
+	delivered_seq       *int64
+	adddelivered_seq    *int64
+	read_seq            *int64
+	addread_seq         *int64
+	updated_at          *time.Time
+	clearedFields       map[string]struct{}
+	conversation        *uuid.UUID
+	clearedconversation bool
+	done                bool
+	oldValue            func(context.Context) (*ReadCursor, error)
+	predicates          []predicate.ReadCursor
+}
+
+var _ ent.Mutation = (*ReadCursorMutation)(nil)
+
+// readcursorOption allows management of the mutation configuration using functional options.
+type readcursorOption func(*ReadCursorMutation)
+
+// newReadCursorMutation creates new mutation for the ReadCursor entity.
+func newReadCursorMutation(c config, op Op, opts ...readcursorOption) *ReadCursorMutation {
+	m := &ReadCursorMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeReadCursor,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withReadCursorID sets the ID field of the mutation.
+func withReadCursorID(id int) readcursorOption {
+	return func(m *ReadCursorMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *ReadCursor
+		)
+		m.oldValue = func(ctx context.Context) (*ReadCursor, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().ReadCursor.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withReadCursor sets the old ReadCursor of the mutation.
+func withReadCursor(node *ReadCursor) readcursorOption {
+	return func(m *ReadCursorMutation) {
+		m.oldValue = func(context.Context) (*ReadCursor, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ReadCursorMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ReadCursorMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ReadCursorMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ReadCursorMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().ReadCursor.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetConversationID sets the "conversation_id" field.
+func (m *ReadCursorMutation) SetConversationID(u uuid.UUID) {
+	m.conversation = &u
+}
+
+// ConversationID returns the value of the "conversation_id" field in the mutation.
+func (m *ReadCursorMutation) ConversationID() (r uuid.UUID, exists bool) {
+	v := m.conversation
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldConversationID returns the old "conversation_id" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldConversationID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldConversationID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldConversationID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldConversationID: %w", err)
+	}
+	return oldValue.ConversationID, nil
+}
+
+// ResetConversationID resets all changes to the "conversation_id" field.
+func (m *ReadCursorMutation) ResetConversationID() {
+	m.conversation = nil
+}
+
+// SetParticipantRole sets the "participant_role" field.
+func (m *ReadCursorMutation) SetParticipantRole(rr readcursor.ParticipantRole) {
+	m.participant_role = &rr
+}
+
+// ParticipantRole returns the value of the "participant_role" field in the mutation.
+func (m *ReadCursorMutation) ParticipantRole() (r readcursor.ParticipantRole, exists bool) {
+	v := m.participant_role
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldParticipantRole returns the old "participant_role" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldParticipantRole(ctx context.Context) (v readcursor.ParticipantRole, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldParticipantRole is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldParticipantRole requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldParticipantRole: %w", err)
+	}
+	return oldValue.ParticipantRole, nil
+}
+
+// ResetParticipantRole resets all changes to the "participant_role" field.
+func (m *ReadCursorMutation) ResetParticipantRole() {
+	m.participant_role = nil
+}
+
+// SetParticipantID sets the "participant_id" field.
+func (m *ReadCursorMutation) SetParticipantID(s string) {
+	m.participant_id = &s
+}
+
+// ParticipantID returns the value of the "participant_id" field in the mutation.
+func (m *ReadCursorMutation) ParticipantID() (r string, exists bool) {
+	v := m.participant_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldParticipantID returns the old "participant_id" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldParticipantID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldParticipantID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldParticipantID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldParticipantID: %w", err)
+	}
+	return oldValue.ParticipantID, nil
+}
+
+// ResetParticipantID resets all changes to the "participant_id" field.
+func (m *ReadCursorMutation) ResetParticipantID() {
+	m.participant_id = nil
+}
+
+// SetParticipantName sets the "participant_name" field.
+func (m *ReadCursorMutation) SetParticipantName(s string) {
+	m.participant_name = &s
+}
+
+// ParticipantName returns the value of the "participant_name" field in the mutation.
+func (m *ReadCursorMutation) ParticipantName() (r string, exists bool) {
+	v := m.participant_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldParticipantName returns the old "participant_name" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldParticipantName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldParticipantName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldParticipantName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldParticipantName: %w", err)
+	}
+	return oldValue.ParticipantName, nil
+}
+
+// ResetParticipantName resets all changes to the "participant_name" field.
+func (m *ReadCursorMutation) ResetParticipantName() {
+	m.participant_name = nil
+}
+
+// SetDeliveredSeq sets the "delivered_seq" field.
+func (m *ReadCursorMutation) SetDeliveredSeq(i int64) {
+	m.delivered_seq = &i
+	m.adddelivered_seq = nil
+}
+
+// DeliveredSeq returns the value of the "delivered_seq" field in the mutation.
+func (m *ReadCursorMutation) DeliveredSeq() (r int64, exists bool) {
+	v := m.delivered_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDeliveredSeq returns the old "delivered_seq" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldDeliveredSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDeliveredSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDeliveredSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDeliveredSeq: %w", err)
+	}
+	return oldValue.DeliveredSeq, nil
+}
+
+// AddDeliveredSeq adds i to the "delivered_seq" field.
+func (m *ReadCursorMutation) AddDeliveredSeq(i int64) {
+	if m.adddelivered_seq != nil {
+		*m.adddelivered_seq += i
+	} else {
+		m.adddelivered_seq = &i
+	}
+}
+
+// AddedDeliveredSeq returns the value that was added to the "delivered_seq" field in this mutation.
+func (m *ReadCursorMutation) AddedDeliveredSeq() (r int64, exists bool) {
+	v := m.adddelivered_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetDeliveredSeq resets all changes to the "delivered_seq" field.
+func (m *ReadCursorMutation) ResetDeliveredSeq() {
+	m.delivered_seq = nil
+	m.adddelivered_seq = nil
+}
+
+// SetReadSeq sets the "read_seq" field.
+func (m *ReadCursorMutation) SetReadSeq(i int64) {
+	m.read_seq = &i
+	m.addread_seq = nil
+}
+
+// ReadSeq returns the value of the "read_seq" field in the mutation.
+func (m *ReadCursorMutation) ReadSeq() (r int64, exists bool) {
+	v := m.read_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReadSeq returns the old "read_seq" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldReadSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReadSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReadSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReadSeq: %w", err)
+	}
+	return oldValue.ReadSeq, nil
+}
+
+// AddReadSeq adds i to the "read_seq" field.
+func (m *ReadCursorMutation) AddReadSeq(i int64) {
+	if m.addread_seq != nil {
+		*m.addread_seq += i
+	} else {
+		m.addread_seq = &i
+	}
+}
+
+// AddedReadSeq returns the value that was added to the "read_seq" field in this mutation.
+func (m *ReadCursorMutation) AddedReadSeq() (r int64, exists bool) {
+	v := m.addread_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetReadSeq resets all changes to the "read_seq" field.
+func (m *ReadCursorMutation) ResetReadSeq() {
+	m.read_seq = nil
+	m.addread_seq = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ReadCursorMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ReadCursorMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the ReadCursor entity.
+// If the ReadCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReadCursorMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ReadCursorMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// ClearConversation clears the "conversation" edge to the Conversation entity.
+func (m *ReadCursorMutation) ClearConversation() {
+	m.clearedconversation = true
+	m.clearedFields[readcursor.FieldConversationID] = struct{}{}
+}
+
+// ConversationCleared reports if the "conversation" edge to the Conversation entity was cleared.
+func (m *ReadCursorMutation) ConversationCleared() bool {
+	return m.clearedconversation
+}
+
+// ConversationIDs returns the "conversation" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ConversationID instead. It exists only for internal usage by the builders.
+func (m *ReadCursorMutation) ConversationIDs() (ids []uuid.UUID) {
+	if id := m.conversation; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetConversation resets all changes to the "conversation" edge.
+func (m *ReadCursorMutation) ResetConversation() {
+	m.conversation = nil
+	m.clearedconversation = false
+}
+
+// Where appends a list predicates to the ReadCursorMutation builder.
+func (m *ReadCursorMutation) Where(ps ...predicate.ReadCursor) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ReadCursorMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ReadCursorMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.ReadCursor, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ReadCursorMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ReadCursorMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (ReadCursor).
+func (m *ReadCursorMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ReadCursorMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.conversation != nil {
+		fields = append(fields, readcursor.FieldConversationID)
+	}
+	if m.participant_role != nil {
+		fields = append(fields, readcursor.FieldParticipantRole)
+	}
+	if m.participant_id != nil {
+		fields = append(fields, readcursor.FieldParticipantID)
+	}
+	if m.participant_name != nil {
+		fields = append(fields, readcursor.FieldParticipantName)
+	}
+	if m.delivered_seq != nil {
+		fields = append(fields, readcursor.FieldDeliveredSeq)
+	}
+	if m.read_seq != nil {
+		fields = append(fields, readcursor.FieldReadSeq)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, readcursor.FieldUpdatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ReadCursorMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case readcursor.FieldConversationID:
+		return m.ConversationID()
+	case readcursor.FieldParticipantRole:
+		return m.ParticipantRole()
+	case readcursor.FieldParticipantID:
+		return m.ParticipantID()
+	case readcursor.FieldParticipantName:
+		return m.ParticipantName()
+	case readcursor.FieldDeliveredSeq:
+		return m.DeliveredSeq()
+	case readcursor.FieldReadSeq:
+		return m.ReadSeq()
+	case readcursor.FieldUpdatedAt:
+		return m.UpdatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ReadCursorMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case readcursor.FieldConversationID:
+		return m.OldConversationID(ctx)
+	case readcursor.FieldParticipantRole:
+		return m.OldParticipantRole(ctx)
+	case readcursor.FieldParticipantID:
+		return m.OldParticipantID(ctx)
+	case readcursor.FieldParticipantName:
+		return m.OldParticipantName(ctx)
+	case readcursor.FieldDeliveredSeq:
+		return m.OldDeliveredSeq(ctx)
+	case readcursor.FieldReadSeq:
+		return m.OldReadSeq(ctx)
+	case readcursor.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown ReadCursor field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ReadCursorMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case readcursor.FieldConversationID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetConversationID(v)
+		return nil
+	case readcursor.FieldParticipantRole:
+		v, ok := value.(readcursor.ParticipantRole)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetParticipantRole(v)
+		return nil
+	case readcursor.FieldParticipantID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetParticipantID(v)
+		return nil
+	case readcursor.FieldParticipantName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetParticipantName(v)
+		return nil
+	case readcursor.FieldDeliveredSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDeliveredSeq(v)
+		return nil
+	case readcursor.FieldReadSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReadSeq(v)
+		return nil
+	case readcursor.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ReadCursor field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ReadCursorMutation) AddedFields() []string {
+	var fields []string
+	if m.adddelivered_seq != nil {
+		fields = append(fields, readcursor.FieldDeliveredSeq)
+	}
+	if m.addread_seq != nil {
+		fields = append(fields, readcursor.FieldReadSeq)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ReadCursorMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case readcursor.FieldDeliveredSeq:
+		return m.AddedDeliveredSeq()
+	case readcursor.FieldReadSeq:
+		return m.AddedReadSeq()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ReadCursorMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case readcursor.FieldDeliveredSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDeliveredSeq(v)
+		return nil
+	case readcursor.FieldReadSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddReadSeq(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ReadCursor numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ReadCursorMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ReadCursorMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ReadCursorMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown ReadCursor nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ReadCursorMutation) ResetField(name string) error {
+	switch name {
+	case readcursor.FieldConversationID:
+		m.ResetConversationID()
+		return nil
+	case readcursor.FieldParticipantRole:
+		m.ResetParticipantRole()
+		return nil
+	case readcursor.FieldParticipantID:
+		m.ResetParticipantID()
+		return nil
+	case readcursor.FieldParticipantName:
+		m.ResetParticipantName()
+		return nil
+	case readcursor.FieldDeliveredSeq:
+		m.ResetDeliveredSeq()
+		return nil
+	case readcursor.FieldReadSeq:
+		m.ResetReadSeq()
+		return nil
+	case readcursor.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown ReadCursor field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ReadCursorMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.conversation != nil {
+		edges = append(edges, readcursor.EdgeConversation)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ReadCursorMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case readcursor.EdgeConversation:
+		if id := m.conversation; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ReadCursorMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ReadCursorMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ReadCursorMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedconversation {
+		edges = append(edges, readcursor.EdgeConversation)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ReadCursorMutation) EdgeCleared(name string) bool {
+	switch name {
+	case readcursor.EdgeConversation:
+		return m.clearedconversation
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ReadCursorMutation) ClearEdge(name string) error {
+	switch name {
+	case readcursor.EdgeConversation:
+		m.ClearConversation()
+		return nil
+	}
+	return fmt.Errorf("unknown ReadCursor unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ReadCursorMutation) ResetEdge(name string) error {
+	switch name {
+	case readcursor.EdgeConversation:
+		m.ResetConversation()
+		return nil
+	}
+	return fmt.Errorf("unknown ReadCursor edge %s", name)
+}
+
 // ServiceCaseMutation represents an operation that mutates the ServiceCase nodes in the graph.
 type ServiceCaseMutation struct {
 	config
@@ -7771,6 +10293,8 @@ type SettingMutation struct {
 	appendissue_types                         []schema.IssueType
 	next_case_number                          *int64
 	addnext_case_number                       *int64
+	abandon_after_seconds                     *int64
+	addabandon_after_seconds                  *int64
 	clearedFields                             map[string]struct{}
 	done                                      bool
 	oldValue                                  func(context.Context) (*Setting, error)
@@ -8080,6 +10604,62 @@ func (m *SettingMutation) ResetNextCaseNumber() {
 	m.addnext_case_number = nil
 }
 
+// SetAbandonAfterSeconds sets the "abandon_after_seconds" field.
+func (m *SettingMutation) SetAbandonAfterSeconds(i int64) {
+	m.abandon_after_seconds = &i
+	m.addabandon_after_seconds = nil
+}
+
+// AbandonAfterSeconds returns the value of the "abandon_after_seconds" field in the mutation.
+func (m *SettingMutation) AbandonAfterSeconds() (r int64, exists bool) {
+	v := m.abandon_after_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAbandonAfterSeconds returns the old "abandon_after_seconds" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldAbandonAfterSeconds(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAbandonAfterSeconds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAbandonAfterSeconds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAbandonAfterSeconds: %w", err)
+	}
+	return oldValue.AbandonAfterSeconds, nil
+}
+
+// AddAbandonAfterSeconds adds i to the "abandon_after_seconds" field.
+func (m *SettingMutation) AddAbandonAfterSeconds(i int64) {
+	if m.addabandon_after_seconds != nil {
+		*m.addabandon_after_seconds += i
+	} else {
+		m.addabandon_after_seconds = &i
+	}
+}
+
+// AddedAbandonAfterSeconds returns the value that was added to the "abandon_after_seconds" field in this mutation.
+func (m *SettingMutation) AddedAbandonAfterSeconds() (r int64, exists bool) {
+	v := m.addabandon_after_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAbandonAfterSeconds resets all changes to the "abandon_after_seconds" field.
+func (m *SettingMutation) ResetAbandonAfterSeconds() {
+	m.abandon_after_seconds = nil
+	m.addabandon_after_seconds = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -8114,7 +10694,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -8126,6 +10706,9 @@ func (m *SettingMutation) Fields() []string {
 	}
 	if m.next_case_number != nil {
 		fields = append(fields, setting.FieldNextCaseNumber)
+	}
+	if m.abandon_after_seconds != nil {
+		fields = append(fields, setting.FieldAbandonAfterSeconds)
 	}
 	return fields
 }
@@ -8143,6 +10726,8 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.IssueTypes()
 	case setting.FieldNextCaseNumber:
 		return m.NextCaseNumber()
+	case setting.FieldAbandonAfterSeconds:
+		return m.AbandonAfterSeconds()
 	}
 	return nil, false
 }
@@ -8160,6 +10745,8 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldIssueTypes(ctx)
 	case setting.FieldNextCaseNumber:
 		return m.OldNextCaseNumber(ctx)
+	case setting.FieldAbandonAfterSeconds:
+		return m.OldAbandonAfterSeconds(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -8197,6 +10784,13 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetNextCaseNumber(v)
 		return nil
+	case setting.FieldAbandonAfterSeconds:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAbandonAfterSeconds(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
 }
@@ -8211,6 +10805,9 @@ func (m *SettingMutation) AddedFields() []string {
 	if m.addnext_case_number != nil {
 		fields = append(fields, setting.FieldNextCaseNumber)
 	}
+	if m.addabandon_after_seconds != nil {
+		fields = append(fields, setting.FieldAbandonAfterSeconds)
+	}
 	return fields
 }
 
@@ -8223,6 +10820,8 @@ func (m *SettingMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedMaxGuestSessionsPerHour()
 	case setting.FieldNextCaseNumber:
 		return m.AddedNextCaseNumber()
+	case setting.FieldAbandonAfterSeconds:
+		return m.AddedAbandonAfterSeconds()
 	}
 	return nil, false
 }
@@ -8245,6 +10844,13 @@ func (m *SettingMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddNextCaseNumber(v)
+		return nil
+	case setting.FieldAbandonAfterSeconds:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAbandonAfterSeconds(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Setting numeric field %s", name)
@@ -8284,6 +10890,9 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldNextCaseNumber:
 		m.ResetNextCaseNumber()
+		return nil
+	case setting.FieldAbandonAfterSeconds:
+		m.ResetAbandonAfterSeconds()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)

@@ -7,13 +7,16 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
@@ -49,6 +52,39 @@ func init() {
 	agentDescID := agentMixinFields0[0].Descriptor()
 	// agent.DefaultID holds the default value on creation for the id field.
 	agent.DefaultID = agentDescID.Default.(func() uuid.UUID)
+	attachmentMixin := schema.Attachment{}.Mixin()
+	attachmentMixinFields0 := attachmentMixin[0].Fields()
+	_ = attachmentMixinFields0
+	attachmentFields := schema.Attachment{}.Fields()
+	_ = attachmentFields
+	// attachmentDescCreatedAt is the schema descriptor for created_at field.
+	attachmentDescCreatedAt := attachmentMixinFields0[1].Descriptor()
+	// attachment.DefaultCreatedAt holds the default value on creation for the created_at field.
+	attachment.DefaultCreatedAt = attachmentDescCreatedAt.Default.(func() time.Time)
+	// attachmentDescUploaderID is the schema descriptor for uploader_id field.
+	attachmentDescUploaderID := attachmentFields[2].Descriptor()
+	// attachment.UploaderIDValidator is a validator for the "uploader_id" field. It is called by the builders before save.
+	attachment.UploaderIDValidator = attachmentDescUploaderID.Validators[0].(func(string) error)
+	// attachmentDescUploaderName is the schema descriptor for uploader_name field.
+	attachmentDescUploaderName := attachmentFields[3].Descriptor()
+	// attachment.DefaultUploaderName holds the default value on creation for the uploader_name field.
+	attachment.DefaultUploaderName = attachmentDescUploaderName.Default.(string)
+	// attachmentDescFilename is the schema descriptor for filename field.
+	attachmentDescFilename := attachmentFields[4].Descriptor()
+	// attachment.FilenameValidator is a validator for the "filename" field. It is called by the builders before save.
+	attachment.FilenameValidator = attachmentDescFilename.Validators[0].(func(string) error)
+	// attachmentDescContentType is the schema descriptor for content_type field.
+	attachmentDescContentType := attachmentFields[5].Descriptor()
+	// attachment.ContentTypeValidator is a validator for the "content_type" field. It is called by the builders before save.
+	attachment.ContentTypeValidator = attachmentDescContentType.Validators[0].(func(string) error)
+	// attachmentDescSize is the schema descriptor for size field.
+	attachmentDescSize := attachmentFields[6].Descriptor()
+	// attachment.SizeValidator is a validator for the "size" field. It is called by the builders before save.
+	attachment.SizeValidator = attachmentDescSize.Validators[0].(func(int64) error)
+	// attachmentDescID is the schema descriptor for id field.
+	attachmentDescID := attachmentMixinFields0[0].Descriptor()
+	// attachment.DefaultID holds the default value on creation for the id field.
+	attachment.DefaultID = attachmentDescID.Default.(func() uuid.UUID)
 	consumerMixin := schema.Consumer{}.Mixin()
 	consumerMixinFields0 := consumerMixin[0].Fields()
 	_ = consumerMixinFields0
@@ -105,6 +141,24 @@ func init() {
 	eventDescSenderName := eventFields[7].Descriptor()
 	// event.DefaultSenderName holds the default value on creation for the sender_name field.
 	event.DefaultSenderName = eventDescSenderName.Default.(string)
+	idempotencykeyFields := schema.IdempotencyKey{}.Fields()
+	_ = idempotencykeyFields
+	// idempotencykeyDescCaller is the schema descriptor for caller field.
+	idempotencykeyDescCaller := idempotencykeyFields[0].Descriptor()
+	// idempotencykey.CallerValidator is a validator for the "caller" field. It is called by the builders before save.
+	idempotencykey.CallerValidator = idempotencykeyDescCaller.Validators[0].(func(string) error)
+	// idempotencykeyDescProcedure is the schema descriptor for procedure field.
+	idempotencykeyDescProcedure := idempotencykeyFields[1].Descriptor()
+	// idempotencykey.ProcedureValidator is a validator for the "procedure" field. It is called by the builders before save.
+	idempotencykey.ProcedureValidator = idempotencykeyDescProcedure.Validators[0].(func(string) error)
+	// idempotencykeyDescKey is the schema descriptor for key field.
+	idempotencykeyDescKey := idempotencykeyFields[2].Descriptor()
+	// idempotencykey.KeyValidator is a validator for the "key" field. It is called by the builders before save.
+	idempotencykey.KeyValidator = idempotencykeyDescKey.Validators[0].(func(string) error)
+	// idempotencykeyDescCreatedAt is the schema descriptor for created_at field.
+	idempotencykeyDescCreatedAt := idempotencykeyFields[5].Descriptor()
+	// idempotencykey.DefaultCreatedAt holds the default value on creation for the created_at field.
+	idempotencykey.DefaultCreatedAt = idempotencykeyDescCreatedAt.Default.(func() time.Time)
 	interactionMixin := schema.Interaction{}.Mixin()
 	interactionMixinFields0 := interactionMixin[0].Fields()
 	_ = interactionMixinFields0
@@ -181,6 +235,32 @@ func init() {
 	queueDescID := queueMixinFields0[0].Descriptor()
 	// queue.DefaultID holds the default value on creation for the id field.
 	queue.DefaultID = queueDescID.Default.(func() uuid.UUID)
+	readcursorFields := schema.ReadCursor{}.Fields()
+	_ = readcursorFields
+	// readcursorDescParticipantID is the schema descriptor for participant_id field.
+	readcursorDescParticipantID := readcursorFields[2].Descriptor()
+	// readcursor.ParticipantIDValidator is a validator for the "participant_id" field. It is called by the builders before save.
+	readcursor.ParticipantIDValidator = readcursorDescParticipantID.Validators[0].(func(string) error)
+	// readcursorDescParticipantName is the schema descriptor for participant_name field.
+	readcursorDescParticipantName := readcursorFields[3].Descriptor()
+	// readcursor.DefaultParticipantName holds the default value on creation for the participant_name field.
+	readcursor.DefaultParticipantName = readcursorDescParticipantName.Default.(string)
+	// readcursorDescDeliveredSeq is the schema descriptor for delivered_seq field.
+	readcursorDescDeliveredSeq := readcursorFields[4].Descriptor()
+	// readcursor.DefaultDeliveredSeq holds the default value on creation for the delivered_seq field.
+	readcursor.DefaultDeliveredSeq = readcursorDescDeliveredSeq.Default.(int64)
+	// readcursor.DeliveredSeqValidator is a validator for the "delivered_seq" field. It is called by the builders before save.
+	readcursor.DeliveredSeqValidator = readcursorDescDeliveredSeq.Validators[0].(func(int64) error)
+	// readcursorDescReadSeq is the schema descriptor for read_seq field.
+	readcursorDescReadSeq := readcursorFields[5].Descriptor()
+	// readcursor.DefaultReadSeq holds the default value on creation for the read_seq field.
+	readcursor.DefaultReadSeq = readcursorDescReadSeq.Default.(int64)
+	// readcursor.ReadSeqValidator is a validator for the "read_seq" field. It is called by the builders before save.
+	readcursor.ReadSeqValidator = readcursorDescReadSeq.Validators[0].(func(int64) error)
+	// readcursorDescUpdatedAt is the schema descriptor for updated_at field.
+	readcursorDescUpdatedAt := readcursorFields[6].Descriptor()
+	// readcursor.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	readcursor.DefaultUpdatedAt = readcursorDescUpdatedAt.Default.(func() time.Time)
 	servicecaseMixin := schema.ServiceCase{}.Mixin()
 	servicecaseMixinFields0 := servicecaseMixin[0].Fields()
 	_ = servicecaseMixinFields0
@@ -208,6 +288,12 @@ func init() {
 	settingDescNextCaseNumber := settingFields[4].Descriptor()
 	// setting.DefaultNextCaseNumber holds the default value on creation for the next_case_number field.
 	setting.DefaultNextCaseNumber = settingDescNextCaseNumber.Default.(int64)
+	// settingDescAbandonAfterSeconds is the schema descriptor for abandon_after_seconds field.
+	settingDescAbandonAfterSeconds := settingFields[5].Descriptor()
+	// setting.DefaultAbandonAfterSeconds holds the default value on creation for the abandon_after_seconds field.
+	setting.DefaultAbandonAfterSeconds = settingDescAbandonAfterSeconds.Default.(int64)
+	// setting.AbandonAfterSecondsValidator is a validator for the "abandon_after_seconds" field. It is called by the builders before save.
+	setting.AbandonAfterSecondsValidator = settingDescAbandonAfterSeconds.Validators[0].(func(int64) error)
 	tokenMixin := schema.Token{}.Mixin()
 	tokenMixinFields0 := tokenMixin[0].Fields()
 	_ = tokenMixinFields0

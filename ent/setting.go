@@ -26,7 +26,9 @@ type Setting struct {
 	IssueTypes []schema.IssueType `json:"issue_types,omitempty"`
 	// NextCaseNumber holds the value of the "next_case_number" field.
 	NextCaseNumber int64 `json:"next_case_number,omitempty"`
-	selectValues   sql.SelectValues
+	// AbandonAfterSeconds holds the value of the "abandon_after_seconds" field.
+	AbandonAfterSeconds int64 `json:"abandon_after_seconds,omitempty"`
+	selectValues        sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -36,7 +38,7 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case setting.FieldIssueTypes:
 			values[i] = new([]byte)
-		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber:
+		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds:
 			values[i] = new(sql.NullInt64)
 		case setting.FieldGuestSessionsRateLimitReachedMessage:
 			values[i] = new(sql.NullString)
@@ -87,6 +89,12 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.NextCaseNumber = value.Int64
 			}
+		case setting.FieldAbandonAfterSeconds:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field abandon_after_seconds", values[i])
+			} else if value.Valid {
+				_m.AbandonAfterSeconds = value.Int64
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -134,6 +142,9 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("next_case_number=")
 	builder.WriteString(fmt.Sprintf("%v", _m.NextCaseNumber))
+	builder.WriteString(", ")
+	builder.WriteString("abandon_after_seconds=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AbandonAfterSeconds))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -52,6 +52,20 @@ func (_c *SettingCreate) SetNillableNextCaseNumber(v *int64) *SettingCreate {
 	return _c
 }
 
+// SetAbandonAfterSeconds sets the "abandon_after_seconds" field.
+func (_c *SettingCreate) SetAbandonAfterSeconds(v int64) *SettingCreate {
+	_c.mutation.SetAbandonAfterSeconds(v)
+	return _c
+}
+
+// SetNillableAbandonAfterSeconds sets the "abandon_after_seconds" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableAbandonAfterSeconds(v *int64) *SettingCreate {
+	if v != nil {
+		_c.SetAbandonAfterSeconds(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -97,6 +111,10 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultNextCaseNumber
 		_c.mutation.SetNextCaseNumber(v)
 	}
+	if _, ok := _c.mutation.AbandonAfterSeconds(); !ok {
+		v := setting.DefaultAbandonAfterSeconds
+		_c.mutation.SetAbandonAfterSeconds(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -122,6 +140,14 @@ func (_c *SettingCreate) check() error {
 	}
 	if _, ok := _c.mutation.NextCaseNumber(); !ok {
 		return &ValidationError{Name: "next_case_number", err: errors.New(`ent: missing required field "Setting.next_case_number"`)}
+	}
+	if _, ok := _c.mutation.AbandonAfterSeconds(); !ok {
+		return &ValidationError{Name: "abandon_after_seconds", err: errors.New(`ent: missing required field "Setting.abandon_after_seconds"`)}
+	}
+	if v, ok := _c.mutation.AbandonAfterSeconds(); ok {
+		if err := setting.AbandonAfterSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "abandon_after_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.abandon_after_seconds": %w`, err)}
+		}
 	}
 	return nil
 }
@@ -170,6 +196,10 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.NextCaseNumber(); ok {
 		_spec.SetField(setting.FieldNextCaseNumber, field.TypeInt64, value)
 		_node.NextCaseNumber = value
+	}
+	if value, ok := _c.mutation.AbandonAfterSeconds(); ok {
+		_spec.SetField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
+		_node.AbandonAfterSeconds = value
 	}
 	return _node, _spec
 }

@@ -98,6 +98,27 @@ func (_u *SettingUpdate) AddNextCaseNumber(v int64) *SettingUpdate {
 	return _u
 }
 
+// SetAbandonAfterSeconds sets the "abandon_after_seconds" field.
+func (_u *SettingUpdate) SetAbandonAfterSeconds(v int64) *SettingUpdate {
+	_u.mutation.ResetAbandonAfterSeconds()
+	_u.mutation.SetAbandonAfterSeconds(v)
+	return _u
+}
+
+// SetNillableAbandonAfterSeconds sets the "abandon_after_seconds" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableAbandonAfterSeconds(v *int64) *SettingUpdate {
+	if v != nil {
+		_u.SetAbandonAfterSeconds(*v)
+	}
+	return _u
+}
+
+// AddAbandonAfterSeconds adds value to the "abandon_after_seconds" field.
+func (_u *SettingUpdate) AddAbandonAfterSeconds(v int64) *SettingUpdate {
+	_u.mutation.AddAbandonAfterSeconds(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdate) Mutation() *SettingMutation {
 	return _u.mutation
@@ -140,6 +161,11 @@ func (_u *SettingUpdate) check() error {
 	if v, ok := _u.mutation.GuestSessionsRateLimitReachedMessage(); ok {
 		if err := setting.GuestSessionsRateLimitReachedMessageValidator(v); err != nil {
 			return &ValidationError{Name: "guest_sessions_rate_limit_reached_message", err: fmt.Errorf(`ent: validator failed for field "Setting.guest_sessions_rate_limit_reached_message": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.AbandonAfterSeconds(); ok {
+		if err := setting.AbandonAfterSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "abandon_after_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.abandon_after_seconds": %w`, err)}
 		}
 	}
 	return nil
@@ -185,6 +211,12 @@ func (_u *SettingUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedNextCaseNumber(); ok {
 		_spec.AddField(setting.FieldNextCaseNumber, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AbandonAfterSeconds(); ok {
+		_spec.SetField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedAbandonAfterSeconds(); ok {
+		_spec.AddField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -276,6 +308,27 @@ func (_u *SettingUpdateOne) AddNextCaseNumber(v int64) *SettingUpdateOne {
 	return _u
 }
 
+// SetAbandonAfterSeconds sets the "abandon_after_seconds" field.
+func (_u *SettingUpdateOne) SetAbandonAfterSeconds(v int64) *SettingUpdateOne {
+	_u.mutation.ResetAbandonAfterSeconds()
+	_u.mutation.SetAbandonAfterSeconds(v)
+	return _u
+}
+
+// SetNillableAbandonAfterSeconds sets the "abandon_after_seconds" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableAbandonAfterSeconds(v *int64) *SettingUpdateOne {
+	if v != nil {
+		_u.SetAbandonAfterSeconds(*v)
+	}
+	return _u
+}
+
+// AddAbandonAfterSeconds adds value to the "abandon_after_seconds" field.
+func (_u *SettingUpdateOne) AddAbandonAfterSeconds(v int64) *SettingUpdateOne {
+	_u.mutation.AddAbandonAfterSeconds(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdateOne) Mutation() *SettingMutation {
 	return _u.mutation
@@ -331,6 +384,11 @@ func (_u *SettingUpdateOne) check() error {
 	if v, ok := _u.mutation.GuestSessionsRateLimitReachedMessage(); ok {
 		if err := setting.GuestSessionsRateLimitReachedMessageValidator(v); err != nil {
 			return &ValidationError{Name: "guest_sessions_rate_limit_reached_message", err: fmt.Errorf(`ent: validator failed for field "Setting.guest_sessions_rate_limit_reached_message": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.AbandonAfterSeconds(); ok {
+		if err := setting.AbandonAfterSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "abandon_after_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.abandon_after_seconds": %w`, err)}
 		}
 	}
 	return nil
@@ -393,6 +451,12 @@ func (_u *SettingUpdateOne) sqlSave(ctx context.Context) (_node *Setting, err er
 	}
 	if value, ok := _u.mutation.AddedNextCaseNumber(); ok {
 		_spec.AddField(setting.FieldNextCaseNumber, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AbandonAfterSeconds(); ok {
+		_spec.SetField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedAbandonAfterSeconds(); ok {
+		_spec.AddField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Setting{config: _u.config}

@@ -16,12 +16,16 @@ type Tx struct {
 	config
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
+	// Attachment is the client for interacting with the Attachment builders.
+	Attachment *AttachmentClient
 	// Consumer is the client for interacting with the Consumer builders.
 	Consumer *ConsumerClient
 	// Conversation is the client for interacting with the Conversation builders.
 	Conversation *ConversationClient
 	// Event is the client for interacting with the Event builders.
 	Event *EventClient
+	// IdempotencyKey is the client for interacting with the IdempotencyKey builders.
+	IdempotencyKey *IdempotencyKeyClient
 	// Interaction is the client for interacting with the Interaction builders.
 	Interaction *InteractionClient
 	// MatchingRule is the client for interacting with the MatchingRule builders.
@@ -30,6 +34,8 @@ type Tx struct {
 	Offer *OfferClient
 	// Queue is the client for interacting with the Queue builders.
 	Queue *QueueClient
+	// ReadCursor is the client for interacting with the ReadCursor builders.
+	ReadCursor *ReadCursorClient
 	// ServiceCase is the client for interacting with the ServiceCase builders.
 	ServiceCase *ServiceCaseClient
 	// Setting is the client for interacting with the Setting builders.
@@ -168,13 +174,16 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.Agent = NewAgentClient(tx.config)
+	tx.Attachment = NewAttachmentClient(tx.config)
 	tx.Consumer = NewConsumerClient(tx.config)
 	tx.Conversation = NewConversationClient(tx.config)
 	tx.Event = NewEventClient(tx.config)
+	tx.IdempotencyKey = NewIdempotencyKeyClient(tx.config)
 	tx.Interaction = NewInteractionClient(tx.config)
 	tx.MatchingRule = NewMatchingRuleClient(tx.config)
 	tx.Offer = NewOfferClient(tx.config)
 	tx.Queue = NewQueueClient(tx.config)
+	tx.ReadCursor = NewReadCursorClient(tx.config)
 	tx.ServiceCase = NewServiceCaseClient(tx.config)
 	tx.Setting = NewSettingClient(tx.config)
 	tx.Token = NewTokenClient(tx.config)

@@ -32,6 +32,8 @@ const (
 	FieldQueuedAt = "queued_at"
 	// FieldClosedAt holds the string denoting the closed_at field in the database.
 	FieldClosedAt = "closed_at"
+	// FieldCustomerActiveAt holds the string denoting the customer_active_at field in the database.
+	FieldCustomerActiveAt = "customer_active_at"
 	// EdgeInteraction holds the string denoting the interaction edge name in mutations.
 	EdgeInteraction = "interaction"
 	// EdgeQueue holds the string denoting the queue edge name in mutations.
@@ -46,6 +48,10 @@ const (
 	EdgeTokens = "tokens"
 	// EdgeCases holds the string denoting the cases edge name in mutations.
 	EdgeCases = "cases"
+	// EdgeReadCursors holds the string denoting the read_cursors edge name in mutations.
+	EdgeReadCursors = "read_cursors"
+	// EdgeAttachments holds the string denoting the attachments edge name in mutations.
+	EdgeAttachments = "attachments"
 	// Table holds the table name of the conversation in the database.
 	Table = "conversations"
 	// InteractionTable is the table that holds the interaction relation/edge.
@@ -97,6 +103,20 @@ const (
 	CasesInverseTable = "cases"
 	// CasesColumn is the table column denoting the cases relation/edge.
 	CasesColumn = "conversation_id"
+	// ReadCursorsTable is the table that holds the read_cursors relation/edge.
+	ReadCursorsTable = "read_cursors"
+	// ReadCursorsInverseTable is the table name for the ReadCursor entity.
+	// It exists in this package in order to avoid circular dependency with the "readcursor" package.
+	ReadCursorsInverseTable = "read_cursors"
+	// ReadCursorsColumn is the table column denoting the read_cursors relation/edge.
+	ReadCursorsColumn = "conversation_id"
+	// AttachmentsTable is the table that holds the attachments relation/edge.
+	AttachmentsTable = "attachments"
+	// AttachmentsInverseTable is the table name for the Attachment entity.
+	// It exists in this package in order to avoid circular dependency with the "attachment" package.
+	AttachmentsInverseTable = "attachments"
+	// AttachmentsColumn is the table column denoting the attachments relation/edge.
+	AttachmentsColumn = "conversation_id"
 )
 
 // Columns holds all SQL columns for conversation fields.
@@ -110,6 +130,7 @@ var Columns = []string{
 	FieldAgentID,
 	FieldQueuedAt,
 	FieldClosedAt,
+	FieldCustomerActiveAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -203,6 +224,11 @@ func ByClosedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldClosedAt, opts...).ToFunc()
 }
 
+// ByCustomerActiveAt orders the results by the customer_active_at field.
+func ByCustomerActiveAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCustomerActiveAt, opts...).ToFunc()
+}
+
 // ByInteractionField orders the results by interaction field.
 func ByInteractionField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
@@ -279,6 +305,34 @@ func ByCases(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newCasesStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByReadCursorsCount orders the results by read_cursors count.
+func ByReadCursorsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newReadCursorsStep(), opts...)
+	}
+}
+
+// ByReadCursors orders the results by read_cursors terms.
+func ByReadCursors(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newReadCursorsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
+
+// ByAttachmentsCount orders the results by attachments count.
+func ByAttachmentsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newAttachmentsStep(), opts...)
+	}
+}
+
+// ByAttachments orders the results by attachments terms.
+func ByAttachments(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newAttachmentsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newInteractionStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -326,5 +380,19 @@ func newCasesStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(CasesInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, CasesTable, CasesColumn),
+	)
+}
+func newReadCursorsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(ReadCursorsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, ReadCursorsTable, ReadCursorsColumn),
+	)
+}
+func newAttachmentsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(AttachmentsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, AttachmentsTable, AttachmentsColumn),
 	)
 }

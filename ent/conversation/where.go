@@ -91,6 +91,11 @@ func ClosedAt(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldClosedAt, v))
 }
 
+// CustomerActiveAt applies equality check predicate on the "customer_active_at" field. It's identical to CustomerActiveAtEQ.
+func CustomerActiveAt(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldCustomerActiveAt, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldCreatedAt, v))
@@ -371,6 +376,56 @@ func ClosedAtNotNil() predicate.Conversation {
 	return predicate.Conversation(sql.FieldNotNull(FieldClosedAt))
 }
 
+// CustomerActiveAtEQ applies the EQ predicate on the "customer_active_at" field.
+func CustomerActiveAtEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldCustomerActiveAt, v))
+}
+
+// CustomerActiveAtNEQ applies the NEQ predicate on the "customer_active_at" field.
+func CustomerActiveAtNEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldCustomerActiveAt, v))
+}
+
+// CustomerActiveAtIn applies the In predicate on the "customer_active_at" field.
+func CustomerActiveAtIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldCustomerActiveAt, vs...))
+}
+
+// CustomerActiveAtNotIn applies the NotIn predicate on the "customer_active_at" field.
+func CustomerActiveAtNotIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldCustomerActiveAt, vs...))
+}
+
+// CustomerActiveAtGT applies the GT predicate on the "customer_active_at" field.
+func CustomerActiveAtGT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGT(FieldCustomerActiveAt, v))
+}
+
+// CustomerActiveAtGTE applies the GTE predicate on the "customer_active_at" field.
+func CustomerActiveAtGTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGTE(FieldCustomerActiveAt, v))
+}
+
+// CustomerActiveAtLT applies the LT predicate on the "customer_active_at" field.
+func CustomerActiveAtLT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLT(FieldCustomerActiveAt, v))
+}
+
+// CustomerActiveAtLTE applies the LTE predicate on the "customer_active_at" field.
+func CustomerActiveAtLTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLTE(FieldCustomerActiveAt, v))
+}
+
+// CustomerActiveAtIsNil applies the IsNil predicate on the "customer_active_at" field.
+func CustomerActiveAtIsNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldIsNull(FieldCustomerActiveAt))
+}
+
+// CustomerActiveAtNotNil applies the NotNil predicate on the "customer_active_at" field.
+func CustomerActiveAtNotNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotNull(FieldCustomerActiveAt))
+}
+
 // HasInteraction applies the HasEdge predicate on the "interaction" edge.
 func HasInteraction() predicate.Conversation {
 	return predicate.Conversation(func(s *sql.Selector) {
@@ -524,6 +579,52 @@ func HasCases() predicate.Conversation {
 func HasCasesWith(preds ...predicate.ServiceCase) predicate.Conversation {
 	return predicate.Conversation(func(s *sql.Selector) {
 		step := newCasesStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasReadCursors applies the HasEdge predicate on the "read_cursors" edge.
+func HasReadCursors() predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, ReadCursorsTable, ReadCursorsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasReadCursorsWith applies the HasEdge predicate on the "read_cursors" edge with a given conditions (other predicates).
+func HasReadCursorsWith(preds ...predicate.ReadCursor) predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := newReadCursorsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasAttachments applies the HasEdge predicate on the "attachments" edge.
+func HasAttachments() predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, AttachmentsTable, AttachmentsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasAttachmentsWith applies the HasEdge predicate on the "attachments" edge with a given conditions (other predicates).
+func HasAttachmentsWith(preds ...predicate.Attachment) predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := newAttachmentsStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

@@ -25,6 +25,41 @@ var (
 		Columns:    AgentsColumns,
 		PrimaryKey: []*schema.Column{AgentsColumns[0]},
 	}
+	// AttachmentsColumns holds the columns for the "attachments" table.
+	AttachmentsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "uploader_role", Type: field.TypeEnum, Enums: []string{"guest", "customer", "agent"}},
+		{Name: "uploader_id", Type: field.TypeString},
+		{Name: "uploader_name", Type: field.TypeString, Default: ""},
+		{Name: "filename", Type: field.TypeString},
+		{Name: "content_type", Type: field.TypeString},
+		{Name: "size", Type: field.TypeInt64},
+		{Name: "sha256", Type: field.TypeString},
+		{Name: "content", Type: field.TypeBytes},
+		{Name: "conversation_id", Type: field.TypeUUID},
+	}
+	// AttachmentsTable holds the schema information for the "attachments" table.
+	AttachmentsTable = &schema.Table{
+		Name:       "attachments",
+		Columns:    AttachmentsColumns,
+		PrimaryKey: []*schema.Column{AttachmentsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "attachments_conversations_attachments",
+				Columns:    []*schema.Column{AttachmentsColumns[10]},
+				RefColumns: []*schema.Column{ConversationsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "attachment_conversation_id",
+				Unique:  false,
+				Columns: []*schema.Column{AttachmentsColumns[10]},
+			},
+		},
+	}
 	// ConsumersColumns holds the columns for the "consumers" table.
 	ConsumersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -47,6 +82,7 @@ var (
 		{Name: "last_seq", Type: field.TypeInt64, Default: 0},
 		{Name: "queued_at", Type: field.TypeTime, Nullable: true},
 		{Name: "closed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "customer_active_at", Type: field.TypeTime, Nullable: true},
 		{Name: "agent_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "interaction_id", Type: field.TypeUUID, Unique: true},
 		{Name: "queue_id", Type: field.TypeUUID, Nullable: true},
@@ -59,19 +95,19 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "conversations_agents_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[6]},
+				Columns:    []*schema.Column{ConversationsColumns[7]},
 				RefColumns: []*schema.Column{AgentsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "conversations_interactions_conversation",
-				Columns:    []*schema.Column{ConversationsColumns[7]},
+				Columns:    []*schema.Column{ConversationsColumns[8]},
 				RefColumns: []*schema.Column{InteractionsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "conversations_queues_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[8]},
+				Columns:    []*schema.Column{ConversationsColumns[9]},
 				RefColumns: []*schema.Column{QueuesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -85,7 +121,12 @@ var (
 			{
 				Name:    "conversation_agent_id_state",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[6], ConversationsColumns[2]},
+				Columns: []*schema.Column{ConversationsColumns[7], ConversationsColumns[2]},
+			},
+			{
+				Name:    "conversation_state_customer_active_at",
+				Unique:  false,
+				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[6]},
 			},
 		},
 	}
@@ -126,6 +167,29 @@ var (
 				Name:    "event_conversation_id_sender_id_client_message_id",
 				Unique:  true,
 				Columns: []*schema.Column{EventsColumns[10], EventsColumns[5], EventsColumns[8]},
+			},
+		},
+	}
+	// IdempotencyKeysColumns holds the columns for the "idempotency_keys" table.
+	IdempotencyKeysColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "caller", Type: field.TypeString},
+		{Name: "procedure", Type: field.TypeString},
+		{Name: "key", Type: field.TypeString},
+		{Name: "request_hash", Type: field.TypeBytes},
+		{Name: "response", Type: field.TypeBytes},
+		{Name: "created_at", Type: field.TypeTime},
+	}
+	// IdempotencyKeysTable holds the schema information for the "idempotency_keys" table.
+	IdempotencyKeysTable = &schema.Table{
+		Name:       "idempotency_keys",
+		Columns:    IdempotencyKeysColumns,
+		PrimaryKey: []*schema.Column{IdempotencyKeysColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "idempotencykey_caller_procedure_key",
+				Unique:  true,
+				Columns: []*schema.Column{IdempotencyKeysColumns[1], IdempotencyKeysColumns[2], IdempotencyKeysColumns[3]},
 			},
 		},
 	}
@@ -242,6 +306,38 @@ var (
 		Columns:    QueuesColumns,
 		PrimaryKey: []*schema.Column{QueuesColumns[0]},
 	}
+	// ReadCursorsColumns holds the columns for the "read_cursors" table.
+	ReadCursorsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "participant_role", Type: field.TypeEnum, Enums: []string{"guest", "customer", "agent"}},
+		{Name: "participant_id", Type: field.TypeString},
+		{Name: "participant_name", Type: field.TypeString, Default: ""},
+		{Name: "delivered_seq", Type: field.TypeInt64, Default: 0},
+		{Name: "read_seq", Type: field.TypeInt64, Default: 0},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "conversation_id", Type: field.TypeUUID},
+	}
+	// ReadCursorsTable holds the schema information for the "read_cursors" table.
+	ReadCursorsTable = &schema.Table{
+		Name:       "read_cursors",
+		Columns:    ReadCursorsColumns,
+		PrimaryKey: []*schema.Column{ReadCursorsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "read_cursors_conversations_read_cursors",
+				Columns:    []*schema.Column{ReadCursorsColumns[7]},
+				RefColumns: []*schema.Column{ConversationsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "readcursor_conversation_id_participant_id",
+				Unique:  true,
+				Columns: []*schema.Column{ReadCursorsColumns[7], ReadCursorsColumns[2]},
+			},
+		},
+	}
 	// CasesColumns holds the columns for the "cases" table.
 	CasesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -281,6 +377,7 @@ var (
 		{Name: "guest_sessions_rate_limit_reached_message", Type: field.TypeString},
 		{Name: "issue_types", Type: field.TypeJSON},
 		{Name: "next_case_number", Type: field.TypeInt64, Default: 1001},
+		{Name: "abandon_after_seconds", Type: field.TypeInt64, Default: 0},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{
@@ -347,13 +444,16 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		AgentsTable,
+		AttachmentsTable,
 		ConsumersTable,
 		ConversationsTable,
 		EventsTable,
+		IdempotencyKeysTable,
 		InteractionsTable,
 		MatchingRulesTable,
 		OffersTable,
 		QueuesTable,
+		ReadCursorsTable,
 		CasesTable,
 		SettingsTable,
 		TokensTable,
@@ -366,6 +466,7 @@ func init() {
 	AgentsTable.Annotation.Checks = map[string]string{
 		"agent_load_within_capacity": "load >= 0 AND load <= capacity",
 	}
+	AttachmentsTable.ForeignKeys[0].RefTable = ConversationsTable
 	ConversationsTable.ForeignKeys[0].RefTable = AgentsTable
 	ConversationsTable.ForeignKeys[1].RefTable = InteractionsTable
 	ConversationsTable.ForeignKeys[2].RefTable = QueuesTable
@@ -373,6 +474,7 @@ func init() {
 	MatchingRulesTable.ForeignKeys[0].RefTable = QueuesTable
 	OffersTable.ForeignKeys[0].RefTable = AgentsTable
 	OffersTable.ForeignKeys[1].RefTable = ConversationsTable
+	ReadCursorsTable.ForeignKeys[0].RefTable = ConversationsTable
 	CasesTable.ForeignKeys[0].RefTable = ConsumersTable
 	CasesTable.ForeignKeys[1].RefTable = ConversationsTable
 	CasesTable.Annotation = &entsql.Annotation{

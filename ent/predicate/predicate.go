@@ -9,6 +9,9 @@ import (
 // Agent is the predicate function for agent builders.
 type Agent func(*sql.Selector)
 
+// Attachment is the predicate function for attachment builders.
+type Attachment func(*sql.Selector)
+
 // Consumer is the predicate function for consumer builders.
 type Consumer func(*sql.Selector)
 
@@ -17,6 +20,9 @@ type Conversation func(*sql.Selector)
 
 // Event is the predicate function for event builders.
 type Event func(*sql.Selector)
+
+// IdempotencyKey is the predicate function for idempotencykey builders.
+type IdempotencyKey func(*sql.Selector)
 
 // Interaction is the predicate function for interaction builders.
 type Interaction func(*sql.Selector)
@@ -29,6 +35,9 @@ type Offer func(*sql.Selector)
 
 // Queue is the predicate function for queue builders.
 type Queue func(*sql.Selector)
+
+// ReadCursor is the predicate function for readcursor builders.
+type ReadCursor func(*sql.Selector)
 
 // ServiceCase is the predicate function for servicecase builders.
 type ServiceCase func(*sql.Selector)

@@ -29,6 +29,9 @@ func (Conversation) Fields() []ent.Field {
 		// queued_at orders waiting conversations first in, first out.
 		field.Time("queued_at").Optional().Nillable(),
 		field.Time("closed_at").Optional().Nillable(),
+		// customer_active_at is when the customer last sent, acknowledged
+		// or uploaded something; abandoned conversations are found by it.
+		field.Time("customer_active_at").Optional().Nillable(),
 	}
 }
 
@@ -42,6 +45,8 @@ func (Conversation) Edges() []ent.Edge {
 		edge.To("offers", Offer.Type),
 		edge.To("tokens", Token.Type),
 		edge.To("cases", ServiceCase.Type),
+		edge.To("read_cursors", ReadCursor.Type),
+		edge.To("attachments", Attachment.Type),
 	}
 }
 
@@ -50,5 +55,6 @@ func (Conversation) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("state", "queued_at"),
 		index.Fields("agent_id", "state"),
+		index.Fields("state", "customer_active_at"),
 	}
 }

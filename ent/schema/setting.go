@@ -5,7 +5,10 @@ import (
 	"entgo.io/ent/schema/field"
 )
 
-// Setting is the single row of installation-wide settings (id 1).
+// SettingsID is the id of the single settings row.
+const SettingsID = 1
+
+// Setting is the single row of installation-wide settings (id SettingsID).
 type Setting struct {
 	ent.Schema
 }
@@ -25,5 +28,8 @@ func (Setting) Fields() []ent.Field {
 		field.JSON("issue_types", []IssueType{}),
 		// next_case_number numbers cases (CS0001001, ...) without gaps or clashes.
 		field.Int64("next_case_number").Default(1001),
+		// abandon_after closes conversations without customer activity for
+		// this long; 0 never does.
+		field.Int64("abandon_after_seconds").NonNegative().Default(0),
 	}
 }

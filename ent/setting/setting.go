@@ -19,6 +19,8 @@ const (
 	FieldIssueTypes = "issue_types"
 	// FieldNextCaseNumber holds the string denoting the next_case_number field in the database.
 	FieldNextCaseNumber = "next_case_number"
+	// FieldAbandonAfterSeconds holds the string denoting the abandon_after_seconds field in the database.
+	FieldAbandonAfterSeconds = "abandon_after_seconds"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -30,6 +32,7 @@ var Columns = []string{
 	FieldGuestSessionsRateLimitReachedMessage,
 	FieldIssueTypes,
 	FieldNextCaseNumber,
+	FieldAbandonAfterSeconds,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -49,6 +52,10 @@ var (
 	GuestSessionsRateLimitReachedMessageValidator func(string) error
 	// DefaultNextCaseNumber holds the default value on creation for the "next_case_number" field.
 	DefaultNextCaseNumber int64
+	// DefaultAbandonAfterSeconds holds the default value on creation for the "abandon_after_seconds" field.
+	DefaultAbandonAfterSeconds int64
+	// AbandonAfterSecondsValidator is a validator for the "abandon_after_seconds" field. It is called by the builders before save.
+	AbandonAfterSecondsValidator func(int64) error
 )
 
 // OrderOption defines the ordering options for the Setting queries.
@@ -72,4 +79,9 @@ func ByGuestSessionsRateLimitReachedMessage(opts ...sql.OrderTermOption) OrderOp
 // ByNextCaseNumber orders the results by the next_case_number field.
 func ByNextCaseNumber(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldNextCaseNumber, opts...).ToFunc()
+}
+
+// ByAbandonAfterSeconds orders the results by the abandon_after_seconds field.
+func ByAbandonAfterSeconds(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAbandonAfterSeconds, opts...).ToFunc()
 }

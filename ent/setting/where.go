@@ -67,6 +67,11 @@ func NextCaseNumber(v int64) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldNextCaseNumber, v))
 }
 
+// AbandonAfterSeconds applies equality check predicate on the "abandon_after_seconds" field. It's identical to AbandonAfterSecondsEQ.
+func AbandonAfterSeconds(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldAbandonAfterSeconds, v))
+}
+
 // MaxGuestSessionsPerHourEQ applies the EQ predicate on the "max_guest_sessions_per_hour" field.
 func MaxGuestSessionsPerHourEQ(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHour, v))
@@ -210,6 +215,46 @@ func NextCaseNumberLT(v int64) predicate.Setting {
 // NextCaseNumberLTE applies the LTE predicate on the "next_case_number" field.
 func NextCaseNumberLTE(v int64) predicate.Setting {
 	return predicate.Setting(sql.FieldLTE(FieldNextCaseNumber, v))
+}
+
+// AbandonAfterSecondsEQ applies the EQ predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsEQ(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldAbandonAfterSeconds, v))
+}
+
+// AbandonAfterSecondsNEQ applies the NEQ predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsNEQ(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldAbandonAfterSeconds, v))
+}
+
+// AbandonAfterSecondsIn applies the In predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsIn(vs ...int64) predicate.Setting {
+	return predicate.Setting(sql.FieldIn(FieldAbandonAfterSeconds, vs...))
+}
+
+// AbandonAfterSecondsNotIn applies the NotIn predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsNotIn(vs ...int64) predicate.Setting {
+	return predicate.Setting(sql.FieldNotIn(FieldAbandonAfterSeconds, vs...))
+}
+
+// AbandonAfterSecondsGT applies the GT predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsGT(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldGT(FieldAbandonAfterSeconds, v))
+}
+
+// AbandonAfterSecondsGTE applies the GTE predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsGTE(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldGTE(FieldAbandonAfterSeconds, v))
+}
+
+// AbandonAfterSecondsLT applies the LT predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsLT(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldLT(FieldAbandonAfterSeconds, v))
+}
+
+// AbandonAfterSecondsLTE applies the LTE predicate on the "abandon_after_seconds" field.
+func AbandonAfterSecondsLTE(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldLTE(FieldAbandonAfterSeconds, v))
 }
 
 // And groups predicates with the AND operator between them.

@@ -22,15 +22,20 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// SendMessageRequest is a message to post.
+// SendMessageRequest is a message to post: text, attachments, or both.
 type SendMessageRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// The sender's idempotency key, unique per message (a UUID is a good choice).
 	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	Text            string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Attachments the sender uploaded to this conversation.
+	AttachmentIds []string `protobuf:"bytes,4,rep,name=attachment_ids,json=attachmentIds,proto3" json:"attachment_ids,omitempty"`
+	// The channel the customer writes from; unspecified means the channel the
+	// conversation started on. Ignored for agents.
+	Channel       Channel `protobuf:"varint,5,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendMessageRequest) Reset() {
@@ -82,6 +87,20 @@ func (x *SendMessageRequest) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *SendMessageRequest) GetAttachmentIds() []string {
+	if x != nil {
+		return x.AttachmentIds
+	}
+	return nil
+}
+
+func (x *SendMessageRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
 }
 
 // SendMessageResponse carries the persisted event.
@@ -190,6 +209,8 @@ type SubscribeResponse struct {
 	//
 	//	*SubscribeResponse_Event
 	//	*SubscribeResponse_Heartbeat
+	//	*SubscribeResponse_Typing
+	//	*SubscribeResponse_ReadCursor
 	Item          isSubscribeResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -250,6 +271,24 @@ func (x *SubscribeResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *SubscribeResponse) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Item.(*SubscribeResponse_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetReadCursor() *ReadCursor {
+	if x != nil {
+		if x, ok := x.Item.(*SubscribeResponse_ReadCursor); ok {
+			return x.ReadCursor
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Item interface {
 	isSubscribeResponse_Item()
 }
@@ -266,9 +305,24 @@ type SubscribeResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
+type SubscribeResponse_Typing struct {
+	// Another participant started or stopped typing (ephemeral).
+	Typing *Typing `protobuf:"bytes,3,opt,name=typing,proto3,oneof"`
+}
+
+type SubscribeResponse_ReadCursor struct {
+	// A participant's delivered or read cursor moved. The stream also sends
+	// the other participants' current cursors when it starts.
+	ReadCursor *ReadCursor `protobuf:"bytes,4,opt,name=read_cursor,json=readCursor,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Event) isSubscribeResponse_Item() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Item() {}
+
+func (*SubscribeResponse_Typing) isSubscribeResponse_Item() {}
+
+func (*SubscribeResponse_ReadCursor) isSubscribeResponse_Item() {}
 
 // ListEventsRequest pages through a conversation's log.
 type ListEventsRequest struct {
@@ -276,8 +330,11 @@ type ListEventsRequest struct {
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// 0 means 100; at most 500.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// From a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// From a previous response's next_page_token, with the same newest_first.
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Page from the newest event back to the first (a chat window scrolling
+	// up) instead of from the first forward.
+	NewestFirst   bool `protobuf:"varint,4,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,6 +388,13 @@ func (x *ListEventsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListEventsRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
 }
 
 // ListEventsResponse is one page of events.
@@ -387,39 +451,723 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// SetTypingRequest says whether the caller is typing.
+type SetTypingRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// True while typing; send it again every few seconds, because others
+	// drop the indicator at its expire_time.
+	Typing        bool `protobuf:"varint,2,opt,name=typing,proto3" json:"typing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTypingRequest) Reset() {
+	*x = SetTypingRequest{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTypingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTypingRequest) ProtoMessage() {}
+
+func (x *SetTypingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTypingRequest.ProtoReflect.Descriptor instead.
+func (*SetTypingRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SetTypingRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *SetTypingRequest) GetTyping() bool {
+	if x != nil {
+		return x.Typing
+	}
+	return false
+}
+
+// SetTypingResponse is empty.
+type SetTypingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTypingResponse) Reset() {
+	*x = SetTypingResponse{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTypingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTypingResponse) ProtoMessage() {}
+
+func (x *SetTypingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTypingResponse.ProtoReflect.Descriptor instead.
+func (*SetTypingResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{7}
+}
+
+// MarkDeliveredRequest acknowledges receipt of events up to delivered_seq.
+type MarkDeliveredRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The caller's idempotency key for this call.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	DeliveredSeq  int64  `protobuf:"varint,3,opt,name=delivered_seq,json=deliveredSeq,proto3" json:"delivered_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkDeliveredRequest) Reset() {
+	*x = MarkDeliveredRequest{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkDeliveredRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkDeliveredRequest) ProtoMessage() {}
+
+func (x *MarkDeliveredRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkDeliveredRequest.ProtoReflect.Descriptor instead.
+func (*MarkDeliveredRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MarkDeliveredRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *MarkDeliveredRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *MarkDeliveredRequest) GetDeliveredSeq() int64 {
+	if x != nil {
+		return x.DeliveredSeq
+	}
+	return 0
+}
+
+// MarkDeliveredResponse carries the caller's cursor after the call.
+type MarkDeliveredResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReadCursor    *ReadCursor            `protobuf:"bytes,1,opt,name=read_cursor,json=readCursor,proto3" json:"read_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkDeliveredResponse) Reset() {
+	*x = MarkDeliveredResponse{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkDeliveredResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkDeliveredResponse) ProtoMessage() {}
+
+func (x *MarkDeliveredResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkDeliveredResponse.ProtoReflect.Descriptor instead.
+func (*MarkDeliveredResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MarkDeliveredResponse) GetReadCursor() *ReadCursor {
+	if x != nil {
+		return x.ReadCursor
+	}
+	return nil
+}
+
+// MarkReadRequest acknowledges reading events up to read_seq.
+type MarkReadRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The caller's idempotency key for this call.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ReadSeq       int64  `protobuf:"varint,3,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadRequest) Reset() {
+	*x = MarkReadRequest{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadRequest) ProtoMessage() {}
+
+func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
+func (*MarkReadRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MarkReadRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetReadSeq() int64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+// MarkReadResponse carries the caller's cursor after the call.
+type MarkReadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReadCursor    *ReadCursor            `protobuf:"bytes,1,opt,name=read_cursor,json=readCursor,proto3" json:"read_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadResponse) Reset() {
+	*x = MarkReadResponse{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadResponse) ProtoMessage() {}
+
+func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
+func (*MarkReadResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MarkReadResponse) GetReadCursor() *ReadCursor {
+	if x != nil {
+		return x.ReadCursor
+	}
+	return nil
+}
+
+// ListReadCursorsRequest names the conversation.
+type ListReadCursorsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListReadCursorsRequest) Reset() {
+	*x = ListReadCursorsRequest{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReadCursorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReadCursorsRequest) ProtoMessage() {}
+
+func (x *ListReadCursorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReadCursorsRequest.ProtoReflect.Descriptor instead.
+func (*ListReadCursorsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListReadCursorsRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+// ListReadCursorsResponse holds one cursor per participant who moved one.
+type ListReadCursorsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReadCursors   []*ReadCursor          `protobuf:"bytes,1,rep,name=read_cursors,json=readCursors,proto3" json:"read_cursors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReadCursorsResponse) Reset() {
+	*x = ListReadCursorsResponse{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReadCursorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReadCursorsResponse) ProtoMessage() {}
+
+func (x *ListReadCursorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReadCursorsResponse.ProtoReflect.Descriptor instead.
+func (*ListReadCursorsResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListReadCursorsResponse) GetReadCursors() []*ReadCursor {
+	if x != nil {
+		return x.ReadCursors
+	}
+	return nil
+}
+
+// UploadAttachmentRequest carries a file to attach to a later message.
+type UploadAttachmentRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The caller's idempotency key for this upload.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The file's name as the customer or agent knows it.
+	Filename string `protobuf:"bytes,3,opt,name=filename,proto3" json:"filename,omitempty"`
+	// A media type such as image/png, without parameters.
+	ContentType string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Content     []byte `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"`
+	// The lowercase hex SHA-256 of content.
+	Sha256        string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadAttachmentRequest) Reset() {
+	*x = UploadAttachmentRequest{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadAttachmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadAttachmentRequest) ProtoMessage() {}
+
+func (x *UploadAttachmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadAttachmentRequest.ProtoReflect.Descriptor instead.
+func (*UploadAttachmentRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UploadAttachmentRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *UploadAttachmentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *UploadAttachmentRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *UploadAttachmentRequest) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *UploadAttachmentRequest) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *UploadAttachmentRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// UploadAttachmentResponse describes the stored attachment.
+type UploadAttachmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachment    *Attachment            `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadAttachmentResponse) Reset() {
+	*x = UploadAttachmentResponse{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadAttachmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadAttachmentResponse) ProtoMessage() {}
+
+func (x *UploadAttachmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadAttachmentResponse.ProtoReflect.Descriptor instead.
+func (*UploadAttachmentResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *UploadAttachmentResponse) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+// GetAttachmentRequest names an attachment.
+type GetAttachmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AttachmentId  string                 `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttachmentRequest) Reset() {
+	*x = GetAttachmentRequest{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttachmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttachmentRequest) ProtoMessage() {}
+
+func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttachmentRequest.ProtoReflect.Descriptor instead.
+func (*GetAttachmentRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetAttachmentRequest) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
+// GetAttachmentResponse carries the attachment and its content.
+type GetAttachmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachment    *Attachment            `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	Content       []byte                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttachmentResponse) Reset() {
+	*x = GetAttachmentResponse{}
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttachmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttachmentResponse) ProtoMessage() {}
+
+func (x *GetAttachmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_messaging_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttachmentResponse.ProtoReflect.Descriptor instead.
+func (*GetAttachmentResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_messaging_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetAttachmentResponse) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+func (x *GetAttachmentResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 var File_parley_v1_messaging_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
-	"!parley/v1/messaging_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19parley/v1/resources.proto\"\x9f\x01\n" +
+	"!parley/v1/messaging_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19parley/v1/resources.proto\"\x93\x03\n" +
 	"\x12SendMessageRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x126\n" +
 	"\x11client_message_id\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0fclientMessageId\x12\x1e\n" +
-	"\x04text\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xa0\x1fR\x04text\"=\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0fclientMessageId\x12\x1c\n" +
+	"\x04text\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04text\x128\n" +
+	"\x0eattachment_ids\x18\x04 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\n" +
+	"\x18\x01\"\x05r\x03\xb0\x01\x01R\rattachmentIds\x126\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel:\x81\x01\xbaH~\x1a|\n" +
+	"\x11message_not_empty\x12/a message needs text or at least one attachment\x1a6this.text.size() > 0 || this.attachment_ids.size() > 0\"=\n" +
 	"\x13SendMessageResponse\x12&\n" +
 	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventR\x05event\"k\n" +
 	"\x10SubscribeRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
-	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"{\n" +
+	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"\xe2\x01\n" +
 	"\x11SubscribeResponse\x12(\n" +
 	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventH\x00R\x05event\x124\n" +
-	"\theartbeat\x18\x02 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04item\"\x95\x01\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeat\x12+\n" +
+	"\x06typing\x18\x03 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x128\n" +
+	"\vread_cursor\x18\x04 \x01(\v2\x15.parley.v1.ReadCursorH\x00R\n" +
+	"readCursorB\x06\n" +
+	"\x04item\"\xb8\x01\n" +
 	"\x11ListEventsRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"f\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\x12!\n" +
+	"\fnewest_first\x18\x04 \x01(\bR\vnewestFirst\"f\n" +
 	"\x12ListEventsResponse\x12(\n" +
 	"\x06events\x18\x01 \x03(\v2\x10.parley.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xff\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"]\n" +
+	"\x10SetTypingRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12\x16\n" +
+	"\x06typing\x18\x02 \x01(\bR\x06typing\"\x13\n" +
+	"\x11SetTypingResponse\"\xa0\x01\n" +
+	"\x14MarkDeliveredRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12'\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12,\n" +
+	"\rdelivered_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\fdeliveredSeq\"O\n" +
+	"\x15MarkDeliveredResponse\x126\n" +
+	"\vread_cursor\x18\x01 \x01(\v2\x15.parley.v1.ReadCursorR\n" +
+	"readCursor\"\x91\x01\n" +
+	"\x0fMarkReadRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12'\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\"\n" +
+	"\bread_seq\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\areadSeq\"J\n" +
+	"\x10MarkReadResponse\x126\n" +
+	"\vread_cursor\x18\x01 \x01(\v2\x15.parley.v1.ReadCursorR\n" +
+	"readCursor\"K\n" +
+	"\x16ListReadCursorsRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"S\n" +
+	"\x17ListReadCursorsResponse\x128\n" +
+	"\fread_cursors\x18\x01 \x03(\v2\x15.parley.v1.ReadCursorR\vreadCursors\"\xb1\x02\n" +
+	"\x17UploadAttachmentRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12'\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12:\n" +
+	"\bfilename\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\xff\x012\x12^[^/\\\\\\x00-\\x1f]+$R\bfilename\x12,\n" +
+	"\fcontent_type\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x03\x18dR\vcontentType\x12!\n" +
+	"\acontent\x18\x05 \x01(\fB\a\xbaH\x04z\x02\x10\x01R\acontent\x12-\n" +
+	"\x06sha256\x18\x06 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\x06sha256\"Q\n" +
+	"\x18UploadAttachmentResponse\x125\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x15.parley.v1.AttachmentR\n" +
+	"attachment\"E\n" +
+	"\x14GetAttachmentRequest\x12-\n" +
+	"\rattachment_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fattachmentId\"h\n" +
+	"\x15GetAttachmentResponse\x125\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x15.parley.v1.AttachmentR\n" +
+	"attachment\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent2\xf5\x05\n" +
 	"\x10MessagingService\x12L\n" +
 	"\vSendMessage\x12\x1d.parley.v1.SendMessageRequest\x1a\x1e.parley.v1.SendMessageResponse\x12M\n" +
 	"\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse\"\x03\x90\x02\x010\x01\x12N\n" +
 	"\n" +
-	"ListEvents\x12\x1c.parley.v1.ListEventsRequest\x1a\x1d.parley.v1.ListEventsResponse\"\x03\x90\x02\x01B\x9e\x01\n" +
+	"ListEvents\x12\x1c.parley.v1.ListEventsRequest\x1a\x1d.parley.v1.ListEventsResponse\"\x03\x90\x02\x01\x12F\n" +
+	"\tSetTyping\x12\x1b.parley.v1.SetTypingRequest\x1a\x1c.parley.v1.SetTypingResponse\x12R\n" +
+	"\rMarkDelivered\x12\x1f.parley.v1.MarkDeliveredRequest\x1a .parley.v1.MarkDeliveredResponse\x12C\n" +
+	"\bMarkRead\x12\x1a.parley.v1.MarkReadRequest\x1a\x1b.parley.v1.MarkReadResponse\x12]\n" +
+	"\x0fListReadCursors\x12!.parley.v1.ListReadCursorsRequest\x1a\".parley.v1.ListReadCursorsResponse\"\x03\x90\x02\x01\x12[\n" +
+	"\x10UploadAttachment\x12\".parley.v1.UploadAttachmentRequest\x1a#.parley.v1.UploadAttachmentResponse\x12W\n" +
+	"\rGetAttachment\x12\x1f.parley.v1.GetAttachmentRequest\x1a .parley.v1.GetAttachmentResponse\"\x03\x90\x02\x01B\x9e\x01\n" +
 	"\rcom.parley.v1B\x15MessagingServiceProtoP\x01Z1github.com/parleyhq/parley/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
 	"Parley::V1b\x06proto3"
 
@@ -435,33 +1183,69 @@ func file_parley_v1_messaging_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_messaging_service_proto_rawDescData
 }
 
-var file_parley_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_parley_v1_messaging_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_parley_v1_messaging_service_proto_goTypes = []any{
-	(*SendMessageRequest)(nil),  // 0: parley.v1.SendMessageRequest
-	(*SendMessageResponse)(nil), // 1: parley.v1.SendMessageResponse
-	(*SubscribeRequest)(nil),    // 2: parley.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 3: parley.v1.SubscribeResponse
-	(*ListEventsRequest)(nil),   // 4: parley.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),  // 5: parley.v1.ListEventsResponse
-	(*Event)(nil),               // 6: parley.v1.Event
-	(*Heartbeat)(nil),           // 7: parley.v1.Heartbeat
+	(*SendMessageRequest)(nil),       // 0: parley.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),      // 1: parley.v1.SendMessageResponse
+	(*SubscribeRequest)(nil),         // 2: parley.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),        // 3: parley.v1.SubscribeResponse
+	(*ListEventsRequest)(nil),        // 4: parley.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),       // 5: parley.v1.ListEventsResponse
+	(*SetTypingRequest)(nil),         // 6: parley.v1.SetTypingRequest
+	(*SetTypingResponse)(nil),        // 7: parley.v1.SetTypingResponse
+	(*MarkDeliveredRequest)(nil),     // 8: parley.v1.MarkDeliveredRequest
+	(*MarkDeliveredResponse)(nil),    // 9: parley.v1.MarkDeliveredResponse
+	(*MarkReadRequest)(nil),          // 10: parley.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 11: parley.v1.MarkReadResponse
+	(*ListReadCursorsRequest)(nil),   // 12: parley.v1.ListReadCursorsRequest
+	(*ListReadCursorsResponse)(nil),  // 13: parley.v1.ListReadCursorsResponse
+	(*UploadAttachmentRequest)(nil),  // 14: parley.v1.UploadAttachmentRequest
+	(*UploadAttachmentResponse)(nil), // 15: parley.v1.UploadAttachmentResponse
+	(*GetAttachmentRequest)(nil),     // 16: parley.v1.GetAttachmentRequest
+	(*GetAttachmentResponse)(nil),    // 17: parley.v1.GetAttachmentResponse
+	(Channel)(0),                     // 18: parley.v1.Channel
+	(*Event)(nil),                    // 19: parley.v1.Event
+	(*Heartbeat)(nil),                // 20: parley.v1.Heartbeat
+	(*Typing)(nil),                   // 21: parley.v1.Typing
+	(*ReadCursor)(nil),               // 22: parley.v1.ReadCursor
+	(*Attachment)(nil),               // 23: parley.v1.Attachment
 }
 var file_parley_v1_messaging_service_proto_depIdxs = []int32{
-	6, // 0: parley.v1.SendMessageResponse.event:type_name -> parley.v1.Event
-	6, // 1: parley.v1.SubscribeResponse.event:type_name -> parley.v1.Event
-	7, // 2: parley.v1.SubscribeResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	6, // 3: parley.v1.ListEventsResponse.events:type_name -> parley.v1.Event
-	0, // 4: parley.v1.MessagingService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	2, // 5: parley.v1.MessagingService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	4, // 6: parley.v1.MessagingService.ListEvents:input_type -> parley.v1.ListEventsRequest
-	1, // 7: parley.v1.MessagingService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	3, // 8: parley.v1.MessagingService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	5, // 9: parley.v1.MessagingService.ListEvents:output_type -> parley.v1.ListEventsResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	18, // 0: parley.v1.SendMessageRequest.channel:type_name -> parley.v1.Channel
+	19, // 1: parley.v1.SendMessageResponse.event:type_name -> parley.v1.Event
+	19, // 2: parley.v1.SubscribeResponse.event:type_name -> parley.v1.Event
+	20, // 3: parley.v1.SubscribeResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	21, // 4: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
+	22, // 5: parley.v1.SubscribeResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	19, // 6: parley.v1.ListEventsResponse.events:type_name -> parley.v1.Event
+	22, // 7: parley.v1.MarkDeliveredResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	22, // 8: parley.v1.MarkReadResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	22, // 9: parley.v1.ListReadCursorsResponse.read_cursors:type_name -> parley.v1.ReadCursor
+	23, // 10: parley.v1.UploadAttachmentResponse.attachment:type_name -> parley.v1.Attachment
+	23, // 11: parley.v1.GetAttachmentResponse.attachment:type_name -> parley.v1.Attachment
+	0,  // 12: parley.v1.MessagingService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	2,  // 13: parley.v1.MessagingService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	4,  // 14: parley.v1.MessagingService.ListEvents:input_type -> parley.v1.ListEventsRequest
+	6,  // 15: parley.v1.MessagingService.SetTyping:input_type -> parley.v1.SetTypingRequest
+	8,  // 16: parley.v1.MessagingService.MarkDelivered:input_type -> parley.v1.MarkDeliveredRequest
+	10, // 17: parley.v1.MessagingService.MarkRead:input_type -> parley.v1.MarkReadRequest
+	12, // 18: parley.v1.MessagingService.ListReadCursors:input_type -> parley.v1.ListReadCursorsRequest
+	14, // 19: parley.v1.MessagingService.UploadAttachment:input_type -> parley.v1.UploadAttachmentRequest
+	16, // 20: parley.v1.MessagingService.GetAttachment:input_type -> parley.v1.GetAttachmentRequest
+	1,  // 21: parley.v1.MessagingService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	3,  // 22: parley.v1.MessagingService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	5,  // 23: parley.v1.MessagingService.ListEvents:output_type -> parley.v1.ListEventsResponse
+	7,  // 24: parley.v1.MessagingService.SetTyping:output_type -> parley.v1.SetTypingResponse
+	9,  // 25: parley.v1.MessagingService.MarkDelivered:output_type -> parley.v1.MarkDeliveredResponse
+	11, // 26: parley.v1.MessagingService.MarkRead:output_type -> parley.v1.MarkReadResponse
+	13, // 27: parley.v1.MessagingService.ListReadCursors:output_type -> parley.v1.ListReadCursorsResponse
+	15, // 28: parley.v1.MessagingService.UploadAttachment:output_type -> parley.v1.UploadAttachmentResponse
+	17, // 29: parley.v1.MessagingService.GetAttachment:output_type -> parley.v1.GetAttachmentResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_messaging_service_proto_init() }
@@ -473,6 +1257,8 @@ func file_parley_v1_messaging_service_proto_init() {
 	file_parley_v1_messaging_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
+		(*SubscribeResponse_Typing)(nil),
+		(*SubscribeResponse_ReadCursor)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -480,7 +1266,7 @@ func file_parley_v1_messaging_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_messaging_service_proto_rawDesc), len(file_parley_v1_messaging_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

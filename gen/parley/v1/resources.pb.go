@@ -724,8 +724,10 @@ type MessagePosted struct {
 	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// The sender's idempotency key for the message.
 	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Files attached to the message; download them with GetAttachment.
+	Attachments   []*Attachment `protobuf:"bytes,3,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MessagePosted) Reset() {
@@ -772,6 +774,248 @@ func (x *MessagePosted) GetClientMessageId() string {
 	return ""
 }
 
+func (x *MessagePosted) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+// Attachment describes a file uploaded to a conversation.
+type Attachment struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	Filename       string                 `protobuf:"bytes,3,opt,name=filename,proto3" json:"filename,omitempty"`
+	ContentType    string                 `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	SizeBytes      int64                  `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Lowercase hex SHA-256 of the content.
+	Sha256        string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Uploader      *Participant           `protobuf:"bytes,7,opt,name=uploader,proto3" json:"uploader,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attachment) Reset() {
+	*x = Attachment{}
+	mi := &file_parley_v1_resources_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attachment) ProtoMessage() {}
+
+func (x *Attachment) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
+func (*Attachment) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Attachment) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Attachment) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *Attachment) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *Attachment) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Attachment) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Attachment) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Attachment) GetUploader() *Participant {
+	if x != nil {
+		return x.Uploader
+	}
+	return nil
+}
+
+func (x *Attachment) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// Typing says that a participant is typing, or stopped. It is ephemeral:
+// not persisted and without a seq.
+type Typing struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Participant *Participant           `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
+	Typing      bool                   `protobuf:"varint,2,opt,name=typing,proto3" json:"typing,omitempty"`
+	// When to stop showing the indicator if no update arrives.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_parley_v1_resources_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Typing) GetParticipant() *Participant {
+	if x != nil {
+		return x.Participant
+	}
+	return nil
+}
+
+func (x *Typing) GetTyping() bool {
+	if x != nil {
+		return x.Typing
+	}
+	return false
+}
+
+func (x *Typing) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// ReadCursor is how far one participant has received and read a
+// conversation's log. Both seqs only move forward; read implies delivered.
+type ReadCursor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Participant   *Participant           `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
+	DeliveredSeq  int64                  `protobuf:"varint,2,opt,name=delivered_seq,json=deliveredSeq,proto3" json:"delivered_seq,omitempty"`
+	ReadSeq       int64                  `protobuf:"varint,3,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadCursor) Reset() {
+	*x = ReadCursor{}
+	mi := &file_parley_v1_resources_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadCursor) ProtoMessage() {}
+
+func (x *ReadCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadCursor.ProtoReflect.Descriptor instead.
+func (*ReadCursor) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadCursor) GetParticipant() *Participant {
+	if x != nil {
+		return x.Participant
+	}
+	return nil
+}
+
+func (x *ReadCursor) GetDeliveredSeq() int64 {
+	if x != nil {
+		return x.DeliveredSeq
+	}
+	return 0
+}
+
+func (x *ReadCursor) GetReadSeq() int64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *ReadCursor) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 // ParticipantJoined records a participant entering the conversation.
 type ParticipantJoined struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -782,7 +1026,7 @@ type ParticipantJoined struct {
 
 func (x *ParticipantJoined) Reset() {
 	*x = ParticipantJoined{}
-	mi := &file_parley_v1_resources_proto_msgTypes[5]
+	mi := &file_parley_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1038,7 @@ func (x *ParticipantJoined) String() string {
 func (*ParticipantJoined) ProtoMessage() {}
 
 func (x *ParticipantJoined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[5]
+	mi := &file_parley_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1051,7 @@ func (x *ParticipantJoined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParticipantJoined.ProtoReflect.Descriptor instead.
 func (*ParticipantJoined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ParticipantJoined) GetParticipant() *Participant {
@@ -827,7 +1071,7 @@ type ParticipantLeft struct {
 
 func (x *ParticipantLeft) Reset() {
 	*x = ParticipantLeft{}
-	mi := &file_parley_v1_resources_proto_msgTypes[6]
+	mi := &file_parley_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1083,7 @@ func (x *ParticipantLeft) String() string {
 func (*ParticipantLeft) ProtoMessage() {}
 
 func (x *ParticipantLeft) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[6]
+	mi := &file_parley_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1096,7 @@ func (x *ParticipantLeft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParticipantLeft.ProtoReflect.Descriptor instead.
 func (*ParticipantLeft) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ParticipantLeft) GetParticipant() *Participant {
@@ -873,7 +1117,7 @@ type ConversationQueued struct {
 
 func (x *ConversationQueued) Reset() {
 	*x = ConversationQueued{}
-	mi := &file_parley_v1_resources_proto_msgTypes[7]
+	mi := &file_parley_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1129,7 @@ func (x *ConversationQueued) String() string {
 func (*ConversationQueued) ProtoMessage() {}
 
 func (x *ConversationQueued) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[7]
+	mi := &file_parley_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1142,7 @@ func (x *ConversationQueued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationQueued.ProtoReflect.Descriptor instead.
 func (*ConversationQueued) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConversationQueued) GetQueueId() string {
@@ -931,7 +1175,7 @@ type ConversationTransferred struct {
 
 func (x *ConversationTransferred) Reset() {
 	*x = ConversationTransferred{}
-	mi := &file_parley_v1_resources_proto_msgTypes[8]
+	mi := &file_parley_v1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1187,7 @@ func (x *ConversationTransferred) String() string {
 func (*ConversationTransferred) ProtoMessage() {}
 
 func (x *ConversationTransferred) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[8]
+	mi := &file_parley_v1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1200,7 @@ func (x *ConversationTransferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationTransferred.ProtoReflect.Descriptor instead.
 func (*ConversationTransferred) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ConversationTransferred) GetFrom() *Participant {
@@ -1000,7 +1244,7 @@ type CaseLinked struct {
 
 func (x *CaseLinked) Reset() {
 	*x = CaseLinked{}
-	mi := &file_parley_v1_resources_proto_msgTypes[9]
+	mi := &file_parley_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1256,7 @@ func (x *CaseLinked) String() string {
 func (*CaseLinked) ProtoMessage() {}
 
 func (x *CaseLinked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[9]
+	mi := &file_parley_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1269,7 @@ func (x *CaseLinked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseLinked.ProtoReflect.Descriptor instead.
 func (*CaseLinked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CaseLinked) GetCaseId() string {
@@ -1059,7 +1303,7 @@ type ConversationClosed struct {
 
 func (x *ConversationClosed) Reset() {
 	*x = ConversationClosed{}
-	mi := &file_parley_v1_resources_proto_msgTypes[10]
+	mi := &file_parley_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1315,7 @@ func (x *ConversationClosed) String() string {
 func (*ConversationClosed) ProtoMessage() {}
 
 func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[10]
+	mi := &file_parley_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1328,7 @@ func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationClosed.ProtoReflect.Descriptor instead.
 func (*ConversationClosed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ConversationClosed) GetReason() string {
@@ -1107,7 +1351,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_parley_v1_resources_proto_msgTypes[11]
+	mi := &file_parley_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1363,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[11]
+	mi := &file_parley_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1376,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Queue) GetId() string {
@@ -1171,7 +1415,7 @@ type MatchingRule struct {
 
 func (x *MatchingRule) Reset() {
 	*x = MatchingRule{}
-	mi := &file_parley_v1_resources_proto_msgTypes[12]
+	mi := &file_parley_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1427,7 @@ func (x *MatchingRule) String() string {
 func (*MatchingRule) ProtoMessage() {}
 
 func (x *MatchingRule) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[12]
+	mi := &file_parley_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1440,7 @@ func (x *MatchingRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchingRule.ProtoReflect.Descriptor instead.
 func (*MatchingRule) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MatchingRule) GetId() string {
@@ -1249,7 +1493,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_parley_v1_resources_proto_msgTypes[13]
+	mi := &file_parley_v1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1505,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[13]
+	mi := &file_parley_v1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1518,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Condition) GetKind() isCondition_Kind {
@@ -1348,7 +1592,7 @@ type FieldIn struct {
 
 func (x *FieldIn) Reset() {
 	*x = FieldIn{}
-	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	mi := &file_parley_v1_resources_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1604,7 @@ func (x *FieldIn) String() string {
 func (*FieldIn) ProtoMessage() {}
 
 func (x *FieldIn) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	mi := &file_parley_v1_resources_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1617,7 @@ func (x *FieldIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldIn.ProtoReflect.Descriptor instead.
 func (*FieldIn) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FieldIn) GetField() string {
@@ -1400,7 +1644,7 @@ type ConditionList struct {
 
 func (x *ConditionList) Reset() {
 	*x = ConditionList{}
-	mi := &file_parley_v1_resources_proto_msgTypes[15]
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1656,7 @@ func (x *ConditionList) String() string {
 func (*ConditionList) ProtoMessage() {}
 
 func (x *ConditionList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[15]
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1669,7 @@ func (x *ConditionList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionList.ProtoReflect.Descriptor instead.
 func (*ConditionList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConditionList) GetConditions() []*Condition {
@@ -1452,7 +1696,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1708,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1721,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Agent) GetId() string {
@@ -1539,7 +1783,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[17]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1795,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[17]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1808,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Offer) GetId() string {
@@ -1621,7 +1865,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1877,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1890,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
@@ -1665,14 +1909,18 @@ type Settings struct {
 	// Shown to a guest who is turned away by the limit above.
 	GuestSessionsRateLimitReachedMessage string `protobuf:"bytes,2,opt,name=guest_sessions_rate_limit_reached_message,json=guestSessionsRateLimitReachedMessage,proto3" json:"guest_sessions_rate_limit_reached_message,omitempty"`
 	// The issue types a guest may pick on the pre-chat form.
-	IssueTypes    []*IssueType `protobuf:"bytes,3,rep,name=issue_types,json=issueTypes,proto3" json:"issue_types,omitempty"`
+	IssueTypes []*IssueType `protobuf:"bytes,3,rep,name=issue_types,json=issueTypes,proto3" json:"issue_types,omitempty"`
+	// A conversation whose customer has sent nothing, acknowledged nothing
+	// and not typed for this long is closed as abandoned. Zero or unset
+	// never closes conversations automatically; otherwise at least a minute.
+	AbandonAfter  *durationpb.Duration `protobuf:"bytes,4,opt,name=abandon_after,json=abandonAfter,proto3" json:"abandon_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1932,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1945,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Settings) GetMaxGuestSessionsPerHour() int32 {
@@ -1721,6 +1969,13 @@ func (x *Settings) GetIssueTypes() []*IssueType {
 	return nil
 }
 
+func (x *Settings) GetAbandonAfter() *durationpb.Duration {
+	if x != nil {
+		return x.AbandonAfter
+	}
+	return nil
+}
+
 // IssueType is one choice of the pre-chat form's issue type field.
 type IssueType struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1734,7 +1989,7 @@ type IssueType struct {
 
 func (x *IssueType) Reset() {
 	*x = IssueType{}
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +2001,7 @@ func (x *IssueType) String() string {
 func (*IssueType) ProtoMessage() {}
 
 func (x *IssueType) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +2014,7 @@ func (x *IssueType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueType.ProtoReflect.Descriptor instead.
 func (*IssueType) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IssueType) GetValue() string {
@@ -1789,7 +2044,7 @@ type Consumer struct {
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +2056,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +2069,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Consumer) GetId() string {
@@ -1864,7 +2119,7 @@ type Case struct {
 
 func (x *Case) Reset() {
 	*x = Case{}
-	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	mi := &file_parley_v1_resources_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2131,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	mi := &file_parley_v1_resources_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2144,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Case) GetId() string {
@@ -1987,10 +2242,35 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vcase_linked\x18\x0f \x01(\v2\x15.parley.v1.CaseLinkedH\x00R\n" +
 	"caseLinked\x12P\n" +
 	"\x13conversation_closed\x18\x10 \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosedB\x06\n" +
-	"\x04kind\"O\n" +
+	"\x04kind\"\x88\x01\n" +
 	"\rMessagePosted\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12*\n" +
-	"\x11client_message_id\x18\x02 \x01(\tR\x0fclientMessageId\"M\n" +
+	"\x11client_message_id\x18\x02 \x01(\tR\x0fclientMessageId\x127\n" +
+	"\vattachments\x18\x03 \x03(\v2\x15.parley.v1.AttachmentR\vattachments\"\xac\x02\n" +
+	"\n" +
+	"Attachment\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x1a\n" +
+	"\bfilename\x18\x03 \x01(\tR\bfilename\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x122\n" +
+	"\buploader\x18\a \x01(\v2\x16.parley.v1.ParticipantR\buploader\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x97\x01\n" +
+	"\x06Typing\x128\n" +
+	"\vparticipant\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\vparticipant\x12\x16\n" +
+	"\x06typing\x18\x02 \x01(\bR\x06typing\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xc3\x01\n" +
+	"\n" +
+	"ReadCursor\x128\n" +
+	"\vparticipant\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\vparticipant\x12#\n" +
+	"\rdelivered_seq\x18\x02 \x01(\x03R\fdeliveredSeq\x12\x19\n" +
+	"\bread_seq\x18\x03 \x01(\x03R\areadSeq\x12;\n" +
+	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"M\n" +
 	"\x11ParticipantJoined\x128\n" +
 	"\vparticipant\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\vparticipant\"K\n" +
 	"\x0fParticipantLeft\x128\n" +
@@ -2053,14 +2333,16 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x0etransferred_by\x18\x05 \x01(\v2\x16.parley.v1.ParticipantR\rtransferredBy\x12#\n" +
 	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\"D\n" +
 	"\tHeartbeat\x127\n" +
-	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xf9\x01\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xd8\x03\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R$guestSessionsRateLimitReachedMessage\x12A\n" +
 	"\vissue_types\x18\x03 \x03(\v2\x14.parley.v1.IssueTypeB\n" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\n" +
-	"issueTypes\"o\n" +
+	"issueTypes\x12\xdc\x01\n" +
+	"\rabandon_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x9b\x01\xbaH\x97\x01\xba\x01\x89\x01\n" +
+	"\x13abandon_after_range\x12?abandon_after must be 0 (never) or between 1 minute and 30 days\x1a1this == duration('0s') || this >= duration('60s')\xaa\x01\a\"\x05\b\x80\x9a\x9e\x01R\fabandonAfter\"o\n" +
 	"\tIssueType\x124\n" +
 	"\x05value\x18\x01 \x01(\tB\x1e\xbaH\x1br\x192\x17^[a-z][a-z0-9_-]{0,63}$R\x05value\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\"\x90\x01\n" +
@@ -2117,7 +2399,7 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
@@ -2128,67 +2410,78 @@ var file_parley_v1_resources_proto_goTypes = []any{
 	(*Conversation)(nil),            // 6: parley.v1.Conversation
 	(*Event)(nil),                   // 7: parley.v1.Event
 	(*MessagePosted)(nil),           // 8: parley.v1.MessagePosted
-	(*ParticipantJoined)(nil),       // 9: parley.v1.ParticipantJoined
-	(*ParticipantLeft)(nil),         // 10: parley.v1.ParticipantLeft
-	(*ConversationQueued)(nil),      // 11: parley.v1.ConversationQueued
-	(*ConversationTransferred)(nil), // 12: parley.v1.ConversationTransferred
-	(*CaseLinked)(nil),              // 13: parley.v1.CaseLinked
-	(*ConversationClosed)(nil),      // 14: parley.v1.ConversationClosed
-	(*Queue)(nil),                   // 15: parley.v1.Queue
-	(*MatchingRule)(nil),            // 16: parley.v1.MatchingRule
-	(*Condition)(nil),               // 17: parley.v1.Condition
-	(*FieldIn)(nil),                 // 18: parley.v1.FieldIn
-	(*ConditionList)(nil),           // 19: parley.v1.ConditionList
-	(*Agent)(nil),                   // 20: parley.v1.Agent
-	(*Offer)(nil),                   // 21: parley.v1.Offer
-	(*Heartbeat)(nil),               // 22: parley.v1.Heartbeat
-	(*Settings)(nil),                // 23: parley.v1.Settings
-	(*IssueType)(nil),               // 24: parley.v1.IssueType
-	(*Consumer)(nil),                // 25: parley.v1.Consumer
-	(*Case)(nil),                    // 26: parley.v1.Case
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
+	(*Attachment)(nil),              // 9: parley.v1.Attachment
+	(*Typing)(nil),                  // 10: parley.v1.Typing
+	(*ReadCursor)(nil),              // 11: parley.v1.ReadCursor
+	(*ParticipantJoined)(nil),       // 12: parley.v1.ParticipantJoined
+	(*ParticipantLeft)(nil),         // 13: parley.v1.ParticipantLeft
+	(*ConversationQueued)(nil),      // 14: parley.v1.ConversationQueued
+	(*ConversationTransferred)(nil), // 15: parley.v1.ConversationTransferred
+	(*CaseLinked)(nil),              // 16: parley.v1.CaseLinked
+	(*ConversationClosed)(nil),      // 17: parley.v1.ConversationClosed
+	(*Queue)(nil),                   // 18: parley.v1.Queue
+	(*MatchingRule)(nil),            // 19: parley.v1.MatchingRule
+	(*Condition)(nil),               // 20: parley.v1.Condition
+	(*FieldIn)(nil),                 // 21: parley.v1.FieldIn
+	(*ConditionList)(nil),           // 22: parley.v1.ConditionList
+	(*Agent)(nil),                   // 23: parley.v1.Agent
+	(*Offer)(nil),                   // 24: parley.v1.Offer
+	(*Heartbeat)(nil),               // 25: parley.v1.Heartbeat
+	(*Settings)(nil),                // 26: parley.v1.Settings
+	(*IssueType)(nil),               // 27: parley.v1.IssueType
+	(*Consumer)(nil),                // 28: parley.v1.Consumer
+	(*Case)(nil),                    // 29: parley.v1.Case
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	27, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	30, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
 	5,  // 4: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	27, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	27, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
-	27, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	30, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	30, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	30, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 8: parley.v1.Event.sender:type_name -> parley.v1.Participant
 	0,  // 9: parley.v1.Event.channel:type_name -> parley.v1.Channel
 	8,  // 10: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
-	9,  // 11: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
-	10, // 12: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
-	11, // 13: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
-	12, // 14: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
-	13, // 15: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
-	14, // 16: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
-	4,  // 17: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
-	4,  // 18: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	4,  // 19: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	28, // 20: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
-	17, // 21: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
-	18, // 22: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
-	19, // 23: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
-	19, // 24: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
-	17, // 25: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
-	2,  // 26: parley.v1.Agent.presence:type_name -> parley.v1.Presence
-	6,  // 27: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	27, // 28: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 29: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	27, // 30: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	24, // 31: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	27, // 32: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	27, // 33: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	12, // 11: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
+	13, // 12: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
+	14, // 13: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
+	15, // 14: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
+	16, // 15: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
+	17, // 16: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	9,  // 17: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
+	4,  // 18: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
+	30, // 19: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 20: parley.v1.Typing.participant:type_name -> parley.v1.Participant
+	30, // 21: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 22: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
+	30, // 23: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	4,  // 24: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
+	4,  // 25: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
+	4,  // 26: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
+	31, // 27: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	20, // 28: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
+	21, // 29: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
+	22, // 30: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
+	22, // 31: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
+	20, // 32: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
+	2,  // 33: parley.v1.Agent.presence:type_name -> parley.v1.Presence
+	6,  // 34: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
+	30, // 35: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 36: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
+	30, // 37: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	27, // 38: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	31, // 39: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	30, // 40: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	30, // 41: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -2205,7 +2498,7 @@ func file_parley_v1_resources_proto_init() {
 		(*Event_CaseLinked)(nil),
 		(*Event_ConversationClosed)(nil),
 	}
-	file_parley_v1_resources_proto_msgTypes[13].OneofWrappers = []any{
+	file_parley_v1_resources_proto_msgTypes[16].OneofWrappers = []any{
 		(*Condition_FieldIn)(nil),
 		(*Condition_All)(nil),
 		(*Condition_Any)(nil),
@@ -2216,7 +2509,7 @@ func file_parley_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -532,6 +532,9 @@ func (*DeclineOfferResponse) Descriptor() ([]byte, []int) {
 type TransferConversationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The caller's idempotency key: a retry with the same key and request
+	// returns the first call's response.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Types that are valid to be assigned to Target:
 	//
 	//	*TransferConversationRequest_AgentId
@@ -576,6 +579,13 @@ func (*TransferConversationRequest) Descriptor() ([]byte, []int) {
 func (x *TransferConversationRequest) GetConversationId() string {
 	if x != nil {
 		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *TransferConversationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1552,9 +1562,11 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\x13DeclineOfferRequest\x12#\n" +
 	"\boffer_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aofferId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"\x16\n" +
-	"\x14DeclineOfferResponse\"\xcd\x01\n" +
+	"\x14DeclineOfferResponse\"\xf6\x01\n" +
 	"\x1bTransferConversationRequest\x121\n" +
-	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12%\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12'\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12%\n" +
 	"\bagent_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\aagentId\x12%\n" +
 	"\bqueue_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\aqueueId\x12\x1c\n" +
 	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x04noteB\x0f\n" +

@@ -55,12 +55,26 @@ func From(err error) error {
 	return Internal(err)
 }
 
+// Causes of a server stream's end, set on its context by the server.
+var (
+	// ErrDraining ends streams when the server shuts down.
+	ErrDraining = errors.New("the server is shutting down")
+	// ErrStreamLifetime ends a stream that reached the maximum lifetime.
+	ErrStreamLifetime = errors.New("the stream reached its maximum lifetime")
+)
+
 // StreamEnded is the error a server stream returns when its context ends
-// before the stream is done: DeadlineExceeded when the caller's deadline
-// passed, otherwise Unavailable (the server is draining or the client
-// left), with resume telling the client how to pick up where it was.
+// before the stream is done, with resume telling the client how to pick up
+// where it was: Unavailable (retry at once) when the server drains or the
+// stream reached its maximum lifetime, DeadlineExceeded when the caller's
+// deadline passed, otherwise Unavailable (the client left).
 func StreamEnded(ctx context.Context, resume string) *connect.Error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, ErrDraining):
+		return New(connect.CodeUnavailable, "SERVER_DRAINING", "the server is shutting down; "+resume)
+	case errors.Is(cause, ErrStreamLifetime):
+		return New(connect.CodeUnavailable, "STREAM_LIFETIME_REACHED", "the stream reached its maximum lifetime; "+resume)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return New(connect.CodeDeadlineExceeded, "DEADLINE_EXCEEDED", "the call's deadline passed; "+resume)
 	}
 	return New(connect.CodeUnavailable, "STREAM_INTERRUPTED", "the stream was interrupted; "+resume)

@@ -35,7 +35,20 @@ const (
 	// DefaultHeartbeat is below the 30-60 s idle timeouts of common proxies
 	// and load balancers.
 	DefaultHeartbeat = 15 * time.Second
+	// DefaultMaxStreamLifetime makes long-lived streams reconnect now and
+	// then, so load spreads over replicas and stale connections end.
+	DefaultMaxStreamLifetime = 30 * time.Minute
+	// DefaultSendRate and DefaultSendBurst: a participant may send 20
+	// messages at once, then 2 per second.
+	DefaultSendRate  = 2.0
+	DefaultSendBurst = 20
+	// DefaultMaxAttachmentBytes bounds one attachment (5 MiB).
+	DefaultMaxAttachmentBytes = 5 << 20
+	// DefaultTypingTTL is how long a typing indicator shows without a refresh.
+	DefaultTypingTTL = 6 * time.Second
 	compressMinBytes = 1024
+	// envelopeSlack is room for an upload request's fields beside its content.
+	envelopeSlack = 64 << 10
 )
 
 // Options tune the server; the zero value is production's defaults.
@@ -51,6 +64,54 @@ type Options struct {
 	// Heartbeat is how long a server stream stays silent before it sends a
 	// heartbeat.
 	Heartbeat time.Duration
+	// MaxStreamLifetime ends a server stream (with Unavailable, so the
+	// client resumes) after it has been open this long.
+	MaxStreamLifetime time.Duration
+	// SendRate (per second) and SendBurst limit each participant's
+	// messages and uploads.
+	SendRate  float64
+	SendBurst int
+	// MaxAttachmentBytes bounds one attachment; UploadAttachment requests
+	// may be this much larger than MaxRequestBytes.
+	MaxAttachmentBytes int
+	// AttachmentTypes is the content-type allowlist of attachments.
+	AttachmentTypes []string
+	// TypingTTL is how long a typing indicator shows without a refresh.
+	TypingTTL time.Duration
+}
+
+// withDefaults fills in what opts leaves zero.
+func (opts Options) withDefaults() Options {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDuration := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&opts.MaxRequestBytes, DefaultMaxRequestBytes)
+	set(&opts.SendBurst, DefaultSendBurst)
+	set(&opts.MaxAttachmentBytes, DefaultMaxAttachmentBytes)
+	setDuration(&opts.SweepInterval, DefaultSweepInterval)
+	setDuration(&opts.Heartbeat, DefaultHeartbeat)
+	setDuration(&opts.MaxStreamLifetime, DefaultMaxStreamLifetime)
+	setDuration(&opts.TypingTTL, DefaultTypingTTL)
+	if opts.SendRate == 0 {
+		opts.SendRate = DefaultSendRate
+	}
+	if opts.AttachmentTypes == nil {
+		opts.AttachmentTypes = messaging.DefaultAttachmentTypes
+	}
+	return opts
 }
 
 // App is a wired Parley server.
@@ -66,21 +127,7 @@ type App struct {
 
 // New wires the services over db.
 func New(db *ent.Client, opts Options) *App {
-	if opts.Clock == nil {
-		opts.Clock = clock.Real{}
-	}
-	if opts.Log == nil {
-		opts.Log = slog.Default()
-	}
-	if opts.MaxRequestBytes == 0 {
-		opts.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = DefaultSweepInterval
-	}
-	if opts.Heartbeat == 0 {
-		opts.Heartbeat = DefaultHeartbeat
-	}
+	opts = opts.withDefaults()
 	hub := events.NewHub()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
@@ -90,12 +137,19 @@ func New(db *ent.Client, opts Options) *App {
 	draining, endStreams := context.WithCancel(context.Background())
 	server := connect.NewServer(
 		observe(opts.Log),
-		drainStreams(draining),
+		streamLimits(draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log),
 		validate.NewServerInterceptor(),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
-	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, opts.Clock, opts.Heartbeat))
+	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, events.NewSignals(), opts.Clock, messaging.Options{
+		Heartbeat:          opts.Heartbeat,
+		SendRate:           opts.SendRate,
+		SendBurst:          opts.SendBurst,
+		MaxAttachmentBytes: opts.MaxAttachmentBytes,
+		AttachmentTypes:    opts.AttachmentTypes,
+		TypingTTL:          opts.TypingTTL,
+	}))
 	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat))
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
 
@@ -113,6 +167,12 @@ func New(db *ent.Client, opts Options) *App {
 	connecthttp.Mount(mux, server,
 		connecthttp.WithReadMaxBytes(opts.MaxRequestBytes),
 		connecthttp.WithCompressMinBytes(compressMinBytes),
+		connecthttp.WithConditionalOptions(func(spec connect.Spec) []connecthttp.Option {
+			if spec.Procedure == parleyv1connect.MessagingServiceUploadAttachmentProcedure {
+				return []connecthttp.Option{connecthttp.WithReadMaxBytes(max(opts.MaxRequestBytes, opts.MaxAttachmentBytes+envelopeSlack))}
+			}
+			return nil
+		}),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
 	return &App{Handler: mux, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}

@@ -13,6 +13,7 @@ import (
 	"github.com/parleyhq/parley/clients/go/parley"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"google.golang.org/protobuf/proto"
 )
 
 // waitTimeout bounds every wait for a streamed item; the flow itself takes
@@ -190,13 +191,26 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 
 	// 8a. Beth transfers to Fred, who gets an offer and must accept; he
 	// then sees the full history.
-	tr, err := beth.Routing.TransferConversation(ctx, &parleyv1.TransferConversationRequest{
-		ConversationId: convID, Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: fredID}, Note: "needs a refund approval",
-	})
+	transfer := &parleyv1.TransferConversationRequest{
+		ConversationId: convID, RequestId: uuid.NewString(),
+		Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: fredID}, Note: "needs a refund approval",
+	}
+	tr, err := beth.Routing.TransferConversation(ctx, transfer)
 	must(t, err)
 	if tr.GetConversation().GetAgentId() != bethID {
 		t.Fatal("ownership moved before the transfer was accepted")
 	}
+	// A retry (the response was lost) returns the same offer; the same key
+	// for another transfer is refused.
+	retried, err := beth.Routing.TransferConversation(ctx, transfer)
+	must(t, err)
+	if !proto.Equal(retried, tr) {
+		t.Fatalf("retried transfer = %v, want %v", retried, tr)
+	}
+	changed := proto.CloneOf(transfer)
+	changed.Note = "something else"
+	_, err = beth.Routing.TransferConversation(ctx, changed)
+	wantCode(t, err, connect.CodeAlreadyExists)
 	offer = fredWork.nextOffer(t)
 	if offer.GetId() != tr.GetOfferId() || offer.GetTransferNote() != "needs a refund approval" || offer.GetTransferredBy().GetId() != bethID {
 		t.Fatalf("transfer offer = %v", offer)
@@ -217,7 +231,7 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 
 	// 8b. Fred transfers to Order Support; Beth (in that queue) gets it.
 	tr, err = fred.Routing.TransferConversation(ctx, &parleyv1.TransferConversationRequest{
-		ConversationId: convID, Target: &parleyv1.TransferConversationRequest_QueueId{QueueId: queues["Order Support"]}, Note: "order question",
+		ConversationId: convID, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_QueueId{QueueId: queues["Order Support"]}, Note: "order question",
 	})
 	must(t, err)
 	if c := tr.GetConversation(); c.GetState() != parleyv1.ConversationState_CONVERSATION_STATE_QUEUED || c.GetQueueId() != queues["Order Support"] || c.GetAgentId() != "" {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime/debug"
+	"time"
 
 	"connectrpc.com/connect/v2"
 
@@ -42,18 +44,24 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 	}
 }
 
-// drainStreams ends a streaming call's context when draining ends, so
-// long-lived streams finish (with Unavailable) and shutdown is not held up.
-func drainStreams(draining context.Context) connect.ServerInterceptor {
+// streamLimits ends a streaming call's context when the server drains
+// (so shutdown is not held up) or when the stream has lived for lifetime,
+// minus up to a tenth at random so that clients connected together do not
+// all come back at once. Handlers then end with apierr.StreamEnded, whose
+// code and message tell the client to resume.
+func streamLimits(draining context.Context, lifetime time.Duration) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			if spec.StreamType == connect.StreamTypeUnary {
 				return next(ctx, spec, stream)
 			}
-			ctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			stop := context.AfterFunc(draining, cancel)
+			ctx, cancel := context.WithCancelCause(ctx)
+			defer cancel(nil)
+			stop := context.AfterFunc(draining, func() { cancel(apierr.ErrDraining) })
 			defer stop()
+			jitter := time.Duration(rand.Int64N(int64(lifetime)/10 + 1))
+			timer := time.AfterFunc(lifetime-jitter, func() { cancel(apierr.ErrStreamLifetime) })
+			defer timer.Stop()
 			return next(ctx, spec, stream)
 		}
 	}

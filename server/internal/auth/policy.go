@@ -24,6 +24,7 @@ func (p Policy) Allows(role Role) bool {
 var (
 	public       = Policy{Public: true}
 	participants = Policy{Roles: []Role{RoleGuest, RoleAgent, RoleAdmin}}
+	parties      = Policy{Roles: []Role{RoleGuest, RoleAgent}}
 	staff        = Policy{Roles: []Role{RoleAgent, RoleAdmin}}
 	agents       = Policy{Roles: []Role{RoleAgent}}
 	admins       = Policy{Roles: []Role{RoleAdmin}}
@@ -40,9 +41,15 @@ var Policies = map[string]Policy{
 	parleyv1connect.SessionServiceGetSettingsProcedure:       admins,
 	parleyv1connect.SessionServiceUpdateSettingsProcedure:    admins,
 
-	parleyv1connect.MessagingServiceSendMessageProcedure: participants,
-	parleyv1connect.MessagingServiceSubscribeProcedure:   participants,
-	parleyv1connect.MessagingServiceListEventsProcedure:  participants,
+	parleyv1connect.MessagingServiceSendMessageProcedure:      participants,
+	parleyv1connect.MessagingServiceSubscribeProcedure:        participants,
+	parleyv1connect.MessagingServiceListEventsProcedure:       participants,
+	parleyv1connect.MessagingServiceSetTypingProcedure:        parties,
+	parleyv1connect.MessagingServiceMarkDeliveredProcedure:    parties,
+	parleyv1connect.MessagingServiceMarkReadProcedure:         parties,
+	parleyv1connect.MessagingServiceListReadCursorsProcedure:  participants,
+	parleyv1connect.MessagingServiceUploadAttachmentProcedure: parties,
+	parleyv1connect.MessagingServiceGetAttachmentProcedure:    participants,
 
 	parleyv1connect.RoutingServiceSetPresenceProcedure:               agents,
 	parleyv1connect.RoutingServiceWatchWorkProcedure:                 agents,

@@ -42,3 +42,16 @@ func FromContext(ctx context.Context) *Principal {
 	p, _ := ctx.Value(principalKey{}).(*Principal)
 	return p
 }
+
+// Caller names the principal for idempotency keys and rate limits: the
+// conversation for a guest (every token of one guest is one caller), the
+// agent for an agent, the token for an admin.
+func (p *Principal) Caller() string {
+	switch p.Role {
+	case RoleGuest:
+		return "guest:" + p.ConversationID.String()
+	case RoleAgent:
+		return "agent:" + p.AgentID.String()
+	}
+	return string(p.Role) + ":" + p.TokenID.String()
+}

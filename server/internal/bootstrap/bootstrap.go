@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/routing"
@@ -50,6 +51,9 @@ type Settings struct {
 	MaxGuestSessionsPerHour              int32       `yaml:"max_guest_sessions_per_hour"`
 	GuestSessionsRateLimitReachedMessage string      `yaml:"guest_sessions_rate_limit_reached_message"`
 	IssueTypes                           []IssueType `yaml:"issue_types"`
+	// AbandonAfter closes conversations without customer activity for
+	// this long; 0 (the default) never does.
+	AbandonAfter time.Duration `yaml:"abandon_after"`
 }
 
 // IssueType is one choice of the pre-chat form.
@@ -106,6 +110,7 @@ func (f *File) settingsProto() *parleyv1.Settings {
 	out := &parleyv1.Settings{
 		MaxGuestSessionsPerHour:              f.Settings.MaxGuestSessionsPerHour,
 		GuestSessionsRateLimitReachedMessage: f.Settings.GuestSessionsRateLimitReachedMessage,
+		AbandonAfter:                         durationpb.New(f.Settings.AbandonAfter),
 	}
 	for _, it := range f.Settings.IssueTypes {
 		out.IssueTypes = append(out.IssueTypes, &parleyv1.IssueType{Value: it.Value, DisplayName: it.DisplayName})
@@ -223,10 +228,11 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (bool, error) {
 		}
 		s := f.settingsProto()
 		err = tx.Setting.Create().
-			SetID(session.SettingsID).
+			SetID(schema.SettingsID).
 			SetMaxGuestSessionsPerHour(int(s.GetMaxGuestSessionsPerHour())).
 			SetGuestSessionsRateLimitReachedMessage(s.GetGuestSessionsRateLimitReachedMessage()).
 			SetIssueTypes(session.IssueTypesFromProto(s.GetIssueTypes())).
+			SetAbandonAfterSeconds(int64(s.GetAbandonAfter().AsDuration().Seconds())).
 			Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("create settings: %w", err)

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/servicecase"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
@@ -21,7 +22,6 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
-	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -99,7 +99,7 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 		if !ent.IsNotFound(err) {
 			return fmt.Errorf("look up request id: %w", err)
 		}
-		set, err := tx.Setting.UpdateOneID(session.SettingsID).AddNextCaseNumber(1).Save(ctx)
+		set, err := tx.Setting.UpdateOneID(schema.SettingsID).AddNextCaseNumber(1).Save(ctx)
 		if err != nil {
 			return fmt.Errorf("number case: %w", err)
 		}

@@ -24,6 +24,9 @@ const (
 	Post
 	// Manage it (close it): its guest, the agent holding it, or an admin.
 	Manage
+	// Participate in it in any state (acknowledge what was read): its guest
+	// or the agent holding it.
+	Participate
 )
 
 func denied(id uuid.UUID) error {
@@ -42,7 +45,7 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 	if p.Role == auth.RoleGuest && p.ConversationID != id {
 		return nil, denied(id)
 	}
-	if p.Role == auth.RoleAdmin && need == Post {
+	if p.Role == auth.RoleAdmin && (need == Post || need == Participate) {
 		return nil, apierr.New(connect.CodePermissionDenied, "ADMIN_CANNOT_POST",
 			"admins do not take part in conversations; post as the agent holding it")
 	}

@@ -110,3 +110,17 @@ func EventsAfter(ctx context.Context, db *ent.Client, conversationID uuid.UUID, 
 	}
 	return evs, nil
 }
+
+// EventsBefore returns up to limit events with seq < beforeSeq, newest
+// first.
+func EventsBefore(ctx context.Context, db *ent.Client, conversationID uuid.UUID, beforeSeq int64, limit int) ([]*ent.Event, error) {
+	evs, err := db.Event.Query().
+		Where(event.ConversationID(conversationID), event.SeqLT(beforeSeq)).
+		Order(ent.Desc(event.FieldSeq)).
+		Limit(limit).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("conversation: read events of %s before %d: %w", conversationID, beforeSeq, err)
+	}
+	return evs, nil
+}

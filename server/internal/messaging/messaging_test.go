@@ -51,7 +51,7 @@ func TestSendRejectsBadInput(t *testing.T) {
 		{"request over the size limit", &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1", Text: strings.Repeat("é", 1100)},
 			connect.CodeResourceExhausted, "larger than configured max"},
 		{"empty text", &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "m1"},
-			connect.CodeInvalidArgument, "text: must be at least 1 characters"},
+			connect.CodeInvalidArgument, "a message needs text or at least one attachment"},
 		{"missing client message id", &parleyv1.SendMessageRequest{ConversationId: convID, Text: "hi"},
 			connect.CodeInvalidArgument, "client_message_id: must be at least 1 characters"},
 		{"another conversation", &parleyv1.SendMessageRequest{ConversationId: uuid.NewString(), ClientMessageId: "m1", Text: "hi"},

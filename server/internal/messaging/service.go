@@ -1,17 +1,21 @@
 // Package messaging serves MessagingService: sending messages (idempotent
-// per client_message_id) and reading a conversation's log, replayed from a
-// cursor and then followed live.
+// per client_message_id, rate limited per sender), reading a conversation's
+// log (replayed from a cursor and then followed live, or paged in either
+// direction), ephemeral typing signals, delivered and read cursors, and
+// attachments.
 package messaging
 
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/event"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
@@ -20,33 +24,51 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
-	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// replayBatch is how many events a subscription reads from the store at once.
-const replayBatch = 200
+// Options tune the service; App fills in the defaults.
+type Options struct {
+	// Heartbeat is how long a Subscribe stream stays silent before it
+	// sends a heartbeat.
+	Heartbeat time.Duration
+	// SendRate is how many messages and uploads per second a sender may
+	// keep up after spending SendBurst.
+	SendRate  float64
+	SendBurst int
+	// MaxAttachmentBytes bounds one attachment's content.
+	MaxAttachmentBytes int
+	// AttachmentTypes are the media types an attachment may have.
+	AttachmentTypes []string
+	// TypingTTL is how long a typing indicator shows without a refresh.
+	TypingTTL time.Duration
+}
 
 // Service implements parleyv1connect.MessagingServiceHandler.
 type Service struct {
-	db        *ent.Client
-	hub       *events.Hub
-	clk       clock.Clock
-	heartbeat time.Duration
+	db      *ent.Client
+	hub     *events.Hub
+	signals *events.Signals
+	clk     clock.Clock
+	opts    Options
+	limits  *senderLimits
 }
 
 var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 
-// NewService returns the MessagingService handler. Subscribe streams send
-// a heartbeat after each heartbeat interval without an event.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, heartbeat time.Duration) *Service {
-	return &Service{db: db, hub: hub, clk: clk, heartbeat: heartbeat}
+// NewService returns the MessagingService handler.
+func NewService(db *ent.Client, hub *events.Hub, signals *events.Signals, clk clock.Clock, opts Options) *Service {
+	return &Service{
+		db: db, hub: hub, signals: signals, clk: clk, opts: opts,
+		limits: newSenderLimits(opts.SendRate, opts.SendBurst),
+	}
 }
 
 // SendMessage appends a message. A retry with the same client_message_id
-// and text returns the original event; with other text it is rejected.
+// and content returns the original event; with other content it is
+// rejected. Retries are not rate limited; new messages are.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	p := auth.FromContext(ctx)
 	id := convpkg.ParseID(req.GetConversationId())
@@ -61,11 +83,18 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	if prior, err := s.priorSend(ctx, id, sender, req); prior != nil || err != nil {
 		return prior, err
 	}
+	if err := s.spend(p); err != nil {
+		return nil, err
+	}
 	var channel *event.Channel
 	if p.Role == auth.RoleGuest {
 		c := event.Channel(conv.Edges.Interaction.Channel)
+		if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
+			c = event.Channel(convpkg.ChannelFromProto(req.GetChannel()))
+		}
 		channel = &c
 	}
+	now := s.clk.Now()
 	var appended *ent.Event
 	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		// The state may have changed since Authorize; check it under the lock.
@@ -76,15 +105,19 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		if err := convpkg.CheckPost(p, cur); err != nil {
 			return err
 		}
-		evs, err := convpkg.Append(ctx, tx, id, s.clk.Now(), convpkg.Entry{
+		attachments, err := s.attachmentsFor(ctx, tx, id, sender, req.GetAttachmentIds())
+		if err != nil {
+			return err
+		}
+		evs, err := convpkg.Append(ctx, tx, id, now, convpkg.Entry{
 			Sender: sender, Channel: channel, ClientMessageID: req.GetClientMessageId(),
-			Payload: &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetClientMessageId()},
+			Payload: &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetClientMessageId(), Attachments: attachments},
 		})
 		if err != nil {
 			return err
 		}
 		appended = evs[0]
-		return nil
+		return touchCustomer(ctx, tx, p, id, now)
 	})
 	if ent.IsConstraintError(err) {
 		// A concurrent retry won the unique index: answer as a retry.
@@ -103,6 +136,62 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	return &parleyv1.SendMessageResponse{Event: out}, nil
 }
 
+// spend takes one write from the caller's rate limit, or returns
+// ResourceExhausted with a RetryInfo detail saying when to try again.
+func (s *Service) spend(p *auth.Principal) error {
+	ok, wait := s.limits.take(p.Caller(), s.clk.Now())
+	if ok {
+		return nil
+	}
+	err := apierr.New(connect.CodeResourceExhausted, "SEND_RATE_LIMITED",
+		fmt.Sprintf("you are sending too fast; try again in %s", wait.Round(time.Millisecond)))
+	if detail, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); derr == nil {
+		err = err.WithDetail(detail)
+	}
+	return err
+}
+
+// touchCustomer records customer activity on the conversation, which keeps
+// it from being closed as abandoned.
+func touchCustomer(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) error {
+	if p.Role != auth.RoleGuest {
+		return nil
+	}
+	if err := tx.Conversation.UpdateOneID(id).SetCustomerActiveAt(now).Exec(ctx); err != nil {
+		return fmt.Errorf("record customer activity: %w", err)
+	}
+	return nil
+}
+
+// attachmentsFor loads the attachments a message references: each must
+// have been uploaded to this conversation by the sender.
+func (s *Service) attachmentsFor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, sender convpkg.Sender, ids []string) ([]*parleyv1.Attachment, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	uuids := make([]uuid.UUID, len(ids))
+	for i, id := range ids {
+		uuids[i] = convpkg.ParseID(id)
+	}
+	rows, err := tx.Attachment.Query().
+		Where(attachment.IDIn(uuids...), attachment.ConversationID(convID), attachment.UploaderID(sender.ID)).
+		Select(attachmentMeta...).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load attachments: %w", err)
+	}
+	out := make([]*parleyv1.Attachment, 0, len(ids))
+	for _, id := range uuids {
+		i := slices.IndexFunc(rows, func(a *ent.Attachment) bool { return a.ID == id })
+		if i < 0 {
+			return nil, apierr.New(connect.CodeFailedPrecondition, "ATTACHMENT_NOT_AVAILABLE",
+				fmt.Sprintf("attachment %s was not uploaded by you to this conversation; upload it with UploadAttachment first", id))
+		}
+		out = append(out, attachmentToProto(rows[i]))
+	}
+	return out, nil
+}
+
 // priorSend returns the event an earlier send with the same key stored, or
 // nil if there is none.
 func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender convpkg.Sender, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
@@ -119,102 +208,14 @@ func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender convpkg.Se
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
-	if !proto.Equal(out.GetMessagePosted(), &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetClientMessageId()}) {
+	posted := out.GetMessagePosted()
+	ids := make([]string, len(posted.GetAttachments()))
+	for i, a := range posted.GetAttachments() {
+		ids[i] = a.GetId()
+	}
+	if posted.GetText() != req.GetText() || !slices.Equal(ids, req.GetAttachmentIds()) {
 		return nil, apierr.New(connect.CodeAlreadyExists, "CLIENT_MESSAGE_ID_REUSED",
 			fmt.Sprintf("client_message_id %q was already used for a different message; use a new id", req.GetClientMessageId()))
 	}
 	return &parleyv1.SendMessageResponse{Event: out}, nil
-}
-
-// Subscribe replays events after after_seq, then follows the log live. It
-// ends after sending the conversation's closing event.
-func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, auth.FromContext(ctx), id, convpkg.Read)
-	if err != nil {
-		return err
-	}
-	cursor := req.GetAfterSeq()
-	if cursor > conv.LastSeq {
-		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
-			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", cursor, conv.LastSeq))
-	}
-	// Open the stream at once: a client resuming at the head of the log
-	// must not wait for the next event to learn that it is subscribed.
-	if err := stream.SendHeaders(); err != nil {
-		return err
-	}
-	key := events.ConversationKey(id.String())
-	idle := time.NewTicker(s.heartbeat)
-	defer idle.Stop()
-	for {
-		// Take the wake-up before reading, so a commit after the read wakes us.
-		wake := s.hub.Wait(key)
-		evs, err := convpkg.EventsAfter(ctx, s.db, id, cursor, replayBatch)
-		if err != nil {
-			return apierr.Internal(err)
-		}
-		for _, ev := range evs {
-			out, err := convpkg.EventToProto(ev)
-			if err != nil {
-				return apierr.Internal(err)
-			}
-			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Event{Event: out}}); err != nil {
-				return err
-			}
-			cursor = ev.Seq
-			if ev.Kind == "conversation_closed" {
-				return nil
-			}
-		}
-		if len(evs) > 0 {
-			idle.Reset(s.heartbeat)
-		}
-		if len(evs) == replayBatch {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
-		case <-wake:
-		case <-idle.C:
-			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
-			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Heartbeat{Heartbeat: beat}}); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// ListEvents pages through the log in seq order.
-func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsRequest) (*parleyv1.ListEventsResponse, error) {
-	id := convpkg.ParseID(req.GetConversationId())
-	if _, err := convpkg.Authorize(ctx, s.db, auth.FromContext(ctx), id, convpkg.Read); err != nil {
-		return nil, err
-	}
-	after, err := paging.Decode(id.String(), req.GetPageToken())
-	if err != nil {
-		return nil, err
-	}
-	var cursor int64
-	if after != "" {
-		if cursor, err = strconv.ParseInt(after, 10, 64); err != nil {
-			return nil, apierr.New(connect.CodeInvalidArgument, "INVALID_PAGE_TOKEN", "page_token is not one this list returned")
-		}
-	}
-	size := paging.Size(req.GetPageSize(), 100, 500)
-	rows, err := convpkg.EventsAfter(ctx, s.db, id, cursor, size+1)
-	if err != nil {
-		return nil, apierr.Internal(err)
-	}
-	page, next := paging.Trim(rows, size, id.String(), func(ev *ent.Event) string { return strconv.FormatInt(ev.Seq, 10) })
-	resp := &parleyv1.ListEventsResponse{NextPageToken: next}
-	for _, ev := range page {
-		out, err := convpkg.EventToProto(ev)
-		if err != nil {
-			return nil, apierr.Internal(err)
-		}
-		resp.Events = append(resp.Events, out)
-	}
-	return resp, nil
 }

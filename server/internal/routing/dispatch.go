@@ -71,8 +71,12 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 	}
 }
 
-// Pass expires lapsed offers, then offers waiting work to agents.
+// Pass closes abandoned conversations and expires lapsed offers, then
+// offers waiting work to agents.
 func (d *Dispatcher) Pass(ctx context.Context) error {
+	if err := d.closeAbandoned(ctx); err != nil {
+		return err
+	}
 	if err := d.expireOffers(ctx); err != nil {
 		return err
 	}

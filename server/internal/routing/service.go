@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -186,7 +187,8 @@ func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRe
 	return &parleyv1.DeclineOfferResponse{}, nil
 }
 
-// TransferConversation hands a conversation to an agent or a queue.
+// TransferConversation hands a conversation to an agent or a queue. A
+// retry with the same request_id returns the first call's response.
 func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.TransferConversationRequest) (*parleyv1.TransferConversationResponse, error) {
 	p := auth.FromContext(ctx)
 	convID := convpkg.ParseID(req.GetConversationId())
@@ -194,51 +196,50 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 		return nil, err
 	}
 	now := s.clk.Now()
-	var offerID uuid.UUID
 	var notify []string
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.RoutingServiceTransferConversationProcedure, ID: req.GetRequestId()}
+	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.TransferConversationResponse, error) {
 		conv, err := tx.Conversation.Query().Where(conversation.ID(convID)).WithQueue().Only(ctx)
 		if err != nil {
-			return fmt.Errorf("load conversation: %w", err)
+			return nil, fmt.Errorf("load conversation: %w", err)
 		}
 		if conv.State != conversation.StateAssigned || conv.AgentID == nil || *conv.AgentID != p.AgentID {
-			return apierr.New(connect.CodeFailedPrecondition, "NOT_HOLDING_CONVERSATION",
+			return nil, apierr.New(connect.CodeFailedPrecondition, "NOT_HOLDING_CONVERSATION",
 				fmt.Sprintf("conversation %s is not assigned to you", convID))
 		}
 		me, err := tx.Agent.Get(ctx, p.AgentID)
 		if err != nil {
-			return fmt.Errorf("load agent: %w", err)
+			return nil, fmt.Errorf("load agent: %w", err)
 		}
+		resp := &parleyv1.TransferConversationResponse{}
 		switch target := req.GetTarget().(type) {
 		case *parleyv1.TransferConversationRequest_AgentId:
-			offerID, err = s.transferToAgent(ctx, tx, conv, me, convpkg.ParseID(target.AgentId), req.GetNote(), now)
+			offerID, err := s.transferToAgent(ctx, tx, conv, me, convpkg.ParseID(target.AgentId), req.GetNote(), now)
 			if err != nil {
-				return err
+				return nil, err
 			}
+			resp.OfferId = offerID.String()
 			notify = append(notify, events.AgentKey(target.AgentId))
-			return nil
 		case *parleyv1.TransferConversationRequest_QueueId:
 			if err := s.transferToQueue(ctx, tx, conv, me, convpkg.ParseID(target.QueueId), req.GetNote(), now); err != nil {
-				return err
+				return nil, err
 			}
 			notify = append(notify, events.ConversationKey(convID.String()), events.AgentKey(me.ID.String()))
-			return nil
+		default:
+			return nil, apierr.New(connect.CodeInvalidArgument, "TRANSFER_TARGET_REQUIRED", "set agent_id or queue_id")
 		}
-		return apierr.New(connect.CodeInvalidArgument, "TRANSFER_TARGET_REQUIRED", "set agent_id or queue_id")
+		after, err := tx.Conversation.Query().Where(conversation.ID(convID)).WithInteraction().Only(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reload conversation: %w", err)
+		}
+		resp.Conversation = convpkg.ToProto(after)
+		return resp, nil
 	})
-	if err != nil {
-		return nil, apierr.From(err)
-	}
-	s.hub.Notify(notify...)
-	s.dispatcher.Kick()
-	conv, err := s.loadConversation(ctx, convID)
 	if err != nil {
 		return nil, err
 	}
-	resp := &parleyv1.TransferConversationResponse{Conversation: conv}
-	if offerID != uuid.Nil {
-		resp.OfferId = offerID.String()
-	}
+	s.hub.Notify(notify...)
+	s.dispatcher.Kick()
 	return resp, nil
 }
 

@@ -55,7 +55,7 @@ func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *ro
 
 // GetPreChatForm lists the issue types a guest may pick.
 func (s *Service) GetPreChatForm(ctx context.Context, _ *parleyv1.GetPreChatFormRequest) (*parleyv1.GetPreChatFormResponse, error) {
-	set, err := s.db.Setting.Get(ctx, SettingsID)
+	set, err := s.db.Setting.Get(ctx, schema.SettingsID)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
 	}
@@ -98,7 +98,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		case !ent.IsNotFound(err):
 			return fmt.Errorf("look up request id: %w", err)
 		}
-		set, err := tx.Setting.Get(ctx, SettingsID)
+		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return fmt.Errorf("load settings: %w", err)
 		}
@@ -137,6 +137,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 			SetInteractionID(in.ID).
 			SetQueueID(queue.ID).
 			SetQueuedAt(now).
+			SetCustomerActiveAt(now).
 			Save(ctx)
 		if err != nil {
 			return fmt.Errorf("create conversation: %w", err)
@@ -223,7 +224,7 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
-	notify := []string{events.ConversationKey(id.String())}
+	var notify []string
 	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		// Re-read under the write lock: the conversation may have moved.
 		cur, err := tx.Conversation.Get(ctx, id)
@@ -236,30 +237,11 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 		if p.Role == auth.RoleAgent && (cur.AgentID == nil || *cur.AgentID != p.AgentID) {
 			return apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION", fmt.Sprintf("conversation %s is not assigned to you", id))
 		}
-		offered, err := routing.WithdrawOffers(ctx, tx, id, now)
-		if err != nil {
-			return err
-		}
-		for _, a := range offered {
-			notify = append(notify, events.AgentKey(a.String()))
-		}
-		if cur.AgentID != nil {
-			if err := routing.ReleaseCapacity(ctx, tx, *cur.AgentID); err != nil {
-				return err
-			}
-			notify = append(notify, events.AgentKey(cur.AgentID.String()))
-		}
-		if err := tx.Conversation.UpdateOneID(id).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().Exec(ctx); err != nil {
-			return fmt.Errorf("close conversation: %w", err)
-		}
-		if err := auth.RevokeGuestTokens(ctx, tx, id, now); err != nil {
-			return err
-		}
 		reason := req.GetReason()
 		if reason == "" {
 			reason = "closed by " + string(p.Role)
 		}
-		_, err = convpkg.Append(ctx, tx, id, now, convpkg.Entry{Sender: sender, Payload: &parleyv1.ConversationClosed{Reason: reason}})
+		notify, err = routing.Close(ctx, tx, cur, sender, reason, now)
 		return err
 	})
 	if err != nil {

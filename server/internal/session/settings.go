@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
-
-// SettingsID is the id of the single settings row.
-const SettingsID = 1
 
 func issueTypesToProto(its []schema.IssueType) []*parleyv1.IssueType {
 	out := make([]*parleyv1.IssueType, len(its))
@@ -40,7 +39,7 @@ func issueTypeValues(its []schema.IssueType) string {
 
 // GetSettings returns the installation's settings.
 func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsRequest) (*parleyv1.GetSettingsResponse, error) {
-	set, err := s.db.Setting.Get(ctx, SettingsID)
+	set, err := s.db.Setting.Get(ctx, schema.SettingsID)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
 	}
@@ -48,6 +47,7 @@ func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsReques
 		MaxGuestSessionsPerHour:              int32(set.MaxGuestSessionsPerHour),
 		GuestSessionsRateLimitReachedMessage: set.GuestSessionsRateLimitReachedMessage,
 		IssueTypes:                           issueTypesToProto(set.IssueTypes),
+		AbandonAfter:                         durationpb.New(time.Duration(set.AbandonAfterSeconds) * time.Second),
 	}}, nil
 }
 
@@ -55,10 +55,11 @@ func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsReques
 // next request.
 func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettingsRequest) (*parleyv1.UpdateSettingsResponse, error) {
 	in := req.GetSettings()
-	err := s.db.Setting.UpdateOneID(SettingsID).
+	err := s.db.Setting.UpdateOneID(schema.SettingsID).
 		SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
 		SetGuestSessionsRateLimitReachedMessage(in.GetGuestSessionsRateLimitReachedMessage()).
 		SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
+		SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
 		Exec(ctx)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("update settings: %w", err))

@@ -32,6 +32,22 @@ const (
 	// MessagingServiceListEventsProcedure is the procedure name of the MessagingService's ListEvents
 	// RPC.
 	MessagingServiceListEventsProcedure = "/parley.v1.MessagingService/ListEvents"
+	// MessagingServiceSetTypingProcedure is the procedure name of the MessagingService's SetTyping RPC.
+	MessagingServiceSetTypingProcedure = "/parley.v1.MessagingService/SetTyping"
+	// MessagingServiceMarkDeliveredProcedure is the procedure name of the MessagingService's
+	// MarkDelivered RPC.
+	MessagingServiceMarkDeliveredProcedure = "/parley.v1.MessagingService/MarkDelivered"
+	// MessagingServiceMarkReadProcedure is the procedure name of the MessagingService's MarkRead RPC.
+	MessagingServiceMarkReadProcedure = "/parley.v1.MessagingService/MarkRead"
+	// MessagingServiceListReadCursorsProcedure is the procedure name of the MessagingService's
+	// ListReadCursors RPC.
+	MessagingServiceListReadCursorsProcedure = "/parley.v1.MessagingService/ListReadCursors"
+	// MessagingServiceUploadAttachmentProcedure is the procedure name of the MessagingService's
+	// UploadAttachment RPC.
+	MessagingServiceUploadAttachmentProcedure = "/parley.v1.MessagingService/UploadAttachment"
+	// MessagingServiceGetAttachmentProcedure is the procedure name of the MessagingService's
+	// GetAttachment RPC.
+	MessagingServiceGetAttachmentProcedure = "/parley.v1.MessagingService/GetAttachment"
 )
 
 var (
@@ -58,18 +74,89 @@ var (
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
+	messagingServiceSetTypingSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_messaging_service_proto.Services().ByName("MessagingService").Methods().ByName("SetTyping"),
+			Procedure:  MessagingServiceSetTypingProcedure,
+		}
+	})
+	messagingServiceMarkDeliveredSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_messaging_service_proto.Services().ByName("MessagingService").Methods().ByName("MarkDelivered"),
+			Procedure:  MessagingServiceMarkDeliveredProcedure,
+		}
+	})
+	messagingServiceMarkReadSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_messaging_service_proto.Services().ByName("MessagingService").Methods().ByName("MarkRead"),
+			Procedure:  MessagingServiceMarkReadProcedure,
+		}
+	})
+	messagingServiceListReadCursorsSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_messaging_service_proto.Services().ByName("MessagingService").Methods().ByName("ListReadCursors"),
+			Procedure:        MessagingServiceListReadCursorsProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
+	messagingServiceUploadAttachmentSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_messaging_service_proto.Services().ByName("MessagingService").Methods().ByName("UploadAttachment"),
+			Procedure:  MessagingServiceUploadAttachmentProcedure,
+		}
+	})
+	messagingServiceGetAttachmentSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_messaging_service_proto.Services().ByName("MessagingService").Methods().ByName("GetAttachment"),
+			Procedure:        MessagingServiceGetAttachmentProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
 )
 
 // MessagingServiceClient is a client for the parley.v1.MessagingService service.
 type MessagingServiceClient interface {
 	// SendMessage appends a message to the conversation. Retrying with the
-	// same client_message_id and text returns the original event.
+	// same client_message_id and content returns the original event; the same
+	// id with other content is refused with AlreadyExists. Each participant
+	// may send a burst of messages, then a few per second; beyond that the
+	// call fails with ResourceExhausted and a RetryInfo detail.
 	SendMessage(context.Context, *v1.SendMessageRequest) (*v1.SendMessageResponse, error)
-	// Subscribe replays the log after after_seq, then follows it live. The
-	// stream ends after the conversation's closing event.
+	// Subscribe replays the log after after_seq, then follows it live, with
+	// ephemeral signals (typing, read cursors) and heartbeats in between. The
+	// stream ends after the conversation's closing event. Any other end
+	// (server drain, maximum stream lifetime, network) is an error, normally
+	// Unavailable, after which the client subscribes again with the last seq
+	// it received.
 	Subscribe(context.Context, *v1.SubscribeRequest) (MessagingServiceSubscribeClientStream, error)
-	// ListEvents pages through the log in seq order.
+	// ListEvents pages through the log by seq, oldest or newest first.
 	ListEvents(context.Context, *v1.ListEventsRequest) (*v1.ListEventsResponse, error)
+	// SetTyping tells the conversation's other participants that the caller
+	// is (or stopped) typing. It is not persisted and has no seq.
+	SetTyping(context.Context, *v1.SetTypingRequest) (*v1.SetTypingResponse, error)
+	// MarkDelivered moves the caller's delivered cursor forward to
+	// delivered_seq. Cursors never move back: an older seq leaves them as
+	// they are.
+	MarkDelivered(context.Context, *v1.MarkDeliveredRequest) (*v1.MarkDeliveredResponse, error)
+	// MarkRead moves the caller's read cursor (and delivered cursor) forward
+	// to read_seq.
+	MarkRead(context.Context, *v1.MarkReadRequest) (*v1.MarkReadResponse, error)
+	// ListReadCursors returns every participant's delivered and read cursors.
+	ListReadCursors(context.Context, *v1.ListReadCursorsRequest) (*v1.ListReadCursorsResponse, error)
+	// UploadAttachment stores a file for the conversation; a message then
+	// references it by id. The content type must be on the server's allowlist
+	// and match the content, the size within the server's limit, and sha256
+	// the content's checksum.
+	UploadAttachment(context.Context, *v1.UploadAttachmentRequest) (*v1.UploadAttachmentResponse, error)
+	// GetAttachment downloads an attachment. Only those who may read its
+	// conversation may download it.
+	GetAttachment(context.Context, *v1.GetAttachmentRequest) (*v1.GetAttachmentResponse, error)
 }
 
 // NewMessagingServiceClient constructs a client for the parley.v1.MessagingService service.
@@ -102,13 +189,40 @@ func (s MessagingServiceSubscribeClientStream) Close() error {
 // MessagingServiceHandler is an implementation of the parley.v1.MessagingService service.
 type MessagingServiceHandler interface {
 	// SendMessage appends a message to the conversation. Retrying with the
-	// same client_message_id and text returns the original event.
+	// same client_message_id and content returns the original event; the same
+	// id with other content is refused with AlreadyExists. Each participant
+	// may send a burst of messages, then a few per second; beyond that the
+	// call fails with ResourceExhausted and a RetryInfo detail.
 	SendMessage(context.Context, *v1.SendMessageRequest) (*v1.SendMessageResponse, error)
-	// Subscribe replays the log after after_seq, then follows it live. The
-	// stream ends after the conversation's closing event.
+	// Subscribe replays the log after after_seq, then follows it live, with
+	// ephemeral signals (typing, read cursors) and heartbeats in between. The
+	// stream ends after the conversation's closing event. Any other end
+	// (server drain, maximum stream lifetime, network) is an error, normally
+	// Unavailable, after which the client subscribes again with the last seq
+	// it received.
 	Subscribe(context.Context, *v1.SubscribeRequest, MessagingServiceSubscribeServerStream) error
-	// ListEvents pages through the log in seq order.
+	// ListEvents pages through the log by seq, oldest or newest first.
 	ListEvents(context.Context, *v1.ListEventsRequest) (*v1.ListEventsResponse, error)
+	// SetTyping tells the conversation's other participants that the caller
+	// is (or stopped) typing. It is not persisted and has no seq.
+	SetTyping(context.Context, *v1.SetTypingRequest) (*v1.SetTypingResponse, error)
+	// MarkDelivered moves the caller's delivered cursor forward to
+	// delivered_seq. Cursors never move back: an older seq leaves them as
+	// they are.
+	MarkDelivered(context.Context, *v1.MarkDeliveredRequest) (*v1.MarkDeliveredResponse, error)
+	// MarkRead moves the caller's read cursor (and delivered cursor) forward
+	// to read_seq.
+	MarkRead(context.Context, *v1.MarkReadRequest) (*v1.MarkReadResponse, error)
+	// ListReadCursors returns every participant's delivered and read cursors.
+	ListReadCursors(context.Context, *v1.ListReadCursorsRequest) (*v1.ListReadCursorsResponse, error)
+	// UploadAttachment stores a file for the conversation; a message then
+	// references it by id. The content type must be on the server's allowlist
+	// and match the content, the size within the server's limit, and sha256
+	// the content's checksum.
+	UploadAttachment(context.Context, *v1.UploadAttachmentRequest) (*v1.UploadAttachmentResponse, error)
+	// GetAttachment downloads an attachment. Only those who may read its
+	// conversation may download it.
+	GetAttachment(context.Context, *v1.GetAttachmentRequest) (*v1.GetAttachmentResponse, error)
 }
 
 // RegisterMessagingServiceHandler registers svc as the parley.v1.MessagingService implementation on
@@ -119,6 +233,12 @@ func RegisterMessagingServiceHandler(server *connect.Server, svc MessagingServic
 		connect.Method{Spec: messagingServiceSendMessageSpec(), Handler: adapter.sendMessage},
 		connect.Method{Spec: messagingServiceSubscribeSpec(), Handler: adapter.subscribe},
 		connect.Method{Spec: messagingServiceListEventsSpec(), Handler: adapter.listEvents},
+		connect.Method{Spec: messagingServiceSetTypingSpec(), Handler: adapter.setTyping},
+		connect.Method{Spec: messagingServiceMarkDeliveredSpec(), Handler: adapter.markDelivered},
+		connect.Method{Spec: messagingServiceMarkReadSpec(), Handler: adapter.markRead},
+		connect.Method{Spec: messagingServiceListReadCursorsSpec(), Handler: adapter.listReadCursors},
+		connect.Method{Spec: messagingServiceUploadAttachmentSpec(), Handler: adapter.uploadAttachment},
+		connect.Method{Spec: messagingServiceGetAttachmentSpec(), Handler: adapter.getAttachment},
 	)
 }
 
@@ -153,6 +273,30 @@ func (UnimplementedMessagingServiceHandler) ListEvents(context.Context, *v1.List
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.ListEvents is not implemented")
 }
 
+func (UnimplementedMessagingServiceHandler) SetTyping(context.Context, *v1.SetTypingRequest) (*v1.SetTypingResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.SetTyping is not implemented")
+}
+
+func (UnimplementedMessagingServiceHandler) MarkDelivered(context.Context, *v1.MarkDeliveredRequest) (*v1.MarkDeliveredResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.MarkDelivered is not implemented")
+}
+
+func (UnimplementedMessagingServiceHandler) MarkRead(context.Context, *v1.MarkReadRequest) (*v1.MarkReadResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.MarkRead is not implemented")
+}
+
+func (UnimplementedMessagingServiceHandler) ListReadCursors(context.Context, *v1.ListReadCursorsRequest) (*v1.ListReadCursorsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.ListReadCursors is not implemented")
+}
+
+func (UnimplementedMessagingServiceHandler) UploadAttachment(context.Context, *v1.UploadAttachmentRequest) (*v1.UploadAttachmentResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.UploadAttachment is not implemented")
+}
+
+func (UnimplementedMessagingServiceHandler) GetAttachment(context.Context, *v1.GetAttachmentRequest) (*v1.GetAttachmentResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.MessagingService.GetAttachment is not implemented")
+}
+
 type messagingServiceClient struct {
 	client *connect.Client
 }
@@ -176,6 +320,54 @@ func (c *messagingServiceClient) Subscribe(ctx context.Context, req *v1.Subscrib
 func (c *messagingServiceClient) ListEvents(ctx context.Context, req *v1.ListEventsRequest) (*v1.ListEventsResponse, error) {
 	var res v1.ListEventsResponse
 	if err := c.client.CallUnary(ctx, messagingServiceListEventsSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *messagingServiceClient) SetTyping(ctx context.Context, req *v1.SetTypingRequest) (*v1.SetTypingResponse, error) {
+	var res v1.SetTypingResponse
+	if err := c.client.CallUnary(ctx, messagingServiceSetTypingSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *messagingServiceClient) MarkDelivered(ctx context.Context, req *v1.MarkDeliveredRequest) (*v1.MarkDeliveredResponse, error) {
+	var res v1.MarkDeliveredResponse
+	if err := c.client.CallUnary(ctx, messagingServiceMarkDeliveredSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *messagingServiceClient) MarkRead(ctx context.Context, req *v1.MarkReadRequest) (*v1.MarkReadResponse, error) {
+	var res v1.MarkReadResponse
+	if err := c.client.CallUnary(ctx, messagingServiceMarkReadSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *messagingServiceClient) ListReadCursors(ctx context.Context, req *v1.ListReadCursorsRequest) (*v1.ListReadCursorsResponse, error) {
+	var res v1.ListReadCursorsResponse
+	if err := c.client.CallUnary(ctx, messagingServiceListReadCursorsSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *messagingServiceClient) UploadAttachment(ctx context.Context, req *v1.UploadAttachmentRequest) (*v1.UploadAttachmentResponse, error) {
+	var res v1.UploadAttachmentResponse
+	if err := c.client.CallUnary(ctx, messagingServiceUploadAttachmentSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *messagingServiceClient) GetAttachment(ctx context.Context, req *v1.GetAttachmentRequest) (*v1.GetAttachmentResponse, error) {
+	var res v1.GetAttachmentResponse
+	if err := c.client.CallUnary(ctx, messagingServiceGetAttachmentSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -209,6 +401,78 @@ func (h messagingServiceHandler) listEvents(ctx context.Context, _ connect.Spec,
 		return err
 	}
 	res, err := h.svc.ListEvents(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h messagingServiceHandler) setTyping(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.SetTypingRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.SetTyping(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h messagingServiceHandler) markDelivered(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.MarkDeliveredRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.MarkDelivered(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h messagingServiceHandler) markRead(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.MarkReadRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.MarkRead(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h messagingServiceHandler) listReadCursors(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ListReadCursorsRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ListReadCursors(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h messagingServiceHandler) uploadAttachment(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.UploadAttachmentRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.UploadAttachment(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h messagingServiceHandler) getAttachment(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.GetAttachmentRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.GetAttachment(ctx, &req)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import type { Event, Heartbeat } from "./resources_pb.js";
+import type { Attachment, Channel, Event, Heartbeat, ReadCursor, Typing } from "./resources_pb.js";
 import { file_parley_v1_resources } from "./resources_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,10 +13,10 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/messaging_service.proto.
  */
 export const file_parley_v1_messaging_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwYXJsZXkvdjEvbWVzc2FnaW5nX3NlcnZpY2UucHJvdG8SCXBhcmxleS52MSJ4ChJTZW5kTWVzc2FnZVJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIlChFjbGllbnRfbWVzc2FnZV9pZBgCIAEoCUIKukgHcgUQARiAARIYCgR0ZXh0GAMgASgJQgq6SAdyBRABGKAfIjYKE1NlbmRNZXNzYWdlUmVzcG9uc2USHwoFZXZlbnQYASABKAsyEC5wYXJsZXkudjEuRXZlbnQiUQoQU3Vic2NyaWJlUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhoKCWFmdGVyX3NlcRgCIAEoA0IHukgEIgIoACJpChFTdWJzY3JpYmVSZXNwb25zZRIhCgVldmVudBgBIAEoCzIQLnBhcmxleS52MS5FdmVudEgAEikKCWhlYXJ0YmVhdBgCIAEoCzIULnBhcmxleS52MS5IZWFydGJlYXRIAEIGCgRpdGVtInAKEUxpc3RFdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESGgoJcGFnZV9zaXplGAIgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGMgBIk8KEkxpc3RFdmVudHNSZXNwb25zZRIgCgZldmVudHMYASADKAsyEC5wYXJsZXkudjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMv8BChBNZXNzYWdpbmdTZXJ2aWNlEkwKC1NlbmRNZXNzYWdlEh0ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBoeLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEk0KCVN1YnNjcmliZRIbLnBhcmxleS52MS5TdWJzY3JpYmVSZXF1ZXN0GhwucGFybGV5LnYxLlN1YnNjcmliZVJlc3BvbnNlIgOQAgEwARJOCgpMaXN0RXZlbnRzEhwucGFybGV5LnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh0ucGFybGV5LnYxLkxpc3RFdmVudHNSZXNwb25zZSIDkAIBQp4BCg1jb20ucGFybGV5LnYxQhVNZXNzYWdpbmdTZXJ2aWNlUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_parley_v1_resources]);
+  fileDesc("CiFwYXJsZXkvdjEvbWVzc2FnaW5nX3NlcnZpY2UucHJvdG8SCXBhcmxleS52MSLUAgoSU2VuZE1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESJQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAlCCrpIB3IFEAEYgAESFgoEdGV4dBgDIAEoCUIIukgFcgMYoB8SKQoOYXR0YWNobWVudF9pZHMYBCADKAlCEbpIDpIBCxAKGAEiBXIDsAEBEi0KB2NoYW5uZWwYBSABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbEIIukgFggECEAE6gQG6SH4afAoRbWVzc2FnZV9ub3RfZW1wdHkSL2EgbWVzc2FnZSBuZWVkcyB0ZXh0IG9yIGF0IGxlYXN0IG9uZSBhdHRhY2htZW50GjZ0aGlzLnRleHQuc2l6ZSgpID4gMCB8fCB0aGlzLmF0dGFjaG1lbnRfaWRzLnNpemUoKSA+IDAiNgoTU2VuZE1lc3NhZ2VSZXNwb25zZRIfCgVldmVudBgBIAEoCzIQLnBhcmxleS52MS5FdmVudCJRChBTdWJzY3JpYmVSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESGgoJYWZ0ZXJfc2VxGAIgASgDQge6SAQiAigAIrwBChFTdWJzY3JpYmVSZXNwb25zZRIhCgVldmVudBgBIAEoCzIQLnBhcmxleS52MS5FdmVudEgAEikKCWhlYXJ0YmVhdBgCIAEoCzIULnBhcmxleS52MS5IZWFydGJlYXRIABIjCgZ0eXBpbmcYAyABKAsyES5wYXJsZXkudjEuVHlwaW5nSAASLAoLcmVhZF9jdXJzb3IYBCABKAsyFS5wYXJsZXkudjEuUmVhZEN1cnNvckgAQgYKBGl0ZW0ihgEKEUxpc3RFdmVudHNSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESGgoJcGFnZV9zaXplGAIgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGMgBEhQKDG5ld2VzdF9maXJzdBgEIAEoCCJPChJMaXN0RXZlbnRzUmVzcG9uc2USIAoGZXZlbnRzGAEgAygLMhAucGFybGV5LnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJFChBTZXRUeXBpbmdSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESDgoGdHlwaW5nGAIgASgIIhMKEVNldFR5cGluZ1Jlc3BvbnNlIncKFE1hcmtEZWxpdmVyZWRSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoKcmVxdWVzdF9pZBgCIAEoCUIIukgFcgOwAQESHgoNZGVsaXZlcmVkX3NlcRgDIAEoA0IHukgEIgIgACJDChVNYXJrRGVsaXZlcmVkUmVzcG9uc2USKgoLcmVhZF9jdXJzb3IYASABKAsyFS5wYXJsZXkudjEuUmVhZEN1cnNvciJtCg9NYXJrUmVhZFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgpyZXF1ZXN0X2lkGAIgASgJQgi6SAVyA7ABARIZCghyZWFkX3NlcRgDIAEoA0IHukgEIgIgACI+ChBNYXJrUmVhZFJlc3BvbnNlEioKC3JlYWRfY3Vyc29yGAEgASgLMhUucGFybGV5LnYxLlJlYWRDdXJzb3IiOwoWTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBIkYKF0xpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlEisKDHJlYWRfY3Vyc29ycxgBIAMoCzIVLnBhcmxleS52MS5SZWFkQ3Vyc29yIu4BChdVcGxvYWRBdHRhY2htZW50UmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhwKCnJlcXVlc3RfaWQYAiABKAlCCLpIBXIDsAEBEjAKCGZpbGVuYW1lGAMgASgJQh66SBtyGRABGP8BMhJeW14vXFxceDAwLVx4MWZdKyQSHwoMY29udGVudF90eXBlGAQgASgJQgm6SAZyBBADGGQSGAoHY29udGVudBgFIAEoDEIHukgEegIQARIlCgZzaGEyNTYYBiABKAlCFbpIEnIQMg5eWzAtOWEtZl17NjR9JCJFChhVcGxvYWRBdHRhY2htZW50UmVzcG9uc2USKQoKYXR0YWNobWVudBgBIAEoCzIVLnBhcmxleS52MS5BdHRhY2htZW50IjcKFEdldEF0dGFjaG1lbnRSZXF1ZXN0Eh8KDWF0dGFjaG1lbnRfaWQYASABKAlCCLpIBXIDsAEBIlMKFUdldEF0dGFjaG1lbnRSZXNwb25zZRIpCgphdHRhY2htZW50GAEgASgLMhUucGFybGV5LnYxLkF0dGFjaG1lbnQSDwoHY29udGVudBgCIAEoDDL1BQoQTWVzc2FnaW5nU2VydmljZRJMCgtTZW5kTWVzc2FnZRIdLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHi5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJNCglTdWJzY3JpYmUSGy5wYXJsZXkudjEuU3Vic2NyaWJlUmVxdWVzdBocLnBhcmxleS52MS5TdWJzY3JpYmVSZXNwb25zZSIDkAIBMAESTgoKTGlzdEV2ZW50cxIcLnBhcmxleS52MS5MaXN0RXZlbnRzUmVxdWVzdBodLnBhcmxleS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiA5ACARJGCglTZXRUeXBpbmcSGy5wYXJsZXkudjEuU2V0VHlwaW5nUmVxdWVzdBocLnBhcmxleS52MS5TZXRUeXBpbmdSZXNwb25zZRJSCg1NYXJrRGVsaXZlcmVkEh8ucGFybGV5LnYxLk1hcmtEZWxpdmVyZWRSZXF1ZXN0GiAucGFybGV5LnYxLk1hcmtEZWxpdmVyZWRSZXNwb25zZRJDCghNYXJrUmVhZBIaLnBhcmxleS52MS5NYXJrUmVhZFJlcXVlc3QaGy5wYXJsZXkudjEuTWFya1JlYWRSZXNwb25zZRJdCg9MaXN0UmVhZEN1cnNvcnMSIS5wYXJsZXkudjEuTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBoiLnBhcmxleS52MS5MaXN0UmVhZEN1cnNvcnNSZXNwb25zZSIDkAIBElsKEFVwbG9hZEF0dGFjaG1lbnQSIi5wYXJsZXkudjEuVXBsb2FkQXR0YWNobWVudFJlcXVlc3QaIy5wYXJsZXkudjEuVXBsb2FkQXR0YWNobWVudFJlc3BvbnNlElcKDUdldEF0dGFjaG1lbnQSHy5wYXJsZXkudjEuR2V0QXR0YWNobWVudFJlcXVlc3QaIC5wYXJsZXkudjEuR2V0QXR0YWNobWVudFJlc3BvbnNlIgOQAgFCngEKDWNvbS5wYXJsZXkudjFCFU1lc3NhZ2luZ1NlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_parley_v1_resources]);
 
 /**
- * SendMessageRequest is a message to post.
+ * SendMessageRequest is a message to post: text, attachments, or both.
  *
  * @generated from message parley.v1.SendMessageRequest
  */
@@ -37,6 +37,21 @@ export type SendMessageRequest = Message<"parley.v1.SendMessageRequest"> & {
    * @generated from field: string text = 3;
    */
   text: string;
+
+  /**
+   * Attachments the sender uploaded to this conversation.
+   *
+   * @generated from field: repeated string attachment_ids = 4;
+   */
+  attachmentIds: string[];
+
+  /**
+   * The channel the customer writes from; unspecified means the channel the
+   * conversation started on. Ignored for agents.
+   *
+   * @generated from field: parley.v1.Channel channel = 5;
+   */
+  channel: Channel;
 };
 
 /**
@@ -118,6 +133,23 @@ export type SubscribeResponse = Message<"parley.v1.SubscribeResponse"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * Another participant started or stopped typing (ephemeral).
+     *
+     * @generated from field: parley.v1.Typing typing = 3;
+     */
+    value: Typing;
+    case: "typing";
+  } | {
+    /**
+     * A participant's delivered or read cursor moved. The stream also sends
+     * the other participants' current cursors when it starts.
+     *
+     * @generated from field: parley.v1.ReadCursor read_cursor = 4;
+     */
+    value: ReadCursor;
+    case: "readCursor";
   } | { case: undefined; value?: undefined };
 };
 
@@ -147,11 +179,19 @@ export type ListEventsRequest = Message<"parley.v1.ListEventsRequest"> & {
   pageSize: number;
 
   /**
-   * From a previous response's next_page_token.
+   * From a previous response's next_page_token, with the same newest_first.
    *
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Page from the newest event back to the first (a chat window scrolling
+   * up) instead of from the first forward.
+   *
+   * @generated from field: bool newest_first = 4;
+   */
+  newestFirst: boolean;
 };
 
 /**
@@ -188,15 +228,313 @@ export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PUR
   messageDesc(file_parley_v1_messaging_service, 5);
 
 /**
+ * SetTypingRequest says whether the caller is typing.
+ *
+ * @generated from message parley.v1.SetTypingRequest
+ */
+export type SetTypingRequest = Message<"parley.v1.SetTypingRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * True while typing; send it again every few seconds, because others
+   * drop the indicator at its expire_time.
+   *
+   * @generated from field: bool typing = 2;
+   */
+  typing: boolean;
+};
+
+/**
+ * Describes the message parley.v1.SetTypingRequest.
+ * Use `create(SetTypingRequestSchema)` to create a new message.
+ */
+export const SetTypingRequestSchema: GenMessage<SetTypingRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 6);
+
+/**
+ * SetTypingResponse is empty.
+ *
+ * @generated from message parley.v1.SetTypingResponse
+ */
+export type SetTypingResponse = Message<"parley.v1.SetTypingResponse"> & {
+};
+
+/**
+ * Describes the message parley.v1.SetTypingResponse.
+ * Use `create(SetTypingResponseSchema)` to create a new message.
+ */
+export const SetTypingResponseSchema: GenMessage<SetTypingResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 7);
+
+/**
+ * MarkDeliveredRequest acknowledges receipt of events up to delivered_seq.
+ *
+ * @generated from message parley.v1.MarkDeliveredRequest
+ */
+export type MarkDeliveredRequest = Message<"parley.v1.MarkDeliveredRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The caller's idempotency key for this call.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: int64 delivered_seq = 3;
+   */
+  deliveredSeq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.MarkDeliveredRequest.
+ * Use `create(MarkDeliveredRequestSchema)` to create a new message.
+ */
+export const MarkDeliveredRequestSchema: GenMessage<MarkDeliveredRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 8);
+
+/**
+ * MarkDeliveredResponse carries the caller's cursor after the call.
+ *
+ * @generated from message parley.v1.MarkDeliveredResponse
+ */
+export type MarkDeliveredResponse = Message<"parley.v1.MarkDeliveredResponse"> & {
+  /**
+   * @generated from field: parley.v1.ReadCursor read_cursor = 1;
+   */
+  readCursor?: ReadCursor | undefined;
+};
+
+/**
+ * Describes the message parley.v1.MarkDeliveredResponse.
+ * Use `create(MarkDeliveredResponseSchema)` to create a new message.
+ */
+export const MarkDeliveredResponseSchema: GenMessage<MarkDeliveredResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 9);
+
+/**
+ * MarkReadRequest acknowledges reading events up to read_seq.
+ *
+ * @generated from message parley.v1.MarkReadRequest
+ */
+export type MarkReadRequest = Message<"parley.v1.MarkReadRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The caller's idempotency key for this call.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: int64 read_seq = 3;
+   */
+  readSeq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.MarkReadRequest.
+ * Use `create(MarkReadRequestSchema)` to create a new message.
+ */
+export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 10);
+
+/**
+ * MarkReadResponse carries the caller's cursor after the call.
+ *
+ * @generated from message parley.v1.MarkReadResponse
+ */
+export type MarkReadResponse = Message<"parley.v1.MarkReadResponse"> & {
+  /**
+   * @generated from field: parley.v1.ReadCursor read_cursor = 1;
+   */
+  readCursor?: ReadCursor | undefined;
+};
+
+/**
+ * Describes the message parley.v1.MarkReadResponse.
+ * Use `create(MarkReadResponseSchema)` to create a new message.
+ */
+export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 11);
+
+/**
+ * ListReadCursorsRequest names the conversation.
+ *
+ * @generated from message parley.v1.ListReadCursorsRequest
+ */
+export type ListReadCursorsRequest = Message<"parley.v1.ListReadCursorsRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message parley.v1.ListReadCursorsRequest.
+ * Use `create(ListReadCursorsRequestSchema)` to create a new message.
+ */
+export const ListReadCursorsRequestSchema: GenMessage<ListReadCursorsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 12);
+
+/**
+ * ListReadCursorsResponse holds one cursor per participant who moved one.
+ *
+ * @generated from message parley.v1.ListReadCursorsResponse
+ */
+export type ListReadCursorsResponse = Message<"parley.v1.ListReadCursorsResponse"> & {
+  /**
+   * @generated from field: repeated parley.v1.ReadCursor read_cursors = 1;
+   */
+  readCursors: ReadCursor[];
+};
+
+/**
+ * Describes the message parley.v1.ListReadCursorsResponse.
+ * Use `create(ListReadCursorsResponseSchema)` to create a new message.
+ */
+export const ListReadCursorsResponseSchema: GenMessage<ListReadCursorsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 13);
+
+/**
+ * UploadAttachmentRequest carries a file to attach to a later message.
+ *
+ * @generated from message parley.v1.UploadAttachmentRequest
+ */
+export type UploadAttachmentRequest = Message<"parley.v1.UploadAttachmentRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The caller's idempotency key for this upload.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * The file's name as the customer or agent knows it.
+   *
+   * @generated from field: string filename = 3;
+   */
+  filename: string;
+
+  /**
+   * A media type such as image/png, without parameters.
+   *
+   * @generated from field: string content_type = 4;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: bytes content = 5;
+   */
+  content: Uint8Array;
+
+  /**
+   * The lowercase hex SHA-256 of content.
+   *
+   * @generated from field: string sha256 = 6;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message parley.v1.UploadAttachmentRequest.
+ * Use `create(UploadAttachmentRequestSchema)` to create a new message.
+ */
+export const UploadAttachmentRequestSchema: GenMessage<UploadAttachmentRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 14);
+
+/**
+ * UploadAttachmentResponse describes the stored attachment.
+ *
+ * @generated from message parley.v1.UploadAttachmentResponse
+ */
+export type UploadAttachmentResponse = Message<"parley.v1.UploadAttachmentResponse"> & {
+  /**
+   * @generated from field: parley.v1.Attachment attachment = 1;
+   */
+  attachment?: Attachment | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UploadAttachmentResponse.
+ * Use `create(UploadAttachmentResponseSchema)` to create a new message.
+ */
+export const UploadAttachmentResponseSchema: GenMessage<UploadAttachmentResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 15);
+
+/**
+ * GetAttachmentRequest names an attachment.
+ *
+ * @generated from message parley.v1.GetAttachmentRequest
+ */
+export type GetAttachmentRequest = Message<"parley.v1.GetAttachmentRequest"> & {
+  /**
+   * @generated from field: string attachment_id = 1;
+   */
+  attachmentId: string;
+};
+
+/**
+ * Describes the message parley.v1.GetAttachmentRequest.
+ * Use `create(GetAttachmentRequestSchema)` to create a new message.
+ */
+export const GetAttachmentRequestSchema: GenMessage<GetAttachmentRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 16);
+
+/**
+ * GetAttachmentResponse carries the attachment and its content.
+ *
+ * @generated from message parley.v1.GetAttachmentResponse
+ */
+export type GetAttachmentResponse = Message<"parley.v1.GetAttachmentResponse"> & {
+  /**
+   * @generated from field: parley.v1.Attachment attachment = 1;
+   */
+  attachment?: Attachment | undefined;
+
+  /**
+   * @generated from field: bytes content = 2;
+   */
+  content: Uint8Array;
+};
+
+/**
+ * Describes the message parley.v1.GetAttachmentResponse.
+ * Use `create(GetAttachmentResponseSchema)` to create a new message.
+ */
+export const GetAttachmentResponseSchema: GenMessage<GetAttachmentResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_messaging_service, 17);
+
+/**
  * MessagingService writes to and reads from a conversation's log. The
- * conversation's guest and the agent holding it may call every method.
+ * conversation's customer and the agent holding it may write; they and
+ * agents who were offered or held it may read.
  *
  * @generated from service parley.v1.MessagingService
  */
 export const MessagingService: GenService<{
   /**
    * SendMessage appends a message to the conversation. Retrying with the
-   * same client_message_id and text returns the original event.
+   * same client_message_id and content returns the original event; the same
+   * id with other content is refused with AlreadyExists. Each participant
+   * may send a burst of messages, then a few per second; beyond that the
+   * call fails with ResourceExhausted and a RetryInfo detail.
    *
    * @generated from rpc parley.v1.MessagingService.SendMessage
    */
@@ -206,8 +544,12 @@ export const MessagingService: GenService<{
     output: typeof SendMessageResponseSchema;
   },
   /**
-   * Subscribe replays the log after after_seq, then follows it live. The
-   * stream ends after the conversation's closing event.
+   * Subscribe replays the log after after_seq, then follows it live, with
+   * ephemeral signals (typing, read cursors) and heartbeats in between. The
+   * stream ends after the conversation's closing event. Any other end
+   * (server drain, maximum stream lifetime, network) is an error, normally
+   * Unavailable, after which the client subscribes again with the last seq
+   * it received.
    *
    * @generated from rpc parley.v1.MessagingService.Subscribe
    */
@@ -217,7 +559,7 @@ export const MessagingService: GenService<{
     output: typeof SubscribeResponseSchema;
   },
   /**
-   * ListEvents pages through the log in seq order.
+   * ListEvents pages through the log by seq, oldest or newest first.
    *
    * @generated from rpc parley.v1.MessagingService.ListEvents
    */
@@ -225,6 +567,74 @@ export const MessagingService: GenService<{
     methodKind: "unary";
     input: typeof ListEventsRequestSchema;
     output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * SetTyping tells the conversation's other participants that the caller
+   * is (or stopped) typing. It is not persisted and has no seq.
+   *
+   * @generated from rpc parley.v1.MessagingService.SetTyping
+   */
+  setTyping: {
+    methodKind: "unary";
+    input: typeof SetTypingRequestSchema;
+    output: typeof SetTypingResponseSchema;
+  },
+  /**
+   * MarkDelivered moves the caller's delivered cursor forward to
+   * delivered_seq. Cursors never move back: an older seq leaves them as
+   * they are.
+   *
+   * @generated from rpc parley.v1.MessagingService.MarkDelivered
+   */
+  markDelivered: {
+    methodKind: "unary";
+    input: typeof MarkDeliveredRequestSchema;
+    output: typeof MarkDeliveredResponseSchema;
+  },
+  /**
+   * MarkRead moves the caller's read cursor (and delivered cursor) forward
+   * to read_seq.
+   *
+   * @generated from rpc parley.v1.MessagingService.MarkRead
+   */
+  markRead: {
+    methodKind: "unary";
+    input: typeof MarkReadRequestSchema;
+    output: typeof MarkReadResponseSchema;
+  },
+  /**
+   * ListReadCursors returns every participant's delivered and read cursors.
+   *
+   * @generated from rpc parley.v1.MessagingService.ListReadCursors
+   */
+  listReadCursors: {
+    methodKind: "unary";
+    input: typeof ListReadCursorsRequestSchema;
+    output: typeof ListReadCursorsResponseSchema;
+  },
+  /**
+   * UploadAttachment stores a file for the conversation; a message then
+   * references it by id. The content type must be on the server's allowlist
+   * and match the content, the size within the server's limit, and sha256
+   * the content's checksum.
+   *
+   * @generated from rpc parley.v1.MessagingService.UploadAttachment
+   */
+  uploadAttachment: {
+    methodKind: "unary";
+    input: typeof UploadAttachmentRequestSchema;
+    output: typeof UploadAttachmentResponseSchema;
+  },
+  /**
+   * GetAttachment downloads an attachment. Only those who may read its
+   * conversation may download it.
+   *
+   * @generated from rpc parley.v1.MessagingService.GetAttachment
+   */
+  getAttachment: {
+    methodKind: "unary";
+    input: typeof GetAttachmentRequestSchema;
+    output: typeof GetAttachmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_v1_messaging_service, 0);

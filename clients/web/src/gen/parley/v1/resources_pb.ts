@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/resources.proto.
  */
 export const file_parley_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYXJsZXkvdjEvcmVzb3VyY2VzLnByb3RvEglwYXJsZXkudjEiWQoLUGFydGljaXBhbnQSKAoEcm9sZRgBIAEoDjIaLnBhcmxleS52MS5QYXJ0aWNpcGFudFJvbGUSCgoCaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIrcBCgtJbnRlcmFjdGlvbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhIKCmlzc3VlX3R5cGUYBCABKAkSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEhUKDWZpcnN0X21lc3NhZ2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIosCCgxDb252ZXJzYXRpb24SCgoCaWQYASABKAkSKwoFc3RhdGUYAiABKA4yHC5wYXJsZXkudjEuQ29udmVyc2F0aW9uU3RhdGUSKwoLaW50ZXJhY3Rpb24YAyABKAsyFi5wYXJsZXkudjEuSW50ZXJhY3Rpb24SEAoIcXVldWVfaWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEAoIbGFzdF9zZXEYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0ECgVFdmVudBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgZzZW5kZXIYBCABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEjIKDm1lc3NhZ2VfcG9zdGVkGAogASgLMhgucGFybGV5LnYxLk1lc3NhZ2VQb3N0ZWRIABI6ChJwYXJ0aWNpcGFudF9qb2luZWQYCyABKAsyHC5wYXJsZXkudjEuUGFydGljaXBhbnRKb2luZWRIABI2ChBwYXJ0aWNpcGFudF9sZWZ0GAwgASgLMhoucGFybGV5LnYxLlBhcnRpY2lwYW50TGVmdEgAEjwKE2NvbnZlcnNhdGlvbl9xdWV1ZWQYDSABKAsyHS5wYXJsZXkudjEuQ29udmVyc2F0aW9uUXVldWVkSAASRgoYY29udmVyc2F0aW9uX3RyYW5zZmVycmVkGA4gASgLMiIucGFybGV5LnYxLkNvbnZlcnNhdGlvblRyYW5zZmVycmVkSAASLAoLY2FzZV9saW5rZWQYDyABKAsyFS5wYXJsZXkudjEuQ2FzZUxpbmtlZEgAEjwKE2NvbnZlcnNhdGlvbl9jbG9zZWQYECABKAsyHS5wYXJsZXkudjEuQ29udmVyc2F0aW9uQ2xvc2VkSABCBgoEa2luZCI4Cg1NZXNzYWdlUG9zdGVkEgwKBHRleHQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkiQAoRUGFydGljaXBhbnRKb2luZWQSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQiPgoPUGFydGljaXBhbnRMZWZ0EisKC3BhcnRpY2lwYW50GAEgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50IjoKEkNvbnZlcnNhdGlvblF1ZXVlZBIQCghxdWV1ZV9pZBgBIAEoCRISCgpxdWV1ZV9uYW1lGAIgASgJIncKF0NvbnZlcnNhdGlvblRyYW5zZmVycmVkEiQKBGZyb20YASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSEwoLdG9fYWdlbnRfaWQYAiABKAkSEwoLdG9fcXVldWVfaWQYAyABKAkSDAoEbm90ZRgEIAEoCSJHCgpDYXNlTGlua2VkEg8KB2Nhc2VfaWQYASABKAkSEwoLY2FzZV9udW1iZXIYAiABKAkSEwoLY29uc3VtZXJfaWQYAyABKAkiJAoSQ29udmVyc2F0aW9uQ2xvc2VkEg4KBnJlYXNvbhgBIAEoCSJbCgVRdWV1ZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSMAoNb2ZmZXJfdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJ6CgxNYXRjaGluZ1J1bGUSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW9yZGVyGAMgASgFEhAKCHF1ZXVlX2lkGAQgASgJEicKCWNvbmRpdGlvbhgFIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24ilAEKCUNvbmRpdGlvbhImCghmaWVsZF9pbhgBIAEoCzISLnBhcmxleS52MS5GaWVsZEluSAASJwoDYWxsGAIgASgLMhgucGFybGV5LnYxLkNvbmRpdGlvbkxpc3RIABInCgNhbnkYAyABKAsyGC5wYXJsZXkudjEuQ29uZGl0aW9uTGlzdEgAQg0KBGtpbmQSBbpIAggBIlgKB0ZpZWxkSW4SKQoFZmllbGQYASABKAlCGrpIF3IVUgppc3N1ZV90eXBlUgdjaGFubmVsEiIKBnZhbHVlcxgCIAMoCUISukgPkgEMCAEQZCIGcgQQARhAIkUKDUNvbmRpdGlvbkxpc3QSNAoKY29uZGl0aW9ucxgBIAMoCzIULnBhcmxleS52MS5Db25kaXRpb25CCrpIB5IBBAgBEDIigwEKBUFnZW50EgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIlCghwcmVzZW5jZRgDIAEoDjITLnBhcmxleS52MS5QcmVzZW5jZRIQCghjYXBhY2l0eRgEIAEoBRIMCgRsb2FkGAUgASgFEhEKCXF1ZXVlX2lkcxgGIAMoCSLLAQoFT2ZmZXISCgoCaWQYASABKAkSLQoMY29udmVyc2F0aW9uGAIgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbhIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VtbWFyeRgEIAEoCRIuCg50cmFuc2ZlcnJlZF9ieRgFIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIVCg10cmFuc2Zlcl9ub3RlGAYgASgJIjoKCUhlYXJ0YmVhdBItCglzZW5kX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq4BCghTZXR0aW5ncxIsChttYXhfZ3Vlc3Rfc2Vzc2lvbnNfcGVyX2hvdXIYASABKAVCB7pIBBoCKAASPQopZ3Vlc3Rfc2Vzc2lvbnNfcmF0ZV9saW1pdF9yZWFjaGVkX21lc3NhZ2UYAiABKAlCCrpIB3IFEAEY9AMSNQoLaXNzdWVfdHlwZXMYAyADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlQgq6SAeSAQQIARBkIlsKCUlzc3VlVHlwZRItCgV2YWx1ZRgBIAEoCUIeukgbchkyF15bYS16XVthLXowLTlfLV17MCw2M30kEh8KDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQARhkImwKCENvbnN1bWVyEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRINCgVlbWFpbBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuAEKBENhc2USCgoCaWQYASABKAkSDgoGbnVtYmVyGAIgASgJEhkKEXNob3J0X2Rlc2NyaXB0aW9uGAMgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgEIAEoCRITCgtjb25zdW1lcl9pZBgFIAEoCRIaChJvcGVuZWRfYnlfYWdlbnRfaWQYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKmUKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhYKEkNIQU5ORUxfV0VCX1BPUlRBTBABEhUKEUNIQU5ORUxfTUVTU0VOR0VSEAISEgoOQ0hBTk5FTF9NT0JJTEUQAyqWAQoRQ29udmVyc2F0aW9uU3RhdGUSIgoeQ09OVkVSU0FUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHQoZQ09OVkVSU0FUSU9OX1NUQVRFX1FVRVVFRBABEh8KG0NPTlZFUlNBVElPTl9TVEFURV9BU1NJR05FRBACEh0KGUNPTlZFUlNBVElPTl9TVEFURV9DTE9TRUQQAyplCghQcmVzZW5jZRIYChRQUkVTRU5DRV9VTlNQRUNJRklFRBAAEhYKElBSRVNFTkNFX0FWQUlMQUJMRRABEhEKDVBSRVNFTkNFX0FXQVkQAhIUChBQUkVTRU5DRV9PRkZMSU5FEAMqpwEKD1BhcnRpY2lwYW50Um9sZRIgChxQQVJUSUNJUEFOVF9ST0xFX1VOU1BFQ0lGSUVEEAASGgoWUEFSVElDSVBBTlRfUk9MRV9HVUVTVBABEh0KGVBBUlRJQ0lQQU5UX1JPTEVfQ1VTVE9NRVIQAhIaChZQQVJUSUNJUEFOVF9ST0xFX0FHRU5UEAMSGwoXUEFSVElDSVBBTlRfUk9MRV9TWVNURU0QBEKXAQoNY29tLnBhcmxleS52MUIOUmVzb3VyY2VzUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChlwYXJsZXkvdjEvcmVzb3VyY2VzLnByb3RvEglwYXJsZXkudjEiWQoLUGFydGljaXBhbnQSKAoEcm9sZRgBIAEoDjIaLnBhcmxleS52MS5QYXJ0aWNpcGFudFJvbGUSCgoCaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIrcBCgtJbnRlcmFjdGlvbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhIKCmlzc3VlX3R5cGUYBCABKAkSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEhUKDWZpcnN0X21lc3NhZ2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIosCCgxDb252ZXJzYXRpb24SCgoCaWQYASABKAkSKwoFc3RhdGUYAiABKA4yHC5wYXJsZXkudjEuQ29udmVyc2F0aW9uU3RhdGUSKwoLaW50ZXJhY3Rpb24YAyABKAsyFi5wYXJsZXkudjEuSW50ZXJhY3Rpb24SEAoIcXVldWVfaWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEAoIbGFzdF9zZXEYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0ECgVFdmVudBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgZzZW5kZXIYBCABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEjIKDm1lc3NhZ2VfcG9zdGVkGAogASgLMhgucGFybGV5LnYxLk1lc3NhZ2VQb3N0ZWRIABI6ChJwYXJ0aWNpcGFudF9qb2luZWQYCyABKAsyHC5wYXJsZXkudjEuUGFydGljaXBhbnRKb2luZWRIABI2ChBwYXJ0aWNpcGFudF9sZWZ0GAwgASgLMhoucGFybGV5LnYxLlBhcnRpY2lwYW50TGVmdEgAEjwKE2NvbnZlcnNhdGlvbl9xdWV1ZWQYDSABKAsyHS5wYXJsZXkudjEuQ29udmVyc2F0aW9uUXVldWVkSAASRgoYY29udmVyc2F0aW9uX3RyYW5zZmVycmVkGA4gASgLMiIucGFybGV5LnYxLkNvbnZlcnNhdGlvblRyYW5zZmVycmVkSAASLAoLY2FzZV9saW5rZWQYDyABKAsyFS5wYXJsZXkudjEuQ2FzZUxpbmtlZEgAEjwKE2NvbnZlcnNhdGlvbl9jbG9zZWQYECABKAsyHS5wYXJsZXkudjEuQ29udmVyc2F0aW9uQ2xvc2VkSABCBgoEa2luZCJkCg1NZXNzYWdlUG9zdGVkEgwKBHRleHQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSKgoLYXR0YWNobWVudHMYAyADKAsyFS5wYXJsZXkudjEuQXR0YWNobWVudCLYAQoKQXR0YWNobWVudBIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIZmlsZW5hbWUYAyABKAkSFAoMY29udGVudF90eXBlGAQgASgJEhIKCnNpemVfYnl0ZXMYBSABKAMSDgoGc2hhMjU2GAYgASgJEigKCHVwbG9hZGVyGAcgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50Ei8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2CgZUeXBpbmcSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSDgoGdHlwaW5nGAIgASgIEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoKUmVhZEN1cnNvchIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIVCg1kZWxpdmVyZWRfc2VxGAIgASgDEhAKCHJlYWRfc2VxGAMgASgDEi8KC3VwZGF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChFQYXJ0aWNpcGFudEpvaW5lZBIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudCI+Cg9QYXJ0aWNpcGFudExlZnQSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQiOgoSQ29udmVyc2F0aW9uUXVldWVkEhAKCHF1ZXVlX2lkGAEgASgJEhIKCnF1ZXVlX25hbWUYAiABKAkidwoXQ29udmVyc2F0aW9uVHJhbnNmZXJyZWQSJAoEZnJvbRgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBITCgt0b19hZ2VudF9pZBgCIAEoCRITCgt0b19xdWV1ZV9pZBgDIAEoCRIMCgRub3RlGAQgASgJIkcKCkNhc2VMaW5rZWQSDwoHY2FzZV9pZBgBIAEoCRITCgtjYXNlX251bWJlchgCIAEoCRITCgtjb25zdW1lcl9pZBgDIAEoCSIkChJDb252ZXJzYXRpb25DbG9zZWQSDgoGcmVhc29uGAEgASgJIlsKBVF1ZXVlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIwCg1vZmZlcl90aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uInoKDE1hdGNoaW5nUnVsZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDQoFb3JkZXIYAyABKAUSEAoIcXVldWVfaWQYBCABKAkSJwoJY29uZGl0aW9uGAUgASgLMhQucGFybGV5LnYxLkNvbmRpdGlvbiKUAQoJQ29uZGl0aW9uEiYKCGZpZWxkX2luGAEgASgLMhIucGFybGV5LnYxLkZpZWxkSW5IABInCgNhbGwYAiABKAsyGC5wYXJsZXkudjEuQ29uZGl0aW9uTGlzdEgAEicKA2FueRgDIAEoCzIYLnBhcmxleS52MS5Db25kaXRpb25MaXN0SABCDQoEa2luZBIFukgCCAEiWAoHRmllbGRJbhIpCgVmaWVsZBgBIAEoCUIaukgXchVSCmlzc3VlX3R5cGVSB2NoYW5uZWwSIgoGdmFsdWVzGAIgAygJQhK6SA+SAQwIARBkIgZyBBABGEAiRQoNQ29uZGl0aW9uTGlzdBI0Cgpjb25kaXRpb25zGAEgAygLMhQucGFybGV5LnYxLkNvbmRpdGlvbkIKukgHkgEECAEQMiKDAQoFQWdlbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiUKCHByZXNlbmNlGAMgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEhAKCGNhcGFjaXR5GAQgASgFEgwKBGxvYWQYBSABKAUSEQoJcXVldWVfaWRzGAYgAygJIssBCgVPZmZlchIKCgJpZBgBIAEoCRItCgxjb252ZXJzYXRpb24YAiABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdW1tYXJ5GAQgASgJEi4KDnRyYW5zZmVycmVkX2J5GAUgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EhUKDXRyYW5zZmVyX25vdGUYBiABKAkiOgoJSGVhcnRiZWF0Ei0KCXNlbmRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/wIKCFNldHRpbmdzEiwKG21heF9ndWVzdF9zZXNzaW9uc19wZXJfaG91chgBIAEoBUIHukgEGgIoABI9CilndWVzdF9zZXNzaW9uc19yYXRlX2xpbWl0X3JlYWNoZWRfbWVzc2FnZRgCIAEoCUIKukgHcgUQARj0AxI1Cgtpc3N1ZV90eXBlcxgDIAMoCzIULnBhcmxleS52MS5Jc3N1ZVR5cGVCCrpIB5IBBAgBEGQSzgEKDWFiYW5kb25fYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CmwG6SJcBugGJAQoTYWJhbmRvbl9hZnRlcl9yYW5nZRI/YWJhbmRvbl9hZnRlciBtdXN0IGJlIDAgKG5ldmVyKSBvciBiZXR3ZWVuIDEgbWludXRlIGFuZCAzMCBkYXlzGjF0aGlzID09IGR1cmF0aW9uKCcwcycpIHx8IHRoaXMgPj0gZHVyYXRpb24oJzYwcycpqgEHIgUIgJqeASJbCglJc3N1ZVR5cGUSLQoFdmFsdWUYASABKAlCHrpIG3IZMhdeW2Etel1bYS16MC05Xy1dezAsNjN9JBIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZCJsCghDb25zdW1lchIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDQoFZW1haWwYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrgBCgRDYXNlEgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoCRIZChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCRIXCg9jb252ZXJzYXRpb25faWQYBCABKAkSEwoLY29uc3VtZXJfaWQYBSABKAkSGgoSb3BlbmVkX2J5X2FnZW50X2lkGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCplCgdDaGFubmVsEhcKE0NIQU5ORUxfVU5TUEVDSUZJRUQQABIWChJDSEFOTkVMX1dFQl9QT1JUQUwQARIVChFDSEFOTkVMX01FU1NFTkdFUhACEhIKDkNIQU5ORUxfTU9CSUxFEAMqlgEKEUNvbnZlcnNhdGlvblN0YXRlEiIKHkNPTlZFUlNBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUNPTlZFUlNBVElPTl9TVEFURV9RVUVVRUQQARIfChtDT05WRVJTQVRJT05fU1RBVEVfQVNTSUdORUQQAhIdChlDT05WRVJTQVRJT05fU1RBVEVfQ0xPU0VEEAMqZQoIUHJlc2VuY2USGAoUUFJFU0VOQ0VfVU5TUEVDSUZJRUQQABIWChJQUkVTRU5DRV9BVkFJTEFCTEUQARIRCg1QUkVTRU5DRV9BV0FZEAISFAoQUFJFU0VOQ0VfT0ZGTElORRADKqcBCg9QYXJ0aWNpcGFudFJvbGUSIAocUEFSVElDSVBBTlRfUk9MRV9VTlNQRUNJRklFRBAAEhoKFlBBUlRJQ0lQQU5UX1JPTEVfR1VFU1QQARIdChlQQVJUSUNJUEFOVF9ST0xFX0NVU1RPTUVSEAISGgoWUEFSVElDSVBBTlRfUk9MRV9BR0VOVBADEhsKF1BBUlRJQ0lQQU5UX1JPTEVfU1lTVEVNEARClwEKDWNvbS5wYXJsZXkudjFCDlJlc291cmNlc1Byb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Participant is a party to a conversation.
@@ -265,6 +265,13 @@ export type MessagePosted = Message<"parley.v1.MessagePosted"> & {
    * @generated from field: string client_message_id = 2;
    */
   clientMessageId: string;
+
+  /**
+   * Files attached to the message; download them with GetAttachment.
+   *
+   * @generated from field: repeated parley.v1.Attachment attachments = 3;
+   */
+  attachments: Attachment[];
 };
 
 /**
@@ -273,6 +280,129 @@ export type MessagePosted = Message<"parley.v1.MessagePosted"> & {
  */
 export const MessagePostedSchema: GenMessage<MessagePosted> = /*@__PURE__*/
   messageDesc(file_parley_v1_resources, 4);
+
+/**
+ * Attachment describes a file uploaded to a conversation.
+ *
+ * @generated from message parley.v1.Attachment
+ */
+export type Attachment = Message<"parley.v1.Attachment"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string conversation_id = 2;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string filename = 3;
+   */
+  filename: string;
+
+  /**
+   * @generated from field: string content_type = 4;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: int64 size_bytes = 5;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Lowercase hex SHA-256 of the content.
+   *
+   * @generated from field: string sha256 = 6;
+   */
+  sha256: string;
+
+  /**
+   * @generated from field: parley.v1.Participant uploader = 7;
+   */
+  uploader?: Participant | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 8;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.v1.Attachment.
+ * Use `create(AttachmentSchema)` to create a new message.
+ */
+export const AttachmentSchema: GenMessage<Attachment> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 5);
+
+/**
+ * Typing says that a participant is typing, or stopped. It is ephemeral:
+ * not persisted and without a seq.
+ *
+ * @generated from message parley.v1.Typing
+ */
+export type Typing = Message<"parley.v1.Typing"> & {
+  /**
+   * @generated from field: parley.v1.Participant participant = 1;
+   */
+  participant?: Participant | undefined;
+
+  /**
+   * @generated from field: bool typing = 2;
+   */
+  typing: boolean;
+
+  /**
+   * When to stop showing the indicator if no update arrives.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.v1.Typing.
+ * Use `create(TypingSchema)` to create a new message.
+ */
+export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 6);
+
+/**
+ * ReadCursor is how far one participant has received and read a
+ * conversation's log. Both seqs only move forward; read implies delivered.
+ *
+ * @generated from message parley.v1.ReadCursor
+ */
+export type ReadCursor = Message<"parley.v1.ReadCursor"> & {
+  /**
+   * @generated from field: parley.v1.Participant participant = 1;
+   */
+  participant?: Participant | undefined;
+
+  /**
+   * @generated from field: int64 delivered_seq = 2;
+   */
+  deliveredSeq: bigint;
+
+  /**
+   * @generated from field: int64 read_seq = 3;
+   */
+  readSeq: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 4;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.v1.ReadCursor.
+ * Use `create(ReadCursorSchema)` to create a new message.
+ */
+export const ReadCursorSchema: GenMessage<ReadCursor> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 7);
 
 /**
  * ParticipantJoined records a participant entering the conversation.
@@ -291,7 +421,7 @@ export type ParticipantJoined = Message<"parley.v1.ParticipantJoined"> & {
  * Use `create(ParticipantJoinedSchema)` to create a new message.
  */
 export const ParticipantJoinedSchema: GenMessage<ParticipantJoined> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 5);
+  messageDesc(file_parley_v1_resources, 8);
 
 /**
  * ParticipantLeft records a participant leaving the conversation.
@@ -310,7 +440,7 @@ export type ParticipantLeft = Message<"parley.v1.ParticipantLeft"> & {
  * Use `create(ParticipantLeftSchema)` to create a new message.
  */
 export const ParticipantLeftSchema: GenMessage<ParticipantLeft> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 6);
+  messageDesc(file_parley_v1_resources, 9);
 
 /**
  * ConversationQueued records that the conversation waits in a queue.
@@ -334,7 +464,7 @@ export type ConversationQueued = Message<"parley.v1.ConversationQueued"> & {
  * Use `create(ConversationQueuedSchema)` to create a new message.
  */
 export const ConversationQueuedSchema: GenMessage<ConversationQueued> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 7);
+  messageDesc(file_parley_v1_resources, 10);
 
 /**
  * ConversationTransferred records a completed transfer.
@@ -374,7 +504,7 @@ export type ConversationTransferred = Message<"parley.v1.ConversationTransferred
  * Use `create(ConversationTransferredSchema)` to create a new message.
  */
 export const ConversationTransferredSchema: GenMessage<ConversationTransferred> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 8);
+  messageDesc(file_parley_v1_resources, 11);
 
 /**
  * CaseLinked records a case created for the conversation.
@@ -405,7 +535,7 @@ export type CaseLinked = Message<"parley.v1.CaseLinked"> & {
  * Use `create(CaseLinkedSchema)` to create a new message.
  */
 export const CaseLinkedSchema: GenMessage<CaseLinked> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 9);
+  messageDesc(file_parley_v1_resources, 12);
 
 /**
  * ConversationClosed records the end of the conversation.
@@ -424,7 +554,7 @@ export type ConversationClosed = Message<"parley.v1.ConversationClosed"> & {
  * Use `create(ConversationClosedSchema)` to create a new message.
  */
 export const ConversationClosedSchema: GenMessage<ConversationClosed> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 10);
+  messageDesc(file_parley_v1_resources, 13);
 
 /**
  * Queue holds conversations waiting for live agents.
@@ -455,7 +585,7 @@ export type Queue = Message<"parley.v1.Queue"> & {
  * Use `create(QueueSchema)` to create a new message.
  */
 export const QueueSchema: GenMessage<Queue> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 11);
+  messageDesc(file_parley_v1_resources, 14);
 
 /**
  * MatchingRule routes interactions that satisfy its condition to a queue.
@@ -495,7 +625,7 @@ export type MatchingRule = Message<"parley.v1.MatchingRule"> & {
  * Use `create(MatchingRuleSchema)` to create a new message.
  */
 export const MatchingRuleSchema: GenMessage<MatchingRule> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 12);
+  messageDesc(file_parley_v1_resources, 15);
 
 /**
  * Condition is a predicate on interaction fields.
@@ -538,7 +668,7 @@ export type Condition = Message<"parley.v1.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 13);
+  messageDesc(file_parley_v1_resources, 16);
 
 /**
  * FieldIn holds when an interaction field equals one of the values.
@@ -563,7 +693,7 @@ export type FieldIn = Message<"parley.v1.FieldIn"> & {
  * Use `create(FieldInSchema)` to create a new message.
  */
 export const FieldInSchema: GenMessage<FieldIn> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 14);
+  messageDesc(file_parley_v1_resources, 17);
 
 /**
  * ConditionList is a list of conditions combined by its parent.
@@ -582,7 +712,7 @@ export type ConditionList = Message<"parley.v1.ConditionList"> & {
  * Use `create(ConditionListSchema)` to create a new message.
  */
 export const ConditionListSchema: GenMessage<ConditionList> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 15);
+  messageDesc(file_parley_v1_resources, 18);
 
 /**
  * Agent is a live agent (or supervisor) who takes conversations.
@@ -630,7 +760,7 @@ export type Agent = Message<"parley.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 16);
+  messageDesc(file_parley_v1_resources, 19);
 
 /**
  * Offer proposes a conversation to one agent, who accepts or declines it.
@@ -678,7 +808,7 @@ export type Offer = Message<"parley.v1.Offer"> & {
  * Use `create(OfferSchema)` to create a new message.
  */
 export const OfferSchema: GenMessage<Offer> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 17);
+  messageDesc(file_parley_v1_resources, 20);
 
 /**
  * Heartbeat keeps an idle server stream alive. It is not persisted and
@@ -700,7 +830,7 @@ export type Heartbeat = Message<"parley.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 18);
+  messageDesc(file_parley_v1_resources, 21);
 
 /**
  * Settings are the installation-wide limits an admin configures.
@@ -729,6 +859,15 @@ export type Settings = Message<"parley.v1.Settings"> & {
    * @generated from field: repeated parley.v1.IssueType issue_types = 3;
    */
   issueTypes: IssueType[];
+
+  /**
+   * A conversation whose customer has sent nothing, acknowledged nothing
+   * and not typed for this long is closed as abandoned. Zero or unset
+   * never closes conversations automatically; otherwise at least a minute.
+   *
+   * @generated from field: google.protobuf.Duration abandon_after = 4;
+   */
+  abandonAfter?: Duration | undefined;
 };
 
 /**
@@ -736,7 +875,7 @@ export type Settings = Message<"parley.v1.Settings"> & {
  * Use `create(SettingsSchema)` to create a new message.
  */
 export const SettingsSchema: GenMessage<Settings> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 19);
+  messageDesc(file_parley_v1_resources, 22);
 
 /**
  * IssueType is one choice of the pre-chat form's issue type field.
@@ -764,7 +903,7 @@ export type IssueType = Message<"parley.v1.IssueType"> & {
  * Use `create(IssueTypeSchema)` to create a new message.
  */
 export const IssueTypeSchema: GenMessage<IssueType> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 20);
+  messageDesc(file_parley_v1_resources, 23);
 
 /**
  * Consumer is a person the service team serves.
@@ -798,7 +937,7 @@ export type Consumer = Message<"parley.v1.Consumer"> & {
  * Use `create(ConsumerSchema)` to create a new message.
  */
 export const ConsumerSchema: GenMessage<Consumer> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 21);
+  messageDesc(file_parley_v1_resources, 24);
 
 /**
  * Case is a unit of service work, linked to the conversation it came from.
@@ -853,7 +992,7 @@ export type Case = Message<"parley.v1.Case"> & {
  * Use `create(CaseSchema)` to create a new message.
  */
 export const CaseSchema: GenMessage<Case> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 22);
+  messageDesc(file_parley_v1_resources, 25);
 
 /**
  * Channel is the touchpoint a customer writes from.

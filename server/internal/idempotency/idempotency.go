@@ -1,0 +1,108 @@
+// Package idempotency makes retryable writes safe: a write runs in one
+// transaction together with the record of its key, request fingerprint and
+// response, so a retry with the same key and request gets the first
+// response back, and the same key with another request is refused. Keys
+// live in the store under a unique index, not in memory, so they hold
+// across restarts and replicas.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+
+	"connectrpc.com/connect/v2"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/idempotencykey"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/store"
+	"google.golang.org/protobuf/proto"
+)
+
+// Key identifies one retryable write.
+type Key struct {
+	// Caller is who made the write (auth.Principal.Caller), so callers'
+	// keys never collide.
+	Caller string
+	// Procedure is the RPC's procedure name.
+	Procedure string
+	// ID is the client's idempotency key (its request_id).
+	ID string
+}
+
+// Do runs write in a transaction and stores its response under key in the
+// same transaction. If key was used before with an equal request, Do
+// returns the stored response without calling write; if with a different
+// request, it fails with AlreadyExists. replayed tells which happened.
+func Do[R proto.Message](ctx context.Context, db *ent.Client, key Key, req proto.Message, write func(tx *ent.Tx) (R, error)) (resp R, replayed bool, err error) {
+	hash, err := fingerprint(req)
+	if err != nil {
+		return resp, false, apierr.Internal(err)
+	}
+	err = store.InTx(ctx, db, func(tx *ent.Tx) error {
+		var found bool
+		if resp, found, err = lookup[R](ctx, tx.IdempotencyKey, key, hash); err != nil || found {
+			replayed = found
+			return err
+		}
+		if resp, err = write(tx); err != nil {
+			return err
+		}
+		body, err := proto.Marshal(resp)
+		if err != nil {
+			return fmt.Errorf("idempotency: marshal response: %w", err)
+		}
+		return tx.IdempotencyKey.Create().
+			SetCaller(key.Caller).SetProcedure(key.Procedure).SetKey(key.ID).
+			SetRequestHash(hash).SetResponse(body).
+			Exec(ctx)
+	})
+	if ent.IsConstraintError(err) {
+		// A concurrent call with the same key committed first (possible on
+		// PostgreSQL, where transactions do not take the write lock first).
+		if prior, found, lerr := lookup[R](ctx, db.IdempotencyKey, key, hash); lerr != nil || found {
+			return prior, found, lerr
+		}
+	}
+	if err != nil {
+		return resp, false, apierr.From(err)
+	}
+	return resp, replayed, nil
+}
+
+// lookup returns the response stored under key, if any.
+func lookup[R proto.Message](ctx context.Context, keys *ent.IdempotencyKeyClient, key Key, hash []byte) (R, bool, error) {
+	var zero R
+	prior, err := keys.Query().Where(
+		idempotencykey.Caller(key.Caller), idempotencykey.Procedure(key.Procedure), idempotencykey.Key(key.ID),
+	).Only(ctx)
+	if ent.IsNotFound(err) {
+		return zero, false, nil
+	}
+	if err != nil {
+		return zero, false, fmt.Errorf("idempotency: look up key: %w", err)
+	}
+	if !bytes.Equal(prior.RequestHash, hash) {
+		return zero, false, apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
+			fmt.Sprintf("request_id %s was already used for a different request; use a new request_id for a new request", key.ID))
+	}
+	resp, ok := zero.ProtoReflect().Type().New().Interface().(R)
+	if !ok {
+		return zero, false, fmt.Errorf("idempotency: cannot make a %T", zero)
+	}
+	if err := proto.Unmarshal(prior.Response, resp); err != nil {
+		return zero, false, fmt.Errorf("idempotency: decode stored response: %w", err)
+	}
+	return resp, true, nil
+}
+
+// fingerprint hashes the deterministic encoding of req.
+func fingerprint(req proto.Message) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: marshal request: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
+}

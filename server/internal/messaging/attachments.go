@@ -1,0 +1,167 @@
+package messaging
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect/v2"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/event"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/idempotency"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultAttachmentTypes is the default content-type allowlist: common
+// images, PDF and plain text, whose content Parley can check against the
+// declared type.
+var DefaultAttachmentTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"}
+
+// sniffable are the types http.DetectContentType recognizes; content
+// declared as one of them must be recognized as it.
+var sniffable = []string{"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"}
+
+// attachmentMeta are the columns of an attachment without its content.
+var attachmentMeta = []string{
+	attachment.FieldID, attachment.FieldCreatedAt, attachment.FieldConversationID,
+	attachment.FieldUploaderRole, attachment.FieldUploaderID, attachment.FieldUploaderName,
+	attachment.FieldFilename, attachment.FieldContentType, attachment.FieldSize, attachment.FieldSha256,
+}
+
+// UploadAttachment checks and stores a file for the conversation.
+func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAttachmentRequest) (*parleyv1.UploadAttachmentResponse, error) {
+	p := auth.FromContext(ctx)
+	id := convpkg.ParseID(req.GetConversationId())
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Post)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkContent(req); err != nil {
+		return nil, err
+	}
+	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.MessagingServiceUploadAttachmentProcedure, ID: req.GetRequestId()}
+	now := s.clk.Now()
+	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.UploadAttachmentResponse, error) {
+		// Only a new upload counts against the rate limit, not a retry.
+		if err := s.spend(p); err != nil {
+			return nil, err
+		}
+		cur, err := tx.Conversation.Get(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("reload conversation: %w", err)
+		}
+		if err := convpkg.CheckPost(p, cur); err != nil {
+			return nil, err
+		}
+		a, err := tx.Attachment.Create().
+			SetCreatedAt(now).
+			SetConversationID(id).
+			SetUploaderRole(attachment.UploaderRole(me.Role)).
+			SetUploaderID(me.ID).
+			SetUploaderName(me.Name).
+			SetFilename(req.GetFilename()).
+			SetContentType(req.GetContentType()).
+			SetSize(int64(len(req.GetContent()))).
+			SetSha256(req.GetSha256()).
+			SetContent(req.GetContent()).
+			Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store attachment: %w", err)
+		}
+		if err := touchCustomer(ctx, tx, p, id, now); err != nil {
+			return nil, err
+		}
+		return &parleyv1.UploadAttachmentResponse{Attachment: attachmentToProto(a)}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// checkContent enforces the size limit, the type allowlist, that the
+// content is what its type says, and the checksum.
+func (s *Service) checkContent(req *parleyv1.UploadAttachmentRequest) error {
+	content := req.GetContent()
+	if len(content) > s.opts.MaxAttachmentBytes {
+		return apierr.New(connect.CodeInvalidArgument, "ATTACHMENT_TOO_LARGE",
+			fmt.Sprintf("the attachment is %d bytes; the limit is %d bytes", len(content), s.opts.MaxAttachmentBytes))
+	}
+	declared, _, err := mime.ParseMediaType(req.GetContentType())
+	if err != nil || declared != req.GetContentType() {
+		return apierr.New(connect.CodeInvalidArgument, "INVALID_CONTENT_TYPE",
+			fmt.Sprintf("content_type %q is not a bare lowercase media type such as image/png", req.GetContentType()))
+	}
+	if !slices.Contains(s.opts.AttachmentTypes, declared) {
+		return apierr.New(connect.CodeInvalidArgument, "CONTENT_TYPE_NOT_ALLOWED",
+			fmt.Sprintf("content_type %s is not allowed; allowed: %s", declared, strings.Join(s.opts.AttachmentTypes, ", ")))
+	}
+	if slices.Contains(sniffable, declared) {
+		sniffed, _, _ := mime.ParseMediaType(http.DetectContentType(content))
+		if sniffed != declared {
+			return apierr.New(connect.CodeInvalidArgument, "CONTENT_TYPE_MISMATCH",
+				fmt.Sprintf("the content is %s, not the declared %s", sniffed, declared))
+		}
+	}
+	sum := sha256.Sum256(content)
+	if got := hex.EncodeToString(sum[:]); got != req.GetSha256() {
+		return apierr.New(connect.CodeInvalidArgument, "CHECKSUM_MISMATCH",
+			fmt.Sprintf("the content's sha256 is %s, not %s: it was changed or cut short on the way; upload it again", got, req.GetSha256()))
+	}
+	return nil
+}
+
+// GetAttachment returns an attachment to those who may read its
+// conversation. Permission comes before existence: an unknown id and a
+// foreign one get the same answer (admins learn NotFound).
+func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachmentRequest) (*parleyv1.GetAttachmentResponse, error) {
+	p := auth.FromContext(ctx)
+	id := convpkg.ParseID(req.GetAttachmentId())
+	a, err := s.db.Attachment.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		if p.Role == auth.RoleAdmin {
+			return nil, apierr.New(connect.CodeNotFound, "ATTACHMENT_NOT_FOUND", fmt.Sprintf("attachment %s does not exist", id))
+		}
+		return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
+	}
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load attachment %s: %w", id, err))
+	}
+	if _, err := convpkg.Authorize(ctx, s.db, p, a.ConversationID, convpkg.Read); err != nil {
+		if connect.CodeOf(err) == connect.CodePermissionDenied {
+			return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
+		}
+		return nil, err
+	}
+	return &parleyv1.GetAttachmentResponse{Attachment: attachmentToProto(a), Content: a.Content}, nil
+}
+
+// attachmentToProto converts an attachment's metadata.
+func attachmentToProto(a *ent.Attachment) *parleyv1.Attachment {
+	who := convpkg.Sender{Role: event.SenderRole(a.UploaderRole), ID: a.UploaderID, Name: a.UploaderName}
+	return &parleyv1.Attachment{
+		Id:             a.ID.String(),
+		ConversationId: a.ConversationID.String(),
+		Filename:       a.Filename,
+		ContentType:    a.ContentType,
+		SizeBytes:      a.Size,
+		Sha256:         a.Sha256,
+		Uploader:       who.Participant(),
+		CreateTime:     timestamppb.New(a.CreatedAt),
+	}
+}

@@ -1,0 +1,145 @@
+package messaging
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/readcursor"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// replayBatch is how many events a subscription reads from the store at once.
+const replayBatch = 200
+
+// Subscribe replays events after after_seq, then follows the log live,
+// passing on other participants' typing and cursor signals. It ends after
+// sending the conversation's closing event.
+func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+	p := auth.FromContext(ctx)
+	id := convpkg.ParseID(req.GetConversationId())
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	if err != nil {
+		return err
+	}
+	cursor := req.GetAfterSeq()
+	if cursor > conv.LastSeq {
+		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
+			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", cursor, conv.LastSeq))
+	}
+	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	key := events.ConversationKey(id.String())
+	// Listen for signals before reading cursors, so no move is missed.
+	signals, unsubscribe := s.signals.Subscribe(key)
+	defer unsubscribe()
+	// Open the stream at once: a client resuming at the head of the log
+	// must not wait for the next event to learn that it is subscribed.
+	if err := stream.SendHeaders(); err != nil {
+		return err
+	}
+	if err := s.sendCursors(ctx, id, me.ID, stream); err != nil {
+		return err
+	}
+	idle := time.NewTicker(s.opts.Heartbeat)
+	defer idle.Stop()
+	for {
+		// Take the wake-up before reading, so a commit after the read wakes us.
+		wake := s.hub.Wait(key)
+		evs, err := convpkg.EventsAfter(ctx, s.db, id, cursor, replayBatch)
+		if err != nil {
+			return apierr.Internal(err)
+		}
+		for _, ev := range evs {
+			out, err := convpkg.EventToProto(ev)
+			if err != nil {
+				return apierr.Internal(err)
+			}
+			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Event{Event: out}}); err != nil {
+				return err
+			}
+			cursor = ev.Seq
+			if ev.Kind == "conversation_closed" {
+				return nil
+			}
+		}
+		if len(evs) > 0 {
+			idle.Reset(s.opts.Heartbeat)
+		}
+		if len(evs) == replayBatch {
+			continue
+		}
+		if err := s.await(ctx, wake, signals, me.ID, idle, stream); err != nil {
+			if ctx.Err() != nil {
+				return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
+			}
+			return err
+		}
+	}
+}
+
+// await passes on other participants' signals and sends heartbeats until
+// the log has news (wake) or the stream ends.
+func (s *Service) await(ctx context.Context, wake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+			return nil
+		case sig := <-signals:
+			if sig.From == me {
+				continue
+			}
+			if err := stream.Send(signalItem(sig)); err != nil {
+				return err
+			}
+			idle.Reset(s.opts.Heartbeat)
+		case <-idle.C:
+			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
+			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Heartbeat{Heartbeat: beat}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// signalItem wraps an ephemeral signal for the stream.
+func signalItem(sig events.Signal) *parleyv1.SubscribeResponse {
+	switch m := sig.Payload.(type) {
+	case *parleyv1.Typing:
+		return &parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Typing{Typing: m}}
+	case *parleyv1.ReadCursor:
+		return &parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_ReadCursor{ReadCursor: m}}
+	}
+	panic(fmt.Sprintf("messaging: unknown signal payload %T", sig.Payload))
+}
+
+// sendCursors sends the other participants' current read cursors.
+func (s *Service) sendCursors(ctx context.Context, id uuid.UUID, me string, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+	rows, err := s.db.ReadCursor.Query().
+		Where(readcursor.ConversationID(id), readcursor.ParticipantIDNEQ(me)).
+		Order(ent.Asc(readcursor.FieldID)).
+		All(ctx)
+	if err != nil {
+		return apierr.Internal(fmt.Errorf("load read cursors: %w", err))
+	}
+	for _, rc := range rows {
+		item := &parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_ReadCursor{ReadCursor: cursorToProto(rc)}}
+		if err := stream.Send(item); err != nil {
+			return err
+		}
+	}
+	return nil
+}

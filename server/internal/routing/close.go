@@ -1,0 +1,101 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/predicate"
+	"github.com/parleyhq/parley/ent/schema"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/auth"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// Close closes an open conversation inside tx: it withdraws pending
+// offers, frees the holding agent's capacity, revokes guest tokens and
+// appends the closing event, which ends every stream on the conversation.
+// It returns the hub keys to notify once tx commits. The caller has
+// checked that conv is open and that the closer may close it.
+func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.Sender, reason string, now time.Time) ([]string, error) {
+	notify := []string{events.ConversationKey(conv.ID.String())}
+	offered, err := WithdrawOffers(ctx, tx, conv.ID, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range offered {
+		notify = append(notify, events.AgentKey(a.String()))
+	}
+	if conv.AgentID != nil {
+		if err := ReleaseCapacity(ctx, tx, *conv.AgentID); err != nil {
+			return nil, err
+		}
+		notify = append(notify, events.AgentKey(conv.AgentID.String()))
+	}
+	if err := tx.Conversation.UpdateOneID(conv.ID).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().Exec(ctx); err != nil {
+		return nil, fmt.Errorf("close conversation: %w", err)
+	}
+	if err := auth.RevokeGuestTokens(ctx, tx, conv.ID, now); err != nil {
+		return nil, err
+	}
+	if _, err := convpkg.Append(ctx, tx, conv.ID, now, convpkg.Entry{Sender: by, Payload: &parleyv1.ConversationClosed{Reason: reason}}); err != nil {
+		return nil, err
+	}
+	return notify, nil
+}
+
+// closeAbandoned closes open conversations whose customer has done
+// nothing for the configured abandon_after, with a system event.
+func (d *Dispatcher) closeAbandoned(ctx context.Context) error {
+	set, err := d.db.Setting.Get(ctx, schema.SettingsID)
+	if err != nil {
+		return fmt.Errorf("load settings: %w", err)
+	}
+	if set.AbandonAfterSeconds == 0 {
+		return nil
+	}
+	after := time.Duration(set.AbandonAfterSeconds) * time.Second
+	now := d.clk.Now()
+	idle := abandonedSince(now.Add(-after))
+	ids, err := d.db.Conversation.Query().Where(idle).Limit(maxWorkPerPass).IDs(ctx)
+	if err != nil {
+		return fmt.Errorf("find abandoned conversations: %w", err)
+	}
+	reason := fmt.Sprintf("abandoned: no customer activity for %s", after)
+	for _, id := range ids {
+		var notify []string
+		err := store.InTx(ctx, d.db, func(tx *ent.Tx) error {
+			// Re-check under the write lock: the customer may just have written.
+			conv, err := tx.Conversation.Query().Where(conversation.ID(id), idle).Only(ctx)
+			if ent.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reload conversation: %w", err)
+			}
+			notify, err = Close(ctx, tx, conv, convpkg.System, reason, now)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("close abandoned conversation %s: %w", id, err)
+		}
+		d.hub.Notify(notify...)
+	}
+	return nil
+}
+
+// abandonedSince matches open conversations whose customer was last
+// active before cutoff.
+func abandonedSince(cutoff time.Time) predicate.Conversation {
+	return conversation.And(
+		conversation.StateNEQ(conversation.StateClosed),
+		conversation.Or(
+			conversation.CustomerActiveAtLT(cutoff),
+			conversation.And(conversation.CustomerActiveAtIsNil(), conversation.CreatedAtLT(cutoff)),
+		),
+	)
+}
