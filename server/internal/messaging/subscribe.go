@@ -25,16 +25,26 @@ const replayBatch = 200
 // passing on other participants' typing and cursor signals. It ends after
 // sending the conversation's closing event.
 func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+	cursor := req.GetAfterSeq()
+	err := s.follow(ctx, req, stream, &cursor)
+	if err != nil && ctx.Err() != nil {
+		// Whatever failed, it failed because the stream is ending.
+		return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
+	}
+	return err
+}
+
+// follow runs a subscription, keeping *cursor at the last seq sent.
+func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream, cursor *int64) error {
 	p := auth.FromContext(ctx)
 	id := convpkg.ParseID(req.GetConversationId())
 	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
 	if err != nil {
 		return err
 	}
-	cursor := req.GetAfterSeq()
-	if cursor > conv.LastSeq {
+	if *cursor > conv.LastSeq {
 		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
-			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", cursor, conv.LastSeq))
+			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", *cursor, conv.LastSeq))
 	}
 	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
@@ -57,7 +67,7 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 	for {
 		// Take the wake-up before reading, so a commit after the read wakes us.
 		wake := s.hub.Wait(key)
-		evs, err := convpkg.EventsAfter(ctx, s.db, id, cursor, replayBatch)
+		evs, err := convpkg.EventsAfter(ctx, s.db, id, *cursor, replayBatch)
 		if err != nil {
 			return apierr.Internal(err)
 		}
@@ -69,7 +79,7 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Event{Event: out}}); err != nil {
 				return err
 			}
-			cursor = ev.Seq
+			*cursor = ev.Seq
 			if ev.Kind == "conversation_closed" {
 				return nil
 			}
@@ -81,9 +91,6 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 			continue
 		}
 		if err := s.await(ctx, wake, signals, me.ID, idle, stream); err != nil {
-			if ctx.Err() != nil {
-				return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
-			}
 			return err
 		}
 	}

@@ -34,14 +34,19 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	}
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
+	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	for {
 		wake := s.hub.Wait(key)
 		if err := s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream); err != nil {
+			if ctx.Err() != nil {
+				// It failed because the stream is ending.
+				return apierr.StreamEnded(ctx, resume)
+			}
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return apierr.StreamEnded(ctx, "open WatchWork again: it resends every pending offer and held conversation")
+			return apierr.StreamEnded(ctx, resume)
 		case <-wake:
 		case <-beat.C:
 			hb := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
