@@ -19,13 +19,21 @@ import (
 // conversation id.
 func startChat(t *testing.T, srv *servertest.Server) (*parley.Client, string) {
 	t.Helper()
+	token, convID := startGuest(t, srv)
+	return srv.Client(parley.Connect, token), convID
+}
+
+// startGuest starts a guest chat and returns the guest token and the
+// conversation id.
+func startGuest(t *testing.T, srv *servertest.Server) (string, string) {
+	t.Helper()
 	resp, err := srv.Client(parley.Connect, "").Session.StartGuestChat(context.Background(), &parleyv1.StartGuestChatRequest{
 		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "product",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv.Client(parley.Connect, resp.GetGuestToken()), resp.GetConversation().GetId()
+	return resp.GetGuestToken(), resp.GetConversation().GetId()
 }
 
 func countEvents(t *testing.T, srv *servertest.Server) int {
