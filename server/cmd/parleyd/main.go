@@ -3,7 +3,9 @@
 //
 // Usage:
 //
-//	parleyd [-addr localhost:8080] [-db parley.db] [-bootstrap file.yaml]
+//	parleyd [-addr localhost:8080] [-db parley.db] [-bootstrap file.yaml] [flags]
+//
+// Run parleyd -h for every flag.
 //
 // PARLEY_ADDR and PARLEY_DB set the defaults of -addr and -db.
 package main
@@ -18,11 +20,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -51,14 +55,23 @@ func run(log *slog.Logger, args []string) error {
 	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
 	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
 	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
+	lifetime := fs.Duration("max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")
+	sendRate := fs.Float64("send-rate", app.DefaultSendRate, "messages and uploads per second each participant may keep up")
+	sendBurst := fs.Int("send-burst", app.DefaultSendBurst, "messages and uploads each participant may send at once")
+	attachBytes := fs.Int("max-attachment-bytes", app.DefaultMaxAttachmentBytes, "largest attachment accepted")
+	attachTypes := fs.String("attachment-types", strings.Join(messaging.DefaultAttachmentTypes, ","), "comma-separated content types attachments may have")
+	sync := fs.String("sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per write)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *sendRate <= 0 || *sendBurst <= 0 || *attachBytes <= 0 || *lifetime <= 0 || *heartbeat <= 0 || *maxBytes <= 0 {
+		return errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-stream-lifetime, -heartbeat and -max-request-bytes must be positive")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	db, err := store.OpenSQLite(ctx, *dbPath)
+	db, err := store.OpenSQLite(ctx, *dbPath, store.Synchronous(*sync))
 	if err != nil {
 		return err
 	}
@@ -83,7 +96,16 @@ func run(log *slog.Logger, args []string) error {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
 	}
 
-	a := app.New(db, app.Options{Log: log, MaxRequestBytes: *maxBytes, Heartbeat: *heartbeat})
+	a := app.New(db, app.Options{
+		Log:                log,
+		MaxRequestBytes:    *maxBytes,
+		Heartbeat:          *heartbeat,
+		MaxStreamLifetime:  *lifetime,
+		SendRate:           *sendRate,
+		SendBurst:          *sendBurst,
+		MaxAttachmentBytes: *attachBytes,
+		AttachmentTypes:    strings.Split(*attachTypes, ","),
+	})
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -27,9 +29,29 @@ type daemon struct {
 	logs chan string
 }
 
-func startDaemon(t *testing.T, bin, db string) *daemon {
+// bin is the parleyd binary TestMain builds.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "parleyd-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "parleyd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startDaemon starts parleyd on db with a free port and extra flags.
+func startDaemon(t *testing.T, db string, flags ...string) *daemon {
 	t.Helper()
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-db", db)
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-db", db}, flags...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,13 +87,8 @@ func startDaemon(t *testing.T, bin, db string) *daemon {
 // SIGTERM ends the stream with Unavailable and the process exits cleanly,
 // and that a restart keeps the data without re-applying the bootstrap.
 func TestSIGTERM(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "parleyd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	db := filepath.Join(dir, "parley.db")
-	d := startDaemon(t, bin, db)
+	db := filepath.Join(t.TempDir(), "parley.db")
+	d := startDaemon(t, db)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -113,7 +130,7 @@ func TestSIGTERM(t *testing.T) {
 
 	// Restart on the same file: the data is there, the bootstrap is not
 	// applied again.
-	d = startDaemon(t, bin, db)
+	d = startDaemon(t, db)
 	got, err := parley.New(d.url, parley.WithToken("ps_demo_admin_token")).Session.GetConversation(ctx,
 		&parleyv1.GetConversationRequest{ConversationId: convID})
 	if err != nil {

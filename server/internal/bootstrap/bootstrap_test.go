@@ -12,7 +12,7 @@ import (
 
 func TestDemoAppliesOnce(t *testing.T) {
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"))
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"), store.SyncNormal)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"))
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"), store.SyncNormal)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -20,18 +20,52 @@ import (
 // BusyTimeoutMillis is how long a writer waits for SQLite's write lock.
 const BusyTimeoutMillis = 10000
 
+// Synchronous is SQLite's synchronous setting, which decides which crashes
+// a committed transaction (and so an acknowledgement) survives. In WAL
+// mode:
+//   - SyncNormal: a commit survives the process crashing or being killed
+//     (it is in the WAL, which the OS holds), but the last commits before
+//     a power loss or OS crash may be rolled back. The database is never
+//     corrupted. This is the default: commits need no fsync.
+//   - SyncFull: the WAL is fsynced at every commit, so a commit also
+//     survives power loss and OS crashes, at the cost of one fsync per
+//     write.
+type Synchronous string
+
+// The synchronous settings parleyd offers.
+const (
+	SyncNormal Synchronous = "normal"
+	SyncFull   Synchronous = "full"
+)
+
+// pragmaValue is what PRAGMA synchronous reads back.
+func (s Synchronous) pragmaValue() (string, error) {
+	switch s {
+	case SyncNormal:
+		return "1", nil
+	case SyncFull:
+		return "2", nil
+	}
+	return "", fmt.Errorf("store: synchronous %q is not one of normal, full", string(s))
+}
+
 // OpenSQLite opens (creating if needed) the SQLite file at path with WAL,
-// foreign keys, a busy timeout and immediate transactions, checks that the
-// pragmas are in force, and migrates the schema.
-func OpenSQLite(ctx context.Context, path string) (*ent.Client, error) {
+// foreign keys, a busy timeout, immediate transactions and the given
+// synchronous setting, checks that the pragmas are in force, and migrates
+// the schema.
+func OpenSQLite(ctx context.Context, path string, sync Synchronous) (*ent.Client, error) {
 	if path == "" {
 		return nil, errors.New("store: empty SQLite path")
+	}
+	syncValue, err := sync.pragmaValue()
+	if err != nil {
+		return nil, err
 	}
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeoutMillis))
-	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "synchronous("+strings.ToUpper(string(sync))+")")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
@@ -41,7 +75,7 @@ func OpenSQLite(ctx context.Context, path string) (*ent.Client, error) {
 	// Readers run concurrently under WAL; writers queue on SQLite's lock,
 	// which BEGIN IMMEDIATE takes up front under the busy timeout.
 	db.SetMaxOpenConns(8)
-	if err := checkPragmas(ctx, db); err != nil {
+	if err := checkPragmas(ctx, db, syncValue); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
@@ -55,7 +89,7 @@ func OpenSQLite(ctx context.Context, path string) (*ent.Client, error) {
 
 // checkPragmas reads the connection's pragmas back and fails unless every
 // one Parley relies on is in force.
-func checkPragmas(ctx context.Context, db *sql.DB) error {
+func checkPragmas(ctx context.Context, db *sql.DB, syncValue string) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -65,7 +99,7 @@ func checkPragmas(ctx context.Context, db *sql.DB) error {
 		"journal_mode": "wal",
 		"foreign_keys": "1",
 		"busy_timeout": fmt.Sprint(BusyTimeoutMillis),
-		"synchronous":  "1", // NORMAL
+		"synchronous":  syncValue,
 	}
 	for pragma, expected := range want {
 		var got string
