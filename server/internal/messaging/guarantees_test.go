@@ -25,7 +25,7 @@ var fast = servertest.WithAppOptions(app.Options{SendRate: 1e6, SendBurst: 1e6})
 
 // assign makes Fred (Product Support) accept the conversation and returns
 // his client.
-func assign(t *testing.T, srv *servertest.Server, convID string) *parley.Client {
+func assign(t testing.TB, srv *servertest.Server, convID string) *parley.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -53,7 +53,7 @@ func assign(t *testing.T, srv *servertest.Server, convID string) *parley.Client 
 }
 
 // allEvents reads the whole log through ListEvents.
-func allEvents(t *testing.T, c *parley.Client, convID string) []*parleyv1.Event {
+func allEvents(t testing.TB, c *parley.Client, convID string) []*parleyv1.Event {
 	t.Helper()
 	var out []*parleyv1.Event
 	token := ""

@@ -25,7 +25,7 @@ func startChat(t *testing.T, srv *servertest.Server) (*parley.Client, string) {
 
 // startGuest starts a guest chat and returns the guest token and the
 // conversation id.
-func startGuest(t *testing.T, srv *servertest.Server) (string, string) {
+func startGuest(t testing.TB, srv *servertest.Server) (string, string) {
 	t.Helper()
 	resp, err := srv.Client(parley.Connect, "").Session.StartGuestChat(context.Background(), &parleyv1.StartGuestChatRequest{
 		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "product",
