@@ -10,6 +10,7 @@ require (
 	connectrpc.com/grpcreflect/v2 v2.0.0
 	connectrpc.com/validate v0.9.0
 	entgo.io/ent v0.14.5
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/google/uuid v1.6.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/time v0.16.0

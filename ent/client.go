@@ -786,6 +786,22 @@ func (c *ConsumerClient) QueryCases(_m *Consumer) *ServiceCaseQuery {
 	return query
 }
 
+// QueryConversations queries the conversations edge of a Consumer.
+func (c *ConsumerClient) QueryConversations(_m *Consumer) *ConversationQuery {
+	query := (&ConversationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(consumer.Table, consumer.FieldID, id),
+			sqlgraph.To(conversation.Table, conversation.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, consumer.ConversationsTable, consumer.ConversationsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *ConsumerClient) Hooks() []Hook {
 	return c.hooks.Consumer
@@ -960,6 +976,22 @@ func (c *ConversationClient) QueryAgent(_m *Conversation) *AgentQuery {
 			sqlgraph.From(conversation.Table, conversation.FieldID, id),
 			sqlgraph.To(agent.Table, agent.FieldID),
 			sqlgraph.Edge(sqlgraph.M2O, true, conversation.AgentTable, conversation.AgentColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryConsumer queries the consumer edge of a Conversation.
+func (c *ConversationClient) QueryConsumer(_m *Conversation) *ConsumerQuery {
+	query := (&ConsumerClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, id),
+			sqlgraph.To(consumer.Table, consumer.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, conversation.ConsumerTable, conversation.ConsumerColumn),
 		)
 		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
 		return fromV, nil

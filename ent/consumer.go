@@ -26,6 +26,10 @@ type Consumer struct {
 	Email string `json:"email,omitempty"`
 	// Verified holds the value of the "verified" field.
 	Verified bool `json:"verified,omitempty"`
+	// Issuer holds the value of the "issuer" field.
+	Issuer *string `json:"issuer,omitempty"`
+	// Subject holds the value of the "subject" field.
+	Subject *string `json:"subject,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ConsumerQuery when eager-loading is set.
 	Edges        ConsumerEdges `json:"edges"`
@@ -36,9 +40,11 @@ type Consumer struct {
 type ConsumerEdges struct {
 	// Cases holds the value of the cases edge.
 	Cases []*ServiceCase `json:"cases,omitempty"`
+	// Conversations holds the value of the conversations edge.
+	Conversations []*Conversation `json:"conversations,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 }
 
 // CasesOrErr returns the Cases value or an error if the edge
@@ -50,6 +56,15 @@ func (e ConsumerEdges) CasesOrErr() ([]*ServiceCase, error) {
 	return nil, &NotLoadedError{edge: "cases"}
 }
 
+// ConversationsOrErr returns the Conversations value or an error if the edge
+// was not loaded in eager-loading.
+func (e ConsumerEdges) ConversationsOrErr() ([]*Conversation, error) {
+	if e.loadedTypes[1] {
+		return e.Conversations, nil
+	}
+	return nil, &NotLoadedError{edge: "conversations"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Consumer) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
@@ -57,7 +72,7 @@ func (*Consumer) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case consumer.FieldVerified:
 			values[i] = new(sql.NullBool)
-		case consumer.FieldDisplayName, consumer.FieldEmail:
+		case consumer.FieldDisplayName, consumer.FieldEmail, consumer.FieldIssuer, consumer.FieldSubject:
 			values[i] = new(sql.NullString)
 		case consumer.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -108,6 +123,20 @@ func (_m *Consumer) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Verified = value.Bool
 			}
+		case consumer.FieldIssuer:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field issuer", values[i])
+			} else if value.Valid {
+				_m.Issuer = new(string)
+				*_m.Issuer = value.String
+			}
+		case consumer.FieldSubject:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field subject", values[i])
+			} else if value.Valid {
+				_m.Subject = new(string)
+				*_m.Subject = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -124,6 +153,11 @@ func (_m *Consumer) Value(name string) (ent.Value, error) {
 // QueryCases queries the "cases" edge of the Consumer entity.
 func (_m *Consumer) QueryCases() *ServiceCaseQuery {
 	return NewConsumerClient(_m.config).QueryCases(_m)
+}
+
+// QueryConversations queries the "conversations" edge of the Consumer entity.
+func (_m *Consumer) QueryConversations() *ConversationQuery {
+	return NewConsumerClient(_m.config).QueryConversations(_m)
 }
 
 // Update returns a builder for updating this Consumer.
@@ -160,6 +194,16 @@ func (_m *Consumer) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("verified=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Verified))
+	builder.WriteString(", ")
+	if v := _m.Issuer; v != nil {
+		builder.WriteString("issuer=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	if v := _m.Subject; v != nil {
+		builder.WriteString("subject=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/consumer"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/servicecase"
 )
 
@@ -62,6 +63,34 @@ func (_c *ConsumerCreate) SetNillableVerified(v *bool) *ConsumerCreate {
 	return _c
 }
 
+// SetIssuer sets the "issuer" field.
+func (_c *ConsumerCreate) SetIssuer(v string) *ConsumerCreate {
+	_c.mutation.SetIssuer(v)
+	return _c
+}
+
+// SetNillableIssuer sets the "issuer" field if the given value is not nil.
+func (_c *ConsumerCreate) SetNillableIssuer(v *string) *ConsumerCreate {
+	if v != nil {
+		_c.SetIssuer(*v)
+	}
+	return _c
+}
+
+// SetSubject sets the "subject" field.
+func (_c *ConsumerCreate) SetSubject(v string) *ConsumerCreate {
+	_c.mutation.SetSubject(v)
+	return _c
+}
+
+// SetNillableSubject sets the "subject" field if the given value is not nil.
+func (_c *ConsumerCreate) SetNillableSubject(v *string) *ConsumerCreate {
+	if v != nil {
+		_c.SetSubject(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *ConsumerCreate) SetID(v uuid.UUID) *ConsumerCreate {
 	_c.mutation.SetID(v)
@@ -89,6 +118,21 @@ func (_c *ConsumerCreate) AddCases(v ...*ServiceCase) *ConsumerCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddCaseIDs(ids...)
+}
+
+// AddConversationIDs adds the "conversations" edge to the Conversation entity by IDs.
+func (_c *ConsumerCreate) AddConversationIDs(ids ...uuid.UUID) *ConsumerCreate {
+	_c.mutation.AddConversationIDs(ids...)
+	return _c
+}
+
+// AddConversations adds the "conversations" edges to the Conversation entity.
+func (_c *ConsumerCreate) AddConversations(v ...*Conversation) *ConsumerCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddConversationIDs(ids...)
 }
 
 // Mutation returns the ConsumerMutation object of the builder.
@@ -210,6 +254,14 @@ func (_c *ConsumerCreate) createSpec() (*Consumer, *sqlgraph.CreateSpec) {
 		_spec.SetField(consumer.FieldVerified, field.TypeBool, value)
 		_node.Verified = value
 	}
+	if value, ok := _c.mutation.Issuer(); ok {
+		_spec.SetField(consumer.FieldIssuer, field.TypeString, value)
+		_node.Issuer = &value
+	}
+	if value, ok := _c.mutation.Subject(); ok {
+		_spec.SetField(consumer.FieldSubject, field.TypeString, value)
+		_node.Subject = &value
+	}
 	if nodes := _c.mutation.CasesIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -219,6 +271,22 @@ func (_c *ConsumerCreate) createSpec() (*Consumer, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(servicecase.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.ConversationsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

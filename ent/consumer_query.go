@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/consumer"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/servicecase"
 )
@@ -22,12 +23,13 @@ import (
 // ConsumerQuery is the builder for querying Consumer entities.
 type ConsumerQuery struct {
 	config
-	ctx        *QueryContext
-	order      []consumer.OrderOption
-	inters     []Interceptor
-	predicates []predicate.Consumer
-	withCases  *ServiceCaseQuery
-	modifiers  []func(*sql.Selector)
+	ctx               *QueryContext
+	order             []consumer.OrderOption
+	inters            []Interceptor
+	predicates        []predicate.Consumer
+	withCases         *ServiceCaseQuery
+	withConversations *ConversationQuery
+	modifiers         []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -79,6 +81,28 @@ func (_q *ConsumerQuery) QueryCases() *ServiceCaseQuery {
 			sqlgraph.From(consumer.Table, consumer.FieldID, selector),
 			sqlgraph.To(servicecase.Table, servicecase.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, consumer.CasesTable, consumer.CasesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryConversations chains the current query on the "conversations" edge.
+func (_q *ConsumerQuery) QueryConversations() *ConversationQuery {
+	query := (&ConversationClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(consumer.Table, consumer.FieldID, selector),
+			sqlgraph.To(conversation.Table, conversation.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, consumer.ConversationsTable, consumer.ConversationsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -273,12 +297,13 @@ func (_q *ConsumerQuery) Clone() *ConsumerQuery {
 		return nil
 	}
 	return &ConsumerQuery{
-		config:     _q.config,
-		ctx:        _q.ctx.Clone(),
-		order:      append([]consumer.OrderOption{}, _q.order...),
-		inters:     append([]Interceptor{}, _q.inters...),
-		predicates: append([]predicate.Consumer{}, _q.predicates...),
-		withCases:  _q.withCases.Clone(),
+		config:            _q.config,
+		ctx:               _q.ctx.Clone(),
+		order:             append([]consumer.OrderOption{}, _q.order...),
+		inters:            append([]Interceptor{}, _q.inters...),
+		predicates:        append([]predicate.Consumer{}, _q.predicates...),
+		withCases:         _q.withCases.Clone(),
+		withConversations: _q.withConversations.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -294,6 +319,17 @@ func (_q *ConsumerQuery) WithCases(opts ...func(*ServiceCaseQuery)) *ConsumerQue
 		opt(query)
 	}
 	_q.withCases = query
+	return _q
+}
+
+// WithConversations tells the query-builder to eager-load the nodes that are connected to
+// the "conversations" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *ConsumerQuery) WithConversations(opts ...func(*ConversationQuery)) *ConsumerQuery {
+	query := (&ConversationClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withConversations = query
 	return _q
 }
 
@@ -375,8 +411,9 @@ func (_q *ConsumerQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Con
 	var (
 		nodes       = []*Consumer{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [2]bool{
 			_q.withCases != nil,
+			_q.withConversations != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -407,6 +444,13 @@ func (_q *ConsumerQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Con
 			return nil, err
 		}
 	}
+	if query := _q.withConversations; query != nil {
+		if err := _q.loadConversations(ctx, query, nodes,
+			func(n *Consumer) { n.Edges.Conversations = []*Conversation{} },
+			func(n *Consumer, e *Conversation) { n.Edges.Conversations = append(n.Edges.Conversations, e) }); err != nil {
+			return nil, err
+		}
+	}
 	return nodes, nil
 }
 
@@ -425,6 +469,39 @@ func (_q *ConsumerQuery) loadCases(ctx context.Context, query *ServiceCaseQuery,
 	}
 	query.Where(predicate.ServiceCase(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(consumer.CasesColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.ConsumerID
+		if fk == nil {
+			return fmt.Errorf(`foreign-key "consumer_id" is nil for node %v`, n.ID)
+		}
+		node, ok := nodeids[*fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "consumer_id" returned %v for node %v`, *fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *ConsumerQuery) loadConversations(ctx context.Context, query *ConversationQuery, nodes []*Consumer, init func(*Consumer), assign func(*Consumer, *Conversation)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Consumer)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(conversation.FieldConsumerID)
+	}
+	query.Where(predicate.Conversation(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(consumer.ConversationsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/consumer"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/servicecase"
 )
@@ -87,6 +88,21 @@ func (_u *ConsumerUpdate) AddCases(v ...*ServiceCase) *ConsumerUpdate {
 	return _u.AddCaseIDs(ids...)
 }
 
+// AddConversationIDs adds the "conversations" edge to the Conversation entity by IDs.
+func (_u *ConsumerUpdate) AddConversationIDs(ids ...uuid.UUID) *ConsumerUpdate {
+	_u.mutation.AddConversationIDs(ids...)
+	return _u
+}
+
+// AddConversations adds the "conversations" edges to the Conversation entity.
+func (_u *ConsumerUpdate) AddConversations(v ...*Conversation) *ConsumerUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddConversationIDs(ids...)
+}
+
 // Mutation returns the ConsumerMutation object of the builder.
 func (_u *ConsumerUpdate) Mutation() *ConsumerMutation {
 	return _u.mutation
@@ -111,6 +127,27 @@ func (_u *ConsumerUpdate) RemoveCases(v ...*ServiceCase) *ConsumerUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveCaseIDs(ids...)
+}
+
+// ClearConversations clears all "conversations" edges to the Conversation entity.
+func (_u *ConsumerUpdate) ClearConversations() *ConsumerUpdate {
+	_u.mutation.ClearConversations()
+	return _u
+}
+
+// RemoveConversationIDs removes the "conversations" edge to Conversation entities by IDs.
+func (_u *ConsumerUpdate) RemoveConversationIDs(ids ...uuid.UUID) *ConsumerUpdate {
+	_u.mutation.RemoveConversationIDs(ids...)
+	return _u
+}
+
+// RemoveConversations removes "conversations" edges to Conversation entities.
+func (_u *ConsumerUpdate) RemoveConversations(v ...*Conversation) *ConsumerUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveConversationIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -177,6 +214,12 @@ func (_u *ConsumerUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Verified(); ok {
 		_spec.SetField(consumer.FieldVerified, field.TypeBool, value)
 	}
+	if _u.mutation.IssuerCleared() {
+		_spec.ClearField(consumer.FieldIssuer, field.TypeString)
+	}
+	if _u.mutation.SubjectCleared() {
+		_spec.ClearField(consumer.FieldSubject, field.TypeString)
+	}
 	if _u.mutation.CasesCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -215,6 +258,51 @@ func (_u *ConsumerUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(servicecase.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ConversationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedConversationsIDs(); len(nodes) > 0 && !_u.mutation.ConversationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ConversationsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -301,6 +389,21 @@ func (_u *ConsumerUpdateOne) AddCases(v ...*ServiceCase) *ConsumerUpdateOne {
 	return _u.AddCaseIDs(ids...)
 }
 
+// AddConversationIDs adds the "conversations" edge to the Conversation entity by IDs.
+func (_u *ConsumerUpdateOne) AddConversationIDs(ids ...uuid.UUID) *ConsumerUpdateOne {
+	_u.mutation.AddConversationIDs(ids...)
+	return _u
+}
+
+// AddConversations adds the "conversations" edges to the Conversation entity.
+func (_u *ConsumerUpdateOne) AddConversations(v ...*Conversation) *ConsumerUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddConversationIDs(ids...)
+}
+
 // Mutation returns the ConsumerMutation object of the builder.
 func (_u *ConsumerUpdateOne) Mutation() *ConsumerMutation {
 	return _u.mutation
@@ -325,6 +428,27 @@ func (_u *ConsumerUpdateOne) RemoveCases(v ...*ServiceCase) *ConsumerUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveCaseIDs(ids...)
+}
+
+// ClearConversations clears all "conversations" edges to the Conversation entity.
+func (_u *ConsumerUpdateOne) ClearConversations() *ConsumerUpdateOne {
+	_u.mutation.ClearConversations()
+	return _u
+}
+
+// RemoveConversationIDs removes the "conversations" edge to Conversation entities by IDs.
+func (_u *ConsumerUpdateOne) RemoveConversationIDs(ids ...uuid.UUID) *ConsumerUpdateOne {
+	_u.mutation.RemoveConversationIDs(ids...)
+	return _u
+}
+
+// RemoveConversations removes "conversations" edges to Conversation entities.
+func (_u *ConsumerUpdateOne) RemoveConversations(v ...*Conversation) *ConsumerUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveConversationIDs(ids...)
 }
 
 // Where appends a list predicates to the ConsumerUpdate builder.
@@ -421,6 +545,12 @@ func (_u *ConsumerUpdateOne) sqlSave(ctx context.Context) (_node *Consumer, err 
 	if value, ok := _u.mutation.Verified(); ok {
 		_spec.SetField(consumer.FieldVerified, field.TypeBool, value)
 	}
+	if _u.mutation.IssuerCleared() {
+		_spec.ClearField(consumer.FieldIssuer, field.TypeString)
+	}
+	if _u.mutation.SubjectCleared() {
+		_spec.ClearField(consumer.FieldSubject, field.TypeString)
+	}
 	if _u.mutation.CasesCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -459,6 +589,51 @@ func (_u *ConsumerUpdateOne) sqlSave(ctx context.Context) (_node *Consumer, err 
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(servicecase.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ConversationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedConversationsIDs(); len(nodes) > 0 && !_u.mutation.ConversationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ConversationsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   consumer.ConversationsTable,
+			Columns: []string{consumer.ConversationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(conversation.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

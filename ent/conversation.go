@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/queue"
@@ -39,6 +40,8 @@ type Conversation struct {
 	ClosedAt *time.Time `json:"closed_at,omitempty"`
 	// CustomerActiveAt holds the value of the "customer_active_at" field.
 	CustomerActiveAt *time.Time `json:"customer_active_at,omitempty"`
+	// ConsumerID holds the value of the "consumer_id" field.
+	ConsumerID *uuid.UUID `json:"consumer_id,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ConversationQuery when eager-loading is set.
 	Edges        ConversationEdges `json:"edges"`
@@ -53,6 +56,8 @@ type ConversationEdges struct {
 	Queue *Queue `json:"queue,omitempty"`
 	// Agent holds the value of the agent edge.
 	Agent *Agent `json:"agent,omitempty"`
+	// Consumer holds the value of the consumer edge.
+	Consumer *Consumer `json:"consumer,omitempty"`
 	// Events holds the value of the events edge.
 	Events []*Event `json:"events,omitempty"`
 	// Offers holds the value of the offers edge.
@@ -67,7 +72,7 @@ type ConversationEdges struct {
 	Attachments []*Attachment `json:"attachments,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [9]bool
+	loadedTypes [10]bool
 }
 
 // InteractionOrErr returns the Interaction value or an error if the edge
@@ -103,10 +108,21 @@ func (e ConversationEdges) AgentOrErr() (*Agent, error) {
 	return nil, &NotLoadedError{edge: "agent"}
 }
 
+// ConsumerOrErr returns the Consumer value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e ConversationEdges) ConsumerOrErr() (*Consumer, error) {
+	if e.Consumer != nil {
+		return e.Consumer, nil
+	} else if e.loadedTypes[3] {
+		return nil, &NotFoundError{label: consumer.Label}
+	}
+	return nil, &NotLoadedError{edge: "consumer"}
+}
+
 // EventsOrErr returns the Events value or an error if the edge
 // was not loaded in eager-loading.
 func (e ConversationEdges) EventsOrErr() ([]*Event, error) {
-	if e.loadedTypes[3] {
+	if e.loadedTypes[4] {
 		return e.Events, nil
 	}
 	return nil, &NotLoadedError{edge: "events"}
@@ -115,7 +131,7 @@ func (e ConversationEdges) EventsOrErr() ([]*Event, error) {
 // OffersOrErr returns the Offers value or an error if the edge
 // was not loaded in eager-loading.
 func (e ConversationEdges) OffersOrErr() ([]*Offer, error) {
-	if e.loadedTypes[4] {
+	if e.loadedTypes[5] {
 		return e.Offers, nil
 	}
 	return nil, &NotLoadedError{edge: "offers"}
@@ -124,7 +140,7 @@ func (e ConversationEdges) OffersOrErr() ([]*Offer, error) {
 // TokensOrErr returns the Tokens value or an error if the edge
 // was not loaded in eager-loading.
 func (e ConversationEdges) TokensOrErr() ([]*Token, error) {
-	if e.loadedTypes[5] {
+	if e.loadedTypes[6] {
 		return e.Tokens, nil
 	}
 	return nil, &NotLoadedError{edge: "tokens"}
@@ -133,7 +149,7 @@ func (e ConversationEdges) TokensOrErr() ([]*Token, error) {
 // CasesOrErr returns the Cases value or an error if the edge
 // was not loaded in eager-loading.
 func (e ConversationEdges) CasesOrErr() ([]*ServiceCase, error) {
-	if e.loadedTypes[6] {
+	if e.loadedTypes[7] {
 		return e.Cases, nil
 	}
 	return nil, &NotLoadedError{edge: "cases"}
@@ -142,7 +158,7 @@ func (e ConversationEdges) CasesOrErr() ([]*ServiceCase, error) {
 // ReadCursorsOrErr returns the ReadCursors value or an error if the edge
 // was not loaded in eager-loading.
 func (e ConversationEdges) ReadCursorsOrErr() ([]*ReadCursor, error) {
-	if e.loadedTypes[7] {
+	if e.loadedTypes[8] {
 		return e.ReadCursors, nil
 	}
 	return nil, &NotLoadedError{edge: "read_cursors"}
@@ -151,7 +167,7 @@ func (e ConversationEdges) ReadCursorsOrErr() ([]*ReadCursor, error) {
 // AttachmentsOrErr returns the Attachments value or an error if the edge
 // was not loaded in eager-loading.
 func (e ConversationEdges) AttachmentsOrErr() ([]*Attachment, error) {
-	if e.loadedTypes[8] {
+	if e.loadedTypes[9] {
 		return e.Attachments, nil
 	}
 	return nil, &NotLoadedError{edge: "attachments"}
@@ -162,7 +178,7 @@ func (*Conversation) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case conversation.FieldQueueID, conversation.FieldAgentID:
+		case conversation.FieldQueueID, conversation.FieldAgentID, conversation.FieldConsumerID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case conversation.FieldLastSeq:
 			values[i] = new(sql.NullInt64)
@@ -252,6 +268,13 @@ func (_m *Conversation) assignValues(columns []string, values []any) error {
 				_m.CustomerActiveAt = new(time.Time)
 				*_m.CustomerActiveAt = value.Time
 			}
+		case conversation.FieldConsumerID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field consumer_id", values[i])
+			} else if value.Valid {
+				_m.ConsumerID = new(uuid.UUID)
+				*_m.ConsumerID = *value.S.(*uuid.UUID)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -278,6 +301,11 @@ func (_m *Conversation) QueryQueue() *QueueQuery {
 // QueryAgent queries the "agent" edge of the Conversation entity.
 func (_m *Conversation) QueryAgent() *AgentQuery {
 	return NewConversationClient(_m.config).QueryAgent(_m)
+}
+
+// QueryConsumer queries the "consumer" edge of the Conversation entity.
+func (_m *Conversation) QueryConsumer() *ConsumerQuery {
+	return NewConversationClient(_m.config).QueryConsumer(_m)
 }
 
 // QueryEvents queries the "events" edge of the Conversation entity.
@@ -368,6 +396,11 @@ func (_m *Conversation) String() string {
 	if v := _m.CustomerActiveAt; v != nil {
 		builder.WriteString("customer_active_at=")
 		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ConsumerID; v != nil {
+		builder.WriteString("consumer_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteByte(')')
 	return builder.String()

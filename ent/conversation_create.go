@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/interaction"
@@ -140,6 +141,20 @@ func (_c *ConversationCreate) SetNillableCustomerActiveAt(v *time.Time) *Convers
 	return _c
 }
 
+// SetConsumerID sets the "consumer_id" field.
+func (_c *ConversationCreate) SetConsumerID(v uuid.UUID) *ConversationCreate {
+	_c.mutation.SetConsumerID(v)
+	return _c
+}
+
+// SetNillableConsumerID sets the "consumer_id" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillableConsumerID(v *uuid.UUID) *ConversationCreate {
+	if v != nil {
+		_c.SetConsumerID(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *ConversationCreate) SetID(v uuid.UUID) *ConversationCreate {
 	_c.mutation.SetID(v)
@@ -167,6 +182,11 @@ func (_c *ConversationCreate) SetQueue(v *Queue) *ConversationCreate {
 // SetAgent sets the "agent" edge to the Agent entity.
 func (_c *ConversationCreate) SetAgent(v *Agent) *ConversationCreate {
 	return _c.SetAgentID(v.ID)
+}
+
+// SetConsumer sets the "consumer" edge to the Consumer entity.
+func (_c *ConversationCreate) SetConsumer(v *Consumer) *ConversationCreate {
+	return _c.SetConsumerID(v.ID)
 }
 
 // AddEventIDs adds the "events" edge to the Event entity by IDs.
@@ -438,6 +458,23 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
 		_node.AgentID = &nodes[0]
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.ConsumerIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   conversation.ConsumerTable,
+			Columns: []string{conversation.ConsumerColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(consumer.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_node.ConsumerID = &nodes[0]
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	if nodes := _c.mutation.EventsIDs(); len(nodes) > 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/interaction"
@@ -37,6 +38,7 @@ type ConversationQuery struct {
 	withInteraction *InteractionQuery
 	withQueue       *QueueQuery
 	withAgent       *AgentQuery
+	withConsumer    *ConsumerQuery
 	withEvents      *EventQuery
 	withOffers      *OfferQuery
 	withTokens      *TokenQuery
@@ -139,6 +141,28 @@ func (_q *ConversationQuery) QueryAgent() *AgentQuery {
 			sqlgraph.From(conversation.Table, conversation.FieldID, selector),
 			sqlgraph.To(agent.Table, agent.FieldID),
 			sqlgraph.Edge(sqlgraph.M2O, true, conversation.AgentTable, conversation.AgentColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryConsumer chains the current query on the "consumer" edge.
+func (_q *ConversationQuery) QueryConsumer() *ConsumerQuery {
+	query := (&ConsumerClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, selector),
+			sqlgraph.To(consumer.Table, consumer.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, conversation.ConsumerTable, conversation.ConsumerColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -473,6 +497,7 @@ func (_q *ConversationQuery) Clone() *ConversationQuery {
 		withInteraction: _q.withInteraction.Clone(),
 		withQueue:       _q.withQueue.Clone(),
 		withAgent:       _q.withAgent.Clone(),
+		withConsumer:    _q.withConsumer.Clone(),
 		withEvents:      _q.withEvents.Clone(),
 		withOffers:      _q.withOffers.Clone(),
 		withTokens:      _q.withTokens.Clone(),
@@ -516,6 +541,17 @@ func (_q *ConversationQuery) WithAgent(opts ...func(*AgentQuery)) *ConversationQ
 		opt(query)
 	}
 	_q.withAgent = query
+	return _q
+}
+
+// WithConsumer tells the query-builder to eager-load the nodes that are connected to
+// the "consumer" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *ConversationQuery) WithConsumer(opts ...func(*ConsumerQuery)) *ConversationQuery {
+	query := (&ConsumerClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withConsumer = query
 	return _q
 }
 
@@ -663,10 +699,11 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	var (
 		nodes       = []*Conversation{}
 		_spec       = _q.querySpec()
-		loadedTypes = [9]bool{
+		loadedTypes = [10]bool{
 			_q.withInteraction != nil,
 			_q.withQueue != nil,
 			_q.withAgent != nil,
+			_q.withConsumer != nil,
 			_q.withEvents != nil,
 			_q.withOffers != nil,
 			_q.withTokens != nil,
@@ -711,6 +748,12 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	if query := _q.withAgent; query != nil {
 		if err := _q.loadAgent(ctx, query, nodes, nil,
 			func(n *Conversation, e *Agent) { n.Edges.Agent = e }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withConsumer; query != nil {
+		if err := _q.loadConsumer(ctx, query, nodes, nil,
+			func(n *Conversation, e *Consumer) { n.Edges.Consumer = e }); err != nil {
 			return nil, err
 		}
 	}
@@ -845,6 +888,38 @@ func (_q *ConversationQuery) loadAgent(ctx context.Context, query *AgentQuery, n
 		nodes, ok := nodeids[n.ID]
 		if !ok {
 			return fmt.Errorf(`unexpected foreign-key "agent_id" returned %v`, n.ID)
+		}
+		for i := range nodes {
+			assign(nodes[i], n)
+		}
+	}
+	return nil
+}
+func (_q *ConversationQuery) loadConsumer(ctx context.Context, query *ConsumerQuery, nodes []*Conversation, init func(*Conversation), assign func(*Conversation, *Consumer)) error {
+	ids := make([]uuid.UUID, 0, len(nodes))
+	nodeids := make(map[uuid.UUID][]*Conversation)
+	for i := range nodes {
+		if nodes[i].ConsumerID == nil {
+			continue
+		}
+		fk := *nodes[i].ConsumerID
+		if _, ok := nodeids[fk]; !ok {
+			ids = append(ids, fk)
+		}
+		nodeids[fk] = append(nodeids[fk], nodes[i])
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	query.Where(consumer.IDIn(ids...))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nodeids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected foreign-key "consumer_id" returned %v`, n.ID)
 		}
 		for i := range nodes {
 			assign(nodes[i], n)
@@ -1072,6 +1147,9 @@ func (_q *ConversationQuery) querySpec() *sqlgraph.QuerySpec {
 		}
 		if _q.withAgent != nil {
 			_spec.Node.AddColumnOnce(conversation.FieldAgentID)
+		}
+		if _q.withConsumer != nil {
+			_spec.Node.AddColumnOnce(conversation.FieldConsumerID)
 		}
 	}
 	if ps := _q.predicates; len(ps) > 0 {

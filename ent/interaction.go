@@ -31,6 +31,8 @@ type Interaction struct {
 	Channel interaction.Channel `json:"channel,omitempty"`
 	// FirstMessage holds the value of the "first_message" field.
 	FirstMessage string `json:"first_message,omitempty"`
+	// Origin holds the value of the "origin" field.
+	Origin interaction.Origin `json:"origin,omitempty"`
 	// RequestID holds the value of the "request_id" field.
 	RequestID string `json:"request_id,omitempty"`
 	// RequestHash holds the value of the "request_hash" field.
@@ -68,7 +70,7 @@ func (*Interaction) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case interaction.FieldRequestHash:
 			values[i] = new([]byte)
-		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldRequestID:
+		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldOrigin, interaction.FieldRequestID:
 			values[i] = new(sql.NullString)
 		case interaction.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -130,6 +132,12 @@ func (_m *Interaction) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field first_message", values[i])
 			} else if value.Valid {
 				_m.FirstMessage = value.String
+			}
+		case interaction.FieldOrigin:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field origin", values[i])
+			} else if value.Valid {
+				_m.Origin = interaction.Origin(value.String)
 			}
 		case interaction.FieldRequestID:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -201,6 +209,9 @@ func (_m *Interaction) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("first_message=")
 	builder.WriteString(_m.FirstMessage)
+	builder.WriteString(", ")
+	builder.WriteString("origin=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Origin))
 	builder.WriteString(", ")
 	builder.WriteString("request_id=")
 	builder.WriteString(_m.RequestID)

@@ -74,6 +74,20 @@ func (_c *InteractionCreate) SetNillableFirstMessage(v *string) *InteractionCrea
 	return _c
 }
 
+// SetOrigin sets the "origin" field.
+func (_c *InteractionCreate) SetOrigin(v interaction.Origin) *InteractionCreate {
+	_c.mutation.SetOrigin(v)
+	return _c
+}
+
+// SetNillableOrigin sets the "origin" field if the given value is not nil.
+func (_c *InteractionCreate) SetNillableOrigin(v *interaction.Origin) *InteractionCreate {
+	if v != nil {
+		_c.SetOrigin(*v)
+	}
+	return _c
+}
+
 // SetRequestID sets the "request_id" field.
 func (_c *InteractionCreate) SetRequestID(v string) *InteractionCreate {
 	_c.mutation.SetRequestID(v)
@@ -162,6 +176,10 @@ func (_c *InteractionCreate) defaults() {
 		v := interaction.DefaultFirstMessage
 		_c.mutation.SetFirstMessage(v)
 	}
+	if _, ok := _c.mutation.Origin(); !ok {
+		v := interaction.DefaultOrigin
+		_c.mutation.SetOrigin(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := interaction.DefaultID()
 		_c.mutation.SetID(v)
@@ -197,6 +215,14 @@ func (_c *InteractionCreate) check() error {
 	}
 	if _, ok := _c.mutation.FirstMessage(); !ok {
 		return &ValidationError{Name: "first_message", err: errors.New(`ent: missing required field "Interaction.first_message"`)}
+	}
+	if _, ok := _c.mutation.Origin(); !ok {
+		return &ValidationError{Name: "origin", err: errors.New(`ent: missing required field "Interaction.origin"`)}
+	}
+	if v, ok := _c.mutation.Origin(); ok {
+		if err := interaction.OriginValidator(v); err != nil {
+			return &ValidationError{Name: "origin", err: fmt.Errorf(`ent: validator failed for field "Interaction.origin": %w`, err)}
+		}
 	}
 	if _, ok := _c.mutation.RequestID(); !ok {
 		return &ValidationError{Name: "request_id", err: errors.New(`ent: missing required field "Interaction.request_id"`)}
@@ -262,6 +288,10 @@ func (_c *InteractionCreate) createSpec() (*Interaction, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.FirstMessage(); ok {
 		_spec.SetField(interaction.FieldFirstMessage, field.TypeString, value)
 		_node.FirstMessage = value
+	}
+	if value, ok := _c.mutation.Origin(); ok {
+		_spec.SetField(interaction.FieldOrigin, field.TypeEnum, value)
+		_node.Origin = value
 	}
 	if value, ok := _c.mutation.RequestID(); ok {
 		_spec.SetField(interaction.FieldRequestID, field.TypeString, value)

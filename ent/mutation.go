@@ -2001,20 +2001,25 @@ func (m *AttachmentMutation) ResetEdge(name string) error {
 // ConsumerMutation represents an operation that mutates the Consumer nodes in the graph.
 type ConsumerMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *uuid.UUID
-	created_at    *time.Time
-	display_name  *string
-	email         *string
-	verified      *bool
-	clearedFields map[string]struct{}
-	cases         map[uuid.UUID]struct{}
-	removedcases  map[uuid.UUID]struct{}
-	clearedcases  bool
-	done          bool
-	oldValue      func(context.Context) (*Consumer, error)
-	predicates    []predicate.Consumer
+	op                   Op
+	typ                  string
+	id                   *uuid.UUID
+	created_at           *time.Time
+	display_name         *string
+	email                *string
+	verified             *bool
+	issuer               *string
+	subject              *string
+	clearedFields        map[string]struct{}
+	cases                map[uuid.UUID]struct{}
+	removedcases         map[uuid.UUID]struct{}
+	clearedcases         bool
+	conversations        map[uuid.UUID]struct{}
+	removedconversations map[uuid.UUID]struct{}
+	clearedconversations bool
+	done                 bool
+	oldValue             func(context.Context) (*Consumer, error)
+	predicates           []predicate.Consumer
 }
 
 var _ ent.Mutation = (*ConsumerMutation)(nil)
@@ -2265,6 +2270,104 @@ func (m *ConsumerMutation) ResetVerified() {
 	m.verified = nil
 }
 
+// SetIssuer sets the "issuer" field.
+func (m *ConsumerMutation) SetIssuer(s string) {
+	m.issuer = &s
+}
+
+// Issuer returns the value of the "issuer" field in the mutation.
+func (m *ConsumerMutation) Issuer() (r string, exists bool) {
+	v := m.issuer
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIssuer returns the old "issuer" field's value of the Consumer entity.
+// If the Consumer object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConsumerMutation) OldIssuer(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIssuer is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIssuer requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIssuer: %w", err)
+	}
+	return oldValue.Issuer, nil
+}
+
+// ClearIssuer clears the value of the "issuer" field.
+func (m *ConsumerMutation) ClearIssuer() {
+	m.issuer = nil
+	m.clearedFields[consumer.FieldIssuer] = struct{}{}
+}
+
+// IssuerCleared returns if the "issuer" field was cleared in this mutation.
+func (m *ConsumerMutation) IssuerCleared() bool {
+	_, ok := m.clearedFields[consumer.FieldIssuer]
+	return ok
+}
+
+// ResetIssuer resets all changes to the "issuer" field.
+func (m *ConsumerMutation) ResetIssuer() {
+	m.issuer = nil
+	delete(m.clearedFields, consumer.FieldIssuer)
+}
+
+// SetSubject sets the "subject" field.
+func (m *ConsumerMutation) SetSubject(s string) {
+	m.subject = &s
+}
+
+// Subject returns the value of the "subject" field in the mutation.
+func (m *ConsumerMutation) Subject() (r string, exists bool) {
+	v := m.subject
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSubject returns the old "subject" field's value of the Consumer entity.
+// If the Consumer object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConsumerMutation) OldSubject(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSubject is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSubject requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSubject: %w", err)
+	}
+	return oldValue.Subject, nil
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (m *ConsumerMutation) ClearSubject() {
+	m.subject = nil
+	m.clearedFields[consumer.FieldSubject] = struct{}{}
+}
+
+// SubjectCleared returns if the "subject" field was cleared in this mutation.
+func (m *ConsumerMutation) SubjectCleared() bool {
+	_, ok := m.clearedFields[consumer.FieldSubject]
+	return ok
+}
+
+// ResetSubject resets all changes to the "subject" field.
+func (m *ConsumerMutation) ResetSubject() {
+	m.subject = nil
+	delete(m.clearedFields, consumer.FieldSubject)
+}
+
 // AddCaseIDs adds the "cases" edge to the ServiceCase entity by ids.
 func (m *ConsumerMutation) AddCaseIDs(ids ...uuid.UUID) {
 	if m.cases == nil {
@@ -2319,6 +2422,60 @@ func (m *ConsumerMutation) ResetCases() {
 	m.removedcases = nil
 }
 
+// AddConversationIDs adds the "conversations" edge to the Conversation entity by ids.
+func (m *ConsumerMutation) AddConversationIDs(ids ...uuid.UUID) {
+	if m.conversations == nil {
+		m.conversations = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.conversations[ids[i]] = struct{}{}
+	}
+}
+
+// ClearConversations clears the "conversations" edge to the Conversation entity.
+func (m *ConsumerMutation) ClearConversations() {
+	m.clearedconversations = true
+}
+
+// ConversationsCleared reports if the "conversations" edge to the Conversation entity was cleared.
+func (m *ConsumerMutation) ConversationsCleared() bool {
+	return m.clearedconversations
+}
+
+// RemoveConversationIDs removes the "conversations" edge to the Conversation entity by IDs.
+func (m *ConsumerMutation) RemoveConversationIDs(ids ...uuid.UUID) {
+	if m.removedconversations == nil {
+		m.removedconversations = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.conversations, ids[i])
+		m.removedconversations[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedConversations returns the removed IDs of the "conversations" edge to the Conversation entity.
+func (m *ConsumerMutation) RemovedConversationsIDs() (ids []uuid.UUID) {
+	for id := range m.removedconversations {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ConversationsIDs returns the "conversations" edge IDs in the mutation.
+func (m *ConsumerMutation) ConversationsIDs() (ids []uuid.UUID) {
+	for id := range m.conversations {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetConversations resets all changes to the "conversations" edge.
+func (m *ConsumerMutation) ResetConversations() {
+	m.conversations = nil
+	m.clearedconversations = false
+	m.removedconversations = nil
+}
+
 // Where appends a list predicates to the ConsumerMutation builder.
 func (m *ConsumerMutation) Where(ps ...predicate.Consumer) {
 	m.predicates = append(m.predicates, ps...)
@@ -2353,7 +2510,7 @@ func (m *ConsumerMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConsumerMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 6)
 	if m.created_at != nil {
 		fields = append(fields, consumer.FieldCreatedAt)
 	}
@@ -2365,6 +2522,12 @@ func (m *ConsumerMutation) Fields() []string {
 	}
 	if m.verified != nil {
 		fields = append(fields, consumer.FieldVerified)
+	}
+	if m.issuer != nil {
+		fields = append(fields, consumer.FieldIssuer)
+	}
+	if m.subject != nil {
+		fields = append(fields, consumer.FieldSubject)
 	}
 	return fields
 }
@@ -2382,6 +2545,10 @@ func (m *ConsumerMutation) Field(name string) (ent.Value, bool) {
 		return m.Email()
 	case consumer.FieldVerified:
 		return m.Verified()
+	case consumer.FieldIssuer:
+		return m.Issuer()
+	case consumer.FieldSubject:
+		return m.Subject()
 	}
 	return nil, false
 }
@@ -2399,6 +2566,10 @@ func (m *ConsumerMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldEmail(ctx)
 	case consumer.FieldVerified:
 		return m.OldVerified(ctx)
+	case consumer.FieldIssuer:
+		return m.OldIssuer(ctx)
+	case consumer.FieldSubject:
+		return m.OldSubject(ctx)
 	}
 	return nil, fmt.Errorf("unknown Consumer field %s", name)
 }
@@ -2436,6 +2607,20 @@ func (m *ConsumerMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetVerified(v)
 		return nil
+	case consumer.FieldIssuer:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIssuer(v)
+		return nil
+	case consumer.FieldSubject:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSubject(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Consumer field %s", name)
 }
@@ -2465,7 +2650,14 @@ func (m *ConsumerMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *ConsumerMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(consumer.FieldIssuer) {
+		fields = append(fields, consumer.FieldIssuer)
+	}
+	if m.FieldCleared(consumer.FieldSubject) {
+		fields = append(fields, consumer.FieldSubject)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -2478,6 +2670,14 @@ func (m *ConsumerMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *ConsumerMutation) ClearField(name string) error {
+	switch name {
+	case consumer.FieldIssuer:
+		m.ClearIssuer()
+		return nil
+	case consumer.FieldSubject:
+		m.ClearSubject()
+		return nil
+	}
 	return fmt.Errorf("unknown Consumer nullable field %s", name)
 }
 
@@ -2497,15 +2697,24 @@ func (m *ConsumerMutation) ResetField(name string) error {
 	case consumer.FieldVerified:
 		m.ResetVerified()
 		return nil
+	case consumer.FieldIssuer:
+		m.ResetIssuer()
+		return nil
+	case consumer.FieldSubject:
+		m.ResetSubject()
+		return nil
 	}
 	return fmt.Errorf("unknown Consumer field %s", name)
 }
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ConsumerMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.cases != nil {
 		edges = append(edges, consumer.EdgeCases)
+	}
+	if m.conversations != nil {
+		edges = append(edges, consumer.EdgeConversations)
 	}
 	return edges
 }
@@ -2520,15 +2729,24 @@ func (m *ConsumerMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case consumer.EdgeConversations:
+		ids := make([]ent.Value, 0, len(m.conversations))
+		for id := range m.conversations {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ConsumerMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.removedcases != nil {
 		edges = append(edges, consumer.EdgeCases)
+	}
+	if m.removedconversations != nil {
+		edges = append(edges, consumer.EdgeConversations)
 	}
 	return edges
 }
@@ -2543,15 +2761,24 @@ func (m *ConsumerMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case consumer.EdgeConversations:
+		ids := make([]ent.Value, 0, len(m.removedconversations))
+		for id := range m.removedconversations {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ConsumerMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.clearedcases {
 		edges = append(edges, consumer.EdgeCases)
+	}
+	if m.clearedconversations {
+		edges = append(edges, consumer.EdgeConversations)
 	}
 	return edges
 }
@@ -2562,6 +2789,8 @@ func (m *ConsumerMutation) EdgeCleared(name string) bool {
 	switch name {
 	case consumer.EdgeCases:
 		return m.clearedcases
+	case consumer.EdgeConversations:
+		return m.clearedconversations
 	}
 	return false
 }
@@ -2580,6 +2809,9 @@ func (m *ConsumerMutation) ResetEdge(name string) error {
 	switch name {
 	case consumer.EdgeCases:
 		m.ResetCases()
+		return nil
+	case consumer.EdgeConversations:
+		m.ResetConversations()
 		return nil
 	}
 	return fmt.Errorf("unknown Consumer edge %s", name)
@@ -2605,6 +2837,8 @@ type ConversationMutation struct {
 	clearedqueue        bool
 	agent               *uuid.UUID
 	clearedagent        bool
+	consumer            *uuid.UUID
+	clearedconsumer     bool
 	events              map[int64]struct{}
 	removedevents       map[int64]struct{}
 	clearedevents       bool
@@ -3141,6 +3375,55 @@ func (m *ConversationMutation) ResetCustomerActiveAt() {
 	delete(m.clearedFields, conversation.FieldCustomerActiveAt)
 }
 
+// SetConsumerID sets the "consumer_id" field.
+func (m *ConversationMutation) SetConsumerID(u uuid.UUID) {
+	m.consumer = &u
+}
+
+// ConsumerID returns the value of the "consumer_id" field in the mutation.
+func (m *ConversationMutation) ConsumerID() (r uuid.UUID, exists bool) {
+	v := m.consumer
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldConsumerID returns the old "consumer_id" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldConsumerID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldConsumerID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldConsumerID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldConsumerID: %w", err)
+	}
+	return oldValue.ConsumerID, nil
+}
+
+// ClearConsumerID clears the value of the "consumer_id" field.
+func (m *ConversationMutation) ClearConsumerID() {
+	m.consumer = nil
+	m.clearedFields[conversation.FieldConsumerID] = struct{}{}
+}
+
+// ConsumerIDCleared returns if the "consumer_id" field was cleared in this mutation.
+func (m *ConversationMutation) ConsumerIDCleared() bool {
+	_, ok := m.clearedFields[conversation.FieldConsumerID]
+	return ok
+}
+
+// ResetConsumerID resets all changes to the "consumer_id" field.
+func (m *ConversationMutation) ResetConsumerID() {
+	m.consumer = nil
+	delete(m.clearedFields, conversation.FieldConsumerID)
+}
+
 // ClearInteraction clears the "interaction" edge to the Interaction entity.
 func (m *ConversationMutation) ClearInteraction() {
 	m.clearedinteraction = true
@@ -3220,6 +3503,33 @@ func (m *ConversationMutation) AgentIDs() (ids []uuid.UUID) {
 func (m *ConversationMutation) ResetAgent() {
 	m.agent = nil
 	m.clearedagent = false
+}
+
+// ClearConsumer clears the "consumer" edge to the Consumer entity.
+func (m *ConversationMutation) ClearConsumer() {
+	m.clearedconsumer = true
+	m.clearedFields[conversation.FieldConsumerID] = struct{}{}
+}
+
+// ConsumerCleared reports if the "consumer" edge to the Consumer entity was cleared.
+func (m *ConversationMutation) ConsumerCleared() bool {
+	return m.ConsumerIDCleared() || m.clearedconsumer
+}
+
+// ConsumerIDs returns the "consumer" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ConsumerID instead. It exists only for internal usage by the builders.
+func (m *ConversationMutation) ConsumerIDs() (ids []uuid.UUID) {
+	if id := m.consumer; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetConsumer resets all changes to the "consumer" edge.
+func (m *ConversationMutation) ResetConsumer() {
+	m.consumer = nil
+	m.clearedconsumer = false
 }
 
 // AddEventIDs adds the "events" edge to the Event entity by ids.
@@ -3580,7 +3890,7 @@ func (m *ConversationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConversationMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, conversation.FieldCreatedAt)
 	}
@@ -3608,6 +3918,9 @@ func (m *ConversationMutation) Fields() []string {
 	if m.customer_active_at != nil {
 		fields = append(fields, conversation.FieldCustomerActiveAt)
 	}
+	if m.consumer != nil {
+		fields = append(fields, conversation.FieldConsumerID)
+	}
 	return fields
 }
 
@@ -3634,6 +3947,8 @@ func (m *ConversationMutation) Field(name string) (ent.Value, bool) {
 		return m.ClosedAt()
 	case conversation.FieldCustomerActiveAt:
 		return m.CustomerActiveAt()
+	case conversation.FieldConsumerID:
+		return m.ConsumerID()
 	}
 	return nil, false
 }
@@ -3661,6 +3976,8 @@ func (m *ConversationMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldClosedAt(ctx)
 	case conversation.FieldCustomerActiveAt:
 		return m.OldCustomerActiveAt(ctx)
+	case conversation.FieldConsumerID:
+		return m.OldConsumerID(ctx)
 	}
 	return nil, fmt.Errorf("unknown Conversation field %s", name)
 }
@@ -3733,6 +4050,13 @@ func (m *ConversationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetCustomerActiveAt(v)
 		return nil
+	case conversation.FieldConsumerID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetConsumerID(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Conversation field %s", name)
 }
@@ -3793,6 +4117,9 @@ func (m *ConversationMutation) ClearedFields() []string {
 	if m.FieldCleared(conversation.FieldCustomerActiveAt) {
 		fields = append(fields, conversation.FieldCustomerActiveAt)
 	}
+	if m.FieldCleared(conversation.FieldConsumerID) {
+		fields = append(fields, conversation.FieldConsumerID)
+	}
 	return fields
 }
 
@@ -3821,6 +4148,9 @@ func (m *ConversationMutation) ClearField(name string) error {
 		return nil
 	case conversation.FieldCustomerActiveAt:
 		m.ClearCustomerActiveAt()
+		return nil
+	case conversation.FieldConsumerID:
+		m.ClearConsumerID()
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation nullable field %s", name)
@@ -3857,13 +4187,16 @@ func (m *ConversationMutation) ResetField(name string) error {
 	case conversation.FieldCustomerActiveAt:
 		m.ResetCustomerActiveAt()
 		return nil
+	case conversation.FieldConsumerID:
+		m.ResetConsumerID()
+		return nil
 	}
 	return fmt.Errorf("unknown Conversation field %s", name)
 }
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ConversationMutation) AddedEdges() []string {
-	edges := make([]string, 0, 9)
+	edges := make([]string, 0, 10)
 	if m.interaction != nil {
 		edges = append(edges, conversation.EdgeInteraction)
 	}
@@ -3872,6 +4205,9 @@ func (m *ConversationMutation) AddedEdges() []string {
 	}
 	if m.agent != nil {
 		edges = append(edges, conversation.EdgeAgent)
+	}
+	if m.consumer != nil {
+		edges = append(edges, conversation.EdgeConsumer)
 	}
 	if m.events != nil {
 		edges = append(edges, conversation.EdgeEvents)
@@ -3908,6 +4244,10 @@ func (m *ConversationMutation) AddedIDs(name string) []ent.Value {
 		}
 	case conversation.EdgeAgent:
 		if id := m.agent; id != nil {
+			return []ent.Value{*id}
+		}
+	case conversation.EdgeConsumer:
+		if id := m.consumer; id != nil {
 			return []ent.Value{*id}
 		}
 	case conversation.EdgeEvents:
@@ -3952,7 +4292,7 @@ func (m *ConversationMutation) AddedIDs(name string) []ent.Value {
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ConversationMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 9)
+	edges := make([]string, 0, 10)
 	if m.removedevents != nil {
 		edges = append(edges, conversation.EdgeEvents)
 	}
@@ -4020,7 +4360,7 @@ func (m *ConversationMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ConversationMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 9)
+	edges := make([]string, 0, 10)
 	if m.clearedinteraction {
 		edges = append(edges, conversation.EdgeInteraction)
 	}
@@ -4029,6 +4369,9 @@ func (m *ConversationMutation) ClearedEdges() []string {
 	}
 	if m.clearedagent {
 		edges = append(edges, conversation.EdgeAgent)
+	}
+	if m.clearedconsumer {
+		edges = append(edges, conversation.EdgeConsumer)
 	}
 	if m.clearedevents {
 		edges = append(edges, conversation.EdgeEvents)
@@ -4061,6 +4404,8 @@ func (m *ConversationMutation) EdgeCleared(name string) bool {
 		return m.clearedqueue
 	case conversation.EdgeAgent:
 		return m.clearedagent
+	case conversation.EdgeConsumer:
+		return m.clearedconsumer
 	case conversation.EdgeEvents:
 		return m.clearedevents
 	case conversation.EdgeOffers:
@@ -4090,6 +4435,9 @@ func (m *ConversationMutation) ClearEdge(name string) error {
 	case conversation.EdgeAgent:
 		m.ClearAgent()
 		return nil
+	case conversation.EdgeConsumer:
+		m.ClearConsumer()
+		return nil
 	}
 	return fmt.Errorf("unknown Conversation unique edge %s", name)
 }
@@ -4106,6 +4454,9 @@ func (m *ConversationMutation) ResetEdge(name string) error {
 		return nil
 	case conversation.EdgeAgent:
 		m.ResetAgent()
+		return nil
+	case conversation.EdgeConsumer:
+		m.ResetConsumer()
 		return nil
 	case conversation.EdgeEvents:
 		m.ResetEvents()
@@ -5686,6 +6037,7 @@ type InteractionMutation struct {
 	issue_type          *string
 	channel             *interaction.Channel
 	first_message       *string
+	origin              *interaction.Origin
 	request_id          *string
 	request_hash        *[]byte
 	clearedFields       map[string]struct{}
@@ -6016,6 +6368,42 @@ func (m *InteractionMutation) ResetFirstMessage() {
 	m.first_message = nil
 }
 
+// SetOrigin sets the "origin" field.
+func (m *InteractionMutation) SetOrigin(i interaction.Origin) {
+	m.origin = &i
+}
+
+// Origin returns the value of the "origin" field in the mutation.
+func (m *InteractionMutation) Origin() (r interaction.Origin, exists bool) {
+	v := m.origin
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrigin returns the old "origin" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldOrigin(ctx context.Context) (v interaction.Origin, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrigin is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrigin requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrigin: %w", err)
+	}
+	return oldValue.Origin, nil
+}
+
+// ResetOrigin resets all changes to the "origin" field.
+func (m *InteractionMutation) ResetOrigin() {
+	m.origin = nil
+}
+
 // SetRequestID sets the "request_id" field.
 func (m *InteractionMutation) SetRequestID(s string) {
 	m.request_id = &s
@@ -6161,7 +6549,7 @@ func (m *InteractionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *InteractionMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.created_at != nil {
 		fields = append(fields, interaction.FieldCreatedAt)
 	}
@@ -6179,6 +6567,9 @@ func (m *InteractionMutation) Fields() []string {
 	}
 	if m.first_message != nil {
 		fields = append(fields, interaction.FieldFirstMessage)
+	}
+	if m.origin != nil {
+		fields = append(fields, interaction.FieldOrigin)
 	}
 	if m.request_id != nil {
 		fields = append(fields, interaction.FieldRequestID)
@@ -6206,6 +6597,8 @@ func (m *InteractionMutation) Field(name string) (ent.Value, bool) {
 		return m.Channel()
 	case interaction.FieldFirstMessage:
 		return m.FirstMessage()
+	case interaction.FieldOrigin:
+		return m.Origin()
 	case interaction.FieldRequestID:
 		return m.RequestID()
 	case interaction.FieldRequestHash:
@@ -6231,6 +6624,8 @@ func (m *InteractionMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldChannel(ctx)
 	case interaction.FieldFirstMessage:
 		return m.OldFirstMessage(ctx)
+	case interaction.FieldOrigin:
+		return m.OldOrigin(ctx)
 	case interaction.FieldRequestID:
 		return m.OldRequestID(ctx)
 	case interaction.FieldRequestHash:
@@ -6285,6 +6680,13 @@ func (m *InteractionMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetFirstMessage(v)
+		return nil
+	case interaction.FieldOrigin:
+		v, ok := value.(interaction.Origin)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrigin(v)
 		return nil
 	case interaction.FieldRequestID:
 		v, ok := value.(string)
@@ -6366,6 +6768,9 @@ func (m *InteractionMutation) ResetField(name string) error {
 		return nil
 	case interaction.FieldFirstMessage:
 		m.ResetFirstMessage()
+		return nil
+	case interaction.FieldOrigin:
+		m.ResetOrigin()
 		return nil
 	case interaction.FieldRequestID:
 		m.ResetRequestID()

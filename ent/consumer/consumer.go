@@ -23,8 +23,14 @@ const (
 	FieldEmail = "email"
 	// FieldVerified holds the string denoting the verified field in the database.
 	FieldVerified = "verified"
+	// FieldIssuer holds the string denoting the issuer field in the database.
+	FieldIssuer = "issuer"
+	// FieldSubject holds the string denoting the subject field in the database.
+	FieldSubject = "subject"
 	// EdgeCases holds the string denoting the cases edge name in mutations.
 	EdgeCases = "cases"
+	// EdgeConversations holds the string denoting the conversations edge name in mutations.
+	EdgeConversations = "conversations"
 	// Table holds the table name of the consumer in the database.
 	Table = "consumers"
 	// CasesTable is the table that holds the cases relation/edge.
@@ -34,6 +40,13 @@ const (
 	CasesInverseTable = "cases"
 	// CasesColumn is the table column denoting the cases relation/edge.
 	CasesColumn = "consumer_id"
+	// ConversationsTable is the table that holds the conversations relation/edge.
+	ConversationsTable = "conversations"
+	// ConversationsInverseTable is the table name for the Conversation entity.
+	// It exists in this package in order to avoid circular dependency with the "conversation" package.
+	ConversationsInverseTable = "conversations"
+	// ConversationsColumn is the table column denoting the conversations relation/edge.
+	ConversationsColumn = "consumer_id"
 )
 
 // Columns holds all SQL columns for consumer fields.
@@ -43,6 +56,8 @@ var Columns = []string{
 	FieldDisplayName,
 	FieldEmail,
 	FieldVerified,
+	FieldIssuer,
+	FieldSubject,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -94,6 +109,16 @@ func ByVerified(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldVerified, opts...).ToFunc()
 }
 
+// ByIssuer orders the results by the issuer field.
+func ByIssuer(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldIssuer, opts...).ToFunc()
+}
+
+// BySubject orders the results by the subject field.
+func BySubject(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSubject, opts...).ToFunc()
+}
+
 // ByCasesCount orders the results by cases count.
 func ByCasesCount(opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
@@ -107,10 +132,31 @@ func ByCases(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newCasesStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByConversationsCount orders the results by conversations count.
+func ByConversationsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newConversationsStep(), opts...)
+	}
+}
+
+// ByConversations orders the results by conversations terms.
+func ByConversations(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newConversationsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newCasesStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(CasesInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, CasesTable, CasesColumn),
+	)
+}
+func newConversationsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(ConversationsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, ConversationsTable, ConversationsColumn),
 	)
 }

@@ -34,12 +34,16 @@ const (
 	FieldClosedAt = "closed_at"
 	// FieldCustomerActiveAt holds the string denoting the customer_active_at field in the database.
 	FieldCustomerActiveAt = "customer_active_at"
+	// FieldConsumerID holds the string denoting the consumer_id field in the database.
+	FieldConsumerID = "consumer_id"
 	// EdgeInteraction holds the string denoting the interaction edge name in mutations.
 	EdgeInteraction = "interaction"
 	// EdgeQueue holds the string denoting the queue edge name in mutations.
 	EdgeQueue = "queue"
 	// EdgeAgent holds the string denoting the agent edge name in mutations.
 	EdgeAgent = "agent"
+	// EdgeConsumer holds the string denoting the consumer edge name in mutations.
+	EdgeConsumer = "consumer"
 	// EdgeEvents holds the string denoting the events edge name in mutations.
 	EdgeEvents = "events"
 	// EdgeOffers holds the string denoting the offers edge name in mutations.
@@ -75,6 +79,13 @@ const (
 	AgentInverseTable = "agents"
 	// AgentColumn is the table column denoting the agent relation/edge.
 	AgentColumn = "agent_id"
+	// ConsumerTable is the table that holds the consumer relation/edge.
+	ConsumerTable = "conversations"
+	// ConsumerInverseTable is the table name for the Consumer entity.
+	// It exists in this package in order to avoid circular dependency with the "consumer" package.
+	ConsumerInverseTable = "consumers"
+	// ConsumerColumn is the table column denoting the consumer relation/edge.
+	ConsumerColumn = "consumer_id"
 	// EventsTable is the table that holds the events relation/edge.
 	EventsTable = "events"
 	// EventsInverseTable is the table name for the Event entity.
@@ -131,6 +142,7 @@ var Columns = []string{
 	FieldQueuedAt,
 	FieldClosedAt,
 	FieldCustomerActiveAt,
+	FieldConsumerID,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -229,6 +241,11 @@ func ByCustomerActiveAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCustomerActiveAt, opts...).ToFunc()
 }
 
+// ByConsumerID orders the results by the consumer_id field.
+func ByConsumerID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldConsumerID, opts...).ToFunc()
+}
+
 // ByInteractionField orders the results by interaction field.
 func ByInteractionField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
@@ -247,6 +264,13 @@ func ByQueueField(field string, opts ...sql.OrderTermOption) OrderOption {
 func ByAgentField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
 		sqlgraph.OrderByNeighborTerms(s, newAgentStep(), sql.OrderByField(field, opts...))
+	}
+}
+
+// ByConsumerField orders the results by consumer field.
+func ByConsumerField(field string, opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newConsumerStep(), sql.OrderByField(field, opts...))
 	}
 }
 
@@ -352,6 +376,13 @@ func newAgentStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(AgentInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2O, true, AgentTable, AgentColumn),
+	)
+}
+func newConsumerStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(ConsumerInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2O, true, ConsumerTable, ConsumerColumn),
 	)
 }
 func newEventsStep() *sqlgraph.Step {

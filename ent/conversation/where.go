@@ -96,6 +96,11 @@ func CustomerActiveAt(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldCustomerActiveAt, v))
 }
 
+// ConsumerID applies equality check predicate on the "consumer_id" field. It's identical to ConsumerIDEQ.
+func ConsumerID(v uuid.UUID) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldConsumerID, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldCreatedAt, v))
@@ -426,6 +431,36 @@ func CustomerActiveAtNotNil() predicate.Conversation {
 	return predicate.Conversation(sql.FieldNotNull(FieldCustomerActiveAt))
 }
 
+// ConsumerIDEQ applies the EQ predicate on the "consumer_id" field.
+func ConsumerIDEQ(v uuid.UUID) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldConsumerID, v))
+}
+
+// ConsumerIDNEQ applies the NEQ predicate on the "consumer_id" field.
+func ConsumerIDNEQ(v uuid.UUID) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldConsumerID, v))
+}
+
+// ConsumerIDIn applies the In predicate on the "consumer_id" field.
+func ConsumerIDIn(vs ...uuid.UUID) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldConsumerID, vs...))
+}
+
+// ConsumerIDNotIn applies the NotIn predicate on the "consumer_id" field.
+func ConsumerIDNotIn(vs ...uuid.UUID) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldConsumerID, vs...))
+}
+
+// ConsumerIDIsNil applies the IsNil predicate on the "consumer_id" field.
+func ConsumerIDIsNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldIsNull(FieldConsumerID))
+}
+
+// ConsumerIDNotNil applies the NotNil predicate on the "consumer_id" field.
+func ConsumerIDNotNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotNull(FieldConsumerID))
+}
+
 // HasInteraction applies the HasEdge predicate on the "interaction" edge.
 func HasInteraction() predicate.Conversation {
 	return predicate.Conversation(func(s *sql.Selector) {
@@ -487,6 +522,29 @@ func HasAgent() predicate.Conversation {
 func HasAgentWith(preds ...predicate.Agent) predicate.Conversation {
 	return predicate.Conversation(func(s *sql.Selector) {
 		step := newAgentStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasConsumer applies the HasEdge predicate on the "consumer" edge.
+func HasConsumer() predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, ConsumerTable, ConsumerColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasConsumerWith applies the HasEdge predicate on the "consumer" edge with a given conditions (other predicates).
+func HasConsumerWith(preds ...predicate.Consumer) predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := newConsumerStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

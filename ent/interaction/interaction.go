@@ -28,6 +28,8 @@ const (
 	FieldChannel = "channel"
 	// FieldFirstMessage holds the string denoting the first_message field in the database.
 	FieldFirstMessage = "first_message"
+	// FieldOrigin holds the string denoting the origin field in the database.
+	FieldOrigin = "origin"
 	// FieldRequestID holds the string denoting the request_id field in the database.
 	FieldRequestID = "request_id"
 	// FieldRequestHash holds the string denoting the request_hash field in the database.
@@ -54,6 +56,7 @@ var Columns = []string{
 	FieldIssueType,
 	FieldChannel,
 	FieldFirstMessage,
+	FieldOrigin,
 	FieldRequestID,
 	FieldRequestHash,
 }
@@ -103,6 +106,32 @@ func ChannelValidator(c Channel) error {
 	}
 }
 
+// Origin defines the type for the "origin" enum field.
+type Origin string
+
+// OriginGuest is the default value of the Origin enum.
+const DefaultOrigin = OriginGuest
+
+// Origin values.
+const (
+	OriginGuest    Origin = "guest"
+	OriginCustomer Origin = "customer"
+)
+
+func (o Origin) String() string {
+	return string(o)
+}
+
+// OriginValidator is a validator for the "origin" field enum values. It is called by the builders before save.
+func OriginValidator(o Origin) error {
+	switch o {
+	case OriginGuest, OriginCustomer:
+		return nil
+	default:
+		return fmt.Errorf("interaction: invalid enum value for origin field: %q", o)
+	}
+}
+
 // OrderOption defines the ordering options for the Interaction queries.
 type OrderOption func(*sql.Selector)
 
@@ -139,6 +168,11 @@ func ByChannel(opts ...sql.OrderTermOption) OrderOption {
 // ByFirstMessage orders the results by the first_message field.
 func ByFirstMessage(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldFirstMessage, opts...).ToFunc()
+}
+
+// ByOrigin orders the results by the origin field.
+func ByOrigin(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOrigin, opts...).ToFunc()
 }
 
 // ByRequestID orders the results by the request_id field.

@@ -411,6 +411,26 @@ func FirstMessageContainsFold(v string) predicate.Interaction {
 	return predicate.Interaction(sql.FieldContainsFold(FieldFirstMessage, v))
 }
 
+// OriginEQ applies the EQ predicate on the "origin" field.
+func OriginEQ(v Origin) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldOrigin, v))
+}
+
+// OriginNEQ applies the NEQ predicate on the "origin" field.
+func OriginNEQ(v Origin) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNEQ(FieldOrigin, v))
+}
+
+// OriginIn applies the In predicate on the "origin" field.
+func OriginIn(vs ...Origin) predicate.Interaction {
+	return predicate.Interaction(sql.FieldIn(FieldOrigin, vs...))
+}
+
+// OriginNotIn applies the NotIn predicate on the "origin" field.
+func OriginNotIn(vs ...Origin) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNotIn(FieldOrigin, vs...))
+}
+
 // RequestIDEQ applies the EQ predicate on the "request_id" field.
 func RequestIDEQ(v string) predicate.Interaction {
 	return predicate.Interaction(sql.FieldEQ(FieldRequestID, v))

@@ -67,12 +67,21 @@ var (
 		{Name: "display_name", Type: field.TypeString},
 		{Name: "email", Type: field.TypeString},
 		{Name: "verified", Type: field.TypeBool, Default: false},
+		{Name: "issuer", Type: field.TypeString, Nullable: true},
+		{Name: "subject", Type: field.TypeString, Nullable: true},
 	}
 	// ConsumersTable holds the schema information for the "consumers" table.
 	ConsumersTable = &schema.Table{
 		Name:       "consumers",
 		Columns:    ConsumersColumns,
 		PrimaryKey: []*schema.Column{ConsumersColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "consumer_issuer_subject",
+				Unique:  true,
+				Columns: []*schema.Column{ConsumersColumns[5], ConsumersColumns[6]},
+			},
+		},
 	}
 	// ConversationsColumns holds the columns for the "conversations" table.
 	ConversationsColumns = []*schema.Column{
@@ -84,6 +93,7 @@ var (
 		{Name: "closed_at", Type: field.TypeTime, Nullable: true},
 		{Name: "customer_active_at", Type: field.TypeTime, Nullable: true},
 		{Name: "agent_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "consumer_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "interaction_id", Type: field.TypeUUID, Unique: true},
 		{Name: "queue_id", Type: field.TypeUUID, Nullable: true},
 	}
@@ -100,14 +110,20 @@ var (
 				OnDelete:   schema.SetNull,
 			},
 			{
-				Symbol:     "conversations_interactions_conversation",
+				Symbol:     "conversations_consumers_conversations",
 				Columns:    []*schema.Column{ConversationsColumns[8]},
+				RefColumns: []*schema.Column{ConsumersColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+			{
+				Symbol:     "conversations_interactions_conversation",
+				Columns:    []*schema.Column{ConversationsColumns[9]},
 				RefColumns: []*schema.Column{InteractionsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "conversations_queues_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[9]},
+				Columns:    []*schema.Column{ConversationsColumns[10]},
 				RefColumns: []*schema.Column{QueuesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -127,6 +143,11 @@ var (
 				Name:    "conversation_state_customer_active_at",
 				Unique:  false,
 				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[6]},
+			},
+			{
+				Name:    "conversation_consumer_id_state",
+				Unique:  false,
+				Columns: []*schema.Column{ConversationsColumns[8], ConversationsColumns[2]},
 			},
 		},
 	}
@@ -202,6 +223,7 @@ var (
 		{Name: "issue_type", Type: field.TypeString},
 		{Name: "channel", Type: field.TypeEnum, Enums: []string{"web_portal", "messenger", "mobile"}},
 		{Name: "first_message", Type: field.TypeString, Size: 2147483647, Default: ""},
+		{Name: "origin", Type: field.TypeEnum, Enums: []string{"guest", "customer"}, Default: "guest"},
 		{Name: "request_id", Type: field.TypeString, Unique: true},
 		{Name: "request_hash", Type: field.TypeBytes},
 	}
@@ -212,9 +234,9 @@ var (
 		PrimaryKey: []*schema.Column{InteractionsColumns[0]},
 		Indexes: []*schema.Index{
 			{
-				Name:    "interaction_created_at",
+				Name:    "interaction_origin_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{InteractionsColumns[1]},
+				Columns: []*schema.Column{InteractionsColumns[7], InteractionsColumns[1]},
 			},
 		},
 	}
@@ -468,8 +490,9 @@ func init() {
 	}
 	AttachmentsTable.ForeignKeys[0].RefTable = ConversationsTable
 	ConversationsTable.ForeignKeys[0].RefTable = AgentsTable
-	ConversationsTable.ForeignKeys[1].RefTable = InteractionsTable
-	ConversationsTable.ForeignKeys[2].RefTable = QueuesTable
+	ConversationsTable.ForeignKeys[1].RefTable = ConsumersTable
+	ConversationsTable.ForeignKeys[2].RefTable = InteractionsTable
+	ConversationsTable.ForeignKeys[3].RefTable = QueuesTable
 	EventsTable.ForeignKeys[0].RefTable = ConversationsTable
 	MatchingRulesTable.ForeignKeys[0].RefTable = QueuesTable
 	OffersTable.ForeignKeys[0].RefTable = AgentsTable

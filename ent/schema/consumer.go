@@ -4,6 +4,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
 )
 
 // Consumer is a person the service team serves.
@@ -21,6 +22,11 @@ func (Consumer) Fields() []ent.Field {
 		field.String("email"),
 		// verified is false for records made from a guest's typed form.
 		field.Bool("verified").Default(false),
+		// issuer and subject identify a verified customer (the JWT's iss and
+		// sub); a guest's typed details never fill them, so unverified data
+		// never merges into a verified record.
+		field.String("issuer").Optional().Nillable().Immutable(),
+		field.String("subject").Optional().Nillable().Immutable(),
 	}
 }
 
@@ -28,5 +34,13 @@ func (Consumer) Fields() []ent.Field {
 func (Consumer) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("cases", ServiceCase.Type),
+		edge.To("conversations", Conversation.Type),
+	}
+}
+
+// Indexes of the Consumer.
+func (Consumer) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("issuer", "subject").Unique(),
 	}
 }

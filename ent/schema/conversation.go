@@ -32,6 +32,8 @@ func (Conversation) Fields() []ent.Field {
 		// customer_active_at is when the customer last sent, acknowledged
 		// or uploaded something; abandoned conversations are found by it.
 		field.Time("customer_active_at").Optional().Nillable(),
+		// consumer_id is the signed-in customer's record; nil for guests.
+		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 	}
 }
 
@@ -41,6 +43,7 @@ func (Conversation) Edges() []ent.Edge {
 		edge.From("interaction", Interaction.Type).Ref("conversation").Field("interaction_id").Unique().Required().Immutable(),
 		edge.From("queue", Queue.Type).Ref("conversations").Field("queue_id").Unique(),
 		edge.From("agent", Agent.Type).Ref("conversations").Field("agent_id").Unique(),
+		edge.From("consumer", Consumer.Type).Ref("conversations").Field("consumer_id").Unique().Immutable(),
 		edge.To("events", Event.Type),
 		edge.To("offers", Offer.Type),
 		edge.To("tokens", Token.Type),
@@ -56,5 +59,6 @@ func (Conversation) Indexes() []ent.Index {
 		index.Fields("state", "queued_at"),
 		index.Fields("agent_id", "state"),
 		index.Fields("state", "customer_active_at"),
+		index.Fields("consumer_id", "state"),
 	}
 }

@@ -24,7 +24,11 @@ func (Interaction) Fields() []ent.Field {
 		field.String("issue_type").Immutable(),
 		field.Enum("channel").Values("web_portal", "messenger", "mobile").Immutable(),
 		field.Text("first_message").Default("").Immutable(),
-		// request_id is the client's idempotency key for StartGuestChat.
+		// origin tells a guest's pre-chat form from a signed-in customer's
+		// request; only guests count against the guest session limit.
+		field.Enum("origin").Values("guest", "customer").Default("guest").Immutable(),
+		// request_id is the client's idempotency key for StartGuestChat and
+		// StartCustomerChat.
 		field.String("request_id").Unique().Immutable(),
 		// request_hash fingerprints the form, so a reused key with another
 		// form is told apart from a retry.
@@ -42,7 +46,7 @@ func (Interaction) Edges() []ent.Edge {
 // Indexes of the Interaction.
 func (Interaction) Indexes() []ent.Index {
 	return []ent.Index{
-		// The guest session limit counts interactions of the last hour.
-		index.Fields("created_at"),
+		// The guest session limit counts guest interactions of the last hour.
+		index.Fields("origin", "created_at"),
 	}
 }

@@ -256,7 +256,8 @@ func (ParticipantRole) EnumDescriptor() ([]byte, []int) {
 type Participant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Role  ParticipantRole        `protobuf:"varint,1,opt,name=role,proto3,enum=parley.v1.ParticipantRole" json:"role,omitempty"`
-	// The guest's interaction id, the agent id, or empty for the system.
+	// The guest's interaction id, the customer's consumer id, the agent id,
+	// or empty for the system.
 	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -419,9 +420,11 @@ type Conversation struct {
 	// The agent holding the conversation; empty unless assigned.
 	AgentId string `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// The seq of the last event in the conversation's log.
-	LastSeq       int64                  `protobuf:"varint,6,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	CloseTime     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=close_time,json=closeTime,proto3" json:"close_time,omitempty"`
+	LastSeq    int64                  `protobuf:"varint,6,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CloseTime  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=close_time,json=closeTime,proto3" json:"close_time,omitempty"`
+	// The signed-in customer's consumer record; empty for guest chats.
+	ConsumerId    string `protobuf:"bytes,9,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -510,6 +513,13 @@ func (x *Conversation) GetCloseTime() *timestamppb.Timestamp {
 		return x.CloseTime
 	}
 	return nil
+}
+
+func (x *Conversation) GetConsumerId() string {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return ""
 }
 
 // Event is one entry of a conversation's append-only log.
@@ -2214,7 +2224,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\achannel\x18\x05 \x01(\x0e2\x12.parley.v1.ChannelR\achannel\x12#\n" +
 	"\rfirst_message\x18\x06 \x01(\tR\ffirstMessage\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xd5\x02\n" +
+	"createTime\"\xf6\x02\n" +
 	"\fConversation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.parley.v1.ConversationStateR\x05state\x128\n" +
@@ -2225,7 +2235,9 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x129\n" +
 	"\n" +
-	"close_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcloseTime\"\xff\x05\n" +
+	"close_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcloseTime\x12\x1f\n" +
+	"\vconsumer_id\x18\t \x01(\tR\n" +
+	"consumerId\"\xff\x05\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12;\n" +

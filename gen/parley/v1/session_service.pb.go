@@ -250,6 +250,241 @@ func (x *StartGuestChatResponse) GetGuestToken() string {
 	return ""
 }
 
+// StartCustomerChatRequest is what a signed-in customer asks about. Name
+// and email come from the verified identity.
+type StartCustomerChatRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A client-generated UUID; a retry with the same id and request returns
+	// the same conversation.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// One of the values GetPreChatForm lists.
+	IssueType    string `protobuf:"bytes,2,opt,name=issue_type,json=issueType,proto3" json:"issue_type,omitempty"`
+	FirstMessage string `protobuf:"bytes,3,opt,name=first_message,json=firstMessage,proto3" json:"first_message,omitempty"`
+	// Where the customer writes from; unspecified means the web portal.
+	Channel       Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartCustomerChatRequest) Reset() {
+	*x = StartCustomerChatRequest{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartCustomerChatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartCustomerChatRequest) ProtoMessage() {}
+
+func (x *StartCustomerChatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartCustomerChatRequest.ProtoReflect.Descriptor instead.
+func (*StartCustomerChatRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StartCustomerChatRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *StartCustomerChatRequest) GetIssueType() string {
+	if x != nil {
+		return x.IssueType
+	}
+	return ""
+}
+
+func (x *StartCustomerChatRequest) GetFirstMessage() string {
+	if x != nil {
+		return x.FirstMessage
+	}
+	return ""
+}
+
+func (x *StartCustomerChatRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+// StartCustomerChatResponse carries the customer's conversation.
+type StartCustomerChatResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Conversation *Conversation          `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	// True when an open conversation was resumed rather than started.
+	Resumed       bool `protobuf:"varint,2,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartCustomerChatResponse) Reset() {
+	*x = StartCustomerChatResponse{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartCustomerChatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartCustomerChatResponse) ProtoMessage() {}
+
+func (x *StartCustomerChatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartCustomerChatResponse.ProtoReflect.Descriptor instead.
+func (*StartCustomerChatResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StartCustomerChatResponse) GetConversation() *Conversation {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
+func (x *StartCustomerChatResponse) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
+}
+
+// ListMyConversationsRequest pages through the caller's conversations.
+type ListMyConversationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 50; at most 200.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyConversationsRequest) Reset() {
+	*x = ListMyConversationsRequest{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyConversationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyConversationsRequest) ProtoMessage() {}
+
+func (x *ListMyConversationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyConversationsRequest.ProtoReflect.Descriptor instead.
+func (*ListMyConversationsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListMyConversationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMyConversationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListMyConversationsResponse is one page, newest first.
+type ListMyConversationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conversations []*Conversation        `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyConversationsResponse) Reset() {
+	*x = ListMyConversationsResponse{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyConversationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyConversationsResponse) ProtoMessage() {}
+
+func (x *ListMyConversationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyConversationsResponse.ProtoReflect.Descriptor instead.
+func (*ListMyConversationsResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListMyConversationsResponse) GetConversations() []*Conversation {
+	if x != nil {
+		return x.Conversations
+	}
+	return nil
+}
+
+func (x *ListMyConversationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // GetConversationRequest names a conversation.
 type GetConversationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -260,7 +495,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[4]
+	mi := &file_parley_v1_session_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +507,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[4]
+	mi := &file_parley_v1_session_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +520,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetConversationRequest) GetConversationId() string {
@@ -305,7 +540,7 @@ type GetConversationResponse struct {
 
 func (x *GetConversationResponse) Reset() {
 	*x = GetConversationResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[5]
+	mi := &file_parley_v1_session_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +552,7 @@ func (x *GetConversationResponse) String() string {
 func (*GetConversationResponse) ProtoMessage() {}
 
 func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[5]
+	mi := &file_parley_v1_session_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +565,7 @@ func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationResponse.ProtoReflect.Descriptor instead.
 func (*GetConversationResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetConversationResponse) GetConversation() *Conversation {
@@ -351,7 +586,7 @@ type CloseConversationRequest struct {
 
 func (x *CloseConversationRequest) Reset() {
 	*x = CloseConversationRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	mi := &file_parley_v1_session_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +598,7 @@ func (x *CloseConversationRequest) String() string {
 func (*CloseConversationRequest) ProtoMessage() {}
 
 func (x *CloseConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	mi := &file_parley_v1_session_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +611,7 @@ func (x *CloseConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseConversationRequest.ProtoReflect.Descriptor instead.
 func (*CloseConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CloseConversationRequest) GetConversationId() string {
@@ -403,7 +638,7 @@ type CloseConversationResponse struct {
 
 func (x *CloseConversationResponse) Reset() {
 	*x = CloseConversationResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	mi := &file_parley_v1_session_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +650,7 @@ func (x *CloseConversationResponse) String() string {
 func (*CloseConversationResponse) ProtoMessage() {}
 
 func (x *CloseConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	mi := &file_parley_v1_session_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +663,7 @@ func (x *CloseConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseConversationResponse.ProtoReflect.Descriptor instead.
 func (*CloseConversationResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CloseConversationResponse) GetConversation() *Conversation {
@@ -447,7 +682,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[8]
+	mi := &file_parley_v1_session_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +694,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[8]
+	mi := &file_parley_v1_session_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +707,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{12}
 }
 
 // GetSettingsResponse carries the settings.
@@ -485,7 +720,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[9]
+	mi := &file_parley_v1_session_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +732,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[9]
+	mi := &file_parley_v1_session_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +745,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSettingsResponse) GetSettings() *Settings {
@@ -530,7 +765,7 @@ type UpdateSettingsRequest struct {
 
 func (x *UpdateSettingsRequest) Reset() {
 	*x = UpdateSettingsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[10]
+	mi := &file_parley_v1_session_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +777,7 @@ func (x *UpdateSettingsRequest) String() string {
 func (*UpdateSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[10]
+	mi := &file_parley_v1_session_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +790,7 @@ func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateSettingsRequest) GetSettings() *Settings {
@@ -575,7 +810,7 @@ type UpdateSettingsResponse struct {
 
 func (x *UpdateSettingsResponse) Reset() {
 	*x = UpdateSettingsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[11]
+	mi := &file_parley_v1_session_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +822,7 @@ func (x *UpdateSettingsResponse) String() string {
 func (*UpdateSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[11]
+	mi := &file_parley_v1_session_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +835,7 @@ func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateSettingsResponse) GetSettings() *Settings {
@@ -633,7 +868,24 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x16StartGuestChatResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12\x1f\n" +
 	"\vguest_token\x18\x02 \x01(\tR\n" +
-	"guestToken\"K\n" +
+	"guestToken\"\xd4\x01\n" +
+	"\x18StartCustomerChatRequest\x12'\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12(\n" +
+	"\n" +
+	"issue_type\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tissueType\x12-\n" +
+	"\rfirst_message\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\ffirstMessage\x126\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\"r\n" +
+	"\x19StartCustomerChatResponse\x12;\n" +
+	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12\x18\n" +
+	"\aresumed\x18\x02 \x01(\bR\aresumed\"k\n" +
+	"\x1aListMyConversationsRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"\x84\x01\n" +
+	"\x1bListMyConversationsResponse\x12=\n" +
+	"\rconversations\x18\x01 \x03(\v2\x17.parley.v1.ConversationR\rconversations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
 	"\x16GetConversationRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"V\n" +
 	"\x17GetConversationResponse\x12;\n" +
@@ -649,10 +901,12 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x15UpdateSettingsRequest\x127\n" +
 	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"I\n" +
 	"\x16UpdateSettingsResponse\x12/\n" +
-	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings2\xac\x04\n" +
+	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings2\xf7\x05\n" +
 	"\x0eSessionService\x12Z\n" +
 	"\x0eGetPreChatForm\x12 .parley.v1.GetPreChatFormRequest\x1a!.parley.v1.GetPreChatFormResponse\"\x03\x90\x02\x01\x12U\n" +
-	"\x0eStartGuestChat\x12 .parley.v1.StartGuestChatRequest\x1a!.parley.v1.StartGuestChatResponse\x12]\n" +
+	"\x0eStartGuestChat\x12 .parley.v1.StartGuestChatRequest\x1a!.parley.v1.StartGuestChatResponse\x12^\n" +
+	"\x11StartCustomerChat\x12#.parley.v1.StartCustomerChatRequest\x1a$.parley.v1.StartCustomerChatResponse\x12i\n" +
+	"\x13ListMyConversations\x12%.parley.v1.ListMyConversationsRequest\x1a&.parley.v1.ListMyConversationsResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\x0fGetConversation\x12!.parley.v1.GetConversationRequest\x1a\".parley.v1.GetConversationResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x11CloseConversation\x12#.parley.v1.CloseConversationRequest\x1a$.parley.v1.CloseConversationResponse\x12Q\n" +
 	"\vGetSettings\x12\x1d.parley.v1.GetSettingsRequest\x1a\x1e.parley.v1.GetSettingsResponse\"\x03\x90\x02\x01\x12U\n" +
@@ -672,51 +926,62 @@ func file_parley_v1_session_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_session_service_proto_rawDescData
 }
 
-var file_parley_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_parley_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_parley_v1_session_service_proto_goTypes = []any{
-	(*GetPreChatFormRequest)(nil),     // 0: parley.v1.GetPreChatFormRequest
-	(*GetPreChatFormResponse)(nil),    // 1: parley.v1.GetPreChatFormResponse
-	(*StartGuestChatRequest)(nil),     // 2: parley.v1.StartGuestChatRequest
-	(*StartGuestChatResponse)(nil),    // 3: parley.v1.StartGuestChatResponse
-	(*GetConversationRequest)(nil),    // 4: parley.v1.GetConversationRequest
-	(*GetConversationResponse)(nil),   // 5: parley.v1.GetConversationResponse
-	(*CloseConversationRequest)(nil),  // 6: parley.v1.CloseConversationRequest
-	(*CloseConversationResponse)(nil), // 7: parley.v1.CloseConversationResponse
-	(*GetSettingsRequest)(nil),        // 8: parley.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),       // 9: parley.v1.GetSettingsResponse
-	(*UpdateSettingsRequest)(nil),     // 10: parley.v1.UpdateSettingsRequest
-	(*UpdateSettingsResponse)(nil),    // 11: parley.v1.UpdateSettingsResponse
-	(*IssueType)(nil),                 // 12: parley.v1.IssueType
-	(Channel)(0),                      // 13: parley.v1.Channel
-	(*Conversation)(nil),              // 14: parley.v1.Conversation
-	(*Settings)(nil),                  // 15: parley.v1.Settings
+	(*GetPreChatFormRequest)(nil),       // 0: parley.v1.GetPreChatFormRequest
+	(*GetPreChatFormResponse)(nil),      // 1: parley.v1.GetPreChatFormResponse
+	(*StartGuestChatRequest)(nil),       // 2: parley.v1.StartGuestChatRequest
+	(*StartGuestChatResponse)(nil),      // 3: parley.v1.StartGuestChatResponse
+	(*StartCustomerChatRequest)(nil),    // 4: parley.v1.StartCustomerChatRequest
+	(*StartCustomerChatResponse)(nil),   // 5: parley.v1.StartCustomerChatResponse
+	(*ListMyConversationsRequest)(nil),  // 6: parley.v1.ListMyConversationsRequest
+	(*ListMyConversationsResponse)(nil), // 7: parley.v1.ListMyConversationsResponse
+	(*GetConversationRequest)(nil),      // 8: parley.v1.GetConversationRequest
+	(*GetConversationResponse)(nil),     // 9: parley.v1.GetConversationResponse
+	(*CloseConversationRequest)(nil),    // 10: parley.v1.CloseConversationRequest
+	(*CloseConversationResponse)(nil),   // 11: parley.v1.CloseConversationResponse
+	(*GetSettingsRequest)(nil),          // 12: parley.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),         // 13: parley.v1.GetSettingsResponse
+	(*UpdateSettingsRequest)(nil),       // 14: parley.v1.UpdateSettingsRequest
+	(*UpdateSettingsResponse)(nil),      // 15: parley.v1.UpdateSettingsResponse
+	(*IssueType)(nil),                   // 16: parley.v1.IssueType
+	(Channel)(0),                        // 17: parley.v1.Channel
+	(*Conversation)(nil),                // 18: parley.v1.Conversation
+	(*Settings)(nil),                    // 19: parley.v1.Settings
 }
 var file_parley_v1_session_service_proto_depIdxs = []int32{
-	12, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
-	13, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
-	14, // 2: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
-	14, // 3: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
-	14, // 4: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
-	15, // 5: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
-	15, // 6: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
-	15, // 7: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
-	0,  // 8: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
-	2,  // 9: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
-	4,  // 10: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
-	6,  // 11: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
-	8,  // 12: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
-	10, // 13: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
-	1,  // 14: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
-	3,  // 15: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
-	5,  // 16: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
-	7,  // 17: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
-	9,  // 18: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
-	11, // 19: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
+	17, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
+	18, // 2: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
+	17, // 3: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
+	18, // 4: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
+	18, // 5: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	18, // 6: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
+	18, // 7: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
+	19, // 8: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
+	19, // 9: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
+	19, // 10: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
+	0,  // 11: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
+	2,  // 12: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
+	4,  // 13: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
+	6,  // 14: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
+	8,  // 15: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
+	10, // 16: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
+	12, // 17: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
+	14, // 18: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
+	1,  // 19: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
+	3,  // 20: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
+	5,  // 21: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
+	7,  // 22: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
+	9,  // 23: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
+	11, // 24: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
+	13, // 25: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
+	15, // 26: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
+	19, // [19:27] is the sub-list for method output_type
+	11, // [11:19] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_session_service_proto_init() }
@@ -731,7 +996,7 @@ func file_parley_v1_session_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_session_service_proto_rawDesc), len(file_parley_v1_session_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,8 @@ import (
 
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -53,6 +55,7 @@ func run(log *slog.Logger, args []string) error {
 	addr := fs.String("addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
 	dbPath := fs.String("db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
 	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
+	identityPath := fs.String("identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal)")
 	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
 	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
 	lifetime := fs.Duration("max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")
@@ -96,7 +99,24 @@ func run(log *slog.Logger, args []string) error {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
 	}
 
+	idData, idName := identity.Demo, "built-in demo"
+	if *identityPath != "" {
+		if idData, err = os.ReadFile(*identityPath); err != nil {
+			return fmt.Errorf("read identity file: %w", err)
+		}
+		idName = *identityPath
+	}
+	idConfig, err := identity.ParseConfig(idData)
+	if err != nil {
+		return fmt.Errorf("%s: %w", idName, err)
+	}
+	customers, err := identity.NewVerifier(idConfig, clock.Real{})
+	if err != nil {
+		return fmt.Errorf("%s: %w", idName, err)
+	}
+
 	a := app.New(db, app.Options{
+		Customers:          customers,
 		Log:                log,
 		MaxRequestBytes:    *maxBytes,
 		Heartbeat:          *heartbeat,
@@ -126,6 +146,9 @@ func run(log *slog.Logger, args []string) error {
 	if bootName == "built-in demo" {
 		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
 			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", lis.Addr())
+	}
+	if idName == "built-in demo" {
+		fmt.Fprintf(os.Stderr, "customer JWTs signed with the public demo secret in server/internal/identity/demo.yaml are accepted; use -identity for a real site\n")
 	}
 
 	select {

@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/cases"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
@@ -78,6 +79,9 @@ type Options struct {
 	AttachmentTypes []string
 	// TypingTTL is how long a typing indicator shows without a refresh.
 	TypingTTL time.Duration
+	// Customers verifies signed-in customers' JWTs; nil trusts no issuer,
+	// so only guests, agents and admins can call.
+	Customers *identity.Verifier
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -107,6 +111,9 @@ func (opts Options) withDefaults() Options {
 	setDuration(&opts.TypingTTL, DefaultTypingTTL)
 	if opts.SendRate == 0 {
 		opts.SendRate = DefaultSendRate
+	}
+	if opts.Customers == nil {
+		opts.Customers, _ = identity.NewVerifier(&identity.Config{}, opts.Clock) // no issuers: cannot fail
 	}
 	if opts.AttachmentTypes == nil {
 		opts.AttachmentTypes = messaging.DefaultAttachmentTypes
@@ -138,7 +145,7 @@ func New(db *ent.Client, opts Options) *App {
 	server := connect.NewServer(
 		observe(opts.Log),
 		streamLimits(draining, opts.MaxStreamLifetime),
-		auth.NewInterceptor(db, opts.Clock, opts.Log),
+		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
 		validate.NewServerInterceptor(),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))

@@ -9,12 +9,14 @@ import (
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/identity"
 )
 
 // NewInterceptor returns the server interceptor that authenticates the
-// bearer token in the Authorization header and enforces Policies before any
-// request payload is read.
-func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger) connect.ServerInterceptor {
+// bearer token in the Authorization header (a Parley token, or a customer
+// JWT that customers verifies) and enforces Policies before any request
+// payload is read.
+func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger, customers *identity.Verifier) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			policy, ok := Policies[spec.Procedure]
@@ -39,7 +41,14 @@ func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger) connect.S
 				return apierr.New(connect.CodeUnauthenticated, "MALFORMED_TOKEN",
 					"malformed Authorization header: want \"Bearer <token>\"")
 			}
-			p, err := resolve(ctx, db, strings.TrimSpace(secret), clk.Now())
+			secret = strings.TrimSpace(secret)
+			var p *Principal
+			var err error
+			if identity.LooksLikeJWT(secret) {
+				p, err = resolveCustomer(ctx, db, customers, secret)
+			} else {
+				p, err = resolve(ctx, db, secret, clk.Now())
+			}
 			if err == errBadToken {
 				return apierr.New(connect.CodeUnauthenticated, "INVALID_TOKEN",
 					"the token is unknown, expired or revoked")

@@ -23,8 +23,9 @@ func (p Policy) Allows(role Role) bool {
 
 var (
 	public       = Policy{Public: true}
-	participants = Policy{Roles: []Role{RoleGuest, RoleAgent, RoleAdmin}}
-	parties      = Policy{Roles: []Role{RoleGuest, RoleAgent}}
+	participants = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent, RoleAdmin}}
+	parties      = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent}}
+	customers    = Policy{Roles: []Role{RoleCustomer}}
 	staff        = Policy{Roles: []Role{RoleAgent, RoleAdmin}}
 	agents       = Policy{Roles: []Role{RoleAgent}}
 	admins       = Policy{Roles: []Role{RoleAdmin}}
@@ -34,12 +35,14 @@ var (
 // missing here is refused for everyone, and a test fails when a registered
 // procedure has no entry.
 var Policies = map[string]Policy{
-	parleyv1connect.SessionServiceGetPreChatFormProcedure:    public,
-	parleyv1connect.SessionServiceStartGuestChatProcedure:    public,
-	parleyv1connect.SessionServiceGetConversationProcedure:   participants,
-	parleyv1connect.SessionServiceCloseConversationProcedure: participants,
-	parleyv1connect.SessionServiceGetSettingsProcedure:       admins,
-	parleyv1connect.SessionServiceUpdateSettingsProcedure:    admins,
+	parleyv1connect.SessionServiceGetPreChatFormProcedure:      public,
+	parleyv1connect.SessionServiceStartGuestChatProcedure:      public,
+	parleyv1connect.SessionServiceStartCustomerChatProcedure:   customers,
+	parleyv1connect.SessionServiceListMyConversationsProcedure: customers,
+	parleyv1connect.SessionServiceGetConversationProcedure:     participants,
+	parleyv1connect.SessionServiceCloseConversationProcedure:   participants,
+	parleyv1connect.SessionServiceGetSettingsProcedure:         admins,
+	parleyv1connect.SessionServiceUpdateSettingsProcedure:      admins,
 
 	parleyv1connect.MessagingServiceSendMessageProcedure:      participants,
 	parleyv1connect.MessagingServiceSubscribeProcedure:        participants,

@@ -15,8 +15,10 @@ type Role string
 // The roles a principal can have.
 const (
 	RoleGuest Role = "guest"
-	RoleAgent Role = "agent"
-	RoleAdmin Role = "admin"
+	// RoleCustomer is a signed-in customer, verified by a JWT.
+	RoleCustomer Role = "customer"
+	RoleAgent    Role = "agent"
+	RoleAdmin    Role = "admin"
 )
 
 // Principal is an authenticated caller.
@@ -28,6 +30,8 @@ type Principal struct {
 	AgentID uuid.UUID
 	// ConversationID is the one conversation a guest may use.
 	ConversationID uuid.UUID
+	// ConsumerID is a customer's consumer record.
+	ConsumerID uuid.UUID
 }
 
 type principalKey struct{}
@@ -50,6 +54,8 @@ func (p *Principal) Caller() string {
 	switch p.Role {
 	case RoleGuest:
 		return "guest:" + p.ConversationID.String()
+	case RoleCustomer:
+		return "customer:" + p.ConsumerID.String()
 	case RoleAgent:
 		return "agent:" + p.AgentID.String()
 	}

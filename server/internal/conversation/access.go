@@ -60,6 +60,9 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 	}
+	if p.Role == auth.RoleCustomer && (conv.ConsumerID == nil || *conv.ConsumerID != p.ConsumerID) {
+		return nil, denied(id)
+	}
 	if p.Role == auth.RoleAgent {
 		holds := conv.AgentID != nil && *conv.AgentID == p.AgentID
 		if need != Read && !holds {
@@ -107,6 +110,12 @@ func SenderOf(ctx context.Context, db *ent.Client, p *auth.Principal, conv *ent.
 	case auth.RoleGuest:
 		in := conv.Edges.Interaction
 		return Sender{Role: event.SenderRoleGuest, ID: in.ID.String(), Name: in.Name}, nil
+	case auth.RoleCustomer:
+		c, err := db.Consumer.Get(ctx, p.ConsumerID)
+		if err != nil {
+			return Sender{}, fmt.Errorf("load consumer %s: %w", p.ConsumerID, err)
+		}
+		return Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}, nil
 	case auth.RoleAgent:
 		a, err := db.Agent.Get(ctx, p.AgentID)
 		if err != nil {

@@ -76,6 +76,9 @@ func ToProto(c *ent.Conversation) *parleyv1.Conversation {
 	if c.ClosedAt != nil {
 		out.CloseTime = timestamppb.New(*c.ClosedAt)
 	}
+	if c.ConsumerID != nil {
+		out.ConsumerId = c.ConsumerID.String()
+	}
 	return out
 }
 

@@ -36,7 +36,7 @@ type Key struct {
 // returns the stored response without calling write; if with a different
 // request, it fails with AlreadyExists. replayed tells which happened.
 func Do[R proto.Message](ctx context.Context, db *ent.Client, key Key, req proto.Message, write func(tx *ent.Tx) (R, error)) (resp R, replayed bool, err error) {
-	hash, err := fingerprint(req)
+	hash, err := Fingerprint(req)
 	if err != nil {
 		return resp, false, apierr.Internal(err)
 	}
@@ -97,8 +97,8 @@ func lookup[R proto.Message](ctx context.Context, keys *ent.IdempotencyKeyClient
 	return resp, true, nil
 }
 
-// fingerprint hashes the deterministic encoding of req.
-func fingerprint(req proto.Message) ([]byte, error) {
+// Fingerprint hashes the deterministic encoding of req.
+func Fingerprint(req proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: marshal request: %w", err)

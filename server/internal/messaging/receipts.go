@@ -39,7 +39,7 @@ func (s *Service) SetTyping(ctx context.Context, req *parleyv1.SetTypingRequest)
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
-	if p.Role == auth.RoleGuest {
+	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		err := s.db.Conversation.Update().
 			Where(conversation.ID(id), conversation.Or(
 				conversation.CustomerActiveAtIsNil(), conversation.CustomerActiveAtLT(now.Add(-typingActivityEvery)),

@@ -87,7 +87,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, err
 	}
 	var channel *event.Channel
-	if p.Role == auth.RoleGuest {
+	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		c := event.Channel(conv.Edges.Interaction.Channel)
 		if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
 			c = event.Channel(convpkg.ChannelFromProto(req.GetChannel()))
@@ -154,7 +154,7 @@ func (s *Service) spend(p *auth.Principal) error {
 // touchCustomer records customer activity on the conversation, which keeps
 // it from being closed as abandoned.
 func touchCustomer(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) error {
-	if p.Role != auth.RoleGuest {
+	if p.Role != auth.RoleGuest && p.Role != auth.RoleCustomer {
 		return nil
 	}
 	if err := tx.Conversation.UpdateOneID(id).SetCustomerActiveAt(now).Exec(ctx); err != nil {

@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/parleyhq/parley/clients/go/parley"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -103,6 +105,19 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.clock != nil {
 		appOpts.Clock = cfg.clock
 	}
+	if appOpts.Customers == nil {
+		idc, err := identity.ParseConfig(identity.Demo)
+		if err != nil {
+			t.Fatalf("parse demo identity: %v", err)
+		}
+		var clk clock.Clock = clock.Real{}
+		if cfg.clock != nil {
+			clk = cfg.clock
+		}
+		if appOpts.Customers, err = identity.NewVerifier(idc, clk); err != nil {
+			t.Fatalf("demo identity: %v", err)
+		}
+	}
 	a := app.New(db, appOpts)
 	go a.Run(ctx)
 
@@ -135,4 +150,30 @@ func (s *Server) Client(protocol parley.Protocol, token string) *parley.Client {
 		opts = append(opts, parley.WithToken(token))
 	}
 	return parley.New(s.URL, opts...)
+}
+
+// Demo identity of the demo configuration (server/internal/identity/demo.yaml).
+const (
+	DemoIssuer   = "https://portal.example.com"
+	DemoAudience = "parley"
+	DemoSecret   = "parley-demo-portal-secret-do-not-use-in-production"
+)
+
+// CustomerToken mints a customer JWT signed like the demo portal would,
+// valid for an hour from now (the server's fake clock's now, if it has one).
+func (s *Server) CustomerToken(t testing.TB, subject, name, email string) string {
+	t.Helper()
+	now := time.Now()
+	if s.Clock != nil {
+		now = s.Clock.Now()
+	}
+	claims := jwt.MapClaims{
+		"iss": DemoIssuer, "aud": DemoAudience, "sub": subject, "name": name, "email": email,
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(DemoSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
 }

@@ -86,7 +86,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		prior, err := tx.Interaction.Query().Where(interaction.RequestID(req.GetRequestId())).WithConversation().Only(ctx)
 		switch {
 		case err == nil:
-			if !bytes.Equal(prior.RequestHash, hash) {
+			if prior.Origin != interaction.OriginGuest || !bytes.Equal(prior.RequestHash, hash) {
 				return apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
 					fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
 			}
@@ -102,60 +102,26 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		if err != nil {
 			return fmt.Errorf("load settings: %w", err)
 		}
-		if !slices.ContainsFunc(set.IssueTypes, func(it schema.IssueType) bool { return it.Value == req.GetIssueType() }) {
-			return apierr.New(connect.CodeInvalidArgument, "UNKNOWN_ISSUE_TYPE",
-				fmt.Sprintf("issue_type %q is not one of: %s", req.GetIssueType(), issueTypeValues(set.IssueTypes)))
+		if err := checkIssueType(set, req.GetIssueType()); err != nil {
+			return err
 		}
-		recent, err := tx.Interaction.Query().Where(interaction.CreatedAtGT(now.Add(-guestSessionWindow))).Count(ctx)
+		recent, err := tx.Interaction.Query().Where(
+			interaction.OriginEQ(interaction.OriginGuest), interaction.CreatedAtGT(now.Add(-guestSessionWindow)),
+		).Count(ctx)
 		if err != nil {
 			return fmt.Errorf("count recent guest sessions: %w", err)
 		}
 		if recent >= set.MaxGuestSessionsPerHour {
 			return apierr.New(connect.CodeResourceExhausted, "GUEST_SESSION_LIMIT", set.GuestSessionsRateLimitReachedMessage)
 		}
-		queue, err := s.route(ctx, tx, req)
+		conv, err := s.open(ctx, tx, chatForm{
+			requestID: req.GetRequestId(), hash: hash, name: req.GetName(), email: req.GetEmail(),
+			issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
+		}, nil, now)
 		if err != nil {
 			return err
-		}
-		channel := convpkg.ChannelFromProto(req.GetChannel())
-		in, err := tx.Interaction.Create().
-			SetCreatedAt(now).
-			SetName(req.GetName()).
-			SetEmail(req.GetEmail()).
-			SetIssueType(req.GetIssueType()).
-			SetChannel(channel).
-			SetFirstMessage(req.GetFirstMessage()).
-			SetRequestID(req.GetRequestId()).
-			SetRequestHash(hash).
-			Save(ctx)
-		if err != nil {
-			return fmt.Errorf("create interaction: %w", err)
-		}
-		conv, err := tx.Conversation.Create().
-			SetCreatedAt(now).
-			SetState(conversation.StateQueued).
-			SetInteractionID(in.ID).
-			SetQueueID(queue.ID).
-			SetQueuedAt(now).
-			SetCustomerActiveAt(now).
-			Save(ctx)
-		if err != nil {
-			return fmt.Errorf("create conversation: %w", err)
 		}
 		convID = conv.ID
-		guest := convpkg.Sender{Role: event.SenderRoleGuest, ID: in.ID.String(), Name: in.Name}
-		evChannel := event.Channel(channel)
-		entries := []convpkg.Entry{{Sender: guest, Channel: &evChannel, Payload: &parleyv1.ParticipantJoined{Participant: guest.Participant()}}}
-		if req.GetFirstMessage() != "" {
-			entries = append(entries, convpkg.Entry{
-				Sender: guest, Channel: &evChannel, ClientMessageID: req.GetRequestId(),
-				Payload: &parleyv1.MessagePosted{Text: req.GetFirstMessage(), ClientMessageId: req.GetRequestId()},
-			})
-		}
-		entries = append(entries, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})
-		if _, err := convpkg.Append(ctx, tx, conv.ID, now, entries...); err != nil {
-			return err
-		}
 		token, err = auth.IssueGuestToken(ctx, tx, conv.ID, now.Add(GuestTokenLifetime))
 		return err
 	})
@@ -170,8 +136,85 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	return &parleyv1.StartGuestChatResponse{Conversation: convpkg.ToProto(conv), GuestToken: token}, nil
 }
 
+// chatForm is what a new conversation starts from.
+type chatForm struct {
+	requestID    string
+	hash         []byte
+	name, email  string
+	issueType    string
+	firstMessage string
+	channel      parleyv1.Channel
+}
+
+// checkIssueType fails unless issueType is one of the settings' issue types.
+func checkIssueType(set *ent.Setting, issueType string) error {
+	if !slices.ContainsFunc(set.IssueTypes, func(it schema.IssueType) bool { return it.Value == issueType }) {
+		return apierr.New(connect.CodeInvalidArgument, "UNKNOWN_ISSUE_TYPE",
+			fmt.Sprintf("issue_type %q is not one of: %s", issueType, issueTypeValues(set.IssueTypes)))
+	}
+	return nil
+}
+
+// open stores the interaction, creates the conversation in the queue its
+// rules pick, and logs the customer's join, first message and queueing.
+// customer is nil for a guest, whose sender is the new interaction.
+func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer *convpkg.Sender, now time.Time) (*ent.Conversation, error) {
+	queue, err := s.route(ctx, tx, form.issueType, form.channel)
+	if err != nil {
+		return nil, err
+	}
+	channel := convpkg.ChannelFromProto(form.channel)
+	origin := interaction.OriginGuest
+	if customer != nil {
+		origin = interaction.OriginCustomer
+	}
+	in, err := tx.Interaction.Create().
+		SetCreatedAt(now).
+		SetName(form.name).
+		SetEmail(form.email).
+		SetIssueType(form.issueType).
+		SetChannel(channel).
+		SetFirstMessage(form.firstMessage).
+		SetOrigin(origin).
+		SetRequestID(form.requestID).
+		SetRequestHash(form.hash).
+		Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create interaction: %w", err)
+	}
+	create := tx.Conversation.Create().
+		SetCreatedAt(now).
+		SetState(conversation.StateQueued).
+		SetInteractionID(in.ID).
+		SetQueueID(queue.ID).
+		SetQueuedAt(now).
+		SetCustomerActiveAt(now)
+	who := convpkg.Sender{Role: event.SenderRoleGuest, ID: in.ID.String(), Name: in.Name}
+	if customer != nil {
+		who = *customer
+		create.SetConsumerID(uuid.MustParse(customer.ID))
+	}
+	conv, err := create.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create conversation: %w", err)
+	}
+	evChannel := event.Channel(channel)
+	entries := []convpkg.Entry{{Sender: who, Channel: &evChannel, Payload: &parleyv1.ParticipantJoined{Participant: who.Participant()}}}
+	if form.firstMessage != "" {
+		entries = append(entries, convpkg.Entry{
+			Sender: who, Channel: &evChannel, ClientMessageID: form.requestID,
+			Payload: &parleyv1.MessagePosted{Text: form.firstMessage, ClientMessageId: form.requestID},
+		})
+	}
+	entries = append(entries, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})
+	if _, err := convpkg.Append(ctx, tx, conv.ID, now, entries...); err != nil {
+		return nil, err
+	}
+	return conv, nil
+}
+
 // route picks the queue of the first matching rule.
-func (s *Service) route(ctx context.Context, tx *ent.Tx, req *parleyv1.StartGuestChatRequest) (*ent.Queue, error) {
+func (s *Service) route(ctx context.Context, tx *ent.Tx, issueType string, channel parleyv1.Channel) (*ent.Queue, error) {
 	rows, err := tx.MatchingRule.Query().All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load matching rules: %w", err)
@@ -185,13 +228,13 @@ func (s *Service) route(ctx context.Context, tx *ent.Tx, req *parleyv1.StartGues
 		rules = append(rules, rule)
 	}
 	in := engine.Interaction{
-		"issue_type": req.GetIssueType(),
-		"channel":    string(convpkg.ChannelFromProto(req.GetChannel())),
+		"issue_type": issueType,
+		"channel":    string(convpkg.ChannelFromProto(channel)),
 	}
 	queueID, ok := engine.Route(rules, in)
 	if !ok {
 		return nil, apierr.New(connect.CodeFailedPrecondition, "NO_MATCHING_QUEUE",
-			fmt.Sprintf("no queue serves issue type %q yet; an admin must add a matching rule", req.GetIssueType()))
+			fmt.Sprintf("no queue serves issue type %q yet; an admin must add a matching rule", issueType))
 	}
 	q, err := tx.Queue.Get(ctx, uuid.MustParse(queueID))
 	if err != nil {

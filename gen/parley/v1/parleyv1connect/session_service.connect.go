@@ -30,6 +30,12 @@ const (
 	// SessionServiceStartGuestChatProcedure is the procedure name of the SessionService's
 	// StartGuestChat RPC.
 	SessionServiceStartGuestChatProcedure = "/parley.v1.SessionService/StartGuestChat"
+	// SessionServiceStartCustomerChatProcedure is the procedure name of the SessionService's
+	// StartCustomerChat RPC.
+	SessionServiceStartCustomerChatProcedure = "/parley.v1.SessionService/StartCustomerChat"
+	// SessionServiceListMyConversationsProcedure is the procedure name of the SessionService's
+	// ListMyConversations RPC.
+	SessionServiceListMyConversationsProcedure = "/parley.v1.SessionService/ListMyConversations"
 	// SessionServiceGetConversationProcedure is the procedure name of the SessionService's
 	// GetConversation RPC.
 	SessionServiceGetConversationProcedure = "/parley.v1.SessionService/GetConversation"
@@ -57,6 +63,21 @@ var (
 			StreamType: connect.StreamTypeUnary,
 			Schema:     v1.File_parley_v1_session_service_proto.Services().ByName("SessionService").Methods().ByName("StartGuestChat"),
 			Procedure:  SessionServiceStartGuestChatProcedure,
+		}
+	})
+	sessionServiceStartCustomerChatSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_session_service_proto.Services().ByName("SessionService").Methods().ByName("StartCustomerChat"),
+			Procedure:  SessionServiceStartCustomerChatProcedure,
+		}
+	})
+	sessionServiceListMyConversationsSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_session_service_proto.Services().ByName("SessionService").Methods().ByName("ListMyConversations"),
+			Procedure:        SessionServiceListMyConversationsProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
 	sessionServiceGetConversationSpec = sync.OnceValue(func() connect.Spec {
@@ -99,6 +120,14 @@ type SessionServiceClient interface {
 	// creates and routes the conversation, and returns a guest token scoped to
 	// it. Anyone may call it; guest sessions are limited per hour.
 	StartGuestChat(context.Context, *v1.StartGuestChatRequest) (*v1.StartGuestChatResponse, error)
+	// StartCustomerChat opens a chat for a signed-in customer (a bearer JWT
+	// from the company's portal or the messenger's host site). If the
+	// customer already has an open conversation, from any channel, it is
+	// resumed instead of duplicated, and first_message is posted to it.
+	StartCustomerChat(context.Context, *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error)
+	// ListMyConversations lists the signed-in customer's conversations from
+	// every channel, newest first.
+	ListMyConversations(context.Context, *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error)
 	// GetConversation returns one conversation. Its guest, its agent and
 	// admins may call it.
 	GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error)
@@ -125,6 +154,14 @@ type SessionServiceHandler interface {
 	// creates and routes the conversation, and returns a guest token scoped to
 	// it. Anyone may call it; guest sessions are limited per hour.
 	StartGuestChat(context.Context, *v1.StartGuestChatRequest) (*v1.StartGuestChatResponse, error)
+	// StartCustomerChat opens a chat for a signed-in customer (a bearer JWT
+	// from the company's portal or the messenger's host site). If the
+	// customer already has an open conversation, from any channel, it is
+	// resumed instead of duplicated, and first_message is posted to it.
+	StartCustomerChat(context.Context, *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error)
+	// ListMyConversations lists the signed-in customer's conversations from
+	// every channel, newest first.
+	ListMyConversations(context.Context, *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error)
 	// GetConversation returns one conversation. Its guest, its agent and
 	// admins may call it.
 	GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error)
@@ -144,6 +181,8 @@ func RegisterSessionServiceHandler(server *connect.Server, svc SessionServiceHan
 	server.Register(
 		connect.Method{Spec: sessionServiceGetPreChatFormSpec(), Handler: adapter.getPreChatForm},
 		connect.Method{Spec: sessionServiceStartGuestChatSpec(), Handler: adapter.startGuestChat},
+		connect.Method{Spec: sessionServiceStartCustomerChatSpec(), Handler: adapter.startCustomerChat},
+		connect.Method{Spec: sessionServiceListMyConversationsSpec(), Handler: adapter.listMyConversations},
 		connect.Method{Spec: sessionServiceGetConversationSpec(), Handler: adapter.getConversation},
 		connect.Method{Spec: sessionServiceCloseConversationSpec(), Handler: adapter.closeConversation},
 		connect.Method{Spec: sessionServiceGetSettingsSpec(), Handler: adapter.getSettings},
@@ -160,6 +199,14 @@ func (UnimplementedSessionServiceHandler) GetPreChatForm(context.Context, *v1.Ge
 
 func (UnimplementedSessionServiceHandler) StartGuestChat(context.Context, *v1.StartGuestChatRequest) (*v1.StartGuestChatResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.StartGuestChat is not implemented")
+}
+
+func (UnimplementedSessionServiceHandler) StartCustomerChat(context.Context, *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.StartCustomerChat is not implemented")
+}
+
+func (UnimplementedSessionServiceHandler) ListMyConversations(context.Context, *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.ListMyConversations is not implemented")
 }
 
 func (UnimplementedSessionServiceHandler) GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error) {
@@ -193,6 +240,22 @@ func (c *sessionServiceClient) GetPreChatForm(ctx context.Context, req *v1.GetPr
 func (c *sessionServiceClient) StartGuestChat(ctx context.Context, req *v1.StartGuestChatRequest) (*v1.StartGuestChatResponse, error) {
 	var res v1.StartGuestChatResponse
 	if err := c.client.CallUnary(ctx, sessionServiceStartGuestChatSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *sessionServiceClient) StartCustomerChat(ctx context.Context, req *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error) {
+	var res v1.StartCustomerChatResponse
+	if err := c.client.CallUnary(ctx, sessionServiceStartCustomerChatSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *sessionServiceClient) ListMyConversations(ctx context.Context, req *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error) {
+	var res v1.ListMyConversationsResponse
+	if err := c.client.CallUnary(ctx, sessionServiceListMyConversationsSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -250,6 +313,30 @@ func (h sessionServiceHandler) startGuestChat(ctx context.Context, _ connect.Spe
 		return err
 	}
 	res, err := h.svc.StartGuestChat(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h sessionServiceHandler) startCustomerChat(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.StartCustomerChatRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.StartCustomerChat(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h sessionServiceHandler) listMyConversations(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ListMyConversationsRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ListMyConversations(ctx, &req)
 	if err != nil {
 		return err
 	}

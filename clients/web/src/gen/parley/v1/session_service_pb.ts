@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/session_service.proto.
  */
 export const file_parley_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvdjEvc2Vzc2lvbl9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiFwoVR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0IkMKFkdldFByZUNoYXRGb3JtUmVzcG9uc2USKQoLaXNzdWVfdHlwZXMYASADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlItkBChVTdGFydEd1ZXN0Q2hhdFJlcXVlc3QSHAoKcmVxdWVzdF9pZBgBIAEoCUIIukgFcgOwAQESGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIZCgVlbWFpbBgDIAEoCUIKukgHcgUY/gFgARIdCgppc3N1ZV90eXBlGAQgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgFIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgGIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJcChZTdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEwoLZ3Vlc3RfdG9rZW4YAiABKAkiOwoWR2V0Q29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBIkgKF0dldENvbnZlcnNhdGlvblJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24iVwoYQ2xvc2VDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyJKChlDbG9zZUNvbnZlcnNhdGlvblJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24iFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5wYXJsZXkudjEuU2V0dGluZ3MiRgoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0Ei0KCHNldHRpbmdzGAEgASgLMhMucGFybGV5LnYxLlNldHRpbmdzQga6SAPIAQEiPwoWVXBkYXRlU2V0dGluZ3NSZXNwb25zZRIlCghzZXR0aW5ncxgBIAEoCzITLnBhcmxleS52MS5TZXR0aW5nczKsBAoOU2Vzc2lvblNlcnZpY2USWgoOR2V0UHJlQ2hhdEZvcm0SIC5wYXJsZXkudjEuR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0GiEucGFybGV5LnYxLkdldFByZUNoYXRGb3JtUmVzcG9uc2UiA5ACARJVCg5TdGFydEd1ZXN0Q2hhdBIgLnBhcmxleS52MS5TdGFydEd1ZXN0Q2hhdFJlcXVlc3QaIS5wYXJsZXkudjEuU3RhcnRHdWVzdENoYXRSZXNwb25zZRJdCg9HZXRDb252ZXJzYXRpb24SIS5wYXJsZXkudjEuR2V0Q29udmVyc2F0aW9uUmVxdWVzdBoiLnBhcmxleS52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZSIDkAIBEl4KEUNsb3NlQ29udmVyc2F0aW9uEiMucGFybGV5LnYxLkNsb3NlQ29udmVyc2F0aW9uUmVxdWVzdBokLnBhcmxleS52MS5DbG9zZUNvbnZlcnNhdGlvblJlc3BvbnNlElEKC0dldFNldHRpbmdzEh0ucGFybGV5LnYxLkdldFNldHRpbmdzUmVxdWVzdBoeLnBhcmxleS52MS5HZXRTZXR0aW5nc1Jlc3BvbnNlIgOQAgESVQoOVXBkYXRlU2V0dGluZ3MSIC5wYXJsZXkudjEuVXBkYXRlU2V0dGluZ3NSZXF1ZXN0GiEucGFybGV5LnYxLlVwZGF0ZVNldHRpbmdzUmVzcG9uc2VCnAEKDWNvbS5wYXJsZXkudjFCE1Nlc3Npb25TZXJ2aWNlUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_parley_v1_resources]);
+  fileDesc("Ch9wYXJsZXkvdjEvc2Vzc2lvbl9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiFwoVR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0IkMKFkdldFByZUNoYXRGb3JtUmVzcG9uc2USKQoLaXNzdWVfdHlwZXMYASADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlItkBChVTdGFydEd1ZXN0Q2hhdFJlcXVlc3QSHAoKcmVxdWVzdF9pZBgBIAEoCUIIukgFcgOwAQESGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIZCgVlbWFpbBgDIAEoCUIKukgHcgUY/gFgARIdCgppc3N1ZV90eXBlGAQgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgFIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgGIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJcChZTdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEwoLZ3Vlc3RfdG9rZW4YAiABKAkipwEKGFN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdBIcCgpyZXF1ZXN0X2lkGAEgASgJQgi6SAVyA7ABARIdCgppc3N1ZV90eXBlGAIgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgDIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgEIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJbChlTdGFydEN1c3RvbWVyQ2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SDwoHcmVzdW1lZBgCIAEoCCJWChpMaXN0TXlDb252ZXJzYXRpb25zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiZgobTGlzdE15Q29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiSAoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiJXChhDbG9zZUNvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDIkoKGUNsb3NlQ29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiIUChJHZXRTZXR0aW5nc1JlcXVlc3QiPAoTR2V0U2V0dGluZ3NSZXNwb25zZRIlCghzZXR0aW5ncxgBIAEoCzITLnBhcmxleS52MS5TZXR0aW5ncyJGChVVcGRhdGVTZXR0aW5nc1JlcXVlc3QSLQoIc2V0dGluZ3MYASABKAsyEy5wYXJsZXkudjEuU2V0dGluZ3NCBrpIA8gBASI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMucGFybGV5LnYxLlNldHRpbmdzMvcFCg5TZXNzaW9uU2VydmljZRJaCg5HZXRQcmVDaGF0Rm9ybRIgLnBhcmxleS52MS5HZXRQcmVDaGF0Rm9ybVJlcXVlc3QaIS5wYXJsZXkudjEuR2V0UHJlQ2hhdEZvcm1SZXNwb25zZSIDkAIBElUKDlN0YXJ0R3Vlc3RDaGF0EiAucGFybGV5LnYxLlN0YXJ0R3Vlc3RDaGF0UmVxdWVzdBohLnBhcmxleS52MS5TdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEl4KEVN0YXJ0Q3VzdG9tZXJDaGF0EiMucGFybGV5LnYxLlN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdBokLnBhcmxleS52MS5TdGFydEN1c3RvbWVyQ2hhdFJlc3BvbnNlEmkKE0xpc3RNeUNvbnZlcnNhdGlvbnMSJS5wYXJsZXkudjEuTGlzdE15Q29udmVyc2F0aW9uc1JlcXVlc3QaJi5wYXJsZXkudjEuTGlzdE15Q29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESXQoPR2V0Q29udmVyc2F0aW9uEiEucGFybGV5LnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaIi5wYXJsZXkudjEuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACARJeChFDbG9zZUNvbnZlcnNhdGlvbhIjLnBhcmxleS52MS5DbG9zZUNvbnZlcnNhdGlvblJlcXVlc3QaJC5wYXJsZXkudjEuQ2xvc2VDb252ZXJzYXRpb25SZXNwb25zZRJRCgtHZXRTZXR0aW5ncxIdLnBhcmxleS52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5wYXJsZXkudjEuR2V0U2V0dGluZ3NSZXNwb25zZSIDkAIBElUKDlVwZGF0ZVNldHRpbmdzEiAucGFybGV5LnYxLlVwZGF0ZVNldHRpbmdzUmVxdWVzdBohLnBhcmxleS52MS5VcGRhdGVTZXR0aW5nc1Jlc3BvbnNlQpwBCg1jb20ucGFybGV5LnYxQhNTZXNzaW9uU2VydmljZVByb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_parley_v1_resources]);
 
 /**
  * GetPreChatFormRequest takes no fields.
@@ -131,6 +131,124 @@ export const StartGuestChatResponseSchema: GenMessage<StartGuestChatResponse> = 
   messageDesc(file_parley_v1_session_service, 3);
 
 /**
+ * StartCustomerChatRequest is what a signed-in customer asks about. Name
+ * and email come from the verified identity.
+ *
+ * @generated from message parley.v1.StartCustomerChatRequest
+ */
+export type StartCustomerChatRequest = Message<"parley.v1.StartCustomerChatRequest"> & {
+  /**
+   * A client-generated UUID; a retry with the same id and request returns
+   * the same conversation.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * One of the values GetPreChatForm lists.
+   *
+   * @generated from field: string issue_type = 2;
+   */
+  issueType: string;
+
+  /**
+   * @generated from field: string first_message = 3;
+   */
+  firstMessage: string;
+
+  /**
+   * Where the customer writes from; unspecified means the web portal.
+   *
+   * @generated from field: parley.v1.Channel channel = 4;
+   */
+  channel: Channel;
+};
+
+/**
+ * Describes the message parley.v1.StartCustomerChatRequest.
+ * Use `create(StartCustomerChatRequestSchema)` to create a new message.
+ */
+export const StartCustomerChatRequestSchema: GenMessage<StartCustomerChatRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 4);
+
+/**
+ * StartCustomerChatResponse carries the customer's conversation.
+ *
+ * @generated from message parley.v1.StartCustomerChatResponse
+ */
+export type StartCustomerChatResponse = Message<"parley.v1.StartCustomerChatResponse"> & {
+  /**
+   * @generated from field: parley.v1.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+
+  /**
+   * True when an open conversation was resumed rather than started.
+   *
+   * @generated from field: bool resumed = 2;
+   */
+  resumed: boolean;
+};
+
+/**
+ * Describes the message parley.v1.StartCustomerChatResponse.
+ * Use `create(StartCustomerChatResponseSchema)` to create a new message.
+ */
+export const StartCustomerChatResponseSchema: GenMessage<StartCustomerChatResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 5);
+
+/**
+ * ListMyConversationsRequest pages through the caller's conversations.
+ *
+ * @generated from message parley.v1.ListMyConversationsRequest
+ */
+export type ListMyConversationsRequest = Message<"parley.v1.ListMyConversationsRequest"> & {
+  /**
+   * 0 means 50; at most 200.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.ListMyConversationsRequest.
+ * Use `create(ListMyConversationsRequestSchema)` to create a new message.
+ */
+export const ListMyConversationsRequestSchema: GenMessage<ListMyConversationsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 6);
+
+/**
+ * ListMyConversationsResponse is one page, newest first.
+ *
+ * @generated from message parley.v1.ListMyConversationsResponse
+ */
+export type ListMyConversationsResponse = Message<"parley.v1.ListMyConversationsResponse"> & {
+  /**
+   * @generated from field: repeated parley.v1.Conversation conversations = 1;
+   */
+  conversations: Conversation[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.ListMyConversationsResponse.
+ * Use `create(ListMyConversationsResponseSchema)` to create a new message.
+ */
+export const ListMyConversationsResponseSchema: GenMessage<ListMyConversationsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 7);
+
+/**
  * GetConversationRequest names a conversation.
  *
  * @generated from message parley.v1.GetConversationRequest
@@ -147,7 +265,7 @@ export type GetConversationRequest = Message<"parley.v1.GetConversationRequest">
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 4);
+  messageDesc(file_parley_v1_session_service, 8);
 
 /**
  * GetConversationResponse carries the conversation.
@@ -166,7 +284,7 @@ export type GetConversationResponse = Message<"parley.v1.GetConversationResponse
  * Use `create(GetConversationResponseSchema)` to create a new message.
  */
 export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 5);
+  messageDesc(file_parley_v1_session_service, 9);
 
 /**
  * CloseConversationRequest names the conversation to close.
@@ -190,7 +308,7 @@ export type CloseConversationRequest = Message<"parley.v1.CloseConversationReque
  * Use `create(CloseConversationRequestSchema)` to create a new message.
  */
 export const CloseConversationRequestSchema: GenMessage<CloseConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 6);
+  messageDesc(file_parley_v1_session_service, 10);
 
 /**
  * CloseConversationResponse carries the closed conversation.
@@ -209,7 +327,7 @@ export type CloseConversationResponse = Message<"parley.v1.CloseConversationResp
  * Use `create(CloseConversationResponseSchema)` to create a new message.
  */
 export const CloseConversationResponseSchema: GenMessage<CloseConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 7);
+  messageDesc(file_parley_v1_session_service, 11);
 
 /**
  * GetSettingsRequest takes no fields.
@@ -224,7 +342,7 @@ export type GetSettingsRequest = Message<"parley.v1.GetSettingsRequest"> & {
  * Use `create(GetSettingsRequestSchema)` to create a new message.
  */
 export const GetSettingsRequestSchema: GenMessage<GetSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 8);
+  messageDesc(file_parley_v1_session_service, 12);
 
 /**
  * GetSettingsResponse carries the settings.
@@ -243,7 +361,7 @@ export type GetSettingsResponse = Message<"parley.v1.GetSettingsResponse"> & {
  * Use `create(GetSettingsResponseSchema)` to create a new message.
  */
 export const GetSettingsResponseSchema: GenMessage<GetSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 9);
+  messageDesc(file_parley_v1_session_service, 13);
 
 /**
  * UpdateSettingsRequest carries the new settings.
@@ -262,7 +380,7 @@ export type UpdateSettingsRequest = Message<"parley.v1.UpdateSettingsRequest"> &
  * Use `create(UpdateSettingsRequestSchema)` to create a new message.
  */
 export const UpdateSettingsRequestSchema: GenMessage<UpdateSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 10);
+  messageDesc(file_parley_v1_session_service, 14);
 
 /**
  * UpdateSettingsResponse carries the stored settings.
@@ -281,7 +399,7 @@ export type UpdateSettingsResponse = Message<"parley.v1.UpdateSettingsResponse">
  * Use `create(UpdateSettingsResponseSchema)` to create a new message.
  */
 export const UpdateSettingsResponseSchema: GenMessage<UpdateSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 11);
+  messageDesc(file_parley_v1_session_service, 15);
 
 /**
  * SessionService starts, reads and closes conversations and holds the
@@ -311,6 +429,30 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof StartGuestChatRequestSchema;
     output: typeof StartGuestChatResponseSchema;
+  },
+  /**
+   * StartCustomerChat opens a chat for a signed-in customer (a bearer JWT
+   * from the company's portal or the messenger's host site). If the
+   * customer already has an open conversation, from any channel, it is
+   * resumed instead of duplicated, and first_message is posted to it.
+   *
+   * @generated from rpc parley.v1.SessionService.StartCustomerChat
+   */
+  startCustomerChat: {
+    methodKind: "unary";
+    input: typeof StartCustomerChatRequestSchema;
+    output: typeof StartCustomerChatResponseSchema;
+  },
+  /**
+   * ListMyConversations lists the signed-in customer's conversations from
+   * every channel, newest first.
+   *
+   * @generated from rpc parley.v1.SessionService.ListMyConversations
+   */
+  listMyConversations: {
+    methodKind: "unary";
+    input: typeof ListMyConversationsRequestSchema;
+    output: typeof ListMyConversationsResponseSchema;
   },
   /**
    * GetConversation returns one conversation. Its guest, its agent and

@@ -1,0 +1,117 @@
+package session
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/schema"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/idempotency"
+	"github.com/parleyhq/parley/server/internal/paging"
+)
+
+// StartCustomerChat resumes the signed-in customer's open conversation,
+// whichever channel it started on, or starts one. A retry with the same
+// request_id returns the first call's response.
+func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCustomerChatRequest) (*parleyv1.StartCustomerChatResponse, error) {
+	p := auth.FromContext(ctx)
+	c, err := s.db.Consumer.Get(ctx, p.ConsumerID)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load consumer %s: %w", p.ConsumerID, err))
+	}
+	me := convpkg.Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}
+	now := s.clk.Now()
+	var notify []string
+	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.SessionServiceStartCustomerChatProcedure, ID: req.GetRequestId()}
+	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.StartCustomerChatResponse, error) {
+		set, err := tx.Setting.Get(ctx, schema.SettingsID)
+		if err != nil {
+			return nil, fmt.Errorf("load settings: %w", err)
+		}
+		if err := checkIssueType(set, req.GetIssueType()); err != nil {
+			return nil, err
+		}
+		open, err := tx.Conversation.Query().
+			Where(conversation.ConsumerID(c.ID), conversation.StateNEQ(conversation.StateClosed)).
+			Order(ent.Desc(conversation.FieldCreatedAt)).
+			First(ctx)
+		resumed := err == nil
+		switch {
+		case resumed:
+			notify = append(notify, events.ConversationKey(open.ID.String()))
+			if req.GetFirstMessage() != "" {
+				channel := event.Channel(convpkg.ChannelFromProto(req.GetChannel()))
+				_, err := convpkg.Append(ctx, tx, open.ID, now, convpkg.Entry{
+					Sender: me, Channel: &channel, ClientMessageID: req.GetRequestId(),
+					Payload: &parleyv1.MessagePosted{Text: req.GetFirstMessage(), ClientMessageId: req.GetRequestId()},
+				})
+				if err != nil {
+					return nil, err
+				}
+			}
+			if err := tx.Conversation.UpdateOneID(open.ID).SetCustomerActiveAt(now).Exec(ctx); err != nil {
+				return nil, fmt.Errorf("record customer activity: %w", err)
+			}
+		case ent.IsNotFound(err):
+			hash, herr := idempotency.Fingerprint(req)
+			if herr != nil {
+				return nil, herr
+			}
+			open, err = s.open(ctx, tx, chatForm{
+				requestID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
+				issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
+			}, &me, now)
+			if err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("look up open conversation: %w", err)
+		}
+		conv, err := tx.Conversation.Query().Where(conversation.ID(open.ID)).WithInteraction().Only(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load conversation: %w", err)
+		}
+		return &parleyv1.StartCustomerChatResponse{Conversation: convpkg.ToProto(conv), Resumed: resumed}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.hub.Notify(notify...)
+	s.dispatcher.Kick()
+	return resp, nil
+}
+
+// ListMyConversations pages through the customer's conversations from
+// every channel, newest first.
+func (s *Service) ListMyConversations(ctx context.Context, req *parleyv1.ListMyConversationsRequest) (*parleyv1.ListMyConversationsResponse, error) {
+	p := auth.FromContext(ctx)
+	scope := "consumer/" + p.ConsumerID.String()
+	before, err := paging.DecodeID(scope, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	q := s.db.Conversation.Query().Where(conversation.ConsumerID(p.ConsumerID))
+	if before != uuid.Nil {
+		q = q.Where(conversation.IDLT(before))
+	}
+	size := paging.Size(req.GetPageSize(), 50, 200)
+	rows, err := q.Order(ent.Desc(conversation.FieldID)).Limit(size + 1).WithInteraction().All(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("list conversations: %w", err))
+	}
+	page, next := paging.Trim(rows, size, scope, func(c *ent.Conversation) string { return c.ID.String() })
+	resp := &parleyv1.ListMyConversationsResponse{NextPageToken: next}
+	for _, c := range page {
+		resp.Conversations = append(resp.Conversations, convpkg.ToProto(c))
+	}
+	return resp, nil
+}
