@@ -130,6 +130,9 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AVAILABLE)
 	_, err = fred.Routing.DeclineOffer(ctx, &parleyv1.DeclineOfferRequest{OfferId: offer.GetId(), Reason: "on a call"})
 	must(t, err)
+	// A retried decline is a no-op; accepting a declined offer is refused.
+	_, err = fred.Routing.DeclineOffer(ctx, &parleyv1.DeclineOfferRequest{OfferId: offer.GetId(), Reason: "on a call"})
+	must(t, err)
 	_, err = fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: offer.GetId()})
 	wantCode(t, err, connect.CodeFailedPrecondition)
 	offer = bethWork.nextOffer(t)
@@ -140,6 +143,12 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 	must(t, err)
 	if accepted.GetConversation().GetState() != parleyv1.ConversationState_CONVERSATION_STATE_ASSIGNED || accepted.GetConversation().GetAgentId() != bethID {
 		t.Fatalf("after accept: %v", accepted.GetConversation())
+	}
+	// A retried accept (the answer was lost) returns the conversation again.
+	again, err := beth.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: offer.GetId()})
+	must(t, err)
+	if again.GetConversation().GetAgentId() != bethID {
+		t.Fatalf("retried accept: %v", again.GetConversation())
 	}
 	joined := guestEvents.next(t, func(e *parleyv1.Event) bool {
 		return e.GetParticipantJoined() != nil && e.GetSender().GetId() == bethID

@@ -62,10 +62,22 @@ func (s *Service) SetPresence(ctx context.Context, req *parleyv1.SetPresenceRequ
 	return &parleyv1.SetPresenceResponse{Agent: agentToProto(a)}, nil
 }
 
-// AcceptOffer takes an offered conversation.
+// AcceptOffer takes an offered conversation. The offer id is the
+// idempotency key: accepting an offer the caller already accepted returns
+// the conversation again.
 func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequest) (*parleyv1.AcceptOfferResponse, error) {
 	p := auth.FromContext(ctx)
 	offerID := convpkg.ParseID(req.GetOfferId())
+	if o, err := s.decidedOffer(ctx, p, offerID, offer.StateAccepted); o != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		conv, err := s.loadConversation(ctx, o.ConversationID)
+		if err != nil {
+			return nil, err
+		}
+		return &parleyv1.AcceptOfferResponse{Conversation: conv}, nil
+	}
 	now := s.clk.Now()
 	var o *ent.Offer
 	var released uuid.UUID
@@ -138,6 +150,19 @@ func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequ
 	return &parleyv1.AcceptOfferResponse{Conversation: conv}, nil
 }
 
+// decidedOffer returns the caller's offer id if it is already in state (a
+// retried decision), or nil.
+func (s *Service) decidedOffer(ctx context.Context, p *auth.Principal, id uuid.UUID, state offer.State) (*ent.Offer, error) {
+	o, err := s.db.Offer.Query().Where(offer.ID(id), offer.AgentID(p.AgentID), offer.StateEQ(state)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load offer: %w", err))
+	}
+	return o, nil
+}
+
 // pendingOfferOf loads an offer the caller may decide on now.
 func (s *Service) pendingOfferOf(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) (*ent.Offer, error) {
 	o, err := tx.Offer.Get(ctx, id)
@@ -158,9 +183,15 @@ func (s *Service) pendingOfferOf(ctx context.Context, tx *ent.Tx, p *auth.Princi
 	return o, nil
 }
 
-// DeclineOffer refuses an offer.
+// DeclineOffer refuses an offer; declining it again is a no-op.
 func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRequest) (*parleyv1.DeclineOfferResponse, error) {
 	p := auth.FromContext(ctx)
+	if o, err := s.decidedOffer(ctx, p, convpkg.ParseID(req.GetOfferId()), offer.StateDeclined); o != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return &parleyv1.DeclineOfferResponse{}, nil
+	}
 	now := s.clk.Now()
 	var o *ent.Offer
 	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {

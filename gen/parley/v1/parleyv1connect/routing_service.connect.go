@@ -166,9 +166,11 @@ type RoutingServiceClient interface {
 	// offers are sent first. Agents only.
 	WatchWork(context.Context, *v1.WatchWorkRequest) (RoutingServiceWatchWorkClientStream, error)
 	// AcceptOffer takes an offered conversation. Only the offered agent may
-	// call it, once, before the offer expires.
+	// call it, before the offer expires. Retrying an accepted offer returns
+	// the conversation again.
 	AcceptOffer(context.Context, *v1.AcceptOfferRequest) (*v1.AcceptOfferResponse, error)
 	// DeclineOffer refuses an offer; the conversation goes to another agent.
+	// Retrying a declined offer is a no-op.
 	DeclineOffer(context.Context, *v1.DeclineOfferRequest) (*v1.DeclineOfferResponse, error)
 	// TransferConversation hands a conversation the caller holds to another
 	// agent (who must accept an offer) or to a queue.
@@ -225,9 +227,11 @@ type RoutingServiceHandler interface {
 	// offers are sent first. Agents only.
 	WatchWork(context.Context, *v1.WatchWorkRequest, RoutingServiceWatchWorkServerStream) error
 	// AcceptOffer takes an offered conversation. Only the offered agent may
-	// call it, once, before the offer expires.
+	// call it, before the offer expires. Retrying an accepted offer returns
+	// the conversation again.
 	AcceptOffer(context.Context, *v1.AcceptOfferRequest) (*v1.AcceptOfferResponse, error)
 	// DeclineOffer refuses an offer; the conversation goes to another agent.
+	// Retrying a declined offer is a no-op.
 	DeclineOffer(context.Context, *v1.DeclineOfferRequest) (*v1.DeclineOfferResponse, error)
 	// TransferConversation hands a conversation the caller holds to another
 	// agent (who must accept an offer) or to a queue.

@@ -737,7 +737,8 @@ export const RoutingService: GenService<{
   },
   /**
    * AcceptOffer takes an offered conversation. Only the offered agent may
-   * call it, once, before the offer expires.
+   * call it, before the offer expires. Retrying an accepted offer returns
+   * the conversation again.
    *
    * @generated from rpc parley.v1.RoutingService.AcceptOffer
    */
@@ -748,6 +749,7 @@ export const RoutingService: GenService<{
   },
   /**
    * DeclineOffer refuses an offer; the conversation goes to another agent.
+   * Retrying a declined offer is a no-op.
    *
    * @generated from rpc parley.v1.RoutingService.DeclineOffer
    */
