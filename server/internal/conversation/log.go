@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"google.golang.org/protobuf/proto"
@@ -72,13 +73,13 @@ func Append(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.
 		if err != nil {
 			return nil, fmt.Errorf("conversation: marshal %s: %w", kind, err)
 		}
-		conv, err := tx.Conversation.UpdateOneID(conversationID).AddLastSeq(1).Save(ctx)
+		seq, err := nextSeq(ctx, tx, conversationID)
 		if err != nil {
-			return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+			return nil, err
 		}
 		create := tx.Event.Create().
 			SetConversationID(conversationID).
-			SetSeq(conv.LastSeq).
+			SetSeq(seq).
 			SetCreatedAt(now).
 			SetKind(kind).
 			SetSenderRole(e.Sender.Role).
@@ -96,6 +97,32 @@ func Append(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// advanceSeq increments a conversation's last_seq and returns the new
+// value. $1 is a positional parameter in both SQLite and PostgreSQL.
+var advanceSeq = "UPDATE " + conversation.Table + " SET " + conversation.FieldLastSeq + " = " + conversation.FieldLastSeq +
+	" + 1 WHERE " + conversation.FieldID + " = $1 RETURNING " + conversation.FieldLastSeq
+
+// nextSeq advances the conversation's last_seq and returns it, in one
+// statement, under the transaction's write lock.
+func nextSeq(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID) (int64, error) {
+	rows, err := tx.QueryContext(ctx, advanceSeq, conversationID)
+	if err != nil {
+		return 0, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+		}
+		return 0, fmt.Errorf("conversation: advance seq of %s: no such conversation", conversationID)
+	}
+	var seq int64
+	if err := rows.Scan(&seq); err != nil {
+		return 0, fmt.Errorf("conversation: read seq of %s: %w", conversationID, err)
+	}
+	return seq, rows.Close()
 }
 
 // EventsAfter returns up to limit events with seq > afterSeq, in seq order.
