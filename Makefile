@@ -1,7 +1,7 @@
 # Parley's everyday commands; CI runs .ci/run, which uses the same ones.
 GOTOOL := go tool -modfile=tools/go.mod
 
-.PHONY: generate lint test web-test walkthrough ci run
+.PHONY: generate lint test web-test bench walkthrough ci run
 
 ## generate: regenerate Go (gen/), TypeScript (clients/web/src/gen/) and ent code
 generate: clients/web/node_modules
@@ -25,6 +25,10 @@ test: web-test
 
 web-test: clients/web/node_modules
 	cd clients/web && npm test
+
+## bench: the Go benchmarks (not run by CI; numbers depend on the machine)
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
 
 ## walkthrough: run README.md's grpcurl walk-through against a fresh parleyd
 walkthrough:
