@@ -110,3 +110,70 @@ test("bad input gets a readable InvalidArgument", async () => {
     },
   );
 });
+
+test("typing, read cursors and resuming a dropped stream", async () => {
+  const anon = createParleyClient(parleyd.baseUrl);
+  const beth = createParleyClient(parleyd.baseUrl, { token: "ps_demo_agent_beth" });
+  const abort = new AbortController();
+  await beth.routing.setPresence({ presence: Presence.AVAILABLE });
+  const work = beth.routing.watchWork({}, { signal: abort.signal })[Symbol.asyncIterator]();
+  const started = await anon.session.startGuestChat({
+    requestId: crypto.randomUUID(), name: "Grace", email: "grace@example.com", issueType: "billing",
+  });
+  const convId = started.conversation!.id;
+  const guest = createParleyClient(parleyd.baseUrl, { token: started.guestToken });
+  for (;;) {
+    const r = await work.next();
+    assert.ok(!r.done);
+    if (r.value.item.case === "offer" && r.value.item.value.conversation?.id === convId) {
+      await beth.routing.acceptOffer({ offerId: r.value.item.value.id });
+      break;
+    }
+  }
+  // Subscribing one event back proves the stream is open once that event
+  // arrives (streams start lazily, and typing is not replayed).
+  const head = (await guest.session.getConversation({ conversationId: convId })).conversation!.lastSeq;
+  const bethItems = beth.messaging.subscribe({ conversationId: convId, afterSeq: head - 1n }, { signal: abort.signal })[Symbol.asyncIterator]();
+  const replayed = await bethItems.next();
+  assert.equal(!replayed.done && replayed.value.item.case === "event" && replayed.value.item.value.seq, head);
+  const nextSignal = async () => {
+    for (;;) {
+      const r = await bethItems.next();
+      assert.ok(!r.done);
+      if (r.value.item.case === "typing" || r.value.item.case === "readCursor") return r.value.item;
+    }
+  };
+
+  // Beth sees the guest typing, then reading her message.
+  await guest.messaging.setTyping({ conversationId: convId, typing: true });
+  const typing = await nextSignal();
+  assert.equal(typing.case, "typing");
+  const hello = await beth.messaging.sendMessage({ conversationId: convId, clientMessageId: "b-1", text: "Hi Grace!" });
+  await guest.messaging.markRead({ conversationId: convId, requestId: crypto.randomUUID(), readSeq: hello.event!.seq });
+  const cursor = await nextSignal();
+  assert.equal(cursor.case === "readCursor" && cursor.value.readSeq, hello.event!.seq);
+
+  // The guest's stream drops; resuming from the last seq it had gets the
+  // rest, with no repeat.
+  const first = new AbortController();
+  const stream = guest.messaging.subscribe({ conversationId: convId, afterSeq: 0n }, { signal: first.signal })[Symbol.asyncIterator]();
+  let last = 0n;
+  while (last < hello.event!.seq) {
+    const r = await stream.next();
+    assert.ok(!r.done);
+    if (r.value.item.case === "event") last = r.value.item.value.seq;
+  }
+  first.abort();
+  await beth.messaging.sendMessage({ conversationId: convId, clientMessageId: "b-2", text: "Still there?" });
+  const resumed = guest.messaging.subscribe({ conversationId: convId, afterSeq: last }, { signal: abort.signal })[Symbol.asyncIterator]();
+  for (;;) {
+    const r = await resumed.next();
+    assert.ok(!r.done);
+    if (r.value.item.case !== "event") continue;
+    assert.equal(r.value.item.value.seq, last + 1n);
+    assert.equal(r.value.item.value.kind.case === "messagePosted" && r.value.item.value.kind.value.text, "Still there?");
+    break;
+  }
+  await beth.session.closeConversation({ conversationId: convId });
+  abort.abort();
+});
