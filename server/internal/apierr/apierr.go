@@ -55,6 +55,16 @@ func From(err error) error {
 	return Internal(err)
 }
 
+// CallEnded is the error for a call whose context ended while it ran (the
+// caller's deadline passed or the caller went away), so that a store read
+// it cut short is not reported as an internal error.
+func CallEnded(ctx context.Context) *connect.Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return New(connect.CodeDeadlineExceeded, "DEADLINE_EXCEEDED", "the call's deadline passed before it finished")
+	}
+	return New(connect.CodeCanceled, "CANCELED", "the call was canceled before it finished")
+}
+
 // Causes of a server stream's end, set on its context by the server.
 var (
 	// ErrDraining ends streams when the server shuts down.

@@ -16,7 +16,9 @@ import (
 
 // observe logs server-side failures with their hidden cause and turns a
 // panicking handler into an Internal error instead of a dropped connection.
-// It logs procedures and codes only: never tokens or message bodies.
+// A failure caused by the caller's own deadline or cancellation is answered
+// as such (DeadlineExceeded, Canceled) and not logged. It logs procedures
+// and codes only: never tokens or message bodies.
 func observe(log *slog.Logger) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) (err error) {
@@ -32,6 +34,10 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 			}
 			switch connect.CodeOf(err) {
 			case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:
+				if ctx.Err() != nil {
+					// The caller's deadline or cancellation cut the work short.
+					return apierr.CallEnded(ctx)
+				}
 				var cerr *connect.Error
 				cause := err
 				if errors.As(err, &cerr) && cerr.Unwrap() != nil {

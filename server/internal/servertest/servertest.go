@@ -137,6 +137,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	t.Cleanup(func() {
 		a.Drain()
 		ts.Close()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
 	})
 	s.URL = ts.URL
 	return s
