@@ -29,6 +29,7 @@ import (
 	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
+	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/ent/token"
 
 	stdsql "database/sql"
@@ -65,6 +66,8 @@ type Client struct {
 	ServiceCase *ServiceCaseClient
 	// Setting is the client for interacting with the Setting builders.
 	Setting *SettingClient
+	// Site is the client for interacting with the Site builders.
+	Site *SiteClient
 	// Token is the client for interacting with the Token builders.
 	Token *TokenClient
 }
@@ -91,6 +94,7 @@ func (c *Client) init() {
 	c.ReadCursor = NewReadCursorClient(c.config)
 	c.ServiceCase = NewServiceCaseClient(c.config)
 	c.Setting = NewSettingClient(c.config)
+	c.Site = NewSiteClient(c.config)
 	c.Token = NewTokenClient(c.config)
 }
 
@@ -197,6 +201,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ReadCursor:     NewReadCursorClient(cfg),
 		ServiceCase:    NewServiceCaseClient(cfg),
 		Setting:        NewSettingClient(cfg),
+		Site:           NewSiteClient(cfg),
 		Token:          NewTokenClient(cfg),
 	}, nil
 }
@@ -230,6 +235,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ReadCursor:     NewReadCursorClient(cfg),
 		ServiceCase:    NewServiceCaseClient(cfg),
 		Setting:        NewSettingClient(cfg),
+		Site:           NewSiteClient(cfg),
 		Token:          NewTokenClient(cfg),
 	}, nil
 }
@@ -262,7 +268,7 @@ func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.IdempotencyKey,
 		c.Interaction, c.MatchingRule, c.Offer, c.Queue, c.ReadCursor, c.ServiceCase,
-		c.Setting, c.Token,
+		c.Setting, c.Site, c.Token,
 	} {
 		n.Use(hooks...)
 	}
@@ -274,7 +280,7 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.IdempotencyKey,
 		c.Interaction, c.MatchingRule, c.Offer, c.Queue, c.ReadCursor, c.ServiceCase,
-		c.Setting, c.Token,
+		c.Setting, c.Site, c.Token,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -309,6 +315,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.ServiceCase.mutate(ctx, m)
 	case *SettingMutation:
 		return c.Setting.mutate(ctx, m)
+	case *SiteMutation:
+		return c.Site.mutate(ctx, m)
 	case *TokenMutation:
 		return c.Token.mutate(ctx, m)
 	default:
@@ -1526,6 +1534,22 @@ func (c *InteractionClient) QueryConversation(_m *Interaction) *ConversationQuer
 	return query
 }
 
+// QuerySite queries the site edge of a Interaction.
+func (c *InteractionClient) QuerySite(_m *Interaction) *SiteQuery {
+	query := (&SiteClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(interaction.Table, interaction.FieldID, id),
+			sqlgraph.To(site.Table, site.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, interaction.SiteTable, interaction.SiteColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *InteractionClient) Hooks() []Hook {
 	return c.hooks.Interaction
@@ -2493,6 +2517,155 @@ func (c *SettingClient) mutate(ctx context.Context, m *SettingMutation) (Value, 
 	}
 }
 
+// SiteClient is a client for the Site schema.
+type SiteClient struct {
+	config
+}
+
+// NewSiteClient returns a client for the Site from the given config.
+func NewSiteClient(c config) *SiteClient {
+	return &SiteClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `site.Hooks(f(g(h())))`.
+func (c *SiteClient) Use(hooks ...Hook) {
+	c.hooks.Site = append(c.hooks.Site, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `site.Intercept(f(g(h())))`.
+func (c *SiteClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Site = append(c.inters.Site, interceptors...)
+}
+
+// Create returns a builder for creating a Site entity.
+func (c *SiteClient) Create() *SiteCreate {
+	mutation := newSiteMutation(c.config, OpCreate)
+	return &SiteCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Site entities.
+func (c *SiteClient) CreateBulk(builders ...*SiteCreate) *SiteCreateBulk {
+	return &SiteCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *SiteClient) MapCreateBulk(slice any, setFunc func(*SiteCreate, int)) *SiteCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &SiteCreateBulk{err: fmt.Errorf("calling to SiteClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*SiteCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &SiteCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Site.
+func (c *SiteClient) Update() *SiteUpdate {
+	mutation := newSiteMutation(c.config, OpUpdate)
+	return &SiteUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *SiteClient) UpdateOne(_m *Site) *SiteUpdateOne {
+	mutation := newSiteMutation(c.config, OpUpdateOne, withSite(_m))
+	return &SiteUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *SiteClient) UpdateOneID(id uuid.UUID) *SiteUpdateOne {
+	mutation := newSiteMutation(c.config, OpUpdateOne, withSiteID(id))
+	return &SiteUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Site.
+func (c *SiteClient) Delete() *SiteDelete {
+	mutation := newSiteMutation(c.config, OpDelete)
+	return &SiteDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *SiteClient) DeleteOne(_m *Site) *SiteDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *SiteClient) DeleteOneID(id uuid.UUID) *SiteDeleteOne {
+	builder := c.Delete().Where(site.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &SiteDeleteOne{builder}
+}
+
+// Query returns a query builder for Site.
+func (c *SiteClient) Query() *SiteQuery {
+	return &SiteQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeSite},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Site entity by its id.
+func (c *SiteClient) Get(ctx context.Context, id uuid.UUID) (*Site, error) {
+	return c.Query().Where(site.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *SiteClient) GetX(ctx context.Context, id uuid.UUID) *Site {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryInteractions queries the interactions edge of a Site.
+func (c *SiteClient) QueryInteractions(_m *Site) *InteractionQuery {
+	query := (&InteractionClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(site.Table, site.FieldID, id),
+			sqlgraph.To(interaction.Table, interaction.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, site.InteractionsTable, site.InteractionsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *SiteClient) Hooks() []Hook {
+	return c.hooks.Site
+}
+
+// Interceptors returns the client interceptors.
+func (c *SiteClient) Interceptors() []Interceptor {
+	return c.inters.Site
+}
+
+func (c *SiteClient) mutate(ctx context.Context, m *SiteMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&SiteCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&SiteUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&SiteUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&SiteDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Site mutation op: %q", m.Op())
+	}
+}
+
 // TokenClient is a client for the Token schema.
 type TokenClient struct {
 	config
@@ -2662,11 +2835,12 @@ func (c *TokenClient) mutate(ctx context.Context, m *TokenMutation) (Value, erro
 type (
 	hooks struct {
 		Agent, Attachment, Consumer, Conversation, Event, IdempotencyKey, Interaction,
-		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting, Token []ent.Hook
+		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting, Site,
+		Token []ent.Hook
 	}
 	inters struct {
 		Agent, Attachment, Consumer, Conversation, Event, IdempotencyKey, Interaction,
-		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting,
+		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting, Site,
 		Token []ent.Interceptor
 	}
 )

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/offer"
@@ -173,6 +174,26 @@ func (_u *ConversationUpdate) ClearCustomerActiveAt() *ConversationUpdate {
 	return _u
 }
 
+// SetConsumerID sets the "consumer_id" field.
+func (_u *ConversationUpdate) SetConsumerID(v uuid.UUID) *ConversationUpdate {
+	_u.mutation.SetConsumerID(v)
+	return _u
+}
+
+// SetNillableConsumerID sets the "consumer_id" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableConsumerID(v *uuid.UUID) *ConversationUpdate {
+	if v != nil {
+		_u.SetConsumerID(*v)
+	}
+	return _u
+}
+
+// ClearConsumerID clears the value of the "consumer_id" field.
+func (_u *ConversationUpdate) ClearConsumerID() *ConversationUpdate {
+	_u.mutation.ClearConsumerID()
+	return _u
+}
+
 // SetQueue sets the "queue" edge to the Queue entity.
 func (_u *ConversationUpdate) SetQueue(v *Queue) *ConversationUpdate {
 	return _u.SetQueueID(v.ID)
@@ -181,6 +202,11 @@ func (_u *ConversationUpdate) SetQueue(v *Queue) *ConversationUpdate {
 // SetAgent sets the "agent" edge to the Agent entity.
 func (_u *ConversationUpdate) SetAgent(v *Agent) *ConversationUpdate {
 	return _u.SetAgentID(v.ID)
+}
+
+// SetConsumer sets the "consumer" edge to the Consumer entity.
+func (_u *ConversationUpdate) SetConsumer(v *Consumer) *ConversationUpdate {
+	return _u.SetConsumerID(v.ID)
 }
 
 // AddEventIDs adds the "events" edge to the Event entity by IDs.
@@ -287,6 +313,12 @@ func (_u *ConversationUpdate) ClearQueue() *ConversationUpdate {
 // ClearAgent clears the "agent" edge to the Agent entity.
 func (_u *ConversationUpdate) ClearAgent() *ConversationUpdate {
 	_u.mutation.ClearAgent()
+	return _u
+}
+
+// ClearConsumer clears the "consumer" edge to the Consumer entity.
+func (_u *ConversationUpdate) ClearConsumer() *ConversationUpdate {
+	_u.mutation.ClearConsumer()
 	return _u
 }
 
@@ -552,6 +584,35 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(agent.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ConsumerCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   conversation.ConsumerTable,
+			Columns: []string{conversation.ConsumerColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(consumer.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ConsumerIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   conversation.ConsumerTable,
+			Columns: []string{conversation.ConsumerColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(consumer.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -986,6 +1047,26 @@ func (_u *ConversationUpdateOne) ClearCustomerActiveAt() *ConversationUpdateOne 
 	return _u
 }
 
+// SetConsumerID sets the "consumer_id" field.
+func (_u *ConversationUpdateOne) SetConsumerID(v uuid.UUID) *ConversationUpdateOne {
+	_u.mutation.SetConsumerID(v)
+	return _u
+}
+
+// SetNillableConsumerID sets the "consumer_id" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableConsumerID(v *uuid.UUID) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetConsumerID(*v)
+	}
+	return _u
+}
+
+// ClearConsumerID clears the value of the "consumer_id" field.
+func (_u *ConversationUpdateOne) ClearConsumerID() *ConversationUpdateOne {
+	_u.mutation.ClearConsumerID()
+	return _u
+}
+
 // SetQueue sets the "queue" edge to the Queue entity.
 func (_u *ConversationUpdateOne) SetQueue(v *Queue) *ConversationUpdateOne {
 	return _u.SetQueueID(v.ID)
@@ -994,6 +1075,11 @@ func (_u *ConversationUpdateOne) SetQueue(v *Queue) *ConversationUpdateOne {
 // SetAgent sets the "agent" edge to the Agent entity.
 func (_u *ConversationUpdateOne) SetAgent(v *Agent) *ConversationUpdateOne {
 	return _u.SetAgentID(v.ID)
+}
+
+// SetConsumer sets the "consumer" edge to the Consumer entity.
+func (_u *ConversationUpdateOne) SetConsumer(v *Consumer) *ConversationUpdateOne {
+	return _u.SetConsumerID(v.ID)
 }
 
 // AddEventIDs adds the "events" edge to the Event entity by IDs.
@@ -1100,6 +1186,12 @@ func (_u *ConversationUpdateOne) ClearQueue() *ConversationUpdateOne {
 // ClearAgent clears the "agent" edge to the Agent entity.
 func (_u *ConversationUpdateOne) ClearAgent() *ConversationUpdateOne {
 	_u.mutation.ClearAgent()
+	return _u
+}
+
+// ClearConsumer clears the "consumer" edge to the Consumer entity.
+func (_u *ConversationUpdateOne) ClearConsumer() *ConversationUpdateOne {
+	_u.mutation.ClearConsumer()
 	return _u
 }
 
@@ -1395,6 +1487,35 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(agent.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.ConsumerCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   conversation.ConsumerTable,
+			Columns: []string{conversation.ConsumerColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(consumer.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.ConsumerIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   conversation.ConsumerTable,
+			Columns: []string{conversation.ConsumerColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(consumer.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

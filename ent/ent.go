@@ -25,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
+	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/ent/token"
 )
 
@@ -99,6 +100,7 @@ func checkColumn(t, c string) error {
 			readcursor.Table:     readcursor.ValidColumn,
 			servicecase.Table:    servicecase.ValidColumn,
 			setting.Table:        setting.ValidColumn,
+			site.Table:           site.ValidColumn,
 			token.Table:          token.ValidColumn,
 		})
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/site"
 )
 
 // Interaction is the model entity for the Interaction schema.
@@ -37,6 +38,10 @@ type Interaction struct {
 	RequestID string `json:"request_id,omitempty"`
 	// RequestHash holds the value of the "request_hash" field.
 	RequestHash []byte `json:"request_hash,omitempty"`
+	// ClientAddress holds the value of the "client_address" field.
+	ClientAddress string `json:"client_address,omitempty"`
+	// SiteID holds the value of the "site_id" field.
+	SiteID *uuid.UUID `json:"site_id,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the InteractionQuery when eager-loading is set.
 	Edges        InteractionEdges `json:"edges"`
@@ -47,9 +52,11 @@ type Interaction struct {
 type InteractionEdges struct {
 	// Conversation holds the value of the conversation edge.
 	Conversation *Conversation `json:"conversation,omitempty"`
+	// Site holds the value of the site edge.
+	Site *Site `json:"site,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 }
 
 // ConversationOrErr returns the Conversation value or an error if the edge
@@ -63,14 +70,27 @@ func (e InteractionEdges) ConversationOrErr() (*Conversation, error) {
 	return nil, &NotLoadedError{edge: "conversation"}
 }
 
+// SiteOrErr returns the Site value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e InteractionEdges) SiteOrErr() (*Site, error) {
+	if e.Site != nil {
+		return e.Site, nil
+	} else if e.loadedTypes[1] {
+		return nil, &NotFoundError{label: site.Label}
+	}
+	return nil, &NotLoadedError{edge: "site"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Interaction) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case interaction.FieldSiteID:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case interaction.FieldRequestHash:
 			values[i] = new([]byte)
-		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldOrigin, interaction.FieldRequestID:
+		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldOrigin, interaction.FieldRequestID, interaction.FieldClientAddress:
 			values[i] = new(sql.NullString)
 		case interaction.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -151,6 +171,19 @@ func (_m *Interaction) assignValues(columns []string, values []any) error {
 			} else if value != nil {
 				_m.RequestHash = *value
 			}
+		case interaction.FieldClientAddress:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field client_address", values[i])
+			} else if value.Valid {
+				_m.ClientAddress = value.String
+			}
+		case interaction.FieldSiteID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field site_id", values[i])
+			} else if value.Valid {
+				_m.SiteID = new(uuid.UUID)
+				*_m.SiteID = *value.S.(*uuid.UUID)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -167,6 +200,11 @@ func (_m *Interaction) Value(name string) (ent.Value, error) {
 // QueryConversation queries the "conversation" edge of the Interaction entity.
 func (_m *Interaction) QueryConversation() *ConversationQuery {
 	return NewInteractionClient(_m.config).QueryConversation(_m)
+}
+
+// QuerySite queries the "site" edge of the Interaction entity.
+func (_m *Interaction) QuerySite() *SiteQuery {
+	return NewInteractionClient(_m.config).QuerySite(_m)
 }
 
 // Update returns a builder for updating this Interaction.
@@ -218,6 +256,14 @@ func (_m *Interaction) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("request_hash=")
 	builder.WriteString(fmt.Sprintf("%v", _m.RequestHash))
+	builder.WriteString(", ")
+	builder.WriteString("client_address=")
+	builder.WriteString(_m.ClientAddress)
+	builder.WriteString(", ")
+	if v := _m.SiteID; v != nil {
+		builder.WriteString("site_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/site"
 )
 
 // InteractionCreate is the builder for creating a Interaction entity.
@@ -100,6 +101,34 @@ func (_c *InteractionCreate) SetRequestHash(v []byte) *InteractionCreate {
 	return _c
 }
 
+// SetClientAddress sets the "client_address" field.
+func (_c *InteractionCreate) SetClientAddress(v string) *InteractionCreate {
+	_c.mutation.SetClientAddress(v)
+	return _c
+}
+
+// SetNillableClientAddress sets the "client_address" field if the given value is not nil.
+func (_c *InteractionCreate) SetNillableClientAddress(v *string) *InteractionCreate {
+	if v != nil {
+		_c.SetClientAddress(*v)
+	}
+	return _c
+}
+
+// SetSiteID sets the "site_id" field.
+func (_c *InteractionCreate) SetSiteID(v uuid.UUID) *InteractionCreate {
+	_c.mutation.SetSiteID(v)
+	return _c
+}
+
+// SetNillableSiteID sets the "site_id" field if the given value is not nil.
+func (_c *InteractionCreate) SetNillableSiteID(v *uuid.UUID) *InteractionCreate {
+	if v != nil {
+		_c.SetSiteID(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *InteractionCreate) SetID(v uuid.UUID) *InteractionCreate {
 	_c.mutation.SetID(v)
@@ -131,6 +160,11 @@ func (_c *InteractionCreate) SetNillableConversationID(id *uuid.UUID) *Interacti
 // SetConversation sets the "conversation" edge to the Conversation entity.
 func (_c *InteractionCreate) SetConversation(v *Conversation) *InteractionCreate {
 	return _c.SetConversationID(v.ID)
+}
+
+// SetSite sets the "site" edge to the Site entity.
+func (_c *InteractionCreate) SetSite(v *Site) *InteractionCreate {
+	return _c.SetSiteID(v.ID)
 }
 
 // Mutation returns the InteractionMutation object of the builder.
@@ -179,6 +213,10 @@ func (_c *InteractionCreate) defaults() {
 	if _, ok := _c.mutation.Origin(); !ok {
 		v := interaction.DefaultOrigin
 		_c.mutation.SetOrigin(v)
+	}
+	if _, ok := _c.mutation.ClientAddress(); !ok {
+		v := interaction.DefaultClientAddress
+		_c.mutation.SetClientAddress(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := interaction.DefaultID()
@@ -229,6 +267,9 @@ func (_c *InteractionCreate) check() error {
 	}
 	if _, ok := _c.mutation.RequestHash(); !ok {
 		return &ValidationError{Name: "request_hash", err: errors.New(`ent: missing required field "Interaction.request_hash"`)}
+	}
+	if _, ok := _c.mutation.ClientAddress(); !ok {
+		return &ValidationError{Name: "client_address", err: errors.New(`ent: missing required field "Interaction.client_address"`)}
 	}
 	return nil
 }
@@ -301,6 +342,10 @@ func (_c *InteractionCreate) createSpec() (*Interaction, *sqlgraph.CreateSpec) {
 		_spec.SetField(interaction.FieldRequestHash, field.TypeBytes, value)
 		_node.RequestHash = value
 	}
+	if value, ok := _c.mutation.ClientAddress(); ok {
+		_spec.SetField(interaction.FieldClientAddress, field.TypeString, value)
+		_node.ClientAddress = value
+	}
 	if nodes := _c.mutation.ConversationIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2O,
@@ -315,6 +360,23 @@ func (_c *InteractionCreate) createSpec() (*Interaction, *sqlgraph.CreateSpec) {
 		for _, k := range nodes {
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.SiteIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   interaction.SiteTable,
+			Columns: []string{interaction.SiteColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(site.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_node.SiteID = &nodes[0]
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec

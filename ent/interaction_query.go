@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/predicate"
+	"github.com/parleyhq/parley/ent/site"
 )
 
 // InteractionQuery is the builder for querying Interaction entities.
@@ -27,6 +28,7 @@ type InteractionQuery struct {
 	inters           []Interceptor
 	predicates       []predicate.Interaction
 	withConversation *ConversationQuery
+	withSite         *SiteQuery
 	modifiers        []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -79,6 +81,28 @@ func (_q *InteractionQuery) QueryConversation() *ConversationQuery {
 			sqlgraph.From(interaction.Table, interaction.FieldID, selector),
 			sqlgraph.To(conversation.Table, conversation.FieldID),
 			sqlgraph.Edge(sqlgraph.O2O, false, interaction.ConversationTable, interaction.ConversationColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QuerySite chains the current query on the "site" edge.
+func (_q *InteractionQuery) QuerySite() *SiteQuery {
+	query := (&SiteClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(interaction.Table, interaction.FieldID, selector),
+			sqlgraph.To(site.Table, site.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, interaction.SiteTable, interaction.SiteColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -279,6 +303,7 @@ func (_q *InteractionQuery) Clone() *InteractionQuery {
 		inters:           append([]Interceptor{}, _q.inters...),
 		predicates:       append([]predicate.Interaction{}, _q.predicates...),
 		withConversation: _q.withConversation.Clone(),
+		withSite:         _q.withSite.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -294,6 +319,17 @@ func (_q *InteractionQuery) WithConversation(opts ...func(*ConversationQuery)) *
 		opt(query)
 	}
 	_q.withConversation = query
+	return _q
+}
+
+// WithSite tells the query-builder to eager-load the nodes that are connected to
+// the "site" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *InteractionQuery) WithSite(opts ...func(*SiteQuery)) *InteractionQuery {
+	query := (&SiteClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withSite = query
 	return _q
 }
 
@@ -375,8 +411,9 @@ func (_q *InteractionQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*
 	var (
 		nodes       = []*Interaction{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [2]bool{
 			_q.withConversation != nil,
+			_q.withSite != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -403,6 +440,12 @@ func (_q *InteractionQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*
 	if query := _q.withConversation; query != nil {
 		if err := _q.loadConversation(ctx, query, nodes, nil,
 			func(n *Interaction, e *Conversation) { n.Edges.Conversation = e }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withSite; query != nil {
+		if err := _q.loadSite(ctx, query, nodes, nil,
+			func(n *Interaction, e *Site) { n.Edges.Site = e }); err != nil {
 			return nil, err
 		}
 	}
@@ -436,6 +479,38 @@ func (_q *InteractionQuery) loadConversation(ctx context.Context, query *Convers
 	}
 	return nil
 }
+func (_q *InteractionQuery) loadSite(ctx context.Context, query *SiteQuery, nodes []*Interaction, init func(*Interaction), assign func(*Interaction, *Site)) error {
+	ids := make([]uuid.UUID, 0, len(nodes))
+	nodeids := make(map[uuid.UUID][]*Interaction)
+	for i := range nodes {
+		if nodes[i].SiteID == nil {
+			continue
+		}
+		fk := *nodes[i].SiteID
+		if _, ok := nodeids[fk]; !ok {
+			ids = append(ids, fk)
+		}
+		nodeids[fk] = append(nodeids[fk], nodes[i])
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	query.Where(site.IDIn(ids...))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nodeids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected foreign-key "site_id" returned %v`, n.ID)
+		}
+		for i := range nodes {
+			assign(nodes[i], n)
+		}
+	}
+	return nil
+}
 
 func (_q *InteractionQuery) sqlCount(ctx context.Context) (int, error) {
 	_spec := _q.querySpec()
@@ -464,6 +539,9 @@ func (_q *InteractionQuery) querySpec() *sqlgraph.QuerySpec {
 			if fields[i] != interaction.FieldID {
 				_spec.Node.Columns = append(_spec.Node.Columns, fields[i])
 			}
+		}
+		if _q.withSite != nil {
+			_spec.Node.AddColumnOnce(interaction.FieldSiteID)
 		}
 	}
 	if ps := _q.predicates; len(ps) > 0 {

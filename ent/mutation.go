@@ -27,6 +27,7 @@ import (
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
+	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/ent/token"
 )
 
@@ -52,6 +53,7 @@ const (
 	TypeReadCursor     = "ReadCursor"
 	TypeServiceCase    = "ServiceCase"
 	TypeSetting        = "Setting"
+	TypeSite           = "Site"
 	TypeToken          = "Token"
 )
 
@@ -6040,9 +6042,12 @@ type InteractionMutation struct {
 	origin              *interaction.Origin
 	request_id          *string
 	request_hash        *[]byte
+	client_address      *string
 	clearedFields       map[string]struct{}
 	conversation        *uuid.UUID
 	clearedconversation bool
+	site                *uuid.UUID
+	clearedsite         bool
 	done                bool
 	oldValue            func(context.Context) (*Interaction, error)
 	predicates          []predicate.Interaction
@@ -6476,6 +6481,91 @@ func (m *InteractionMutation) ResetRequestHash() {
 	m.request_hash = nil
 }
 
+// SetClientAddress sets the "client_address" field.
+func (m *InteractionMutation) SetClientAddress(s string) {
+	m.client_address = &s
+}
+
+// ClientAddress returns the value of the "client_address" field in the mutation.
+func (m *InteractionMutation) ClientAddress() (r string, exists bool) {
+	v := m.client_address
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClientAddress returns the old "client_address" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldClientAddress(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClientAddress is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClientAddress requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClientAddress: %w", err)
+	}
+	return oldValue.ClientAddress, nil
+}
+
+// ResetClientAddress resets all changes to the "client_address" field.
+func (m *InteractionMutation) ResetClientAddress() {
+	m.client_address = nil
+}
+
+// SetSiteID sets the "site_id" field.
+func (m *InteractionMutation) SetSiteID(u uuid.UUID) {
+	m.site = &u
+}
+
+// SiteID returns the value of the "site_id" field in the mutation.
+func (m *InteractionMutation) SiteID() (r uuid.UUID, exists bool) {
+	v := m.site
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSiteID returns the old "site_id" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldSiteID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSiteID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSiteID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSiteID: %w", err)
+	}
+	return oldValue.SiteID, nil
+}
+
+// ClearSiteID clears the value of the "site_id" field.
+func (m *InteractionMutation) ClearSiteID() {
+	m.site = nil
+	m.clearedFields[interaction.FieldSiteID] = struct{}{}
+}
+
+// SiteIDCleared returns if the "site_id" field was cleared in this mutation.
+func (m *InteractionMutation) SiteIDCleared() bool {
+	_, ok := m.clearedFields[interaction.FieldSiteID]
+	return ok
+}
+
+// ResetSiteID resets all changes to the "site_id" field.
+func (m *InteractionMutation) ResetSiteID() {
+	m.site = nil
+	delete(m.clearedFields, interaction.FieldSiteID)
+}
+
 // SetConversationID sets the "conversation" edge to the Conversation entity by id.
 func (m *InteractionMutation) SetConversationID(id uuid.UUID) {
 	m.conversation = &id
@@ -6515,6 +6605,33 @@ func (m *InteractionMutation) ResetConversation() {
 	m.clearedconversation = false
 }
 
+// ClearSite clears the "site" edge to the Site entity.
+func (m *InteractionMutation) ClearSite() {
+	m.clearedsite = true
+	m.clearedFields[interaction.FieldSiteID] = struct{}{}
+}
+
+// SiteCleared reports if the "site" edge to the Site entity was cleared.
+func (m *InteractionMutation) SiteCleared() bool {
+	return m.SiteIDCleared() || m.clearedsite
+}
+
+// SiteIDs returns the "site" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// SiteID instead. It exists only for internal usage by the builders.
+func (m *InteractionMutation) SiteIDs() (ids []uuid.UUID) {
+	if id := m.site; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetSite resets all changes to the "site" edge.
+func (m *InteractionMutation) ResetSite() {
+	m.site = nil
+	m.clearedsite = false
+}
+
 // Where appends a list predicates to the InteractionMutation builder.
 func (m *InteractionMutation) Where(ps ...predicate.Interaction) {
 	m.predicates = append(m.predicates, ps...)
@@ -6549,7 +6666,7 @@ func (m *InteractionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *InteractionMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, interaction.FieldCreatedAt)
 	}
@@ -6577,6 +6694,12 @@ func (m *InteractionMutation) Fields() []string {
 	if m.request_hash != nil {
 		fields = append(fields, interaction.FieldRequestHash)
 	}
+	if m.client_address != nil {
+		fields = append(fields, interaction.FieldClientAddress)
+	}
+	if m.site != nil {
+		fields = append(fields, interaction.FieldSiteID)
+	}
 	return fields
 }
 
@@ -6603,6 +6726,10 @@ func (m *InteractionMutation) Field(name string) (ent.Value, bool) {
 		return m.RequestID()
 	case interaction.FieldRequestHash:
 		return m.RequestHash()
+	case interaction.FieldClientAddress:
+		return m.ClientAddress()
+	case interaction.FieldSiteID:
+		return m.SiteID()
 	}
 	return nil, false
 }
@@ -6630,6 +6757,10 @@ func (m *InteractionMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldRequestID(ctx)
 	case interaction.FieldRequestHash:
 		return m.OldRequestHash(ctx)
+	case interaction.FieldClientAddress:
+		return m.OldClientAddress(ctx)
+	case interaction.FieldSiteID:
+		return m.OldSiteID(ctx)
 	}
 	return nil, fmt.Errorf("unknown Interaction field %s", name)
 }
@@ -6702,6 +6833,20 @@ func (m *InteractionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRequestHash(v)
 		return nil
+	case interaction.FieldClientAddress:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClientAddress(v)
+		return nil
+	case interaction.FieldSiteID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSiteID(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Interaction field %s", name)
 }
@@ -6731,7 +6876,11 @@ func (m *InteractionMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *InteractionMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(interaction.FieldSiteID) {
+		fields = append(fields, interaction.FieldSiteID)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -6744,6 +6893,11 @@ func (m *InteractionMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *InteractionMutation) ClearField(name string) error {
+	switch name {
+	case interaction.FieldSiteID:
+		m.ClearSiteID()
+		return nil
+	}
 	return fmt.Errorf("unknown Interaction nullable field %s", name)
 }
 
@@ -6778,15 +6932,24 @@ func (m *InteractionMutation) ResetField(name string) error {
 	case interaction.FieldRequestHash:
 		m.ResetRequestHash()
 		return nil
+	case interaction.FieldClientAddress:
+		m.ResetClientAddress()
+		return nil
+	case interaction.FieldSiteID:
+		m.ResetSiteID()
+		return nil
 	}
 	return fmt.Errorf("unknown Interaction field %s", name)
 }
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *InteractionMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.conversation != nil {
 		edges = append(edges, interaction.EdgeConversation)
+	}
+	if m.site != nil {
+		edges = append(edges, interaction.EdgeSite)
 	}
 	return edges
 }
@@ -6799,13 +6962,17 @@ func (m *InteractionMutation) AddedIDs(name string) []ent.Value {
 		if id := m.conversation; id != nil {
 			return []ent.Value{*id}
 		}
+	case interaction.EdgeSite:
+		if id := m.site; id != nil {
+			return []ent.Value{*id}
+		}
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *InteractionMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	return edges
 }
 
@@ -6817,9 +6984,12 @@ func (m *InteractionMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *InteractionMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.clearedconversation {
 		edges = append(edges, interaction.EdgeConversation)
+	}
+	if m.clearedsite {
+		edges = append(edges, interaction.EdgeSite)
 	}
 	return edges
 }
@@ -6830,6 +7000,8 @@ func (m *InteractionMutation) EdgeCleared(name string) bool {
 	switch name {
 	case interaction.EdgeConversation:
 		return m.clearedconversation
+	case interaction.EdgeSite:
+		return m.clearedsite
 	}
 	return false
 }
@@ -6841,6 +7013,9 @@ func (m *InteractionMutation) ClearEdge(name string) error {
 	case interaction.EdgeConversation:
 		m.ClearConversation()
 		return nil
+	case interaction.EdgeSite:
+		m.ClearSite()
+		return nil
 	}
 	return fmt.Errorf("unknown Interaction unique edge %s", name)
 }
@@ -6851,6 +7026,9 @@ func (m *InteractionMutation) ResetEdge(name string) error {
 	switch name {
 	case interaction.EdgeConversation:
 		m.ResetConversation()
+		return nil
+	case interaction.EdgeSite:
+		m.ResetSite()
 		return nil
 	}
 	return fmt.Errorf("unknown Interaction edge %s", name)
@@ -10688,22 +10866,24 @@ func (m *ServiceCaseMutation) ResetEdge(name string) error {
 // SettingMutation represents an operation that mutates the Setting nodes in the graph.
 type SettingMutation struct {
 	config
-	op                                        Op
-	typ                                       string
-	id                                        *int
-	max_guest_sessions_per_hour               *int
-	addmax_guest_sessions_per_hour            *int
-	guest_sessions_rate_limit_reached_message *string
-	issue_types                               *[]schema.IssueType
-	appendissue_types                         []schema.IssueType
-	next_case_number                          *int64
-	addnext_case_number                       *int64
-	abandon_after_seconds                     *int64
-	addabandon_after_seconds                  *int64
-	clearedFields                             map[string]struct{}
-	done                                      bool
-	oldValue                                  func(context.Context) (*Setting, error)
-	predicates                                []predicate.Setting
+	op                                         Op
+	typ                                        string
+	id                                         *int
+	max_guest_sessions_per_hour                *int
+	addmax_guest_sessions_per_hour             *int
+	guest_sessions_rate_limit_reached_message  *string
+	issue_types                                *[]schema.IssueType
+	appendissue_types                          []schema.IssueType
+	next_case_number                           *int64
+	addnext_case_number                        *int64
+	abandon_after_seconds                      *int64
+	addabandon_after_seconds                   *int64
+	max_guest_sessions_per_hour_per_address    *int
+	addmax_guest_sessions_per_hour_per_address *int
+	clearedFields                              map[string]struct{}
+	done                                       bool
+	oldValue                                   func(context.Context) (*Setting, error)
+	predicates                                 []predicate.Setting
 }
 
 var _ ent.Mutation = (*SettingMutation)(nil)
@@ -11065,6 +11245,62 @@ func (m *SettingMutation) ResetAbandonAfterSeconds() {
 	m.addabandon_after_seconds = nil
 }
 
+// SetMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field.
+func (m *SettingMutation) SetMaxGuestSessionsPerHourPerAddress(i int) {
+	m.max_guest_sessions_per_hour_per_address = &i
+	m.addmax_guest_sessions_per_hour_per_address = nil
+}
+
+// MaxGuestSessionsPerHourPerAddress returns the value of the "max_guest_sessions_per_hour_per_address" field in the mutation.
+func (m *SettingMutation) MaxGuestSessionsPerHourPerAddress() (r int, exists bool) {
+	v := m.max_guest_sessions_per_hour_per_address
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMaxGuestSessionsPerHourPerAddress returns the old "max_guest_sessions_per_hour_per_address" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldMaxGuestSessionsPerHourPerAddress(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMaxGuestSessionsPerHourPerAddress is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMaxGuestSessionsPerHourPerAddress requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMaxGuestSessionsPerHourPerAddress: %w", err)
+	}
+	return oldValue.MaxGuestSessionsPerHourPerAddress, nil
+}
+
+// AddMaxGuestSessionsPerHourPerAddress adds i to the "max_guest_sessions_per_hour_per_address" field.
+func (m *SettingMutation) AddMaxGuestSessionsPerHourPerAddress(i int) {
+	if m.addmax_guest_sessions_per_hour_per_address != nil {
+		*m.addmax_guest_sessions_per_hour_per_address += i
+	} else {
+		m.addmax_guest_sessions_per_hour_per_address = &i
+	}
+}
+
+// AddedMaxGuestSessionsPerHourPerAddress returns the value that was added to the "max_guest_sessions_per_hour_per_address" field in this mutation.
+func (m *SettingMutation) AddedMaxGuestSessionsPerHourPerAddress() (r int, exists bool) {
+	v := m.addmax_guest_sessions_per_hour_per_address
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMaxGuestSessionsPerHourPerAddress resets all changes to the "max_guest_sessions_per_hour_per_address" field.
+func (m *SettingMutation) ResetMaxGuestSessionsPerHourPerAddress() {
+	m.max_guest_sessions_per_hour_per_address = nil
+	m.addmax_guest_sessions_per_hour_per_address = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -11099,7 +11335,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 6)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -11114,6 +11350,9 @@ func (m *SettingMutation) Fields() []string {
 	}
 	if m.abandon_after_seconds != nil {
 		fields = append(fields, setting.FieldAbandonAfterSeconds)
+	}
+	if m.max_guest_sessions_per_hour_per_address != nil {
+		fields = append(fields, setting.FieldMaxGuestSessionsPerHourPerAddress)
 	}
 	return fields
 }
@@ -11133,6 +11372,8 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.NextCaseNumber()
 	case setting.FieldAbandonAfterSeconds:
 		return m.AbandonAfterSeconds()
+	case setting.FieldMaxGuestSessionsPerHourPerAddress:
+		return m.MaxGuestSessionsPerHourPerAddress()
 	}
 	return nil, false
 }
@@ -11152,6 +11393,8 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldNextCaseNumber(ctx)
 	case setting.FieldAbandonAfterSeconds:
 		return m.OldAbandonAfterSeconds(ctx)
+	case setting.FieldMaxGuestSessionsPerHourPerAddress:
+		return m.OldMaxGuestSessionsPerHourPerAddress(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -11196,6 +11439,13 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetAbandonAfterSeconds(v)
 		return nil
+	case setting.FieldMaxGuestSessionsPerHourPerAddress:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMaxGuestSessionsPerHourPerAddress(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
 }
@@ -11213,6 +11463,9 @@ func (m *SettingMutation) AddedFields() []string {
 	if m.addabandon_after_seconds != nil {
 		fields = append(fields, setting.FieldAbandonAfterSeconds)
 	}
+	if m.addmax_guest_sessions_per_hour_per_address != nil {
+		fields = append(fields, setting.FieldMaxGuestSessionsPerHourPerAddress)
+	}
 	return fields
 }
 
@@ -11227,6 +11480,8 @@ func (m *SettingMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedNextCaseNumber()
 	case setting.FieldAbandonAfterSeconds:
 		return m.AddedAbandonAfterSeconds()
+	case setting.FieldMaxGuestSessionsPerHourPerAddress:
+		return m.AddedMaxGuestSessionsPerHourPerAddress()
 	}
 	return nil, false
 }
@@ -11256,6 +11511,13 @@ func (m *SettingMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddAbandonAfterSeconds(v)
+		return nil
+	case setting.FieldMaxGuestSessionsPerHourPerAddress:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMaxGuestSessionsPerHourPerAddress(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Setting numeric field %s", name)
@@ -11298,6 +11560,9 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldAbandonAfterSeconds:
 		m.ResetAbandonAfterSeconds()
+		return nil
+	case setting.FieldMaxGuestSessionsPerHourPerAddress:
+		m.ResetMaxGuestSessionsPerHourPerAddress()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
@@ -11351,6 +11616,645 @@ func (m *SettingMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Setting edge %s", name)
 }
 
+// SiteMutation represents an operation that mutates the Site nodes in the graph.
+type SiteMutation struct {
+	config
+	op                             Op
+	typ                            string
+	id                             *uuid.UUID
+	created_at                     *time.Time
+	display_name                   *string
+	allowed_origins                *[]string
+	appendallowed_origins          []string
+	max_guest_sessions_per_hour    *int
+	addmax_guest_sessions_per_hour *int
+	clearedFields                  map[string]struct{}
+	interactions                   map[uuid.UUID]struct{}
+	removedinteractions            map[uuid.UUID]struct{}
+	clearedinteractions            bool
+	done                           bool
+	oldValue                       func(context.Context) (*Site, error)
+	predicates                     []predicate.Site
+}
+
+var _ ent.Mutation = (*SiteMutation)(nil)
+
+// siteOption allows management of the mutation configuration using functional options.
+type siteOption func(*SiteMutation)
+
+// newSiteMutation creates new mutation for the Site entity.
+func newSiteMutation(c config, op Op, opts ...siteOption) *SiteMutation {
+	m := &SiteMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeSite,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withSiteID sets the ID field of the mutation.
+func withSiteID(id uuid.UUID) siteOption {
+	return func(m *SiteMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Site
+		)
+		m.oldValue = func(ctx context.Context) (*Site, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Site.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withSite sets the old Site of the mutation.
+func withSite(node *Site) siteOption {
+	return func(m *SiteMutation) {
+		m.oldValue = func(context.Context) (*Site, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m SiteMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m SiteMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of Site entities.
+func (m *SiteMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *SiteMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *SiteMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Site.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *SiteMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *SiteMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Site entity.
+// If the Site object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SiteMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *SiteMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetDisplayName sets the "display_name" field.
+func (m *SiteMutation) SetDisplayName(s string) {
+	m.display_name = &s
+}
+
+// DisplayName returns the value of the "display_name" field in the mutation.
+func (m *SiteMutation) DisplayName() (r string, exists bool) {
+	v := m.display_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDisplayName returns the old "display_name" field's value of the Site entity.
+// If the Site object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SiteMutation) OldDisplayName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDisplayName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDisplayName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDisplayName: %w", err)
+	}
+	return oldValue.DisplayName, nil
+}
+
+// ResetDisplayName resets all changes to the "display_name" field.
+func (m *SiteMutation) ResetDisplayName() {
+	m.display_name = nil
+}
+
+// SetAllowedOrigins sets the "allowed_origins" field.
+func (m *SiteMutation) SetAllowedOrigins(s []string) {
+	m.allowed_origins = &s
+	m.appendallowed_origins = nil
+}
+
+// AllowedOrigins returns the value of the "allowed_origins" field in the mutation.
+func (m *SiteMutation) AllowedOrigins() (r []string, exists bool) {
+	v := m.allowed_origins
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAllowedOrigins returns the old "allowed_origins" field's value of the Site entity.
+// If the Site object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SiteMutation) OldAllowedOrigins(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAllowedOrigins is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAllowedOrigins requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAllowedOrigins: %w", err)
+	}
+	return oldValue.AllowedOrigins, nil
+}
+
+// AppendAllowedOrigins adds s to the "allowed_origins" field.
+func (m *SiteMutation) AppendAllowedOrigins(s []string) {
+	m.appendallowed_origins = append(m.appendallowed_origins, s...)
+}
+
+// AppendedAllowedOrigins returns the list of values that were appended to the "allowed_origins" field in this mutation.
+func (m *SiteMutation) AppendedAllowedOrigins() ([]string, bool) {
+	if len(m.appendallowed_origins) == 0 {
+		return nil, false
+	}
+	return m.appendallowed_origins, true
+}
+
+// ResetAllowedOrigins resets all changes to the "allowed_origins" field.
+func (m *SiteMutation) ResetAllowedOrigins() {
+	m.allowed_origins = nil
+	m.appendallowed_origins = nil
+}
+
+// SetMaxGuestSessionsPerHour sets the "max_guest_sessions_per_hour" field.
+func (m *SiteMutation) SetMaxGuestSessionsPerHour(i int) {
+	m.max_guest_sessions_per_hour = &i
+	m.addmax_guest_sessions_per_hour = nil
+}
+
+// MaxGuestSessionsPerHour returns the value of the "max_guest_sessions_per_hour" field in the mutation.
+func (m *SiteMutation) MaxGuestSessionsPerHour() (r int, exists bool) {
+	v := m.max_guest_sessions_per_hour
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMaxGuestSessionsPerHour returns the old "max_guest_sessions_per_hour" field's value of the Site entity.
+// If the Site object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SiteMutation) OldMaxGuestSessionsPerHour(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMaxGuestSessionsPerHour is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMaxGuestSessionsPerHour requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMaxGuestSessionsPerHour: %w", err)
+	}
+	return oldValue.MaxGuestSessionsPerHour, nil
+}
+
+// AddMaxGuestSessionsPerHour adds i to the "max_guest_sessions_per_hour" field.
+func (m *SiteMutation) AddMaxGuestSessionsPerHour(i int) {
+	if m.addmax_guest_sessions_per_hour != nil {
+		*m.addmax_guest_sessions_per_hour += i
+	} else {
+		m.addmax_guest_sessions_per_hour = &i
+	}
+}
+
+// AddedMaxGuestSessionsPerHour returns the value that was added to the "max_guest_sessions_per_hour" field in this mutation.
+func (m *SiteMutation) AddedMaxGuestSessionsPerHour() (r int, exists bool) {
+	v := m.addmax_guest_sessions_per_hour
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMaxGuestSessionsPerHour resets all changes to the "max_guest_sessions_per_hour" field.
+func (m *SiteMutation) ResetMaxGuestSessionsPerHour() {
+	m.max_guest_sessions_per_hour = nil
+	m.addmax_guest_sessions_per_hour = nil
+}
+
+// AddInteractionIDs adds the "interactions" edge to the Interaction entity by ids.
+func (m *SiteMutation) AddInteractionIDs(ids ...uuid.UUID) {
+	if m.interactions == nil {
+		m.interactions = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.interactions[ids[i]] = struct{}{}
+	}
+}
+
+// ClearInteractions clears the "interactions" edge to the Interaction entity.
+func (m *SiteMutation) ClearInteractions() {
+	m.clearedinteractions = true
+}
+
+// InteractionsCleared reports if the "interactions" edge to the Interaction entity was cleared.
+func (m *SiteMutation) InteractionsCleared() bool {
+	return m.clearedinteractions
+}
+
+// RemoveInteractionIDs removes the "interactions" edge to the Interaction entity by IDs.
+func (m *SiteMutation) RemoveInteractionIDs(ids ...uuid.UUID) {
+	if m.removedinteractions == nil {
+		m.removedinteractions = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.interactions, ids[i])
+		m.removedinteractions[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedInteractions returns the removed IDs of the "interactions" edge to the Interaction entity.
+func (m *SiteMutation) RemovedInteractionsIDs() (ids []uuid.UUID) {
+	for id := range m.removedinteractions {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// InteractionsIDs returns the "interactions" edge IDs in the mutation.
+func (m *SiteMutation) InteractionsIDs() (ids []uuid.UUID) {
+	for id := range m.interactions {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetInteractions resets all changes to the "interactions" edge.
+func (m *SiteMutation) ResetInteractions() {
+	m.interactions = nil
+	m.clearedinteractions = false
+	m.removedinteractions = nil
+}
+
+// Where appends a list predicates to the SiteMutation builder.
+func (m *SiteMutation) Where(ps ...predicate.Site) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the SiteMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *SiteMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Site, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *SiteMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *SiteMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Site).
+func (m *SiteMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *SiteMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.created_at != nil {
+		fields = append(fields, site.FieldCreatedAt)
+	}
+	if m.display_name != nil {
+		fields = append(fields, site.FieldDisplayName)
+	}
+	if m.allowed_origins != nil {
+		fields = append(fields, site.FieldAllowedOrigins)
+	}
+	if m.max_guest_sessions_per_hour != nil {
+		fields = append(fields, site.FieldMaxGuestSessionsPerHour)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *SiteMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case site.FieldCreatedAt:
+		return m.CreatedAt()
+	case site.FieldDisplayName:
+		return m.DisplayName()
+	case site.FieldAllowedOrigins:
+		return m.AllowedOrigins()
+	case site.FieldMaxGuestSessionsPerHour:
+		return m.MaxGuestSessionsPerHour()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *SiteMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case site.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case site.FieldDisplayName:
+		return m.OldDisplayName(ctx)
+	case site.FieldAllowedOrigins:
+		return m.OldAllowedOrigins(ctx)
+	case site.FieldMaxGuestSessionsPerHour:
+		return m.OldMaxGuestSessionsPerHour(ctx)
+	}
+	return nil, fmt.Errorf("unknown Site field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *SiteMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case site.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case site.FieldDisplayName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDisplayName(v)
+		return nil
+	case site.FieldAllowedOrigins:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAllowedOrigins(v)
+		return nil
+	case site.FieldMaxGuestSessionsPerHour:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMaxGuestSessionsPerHour(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Site field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *SiteMutation) AddedFields() []string {
+	var fields []string
+	if m.addmax_guest_sessions_per_hour != nil {
+		fields = append(fields, site.FieldMaxGuestSessionsPerHour)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *SiteMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case site.FieldMaxGuestSessionsPerHour:
+		return m.AddedMaxGuestSessionsPerHour()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *SiteMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case site.FieldMaxGuestSessionsPerHour:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMaxGuestSessionsPerHour(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Site numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *SiteMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *SiteMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *SiteMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown Site nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *SiteMutation) ResetField(name string) error {
+	switch name {
+	case site.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case site.FieldDisplayName:
+		m.ResetDisplayName()
+		return nil
+	case site.FieldAllowedOrigins:
+		m.ResetAllowedOrigins()
+		return nil
+	case site.FieldMaxGuestSessionsPerHour:
+		m.ResetMaxGuestSessionsPerHour()
+		return nil
+	}
+	return fmt.Errorf("unknown Site field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *SiteMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.interactions != nil {
+		edges = append(edges, site.EdgeInteractions)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *SiteMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case site.EdgeInteractions:
+		ids := make([]ent.Value, 0, len(m.interactions))
+		for id := range m.interactions {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *SiteMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.removedinteractions != nil {
+		edges = append(edges, site.EdgeInteractions)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *SiteMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case site.EdgeInteractions:
+		ids := make([]ent.Value, 0, len(m.removedinteractions))
+		for id := range m.removedinteractions {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *SiteMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedinteractions {
+		edges = append(edges, site.EdgeInteractions)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *SiteMutation) EdgeCleared(name string) bool {
+	switch name {
+	case site.EdgeInteractions:
+		return m.clearedinteractions
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *SiteMutation) ClearEdge(name string) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Site unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *SiteMutation) ResetEdge(name string) error {
+	switch name {
+	case site.EdgeInteractions:
+		m.ResetInteractions()
+		return nil
+	}
+	return fmt.Errorf("unknown Site edge %s", name)
+}
+
 // TokenMutation represents an operation that mutates the Token nodes in the graph.
 type TokenMutation struct {
 	config
@@ -11360,6 +12264,7 @@ type TokenMutation struct {
 	created_at          *time.Time
 	hash                *[]byte
 	role                *token.Role
+	label               *string
 	expires_at          *time.Time
 	revoked_at          *time.Time
 	clearedFields       map[string]struct{}
@@ -11582,6 +12487,42 @@ func (m *TokenMutation) OldRole(ctx context.Context) (v token.Role, err error) {
 // ResetRole resets all changes to the "role" field.
 func (m *TokenMutation) ResetRole() {
 	m.role = nil
+}
+
+// SetLabel sets the "label" field.
+func (m *TokenMutation) SetLabel(s string) {
+	m.label = &s
+}
+
+// Label returns the value of the "label" field in the mutation.
+func (m *TokenMutation) Label() (r string, exists bool) {
+	v := m.label
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLabel returns the old "label" field's value of the Token entity.
+// If the Token object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenMutation) OldLabel(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLabel is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLabel requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLabel: %w", err)
+	}
+	return oldValue.Label, nil
+}
+
+// ResetLabel resets all changes to the "label" field.
+func (m *TokenMutation) ResetLabel() {
+	m.label = nil
 }
 
 // SetAgentID sets the "agent_id" field.
@@ -11868,7 +12809,7 @@ func (m *TokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TokenMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.created_at != nil {
 		fields = append(fields, token.FieldCreatedAt)
 	}
@@ -11877,6 +12818,9 @@ func (m *TokenMutation) Fields() []string {
 	}
 	if m.role != nil {
 		fields = append(fields, token.FieldRole)
+	}
+	if m.label != nil {
+		fields = append(fields, token.FieldLabel)
 	}
 	if m.agent != nil {
 		fields = append(fields, token.FieldAgentID)
@@ -11904,6 +12848,8 @@ func (m *TokenMutation) Field(name string) (ent.Value, bool) {
 		return m.Hash()
 	case token.FieldRole:
 		return m.Role()
+	case token.FieldLabel:
+		return m.Label()
 	case token.FieldAgentID:
 		return m.AgentID()
 	case token.FieldConversationID:
@@ -11927,6 +12873,8 @@ func (m *TokenMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldHash(ctx)
 	case token.FieldRole:
 		return m.OldRole(ctx)
+	case token.FieldLabel:
+		return m.OldLabel(ctx)
 	case token.FieldAgentID:
 		return m.OldAgentID(ctx)
 	case token.FieldConversationID:
@@ -11964,6 +12912,13 @@ func (m *TokenMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRole(v)
+		return nil
+	case token.FieldLabel:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLabel(v)
 		return nil
 	case token.FieldAgentID:
 		v, ok := value.(uuid.UUID)
@@ -12077,6 +13032,9 @@ func (m *TokenMutation) ResetField(name string) error {
 		return nil
 	case token.FieldRole:
 		m.ResetRole()
+		return nil
+	case token.FieldLabel:
+		m.ResetLabel()
 		return nil
 	case token.FieldAgentID:
 		m.ResetAgentID()

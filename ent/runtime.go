@@ -20,6 +20,7 @@ import (
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
+	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/ent/token"
 )
 
@@ -176,6 +177,10 @@ func init() {
 	interactionDescFirstMessage := interactionFields[4].Descriptor()
 	// interaction.DefaultFirstMessage holds the default value on creation for the first_message field.
 	interaction.DefaultFirstMessage = interactionDescFirstMessage.Default.(string)
+	// interactionDescClientAddress is the schema descriptor for client_address field.
+	interactionDescClientAddress := interactionFields[8].Descriptor()
+	// interaction.DefaultClientAddress holds the default value on creation for the client_address field.
+	interaction.DefaultClientAddress = interactionDescClientAddress.Default.(string)
 	// interactionDescID is the schema descriptor for id field.
 	interactionDescID := interactionMixinFields0[0].Descriptor()
 	// interaction.DefaultID holds the default value on creation for the id field.
@@ -294,6 +299,35 @@ func init() {
 	setting.DefaultAbandonAfterSeconds = settingDescAbandonAfterSeconds.Default.(int64)
 	// setting.AbandonAfterSecondsValidator is a validator for the "abandon_after_seconds" field. It is called by the builders before save.
 	setting.AbandonAfterSecondsValidator = settingDescAbandonAfterSeconds.Validators[0].(func(int64) error)
+	// settingDescMaxGuestSessionsPerHourPerAddress is the schema descriptor for max_guest_sessions_per_hour_per_address field.
+	settingDescMaxGuestSessionsPerHourPerAddress := settingFields[6].Descriptor()
+	// setting.DefaultMaxGuestSessionsPerHourPerAddress holds the default value on creation for the max_guest_sessions_per_hour_per_address field.
+	setting.DefaultMaxGuestSessionsPerHourPerAddress = settingDescMaxGuestSessionsPerHourPerAddress.Default.(int)
+	// setting.MaxGuestSessionsPerHourPerAddressValidator is a validator for the "max_guest_sessions_per_hour_per_address" field. It is called by the builders before save.
+	setting.MaxGuestSessionsPerHourPerAddressValidator = settingDescMaxGuestSessionsPerHourPerAddress.Validators[0].(func(int) error)
+	siteMixin := schema.Site{}.Mixin()
+	siteMixinFields0 := siteMixin[0].Fields()
+	_ = siteMixinFields0
+	siteFields := schema.Site{}.Fields()
+	_ = siteFields
+	// siteDescCreatedAt is the schema descriptor for created_at field.
+	siteDescCreatedAt := siteMixinFields0[1].Descriptor()
+	// site.DefaultCreatedAt holds the default value on creation for the created_at field.
+	site.DefaultCreatedAt = siteDescCreatedAt.Default.(func() time.Time)
+	// siteDescDisplayName is the schema descriptor for display_name field.
+	siteDescDisplayName := siteFields[0].Descriptor()
+	// site.DisplayNameValidator is a validator for the "display_name" field. It is called by the builders before save.
+	site.DisplayNameValidator = siteDescDisplayName.Validators[0].(func(string) error)
+	// siteDescMaxGuestSessionsPerHour is the schema descriptor for max_guest_sessions_per_hour field.
+	siteDescMaxGuestSessionsPerHour := siteFields[2].Descriptor()
+	// site.DefaultMaxGuestSessionsPerHour holds the default value on creation for the max_guest_sessions_per_hour field.
+	site.DefaultMaxGuestSessionsPerHour = siteDescMaxGuestSessionsPerHour.Default.(int)
+	// site.MaxGuestSessionsPerHourValidator is a validator for the "max_guest_sessions_per_hour" field. It is called by the builders before save.
+	site.MaxGuestSessionsPerHourValidator = siteDescMaxGuestSessionsPerHour.Validators[0].(func(int) error)
+	// siteDescID is the schema descriptor for id field.
+	siteDescID := siteMixinFields0[0].Descriptor()
+	// site.DefaultID holds the default value on creation for the id field.
+	site.DefaultID = siteDescID.Default.(func() uuid.UUID)
 	tokenMixin := schema.Token{}.Mixin()
 	tokenMixinFields0 := tokenMixin[0].Fields()
 	_ = tokenMixinFields0
@@ -303,6 +337,10 @@ func init() {
 	tokenDescCreatedAt := tokenMixinFields0[1].Descriptor()
 	// token.DefaultCreatedAt holds the default value on creation for the created_at field.
 	token.DefaultCreatedAt = tokenDescCreatedAt.Default.(func() time.Time)
+	// tokenDescLabel is the schema descriptor for label field.
+	tokenDescLabel := tokenFields[2].Descriptor()
+	// token.DefaultLabel holds the default value on creation for the label field.
+	token.DefaultLabel = tokenDescLabel.Default.(string)
 	// tokenDescID is the schema descriptor for id field.
 	tokenDescID := tokenMixinFields0[0].Descriptor()
 	// token.DefaultID holds the default value on creation for the id field.

@@ -28,7 +28,9 @@ type Setting struct {
 	NextCaseNumber int64 `json:"next_case_number,omitempty"`
 	// AbandonAfterSeconds holds the value of the "abandon_after_seconds" field.
 	AbandonAfterSeconds int64 `json:"abandon_after_seconds,omitempty"`
-	selectValues        sql.SelectValues
+	// MaxGuestSessionsPerHourPerAddress holds the value of the "max_guest_sessions_per_hour_per_address" field.
+	MaxGuestSessionsPerHourPerAddress int `json:"max_guest_sessions_per_hour_per_address,omitempty"`
+	selectValues                      sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -38,7 +40,7 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case setting.FieldIssueTypes:
 			values[i] = new([]byte)
-		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds:
+		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress:
 			values[i] = new(sql.NullInt64)
 		case setting.FieldGuestSessionsRateLimitReachedMessage:
 			values[i] = new(sql.NullString)
@@ -95,6 +97,12 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.AbandonAfterSeconds = value.Int64
 			}
+		case setting.FieldMaxGuestSessionsPerHourPerAddress:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field max_guest_sessions_per_hour_per_address", values[i])
+			} else if value.Valid {
+				_m.MaxGuestSessionsPerHourPerAddress = int(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -145,6 +153,9 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("abandon_after_seconds=")
 	builder.WriteString(fmt.Sprintf("%v", _m.AbandonAfterSeconds))
+	builder.WriteString(", ")
+	builder.WriteString("max_guest_sessions_per_hour_per_address=")
+	builder.WriteString(fmt.Sprintf("%v", _m.MaxGuestSessionsPerHourPerAddress))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -66,6 +66,20 @@ func (_c *SettingCreate) SetNillableAbandonAfterSeconds(v *int64) *SettingCreate
 	return _c
 }
 
+// SetMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field.
+func (_c *SettingCreate) SetMaxGuestSessionsPerHourPerAddress(v int) *SettingCreate {
+	_c.mutation.SetMaxGuestSessionsPerHourPerAddress(v)
+	return _c
+}
+
+// SetNillableMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableMaxGuestSessionsPerHourPerAddress(v *int) *SettingCreate {
+	if v != nil {
+		_c.SetMaxGuestSessionsPerHourPerAddress(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -115,6 +129,10 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultAbandonAfterSeconds
 		_c.mutation.SetAbandonAfterSeconds(v)
 	}
+	if _, ok := _c.mutation.MaxGuestSessionsPerHourPerAddress(); !ok {
+		v := setting.DefaultMaxGuestSessionsPerHourPerAddress
+		_c.mutation.SetMaxGuestSessionsPerHourPerAddress(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -147,6 +165,14 @@ func (_c *SettingCreate) check() error {
 	if v, ok := _c.mutation.AbandonAfterSeconds(); ok {
 		if err := setting.AbandonAfterSecondsValidator(v); err != nil {
 			return &ValidationError{Name: "abandon_after_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.abandon_after_seconds": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.MaxGuestSessionsPerHourPerAddress(); !ok {
+		return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: errors.New(`ent: missing required field "Setting.max_guest_sessions_per_hour_per_address"`)}
+	}
+	if v, ok := _c.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
+		if err := setting.MaxGuestSessionsPerHourPerAddressValidator(v); err != nil {
+			return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: fmt.Errorf(`ent: validator failed for field "Setting.max_guest_sessions_per_hour_per_address": %w`, err)}
 		}
 	}
 	return nil
@@ -200,6 +226,10 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.AbandonAfterSeconds(); ok {
 		_spec.SetField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
 		_node.AbandonAfterSeconds = value
+	}
+	if value, ok := _c.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
+		_spec.SetField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
+		_node.MaxGuestSessionsPerHourPerAddress = value
 	}
 	return _node, _spec
 }

@@ -119,6 +119,27 @@ func (_u *SettingUpdate) AddAbandonAfterSeconds(v int64) *SettingUpdate {
 	return _u
 }
 
+// SetMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field.
+func (_u *SettingUpdate) SetMaxGuestSessionsPerHourPerAddress(v int) *SettingUpdate {
+	_u.mutation.ResetMaxGuestSessionsPerHourPerAddress()
+	_u.mutation.SetMaxGuestSessionsPerHourPerAddress(v)
+	return _u
+}
+
+// SetNillableMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableMaxGuestSessionsPerHourPerAddress(v *int) *SettingUpdate {
+	if v != nil {
+		_u.SetMaxGuestSessionsPerHourPerAddress(*v)
+	}
+	return _u
+}
+
+// AddMaxGuestSessionsPerHourPerAddress adds value to the "max_guest_sessions_per_hour_per_address" field.
+func (_u *SettingUpdate) AddMaxGuestSessionsPerHourPerAddress(v int) *SettingUpdate {
+	_u.mutation.AddMaxGuestSessionsPerHourPerAddress(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdate) Mutation() *SettingMutation {
 	return _u.mutation
@@ -166,6 +187,11 @@ func (_u *SettingUpdate) check() error {
 	if v, ok := _u.mutation.AbandonAfterSeconds(); ok {
 		if err := setting.AbandonAfterSecondsValidator(v); err != nil {
 			return &ValidationError{Name: "abandon_after_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.abandon_after_seconds": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
+		if err := setting.MaxGuestSessionsPerHourPerAddressValidator(v); err != nil {
+			return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: fmt.Errorf(`ent: validator failed for field "Setting.max_guest_sessions_per_hour_per_address": %w`, err)}
 		}
 	}
 	return nil
@@ -217,6 +243,12 @@ func (_u *SettingUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedAbandonAfterSeconds(); ok {
 		_spec.AddField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
+		_spec.SetField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedMaxGuestSessionsPerHourPerAddress(); ok {
+		_spec.AddField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -329,6 +361,27 @@ func (_u *SettingUpdateOne) AddAbandonAfterSeconds(v int64) *SettingUpdateOne {
 	return _u
 }
 
+// SetMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field.
+func (_u *SettingUpdateOne) SetMaxGuestSessionsPerHourPerAddress(v int) *SettingUpdateOne {
+	_u.mutation.ResetMaxGuestSessionsPerHourPerAddress()
+	_u.mutation.SetMaxGuestSessionsPerHourPerAddress(v)
+	return _u
+}
+
+// SetNillableMaxGuestSessionsPerHourPerAddress sets the "max_guest_sessions_per_hour_per_address" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableMaxGuestSessionsPerHourPerAddress(v *int) *SettingUpdateOne {
+	if v != nil {
+		_u.SetMaxGuestSessionsPerHourPerAddress(*v)
+	}
+	return _u
+}
+
+// AddMaxGuestSessionsPerHourPerAddress adds value to the "max_guest_sessions_per_hour_per_address" field.
+func (_u *SettingUpdateOne) AddMaxGuestSessionsPerHourPerAddress(v int) *SettingUpdateOne {
+	_u.mutation.AddMaxGuestSessionsPerHourPerAddress(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdateOne) Mutation() *SettingMutation {
 	return _u.mutation
@@ -389,6 +442,11 @@ func (_u *SettingUpdateOne) check() error {
 	if v, ok := _u.mutation.AbandonAfterSeconds(); ok {
 		if err := setting.AbandonAfterSecondsValidator(v); err != nil {
 			return &ValidationError{Name: "abandon_after_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.abandon_after_seconds": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
+		if err := setting.MaxGuestSessionsPerHourPerAddressValidator(v); err != nil {
+			return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: fmt.Errorf(`ent: validator failed for field "Setting.max_guest_sessions_per_hour_per_address": %w`, err)}
 		}
 	}
 	return nil
@@ -457,6 +515,12 @@ func (_u *SettingUpdateOne) sqlSave(ctx context.Context) (_node *Setting, err er
 	}
 	if value, ok := _u.mutation.AddedAbandonAfterSeconds(); ok {
 		_spec.AddField(setting.FieldAbandonAfterSeconds, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
+		_spec.SetField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedMaxGuestSessionsPerHourPerAddress(); ok {
+		_spec.AddField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Setting{config: _u.config}

@@ -26,6 +26,8 @@ type Token struct {
 	Hash []byte `json:"-"`
 	// Role holds the value of the "role" field.
 	Role token.Role `json:"role,omitempty"`
+	// Label holds the value of the "label" field.
+	Label string `json:"label,omitempty"`
 	// AgentID holds the value of the "agent_id" field.
 	AgentID *uuid.UUID `json:"agent_id,omitempty"`
 	// ConversationID holds the value of the "conversation_id" field.
@@ -82,7 +84,7 @@ func (*Token) scanValues(columns []string) ([]any, error) {
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case token.FieldHash:
 			values[i] = new([]byte)
-		case token.FieldRole:
+		case token.FieldRole, token.FieldLabel:
 			values[i] = new(sql.NullString)
 		case token.FieldCreatedAt, token.FieldExpiresAt, token.FieldRevokedAt:
 			values[i] = new(sql.NullTime)
@@ -126,6 +128,12 @@ func (_m *Token) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field role", values[i])
 			} else if value.Valid {
 				_m.Role = token.Role(value.String)
+			}
+		case token.FieldLabel:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field label", values[i])
+			} else if value.Valid {
+				_m.Label = value.String
 			}
 		case token.FieldAgentID:
 			if value, ok := values[i].(*sql.NullScanner); !ok {
@@ -208,6 +216,9 @@ func (_m *Token) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("role=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Role))
+	builder.WriteString(", ")
+	builder.WriteString("label=")
+	builder.WriteString(_m.Label)
 	builder.WriteString(", ")
 	if v := _m.AgentID; v != nil {
 		builder.WriteString("agent_id=")

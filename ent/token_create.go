@@ -49,6 +49,20 @@ func (_c *TokenCreate) SetRole(v token.Role) *TokenCreate {
 	return _c
 }
 
+// SetLabel sets the "label" field.
+func (_c *TokenCreate) SetLabel(v string) *TokenCreate {
+	_c.mutation.SetLabel(v)
+	return _c
+}
+
+// SetNillableLabel sets the "label" field if the given value is not nil.
+func (_c *TokenCreate) SetNillableLabel(v *string) *TokenCreate {
+	if v != nil {
+		_c.SetLabel(*v)
+	}
+	return _c
+}
+
 // SetAgentID sets the "agent_id" field.
 func (_c *TokenCreate) SetAgentID(v uuid.UUID) *TokenCreate {
 	_c.mutation.SetAgentID(v)
@@ -168,6 +182,10 @@ func (_c *TokenCreate) defaults() {
 		v := token.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
+	if _, ok := _c.mutation.Label(); !ok {
+		v := token.DefaultLabel
+		_c.mutation.SetLabel(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := token.DefaultID()
 		_c.mutation.SetID(v)
@@ -189,6 +207,9 @@ func (_c *TokenCreate) check() error {
 		if err := token.RoleValidator(v); err != nil {
 			return &ValidationError{Name: "role", err: fmt.Errorf(`ent: validator failed for field "Token.role": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.Label(); !ok {
+		return &ValidationError{Name: "label", err: errors.New(`ent: missing required field "Token.label"`)}
 	}
 	return nil
 }
@@ -236,6 +257,10 @@ func (_c *TokenCreate) createSpec() (*Token, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Role(); ok {
 		_spec.SetField(token.FieldRole, field.TypeEnum, value)
 		_node.Role = value
+	}
+	if value, ok := _c.mutation.Label(); ok {
+		_spec.SetField(token.FieldLabel, field.TypeString, value)
+		_node.Label = value
 	}
 	if value, ok := _c.mutation.ExpiresAt(); ok {
 		_spec.SetField(token.FieldExpiresAt, field.TypeTime, value)

@@ -40,6 +40,8 @@ type Tx struct {
 	ServiceCase *ServiceCaseClient
 	// Setting is the client for interacting with the Setting builders.
 	Setting *SettingClient
+	// Site is the client for interacting with the Site builders.
+	Site *SiteClient
 	// Token is the client for interacting with the Token builders.
 	Token *TokenClient
 
@@ -186,6 +188,7 @@ func (tx *Tx) init() {
 	tx.ReadCursor = NewReadCursorClient(tx.config)
 	tx.ServiceCase = NewServiceCaseClient(tx.config)
 	tx.Setting = NewSettingClient(tx.config)
+	tx.Site = NewSiteClient(tx.config)
 	tx.Token = NewTokenClient(tx.config)
 }
 

@@ -34,8 +34,14 @@ const (
 	FieldRequestID = "request_id"
 	// FieldRequestHash holds the string denoting the request_hash field in the database.
 	FieldRequestHash = "request_hash"
+	// FieldClientAddress holds the string denoting the client_address field in the database.
+	FieldClientAddress = "client_address"
+	// FieldSiteID holds the string denoting the site_id field in the database.
+	FieldSiteID = "site_id"
 	// EdgeConversation holds the string denoting the conversation edge name in mutations.
 	EdgeConversation = "conversation"
+	// EdgeSite holds the string denoting the site edge name in mutations.
+	EdgeSite = "site"
 	// Table holds the table name of the interaction in the database.
 	Table = "interactions"
 	// ConversationTable is the table that holds the conversation relation/edge.
@@ -45,6 +51,13 @@ const (
 	ConversationInverseTable = "conversations"
 	// ConversationColumn is the table column denoting the conversation relation/edge.
 	ConversationColumn = "interaction_id"
+	// SiteTable is the table that holds the site relation/edge.
+	SiteTable = "interactions"
+	// SiteInverseTable is the table name for the Site entity.
+	// It exists in this package in order to avoid circular dependency with the "site" package.
+	SiteInverseTable = "sites"
+	// SiteColumn is the table column denoting the site relation/edge.
+	SiteColumn = "site_id"
 )
 
 // Columns holds all SQL columns for interaction fields.
@@ -59,6 +72,8 @@ var Columns = []string{
 	FieldOrigin,
 	FieldRequestID,
 	FieldRequestHash,
+	FieldClientAddress,
+	FieldSiteID,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -78,6 +93,8 @@ var (
 	NameValidator func(string) error
 	// DefaultFirstMessage holds the default value on creation for the "first_message" field.
 	DefaultFirstMessage string
+	// DefaultClientAddress holds the default value on creation for the "client_address" field.
+	DefaultClientAddress string
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -180,10 +197,27 @@ func ByRequestID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRequestID, opts...).ToFunc()
 }
 
+// ByClientAddress orders the results by the client_address field.
+func ByClientAddress(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClientAddress, opts...).ToFunc()
+}
+
+// BySiteID orders the results by the site_id field.
+func BySiteID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSiteID, opts...).ToFunc()
+}
+
 // ByConversationField orders the results by conversation field.
 func ByConversationField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
 		sqlgraph.OrderByNeighborTerms(s, newConversationStep(), sql.OrderByField(field, opts...))
+	}
+}
+
+// BySiteField orders the results by site field.
+func BySiteField(field string, opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newSiteStep(), sql.OrderByField(field, opts...))
 	}
 }
 func newConversationStep() *sqlgraph.Step {
@@ -191,5 +225,12 @@ func newConversationStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(ConversationInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2O, false, ConversationTable, ConversationColumn),
+	)
+}
+func newSiteStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(SiteInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2O, true, SiteTable, SiteColumn),
 	)
 }

@@ -91,6 +91,16 @@ func RequestHash(v []byte) predicate.Interaction {
 	return predicate.Interaction(sql.FieldEQ(FieldRequestHash, v))
 }
 
+// ClientAddress applies equality check predicate on the "client_address" field. It's identical to ClientAddressEQ.
+func ClientAddress(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldClientAddress, v))
+}
+
+// SiteID applies equality check predicate on the "site_id" field. It's identical to SiteIDEQ.
+func SiteID(v uuid.UUID) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldSiteID, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Interaction {
 	return predicate.Interaction(sql.FieldEQ(FieldCreatedAt, v))
@@ -536,6 +546,101 @@ func RequestHashLTE(v []byte) predicate.Interaction {
 	return predicate.Interaction(sql.FieldLTE(FieldRequestHash, v))
 }
 
+// ClientAddressEQ applies the EQ predicate on the "client_address" field.
+func ClientAddressEQ(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldClientAddress, v))
+}
+
+// ClientAddressNEQ applies the NEQ predicate on the "client_address" field.
+func ClientAddressNEQ(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNEQ(FieldClientAddress, v))
+}
+
+// ClientAddressIn applies the In predicate on the "client_address" field.
+func ClientAddressIn(vs ...string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldIn(FieldClientAddress, vs...))
+}
+
+// ClientAddressNotIn applies the NotIn predicate on the "client_address" field.
+func ClientAddressNotIn(vs ...string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNotIn(FieldClientAddress, vs...))
+}
+
+// ClientAddressGT applies the GT predicate on the "client_address" field.
+func ClientAddressGT(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldGT(FieldClientAddress, v))
+}
+
+// ClientAddressGTE applies the GTE predicate on the "client_address" field.
+func ClientAddressGTE(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldGTE(FieldClientAddress, v))
+}
+
+// ClientAddressLT applies the LT predicate on the "client_address" field.
+func ClientAddressLT(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldLT(FieldClientAddress, v))
+}
+
+// ClientAddressLTE applies the LTE predicate on the "client_address" field.
+func ClientAddressLTE(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldLTE(FieldClientAddress, v))
+}
+
+// ClientAddressContains applies the Contains predicate on the "client_address" field.
+func ClientAddressContains(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldContains(FieldClientAddress, v))
+}
+
+// ClientAddressHasPrefix applies the HasPrefix predicate on the "client_address" field.
+func ClientAddressHasPrefix(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldHasPrefix(FieldClientAddress, v))
+}
+
+// ClientAddressHasSuffix applies the HasSuffix predicate on the "client_address" field.
+func ClientAddressHasSuffix(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldHasSuffix(FieldClientAddress, v))
+}
+
+// ClientAddressEqualFold applies the EqualFold predicate on the "client_address" field.
+func ClientAddressEqualFold(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEqualFold(FieldClientAddress, v))
+}
+
+// ClientAddressContainsFold applies the ContainsFold predicate on the "client_address" field.
+func ClientAddressContainsFold(v string) predicate.Interaction {
+	return predicate.Interaction(sql.FieldContainsFold(FieldClientAddress, v))
+}
+
+// SiteIDEQ applies the EQ predicate on the "site_id" field.
+func SiteIDEQ(v uuid.UUID) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldSiteID, v))
+}
+
+// SiteIDNEQ applies the NEQ predicate on the "site_id" field.
+func SiteIDNEQ(v uuid.UUID) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNEQ(FieldSiteID, v))
+}
+
+// SiteIDIn applies the In predicate on the "site_id" field.
+func SiteIDIn(vs ...uuid.UUID) predicate.Interaction {
+	return predicate.Interaction(sql.FieldIn(FieldSiteID, vs...))
+}
+
+// SiteIDNotIn applies the NotIn predicate on the "site_id" field.
+func SiteIDNotIn(vs ...uuid.UUID) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNotIn(FieldSiteID, vs...))
+}
+
+// SiteIDIsNil applies the IsNil predicate on the "site_id" field.
+func SiteIDIsNil() predicate.Interaction {
+	return predicate.Interaction(sql.FieldIsNull(FieldSiteID))
+}
+
+// SiteIDNotNil applies the NotNil predicate on the "site_id" field.
+func SiteIDNotNil() predicate.Interaction {
+	return predicate.Interaction(sql.FieldNotNull(FieldSiteID))
+}
+
 // HasConversation applies the HasEdge predicate on the "conversation" edge.
 func HasConversation() predicate.Interaction {
 	return predicate.Interaction(func(s *sql.Selector) {
@@ -551,6 +656,29 @@ func HasConversation() predicate.Interaction {
 func HasConversationWith(preds ...predicate.Conversation) predicate.Interaction {
 	return predicate.Interaction(func(s *sql.Selector) {
 		step := newConversationStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasSite applies the HasEdge predicate on the "site" edge.
+func HasSite() predicate.Interaction {
+	return predicate.Interaction(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, SiteTable, SiteColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasSiteWith applies the HasEdge predicate on the "site" edge with a given conditions (other predicates).
+func HasSiteWith(preds ...predicate.Site) predicate.Interaction {
+	return predicate.Interaction(func(s *sql.Selector) {
+		step := newSiteStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

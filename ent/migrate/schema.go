@@ -226,17 +226,37 @@ var (
 		{Name: "origin", Type: field.TypeEnum, Enums: []string{"guest", "customer"}, Default: "guest"},
 		{Name: "request_id", Type: field.TypeString, Unique: true},
 		{Name: "request_hash", Type: field.TypeBytes},
+		{Name: "client_address", Type: field.TypeString, Default: ""},
+		{Name: "site_id", Type: field.TypeUUID, Nullable: true},
 	}
 	// InteractionsTable holds the schema information for the "interactions" table.
 	InteractionsTable = &schema.Table{
 		Name:       "interactions",
 		Columns:    InteractionsColumns,
 		PrimaryKey: []*schema.Column{InteractionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "interactions_sites_interactions",
+				Columns:    []*schema.Column{InteractionsColumns[11]},
+				RefColumns: []*schema.Column{SitesColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+		},
 		Indexes: []*schema.Index{
 			{
 				Name:    "interaction_origin_created_at",
 				Unique:  false,
 				Columns: []*schema.Column{InteractionsColumns[7], InteractionsColumns[1]},
+			},
+			{
+				Name:    "interaction_client_address_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{InteractionsColumns[10], InteractionsColumns[1]},
+			},
+			{
+				Name:    "interaction_site_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{InteractionsColumns[11], InteractionsColumns[1]},
 			},
 		},
 	}
@@ -400,6 +420,7 @@ var (
 		{Name: "issue_types", Type: field.TypeJSON},
 		{Name: "next_case_number", Type: field.TypeInt64, Default: 1001},
 		{Name: "abandon_after_seconds", Type: field.TypeInt64, Default: 0},
+		{Name: "max_guest_sessions_per_hour_per_address", Type: field.TypeInt, Default: 0},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{
@@ -407,12 +428,27 @@ var (
 		Columns:    SettingsColumns,
 		PrimaryKey: []*schema.Column{SettingsColumns[0]},
 	}
+	// SitesColumns holds the columns for the "sites" table.
+	SitesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "display_name", Type: field.TypeString},
+		{Name: "allowed_origins", Type: field.TypeJSON},
+		{Name: "max_guest_sessions_per_hour", Type: field.TypeInt, Default: 0},
+	}
+	// SitesTable holds the schema information for the "sites" table.
+	SitesTable = &schema.Table{
+		Name:       "sites",
+		Columns:    SitesColumns,
+		PrimaryKey: []*schema.Column{SitesColumns[0]},
+	}
 	// TokensColumns holds the columns for the "tokens" table.
 	TokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "hash", Type: field.TypeBytes, Unique: true},
-		{Name: "role", Type: field.TypeEnum, Enums: []string{"guest", "agent", "admin"}},
+		{Name: "role", Type: field.TypeEnum, Enums: []string{"guest", "agent", "supervisor", "admin"}},
+		{Name: "label", Type: field.TypeString, Default: ""},
 		{Name: "expires_at", Type: field.TypeTime, Nullable: true},
 		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
 		{Name: "agent_id", Type: field.TypeUUID, Nullable: true},
@@ -426,13 +462,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tokens_agents_tokens",
-				Columns:    []*schema.Column{TokensColumns[6]},
+				Columns:    []*schema.Column{TokensColumns[7]},
 				RefColumns: []*schema.Column{AgentsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "tokens_conversations_tokens",
-				Columns:    []*schema.Column{TokensColumns[7]},
+				Columns:    []*schema.Column{TokensColumns[8]},
 				RefColumns: []*schema.Column{ConversationsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -478,6 +514,7 @@ var (
 		ReadCursorsTable,
 		CasesTable,
 		SettingsTable,
+		SitesTable,
 		TokensTable,
 		AgentQueuesTable,
 	}
@@ -494,6 +531,7 @@ func init() {
 	ConversationsTable.ForeignKeys[2].RefTable = InteractionsTable
 	ConversationsTable.ForeignKeys[3].RefTable = QueuesTable
 	EventsTable.ForeignKeys[0].RefTable = ConversationsTable
+	InteractionsTable.ForeignKeys[0].RefTable = SitesTable
 	MatchingRulesTable.ForeignKeys[0].RefTable = QueuesTable
 	OffersTable.ForeignKeys[0].RefTable = AgentsTable
 	OffersTable.ForeignKeys[1].RefTable = ConversationsTable

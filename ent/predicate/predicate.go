@@ -45,5 +45,8 @@ type ServiceCase func(*sql.Selector)
 // Setting is the predicate function for setting builders.
 type Setting func(*sql.Selector)
 
+// Site is the predicate function for site builders.
+type Site func(*sql.Selector)
+
 // Token is the predicate function for token builders.
 type Token func(*sql.Selector)

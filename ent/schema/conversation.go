@@ -32,8 +32,10 @@ func (Conversation) Fields() []ent.Field {
 		// customer_active_at is when the customer last sent, acknowledged
 		// or uploaded something; abandoned conversations are found by it.
 		field.Time("customer_active_at").Optional().Nillable(),
-		// consumer_id is the signed-in customer's record; nil for guests.
-		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		// consumer_id is the signed-in customer's record; nil for guests
+		// until a signed-in customer claims the conversation with its guest
+		// token.
+		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable(),
 	}
 }
 
@@ -43,7 +45,7 @@ func (Conversation) Edges() []ent.Edge {
 		edge.From("interaction", Interaction.Type).Ref("conversation").Field("interaction_id").Unique().Required().Immutable(),
 		edge.From("queue", Queue.Type).Ref("conversations").Field("queue_id").Unique(),
 		edge.From("agent", Agent.Type).Ref("conversations").Field("agent_id").Unique(),
-		edge.From("consumer", Consumer.Type).Ref("conversations").Field("consumer_id").Unique().Immutable(),
+		edge.From("consumer", Consumer.Type).Ref("conversations").Field("consumer_id").Unique(),
 		edge.To("events", Event.Type),
 		edge.To("offers", Offer.Type),
 		edge.To("tokens", Token.Type),

@@ -5,6 +5,7 @@ import (
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
 )
 
 // Interaction is the customer interaction record created from the pre-chat
@@ -33,6 +34,11 @@ func (Interaction) Fields() []ent.Field {
 		// request_hash fingerprints the form, so a reused key with another
 		// form is told apart from a retry.
 		field.Bytes("request_hash").Immutable(),
+		// client_address is the guest's address as the trusted proxies
+		// report it; the per-address guest session limit counts by it.
+		field.String("client_address").Default("").Immutable(),
+		// site_id is the messenger site the guest came from, if any.
+		field.UUID("site_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 	}
 }
 
@@ -40,6 +46,7 @@ func (Interaction) Fields() []ent.Field {
 func (Interaction) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("conversation", Conversation.Type).Unique(),
+		edge.From("site", Site.Type).Ref("interactions").Field("site_id").Unique().Immutable(),
 	}
 }
 
@@ -48,5 +55,8 @@ func (Interaction) Indexes() []ent.Index {
 	return []ent.Index{
 		// The guest session limit counts guest interactions of the last hour.
 		index.Fields("origin", "created_at"),
+		// The per-address and per-site limits count the same way.
+		index.Fields("client_address", "created_at"),
+		index.Fields("site_id", "created_at"),
 	}
 }

@@ -31,5 +31,8 @@ func (Setting) Fields() []ent.Field {
 		// abandon_after closes conversations without customer activity for
 		// this long; 0 never does.
 		field.Int64("abandon_after_seconds").NonNegative().Default(0),
+		// max_guest_sessions_per_hour_per_address limits guest sessions from
+		// one client address; 0 means no per-address limit.
+		field.Int("max_guest_sessions_per_hour_per_address").NonNegative().Default(0),
 	}
 }

@@ -8,6 +8,8 @@ import (
 )
 
 // Token is a bearer credential. Only its SHA-256 hash is stored.
+// Guest tokens are scoped to one conversation and expire; staff tokens
+// (agent, supervisor, admin) may expire; any token can be revoked.
 type Token struct {
 	ent.Schema
 }
@@ -19,7 +21,9 @@ func (Token) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
 func (Token) Fields() []ent.Field {
 	return []ent.Field{
 		field.Bytes("hash").Unique().Immutable().Sensitive(),
-		field.Enum("role").Values("guest", "agent", "admin").Immutable(),
+		field.Enum("role").Values("guest", "agent", "supervisor", "admin").Immutable(),
+		// label says who holds a staff token, for the audit list.
+		field.String("label").Default("").Immutable(),
 		field.UUID("agent_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.UUID("conversation_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.Time("expires_at").Optional().Nillable(),

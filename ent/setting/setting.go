@@ -21,6 +21,8 @@ const (
 	FieldNextCaseNumber = "next_case_number"
 	// FieldAbandonAfterSeconds holds the string denoting the abandon_after_seconds field in the database.
 	FieldAbandonAfterSeconds = "abandon_after_seconds"
+	// FieldMaxGuestSessionsPerHourPerAddress holds the string denoting the max_guest_sessions_per_hour_per_address field in the database.
+	FieldMaxGuestSessionsPerHourPerAddress = "max_guest_sessions_per_hour_per_address"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -33,6 +35,7 @@ var Columns = []string{
 	FieldIssueTypes,
 	FieldNextCaseNumber,
 	FieldAbandonAfterSeconds,
+	FieldMaxGuestSessionsPerHourPerAddress,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -56,6 +59,10 @@ var (
 	DefaultAbandonAfterSeconds int64
 	// AbandonAfterSecondsValidator is a validator for the "abandon_after_seconds" field. It is called by the builders before save.
 	AbandonAfterSecondsValidator func(int64) error
+	// DefaultMaxGuestSessionsPerHourPerAddress holds the default value on creation for the "max_guest_sessions_per_hour_per_address" field.
+	DefaultMaxGuestSessionsPerHourPerAddress int
+	// MaxGuestSessionsPerHourPerAddressValidator is a validator for the "max_guest_sessions_per_hour_per_address" field. It is called by the builders before save.
+	MaxGuestSessionsPerHourPerAddressValidator func(int) error
 )
 
 // OrderOption defines the ordering options for the Setting queries.
@@ -84,4 +91,9 @@ func ByNextCaseNumber(opts ...sql.OrderTermOption) OrderOption {
 // ByAbandonAfterSeconds orders the results by the abandon_after_seconds field.
 func ByAbandonAfterSeconds(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAbandonAfterSeconds, opts...).ToFunc()
+}
+
+// ByMaxGuestSessionsPerHourPerAddress orders the results by the max_guest_sessions_per_hour_per_address field.
+func ByMaxGuestSessionsPerHourPerAddress(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldMaxGuestSessionsPerHourPerAddress, opts...).ToFunc()
 }

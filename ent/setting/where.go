@@ -72,6 +72,11 @@ func AbandonAfterSeconds(v int64) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldAbandonAfterSeconds, v))
 }
 
+// MaxGuestSessionsPerHourPerAddress applies equality check predicate on the "max_guest_sessions_per_hour_per_address" field. It's identical to MaxGuestSessionsPerHourPerAddressEQ.
+func MaxGuestSessionsPerHourPerAddress(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
 // MaxGuestSessionsPerHourEQ applies the EQ predicate on the "max_guest_sessions_per_hour" field.
 func MaxGuestSessionsPerHourEQ(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHour, v))
@@ -255,6 +260,46 @@ func AbandonAfterSecondsLT(v int64) predicate.Setting {
 // AbandonAfterSecondsLTE applies the LTE predicate on the "abandon_after_seconds" field.
 func AbandonAfterSecondsLTE(v int64) predicate.Setting {
 	return predicate.Setting(sql.FieldLTE(FieldAbandonAfterSeconds, v))
+}
+
+// MaxGuestSessionsPerHourPerAddressEQ applies the EQ predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressEQ(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// MaxGuestSessionsPerHourPerAddressNEQ applies the NEQ predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressNEQ(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// MaxGuestSessionsPerHourPerAddressIn applies the In predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressIn(vs ...int) predicate.Setting {
+	return predicate.Setting(sql.FieldIn(FieldMaxGuestSessionsPerHourPerAddress, vs...))
+}
+
+// MaxGuestSessionsPerHourPerAddressNotIn applies the NotIn predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressNotIn(vs ...int) predicate.Setting {
+	return predicate.Setting(sql.FieldNotIn(FieldMaxGuestSessionsPerHourPerAddress, vs...))
+}
+
+// MaxGuestSessionsPerHourPerAddressGT applies the GT predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressGT(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldGT(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// MaxGuestSessionsPerHourPerAddressGTE applies the GTE predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressGTE(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldGTE(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// MaxGuestSessionsPerHourPerAddressLT applies the LT predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressLT(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldLT(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// MaxGuestSessionsPerHourPerAddressLTE applies the LTE predicate on the "max_guest_sessions_per_hour_per_address" field.
+func MaxGuestSessionsPerHourPerAddressLTE(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldLTE(FieldMaxGuestSessionsPerHourPerAddress, v))
 }
 
 // And groups predicates with the AND operator between them.

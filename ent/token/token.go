@@ -22,6 +22,8 @@ const (
 	FieldHash = "hash"
 	// FieldRole holds the string denoting the role field in the database.
 	FieldRole = "role"
+	// FieldLabel holds the string denoting the label field in the database.
+	FieldLabel = "label"
 	// FieldAgentID holds the string denoting the agent_id field in the database.
 	FieldAgentID = "agent_id"
 	// FieldConversationID holds the string denoting the conversation_id field in the database.
@@ -58,6 +60,7 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldHash,
 	FieldRole,
+	FieldLabel,
 	FieldAgentID,
 	FieldConversationID,
 	FieldExpiresAt,
@@ -77,6 +80,8 @@ func ValidColumn(column string) bool {
 var (
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
+	// DefaultLabel holds the default value on creation for the "label" field.
+	DefaultLabel string
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -86,9 +91,10 @@ type Role string
 
 // Role values.
 const (
-	RoleGuest Role = "guest"
-	RoleAgent Role = "agent"
-	RoleAdmin Role = "admin"
+	RoleGuest      Role = "guest"
+	RoleAgent      Role = "agent"
+	RoleSupervisor Role = "supervisor"
+	RoleAdmin      Role = "admin"
 )
 
 func (r Role) String() string {
@@ -98,7 +104,7 @@ func (r Role) String() string {
 // RoleValidator is a validator for the "role" field enum values. It is called by the builders before save.
 func RoleValidator(r Role) error {
 	switch r {
-	case RoleGuest, RoleAgent, RoleAdmin:
+	case RoleGuest, RoleAgent, RoleSupervisor, RoleAdmin:
 		return nil
 	default:
 		return fmt.Errorf("token: invalid enum value for role field: %q", r)
@@ -121,6 +127,11 @@ func ByCreatedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByRole orders the results by the role field.
 func ByRole(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRole, opts...).ToFunc()
+}
+
+// ByLabel orders the results by the label field.
+func ByLabel(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLabel, opts...).ToFunc()
 }
 
 // ByAgentID orders the results by the agent_id field.

@@ -252,6 +252,62 @@ func (ParticipantRole) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
+// StaffRole is the role of a staff token.
+type StaffRole int32
+
+const (
+	StaffRole_STAFF_ROLE_UNSPECIFIED StaffRole = 0
+	// Takes conversations from its queues.
+	StaffRole_STAFF_ROLE_AGENT StaffRole = 1
+	// Reads every conversation and the queues' waiting work; does not post.
+	StaffRole_STAFF_ROLE_SUPERVISOR StaffRole = 2
+	// Configures Parley.
+	StaffRole_STAFF_ROLE_ADMIN StaffRole = 3
+)
+
+// Enum value maps for StaffRole.
+var (
+	StaffRole_name = map[int32]string{
+		0: "STAFF_ROLE_UNSPECIFIED",
+		1: "STAFF_ROLE_AGENT",
+		2: "STAFF_ROLE_SUPERVISOR",
+		3: "STAFF_ROLE_ADMIN",
+	}
+	StaffRole_value = map[string]int32{
+		"STAFF_ROLE_UNSPECIFIED": 0,
+		"STAFF_ROLE_AGENT":       1,
+		"STAFF_ROLE_SUPERVISOR":  2,
+		"STAFF_ROLE_ADMIN":       3,
+	}
+)
+
+func (x StaffRole) Enum() *StaffRole {
+	p := new(StaffRole)
+	*p = x
+	return p
+}
+
+func (x StaffRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StaffRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[4].Descriptor()
+}
+
+func (StaffRole) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[4]
+}
+
+func (x StaffRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StaffRole.Descriptor instead.
+func (StaffRole) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{4}
+}
+
 // Participant is a party to a conversation.
 type Participant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1923,9 +1979,13 @@ type Settings struct {
 	// A conversation whose customer has sent nothing, acknowledged nothing
 	// and not typed for this long is closed as abandoned. Zero or unset
 	// never closes conversations automatically; otherwise at least a minute.
-	AbandonAfter  *durationpb.Duration `protobuf:"bytes,4,opt,name=abandon_after,json=abandonAfter,proto3" json:"abandon_after,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AbandonAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=abandon_after,json=abandonAfter,proto3" json:"abandon_after,omitempty"`
+	// Maximum guest conversations started from one client address in any
+	// rolling hour, so one address cannot use up the limit above; 0 means
+	// no per-address limit.
+	MaxGuestSessionsPerHourPerAddress int32 `protobuf:"varint,5,opt,name=max_guest_sessions_per_hour_per_address,json=maxGuestSessionsPerHourPerAddress,proto3" json:"max_guest_sessions_per_hour_per_address,omitempty"`
+	unknownFields                     protoimpl.UnknownFields
+	sizeCache                         protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -1984,6 +2044,13 @@ func (x *Settings) GetAbandonAfter() *durationpb.Duration {
 		return x.AbandonAfter
 	}
 	return nil
+}
+
+func (x *Settings) GetMaxGuestSessionsPerHourPerAddress() int32 {
+	if x != nil {
+		return x.MaxGuestSessionsPerHourPerAddress
+	}
+	return 0
 }
 
 // IssueType is one choice of the pre-chat form's issue type field.
@@ -2206,6 +2273,176 @@ func (x *Case) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// TokenInfo describes a staff token; the secret itself is never shown again.
+type TokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role  StaffRole              `protobuf:"varint,2,opt,name=role,proto3,enum=parley.v1.StaffRole" json:"role,omitempty"`
+	// Set for agent tokens.
+	AgentId    string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Label      string                 `protobuf:"bytes,4,opt,name=label,proto3" json:"label,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Unset when the token does not expire.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Set once the token is revoked.
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_parley_v1_resources_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *TokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetRole() StaffRole {
+	if x != nil {
+		return x.Role
+	}
+	return StaffRole_STAFF_ROLE_UNSPECIFIED
+}
+
+func (x *TokenInfo) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *TokenInfo) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+// Site is a website that embeds the messenger.
+type Site struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set by Parley; required by UpdateSite.
+	Id          string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The browser origins the messenger may call Parley from, such as
+	// "https://shop.example.com"; CORS answers these origins only.
+	AllowedOrigins []string `protobuf:"bytes,3,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	// Maximum guest conversations started from this site in any rolling
+	// hour; 0 means only the installation's limits apply.
+	MaxGuestSessionsPerHour int32 `protobuf:"varint,4,opt,name=max_guest_sessions_per_hour,json=maxGuestSessionsPerHour,proto3" json:"max_guest_sessions_per_hour,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *Site) Reset() {
+	*x = Site{}
+	mi := &file_parley_v1_resources_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Site) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Site) ProtoMessage() {}
+
+func (x *Site) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Site.ProtoReflect.Descriptor instead.
+func (*Site) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Site) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Site) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Site) GetAllowedOrigins() []string {
+	if x != nil {
+		return x.AllowedOrigins
+	}
+	return nil
+}
+
+func (x *Site) GetMaxGuestSessionsPerHour() int32 {
+	if x != nil {
+		return x.MaxGuestSessionsPerHour
+	}
+	return 0
+}
+
 var File_parley_v1_resources_proto protoreflect.FileDescriptor
 
 const file_parley_v1_resources_proto_rawDesc = "" +
@@ -2345,7 +2582,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x0etransferred_by\x18\x05 \x01(\v2\x16.parley.v1.ParticipantR\rtransferredBy\x12#\n" +
 	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\"D\n" +
 	"\tHeartbeat\x127\n" +
-	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xd8\x03\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xb5\x04\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
@@ -2354,7 +2591,8 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\n" +
 	"issueTypes\x12\xdc\x01\n" +
 	"\rabandon_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x9b\x01\xbaH\x97\x01\xba\x01\x89\x01\n" +
-	"\x13abandon_after_range\x12?abandon_after must be 0 (never) or between 1 minute and 30 days\x1a1this == duration('0s') || this >= duration('60s')\xaa\x01\a\"\x05\b\x80\x9a\x9e\x01R\fabandonAfter\"o\n" +
+	"\x13abandon_after_range\x12?abandon_after must be 0 (never) or between 1 minute and 30 days\x1a1this == duration('0s') || this >= duration('60s')\xaa\x01\a\"\x05\b\x80\x9a\x9e\x01R\fabandonAfter\x12[\n" +
+	"'max_guest_sessions_per_hour_per_address\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R!maxGuestSessionsPerHourPerAddress\"o\n" +
 	"\tIssueType\x124\n" +
 	"\x05value\x18\x01 \x01(\tB\x1e\xbaH\x1br\x192\x17^[a-z][a-z0-9_-]{0,63}$R\x05value\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\"\x90\x01\n" +
@@ -2373,7 +2611,23 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"consumerId\x12+\n" +
 	"\x12opened_by_agent_id\x18\x06 \x01(\tR\x0fopenedByAgentId\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime*e\n" +
+	"createTime\"\xad\x02\n" +
+	"\tTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x14.parley.v1.StaffRoleR\x04role\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x14\n" +
+	"\x05label\x18\x04 \x01(\tR\x05label\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12;\n" +
+	"\vrevoke_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\"\xca\x02\n" +
+	"\x04Site\x12i\n" +
+	"\x02id\x18\x01 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x02id\x12,\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12b\n" +
+	"\x0fallowed_origins\x18\x03 \x03(\tB9\xbaH6\x92\x013\b\x01\x102\x18\x01\"+r)\x18\xfd\x012$^https?://[a-z0-9.-]+(:[0-9]{1,5})?$R\x0eallowedOrigins\x12E\n" +
+	"\x1bmax_guest_sessions_per_hour\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour*e\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANNEL_WEB_PORTAL\x10\x01\x12\x15\n" +
@@ -2394,7 +2648,12 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x16PARTICIPANT_ROLE_GUEST\x10\x01\x12\x1d\n" +
 	"\x19PARTICIPANT_ROLE_CUSTOMER\x10\x02\x12\x1a\n" +
 	"\x16PARTICIPANT_ROLE_AGENT\x10\x03\x12\x1b\n" +
-	"\x17PARTICIPANT_ROLE_SYSTEM\x10\x04B\x97\x01\n" +
+	"\x17PARTICIPANT_ROLE_SYSTEM\x10\x04*n\n" +
+	"\tStaffRole\x12\x1a\n" +
+	"\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10STAFF_ROLE_AGENT\x10\x01\x12\x19\n" +
+	"\x15STAFF_ROLE_SUPERVISOR\x10\x02\x12\x14\n" +
+	"\x10STAFF_ROLE_ADMIN\x10\x03B\x97\x01\n" +
 	"\rcom.parley.v1B\x0eResourcesProtoP\x01Z1github.com/parleyhq/parley/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
 	"Parley::V1b\x06proto3"
 
@@ -2410,90 +2669,97 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 	return file_parley_v1_resources_proto_rawDescData
 }
 
-var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
 	(Presence)(0),                   // 2: parley.v1.Presence
 	(ParticipantRole)(0),            // 3: parley.v1.ParticipantRole
-	(*Participant)(nil),             // 4: parley.v1.Participant
-	(*Interaction)(nil),             // 5: parley.v1.Interaction
-	(*Conversation)(nil),            // 6: parley.v1.Conversation
-	(*Event)(nil),                   // 7: parley.v1.Event
-	(*MessagePosted)(nil),           // 8: parley.v1.MessagePosted
-	(*Attachment)(nil),              // 9: parley.v1.Attachment
-	(*Typing)(nil),                  // 10: parley.v1.Typing
-	(*ReadCursor)(nil),              // 11: parley.v1.ReadCursor
-	(*ParticipantJoined)(nil),       // 12: parley.v1.ParticipantJoined
-	(*ParticipantLeft)(nil),         // 13: parley.v1.ParticipantLeft
-	(*ConversationQueued)(nil),      // 14: parley.v1.ConversationQueued
-	(*ConversationTransferred)(nil), // 15: parley.v1.ConversationTransferred
-	(*CaseLinked)(nil),              // 16: parley.v1.CaseLinked
-	(*ConversationClosed)(nil),      // 17: parley.v1.ConversationClosed
-	(*Queue)(nil),                   // 18: parley.v1.Queue
-	(*MatchingRule)(nil),            // 19: parley.v1.MatchingRule
-	(*Condition)(nil),               // 20: parley.v1.Condition
-	(*FieldIn)(nil),                 // 21: parley.v1.FieldIn
-	(*ConditionList)(nil),           // 22: parley.v1.ConditionList
-	(*Agent)(nil),                   // 23: parley.v1.Agent
-	(*Offer)(nil),                   // 24: parley.v1.Offer
-	(*Heartbeat)(nil),               // 25: parley.v1.Heartbeat
-	(*Settings)(nil),                // 26: parley.v1.Settings
-	(*IssueType)(nil),               // 27: parley.v1.IssueType
-	(*Consumer)(nil),                // 28: parley.v1.Consumer
-	(*Case)(nil),                    // 29: parley.v1.Case
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 31: google.protobuf.Duration
+	(StaffRole)(0),                  // 4: parley.v1.StaffRole
+	(*Participant)(nil),             // 5: parley.v1.Participant
+	(*Interaction)(nil),             // 6: parley.v1.Interaction
+	(*Conversation)(nil),            // 7: parley.v1.Conversation
+	(*Event)(nil),                   // 8: parley.v1.Event
+	(*MessagePosted)(nil),           // 9: parley.v1.MessagePosted
+	(*Attachment)(nil),              // 10: parley.v1.Attachment
+	(*Typing)(nil),                  // 11: parley.v1.Typing
+	(*ReadCursor)(nil),              // 12: parley.v1.ReadCursor
+	(*ParticipantJoined)(nil),       // 13: parley.v1.ParticipantJoined
+	(*ParticipantLeft)(nil),         // 14: parley.v1.ParticipantLeft
+	(*ConversationQueued)(nil),      // 15: parley.v1.ConversationQueued
+	(*ConversationTransferred)(nil), // 16: parley.v1.ConversationTransferred
+	(*CaseLinked)(nil),              // 17: parley.v1.CaseLinked
+	(*ConversationClosed)(nil),      // 18: parley.v1.ConversationClosed
+	(*Queue)(nil),                   // 19: parley.v1.Queue
+	(*MatchingRule)(nil),            // 20: parley.v1.MatchingRule
+	(*Condition)(nil),               // 21: parley.v1.Condition
+	(*FieldIn)(nil),                 // 22: parley.v1.FieldIn
+	(*ConditionList)(nil),           // 23: parley.v1.ConditionList
+	(*Agent)(nil),                   // 24: parley.v1.Agent
+	(*Offer)(nil),                   // 25: parley.v1.Offer
+	(*Heartbeat)(nil),               // 26: parley.v1.Heartbeat
+	(*Settings)(nil),                // 27: parley.v1.Settings
+	(*IssueType)(nil),               // 28: parley.v1.IssueType
+	(*Consumer)(nil),                // 29: parley.v1.Consumer
+	(*Case)(nil),                    // 30: parley.v1.Case
+	(*TokenInfo)(nil),               // 31: parley.v1.TokenInfo
+	(*Site)(nil),                    // 32: parley.v1.Site
+	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	30, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	33, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
-	5,  // 4: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	30, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	30, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
-	30, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: parley.v1.Event.sender:type_name -> parley.v1.Participant
+	6,  // 4: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
+	33, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	33, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	33, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: parley.v1.Event.sender:type_name -> parley.v1.Participant
 	0,  // 9: parley.v1.Event.channel:type_name -> parley.v1.Channel
-	8,  // 10: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
-	12, // 11: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
-	13, // 12: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
-	14, // 13: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
-	15, // 14: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
-	16, // 15: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
-	17, // 16: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
-	9,  // 17: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
-	4,  // 18: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
-	30, // 19: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
-	4,  // 20: parley.v1.Typing.participant:type_name -> parley.v1.Participant
-	30, // 21: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 22: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
-	30, // 23: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
-	4,  // 24: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
-	4,  // 25: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	4,  // 26: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	31, // 27: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
-	20, // 28: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
-	21, // 29: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
-	22, // 30: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
-	22, // 31: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
-	20, // 32: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
+	9,  // 10: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
+	13, // 11: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
+	14, // 12: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
+	15, // 13: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
+	16, // 14: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
+	17, // 15: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
+	18, // 16: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	10, // 17: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
+	5,  // 18: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
+	33, // 19: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 20: parley.v1.Typing.participant:type_name -> parley.v1.Participant
+	33, // 21: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 22: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
+	33, // 23: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 24: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
+	5,  // 25: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
+	5,  // 26: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
+	34, // 27: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	21, // 28: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
+	22, // 29: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
+	23, // 30: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
+	23, // 31: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
+	21, // 32: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
 	2,  // 33: parley.v1.Agent.presence:type_name -> parley.v1.Presence
-	6,  // 34: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	30, // 35: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 36: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	30, // 37: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	27, // 38: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	31, // 39: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
-	30, // 40: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	30, // 41: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	7,  // 34: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
+	33, // 35: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 36: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
+	33, // 37: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	28, // 38: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	34, // 39: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	33, // 40: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	33, // 41: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 42: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
+	33, // 43: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	33, // 44: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	33, // 45: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -2520,8 +2786,8 @@ func file_parley_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   26,
+			NumEnums:      5,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1426,6 +1426,113 @@ func (x *CreateAgentResponse) GetToken() string {
 	return ""
 }
 
+// ListQueuedConversationsRequest pages through waiting conversations.
+type ListQueuedConversationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 50; at most 200.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuedConversationsRequest) Reset() {
+	*x = ListQueuedConversationsRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuedConversationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuedConversationsRequest) ProtoMessage() {}
+
+func (x *ListQueuedConversationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuedConversationsRequest.ProtoReflect.Descriptor instead.
+func (*ListQueuedConversationsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListQueuedConversationsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListQueuedConversationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListQueuedConversationsResponse is one page, oldest first.
+type ListQueuedConversationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conversations []*Conversation        `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueuedConversationsResponse) Reset() {
+	*x = ListQueuedConversationsResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueuedConversationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueuedConversationsResponse) ProtoMessage() {}
+
+func (x *ListQueuedConversationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueuedConversationsResponse.ProtoReflect.Descriptor instead.
+func (*ListQueuedConversationsResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListQueuedConversationsResponse) GetConversations() []*Conversation {
+	if x != nil {
+		return x.Conversations
+	}
+	return nil
+}
+
+func (x *ListQueuedConversationsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // ListAgentsRequest pages through agents.
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1438,7 +1545,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1557,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1570,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListAgentsRequest) GetPageSize() int32 {
@@ -1491,7 +1598,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1610,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1623,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -1617,21 +1724,30 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\tqueue_ids\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\x18\x01\"\x05r\x03\xb0\x01\x01R\bqueueIds\"S\n" +
 	"\x13CreateAgentResponse\x12&\n" +
 	"\x05agent\x18\x01 \x01(\v2\x10.parley.v1.AgentR\x05agent\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\"b\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"o\n" +
+	"\x1eListQueuedConversationsRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"\x88\x01\n" +
+	"\x1fListQueuedConversationsResponse\x12=\n" +
+	"\rconversations\x18\x01 \x03(\v2\x17.parley.v1.ConversationR\rconversations\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"b\n" +
 	"\x11ListAgentsRequest\x12$\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"f\n" +
 	"\x12ListAgentsResponse\x12(\n" +
 	"\x06agents\x18\x01 \x03(\v2\x10.parley.v1.AgentR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x9e\t\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x95\n" +
+	"\n" +
 	"\x0eRoutingService\x12L\n" +
 	"\vSetPresence\x12\x1d.parley.v1.SetPresenceRequest\x1a\x1e.parley.v1.SetPresenceResponse\x12M\n" +
 	"\tWatchWork\x12\x1b.parley.v1.WatchWorkRequest\x1a\x1c.parley.v1.WatchWorkResponse\"\x03\x90\x02\x010\x01\x12L\n" +
 	"\vAcceptOffer\x12\x1d.parley.v1.AcceptOfferRequest\x1a\x1e.parley.v1.AcceptOfferResponse\x12O\n" +
 	"\fDeclineOffer\x12\x1e.parley.v1.DeclineOfferRequest\x1a\x1f.parley.v1.DeclineOfferResponse\x12g\n" +
 	"\x14TransferConversation\x12&.parley.v1.TransferConversationRequest\x1a'.parley.v1.TransferConversationResponse\x12{\n" +
-	"\x19ListAssignedConversations\x12+.parley.v1.ListAssignedConversationsRequest\x1a,.parley.v1.ListAssignedConversationsResponse\"\x03\x90\x02\x01\x12L\n" +
+	"\x19ListAssignedConversations\x12+.parley.v1.ListAssignedConversationsRequest\x1a,.parley.v1.ListAssignedConversationsResponse\"\x03\x90\x02\x01\x12u\n" +
+	"\x17ListQueuedConversations\x12).parley.v1.ListQueuedConversationsRequest\x1a*.parley.v1.ListQueuedConversationsResponse\"\x03\x90\x02\x01\x12L\n" +
 	"\vCreateQueue\x12\x1d.parley.v1.CreateQueueRequest\x1a\x1e.parley.v1.CreateQueueResponse\x12N\n" +
 	"\n" +
 	"ListQueues\x12\x1c.parley.v1.ListQueuesRequest\x1a\x1d.parley.v1.ListQueuesResponse\"\x03\x90\x02\x01\x12a\n" +
@@ -1656,7 +1772,7 @@ func file_parley_v1_routing_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_routing_service_proto_rawDescData
 }
 
-var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*SetPresenceRequest)(nil),                // 0: parley.v1.SetPresenceRequest
 	(*SetPresenceResponse)(nil),               // 1: parley.v1.SetPresenceResponse
@@ -1683,68 +1799,73 @@ var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*DeleteMatchingRuleResponse)(nil),        // 22: parley.v1.DeleteMatchingRuleResponse
 	(*CreateAgentRequest)(nil),                // 23: parley.v1.CreateAgentRequest
 	(*CreateAgentResponse)(nil),               // 24: parley.v1.CreateAgentResponse
-	(*ListAgentsRequest)(nil),                 // 25: parley.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),                // 26: parley.v1.ListAgentsResponse
-	(Presence)(0),                             // 27: parley.v1.Presence
-	(*Agent)(nil),                             // 28: parley.v1.Agent
-	(*Offer)(nil),                             // 29: parley.v1.Offer
-	(*Conversation)(nil),                      // 30: parley.v1.Conversation
-	(*Heartbeat)(nil),                         // 31: parley.v1.Heartbeat
-	(*durationpb.Duration)(nil),               // 32: google.protobuf.Duration
-	(*Queue)(nil),                             // 33: parley.v1.Queue
-	(*Condition)(nil),                         // 34: parley.v1.Condition
-	(*MatchingRule)(nil),                      // 35: parley.v1.MatchingRule
+	(*ListQueuedConversationsRequest)(nil),    // 25: parley.v1.ListQueuedConversationsRequest
+	(*ListQueuedConversationsResponse)(nil),   // 26: parley.v1.ListQueuedConversationsResponse
+	(*ListAgentsRequest)(nil),                 // 27: parley.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),                // 28: parley.v1.ListAgentsResponse
+	(Presence)(0),                             // 29: parley.v1.Presence
+	(*Agent)(nil),                             // 30: parley.v1.Agent
+	(*Offer)(nil),                             // 31: parley.v1.Offer
+	(*Conversation)(nil),                      // 32: parley.v1.Conversation
+	(*Heartbeat)(nil),                         // 33: parley.v1.Heartbeat
+	(*durationpb.Duration)(nil),               // 34: google.protobuf.Duration
+	(*Queue)(nil),                             // 35: parley.v1.Queue
+	(*Condition)(nil),                         // 36: parley.v1.Condition
+	(*MatchingRule)(nil),                      // 37: parley.v1.MatchingRule
 }
 var file_parley_v1_routing_service_proto_depIdxs = []int32{
-	27, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
-	28, // 1: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
-	29, // 2: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
+	29, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
+	30, // 1: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
+	31, // 2: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
 	4,  // 3: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
-	30, // 4: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
-	30, // 5: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
-	31, // 6: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	30, // 7: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
-	30, // 8: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
-	30, // 9: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	32, // 10: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	33, // 11: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
-	33, // 12: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
-	34, // 13: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	35, // 14: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	35, // 15: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
-	28, // 16: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
-	28, // 17: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
-	0,  // 18: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
-	2,  // 19: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
-	5,  // 20: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
-	7,  // 21: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
-	9,  // 22: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
-	11, // 23: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
-	13, // 24: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
-	15, // 25: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
-	17, // 26: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
-	19, // 27: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
-	21, // 28: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
-	23, // 29: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
-	25, // 30: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
-	1,  // 31: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
-	3,  // 32: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
-	6,  // 33: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
-	8,  // 34: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
-	10, // 35: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
-	12, // 36: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
-	14, // 37: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
-	16, // 38: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
-	18, // 39: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
-	20, // 40: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
-	22, // 41: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
-	24, // 42: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
-	26, // 43: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
-	31, // [31:44] is the sub-list for method output_type
-	18, // [18:31] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	32, // 4: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
+	32, // 5: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
+	33, // 6: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	32, // 7: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
+	32, // 8: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
+	32, // 9: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	34, // 10: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	35, // 11: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
+	35, // 12: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
+	36, // 13: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	37, // 14: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	37, // 15: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
+	30, // 16: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
+	32, // 17: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	30, // 18: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
+	0,  // 19: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
+	2,  // 20: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
+	5,  // 21: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
+	7,  // 22: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
+	9,  // 23: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
+	11, // 24: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
+	25, // 25: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
+	13, // 26: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
+	15, // 27: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
+	17, // 28: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
+	19, // 29: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
+	21, // 30: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
+	23, // 31: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
+	27, // 32: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
+	1,  // 33: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
+	3,  // 34: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
+	6,  // 35: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
+	8,  // 36: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
+	10, // 37: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
+	12, // 38: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
+	26, // 39: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
+	14, // 40: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
+	16, // 41: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
+	18, // 42: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
+	20, // 43: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
+	22, // 44: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
+	24, // 45: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
+	28, // 46: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
+	33, // [33:47] is the sub-list for method output_type
+	19, // [19:33] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_routing_service_proto_init() }
@@ -1770,7 +1891,7 @@ func file_parley_v1_routing_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_routing_service_proto_rawDesc), len(file_parley_v1_routing_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

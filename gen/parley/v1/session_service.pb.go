@@ -118,7 +118,11 @@ type StartGuestChatRequest struct {
 	// The guest's first message, posted to the conversation if set.
 	FirstMessage string `protobuf:"bytes,5,opt,name=first_message,json=firstMessage,proto3" json:"first_message,omitempty"`
 	// Where the guest writes from; unspecified means the web portal.
-	Channel       Channel `protobuf:"varint,6,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	Channel Channel `protobuf:"varint,6,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	// The site whose messenger the guest uses (from AccessService), if any.
+	// The browser's Origin must be one of the site's allowed origins, and
+	// the site's guest session limit applies.
+	SiteId        string `protobuf:"bytes,7,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +197,13 @@ func (x *StartGuestChatRequest) GetChannel() Channel {
 		return x.Channel
 	}
 	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *StartGuestChatRequest) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
 }
 
 // StartGuestChatResponse carries the new conversation and its guest token.
@@ -378,6 +389,96 @@ func (x *StartCustomerChatResponse) GetResumed() bool {
 	return false
 }
 
+// ClaimGuestConversationRequest names the guest conversation to claim.
+type ClaimGuestConversationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ClaimGuestConversationRequest) Reset() {
+	*x = ClaimGuestConversationRequest{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimGuestConversationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimGuestConversationRequest) ProtoMessage() {}
+
+func (x *ClaimGuestConversationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimGuestConversationRequest.ProtoReflect.Descriptor instead.
+func (*ClaimGuestConversationRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ClaimGuestConversationRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+// ClaimGuestConversationResponse carries the claimed conversation.
+type ClaimGuestConversationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conversation  *Conversation          `protobuf:"bytes,1,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimGuestConversationResponse) Reset() {
+	*x = ClaimGuestConversationResponse{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimGuestConversationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimGuestConversationResponse) ProtoMessage() {}
+
+func (x *ClaimGuestConversationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimGuestConversationResponse.ProtoReflect.Descriptor instead.
+func (*ClaimGuestConversationResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ClaimGuestConversationResponse) GetConversation() *Conversation {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
 // ListMyConversationsRequest pages through the caller's conversations.
 type ListMyConversationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -390,7 +491,7 @@ type ListMyConversationsRequest struct {
 
 func (x *ListMyConversationsRequest) Reset() {
 	*x = ListMyConversationsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	mi := &file_parley_v1_session_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +503,7 @@ func (x *ListMyConversationsRequest) String() string {
 func (*ListMyConversationsRequest) ProtoMessage() {}
 
 func (x *ListMyConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[6]
+	mi := &file_parley_v1_session_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +516,7 @@ func (x *ListMyConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListMyConversationsRequest) GetPageSize() int32 {
@@ -443,7 +544,7 @@ type ListMyConversationsResponse struct {
 
 func (x *ListMyConversationsResponse) Reset() {
 	*x = ListMyConversationsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	mi := &file_parley_v1_session_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +556,7 @@ func (x *ListMyConversationsResponse) String() string {
 func (*ListMyConversationsResponse) ProtoMessage() {}
 
 func (x *ListMyConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[7]
+	mi := &file_parley_v1_session_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +569,7 @@ func (x *ListMyConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListMyConversationsResponse) GetConversations() []*Conversation {
@@ -495,7 +596,7 @@ type GetConversationRequest struct {
 
 func (x *GetConversationRequest) Reset() {
 	*x = GetConversationRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[8]
+	mi := &file_parley_v1_session_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +608,7 @@ func (x *GetConversationRequest) String() string {
 func (*GetConversationRequest) ProtoMessage() {}
 
 func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[8]
+	mi := &file_parley_v1_session_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +621,7 @@ func (x *GetConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationRequest.ProtoReflect.Descriptor instead.
 func (*GetConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetConversationRequest) GetConversationId() string {
@@ -540,7 +641,7 @@ type GetConversationResponse struct {
 
 func (x *GetConversationResponse) Reset() {
 	*x = GetConversationResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[9]
+	mi := &file_parley_v1_session_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +653,7 @@ func (x *GetConversationResponse) String() string {
 func (*GetConversationResponse) ProtoMessage() {}
 
 func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[9]
+	mi := &file_parley_v1_session_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +666,7 @@ func (x *GetConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConversationResponse.ProtoReflect.Descriptor instead.
 func (*GetConversationResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConversationResponse) GetConversation() *Conversation {
@@ -586,7 +687,7 @@ type CloseConversationRequest struct {
 
 func (x *CloseConversationRequest) Reset() {
 	*x = CloseConversationRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[10]
+	mi := &file_parley_v1_session_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +699,7 @@ func (x *CloseConversationRequest) String() string {
 func (*CloseConversationRequest) ProtoMessage() {}
 
 func (x *CloseConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[10]
+	mi := &file_parley_v1_session_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +712,7 @@ func (x *CloseConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseConversationRequest.ProtoReflect.Descriptor instead.
 func (*CloseConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CloseConversationRequest) GetConversationId() string {
@@ -638,7 +739,7 @@ type CloseConversationResponse struct {
 
 func (x *CloseConversationResponse) Reset() {
 	*x = CloseConversationResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[11]
+	mi := &file_parley_v1_session_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +751,7 @@ func (x *CloseConversationResponse) String() string {
 func (*CloseConversationResponse) ProtoMessage() {}
 
 func (x *CloseConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[11]
+	mi := &file_parley_v1_session_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +764,7 @@ func (x *CloseConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseConversationResponse.ProtoReflect.Descriptor instead.
 func (*CloseConversationResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CloseConversationResponse) GetConversation() *Conversation {
@@ -682,7 +783,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[12]
+	mi := &file_parley_v1_session_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +795,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[12]
+	mi := &file_parley_v1_session_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +808,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{14}
 }
 
 // GetSettingsResponse carries the settings.
@@ -720,7 +821,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[13]
+	mi := &file_parley_v1_session_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +833,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[13]
+	mi := &file_parley_v1_session_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +846,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSettingsResponse) GetSettings() *Settings {
@@ -765,7 +866,7 @@ type UpdateSettingsRequest struct {
 
 func (x *UpdateSettingsRequest) Reset() {
 	*x = UpdateSettingsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[14]
+	mi := &file_parley_v1_session_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +878,7 @@ func (x *UpdateSettingsRequest) String() string {
 func (*UpdateSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[14]
+	mi := &file_parley_v1_session_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +891,7 @@ func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateSettingsRequest) GetSettings() *Settings {
@@ -810,7 +911,7 @@ type UpdateSettingsResponse struct {
 
 func (x *UpdateSettingsResponse) Reset() {
 	*x = UpdateSettingsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[15]
+	mi := &file_parley_v1_session_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +923,7 @@ func (x *UpdateSettingsResponse) String() string {
 func (*UpdateSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[15]
+	mi := &file_parley_v1_session_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +936,7 @@ func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateSettingsResponse) GetSettings() *Settings {
@@ -853,7 +954,7 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x15GetPreChatFormRequest\"O\n" +
 	"\x16GetPreChatFormResponse\x125\n" +
 	"\vissue_types\x18\x01 \x03(\v2\x14.parley.v1.IssueTypeR\n" +
-	"issueTypes\"\x93\x02\n" +
+	"issueTypes\"\x87\x03\n" +
 	"\x15StartGuestChatRequest\x12'\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\x1e\n" +
@@ -864,7 +965,8 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\n" +
 	"issue_type\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tissueType\x12-\n" +
 	"\rfirst_message\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\ffirstMessage\x126\n" +
-	"\achannel\x18\x06 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\"v\n" +
+	"\achannel\x18\x06 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12r\n" +
+	"\asite_id\x18\a \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x06siteId\"v\n" +
 	"\x16StartGuestChatResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12\x1f\n" +
 	"\vguest_token\x18\x02 \x01(\tR\n" +
@@ -878,7 +980,11 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\"r\n" +
 	"\x19StartCustomerChatResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12\x18\n" +
-	"\aresumed\x18\x02 \x01(\bR\aresumed\"k\n" +
+	"\aresumed\x18\x02 \x01(\bR\aresumed\"R\n" +
+	"\x1dClaimGuestConversationRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"]\n" +
+	"\x1eClaimGuestConversationResponse\x12;\n" +
+	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"k\n" +
 	"\x1aListMyConversationsRequest\x12$\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
@@ -901,11 +1007,12 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x15UpdateSettingsRequest\x127\n" +
 	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"I\n" +
 	"\x16UpdateSettingsResponse\x12/\n" +
-	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings2\xf7\x05\n" +
+	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings2\xeb\x06\n" +
 	"\x0eSessionService\x12Z\n" +
 	"\x0eGetPreChatForm\x12 .parley.v1.GetPreChatFormRequest\x1a!.parley.v1.GetPreChatFormResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\x0eStartGuestChat\x12 .parley.v1.StartGuestChatRequest\x1a!.parley.v1.StartGuestChatResponse\x12^\n" +
-	"\x11StartCustomerChat\x12#.parley.v1.StartCustomerChatRequest\x1a$.parley.v1.StartCustomerChatResponse\x12i\n" +
+	"\x11StartCustomerChat\x12#.parley.v1.StartCustomerChatRequest\x1a$.parley.v1.StartCustomerChatResponse\x12r\n" +
+	"\x16ClaimGuestConversation\x12(.parley.v1.ClaimGuestConversationRequest\x1a).parley.v1.ClaimGuestConversationResponse\"\x03\x90\x02\x02\x12i\n" +
 	"\x13ListMyConversations\x12%.parley.v1.ListMyConversationsRequest\x1a&.parley.v1.ListMyConversationsResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\x0fGetConversation\x12!.parley.v1.GetConversationRequest\x1a\".parley.v1.GetConversationResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x11CloseConversation\x12#.parley.v1.CloseConversationRequest\x1a$.parley.v1.CloseConversationResponse\x12Q\n" +
@@ -926,62 +1033,67 @@ func file_parley_v1_session_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_session_service_proto_rawDescData
 }
 
-var file_parley_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_parley_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_parley_v1_session_service_proto_goTypes = []any{
-	(*GetPreChatFormRequest)(nil),       // 0: parley.v1.GetPreChatFormRequest
-	(*GetPreChatFormResponse)(nil),      // 1: parley.v1.GetPreChatFormResponse
-	(*StartGuestChatRequest)(nil),       // 2: parley.v1.StartGuestChatRequest
-	(*StartGuestChatResponse)(nil),      // 3: parley.v1.StartGuestChatResponse
-	(*StartCustomerChatRequest)(nil),    // 4: parley.v1.StartCustomerChatRequest
-	(*StartCustomerChatResponse)(nil),   // 5: parley.v1.StartCustomerChatResponse
-	(*ListMyConversationsRequest)(nil),  // 6: parley.v1.ListMyConversationsRequest
-	(*ListMyConversationsResponse)(nil), // 7: parley.v1.ListMyConversationsResponse
-	(*GetConversationRequest)(nil),      // 8: parley.v1.GetConversationRequest
-	(*GetConversationResponse)(nil),     // 9: parley.v1.GetConversationResponse
-	(*CloseConversationRequest)(nil),    // 10: parley.v1.CloseConversationRequest
-	(*CloseConversationResponse)(nil),   // 11: parley.v1.CloseConversationResponse
-	(*GetSettingsRequest)(nil),          // 12: parley.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),         // 13: parley.v1.GetSettingsResponse
-	(*UpdateSettingsRequest)(nil),       // 14: parley.v1.UpdateSettingsRequest
-	(*UpdateSettingsResponse)(nil),      // 15: parley.v1.UpdateSettingsResponse
-	(*IssueType)(nil),                   // 16: parley.v1.IssueType
-	(Channel)(0),                        // 17: parley.v1.Channel
-	(*Conversation)(nil),                // 18: parley.v1.Conversation
-	(*Settings)(nil),                    // 19: parley.v1.Settings
+	(*GetPreChatFormRequest)(nil),          // 0: parley.v1.GetPreChatFormRequest
+	(*GetPreChatFormResponse)(nil),         // 1: parley.v1.GetPreChatFormResponse
+	(*StartGuestChatRequest)(nil),          // 2: parley.v1.StartGuestChatRequest
+	(*StartGuestChatResponse)(nil),         // 3: parley.v1.StartGuestChatResponse
+	(*StartCustomerChatRequest)(nil),       // 4: parley.v1.StartCustomerChatRequest
+	(*StartCustomerChatResponse)(nil),      // 5: parley.v1.StartCustomerChatResponse
+	(*ClaimGuestConversationRequest)(nil),  // 6: parley.v1.ClaimGuestConversationRequest
+	(*ClaimGuestConversationResponse)(nil), // 7: parley.v1.ClaimGuestConversationResponse
+	(*ListMyConversationsRequest)(nil),     // 8: parley.v1.ListMyConversationsRequest
+	(*ListMyConversationsResponse)(nil),    // 9: parley.v1.ListMyConversationsResponse
+	(*GetConversationRequest)(nil),         // 10: parley.v1.GetConversationRequest
+	(*GetConversationResponse)(nil),        // 11: parley.v1.GetConversationResponse
+	(*CloseConversationRequest)(nil),       // 12: parley.v1.CloseConversationRequest
+	(*CloseConversationResponse)(nil),      // 13: parley.v1.CloseConversationResponse
+	(*GetSettingsRequest)(nil),             // 14: parley.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),            // 15: parley.v1.GetSettingsResponse
+	(*UpdateSettingsRequest)(nil),          // 16: parley.v1.UpdateSettingsRequest
+	(*UpdateSettingsResponse)(nil),         // 17: parley.v1.UpdateSettingsResponse
+	(*IssueType)(nil),                      // 18: parley.v1.IssueType
+	(Channel)(0),                           // 19: parley.v1.Channel
+	(*Conversation)(nil),                   // 20: parley.v1.Conversation
+	(*Settings)(nil),                       // 21: parley.v1.Settings
 }
 var file_parley_v1_session_service_proto_depIdxs = []int32{
-	16, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
-	17, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
-	18, // 2: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
-	17, // 3: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
-	18, // 4: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
-	18, // 5: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	18, // 6: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
-	18, // 7: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
-	19, // 8: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
-	19, // 9: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
-	19, // 10: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
-	0,  // 11: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
-	2,  // 12: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
-	4,  // 13: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
-	6,  // 14: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
-	8,  // 15: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
-	10, // 16: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
-	12, // 17: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
-	14, // 18: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
-	1,  // 19: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
-	3,  // 20: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
-	5,  // 21: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
-	7,  // 22: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
-	9,  // 23: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
-	11, // 24: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
-	13, // 25: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
-	15, // 26: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
+	19, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
+	20, // 2: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
+	19, // 3: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
+	20, // 4: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
+	20, // 5: parley.v1.ClaimGuestConversationResponse.conversation:type_name -> parley.v1.Conversation
+	20, // 6: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	20, // 7: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
+	20, // 8: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
+	21, // 9: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
+	21, // 10: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
+	21, // 11: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
+	0,  // 12: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
+	2,  // 13: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
+	4,  // 14: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
+	6,  // 15: parley.v1.SessionService.ClaimGuestConversation:input_type -> parley.v1.ClaimGuestConversationRequest
+	8,  // 16: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
+	10, // 17: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
+	12, // 18: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
+	14, // 19: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
+	16, // 20: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
+	1,  // 21: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
+	3,  // 22: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
+	5,  // 23: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
+	7,  // 24: parley.v1.SessionService.ClaimGuestConversation:output_type -> parley.v1.ClaimGuestConversationResponse
+	9,  // 25: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
+	11, // 26: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
+	13, // 27: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
+	15, // 28: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
+	17, // 29: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_session_service_proto_init() }
@@ -996,7 +1108,7 @@ func file_parley_v1_session_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_session_service_proto_rawDesc), len(file_parley_v1_session_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ import (
 
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
@@ -50,6 +51,17 @@ func envOr(name, def string) string {
 	return def
 }
 
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 func run(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("parleyd", flag.ContinueOnError)
 	addr := fs.String("addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
@@ -64,6 +76,8 @@ func run(log *slog.Logger, args []string) error {
 	attachBytes := fs.Int("max-attachment-bytes", app.DefaultMaxAttachmentBytes, "largest attachment accepted")
 	attachTypes := fs.String("attachment-types", strings.Join(messaging.DefaultAttachmentTypes, ","), "comma-separated content types attachments may have")
 	sync := fs.String("sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per write)")
+	trusted := fs.String("trusted-proxies", os.Getenv("PARLEY_TRUSTED_PROXIES"), "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (env PARLEY_TRUSTED_PROXIES); default none")
+	origins := fs.String("allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,12 +105,26 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", bootName, err)
 	}
-	applied, err := bootstrap.Apply(ctx, db, boot)
+	if token := os.Getenv("PARLEY_ADMIN_TOKEN"); token != "" {
+		if err := boot.AddAdmin(token, "PARLEY_ADMIN_TOKEN"); err != nil {
+			return fmt.Errorf("PARLEY_ADMIN_TOKEN: %w", err)
+		}
+	}
+	res, err := bootstrap.Apply(ctx, db, boot)
 	if err != nil {
 		return err
 	}
-	if applied {
+	if res.Applied {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
+	}
+	if res.GeneratedAdminToken != "" {
+		// Printed once, to the terminal only: the log never holds tokens.
+		fmt.Fprintf(os.Stderr, "no admin token was configured, so parleyd made one; it is shown only now:\n\n  %s\n\n"+
+			"keep it in a password manager; it can issue other tokens (AccessService) and be revoked\n", res.GeneratedAdminToken)
+	}
+	addresses, err := clientaddr.NewResolver(splitList(*trusted))
+	if err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 
 	idData, idName := identity.Demo, "built-in demo"
@@ -110,7 +138,7 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", idName, err)
 	}
-	customers, err := identity.NewVerifier(idConfig, clock.Real{})
+	customers, err := identity.NewVerifier(ctx, idConfig, clock.Real{}, log)
 	if err != nil {
 		return fmt.Errorf("%s: %w", idName, err)
 	}
@@ -125,6 +153,8 @@ func run(log *slog.Logger, args []string) error {
 		SendBurst:          *sendBurst,
 		MaxAttachmentBytes: *attachBytes,
 		AttachmentTypes:    strings.Split(*attachTypes, ","),
+		ClientAddresses:    addresses,
+		AllowedOrigins:     splitList(*origins),
 	})
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {

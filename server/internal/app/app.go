@@ -13,14 +13,18 @@ import (
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
+	connectcors "connectrpc.com/cors"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect/v2"
 	"connectrpc.com/validate"
+	"github.com/rs/cors"
 
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/access"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/cases"
+	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
@@ -80,8 +84,15 @@ type Options struct {
 	// TypingTTL is how long a typing indicator shows without a refresh.
 	TypingTTL time.Duration
 	// Customers verifies signed-in customers' JWTs; nil trusts no issuer,
-	// so only guests, agents and admins can call.
+	// so only guests and staff can call.
 	Customers *identity.Verifier
+	// ClientAddresses tells each request's client address (for the
+	// per-address guest limit); nil trusts no proxy, so the TCP peer is
+	// the client.
+	ClientAddresses *clientaddr.Resolver
+	// AllowedOrigins are browser origins allowed to call besides the
+	// registered sites' (such as the portal and the agent workspace).
+	AllowedOrigins []string
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -113,7 +124,10 @@ func (opts Options) withDefaults() Options {
 		opts.SendRate = DefaultSendRate
 	}
 	if opts.Customers == nil {
-		opts.Customers, _ = identity.NewVerifier(&identity.Config{}, opts.Clock) // no issuers: cannot fail
+		opts.Customers, _ = identity.NewVerifier(context.Background(), &identity.Config{}, opts.Clock, opts.Log) // no issuers: cannot fail
+	}
+	if opts.ClientAddresses == nil {
+		opts.ClientAddresses, _ = clientaddr.NewResolver(nil) // no ranges: cannot fail
 	}
 	if opts.AttachmentTypes == nil {
 		opts.AttachmentTypes = messaging.DefaultAttachmentTypes
@@ -159,12 +173,15 @@ func New(db *ent.Client, opts Options) *App {
 	}))
 	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat))
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
+	origins := access.NewOrigins(db, opts.Clock, opts.Log, opts.AllowedOrigins)
+	parleyv1connect.RegisterAccessServiceHandler(server, access.NewService(db, opts.Clock, origins))
 
 	healthChecker := grpchealth.NewStaticChecker(
 		parleyv1connect.SessionServiceName,
 		parleyv1connect.MessagingServiceName,
 		parleyv1connect.RoutingServiceName,
 		parleyv1connect.CaseServiceName,
+		parleyv1connect.AccessServiceName,
 	)
 	grpcreflect.Register(server, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
 		return serviceNames(server, grpchealth.HealthV1ServiceName)
@@ -182,7 +199,24 @@ func New(db *ent.Client, opts Options) *App {
 		}),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
-	return &App{Handler: mux, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}
+	handler := withCORS(origins, opts.ClientAddresses.Middleware(mux))
+	return &App{Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}
+}
+
+// withCORS answers browsers: origins that Allowed admits get CORS headers
+// for Connect, gRPC-Web and Parley's credential headers; any other origin
+// gets none, so the browser blocks the call. Credentials travel in headers,
+// never cookies, so credentialed CORS stays off.
+func withCORS(origins *access.Origins, next http.Handler) http.Handler {
+	return cors.New(cors.Options{
+		AllowOriginVaryRequestFunc: func(r *http.Request, origin string) (bool, []string) {
+			return origins.Allowed(r.Context(), origin), nil
+		},
+		AllowedMethods: connectcors.AllowedMethods(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization", auth.GuestTokenHeader),
+		ExposedHeaders: connectcors.ExposedHeaders(),
+		MaxAge:         int((2 * time.Hour).Seconds()),
+	}).Handler(next)
 }
 
 // serviceNames lists the services server serves, plus extra ones mounted

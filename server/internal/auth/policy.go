@@ -22,37 +22,41 @@ func (p Policy) Allows(role Role) bool {
 }
 
 var (
-	public       = Policy{Public: true}
-	participants = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent, RoleAdmin}}
-	parties      = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent}}
-	customers    = Policy{Roles: []Role{RoleCustomer}}
-	staff        = Policy{Roles: []Role{RoleAgent, RoleAdmin}}
-	agents       = Policy{Roles: []Role{RoleAgent}}
-	admins       = Policy{Roles: []Role{RoleAdmin}}
+	public = Policy{Public: true}
+	// readers may read a conversation; handlers then check which one.
+	readers = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent, RoleSupervisor, RoleAdmin}}
+	// parties take part in a conversation (post, type, acknowledge).
+	parties   = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent}}
+	customers = Policy{Roles: []Role{RoleCustomer}}
+	staff     = Policy{Roles: []Role{RoleAgent, RoleSupervisor, RoleAdmin}}
+	overseers = Policy{Roles: []Role{RoleSupervisor, RoleAdmin}}
+	agents    = Policy{Roles: []Role{RoleAgent}}
+	admins    = Policy{Roles: []Role{RoleAdmin}}
 )
 
 // Policies maps every procedure Parley serves to its policy. A procedure
 // missing here is refused for everyone, and a test fails when a registered
 // procedure has no entry.
 var Policies = map[string]Policy{
-	parleyv1connect.SessionServiceGetPreChatFormProcedure:      public,
-	parleyv1connect.SessionServiceStartGuestChatProcedure:      public,
-	parleyv1connect.SessionServiceStartCustomerChatProcedure:   customers,
-	parleyv1connect.SessionServiceListMyConversationsProcedure: customers,
-	parleyv1connect.SessionServiceGetConversationProcedure:     participants,
-	parleyv1connect.SessionServiceCloseConversationProcedure:   participants,
-	parleyv1connect.SessionServiceGetSettingsProcedure:         admins,
-	parleyv1connect.SessionServiceUpdateSettingsProcedure:      admins,
+	parleyv1connect.SessionServiceGetPreChatFormProcedure:         public,
+	parleyv1connect.SessionServiceStartGuestChatProcedure:         public,
+	parleyv1connect.SessionServiceStartCustomerChatProcedure:      customers,
+	parleyv1connect.SessionServiceClaimGuestConversationProcedure: customers,
+	parleyv1connect.SessionServiceListMyConversationsProcedure:    customers,
+	parleyv1connect.SessionServiceGetConversationProcedure:        readers,
+	parleyv1connect.SessionServiceCloseConversationProcedure:      readers,
+	parleyv1connect.SessionServiceGetSettingsProcedure:            admins,
+	parleyv1connect.SessionServiceUpdateSettingsProcedure:         admins,
 
-	parleyv1connect.MessagingServiceSendMessageProcedure:      participants,
-	parleyv1connect.MessagingServiceSubscribeProcedure:        participants,
-	parleyv1connect.MessagingServiceListEventsProcedure:       participants,
+	parleyv1connect.MessagingServiceSendMessageProcedure:      parties,
+	parleyv1connect.MessagingServiceSubscribeProcedure:        readers,
+	parleyv1connect.MessagingServiceListEventsProcedure:       readers,
 	parleyv1connect.MessagingServiceSetTypingProcedure:        parties,
 	parleyv1connect.MessagingServiceMarkDeliveredProcedure:    parties,
 	parleyv1connect.MessagingServiceMarkReadProcedure:         parties,
-	parleyv1connect.MessagingServiceListReadCursorsProcedure:  participants,
+	parleyv1connect.MessagingServiceListReadCursorsProcedure:  readers,
 	parleyv1connect.MessagingServiceUploadAttachmentProcedure: parties,
-	parleyv1connect.MessagingServiceGetAttachmentProcedure:    participants,
+	parleyv1connect.MessagingServiceGetAttachmentProcedure:    readers,
 
 	parleyv1connect.RoutingServiceSetPresenceProcedure:               agents,
 	parleyv1connect.RoutingServiceWatchWorkProcedure:                 agents,
@@ -60,17 +64,25 @@ var Policies = map[string]Policy{
 	parleyv1connect.RoutingServiceDeclineOfferProcedure:              agents,
 	parleyv1connect.RoutingServiceTransferConversationProcedure:      agents,
 	parleyv1connect.RoutingServiceListAssignedConversationsProcedure: agents,
+	parleyv1connect.RoutingServiceListQueuedConversationsProcedure:   staff,
 	parleyv1connect.RoutingServiceCreateQueueProcedure:               admins,
 	parleyv1connect.RoutingServiceListQueuesProcedure:                staff,
 	parleyv1connect.RoutingServiceCreateMatchingRuleProcedure:        admins,
 	parleyv1connect.RoutingServiceListMatchingRulesProcedure:         admins,
 	parleyv1connect.RoutingServiceDeleteMatchingRuleProcedure:        admins,
 	parleyv1connect.RoutingServiceCreateAgentProcedure:               admins,
-	parleyv1connect.RoutingServiceListAgentsProcedure:                admins,
+	parleyv1connect.RoutingServiceListAgentsProcedure:                overseers,
 
 	parleyv1connect.CaseServiceCreateCaseForGuestProcedure:            agents,
 	parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure: agents,
 	parleyv1connect.CaseServiceGetCaseProcedure:                       staff,
+
+	parleyv1connect.AccessServiceIssueTokenProcedure:  admins,
+	parleyv1connect.AccessServiceRevokeTokenProcedure: admins,
+	parleyv1connect.AccessServiceListTokensProcedure:  admins,
+	parleyv1connect.AccessServiceCreateSiteProcedure:  admins,
+	parleyv1connect.AccessServiceUpdateSiteProcedure:  admins,
+	parleyv1connect.AccessServiceListSitesProcedure:   admins,
 
 	"/" + grpcreflect.ReflectV1ServiceName + "/ServerReflectionInfo":      public,
 	"/" + grpcreflect.ReflectV1AlphaServiceName + "/ServerReflectionInfo": public,

@@ -18,7 +18,10 @@ const (
 	// RoleCustomer is a signed-in customer, verified by a JWT.
 	RoleCustomer Role = "customer"
 	RoleAgent    Role = "agent"
-	RoleAdmin    Role = "admin"
+	// RoleSupervisor reads every conversation and the queues' waiting
+	// work, and may close conversations; it does not post.
+	RoleSupervisor Role = "supervisor"
+	RoleAdmin      Role = "admin"
 )
 
 // Principal is an authenticated caller.
@@ -49,7 +52,7 @@ func FromContext(ctx context.Context) *Principal {
 
 // Caller names the principal for idempotency keys and rate limits: the
 // conversation for a guest (every token of one guest is one caller), the
-// agent for an agent, the token for an admin.
+// agent for an agent, the token for a supervisor or an admin.
 func (p *Principal) Caller() string {
 	switch p.Role {
 	case RoleGuest:

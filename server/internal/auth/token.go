@@ -48,26 +48,45 @@ func IssueGuestToken(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, 
 	return secret, nil
 }
 
-// IssueAgentToken stores a new token for an agent and returns its secret.
-func IssueAgentToken(ctx context.Context, tx *ent.Tx, agentID uuid.UUID) (string, error) {
-	secret := newSecret(staffTokenPrefix)
-	if err := StoreStaffToken(ctx, tx, secret, RoleAgent, agentID); err != nil {
-		return "", err
-	}
-	return secret, nil
+// StaffToken describes a staff token to issue or store.
+type StaffToken struct {
+	Role Role
+	// AgentID is the agent an agent token acts as.
+	AgentID uuid.UUID
+	// Label says who holds the token.
+	Label string
+	// Expires is when the token stops working; zero never.
+	Expires time.Time
 }
 
-// StoreStaffToken stores the hash of a given agent or admin secret (used by
-// the bootstrap file, whose tokens are chosen by the operator).
-func StoreStaffToken(ctx context.Context, tx *ent.Tx, secret string, role Role, agentID uuid.UUID) error {
-	create := tx.Token.Create().SetHash(Hash(secret)).SetRole(token.Role(role))
-	if role == RoleAgent {
-		create.SetAgentID(agentID)
+// NewStaffSecret returns a fresh random staff token secret.
+func NewStaffSecret() string {
+	return newSecret(staffTokenPrefix)
+}
+
+// IssueStaffToken stores a new token and returns its secret (never stored)
+// and its record.
+func IssueStaffToken(ctx context.Context, tx *ent.Tx, t StaffToken) (string, *ent.Token, error) {
+	secret := NewStaffSecret()
+	row, err := StoreStaffToken(ctx, tx, secret, t)
+	return secret, row, err
+}
+
+// StoreStaffToken stores the hash of a given staff secret (the bootstrap
+// file's and the environment's tokens are chosen by the operator).
+func StoreStaffToken(ctx context.Context, tx *ent.Tx, secret string, t StaffToken) (*ent.Token, error) {
+	create := tx.Token.Create().SetHash(Hash(secret)).SetRole(token.Role(t.Role)).SetLabel(t.Label)
+	if t.Role == RoleAgent {
+		create.SetAgentID(t.AgentID)
 	}
-	if err := create.Exec(ctx); err != nil {
-		return fmt.Errorf("store %s token: %w", role, err)
+	if !t.Expires.IsZero() {
+		create.SetExpiresAt(t.Expires)
 	}
-	return nil
+	row, err := create.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store %s token: %w", t.Role, err)
+	}
+	return row, nil
 }
 
 // RevokeGuestTokens revokes every guest token of a conversation.
@@ -106,4 +125,22 @@ func resolve(ctx context.Context, db *ent.Client, secret string, now time.Time) 
 		p.ConversationID = *t.ConversationID
 	}
 	return p, nil
+}
+
+// GuestTokenHeader carries a guest token beside another credential:
+// a signed-in customer claiming its guest conversation sends the guest
+// token here, never in a request body or URL.
+const GuestTokenHeader = "Parley-Guest-Token"
+
+// GuestConversation returns the conversation a guest token is valid for,
+// or ok false for any secret that is not a live guest token.
+func GuestConversation(ctx context.Context, db *ent.Client, secret string, now time.Time) (id uuid.UUID, ok bool, err error) {
+	p, err := resolve(ctx, db, secret, now)
+	if errors.Is(err, errBadToken) {
+		return uuid.Nil, false, nil
+	}
+	if err != nil {
+		return uuid.Nil, false, err
+	}
+	return p.ConversationID, p.Role == RoleGuest, nil
 }

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -43,12 +42,24 @@ type File struct {
 	Queues   []Queue  `yaml:"queues"`
 	Rules    []Rule   `yaml:"rules"`
 	Admins   []Admin  `yaml:"admins"`
-	Agents   []Agent  `yaml:"agents"`
+	// Supervisors read every conversation and the queues' waiting work.
+	Supervisors []Admin `yaml:"supervisors"`
+	Agents      []Agent `yaml:"agents"`
+	// Sites embed the messenger: their origins get CORS answers.
+	Sites []Site `yaml:"sites"`
+}
+
+// Site is a website that embeds the messenger.
+type Site struct {
+	Name                    string   `yaml:"name"`
+	AllowedOrigins          []string `yaml:"allowed_origins"`
+	MaxGuestSessionsPerHour int32    `yaml:"max_guest_sessions_per_hour"`
 }
 
 // Settings are the installation-wide settings.
 type Settings struct {
 	MaxGuestSessionsPerHour              int32       `yaml:"max_guest_sessions_per_hour"`
+	MaxGuestSessionsPerHourPerAddress    int32       `yaml:"max_guest_sessions_per_hour_per_address"`
 	GuestSessionsRateLimitReachedMessage string      `yaml:"guest_sessions_rate_limit_reached_message"`
 	IssueTypes                           []IssueType `yaml:"issue_types"`
 	// AbandonAfter closes conversations without customer activity for
@@ -77,9 +88,11 @@ type Rule struct {
 	When  map[string][]string `yaml:"when"`
 }
 
-// Admin is an admin token chosen by the operator.
+// Admin is an admin's or a supervisor's token, chosen by the operator.
 type Admin struct {
 	Token string `yaml:"token"`
+	// Label says who holds the token.
+	Label string `yaml:"label"`
 }
 
 // Agent is a live agent with its token and queues.
@@ -109,6 +122,7 @@ func Parse(data []byte) (*File, error) {
 func (f *File) settingsProto() *parleyv1.Settings {
 	out := &parleyv1.Settings{
 		MaxGuestSessionsPerHour:              f.Settings.MaxGuestSessionsPerHour,
+		MaxGuestSessionsPerHourPerAddress:    f.Settings.MaxGuestSessionsPerHourPerAddress,
 		GuestSessionsRateLimitReachedMessage: f.Settings.GuestSessionsRateLimitReachedMessage,
 		AbandonAfter:                         durationpb.New(f.Settings.AbandonAfter),
 	}
@@ -188,12 +202,19 @@ func (f *File) check() error {
 		tokens[token] = true
 		return nil
 	}
-	if len(f.Admins) == 0 {
-		return errors.New("admins: at least one admin token is needed to manage the installation")
-	}
 	for i, a := range f.Admins {
 		if err := checkToken(fmt.Sprintf("admins[%d]", i), a.Token); err != nil {
 			return err
+		}
+	}
+	for i, a := range f.Supervisors {
+		if err := checkToken(fmt.Sprintf("supervisors[%d]", i), a.Token); err != nil {
+			return err
+		}
+	}
+	for i, s := range f.Sites {
+		if err := v.Validate(s.proto()); err != nil {
+			return fmt.Errorf("sites[%d] %q: %w", i, s.Name, err)
 		}
 	}
 	for i, a := range f.Agents {
@@ -213,11 +234,37 @@ func (f *File) check() error {
 	return nil
 }
 
+// proto returns the site as the API type.
+func (s Site) proto() *parleyv1.Site {
+	return &parleyv1.Site{DisplayName: s.Name, AllowedOrigins: s.AllowedOrigins, MaxGuestSessionsPerHour: s.MaxGuestSessionsPerHour}
+}
+
+// AddAdmin adds an admin token from outside the file (parleyd reads one
+// from PARLEY_ADMIN_TOKEN), checked like the file's own.
+func (f *File) AddAdmin(token, label string) error {
+	f.Admins = append(f.Admins, Admin{Token: token, Label: label})
+	if err := f.check(); err != nil {
+		f.Admins = f.Admins[:len(f.Admins)-1]
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Result tells what Apply did.
+type Result struct {
+	// Applied is false when the store was already configured.
+	Applied bool
+	// GeneratedAdminToken is set when the file named no admin: Apply made
+	// one, which exists nowhere else. Show it to the operator once.
+	GeneratedAdminToken string
+}
+
 // Apply writes f to db in one transaction if the store holds no settings
-// yet, and reports whether it did. A store that is already configured is
-// left alone: from then on, admin RPCs change the configuration.
-func Apply(ctx context.Context, db *ent.Client, f *File) (bool, error) {
-	applied := false
+// yet. A store that is already configured is left alone: from then on,
+// admin RPCs change the configuration. A new installation always gets an
+// admin: if f names none, Apply generates a token.
+func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
+	var res Result
 	err := store.InTx(ctx, db, func(tx *ent.Tx) error {
 		exists, err := tx.Setting.Query().Exist(ctx)
 		if err != nil {
@@ -233,6 +280,7 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (bool, error) {
 			SetGuestSessionsRateLimitReachedMessage(s.GetGuestSessionsRateLimitReachedMessage()).
 			SetIssueTypes(session.IssueTypesFromProto(s.GetIssueTypes())).
 			SetAbandonAfterSeconds(int64(s.GetAbandonAfter().AsDuration().Seconds())).
+			SetMaxGuestSessionsPerHourPerAddress(int(s.GetMaxGuestSessionsPerHourPerAddress())).
 			Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("create settings: %w", err)
@@ -264,9 +312,29 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (bool, error) {
 				return fmt.Errorf("create rule %q: %w", r.Name, err)
 			}
 		}
-		for _, a := range f.Admins {
-			if err := auth.StoreStaffToken(ctx, tx, a.Token, auth.RoleAdmin, uuid.Nil); err != nil {
+		admins := f.Admins
+		if len(admins) == 0 {
+			res.GeneratedAdminToken = auth.NewStaffSecret()
+			admins = []Admin{{Token: res.GeneratedAdminToken, Label: "generated at first start"}}
+		}
+		for _, a := range admins {
+			if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleAdmin, Label: a.Label}); err != nil {
 				return err
+			}
+		}
+		for _, a := range f.Supervisors {
+			if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleSupervisor, Label: a.Label}); err != nil {
+				return err
+			}
+		}
+		for _, s := range f.Sites {
+			err := tx.Site.Create().
+				SetDisplayName(s.Name).
+				SetAllowedOrigins(s.AllowedOrigins).
+				SetMaxGuestSessionsPerHour(int(s.MaxGuestSessionsPerHour)).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("create site %q: %w", s.Name, err)
 			}
 		}
 		for _, a := range f.Agents {
@@ -282,15 +350,16 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (bool, error) {
 			if err != nil {
 				return fmt.Errorf("create agent %q: %w", a.Name, err)
 			}
-			if err := auth.StoreStaffToken(ctx, tx, a.Token, auth.RoleAgent, row.ID); err != nil {
+			label := "bootstrap agent " + a.Name
+			if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleAgent, AgentID: row.ID, Label: label}); err != nil {
 				return err
 			}
 		}
-		applied = true
+		res.Applied = true
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("bootstrap: apply: %w", err)
+		return Result{}, fmt.Errorf("bootstrap: apply: %w", err)
 	}
-	return applied, nil
+	return res, nil
 }

@@ -22,9 +22,9 @@ func TestDemoAppliesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []bool{true, false} {
-		applied, err := bootstrap.Apply(ctx, db, f)
-		if err != nil || applied != want {
-			t.Fatalf("apply #%d: applied=%v err=%v, want applied=%v", i+1, applied, err, want)
+		res, err := bootstrap.Apply(ctx, db, f)
+		if err != nil || res.Applied != want || res.GeneratedAdminToken != "" {
+			t.Fatalf("apply #%d: %+v err=%v, want applied=%v and no generated token", i+1, res, err, want)
 		}
 	}
 	for name, count := range map[string]func(context.Context) (int, error){

@@ -7,9 +7,11 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/offer"
+	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 )
@@ -22,7 +24,8 @@ const (
 	Read Need = iota
 	// Post messages to it: its guest, or the agent holding it.
 	Post
-	// Manage it (close it): its guest, the agent holding it, or an admin.
+	// Manage it (close it): its guest or customer, the agent holding it, a
+	// supervisor or an admin.
 	Manage
 	// Participate in it in any state (acknowledge what was read): its guest
 	// or the agent holding it.
@@ -35,23 +38,33 @@ func denied(id uuid.UUID) error {
 }
 
 // Authorize loads the conversation (with its interaction) if the caller may
-// do what it needs with it. Permission is checked before existence: a guest
-// asking for another conversation, or an agent for one it never held or was
-// offered, is denied whether or not it exists. Admins learn NotFound.
+// do what it needs with it:
+//
+//   - a guest, only its own conversation; a customer, only its own;
+//   - an agent reads the conversations it holds, held or was offered, and
+//     those waiting in its queues; it posts to and manages only the ones it
+//     holds;
+//   - supervisors and admins read and manage (close) every conversation,
+//     and post to none.
+//
+// Permission is checked before existence: a caller who could not see the
+// conversation if it existed is denied whether or not it exists, so probing
+// ids reveals nothing. Supervisors and admins learn NotFound.
 func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID, need Need) (*ent.Conversation, error) {
 	if p == nil {
 		return nil, apierr.New(connect.CodeUnauthenticated, "MISSING_TOKEN", "missing credentials")
 	}
-	if p.Role == auth.RoleGuest && p.ConversationID != id {
+	overseer := p.Role == auth.RoleAdmin || p.Role == auth.RoleSupervisor
+	switch {
+	case p.Role == auth.RoleGuest && p.ConversationID != id:
 		return nil, denied(id)
-	}
-	if p.Role == auth.RoleAdmin && (need == Post || need == Participate) {
-		return nil, apierr.New(connect.CodePermissionDenied, "ADMIN_CANNOT_POST",
-			"admins do not take part in conversations; post as the agent holding it")
+	case overseer && (need == Post || need == Participate):
+		return nil, apierr.New(connect.CodePermissionDenied, "OVERSEER_CANNOT_POST",
+			"supervisors and admins do not take part in conversations; the agent holding it posts")
 	}
 	conv, err := db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
 	if ent.IsNotFound(err) {
-		if p.Role == auth.RoleAdmin {
+		if overseer {
 			return nil, apierr.New(connect.CodeNotFound, "CONVERSATION_NOT_FOUND",
 				fmt.Sprintf("conversation %s does not exist", id))
 		}
@@ -60,25 +73,23 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 	}
-	if p.Role == auth.RoleCustomer && (conv.ConsumerID == nil || *conv.ConsumerID != p.ConsumerID) {
-		return nil, denied(id)
-	}
-	if p.Role == auth.RoleAgent {
-		holds := conv.AgentID != nil && *conv.AgentID == p.AgentID
-		if need != Read && !holds {
-			return nil, apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
-				fmt.Sprintf("conversation %s is not assigned to you", id))
+	switch p.Role {
+	case auth.RoleCustomer:
+		if conv.ConsumerID == nil || *conv.ConsumerID != p.ConsumerID {
+			return nil, denied(id)
 		}
-		if !holds {
-			offered, err := db.Offer.Query().Where(
-				offer.ConversationID(id), offer.AgentID(p.AgentID),
-				offer.StateIn(offer.StatePending, offer.StateAccepted),
-			).Exist(ctx)
+	case auth.RoleAgent:
+		if conv.AgentID == nil || *conv.AgentID != p.AgentID {
+			visible, err := agentSees(ctx, db, p.AgentID, conv)
 			if err != nil {
-				return nil, apierr.Internal(fmt.Errorf("check offers of %s: %w", id, err))
+				return nil, err
 			}
-			if !offered {
+			if !visible {
 				return nil, denied(id)
+			}
+			if need != Read {
+				return nil, apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
+					fmt.Sprintf("conversation %s is not assigned to you", id))
 			}
 		}
 	}
@@ -88,6 +99,26 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 		}
 	}
 	return conv, nil
+}
+
+// agentSees reports whether an agent that does not hold conv may read it:
+// it was offered or held it, or conv waits in one of the agent's queues.
+func agentSees(ctx context.Context, db *ent.Client, agentID uuid.UUID, conv *ent.Conversation) (bool, error) {
+	offered, err := db.Offer.Query().Where(
+		offer.ConversationID(conv.ID), offer.AgentID(agentID),
+		offer.StateIn(offer.StatePending, offer.StateAccepted),
+	).Exist(ctx)
+	if err != nil {
+		return false, apierr.Internal(fmt.Errorf("check offers of %s: %w", conv.ID, err))
+	}
+	if offered || conv.State != conversation.StateQueued || conv.QueueID == nil {
+		return offered, nil
+	}
+	inQueue, err := db.Agent.Query().Where(agent.ID(agentID), agent.HasQueuesWith(queue.ID(*conv.QueueID))).Exist(ctx)
+	if err != nil {
+		return false, apierr.Internal(fmt.Errorf("check queues of agent %s: %w", agentID, err))
+	}
+	return inQueue, nil
 }
 
 // CheckPost tells whether the caller may post to conv in its current state:

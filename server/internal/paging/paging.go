@@ -42,8 +42,7 @@ func Decode(scope, pageToken string) (string, error) {
 	if pageToken == "" {
 		return "", nil
 	}
-	bad := apierr.New(connect.CodeInvalidArgument, "INVALID_PAGE_TOKEN",
-		"page_token is not one this list returned; start again without it")
+	bad := ErrBadToken()
 	raw, err := base64.RawURLEncoding.DecodeString(pageToken)
 	if err != nil {
 		return "", bad
@@ -74,8 +73,13 @@ func DecodeID(scope, pageToken string) (uuid.UUID, error) {
 	}
 	id, err := uuid.Parse(after)
 	if err != nil {
-		return uuid.Nil, apierr.New(connect.CodeInvalidArgument, "INVALID_PAGE_TOKEN",
-			"page_token is not one this list returned; start again without it")
+		return uuid.Nil, ErrBadToken()
 	}
 	return id, nil
+}
+
+// ErrBadToken is the error for a page token this list did not return.
+func ErrBadToken() error {
+	return apierr.New(connect.CodeInvalidArgument, "INVALID_PAGE_TOKEN",
+		"page_token is not one this list returned; start again without it")
 }

@@ -195,7 +195,7 @@ func (s *Service) CreateAgent(ctx context.Context, req *parleyv1.CreateAgentRequ
 		if err != nil {
 			return fmt.Errorf("create agent: %w", err)
 		}
-		secret, err = auth.IssueAgentToken(ctx, tx, a.ID)
+		secret, _, err = auth.IssueStaffToken(ctx, tx, auth.StaffToken{Role: auth.RoleAgent, AgentID: a.ID, Label: "created with agent " + a.DisplayName})
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/offer"
+	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
@@ -382,4 +384,55 @@ func (s *Service) loadConversation(ctx context.Context, id uuid.UUID) (*parleyv1
 		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 	}
 	return convpkg.ToProto(c), nil
+}
+
+// ListQueuedConversations lists waiting conversations, oldest first: an
+// agent's queues' for an agent, every queue's for supervisors and admins.
+func (s *Service) ListQueuedConversations(ctx context.Context, req *parleyv1.ListQueuedConversationsRequest) (*parleyv1.ListQueuedConversationsResponse, error) {
+	p := auth.FromContext(ctx)
+	scope := "queued"
+	query := s.db.Conversation.Query().Where(conversation.StateEQ(conversation.StateQueued))
+	if p.Role == auth.RoleAgent {
+		scope += "/" + p.AgentID.String()
+		query.Where(conversation.HasQueueWith(queue.HasAgentsWith(agent.ID(p.AgentID))))
+	}
+	cursor, err := paging.Decode(scope, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	if cursor != "" {
+		at, id, ok := parseQueuedCursor(cursor)
+		if !ok {
+			return nil, paging.ErrBadToken()
+		}
+		query.Where(conversation.Or(
+			conversation.QueuedAtGT(at),
+			conversation.And(conversation.QueuedAt(at), conversation.IDGT(id)),
+		))
+	}
+	size := paging.Size(req.GetPageSize(), 50, 200)
+	rows, err := query.
+		Order(ent.Asc(conversation.FieldQueuedAt), ent.Asc(conversation.FieldID)).
+		WithInteraction().
+		Limit(size + 1).
+		All(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("list queued conversations: %w", err))
+	}
+	page, next := paging.Trim(rows, size, scope, func(c *ent.Conversation) string {
+		return c.QueuedAt.UTC().Format(time.RFC3339Nano) + "|" + c.ID.String()
+	})
+	resp := &parleyv1.ListQueuedConversationsResponse{NextPageToken: next}
+	for _, c := range page {
+		resp.Conversations = append(resp.Conversations, convpkg.ToProto(c))
+	}
+	return resp, nil
+}
+
+// parseQueuedCursor splits a ListQueuedConversations cursor.
+func parseQueuedCursor(cursor string) (time.Time, uuid.UUID, bool) {
+	at, id, found := strings.Cut(cursor, "|")
+	t, err1 := time.Parse(time.RFC3339Nano, at)
+	u, err2 := uuid.Parse(id)
+	return t, u, found && err1 == nil && err2 == nil
 }

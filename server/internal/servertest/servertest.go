@@ -114,7 +114,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		if cfg.clock != nil {
 			clk = cfg.clock
 		}
-		if appOpts.Customers, err = identity.NewVerifier(idc, clk); err != nil {
+		if appOpts.Customers, err = identity.NewVerifier(ctx, idc, clk, appOpts.Log); err != nil {
 			t.Fatalf("demo identity: %v", err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
@@ -105,18 +106,18 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		if err := checkIssueType(set, req.GetIssueType()); err != nil {
 			return err
 		}
-		recent, err := tx.Interaction.Query().Where(
-			interaction.OriginEQ(interaction.OriginGuest), interaction.CreatedAtGT(now.Add(-guestSessionWindow)),
-		).Count(ctx)
+		site, err := guestSite(ctx, tx, req.GetSiteId())
 		if err != nil {
-			return fmt.Errorf("count recent guest sessions: %w", err)
+			return err
 		}
-		if recent >= set.MaxGuestSessionsPerHour {
-			return apierr.New(connect.CodeResourceExhausted, "GUEST_SESSION_LIMIT", set.GuestSessionsRateLimitReachedMessage)
+		address := clientaddr.FromContext(ctx)
+		if err := checkGuestLimits(ctx, tx, set, site, address, now); err != nil {
+			return err
 		}
 		conv, err := s.open(ctx, tx, chatForm{
 			requestID: req.GetRequestId(), hash: hash, name: req.GetName(), email: req.GetEmail(),
 			issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
+			clientAddress: address, site: site,
 		}, nil, now)
 		if err != nil {
 			return err
@@ -144,6 +145,9 @@ type chatForm struct {
 	issueType    string
 	firstMessage string
 	channel      parleyv1.Channel
+	// clientAddress and site are set for guests.
+	clientAddress string
+	site          *ent.Site
 }
 
 // checkIssueType fails unless issueType is one of the settings' issue types.
@@ -168,7 +172,7 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 	if customer != nil {
 		origin = interaction.OriginCustomer
 	}
-	in, err := tx.Interaction.Create().
+	in := tx.Interaction.Create().
 		SetCreatedAt(now).
 		SetName(form.name).
 		SetEmail(form.email).
@@ -178,18 +182,22 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 		SetOrigin(origin).
 		SetRequestID(form.requestID).
 		SetRequestHash(form.hash).
-		Save(ctx)
+		SetClientAddress(form.clientAddress)
+	if form.site != nil {
+		in.SetSiteID(form.site.ID)
+	}
+	saved, err := in.Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("create interaction: %w", err)
 	}
 	create := tx.Conversation.Create().
 		SetCreatedAt(now).
 		SetState(conversation.StateQueued).
-		SetInteractionID(in.ID).
+		SetInteractionID(saved.ID).
 		SetQueueID(queue.ID).
 		SetQueuedAt(now).
 		SetCustomerActiveAt(now)
-	who := convpkg.Sender{Role: event.SenderRoleGuest, ID: in.ID.String(), Name: in.Name}
+	who := convpkg.Sender{Role: event.SenderRoleGuest, ID: saved.ID.String(), Name: saved.Name}
 	if customer != nil {
 		who = *customer
 		create.SetConsumerID(uuid.MustParse(customer.ID))

@@ -39,6 +39,9 @@ const (
 	// RoutingServiceListAssignedConversationsProcedure is the procedure name of the RoutingService's
 	// ListAssignedConversations RPC.
 	RoutingServiceListAssignedConversationsProcedure = "/parley.v1.RoutingService/ListAssignedConversations"
+	// RoutingServiceListQueuedConversationsProcedure is the procedure name of the RoutingService's
+	// ListQueuedConversations RPC.
+	RoutingServiceListQueuedConversationsProcedure = "/parley.v1.RoutingService/ListQueuedConversations"
 	// RoutingServiceCreateQueueProcedure is the procedure name of the RoutingService's CreateQueue RPC.
 	RoutingServiceCreateQueueProcedure = "/parley.v1.RoutingService/CreateQueue"
 	// RoutingServiceListQueuesProcedure is the procedure name of the RoutingService's ListQueues RPC.
@@ -100,6 +103,14 @@ var (
 			StreamType:       connect.StreamTypeUnary,
 			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("ListAssignedConversations"),
 			Procedure:        RoutingServiceListAssignedConversationsProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
+	routingServiceListQueuedConversationsSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("ListQueuedConversations"),
+			Procedure:        RoutingServiceListQueuedConversationsProcedure,
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
@@ -177,6 +188,10 @@ type RoutingServiceClient interface {
 	TransferConversation(context.Context, *v1.TransferConversationRequest) (*v1.TransferConversationResponse, error)
 	// ListAssignedConversations lists the open conversations the calling agent holds.
 	ListAssignedConversations(context.Context, *v1.ListAssignedConversationsRequest) (*v1.ListAssignedConversationsResponse, error)
+	// ListQueuedConversations lists conversations waiting for an agent,
+	// oldest first: for an agent, those in its queues; for supervisors and
+	// admins, all.
+	ListQueuedConversations(context.Context, *v1.ListQueuedConversationsRequest) (*v1.ListQueuedConversationsResponse, error)
 	// CreateQueue adds a queue. Admins only.
 	CreateQueue(context.Context, *v1.CreateQueueRequest) (*v1.CreateQueueResponse, error)
 	// ListQueues lists queues. Agents and admins.
@@ -238,6 +253,10 @@ type RoutingServiceHandler interface {
 	TransferConversation(context.Context, *v1.TransferConversationRequest) (*v1.TransferConversationResponse, error)
 	// ListAssignedConversations lists the open conversations the calling agent holds.
 	ListAssignedConversations(context.Context, *v1.ListAssignedConversationsRequest) (*v1.ListAssignedConversationsResponse, error)
+	// ListQueuedConversations lists conversations waiting for an agent,
+	// oldest first: for an agent, those in its queues; for supervisors and
+	// admins, all.
+	ListQueuedConversations(context.Context, *v1.ListQueuedConversationsRequest) (*v1.ListQueuedConversationsResponse, error)
 	// CreateQueue adds a queue. Admins only.
 	CreateQueue(context.Context, *v1.CreateQueueRequest) (*v1.CreateQueueResponse, error)
 	// ListQueues lists queues. Agents and admins.
@@ -265,6 +284,7 @@ func RegisterRoutingServiceHandler(server *connect.Server, svc RoutingServiceHan
 		connect.Method{Spec: routingServiceDeclineOfferSpec(), Handler: adapter.declineOffer},
 		connect.Method{Spec: routingServiceTransferConversationSpec(), Handler: adapter.transferConversation},
 		connect.Method{Spec: routingServiceListAssignedConversationsSpec(), Handler: adapter.listAssignedConversations},
+		connect.Method{Spec: routingServiceListQueuedConversationsSpec(), Handler: adapter.listQueuedConversations},
 		connect.Method{Spec: routingServiceCreateQueueSpec(), Handler: adapter.createQueue},
 		connect.Method{Spec: routingServiceListQueuesSpec(), Handler: adapter.listQueues},
 		connect.Method{Spec: routingServiceCreateMatchingRuleSpec(), Handler: adapter.createMatchingRule},
@@ -315,6 +335,10 @@ func (UnimplementedRoutingServiceHandler) TransferConversation(context.Context, 
 
 func (UnimplementedRoutingServiceHandler) ListAssignedConversations(context.Context, *v1.ListAssignedConversationsRequest) (*v1.ListAssignedConversationsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.ListAssignedConversations is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) ListQueuedConversations(context.Context, *v1.ListQueuedConversationsRequest) (*v1.ListQueuedConversationsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.ListQueuedConversations is not implemented")
 }
 
 func (UnimplementedRoutingServiceHandler) CreateQueue(context.Context, *v1.CreateQueueRequest) (*v1.CreateQueueResponse, error) {
@@ -392,6 +416,14 @@ func (c *routingServiceClient) TransferConversation(ctx context.Context, req *v1
 func (c *routingServiceClient) ListAssignedConversations(ctx context.Context, req *v1.ListAssignedConversationsRequest) (*v1.ListAssignedConversationsResponse, error) {
 	var res v1.ListAssignedConversationsResponse
 	if err := c.client.CallUnary(ctx, routingServiceListAssignedConversationsSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *routingServiceClient) ListQueuedConversations(ctx context.Context, req *v1.ListQueuedConversationsRequest) (*v1.ListQueuedConversationsResponse, error) {
+	var res v1.ListQueuedConversationsResponse
+	if err := c.client.CallUnary(ctx, routingServiceListQueuedConversationsSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -517,6 +549,18 @@ func (h routingServiceHandler) listAssignedConversations(ctx context.Context, _ 
 		return err
 	}
 	res, err := h.svc.ListAssignedConversations(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h routingServiceHandler) listQueuedConversations(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ListQueuedConversationsRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ListQueuedConversations(ctx, &req)
 	if err != nil {
 		return err
 	}

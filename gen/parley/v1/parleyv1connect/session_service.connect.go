@@ -33,6 +33,9 @@ const (
 	// SessionServiceStartCustomerChatProcedure is the procedure name of the SessionService's
 	// StartCustomerChat RPC.
 	SessionServiceStartCustomerChatProcedure = "/parley.v1.SessionService/StartCustomerChat"
+	// SessionServiceClaimGuestConversationProcedure is the procedure name of the SessionService's
+	// ClaimGuestConversation RPC.
+	SessionServiceClaimGuestConversationProcedure = "/parley.v1.SessionService/ClaimGuestConversation"
 	// SessionServiceListMyConversationsProcedure is the procedure name of the SessionService's
 	// ListMyConversations RPC.
 	SessionServiceListMyConversationsProcedure = "/parley.v1.SessionService/ListMyConversations"
@@ -70,6 +73,14 @@ var (
 			StreamType: connect.StreamTypeUnary,
 			Schema:     v1.File_parley_v1_session_service_proto.Services().ByName("SessionService").Methods().ByName("StartCustomerChat"),
 			Procedure:  SessionServiceStartCustomerChatProcedure,
+		}
+	})
+	sessionServiceClaimGuestConversationSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_session_service_proto.Services().ByName("SessionService").Methods().ByName("ClaimGuestConversation"),
+			Procedure:        SessionServiceClaimGuestConversationProcedure,
+			IdempotencyLevel: connect.IdempotencyIdempotent,
 		}
 	})
 	sessionServiceListMyConversationsSpec = sync.OnceValue(func() connect.Spec {
@@ -125,14 +136,23 @@ type SessionServiceClient interface {
 	// customer already has an open conversation, from any channel, it is
 	// resumed instead of duplicated, and first_message is posted to it.
 	StartCustomerChat(context.Context, *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error)
+	// ClaimGuestConversation moves a guest conversation into the signed-in
+	// customer's history. The caller proves it holds the guest conversation
+	// by sending the guest token in the "Parley-Guest-Token" header (never in
+	// the request body or URL). Unverified guest data is not merged into the
+	// customer's record: only the conversation changes hands. Claiming a
+	// conversation the caller already owns returns it again.
+	ClaimGuestConversation(context.Context, *v1.ClaimGuestConversationRequest) (*v1.ClaimGuestConversationResponse, error)
 	// ListMyConversations lists the signed-in customer's conversations from
 	// every channel, newest first.
 	ListMyConversations(context.Context, *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error)
-	// GetConversation returns one conversation. Its guest, its agent and
+	// GetConversation returns one conversation. Its guest or customer, the
+	// agents who hold or held it or whose queue it waits in, supervisors and
 	// admins may call it.
 	GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error)
 	// CloseConversation ends a conversation: open streams on it end and its
-	// guest token stops working. Its guest or its agent may call it.
+	// guest token stops working. Its guest or customer, its agent,
+	// supervisors and admins may call it.
 	CloseConversation(context.Context, *v1.CloseConversationRequest) (*v1.CloseConversationResponse, error)
 	// GetSettings returns the installation's settings. Admins only.
 	GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error)
@@ -159,14 +179,23 @@ type SessionServiceHandler interface {
 	// customer already has an open conversation, from any channel, it is
 	// resumed instead of duplicated, and first_message is posted to it.
 	StartCustomerChat(context.Context, *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error)
+	// ClaimGuestConversation moves a guest conversation into the signed-in
+	// customer's history. The caller proves it holds the guest conversation
+	// by sending the guest token in the "Parley-Guest-Token" header (never in
+	// the request body or URL). Unverified guest data is not merged into the
+	// customer's record: only the conversation changes hands. Claiming a
+	// conversation the caller already owns returns it again.
+	ClaimGuestConversation(context.Context, *v1.ClaimGuestConversationRequest) (*v1.ClaimGuestConversationResponse, error)
 	// ListMyConversations lists the signed-in customer's conversations from
 	// every channel, newest first.
 	ListMyConversations(context.Context, *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error)
-	// GetConversation returns one conversation. Its guest, its agent and
+	// GetConversation returns one conversation. Its guest or customer, the
+	// agents who hold or held it or whose queue it waits in, supervisors and
 	// admins may call it.
 	GetConversation(context.Context, *v1.GetConversationRequest) (*v1.GetConversationResponse, error)
 	// CloseConversation ends a conversation: open streams on it end and its
-	// guest token stops working. Its guest or its agent may call it.
+	// guest token stops working. Its guest or customer, its agent,
+	// supervisors and admins may call it.
 	CloseConversation(context.Context, *v1.CloseConversationRequest) (*v1.CloseConversationResponse, error)
 	// GetSettings returns the installation's settings. Admins only.
 	GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error)
@@ -182,6 +211,7 @@ func RegisterSessionServiceHandler(server *connect.Server, svc SessionServiceHan
 		connect.Method{Spec: sessionServiceGetPreChatFormSpec(), Handler: adapter.getPreChatForm},
 		connect.Method{Spec: sessionServiceStartGuestChatSpec(), Handler: adapter.startGuestChat},
 		connect.Method{Spec: sessionServiceStartCustomerChatSpec(), Handler: adapter.startCustomerChat},
+		connect.Method{Spec: sessionServiceClaimGuestConversationSpec(), Handler: adapter.claimGuestConversation},
 		connect.Method{Spec: sessionServiceListMyConversationsSpec(), Handler: adapter.listMyConversations},
 		connect.Method{Spec: sessionServiceGetConversationSpec(), Handler: adapter.getConversation},
 		connect.Method{Spec: sessionServiceCloseConversationSpec(), Handler: adapter.closeConversation},
@@ -203,6 +233,10 @@ func (UnimplementedSessionServiceHandler) StartGuestChat(context.Context, *v1.St
 
 func (UnimplementedSessionServiceHandler) StartCustomerChat(context.Context, *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.StartCustomerChat is not implemented")
+}
+
+func (UnimplementedSessionServiceHandler) ClaimGuestConversation(context.Context, *v1.ClaimGuestConversationRequest) (*v1.ClaimGuestConversationResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.ClaimGuestConversation is not implemented")
 }
 
 func (UnimplementedSessionServiceHandler) ListMyConversations(context.Context, *v1.ListMyConversationsRequest) (*v1.ListMyConversationsResponse, error) {
@@ -248,6 +282,14 @@ func (c *sessionServiceClient) StartGuestChat(ctx context.Context, req *v1.Start
 func (c *sessionServiceClient) StartCustomerChat(ctx context.Context, req *v1.StartCustomerChatRequest) (*v1.StartCustomerChatResponse, error) {
 	var res v1.StartCustomerChatResponse
 	if err := c.client.CallUnary(ctx, sessionServiceStartCustomerChatSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *sessionServiceClient) ClaimGuestConversation(ctx context.Context, req *v1.ClaimGuestConversationRequest) (*v1.ClaimGuestConversationResponse, error) {
+	var res v1.ClaimGuestConversationResponse
+	if err := c.client.CallUnary(ctx, sessionServiceClaimGuestConversationSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -325,6 +367,18 @@ func (h sessionServiceHandler) startCustomerChat(ctx context.Context, _ connect.
 		return err
 	}
 	res, err := h.svc.StartCustomerChat(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h sessionServiceHandler) claimGuestConversation(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ClaimGuestConversationRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ClaimGuestConversation(ctx, &req)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/session_service.proto.
  */
 export const file_parley_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvdjEvc2Vzc2lvbl9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiFwoVR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0IkMKFkdldFByZUNoYXRGb3JtUmVzcG9uc2USKQoLaXNzdWVfdHlwZXMYASADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlItkBChVTdGFydEd1ZXN0Q2hhdFJlcXVlc3QSHAoKcmVxdWVzdF9pZBgBIAEoCUIIukgFcgOwAQESGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIZCgVlbWFpbBgDIAEoCUIKukgHcgUY/gFgARIdCgppc3N1ZV90eXBlGAQgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgFIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgGIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJcChZTdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEwoLZ3Vlc3RfdG9rZW4YAiABKAkipwEKGFN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdBIcCgpyZXF1ZXN0X2lkGAEgASgJQgi6SAVyA7ABARIdCgppc3N1ZV90eXBlGAIgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgDIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgEIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJbChlTdGFydEN1c3RvbWVyQ2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SDwoHcmVzdW1lZBgCIAEoCCJWChpMaXN0TXlDb252ZXJzYXRpb25zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiZgobTGlzdE15Q29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiSAoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiJXChhDbG9zZUNvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDIkoKGUNsb3NlQ29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiIUChJHZXRTZXR0aW5nc1JlcXVlc3QiPAoTR2V0U2V0dGluZ3NSZXNwb25zZRIlCghzZXR0aW5ncxgBIAEoCzITLnBhcmxleS52MS5TZXR0aW5ncyJGChVVcGRhdGVTZXR0aW5nc1JlcXVlc3QSLQoIc2V0dGluZ3MYASABKAsyEy5wYXJsZXkudjEuU2V0dGluZ3NCBrpIA8gBASI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMucGFybGV5LnYxLlNldHRpbmdzMvcFCg5TZXNzaW9uU2VydmljZRJaCg5HZXRQcmVDaGF0Rm9ybRIgLnBhcmxleS52MS5HZXRQcmVDaGF0Rm9ybVJlcXVlc3QaIS5wYXJsZXkudjEuR2V0UHJlQ2hhdEZvcm1SZXNwb25zZSIDkAIBElUKDlN0YXJ0R3Vlc3RDaGF0EiAucGFybGV5LnYxLlN0YXJ0R3Vlc3RDaGF0UmVxdWVzdBohLnBhcmxleS52MS5TdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEl4KEVN0YXJ0Q3VzdG9tZXJDaGF0EiMucGFybGV5LnYxLlN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdBokLnBhcmxleS52MS5TdGFydEN1c3RvbWVyQ2hhdFJlc3BvbnNlEmkKE0xpc3RNeUNvbnZlcnNhdGlvbnMSJS5wYXJsZXkudjEuTGlzdE15Q29udmVyc2F0aW9uc1JlcXVlc3QaJi5wYXJsZXkudjEuTGlzdE15Q29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESXQoPR2V0Q29udmVyc2F0aW9uEiEucGFybGV5LnYxLkdldENvbnZlcnNhdGlvblJlcXVlc3QaIi5wYXJsZXkudjEuR2V0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACARJeChFDbG9zZUNvbnZlcnNhdGlvbhIjLnBhcmxleS52MS5DbG9zZUNvbnZlcnNhdGlvblJlcXVlc3QaJC5wYXJsZXkudjEuQ2xvc2VDb252ZXJzYXRpb25SZXNwb25zZRJRCgtHZXRTZXR0aW5ncxIdLnBhcmxleS52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5wYXJsZXkudjEuR2V0U2V0dGluZ3NSZXNwb25zZSIDkAIBElUKDlVwZGF0ZVNldHRpbmdzEiAucGFybGV5LnYxLlVwZGF0ZVNldHRpbmdzUmVxdWVzdBohLnBhcmxleS52MS5VcGRhdGVTZXR0aW5nc1Jlc3BvbnNlQpwBCg1jb20ucGFybGV5LnYxQhNTZXNzaW9uU2VydmljZVByb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_parley_v1_resources]);
+  fileDesc("Ch9wYXJsZXkvdjEvc2Vzc2lvbl9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiFwoVR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0IkMKFkdldFByZUNoYXRGb3JtUmVzcG9uc2USKQoLaXNzdWVfdHlwZXMYASADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlIsUCChVTdGFydEd1ZXN0Q2hhdFJlcXVlc3QSHAoKcmVxdWVzdF9pZBgBIAEoCUIIukgFcgOwAQESGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIZCgVlbWFpbBgDIAEoCUIKukgHcgUY/gFgARIdCgppc3N1ZV90eXBlGAQgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgFIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgGIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQARJqCgdzaXRlX2lkGAcgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JCJcChZTdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEwoLZ3Vlc3RfdG9rZW4YAiABKAkipwEKGFN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdBIcCgpyZXF1ZXN0X2lkGAEgASgJQgi6SAVyA7ABARIdCgppc3N1ZV90eXBlGAIgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgDIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgEIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJbChlTdGFydEN1c3RvbWVyQ2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SDwoHcmVzdW1lZBgCIAEoCCJCCh1DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBIk8KHkNsYWltR3Vlc3RDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIlYKGkxpc3RNeUNvbnZlcnNhdGlvbnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJmChtMaXN0TXlDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJIChdHZXRDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIlcKGENsb3NlQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiSgoZQ2xvc2VDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIhQKEkdldFNldHRpbmdzUmVxdWVzdCI8ChNHZXRTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMucGFybGV5LnYxLlNldHRpbmdzIkYKFVVwZGF0ZVNldHRpbmdzUmVxdWVzdBItCghzZXR0aW5ncxgBIAEoCzITLnBhcmxleS52MS5TZXR0aW5nc0IGukgDyAEBIj8KFlVwZGF0ZVNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5wYXJsZXkudjEuU2V0dGluZ3My6wYKDlNlc3Npb25TZXJ2aWNlEloKDkdldFByZUNoYXRGb3JtEiAucGFybGV5LnYxLkdldFByZUNoYXRGb3JtUmVxdWVzdBohLnBhcmxleS52MS5HZXRQcmVDaGF0Rm9ybVJlc3BvbnNlIgOQAgESVQoOU3RhcnRHdWVzdENoYXQSIC5wYXJsZXkudjEuU3RhcnRHdWVzdENoYXRSZXF1ZXN0GiEucGFybGV5LnYxLlN0YXJ0R3Vlc3RDaGF0UmVzcG9uc2USXgoRU3RhcnRDdXN0b21lckNoYXQSIy5wYXJsZXkudjEuU3RhcnRDdXN0b21lckNoYXRSZXF1ZXN0GiQucGFybGV5LnYxLlN0YXJ0Q3VzdG9tZXJDaGF0UmVzcG9uc2UScgoWQ2xhaW1HdWVzdENvbnZlcnNhdGlvbhIoLnBhcmxleS52MS5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVxdWVzdBopLnBhcmxleS52MS5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACAhJpChNMaXN0TXlDb252ZXJzYXRpb25zEiUucGFybGV5LnYxLkxpc3RNeUNvbnZlcnNhdGlvbnNSZXF1ZXN0GiYucGFybGV5LnYxLkxpc3RNeUNvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEl0KD0dldENvbnZlcnNhdGlvbhIhLnBhcmxleS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiIucGFybGV5LnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESXgoRQ2xvc2VDb252ZXJzYXRpb24SIy5wYXJsZXkudjEuQ2xvc2VDb252ZXJzYXRpb25SZXF1ZXN0GiQucGFybGV5LnYxLkNsb3NlQ29udmVyc2F0aW9uUmVzcG9uc2USUQoLR2V0U2V0dGluZ3MSHS5wYXJsZXkudjEuR2V0U2V0dGluZ3NSZXF1ZXN0Gh4ucGFybGV5LnYxLkdldFNldHRpbmdzUmVzcG9uc2UiA5ACARJVCg5VcGRhdGVTZXR0aW5ncxIgLnBhcmxleS52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5wYXJsZXkudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZUKcAQoNY29tLnBhcmxleS52MUITU2Vzc2lvblNlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_parley_v1_resources]);
 
 /**
  * GetPreChatFormRequest takes no fields.
@@ -94,6 +94,15 @@ export type StartGuestChatRequest = Message<"parley.v1.StartGuestChatRequest"> &
    * @generated from field: parley.v1.Channel channel = 6;
    */
   channel: Channel;
+
+  /**
+   * The site whose messenger the guest uses (from AccessService), if any.
+   * The browser's Origin must be one of the site's allowed origins, and
+   * the site's guest session limit applies.
+   *
+   * @generated from field: string site_id = 7;
+   */
+  siteId: string;
 };
 
 /**
@@ -199,6 +208,44 @@ export const StartCustomerChatResponseSchema: GenMessage<StartCustomerChatRespon
   messageDesc(file_parley_v1_session_service, 5);
 
 /**
+ * ClaimGuestConversationRequest names the guest conversation to claim.
+ *
+ * @generated from message parley.v1.ClaimGuestConversationRequest
+ */
+export type ClaimGuestConversationRequest = Message<"parley.v1.ClaimGuestConversationRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message parley.v1.ClaimGuestConversationRequest.
+ * Use `create(ClaimGuestConversationRequestSchema)` to create a new message.
+ */
+export const ClaimGuestConversationRequestSchema: GenMessage<ClaimGuestConversationRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 6);
+
+/**
+ * ClaimGuestConversationResponse carries the claimed conversation.
+ *
+ * @generated from message parley.v1.ClaimGuestConversationResponse
+ */
+export type ClaimGuestConversationResponse = Message<"parley.v1.ClaimGuestConversationResponse"> & {
+  /**
+   * @generated from field: parley.v1.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message parley.v1.ClaimGuestConversationResponse.
+ * Use `create(ClaimGuestConversationResponseSchema)` to create a new message.
+ */
+export const ClaimGuestConversationResponseSchema: GenMessage<ClaimGuestConversationResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 7);
+
+/**
  * ListMyConversationsRequest pages through the caller's conversations.
  *
  * @generated from message parley.v1.ListMyConversationsRequest
@@ -222,7 +269,7 @@ export type ListMyConversationsRequest = Message<"parley.v1.ListMyConversationsR
  * Use `create(ListMyConversationsRequestSchema)` to create a new message.
  */
 export const ListMyConversationsRequestSchema: GenMessage<ListMyConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 6);
+  messageDesc(file_parley_v1_session_service, 8);
 
 /**
  * ListMyConversationsResponse is one page, newest first.
@@ -246,7 +293,7 @@ export type ListMyConversationsResponse = Message<"parley.v1.ListMyConversations
  * Use `create(ListMyConversationsResponseSchema)` to create a new message.
  */
 export const ListMyConversationsResponseSchema: GenMessage<ListMyConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 7);
+  messageDesc(file_parley_v1_session_service, 9);
 
 /**
  * GetConversationRequest names a conversation.
@@ -265,7 +312,7 @@ export type GetConversationRequest = Message<"parley.v1.GetConversationRequest">
  * Use `create(GetConversationRequestSchema)` to create a new message.
  */
 export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 8);
+  messageDesc(file_parley_v1_session_service, 10);
 
 /**
  * GetConversationResponse carries the conversation.
@@ -284,7 +331,7 @@ export type GetConversationResponse = Message<"parley.v1.GetConversationResponse
  * Use `create(GetConversationResponseSchema)` to create a new message.
  */
 export const GetConversationResponseSchema: GenMessage<GetConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 9);
+  messageDesc(file_parley_v1_session_service, 11);
 
 /**
  * CloseConversationRequest names the conversation to close.
@@ -308,7 +355,7 @@ export type CloseConversationRequest = Message<"parley.v1.CloseConversationReque
  * Use `create(CloseConversationRequestSchema)` to create a new message.
  */
 export const CloseConversationRequestSchema: GenMessage<CloseConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 10);
+  messageDesc(file_parley_v1_session_service, 12);
 
 /**
  * CloseConversationResponse carries the closed conversation.
@@ -327,7 +374,7 @@ export type CloseConversationResponse = Message<"parley.v1.CloseConversationResp
  * Use `create(CloseConversationResponseSchema)` to create a new message.
  */
 export const CloseConversationResponseSchema: GenMessage<CloseConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 11);
+  messageDesc(file_parley_v1_session_service, 13);
 
 /**
  * GetSettingsRequest takes no fields.
@@ -342,7 +389,7 @@ export type GetSettingsRequest = Message<"parley.v1.GetSettingsRequest"> & {
  * Use `create(GetSettingsRequestSchema)` to create a new message.
  */
 export const GetSettingsRequestSchema: GenMessage<GetSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 12);
+  messageDesc(file_parley_v1_session_service, 14);
 
 /**
  * GetSettingsResponse carries the settings.
@@ -361,7 +408,7 @@ export type GetSettingsResponse = Message<"parley.v1.GetSettingsResponse"> & {
  * Use `create(GetSettingsResponseSchema)` to create a new message.
  */
 export const GetSettingsResponseSchema: GenMessage<GetSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 13);
+  messageDesc(file_parley_v1_session_service, 15);
 
 /**
  * UpdateSettingsRequest carries the new settings.
@@ -380,7 +427,7 @@ export type UpdateSettingsRequest = Message<"parley.v1.UpdateSettingsRequest"> &
  * Use `create(UpdateSettingsRequestSchema)` to create a new message.
  */
 export const UpdateSettingsRequestSchema: GenMessage<UpdateSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 14);
+  messageDesc(file_parley_v1_session_service, 16);
 
 /**
  * UpdateSettingsResponse carries the stored settings.
@@ -399,7 +446,7 @@ export type UpdateSettingsResponse = Message<"parley.v1.UpdateSettingsResponse">
  * Use `create(UpdateSettingsResponseSchema)` to create a new message.
  */
 export const UpdateSettingsResponseSchema: GenMessage<UpdateSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 15);
+  messageDesc(file_parley_v1_session_service, 17);
 
 /**
  * SessionService starts, reads and closes conversations and holds the
@@ -444,6 +491,21 @@ export const SessionService: GenService<{
     output: typeof StartCustomerChatResponseSchema;
   },
   /**
+   * ClaimGuestConversation moves a guest conversation into the signed-in
+   * customer's history. The caller proves it holds the guest conversation
+   * by sending the guest token in the "Parley-Guest-Token" header (never in
+   * the request body or URL). Unverified guest data is not merged into the
+   * customer's record: only the conversation changes hands. Claiming a
+   * conversation the caller already owns returns it again.
+   *
+   * @generated from rpc parley.v1.SessionService.ClaimGuestConversation
+   */
+  claimGuestConversation: {
+    methodKind: "unary";
+    input: typeof ClaimGuestConversationRequestSchema;
+    output: typeof ClaimGuestConversationResponseSchema;
+  },
+  /**
    * ListMyConversations lists the signed-in customer's conversations from
    * every channel, newest first.
    *
@@ -455,7 +517,8 @@ export const SessionService: GenService<{
     output: typeof ListMyConversationsResponseSchema;
   },
   /**
-   * GetConversation returns one conversation. Its guest, its agent and
+   * GetConversation returns one conversation. Its guest or customer, the
+   * agents who hold or held it or whose queue it waits in, supervisors and
    * admins may call it.
    *
    * @generated from rpc parley.v1.SessionService.GetConversation
@@ -467,7 +530,8 @@ export const SessionService: GenService<{
   },
   /**
    * CloseConversation ends a conversation: open streams on it end and its
-   * guest token stops working. Its guest or its agent may call it.
+   * guest token stops working. Its guest or customer, its agent,
+   * supervisors and admins may call it.
    *
    * @generated from rpc parley.v1.SessionService.CloseConversation
    */

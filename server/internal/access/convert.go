@@ -1,0 +1,50 @@
+package access
+
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/token"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/auth"
+)
+
+var roleFromProto = map[parleyv1.StaffRole]auth.Role{
+	parleyv1.StaffRole_STAFF_ROLE_AGENT:      auth.RoleAgent,
+	parleyv1.StaffRole_STAFF_ROLE_SUPERVISOR: auth.RoleSupervisor,
+	parleyv1.StaffRole_STAFF_ROLE_ADMIN:      auth.RoleAdmin,
+}
+
+var roleToProto = map[token.Role]parleyv1.StaffRole{
+	token.RoleAgent:      parleyv1.StaffRole_STAFF_ROLE_AGENT,
+	token.RoleSupervisor: parleyv1.StaffRole_STAFF_ROLE_SUPERVISOR,
+	token.RoleAdmin:      parleyv1.StaffRole_STAFF_ROLE_ADMIN,
+}
+
+func tokenToProto(t *ent.Token) *parleyv1.TokenInfo {
+	out := &parleyv1.TokenInfo{
+		Id:         t.ID.String(),
+		Role:       roleToProto[t.Role],
+		Label:      t.Label,
+		CreateTime: timestamppb.New(t.CreatedAt),
+	}
+	if t.AgentID != nil {
+		out.AgentId = t.AgentID.String()
+	}
+	if t.ExpiresAt != nil {
+		out.ExpireTime = timestamppb.New(*t.ExpiresAt)
+	}
+	if t.RevokedAt != nil {
+		out.RevokeTime = timestamppb.New(*t.RevokedAt)
+	}
+	return out
+}
+
+func siteToProto(s *ent.Site) *parleyv1.Site {
+	return &parleyv1.Site{
+		Id:                      s.ID.String(),
+		DisplayName:             s.DisplayName,
+		AllowedOrigins:          s.AllowedOrigins,
+		MaxGuestSessionsPerHour: int32(s.MaxGuestSessionsPerHour),
+	}
+}

@@ -1,0 +1,83 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/predicate"
+	"github.com/parleyhq/parley/server/internal/apierr"
+)
+
+// guestSite loads the messenger site a guest names, if any, and checks
+// that a browser calls from one of its allowed origins.
+func guestSite(ctx context.Context, tx *ent.Tx, siteID string) (*ent.Site, error) {
+	if siteID == "" {
+		return nil, nil
+	}
+	site, err := tx.Site.Get(ctx, uuid.MustParse(siteID))
+	if ent.IsNotFound(err) {
+		return nil, apierr.New(connect.CodeInvalidArgument, "UNKNOWN_SITE",
+			fmt.Sprintf("site_id %s names no site; ask the site's admin for the messenger's site id", siteID))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load site %s: %w", siteID, err)
+	}
+	if origin := requestOrigin(ctx); origin != "" && !slices.Contains(site.AllowedOrigins, origin) {
+		return nil, apierr.New(connect.CodePermissionDenied, "ORIGIN_NOT_ALLOWED",
+			fmt.Sprintf("the messenger of site %s may not be used from %s", site.ID, origin))
+	}
+	return site, nil
+}
+
+// requestOrigin is the browser's Origin header, or "" outside browsers.
+func requestOrigin(ctx context.Context) string {
+	info, ok := connect.CallInfoForServerContext(ctx)
+	if !ok {
+		return ""
+	}
+	return info.RequestHeader().Get("Origin")
+}
+
+// checkGuestLimits applies the guest session limits in layers, each over
+// the last rolling hour and counted in the store (so every replica sees the
+// same counts, and a restart forgets nothing): the installation's total,
+// the client address's share of it, and the site's. The per-address limit
+// is checked before the total can fill, so one abusive address cannot
+// starve other visitors; new request ids or cookies do not reset it,
+// because it counts by address. Every refusal shows the configured
+// message.
+func checkGuestLimits(ctx context.Context, tx *ent.Tx, set *ent.Setting, site *ent.Site, address string, now time.Time) error {
+	type limit struct {
+		reason string
+		max    int
+		scope  predicate.Interaction
+	}
+	var limits []limit
+	if set.MaxGuestSessionsPerHourPerAddress > 0 && address != "" {
+		limits = append(limits, limit{"GUEST_SESSION_LIMIT_ADDRESS", set.MaxGuestSessionsPerHourPerAddress, interaction.ClientAddress(address)})
+	}
+	if site != nil && site.MaxGuestSessionsPerHour > 0 {
+		limits = append(limits, limit{"GUEST_SESSION_LIMIT_SITE", site.MaxGuestSessionsPerHour, interaction.SiteID(site.ID)})
+	}
+	limits = append(limits, limit{"GUEST_SESSION_LIMIT", set.MaxGuestSessionsPerHour, interaction.OriginEQ(interaction.OriginGuest)})
+	for _, l := range limits {
+		n, err := tx.Interaction.Query().Where(
+			interaction.OriginEQ(interaction.OriginGuest),
+			interaction.CreatedAtGT(now.Add(-guestSessionWindow)),
+			l.scope,
+		).Count(ctx)
+		if err != nil {
+			return fmt.Errorf("count recent guest sessions (%s): %w", l.reason, err)
+		}
+		if n >= l.max {
+			return apierr.New(connect.CodeResourceExhausted, l.reason, set.GuestSessionsRateLimitReachedMessage)
+		}
+	}
+	return nil
+}
