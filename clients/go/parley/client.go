@@ -45,6 +45,7 @@ type Client struct {
 	Messaging parleyv1connect.MessagingServiceClient
 	Routing   parleyv1connect.RoutingServiceClient
 	Cases     parleyv1connect.CaseServiceClient
+	Access    parleyv1connect.AccessServiceClient
 }
 
 type options struct {
@@ -101,6 +102,7 @@ func New(baseURL string, opts ...Option) *Client {
 		Messaging: parleyv1connect.NewMessagingServiceClient(cc),
 		Routing:   parleyv1connect.NewRoutingServiceClient(cc),
 		Cases:     parleyv1connect.NewCaseServiceClient(cc),
+		Access:    parleyv1connect.NewAccessServiceClient(cc),
 	}
 }
 

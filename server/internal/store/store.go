@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -80,12 +81,20 @@ func OpenSQLite(ctx context.Context, path string, sync Synchronous) (*ent.Client
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, db)))
-	if err := client.Schema.Create(ctx); err != nil {
+	// ent's migration writes to the package-level table descriptions, so
+	// two stores opening at once (parallel tests) must take turns.
+	migrating.Lock()
+	err = client.Schema.Create(ctx)
+	migrating.Unlock()
+	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
 	}
 	return client, nil
 }
+
+// migrating serializes schema migrations within the process.
+var migrating sync.Mutex
 
 // checkPragmas reads the connection's pragmas back and fails unless every
 // one Parley relies on is in force.
