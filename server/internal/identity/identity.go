@@ -226,7 +226,7 @@ func (v *Verifier) Verify(raw string) (Claims, error) {
 	// The unverified issuer only picks the key; the signature and every
 	// claim are then checked against that issuer.
 	var unverified tokenClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(raw, &unverified); err != nil {
+	if _, _, err := jwt.NewParser(jwt.WithStrictDecoding()).ParseUnverified(raw, &unverified); err != nil {
 		return Claims{}, ErrInvalid
 	}
 	key, ok := v.keys[unverified.Issuer]
@@ -242,6 +242,9 @@ func (v *Verifier) Verify(raw string) (Claims, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(Leeway),
 		jwt.WithTimeFunc(v.clock.Now),
+		// One token, one spelling: lax base64 would accept other strings
+		// whose unused bits differ.
+		jwt.WithStrictDecoding(),
 	)
 	if err != nil || claims.Subject == "" {
 		return Claims{}, ErrInvalid

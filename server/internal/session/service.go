@@ -63,6 +63,15 @@ func (s *Service) GetPreChatForm(ctx context.Context, _ *parleyv1.GetPreChatForm
 	return &parleyv1.GetPreChatFormResponse{IssueTypes: issueTypesToProto(set.IssueTypes)}, nil
 }
 
+// checkName refuses a name the schema's length rule lets through but a
+// person would not call a name: only spaces.
+func checkName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return apierr.New(connect.CodeInvalidArgument, "NAME_BLANK", "name must not be blank")
+	}
+	return nil
+}
+
 // formHash fingerprints a pre-chat form so a retried request can be told
 // apart from a reused request id.
 func formHash(req *parleyv1.StartGuestChatRequest) []byte {
@@ -76,8 +85,8 @@ func formHash(req *parleyv1.StartGuestChatRequest) []byte {
 // StartGuestChat stores the interaction, creates and routes the
 // conversation, and returns a guest token for it.
 func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestChatRequest) (*parleyv1.StartGuestChatResponse, error) {
-	if strings.TrimSpace(req.GetName()) == "" {
-		return nil, apierr.New(connect.CodeInvalidArgument, "NAME_BLANK", "name must not be blank")
+	if err := checkName(req.GetName()); err != nil {
+		return nil, err
 	}
 	now := s.clk.Now()
 	hash := formHash(req)
