@@ -7,6 +7,7 @@ package engine
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"time"
 )
@@ -69,27 +70,97 @@ func Route(rules []Rule, in Interaction) (queueID string, ok bool) {
 	return "", false
 }
 
+// Strategy is how a queue picks among eligible agents.
+type Strategy int
+
+const (
+	// MostAvailable picks the agent with the most free capacity on the
+	// work's channel, then the one idle longest, then the smallest id.
+	MostAvailable Strategy = iota
+	// LeastRecentlyAssigned picks the agent idle longest (never assigned
+	// first), then the one with the most free capacity, then the smallest id.
+	LeastRecentlyAssigned
+)
+
+// Queue is a queue's routing configuration.
+type Queue struct {
+	Strategy Strategy
+	// RequiredSkills must all be among an agent's skills.
+	RequiredSkills []string
+}
+
 // Work is a conversation waiting in a queue with no pending offer.
 type Work struct {
 	ConversationID string
 	QueueID        string
-	QueuedAt       time.Time
-	// Excluded agents declined or let lapse an offer of this conversation.
-	Excluded map[string]bool
+	// Channel is the channel the customer writes from.
+	Channel string
+	// Priority orders work across queues: higher first.
+	Priority int
+	// QueuedAt orders work of one priority: first in, first out.
+	QueuedAt time.Time
+	// Refused holds agents who declined this conversation or let its offer
+	// lapse. They are offered it again only when no other agent can take it.
+	Refused map[string]bool
 }
 
-// Agent is an available agent's routing state.
+// before reports whether a is served before b: higher priority, then
+// longer waiting, then smaller id.
+func (a Work) before(b Work) int {
+	return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.QueuedAt.Compare(b.QueuedAt), cmp.Compare(a.ConversationID, b.ConversationID))
+}
+
+// Agent is an agent's routing state.
 type Agent struct {
-	ID       string
+	ID string
+	// Capacity bounds the agent's work across all channels (universal
+	// capacity); Load counts held conversations, pending offers and
+	// wrap-ups.
 	Capacity int
-	// Load counts held conversations and pending offers.
-	Load int
+	Load     int
+	// ChannelCapacity bounds the work on one channel; a channel missing
+	// here is bounded by Capacity alone. ChannelLoad counts it.
+	ChannelCapacity map[string]int
+	ChannelLoad     map[string]int
+	// AvailableOn holds the channels on which the agent takes new work.
+	AvailableOn map[string]bool
+	Skills      map[string]bool
+	Queues      map[string]bool
 	// LastAssigned is the zero time for an agent never assigned.
 	LastAssigned time.Time
-	Queues       map[string]bool
 }
 
-func (a Agent) free() int { return a.Capacity - a.Load }
+// Free is how many more conversations on channel the agent can take.
+func (a *Agent) Free(channel string) int {
+	free := a.Capacity - a.Load
+	if limit, ok := a.ChannelCapacity[channel]; ok {
+		free = min(free, limit-a.ChannelLoad[channel])
+	}
+	return free
+}
+
+// CanTake reports whether the agent may be offered w of queue q now,
+// ignoring w's refusals.
+func (a *Agent) CanTake(w Work, q Queue) bool {
+	if !a.Queues[w.QueueID] || !a.AvailableOn[w.Channel] || a.Free(w.Channel) <= 0 {
+		return false
+	}
+	for _, skill := range q.RequiredSkills {
+		if !a.Skills[skill] {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Agent) take(channel string, now time.Time) {
+	a.Load++
+	if a.ChannelLoad == nil {
+		a.ChannelLoad = map[string]int{}
+	}
+	a.ChannelLoad[channel]++
+	a.LastAssigned = now
+}
 
 // Decision proposes offering a conversation to an agent.
 type Decision struct {
@@ -97,43 +168,90 @@ type Decision struct {
 	AgentID        string
 }
 
-// Assign proposes offers for waiting work, oldest first, each to the
-// eligible agent with the most free capacity, then the longest since their
-// last assignment, then the smallest id. An agent is eligible when it is a
-// member of the work's queue, has free capacity and is not excluded. The
-// proposals never exceed any agent's free capacity.
-func Assign(work []Work, agents []Agent) []Decision {
-	pool := slices.Clone(agents)
-	queue := slices.SortedFunc(slices.Values(work), func(a, b Work) int {
-		return cmp.Or(a.QueuedAt.Compare(b.QueuedAt), cmp.Compare(a.ConversationID, b.ConversationID))
-	})
+// Order sorts work in the order it is served: highest priority first,
+// then first in, first out.
+func Order(work []Work) {
+	slices.SortFunc(work, Work.before)
+}
+
+// Assign proposes offers for waiting work, in Order, each to the best
+// eligible agent by its queue's strategy. An agent is eligible when it is
+// a member of the queue, available on the work's channel, has every skill
+// the queue requires and free capacity on that channel (within its
+// universal capacity). An agent who refused the work is chosen only when
+// no other agent is eligible. Proposals never exceed any agent's free
+// capacity; an agent chosen in this pass counts as assigned at now. Work of
+// an unknown queue is skipped.
+func Assign(queues map[string]Queue, work []Work, agents []Agent, now time.Time) []Decision {
+	pool := make([]Agent, len(agents))
+	byQueue := map[string][]int{}
+	for i, a := range agents {
+		pool[i] = a
+		pool[i].ChannelLoad = maps.Clone(a.ChannelLoad)
+		for q := range a.Queues {
+			byQueue[q] = append(byQueue[q], i)
+		}
+	}
+	order := slices.Clone(work)
+	Order(order)
+	// Free capacity only shrinks during a pass: once no agent of a queue
+	// can take work on a channel, later work there is skipped unexamined.
+	type queueChannel struct{ queue, channel string }
+	exhausted := map[queueChannel]bool{}
 	var out []Decision
-	for _, w := range queue {
-		best := -1
-		for i, a := range pool {
-			if a.free() <= 0 || !a.Queues[w.QueueID] || w.Excluded[a.ID] {
+	for _, w := range order {
+		q, ok := queues[w.QueueID]
+		key := queueChannel{w.QueueID, w.Channel}
+		if !ok || exhausted[key] {
+			continue
+		}
+		best, bestRefused := -1, -1
+		members := byQueue[w.QueueID]
+		for j := 0; j < len(members); j++ {
+			i := members[j]
+			a := &pool[i]
+			if a.Load >= a.Capacity {
+				// Full on every channel for the rest of the pass: drop it
+				// from the queue's list (ranking does not depend on order).
+				members[j] = members[len(members)-1]
+				members = members[:len(members)-1]
+				j--
 				continue
 			}
-			if best < 0 || better(a, pool[best]) {
+			if !a.CanTake(w, q) {
+				continue
+			}
+			if w.Refused[a.ID] {
+				if bestRefused < 0 || better(q.Strategy, w.Channel, a, &pool[bestRefused]) {
+					bestRefused = i
+				}
+			} else if best < 0 || better(q.Strategy, w.Channel, a, &pool[best]) {
 				best = i
 			}
 		}
+		byQueue[w.QueueID] = members
 		if best < 0 {
+			best = bestRefused
+		}
+		if best < 0 {
+			exhausted[key] = true
 			continue
 		}
-		pool[best].Load++
+		pool[best].take(w.Channel, now)
 		out = append(out, Decision{ConversationID: w.ConversationID, AgentID: pool[best].ID})
 	}
 	return out
 }
 
-// better reports whether a ranks before b.
-func better(a, b Agent) bool {
-	if a.free() != b.free() {
-		return a.free() > b.free()
+// better reports whether a ranks before b for work on channel.
+func better(s Strategy, channel string, a, b *Agent) bool {
+	byFree := cmp.Compare(b.Free(channel), a.Free(channel))
+	byIdle := a.LastAssigned.Compare(b.LastAssigned)
+	var c int
+	if s == LeastRecentlyAssigned {
+		c = cmp.Or(byIdle, byFree)
+	} else {
+		c = cmp.Or(byFree, byIdle)
 	}
-	if !a.LastAssigned.Equal(b.LastAssigned) {
-		return a.LastAssigned.Before(b.LastAssigned)
-	}
-	return a.ID < b.ID
+	return cmp.Or(c, cmp.Compare(a.ID, b.ID)) < 0
 }
