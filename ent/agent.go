@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -30,6 +31,14 @@ type Agent struct {
 	Load int `json:"load,omitempty"`
 	// LastAssignedAt holds the value of the "last_assigned_at" field.
 	LastAssignedAt *time.Time `json:"last_assigned_at,omitempty"`
+	// Skills holds the value of the "skills" field.
+	Skills []string `json:"skills,omitempty"`
+	// ChannelCapacity holds the value of the "channel_capacity" field.
+	ChannelCapacity map[string]int `json:"channel_capacity,omitempty"`
+	// ChannelPresence holds the value of the "channel_presence" field.
+	ChannelPresence map[string]string `json:"channel_presence,omitempty"`
+	// StreamLeaseUntil holds the value of the "stream_lease_until" field.
+	StreamLeaseUntil *time.Time `json:"stream_lease_until,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the AgentQuery when eager-loading is set.
 	Edges        AgentEdges `json:"edges"`
@@ -92,11 +101,13 @@ func (*Agent) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case agent.FieldSkills, agent.FieldChannelCapacity, agent.FieldChannelPresence:
+			values[i] = new([]byte)
 		case agent.FieldCapacity, agent.FieldLoad:
 			values[i] = new(sql.NullInt64)
 		case agent.FieldDisplayName, agent.FieldPresence:
 			values[i] = new(sql.NullString)
-		case agent.FieldCreatedAt, agent.FieldLastAssignedAt:
+		case agent.FieldCreatedAt, agent.FieldLastAssignedAt, agent.FieldStreamLeaseUntil:
 			values[i] = new(sql.NullTime)
 		case agent.FieldID:
 			values[i] = new(uuid.UUID)
@@ -157,6 +168,37 @@ func (_m *Agent) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.LastAssignedAt = new(time.Time)
 				*_m.LastAssignedAt = value.Time
+			}
+		case agent.FieldSkills:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field skills", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Skills); err != nil {
+					return fmt.Errorf("unmarshal field skills: %w", err)
+				}
+			}
+		case agent.FieldChannelCapacity:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field channel_capacity", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.ChannelCapacity); err != nil {
+					return fmt.Errorf("unmarshal field channel_capacity: %w", err)
+				}
+			}
+		case agent.FieldChannelPresence:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field channel_presence", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.ChannelPresence); err != nil {
+					return fmt.Errorf("unmarshal field channel_presence: %w", err)
+				}
+			}
+		case agent.FieldStreamLeaseUntil:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field stream_lease_until", values[i])
+			} else if value.Valid {
+				_m.StreamLeaseUntil = new(time.Time)
+				*_m.StreamLeaseUntil = value.Time
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -231,6 +273,20 @@ func (_m *Agent) String() string {
 	builder.WriteString(", ")
 	if v := _m.LastAssignedAt; v != nil {
 		builder.WriteString("last_assigned_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("skills=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Skills))
+	builder.WriteString(", ")
+	builder.WriteString("channel_capacity=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ChannelCapacity))
+	builder.WriteString(", ")
+	builder.WriteString("channel_presence=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ChannelPresence))
+	builder.WriteString(", ")
+	if v := _m.StreamLeaseUntil; v != nil {
+		builder.WriteString("stream_lease_until=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

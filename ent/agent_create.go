@@ -93,6 +93,38 @@ func (_c *AgentCreate) SetNillableLastAssignedAt(v *time.Time) *AgentCreate {
 	return _c
 }
 
+// SetSkills sets the "skills" field.
+func (_c *AgentCreate) SetSkills(v []string) *AgentCreate {
+	_c.mutation.SetSkills(v)
+	return _c
+}
+
+// SetChannelCapacity sets the "channel_capacity" field.
+func (_c *AgentCreate) SetChannelCapacity(v map[string]int) *AgentCreate {
+	_c.mutation.SetChannelCapacity(v)
+	return _c
+}
+
+// SetChannelPresence sets the "channel_presence" field.
+func (_c *AgentCreate) SetChannelPresence(v map[string]string) *AgentCreate {
+	_c.mutation.SetChannelPresence(v)
+	return _c
+}
+
+// SetStreamLeaseUntil sets the "stream_lease_until" field.
+func (_c *AgentCreate) SetStreamLeaseUntil(v time.Time) *AgentCreate {
+	_c.mutation.SetStreamLeaseUntil(v)
+	return _c
+}
+
+// SetNillableStreamLeaseUntil sets the "stream_lease_until" field if the given value is not nil.
+func (_c *AgentCreate) SetNillableStreamLeaseUntil(v *time.Time) *AgentCreate {
+	if v != nil {
+		_c.SetStreamLeaseUntil(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *AgentCreate) SetID(v uuid.UUID) *AgentCreate {
 	_c.mutation.SetID(v)
@@ -214,6 +246,18 @@ func (_c *AgentCreate) defaults() {
 		v := agent.DefaultLoad
 		_c.mutation.SetLoad(v)
 	}
+	if _, ok := _c.mutation.Skills(); !ok {
+		v := agent.DefaultSkills
+		_c.mutation.SetSkills(v)
+	}
+	if _, ok := _c.mutation.ChannelCapacity(); !ok {
+		v := agent.DefaultChannelCapacity
+		_c.mutation.SetChannelCapacity(v)
+	}
+	if _, ok := _c.mutation.ChannelPresence(); !ok {
+		v := agent.DefaultChannelPresence
+		_c.mutation.SetChannelPresence(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := agent.DefaultID()
 		_c.mutation.SetID(v)
@@ -251,6 +295,15 @@ func (_c *AgentCreate) check() error {
 	}
 	if _, ok := _c.mutation.Load(); !ok {
 		return &ValidationError{Name: "load", err: errors.New(`ent: missing required field "Agent.load"`)}
+	}
+	if _, ok := _c.mutation.Skills(); !ok {
+		return &ValidationError{Name: "skills", err: errors.New(`ent: missing required field "Agent.skills"`)}
+	}
+	if _, ok := _c.mutation.ChannelCapacity(); !ok {
+		return &ValidationError{Name: "channel_capacity", err: errors.New(`ent: missing required field "Agent.channel_capacity"`)}
+	}
+	if _, ok := _c.mutation.ChannelPresence(); !ok {
+		return &ValidationError{Name: "channel_presence", err: errors.New(`ent: missing required field "Agent.channel_presence"`)}
 	}
 	return nil
 }
@@ -310,6 +363,22 @@ func (_c *AgentCreate) createSpec() (*Agent, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.LastAssignedAt(); ok {
 		_spec.SetField(agent.FieldLastAssignedAt, field.TypeTime, value)
 		_node.LastAssignedAt = &value
+	}
+	if value, ok := _c.mutation.Skills(); ok {
+		_spec.SetField(agent.FieldSkills, field.TypeJSON, value)
+		_node.Skills = value
+	}
+	if value, ok := _c.mutation.ChannelCapacity(); ok {
+		_spec.SetField(agent.FieldChannelCapacity, field.TypeJSON, value)
+		_node.ChannelCapacity = value
+	}
+	if value, ok := _c.mutation.ChannelPresence(); ok {
+		_spec.SetField(agent.FieldChannelPresence, field.TypeJSON, value)
+		_node.ChannelPresence = value
+	}
+	if value, ok := _c.mutation.StreamLeaseUntil(); ok {
+		_spec.SetField(agent.FieldStreamLeaseUntil, field.TypeTime, value)
+		_node.StreamLeaseUntil = &value
 	}
 	if nodes := _c.mutation.QueuesIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

@@ -10,6 +10,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
@@ -121,6 +122,50 @@ func (_u *AgentUpdate) SetNillableLastAssignedAt(v *time.Time) *AgentUpdate {
 // ClearLastAssignedAt clears the value of the "last_assigned_at" field.
 func (_u *AgentUpdate) ClearLastAssignedAt() *AgentUpdate {
 	_u.mutation.ClearLastAssignedAt()
+	return _u
+}
+
+// SetSkills sets the "skills" field.
+func (_u *AgentUpdate) SetSkills(v []string) *AgentUpdate {
+	_u.mutation.SetSkills(v)
+	return _u
+}
+
+// AppendSkills appends value to the "skills" field.
+func (_u *AgentUpdate) AppendSkills(v []string) *AgentUpdate {
+	_u.mutation.AppendSkills(v)
+	return _u
+}
+
+// SetChannelCapacity sets the "channel_capacity" field.
+func (_u *AgentUpdate) SetChannelCapacity(v map[string]int) *AgentUpdate {
+	_u.mutation.SetChannelCapacity(v)
+	return _u
+}
+
+// SetChannelPresence sets the "channel_presence" field.
+func (_u *AgentUpdate) SetChannelPresence(v map[string]string) *AgentUpdate {
+	_u.mutation.SetChannelPresence(v)
+	return _u
+}
+
+// SetStreamLeaseUntil sets the "stream_lease_until" field.
+func (_u *AgentUpdate) SetStreamLeaseUntil(v time.Time) *AgentUpdate {
+	_u.mutation.SetStreamLeaseUntil(v)
+	return _u
+}
+
+// SetNillableStreamLeaseUntil sets the "stream_lease_until" field if the given value is not nil.
+func (_u *AgentUpdate) SetNillableStreamLeaseUntil(v *time.Time) *AgentUpdate {
+	if v != nil {
+		_u.SetStreamLeaseUntil(*v)
+	}
+	return _u
+}
+
+// ClearStreamLeaseUntil clears the value of the "stream_lease_until" field.
+func (_u *AgentUpdate) ClearStreamLeaseUntil() *AgentUpdate {
+	_u.mutation.ClearStreamLeaseUntil()
 	return _u
 }
 
@@ -361,6 +406,26 @@ func (_u *AgentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.LastAssignedAtCleared() {
 		_spec.ClearField(agent.FieldLastAssignedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.Skills(); ok {
+		_spec.SetField(agent.FieldSkills, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedSkills(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, agent.FieldSkills, value)
+		})
+	}
+	if value, ok := _u.mutation.ChannelCapacity(); ok {
+		_spec.SetField(agent.FieldChannelCapacity, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.ChannelPresence(); ok {
+		_spec.SetField(agent.FieldChannelPresence, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.StreamLeaseUntil(); ok {
+		_spec.SetField(agent.FieldStreamLeaseUntil, field.TypeTime, value)
+	}
+	if _u.mutation.StreamLeaseUntilCleared() {
+		_spec.ClearField(agent.FieldStreamLeaseUntil, field.TypeTime)
 	}
 	if _u.mutation.QueuesCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -654,6 +719,50 @@ func (_u *AgentUpdateOne) ClearLastAssignedAt() *AgentUpdateOne {
 	return _u
 }
 
+// SetSkills sets the "skills" field.
+func (_u *AgentUpdateOne) SetSkills(v []string) *AgentUpdateOne {
+	_u.mutation.SetSkills(v)
+	return _u
+}
+
+// AppendSkills appends value to the "skills" field.
+func (_u *AgentUpdateOne) AppendSkills(v []string) *AgentUpdateOne {
+	_u.mutation.AppendSkills(v)
+	return _u
+}
+
+// SetChannelCapacity sets the "channel_capacity" field.
+func (_u *AgentUpdateOne) SetChannelCapacity(v map[string]int) *AgentUpdateOne {
+	_u.mutation.SetChannelCapacity(v)
+	return _u
+}
+
+// SetChannelPresence sets the "channel_presence" field.
+func (_u *AgentUpdateOne) SetChannelPresence(v map[string]string) *AgentUpdateOne {
+	_u.mutation.SetChannelPresence(v)
+	return _u
+}
+
+// SetStreamLeaseUntil sets the "stream_lease_until" field.
+func (_u *AgentUpdateOne) SetStreamLeaseUntil(v time.Time) *AgentUpdateOne {
+	_u.mutation.SetStreamLeaseUntil(v)
+	return _u
+}
+
+// SetNillableStreamLeaseUntil sets the "stream_lease_until" field if the given value is not nil.
+func (_u *AgentUpdateOne) SetNillableStreamLeaseUntil(v *time.Time) *AgentUpdateOne {
+	if v != nil {
+		_u.SetStreamLeaseUntil(*v)
+	}
+	return _u
+}
+
+// ClearStreamLeaseUntil clears the value of the "stream_lease_until" field.
+func (_u *AgentUpdateOne) ClearStreamLeaseUntil() *AgentUpdateOne {
+	_u.mutation.ClearStreamLeaseUntil()
+	return _u
+}
+
 // AddQueueIDs adds the "queues" edge to the Queue entity by IDs.
 func (_u *AgentUpdateOne) AddQueueIDs(ids ...uuid.UUID) *AgentUpdateOne {
 	_u.mutation.AddQueueIDs(ids...)
@@ -921,6 +1030,26 @@ func (_u *AgentUpdateOne) sqlSave(ctx context.Context) (_node *Agent, err error)
 	}
 	if _u.mutation.LastAssignedAtCleared() {
 		_spec.ClearField(agent.FieldLastAssignedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.Skills(); ok {
+		_spec.SetField(agent.FieldSkills, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedSkills(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, agent.FieldSkills, value)
+		})
+	}
+	if value, ok := _u.mutation.ChannelCapacity(); ok {
+		_spec.SetField(agent.FieldChannelCapacity, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.ChannelPresence(); ok {
+		_spec.SetField(agent.FieldChannelPresence, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.StreamLeaseUntil(); ok {
+		_spec.SetField(agent.FieldStreamLeaseUntil, field.TypeTime, value)
+	}
+	if _u.mutation.StreamLeaseUntilCleared() {
+		_spec.ClearField(agent.FieldStreamLeaseUntil, field.TypeTime)
 	}
 	if _u.mutation.QueuesCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -36,6 +36,14 @@ type Conversation struct {
 	AgentID *uuid.UUID `json:"agent_id,omitempty"`
 	// QueuedAt holds the value of the "queued_at" field.
 	QueuedAt *time.Time `json:"queued_at,omitempty"`
+	// Priority holds the value of the "priority" field.
+	Priority int `json:"priority,omitempty"`
+	// QueueEnteredAt holds the value of the "queue_entered_at" field.
+	QueueEnteredAt *time.Time `json:"queue_entered_at,omitempty"`
+	// WaitExceededAt holds the value of the "wait_exceeded_at" field.
+	WaitExceededAt *time.Time `json:"wait_exceeded_at,omitempty"`
+	// WrapUpUntil holds the value of the "wrap_up_until" field.
+	WrapUpUntil *time.Time `json:"wrap_up_until,omitempty"`
 	// ClosedAt holds the value of the "closed_at" field.
 	ClosedAt *time.Time `json:"closed_at,omitempty"`
 	// CustomerActiveAt holds the value of the "customer_active_at" field.
@@ -180,11 +188,11 @@ func (*Conversation) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case conversation.FieldQueueID, conversation.FieldAgentID, conversation.FieldConsumerID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case conversation.FieldLastSeq:
+		case conversation.FieldLastSeq, conversation.FieldPriority:
 			values[i] = new(sql.NullInt64)
 		case conversation.FieldState:
 			values[i] = new(sql.NullString)
-		case conversation.FieldCreatedAt, conversation.FieldQueuedAt, conversation.FieldClosedAt, conversation.FieldCustomerActiveAt:
+		case conversation.FieldCreatedAt, conversation.FieldQueuedAt, conversation.FieldQueueEnteredAt, conversation.FieldWaitExceededAt, conversation.FieldWrapUpUntil, conversation.FieldClosedAt, conversation.FieldCustomerActiveAt:
 			values[i] = new(sql.NullTime)
 		case conversation.FieldID, conversation.FieldInteractionID:
 			values[i] = new(uuid.UUID)
@@ -253,6 +261,33 @@ func (_m *Conversation) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.QueuedAt = new(time.Time)
 				*_m.QueuedAt = value.Time
+			}
+		case conversation.FieldPriority:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field priority", values[i])
+			} else if value.Valid {
+				_m.Priority = int(value.Int64)
+			}
+		case conversation.FieldQueueEnteredAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field queue_entered_at", values[i])
+			} else if value.Valid {
+				_m.QueueEnteredAt = new(time.Time)
+				*_m.QueueEnteredAt = value.Time
+			}
+		case conversation.FieldWaitExceededAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field wait_exceeded_at", values[i])
+			} else if value.Valid {
+				_m.WaitExceededAt = new(time.Time)
+				*_m.WaitExceededAt = value.Time
+			}
+		case conversation.FieldWrapUpUntil:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field wrap_up_until", values[i])
+			} else if value.Valid {
+				_m.WrapUpUntil = new(time.Time)
+				*_m.WrapUpUntil = value.Time
 			}
 		case conversation.FieldClosedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -385,6 +420,24 @@ func (_m *Conversation) String() string {
 	builder.WriteString(", ")
 	if v := _m.QueuedAt; v != nil {
 		builder.WriteString("queued_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("priority=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Priority))
+	builder.WriteString(", ")
+	if v := _m.QueueEnteredAt; v != nil {
+		builder.WriteString("queue_entered_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.WaitExceededAt; v != nil {
+		builder.WriteString("wait_exceeded_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.WrapUpUntil; v != nil {
+		builder.WriteString("wrap_up_until=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteString(", ")

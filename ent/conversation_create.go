@@ -113,6 +113,62 @@ func (_c *ConversationCreate) SetNillableQueuedAt(v *time.Time) *ConversationCre
 	return _c
 }
 
+// SetPriority sets the "priority" field.
+func (_c *ConversationCreate) SetPriority(v int) *ConversationCreate {
+	_c.mutation.SetPriority(v)
+	return _c
+}
+
+// SetNillablePriority sets the "priority" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillablePriority(v *int) *ConversationCreate {
+	if v != nil {
+		_c.SetPriority(*v)
+	}
+	return _c
+}
+
+// SetQueueEnteredAt sets the "queue_entered_at" field.
+func (_c *ConversationCreate) SetQueueEnteredAt(v time.Time) *ConversationCreate {
+	_c.mutation.SetQueueEnteredAt(v)
+	return _c
+}
+
+// SetNillableQueueEnteredAt sets the "queue_entered_at" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillableQueueEnteredAt(v *time.Time) *ConversationCreate {
+	if v != nil {
+		_c.SetQueueEnteredAt(*v)
+	}
+	return _c
+}
+
+// SetWaitExceededAt sets the "wait_exceeded_at" field.
+func (_c *ConversationCreate) SetWaitExceededAt(v time.Time) *ConversationCreate {
+	_c.mutation.SetWaitExceededAt(v)
+	return _c
+}
+
+// SetNillableWaitExceededAt sets the "wait_exceeded_at" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillableWaitExceededAt(v *time.Time) *ConversationCreate {
+	if v != nil {
+		_c.SetWaitExceededAt(*v)
+	}
+	return _c
+}
+
+// SetWrapUpUntil sets the "wrap_up_until" field.
+func (_c *ConversationCreate) SetWrapUpUntil(v time.Time) *ConversationCreate {
+	_c.mutation.SetWrapUpUntil(v)
+	return _c
+}
+
+// SetNillableWrapUpUntil sets the "wrap_up_until" field if the given value is not nil.
+func (_c *ConversationCreate) SetNillableWrapUpUntil(v *time.Time) *ConversationCreate {
+	if v != nil {
+		_c.SetWrapUpUntil(*v)
+	}
+	return _c
+}
+
 // SetClosedAt sets the "closed_at" field.
 func (_c *ConversationCreate) SetClosedAt(v time.Time) *ConversationCreate {
 	_c.mutation.SetClosedAt(v)
@@ -322,6 +378,10 @@ func (_c *ConversationCreate) defaults() {
 		v := conversation.DefaultLastSeq
 		_c.mutation.SetLastSeq(v)
 	}
+	if _, ok := _c.mutation.Priority(); !ok {
+		v := conversation.DefaultPriority
+		_c.mutation.SetPriority(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := conversation.DefaultID()
 		_c.mutation.SetID(v)
@@ -346,6 +406,9 @@ func (_c *ConversationCreate) check() error {
 	}
 	if _, ok := _c.mutation.InteractionID(); !ok {
 		return &ValidationError{Name: "interaction_id", err: errors.New(`ent: missing required field "Conversation.interaction_id"`)}
+	}
+	if _, ok := _c.mutation.Priority(); !ok {
+		return &ValidationError{Name: "priority", err: errors.New(`ent: missing required field "Conversation.priority"`)}
 	}
 	if len(_c.mutation.InteractionIDs()) == 0 {
 		return &ValidationError{Name: "interaction", err: errors.New(`ent: missing required edge "Conversation.interaction"`)}
@@ -400,6 +463,22 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.QueuedAt(); ok {
 		_spec.SetField(conversation.FieldQueuedAt, field.TypeTime, value)
 		_node.QueuedAt = &value
+	}
+	if value, ok := _c.mutation.Priority(); ok {
+		_spec.SetField(conversation.FieldPriority, field.TypeInt, value)
+		_node.Priority = value
+	}
+	if value, ok := _c.mutation.QueueEnteredAt(); ok {
+		_spec.SetField(conversation.FieldQueueEnteredAt, field.TypeTime, value)
+		_node.QueueEnteredAt = &value
+	}
+	if value, ok := _c.mutation.WaitExceededAt(); ok {
+		_spec.SetField(conversation.FieldWaitExceededAt, field.TypeTime, value)
+		_node.WaitExceededAt = &value
+	}
+	if value, ok := _c.mutation.WrapUpUntil(); ok {
+		_spec.SetField(conversation.FieldWrapUpUntil, field.TypeTime, value)
+		_node.WrapUpUntil = &value
 	}
 	if value, ok := _c.mutation.ClosedAt(); ok {
 		_spec.SetField(conversation.FieldClosedAt, field.TypeTime, value)

@@ -134,6 +134,87 @@ func (_u *ConversationUpdate) ClearQueuedAt() *ConversationUpdate {
 	return _u
 }
 
+// SetPriority sets the "priority" field.
+func (_u *ConversationUpdate) SetPriority(v int) *ConversationUpdate {
+	_u.mutation.ResetPriority()
+	_u.mutation.SetPriority(v)
+	return _u
+}
+
+// SetNillablePriority sets the "priority" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillablePriority(v *int) *ConversationUpdate {
+	if v != nil {
+		_u.SetPriority(*v)
+	}
+	return _u
+}
+
+// AddPriority adds value to the "priority" field.
+func (_u *ConversationUpdate) AddPriority(v int) *ConversationUpdate {
+	_u.mutation.AddPriority(v)
+	return _u
+}
+
+// SetQueueEnteredAt sets the "queue_entered_at" field.
+func (_u *ConversationUpdate) SetQueueEnteredAt(v time.Time) *ConversationUpdate {
+	_u.mutation.SetQueueEnteredAt(v)
+	return _u
+}
+
+// SetNillableQueueEnteredAt sets the "queue_entered_at" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableQueueEnteredAt(v *time.Time) *ConversationUpdate {
+	if v != nil {
+		_u.SetQueueEnteredAt(*v)
+	}
+	return _u
+}
+
+// ClearQueueEnteredAt clears the value of the "queue_entered_at" field.
+func (_u *ConversationUpdate) ClearQueueEnteredAt() *ConversationUpdate {
+	_u.mutation.ClearQueueEnteredAt()
+	return _u
+}
+
+// SetWaitExceededAt sets the "wait_exceeded_at" field.
+func (_u *ConversationUpdate) SetWaitExceededAt(v time.Time) *ConversationUpdate {
+	_u.mutation.SetWaitExceededAt(v)
+	return _u
+}
+
+// SetNillableWaitExceededAt sets the "wait_exceeded_at" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableWaitExceededAt(v *time.Time) *ConversationUpdate {
+	if v != nil {
+		_u.SetWaitExceededAt(*v)
+	}
+	return _u
+}
+
+// ClearWaitExceededAt clears the value of the "wait_exceeded_at" field.
+func (_u *ConversationUpdate) ClearWaitExceededAt() *ConversationUpdate {
+	_u.mutation.ClearWaitExceededAt()
+	return _u
+}
+
+// SetWrapUpUntil sets the "wrap_up_until" field.
+func (_u *ConversationUpdate) SetWrapUpUntil(v time.Time) *ConversationUpdate {
+	_u.mutation.SetWrapUpUntil(v)
+	return _u
+}
+
+// SetNillableWrapUpUntil sets the "wrap_up_until" field if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableWrapUpUntil(v *time.Time) *ConversationUpdate {
+	if v != nil {
+		_u.SetWrapUpUntil(*v)
+	}
+	return _u
+}
+
+// ClearWrapUpUntil clears the value of the "wrap_up_until" field.
+func (_u *ConversationUpdate) ClearWrapUpUntil() *ConversationUpdate {
+	_u.mutation.ClearWrapUpUntil()
+	return _u
+}
+
 // SetClosedAt sets the "closed_at" field.
 func (_u *ConversationUpdate) SetClosedAt(v time.Time) *ConversationUpdate {
 	_u.mutation.SetClosedAt(v)
@@ -520,6 +601,30 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.QueuedAtCleared() {
 		_spec.ClearField(conversation.FieldQueuedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.Priority(); ok {
+		_spec.SetField(conversation.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedPriority(); ok {
+		_spec.AddField(conversation.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.QueueEnteredAt(); ok {
+		_spec.SetField(conversation.FieldQueueEnteredAt, field.TypeTime, value)
+	}
+	if _u.mutation.QueueEnteredAtCleared() {
+		_spec.ClearField(conversation.FieldQueueEnteredAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.WaitExceededAt(); ok {
+		_spec.SetField(conversation.FieldWaitExceededAt, field.TypeTime, value)
+	}
+	if _u.mutation.WaitExceededAtCleared() {
+		_spec.ClearField(conversation.FieldWaitExceededAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.WrapUpUntil(); ok {
+		_spec.SetField(conversation.FieldWrapUpUntil, field.TypeTime, value)
+	}
+	if _u.mutation.WrapUpUntilCleared() {
+		_spec.ClearField(conversation.FieldWrapUpUntil, field.TypeTime)
 	}
 	if value, ok := _u.mutation.ClosedAt(); ok {
 		_spec.SetField(conversation.FieldClosedAt, field.TypeTime, value)
@@ -1007,6 +1112,87 @@ func (_u *ConversationUpdateOne) ClearQueuedAt() *ConversationUpdateOne {
 	return _u
 }
 
+// SetPriority sets the "priority" field.
+func (_u *ConversationUpdateOne) SetPriority(v int) *ConversationUpdateOne {
+	_u.mutation.ResetPriority()
+	_u.mutation.SetPriority(v)
+	return _u
+}
+
+// SetNillablePriority sets the "priority" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillablePriority(v *int) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetPriority(*v)
+	}
+	return _u
+}
+
+// AddPriority adds value to the "priority" field.
+func (_u *ConversationUpdateOne) AddPriority(v int) *ConversationUpdateOne {
+	_u.mutation.AddPriority(v)
+	return _u
+}
+
+// SetQueueEnteredAt sets the "queue_entered_at" field.
+func (_u *ConversationUpdateOne) SetQueueEnteredAt(v time.Time) *ConversationUpdateOne {
+	_u.mutation.SetQueueEnteredAt(v)
+	return _u
+}
+
+// SetNillableQueueEnteredAt sets the "queue_entered_at" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableQueueEnteredAt(v *time.Time) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetQueueEnteredAt(*v)
+	}
+	return _u
+}
+
+// ClearQueueEnteredAt clears the value of the "queue_entered_at" field.
+func (_u *ConversationUpdateOne) ClearQueueEnteredAt() *ConversationUpdateOne {
+	_u.mutation.ClearQueueEnteredAt()
+	return _u
+}
+
+// SetWaitExceededAt sets the "wait_exceeded_at" field.
+func (_u *ConversationUpdateOne) SetWaitExceededAt(v time.Time) *ConversationUpdateOne {
+	_u.mutation.SetWaitExceededAt(v)
+	return _u
+}
+
+// SetNillableWaitExceededAt sets the "wait_exceeded_at" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableWaitExceededAt(v *time.Time) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetWaitExceededAt(*v)
+	}
+	return _u
+}
+
+// ClearWaitExceededAt clears the value of the "wait_exceeded_at" field.
+func (_u *ConversationUpdateOne) ClearWaitExceededAt() *ConversationUpdateOne {
+	_u.mutation.ClearWaitExceededAt()
+	return _u
+}
+
+// SetWrapUpUntil sets the "wrap_up_until" field.
+func (_u *ConversationUpdateOne) SetWrapUpUntil(v time.Time) *ConversationUpdateOne {
+	_u.mutation.SetWrapUpUntil(v)
+	return _u
+}
+
+// SetNillableWrapUpUntil sets the "wrap_up_until" field if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableWrapUpUntil(v *time.Time) *ConversationUpdateOne {
+	if v != nil {
+		_u.SetWrapUpUntil(*v)
+	}
+	return _u
+}
+
+// ClearWrapUpUntil clears the value of the "wrap_up_until" field.
+func (_u *ConversationUpdateOne) ClearWrapUpUntil() *ConversationUpdateOne {
+	_u.mutation.ClearWrapUpUntil()
+	return _u
+}
+
 // SetClosedAt sets the "closed_at" field.
 func (_u *ConversationUpdateOne) SetClosedAt(v time.Time) *ConversationUpdateOne {
 	_u.mutation.SetClosedAt(v)
@@ -1423,6 +1609,30 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 	}
 	if _u.mutation.QueuedAtCleared() {
 		_spec.ClearField(conversation.FieldQueuedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.Priority(); ok {
+		_spec.SetField(conversation.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedPriority(); ok {
+		_spec.AddField(conversation.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.QueueEnteredAt(); ok {
+		_spec.SetField(conversation.FieldQueueEnteredAt, field.TypeTime, value)
+	}
+	if _u.mutation.QueueEnteredAtCleared() {
+		_spec.ClearField(conversation.FieldQueueEnteredAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.WaitExceededAt(); ok {
+		_spec.SetField(conversation.FieldWaitExceededAt, field.TypeTime, value)
+	}
+	if _u.mutation.WaitExceededAtCleared() {
+		_spec.ClearField(conversation.FieldWaitExceededAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.WrapUpUntil(); ok {
+		_spec.SetField(conversation.FieldWrapUpUntil, field.TypeTime, value)
+	}
+	if _u.mutation.WrapUpUntilCleared() {
+		_spec.ClearField(conversation.FieldWrapUpUntil, field.TypeTime)
 	}
 	if value, ok := _u.mutation.ClosedAt(); ok {
 		_spec.SetField(conversation.FieldClosedAt, field.TypeTime, value)

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -42,6 +43,14 @@ type Interaction struct {
 	ClientAddress string `json:"client_address,omitempty"`
 	// SiteID holds the value of the "site_id" field.
 	SiteID *uuid.UUID `json:"site_id,omitempty"`
+	// Language holds the value of the "language" field.
+	Language string `json:"language,omitempty"`
+	// Tier holds the value of the "tier" field.
+	Tier string `json:"tier,omitempty"`
+	// Intent holds the value of the "intent" field.
+	Intent string `json:"intent,omitempty"`
+	// FormFields holds the value of the "form_fields" field.
+	FormFields map[string]string `json:"form_fields,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the InteractionQuery when eager-loading is set.
 	Edges        InteractionEdges `json:"edges"`
@@ -88,9 +97,9 @@ func (*Interaction) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case interaction.FieldSiteID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case interaction.FieldRequestHash:
+		case interaction.FieldRequestHash, interaction.FieldFormFields:
 			values[i] = new([]byte)
-		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldOrigin, interaction.FieldRequestID, interaction.FieldClientAddress:
+		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldOrigin, interaction.FieldRequestID, interaction.FieldClientAddress, interaction.FieldLanguage, interaction.FieldTier, interaction.FieldIntent:
 			values[i] = new(sql.NullString)
 		case interaction.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -184,6 +193,32 @@ func (_m *Interaction) assignValues(columns []string, values []any) error {
 				_m.SiteID = new(uuid.UUID)
 				*_m.SiteID = *value.S.(*uuid.UUID)
 			}
+		case interaction.FieldLanguage:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field language", values[i])
+			} else if value.Valid {
+				_m.Language = value.String
+			}
+		case interaction.FieldTier:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field tier", values[i])
+			} else if value.Valid {
+				_m.Tier = value.String
+			}
+		case interaction.FieldIntent:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field intent", values[i])
+			} else if value.Valid {
+				_m.Intent = value.String
+			}
+		case interaction.FieldFormFields:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field form_fields", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.FormFields); err != nil {
+					return fmt.Errorf("unmarshal field form_fields: %w", err)
+				}
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -264,6 +299,18 @@ func (_m *Interaction) String() string {
 		builder.WriteString("site_id=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("language=")
+	builder.WriteString(_m.Language)
+	builder.WriteString(", ")
+	builder.WriteString("tier=")
+	builder.WriteString(_m.Tier)
+	builder.WriteString(", ")
+	builder.WriteString("intent=")
+	builder.WriteString(_m.Intent)
+	builder.WriteString(", ")
+	builder.WriteString("form_fields=")
+	builder.WriteString(fmt.Sprintf("%v", _m.FormFields))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -129,6 +129,54 @@ func (_c *InteractionCreate) SetNillableSiteID(v *uuid.UUID) *InteractionCreate 
 	return _c
 }
 
+// SetLanguage sets the "language" field.
+func (_c *InteractionCreate) SetLanguage(v string) *InteractionCreate {
+	_c.mutation.SetLanguage(v)
+	return _c
+}
+
+// SetNillableLanguage sets the "language" field if the given value is not nil.
+func (_c *InteractionCreate) SetNillableLanguage(v *string) *InteractionCreate {
+	if v != nil {
+		_c.SetLanguage(*v)
+	}
+	return _c
+}
+
+// SetTier sets the "tier" field.
+func (_c *InteractionCreate) SetTier(v string) *InteractionCreate {
+	_c.mutation.SetTier(v)
+	return _c
+}
+
+// SetNillableTier sets the "tier" field if the given value is not nil.
+func (_c *InteractionCreate) SetNillableTier(v *string) *InteractionCreate {
+	if v != nil {
+		_c.SetTier(*v)
+	}
+	return _c
+}
+
+// SetIntent sets the "intent" field.
+func (_c *InteractionCreate) SetIntent(v string) *InteractionCreate {
+	_c.mutation.SetIntent(v)
+	return _c
+}
+
+// SetNillableIntent sets the "intent" field if the given value is not nil.
+func (_c *InteractionCreate) SetNillableIntent(v *string) *InteractionCreate {
+	if v != nil {
+		_c.SetIntent(*v)
+	}
+	return _c
+}
+
+// SetFormFields sets the "form_fields" field.
+func (_c *InteractionCreate) SetFormFields(v map[string]string) *InteractionCreate {
+	_c.mutation.SetFormFields(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *InteractionCreate) SetID(v uuid.UUID) *InteractionCreate {
 	_c.mutation.SetID(v)
@@ -218,6 +266,22 @@ func (_c *InteractionCreate) defaults() {
 		v := interaction.DefaultClientAddress
 		_c.mutation.SetClientAddress(v)
 	}
+	if _, ok := _c.mutation.Language(); !ok {
+		v := interaction.DefaultLanguage
+		_c.mutation.SetLanguage(v)
+	}
+	if _, ok := _c.mutation.Tier(); !ok {
+		v := interaction.DefaultTier
+		_c.mutation.SetTier(v)
+	}
+	if _, ok := _c.mutation.Intent(); !ok {
+		v := interaction.DefaultIntent
+		_c.mutation.SetIntent(v)
+	}
+	if _, ok := _c.mutation.FormFields(); !ok {
+		v := interaction.DefaultFormFields
+		_c.mutation.SetFormFields(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := interaction.DefaultID()
 		_c.mutation.SetID(v)
@@ -270,6 +334,18 @@ func (_c *InteractionCreate) check() error {
 	}
 	if _, ok := _c.mutation.ClientAddress(); !ok {
 		return &ValidationError{Name: "client_address", err: errors.New(`ent: missing required field "Interaction.client_address"`)}
+	}
+	if _, ok := _c.mutation.Language(); !ok {
+		return &ValidationError{Name: "language", err: errors.New(`ent: missing required field "Interaction.language"`)}
+	}
+	if _, ok := _c.mutation.Tier(); !ok {
+		return &ValidationError{Name: "tier", err: errors.New(`ent: missing required field "Interaction.tier"`)}
+	}
+	if _, ok := _c.mutation.Intent(); !ok {
+		return &ValidationError{Name: "intent", err: errors.New(`ent: missing required field "Interaction.intent"`)}
+	}
+	if _, ok := _c.mutation.FormFields(); !ok {
+		return &ValidationError{Name: "form_fields", err: errors.New(`ent: missing required field "Interaction.form_fields"`)}
 	}
 	return nil
 }
@@ -345,6 +421,22 @@ func (_c *InteractionCreate) createSpec() (*Interaction, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ClientAddress(); ok {
 		_spec.SetField(interaction.FieldClientAddress, field.TypeString, value)
 		_node.ClientAddress = value
+	}
+	if value, ok := _c.mutation.Language(); ok {
+		_spec.SetField(interaction.FieldLanguage, field.TypeString, value)
+		_node.Language = value
+	}
+	if value, ok := _c.mutation.Tier(); ok {
+		_spec.SetField(interaction.FieldTier, field.TypeString, value)
+		_node.Tier = value
+	}
+	if value, ok := _c.mutation.Intent(); ok {
+		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
+		_node.Intent = value
+	}
+	if value, ok := _c.mutation.FormFields(); ok {
+		_spec.SetField(interaction.FieldFormFields, field.TypeJSON, value)
+		_node.FormFields = value
 	}
 	if nodes := _c.mutation.ConversationIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

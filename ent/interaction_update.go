@@ -30,6 +30,20 @@ func (_u *InteractionUpdate) Where(ps ...predicate.Interaction) *InteractionUpda
 	return _u
 }
 
+// SetIntent sets the "intent" field.
+func (_u *InteractionUpdate) SetIntent(v string) *InteractionUpdate {
+	_u.mutation.SetIntent(v)
+	return _u
+}
+
+// SetNillableIntent sets the "intent" field if the given value is not nil.
+func (_u *InteractionUpdate) SetNillableIntent(v *string) *InteractionUpdate {
+	if v != nil {
+		_u.SetIntent(*v)
+	}
+	return _u
+}
+
 // SetConversationID sets the "conversation" edge to the Conversation entity by ID.
 func (_u *InteractionUpdate) SetConversationID(id uuid.UUID) *InteractionUpdate {
 	_u.mutation.SetConversationID(id)
@@ -102,6 +116,9 @@ func (_u *InteractionUpdate) sqlSave(ctx context.Context) (_node int, err error)
 			}
 		}
 	}
+	if value, ok := _u.mutation.Intent(); ok {
+		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
+	}
 	if _u.mutation.ConversationCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2O,
@@ -151,6 +168,20 @@ type InteractionUpdateOne struct {
 	hooks     []Hook
 	mutation  *InteractionMutation
 	modifiers []func(*sql.UpdateBuilder)
+}
+
+// SetIntent sets the "intent" field.
+func (_u *InteractionUpdateOne) SetIntent(v string) *InteractionUpdateOne {
+	_u.mutation.SetIntent(v)
+	return _u
+}
+
+// SetNillableIntent sets the "intent" field if the given value is not nil.
+func (_u *InteractionUpdateOne) SetNillableIntent(v *string) *InteractionUpdateOne {
+	if v != nil {
+		_u.SetIntent(*v)
+	}
+	return _u
 }
 
 // SetConversationID sets the "conversation" edge to the Conversation entity by ID.
@@ -254,6 +285,9 @@ func (_u *InteractionUpdateOne) sqlSave(ctx context.Context) (_node *Interaction
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.Intent(); ok {
+		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
 	}
 	if _u.mutation.ConversationCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -71,6 +71,11 @@ type AgentMutation struct {
 	load                 *int
 	addload              *int
 	last_assigned_at     *time.Time
+	skills               *[]string
+	appendskills         []string
+	channel_capacity     *map[string]int
+	channel_presence     *map[string]string
+	stream_lease_until   *time.Time
 	clearedFields        map[string]struct{}
 	queues               map[uuid.UUID]struct{}
 	removedqueues        map[uuid.UUID]struct{}
@@ -462,6 +467,178 @@ func (m *AgentMutation) ResetLastAssignedAt() {
 	delete(m.clearedFields, agent.FieldLastAssignedAt)
 }
 
+// SetSkills sets the "skills" field.
+func (m *AgentMutation) SetSkills(s []string) {
+	m.skills = &s
+	m.appendskills = nil
+}
+
+// Skills returns the value of the "skills" field in the mutation.
+func (m *AgentMutation) Skills() (r []string, exists bool) {
+	v := m.skills
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSkills returns the old "skills" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldSkills(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSkills is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSkills requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSkills: %w", err)
+	}
+	return oldValue.Skills, nil
+}
+
+// AppendSkills adds s to the "skills" field.
+func (m *AgentMutation) AppendSkills(s []string) {
+	m.appendskills = append(m.appendskills, s...)
+}
+
+// AppendedSkills returns the list of values that were appended to the "skills" field in this mutation.
+func (m *AgentMutation) AppendedSkills() ([]string, bool) {
+	if len(m.appendskills) == 0 {
+		return nil, false
+	}
+	return m.appendskills, true
+}
+
+// ResetSkills resets all changes to the "skills" field.
+func (m *AgentMutation) ResetSkills() {
+	m.skills = nil
+	m.appendskills = nil
+}
+
+// SetChannelCapacity sets the "channel_capacity" field.
+func (m *AgentMutation) SetChannelCapacity(value map[string]int) {
+	m.channel_capacity = &value
+}
+
+// ChannelCapacity returns the value of the "channel_capacity" field in the mutation.
+func (m *AgentMutation) ChannelCapacity() (r map[string]int, exists bool) {
+	v := m.channel_capacity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChannelCapacity returns the old "channel_capacity" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldChannelCapacity(ctx context.Context) (v map[string]int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChannelCapacity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChannelCapacity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChannelCapacity: %w", err)
+	}
+	return oldValue.ChannelCapacity, nil
+}
+
+// ResetChannelCapacity resets all changes to the "channel_capacity" field.
+func (m *AgentMutation) ResetChannelCapacity() {
+	m.channel_capacity = nil
+}
+
+// SetChannelPresence sets the "channel_presence" field.
+func (m *AgentMutation) SetChannelPresence(value map[string]string) {
+	m.channel_presence = &value
+}
+
+// ChannelPresence returns the value of the "channel_presence" field in the mutation.
+func (m *AgentMutation) ChannelPresence() (r map[string]string, exists bool) {
+	v := m.channel_presence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChannelPresence returns the old "channel_presence" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldChannelPresence(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChannelPresence is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChannelPresence requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChannelPresence: %w", err)
+	}
+	return oldValue.ChannelPresence, nil
+}
+
+// ResetChannelPresence resets all changes to the "channel_presence" field.
+func (m *AgentMutation) ResetChannelPresence() {
+	m.channel_presence = nil
+}
+
+// SetStreamLeaseUntil sets the "stream_lease_until" field.
+func (m *AgentMutation) SetStreamLeaseUntil(t time.Time) {
+	m.stream_lease_until = &t
+}
+
+// StreamLeaseUntil returns the value of the "stream_lease_until" field in the mutation.
+func (m *AgentMutation) StreamLeaseUntil() (r time.Time, exists bool) {
+	v := m.stream_lease_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStreamLeaseUntil returns the old "stream_lease_until" field's value of the Agent entity.
+// If the Agent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentMutation) OldStreamLeaseUntil(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStreamLeaseUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStreamLeaseUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStreamLeaseUntil: %w", err)
+	}
+	return oldValue.StreamLeaseUntil, nil
+}
+
+// ClearStreamLeaseUntil clears the value of the "stream_lease_until" field.
+func (m *AgentMutation) ClearStreamLeaseUntil() {
+	m.stream_lease_until = nil
+	m.clearedFields[agent.FieldStreamLeaseUntil] = struct{}{}
+}
+
+// StreamLeaseUntilCleared returns if the "stream_lease_until" field was cleared in this mutation.
+func (m *AgentMutation) StreamLeaseUntilCleared() bool {
+	_, ok := m.clearedFields[agent.FieldStreamLeaseUntil]
+	return ok
+}
+
+// ResetStreamLeaseUntil resets all changes to the "stream_lease_until" field.
+func (m *AgentMutation) ResetStreamLeaseUntil() {
+	m.stream_lease_until = nil
+	delete(m.clearedFields, agent.FieldStreamLeaseUntil)
+}
+
 // AddQueueIDs adds the "queues" edge to the Queue entity by ids.
 func (m *AgentMutation) AddQueueIDs(ids ...uuid.UUID) {
 	if m.queues == nil {
@@ -712,7 +889,7 @@ func (m *AgentMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AgentMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, agent.FieldCreatedAt)
 	}
@@ -730,6 +907,18 @@ func (m *AgentMutation) Fields() []string {
 	}
 	if m.last_assigned_at != nil {
 		fields = append(fields, agent.FieldLastAssignedAt)
+	}
+	if m.skills != nil {
+		fields = append(fields, agent.FieldSkills)
+	}
+	if m.channel_capacity != nil {
+		fields = append(fields, agent.FieldChannelCapacity)
+	}
+	if m.channel_presence != nil {
+		fields = append(fields, agent.FieldChannelPresence)
+	}
+	if m.stream_lease_until != nil {
+		fields = append(fields, agent.FieldStreamLeaseUntil)
 	}
 	return fields
 }
@@ -751,6 +940,14 @@ func (m *AgentMutation) Field(name string) (ent.Value, bool) {
 		return m.Load()
 	case agent.FieldLastAssignedAt:
 		return m.LastAssignedAt()
+	case agent.FieldSkills:
+		return m.Skills()
+	case agent.FieldChannelCapacity:
+		return m.ChannelCapacity()
+	case agent.FieldChannelPresence:
+		return m.ChannelPresence()
+	case agent.FieldStreamLeaseUntil:
+		return m.StreamLeaseUntil()
 	}
 	return nil, false
 }
@@ -772,6 +969,14 @@ func (m *AgentMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldLoad(ctx)
 	case agent.FieldLastAssignedAt:
 		return m.OldLastAssignedAt(ctx)
+	case agent.FieldSkills:
+		return m.OldSkills(ctx)
+	case agent.FieldChannelCapacity:
+		return m.OldChannelCapacity(ctx)
+	case agent.FieldChannelPresence:
+		return m.OldChannelPresence(ctx)
+	case agent.FieldStreamLeaseUntil:
+		return m.OldStreamLeaseUntil(ctx)
 	}
 	return nil, fmt.Errorf("unknown Agent field %s", name)
 }
@@ -822,6 +1027,34 @@ func (m *AgentMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetLastAssignedAt(v)
+		return nil
+	case agent.FieldSkills:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSkills(v)
+		return nil
+	case agent.FieldChannelCapacity:
+		v, ok := value.(map[string]int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChannelCapacity(v)
+		return nil
+	case agent.FieldChannelPresence:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChannelPresence(v)
+		return nil
+	case agent.FieldStreamLeaseUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStreamLeaseUntil(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Agent field %s", name)
@@ -883,6 +1116,9 @@ func (m *AgentMutation) ClearedFields() []string {
 	if m.FieldCleared(agent.FieldLastAssignedAt) {
 		fields = append(fields, agent.FieldLastAssignedAt)
 	}
+	if m.FieldCleared(agent.FieldStreamLeaseUntil) {
+		fields = append(fields, agent.FieldStreamLeaseUntil)
+	}
 	return fields
 }
 
@@ -899,6 +1135,9 @@ func (m *AgentMutation) ClearField(name string) error {
 	switch name {
 	case agent.FieldLastAssignedAt:
 		m.ClearLastAssignedAt()
+		return nil
+	case agent.FieldStreamLeaseUntil:
+		m.ClearStreamLeaseUntil()
 		return nil
 	}
 	return fmt.Errorf("unknown Agent nullable field %s", name)
@@ -925,6 +1164,18 @@ func (m *AgentMutation) ResetField(name string) error {
 		return nil
 	case agent.FieldLastAssignedAt:
 		m.ResetLastAssignedAt()
+		return nil
+	case agent.FieldSkills:
+		m.ResetSkills()
+		return nil
+	case agent.FieldChannelCapacity:
+		m.ResetChannelCapacity()
+		return nil
+	case agent.FieldChannelPresence:
+		m.ResetChannelPresence()
+		return nil
+	case agent.FieldStreamLeaseUntil:
+		m.ResetStreamLeaseUntil()
 		return nil
 	}
 	return fmt.Errorf("unknown Agent field %s", name)
@@ -2830,6 +3081,11 @@ type ConversationMutation struct {
 	last_seq            *int64
 	addlast_seq         *int64
 	queued_at           *time.Time
+	priority            *int
+	addpriority         *int
+	queue_entered_at    *time.Time
+	wait_exceeded_at    *time.Time
+	wrap_up_until       *time.Time
 	closed_at           *time.Time
 	customer_active_at  *time.Time
 	clearedFields       map[string]struct{}
@@ -3277,6 +3533,209 @@ func (m *ConversationMutation) QueuedAtCleared() bool {
 func (m *ConversationMutation) ResetQueuedAt() {
 	m.queued_at = nil
 	delete(m.clearedFields, conversation.FieldQueuedAt)
+}
+
+// SetPriority sets the "priority" field.
+func (m *ConversationMutation) SetPriority(i int) {
+	m.priority = &i
+	m.addpriority = nil
+}
+
+// Priority returns the value of the "priority" field in the mutation.
+func (m *ConversationMutation) Priority() (r int, exists bool) {
+	v := m.priority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPriority returns the old "priority" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldPriority(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPriority is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPriority requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPriority: %w", err)
+	}
+	return oldValue.Priority, nil
+}
+
+// AddPriority adds i to the "priority" field.
+func (m *ConversationMutation) AddPriority(i int) {
+	if m.addpriority != nil {
+		*m.addpriority += i
+	} else {
+		m.addpriority = &i
+	}
+}
+
+// AddedPriority returns the value that was added to the "priority" field in this mutation.
+func (m *ConversationMutation) AddedPriority() (r int, exists bool) {
+	v := m.addpriority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPriority resets all changes to the "priority" field.
+func (m *ConversationMutation) ResetPriority() {
+	m.priority = nil
+	m.addpriority = nil
+}
+
+// SetQueueEnteredAt sets the "queue_entered_at" field.
+func (m *ConversationMutation) SetQueueEnteredAt(t time.Time) {
+	m.queue_entered_at = &t
+}
+
+// QueueEnteredAt returns the value of the "queue_entered_at" field in the mutation.
+func (m *ConversationMutation) QueueEnteredAt() (r time.Time, exists bool) {
+	v := m.queue_entered_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldQueueEnteredAt returns the old "queue_entered_at" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldQueueEnteredAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldQueueEnteredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldQueueEnteredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldQueueEnteredAt: %w", err)
+	}
+	return oldValue.QueueEnteredAt, nil
+}
+
+// ClearQueueEnteredAt clears the value of the "queue_entered_at" field.
+func (m *ConversationMutation) ClearQueueEnteredAt() {
+	m.queue_entered_at = nil
+	m.clearedFields[conversation.FieldQueueEnteredAt] = struct{}{}
+}
+
+// QueueEnteredAtCleared returns if the "queue_entered_at" field was cleared in this mutation.
+func (m *ConversationMutation) QueueEnteredAtCleared() bool {
+	_, ok := m.clearedFields[conversation.FieldQueueEnteredAt]
+	return ok
+}
+
+// ResetQueueEnteredAt resets all changes to the "queue_entered_at" field.
+func (m *ConversationMutation) ResetQueueEnteredAt() {
+	m.queue_entered_at = nil
+	delete(m.clearedFields, conversation.FieldQueueEnteredAt)
+}
+
+// SetWaitExceededAt sets the "wait_exceeded_at" field.
+func (m *ConversationMutation) SetWaitExceededAt(t time.Time) {
+	m.wait_exceeded_at = &t
+}
+
+// WaitExceededAt returns the value of the "wait_exceeded_at" field in the mutation.
+func (m *ConversationMutation) WaitExceededAt() (r time.Time, exists bool) {
+	v := m.wait_exceeded_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWaitExceededAt returns the old "wait_exceeded_at" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldWaitExceededAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWaitExceededAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWaitExceededAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWaitExceededAt: %w", err)
+	}
+	return oldValue.WaitExceededAt, nil
+}
+
+// ClearWaitExceededAt clears the value of the "wait_exceeded_at" field.
+func (m *ConversationMutation) ClearWaitExceededAt() {
+	m.wait_exceeded_at = nil
+	m.clearedFields[conversation.FieldWaitExceededAt] = struct{}{}
+}
+
+// WaitExceededAtCleared returns if the "wait_exceeded_at" field was cleared in this mutation.
+func (m *ConversationMutation) WaitExceededAtCleared() bool {
+	_, ok := m.clearedFields[conversation.FieldWaitExceededAt]
+	return ok
+}
+
+// ResetWaitExceededAt resets all changes to the "wait_exceeded_at" field.
+func (m *ConversationMutation) ResetWaitExceededAt() {
+	m.wait_exceeded_at = nil
+	delete(m.clearedFields, conversation.FieldWaitExceededAt)
+}
+
+// SetWrapUpUntil sets the "wrap_up_until" field.
+func (m *ConversationMutation) SetWrapUpUntil(t time.Time) {
+	m.wrap_up_until = &t
+}
+
+// WrapUpUntil returns the value of the "wrap_up_until" field in the mutation.
+func (m *ConversationMutation) WrapUpUntil() (r time.Time, exists bool) {
+	v := m.wrap_up_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWrapUpUntil returns the old "wrap_up_until" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldWrapUpUntil(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWrapUpUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWrapUpUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWrapUpUntil: %w", err)
+	}
+	return oldValue.WrapUpUntil, nil
+}
+
+// ClearWrapUpUntil clears the value of the "wrap_up_until" field.
+func (m *ConversationMutation) ClearWrapUpUntil() {
+	m.wrap_up_until = nil
+	m.clearedFields[conversation.FieldWrapUpUntil] = struct{}{}
+}
+
+// WrapUpUntilCleared returns if the "wrap_up_until" field was cleared in this mutation.
+func (m *ConversationMutation) WrapUpUntilCleared() bool {
+	_, ok := m.clearedFields[conversation.FieldWrapUpUntil]
+	return ok
+}
+
+// ResetWrapUpUntil resets all changes to the "wrap_up_until" field.
+func (m *ConversationMutation) ResetWrapUpUntil() {
+	m.wrap_up_until = nil
+	delete(m.clearedFields, conversation.FieldWrapUpUntil)
 }
 
 // SetClosedAt sets the "closed_at" field.
@@ -3892,7 +4351,7 @@ func (m *ConversationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConversationMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 14)
 	if m.created_at != nil {
 		fields = append(fields, conversation.FieldCreatedAt)
 	}
@@ -3913,6 +4372,18 @@ func (m *ConversationMutation) Fields() []string {
 	}
 	if m.queued_at != nil {
 		fields = append(fields, conversation.FieldQueuedAt)
+	}
+	if m.priority != nil {
+		fields = append(fields, conversation.FieldPriority)
+	}
+	if m.queue_entered_at != nil {
+		fields = append(fields, conversation.FieldQueueEnteredAt)
+	}
+	if m.wait_exceeded_at != nil {
+		fields = append(fields, conversation.FieldWaitExceededAt)
+	}
+	if m.wrap_up_until != nil {
+		fields = append(fields, conversation.FieldWrapUpUntil)
 	}
 	if m.closed_at != nil {
 		fields = append(fields, conversation.FieldClosedAt)
@@ -3945,6 +4416,14 @@ func (m *ConversationMutation) Field(name string) (ent.Value, bool) {
 		return m.AgentID()
 	case conversation.FieldQueuedAt:
 		return m.QueuedAt()
+	case conversation.FieldPriority:
+		return m.Priority()
+	case conversation.FieldQueueEnteredAt:
+		return m.QueueEnteredAt()
+	case conversation.FieldWaitExceededAt:
+		return m.WaitExceededAt()
+	case conversation.FieldWrapUpUntil:
+		return m.WrapUpUntil()
 	case conversation.FieldClosedAt:
 		return m.ClosedAt()
 	case conversation.FieldCustomerActiveAt:
@@ -3974,6 +4453,14 @@ func (m *ConversationMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldAgentID(ctx)
 	case conversation.FieldQueuedAt:
 		return m.OldQueuedAt(ctx)
+	case conversation.FieldPriority:
+		return m.OldPriority(ctx)
+	case conversation.FieldQueueEnteredAt:
+		return m.OldQueueEnteredAt(ctx)
+	case conversation.FieldWaitExceededAt:
+		return m.OldWaitExceededAt(ctx)
+	case conversation.FieldWrapUpUntil:
+		return m.OldWrapUpUntil(ctx)
 	case conversation.FieldClosedAt:
 		return m.OldClosedAt(ctx)
 	case conversation.FieldCustomerActiveAt:
@@ -4038,6 +4525,34 @@ func (m *ConversationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetQueuedAt(v)
 		return nil
+	case conversation.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPriority(v)
+		return nil
+	case conversation.FieldQueueEnteredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetQueueEnteredAt(v)
+		return nil
+	case conversation.FieldWaitExceededAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWaitExceededAt(v)
+		return nil
+	case conversation.FieldWrapUpUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWrapUpUntil(v)
+		return nil
 	case conversation.FieldClosedAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -4070,6 +4585,9 @@ func (m *ConversationMutation) AddedFields() []string {
 	if m.addlast_seq != nil {
 		fields = append(fields, conversation.FieldLastSeq)
 	}
+	if m.addpriority != nil {
+		fields = append(fields, conversation.FieldPriority)
+	}
 	return fields
 }
 
@@ -4080,6 +4598,8 @@ func (m *ConversationMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case conversation.FieldLastSeq:
 		return m.AddedLastSeq()
+	case conversation.FieldPriority:
+		return m.AddedPriority()
 	}
 	return nil, false
 }
@@ -4095,6 +4615,13 @@ func (m *ConversationMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddLastSeq(v)
+		return nil
+	case conversation.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPriority(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation numeric field %s", name)
@@ -4112,6 +4639,15 @@ func (m *ConversationMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(conversation.FieldQueuedAt) {
 		fields = append(fields, conversation.FieldQueuedAt)
+	}
+	if m.FieldCleared(conversation.FieldQueueEnteredAt) {
+		fields = append(fields, conversation.FieldQueueEnteredAt)
+	}
+	if m.FieldCleared(conversation.FieldWaitExceededAt) {
+		fields = append(fields, conversation.FieldWaitExceededAt)
+	}
+	if m.FieldCleared(conversation.FieldWrapUpUntil) {
+		fields = append(fields, conversation.FieldWrapUpUntil)
 	}
 	if m.FieldCleared(conversation.FieldClosedAt) {
 		fields = append(fields, conversation.FieldClosedAt)
@@ -4144,6 +4680,15 @@ func (m *ConversationMutation) ClearField(name string) error {
 		return nil
 	case conversation.FieldQueuedAt:
 		m.ClearQueuedAt()
+		return nil
+	case conversation.FieldQueueEnteredAt:
+		m.ClearQueueEnteredAt()
+		return nil
+	case conversation.FieldWaitExceededAt:
+		m.ClearWaitExceededAt()
+		return nil
+	case conversation.FieldWrapUpUntil:
+		m.ClearWrapUpUntil()
 		return nil
 	case conversation.FieldClosedAt:
 		m.ClearClosedAt()
@@ -4182,6 +4727,18 @@ func (m *ConversationMutation) ResetField(name string) error {
 		return nil
 	case conversation.FieldQueuedAt:
 		m.ResetQueuedAt()
+		return nil
+	case conversation.FieldPriority:
+		m.ResetPriority()
+		return nil
+	case conversation.FieldQueueEnteredAt:
+		m.ResetQueueEnteredAt()
+		return nil
+	case conversation.FieldWaitExceededAt:
+		m.ResetWaitExceededAt()
+		return nil
+	case conversation.FieldWrapUpUntil:
+		m.ResetWrapUpUntil()
 		return nil
 	case conversation.FieldClosedAt:
 		m.ResetClosedAt()
@@ -6043,6 +6600,10 @@ type InteractionMutation struct {
 	request_id          *string
 	request_hash        *[]byte
 	client_address      *string
+	language            *string
+	tier                *string
+	intent              *string
+	form_fields         *map[string]string
 	clearedFields       map[string]struct{}
 	conversation        *uuid.UUID
 	clearedconversation bool
@@ -6566,6 +7127,150 @@ func (m *InteractionMutation) ResetSiteID() {
 	delete(m.clearedFields, interaction.FieldSiteID)
 }
 
+// SetLanguage sets the "language" field.
+func (m *InteractionMutation) SetLanguage(s string) {
+	m.language = &s
+}
+
+// Language returns the value of the "language" field in the mutation.
+func (m *InteractionMutation) Language() (r string, exists bool) {
+	v := m.language
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLanguage returns the old "language" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldLanguage(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLanguage is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLanguage requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLanguage: %w", err)
+	}
+	return oldValue.Language, nil
+}
+
+// ResetLanguage resets all changes to the "language" field.
+func (m *InteractionMutation) ResetLanguage() {
+	m.language = nil
+}
+
+// SetTier sets the "tier" field.
+func (m *InteractionMutation) SetTier(s string) {
+	m.tier = &s
+}
+
+// Tier returns the value of the "tier" field in the mutation.
+func (m *InteractionMutation) Tier() (r string, exists bool) {
+	v := m.tier
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTier returns the old "tier" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldTier(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTier is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTier requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTier: %w", err)
+	}
+	return oldValue.Tier, nil
+}
+
+// ResetTier resets all changes to the "tier" field.
+func (m *InteractionMutation) ResetTier() {
+	m.tier = nil
+}
+
+// SetIntent sets the "intent" field.
+func (m *InteractionMutation) SetIntent(s string) {
+	m.intent = &s
+}
+
+// Intent returns the value of the "intent" field in the mutation.
+func (m *InteractionMutation) Intent() (r string, exists bool) {
+	v := m.intent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIntent returns the old "intent" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldIntent(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIntent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIntent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIntent: %w", err)
+	}
+	return oldValue.Intent, nil
+}
+
+// ResetIntent resets all changes to the "intent" field.
+func (m *InteractionMutation) ResetIntent() {
+	m.intent = nil
+}
+
+// SetFormFields sets the "form_fields" field.
+func (m *InteractionMutation) SetFormFields(value map[string]string) {
+	m.form_fields = &value
+}
+
+// FormFields returns the value of the "form_fields" field in the mutation.
+func (m *InteractionMutation) FormFields() (r map[string]string, exists bool) {
+	v := m.form_fields
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFormFields returns the old "form_fields" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldFormFields(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFormFields is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFormFields requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFormFields: %w", err)
+	}
+	return oldValue.FormFields, nil
+}
+
+// ResetFormFields resets all changes to the "form_fields" field.
+func (m *InteractionMutation) ResetFormFields() {
+	m.form_fields = nil
+}
+
 // SetConversationID sets the "conversation" edge to the Conversation entity by id.
 func (m *InteractionMutation) SetConversationID(id uuid.UUID) {
 	m.conversation = &id
@@ -6666,7 +7371,7 @@ func (m *InteractionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *InteractionMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 15)
 	if m.created_at != nil {
 		fields = append(fields, interaction.FieldCreatedAt)
 	}
@@ -6700,6 +7405,18 @@ func (m *InteractionMutation) Fields() []string {
 	if m.site != nil {
 		fields = append(fields, interaction.FieldSiteID)
 	}
+	if m.language != nil {
+		fields = append(fields, interaction.FieldLanguage)
+	}
+	if m.tier != nil {
+		fields = append(fields, interaction.FieldTier)
+	}
+	if m.intent != nil {
+		fields = append(fields, interaction.FieldIntent)
+	}
+	if m.form_fields != nil {
+		fields = append(fields, interaction.FieldFormFields)
+	}
 	return fields
 }
 
@@ -6730,6 +7447,14 @@ func (m *InteractionMutation) Field(name string) (ent.Value, bool) {
 		return m.ClientAddress()
 	case interaction.FieldSiteID:
 		return m.SiteID()
+	case interaction.FieldLanguage:
+		return m.Language()
+	case interaction.FieldTier:
+		return m.Tier()
+	case interaction.FieldIntent:
+		return m.Intent()
+	case interaction.FieldFormFields:
+		return m.FormFields()
 	}
 	return nil, false
 }
@@ -6761,6 +7486,14 @@ func (m *InteractionMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldClientAddress(ctx)
 	case interaction.FieldSiteID:
 		return m.OldSiteID(ctx)
+	case interaction.FieldLanguage:
+		return m.OldLanguage(ctx)
+	case interaction.FieldTier:
+		return m.OldTier(ctx)
+	case interaction.FieldIntent:
+		return m.OldIntent(ctx)
+	case interaction.FieldFormFields:
+		return m.OldFormFields(ctx)
 	}
 	return nil, fmt.Errorf("unknown Interaction field %s", name)
 }
@@ -6846,6 +7579,34 @@ func (m *InteractionMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetSiteID(v)
+		return nil
+	case interaction.FieldLanguage:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLanguage(v)
+		return nil
+	case interaction.FieldTier:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTier(v)
+		return nil
+	case interaction.FieldIntent:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIntent(v)
+		return nil
+	case interaction.FieldFormFields:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFormFields(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Interaction field %s", name)
@@ -6937,6 +7698,18 @@ func (m *InteractionMutation) ResetField(name string) error {
 		return nil
 	case interaction.FieldSiteID:
 		m.ResetSiteID()
+		return nil
+	case interaction.FieldLanguage:
+		m.ResetLanguage()
+		return nil
+	case interaction.FieldTier:
+		m.ResetTier()
+		return nil
+	case interaction.FieldIntent:
+		m.ResetIntent()
+		return nil
+	case interaction.FieldFormFields:
+		m.ResetFormFields()
 		return nil
 	}
 	return fmt.Errorf("unknown Interaction field %s", name)
@@ -8526,26 +9299,39 @@ func (m *OfferMutation) ResetEdge(name string) error {
 // QueueMutation represents an operation that mutates the Queue nodes in the graph.
 type QueueMutation struct {
 	config
-	op                   Op
-	typ                  string
-	id                   *uuid.UUID
-	created_at           *time.Time
-	display_name         *string
-	offer_timeout_ms     *int64
-	addoffer_timeout_ms  *int64
-	clearedFields        map[string]struct{}
-	rules                map[uuid.UUID]struct{}
-	removedrules         map[uuid.UUID]struct{}
-	clearedrules         bool
-	conversations        map[uuid.UUID]struct{}
-	removedconversations map[uuid.UUID]struct{}
-	clearedconversations bool
-	agents               map[uuid.UUID]struct{}
-	removedagents        map[uuid.UUID]struct{}
-	clearedagents        bool
-	done                 bool
-	oldValue             func(context.Context) (*Queue, error)
-	predicates           []predicate.Queue
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	display_name          *string
+	offer_timeout_ms      *int64
+	addoffer_timeout_ms   *int64
+	strategy              *queue.Strategy
+	priority              *int
+	addpriority           *int
+	required_skills       *[]string
+	appendrequired_skills []string
+	timeout_presence      *queue.TimeoutPresence
+	auto_accept           *bool
+	max_wait_ms           *int64
+	addmax_wait_ms        *int64
+	overflow_queue_id     *uuid.UUID
+	agent_loss_policy     *queue.AgentLossPolicy
+	wrap_up_ms            *int64
+	addwrap_up_ms         *int64
+	clearedFields         map[string]struct{}
+	rules                 map[uuid.UUID]struct{}
+	removedrules          map[uuid.UUID]struct{}
+	clearedrules          bool
+	conversations         map[uuid.UUID]struct{}
+	removedconversations  map[uuid.UUID]struct{}
+	clearedconversations  bool
+	agents                map[uuid.UUID]struct{}
+	removedagents         map[uuid.UUID]struct{}
+	clearedagents         bool
+	done                  bool
+	oldValue              func(context.Context) (*Queue, error)
+	predicates            []predicate.Queue
 }
 
 var _ ent.Mutation = (*QueueMutation)(nil)
@@ -8780,6 +9566,418 @@ func (m *QueueMutation) ResetOfferTimeoutMs() {
 	m.addoffer_timeout_ms = nil
 }
 
+// SetStrategy sets the "strategy" field.
+func (m *QueueMutation) SetStrategy(q queue.Strategy) {
+	m.strategy = &q
+}
+
+// Strategy returns the value of the "strategy" field in the mutation.
+func (m *QueueMutation) Strategy() (r queue.Strategy, exists bool) {
+	v := m.strategy
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStrategy returns the old "strategy" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldStrategy(ctx context.Context) (v queue.Strategy, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStrategy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStrategy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStrategy: %w", err)
+	}
+	return oldValue.Strategy, nil
+}
+
+// ResetStrategy resets all changes to the "strategy" field.
+func (m *QueueMutation) ResetStrategy() {
+	m.strategy = nil
+}
+
+// SetPriority sets the "priority" field.
+func (m *QueueMutation) SetPriority(i int) {
+	m.priority = &i
+	m.addpriority = nil
+}
+
+// Priority returns the value of the "priority" field in the mutation.
+func (m *QueueMutation) Priority() (r int, exists bool) {
+	v := m.priority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPriority returns the old "priority" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldPriority(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPriority is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPriority requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPriority: %w", err)
+	}
+	return oldValue.Priority, nil
+}
+
+// AddPriority adds i to the "priority" field.
+func (m *QueueMutation) AddPriority(i int) {
+	if m.addpriority != nil {
+		*m.addpriority += i
+	} else {
+		m.addpriority = &i
+	}
+}
+
+// AddedPriority returns the value that was added to the "priority" field in this mutation.
+func (m *QueueMutation) AddedPriority() (r int, exists bool) {
+	v := m.addpriority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPriority resets all changes to the "priority" field.
+func (m *QueueMutation) ResetPriority() {
+	m.priority = nil
+	m.addpriority = nil
+}
+
+// SetRequiredSkills sets the "required_skills" field.
+func (m *QueueMutation) SetRequiredSkills(s []string) {
+	m.required_skills = &s
+	m.appendrequired_skills = nil
+}
+
+// RequiredSkills returns the value of the "required_skills" field in the mutation.
+func (m *QueueMutation) RequiredSkills() (r []string, exists bool) {
+	v := m.required_skills
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequiredSkills returns the old "required_skills" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldRequiredSkills(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequiredSkills is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequiredSkills requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequiredSkills: %w", err)
+	}
+	return oldValue.RequiredSkills, nil
+}
+
+// AppendRequiredSkills adds s to the "required_skills" field.
+func (m *QueueMutation) AppendRequiredSkills(s []string) {
+	m.appendrequired_skills = append(m.appendrequired_skills, s...)
+}
+
+// AppendedRequiredSkills returns the list of values that were appended to the "required_skills" field in this mutation.
+func (m *QueueMutation) AppendedRequiredSkills() ([]string, bool) {
+	if len(m.appendrequired_skills) == 0 {
+		return nil, false
+	}
+	return m.appendrequired_skills, true
+}
+
+// ResetRequiredSkills resets all changes to the "required_skills" field.
+func (m *QueueMutation) ResetRequiredSkills() {
+	m.required_skills = nil
+	m.appendrequired_skills = nil
+}
+
+// SetTimeoutPresence sets the "timeout_presence" field.
+func (m *QueueMutation) SetTimeoutPresence(qp queue.TimeoutPresence) {
+	m.timeout_presence = &qp
+}
+
+// TimeoutPresence returns the value of the "timeout_presence" field in the mutation.
+func (m *QueueMutation) TimeoutPresence() (r queue.TimeoutPresence, exists bool) {
+	v := m.timeout_presence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTimeoutPresence returns the old "timeout_presence" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldTimeoutPresence(ctx context.Context) (v queue.TimeoutPresence, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTimeoutPresence is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTimeoutPresence requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTimeoutPresence: %w", err)
+	}
+	return oldValue.TimeoutPresence, nil
+}
+
+// ResetTimeoutPresence resets all changes to the "timeout_presence" field.
+func (m *QueueMutation) ResetTimeoutPresence() {
+	m.timeout_presence = nil
+}
+
+// SetAutoAccept sets the "auto_accept" field.
+func (m *QueueMutation) SetAutoAccept(b bool) {
+	m.auto_accept = &b
+}
+
+// AutoAccept returns the value of the "auto_accept" field in the mutation.
+func (m *QueueMutation) AutoAccept() (r bool, exists bool) {
+	v := m.auto_accept
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAutoAccept returns the old "auto_accept" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldAutoAccept(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAutoAccept is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAutoAccept requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAutoAccept: %w", err)
+	}
+	return oldValue.AutoAccept, nil
+}
+
+// ResetAutoAccept resets all changes to the "auto_accept" field.
+func (m *QueueMutation) ResetAutoAccept() {
+	m.auto_accept = nil
+}
+
+// SetMaxWaitMs sets the "max_wait_ms" field.
+func (m *QueueMutation) SetMaxWaitMs(i int64) {
+	m.max_wait_ms = &i
+	m.addmax_wait_ms = nil
+}
+
+// MaxWaitMs returns the value of the "max_wait_ms" field in the mutation.
+func (m *QueueMutation) MaxWaitMs() (r int64, exists bool) {
+	v := m.max_wait_ms
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMaxWaitMs returns the old "max_wait_ms" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldMaxWaitMs(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMaxWaitMs is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMaxWaitMs requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMaxWaitMs: %w", err)
+	}
+	return oldValue.MaxWaitMs, nil
+}
+
+// AddMaxWaitMs adds i to the "max_wait_ms" field.
+func (m *QueueMutation) AddMaxWaitMs(i int64) {
+	if m.addmax_wait_ms != nil {
+		*m.addmax_wait_ms += i
+	} else {
+		m.addmax_wait_ms = &i
+	}
+}
+
+// AddedMaxWaitMs returns the value that was added to the "max_wait_ms" field in this mutation.
+func (m *QueueMutation) AddedMaxWaitMs() (r int64, exists bool) {
+	v := m.addmax_wait_ms
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMaxWaitMs resets all changes to the "max_wait_ms" field.
+func (m *QueueMutation) ResetMaxWaitMs() {
+	m.max_wait_ms = nil
+	m.addmax_wait_ms = nil
+}
+
+// SetOverflowQueueID sets the "overflow_queue_id" field.
+func (m *QueueMutation) SetOverflowQueueID(u uuid.UUID) {
+	m.overflow_queue_id = &u
+}
+
+// OverflowQueueID returns the value of the "overflow_queue_id" field in the mutation.
+func (m *QueueMutation) OverflowQueueID() (r uuid.UUID, exists bool) {
+	v := m.overflow_queue_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOverflowQueueID returns the old "overflow_queue_id" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldOverflowQueueID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOverflowQueueID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOverflowQueueID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOverflowQueueID: %w", err)
+	}
+	return oldValue.OverflowQueueID, nil
+}
+
+// ClearOverflowQueueID clears the value of the "overflow_queue_id" field.
+func (m *QueueMutation) ClearOverflowQueueID() {
+	m.overflow_queue_id = nil
+	m.clearedFields[queue.FieldOverflowQueueID] = struct{}{}
+}
+
+// OverflowQueueIDCleared returns if the "overflow_queue_id" field was cleared in this mutation.
+func (m *QueueMutation) OverflowQueueIDCleared() bool {
+	_, ok := m.clearedFields[queue.FieldOverflowQueueID]
+	return ok
+}
+
+// ResetOverflowQueueID resets all changes to the "overflow_queue_id" field.
+func (m *QueueMutation) ResetOverflowQueueID() {
+	m.overflow_queue_id = nil
+	delete(m.clearedFields, queue.FieldOverflowQueueID)
+}
+
+// SetAgentLossPolicy sets the "agent_loss_policy" field.
+func (m *QueueMutation) SetAgentLossPolicy(qlp queue.AgentLossPolicy) {
+	m.agent_loss_policy = &qlp
+}
+
+// AgentLossPolicy returns the value of the "agent_loss_policy" field in the mutation.
+func (m *QueueMutation) AgentLossPolicy() (r queue.AgentLossPolicy, exists bool) {
+	v := m.agent_loss_policy
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAgentLossPolicy returns the old "agent_loss_policy" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldAgentLossPolicy(ctx context.Context) (v queue.AgentLossPolicy, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAgentLossPolicy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAgentLossPolicy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAgentLossPolicy: %w", err)
+	}
+	return oldValue.AgentLossPolicy, nil
+}
+
+// ResetAgentLossPolicy resets all changes to the "agent_loss_policy" field.
+func (m *QueueMutation) ResetAgentLossPolicy() {
+	m.agent_loss_policy = nil
+}
+
+// SetWrapUpMs sets the "wrap_up_ms" field.
+func (m *QueueMutation) SetWrapUpMs(i int64) {
+	m.wrap_up_ms = &i
+	m.addwrap_up_ms = nil
+}
+
+// WrapUpMs returns the value of the "wrap_up_ms" field in the mutation.
+func (m *QueueMutation) WrapUpMs() (r int64, exists bool) {
+	v := m.wrap_up_ms
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWrapUpMs returns the old "wrap_up_ms" field's value of the Queue entity.
+// If the Queue object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *QueueMutation) OldWrapUpMs(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWrapUpMs is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWrapUpMs requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWrapUpMs: %w", err)
+	}
+	return oldValue.WrapUpMs, nil
+}
+
+// AddWrapUpMs adds i to the "wrap_up_ms" field.
+func (m *QueueMutation) AddWrapUpMs(i int64) {
+	if m.addwrap_up_ms != nil {
+		*m.addwrap_up_ms += i
+	} else {
+		m.addwrap_up_ms = &i
+	}
+}
+
+// AddedWrapUpMs returns the value that was added to the "wrap_up_ms" field in this mutation.
+func (m *QueueMutation) AddedWrapUpMs() (r int64, exists bool) {
+	v := m.addwrap_up_ms
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetWrapUpMs resets all changes to the "wrap_up_ms" field.
+func (m *QueueMutation) ResetWrapUpMs() {
+	m.wrap_up_ms = nil
+	m.addwrap_up_ms = nil
+}
+
 // AddRuleIDs adds the "rules" edge to the MatchingRule entity by ids.
 func (m *QueueMutation) AddRuleIDs(ids ...uuid.UUID) {
 	if m.rules == nil {
@@ -8976,7 +10174,7 @@ func (m *QueueMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *QueueMutation) Fields() []string {
-	fields := make([]string, 0, 3)
+	fields := make([]string, 0, 12)
 	if m.created_at != nil {
 		fields = append(fields, queue.FieldCreatedAt)
 	}
@@ -8985,6 +10183,33 @@ func (m *QueueMutation) Fields() []string {
 	}
 	if m.offer_timeout_ms != nil {
 		fields = append(fields, queue.FieldOfferTimeoutMs)
+	}
+	if m.strategy != nil {
+		fields = append(fields, queue.FieldStrategy)
+	}
+	if m.priority != nil {
+		fields = append(fields, queue.FieldPriority)
+	}
+	if m.required_skills != nil {
+		fields = append(fields, queue.FieldRequiredSkills)
+	}
+	if m.timeout_presence != nil {
+		fields = append(fields, queue.FieldTimeoutPresence)
+	}
+	if m.auto_accept != nil {
+		fields = append(fields, queue.FieldAutoAccept)
+	}
+	if m.max_wait_ms != nil {
+		fields = append(fields, queue.FieldMaxWaitMs)
+	}
+	if m.overflow_queue_id != nil {
+		fields = append(fields, queue.FieldOverflowQueueID)
+	}
+	if m.agent_loss_policy != nil {
+		fields = append(fields, queue.FieldAgentLossPolicy)
+	}
+	if m.wrap_up_ms != nil {
+		fields = append(fields, queue.FieldWrapUpMs)
 	}
 	return fields
 }
@@ -9000,6 +10225,24 @@ func (m *QueueMutation) Field(name string) (ent.Value, bool) {
 		return m.DisplayName()
 	case queue.FieldOfferTimeoutMs:
 		return m.OfferTimeoutMs()
+	case queue.FieldStrategy:
+		return m.Strategy()
+	case queue.FieldPriority:
+		return m.Priority()
+	case queue.FieldRequiredSkills:
+		return m.RequiredSkills()
+	case queue.FieldTimeoutPresence:
+		return m.TimeoutPresence()
+	case queue.FieldAutoAccept:
+		return m.AutoAccept()
+	case queue.FieldMaxWaitMs:
+		return m.MaxWaitMs()
+	case queue.FieldOverflowQueueID:
+		return m.OverflowQueueID()
+	case queue.FieldAgentLossPolicy:
+		return m.AgentLossPolicy()
+	case queue.FieldWrapUpMs:
+		return m.WrapUpMs()
 	}
 	return nil, false
 }
@@ -9015,6 +10258,24 @@ func (m *QueueMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldDisplayName(ctx)
 	case queue.FieldOfferTimeoutMs:
 		return m.OldOfferTimeoutMs(ctx)
+	case queue.FieldStrategy:
+		return m.OldStrategy(ctx)
+	case queue.FieldPriority:
+		return m.OldPriority(ctx)
+	case queue.FieldRequiredSkills:
+		return m.OldRequiredSkills(ctx)
+	case queue.FieldTimeoutPresence:
+		return m.OldTimeoutPresence(ctx)
+	case queue.FieldAutoAccept:
+		return m.OldAutoAccept(ctx)
+	case queue.FieldMaxWaitMs:
+		return m.OldMaxWaitMs(ctx)
+	case queue.FieldOverflowQueueID:
+		return m.OldOverflowQueueID(ctx)
+	case queue.FieldAgentLossPolicy:
+		return m.OldAgentLossPolicy(ctx)
+	case queue.FieldWrapUpMs:
+		return m.OldWrapUpMs(ctx)
 	}
 	return nil, fmt.Errorf("unknown Queue field %s", name)
 }
@@ -9045,6 +10306,69 @@ func (m *QueueMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetOfferTimeoutMs(v)
 		return nil
+	case queue.FieldStrategy:
+		v, ok := value.(queue.Strategy)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStrategy(v)
+		return nil
+	case queue.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPriority(v)
+		return nil
+	case queue.FieldRequiredSkills:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequiredSkills(v)
+		return nil
+	case queue.FieldTimeoutPresence:
+		v, ok := value.(queue.TimeoutPresence)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTimeoutPresence(v)
+		return nil
+	case queue.FieldAutoAccept:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAutoAccept(v)
+		return nil
+	case queue.FieldMaxWaitMs:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMaxWaitMs(v)
+		return nil
+	case queue.FieldOverflowQueueID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOverflowQueueID(v)
+		return nil
+	case queue.FieldAgentLossPolicy:
+		v, ok := value.(queue.AgentLossPolicy)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAgentLossPolicy(v)
+		return nil
+	case queue.FieldWrapUpMs:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWrapUpMs(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Queue field %s", name)
 }
@@ -9056,6 +10380,15 @@ func (m *QueueMutation) AddedFields() []string {
 	if m.addoffer_timeout_ms != nil {
 		fields = append(fields, queue.FieldOfferTimeoutMs)
 	}
+	if m.addpriority != nil {
+		fields = append(fields, queue.FieldPriority)
+	}
+	if m.addmax_wait_ms != nil {
+		fields = append(fields, queue.FieldMaxWaitMs)
+	}
+	if m.addwrap_up_ms != nil {
+		fields = append(fields, queue.FieldWrapUpMs)
+	}
 	return fields
 }
 
@@ -9066,6 +10399,12 @@ func (m *QueueMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case queue.FieldOfferTimeoutMs:
 		return m.AddedOfferTimeoutMs()
+	case queue.FieldPriority:
+		return m.AddedPriority()
+	case queue.FieldMaxWaitMs:
+		return m.AddedMaxWaitMs()
+	case queue.FieldWrapUpMs:
+		return m.AddedWrapUpMs()
 	}
 	return nil, false
 }
@@ -9082,6 +10421,27 @@ func (m *QueueMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddOfferTimeoutMs(v)
 		return nil
+	case queue.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPriority(v)
+		return nil
+	case queue.FieldMaxWaitMs:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMaxWaitMs(v)
+		return nil
+	case queue.FieldWrapUpMs:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddWrapUpMs(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Queue numeric field %s", name)
 }
@@ -9089,7 +10449,11 @@ func (m *QueueMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *QueueMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(queue.FieldOverflowQueueID) {
+		fields = append(fields, queue.FieldOverflowQueueID)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -9102,6 +10466,11 @@ func (m *QueueMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *QueueMutation) ClearField(name string) error {
+	switch name {
+	case queue.FieldOverflowQueueID:
+		m.ClearOverflowQueueID()
+		return nil
+	}
 	return fmt.Errorf("unknown Queue nullable field %s", name)
 }
 
@@ -9117,6 +10486,33 @@ func (m *QueueMutation) ResetField(name string) error {
 		return nil
 	case queue.FieldOfferTimeoutMs:
 		m.ResetOfferTimeoutMs()
+		return nil
+	case queue.FieldStrategy:
+		m.ResetStrategy()
+		return nil
+	case queue.FieldPriority:
+		m.ResetPriority()
+		return nil
+	case queue.FieldRequiredSkills:
+		m.ResetRequiredSkills()
+		return nil
+	case queue.FieldTimeoutPresence:
+		m.ResetTimeoutPresence()
+		return nil
+	case queue.FieldAutoAccept:
+		m.ResetAutoAccept()
+		return nil
+	case queue.FieldMaxWaitMs:
+		m.ResetMaxWaitMs()
+		return nil
+	case queue.FieldOverflowQueueID:
+		m.ResetOverflowQueueID()
+		return nil
+	case queue.FieldAgentLossPolicy:
+		m.ResetAgentLossPolicy()
+		return nil
+	case queue.FieldWrapUpMs:
+		m.ResetWrapUpMs()
 		return nil
 	}
 	return fmt.Errorf("unknown Queue field %s", name)
@@ -10367,7 +11763,7 @@ func (m *ServiceCaseMutation) OpenedByAgentID() (r uuid.UUID, exists bool) {
 // OldOpenedByAgentID returns the old "opened_by_agent_id" field's value of the ServiceCase entity.
 // If the ServiceCase object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *ServiceCaseMutation) OldOpenedByAgentID(ctx context.Context) (v uuid.UUID, err error) {
+func (m *ServiceCaseMutation) OldOpenedByAgentID(ctx context.Context) (v *uuid.UUID, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldOpenedByAgentID is only allowed on UpdateOne operations")
 	}
@@ -10381,9 +11777,22 @@ func (m *ServiceCaseMutation) OldOpenedByAgentID(ctx context.Context) (v uuid.UU
 	return oldValue.OpenedByAgentID, nil
 }
 
+// ClearOpenedByAgentID clears the value of the "opened_by_agent_id" field.
+func (m *ServiceCaseMutation) ClearOpenedByAgentID() {
+	m.opened_by_agent_id = nil
+	m.clearedFields[servicecase.FieldOpenedByAgentID] = struct{}{}
+}
+
+// OpenedByAgentIDCleared returns if the "opened_by_agent_id" field was cleared in this mutation.
+func (m *ServiceCaseMutation) OpenedByAgentIDCleared() bool {
+	_, ok := m.clearedFields[servicecase.FieldOpenedByAgentID]
+	return ok
+}
+
 // ResetOpenedByAgentID resets all changes to the "opened_by_agent_id" field.
 func (m *ServiceCaseMutation) ResetOpenedByAgentID() {
 	m.opened_by_agent_id = nil
+	delete(m.clearedFields, servicecase.FieldOpenedByAgentID)
 }
 
 // SetRequestID sets the "request_id" field.
@@ -10718,6 +12127,9 @@ func (m *ServiceCaseMutation) ClearedFields() []string {
 	if m.FieldCleared(servicecase.FieldConsumerID) {
 		fields = append(fields, servicecase.FieldConsumerID)
 	}
+	if m.FieldCleared(servicecase.FieldOpenedByAgentID) {
+		fields = append(fields, servicecase.FieldOpenedByAgentID)
+	}
 	return fields
 }
 
@@ -10734,6 +12146,9 @@ func (m *ServiceCaseMutation) ClearField(name string) error {
 	switch name {
 	case servicecase.FieldConsumerID:
 		m.ClearConsumerID()
+		return nil
+	case servicecase.FieldOpenedByAgentID:
+		m.ClearOpenedByAgentID()
 		return nil
 	}
 	return fmt.Errorf("unknown ServiceCase nullable field %s", name)
@@ -10880,6 +12295,9 @@ type SettingMutation struct {
 	addabandon_after_seconds                   *int64
 	max_guest_sessions_per_hour_per_address    *int
 	addmax_guest_sessions_per_hour_per_address *int
+	default_queue_id                           *uuid.UUID
+	agent_grace_seconds                        *int
+	addagent_grace_seconds                     *int
 	clearedFields                              map[string]struct{}
 	done                                       bool
 	oldValue                                   func(context.Context) (*Setting, error)
@@ -11301,6 +12719,111 @@ func (m *SettingMutation) ResetMaxGuestSessionsPerHourPerAddress() {
 	m.addmax_guest_sessions_per_hour_per_address = nil
 }
 
+// SetDefaultQueueID sets the "default_queue_id" field.
+func (m *SettingMutation) SetDefaultQueueID(u uuid.UUID) {
+	m.default_queue_id = &u
+}
+
+// DefaultQueueID returns the value of the "default_queue_id" field in the mutation.
+func (m *SettingMutation) DefaultQueueID() (r uuid.UUID, exists bool) {
+	v := m.default_queue_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDefaultQueueID returns the old "default_queue_id" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldDefaultQueueID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDefaultQueueID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDefaultQueueID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDefaultQueueID: %w", err)
+	}
+	return oldValue.DefaultQueueID, nil
+}
+
+// ClearDefaultQueueID clears the value of the "default_queue_id" field.
+func (m *SettingMutation) ClearDefaultQueueID() {
+	m.default_queue_id = nil
+	m.clearedFields[setting.FieldDefaultQueueID] = struct{}{}
+}
+
+// DefaultQueueIDCleared returns if the "default_queue_id" field was cleared in this mutation.
+func (m *SettingMutation) DefaultQueueIDCleared() bool {
+	_, ok := m.clearedFields[setting.FieldDefaultQueueID]
+	return ok
+}
+
+// ResetDefaultQueueID resets all changes to the "default_queue_id" field.
+func (m *SettingMutation) ResetDefaultQueueID() {
+	m.default_queue_id = nil
+	delete(m.clearedFields, setting.FieldDefaultQueueID)
+}
+
+// SetAgentGraceSeconds sets the "agent_grace_seconds" field.
+func (m *SettingMutation) SetAgentGraceSeconds(i int) {
+	m.agent_grace_seconds = &i
+	m.addagent_grace_seconds = nil
+}
+
+// AgentGraceSeconds returns the value of the "agent_grace_seconds" field in the mutation.
+func (m *SettingMutation) AgentGraceSeconds() (r int, exists bool) {
+	v := m.agent_grace_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAgentGraceSeconds returns the old "agent_grace_seconds" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldAgentGraceSeconds(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAgentGraceSeconds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAgentGraceSeconds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAgentGraceSeconds: %w", err)
+	}
+	return oldValue.AgentGraceSeconds, nil
+}
+
+// AddAgentGraceSeconds adds i to the "agent_grace_seconds" field.
+func (m *SettingMutation) AddAgentGraceSeconds(i int) {
+	if m.addagent_grace_seconds != nil {
+		*m.addagent_grace_seconds += i
+	} else {
+		m.addagent_grace_seconds = &i
+	}
+}
+
+// AddedAgentGraceSeconds returns the value that was added to the "agent_grace_seconds" field in this mutation.
+func (m *SettingMutation) AddedAgentGraceSeconds() (r int, exists bool) {
+	v := m.addagent_grace_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAgentGraceSeconds resets all changes to the "agent_grace_seconds" field.
+func (m *SettingMutation) ResetAgentGraceSeconds() {
+	m.agent_grace_seconds = nil
+	m.addagent_grace_seconds = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -11335,7 +12858,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 8)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -11353,6 +12876,12 @@ func (m *SettingMutation) Fields() []string {
 	}
 	if m.max_guest_sessions_per_hour_per_address != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHourPerAddress)
+	}
+	if m.default_queue_id != nil {
+		fields = append(fields, setting.FieldDefaultQueueID)
+	}
+	if m.agent_grace_seconds != nil {
+		fields = append(fields, setting.FieldAgentGraceSeconds)
 	}
 	return fields
 }
@@ -11374,6 +12903,10 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.AbandonAfterSeconds()
 	case setting.FieldMaxGuestSessionsPerHourPerAddress:
 		return m.MaxGuestSessionsPerHourPerAddress()
+	case setting.FieldDefaultQueueID:
+		return m.DefaultQueueID()
+	case setting.FieldAgentGraceSeconds:
+		return m.AgentGraceSeconds()
 	}
 	return nil, false
 }
@@ -11395,6 +12928,10 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldAbandonAfterSeconds(ctx)
 	case setting.FieldMaxGuestSessionsPerHourPerAddress:
 		return m.OldMaxGuestSessionsPerHourPerAddress(ctx)
+	case setting.FieldDefaultQueueID:
+		return m.OldDefaultQueueID(ctx)
+	case setting.FieldAgentGraceSeconds:
+		return m.OldAgentGraceSeconds(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -11446,6 +12983,20 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetMaxGuestSessionsPerHourPerAddress(v)
 		return nil
+	case setting.FieldDefaultQueueID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDefaultQueueID(v)
+		return nil
+	case setting.FieldAgentGraceSeconds:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAgentGraceSeconds(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
 }
@@ -11466,6 +13017,9 @@ func (m *SettingMutation) AddedFields() []string {
 	if m.addmax_guest_sessions_per_hour_per_address != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHourPerAddress)
 	}
+	if m.addagent_grace_seconds != nil {
+		fields = append(fields, setting.FieldAgentGraceSeconds)
+	}
 	return fields
 }
 
@@ -11482,6 +13036,8 @@ func (m *SettingMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedAbandonAfterSeconds()
 	case setting.FieldMaxGuestSessionsPerHourPerAddress:
 		return m.AddedMaxGuestSessionsPerHourPerAddress()
+	case setting.FieldAgentGraceSeconds:
+		return m.AddedAgentGraceSeconds()
 	}
 	return nil, false
 }
@@ -11519,6 +13075,13 @@ func (m *SettingMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddMaxGuestSessionsPerHourPerAddress(v)
 		return nil
+	case setting.FieldAgentGraceSeconds:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAgentGraceSeconds(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Setting numeric field %s", name)
 }
@@ -11526,7 +13089,11 @@ func (m *SettingMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *SettingMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(setting.FieldDefaultQueueID) {
+		fields = append(fields, setting.FieldDefaultQueueID)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -11539,6 +13106,11 @@ func (m *SettingMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *SettingMutation) ClearField(name string) error {
+	switch name {
+	case setting.FieldDefaultQueueID:
+		m.ClearDefaultQueueID()
+		return nil
+	}
 	return fmt.Errorf("unknown Setting nullable field %s", name)
 }
 
@@ -11563,6 +13135,12 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldMaxGuestSessionsPerHourPerAddress:
 		m.ResetMaxGuestSessionsPerHourPerAddress()
+		return nil
+	case setting.FieldDefaultQueueID:
+		m.ResetDefaultQueueID()
+		return nil
+	case setting.FieldAgentGraceSeconds:
+		m.ResetAgentGraceSeconds()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -24,6 +25,24 @@ type Queue struct {
 	DisplayName string `json:"display_name,omitempty"`
 	// OfferTimeoutMs holds the value of the "offer_timeout_ms" field.
 	OfferTimeoutMs int64 `json:"offer_timeout_ms,omitempty"`
+	// Strategy holds the value of the "strategy" field.
+	Strategy queue.Strategy `json:"strategy,omitempty"`
+	// Priority holds the value of the "priority" field.
+	Priority int `json:"priority,omitempty"`
+	// RequiredSkills holds the value of the "required_skills" field.
+	RequiredSkills []string `json:"required_skills,omitempty"`
+	// TimeoutPresence holds the value of the "timeout_presence" field.
+	TimeoutPresence queue.TimeoutPresence `json:"timeout_presence,omitempty"`
+	// AutoAccept holds the value of the "auto_accept" field.
+	AutoAccept bool `json:"auto_accept,omitempty"`
+	// MaxWaitMs holds the value of the "max_wait_ms" field.
+	MaxWaitMs int64 `json:"max_wait_ms,omitempty"`
+	// OverflowQueueID holds the value of the "overflow_queue_id" field.
+	OverflowQueueID *uuid.UUID `json:"overflow_queue_id,omitempty"`
+	// AgentLossPolicy holds the value of the "agent_loss_policy" field.
+	AgentLossPolicy queue.AgentLossPolicy `json:"agent_loss_policy,omitempty"`
+	// WrapUpMs holds the value of the "wrap_up_ms" field.
+	WrapUpMs int64 `json:"wrap_up_ms,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the QueueQuery when eager-loading is set.
 	Edges        QueueEdges `json:"edges"`
@@ -75,9 +94,15 @@ func (*Queue) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case queue.FieldOfferTimeoutMs:
+		case queue.FieldOverflowQueueID:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
+		case queue.FieldRequiredSkills:
+			values[i] = new([]byte)
+		case queue.FieldAutoAccept:
+			values[i] = new(sql.NullBool)
+		case queue.FieldOfferTimeoutMs, queue.FieldPriority, queue.FieldMaxWaitMs, queue.FieldWrapUpMs:
 			values[i] = new(sql.NullInt64)
-		case queue.FieldDisplayName:
+		case queue.FieldDisplayName, queue.FieldStrategy, queue.FieldTimeoutPresence, queue.FieldAgentLossPolicy:
 			values[i] = new(sql.NullString)
 		case queue.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -121,6 +146,63 @@ func (_m *Queue) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field offer_timeout_ms", values[i])
 			} else if value.Valid {
 				_m.OfferTimeoutMs = value.Int64
+			}
+		case queue.FieldStrategy:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field strategy", values[i])
+			} else if value.Valid {
+				_m.Strategy = queue.Strategy(value.String)
+			}
+		case queue.FieldPriority:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field priority", values[i])
+			} else if value.Valid {
+				_m.Priority = int(value.Int64)
+			}
+		case queue.FieldRequiredSkills:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field required_skills", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.RequiredSkills); err != nil {
+					return fmt.Errorf("unmarshal field required_skills: %w", err)
+				}
+			}
+		case queue.FieldTimeoutPresence:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field timeout_presence", values[i])
+			} else if value.Valid {
+				_m.TimeoutPresence = queue.TimeoutPresence(value.String)
+			}
+		case queue.FieldAutoAccept:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field auto_accept", values[i])
+			} else if value.Valid {
+				_m.AutoAccept = value.Bool
+			}
+		case queue.FieldMaxWaitMs:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field max_wait_ms", values[i])
+			} else if value.Valid {
+				_m.MaxWaitMs = value.Int64
+			}
+		case queue.FieldOverflowQueueID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field overflow_queue_id", values[i])
+			} else if value.Valid {
+				_m.OverflowQueueID = new(uuid.UUID)
+				*_m.OverflowQueueID = *value.S.(*uuid.UUID)
+			}
+		case queue.FieldAgentLossPolicy:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field agent_loss_policy", values[i])
+			} else if value.Valid {
+				_m.AgentLossPolicy = queue.AgentLossPolicy(value.String)
+			}
+		case queue.FieldWrapUpMs:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field wrap_up_ms", values[i])
+			} else if value.Valid {
+				_m.WrapUpMs = value.Int64
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -181,6 +263,35 @@ func (_m *Queue) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("offer_timeout_ms=")
 	builder.WriteString(fmt.Sprintf("%v", _m.OfferTimeoutMs))
+	builder.WriteString(", ")
+	builder.WriteString("strategy=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Strategy))
+	builder.WriteString(", ")
+	builder.WriteString("priority=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Priority))
+	builder.WriteString(", ")
+	builder.WriteString("required_skills=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RequiredSkills))
+	builder.WriteString(", ")
+	builder.WriteString("timeout_presence=")
+	builder.WriteString(fmt.Sprintf("%v", _m.TimeoutPresence))
+	builder.WriteString(", ")
+	builder.WriteString("auto_accept=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AutoAccept))
+	builder.WriteString(", ")
+	builder.WriteString("max_wait_ms=")
+	builder.WriteString(fmt.Sprintf("%v", _m.MaxWaitMs))
+	builder.WriteString(", ")
+	if v := _m.OverflowQueueID; v != nil {
+		builder.WriteString("overflow_queue_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("agent_loss_policy=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AgentLossPolicy))
+	builder.WriteString(", ")
+	builder.WriteString("wrap_up_ms=")
+	builder.WriteString(fmt.Sprintf("%v", _m.WrapUpMs))
 	builder.WriteByte(')')
 	return builder.String()
 }

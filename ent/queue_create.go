@@ -50,6 +50,124 @@ func (_c *QueueCreate) SetOfferTimeoutMs(v int64) *QueueCreate {
 	return _c
 }
 
+// SetStrategy sets the "strategy" field.
+func (_c *QueueCreate) SetStrategy(v queue.Strategy) *QueueCreate {
+	_c.mutation.SetStrategy(v)
+	return _c
+}
+
+// SetNillableStrategy sets the "strategy" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableStrategy(v *queue.Strategy) *QueueCreate {
+	if v != nil {
+		_c.SetStrategy(*v)
+	}
+	return _c
+}
+
+// SetPriority sets the "priority" field.
+func (_c *QueueCreate) SetPriority(v int) *QueueCreate {
+	_c.mutation.SetPriority(v)
+	return _c
+}
+
+// SetNillablePriority sets the "priority" field if the given value is not nil.
+func (_c *QueueCreate) SetNillablePriority(v *int) *QueueCreate {
+	if v != nil {
+		_c.SetPriority(*v)
+	}
+	return _c
+}
+
+// SetRequiredSkills sets the "required_skills" field.
+func (_c *QueueCreate) SetRequiredSkills(v []string) *QueueCreate {
+	_c.mutation.SetRequiredSkills(v)
+	return _c
+}
+
+// SetTimeoutPresence sets the "timeout_presence" field.
+func (_c *QueueCreate) SetTimeoutPresence(v queue.TimeoutPresence) *QueueCreate {
+	_c.mutation.SetTimeoutPresence(v)
+	return _c
+}
+
+// SetNillableTimeoutPresence sets the "timeout_presence" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableTimeoutPresence(v *queue.TimeoutPresence) *QueueCreate {
+	if v != nil {
+		_c.SetTimeoutPresence(*v)
+	}
+	return _c
+}
+
+// SetAutoAccept sets the "auto_accept" field.
+func (_c *QueueCreate) SetAutoAccept(v bool) *QueueCreate {
+	_c.mutation.SetAutoAccept(v)
+	return _c
+}
+
+// SetNillableAutoAccept sets the "auto_accept" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableAutoAccept(v *bool) *QueueCreate {
+	if v != nil {
+		_c.SetAutoAccept(*v)
+	}
+	return _c
+}
+
+// SetMaxWaitMs sets the "max_wait_ms" field.
+func (_c *QueueCreate) SetMaxWaitMs(v int64) *QueueCreate {
+	_c.mutation.SetMaxWaitMs(v)
+	return _c
+}
+
+// SetNillableMaxWaitMs sets the "max_wait_ms" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableMaxWaitMs(v *int64) *QueueCreate {
+	if v != nil {
+		_c.SetMaxWaitMs(*v)
+	}
+	return _c
+}
+
+// SetOverflowQueueID sets the "overflow_queue_id" field.
+func (_c *QueueCreate) SetOverflowQueueID(v uuid.UUID) *QueueCreate {
+	_c.mutation.SetOverflowQueueID(v)
+	return _c
+}
+
+// SetNillableOverflowQueueID sets the "overflow_queue_id" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableOverflowQueueID(v *uuid.UUID) *QueueCreate {
+	if v != nil {
+		_c.SetOverflowQueueID(*v)
+	}
+	return _c
+}
+
+// SetAgentLossPolicy sets the "agent_loss_policy" field.
+func (_c *QueueCreate) SetAgentLossPolicy(v queue.AgentLossPolicy) *QueueCreate {
+	_c.mutation.SetAgentLossPolicy(v)
+	return _c
+}
+
+// SetNillableAgentLossPolicy sets the "agent_loss_policy" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableAgentLossPolicy(v *queue.AgentLossPolicy) *QueueCreate {
+	if v != nil {
+		_c.SetAgentLossPolicy(*v)
+	}
+	return _c
+}
+
+// SetWrapUpMs sets the "wrap_up_ms" field.
+func (_c *QueueCreate) SetWrapUpMs(v int64) *QueueCreate {
+	_c.mutation.SetWrapUpMs(v)
+	return _c
+}
+
+// SetNillableWrapUpMs sets the "wrap_up_ms" field if the given value is not nil.
+func (_c *QueueCreate) SetNillableWrapUpMs(v *int64) *QueueCreate {
+	if v != nil {
+		_c.SetWrapUpMs(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *QueueCreate) SetID(v uuid.UUID) *QueueCreate {
 	_c.mutation.SetID(v)
@@ -148,6 +266,38 @@ func (_c *QueueCreate) defaults() {
 		v := queue.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
+	if _, ok := _c.mutation.Strategy(); !ok {
+		v := queue.DefaultStrategy
+		_c.mutation.SetStrategy(v)
+	}
+	if _, ok := _c.mutation.Priority(); !ok {
+		v := queue.DefaultPriority
+		_c.mutation.SetPriority(v)
+	}
+	if _, ok := _c.mutation.RequiredSkills(); !ok {
+		v := queue.DefaultRequiredSkills
+		_c.mutation.SetRequiredSkills(v)
+	}
+	if _, ok := _c.mutation.TimeoutPresence(); !ok {
+		v := queue.DefaultTimeoutPresence
+		_c.mutation.SetTimeoutPresence(v)
+	}
+	if _, ok := _c.mutation.AutoAccept(); !ok {
+		v := queue.DefaultAutoAccept
+		_c.mutation.SetAutoAccept(v)
+	}
+	if _, ok := _c.mutation.MaxWaitMs(); !ok {
+		v := queue.DefaultMaxWaitMs
+		_c.mutation.SetMaxWaitMs(v)
+	}
+	if _, ok := _c.mutation.AgentLossPolicy(); !ok {
+		v := queue.DefaultAgentLossPolicy
+		_c.mutation.SetAgentLossPolicy(v)
+	}
+	if _, ok := _c.mutation.WrapUpMs(); !ok {
+		v := queue.DefaultWrapUpMs
+		_c.mutation.SetWrapUpMs(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := queue.DefaultID()
 		_c.mutation.SetID(v)
@@ -173,6 +323,60 @@ func (_c *QueueCreate) check() error {
 	if v, ok := _c.mutation.OfferTimeoutMs(); ok {
 		if err := queue.OfferTimeoutMsValidator(v); err != nil {
 			return &ValidationError{Name: "offer_timeout_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.offer_timeout_ms": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Strategy(); !ok {
+		return &ValidationError{Name: "strategy", err: errors.New(`ent: missing required field "Queue.strategy"`)}
+	}
+	if v, ok := _c.mutation.Strategy(); ok {
+		if err := queue.StrategyValidator(v); err != nil {
+			return &ValidationError{Name: "strategy", err: fmt.Errorf(`ent: validator failed for field "Queue.strategy": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Priority(); !ok {
+		return &ValidationError{Name: "priority", err: errors.New(`ent: missing required field "Queue.priority"`)}
+	}
+	if v, ok := _c.mutation.Priority(); ok {
+		if err := queue.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "Queue.priority": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RequiredSkills(); !ok {
+		return &ValidationError{Name: "required_skills", err: errors.New(`ent: missing required field "Queue.required_skills"`)}
+	}
+	if _, ok := _c.mutation.TimeoutPresence(); !ok {
+		return &ValidationError{Name: "timeout_presence", err: errors.New(`ent: missing required field "Queue.timeout_presence"`)}
+	}
+	if v, ok := _c.mutation.TimeoutPresence(); ok {
+		if err := queue.TimeoutPresenceValidator(v); err != nil {
+			return &ValidationError{Name: "timeout_presence", err: fmt.Errorf(`ent: validator failed for field "Queue.timeout_presence": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.AutoAccept(); !ok {
+		return &ValidationError{Name: "auto_accept", err: errors.New(`ent: missing required field "Queue.auto_accept"`)}
+	}
+	if _, ok := _c.mutation.MaxWaitMs(); !ok {
+		return &ValidationError{Name: "max_wait_ms", err: errors.New(`ent: missing required field "Queue.max_wait_ms"`)}
+	}
+	if v, ok := _c.mutation.MaxWaitMs(); ok {
+		if err := queue.MaxWaitMsValidator(v); err != nil {
+			return &ValidationError{Name: "max_wait_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.max_wait_ms": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.AgentLossPolicy(); !ok {
+		return &ValidationError{Name: "agent_loss_policy", err: errors.New(`ent: missing required field "Queue.agent_loss_policy"`)}
+	}
+	if v, ok := _c.mutation.AgentLossPolicy(); ok {
+		if err := queue.AgentLossPolicyValidator(v); err != nil {
+			return &ValidationError{Name: "agent_loss_policy", err: fmt.Errorf(`ent: validator failed for field "Queue.agent_loss_policy": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.WrapUpMs(); !ok {
+		return &ValidationError{Name: "wrap_up_ms", err: errors.New(`ent: missing required field "Queue.wrap_up_ms"`)}
+	}
+	if v, ok := _c.mutation.WrapUpMs(); ok {
+		if err := queue.WrapUpMsValidator(v); err != nil {
+			return &ValidationError{Name: "wrap_up_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.wrap_up_ms": %w`, err)}
 		}
 	}
 	return nil
@@ -221,6 +425,42 @@ func (_c *QueueCreate) createSpec() (*Queue, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.OfferTimeoutMs(); ok {
 		_spec.SetField(queue.FieldOfferTimeoutMs, field.TypeInt64, value)
 		_node.OfferTimeoutMs = value
+	}
+	if value, ok := _c.mutation.Strategy(); ok {
+		_spec.SetField(queue.FieldStrategy, field.TypeEnum, value)
+		_node.Strategy = value
+	}
+	if value, ok := _c.mutation.Priority(); ok {
+		_spec.SetField(queue.FieldPriority, field.TypeInt, value)
+		_node.Priority = value
+	}
+	if value, ok := _c.mutation.RequiredSkills(); ok {
+		_spec.SetField(queue.FieldRequiredSkills, field.TypeJSON, value)
+		_node.RequiredSkills = value
+	}
+	if value, ok := _c.mutation.TimeoutPresence(); ok {
+		_spec.SetField(queue.FieldTimeoutPresence, field.TypeEnum, value)
+		_node.TimeoutPresence = value
+	}
+	if value, ok := _c.mutation.AutoAccept(); ok {
+		_spec.SetField(queue.FieldAutoAccept, field.TypeBool, value)
+		_node.AutoAccept = value
+	}
+	if value, ok := _c.mutation.MaxWaitMs(); ok {
+		_spec.SetField(queue.FieldMaxWaitMs, field.TypeInt64, value)
+		_node.MaxWaitMs = value
+	}
+	if value, ok := _c.mutation.OverflowQueueID(); ok {
+		_spec.SetField(queue.FieldOverflowQueueID, field.TypeUUID, value)
+		_node.OverflowQueueID = &value
+	}
+	if value, ok := _c.mutation.AgentLossPolicy(); ok {
+		_spec.SetField(queue.FieldAgentLossPolicy, field.TypeEnum, value)
+		_node.AgentLossPolicy = value
+	}
+	if value, ok := _c.mutation.WrapUpMs(); ok {
+		_spec.SetField(queue.FieldWrapUpMs, field.TypeInt64, value)
+		_node.WrapUpMs = value
 	}
 	if nodes := _c.mutation.RulesIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

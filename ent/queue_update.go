@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
@@ -64,6 +65,157 @@ func (_u *QueueUpdate) SetNillableOfferTimeoutMs(v *int64) *QueueUpdate {
 // AddOfferTimeoutMs adds value to the "offer_timeout_ms" field.
 func (_u *QueueUpdate) AddOfferTimeoutMs(v int64) *QueueUpdate {
 	_u.mutation.AddOfferTimeoutMs(v)
+	return _u
+}
+
+// SetStrategy sets the "strategy" field.
+func (_u *QueueUpdate) SetStrategy(v queue.Strategy) *QueueUpdate {
+	_u.mutation.SetStrategy(v)
+	return _u
+}
+
+// SetNillableStrategy sets the "strategy" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableStrategy(v *queue.Strategy) *QueueUpdate {
+	if v != nil {
+		_u.SetStrategy(*v)
+	}
+	return _u
+}
+
+// SetPriority sets the "priority" field.
+func (_u *QueueUpdate) SetPriority(v int) *QueueUpdate {
+	_u.mutation.ResetPriority()
+	_u.mutation.SetPriority(v)
+	return _u
+}
+
+// SetNillablePriority sets the "priority" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillablePriority(v *int) *QueueUpdate {
+	if v != nil {
+		_u.SetPriority(*v)
+	}
+	return _u
+}
+
+// AddPriority adds value to the "priority" field.
+func (_u *QueueUpdate) AddPriority(v int) *QueueUpdate {
+	_u.mutation.AddPriority(v)
+	return _u
+}
+
+// SetRequiredSkills sets the "required_skills" field.
+func (_u *QueueUpdate) SetRequiredSkills(v []string) *QueueUpdate {
+	_u.mutation.SetRequiredSkills(v)
+	return _u
+}
+
+// AppendRequiredSkills appends value to the "required_skills" field.
+func (_u *QueueUpdate) AppendRequiredSkills(v []string) *QueueUpdate {
+	_u.mutation.AppendRequiredSkills(v)
+	return _u
+}
+
+// SetTimeoutPresence sets the "timeout_presence" field.
+func (_u *QueueUpdate) SetTimeoutPresence(v queue.TimeoutPresence) *QueueUpdate {
+	_u.mutation.SetTimeoutPresence(v)
+	return _u
+}
+
+// SetNillableTimeoutPresence sets the "timeout_presence" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableTimeoutPresence(v *queue.TimeoutPresence) *QueueUpdate {
+	if v != nil {
+		_u.SetTimeoutPresence(*v)
+	}
+	return _u
+}
+
+// SetAutoAccept sets the "auto_accept" field.
+func (_u *QueueUpdate) SetAutoAccept(v bool) *QueueUpdate {
+	_u.mutation.SetAutoAccept(v)
+	return _u
+}
+
+// SetNillableAutoAccept sets the "auto_accept" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableAutoAccept(v *bool) *QueueUpdate {
+	if v != nil {
+		_u.SetAutoAccept(*v)
+	}
+	return _u
+}
+
+// SetMaxWaitMs sets the "max_wait_ms" field.
+func (_u *QueueUpdate) SetMaxWaitMs(v int64) *QueueUpdate {
+	_u.mutation.ResetMaxWaitMs()
+	_u.mutation.SetMaxWaitMs(v)
+	return _u
+}
+
+// SetNillableMaxWaitMs sets the "max_wait_ms" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableMaxWaitMs(v *int64) *QueueUpdate {
+	if v != nil {
+		_u.SetMaxWaitMs(*v)
+	}
+	return _u
+}
+
+// AddMaxWaitMs adds value to the "max_wait_ms" field.
+func (_u *QueueUpdate) AddMaxWaitMs(v int64) *QueueUpdate {
+	_u.mutation.AddMaxWaitMs(v)
+	return _u
+}
+
+// SetOverflowQueueID sets the "overflow_queue_id" field.
+func (_u *QueueUpdate) SetOverflowQueueID(v uuid.UUID) *QueueUpdate {
+	_u.mutation.SetOverflowQueueID(v)
+	return _u
+}
+
+// SetNillableOverflowQueueID sets the "overflow_queue_id" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableOverflowQueueID(v *uuid.UUID) *QueueUpdate {
+	if v != nil {
+		_u.SetOverflowQueueID(*v)
+	}
+	return _u
+}
+
+// ClearOverflowQueueID clears the value of the "overflow_queue_id" field.
+func (_u *QueueUpdate) ClearOverflowQueueID() *QueueUpdate {
+	_u.mutation.ClearOverflowQueueID()
+	return _u
+}
+
+// SetAgentLossPolicy sets the "agent_loss_policy" field.
+func (_u *QueueUpdate) SetAgentLossPolicy(v queue.AgentLossPolicy) *QueueUpdate {
+	_u.mutation.SetAgentLossPolicy(v)
+	return _u
+}
+
+// SetNillableAgentLossPolicy sets the "agent_loss_policy" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableAgentLossPolicy(v *queue.AgentLossPolicy) *QueueUpdate {
+	if v != nil {
+		_u.SetAgentLossPolicy(*v)
+	}
+	return _u
+}
+
+// SetWrapUpMs sets the "wrap_up_ms" field.
+func (_u *QueueUpdate) SetWrapUpMs(v int64) *QueueUpdate {
+	_u.mutation.ResetWrapUpMs()
+	_u.mutation.SetWrapUpMs(v)
+	return _u
+}
+
+// SetNillableWrapUpMs sets the "wrap_up_ms" field if the given value is not nil.
+func (_u *QueueUpdate) SetNillableWrapUpMs(v *int64) *QueueUpdate {
+	if v != nil {
+		_u.SetWrapUpMs(*v)
+	}
+	return _u
+}
+
+// AddWrapUpMs adds value to the "wrap_up_ms" field.
+func (_u *QueueUpdate) AddWrapUpMs(v int64) *QueueUpdate {
+	_u.mutation.AddWrapUpMs(v)
 	return _u
 }
 
@@ -219,6 +371,36 @@ func (_u *QueueUpdate) check() error {
 			return &ValidationError{Name: "offer_timeout_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.offer_timeout_ms": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Strategy(); ok {
+		if err := queue.StrategyValidator(v); err != nil {
+			return &ValidationError{Name: "strategy", err: fmt.Errorf(`ent: validator failed for field "Queue.strategy": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := queue.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "Queue.priority": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.TimeoutPresence(); ok {
+		if err := queue.TimeoutPresenceValidator(v); err != nil {
+			return &ValidationError{Name: "timeout_presence", err: fmt.Errorf(`ent: validator failed for field "Queue.timeout_presence": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.MaxWaitMs(); ok {
+		if err := queue.MaxWaitMsValidator(v); err != nil {
+			return &ValidationError{Name: "max_wait_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.max_wait_ms": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.AgentLossPolicy(); ok {
+		if err := queue.AgentLossPolicyValidator(v); err != nil {
+			return &ValidationError{Name: "agent_loss_policy", err: fmt.Errorf(`ent: validator failed for field "Queue.agent_loss_policy": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.WrapUpMs(); ok {
+		if err := queue.WrapUpMsValidator(v); err != nil {
+			return &ValidationError{Name: "wrap_up_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.wrap_up_ms": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -248,6 +430,50 @@ func (_u *QueueUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedOfferTimeoutMs(); ok {
 		_spec.AddField(queue.FieldOfferTimeoutMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Strategy(); ok {
+		_spec.SetField(queue.FieldStrategy, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Priority(); ok {
+		_spec.SetField(queue.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedPriority(); ok {
+		_spec.AddField(queue.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.RequiredSkills(); ok {
+		_spec.SetField(queue.FieldRequiredSkills, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedRequiredSkills(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, queue.FieldRequiredSkills, value)
+		})
+	}
+	if value, ok := _u.mutation.TimeoutPresence(); ok {
+		_spec.SetField(queue.FieldTimeoutPresence, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.AutoAccept(); ok {
+		_spec.SetField(queue.FieldAutoAccept, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.MaxWaitMs(); ok {
+		_spec.SetField(queue.FieldMaxWaitMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedMaxWaitMs(); ok {
+		_spec.AddField(queue.FieldMaxWaitMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.OverflowQueueID(); ok {
+		_spec.SetField(queue.FieldOverflowQueueID, field.TypeUUID, value)
+	}
+	if _u.mutation.OverflowQueueIDCleared() {
+		_spec.ClearField(queue.FieldOverflowQueueID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.AgentLossPolicy(); ok {
+		_spec.SetField(queue.FieldAgentLossPolicy, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.WrapUpMs(); ok {
+		_spec.SetField(queue.FieldWrapUpMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedWrapUpMs(); ok {
+		_spec.AddField(queue.FieldWrapUpMs, field.TypeInt64, value)
 	}
 	if _u.mutation.RulesCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -441,6 +667,157 @@ func (_u *QueueUpdateOne) AddOfferTimeoutMs(v int64) *QueueUpdateOne {
 	return _u
 }
 
+// SetStrategy sets the "strategy" field.
+func (_u *QueueUpdateOne) SetStrategy(v queue.Strategy) *QueueUpdateOne {
+	_u.mutation.SetStrategy(v)
+	return _u
+}
+
+// SetNillableStrategy sets the "strategy" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableStrategy(v *queue.Strategy) *QueueUpdateOne {
+	if v != nil {
+		_u.SetStrategy(*v)
+	}
+	return _u
+}
+
+// SetPriority sets the "priority" field.
+func (_u *QueueUpdateOne) SetPriority(v int) *QueueUpdateOne {
+	_u.mutation.ResetPriority()
+	_u.mutation.SetPriority(v)
+	return _u
+}
+
+// SetNillablePriority sets the "priority" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillablePriority(v *int) *QueueUpdateOne {
+	if v != nil {
+		_u.SetPriority(*v)
+	}
+	return _u
+}
+
+// AddPriority adds value to the "priority" field.
+func (_u *QueueUpdateOne) AddPriority(v int) *QueueUpdateOne {
+	_u.mutation.AddPriority(v)
+	return _u
+}
+
+// SetRequiredSkills sets the "required_skills" field.
+func (_u *QueueUpdateOne) SetRequiredSkills(v []string) *QueueUpdateOne {
+	_u.mutation.SetRequiredSkills(v)
+	return _u
+}
+
+// AppendRequiredSkills appends value to the "required_skills" field.
+func (_u *QueueUpdateOne) AppendRequiredSkills(v []string) *QueueUpdateOne {
+	_u.mutation.AppendRequiredSkills(v)
+	return _u
+}
+
+// SetTimeoutPresence sets the "timeout_presence" field.
+func (_u *QueueUpdateOne) SetTimeoutPresence(v queue.TimeoutPresence) *QueueUpdateOne {
+	_u.mutation.SetTimeoutPresence(v)
+	return _u
+}
+
+// SetNillableTimeoutPresence sets the "timeout_presence" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableTimeoutPresence(v *queue.TimeoutPresence) *QueueUpdateOne {
+	if v != nil {
+		_u.SetTimeoutPresence(*v)
+	}
+	return _u
+}
+
+// SetAutoAccept sets the "auto_accept" field.
+func (_u *QueueUpdateOne) SetAutoAccept(v bool) *QueueUpdateOne {
+	_u.mutation.SetAutoAccept(v)
+	return _u
+}
+
+// SetNillableAutoAccept sets the "auto_accept" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableAutoAccept(v *bool) *QueueUpdateOne {
+	if v != nil {
+		_u.SetAutoAccept(*v)
+	}
+	return _u
+}
+
+// SetMaxWaitMs sets the "max_wait_ms" field.
+func (_u *QueueUpdateOne) SetMaxWaitMs(v int64) *QueueUpdateOne {
+	_u.mutation.ResetMaxWaitMs()
+	_u.mutation.SetMaxWaitMs(v)
+	return _u
+}
+
+// SetNillableMaxWaitMs sets the "max_wait_ms" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableMaxWaitMs(v *int64) *QueueUpdateOne {
+	if v != nil {
+		_u.SetMaxWaitMs(*v)
+	}
+	return _u
+}
+
+// AddMaxWaitMs adds value to the "max_wait_ms" field.
+func (_u *QueueUpdateOne) AddMaxWaitMs(v int64) *QueueUpdateOne {
+	_u.mutation.AddMaxWaitMs(v)
+	return _u
+}
+
+// SetOverflowQueueID sets the "overflow_queue_id" field.
+func (_u *QueueUpdateOne) SetOverflowQueueID(v uuid.UUID) *QueueUpdateOne {
+	_u.mutation.SetOverflowQueueID(v)
+	return _u
+}
+
+// SetNillableOverflowQueueID sets the "overflow_queue_id" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableOverflowQueueID(v *uuid.UUID) *QueueUpdateOne {
+	if v != nil {
+		_u.SetOverflowQueueID(*v)
+	}
+	return _u
+}
+
+// ClearOverflowQueueID clears the value of the "overflow_queue_id" field.
+func (_u *QueueUpdateOne) ClearOverflowQueueID() *QueueUpdateOne {
+	_u.mutation.ClearOverflowQueueID()
+	return _u
+}
+
+// SetAgentLossPolicy sets the "agent_loss_policy" field.
+func (_u *QueueUpdateOne) SetAgentLossPolicy(v queue.AgentLossPolicy) *QueueUpdateOne {
+	_u.mutation.SetAgentLossPolicy(v)
+	return _u
+}
+
+// SetNillableAgentLossPolicy sets the "agent_loss_policy" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableAgentLossPolicy(v *queue.AgentLossPolicy) *QueueUpdateOne {
+	if v != nil {
+		_u.SetAgentLossPolicy(*v)
+	}
+	return _u
+}
+
+// SetWrapUpMs sets the "wrap_up_ms" field.
+func (_u *QueueUpdateOne) SetWrapUpMs(v int64) *QueueUpdateOne {
+	_u.mutation.ResetWrapUpMs()
+	_u.mutation.SetWrapUpMs(v)
+	return _u
+}
+
+// SetNillableWrapUpMs sets the "wrap_up_ms" field if the given value is not nil.
+func (_u *QueueUpdateOne) SetNillableWrapUpMs(v *int64) *QueueUpdateOne {
+	if v != nil {
+		_u.SetWrapUpMs(*v)
+	}
+	return _u
+}
+
+// AddWrapUpMs adds value to the "wrap_up_ms" field.
+func (_u *QueueUpdateOne) AddWrapUpMs(v int64) *QueueUpdateOne {
+	_u.mutation.AddWrapUpMs(v)
+	return _u
+}
+
 // AddRuleIDs adds the "rules" edge to the MatchingRule entity by IDs.
 func (_u *QueueUpdateOne) AddRuleIDs(ids ...uuid.UUID) *QueueUpdateOne {
 	_u.mutation.AddRuleIDs(ids...)
@@ -606,6 +983,36 @@ func (_u *QueueUpdateOne) check() error {
 			return &ValidationError{Name: "offer_timeout_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.offer_timeout_ms": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Strategy(); ok {
+		if err := queue.StrategyValidator(v); err != nil {
+			return &ValidationError{Name: "strategy", err: fmt.Errorf(`ent: validator failed for field "Queue.strategy": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.Priority(); ok {
+		if err := queue.PriorityValidator(v); err != nil {
+			return &ValidationError{Name: "priority", err: fmt.Errorf(`ent: validator failed for field "Queue.priority": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.TimeoutPresence(); ok {
+		if err := queue.TimeoutPresenceValidator(v); err != nil {
+			return &ValidationError{Name: "timeout_presence", err: fmt.Errorf(`ent: validator failed for field "Queue.timeout_presence": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.MaxWaitMs(); ok {
+		if err := queue.MaxWaitMsValidator(v); err != nil {
+			return &ValidationError{Name: "max_wait_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.max_wait_ms": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.AgentLossPolicy(); ok {
+		if err := queue.AgentLossPolicyValidator(v); err != nil {
+			return &ValidationError{Name: "agent_loss_policy", err: fmt.Errorf(`ent: validator failed for field "Queue.agent_loss_policy": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.WrapUpMs(); ok {
+		if err := queue.WrapUpMsValidator(v); err != nil {
+			return &ValidationError{Name: "wrap_up_ms", err: fmt.Errorf(`ent: validator failed for field "Queue.wrap_up_ms": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -652,6 +1059,50 @@ func (_u *QueueUpdateOne) sqlSave(ctx context.Context) (_node *Queue, err error)
 	}
 	if value, ok := _u.mutation.AddedOfferTimeoutMs(); ok {
 		_spec.AddField(queue.FieldOfferTimeoutMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.Strategy(); ok {
+		_spec.SetField(queue.FieldStrategy, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Priority(); ok {
+		_spec.SetField(queue.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedPriority(); ok {
+		_spec.AddField(queue.FieldPriority, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.RequiredSkills(); ok {
+		_spec.SetField(queue.FieldRequiredSkills, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedRequiredSkills(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, queue.FieldRequiredSkills, value)
+		})
+	}
+	if value, ok := _u.mutation.TimeoutPresence(); ok {
+		_spec.SetField(queue.FieldTimeoutPresence, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.AutoAccept(); ok {
+		_spec.SetField(queue.FieldAutoAccept, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.MaxWaitMs(); ok {
+		_spec.SetField(queue.FieldMaxWaitMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedMaxWaitMs(); ok {
+		_spec.AddField(queue.FieldMaxWaitMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.OverflowQueueID(); ok {
+		_spec.SetField(queue.FieldOverflowQueueID, field.TypeUUID, value)
+	}
+	if _u.mutation.OverflowQueueIDCleared() {
+		_spec.ClearField(queue.FieldOverflowQueueID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.AgentLossPolicy(); ok {
+		_spec.SetField(queue.FieldAgentLossPolicy, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.WrapUpMs(); ok {
+		_spec.SetField(queue.FieldWrapUpMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedWrapUpMs(); ok {
+		_spec.AddField(queue.FieldWrapUpMs, field.TypeInt64, value)
 	}
 	if _u.mutation.RulesCleared() {
 		edge := &sqlgraph.EdgeSpec{

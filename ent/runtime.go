@@ -49,6 +49,18 @@ func init() {
 	agentDescLoad := agentFields[3].Descriptor()
 	// agent.DefaultLoad holds the default value on creation for the load field.
 	agent.DefaultLoad = agentDescLoad.Default.(int)
+	// agentDescSkills is the schema descriptor for skills field.
+	agentDescSkills := agentFields[5].Descriptor()
+	// agent.DefaultSkills holds the default value on creation for the skills field.
+	agent.DefaultSkills = agentDescSkills.Default.([]string)
+	// agentDescChannelCapacity is the schema descriptor for channel_capacity field.
+	agentDescChannelCapacity := agentFields[6].Descriptor()
+	// agent.DefaultChannelCapacity holds the default value on creation for the channel_capacity field.
+	agent.DefaultChannelCapacity = agentDescChannelCapacity.Default.(map[string]int)
+	// agentDescChannelPresence is the schema descriptor for channel_presence field.
+	agentDescChannelPresence := agentFields[7].Descriptor()
+	// agent.DefaultChannelPresence holds the default value on creation for the channel_presence field.
+	agent.DefaultChannelPresence = agentDescChannelPresence.Default.(map[string]string)
 	// agentDescID is the schema descriptor for id field.
 	agentDescID := agentMixinFields0[0].Descriptor()
 	// agent.DefaultID holds the default value on creation for the id field.
@@ -120,6 +132,10 @@ func init() {
 	conversationDescLastSeq := conversationFields[1].Descriptor()
 	// conversation.DefaultLastSeq holds the default value on creation for the last_seq field.
 	conversation.DefaultLastSeq = conversationDescLastSeq.Default.(int64)
+	// conversationDescPriority is the schema descriptor for priority field.
+	conversationDescPriority := conversationFields[6].Descriptor()
+	// conversation.DefaultPriority holds the default value on creation for the priority field.
+	conversation.DefaultPriority = conversationDescPriority.Default.(int)
 	// conversationDescID is the schema descriptor for id field.
 	conversationDescID := conversationMixinFields0[0].Descriptor()
 	// conversation.DefaultID holds the default value on creation for the id field.
@@ -181,6 +197,22 @@ func init() {
 	interactionDescClientAddress := interactionFields[8].Descriptor()
 	// interaction.DefaultClientAddress holds the default value on creation for the client_address field.
 	interaction.DefaultClientAddress = interactionDescClientAddress.Default.(string)
+	// interactionDescLanguage is the schema descriptor for language field.
+	interactionDescLanguage := interactionFields[10].Descriptor()
+	// interaction.DefaultLanguage holds the default value on creation for the language field.
+	interaction.DefaultLanguage = interactionDescLanguage.Default.(string)
+	// interactionDescTier is the schema descriptor for tier field.
+	interactionDescTier := interactionFields[11].Descriptor()
+	// interaction.DefaultTier holds the default value on creation for the tier field.
+	interaction.DefaultTier = interactionDescTier.Default.(string)
+	// interactionDescIntent is the schema descriptor for intent field.
+	interactionDescIntent := interactionFields[12].Descriptor()
+	// interaction.DefaultIntent holds the default value on creation for the intent field.
+	interaction.DefaultIntent = interactionDescIntent.Default.(string)
+	// interactionDescFormFields is the schema descriptor for form_fields field.
+	interactionDescFormFields := interactionFields[13].Descriptor()
+	// interaction.DefaultFormFields holds the default value on creation for the form_fields field.
+	interaction.DefaultFormFields = interactionDescFormFields.Default.(map[string]string)
 	// interactionDescID is the schema descriptor for id field.
 	interactionDescID := interactionMixinFields0[0].Descriptor()
 	// interaction.DefaultID holds the default value on creation for the id field.
@@ -236,6 +268,32 @@ func init() {
 	queueDescOfferTimeoutMs := queueFields[1].Descriptor()
 	// queue.OfferTimeoutMsValidator is a validator for the "offer_timeout_ms" field. It is called by the builders before save.
 	queue.OfferTimeoutMsValidator = queueDescOfferTimeoutMs.Validators[0].(func(int64) error)
+	// queueDescPriority is the schema descriptor for priority field.
+	queueDescPriority := queueFields[3].Descriptor()
+	// queue.DefaultPriority holds the default value on creation for the priority field.
+	queue.DefaultPriority = queueDescPriority.Default.(int)
+	// queue.PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
+	queue.PriorityValidator = queueDescPriority.Validators[0].(func(int) error)
+	// queueDescRequiredSkills is the schema descriptor for required_skills field.
+	queueDescRequiredSkills := queueFields[4].Descriptor()
+	// queue.DefaultRequiredSkills holds the default value on creation for the required_skills field.
+	queue.DefaultRequiredSkills = queueDescRequiredSkills.Default.([]string)
+	// queueDescAutoAccept is the schema descriptor for auto_accept field.
+	queueDescAutoAccept := queueFields[6].Descriptor()
+	// queue.DefaultAutoAccept holds the default value on creation for the auto_accept field.
+	queue.DefaultAutoAccept = queueDescAutoAccept.Default.(bool)
+	// queueDescMaxWaitMs is the schema descriptor for max_wait_ms field.
+	queueDescMaxWaitMs := queueFields[7].Descriptor()
+	// queue.DefaultMaxWaitMs holds the default value on creation for the max_wait_ms field.
+	queue.DefaultMaxWaitMs = queueDescMaxWaitMs.Default.(int64)
+	// queue.MaxWaitMsValidator is a validator for the "max_wait_ms" field. It is called by the builders before save.
+	queue.MaxWaitMsValidator = queueDescMaxWaitMs.Validators[0].(func(int64) error)
+	// queueDescWrapUpMs is the schema descriptor for wrap_up_ms field.
+	queueDescWrapUpMs := queueFields[10].Descriptor()
+	// queue.DefaultWrapUpMs holds the default value on creation for the wrap_up_ms field.
+	queue.DefaultWrapUpMs = queueDescWrapUpMs.Default.(int64)
+	// queue.WrapUpMsValidator is a validator for the "wrap_up_ms" field. It is called by the builders before save.
+	queue.WrapUpMsValidator = queueDescWrapUpMs.Validators[0].(func(int64) error)
 	// queueDescID is the schema descriptor for id field.
 	queueDescID := queueMixinFields0[0].Descriptor()
 	// queue.DefaultID holds the default value on creation for the id field.
@@ -305,6 +363,12 @@ func init() {
 	setting.DefaultMaxGuestSessionsPerHourPerAddress = settingDescMaxGuestSessionsPerHourPerAddress.Default.(int)
 	// setting.MaxGuestSessionsPerHourPerAddressValidator is a validator for the "max_guest_sessions_per_hour_per_address" field. It is called by the builders before save.
 	setting.MaxGuestSessionsPerHourPerAddressValidator = settingDescMaxGuestSessionsPerHourPerAddress.Validators[0].(func(int) error)
+	// settingDescAgentGraceSeconds is the schema descriptor for agent_grace_seconds field.
+	settingDescAgentGraceSeconds := settingFields[8].Descriptor()
+	// setting.DefaultAgentGraceSeconds holds the default value on creation for the agent_grace_seconds field.
+	setting.DefaultAgentGraceSeconds = settingDescAgentGraceSeconds.Default.(int)
+	// setting.AgentGraceSecondsValidator is a validator for the "agent_grace_seconds" field. It is called by the builders before save.
+	setting.AgentGraceSecondsValidator = settingDescAgentGraceSeconds.Validators[0].(func(int) error)
 	siteMixin := schema.Site{}.Mixin()
 	siteMixinFields0 := siteMixin[0].Fields()
 	_ = siteMixinFields0

@@ -31,7 +31,7 @@ type ServiceCase struct {
 	// ConsumerID holds the value of the "consumer_id" field.
 	ConsumerID *uuid.UUID `json:"consumer_id,omitempty"`
 	// OpenedByAgentID holds the value of the "opened_by_agent_id" field.
-	OpenedByAgentID uuid.UUID `json:"opened_by_agent_id,omitempty"`
+	OpenedByAgentID *uuid.UUID `json:"opened_by_agent_id,omitempty"`
 	// RequestID holds the value of the "request_id" field.
 	RequestID string `json:"request_id,omitempty"`
 	// RequestHash holds the value of the "request_hash" field.
@@ -80,7 +80,7 @@ func (*ServiceCase) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case servicecase.FieldConsumerID:
+		case servicecase.FieldConsumerID, servicecase.FieldOpenedByAgentID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case servicecase.FieldRequestHash:
 			values[i] = new([]byte)
@@ -88,7 +88,7 @@ func (*ServiceCase) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullString)
 		case servicecase.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
-		case servicecase.FieldID, servicecase.FieldConversationID, servicecase.FieldOpenedByAgentID:
+		case servicecase.FieldID, servicecase.FieldConversationID:
 			values[i] = new(uuid.UUID)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -143,10 +143,11 @@ func (_m *ServiceCase) assignValues(columns []string, values []any) error {
 				*_m.ConsumerID = *value.S.(*uuid.UUID)
 			}
 		case servicecase.FieldOpenedByAgentID:
-			if value, ok := values[i].(*uuid.UUID); !ok {
+			if value, ok := values[i].(*sql.NullScanner); !ok {
 				return fmt.Errorf("unexpected type %T for field opened_by_agent_id", values[i])
-			} else if value != nil {
-				_m.OpenedByAgentID = *value
+			} else if value.Valid {
+				_m.OpenedByAgentID = new(uuid.UUID)
+				*_m.OpenedByAgentID = *value.S.(*uuid.UUID)
 			}
 		case servicecase.FieldRequestID:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -223,8 +224,10 @@ func (_m *ServiceCase) String() string {
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteString(", ")
-	builder.WriteString("opened_by_agent_id=")
-	builder.WriteString(fmt.Sprintf("%v", _m.OpenedByAgentID))
+	if v := _m.OpenedByAgentID; v != nil {
+		builder.WriteString("opened_by_agent_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("request_id=")
 	builder.WriteString(_m.RequestID)

@@ -75,6 +75,14 @@ func (_c *ServiceCaseCreate) SetOpenedByAgentID(v uuid.UUID) *ServiceCaseCreate 
 	return _c
 }
 
+// SetNillableOpenedByAgentID sets the "opened_by_agent_id" field if the given value is not nil.
+func (_c *ServiceCaseCreate) SetNillableOpenedByAgentID(v *uuid.UUID) *ServiceCaseCreate {
+	if v != nil {
+		_c.SetOpenedByAgentID(*v)
+	}
+	return _c
+}
+
 // SetRequestID sets the "request_id" field.
 func (_c *ServiceCaseCreate) SetRequestID(v string) *ServiceCaseCreate {
 	_c.mutation.SetRequestID(v)
@@ -170,9 +178,6 @@ func (_c *ServiceCaseCreate) check() error {
 	if _, ok := _c.mutation.ConversationID(); !ok {
 		return &ValidationError{Name: "conversation_id", err: errors.New(`ent: missing required field "ServiceCase.conversation_id"`)}
 	}
-	if _, ok := _c.mutation.OpenedByAgentID(); !ok {
-		return &ValidationError{Name: "opened_by_agent_id", err: errors.New(`ent: missing required field "ServiceCase.opened_by_agent_id"`)}
-	}
 	if _, ok := _c.mutation.RequestID(); !ok {
 		return &ValidationError{Name: "request_id", err: errors.New(`ent: missing required field "ServiceCase.request_id"`)}
 	}
@@ -231,7 +236,7 @@ func (_c *ServiceCaseCreate) createSpec() (*ServiceCase, *sqlgraph.CreateSpec) {
 	}
 	if value, ok := _c.mutation.OpenedByAgentID(); ok {
 		_spec.SetField(servicecase.FieldOpenedByAgentID, field.TypeUUID, value)
-		_node.OpenedByAgentID = value
+		_node.OpenedByAgentID = &value
 	}
 	if value, ok := _c.mutation.RequestID(); ok {
 		_spec.SetField(servicecase.FieldRequestID, field.TypeString, value)

@@ -86,6 +86,9 @@ func (_u *ServiceCaseUpdate) sqlSave(ctx context.Context) (_node int, err error)
 			}
 		}
 	}
+	if _u.mutation.OpenedByAgentIDCleared() {
+		_spec.ClearField(servicecase.FieldOpenedByAgentID, field.TypeUUID)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -195,6 +198,9 @@ func (_u *ServiceCaseUpdateOne) sqlSave(ctx context.Context) (_node *ServiceCase
 				ps[i](selector)
 			}
 		}
+	}
+	if _u.mutation.OpenedByAgentIDCleared() {
+		_spec.ClearField(servicecase.FieldOpenedByAgentID, field.TypeUUID)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &ServiceCase{config: _u.config}

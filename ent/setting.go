@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/setting"
 )
@@ -30,7 +31,11 @@ type Setting struct {
 	AbandonAfterSeconds int64 `json:"abandon_after_seconds,omitempty"`
 	// MaxGuestSessionsPerHourPerAddress holds the value of the "max_guest_sessions_per_hour_per_address" field.
 	MaxGuestSessionsPerHourPerAddress int `json:"max_guest_sessions_per_hour_per_address,omitempty"`
-	selectValues                      sql.SelectValues
+	// DefaultQueueID holds the value of the "default_queue_id" field.
+	DefaultQueueID *uuid.UUID `json:"default_queue_id,omitempty"`
+	// AgentGraceSeconds holds the value of the "agent_grace_seconds" field.
+	AgentGraceSeconds int `json:"agent_grace_seconds,omitempty"`
+	selectValues      sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -38,9 +43,11 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case setting.FieldDefaultQueueID:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case setting.FieldIssueTypes:
 			values[i] = new([]byte)
-		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress:
+		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress, setting.FieldAgentGraceSeconds:
 			values[i] = new(sql.NullInt64)
 		case setting.FieldGuestSessionsRateLimitReachedMessage:
 			values[i] = new(sql.NullString)
@@ -103,6 +110,19 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.MaxGuestSessionsPerHourPerAddress = int(value.Int64)
 			}
+		case setting.FieldDefaultQueueID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field default_queue_id", values[i])
+			} else if value.Valid {
+				_m.DefaultQueueID = new(uuid.UUID)
+				*_m.DefaultQueueID = *value.S.(*uuid.UUID)
+			}
+		case setting.FieldAgentGraceSeconds:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field agent_grace_seconds", values[i])
+			} else if value.Valid {
+				_m.AgentGraceSeconds = int(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -156,6 +176,14 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("max_guest_sessions_per_hour_per_address=")
 	builder.WriteString(fmt.Sprintf("%v", _m.MaxGuestSessionsPerHourPerAddress))
+	builder.WriteString(", ")
+	if v := _m.DefaultQueueID; v != nil {
+		builder.WriteString("default_queue_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("agent_grace_seconds=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AgentGraceSeconds))
 	builder.WriteByte(')')
 	return builder.String()
 }

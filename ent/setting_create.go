@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/setting"
 )
@@ -80,6 +81,34 @@ func (_c *SettingCreate) SetNillableMaxGuestSessionsPerHourPerAddress(v *int) *S
 	return _c
 }
 
+// SetDefaultQueueID sets the "default_queue_id" field.
+func (_c *SettingCreate) SetDefaultQueueID(v uuid.UUID) *SettingCreate {
+	_c.mutation.SetDefaultQueueID(v)
+	return _c
+}
+
+// SetNillableDefaultQueueID sets the "default_queue_id" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableDefaultQueueID(v *uuid.UUID) *SettingCreate {
+	if v != nil {
+		_c.SetDefaultQueueID(*v)
+	}
+	return _c
+}
+
+// SetAgentGraceSeconds sets the "agent_grace_seconds" field.
+func (_c *SettingCreate) SetAgentGraceSeconds(v int) *SettingCreate {
+	_c.mutation.SetAgentGraceSeconds(v)
+	return _c
+}
+
+// SetNillableAgentGraceSeconds sets the "agent_grace_seconds" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableAgentGraceSeconds(v *int) *SettingCreate {
+	if v != nil {
+		_c.SetAgentGraceSeconds(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -133,6 +162,10 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultMaxGuestSessionsPerHourPerAddress
 		_c.mutation.SetMaxGuestSessionsPerHourPerAddress(v)
 	}
+	if _, ok := _c.mutation.AgentGraceSeconds(); !ok {
+		v := setting.DefaultAgentGraceSeconds
+		_c.mutation.SetAgentGraceSeconds(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -173,6 +206,14 @@ func (_c *SettingCreate) check() error {
 	if v, ok := _c.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
 		if err := setting.MaxGuestSessionsPerHourPerAddressValidator(v); err != nil {
 			return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: fmt.Errorf(`ent: validator failed for field "Setting.max_guest_sessions_per_hour_per_address": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.AgentGraceSeconds(); !ok {
+		return &ValidationError{Name: "agent_grace_seconds", err: errors.New(`ent: missing required field "Setting.agent_grace_seconds"`)}
+	}
+	if v, ok := _c.mutation.AgentGraceSeconds(); ok {
+		if err := setting.AgentGraceSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "agent_grace_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.agent_grace_seconds": %w`, err)}
 		}
 	}
 	return nil
@@ -230,6 +271,14 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
 		_spec.SetField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
 		_node.MaxGuestSessionsPerHourPerAddress = value
+	}
+	if value, ok := _c.mutation.DefaultQueueID(); ok {
+		_spec.SetField(setting.FieldDefaultQueueID, field.TypeUUID, value)
+		_node.DefaultQueueID = &value
+	}
+	if value, ok := _c.mutation.AgentGraceSeconds(); ok {
+		_spec.SetField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
+		_node.AgentGraceSeconds = value
 	}
 	return _node, _spec
 }

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/setting"
@@ -140,6 +141,47 @@ func (_u *SettingUpdate) AddMaxGuestSessionsPerHourPerAddress(v int) *SettingUpd
 	return _u
 }
 
+// SetDefaultQueueID sets the "default_queue_id" field.
+func (_u *SettingUpdate) SetDefaultQueueID(v uuid.UUID) *SettingUpdate {
+	_u.mutation.SetDefaultQueueID(v)
+	return _u
+}
+
+// SetNillableDefaultQueueID sets the "default_queue_id" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableDefaultQueueID(v *uuid.UUID) *SettingUpdate {
+	if v != nil {
+		_u.SetDefaultQueueID(*v)
+	}
+	return _u
+}
+
+// ClearDefaultQueueID clears the value of the "default_queue_id" field.
+func (_u *SettingUpdate) ClearDefaultQueueID() *SettingUpdate {
+	_u.mutation.ClearDefaultQueueID()
+	return _u
+}
+
+// SetAgentGraceSeconds sets the "agent_grace_seconds" field.
+func (_u *SettingUpdate) SetAgentGraceSeconds(v int) *SettingUpdate {
+	_u.mutation.ResetAgentGraceSeconds()
+	_u.mutation.SetAgentGraceSeconds(v)
+	return _u
+}
+
+// SetNillableAgentGraceSeconds sets the "agent_grace_seconds" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableAgentGraceSeconds(v *int) *SettingUpdate {
+	if v != nil {
+		_u.SetAgentGraceSeconds(*v)
+	}
+	return _u
+}
+
+// AddAgentGraceSeconds adds value to the "agent_grace_seconds" field.
+func (_u *SettingUpdate) AddAgentGraceSeconds(v int) *SettingUpdate {
+	_u.mutation.AddAgentGraceSeconds(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdate) Mutation() *SettingMutation {
 	return _u.mutation
@@ -192,6 +234,11 @@ func (_u *SettingUpdate) check() error {
 	if v, ok := _u.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
 		if err := setting.MaxGuestSessionsPerHourPerAddressValidator(v); err != nil {
 			return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: fmt.Errorf(`ent: validator failed for field "Setting.max_guest_sessions_per_hour_per_address": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.AgentGraceSeconds(); ok {
+		if err := setting.AgentGraceSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "agent_grace_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.agent_grace_seconds": %w`, err)}
 		}
 	}
 	return nil
@@ -249,6 +296,18 @@ func (_u *SettingUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedMaxGuestSessionsPerHourPerAddress(); ok {
 		_spec.AddField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.DefaultQueueID(); ok {
+		_spec.SetField(setting.FieldDefaultQueueID, field.TypeUUID, value)
+	}
+	if _u.mutation.DefaultQueueIDCleared() {
+		_spec.ClearField(setting.FieldDefaultQueueID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.AgentGraceSeconds(); ok {
+		_spec.SetField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedAgentGraceSeconds(); ok {
+		_spec.AddField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -382,6 +441,47 @@ func (_u *SettingUpdateOne) AddMaxGuestSessionsPerHourPerAddress(v int) *Setting
 	return _u
 }
 
+// SetDefaultQueueID sets the "default_queue_id" field.
+func (_u *SettingUpdateOne) SetDefaultQueueID(v uuid.UUID) *SettingUpdateOne {
+	_u.mutation.SetDefaultQueueID(v)
+	return _u
+}
+
+// SetNillableDefaultQueueID sets the "default_queue_id" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableDefaultQueueID(v *uuid.UUID) *SettingUpdateOne {
+	if v != nil {
+		_u.SetDefaultQueueID(*v)
+	}
+	return _u
+}
+
+// ClearDefaultQueueID clears the value of the "default_queue_id" field.
+func (_u *SettingUpdateOne) ClearDefaultQueueID() *SettingUpdateOne {
+	_u.mutation.ClearDefaultQueueID()
+	return _u
+}
+
+// SetAgentGraceSeconds sets the "agent_grace_seconds" field.
+func (_u *SettingUpdateOne) SetAgentGraceSeconds(v int) *SettingUpdateOne {
+	_u.mutation.ResetAgentGraceSeconds()
+	_u.mutation.SetAgentGraceSeconds(v)
+	return _u
+}
+
+// SetNillableAgentGraceSeconds sets the "agent_grace_seconds" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableAgentGraceSeconds(v *int) *SettingUpdateOne {
+	if v != nil {
+		_u.SetAgentGraceSeconds(*v)
+	}
+	return _u
+}
+
+// AddAgentGraceSeconds adds value to the "agent_grace_seconds" field.
+func (_u *SettingUpdateOne) AddAgentGraceSeconds(v int) *SettingUpdateOne {
+	_u.mutation.AddAgentGraceSeconds(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdateOne) Mutation() *SettingMutation {
 	return _u.mutation
@@ -447,6 +547,11 @@ func (_u *SettingUpdateOne) check() error {
 	if v, ok := _u.mutation.MaxGuestSessionsPerHourPerAddress(); ok {
 		if err := setting.MaxGuestSessionsPerHourPerAddressValidator(v); err != nil {
 			return &ValidationError{Name: "max_guest_sessions_per_hour_per_address", err: fmt.Errorf(`ent: validator failed for field "Setting.max_guest_sessions_per_hour_per_address": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.AgentGraceSeconds(); ok {
+		if err := setting.AgentGraceSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "agent_grace_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.agent_grace_seconds": %w`, err)}
 		}
 	}
 	return nil
@@ -521,6 +626,18 @@ func (_u *SettingUpdateOne) sqlSave(ctx context.Context) (_node *Setting, err er
 	}
 	if value, ok := _u.mutation.AddedMaxGuestSessionsPerHourPerAddress(); ok {
 		_spec.AddField(setting.FieldMaxGuestSessionsPerHourPerAddress, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.DefaultQueueID(); ok {
+		_spec.SetField(setting.FieldDefaultQueueID, field.TypeUUID, value)
+	}
+	if _u.mutation.DefaultQueueIDCleared() {
+		_spec.ClearField(setting.FieldDefaultQueueID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.AgentGraceSeconds(); ok {
+		_spec.SetField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedAgentGraceSeconds(); ok {
+		_spec.AddField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Setting{config: _u.config}

@@ -28,6 +28,14 @@ const (
 	FieldLoad = "load"
 	// FieldLastAssignedAt holds the string denoting the last_assigned_at field in the database.
 	FieldLastAssignedAt = "last_assigned_at"
+	// FieldSkills holds the string denoting the skills field in the database.
+	FieldSkills = "skills"
+	// FieldChannelCapacity holds the string denoting the channel_capacity field in the database.
+	FieldChannelCapacity = "channel_capacity"
+	// FieldChannelPresence holds the string denoting the channel_presence field in the database.
+	FieldChannelPresence = "channel_presence"
+	// FieldStreamLeaseUntil holds the string denoting the stream_lease_until field in the database.
+	FieldStreamLeaseUntil = "stream_lease_until"
 	// EdgeQueues holds the string denoting the queues edge name in mutations.
 	EdgeQueues = "queues"
 	// EdgeTokens holds the string denoting the tokens edge name in mutations.
@@ -75,6 +83,10 @@ var Columns = []string{
 	FieldCapacity,
 	FieldLoad,
 	FieldLastAssignedAt,
+	FieldSkills,
+	FieldChannelCapacity,
+	FieldChannelPresence,
+	FieldStreamLeaseUntil,
 }
 
 var (
@@ -102,6 +114,12 @@ var (
 	CapacityValidator func(int) error
 	// DefaultLoad holds the default value on creation for the "load" field.
 	DefaultLoad int
+	// DefaultSkills holds the default value on creation for the "skills" field.
+	DefaultSkills []string
+	// DefaultChannelCapacity holds the default value on creation for the "channel_capacity" field.
+	DefaultChannelCapacity map[string]int
+	// DefaultChannelPresence holds the default value on creation for the "channel_presence" field.
+	DefaultChannelPresence map[string]string
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -169,6 +187,11 @@ func ByLoad(opts ...sql.OrderTermOption) OrderOption {
 // ByLastAssignedAt orders the results by the last_assigned_at field.
 func ByLastAssignedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLastAssignedAt, opts...).ToFunc()
+}
+
+// ByStreamLeaseUntil orders the results by the stream_lease_until field.
+func ByStreamLeaseUntil(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldStreamLeaseUntil, opts...).ToFunc()
 }
 
 // ByQueuesCount orders the results by queues count.

@@ -81,6 +81,11 @@ func LastAssignedAt(v time.Time) predicate.Agent {
 	return predicate.Agent(sql.FieldEQ(FieldLastAssignedAt, v))
 }
 
+// StreamLeaseUntil applies equality check predicate on the "stream_lease_until" field. It's identical to StreamLeaseUntilEQ.
+func StreamLeaseUntil(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldStreamLeaseUntil, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Agent {
 	return predicate.Agent(sql.FieldEQ(FieldCreatedAt, v))
@@ -334,6 +339,56 @@ func LastAssignedAtIsNil() predicate.Agent {
 // LastAssignedAtNotNil applies the NotNil predicate on the "last_assigned_at" field.
 func LastAssignedAtNotNil() predicate.Agent {
 	return predicate.Agent(sql.FieldNotNull(FieldLastAssignedAt))
+}
+
+// StreamLeaseUntilEQ applies the EQ predicate on the "stream_lease_until" field.
+func StreamLeaseUntilEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldEQ(FieldStreamLeaseUntil, v))
+}
+
+// StreamLeaseUntilNEQ applies the NEQ predicate on the "stream_lease_until" field.
+func StreamLeaseUntilNEQ(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNEQ(FieldStreamLeaseUntil, v))
+}
+
+// StreamLeaseUntilIn applies the In predicate on the "stream_lease_until" field.
+func StreamLeaseUntilIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldIn(FieldStreamLeaseUntil, vs...))
+}
+
+// StreamLeaseUntilNotIn applies the NotIn predicate on the "stream_lease_until" field.
+func StreamLeaseUntilNotIn(vs ...time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldNotIn(FieldStreamLeaseUntil, vs...))
+}
+
+// StreamLeaseUntilGT applies the GT predicate on the "stream_lease_until" field.
+func StreamLeaseUntilGT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGT(FieldStreamLeaseUntil, v))
+}
+
+// StreamLeaseUntilGTE applies the GTE predicate on the "stream_lease_until" field.
+func StreamLeaseUntilGTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldGTE(FieldStreamLeaseUntil, v))
+}
+
+// StreamLeaseUntilLT applies the LT predicate on the "stream_lease_until" field.
+func StreamLeaseUntilLT(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLT(FieldStreamLeaseUntil, v))
+}
+
+// StreamLeaseUntilLTE applies the LTE predicate on the "stream_lease_until" field.
+func StreamLeaseUntilLTE(v time.Time) predicate.Agent {
+	return predicate.Agent(sql.FieldLTE(FieldStreamLeaseUntil, v))
+}
+
+// StreamLeaseUntilIsNil applies the IsNil predicate on the "stream_lease_until" field.
+func StreamLeaseUntilIsNil() predicate.Agent {
+	return predicate.Agent(sql.FieldIsNull(FieldStreamLeaseUntil))
+}
+
+// StreamLeaseUntilNotNil applies the NotNil predicate on the "stream_lease_until" field.
+func StreamLeaseUntilNotNil() predicate.Agent {
+	return predicate.Agent(sql.FieldNotNull(FieldStreamLeaseUntil))
 }
 
 // HasQueues applies the HasEdge predicate on the "queues" edge.

@@ -30,6 +30,14 @@ const (
 	FieldAgentID = "agent_id"
 	// FieldQueuedAt holds the string denoting the queued_at field in the database.
 	FieldQueuedAt = "queued_at"
+	// FieldPriority holds the string denoting the priority field in the database.
+	FieldPriority = "priority"
+	// FieldQueueEnteredAt holds the string denoting the queue_entered_at field in the database.
+	FieldQueueEnteredAt = "queue_entered_at"
+	// FieldWaitExceededAt holds the string denoting the wait_exceeded_at field in the database.
+	FieldWaitExceededAt = "wait_exceeded_at"
+	// FieldWrapUpUntil holds the string denoting the wrap_up_until field in the database.
+	FieldWrapUpUntil = "wrap_up_until"
 	// FieldClosedAt holds the string denoting the closed_at field in the database.
 	FieldClosedAt = "closed_at"
 	// FieldCustomerActiveAt holds the string denoting the customer_active_at field in the database.
@@ -140,6 +148,10 @@ var Columns = []string{
 	FieldQueueID,
 	FieldAgentID,
 	FieldQueuedAt,
+	FieldPriority,
+	FieldQueueEnteredAt,
+	FieldWaitExceededAt,
+	FieldWrapUpUntil,
 	FieldClosedAt,
 	FieldCustomerActiveAt,
 	FieldConsumerID,
@@ -160,6 +172,8 @@ var (
 	DefaultCreatedAt func() time.Time
 	// DefaultLastSeq holds the default value on creation for the "last_seq" field.
 	DefaultLastSeq int64
+	// DefaultPriority holds the default value on creation for the "priority" field.
+	DefaultPriority int
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -229,6 +243,26 @@ func ByAgentID(opts ...sql.OrderTermOption) OrderOption {
 // ByQueuedAt orders the results by the queued_at field.
 func ByQueuedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldQueuedAt, opts...).ToFunc()
+}
+
+// ByPriority orders the results by the priority field.
+func ByPriority(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPriority, opts...).ToFunc()
+}
+
+// ByQueueEnteredAt orders the results by the queue_entered_at field.
+func ByQueueEnteredAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldQueueEnteredAt, opts...).ToFunc()
+}
+
+// ByWaitExceededAt orders the results by the wait_exceeded_at field.
+func ByWaitExceededAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldWaitExceededAt, opts...).ToFunc()
+}
+
+// ByWrapUpUntil orders the results by the wrap_up_until field.
+func ByWrapUpUntil(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldWrapUpUntil, opts...).ToFunc()
 }
 
 // ByClosedAt orders the results by the closed_at field.

@@ -86,6 +86,26 @@ func QueuedAt(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldQueuedAt, v))
 }
 
+// Priority applies equality check predicate on the "priority" field. It's identical to PriorityEQ.
+func Priority(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldPriority, v))
+}
+
+// QueueEnteredAt applies equality check predicate on the "queue_entered_at" field. It's identical to QueueEnteredAtEQ.
+func QueueEnteredAt(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldQueueEnteredAt, v))
+}
+
+// WaitExceededAt applies equality check predicate on the "wait_exceeded_at" field. It's identical to WaitExceededAtEQ.
+func WaitExceededAt(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldWaitExceededAt, v))
+}
+
+// WrapUpUntil applies equality check predicate on the "wrap_up_until" field. It's identical to WrapUpUntilEQ.
+func WrapUpUntil(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldWrapUpUntil, v))
+}
+
 // ClosedAt applies equality check predicate on the "closed_at" field. It's identical to ClosedAtEQ.
 func ClosedAt(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldClosedAt, v))
@@ -329,6 +349,196 @@ func QueuedAtIsNil() predicate.Conversation {
 // QueuedAtNotNil applies the NotNil predicate on the "queued_at" field.
 func QueuedAtNotNil() predicate.Conversation {
 	return predicate.Conversation(sql.FieldNotNull(FieldQueuedAt))
+}
+
+// PriorityEQ applies the EQ predicate on the "priority" field.
+func PriorityEQ(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldPriority, v))
+}
+
+// PriorityNEQ applies the NEQ predicate on the "priority" field.
+func PriorityNEQ(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldPriority, v))
+}
+
+// PriorityIn applies the In predicate on the "priority" field.
+func PriorityIn(vs ...int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldPriority, vs...))
+}
+
+// PriorityNotIn applies the NotIn predicate on the "priority" field.
+func PriorityNotIn(vs ...int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldPriority, vs...))
+}
+
+// PriorityGT applies the GT predicate on the "priority" field.
+func PriorityGT(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGT(FieldPriority, v))
+}
+
+// PriorityGTE applies the GTE predicate on the "priority" field.
+func PriorityGTE(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGTE(FieldPriority, v))
+}
+
+// PriorityLT applies the LT predicate on the "priority" field.
+func PriorityLT(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLT(FieldPriority, v))
+}
+
+// PriorityLTE applies the LTE predicate on the "priority" field.
+func PriorityLTE(v int) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLTE(FieldPriority, v))
+}
+
+// QueueEnteredAtEQ applies the EQ predicate on the "queue_entered_at" field.
+func QueueEnteredAtEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldQueueEnteredAt, v))
+}
+
+// QueueEnteredAtNEQ applies the NEQ predicate on the "queue_entered_at" field.
+func QueueEnteredAtNEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldQueueEnteredAt, v))
+}
+
+// QueueEnteredAtIn applies the In predicate on the "queue_entered_at" field.
+func QueueEnteredAtIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldQueueEnteredAt, vs...))
+}
+
+// QueueEnteredAtNotIn applies the NotIn predicate on the "queue_entered_at" field.
+func QueueEnteredAtNotIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldQueueEnteredAt, vs...))
+}
+
+// QueueEnteredAtGT applies the GT predicate on the "queue_entered_at" field.
+func QueueEnteredAtGT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGT(FieldQueueEnteredAt, v))
+}
+
+// QueueEnteredAtGTE applies the GTE predicate on the "queue_entered_at" field.
+func QueueEnteredAtGTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGTE(FieldQueueEnteredAt, v))
+}
+
+// QueueEnteredAtLT applies the LT predicate on the "queue_entered_at" field.
+func QueueEnteredAtLT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLT(FieldQueueEnteredAt, v))
+}
+
+// QueueEnteredAtLTE applies the LTE predicate on the "queue_entered_at" field.
+func QueueEnteredAtLTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLTE(FieldQueueEnteredAt, v))
+}
+
+// QueueEnteredAtIsNil applies the IsNil predicate on the "queue_entered_at" field.
+func QueueEnteredAtIsNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldIsNull(FieldQueueEnteredAt))
+}
+
+// QueueEnteredAtNotNil applies the NotNil predicate on the "queue_entered_at" field.
+func QueueEnteredAtNotNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotNull(FieldQueueEnteredAt))
+}
+
+// WaitExceededAtEQ applies the EQ predicate on the "wait_exceeded_at" field.
+func WaitExceededAtEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldWaitExceededAt, v))
+}
+
+// WaitExceededAtNEQ applies the NEQ predicate on the "wait_exceeded_at" field.
+func WaitExceededAtNEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldWaitExceededAt, v))
+}
+
+// WaitExceededAtIn applies the In predicate on the "wait_exceeded_at" field.
+func WaitExceededAtIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldWaitExceededAt, vs...))
+}
+
+// WaitExceededAtNotIn applies the NotIn predicate on the "wait_exceeded_at" field.
+func WaitExceededAtNotIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldWaitExceededAt, vs...))
+}
+
+// WaitExceededAtGT applies the GT predicate on the "wait_exceeded_at" field.
+func WaitExceededAtGT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGT(FieldWaitExceededAt, v))
+}
+
+// WaitExceededAtGTE applies the GTE predicate on the "wait_exceeded_at" field.
+func WaitExceededAtGTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGTE(FieldWaitExceededAt, v))
+}
+
+// WaitExceededAtLT applies the LT predicate on the "wait_exceeded_at" field.
+func WaitExceededAtLT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLT(FieldWaitExceededAt, v))
+}
+
+// WaitExceededAtLTE applies the LTE predicate on the "wait_exceeded_at" field.
+func WaitExceededAtLTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLTE(FieldWaitExceededAt, v))
+}
+
+// WaitExceededAtIsNil applies the IsNil predicate on the "wait_exceeded_at" field.
+func WaitExceededAtIsNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldIsNull(FieldWaitExceededAt))
+}
+
+// WaitExceededAtNotNil applies the NotNil predicate on the "wait_exceeded_at" field.
+func WaitExceededAtNotNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotNull(FieldWaitExceededAt))
+}
+
+// WrapUpUntilEQ applies the EQ predicate on the "wrap_up_until" field.
+func WrapUpUntilEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldEQ(FieldWrapUpUntil, v))
+}
+
+// WrapUpUntilNEQ applies the NEQ predicate on the "wrap_up_until" field.
+func WrapUpUntilNEQ(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNEQ(FieldWrapUpUntil, v))
+}
+
+// WrapUpUntilIn applies the In predicate on the "wrap_up_until" field.
+func WrapUpUntilIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldIn(FieldWrapUpUntil, vs...))
+}
+
+// WrapUpUntilNotIn applies the NotIn predicate on the "wrap_up_until" field.
+func WrapUpUntilNotIn(vs ...time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotIn(FieldWrapUpUntil, vs...))
+}
+
+// WrapUpUntilGT applies the GT predicate on the "wrap_up_until" field.
+func WrapUpUntilGT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGT(FieldWrapUpUntil, v))
+}
+
+// WrapUpUntilGTE applies the GTE predicate on the "wrap_up_until" field.
+func WrapUpUntilGTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldGTE(FieldWrapUpUntil, v))
+}
+
+// WrapUpUntilLT applies the LT predicate on the "wrap_up_until" field.
+func WrapUpUntilLT(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLT(FieldWrapUpUntil, v))
+}
+
+// WrapUpUntilLTE applies the LTE predicate on the "wrap_up_until" field.
+func WrapUpUntilLTE(v time.Time) predicate.Conversation {
+	return predicate.Conversation(sql.FieldLTE(FieldWrapUpUntil, v))
+}
+
+// WrapUpUntilIsNil applies the IsNil predicate on the "wrap_up_until" field.
+func WrapUpUntilIsNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldIsNull(FieldWrapUpUntil))
+}
+
+// WrapUpUntilNotNil applies the NotNil predicate on the "wrap_up_until" field.
+func WrapUpUntilNotNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotNull(FieldWrapUpUntil))
 }
 
 // ClosedAtEQ applies the EQ predicate on the "closed_at" field.

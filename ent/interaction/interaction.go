@@ -38,6 +38,14 @@ const (
 	FieldClientAddress = "client_address"
 	// FieldSiteID holds the string denoting the site_id field in the database.
 	FieldSiteID = "site_id"
+	// FieldLanguage holds the string denoting the language field in the database.
+	FieldLanguage = "language"
+	// FieldTier holds the string denoting the tier field in the database.
+	FieldTier = "tier"
+	// FieldIntent holds the string denoting the intent field in the database.
+	FieldIntent = "intent"
+	// FieldFormFields holds the string denoting the form_fields field in the database.
+	FieldFormFields = "form_fields"
 	// EdgeConversation holds the string denoting the conversation edge name in mutations.
 	EdgeConversation = "conversation"
 	// EdgeSite holds the string denoting the site edge name in mutations.
@@ -74,6 +82,10 @@ var Columns = []string{
 	FieldRequestHash,
 	FieldClientAddress,
 	FieldSiteID,
+	FieldLanguage,
+	FieldTier,
+	FieldIntent,
+	FieldFormFields,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -95,6 +107,14 @@ var (
 	DefaultFirstMessage string
 	// DefaultClientAddress holds the default value on creation for the "client_address" field.
 	DefaultClientAddress string
+	// DefaultLanguage holds the default value on creation for the "language" field.
+	DefaultLanguage string
+	// DefaultTier holds the default value on creation for the "tier" field.
+	DefaultTier string
+	// DefaultIntent holds the default value on creation for the "intent" field.
+	DefaultIntent string
+	// DefaultFormFields holds the default value on creation for the "form_fields" field.
+	DefaultFormFields map[string]string
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -205,6 +225,21 @@ func ByClientAddress(opts ...sql.OrderTermOption) OrderOption {
 // BySiteID orders the results by the site_id field.
 func BySiteID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSiteID, opts...).ToFunc()
+}
+
+// ByLanguage orders the results by the language field.
+func ByLanguage(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLanguage, opts...).ToFunc()
+}
+
+// ByTier orders the results by the tier field.
+func ByTier(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTier, opts...).ToFunc()
+}
+
+// ByIntent orders the results by the intent field.
+func ByIntent(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldIntent, opts...).ToFunc()
 }
 
 // ByConversationField orders the results by conversation field.

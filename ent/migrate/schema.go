@@ -18,6 +18,10 @@ var (
 		{Name: "capacity", Type: field.TypeInt},
 		{Name: "load", Type: field.TypeInt, Default: 0},
 		{Name: "last_assigned_at", Type: field.TypeTime, Nullable: true},
+		{Name: "skills", Type: field.TypeJSON},
+		{Name: "channel_capacity", Type: field.TypeJSON},
+		{Name: "channel_presence", Type: field.TypeJSON},
+		{Name: "stream_lease_until", Type: field.TypeTime, Nullable: true},
 	}
 	// AgentsTable holds the schema information for the "agents" table.
 	AgentsTable = &schema.Table{
@@ -90,6 +94,10 @@ var (
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"queued", "assigned", "closed"}},
 		{Name: "last_seq", Type: field.TypeInt64, Default: 0},
 		{Name: "queued_at", Type: field.TypeTime, Nullable: true},
+		{Name: "priority", Type: field.TypeInt, Default: 0},
+		{Name: "queue_entered_at", Type: field.TypeTime, Nullable: true},
+		{Name: "wait_exceeded_at", Type: field.TypeTime, Nullable: true},
+		{Name: "wrap_up_until", Type: field.TypeTime, Nullable: true},
 		{Name: "closed_at", Type: field.TypeTime, Nullable: true},
 		{Name: "customer_active_at", Type: field.TypeTime, Nullable: true},
 		{Name: "agent_id", Type: field.TypeUUID, Nullable: true},
@@ -105,25 +113,25 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "conversations_agents_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[7]},
+				Columns:    []*schema.Column{ConversationsColumns[11]},
 				RefColumns: []*schema.Column{AgentsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "conversations_consumers_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[8]},
+				Columns:    []*schema.Column{ConversationsColumns[12]},
 				RefColumns: []*schema.Column{ConsumersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "conversations_interactions_conversation",
-				Columns:    []*schema.Column{ConversationsColumns[9]},
+				Columns:    []*schema.Column{ConversationsColumns[13]},
 				RefColumns: []*schema.Column{InteractionsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "conversations_queues_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[10]},
+				Columns:    []*schema.Column{ConversationsColumns[14]},
 				RefColumns: []*schema.Column{QueuesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -135,19 +143,29 @@ var (
 				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[4]},
 			},
 			{
+				Name:    "conversation_state_priority_queued_at",
+				Unique:  false,
+				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[5], ConversationsColumns[4]},
+			},
+			{
+				Name:    "conversation_wrap_up_until",
+				Unique:  false,
+				Columns: []*schema.Column{ConversationsColumns[8]},
+			},
+			{
 				Name:    "conversation_agent_id_state",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[7], ConversationsColumns[2]},
+				Columns: []*schema.Column{ConversationsColumns[11], ConversationsColumns[2]},
 			},
 			{
 				Name:    "conversation_state_customer_active_at",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[6]},
+				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[10]},
 			},
 			{
 				Name:    "conversation_consumer_id_state",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[8], ConversationsColumns[2]},
+				Columns: []*schema.Column{ConversationsColumns[12], ConversationsColumns[2]},
 			},
 		},
 	}
@@ -227,6 +245,10 @@ var (
 		{Name: "request_id", Type: field.TypeString, Unique: true},
 		{Name: "request_hash", Type: field.TypeBytes},
 		{Name: "client_address", Type: field.TypeString, Default: ""},
+		{Name: "language", Type: field.TypeString, Default: ""},
+		{Name: "tier", Type: field.TypeString, Default: ""},
+		{Name: "intent", Type: field.TypeString, Default: ""},
+		{Name: "form_fields", Type: field.TypeJSON},
 		{Name: "site_id", Type: field.TypeUUID, Nullable: true},
 	}
 	// InteractionsTable holds the schema information for the "interactions" table.
@@ -237,7 +259,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "interactions_sites_interactions",
-				Columns:    []*schema.Column{InteractionsColumns[11]},
+				Columns:    []*schema.Column{InteractionsColumns[15]},
 				RefColumns: []*schema.Column{SitesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -256,7 +278,7 @@ var (
 			{
 				Name:    "interaction_site_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{InteractionsColumns[11], InteractionsColumns[1]},
+				Columns: []*schema.Column{InteractionsColumns[15], InteractionsColumns[1]},
 			},
 		},
 	}
@@ -341,6 +363,15 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "display_name", Type: field.TypeString, Unique: true},
 		{Name: "offer_timeout_ms", Type: field.TypeInt64},
+		{Name: "strategy", Type: field.TypeEnum, Enums: []string{"most_available", "least_recently_assigned"}, Default: "most_available"},
+		{Name: "priority", Type: field.TypeInt, Default: 0},
+		{Name: "required_skills", Type: field.TypeJSON},
+		{Name: "timeout_presence", Type: field.TypeEnum, Enums: []string{"available", "away", "offline"}, Default: "away"},
+		{Name: "auto_accept", Type: field.TypeBool, Default: false},
+		{Name: "max_wait_ms", Type: field.TypeInt64, Default: 0},
+		{Name: "overflow_queue_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "agent_loss_policy", Type: field.TypeEnum, Enums: []string{"requeue", "keep"}, Default: "requeue"},
+		{Name: "wrap_up_ms", Type: field.TypeInt64, Default: 0},
 	}
 	// QueuesTable holds the schema information for the "queues" table.
 	QueuesTable = &schema.Table{
@@ -386,7 +417,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "number", Type: field.TypeString, Unique: true},
 		{Name: "short_description", Type: field.TypeString},
-		{Name: "opened_by_agent_id", Type: field.TypeUUID},
+		{Name: "opened_by_agent_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "request_id", Type: field.TypeString, Unique: true},
 		{Name: "request_hash", Type: field.TypeBytes},
 		{Name: "consumer_id", Type: field.TypeUUID, Nullable: true},
@@ -421,6 +452,8 @@ var (
 		{Name: "next_case_number", Type: field.TypeInt64, Default: 1001},
 		{Name: "abandon_after_seconds", Type: field.TypeInt64, Default: 0},
 		{Name: "max_guest_sessions_per_hour_per_address", Type: field.TypeInt, Default: 0},
+		{Name: "default_queue_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "agent_grace_seconds", Type: field.TypeInt, Default: 60},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{

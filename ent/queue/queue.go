@@ -3,6 +3,7 @@
 package queue
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
@@ -21,6 +22,24 @@ const (
 	FieldDisplayName = "display_name"
 	// FieldOfferTimeoutMs holds the string denoting the offer_timeout_ms field in the database.
 	FieldOfferTimeoutMs = "offer_timeout_ms"
+	// FieldStrategy holds the string denoting the strategy field in the database.
+	FieldStrategy = "strategy"
+	// FieldPriority holds the string denoting the priority field in the database.
+	FieldPriority = "priority"
+	// FieldRequiredSkills holds the string denoting the required_skills field in the database.
+	FieldRequiredSkills = "required_skills"
+	// FieldTimeoutPresence holds the string denoting the timeout_presence field in the database.
+	FieldTimeoutPresence = "timeout_presence"
+	// FieldAutoAccept holds the string denoting the auto_accept field in the database.
+	FieldAutoAccept = "auto_accept"
+	// FieldMaxWaitMs holds the string denoting the max_wait_ms field in the database.
+	FieldMaxWaitMs = "max_wait_ms"
+	// FieldOverflowQueueID holds the string denoting the overflow_queue_id field in the database.
+	FieldOverflowQueueID = "overflow_queue_id"
+	// FieldAgentLossPolicy holds the string denoting the agent_loss_policy field in the database.
+	FieldAgentLossPolicy = "agent_loss_policy"
+	// FieldWrapUpMs holds the string denoting the wrap_up_ms field in the database.
+	FieldWrapUpMs = "wrap_up_ms"
 	// EdgeRules holds the string denoting the rules edge name in mutations.
 	EdgeRules = "rules"
 	// EdgeConversations holds the string denoting the conversations edge name in mutations.
@@ -56,6 +75,15 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldDisplayName,
 	FieldOfferTimeoutMs,
+	FieldStrategy,
+	FieldPriority,
+	FieldRequiredSkills,
+	FieldTimeoutPresence,
+	FieldAutoAccept,
+	FieldMaxWaitMs,
+	FieldOverflowQueueID,
+	FieldAgentLossPolicy,
+	FieldWrapUpMs,
 }
 
 var (
@@ -81,9 +109,104 @@ var (
 	DisplayNameValidator func(string) error
 	// OfferTimeoutMsValidator is a validator for the "offer_timeout_ms" field. It is called by the builders before save.
 	OfferTimeoutMsValidator func(int64) error
+	// DefaultPriority holds the default value on creation for the "priority" field.
+	DefaultPriority int
+	// PriorityValidator is a validator for the "priority" field. It is called by the builders before save.
+	PriorityValidator func(int) error
+	// DefaultRequiredSkills holds the default value on creation for the "required_skills" field.
+	DefaultRequiredSkills []string
+	// DefaultAutoAccept holds the default value on creation for the "auto_accept" field.
+	DefaultAutoAccept bool
+	// DefaultMaxWaitMs holds the default value on creation for the "max_wait_ms" field.
+	DefaultMaxWaitMs int64
+	// MaxWaitMsValidator is a validator for the "max_wait_ms" field. It is called by the builders before save.
+	MaxWaitMsValidator func(int64) error
+	// DefaultWrapUpMs holds the default value on creation for the "wrap_up_ms" field.
+	DefaultWrapUpMs int64
+	// WrapUpMsValidator is a validator for the "wrap_up_ms" field. It is called by the builders before save.
+	WrapUpMsValidator func(int64) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
+
+// Strategy defines the type for the "strategy" enum field.
+type Strategy string
+
+// StrategyMostAvailable is the default value of the Strategy enum.
+const DefaultStrategy = StrategyMostAvailable
+
+// Strategy values.
+const (
+	StrategyMostAvailable         Strategy = "most_available"
+	StrategyLeastRecentlyAssigned Strategy = "least_recently_assigned"
+)
+
+func (s Strategy) String() string {
+	return string(s)
+}
+
+// StrategyValidator is a validator for the "strategy" field enum values. It is called by the builders before save.
+func StrategyValidator(s Strategy) error {
+	switch s {
+	case StrategyMostAvailable, StrategyLeastRecentlyAssigned:
+		return nil
+	default:
+		return fmt.Errorf("queue: invalid enum value for strategy field: %q", s)
+	}
+}
+
+// TimeoutPresence defines the type for the "timeout_presence" enum field.
+type TimeoutPresence string
+
+// TimeoutPresenceAway is the default value of the TimeoutPresence enum.
+const DefaultTimeoutPresence = TimeoutPresenceAway
+
+// TimeoutPresence values.
+const (
+	TimeoutPresenceAvailable TimeoutPresence = "available"
+	TimeoutPresenceAway      TimeoutPresence = "away"
+	TimeoutPresenceOffline   TimeoutPresence = "offline"
+)
+
+func (tp TimeoutPresence) String() string {
+	return string(tp)
+}
+
+// TimeoutPresenceValidator is a validator for the "timeout_presence" field enum values. It is called by the builders before save.
+func TimeoutPresenceValidator(tp TimeoutPresence) error {
+	switch tp {
+	case TimeoutPresenceAvailable, TimeoutPresenceAway, TimeoutPresenceOffline:
+		return nil
+	default:
+		return fmt.Errorf("queue: invalid enum value for timeout_presence field: %q", tp)
+	}
+}
+
+// AgentLossPolicy defines the type for the "agent_loss_policy" enum field.
+type AgentLossPolicy string
+
+// AgentLossPolicyRequeue is the default value of the AgentLossPolicy enum.
+const DefaultAgentLossPolicy = AgentLossPolicyRequeue
+
+// AgentLossPolicy values.
+const (
+	AgentLossPolicyRequeue AgentLossPolicy = "requeue"
+	AgentLossPolicyKeep    AgentLossPolicy = "keep"
+)
+
+func (alp AgentLossPolicy) String() string {
+	return string(alp)
+}
+
+// AgentLossPolicyValidator is a validator for the "agent_loss_policy" field enum values. It is called by the builders before save.
+func AgentLossPolicyValidator(alp AgentLossPolicy) error {
+	switch alp {
+	case AgentLossPolicyRequeue, AgentLossPolicyKeep:
+		return nil
+	default:
+		return fmt.Errorf("queue: invalid enum value for agent_loss_policy field: %q", alp)
+	}
+}
 
 // OrderOption defines the ordering options for the Queue queries.
 type OrderOption func(*sql.Selector)
@@ -106,6 +229,46 @@ func ByDisplayName(opts ...sql.OrderTermOption) OrderOption {
 // ByOfferTimeoutMs orders the results by the offer_timeout_ms field.
 func ByOfferTimeoutMs(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldOfferTimeoutMs, opts...).ToFunc()
+}
+
+// ByStrategy orders the results by the strategy field.
+func ByStrategy(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldStrategy, opts...).ToFunc()
+}
+
+// ByPriority orders the results by the priority field.
+func ByPriority(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPriority, opts...).ToFunc()
+}
+
+// ByTimeoutPresence orders the results by the timeout_presence field.
+func ByTimeoutPresence(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTimeoutPresence, opts...).ToFunc()
+}
+
+// ByAutoAccept orders the results by the auto_accept field.
+func ByAutoAccept(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAutoAccept, opts...).ToFunc()
+}
+
+// ByMaxWaitMs orders the results by the max_wait_ms field.
+func ByMaxWaitMs(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldMaxWaitMs, opts...).ToFunc()
+}
+
+// ByOverflowQueueID orders the results by the overflow_queue_id field.
+func ByOverflowQueueID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOverflowQueueID, opts...).ToFunc()
+}
+
+// ByAgentLossPolicy orders the results by the agent_loss_policy field.
+func ByAgentLossPolicy(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAgentLossPolicy, opts...).ToFunc()
+}
+
+// ByWrapUpMs orders the results by the wrap_up_ms field.
+func ByWrapUpMs(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldWrapUpMs, opts...).ToFunc()
 }
 
 // ByRulesCount orders the results by rules count.

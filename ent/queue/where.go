@@ -71,6 +71,31 @@ func OfferTimeoutMs(v int64) predicate.Queue {
 	return predicate.Queue(sql.FieldEQ(FieldOfferTimeoutMs, v))
 }
 
+// Priority applies equality check predicate on the "priority" field. It's identical to PriorityEQ.
+func Priority(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldPriority, v))
+}
+
+// AutoAccept applies equality check predicate on the "auto_accept" field. It's identical to AutoAcceptEQ.
+func AutoAccept(v bool) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldAutoAccept, v))
+}
+
+// MaxWaitMs applies equality check predicate on the "max_wait_ms" field. It's identical to MaxWaitMsEQ.
+func MaxWaitMs(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldMaxWaitMs, v))
+}
+
+// OverflowQueueID applies equality check predicate on the "overflow_queue_id" field. It's identical to OverflowQueueIDEQ.
+func OverflowQueueID(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldOverflowQueueID, v))
+}
+
+// WrapUpMs applies equality check predicate on the "wrap_up_ms" field. It's identical to WrapUpMsEQ.
+func WrapUpMs(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldWrapUpMs, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Queue {
 	return predicate.Queue(sql.FieldEQ(FieldCreatedAt, v))
@@ -214,6 +239,246 @@ func OfferTimeoutMsLT(v int64) predicate.Queue {
 // OfferTimeoutMsLTE applies the LTE predicate on the "offer_timeout_ms" field.
 func OfferTimeoutMsLTE(v int64) predicate.Queue {
 	return predicate.Queue(sql.FieldLTE(FieldOfferTimeoutMs, v))
+}
+
+// StrategyEQ applies the EQ predicate on the "strategy" field.
+func StrategyEQ(v Strategy) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldStrategy, v))
+}
+
+// StrategyNEQ applies the NEQ predicate on the "strategy" field.
+func StrategyNEQ(v Strategy) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldStrategy, v))
+}
+
+// StrategyIn applies the In predicate on the "strategy" field.
+func StrategyIn(vs ...Strategy) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldStrategy, vs...))
+}
+
+// StrategyNotIn applies the NotIn predicate on the "strategy" field.
+func StrategyNotIn(vs ...Strategy) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldStrategy, vs...))
+}
+
+// PriorityEQ applies the EQ predicate on the "priority" field.
+func PriorityEQ(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldPriority, v))
+}
+
+// PriorityNEQ applies the NEQ predicate on the "priority" field.
+func PriorityNEQ(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldPriority, v))
+}
+
+// PriorityIn applies the In predicate on the "priority" field.
+func PriorityIn(vs ...int) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldPriority, vs...))
+}
+
+// PriorityNotIn applies the NotIn predicate on the "priority" field.
+func PriorityNotIn(vs ...int) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldPriority, vs...))
+}
+
+// PriorityGT applies the GT predicate on the "priority" field.
+func PriorityGT(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldGT(FieldPriority, v))
+}
+
+// PriorityGTE applies the GTE predicate on the "priority" field.
+func PriorityGTE(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldGTE(FieldPriority, v))
+}
+
+// PriorityLT applies the LT predicate on the "priority" field.
+func PriorityLT(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldLT(FieldPriority, v))
+}
+
+// PriorityLTE applies the LTE predicate on the "priority" field.
+func PriorityLTE(v int) predicate.Queue {
+	return predicate.Queue(sql.FieldLTE(FieldPriority, v))
+}
+
+// TimeoutPresenceEQ applies the EQ predicate on the "timeout_presence" field.
+func TimeoutPresenceEQ(v TimeoutPresence) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldTimeoutPresence, v))
+}
+
+// TimeoutPresenceNEQ applies the NEQ predicate on the "timeout_presence" field.
+func TimeoutPresenceNEQ(v TimeoutPresence) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldTimeoutPresence, v))
+}
+
+// TimeoutPresenceIn applies the In predicate on the "timeout_presence" field.
+func TimeoutPresenceIn(vs ...TimeoutPresence) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldTimeoutPresence, vs...))
+}
+
+// TimeoutPresenceNotIn applies the NotIn predicate on the "timeout_presence" field.
+func TimeoutPresenceNotIn(vs ...TimeoutPresence) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldTimeoutPresence, vs...))
+}
+
+// AutoAcceptEQ applies the EQ predicate on the "auto_accept" field.
+func AutoAcceptEQ(v bool) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldAutoAccept, v))
+}
+
+// AutoAcceptNEQ applies the NEQ predicate on the "auto_accept" field.
+func AutoAcceptNEQ(v bool) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldAutoAccept, v))
+}
+
+// MaxWaitMsEQ applies the EQ predicate on the "max_wait_ms" field.
+func MaxWaitMsEQ(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldMaxWaitMs, v))
+}
+
+// MaxWaitMsNEQ applies the NEQ predicate on the "max_wait_ms" field.
+func MaxWaitMsNEQ(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldMaxWaitMs, v))
+}
+
+// MaxWaitMsIn applies the In predicate on the "max_wait_ms" field.
+func MaxWaitMsIn(vs ...int64) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldMaxWaitMs, vs...))
+}
+
+// MaxWaitMsNotIn applies the NotIn predicate on the "max_wait_ms" field.
+func MaxWaitMsNotIn(vs ...int64) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldMaxWaitMs, vs...))
+}
+
+// MaxWaitMsGT applies the GT predicate on the "max_wait_ms" field.
+func MaxWaitMsGT(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldGT(FieldMaxWaitMs, v))
+}
+
+// MaxWaitMsGTE applies the GTE predicate on the "max_wait_ms" field.
+func MaxWaitMsGTE(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldGTE(FieldMaxWaitMs, v))
+}
+
+// MaxWaitMsLT applies the LT predicate on the "max_wait_ms" field.
+func MaxWaitMsLT(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldLT(FieldMaxWaitMs, v))
+}
+
+// MaxWaitMsLTE applies the LTE predicate on the "max_wait_ms" field.
+func MaxWaitMsLTE(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldLTE(FieldMaxWaitMs, v))
+}
+
+// OverflowQueueIDEQ applies the EQ predicate on the "overflow_queue_id" field.
+func OverflowQueueIDEQ(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldOverflowQueueID, v))
+}
+
+// OverflowQueueIDNEQ applies the NEQ predicate on the "overflow_queue_id" field.
+func OverflowQueueIDNEQ(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldOverflowQueueID, v))
+}
+
+// OverflowQueueIDIn applies the In predicate on the "overflow_queue_id" field.
+func OverflowQueueIDIn(vs ...uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldOverflowQueueID, vs...))
+}
+
+// OverflowQueueIDNotIn applies the NotIn predicate on the "overflow_queue_id" field.
+func OverflowQueueIDNotIn(vs ...uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldOverflowQueueID, vs...))
+}
+
+// OverflowQueueIDGT applies the GT predicate on the "overflow_queue_id" field.
+func OverflowQueueIDGT(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldGT(FieldOverflowQueueID, v))
+}
+
+// OverflowQueueIDGTE applies the GTE predicate on the "overflow_queue_id" field.
+func OverflowQueueIDGTE(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldGTE(FieldOverflowQueueID, v))
+}
+
+// OverflowQueueIDLT applies the LT predicate on the "overflow_queue_id" field.
+func OverflowQueueIDLT(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldLT(FieldOverflowQueueID, v))
+}
+
+// OverflowQueueIDLTE applies the LTE predicate on the "overflow_queue_id" field.
+func OverflowQueueIDLTE(v uuid.UUID) predicate.Queue {
+	return predicate.Queue(sql.FieldLTE(FieldOverflowQueueID, v))
+}
+
+// OverflowQueueIDIsNil applies the IsNil predicate on the "overflow_queue_id" field.
+func OverflowQueueIDIsNil() predicate.Queue {
+	return predicate.Queue(sql.FieldIsNull(FieldOverflowQueueID))
+}
+
+// OverflowQueueIDNotNil applies the NotNil predicate on the "overflow_queue_id" field.
+func OverflowQueueIDNotNil() predicate.Queue {
+	return predicate.Queue(sql.FieldNotNull(FieldOverflowQueueID))
+}
+
+// AgentLossPolicyEQ applies the EQ predicate on the "agent_loss_policy" field.
+func AgentLossPolicyEQ(v AgentLossPolicy) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldAgentLossPolicy, v))
+}
+
+// AgentLossPolicyNEQ applies the NEQ predicate on the "agent_loss_policy" field.
+func AgentLossPolicyNEQ(v AgentLossPolicy) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldAgentLossPolicy, v))
+}
+
+// AgentLossPolicyIn applies the In predicate on the "agent_loss_policy" field.
+func AgentLossPolicyIn(vs ...AgentLossPolicy) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldAgentLossPolicy, vs...))
+}
+
+// AgentLossPolicyNotIn applies the NotIn predicate on the "agent_loss_policy" field.
+func AgentLossPolicyNotIn(vs ...AgentLossPolicy) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldAgentLossPolicy, vs...))
+}
+
+// WrapUpMsEQ applies the EQ predicate on the "wrap_up_ms" field.
+func WrapUpMsEQ(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldEQ(FieldWrapUpMs, v))
+}
+
+// WrapUpMsNEQ applies the NEQ predicate on the "wrap_up_ms" field.
+func WrapUpMsNEQ(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldNEQ(FieldWrapUpMs, v))
+}
+
+// WrapUpMsIn applies the In predicate on the "wrap_up_ms" field.
+func WrapUpMsIn(vs ...int64) predicate.Queue {
+	return predicate.Queue(sql.FieldIn(FieldWrapUpMs, vs...))
+}
+
+// WrapUpMsNotIn applies the NotIn predicate on the "wrap_up_ms" field.
+func WrapUpMsNotIn(vs ...int64) predicate.Queue {
+	return predicate.Queue(sql.FieldNotIn(FieldWrapUpMs, vs...))
+}
+
+// WrapUpMsGT applies the GT predicate on the "wrap_up_ms" field.
+func WrapUpMsGT(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldGT(FieldWrapUpMs, v))
+}
+
+// WrapUpMsGTE applies the GTE predicate on the "wrap_up_ms" field.
+func WrapUpMsGTE(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldGTE(FieldWrapUpMs, v))
+}
+
+// WrapUpMsLT applies the LT predicate on the "wrap_up_ms" field.
+func WrapUpMsLT(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldLT(FieldWrapUpMs, v))
+}
+
+// WrapUpMsLTE applies the LTE predicate on the "wrap_up_ms" field.
+func WrapUpMsLTE(v int64) predicate.Queue {
+	return predicate.Queue(sql.FieldLTE(FieldWrapUpMs, v))
 }
 
 // HasRules applies the HasEdge predicate on the "rules" edge.

@@ -28,6 +28,18 @@ func (Agent) Fields() []ent.Field {
 		field.Int("load").Default(0),
 		// last_assigned_at breaks ties between agents with equal free capacity.
 		field.Time("last_assigned_at").Optional().Nillable(),
+		// skills are matched against queues' required skills.
+		field.JSON("skills", []string{}).Default([]string{}),
+		// channel_capacity limits work per channel ("web_portal": 2) within
+		// capacity; a channel not listed is limited by capacity alone.
+		field.JSON("channel_capacity", map[string]int{}).Default(map[string]int{}),
+		// channel_presence holds the channels whose presence differs from
+		// presence.
+		field.JSON("channel_presence", map[string]string{}).Default(map[string]string{}),
+		// stream_lease_until is renewed while the agent's work stream is
+		// open; once it passes, the agent is lost (offline). Nil when the
+		// agent has no stream to lose.
+		field.Time("stream_lease_until").Optional().Nillable(),
 	}
 }
 

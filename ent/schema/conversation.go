@@ -26,8 +26,19 @@ func (Conversation) Fields() []ent.Field {
 		field.UUID("interaction_id", uuid.UUID{}).Immutable(),
 		field.UUID("queue_id", uuid.UUID{}).Optional().Nillable(),
 		field.UUID("agent_id", uuid.UUID{}).Optional().Nillable(),
-		// queued_at orders waiting conversations first in, first out.
+		// queued_at orders waiting conversations first in, first out (within
+		// a priority); a re-queued chat keeps its place by its creation time.
 		field.Time("queued_at").Optional().Nillable(),
+		// priority is the queue's priority, copied when the chat enters it.
+		field.Int("priority").Default(0),
+		// queue_entered_at is when the chat entered its current queue; the
+		// queue's maximum wait counts from it.
+		field.Time("queue_entered_at").Optional().Nillable(),
+		// wait_exceeded_at is set once the customer was offered to leave a
+		// message after the queue's maximum wait.
+		field.Time("wait_exceeded_at").Optional().Nillable(),
+		// wrap_up_until holds the closing agent's capacity until then.
+		field.Time("wrap_up_until").Optional().Nillable(),
 		field.Time("closed_at").Optional().Nillable(),
 		// customer_active_at is when the customer last sent, acknowledged
 		// or uploaded something; abandoned conversations are found by it.
@@ -59,6 +70,8 @@ func (Conversation) Edges() []ent.Edge {
 func (Conversation) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("state", "queued_at"),
+		index.Fields("state", "priority", "queued_at"),
+		index.Fields("wrap_up_until"),
 		index.Fields("agent_id", "state"),
 		index.Fields("state", "customer_active_at"),
 		index.Fields("consumer_id", "state"),

@@ -39,6 +39,11 @@ func (Interaction) Fields() []ent.Field {
 		field.String("client_address").Default("").Immutable(),
 		// site_id is the messenger site the guest came from, if any.
 		field.UUID("site_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		// language, tier, intent and form_fields are matched by rules.
+		field.String("language").Default("").Immutable(),
+		field.String("tier").Default("").Immutable(),
+		field.String("intent").Default(""),
+		field.JSON("form_fields", map[string]string{}).Default(map[string]string{}).Immutable(),
 	}
 }
 

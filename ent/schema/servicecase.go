@@ -24,7 +24,8 @@ func (ServiceCase) Fields() []ent.Field {
 		field.String("short_description").Immutable(),
 		field.UUID("conversation_id", uuid.UUID{}).Immutable(),
 		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable().Immutable(),
-		field.UUID("opened_by_agent_id", uuid.UUID{}).Immutable(),
+		// opened_by_agent_id is nil for a message a waiting customer left.
+		field.UUID("opened_by_agent_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		// request_id is the client's idempotency key.
 		field.String("request_id").Unique().Immutable(),
 		// request_hash fingerprints the request, to tell a retry from a reused key.

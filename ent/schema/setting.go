@@ -3,6 +3,7 @@ package schema
 import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 )
 
 // SettingsID is the id of the single settings row.
@@ -34,5 +35,10 @@ func (Setting) Fields() []ent.Field {
 		// max_guest_sessions_per_hour_per_address limits guest sessions from
 		// one client address; 0 means no per-address limit.
 		field.Int("max_guest_sessions_per_hour_per_address").NonNegative().Default(0),
+		// default_queue_id takes chats no rule matches; nil refuses them.
+		field.UUID("default_queue_id", uuid.UUID{}).Optional().Nillable(),
+		// agent_grace_seconds is how long a dropped work stream may stay
+		// away before its agent counts as offline.
+		field.Int("agent_grace_seconds").NonNegative().Default(60),
 	}
 }

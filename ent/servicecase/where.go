@@ -356,6 +356,16 @@ func OpenedByAgentIDLTE(v uuid.UUID) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldLTE(FieldOpenedByAgentID, v))
 }
 
+// OpenedByAgentIDIsNil applies the IsNil predicate on the "opened_by_agent_id" field.
+func OpenedByAgentIDIsNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIsNull(FieldOpenedByAgentID))
+}
+
+// OpenedByAgentIDNotNil applies the NotNil predicate on the "opened_by_agent_id" field.
+func OpenedByAgentIDNotNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotNull(FieldOpenedByAgentID))
+}
+
 // RequestIDEQ applies the EQ predicate on the "request_id" field.
 func RequestIDEQ(v string) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldEQ(FieldRequestID, v))

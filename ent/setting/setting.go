@@ -23,6 +23,10 @@ const (
 	FieldAbandonAfterSeconds = "abandon_after_seconds"
 	// FieldMaxGuestSessionsPerHourPerAddress holds the string denoting the max_guest_sessions_per_hour_per_address field in the database.
 	FieldMaxGuestSessionsPerHourPerAddress = "max_guest_sessions_per_hour_per_address"
+	// FieldDefaultQueueID holds the string denoting the default_queue_id field in the database.
+	FieldDefaultQueueID = "default_queue_id"
+	// FieldAgentGraceSeconds holds the string denoting the agent_grace_seconds field in the database.
+	FieldAgentGraceSeconds = "agent_grace_seconds"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -36,6 +40,8 @@ var Columns = []string{
 	FieldNextCaseNumber,
 	FieldAbandonAfterSeconds,
 	FieldMaxGuestSessionsPerHourPerAddress,
+	FieldDefaultQueueID,
+	FieldAgentGraceSeconds,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -63,6 +69,10 @@ var (
 	DefaultMaxGuestSessionsPerHourPerAddress int
 	// MaxGuestSessionsPerHourPerAddressValidator is a validator for the "max_guest_sessions_per_hour_per_address" field. It is called by the builders before save.
 	MaxGuestSessionsPerHourPerAddressValidator func(int) error
+	// DefaultAgentGraceSeconds holds the default value on creation for the "agent_grace_seconds" field.
+	DefaultAgentGraceSeconds int
+	// AgentGraceSecondsValidator is a validator for the "agent_grace_seconds" field. It is called by the builders before save.
+	AgentGraceSecondsValidator func(int) error
 )
 
 // OrderOption defines the ordering options for the Setting queries.
@@ -96,4 +106,14 @@ func ByAbandonAfterSeconds(opts ...sql.OrderTermOption) OrderOption {
 // ByMaxGuestSessionsPerHourPerAddress orders the results by the max_guest_sessions_per_hour_per_address field.
 func ByMaxGuestSessionsPerHourPerAddress(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldMaxGuestSessionsPerHourPerAddress, opts...).ToFunc()
+}
+
+// ByDefaultQueueID orders the results by the default_queue_id field.
+func ByDefaultQueueID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDefaultQueueID, opts...).ToFunc()
+}
+
+// ByAgentGraceSeconds orders the results by the agent_grace_seconds field.
+func ByAgentGraceSeconds(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAgentGraceSeconds, opts...).ToFunc()
 }

@@ -4,6 +4,7 @@ package setting
 
 import (
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/predicate"
 )
 
@@ -75,6 +76,16 @@ func AbandonAfterSeconds(v int64) predicate.Setting {
 // MaxGuestSessionsPerHourPerAddress applies equality check predicate on the "max_guest_sessions_per_hour_per_address" field. It's identical to MaxGuestSessionsPerHourPerAddressEQ.
 func MaxGuestSessionsPerHourPerAddress(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// DefaultQueueID applies equality check predicate on the "default_queue_id" field. It's identical to DefaultQueueIDEQ.
+func DefaultQueueID(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldDefaultQueueID, v))
+}
+
+// AgentGraceSeconds applies equality check predicate on the "agent_grace_seconds" field. It's identical to AgentGraceSecondsEQ.
+func AgentGraceSeconds(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldAgentGraceSeconds, v))
 }
 
 // MaxGuestSessionsPerHourEQ applies the EQ predicate on the "max_guest_sessions_per_hour" field.
@@ -300,6 +311,96 @@ func MaxGuestSessionsPerHourPerAddressLT(v int) predicate.Setting {
 // MaxGuestSessionsPerHourPerAddressLTE applies the LTE predicate on the "max_guest_sessions_per_hour_per_address" field.
 func MaxGuestSessionsPerHourPerAddressLTE(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldLTE(FieldMaxGuestSessionsPerHourPerAddress, v))
+}
+
+// DefaultQueueIDEQ applies the EQ predicate on the "default_queue_id" field.
+func DefaultQueueIDEQ(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldDefaultQueueID, v))
+}
+
+// DefaultQueueIDNEQ applies the NEQ predicate on the "default_queue_id" field.
+func DefaultQueueIDNEQ(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldDefaultQueueID, v))
+}
+
+// DefaultQueueIDIn applies the In predicate on the "default_queue_id" field.
+func DefaultQueueIDIn(vs ...uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldIn(FieldDefaultQueueID, vs...))
+}
+
+// DefaultQueueIDNotIn applies the NotIn predicate on the "default_queue_id" field.
+func DefaultQueueIDNotIn(vs ...uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldNotIn(FieldDefaultQueueID, vs...))
+}
+
+// DefaultQueueIDGT applies the GT predicate on the "default_queue_id" field.
+func DefaultQueueIDGT(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldGT(FieldDefaultQueueID, v))
+}
+
+// DefaultQueueIDGTE applies the GTE predicate on the "default_queue_id" field.
+func DefaultQueueIDGTE(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldGTE(FieldDefaultQueueID, v))
+}
+
+// DefaultQueueIDLT applies the LT predicate on the "default_queue_id" field.
+func DefaultQueueIDLT(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldLT(FieldDefaultQueueID, v))
+}
+
+// DefaultQueueIDLTE applies the LTE predicate on the "default_queue_id" field.
+func DefaultQueueIDLTE(v uuid.UUID) predicate.Setting {
+	return predicate.Setting(sql.FieldLTE(FieldDefaultQueueID, v))
+}
+
+// DefaultQueueIDIsNil applies the IsNil predicate on the "default_queue_id" field.
+func DefaultQueueIDIsNil() predicate.Setting {
+	return predicate.Setting(sql.FieldIsNull(FieldDefaultQueueID))
+}
+
+// DefaultQueueIDNotNil applies the NotNil predicate on the "default_queue_id" field.
+func DefaultQueueIDNotNil() predicate.Setting {
+	return predicate.Setting(sql.FieldNotNull(FieldDefaultQueueID))
+}
+
+// AgentGraceSecondsEQ applies the EQ predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsEQ(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldAgentGraceSeconds, v))
+}
+
+// AgentGraceSecondsNEQ applies the NEQ predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsNEQ(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldAgentGraceSeconds, v))
+}
+
+// AgentGraceSecondsIn applies the In predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsIn(vs ...int) predicate.Setting {
+	return predicate.Setting(sql.FieldIn(FieldAgentGraceSeconds, vs...))
+}
+
+// AgentGraceSecondsNotIn applies the NotIn predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsNotIn(vs ...int) predicate.Setting {
+	return predicate.Setting(sql.FieldNotIn(FieldAgentGraceSeconds, vs...))
+}
+
+// AgentGraceSecondsGT applies the GT predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsGT(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldGT(FieldAgentGraceSeconds, v))
+}
+
+// AgentGraceSecondsGTE applies the GTE predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsGTE(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldGTE(FieldAgentGraceSeconds, v))
+}
+
+// AgentGraceSecondsLT applies the LT predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsLT(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldLT(FieldAgentGraceSeconds, v))
+}
+
+// AgentGraceSecondsLTE applies the LTE predicate on the "agent_grace_seconds" field.
+func AgentGraceSecondsLTE(v int) predicate.Setting {
+	return predicate.Setting(sql.FieldLTE(FieldAgentGraceSeconds, v))
 }
 
 // And groups predicates with the AND operator between them.

@@ -211,6 +211,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Heartbeat
 	//	*SubscribeResponse_Typing
 	//	*SubscribeResponse_ReadCursor
+	//	*SubscribeResponse_QueuePosition
 	Item          isSubscribeResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -289,6 +290,15 @@ func (x *SubscribeResponse) GetReadCursor() *ReadCursor {
 	return nil
 }
 
+func (x *SubscribeResponse) GetQueuePosition() *QueuePosition {
+	if x != nil {
+		if x, ok := x.Item.(*SubscribeResponse_QueuePosition); ok {
+			return x.QueuePosition
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Item interface {
 	isSubscribeResponse_Item()
 }
@@ -316,6 +326,13 @@ type SubscribeResponse_ReadCursor struct {
 	ReadCursor *ReadCursor `protobuf:"bytes,4,opt,name=read_cursor,json=readCursor,proto3,oneof"`
 }
 
+type SubscribeResponse_QueuePosition struct {
+	// While the conversation waits for an agent: its place in the queue
+	// and the estimated wait, sent when the stream starts and when they
+	// change (ephemeral).
+	QueuePosition *QueuePosition `protobuf:"bytes,5,opt,name=queue_position,json=queuePosition,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Event) isSubscribeResponse_Item() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Item() {}
@@ -323,6 +340,8 @@ func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Item() {}
 func (*SubscribeResponse_Typing) isSubscribeResponse_Item() {}
 
 func (*SubscribeResponse_ReadCursor) isSubscribeResponse_Item() {}
+
+func (*SubscribeResponse_QueuePosition) isSubscribeResponse_Item() {}
 
 // ListEventsRequest pages through a conversation's log.
 type ListEventsRequest struct {
@@ -1097,13 +1116,14 @@ const file_parley_v1_messaging_service_proto_rawDesc = "" +
 	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventR\x05event\"k\n" +
 	"\x10SubscribeRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
-	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"\xe2\x01\n" +
+	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"\xa5\x02\n" +
 	"\x11SubscribeResponse\x12(\n" +
 	"\x05event\x18\x01 \x01(\v2\x10.parley.v1.EventH\x00R\x05event\x124\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeat\x12+\n" +
 	"\x06typing\x18\x03 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x128\n" +
 	"\vread_cursor\x18\x04 \x01(\v2\x15.parley.v1.ReadCursorH\x00R\n" +
-	"readCursorB\x06\n" +
+	"readCursor\x12A\n" +
+	"\x0equeue_position\x18\x05 \x01(\v2\x18.parley.v1.QueuePositionH\x00R\rqueuePositionB\x06\n" +
 	"\x04item\"\xb8\x01\n" +
 	"\x11ListEventsRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
@@ -1208,7 +1228,8 @@ var file_parley_v1_messaging_service_proto_goTypes = []any{
 	(*Heartbeat)(nil),                // 20: parley.v1.Heartbeat
 	(*Typing)(nil),                   // 21: parley.v1.Typing
 	(*ReadCursor)(nil),               // 22: parley.v1.ReadCursor
-	(*Attachment)(nil),               // 23: parley.v1.Attachment
+	(*QueuePosition)(nil),            // 23: parley.v1.QueuePosition
+	(*Attachment)(nil),               // 24: parley.v1.Attachment
 }
 var file_parley_v1_messaging_service_proto_depIdxs = []int32{
 	18, // 0: parley.v1.SendMessageRequest.channel:type_name -> parley.v1.Channel
@@ -1217,35 +1238,36 @@ var file_parley_v1_messaging_service_proto_depIdxs = []int32{
 	20, // 3: parley.v1.SubscribeResponse.heartbeat:type_name -> parley.v1.Heartbeat
 	21, // 4: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
 	22, // 5: parley.v1.SubscribeResponse.read_cursor:type_name -> parley.v1.ReadCursor
-	19, // 6: parley.v1.ListEventsResponse.events:type_name -> parley.v1.Event
-	22, // 7: parley.v1.MarkDeliveredResponse.read_cursor:type_name -> parley.v1.ReadCursor
-	22, // 8: parley.v1.MarkReadResponse.read_cursor:type_name -> parley.v1.ReadCursor
-	22, // 9: parley.v1.ListReadCursorsResponse.read_cursors:type_name -> parley.v1.ReadCursor
-	23, // 10: parley.v1.UploadAttachmentResponse.attachment:type_name -> parley.v1.Attachment
-	23, // 11: parley.v1.GetAttachmentResponse.attachment:type_name -> parley.v1.Attachment
-	0,  // 12: parley.v1.MessagingService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	2,  // 13: parley.v1.MessagingService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	4,  // 14: parley.v1.MessagingService.ListEvents:input_type -> parley.v1.ListEventsRequest
-	6,  // 15: parley.v1.MessagingService.SetTyping:input_type -> parley.v1.SetTypingRequest
-	8,  // 16: parley.v1.MessagingService.MarkDelivered:input_type -> parley.v1.MarkDeliveredRequest
-	10, // 17: parley.v1.MessagingService.MarkRead:input_type -> parley.v1.MarkReadRequest
-	12, // 18: parley.v1.MessagingService.ListReadCursors:input_type -> parley.v1.ListReadCursorsRequest
-	14, // 19: parley.v1.MessagingService.UploadAttachment:input_type -> parley.v1.UploadAttachmentRequest
-	16, // 20: parley.v1.MessagingService.GetAttachment:input_type -> parley.v1.GetAttachmentRequest
-	1,  // 21: parley.v1.MessagingService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	3,  // 22: parley.v1.MessagingService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	5,  // 23: parley.v1.MessagingService.ListEvents:output_type -> parley.v1.ListEventsResponse
-	7,  // 24: parley.v1.MessagingService.SetTyping:output_type -> parley.v1.SetTypingResponse
-	9,  // 25: parley.v1.MessagingService.MarkDelivered:output_type -> parley.v1.MarkDeliveredResponse
-	11, // 26: parley.v1.MessagingService.MarkRead:output_type -> parley.v1.MarkReadResponse
-	13, // 27: parley.v1.MessagingService.ListReadCursors:output_type -> parley.v1.ListReadCursorsResponse
-	15, // 28: parley.v1.MessagingService.UploadAttachment:output_type -> parley.v1.UploadAttachmentResponse
-	17, // 29: parley.v1.MessagingService.GetAttachment:output_type -> parley.v1.GetAttachmentResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	23, // 6: parley.v1.SubscribeResponse.queue_position:type_name -> parley.v1.QueuePosition
+	19, // 7: parley.v1.ListEventsResponse.events:type_name -> parley.v1.Event
+	22, // 8: parley.v1.MarkDeliveredResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	22, // 9: parley.v1.MarkReadResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	22, // 10: parley.v1.ListReadCursorsResponse.read_cursors:type_name -> parley.v1.ReadCursor
+	24, // 11: parley.v1.UploadAttachmentResponse.attachment:type_name -> parley.v1.Attachment
+	24, // 12: parley.v1.GetAttachmentResponse.attachment:type_name -> parley.v1.Attachment
+	0,  // 13: parley.v1.MessagingService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	2,  // 14: parley.v1.MessagingService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	4,  // 15: parley.v1.MessagingService.ListEvents:input_type -> parley.v1.ListEventsRequest
+	6,  // 16: parley.v1.MessagingService.SetTyping:input_type -> parley.v1.SetTypingRequest
+	8,  // 17: parley.v1.MessagingService.MarkDelivered:input_type -> parley.v1.MarkDeliveredRequest
+	10, // 18: parley.v1.MessagingService.MarkRead:input_type -> parley.v1.MarkReadRequest
+	12, // 19: parley.v1.MessagingService.ListReadCursors:input_type -> parley.v1.ListReadCursorsRequest
+	14, // 20: parley.v1.MessagingService.UploadAttachment:input_type -> parley.v1.UploadAttachmentRequest
+	16, // 21: parley.v1.MessagingService.GetAttachment:input_type -> parley.v1.GetAttachmentRequest
+	1,  // 22: parley.v1.MessagingService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	3,  // 23: parley.v1.MessagingService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	5,  // 24: parley.v1.MessagingService.ListEvents:output_type -> parley.v1.ListEventsResponse
+	7,  // 25: parley.v1.MessagingService.SetTyping:output_type -> parley.v1.SetTypingResponse
+	9,  // 26: parley.v1.MessagingService.MarkDelivered:output_type -> parley.v1.MarkDeliveredResponse
+	11, // 27: parley.v1.MessagingService.MarkRead:output_type -> parley.v1.MarkReadResponse
+	13, // 28: parley.v1.MessagingService.ListReadCursors:output_type -> parley.v1.ListReadCursorsResponse
+	15, // 29: parley.v1.MessagingService.UploadAttachment:output_type -> parley.v1.UploadAttachmentResponse
+	17, // 30: parley.v1.MessagingService.GetAttachment:output_type -> parley.v1.GetAttachmentResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_messaging_service_proto_init() }
@@ -1259,6 +1281,7 @@ func file_parley_v1_messaging_service_proto_init() {
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Typing)(nil),
 		(*SubscribeResponse_ReadCursor)(nil),
+		(*SubscribeResponse_QueuePosition)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -252,6 +252,113 @@ func (ParticipantRole) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
+// RoutingStrategy is how a queue picks among eligible agents; ties go to
+// the agent idle longest, then the smallest id.
+type RoutingStrategy int32
+
+const (
+	// Most available capacity.
+	RoutingStrategy_ROUTING_STRATEGY_UNSPECIFIED RoutingStrategy = 0
+	// The agent with the most free capacity on the chat's channel.
+	RoutingStrategy_ROUTING_STRATEGY_MOST_AVAILABLE RoutingStrategy = 1
+	// The agent whose last assignment is oldest (longest idle).
+	RoutingStrategy_ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED RoutingStrategy = 2
+)
+
+// Enum value maps for RoutingStrategy.
+var (
+	RoutingStrategy_name = map[int32]string{
+		0: "ROUTING_STRATEGY_UNSPECIFIED",
+		1: "ROUTING_STRATEGY_MOST_AVAILABLE",
+		2: "ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED",
+	}
+	RoutingStrategy_value = map[string]int32{
+		"ROUTING_STRATEGY_UNSPECIFIED":             0,
+		"ROUTING_STRATEGY_MOST_AVAILABLE":          1,
+		"ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED": 2,
+	}
+)
+
+func (x RoutingStrategy) Enum() *RoutingStrategy {
+	p := new(RoutingStrategy)
+	*p = x
+	return p
+}
+
+func (x RoutingStrategy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RoutingStrategy) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[4].Descriptor()
+}
+
+func (RoutingStrategy) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[4]
+}
+
+func (x RoutingStrategy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RoutingStrategy.Descriptor instead.
+func (RoutingStrategy) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{4}
+}
+
+// AgentLossPolicy says what happens to a lost agent's chats.
+type AgentLossPolicy int32
+
+const (
+	// Re-queue them.
+	AgentLossPolicy_AGENT_LOSS_POLICY_UNSPECIFIED AgentLossPolicy = 0
+	// Re-queue them, ahead of newer chats of the same priority.
+	AgentLossPolicy_AGENT_LOSS_POLICY_REQUEUE AgentLossPolicy = 1
+	// Keep them with the agent, who may come back.
+	AgentLossPolicy_AGENT_LOSS_POLICY_KEEP AgentLossPolicy = 2
+)
+
+// Enum value maps for AgentLossPolicy.
+var (
+	AgentLossPolicy_name = map[int32]string{
+		0: "AGENT_LOSS_POLICY_UNSPECIFIED",
+		1: "AGENT_LOSS_POLICY_REQUEUE",
+		2: "AGENT_LOSS_POLICY_KEEP",
+	}
+	AgentLossPolicy_value = map[string]int32{
+		"AGENT_LOSS_POLICY_UNSPECIFIED": 0,
+		"AGENT_LOSS_POLICY_REQUEUE":     1,
+		"AGENT_LOSS_POLICY_KEEP":        2,
+	}
+)
+
+func (x AgentLossPolicy) Enum() *AgentLossPolicy {
+	p := new(AgentLossPolicy)
+	*p = x
+	return p
+}
+
+func (x AgentLossPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AgentLossPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[5].Descriptor()
+}
+
+func (AgentLossPolicy) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[5]
+}
+
+func (x AgentLossPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AgentLossPolicy.Descriptor instead.
+func (AgentLossPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{5}
+}
+
 // StaffRole is the role of a staff token.
 type StaffRole int32
 
@@ -292,11 +399,11 @@ func (x StaffRole) String() string {
 }
 
 func (StaffRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_resources_proto_enumTypes[4].Descriptor()
+	return file_parley_v1_resources_proto_enumTypes[6].Descriptor()
 }
 
 func (StaffRole) Type() protoreflect.EnumType {
-	return &file_parley_v1_resources_proto_enumTypes[4]
+	return &file_parley_v1_resources_proto_enumTypes[6]
 }
 
 func (x StaffRole) Number() protoreflect.EnumNumber {
@@ -305,7 +412,7 @@ func (x StaffRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StaffRole.Descriptor instead.
 func (StaffRole) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{6}
 }
 
 // Participant is a party to a conversation.
@@ -374,14 +481,24 @@ func (x *Participant) GetDisplayName() string {
 // Interaction is the customer interaction record created from the pre-chat
 // form. It carries the context routing matches on and agents read.
 type Interaction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Email         string                 `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
-	IssueType     string                 `protobuf:"bytes,4,opt,name=issue_type,json=issueType,proto3" json:"issue_type,omitempty"`
-	Channel       Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
-	FirstMessage  string                 `protobuf:"bytes,6,opt,name=first_message,json=firstMessage,proto3" json:"first_message,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Email        string                 `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	IssueType    string                 `protobuf:"bytes,4,opt,name=issue_type,json=issueType,proto3" json:"issue_type,omitempty"`
+	Channel      Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	FirstMessage string                 `protobuf:"bytes,6,opt,name=first_message,json=firstMessage,proto3" json:"first_message,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The language the customer writes in (BCP 47, such as "en" or "fr-CA"),
+	// if the form or the app said.
+	Language string `protobuf:"bytes,8,opt,name=language,proto3" json:"language,omitempty"`
+	// Extra pre-chat form fields, such as {"order_number": "1042"}.
+	FormFields map[string]string `protobuf:"bytes,9,rep,name=form_fields,json=formFields,proto3" json:"form_fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The signed-in customer's tier from their token's "tier" claim, such as
+	// "gold"; empty for guests.
+	Tier string `protobuf:"bytes,10,opt,name=tier,proto3" json:"tier,omitempty"`
+	// What the customer wants, as the virtual agent captured it; empty until then.
+	Intent        string `protobuf:"bytes,11,opt,name=intent,proto3" json:"intent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -463,6 +580,34 @@ func (x *Interaction) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *Interaction) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *Interaction) GetFormFields() map[string]string {
+	if x != nil {
+		return x.FormFields
+	}
+	return nil
+}
+
+func (x *Interaction) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *Interaction) GetIntent() string {
+	if x != nil {
+		return x.Intent
+	}
+	return ""
 }
 
 // Conversation is one chat between a customer and the service team.
@@ -598,6 +743,7 @@ type Event struct {
 	//	*Event_ConversationTransferred
 	//	*Event_CaseLinked
 	//	*Event_ConversationClosed
+	//	*Event_WaitExceeded
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -738,6 +884,15 @@ func (x *Event) GetConversationClosed() *ConversationClosed {
 	return nil
 }
 
+func (x *Event) GetWaitExceeded() *WaitExceeded {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_WaitExceeded); ok {
+			return x.WaitExceeded
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -770,6 +925,10 @@ type Event_ConversationClosed struct {
 	ConversationClosed *ConversationClosed `protobuf:"bytes,16,opt,name=conversation_closed,json=conversationClosed,proto3,oneof"`
 }
 
+type Event_WaitExceeded struct {
+	WaitExceeded *WaitExceeded `protobuf:"bytes,17,opt,name=wait_exceeded,json=waitExceeded,proto3,oneof"`
+}
+
 func (*Event_MessagePosted) isEvent_Kind() {}
 
 func (*Event_ParticipantJoined) isEvent_Kind() {}
@@ -783,6 +942,8 @@ func (*Event_ConversationTransferred) isEvent_Kind() {}
 func (*Event_CaseLinked) isEvent_Kind() {}
 
 func (*Event_ConversationClosed) isEvent_Kind() {}
+
+func (*Event_WaitExceeded) isEvent_Kind() {}
 
 // MessagePosted is a chat message.
 type MessagePosted struct {
@@ -1174,9 +1335,13 @@ func (x *ParticipantLeft) GetParticipant() *Participant {
 
 // ConversationQueued records that the conversation waits in a queue.
 type ConversationQueued struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	QueueId       string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
-	QueueName     string                 `protobuf:"bytes,2,opt,name=queue_name,json=queueName,proto3" json:"queue_name,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	QueueId   string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	QueueName string                 `protobuf:"bytes,2,opt,name=queue_name,json=queueName,proto3" json:"queue_name,omitempty"`
+	// Why it (re)entered a queue: empty when the chat starts; "transfer",
+	// "overflow" (the previous queue's maximum wait passed) or "agent_lost"
+	// (the holding agent went offline or dropped).
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1225,6 +1390,68 @@ func (x *ConversationQueued) GetQueueName() string {
 	return ""
 }
 
+func (x *ConversationQueued) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// WaitExceeded records that a chat waited its queue's maximum wait with no
+// overflow queue to go to. It keeps waiting; the customer may instead leave
+// a message with SessionService.LeaveMessage, which becomes a case.
+type WaitExceeded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	QueueId       string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	MaxWait       *durationpb.Duration   `protobuf:"bytes,2,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitExceeded) Reset() {
+	*x = WaitExceeded{}
+	mi := &file_parley_v1_resources_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitExceeded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitExceeded) ProtoMessage() {}
+
+func (x *WaitExceeded) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitExceeded.ProtoReflect.Descriptor instead.
+func (*WaitExceeded) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WaitExceeded) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *WaitExceeded) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
+}
+
 // ConversationTransferred records a completed transfer.
 type ConversationTransferred struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1241,7 +1468,7 @@ type ConversationTransferred struct {
 
 func (x *ConversationTransferred) Reset() {
 	*x = ConversationTransferred{}
-	mi := &file_parley_v1_resources_proto_msgTypes[11]
+	mi := &file_parley_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1480,7 @@ func (x *ConversationTransferred) String() string {
 func (*ConversationTransferred) ProtoMessage() {}
 
 func (x *ConversationTransferred) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[11]
+	mi := &file_parley_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1493,7 @@ func (x *ConversationTransferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationTransferred.ProtoReflect.Descriptor instead.
 func (*ConversationTransferred) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ConversationTransferred) GetFrom() *Participant {
@@ -1310,7 +1537,7 @@ type CaseLinked struct {
 
 func (x *CaseLinked) Reset() {
 	*x = CaseLinked{}
-	mi := &file_parley_v1_resources_proto_msgTypes[12]
+	mi := &file_parley_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1549,7 @@ func (x *CaseLinked) String() string {
 func (*CaseLinked) ProtoMessage() {}
 
 func (x *CaseLinked) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[12]
+	mi := &file_parley_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1562,7 @@ func (x *CaseLinked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseLinked.ProtoReflect.Descriptor instead.
 func (*CaseLinked) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CaseLinked) GetCaseId() string {
@@ -1369,7 +1596,7 @@ type ConversationClosed struct {
 
 func (x *ConversationClosed) Reset() {
 	*x = ConversationClosed{}
-	mi := &file_parley_v1_resources_proto_msgTypes[13]
+	mi := &file_parley_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1608,7 @@ func (x *ConversationClosed) String() string {
 func (*ConversationClosed) ProtoMessage() {}
 
 func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[13]
+	mi := &file_parley_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1621,7 @@ func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationClosed.ProtoReflect.Descriptor instead.
 func (*ConversationClosed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConversationClosed) GetReason() string {
@@ -1411,13 +1638,14 @@ type Queue struct {
 	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// How long an agent has to accept an offer before it goes to another agent.
 	OfferTimeout  *durationpb.Duration `protobuf:"bytes,3,opt,name=offer_timeout,json=offerTimeout,proto3" json:"offer_timeout,omitempty"`
+	Policy        *QueuePolicy         `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	mi := &file_parley_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1657,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	mi := &file_parley_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1670,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Queue) GetId() string {
@@ -1466,6 +1694,135 @@ func (x *Queue) GetOfferTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *Queue) GetPolicy() *QueuePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// QueuePolicy is how a queue assigns its work. The zero value is a plain
+// queue: most available agent, priority 0, no skills, no maximum wait.
+type QueuePolicy struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Strategy RoutingStrategy        `protobuf:"varint,1,opt,name=strategy,proto3,enum=parley.v1.RoutingStrategy" json:"strategy,omitempty"`
+	// Work of higher-priority queues is offered first; within a priority,
+	// first in, first out.
+	Priority int32 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	// An agent must have every one of these skills to be offered the work.
+	RequiredSkills []string `protobuf:"bytes,3,rep,name=required_skills,json=requiredSkills,proto3" json:"required_skills,omitempty"`
+	// The presence an agent moves to when an offer from this queue lapses
+	// unanswered; unspecified means away.
+	TimeoutPresence Presence `protobuf:"varint,4,opt,name=timeout_presence,json=timeoutPresence,proto3,enum=parley.v1.Presence" json:"timeout_presence,omitempty"`
+	// Offers are accepted on the agent's behalf at once.
+	AutoAccept bool `protobuf:"varint,5,opt,name=auto_accept,json=autoAccept,proto3" json:"auto_accept,omitempty"`
+	// After waiting this long, a chat moves to overflow_queue_id or, without
+	// one, its customer is offered to leave a message. Unset: no limit.
+	MaxWait         *durationpb.Duration `protobuf:"bytes,6,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	OverflowQueueId string               `protobuf:"bytes,7,opt,name=overflow_queue_id,json=overflowQueueId,proto3" json:"overflow_queue_id,omitempty"`
+	// What happens to the chats an agent holds when the agent goes offline
+	// or their work stream drops past the grace period.
+	AgentLossPolicy AgentLossPolicy `protobuf:"varint,8,opt,name=agent_loss_policy,json=agentLossPolicy,proto3,enum=parley.v1.AgentLossPolicy" json:"agent_loss_policy,omitempty"`
+	// After a chat closes, its agent's capacity stays held this long for
+	// wrap-up work. Unset: none.
+	WrapUp        *durationpb.Duration `protobuf:"bytes,9,opt,name=wrap_up,json=wrapUp,proto3" json:"wrap_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuePolicy) Reset() {
+	*x = QueuePolicy{}
+	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuePolicy) ProtoMessage() {}
+
+func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuePolicy.ProtoReflect.Descriptor instead.
+func (*QueuePolicy) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *QueuePolicy) GetStrategy() RoutingStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RoutingStrategy_ROUTING_STRATEGY_UNSPECIFIED
+}
+
+func (x *QueuePolicy) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *QueuePolicy) GetRequiredSkills() []string {
+	if x != nil {
+		return x.RequiredSkills
+	}
+	return nil
+}
+
+func (x *QueuePolicy) GetTimeoutPresence() Presence {
+	if x != nil {
+		return x.TimeoutPresence
+	}
+	return Presence_PRESENCE_UNSPECIFIED
+}
+
+func (x *QueuePolicy) GetAutoAccept() bool {
+	if x != nil {
+		return x.AutoAccept
+	}
+	return false
+}
+
+func (x *QueuePolicy) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
+}
+
+func (x *QueuePolicy) GetOverflowQueueId() string {
+	if x != nil {
+		return x.OverflowQueueId
+	}
+	return ""
+}
+
+func (x *QueuePolicy) GetAgentLossPolicy() AgentLossPolicy {
+	if x != nil {
+		return x.AgentLossPolicy
+	}
+	return AgentLossPolicy_AGENT_LOSS_POLICY_UNSPECIFIED
+}
+
+func (x *QueuePolicy) GetWrapUp() *durationpb.Duration {
+	if x != nil {
+		return x.WrapUp
+	}
+	return nil
+}
+
 // MatchingRule routes interactions that satisfy its condition to a queue.
 // Rules are evaluated in ascending order; the first match wins.
 type MatchingRule struct {
@@ -1481,7 +1838,7 @@ type MatchingRule struct {
 
 func (x *MatchingRule) Reset() {
 	*x = MatchingRule{}
-	mi := &file_parley_v1_resources_proto_msgTypes[15]
+	mi := &file_parley_v1_resources_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1850,7 @@ func (x *MatchingRule) String() string {
 func (*MatchingRule) ProtoMessage() {}
 
 func (x *MatchingRule) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[15]
+	mi := &file_parley_v1_resources_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1863,7 @@ func (x *MatchingRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchingRule.ProtoReflect.Descriptor instead.
 func (*MatchingRule) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MatchingRule) GetId() string {
@@ -1559,7 +1916,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1928,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1941,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Condition) GetKind() isCondition_Kind {
@@ -1647,7 +2004,10 @@ func (*Condition_All) isCondition_Kind() {}
 func (*Condition_Any) isCondition_Kind() {}
 
 // FieldIn holds when an interaction field equals one of the values.
-// Fields: "issue_type", "channel" (web_portal, messenger, mobile).
+// Fields: "issue_type", "channel" (web_portal, messenger, mobile),
+// "language", "tier" (a signed-in customer's tier), "intent" (captured by
+// the virtual agent), "site" (the messenger site's id) and "form.<name>"
+// (an extra pre-chat form field).
 type FieldIn struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Field         string                 `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
@@ -1658,7 +2018,7 @@ type FieldIn struct {
 
 func (x *FieldIn) Reset() {
 	*x = FieldIn{}
-	mi := &file_parley_v1_resources_proto_msgTypes[17]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +2030,7 @@ func (x *FieldIn) String() string {
 func (*FieldIn) ProtoMessage() {}
 
 func (x *FieldIn) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[17]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +2043,7 @@ func (x *FieldIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldIn.ProtoReflect.Descriptor instead.
 func (*FieldIn) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FieldIn) GetField() string {
@@ -1710,7 +2070,7 @@ type ConditionList struct {
 
 func (x *ConditionList) Reset() {
 	*x = ConditionList{}
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +2082,7 @@ func (x *ConditionList) String() string {
 func (*ConditionList) ProtoMessage() {}
 
 func (x *ConditionList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +2095,7 @@ func (x *ConditionList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionList.ProtoReflect.Descriptor instead.
 func (*ConditionList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConditionList) GetConditions() []*Condition {
@@ -1754,15 +2114,21 @@ type Agent struct {
 	// How many conversations (including pending offers) the agent handles at once.
 	Capacity int32 `protobuf:"varint,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// Conversations and pending offers the agent holds now.
-	Load          int32    `protobuf:"varint,5,opt,name=load,proto3" json:"load,omitempty"`
-	QueueIds      []string `protobuf:"bytes,6,rep,name=queue_ids,json=queueIds,proto3" json:"queue_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Load     int32    `protobuf:"varint,5,opt,name=load,proto3" json:"load,omitempty"`
+	QueueIds []string `protobuf:"bytes,6,rep,name=queue_ids,json=queueIds,proto3" json:"queue_ids,omitempty"`
+	Skills   []string `protobuf:"bytes,7,rep,name=skills,proto3" json:"skills,omitempty"`
+	// Limits per channel within capacity; a channel not listed is limited
+	// by capacity alone.
+	ChannelCapacities []*ChannelCapacity `protobuf:"bytes,8,rep,name=channel_capacities,json=channelCapacities,proto3" json:"channel_capacities,omitempty"`
+	// Presence on channels where it differs from presence.
+	ChannelPresences []*ChannelPresence `protobuf:"bytes,9,rep,name=channel_presences,json=channelPresences,proto3" json:"channel_presences,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +2140,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +2153,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Agent) GetId() string {
@@ -1832,6 +2198,279 @@ func (x *Agent) GetQueueIds() []string {
 	return nil
 }
 
+func (x *Agent) GetSkills() []string {
+	if x != nil {
+		return x.Skills
+	}
+	return nil
+}
+
+func (x *Agent) GetChannelCapacities() []*ChannelCapacity {
+	if x != nil {
+		return x.ChannelCapacities
+	}
+	return nil
+}
+
+func (x *Agent) GetChannelPresences() []*ChannelPresence {
+	if x != nil {
+		return x.ChannelPresences
+	}
+	return nil
+}
+
+// ChannelCapacity limits an agent's conversations on one channel.
+type ChannelCapacity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	Capacity      int32                  `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelCapacity) Reset() {
+	*x = ChannelCapacity{}
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelCapacity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelCapacity) ProtoMessage() {}
+
+func (x *ChannelCapacity) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelCapacity.ProtoReflect.Descriptor instead.
+func (*ChannelCapacity) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ChannelCapacity) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *ChannelCapacity) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+// ChannelPresence is an agent's presence on one channel.
+type ChannelPresence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	Presence      Presence               `protobuf:"varint,2,opt,name=presence,proto3,enum=parley.v1.Presence" json:"presence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelPresence) Reset() {
+	*x = ChannelPresence{}
+	mi := &file_parley_v1_resources_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelPresence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelPresence) ProtoMessage() {}
+
+func (x *ChannelPresence) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelPresence.ProtoReflect.Descriptor instead.
+func (*ChannelPresence) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ChannelPresence) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *ChannelPresence) GetPresence() Presence {
+	if x != nil {
+		return x.Presence
+	}
+	return Presence_PRESENCE_UNSPECIFIED
+}
+
+// QueueStatus is a queue's live state, for supervisors.
+type QueueStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue *Queue                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Conversations waiting in the queue.
+	Waiting int32 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// When the longest-waiting conversation entered the queue; unset when
+	// none waits.
+	OldestQueueTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=oldest_queue_time,json=oldestQueueTime,proto3" json:"oldest_queue_time,omitempty"`
+	// Member agents available on some channel, and their free capacity.
+	AvailableAgents int32 `protobuf:"varint,4,opt,name=available_agents,json=availableAgents,proto3" json:"available_agents,omitempty"`
+	FreeCapacity    int32 `protobuf:"varint,5,opt,name=free_capacity,json=freeCapacity,proto3" json:"free_capacity,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *QueueStatus) Reset() {
+	*x = QueueStatus{}
+	mi := &file_parley_v1_resources_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueStatus) ProtoMessage() {}
+
+func (x *QueueStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueStatus.ProtoReflect.Descriptor instead.
+func (*QueueStatus) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *QueueStatus) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+func (x *QueueStatus) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *QueueStatus) GetOldestQueueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestQueueTime
+	}
+	return nil
+}
+
+func (x *QueueStatus) GetAvailableAgents() int32 {
+	if x != nil {
+		return x.AvailableAgents
+	}
+	return 0
+}
+
+func (x *QueueStatus) GetFreeCapacity() int32 {
+	if x != nil {
+		return x.FreeCapacity
+	}
+	return 0
+}
+
+// QueuePosition tells a waiting customer where they stand. It is not
+// persisted and carries no seq.
+type QueuePosition struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueueId string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// 1 is next.
+	Position int32 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// How long the customer will likely wait, from how fast the queue's
+	// chats were taken in the last hour; unset when there is no basis yet.
+	EstimatedWait *durationpb.Duration `protobuf:"bytes,3,opt,name=estimated_wait,json=estimatedWait,proto3" json:"estimated_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuePosition) Reset() {
+	*x = QueuePosition{}
+	mi := &file_parley_v1_resources_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuePosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuePosition) ProtoMessage() {}
+
+func (x *QueuePosition) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuePosition.ProtoReflect.Descriptor instead.
+func (*QueuePosition) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *QueuePosition) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *QueuePosition) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *QueuePosition) GetEstimatedWait() *durationpb.Duration {
+	if x != nil {
+		return x.EstimatedWait
+	}
+	return nil
+}
+
 // Offer proposes a conversation to one agent, who accepts or declines it.
 type Offer struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1849,7 +2488,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +2500,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +2513,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Offer) GetId() string {
@@ -1931,7 +2570,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2582,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2595,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
@@ -1984,13 +2623,19 @@ type Settings struct {
 	// rolling hour, so one address cannot use up the limit above; 0 means
 	// no per-address limit.
 	MaxGuestSessionsPerHourPerAddress int32 `protobuf:"varint,5,opt,name=max_guest_sessions_per_hour_per_address,json=maxGuestSessionsPerHourPerAddress,proto3" json:"max_guest_sessions_per_hour_per_address,omitempty"`
-	unknownFields                     protoimpl.UnknownFields
-	sizeCache                         protoimpl.SizeCache
+	// Where chats go when no matching rule matches; empty refuses them.
+	DefaultQueueId string `protobuf:"bytes,6,opt,name=default_queue_id,json=defaultQueueId,proto3" json:"default_queue_id,omitempty"`
+	// How long an agent's work stream may stay away (network loss, closed
+	// laptop) before the agent counts as offline: their offers go to others
+	// and, per queue policy, their chats are re-queued. Unset means 60 s.
+	AgentDisconnectGrace *durationpb.Duration `protobuf:"bytes,7,opt,name=agent_disconnect_grace,json=agentDisconnectGrace,proto3" json:"agent_disconnect_grace,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	mi := &file_parley_v1_resources_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2647,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	mi := &file_parley_v1_resources_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2660,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Settings) GetMaxGuestSessionsPerHour() int32 {
@@ -2053,6 +2698,20 @@ func (x *Settings) GetMaxGuestSessionsPerHourPerAddress() int32 {
 	return 0
 }
 
+func (x *Settings) GetDefaultQueueId() string {
+	if x != nil {
+		return x.DefaultQueueId
+	}
+	return ""
+}
+
+func (x *Settings) GetAgentDisconnectGrace() *durationpb.Duration {
+	if x != nil {
+		return x.AgentDisconnectGrace
+	}
+	return nil
+}
+
 // IssueType is one choice of the pre-chat form's issue type field.
 type IssueType struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2066,7 +2725,7 @@ type IssueType struct {
 
 func (x *IssueType) Reset() {
 	*x = IssueType{}
-	mi := &file_parley_v1_resources_proto_msgTypes[23]
+	mi := &file_parley_v1_resources_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2737,7 @@ func (x *IssueType) String() string {
 func (*IssueType) ProtoMessage() {}
 
 func (x *IssueType) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[23]
+	mi := &file_parley_v1_resources_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2750,7 @@ func (x *IssueType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueType.ProtoReflect.Descriptor instead.
 func (*IssueType) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IssueType) GetValue() string {
@@ -2121,7 +2780,7 @@ type Consumer struct {
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[24]
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2792,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[24]
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2805,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Consumer) GetId() string {
@@ -2196,7 +2855,7 @@ type Case struct {
 
 func (x *Case) Reset() {
 	*x = Case{}
-	mi := &file_parley_v1_resources_proto_msgTypes[25]
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2867,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[25]
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2880,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Case) GetId() string {
@@ -2292,7 +2951,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_parley_v1_resources_proto_msgTypes[26]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2963,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[26]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2976,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -2387,7 +3046,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_parley_v1_resources_proto_msgTypes[27]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +3058,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[27]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +3071,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Site) GetId() string {
@@ -2451,7 +3110,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vParticipant\x12.\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x1a.parley.v1.ParticipantRoleR\x04role\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"\xf6\x01\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"\xc6\x03\n" +
 	"\vInteraction\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -2461,7 +3120,16 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\achannel\x18\x05 \x01(\x0e2\x12.parley.v1.ChannelR\achannel\x12#\n" +
 	"\rfirst_message\x18\x06 \x01(\tR\ffirstMessage\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xf6\x02\n" +
+	"createTime\x12\x1a\n" +
+	"\blanguage\x18\b \x01(\tR\blanguage\x12G\n" +
+	"\vform_fields\x18\t \x03(\v2&.parley.v1.Interaction.FormFieldsEntryR\n" +
+	"formFields\x12\x12\n" +
+	"\x04tier\x18\n" +
+	" \x01(\tR\x04tier\x12\x16\n" +
+	"\x06intent\x18\v \x01(\tR\x06intent\x1a=\n" +
+	"\x0fFormFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
 	"\fConversation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.parley.v1.ConversationStateR\x05state\x128\n" +
@@ -2474,7 +3142,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"close_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcloseTime\x12\x1f\n" +
 	"\vconsumer_id\x18\t \x01(\tR\n" +
-	"consumerId\"\xff\x05\n" +
+	"consumerId\"\xbf\x06\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12;\n" +
@@ -2490,7 +3158,8 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x18conversation_transferred\x18\x0e \x01(\v2\".parley.v1.ConversationTransferredH\x00R\x17conversationTransferred\x128\n" +
 	"\vcase_linked\x18\x0f \x01(\v2\x15.parley.v1.CaseLinkedH\x00R\n" +
 	"caseLinked\x12P\n" +
-	"\x13conversation_closed\x18\x10 \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosedB\x06\n" +
+	"\x13conversation_closed\x18\x10 \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosed\x12>\n" +
+	"\rwait_exceeded\x18\x11 \x01(\v2\x17.parley.v1.WaitExceededH\x00R\fwaitExceededB\x06\n" +
 	"\x04kind\"\x88\x01\n" +
 	"\rMessagePosted\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12*\n" +
@@ -2523,11 +3192,15 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x11ParticipantJoined\x128\n" +
 	"\vparticipant\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\vparticipant\"K\n" +
 	"\x0fParticipantLeft\x128\n" +
-	"\vparticipant\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\vparticipant\"N\n" +
+	"\vparticipant\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\vparticipant\"f\n" +
 	"\x12ConversationQueued\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x1d\n" +
 	"\n" +
-	"queue_name\x18\x02 \x01(\tR\tqueueName\"\x99\x01\n" +
+	"queue_name\x18\x02 \x01(\tR\tqueueName\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"_\n" +
+	"\fWaitExceeded\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x124\n" +
+	"\bmax_wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"\x99\x01\n" +
 	"\x17ConversationTransferred\x12*\n" +
 	"\x04from\x18\x01 \x01(\v2\x16.parley.v1.ParticipantR\x04from\x12\x1e\n" +
 	"\vto_agent_id\x18\x02 \x01(\tR\ttoAgentId\x12\x1e\n" +
@@ -2541,11 +3214,25 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vconsumer_id\x18\x03 \x01(\tR\n" +
 	"consumerId\",\n" +
 	"\x12ConversationClosed\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"z\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xaa\x01\n" +
 	"\x05Queue\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12>\n" +
-	"\roffer_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fofferTimeout\"\xa6\x01\n" +
+	"\roffer_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fofferTimeout\x12.\n" +
+	"\x06policy\x18\x04 \x01(\v2\x16.parley.v1.QueuePolicyR\x06policy\"\x97\x05\n" +
+	"\vQueuePolicy\x12@\n" +
+	"\bstrategy\x18\x01 \x01(\x0e2\x1a.parley.v1.RoutingStrategyB\b\xbaH\x05\x82\x01\x02\x10\x01R\bstrategy\x12&\n" +
+	"\bpriority\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpriority\x12P\n" +
+	"\x0frequired_skills\x18\x03 \x03(\tB'\xbaH$\x92\x01!\x10\x14\x18\x01\"\x1br\x192\x17^[a-z][a-z0-9_-]{0,39}$R\x0erequiredSkills\x12H\n" +
+	"\x10timeout_presence\x18\x04 \x01(\x0e2\x13.parley.v1.PresenceB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0ftimeoutPresence\x12\x1f\n" +
+	"\vauto_accept\x18\x05 \x01(\bR\n" +
+	"autoAccept\x12D\n" +
+	"\bmax_wait\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x052\x00R\amaxWait\x12\x85\x01\n" +
+	"\x11overflow_queue_id\x18\a \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x0foverflowQueueId\x12P\n" +
+	"\x11agent_loss_policy\x18\b \x01(\x0e2\x1a.parley.v1.AgentLossPolicyB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0fagentLossPolicy\x12A\n" +
+	"\awrap_up\x18\t \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\x06wrapUp\"\xa6\x01\n" +
 	"\fMatchingRule\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
@@ -2556,23 +3243,42 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\bfield_in\x18\x01 \x01(\v2\x12.parley.v1.FieldInH\x00R\afieldIn\x12,\n" +
 	"\x03all\x18\x02 \x01(\v2\x18.parley.v1.ConditionListH\x00R\x03all\x12,\n" +
 	"\x03any\x18\x03 \x01(\v2\x18.parley.v1.ConditionListH\x00R\x03anyB\r\n" +
-	"\x04kind\x12\x05\xbaH\x02\b\x01\"g\n" +
-	"\aFieldIn\x120\n" +
-	"\x05field\x18\x01 \x01(\tB\x1a\xbaH\x17r\x15R\n" +
-	"issue_typeR\achannelR\x05field\x12*\n" +
+	"\x04kind\x12\x05\xbaH\x02\b\x01\"\x9f\x01\n" +
+	"\aFieldIn\x12h\n" +
+	"\x05field\x18\x01 \x01(\tBR\xbaHOrM2K^(issue_type|channel|language|tier|intent|site|form\\.[a-z][a-z0-9_]{0,39})$R\x05field\x12*\n" +
 	"\x06values\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18@R\x06values\"Q\n" +
 	"\rConditionList\x12@\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x14.parley.v1.ConditionB\n" +
 	"\xbaH\a\x92\x01\x04\b\x01\x102R\n" +
-	"conditions\"\xb8\x01\n" +
+	"conditions\"\xe4\x02\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12/\n" +
 	"\bpresence\x18\x03 \x01(\x0e2\x13.parley.v1.PresenceR\bpresence\x12\x1a\n" +
 	"\bcapacity\x18\x04 \x01(\x05R\bcapacity\x12\x12\n" +
 	"\x04load\x18\x05 \x01(\x05R\x04load\x12\x1b\n" +
-	"\tqueue_ids\x18\x06 \x03(\tR\bqueueIds\"\x8f\x02\n" +
+	"\tqueue_ids\x18\x06 \x03(\tR\bqueueIds\x12\x16\n" +
+	"\x06skills\x18\a \x03(\tR\x06skills\x12I\n" +
+	"\x12channel_capacities\x18\b \x03(\v2\x1a.parley.v1.ChannelCapacityR\x11channelCapacities\x12G\n" +
+	"\x11channel_presences\x18\t \x03(\v2\x1a.parley.v1.ChannelPresenceR\x10channelPresences\"r\n" +
+	"\x0fChannelCapacity\x128\n" +
+	"\achannel\x18\x01 \x01(\x0e2\x12.parley.v1.ChannelB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\achannel\x12%\n" +
+	"\bcapacity\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bcapacity\"p\n" +
+	"\x0fChannelPresence\x12,\n" +
+	"\achannel\x18\x01 \x01(\x0e2\x12.parley.v1.ChannelR\achannel\x12/\n" +
+	"\bpresence\x18\x02 \x01(\x0e2\x13.parley.v1.PresenceR\bpresence\"\xe7\x01\n" +
+	"\vQueueStatus\x12&\n" +
+	"\x05queue\x18\x01 \x01(\v2\x10.parley.v1.QueueR\x05queue\x12\x18\n" +
+	"\awaiting\x18\x02 \x01(\x05R\awaiting\x12F\n" +
+	"\x11oldest_queue_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0foldestQueueTime\x12)\n" +
+	"\x10available_agents\x18\x04 \x01(\x05R\x0favailableAgents\x12#\n" +
+	"\rfree_capacity\x18\x05 \x01(\x05R\ffreeCapacity\"\x88\x01\n" +
+	"\rQueuePosition\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x05R\bposition\x12@\n" +
+	"\x0eestimated_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\restimatedWait\"\x8f\x02\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\fconversation\x18\x02 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12;\n" +
@@ -2582,7 +3288,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x0etransferred_by\x18\x05 \x01(\v2\x16.parley.v1.ParticipantR\rtransferredBy\x12#\n" +
 	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\"D\n" +
 	"\tHeartbeat\x127\n" +
-	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xb5\x04\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\x9b\x06\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
@@ -2592,7 +3298,10 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"issueTypes\x12\xdc\x01\n" +
 	"\rabandon_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x9b\x01\xbaH\x97\x01\xba\x01\x89\x01\n" +
 	"\x13abandon_after_range\x12?abandon_after must be 0 (never) or between 1 minute and 30 days\x1a1this == duration('0s') || this >= duration('60s')\xaa\x01\a\"\x05\b\x80\x9a\x9e\x01R\fabandonAfter\x12[\n" +
-	"'max_guest_sessions_per_hour_per_address\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R!maxGuestSessionsPerHourPerAddress\"o\n" +
+	"'max_guest_sessions_per_hour_per_address\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R!maxGuestSessionsPerHourPerAddress\x12\x83\x01\n" +
+	"\x10default_queue_id\x18\x06 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x0edefaultQueueId\x12^\n" +
+	"\x16agent_disconnect_grace\x18\a \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\x14agentDisconnectGrace\"o\n" +
 	"\tIssueType\x124\n" +
 	"\x05value\x18\x01 \x01(\tB\x1e\xbaH\x1br\x192\x17^[a-z][a-z0-9_-]{0,63}$R\x05value\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\"\x90\x01\n" +
@@ -2648,7 +3357,15 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x16PARTICIPANT_ROLE_GUEST\x10\x01\x12\x1d\n" +
 	"\x19PARTICIPANT_ROLE_CUSTOMER\x10\x02\x12\x1a\n" +
 	"\x16PARTICIPANT_ROLE_AGENT\x10\x03\x12\x1b\n" +
-	"\x17PARTICIPANT_ROLE_SYSTEM\x10\x04*n\n" +
+	"\x17PARTICIPANT_ROLE_SYSTEM\x10\x04*\x86\x01\n" +
+	"\x0fRoutingStrategy\x12 \n" +
+	"\x1cROUTING_STRATEGY_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fROUTING_STRATEGY_MOST_AVAILABLE\x10\x01\x12,\n" +
+	"(ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED\x10\x02*o\n" +
+	"\x0fAgentLossPolicy\x12!\n" +
+	"\x1dAGENT_LOSS_POLICY_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19AGENT_LOSS_POLICY_REQUEUE\x10\x01\x12\x1a\n" +
+	"\x16AGENT_LOSS_POLICY_KEEP\x10\x02*n\n" +
 	"\tStaffRole\x12\x1a\n" +
 	"\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STAFF_ROLE_AGENT\x10\x01\x12\x19\n" +
@@ -2669,97 +3386,124 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 	return file_parley_v1_resources_proto_rawDescData
 }
 
-var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
 	(Presence)(0),                   // 2: parley.v1.Presence
 	(ParticipantRole)(0),            // 3: parley.v1.ParticipantRole
-	(StaffRole)(0),                  // 4: parley.v1.StaffRole
-	(*Participant)(nil),             // 5: parley.v1.Participant
-	(*Interaction)(nil),             // 6: parley.v1.Interaction
-	(*Conversation)(nil),            // 7: parley.v1.Conversation
-	(*Event)(nil),                   // 8: parley.v1.Event
-	(*MessagePosted)(nil),           // 9: parley.v1.MessagePosted
-	(*Attachment)(nil),              // 10: parley.v1.Attachment
-	(*Typing)(nil),                  // 11: parley.v1.Typing
-	(*ReadCursor)(nil),              // 12: parley.v1.ReadCursor
-	(*ParticipantJoined)(nil),       // 13: parley.v1.ParticipantJoined
-	(*ParticipantLeft)(nil),         // 14: parley.v1.ParticipantLeft
-	(*ConversationQueued)(nil),      // 15: parley.v1.ConversationQueued
-	(*ConversationTransferred)(nil), // 16: parley.v1.ConversationTransferred
-	(*CaseLinked)(nil),              // 17: parley.v1.CaseLinked
-	(*ConversationClosed)(nil),      // 18: parley.v1.ConversationClosed
-	(*Queue)(nil),                   // 19: parley.v1.Queue
-	(*MatchingRule)(nil),            // 20: parley.v1.MatchingRule
-	(*Condition)(nil),               // 21: parley.v1.Condition
-	(*FieldIn)(nil),                 // 22: parley.v1.FieldIn
-	(*ConditionList)(nil),           // 23: parley.v1.ConditionList
-	(*Agent)(nil),                   // 24: parley.v1.Agent
-	(*Offer)(nil),                   // 25: parley.v1.Offer
-	(*Heartbeat)(nil),               // 26: parley.v1.Heartbeat
-	(*Settings)(nil),                // 27: parley.v1.Settings
-	(*IssueType)(nil),               // 28: parley.v1.IssueType
-	(*Consumer)(nil),                // 29: parley.v1.Consumer
-	(*Case)(nil),                    // 30: parley.v1.Case
-	(*TokenInfo)(nil),               // 31: parley.v1.TokenInfo
-	(*Site)(nil),                    // 32: parley.v1.Site
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 34: google.protobuf.Duration
+	(RoutingStrategy)(0),            // 4: parley.v1.RoutingStrategy
+	(AgentLossPolicy)(0),            // 5: parley.v1.AgentLossPolicy
+	(StaffRole)(0),                  // 6: parley.v1.StaffRole
+	(*Participant)(nil),             // 7: parley.v1.Participant
+	(*Interaction)(nil),             // 8: parley.v1.Interaction
+	(*Conversation)(nil),            // 9: parley.v1.Conversation
+	(*Event)(nil),                   // 10: parley.v1.Event
+	(*MessagePosted)(nil),           // 11: parley.v1.MessagePosted
+	(*Attachment)(nil),              // 12: parley.v1.Attachment
+	(*Typing)(nil),                  // 13: parley.v1.Typing
+	(*ReadCursor)(nil),              // 14: parley.v1.ReadCursor
+	(*ParticipantJoined)(nil),       // 15: parley.v1.ParticipantJoined
+	(*ParticipantLeft)(nil),         // 16: parley.v1.ParticipantLeft
+	(*ConversationQueued)(nil),      // 17: parley.v1.ConversationQueued
+	(*WaitExceeded)(nil),            // 18: parley.v1.WaitExceeded
+	(*ConversationTransferred)(nil), // 19: parley.v1.ConversationTransferred
+	(*CaseLinked)(nil),              // 20: parley.v1.CaseLinked
+	(*ConversationClosed)(nil),      // 21: parley.v1.ConversationClosed
+	(*Queue)(nil),                   // 22: parley.v1.Queue
+	(*QueuePolicy)(nil),             // 23: parley.v1.QueuePolicy
+	(*MatchingRule)(nil),            // 24: parley.v1.MatchingRule
+	(*Condition)(nil),               // 25: parley.v1.Condition
+	(*FieldIn)(nil),                 // 26: parley.v1.FieldIn
+	(*ConditionList)(nil),           // 27: parley.v1.ConditionList
+	(*Agent)(nil),                   // 28: parley.v1.Agent
+	(*ChannelCapacity)(nil),         // 29: parley.v1.ChannelCapacity
+	(*ChannelPresence)(nil),         // 30: parley.v1.ChannelPresence
+	(*QueueStatus)(nil),             // 31: parley.v1.QueueStatus
+	(*QueuePosition)(nil),           // 32: parley.v1.QueuePosition
+	(*Offer)(nil),                   // 33: parley.v1.Offer
+	(*Heartbeat)(nil),               // 34: parley.v1.Heartbeat
+	(*Settings)(nil),                // 35: parley.v1.Settings
+	(*IssueType)(nil),               // 36: parley.v1.IssueType
+	(*Consumer)(nil),                // 37: parley.v1.Consumer
+	(*Case)(nil),                    // 38: parley.v1.Case
+	(*TokenInfo)(nil),               // 39: parley.v1.TokenInfo
+	(*Site)(nil),                    // 40: parley.v1.Site
+	nil,                             // 41: parley.v1.Interaction.FormFieldsEntry
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 43: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
 	3,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	33, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
-	6,  // 4: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	33, // 5: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	33, // 6: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
-	33, // 7: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 8: parley.v1.Event.sender:type_name -> parley.v1.Participant
-	0,  // 9: parley.v1.Event.channel:type_name -> parley.v1.Channel
-	9,  // 10: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
-	13, // 11: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
-	14, // 12: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
-	15, // 13: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
-	16, // 14: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
-	17, // 15: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
-	18, // 16: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
-	10, // 17: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
-	5,  // 18: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
-	33, // 19: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 20: parley.v1.Typing.participant:type_name -> parley.v1.Participant
-	33, // 21: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 22: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
-	33, // 23: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
-	5,  // 24: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
-	5,  // 25: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	5,  // 26: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	34, // 27: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
-	21, // 28: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
-	22, // 29: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
-	23, // 30: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
-	23, // 31: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
-	21, // 32: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
-	2,  // 33: parley.v1.Agent.presence:type_name -> parley.v1.Presence
-	7,  // 34: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	33, // 35: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 36: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	33, // 37: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	28, // 38: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	34, // 39: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
-	33, // 40: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	33, // 41: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	4,  // 42: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
-	33, // 43: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	33, // 44: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	33, // 45: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	42, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	41, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
+	1,  // 4: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
+	8,  // 5: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
+	42, // 6: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	42, // 7: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	42, // 8: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 9: parley.v1.Event.sender:type_name -> parley.v1.Participant
+	0,  // 10: parley.v1.Event.channel:type_name -> parley.v1.Channel
+	11, // 11: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
+	15, // 12: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
+	16, // 13: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
+	17, // 14: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
+	19, // 15: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
+	20, // 16: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
+	21, // 17: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	18, // 18: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
+	12, // 19: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
+	7,  // 20: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
+	42, // 21: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 22: parley.v1.Typing.participant:type_name -> parley.v1.Participant
+	42, // 23: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 24: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
+	42, // 25: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	7,  // 26: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
+	7,  // 27: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
+	43, // 28: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
+	7,  // 29: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
+	43, // 30: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	23, // 31: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
+	4,  // 32: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
+	2,  // 33: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
+	43, // 34: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
+	5,  // 35: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
+	43, // 36: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
+	25, // 37: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
+	26, // 38: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
+	27, // 39: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
+	27, // 40: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
+	25, // 41: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
+	2,  // 42: parley.v1.Agent.presence:type_name -> parley.v1.Presence
+	29, // 43: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	30, // 44: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
+	0,  // 45: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
+	0,  // 46: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
+	2,  // 47: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
+	22, // 48: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
+	42, // 49: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
+	43, // 50: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
+	9,  // 51: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
+	42, // 52: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 53: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
+	42, // 54: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	36, // 55: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	43, // 56: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	43, // 57: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
+	42, // 58: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	42, // 59: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 60: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
+	42, // 61: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	42, // 62: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 63: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -2775,8 +3519,9 @@ func file_parley_v1_resources_proto_init() {
 		(*Event_ConversationTransferred)(nil),
 		(*Event_CaseLinked)(nil),
 		(*Event_ConversationClosed)(nil),
+		(*Event_WaitExceeded)(nil),
 	}
-	file_parley_v1_resources_proto_msgTypes[16].OneofWrappers = []any{
+	file_parley_v1_resources_proto_msgTypes[18].OneofWrappers = []any{
 		(*Condition_FieldIn)(nil),
 		(*Condition_All)(nil),
 		(*Condition_Any)(nil),
@@ -2786,8 +3531,8 @@ func file_parley_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   28,
+			NumEnums:      7,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

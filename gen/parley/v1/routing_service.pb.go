@@ -25,8 +25,10 @@ const (
 
 // SetPresenceRequest carries the new presence.
 type SetPresenceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Presence      Presence               `protobuf:"varint,1,opt,name=presence,proto3,enum=parley.v1.Presence" json:"presence,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Presence Presence               `protobuf:"varint,1,opt,name=presence,proto3,enum=parley.v1.Presence" json:"presence,omitempty"`
+	// The channel the presence is for; unspecified sets it on every channel.
+	Channel       Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -66,6 +68,13 @@ func (x *SetPresenceRequest) GetPresence() Presence {
 		return x.Presence
 	}
 	return Presence_PRESENCE_UNSPECIFIED
+}
+
+func (x *SetPresenceRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
 }
 
 // SetPresenceResponse carries the agent.
@@ -807,6 +816,7 @@ type CreateQueueRequest struct {
 	DisplayName string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// 0 means 30 seconds.
 	OfferTimeout  *durationpb.Duration `protobuf:"bytes,2,opt,name=offer_timeout,json=offerTimeout,proto3" json:"offer_timeout,omitempty"`
+	Policy        *QueuePolicy         `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -851,6 +861,13 @@ func (x *CreateQueueRequest) GetDisplayName() string {
 func (x *CreateQueueRequest) GetOfferTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.OfferTimeout
+	}
+	return nil
+}
+
+func (x *CreateQueueRequest) GetPolicy() *QueuePolicy {
+	if x != nil {
+		return x.Policy
 	}
 	return nil
 }
@@ -1316,10 +1333,13 @@ type CreateAgentRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	DisplayName string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// 0 means 3.
-	Capacity      int32    `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	QueueIds      []string `protobuf:"bytes,3,rep,name=queue_ids,json=queueIds,proto3" json:"queue_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Capacity int32    `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	QueueIds []string `protobuf:"bytes,3,rep,name=queue_ids,json=queueIds,proto3" json:"queue_ids,omitempty"`
+	Skills   []string `protobuf:"bytes,4,rep,name=skills,proto3" json:"skills,omitempty"`
+	// Limits per channel within capacity.
+	ChannelCapacities []*ChannelCapacity `protobuf:"bytes,5,rep,name=channel_capacities,json=channelCapacities,proto3" json:"channel_capacities,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateAgentRequest) Reset() {
@@ -1369,6 +1389,20 @@ func (x *CreateAgentRequest) GetCapacity() int32 {
 func (x *CreateAgentRequest) GetQueueIds() []string {
 	if x != nil {
 		return x.QueueIds
+	}
+	return nil
+}
+
+func (x *CreateAgentRequest) GetSkills() []string {
+	if x != nil {
+		return x.Skills
+	}
+	return nil
+}
+
+func (x *CreateAgentRequest) GetChannelCapacities() []*ChannelCapacity {
+	if x != nil {
+		return x.ChannelCapacities
 	}
 	return nil
 }
@@ -1640,14 +1674,630 @@ func (x *ListAgentsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// UpdateQueueRequest replaces a queue's settings.
+type UpdateQueueRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	QueueId     string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// 0 means 30 seconds.
+	OfferTimeout  *durationpb.Duration `protobuf:"bytes,3,opt,name=offer_timeout,json=offerTimeout,proto3" json:"offer_timeout,omitempty"`
+	Policy        *QueuePolicy         `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueRequest) Reset() {
+	*x = UpdateQueueRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueRequest) ProtoMessage() {}
+
+func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
+func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UpdateQueueRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *UpdateQueueRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *UpdateQueueRequest) GetOfferTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.OfferTimeout
+	}
+	return nil
+}
+
+func (x *UpdateQueueRequest) GetPolicy() *QueuePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// UpdateQueueResponse carries the queue.
+type UpdateQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         *Queue                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateQueueResponse) Reset() {
+	*x = UpdateQueueResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateQueueResponse) ProtoMessage() {}
+
+func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
+func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UpdateQueueResponse) GetQueue() *Queue {
+	if x != nil {
+		return x.Queue
+	}
+	return nil
+}
+
+// UpdateMatchingRuleRequest replaces a rule.
+type UpdateMatchingRuleRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RuleId      string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Rules are evaluated in ascending order; must be unique.
+	Order         int32      `protobuf:"varint,3,opt,name=order,proto3" json:"order,omitempty"`
+	QueueId       string     `protobuf:"bytes,4,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	Condition     *Condition `protobuf:"bytes,5,opt,name=condition,proto3" json:"condition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMatchingRuleRequest) Reset() {
+	*x = UpdateMatchingRuleRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMatchingRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMatchingRuleRequest) ProtoMessage() {}
+
+func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMatchingRuleRequest.ProtoReflect.Descriptor instead.
+func (*UpdateMatchingRuleRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UpdateMatchingRuleRequest) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *UpdateMatchingRuleRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *UpdateMatchingRuleRequest) GetOrder() int32 {
+	if x != nil {
+		return x.Order
+	}
+	return 0
+}
+
+func (x *UpdateMatchingRuleRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *UpdateMatchingRuleRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+// UpdateMatchingRuleResponse carries the rule.
+type UpdateMatchingRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          *MatchingRule          `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMatchingRuleResponse) Reset() {
+	*x = UpdateMatchingRuleResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMatchingRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMatchingRuleResponse) ProtoMessage() {}
+
+func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMatchingRuleResponse.ProtoReflect.Descriptor instead.
+func (*UpdateMatchingRuleResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UpdateMatchingRuleResponse) GetRule() *MatchingRule {
+	if x != nil {
+		return x.Rule
+	}
+	return nil
+}
+
+// UpdateAgentRequest replaces an agent's settings.
+type UpdateAgentRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AgentId     string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// At least the agent's current load is allowed; lowering capacity below
+	// it is refused until the agent finishes some work.
+	Capacity int32    `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	QueueIds []string `protobuf:"bytes,4,rep,name=queue_ids,json=queueIds,proto3" json:"queue_ids,omitempty"`
+	Skills   []string `protobuf:"bytes,5,rep,name=skills,proto3" json:"skills,omitempty"`
+	// Limits per channel within capacity.
+	ChannelCapacities []*ChannelCapacity `protobuf:"bytes,6,rep,name=channel_capacities,json=channelCapacities,proto3" json:"channel_capacities,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *UpdateAgentRequest) Reset() {
+	*x = UpdateAgentRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAgentRequest) ProtoMessage() {}
+
+func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAgentRequest.ProtoReflect.Descriptor instead.
+func (*UpdateAgentRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UpdateAgentRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *UpdateAgentRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *UpdateAgentRequest) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *UpdateAgentRequest) GetQueueIds() []string {
+	if x != nil {
+		return x.QueueIds
+	}
+	return nil
+}
+
+func (x *UpdateAgentRequest) GetSkills() []string {
+	if x != nil {
+		return x.Skills
+	}
+	return nil
+}
+
+func (x *UpdateAgentRequest) GetChannelCapacities() []*ChannelCapacity {
+	if x != nil {
+		return x.ChannelCapacities
+	}
+	return nil
+}
+
+// UpdateAgentResponse carries the agent.
+type UpdateAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         *Agent                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAgentResponse) Reset() {
+	*x = UpdateAgentResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAgentResponse) ProtoMessage() {}
+
+func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAgentResponse.ProtoReflect.Descriptor instead.
+func (*UpdateAgentResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UpdateAgentResponse) GetAgent() *Agent {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+// ListQueueStatusesRequest pages through queues.
+type ListQueueStatusesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 100; at most 500.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueueStatusesRequest) Reset() {
+	*x = ListQueueStatusesRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueueStatusesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueueStatusesRequest) ProtoMessage() {}
+
+func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueueStatusesRequest.ProtoReflect.Descriptor instead.
+func (*ListQueueStatusesRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListQueueStatusesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListQueueStatusesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListQueueStatusesResponse is one page of queue statuses.
+type ListQueueStatusesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Statuses      []*QueueStatus         `protobuf:"bytes,1,rep,name=statuses,proto3" json:"statuses,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQueueStatusesResponse) Reset() {
+	*x = ListQueueStatusesResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQueueStatusesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQueueStatusesResponse) ProtoMessage() {}
+
+func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQueueStatusesResponse.ProtoReflect.Descriptor instead.
+func (*ListQueueStatusesResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListQueueStatusesResponse) GetStatuses() []*QueueStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ListQueueStatusesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// WatchQueueStatusesRequest takes no fields.
+type WatchQueueStatusesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchQueueStatusesRequest) Reset() {
+	*x = WatchQueueStatusesRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchQueueStatusesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchQueueStatusesRequest) ProtoMessage() {}
+
+func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchQueueStatusesRequest.ProtoReflect.Descriptor instead.
+func (*WatchQueueStatusesRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
+}
+
+// WatchQueueStatusesResponse is one change.
+type WatchQueueStatusesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*WatchQueueStatusesResponse_QueueStatus
+	//	*WatchQueueStatusesResponse_Agent
+	//	*WatchQueueStatusesResponse_Heartbeat
+	Item          isWatchQueueStatusesResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchQueueStatusesResponse) Reset() {
+	*x = WatchQueueStatusesResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchQueueStatusesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchQueueStatusesResponse) ProtoMessage() {}
+
+func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchQueueStatusesResponse.ProtoReflect.Descriptor instead.
+func (*WatchQueueStatusesResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *WatchQueueStatusesResponse) GetItem() isWatchQueueStatusesResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *WatchQueueStatusesResponse) GetQueueStatus() *QueueStatus {
+	if x != nil {
+		if x, ok := x.Item.(*WatchQueueStatusesResponse_QueueStatus); ok {
+			return x.QueueStatus
+		}
+	}
+	return nil
+}
+
+func (x *WatchQueueStatusesResponse) GetAgent() *Agent {
+	if x != nil {
+		if x, ok := x.Item.(*WatchQueueStatusesResponse_Agent); ok {
+			return x.Agent
+		}
+	}
+	return nil
+}
+
+func (x *WatchQueueStatusesResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Item.(*WatchQueueStatusesResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+type isWatchQueueStatusesResponse_Item interface {
+	isWatchQueueStatusesResponse_Item()
+}
+
+type WatchQueueStatusesResponse_QueueStatus struct {
+	QueueStatus *QueueStatus `protobuf:"bytes,1,opt,name=queue_status,json=queueStatus,proto3,oneof"`
+}
+
+type WatchQueueStatusesResponse_Agent struct {
+	Agent *Agent `protobuf:"bytes,2,opt,name=agent,proto3,oneof"`
+}
+
+type WatchQueueStatusesResponse_Heartbeat struct {
+	// Sent when the stream has been idle for the heartbeat interval.
+	Heartbeat *Heartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
+}
+
+func (*WatchQueueStatusesResponse_QueueStatus) isWatchQueueStatusesResponse_Item() {}
+
+func (*WatchQueueStatusesResponse_Agent) isWatchQueueStatusesResponse_Item() {}
+
+func (*WatchQueueStatusesResponse_Heartbeat) isWatchQueueStatusesResponse_Item() {}
+
 var File_parley_v1_routing_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fparley/v1/routing_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x19parley/v1/resources.proto\"Q\n" +
+	"\x1fparley/v1/routing_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x19parley/v1/resources.proto\"\x89\x01\n" +
 	"\x12SetPresenceRequest\x12;\n" +
 	"\bpresence\x18\x01 \x01(\x0e2\x13.parley.v1.PresenceB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bpresence\"=\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bpresence\x126\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\"=\n" +
 	"\x13SetPresenceResponse\x12&\n" +
 	"\x05agent\x18\x01 \x01(\v2\x10.parley.v1.AgentR\x05agent\"\x12\n" +
 	"\x10WatchWorkRequest\"\xa6\x02\n" +
@@ -1687,11 +2337,12 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"\x8a\x01\n" +
 	"!ListAssignedConversationsResponse\x12=\n" +
 	"\rconversations\x18\x01 \x03(\v2\x17.parley.v1.ConversationR\rconversations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x91\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc1\x01\n" +
 	"\x12CreateQueueRequest\x12,\n" +
 	"\fdisplay_name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12M\n" +
 	"\roffer_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
-	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\fofferTimeout\"=\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\fofferTimeout\x12.\n" +
+	"\x06policy\x18\x03 \x01(\v2\x16.parley.v1.QueuePolicyR\x06policy\"=\n" +
 	"\x13CreateQueueResponse\x12&\n" +
 	"\x05queue\x18\x01 \x01(\v2\x10.parley.v1.QueueR\x05queue\"b\n" +
 	"\x11ListQueuesRequest\x12$\n" +
@@ -1717,11 +2368,14 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n" +
 	"\x19DeleteMatchingRuleRequest\x12!\n" +
 	"\arule_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06ruleId\"\x1c\n" +
-	"\x1aDeleteMatchingRuleResponse\"\x99\x01\n" +
+	"\x1aDeleteMatchingRuleResponse\"\xaf\x02\n" +
 	"\x12CreateAgentRequest\x12,\n" +
 	"\fdisplay_name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12%\n" +
 	"\bcapacity\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bcapacity\x12.\n" +
-	"\tqueue_ids\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\x18\x01\"\x05r\x03\xb0\x01\x01R\bqueueIds\"S\n" +
+	"\tqueue_ids\x18\x03 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\x18\x01\"\x05r\x03\xb0\x01\x01R\bqueueIds\x12?\n" +
+	"\x06skills\x18\x04 \x03(\tB'\xbaH$\x92\x01!\x102\x18\x01\"\x1br\x192\x17^[a-z][a-z0-9_-]{0,39}$R\x06skills\x12S\n" +
+	"\x12channel_capacities\x18\x05 \x03(\v2\x1a.parley.v1.ChannelCapacityB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\x11channelCapacities\"S\n" +
 	"\x13CreateAgentResponse\x12&\n" +
 	"\x05agent\x18\x01 \x01(\v2\x10.parley.v1.AgentR\x05agent\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"o\n" +
@@ -1738,8 +2392,46 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"f\n" +
 	"\x12ListAgentsResponse\x12(\n" +
 	"\x06agents\x18\x01 \x03(\v2\x10.parley.v1.AgentR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x95\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe6\x01\n" +
+	"\x12UpdateQueueRequest\x12#\n" +
+	"\bqueue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aqueueId\x12,\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12M\n" +
+	"\roffer_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\fofferTimeout\x12.\n" +
+	"\x06policy\x18\x04 \x01(\v2\x16.parley.v1.QueuePolicyR\x06policy\"=\n" +
+	"\x13UpdateQueueResponse\x12&\n" +
+	"\x05queue\x18\x01 \x01(\v2\x10.parley.v1.QueueR\x05queue\"\xec\x01\n" +
+	"\x19UpdateMatchingRuleRequest\x12!\n" +
+	"\arule_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06ruleId\x12,\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12\x1d\n" +
+	"\x05order\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x05order\x12#\n" +
+	"\bqueue_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aqueueId\x12:\n" +
+	"\tcondition\x18\x05 \x01(\v2\x14.parley.v1.ConditionB\x06\xbaH\x03\xc8\x01\x01R\tcondition\"I\n" +
+	"\x1aUpdateMatchingRuleResponse\x12+\n" +
+	"\x04rule\x18\x01 \x01(\v2\x17.parley.v1.MatchingRuleR\x04rule\"\xd4\x02\n" +
+	"\x12UpdateAgentRequest\x12#\n" +
+	"\bagent_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aagentId\x12,\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12%\n" +
+	"\bcapacity\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bcapacity\x12.\n" +
+	"\tqueue_ids\x18\x04 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10d\x18\x01\"\x05r\x03\xb0\x01\x01R\bqueueIds\x12?\n" +
+	"\x06skills\x18\x05 \x03(\tB'\xbaH$\x92\x01!\x102\x18\x01\"\x1br\x192\x17^[a-z][a-z0-9_-]{0,39}$R\x06skills\x12S\n" +
+	"\x12channel_capacities\x18\x06 \x03(\v2\x1a.parley.v1.ChannelCapacityB\b\xbaH\x05\x92\x01\x02\x10\n" +
+	"R\x11channelCapacities\"=\n" +
+	"\x13UpdateAgentResponse\x12&\n" +
+	"\x05agent\x18\x01 \x01(\v2\x10.parley.v1.AgentR\x05agent\"i\n" +
+	"\x18ListQueueStatusesRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"w\n" +
+	"\x19ListQueueStatusesResponse\x122\n" +
+	"\bstatuses\x18\x01 \x03(\v2\x16.parley.v1.QueueStatusR\bstatuses\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x1b\n" +
+	"\x19WatchQueueStatusesRequest\"\xc1\x01\n" +
+	"\x1aWatchQueueStatusesResponse\x12;\n" +
+	"\fqueue_status\x18\x01 \x01(\v2\x16.parley.v1.QueueStatusH\x00R\vqueueStatus\x12(\n" +
+	"\x05agent\x18\x02 \x01(\v2\x10.parley.v1.AgentH\x00R\x05agent\x124\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\x04item2\xf2\r\n" +
 	"\x0eRoutingService\x12L\n" +
 	"\vSetPresence\x12\x1d.parley.v1.SetPresenceRequest\x1a\x1e.parley.v1.SetPresenceResponse\x12M\n" +
 	"\tWatchWork\x12\x1b.parley.v1.WatchWorkRequest\x1a\x1c.parley.v1.WatchWorkResponse\"\x03\x90\x02\x010\x01\x12L\n" +
@@ -1756,7 +2448,12 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\x12DeleteMatchingRule\x12$.parley.v1.DeleteMatchingRuleRequest\x1a%.parley.v1.DeleteMatchingRuleResponse\"\x03\x90\x02\x02\x12L\n" +
 	"\vCreateAgent\x12\x1d.parley.v1.CreateAgentRequest\x1a\x1e.parley.v1.CreateAgentResponse\x12N\n" +
 	"\n" +
-	"ListAgents\x12\x1c.parley.v1.ListAgentsRequest\x1a\x1d.parley.v1.ListAgentsResponse\"\x03\x90\x02\x01B\x9c\x01\n" +
+	"ListAgents\x12\x1c.parley.v1.ListAgentsRequest\x1a\x1d.parley.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12Q\n" +
+	"\vUpdateQueue\x12\x1d.parley.v1.UpdateQueueRequest\x1a\x1e.parley.v1.UpdateQueueResponse\"\x03\x90\x02\x02\x12f\n" +
+	"\x12UpdateMatchingRule\x12$.parley.v1.UpdateMatchingRuleRequest\x1a%.parley.v1.UpdateMatchingRuleResponse\"\x03\x90\x02\x02\x12Q\n" +
+	"\vUpdateAgent\x12\x1d.parley.v1.UpdateAgentRequest\x1a\x1e.parley.v1.UpdateAgentResponse\"\x03\x90\x02\x02\x12c\n" +
+	"\x11ListQueueStatuses\x12#.parley.v1.ListQueueStatusesRequest\x1a$.parley.v1.ListQueueStatusesResponse\"\x03\x90\x02\x01\x12h\n" +
+	"\x12WatchQueueStatuses\x12$.parley.v1.WatchQueueStatusesRequest\x1a%.parley.v1.WatchQueueStatusesResponse\"\x03\x90\x02\x010\x01B\x9c\x01\n" +
 	"\rcom.parley.v1B\x13RoutingServiceProtoP\x01Z1github.com/parleyhq/parley/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
 	"Parley::V1b\x06proto3"
 
@@ -1772,7 +2469,7 @@ func file_parley_v1_routing_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_routing_service_proto_rawDescData
 }
 
-var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*SetPresenceRequest)(nil),                // 0: parley.v1.SetPresenceRequest
 	(*SetPresenceResponse)(nil),               // 1: parley.v1.SetPresenceResponse
@@ -1803,69 +2500,107 @@ var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*ListQueuedConversationsResponse)(nil),   // 26: parley.v1.ListQueuedConversationsResponse
 	(*ListAgentsRequest)(nil),                 // 27: parley.v1.ListAgentsRequest
 	(*ListAgentsResponse)(nil),                // 28: parley.v1.ListAgentsResponse
-	(Presence)(0),                             // 29: parley.v1.Presence
-	(*Agent)(nil),                             // 30: parley.v1.Agent
-	(*Offer)(nil),                             // 31: parley.v1.Offer
-	(*Conversation)(nil),                      // 32: parley.v1.Conversation
-	(*Heartbeat)(nil),                         // 33: parley.v1.Heartbeat
-	(*durationpb.Duration)(nil),               // 34: google.protobuf.Duration
-	(*Queue)(nil),                             // 35: parley.v1.Queue
-	(*Condition)(nil),                         // 36: parley.v1.Condition
-	(*MatchingRule)(nil),                      // 37: parley.v1.MatchingRule
+	(*UpdateQueueRequest)(nil),                // 29: parley.v1.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),               // 30: parley.v1.UpdateQueueResponse
+	(*UpdateMatchingRuleRequest)(nil),         // 31: parley.v1.UpdateMatchingRuleRequest
+	(*UpdateMatchingRuleResponse)(nil),        // 32: parley.v1.UpdateMatchingRuleResponse
+	(*UpdateAgentRequest)(nil),                // 33: parley.v1.UpdateAgentRequest
+	(*UpdateAgentResponse)(nil),               // 34: parley.v1.UpdateAgentResponse
+	(*ListQueueStatusesRequest)(nil),          // 35: parley.v1.ListQueueStatusesRequest
+	(*ListQueueStatusesResponse)(nil),         // 36: parley.v1.ListQueueStatusesResponse
+	(*WatchQueueStatusesRequest)(nil),         // 37: parley.v1.WatchQueueStatusesRequest
+	(*WatchQueueStatusesResponse)(nil),        // 38: parley.v1.WatchQueueStatusesResponse
+	(Presence)(0),                             // 39: parley.v1.Presence
+	(Channel)(0),                              // 40: parley.v1.Channel
+	(*Agent)(nil),                             // 41: parley.v1.Agent
+	(*Offer)(nil),                             // 42: parley.v1.Offer
+	(*Conversation)(nil),                      // 43: parley.v1.Conversation
+	(*Heartbeat)(nil),                         // 44: parley.v1.Heartbeat
+	(*durationpb.Duration)(nil),               // 45: google.protobuf.Duration
+	(*QueuePolicy)(nil),                       // 46: parley.v1.QueuePolicy
+	(*Queue)(nil),                             // 47: parley.v1.Queue
+	(*Condition)(nil),                         // 48: parley.v1.Condition
+	(*MatchingRule)(nil),                      // 49: parley.v1.MatchingRule
+	(*ChannelCapacity)(nil),                   // 50: parley.v1.ChannelCapacity
+	(*QueueStatus)(nil),                       // 51: parley.v1.QueueStatus
 }
 var file_parley_v1_routing_service_proto_depIdxs = []int32{
-	29, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
-	30, // 1: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
-	31, // 2: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
-	4,  // 3: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
-	32, // 4: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
-	32, // 5: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
-	33, // 6: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	32, // 7: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
-	32, // 8: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
-	32, // 9: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	34, // 10: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	35, // 11: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
-	35, // 12: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
-	36, // 13: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	37, // 14: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	37, // 15: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
-	30, // 16: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
-	32, // 17: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	30, // 18: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
-	0,  // 19: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
-	2,  // 20: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
-	5,  // 21: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
-	7,  // 22: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
-	9,  // 23: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
-	11, // 24: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
-	25, // 25: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
-	13, // 26: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
-	15, // 27: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
-	17, // 28: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
-	19, // 29: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
-	21, // 30: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
-	23, // 31: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
-	27, // 32: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
-	1,  // 33: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
-	3,  // 34: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
-	6,  // 35: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
-	8,  // 36: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
-	10, // 37: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
-	12, // 38: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
-	26, // 39: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
-	14, // 40: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
-	16, // 41: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
-	18, // 42: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
-	20, // 43: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
-	22, // 44: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
-	24, // 45: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
-	28, // 46: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
-	33, // [33:47] is the sub-list for method output_type
-	19, // [19:33] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	39, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
+	40, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
+	41, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
+	42, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
+	4,  // 4: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
+	43, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
+	43, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
+	44, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	43, // 8: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
+	43, // 9: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
+	43, // 10: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	45, // 11: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	46, // 12: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	47, // 13: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
+	47, // 14: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
+	48, // 15: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	49, // 16: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	49, // 17: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
+	50, // 18: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	41, // 19: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
+	43, // 20: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	41, // 21: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
+	45, // 22: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	46, // 23: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	47, // 24: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
+	48, // 25: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	49, // 26: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	50, // 27: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	41, // 28: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
+	51, // 29: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
+	51, // 30: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
+	41, // 31: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
+	44, // 32: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	0,  // 33: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
+	2,  // 34: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
+	5,  // 35: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
+	7,  // 36: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
+	9,  // 37: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
+	11, // 38: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
+	25, // 39: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
+	13, // 40: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
+	15, // 41: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
+	17, // 42: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
+	19, // 43: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
+	21, // 44: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
+	23, // 45: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
+	27, // 46: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
+	29, // 47: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
+	31, // 48: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
+	33, // 49: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
+	35, // 50: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
+	37, // 51: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
+	1,  // 52: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
+	3,  // 53: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
+	6,  // 54: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
+	8,  // 55: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
+	10, // 56: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
+	12, // 57: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
+	26, // 58: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
+	14, // 59: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
+	16, // 60: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
+	18, // 61: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
+	20, // 62: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
+	22, // 63: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
+	24, // 64: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
+	28, // 65: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
+	30, // 66: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
+	32, // 67: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
+	34, // 68: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
+	36, // 69: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
+	38, // 70: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
+	52, // [52:71] is the sub-list for method output_type
+	33, // [33:52] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_routing_service_proto_init() }
@@ -1885,13 +2620,18 @@ func file_parley_v1_routing_service_proto_init() {
 		(*TransferConversationRequest_AgentId)(nil),
 		(*TransferConversationRequest_QueueId)(nil),
 	}
+	file_parley_v1_routing_service_proto_msgTypes[38].OneofWrappers = []any{
+		(*WatchQueueStatusesResponse_QueueStatus)(nil),
+		(*WatchQueueStatusesResponse_Agent)(nil),
+		(*WatchQueueStatusesResponse_Heartbeat)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_routing_service_proto_rawDesc), len(file_parley_v1_routing_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -122,7 +122,11 @@ type StartGuestChatRequest struct {
 	// The site whose messenger the guest uses (from AccessService), if any.
 	// The browser's Origin must be one of the site's allowed origins, and
 	// the site's guest session limit applies.
-	SiteId        string `protobuf:"bytes,7,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	SiteId string `protobuf:"bytes,7,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// The language the customer writes in (BCP 47), for routing.
+	Language string `protobuf:"bytes,8,opt,name=language,proto3" json:"language,omitempty"`
+	// Extra pre-chat form fields, for routing and for the agent.
+	FormFields    map[string]string `protobuf:"bytes,9,rep,name=form_fields,json=formFields,proto3" json:"form_fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +210,20 @@ func (x *StartGuestChatRequest) GetSiteId() string {
 	return ""
 }
 
+func (x *StartGuestChatRequest) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *StartGuestChatRequest) GetFormFields() map[string]string {
+	if x != nil {
+		return x.FormFields
+	}
+	return nil
+}
+
 // StartGuestChatResponse carries the new conversation and its guest token.
 type StartGuestChatResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -272,7 +290,11 @@ type StartCustomerChatRequest struct {
 	IssueType    string `protobuf:"bytes,2,opt,name=issue_type,json=issueType,proto3" json:"issue_type,omitempty"`
 	FirstMessage string `protobuf:"bytes,3,opt,name=first_message,json=firstMessage,proto3" json:"first_message,omitempty"`
 	// Where the customer writes from; unspecified means the web portal.
-	Channel       Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	Channel Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	// The language the customer writes in (BCP 47), for routing.
+	Language string `protobuf:"bytes,5,opt,name=language,proto3" json:"language,omitempty"`
+	// Extra pre-chat form fields, for routing and for the agent.
+	FormFields    map[string]string `protobuf:"bytes,6,rep,name=form_fields,json=formFields,proto3" json:"form_fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +355,20 @@ func (x *StartCustomerChatRequest) GetChannel() Channel {
 		return x.Channel
 	}
 	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *StartCustomerChatRequest) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *StartCustomerChatRequest) GetFormFields() map[string]string {
+	if x != nil {
+		return x.FormFields
+	}
+	return nil
 }
 
 // StartCustomerChatResponse carries the customer's conversation.
@@ -774,6 +810,121 @@ func (x *CloseConversationResponse) GetConversation() *Conversation {
 	return nil
 }
 
+// LeaveMessageRequest carries the message.
+type LeaveMessageRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	RequestId      string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Text           string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LeaveMessageRequest) Reset() {
+	*x = LeaveMessageRequest{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveMessageRequest) ProtoMessage() {}
+
+func (x *LeaveMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveMessageRequest.ProtoReflect.Descriptor instead.
+func (*LeaveMessageRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LeaveMessageRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *LeaveMessageRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *LeaveMessageRequest) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// LeaveMessageResponse tells the case the message became.
+type LeaveMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Such as CS0001001, for the customer to quote.
+	CaseNumber    string        `protobuf:"bytes,1,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	Conversation  *Conversation `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveMessageResponse) Reset() {
+	*x = LeaveMessageResponse{}
+	mi := &file_parley_v1_session_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveMessageResponse) ProtoMessage() {}
+
+func (x *LeaveMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_session_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveMessageResponse.ProtoReflect.Descriptor instead.
+func (*LeaveMessageResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LeaveMessageResponse) GetCaseNumber() string {
+	if x != nil {
+		return x.CaseNumber
+	}
+	return ""
+}
+
+func (x *LeaveMessageResponse) GetConversation() *Conversation {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
 // GetSettingsRequest takes no fields.
 type GetSettingsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -783,7 +934,7 @@ type GetSettingsRequest struct {
 
 func (x *GetSettingsRequest) Reset() {
 	*x = GetSettingsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[14]
+	mi := &file_parley_v1_session_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +946,7 @@ func (x *GetSettingsRequest) String() string {
 func (*GetSettingsRequest) ProtoMessage() {}
 
 func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[14]
+	mi := &file_parley_v1_session_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +959,7 @@ func (x *GetSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{16}
 }
 
 // GetSettingsResponse carries the settings.
@@ -821,7 +972,7 @@ type GetSettingsResponse struct {
 
 func (x *GetSettingsResponse) Reset() {
 	*x = GetSettingsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[15]
+	mi := &file_parley_v1_session_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +984,7 @@ func (x *GetSettingsResponse) String() string {
 func (*GetSettingsResponse) ProtoMessage() {}
 
 func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[15]
+	mi := &file_parley_v1_session_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +997,7 @@ func (x *GetSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetSettingsResponse) GetSettings() *Settings {
@@ -866,7 +1017,7 @@ type UpdateSettingsRequest struct {
 
 func (x *UpdateSettingsRequest) Reset() {
 	*x = UpdateSettingsRequest{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[16]
+	mi := &file_parley_v1_session_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1029,7 @@ func (x *UpdateSettingsRequest) String() string {
 func (*UpdateSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[16]
+	mi := &file_parley_v1_session_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1042,7 @@ func (x *UpdateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateSettingsRequest) GetSettings() *Settings {
@@ -911,7 +1062,7 @@ type UpdateSettingsResponse struct {
 
 func (x *UpdateSettingsResponse) Reset() {
 	*x = UpdateSettingsResponse{}
-	mi := &file_parley_v1_session_service_proto_msgTypes[17]
+	mi := &file_parley_v1_session_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1074,7 @@ func (x *UpdateSettingsResponse) String() string {
 func (*UpdateSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_session_service_proto_msgTypes[17]
+	mi := &file_parley_v1_session_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1087,7 @@ func (x *UpdateSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_session_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateSettingsResponse) GetSettings() *Settings {
@@ -954,7 +1105,7 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x15GetPreChatFormRequest\"O\n" +
 	"\x16GetPreChatFormResponse\x125\n" +
 	"\vissue_types\x18\x01 \x03(\v2\x14.parley.v1.IssueTypeR\n" +
-	"issueTypes\"\x87\x03\n" +
+	"issueTypes\"\x95\x05\n" +
 	"\x15StartGuestChatRequest\x12'\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\x1e\n" +
@@ -966,18 +1117,30 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"issue_type\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tissueType\x12-\n" +
 	"\rfirst_message\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\ffirstMessage\x126\n" +
 	"\achannel\x18\x06 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12r\n" +
-	"\asite_id\x18\a \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x06siteId\"v\n" +
+	"\asite_id\x18\a \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x06siteId\x12M\n" +
+	"\blanguage\x18\b \x01(\tB1\xbaH.r,2*^$|^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\blanguage\x12~\n" +
+	"\vform_fields\x18\t \x03(\v20.parley.v1.StartGuestChatRequest.FormFieldsEntryB+\xbaH(\x9a\x01%\x10\x14\"\x1ar\x182\x16^[a-z][a-z0-9_]{0,39}$*\x05r\x03\x18\xf4\x03R\n" +
+	"formFields\x1a=\n" +
+	"\x0fFormFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"v\n" +
 	"\x16StartGuestChatResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12\x1f\n" +
 	"\vguest_token\x18\x02 \x01(\tR\n" +
-	"guestToken\"\xd4\x01\n" +
+	"guestToken\"\xe6\x03\n" +
 	"\x18StartCustomerChatRequest\x12'\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12(\n" +
 	"\n" +
 	"issue_type\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tissueType\x12-\n" +
 	"\rfirst_message\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\ffirstMessage\x126\n" +
-	"\achannel\x18\x04 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\"r\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\x12M\n" +
+	"\blanguage\x18\x05 \x01(\tB1\xbaH.r,2*^$|^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\blanguage\x12\x81\x01\n" +
+	"\vform_fields\x18\x06 \x03(\v23.parley.v1.StartCustomerChatRequest.FormFieldsEntryB+\xbaH(\x9a\x01%\x10\x14\"\x1ar\x182\x16^[a-z][a-z0-9_]{0,39}$*\x05r\x03\x18\xf4\x03R\n" +
+	"formFields\x1a=\n" +
+	"\x0fFormFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
 	"\x19StartCustomerChatResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12\x18\n" +
 	"\aresumed\x18\x02 \x01(\bR\aresumed\"R\n" +
@@ -1000,14 +1163,24 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"X\n" +
 	"\x19CloseConversationResponse\x12;\n" +
-	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"\x14\n" +
+	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"\x91\x01\n" +
+	"\x13LeaveMessageRequest\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12'\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\x1e\n" +
+	"\x04text\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xa0\x1fR\x04text\"t\n" +
+	"\x14LeaveMessageResponse\x12\x1f\n" +
+	"\vcase_number\x18\x01 \x01(\tR\n" +
+	"caseNumber\x12;\n" +
+	"\fconversation\x18\x02 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"\x14\n" +
 	"\x12GetSettingsRequest\"F\n" +
 	"\x13GetSettingsResponse\x12/\n" +
 	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings\"P\n" +
 	"\x15UpdateSettingsRequest\x127\n" +
 	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"I\n" +
 	"\x16UpdateSettingsResponse\x12/\n" +
-	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings2\xeb\x06\n" +
+	"\bsettings\x18\x01 \x01(\v2\x13.parley.v1.SettingsR\bsettings2\xbc\a\n" +
 	"\x0eSessionService\x12Z\n" +
 	"\x0eGetPreChatForm\x12 .parley.v1.GetPreChatFormRequest\x1a!.parley.v1.GetPreChatFormResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\x0eStartGuestChat\x12 .parley.v1.StartGuestChatRequest\x1a!.parley.v1.StartGuestChatResponse\x12^\n" +
@@ -1015,7 +1188,8 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x16ClaimGuestConversation\x12(.parley.v1.ClaimGuestConversationRequest\x1a).parley.v1.ClaimGuestConversationResponse\"\x03\x90\x02\x02\x12i\n" +
 	"\x13ListMyConversations\x12%.parley.v1.ListMyConversationsRequest\x1a&.parley.v1.ListMyConversationsResponse\"\x03\x90\x02\x01\x12]\n" +
 	"\x0fGetConversation\x12!.parley.v1.GetConversationRequest\x1a\".parley.v1.GetConversationResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\x11CloseConversation\x12#.parley.v1.CloseConversationRequest\x1a$.parley.v1.CloseConversationResponse\x12Q\n" +
+	"\x11CloseConversation\x12#.parley.v1.CloseConversationRequest\x1a$.parley.v1.CloseConversationResponse\x12O\n" +
+	"\fLeaveMessage\x12\x1e.parley.v1.LeaveMessageRequest\x1a\x1f.parley.v1.LeaveMessageResponse\x12Q\n" +
 	"\vGetSettings\x12\x1d.parley.v1.GetSettingsRequest\x1a\x1e.parley.v1.GetSettingsResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\x0eUpdateSettings\x12 .parley.v1.UpdateSettingsRequest\x1a!.parley.v1.UpdateSettingsResponseB\x9c\x01\n" +
 	"\rcom.parley.v1B\x13SessionServiceProtoP\x01Z1github.com/parleyhq/parley/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
@@ -1033,7 +1207,7 @@ func file_parley_v1_session_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_session_service_proto_rawDescData
 }
 
-var file_parley_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_parley_v1_session_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_parley_v1_session_service_proto_goTypes = []any{
 	(*GetPreChatFormRequest)(nil),          // 0: parley.v1.GetPreChatFormRequest
 	(*GetPreChatFormResponse)(nil),         // 1: parley.v1.GetPreChatFormResponse
@@ -1049,51 +1223,60 @@ var file_parley_v1_session_service_proto_goTypes = []any{
 	(*GetConversationResponse)(nil),        // 11: parley.v1.GetConversationResponse
 	(*CloseConversationRequest)(nil),       // 12: parley.v1.CloseConversationRequest
 	(*CloseConversationResponse)(nil),      // 13: parley.v1.CloseConversationResponse
-	(*GetSettingsRequest)(nil),             // 14: parley.v1.GetSettingsRequest
-	(*GetSettingsResponse)(nil),            // 15: parley.v1.GetSettingsResponse
-	(*UpdateSettingsRequest)(nil),          // 16: parley.v1.UpdateSettingsRequest
-	(*UpdateSettingsResponse)(nil),         // 17: parley.v1.UpdateSettingsResponse
-	(*IssueType)(nil),                      // 18: parley.v1.IssueType
-	(Channel)(0),                           // 19: parley.v1.Channel
-	(*Conversation)(nil),                   // 20: parley.v1.Conversation
-	(*Settings)(nil),                       // 21: parley.v1.Settings
+	(*LeaveMessageRequest)(nil),            // 14: parley.v1.LeaveMessageRequest
+	(*LeaveMessageResponse)(nil),           // 15: parley.v1.LeaveMessageResponse
+	(*GetSettingsRequest)(nil),             // 16: parley.v1.GetSettingsRequest
+	(*GetSettingsResponse)(nil),            // 17: parley.v1.GetSettingsResponse
+	(*UpdateSettingsRequest)(nil),          // 18: parley.v1.UpdateSettingsRequest
+	(*UpdateSettingsResponse)(nil),         // 19: parley.v1.UpdateSettingsResponse
+	nil,                                    // 20: parley.v1.StartGuestChatRequest.FormFieldsEntry
+	nil,                                    // 21: parley.v1.StartCustomerChatRequest.FormFieldsEntry
+	(*IssueType)(nil),                      // 22: parley.v1.IssueType
+	(Channel)(0),                           // 23: parley.v1.Channel
+	(*Conversation)(nil),                   // 24: parley.v1.Conversation
+	(*Settings)(nil),                       // 25: parley.v1.Settings
 }
 var file_parley_v1_session_service_proto_depIdxs = []int32{
-	18, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
-	19, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
-	20, // 2: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
-	19, // 3: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
-	20, // 4: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
-	20, // 5: parley.v1.ClaimGuestConversationResponse.conversation:type_name -> parley.v1.Conversation
-	20, // 6: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	20, // 7: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
-	20, // 8: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
-	21, // 9: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
-	21, // 10: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
-	21, // 11: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
-	0,  // 12: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
-	2,  // 13: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
-	4,  // 14: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
-	6,  // 15: parley.v1.SessionService.ClaimGuestConversation:input_type -> parley.v1.ClaimGuestConversationRequest
-	8,  // 16: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
-	10, // 17: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
-	12, // 18: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
-	14, // 19: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
-	16, // 20: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
-	1,  // 21: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
-	3,  // 22: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
-	5,  // 23: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
-	7,  // 24: parley.v1.SessionService.ClaimGuestConversation:output_type -> parley.v1.ClaimGuestConversationResponse
-	9,  // 25: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
-	11, // 26: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
-	13, // 27: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
-	15, // 28: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
-	17, // 29: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
+	23, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
+	20, // 2: parley.v1.StartGuestChatRequest.form_fields:type_name -> parley.v1.StartGuestChatRequest.FormFieldsEntry
+	24, // 3: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
+	23, // 4: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
+	21, // 5: parley.v1.StartCustomerChatRequest.form_fields:type_name -> parley.v1.StartCustomerChatRequest.FormFieldsEntry
+	24, // 6: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
+	24, // 7: parley.v1.ClaimGuestConversationResponse.conversation:type_name -> parley.v1.Conversation
+	24, // 8: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	24, // 9: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
+	24, // 10: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
+	24, // 11: parley.v1.LeaveMessageResponse.conversation:type_name -> parley.v1.Conversation
+	25, // 12: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
+	25, // 13: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
+	25, // 14: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
+	0,  // 15: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
+	2,  // 16: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
+	4,  // 17: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
+	6,  // 18: parley.v1.SessionService.ClaimGuestConversation:input_type -> parley.v1.ClaimGuestConversationRequest
+	8,  // 19: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
+	10, // 20: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
+	12, // 21: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
+	14, // 22: parley.v1.SessionService.LeaveMessage:input_type -> parley.v1.LeaveMessageRequest
+	16, // 23: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
+	18, // 24: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
+	1,  // 25: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
+	3,  // 26: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
+	5,  // 27: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
+	7,  // 28: parley.v1.SessionService.ClaimGuestConversation:output_type -> parley.v1.ClaimGuestConversationResponse
+	9,  // 29: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
+	11, // 30: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
+	13, // 31: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
+	15, // 32: parley.v1.SessionService.LeaveMessage:output_type -> parley.v1.LeaveMessageResponse
+	17, // 33: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
+	19, // 34: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_session_service_proto_init() }
@@ -1108,7 +1291,7 @@ func file_parley_v1_session_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_session_service_proto_rawDesc), len(file_parley_v1_session_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -104,9 +104,13 @@ func TestSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range started.GetConversation().GetLastSeq() {
-		if _, err := stream.Receive(); err != nil {
+	for seen := int64(0); seen < started.GetConversation().GetLastSeq(); {
+		resp, err := stream.Receive()
+		if err != nil {
 			t.Fatal(err)
+		}
+		if resp.GetEvent() != nil {
+			seen++
 		}
 	}
 

@@ -53,6 +53,8 @@ type world struct {
 	tokens   [callerCount]string
 	siteID   string
 	ruleID   string
+	rule     *parleyv1.MatchingRule
+	abel     *parleyv1.Agent
 	queueID  string
 	fredTok  string
 	settings *parleyv1.Settings
@@ -114,11 +116,19 @@ func newWorld(t *testing.T) *world {
 	w.siteID = site.GetSite().GetId()
 	rules, err := adm.Routing.ListMatchingRules(ctx, &parleyv1.ListMatchingRulesRequest{})
 	must(t, err)
-	w.ruleID = rules.GetRules()[0].GetId()
+	w.rule = rules.GetRules()[0]
+	w.ruleID = w.rule.GetId()
 	w.queueID = rules.GetRules()[0].GetQueueId()
 	fred, err := srv.DB.Token.Query().Where(token.LabelContains("Fred")).Only(ctx)
 	must(t, err)
 	w.fredTok = fred.ID.String()
+	agents, err := adm.Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	must(t, err)
+	for _, a := range agents.GetAgents() {
+		if a.GetDisplayName() == "Abel Tuter" {
+			w.abel = a
+		}
+	}
 	set, err := adm.Session.GetSettings(ctx, &parleyv1.GetSettingsRequest{})
 	must(t, err)
 	w.settings = set.GetSettings()
@@ -236,6 +246,12 @@ var matrix = map[string]struct {
 		_, err := c.Session.CloseConversation(w.ctx, &parleyv1.CloseConversationRequest{ConversationId: w.convA})
 		return err
 	}},
+	// Only the customer side leaves a message, and only while the chat
+	// waits: A is already with Beth.
+	parleyv1connect.SessionServiceLeaveMessageProcedure: {want: "UFDDDDDD", call: func(w *world, c *parley.Client) error {
+		_, err := c.Session.LeaveMessage(w.ctx, &parleyv1.LeaveMessageRequest{ConversationId: w.convA, RequestId: uuid.NewString(), Text: "call me back"})
+		return err
+	}},
 	parleyv1connect.SessionServiceGetSettingsProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
 		_, err := c.Session.GetSettings(w.ctx, &parleyv1.GetSettingsRequest{})
 		return err
@@ -350,6 +366,28 @@ var matrix = map[string]struct {
 	parleyv1connect.RoutingServiceListAgentsProcedure: {want: overseersOnly, call: func(w *world, c *parley.Client) error {
 		_, err := c.Routing.ListAgents(w.ctx, &parleyv1.ListAgentsRequest{})
 		return err
+	}},
+	parleyv1connect.RoutingServiceUpdateQueueProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Routing.UpdateQueue(w.ctx, &parleyv1.UpdateQueueRequest{QueueId: w.queueID, DisplayName: "Billing Support",
+			Policy: &parleyv1.QueuePolicy{Priority: 5}})
+		return err
+	}},
+	parleyv1connect.RoutingServiceUpdateMatchingRuleProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Routing.UpdateMatchingRule(w.ctx, &parleyv1.UpdateMatchingRuleRequest{RuleId: w.ruleID, DisplayName: "Renamed",
+			Order: w.rule.GetOrder(), QueueId: w.rule.GetQueueId(), Condition: w.rule.GetCondition()})
+		return err
+	}},
+	parleyv1connect.RoutingServiceUpdateAgentProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Routing.UpdateAgent(w.ctx, &parleyv1.UpdateAgentRequest{AgentId: w.abel.GetId(), DisplayName: w.abel.GetDisplayName(),
+			Capacity: w.abel.GetCapacity(), QueueIds: w.abel.GetQueueIds(), Skills: []string{"french"}})
+		return err
+	}},
+	parleyv1connect.RoutingServiceListQueueStatusesProcedure: {want: overseersOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Routing.ListQueueStatuses(w.ctx, &parleyv1.ListQueueStatusesRequest{})
+		return err
+	}},
+	parleyv1connect.RoutingServiceWatchQueueStatusesProcedure: {want: overseersOnly, call: func(w *world, c *parley.Client) error {
+		return firstOf(c.Routing.WatchQueueStatuses(w.ctx, &parleyv1.WatchQueueStatusesRequest{}))
 	}},
 
 	parleyv1connect.CaseServiceCreateCaseForGuestProcedure: {want: holderOfA, call: func(w *world, c *parley.Client) error {

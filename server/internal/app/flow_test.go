@@ -230,6 +230,8 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 		t.Fatalf("after transfer accept, agent = %s", accepted.GetConversation().GetAgentId())
 	}
 	bethWork.next(t, func(r *parleyv1.WatchWorkResponse) bool { return r.GetReleased().GetId() == convID })
+	// Beth stops receiving the conversation; she may still read its history.
+	bethEvents.endsWith(t, connect.CodePermissionDenied)
 	history, err := fred.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID})
 	must(t, err)
 	if !hasMessage(history.GetEvents(), "Sorry about that! Let me check.") || !hasMessage(history.GetEvents(), "I was charged twice for my order.") {
@@ -255,6 +257,7 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 	}
 	_, err = beth.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: offer.GetId()})
 	must(t, err)
+	bethEvents = subscribe(ctx, t, beth, convID, 0)
 
 	// 9. Beth closes: every stream on the conversation ends cleanly, and
 	// the guest token no longer writes.
@@ -399,6 +402,25 @@ func (s *eventStream) drain(t *testing.T) *parleyv1.Event {
 				return last
 			}
 			last = e
+		case <-deadline:
+			t.Fatal("stream did not end")
+		}
+	}
+}
+
+// endsWith reads to the end of the stream and checks it ended with code.
+func (s *eventStream) endsWith(t *testing.T, code connect.Code) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case _, ok := <-s.events:
+			if !ok {
+				if err := <-s.done; connect.CodeOf(err) != code {
+					t.Fatalf("stream ended with %v, want %v", err, code)
+				}
+				return
+			}
 		case <-deadline:
 			t.Fatal("stream did not end")
 		}

@@ -28,10 +28,12 @@ var (
 	// parties take part in a conversation (post, type, acknowledge).
 	parties   = Policy{Roles: []Role{RoleGuest, RoleCustomer, RoleAgent}}
 	customers = Policy{Roles: []Role{RoleCustomer}}
-	staff     = Policy{Roles: []Role{RoleAgent, RoleSupervisor, RoleAdmin}}
-	overseers = Policy{Roles: []Role{RoleSupervisor, RoleAdmin}}
-	agents    = Policy{Roles: []Role{RoleAgent}}
-	admins    = Policy{Roles: []Role{RoleAdmin}}
+	// requesters are the customer side of a conversation.
+	requesters = Policy{Roles: []Role{RoleGuest, RoleCustomer}}
+	staff      = Policy{Roles: []Role{RoleAgent, RoleSupervisor, RoleAdmin}}
+	overseers  = Policy{Roles: []Role{RoleSupervisor, RoleAdmin}}
+	agents     = Policy{Roles: []Role{RoleAgent}}
+	admins     = Policy{Roles: []Role{RoleAdmin}}
 )
 
 // Policies maps every procedure Parley serves to its policy. A procedure
@@ -45,6 +47,7 @@ var Policies = map[string]Policy{
 	parleyv1connect.SessionServiceListMyConversationsProcedure:    customers,
 	parleyv1connect.SessionServiceGetConversationProcedure:        readers,
 	parleyv1connect.SessionServiceCloseConversationProcedure:      readers,
+	parleyv1connect.SessionServiceLeaveMessageProcedure:           requesters,
 	parleyv1connect.SessionServiceGetSettingsProcedure:            admins,
 	parleyv1connect.SessionServiceUpdateSettingsProcedure:         admins,
 
@@ -72,6 +75,11 @@ var Policies = map[string]Policy{
 	parleyv1connect.RoutingServiceDeleteMatchingRuleProcedure:        admins,
 	parleyv1connect.RoutingServiceCreateAgentProcedure:               admins,
 	parleyv1connect.RoutingServiceListAgentsProcedure:                overseers,
+	parleyv1connect.RoutingServiceUpdateQueueProcedure:               admins,
+	parleyv1connect.RoutingServiceUpdateMatchingRuleProcedure:        admins,
+	parleyv1connect.RoutingServiceUpdateAgentProcedure:               admins,
+	parleyv1connect.RoutingServiceListQueueStatusesProcedure:         overseers,
+	parleyv1connect.RoutingServiceWatchQueueStatusesProcedure:        overseers,
 
 	parleyv1connect.CaseServiceCreateCaseForGuestProcedure:            agents,
 	parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure: agents,

@@ -35,6 +35,8 @@ type Principal struct {
 	ConversationID uuid.UUID
 	// ConsumerID is a customer's consumer record.
 	ConsumerID uuid.UUID
+	// Tier is a customer's service tier, from their token.
+	Tier string
 }
 
 type principalKey struct{}

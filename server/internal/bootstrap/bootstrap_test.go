@@ -52,7 +52,7 @@ func TestParseRejects(t *testing.T) {
 		{"bad issue type value", "value: billing", "value: Billing Issues", "issue_types[0].value"},
 		{"offer timeout too short", "offer_timeout: 30s}\n  - {name: Order", "offer_timeout: 10ms}\n  - {name: Order", "offer_timeout must be 0"},
 		{"duplicate order", "order: 200", "order: 100", "already has order 100"},
-		{"unknown rule field", "when: {issue_type: [order]}", "when: {colour: [red]}", "condition.field_in.field: must be in list [issue_type, channel]"},
+		{"unknown rule field", "when: {issue_type: [order]}", "when: {colour: [red]}", "condition.field_in.field: does not match regex pattern"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

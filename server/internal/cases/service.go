@@ -192,7 +192,7 @@ func caseToProto(c *ent.ServiceCase) *parleyv1.Case {
 		Number:           c.Number,
 		ShortDescription: c.ShortDescription,
 		ConversationId:   c.ConversationID.String(),
-		OpenedByAgentId:  c.OpenedByAgentID.String(),
+		OpenedByAgentId:  uuidString(c.OpenedByAgentID),
 		CreateTime:       timestamppb.New(c.CreatedAt),
 	}
 	if c.ConsumerID != nil {
@@ -206,4 +206,12 @@ func consumerToProto(c *ent.Consumer) *parleyv1.Consumer {
 		return nil
 	}
 	return &parleyv1.Consumer{Id: c.ID.String(), DisplayName: c.DisplayName, Email: c.Email, CreateTime: timestamppb.New(c.CreatedAt)}
+}
+
+// uuidString formats an optional id, "" when unset.
+func uuidString(id *uuid.UUID) string {
+	if id == nil {
+		return ""
+	}
+	return id.String()
 }

@@ -46,6 +46,10 @@ func InteractionToProto(in *ent.Interaction) *parleyv1.Interaction {
 		Channel:      ChannelToProto(in.Channel),
 		FirstMessage: in.FirstMessage,
 		CreateTime:   timestamppb.New(in.CreatedAt),
+		Language:     in.Language,
+		FormFields:   in.FormFields,
+		Tier:         in.Tier,
+		Intent:       in.Intent,
 	}
 }
 
@@ -135,6 +139,10 @@ func EventToProto(ev *ent.Event) (*parleyv1.Event, error) {
 		m := &parleyv1.ConversationClosed{}
 		err = proto.Unmarshal(ev.Payload, m)
 		out.Kind = &parleyv1.Event_ConversationClosed{ConversationClosed: m}
+	case "wait_exceeded":
+		m := &parleyv1.WaitExceeded{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_WaitExceeded{WaitExceeded: m}
 	default:
 		return nil, fmt.Errorf("conversation: event %d has unknown kind %q", ev.ID, ev.Kind)
 	}

@@ -55,6 +55,8 @@ func kindOf(p proto.Message) (string, error) {
 		return "case_linked", nil
 	case *parleyv1.ConversationClosed:
 		return "conversation_closed", nil
+	case *parleyv1.WaitExceeded:
+		return "wait_exceeded", nil
 	}
 	return "", fmt.Errorf("conversation: unknown event payload %T", p)
 }

@@ -47,3 +47,11 @@ func ConversationKey(id string) string { return "conversation/" + id }
 
 // AgentKey is the key of an agent's work (offers and assignments).
 func AgentKey(id string) string { return "agent/" + id }
+
+// QueueKey is the key of a queue's waiting line: it changes when a chat
+// enters or leaves the queue, which moves the others' positions.
+func QueueKey(id string) string { return "queue/" + id }
+
+// RoutingKey changes with any queue, agent presence or load, for the
+// supervisor's view.
+const RoutingKey = "routing"

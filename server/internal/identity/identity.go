@@ -122,6 +122,8 @@ type Claims struct {
 	Subject string
 	Name    string
 	Email   string
+	// Tier is the customer's service tier ("tier" claim), for routing.
+	Tier string
 }
 
 // tokenClaims are the claims Parley reads from a customer token.
@@ -129,6 +131,7 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Name  string `json:"name"`
 	Email string `json:"email"`
+	Tier  string `json:"tier"`
 }
 
 // Verifier checks customer tokens.
@@ -253,5 +256,5 @@ func (v *Verifier) Verify(raw string) (Claims, error) {
 	if name == "" {
 		name = claims.Subject
 	}
-	return Claims{Issuer: claims.Issuer, Subject: claims.Subject, Name: name, Email: claims.Email}, nil
+	return Claims{Issuer: claims.Issuer, Subject: claims.Subject, Name: name, Email: claims.Email, Tier: claims.Tier}, nil
 }

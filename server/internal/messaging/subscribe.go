@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/readcursor"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
@@ -15,6 +16,8 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/routing"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -64,9 +67,31 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	}
 	idle := time.NewTicker(s.opts.Heartbeat)
 	defer idle.Stop()
+	// An agent following a conversation they hold stops receiving it once
+	// it leaves them (transferred, re-queued).
+	holder := p.Role == auth.RoleAgent && conv.AgentID != nil && *conv.AgentID == p.AgentID
+	// The customer side sees its place in the queue while it waits.
+	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
+	var lastPosition *parleyv1.QueuePosition
 	for {
-		// Take the wake-up before reading, so a commit after the read wakes us.
+		// Take the wake-ups before reading, so a commit after the read wakes us.
 		wake := s.hub.Wait(key)
+		var queueWake <-chan struct{}
+		if customerSide && conv.State == conversation.StateQueued && conv.QueueID != nil {
+			queueWake = s.hub.Wait(events.QueueKey(conv.QueueID.String()))
+		}
+		if conv, err = s.db.Conversation.Get(ctx, id); err != nil {
+			return apierr.Internal(fmt.Errorf("reload conversation: %w", err))
+		}
+		if holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) && conv.State != conversation.StateClosed {
+			return apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
+				fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
+		}
+		if customerSide {
+			if err := s.sendPosition(ctx, id, &lastPosition, stream); err != nil {
+				return err
+			}
+		}
 		evs, err := convpkg.EventsAfter(ctx, s.db, id, *cursor, replayBatch)
 		if err != nil {
 			return apierr.Internal(err)
@@ -90,20 +115,36 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		if len(evs) == replayBatch {
 			continue
 		}
-		if err := s.await(ctx, wake, signals, me.ID, idle, stream); err != nil {
+		if err := s.await(ctx, wake, queueWake, signals, me.ID, idle, stream); err != nil {
 			return err
 		}
 	}
 }
 
+// sendPosition sends the conversation's queue position if it waits and
+// the position or estimate changed since *last.
+func (s *Service) sendPosition(ctx context.Context, id uuid.UUID, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+	pos, waiting, err := routing.Position(ctx, s.db, id, s.clk.Now())
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	if !waiting || proto.Equal(pos, *last) {
+		return nil
+	}
+	*last = pos
+	return stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_QueuePosition{QueuePosition: pos}})
+}
+
 // await passes on other participants' signals and sends heartbeats until
 // the log has news (wake) or the stream ends.
-func (s *Service) await(ctx context.Context, wake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+func (s *Service) await(ctx context.Context, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-wake:
+			return nil
+		case <-queueWake:
 			return nil
 		case sig := <-signals:
 			if sig.From == me {

@@ -9,12 +9,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -40,21 +42,116 @@ func QueueOfferTimeout(requested time.Duration) (time.Duration, error) {
 	return requested, nil
 }
 
+var (
+	strategyFromProto = map[parleyv1.RoutingStrategy]queue.Strategy{
+		parleyv1.RoutingStrategy_ROUTING_STRATEGY_UNSPECIFIED:             queue.StrategyMostAvailable,
+		parleyv1.RoutingStrategy_ROUTING_STRATEGY_MOST_AVAILABLE:          queue.StrategyMostAvailable,
+		parleyv1.RoutingStrategy_ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED: queue.StrategyLeastRecentlyAssigned,
+	}
+	lossFromProto = map[parleyv1.AgentLossPolicy]queue.AgentLossPolicy{
+		parleyv1.AgentLossPolicy_AGENT_LOSS_POLICY_UNSPECIFIED: queue.AgentLossPolicyRequeue,
+		parleyv1.AgentLossPolicy_AGENT_LOSS_POLICY_REQUEUE:     queue.AgentLossPolicyRequeue,
+		parleyv1.AgentLossPolicy_AGENT_LOSS_POLICY_KEEP:        queue.AgentLossPolicyKeep,
+	}
+)
+
+// setQueue writes a queue's name, offer timeout and policy into m, after
+// checking what the schema's rules cannot: the overflow queue exists and is
+// another queue. self is the queue's own id (uuid.Nil for a new queue).
+func setQueue(ctx context.Context, tx *ent.Tx, m *ent.QueueMutation, self uuid.UUID, name string, offerTimeout time.Duration, p *parleyv1.QueuePolicy) error {
+	timeout, err := QueueOfferTimeout(offerTimeout)
+	if err != nil {
+		return err
+	}
+	m.SetDisplayName(name)
+	m.SetOfferTimeoutMs(timeout.Milliseconds())
+	m.SetStrategy(strategyFromProto[p.GetStrategy()])
+	m.SetPriority(int(p.GetPriority()))
+	m.SetRequiredSkills(append([]string{}, p.GetRequiredSkills()...))
+	presence := agent.PresenceAway
+	if p.GetTimeoutPresence() != parleyv1.Presence_PRESENCE_UNSPECIFIED {
+		presence = presenceFromProto[p.GetTimeoutPresence()]
+	}
+	m.SetTimeoutPresence(queue.TimeoutPresence(presence))
+	m.SetAutoAccept(p.GetAutoAccept())
+	m.SetMaxWaitMs(p.GetMaxWait().AsDuration().Milliseconds())
+	m.SetAgentLossPolicy(lossFromProto[p.GetAgentLossPolicy()])
+	m.SetWrapUpMs(p.GetWrapUp().AsDuration().Milliseconds())
+	m.ClearOverflowQueueID()
+	if id := p.GetOverflowQueueId(); id != "" {
+		overflow := convpkg.ParseID(id)
+		if overflow == self {
+			return apierr.New(connect.CodeInvalidArgument, "OVERFLOW_TO_SELF", "overflow_queue_id must name another queue")
+		}
+		ok, err := tx.Queue.Query().Where(queue.ID(overflow)).Exist(ctx)
+		if err != nil {
+			return fmt.Errorf("check overflow queue: %w", err)
+		}
+		if !ok {
+			return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("overflow queue %s does not exist", overflow))
+		}
+		m.SetOverflowQueueID(overflow)
+	}
+	return nil
+}
+
+// queueNameTaken turns a unique-name clash into AlreadyExists.
+func queueNameTaken(err error, name string) error {
+	if ent.IsConstraintError(err) {
+		return apierr.New(connect.CodeAlreadyExists, "QUEUE_EXISTS", fmt.Sprintf("a queue named %q already exists", name))
+	}
+	return err
+}
+
 // CreateQueue adds a queue.
 func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequest) (*parleyv1.CreateQueueResponse, error) {
-	timeout, err := QueueOfferTimeout(req.GetOfferTimeout().AsDuration())
+	var q *ent.Queue
+	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		create := tx.Queue.Create()
+		if err := setQueue(ctx, tx, create.Mutation(), uuid.Nil, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
+			return err
+		}
+		var err error
+		q, err = create.Save(ctx)
+		return queueNameTaken(err, req.GetDisplayName())
+	})
 	if err != nil {
-		return nil, err
-	}
-	q, err := s.db.Queue.Create().SetDisplayName(req.GetDisplayName()).SetOfferTimeoutMs(timeout.Milliseconds()).Save(ctx)
-	if ent.IsConstraintError(err) {
-		return nil, apierr.New(connect.CodeAlreadyExists, "QUEUE_EXISTS",
-			fmt.Sprintf("a queue named %q already exists", req.GetDisplayName()))
-	}
-	if err != nil {
-		return nil, apierr.Internal(fmt.Errorf("create queue: %w", err))
+		return nil, apierr.From(err)
 	}
 	return &parleyv1.CreateQueueResponse{Queue: queueToProto(q)}, nil
+}
+
+// UpdateQueue replaces a queue's settings; waiting chats keep their
+// priority until they move, and the next pass routes by the new policy.
+func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequest) (*parleyv1.UpdateQueueResponse, error) {
+	id := convpkg.ParseID(req.GetQueueId())
+	var q *ent.Queue
+	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		update := tx.Queue.UpdateOneID(id)
+		if err := setQueue(ctx, tx, update.Mutation(), id, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
+			return err
+		}
+		var err error
+		q, err = update.Save(ctx)
+		if ent.IsNotFound(err) {
+			return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("queue %s does not exist", id))
+		}
+		if err != nil {
+			return queueNameTaken(err, req.GetDisplayName())
+		}
+		// Waiting chats take the queue's new priority.
+		_, err = tx.Conversation.Update().
+			Where(conversation.QueueID(id), conversation.StateEQ(conversation.StateQueued)).
+			SetPriority(q.Priority).
+			Save(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	s.hub.Notify(events.QueueKey(id.String()), events.RoutingKey)
+	s.dispatcher.Kick()
+	return &parleyv1.UpdateQueueResponse{Queue: queueToProto(q)}, nil
 }
 
 // ListQueues lists queues by id.
@@ -78,38 +175,65 @@ func (s *Service) ListQueues(ctx context.Context, req *parleyv1.ListQueuesReques
 
 // CreateMatchingRule adds a rule; it applies to the next interaction.
 func (s *Service) CreateMatchingRule(ctx context.Context, req *parleyv1.CreateMatchingRuleRequest) (*parleyv1.CreateMatchingRuleResponse, error) {
-	if err := CheckCondition(req.GetCondition()); err != nil {
+	out, err := s.saveRule(ctx, uuid.Nil, req.GetDisplayName(), req.GetOrder(), req.GetQueueId(), req.GetCondition())
+	if err != nil {
 		return nil, err
 	}
-	queueID := convpkg.ParseID(req.GetQueueId())
-	cond, err := protojson.Marshal(req.GetCondition())
+	return &parleyv1.CreateMatchingRuleResponse{Rule: out}, nil
+}
+
+// UpdateMatchingRule replaces a rule; it applies to the next interaction.
+func (s *Service) UpdateMatchingRule(ctx context.Context, req *parleyv1.UpdateMatchingRuleRequest) (*parleyv1.UpdateMatchingRuleResponse, error) {
+	out, err := s.saveRule(ctx, convpkg.ParseID(req.GetRuleId()), req.GetDisplayName(), req.GetOrder(), req.GetQueueId(), req.GetCondition())
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.UpdateMatchingRuleResponse{Rule: out}, nil
+}
+
+// saveRule creates a rule (id uuid.Nil) or replaces rule id, after
+// checking its condition, its queue and that its order is free.
+func (s *Service) saveRule(ctx context.Context, id uuid.UUID, name string, order int32, queueID string, condition *parleyv1.Condition) (*parleyv1.MatchingRule, error) {
+	if err := CheckCondition(condition); err != nil {
+		return nil, err
+	}
+	qid := convpkg.ParseID(queueID)
+	cond, err := protojson.Marshal(condition)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("encode condition: %w", err))
 	}
 	var r *ent.MatchingRule
 	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
-		if ok, err := tx.Queue.Query().Where(queue.ID(queueID)).Exist(ctx); err != nil || !ok {
+		if id != uuid.Nil {
+			exists, err := tx.MatchingRule.Query().Where(matchingrule.ID(id)).Exist(ctx)
+			if err != nil {
+				return fmt.Errorf("check rule: %w", err)
+			}
+			if !exists {
+				return apierr.New(connect.CodeNotFound, "RULE_NOT_FOUND", fmt.Sprintf("matching rule %s does not exist", id))
+			}
+		}
+		if ok, err := tx.Queue.Query().Where(queue.ID(qid)).Exist(ctx); err != nil || !ok {
 			if err != nil {
 				return fmt.Errorf("check queue: %w", err)
 			}
-			return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("queue %s does not exist", queueID))
+			return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("queue %s does not exist", qid))
 		}
-		taken, err := tx.MatchingRule.Query().Where(matchingrule.Order(req.GetOrder())).Exist(ctx)
+		taken, err := tx.MatchingRule.Query().Where(matchingrule.Order(order), matchingrule.IDNEQ(id)).Exist(ctx)
 		if err != nil {
 			return fmt.Errorf("check order: %w", err)
 		}
 		if taken {
 			return apierr.New(connect.CodeAlreadyExists, "RULE_ORDER_TAKEN",
-				fmt.Sprintf("another rule already has order %d; pick a free one", req.GetOrder()))
+				fmt.Sprintf("another rule already has order %d; pick a free one", order))
 		}
-		r, err = tx.MatchingRule.Create().
-			SetDisplayName(req.GetDisplayName()).
-			SetOrder(req.GetOrder()).
-			SetQueueID(queueID).
-			SetCondition(string(cond)).
-			Save(ctx)
+		if id == uuid.Nil {
+			r, err = tx.MatchingRule.Create().SetDisplayName(name).SetOrder(order).SetQueueID(qid).SetCondition(string(cond)).Save(ctx)
+		} else {
+			r, err = tx.MatchingRule.UpdateOneID(id).SetDisplayName(name).SetOrder(order).SetQueueID(qid).SetCondition(string(cond)).Save(ctx)
+		}
 		if err != nil {
-			return fmt.Errorf("create rule: %w", err)
+			return fmt.Errorf("save rule: %w", err)
 		}
 		return nil
 	})
@@ -120,7 +244,7 @@ func (s *Service) CreateMatchingRule(ctx context.Context, req *parleyv1.CreateMa
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
-	return &parleyv1.CreateMatchingRuleResponse{Rule: out}, nil
+	return out, nil
 }
 
 // ListMatchingRules lists rules in evaluation order.
@@ -173,23 +297,22 @@ func (s *Service) CreateAgent(ctx context.Context, req *parleyv1.CreateAgentRequ
 	if capacity == 0 {
 		capacity = DefaultCapacity
 	}
-	queueIDs := make([]uuid.UUID, len(req.GetQueueIds()))
-	for i, id := range req.GetQueueIds() {
-		queueIDs[i] = convpkg.ParseID(id)
+	channels, err := channelCapacities(req.GetChannelCapacities())
+	if err != nil {
+		return nil, err
 	}
 	var a *ent.Agent
 	var secret string
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
-		n, err := tx.Queue.Query().Where(queue.IDIn(queueIDs...)).Count(ctx)
+	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		queueIDs, err := existingQueues(ctx, tx, req.GetQueueIds())
 		if err != nil {
-			return fmt.Errorf("check queues: %w", err)
-		}
-		if n != len(queueIDs) {
-			return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", "one of queue_ids does not name a queue")
+			return err
 		}
 		a, err = tx.Agent.Create().
 			SetDisplayName(req.GetDisplayName()).
 			SetCapacity(capacity).
+			SetSkills(append([]string{}, req.GetSkills()...)).
+			SetChannelCapacity(channels).
 			AddQueueIDs(queueIDs...).
 			Save(ctx)
 		if err != nil {
@@ -225,4 +348,75 @@ func (s *Service) ListAgents(ctx context.Context, req *parleyv1.ListAgentsReques
 		resp.Agents = append(resp.Agents, agentToProto(a))
 	}
 	return resp, nil
+}
+
+// existingQueues parses queue ids and checks that each names a queue.
+func existingQueues(ctx context.Context, tx *ent.Tx, ids []string) ([]uuid.UUID, error) {
+	out := make([]uuid.UUID, len(ids))
+	for i, id := range ids {
+		out[i] = convpkg.ParseID(id)
+	}
+	n, err := tx.Queue.Query().Where(queue.IDIn(out...)).Count(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check queues: %w", err)
+	}
+	if n != len(out) {
+		return nil, apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", "one of queue_ids does not name a queue")
+	}
+	return out, nil
+}
+
+// UpdateAgent replaces an agent's name, capacities, skills and queues.
+// Capacity may not drop below the agent's current load: the load check is
+// part of the update, so a racing offer cannot slip past it.
+func (s *Service) UpdateAgent(ctx context.Context, req *parleyv1.UpdateAgentRequest) (*parleyv1.UpdateAgentResponse, error) {
+	id := convpkg.ParseID(req.GetAgentId())
+	capacity := int(req.GetCapacity())
+	if capacity == 0 {
+		capacity = DefaultCapacity
+	}
+	channels, err := channelCapacities(req.GetChannelCapacities())
+	if err != nil {
+		return nil, err
+	}
+	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		exists, err := tx.Agent.Query().Where(agent.ID(id)).Exist(ctx)
+		if err != nil {
+			return fmt.Errorf("check agent: %w", err)
+		}
+		if !exists {
+			return apierr.New(connect.CodeNotFound, "AGENT_NOT_FOUND", fmt.Sprintf("agent %s does not exist", id))
+		}
+		queueIDs, err := existingQueues(ctx, tx, req.GetQueueIds())
+		if err != nil {
+			return err
+		}
+		n, err := tx.Agent.Update().
+			Where(agent.ID(id), agent.LoadLTE(capacity)).
+			SetDisplayName(req.GetDisplayName()).
+			SetCapacity(capacity).
+			SetSkills(append([]string{}, req.GetSkills()...)).
+			SetChannelCapacity(channels).
+			ClearQueues().
+			AddQueueIDs(queueIDs...).
+			Save(ctx)
+		if err != nil {
+			return fmt.Errorf("update agent: %w", err)
+		}
+		if n == 0 {
+			return apierr.New(connect.CodeFailedPrecondition, "CAPACITY_BELOW_LOAD",
+				fmt.Sprintf("the agent holds more than %d conversations and offers now; lower capacity after they finish some", capacity))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	s.hub.Notify(events.AgentKey(id.String()), events.RoutingKey)
+	s.dispatcher.Kick()
+	a, err := s.db.Agent.Query().Where(agent.ID(id)).WithQueues().Only(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("reload agent: %w", err))
+	}
+	return &parleyv1.UpdateAgentResponse{Agent: agentToProto(a)}, nil
 }

@@ -30,13 +30,24 @@ func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.S
 	for _, a := range offered {
 		notify = append(notify, events.AgentKey(a.String()))
 	}
-	if conv.AgentID != nil {
-		if err := ReleaseCapacity(ctx, tx, *conv.AgentID); err != nil {
+	update := tx.Conversation.UpdateOneID(conv.ID).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().ClearQueueEnteredAt()
+	if conv.AgentID != nil && conv.State == conversation.StateAssigned {
+		// The agent's capacity stays held for the queue's wrap-up time.
+		wrapUp, err := wrapUpOf(ctx, tx, conv)
+		if err != nil {
 			return nil, err
 		}
-		notify = append(notify, events.AgentKey(conv.AgentID.String()))
+		if wrapUp > 0 {
+			update.SetWrapUpUntil(now.Add(wrapUp))
+		} else if err := ReleaseCapacity(ctx, tx, *conv.AgentID); err != nil {
+			return nil, err
+		}
+		notify = append(notify, events.AgentKey(conv.AgentID.String()), events.RoutingKey)
 	}
-	if err := tx.Conversation.UpdateOneID(conv.ID).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().Exec(ctx); err != nil {
+	if conv.State == conversation.StateQueued && conv.QueueID != nil {
+		notify = append(notify, events.QueueKey(conv.QueueID.String()), events.RoutingKey)
+	}
+	if err := update.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("close conversation: %w", err)
 	}
 	if err := auth.RevokeGuestTokens(ctx, tx, conv.ID, now); err != nil {
@@ -98,4 +109,39 @@ func abandonedSince(cutoff time.Time) predicate.Conversation {
 			conversation.And(conversation.CustomerActiveAtIsNil(), conversation.CreatedAtLT(cutoff)),
 		),
 	)
+}
+
+// wrapUpOf is the wrap-up time of a conversation's queue.
+func wrapUpOf(ctx context.Context, tx *ent.Tx, conv *ent.Conversation) (time.Duration, error) {
+	if conv.QueueID == nil {
+		return 0, nil
+	}
+	q, err := tx.Queue.Get(ctx, *conv.QueueID)
+	if err != nil {
+		return 0, fmt.Errorf("load queue: %w", err)
+	}
+	return time.Duration(q.WrapUpMs) * time.Millisecond, nil
+}
+
+// endWrapUps gives back the capacity held by wrap-ups that are over.
+func (d *Dispatcher) endWrapUps(ctx context.Context) error {
+	now := d.clk.Now()
+	over, err := d.db.Conversation.Query().Where(conversation.WrapUpUntilLTE(now)).All(ctx)
+	if err != nil {
+		return fmt.Errorf("find finished wrap-ups: %w", err)
+	}
+	for _, c := range over {
+		err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
+			count, err := tx.Conversation.Update().Where(conversation.ID(c.ID), conversation.WrapUpUntilLTE(now)).ClearWrapUpUntil().Save(ctx)
+			if err != nil || count == 0 || c.AgentID == nil {
+				return err
+			}
+			n.agent(*c.AgentID)
+			return ReleaseCapacity(ctx, tx, *c.AgentID)
+		})
+		if err != nil {
+			return fmt.Errorf("end wrap-up of %s: %w", c.ID, err)
+		}
+	}
+	return nil
 }

@@ -8,8 +8,11 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/routing/engine"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -35,14 +38,70 @@ func agentToProto(a *ent.Agent) *parleyv1.Agent {
 		out.QueueIds = append(out.QueueIds, q.ID.String())
 	}
 	slices.Sort(out.QueueIds)
+	out.Skills = slices.Sorted(slices.Values(a.Skills))
+	for _, c := range Channels {
+		if limit, ok := a.ChannelCapacity[c]; ok {
+			out.ChannelCapacities = append(out.ChannelCapacities, &parleyv1.ChannelCapacity{
+				Channel: convpkg.ChannelToProto(interaction.Channel(c)), Capacity: int32(limit),
+			})
+		}
+		if p, ok := a.ChannelPresence[c]; ok {
+			out.ChannelPresences = append(out.ChannelPresences, &parleyv1.ChannelPresence{
+				Channel: convpkg.ChannelToProto(interaction.Channel(c)), Presence: presenceToProto[agent.Presence(p)],
+			})
+		}
+	}
 	return out
 }
 
+// channelCapacities converts per-channel limits for storage.
+func channelCapacities(in []*parleyv1.ChannelCapacity) (map[string]int, error) {
+	out := map[string]int{}
+	for _, c := range in {
+		name := string(convpkg.ChannelFromProto(c.GetChannel()))
+		if _, dup := out[name]; dup {
+			return nil, apierr.New(connect.CodeInvalidArgument, "CHANNEL_CAPACITY_TWICE",
+				fmt.Sprintf("channel_capacities lists %s twice", c.GetChannel()))
+		}
+		out[name] = int(c.GetCapacity())
+	}
+	return out, nil
+}
+
+var (
+	strategyToProto = map[queue.Strategy]parleyv1.RoutingStrategy{
+		queue.StrategyMostAvailable:         parleyv1.RoutingStrategy_ROUTING_STRATEGY_MOST_AVAILABLE,
+		queue.StrategyLeastRecentlyAssigned: parleyv1.RoutingStrategy_ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED,
+	}
+	lossToProto = map[queue.AgentLossPolicy]parleyv1.AgentLossPolicy{
+		queue.AgentLossPolicyRequeue: parleyv1.AgentLossPolicy_AGENT_LOSS_POLICY_REQUEUE,
+		queue.AgentLossPolicyKeep:    parleyv1.AgentLossPolicy_AGENT_LOSS_POLICY_KEEP,
+	}
+)
+
 func queueToProto(q *ent.Queue) *parleyv1.Queue {
+	policy := &parleyv1.QueuePolicy{
+		Strategy:        strategyToProto[q.Strategy],
+		Priority:        int32(q.Priority),
+		RequiredSkills:  q.RequiredSkills,
+		TimeoutPresence: presenceToProto[agent.Presence(q.TimeoutPresence)],
+		AutoAccept:      q.AutoAccept,
+		AgentLossPolicy: lossToProto[q.AgentLossPolicy],
+	}
+	if q.MaxWaitMs > 0 {
+		policy.MaxWait = durationpb.New(time.Duration(q.MaxWaitMs) * time.Millisecond)
+	}
+	if q.OverflowQueueID != nil {
+		policy.OverflowQueueId = q.OverflowQueueID.String()
+	}
+	if q.WrapUpMs > 0 {
+		policy.WrapUp = durationpb.New(time.Duration(q.WrapUpMs) * time.Millisecond)
+	}
 	return &parleyv1.Queue{
 		Id:           q.ID.String(),
 		DisplayName:  q.DisplayName,
 		OfferTimeout: durationpb.New(time.Duration(q.OfferTimeoutMs) * time.Millisecond),
+		Policy:       policy,
 	}
 }
 

@@ -1,21 +1,23 @@
 // Package routing serves RoutingService (presence, work streams, offers,
-// transfers and the admin's queues, rules and agents) and runs the
-// dispatcher that turns the engine's proposals into offers.
+// transfers, the supervisor's view and the admin's queues, rules and
+// agents) and runs the dispatcher that turns the engine's proposals into
+// offers and keeps routing moving: offer expiry, lost agents, overflow and
+// wrap-up.
 package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/offer"
-	"github.com/parleyhq/parley/ent/predicate"
+	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/routing/engine"
@@ -25,24 +27,28 @@ import (
 // DefaultOfferTimeout applies to queues created without one.
 const DefaultOfferTimeout = 30 * time.Second
 
-// maxWorkPerPass bounds how many waiting conversations one pass considers.
+// maxWorkPerPass bounds how many waiting conversations one pass considers:
+// the highest-priority, longest-waiting ones.
 const maxWorkPerPass = 1000
 
-// Dispatcher offers waiting conversations to available agents and expires
-// lapsed offers. The engine proposes from a snapshot; each proposal commits
-// in its own short transaction that re-checks it with conditional updates,
-// so a stale proposal is a no-op.
+// Dispatcher offers waiting conversations to available agents and keeps
+// routing moving. The engine proposes from a snapshot; each proposal
+// commits in its own short transaction that re-checks it with conditional
+// updates, so a stale proposal (another replica was faster) is a no-op.
+// Nothing authoritative lives here: after a restart, the store holds every
+// waiting chat, offer and lease.
 type Dispatcher struct {
-	db   *ent.Client
-	hub  *events.Hub
-	clk  clock.Clock
-	log  *slog.Logger
-	kick chan struct{}
+	db      *ent.Client
+	hub     *events.Hub
+	clk     clock.Clock
+	log     *slog.Logger
+	kick    chan struct{}
+	streams *streamRegistry
 }
 
 // NewDispatcher returns a dispatcher; start it with Run.
 func NewDispatcher(db *ent.Client, hub *events.Hub, clk clock.Clock, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{db: db, hub: hub, clk: clk, log: log, kick: make(chan struct{}, 1)}
+	return &Dispatcher{db: db, hub: hub, clk: clk, log: log, kick: make(chan struct{}, 1), streams: newStreamRegistry()}
 }
 
 // Kick asks for a pass soon. It never blocks; kicks coalesce.
@@ -54,7 +60,8 @@ func (d *Dispatcher) Kick() {
 }
 
 // Run makes passes on every kick and every sweep interval (which bounds how
-// late an offer expiry is noticed) until ctx ends.
+// late an offer expiry, a lost agent or an overflow is noticed) until ctx
+// ends.
 func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 	ticker := time.NewTicker(sweep)
 	defer ticker.Stop()
@@ -71,38 +78,60 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 	}
 }
 
-// Pass closes abandoned conversations and expires lapsed offers, then
-// offers waiting work to agents.
+// Pass does one round of routing work: it renews the leases of this
+// replica's work streams, takes lost agents' work back, closes abandoned
+// chats, ends lapsed wrap-ups, expires lapsed offers, moves chats that
+// waited too long, then offers waiting work to agents.
 func (d *Dispatcher) Pass(ctx context.Context) error {
-	if err := d.closeAbandoned(ctx); err != nil {
+	for _, step := range []func(context.Context) error{
+		d.renewLeases, d.loseDroppedAgents, d.closeAbandoned, d.endWrapUps, d.expireOffers, d.overflow, d.assign,
+	} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit runs fn in a transaction and, once it commits, wakes the keys fn
+// collected.
+func (d *Dispatcher) commit(ctx context.Context, fn func(tx *ent.Tx, n *notes) error) error {
+	var n notes
+	if err := store.InTx(ctx, d.db, func(tx *ent.Tx) error { return fn(tx, &n) }); err != nil {
 		return err
 	}
-	if err := d.expireOffers(ctx); err != nil {
-		return err
-	}
-	return d.assign(ctx)
+	d.hub.Notify(n.keys...)
+	return nil
 }
 
 func (d *Dispatcher) expireOffers(ctx context.Context) error {
 	now := d.clk.Now()
 	lapsed, err := d.db.Offer.Query().
 		Where(offer.StateEQ(offer.StatePending), offer.ExpiresAtLTE(now)).
+		WithConversation(func(q *ent.ConversationQuery) { q.WithQueue() }).
 		All(ctx)
 	if err != nil {
 		return fmt.Errorf("find lapsed offers: %w", err)
 	}
 	for _, o := range lapsed {
-		var closed bool
-		err := store.InTx(ctx, d.db, func(tx *ent.Tx) error {
-			var err error
-			closed, err = closeOffer(ctx, tx, o, offer.StateExpired, now)
-			return err
+		err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
+			closed, err := closeOffer(ctx, tx, o, offer.StateExpired, now, n)
+			if err != nil || !closed {
+				return err
+			}
+			// The agent let it lapse: they move to the queue's timeout
+			// presence, so nothing more rings unanswered.
+			presence := agent.PresenceAway
+			if q := o.Edges.Conversation.Edges.Queue; q != nil {
+				presence = agent.Presence(q.TimeoutPresence)
+			}
+			if presence == agent.PresenceAvailable {
+				return nil
+			}
+			return applyPresence(ctx, tx, o.AgentID, presence, "", now, n)
 		})
 		if err != nil {
 			return fmt.Errorf("expire offer %s: %w", o.ID, err)
-		}
-		if closed {
-			d.hub.Notify(events.AgentKey(o.AgentID.String()))
 		}
 	}
 	return nil
@@ -110,17 +139,21 @@ func (d *Dispatcher) expireOffers(ctx context.Context) error {
 
 // closeOffer moves a pending offer to a final state and gives its capacity
 // back. It reports false if the offer was no longer pending.
-func closeOffer(ctx context.Context, tx *ent.Tx, o *ent.Offer, state offer.State, now time.Time) (bool, error) {
-	n, err := tx.Offer.Update().
+func closeOffer(ctx context.Context, tx *ent.Tx, o *ent.Offer, state offer.State, now time.Time, n *notes) (bool, error) {
+	count, err := tx.Offer.Update().
 		Where(offer.ID(o.ID), offer.StateEQ(offer.StatePending)).
 		SetState(state).
 		SetDecidedAt(now).
 		Save(ctx)
-	if err != nil || n == 0 {
+	if err != nil || count == 0 {
 		return false, err
 	}
 	if err := ReleaseCapacity(ctx, tx, o.AgentID); err != nil {
 		return false, err
+	}
+	n.agent(o.AgentID)
+	if o.TransferFromAgentID != nil {
+		n.agent(*o.TransferFromAgentID)
 	}
 	return true, nil
 }
@@ -133,8 +166,9 @@ func WithdrawOffers(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, n
 		return nil, fmt.Errorf("load pending offers of %s: %w", conversationID, err)
 	}
 	var agents []uuid.UUID
+	var n notes
 	for _, o := range pending {
-		closed, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now)
+		closed, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now, &n)
 		if err != nil {
 			return nil, err
 		}
@@ -145,149 +179,148 @@ func WithdrawOffers(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, n
 	return agents, nil
 }
 
-// ReleaseCapacity gives one unit of an agent's capacity back.
-func ReleaseCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID) error {
-	if _, err := tx.Agent.Update().Where(agent.ID(agentID), agent.LoadGT(0)).AddLoad(-1).Save(ctx); err != nil {
-		return fmt.Errorf("release capacity of agent %s: %w", agentID, err)
-	}
-	return nil
-}
-
-// hasFreeCapacity matches agents whose load is below their capacity.
-func hasFreeCapacity() predicate.Agent {
-	return func(s *entsql.Selector) {
-		s.Where(entsql.ColumnsLT(s.C(agent.FieldLoad), s.C(agent.FieldCapacity)))
-	}
-}
-
-// reserveCapacity takes one unit of an available agent's capacity; it
-// reports false if the agent is not available or full.
-func reserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, now time.Time) (bool, error) {
-	n, err := tx.Agent.Update().
-		Where(agent.ID(agentID), agent.PresenceEQ(agent.PresenceAvailable), hasFreeCapacity()).
-		AddLoad(1).
-		SetLastAssignedAt(now).
-		Save(ctx)
-	if err != nil {
-		return false, fmt.Errorf("reserve capacity of agent %s: %w", agentID, err)
-	}
-	return n == 1, nil
-}
-
-func (d *Dispatcher) assign(ctx context.Context) error {
-	waiting, err := d.db.Conversation.Query().
+// waiting loads the conversations waiting for an offer, in the order they
+// are served.
+func (d *Dispatcher) waiting(ctx context.Context) ([]*ent.Conversation, error) {
+	rows, err := d.db.Conversation.Query().
 		Where(
 			conversation.StateEQ(conversation.StateQueued),
 			conversation.QueueIDNotNil(),
 			conversation.Not(conversation.HasOffersWith(offer.StateEQ(offer.StatePending))),
 		).
-		Order(ent.Asc(conversation.FieldQueuedAt), ent.Asc(conversation.FieldID)).
+		Order(ent.Desc(conversation.FieldPriority), ent.Asc(conversation.FieldQueuedAt), ent.Asc(conversation.FieldID)).
 		Limit(maxWorkPerPass).
-		WithQueue().
+		WithInteraction().
 		All(ctx)
 	if err != nil {
-		return fmt.Errorf("find waiting conversations: %w", err)
+		return nil, fmt.Errorf("find waiting conversations: %w", err)
 	}
-	if len(waiting) == 0 {
-		return nil
+	return rows, nil
+}
+
+func (d *Dispatcher) assign(ctx context.Context) error {
+	waiting, err := d.waiting(ctx)
+	if err != nil || len(waiting) == 0 {
+		return err
 	}
-	agents, err := d.db.Agent.Query().
-		Where(agent.PresenceEQ(agent.PresenceAvailable), hasFreeCapacity()).
-		WithQueues().
-		All(ctx)
+	pool, err := loadPool(ctx, d.db)
+	if err != nil || len(pool) == 0 {
+		return err
+	}
+	queues, err := d.db.Queue.Query().All(ctx)
 	if err != nil {
-		return fmt.Errorf("find available agents: %w", err)
+		return fmt.Errorf("load queues: %w", err)
 	}
-	if len(agents) == 0 {
-		return nil
+	byID := map[uuid.UUID]*ent.Queue{}
+	engineQueues := map[string]engine.Queue{}
+	for _, q := range queues {
+		byID[q.ID] = q
+		engineQueues[q.ID.String()] = engineQueue(q)
 	}
-	ids := make([]uuid.UUID, len(waiting))
-	for i, c := range waiting {
-		ids[i] = c.ID
-	}
-	refused, err := d.db.Offer.Query().
-		Where(offer.ConversationIDIn(ids...), offer.StateIn(offer.StateDeclined, offer.StateExpired)).
-		All(ctx)
+	refused, err := refusals(ctx, d.db, waiting)
 	if err != nil {
-		return fmt.Errorf("find refused offers: %w", err)
-	}
-	excluded := map[string]map[string]bool{}
-	for _, o := range refused {
-		c := o.ConversationID.String()
-		if excluded[c] == nil {
-			excluded[c] = map[string]bool{}
-		}
-		excluded[c][o.AgentID.String()] = true
+		return err
 	}
 	work := make([]engine.Work, len(waiting))
-	timeouts := map[string]time.Duration{}
 	for i, c := range waiting {
 		work[i] = engine.Work{
 			ConversationID: c.ID.String(),
 			QueueID:        c.QueueID.String(),
+			Channel:        string(c.Edges.Interaction.Channel),
+			Priority:       c.Priority,
 			QueuedAt:       *c.QueuedAt,
-			Excluded:       excluded[c.ID.String()],
+			Refused:        refused[c.ID],
 		}
-		timeouts[c.ID.String()] = time.Duration(c.Edges.Queue.OfferTimeoutMs) * time.Millisecond
 	}
-	pool := make([]engine.Agent, len(agents))
-	for i, a := range agents {
-		pool[i] = engineAgent(a)
+	convs := map[string]*ent.Conversation{}
+	for _, c := range waiting {
+		convs[c.ID.String()] = c
 	}
-	for _, dec := range engine.Assign(work, pool) {
-		convID, agentID := uuid.MustParse(dec.ConversationID), uuid.MustParse(dec.AgentID)
-		offered, err := d.offer(ctx, convID, agentID, timeouts[dec.ConversationID])
-		if err != nil {
+	for _, dec := range engine.Assign(engineQueues, work, pool, d.clk.Now()) {
+		c := convs[dec.ConversationID]
+		if err := d.offer(ctx, c, byID[*c.QueueID], uuid.MustParse(dec.AgentID)); err != nil {
 			return err
-		}
-		if offered {
-			d.hub.Notify(events.AgentKey(dec.AgentID))
 		}
 	}
 	return nil
 }
 
-func engineAgent(a *ent.Agent) engine.Agent {
-	out := engine.Agent{ID: a.ID.String(), Capacity: a.Capacity, Load: a.Load, Queues: map[string]bool{}}
-	if a.LastAssignedAt != nil {
-		out.LastAssigned = *a.LastAssignedAt
+// refusals maps each waiting conversation to the agents who declined it
+// or let its offer lapse.
+func refusals(ctx context.Context, db *ent.Client, waiting []*ent.Conversation) (map[uuid.UUID]map[string]bool, error) {
+	ids := make([]uuid.UUID, len(waiting))
+	for i, c := range waiting {
+		ids[i] = c.ID
 	}
-	for _, q := range a.Edges.Queues {
-		out.Queues[q.ID.String()] = true
+	rows, err := db.Offer.Query().
+		Where(offer.ConversationIDIn(ids...), offer.StateIn(offer.StateDeclined, offer.StateExpired)).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find refused offers: %w", err)
 	}
-	return out
+	out := map[uuid.UUID]map[string]bool{}
+	for _, o := range rows {
+		if out[o.ConversationID] == nil {
+			out[o.ConversationID] = map[string]bool{}
+		}
+		out[o.ConversationID][o.AgentID.String()] = true
+	}
+	return out, nil
 }
 
 // offer commits one proposal: it re-checks that the conversation still
-// waits with no pending offer and that the agent still has capacity.
-func (d *Dispatcher) offer(ctx context.Context, convID, agentID uuid.UUID, timeout time.Duration) (bool, error) {
+// waits with no pending offer and that the agent still has capacity on its
+// channel, then offers it, or assigns it at once in an auto-accept queue.
+func (d *Dispatcher) offer(ctx context.Context, c *ent.Conversation, q *ent.Queue, agentID uuid.UUID) error {
 	now := d.clk.Now()
-	offered := false
-	err := store.InTx(ctx, d.db, func(tx *ent.Tx) error {
+	channel := string(c.Edges.Interaction.Channel)
+	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
 		still, err := tx.Conversation.Query().Where(
-			conversation.ID(convID),
+			conversation.ID(c.ID),
 			conversation.StateEQ(conversation.StateQueued),
+			conversation.QueueID(q.ID),
 			conversation.Not(conversation.HasOffersWith(offer.StateEQ(offer.StatePending))),
 		).Exist(ctx)
 		if err != nil || !still {
 			return err
 		}
-		ok, err := reserveCapacity(ctx, tx, agentID, now)
-		if err != nil || !ok {
+		if err := reserveCapacity(ctx, tx, agentID, channel, now); err != nil {
 			return err
 		}
-		if err := tx.Offer.Create().
-			SetConversationID(convID).
+		create := tx.Offer.Create().
+			SetConversationID(c.ID).
 			SetAgentID(agentID).
-			SetExpiresAt(now.Add(timeout)).
-			Exec(ctx); err != nil {
+			SetExpiresAt(now.Add(time.Duration(q.OfferTimeoutMs) * time.Millisecond))
+		if q.AutoAccept {
+			create.SetState(offer.StateAccepted).SetDecidedAt(now)
+		}
+		if err := create.Exec(ctx); err != nil {
 			return fmt.Errorf("create offer: %w", err)
 		}
-		offered = true
+		n.agent(agentID)
+		if q.AutoAccept {
+			me, err := tx.Agent.Get(ctx, agentID)
+			if err != nil {
+				return fmt.Errorf("load agent: %w", err)
+			}
+			return assignTo(ctx, tx, c.ID, me, nil, now, n)
+		}
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("offer conversation %s to agent %s: %w", convID, agentID, err)
+	if errors.Is(err, errUnavailable) {
+		return nil // the agent filled up or left meanwhile: a later pass retries
 	}
-	return offered, nil
+	if err != nil {
+		return fmt.Errorf("offer conversation %s to agent %s: %w", c.ID, agentID, err)
+	}
+	return nil
+}
+
+// engineQueue converts a queue's routing policy for the engine.
+func engineQueue(q *ent.Queue) engine.Queue {
+	out := engine.Queue{RequiredSkills: q.RequiredSkills}
+	if q.Strategy == queue.StrategyLeastRecentlyAssigned {
+		out.Strategy = engine.LeastRecentlyAssigned
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -22,7 +23,6 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/paging"
-	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // Service implements parleyv1connect.RoutingServiceHandler.
@@ -48,20 +48,35 @@ var presenceFromProto = map[parleyv1.Presence]agent.Presence{
 	parleyv1.Presence_PRESENCE_OFFLINE:   agent.PresenceOffline,
 }
 
-// SetPresence sets the calling agent's presence.
+// SetPresence sets the calling agent's presence on one channel or all.
+// Offers on channels where the agent stops taking work go to others at
+// once; going offline everywhere re-queues their chats per queue policy.
 func (s *Service) SetPresence(ctx context.Context, req *parleyv1.SetPresenceRequest) (*parleyv1.SetPresenceResponse, error) {
 	p := auth.FromContext(ctx)
-	if err := s.db.Agent.UpdateOneID(p.AgentID).SetPresence(presenceFromProto[req.GetPresence()]).Exec(ctx); err != nil {
-		return nil, apierr.Internal(fmt.Errorf("set presence of %s: %w", p.AgentID, err))
+	channel := ""
+	if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
+		channel = string(convpkg.ChannelFromProto(req.GetChannel()))
 	}
-	if req.GetPresence() == parleyv1.Presence_PRESENCE_AVAILABLE {
-		s.dispatcher.Kick()
+	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		return applyPresence(ctx, tx, p.AgentID, presenceFromProto[req.GetPresence()], channel, s.clk.Now(), n)
+	})
+	if err != nil {
+		return nil, apierr.From(err)
 	}
+	s.dispatcher.Kick()
 	a, err := s.db.Agent.Query().Where(agent.ID(p.AgentID)).WithQueues().Only(ctx)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load agent %s: %w", p.AgentID, err))
 	}
 	return &parleyv1.SetPresenceResponse{Agent: agentToProto(a)}, nil
+}
+
+var errTransferStale = apierr.New(connect.CodeFailedPrecondition, "TRANSFER_STALE",
+	"the conversation changed hands since this transfer was offered")
+
+func errNotWaiting(id uuid.UUID) error {
+	return apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_NOT_WAITING",
+		fmt.Sprintf("conversation %s is no longer waiting", id))
 }
 
 // AcceptOffer takes an offered conversation. The offer id is the
@@ -82,69 +97,30 @@ func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequ
 	}
 	now := s.clk.Now()
 	var o *ent.Offer
-	var released uuid.UUID
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
 		var err error
 		o, err = s.pendingOfferOf(ctx, tx, p, offerID, now)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Offer.UpdateOneID(o.ID).SetState(offer.StateAccepted).SetDecidedAt(now).Save(ctx); err != nil {
+		count, err := tx.Offer.Update().Where(offer.ID(o.ID), offer.StateEQ(offer.StatePending)).
+			SetState(offer.StateAccepted).SetDecidedAt(now).Save(ctx)
+		if err != nil {
 			return fmt.Errorf("accept offer: %w", err)
 		}
-		conv, err := tx.Conversation.Get(ctx, o.ConversationID)
-		if err != nil {
-			return fmt.Errorf("load conversation: %w", err)
+		if count == 0 {
+			return apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED", "the offer closed meanwhile")
 		}
 		me, err := tx.Agent.Get(ctx, p.AgentID)
 		if err != nil {
 			return fmt.Errorf("load agent: %w", err)
 		}
-		var entries []convpkg.Entry
-		if o.TransferFromAgentID != nil {
-			from := *o.TransferFromAgentID
-			if conv.State != conversation.StateAssigned || conv.AgentID == nil || *conv.AgentID != from {
-				return apierr.New(connect.CodeFailedPrecondition, "TRANSFER_STALE",
-					"the conversation changed hands since this transfer was offered")
-			}
-			prev, err := tx.Agent.Get(ctx, from)
-			if err != nil {
-				return fmt.Errorf("load transferring agent: %w", err)
-			}
-			if err := ReleaseCapacity(ctx, tx, from); err != nil {
-				return err
-			}
-			released = from
-			entries = append(entries,
-				convpkg.Entry{Sender: convpkg.AgentSender(prev), Payload: &parleyv1.ConversationTransferred{
-					From: convpkg.AgentSender(prev).Participant(), ToAgentId: me.ID.String(), Note: o.TransferNote,
-				}},
-				convpkg.Entry{Sender: convpkg.AgentSender(prev), Payload: &parleyv1.ParticipantLeft{Participant: convpkg.AgentSender(prev).Participant()}},
-			)
-		} else if conv.State != conversation.StateQueued {
-			return apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_NOT_WAITING",
-				fmt.Sprintf("conversation %s is no longer waiting", conv.ID))
-		}
-		if err := tx.Conversation.UpdateOneID(conv.ID).
-			SetState(conversation.StateAssigned).
-			SetAgentID(me.ID).
-			ClearQueuedAt().
-			Exec(ctx); err != nil {
-			return fmt.Errorf("assign conversation: %w", err)
-		}
-		entries = append(entries, convpkg.Entry{Sender: convpkg.AgentSender(me), Payload: &parleyv1.ParticipantJoined{Participant: convpkg.AgentSender(me).Participant()}})
-		_, err = convpkg.Append(ctx, tx, conv.ID, now, entries...)
-		return err
+		return assignTo(ctx, tx, o.ConversationID, me, o, now, n)
 	})
 	if err != nil {
 		return nil, apierr.From(err)
 	}
-	keys := []string{events.ConversationKey(o.ConversationID.String()), events.AgentKey(p.AgentID.String())}
-	if released != uuid.Nil {
-		keys = append(keys, events.AgentKey(released.String()))
-		s.dispatcher.Kick()
-	}
-	s.hub.Notify(keys...)
+	s.dispatcher.Kick()
 	conv, err := s.loadConversation(ctx, o.ConversationID)
 	if err != nil {
 		return nil, err
@@ -195,14 +171,12 @@ func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRe
 		return &parleyv1.DeclineOfferResponse{}, nil
 	}
 	now := s.clk.Now()
-	var o *ent.Offer
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
-		var err error
-		o, err = s.pendingOfferOf(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), now)
+	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		o, err := s.pendingOfferOf(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), now)
 		if err != nil {
 			return err
 		}
-		closed, err := closeOffer(ctx, tx, o, offer.StateDeclined, now)
+		closed, err := closeOffer(ctx, tx, o, offer.StateDeclined, now, n)
 		if err == nil && !closed {
 			err = apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED", "the offer closed meanwhile")
 		}
@@ -211,11 +185,6 @@ func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRe
 	if err != nil {
 		return nil, apierr.From(err)
 	}
-	keys := []string{events.AgentKey(p.AgentID.String())}
-	if o.TransferFromAgentID != nil {
-		keys = append(keys, events.AgentKey(o.TransferFromAgentID.String()))
-	}
-	s.hub.Notify(keys...)
 	s.dispatcher.Kick()
 	return &parleyv1.DeclineOfferResponse{}, nil
 }
@@ -257,7 +226,8 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 			if err := s.transferToQueue(ctx, tx, conv, me, convpkg.ParseID(target.QueueId), req.GetNote(), now); err != nil {
 				return nil, err
 			}
-			notify = append(notify, events.ConversationKey(convID.String()), events.AgentKey(me.ID.String()))
+			notify = append(notify, events.ConversationKey(convID.String()), events.AgentKey(me.ID.String()),
+				events.QueueKey(target.QueueId), events.RoutingKey)
 		default:
 			return nil, apierr.New(connect.CodeInvalidArgument, "TRANSFER_TARGET_REQUIRED", "set agent_id or queue_id")
 		}
@@ -295,13 +265,16 @@ func (s *Service) transferToAgent(ctx context.Context, tx *ent.Tx, conv *ent.Con
 		return uuid.Nil, apierr.New(connect.CodeFailedPrecondition, "TRANSFER_PENDING",
 			"a transfer of this conversation is already waiting for an answer")
 	}
-	ok, err := reserveCapacity(ctx, tx, target.ID, now)
+	in, err := conv.QueryInteraction().Only(ctx)
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, fmt.Errorf("load interaction: %w", err)
 	}
-	if !ok {
-		return uuid.Nil, apierr.New(connect.CodeFailedPrecondition, "AGENT_UNAVAILABLE",
-			fmt.Sprintf("%s is not available or has no free capacity", target.DisplayName))
+	if err := reserveCapacity(ctx, tx, target.ID, string(in.Channel), now); err != nil {
+		if errors.Is(err, errUnavailable) {
+			return uuid.Nil, apierr.New(connect.CodeFailedPrecondition, "AGENT_UNAVAILABLE",
+				fmt.Sprintf("%s is not available on this chat's channel or has no free capacity", target.DisplayName))
+		}
+		return uuid.Nil, err
 	}
 	timeout := DefaultOfferTimeout
 	if conv.Edges.Queue != nil {
@@ -340,6 +313,9 @@ func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Con
 		ClearAgentID().
 		SetQueueID(q.ID).
 		SetQueuedAt(now).
+		SetQueueEnteredAt(now).
+		ClearWaitExceededAt().
+		SetPriority(q.Priority).
 		Exec(ctx); err != nil {
 		return fmt.Errorf("requeue conversation: %w", err)
 	}
@@ -347,7 +323,7 @@ func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Con
 	_, err = convpkg.Append(ctx, tx, conv.ID, now,
 		convpkg.Entry{Sender: from, Payload: &parleyv1.ConversationTransferred{From: from.Participant(), ToQueueId: q.ID.String(), Note: note}},
 		convpkg.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
-		convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName}},
+		convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "transfer"}},
 	)
 	return err
 }

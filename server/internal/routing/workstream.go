@@ -32,6 +32,12 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	if err := stream.SendHeaders(); err != nil {
 		return err
 	}
+	// While this stream is open, this replica keeps the agent's lease; once
+	// it ends, the agent has the grace period to come back.
+	if err := s.dispatcher.StreamOpened(ctx, p.AgentID); err != nil {
+		return apierr.Internal(err)
+	}
+	defer s.dispatcher.StreamClosed(p.AgentID)
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
 	const resume = "open WatchWork again: it resends every pending offer and held conversation"

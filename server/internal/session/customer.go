@@ -69,6 +69,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 			open, err = s.open(ctx, tx, chatForm{
 				requestID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
 				issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
+				language: req.GetLanguage(), formFields: req.GetFormFields(), tier: auth.FromContext(ctx).Tier,
 			}, &me, now)
 			if err != nil {
 				return nil, err
@@ -84,6 +85,9 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 	})
 	if err != nil {
 		return nil, err
+	}
+	if q := resp.GetConversation().GetQueueId(); q != "" {
+		notify = append(notify, events.QueueKey(q), events.RoutingKey)
 	}
 	s.hub.Notify(notify...)
 	s.dispatcher.Kick()

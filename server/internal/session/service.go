@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -76,7 +77,11 @@ func checkName(name string) error {
 // apart from a reused request id.
 func formHash(req *parleyv1.StartGuestChatRequest) []byte {
 	h := sha256.New()
-	for _, f := range []string{req.GetName(), req.GetEmail(), req.GetIssueType(), req.GetFirstMessage(), req.GetChannel().String()} {
+	fields := []string{req.GetName(), req.GetEmail(), req.GetIssueType(), req.GetFirstMessage(), req.GetChannel().String(), req.GetLanguage()}
+	for _, k := range slices.Sorted(maps.Keys(req.GetFormFields())) {
+		fields = append(fields, k, req.GetFormFields()[k])
+	}
+	for _, f := range fields {
 		fmt.Fprintf(h, "%d:%s", len(f), f)
 	}
 	return h.Sum(nil)
@@ -126,7 +131,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		conv, err := s.open(ctx, tx, chatForm{
 			requestID: req.GetRequestId(), hash: hash, name: req.GetName(), email: req.GetEmail(),
 			issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
-			clientAddress: address, site: site,
+			clientAddress: address, site: site, language: req.GetLanguage(), formFields: req.GetFormFields(),
 		}, nil, now)
 		if err != nil {
 			return err
@@ -143,6 +148,9 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
+	if conv.QueueID != nil {
+		s.hub.Notify(events.QueueKey(conv.QueueID.String()), events.RoutingKey)
+	}
 	return &parleyv1.StartGuestChatResponse{Conversation: convpkg.ToProto(conv), GuestToken: token}, nil
 }
 
@@ -154,6 +162,10 @@ type chatForm struct {
 	issueType    string
 	firstMessage string
 	channel      parleyv1.Channel
+	language     string
+	formFields   map[string]string
+	// tier is a signed-in customer's tier.
+	tier string
 	// clientAddress and site are set for guests.
 	clientAddress string
 	site          *ent.Site
@@ -172,11 +184,23 @@ func checkIssueType(set *ent.Setting, issueType string) error {
 // rules pick, and logs the customer's join, first message and queueing.
 // customer is nil for a guest, whose sender is the new interaction.
 func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer *convpkg.Sender, now time.Time) (*ent.Conversation, error) {
-	queue, err := s.route(ctx, tx, form.issueType, form.channel)
+	channel := convpkg.ChannelFromProto(form.channel)
+	fields := engine.Interaction{
+		"issue_type": form.issueType,
+		"channel":    string(channel),
+		"language":   form.language,
+		"tier":       form.tier,
+	}
+	if form.site != nil {
+		fields["site"] = form.site.ID.String()
+	}
+	for k, v := range form.formFields {
+		fields["form."+k] = v
+	}
+	queue, err := s.route(ctx, tx, fields)
 	if err != nil {
 		return nil, err
 	}
-	channel := convpkg.ChannelFromProto(form.channel)
 	origin := interaction.OriginGuest
 	if customer != nil {
 		origin = interaction.OriginCustomer
@@ -191,7 +215,10 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 		SetOrigin(origin).
 		SetRequestID(form.requestID).
 		SetRequestHash(form.hash).
-		SetClientAddress(form.clientAddress)
+		SetClientAddress(form.clientAddress).
+		SetLanguage(form.language).
+		SetTier(form.tier).
+		SetFormFields(formFieldsOrEmpty(form.formFields))
 	if form.site != nil {
 		in.SetSiteID(form.site.ID)
 	}
@@ -205,6 +232,8 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 		SetInteractionID(saved.ID).
 		SetQueueID(queue.ID).
 		SetQueuedAt(now).
+		SetQueueEnteredAt(now).
+		SetPriority(queue.Priority).
 		SetCustomerActiveAt(now)
 	who := convpkg.Sender{Role: event.SenderRoleGuest, ID: saved.ID.String(), Name: saved.Name}
 	if customer != nil {
@@ -230,8 +259,9 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 	return conv, nil
 }
 
-// route picks the queue of the first matching rule.
-func (s *Service) route(ctx context.Context, tx *ent.Tx, issueType string, channel parleyv1.Channel) (*ent.Queue, error) {
+// route picks the queue of the first matching rule, or the default queue
+// when none matches.
+func (s *Service) route(ctx context.Context, tx *ent.Tx, in engine.Interaction) (*ent.Queue, error) {
 	rows, err := tx.MatchingRule.Query().All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load matching rules: %w", err)
@@ -244,20 +274,31 @@ func (s *Service) route(ctx context.Context, tx *ent.Tx, issueType string, chann
 		}
 		rules = append(rules, rule)
 	}
-	in := engine.Interaction{
-		"issue_type": issueType,
-		"channel":    string(convpkg.ChannelFromProto(channel)),
-	}
 	queueID, ok := engine.Route(rules, in)
 	if !ok {
-		return nil, apierr.New(connect.CodeFailedPrecondition, "NO_MATCHING_QUEUE",
-			fmt.Sprintf("no queue serves issue type %q yet; an admin must add a matching rule", issueType))
+		set, err := tx.Setting.Get(ctx, schema.SettingsID)
+		if err != nil {
+			return nil, fmt.Errorf("load settings: %w", err)
+		}
+		if set.DefaultQueueID == nil {
+			return nil, apierr.New(connect.CodeFailedPrecondition, "NO_MATCHING_QUEUE",
+				fmt.Sprintf("no queue serves issue type %q yet; an admin must add a matching rule or a default queue", in["issue_type"]))
+		}
+		queueID = set.DefaultQueueID.String()
 	}
 	q, err := tx.Queue.Get(ctx, uuid.MustParse(queueID))
 	if err != nil {
 		return nil, fmt.Errorf("load queue %s: %w", queueID, err)
 	}
 	return q, nil
+}
+
+// formFieldsOrEmpty stores absent form fields as an empty map.
+func formFieldsOrEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }
 
 // GetConversation returns a conversation the caller may read.

@@ -1,14 +1,18 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
 	"time"
 
+	"connectrpc.com/connect/v2"
+	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -43,25 +47,48 @@ func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsReques
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
 	}
-	return &parleyv1.GetSettingsResponse{Settings: &parleyv1.Settings{
+	out := &parleyv1.Settings{
 		MaxGuestSessionsPerHour:              int32(set.MaxGuestSessionsPerHour),
 		GuestSessionsRateLimitReachedMessage: set.GuestSessionsRateLimitReachedMessage,
 		IssueTypes:                           issueTypesToProto(set.IssueTypes),
 		AbandonAfter:                         durationpb.New(time.Duration(set.AbandonAfterSeconds) * time.Second),
-	}}, nil
+		MaxGuestSessionsPerHourPerAddress:    int32(set.MaxGuestSessionsPerHourPerAddress),
+		AgentDisconnectGrace:                 durationpb.New(time.Duration(set.AgentGraceSeconds) * time.Second),
+	}
+	if set.DefaultQueueID != nil {
+		out.DefaultQueueId = set.DefaultQueueID.String()
+	}
+	return &parleyv1.GetSettingsResponse{Settings: out}, nil
 }
+
+// DefaultAgentGrace is how long a dropped work stream may stay away when
+// the settings leave it unset.
+const DefaultAgentGrace = time.Minute
 
 // UpdateSettings replaces the installation's settings; they apply to the
 // next request.
 func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettingsRequest) (*parleyv1.UpdateSettingsResponse, error) {
 	in := req.GetSettings()
-	err := s.db.Setting.UpdateOneID(schema.SettingsID).
+	update := s.db.Setting.UpdateOneID(schema.SettingsID).
 		SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+		SetMaxGuestSessionsPerHourPerAddress(int(in.GetMaxGuestSessionsPerHourPerAddress())).
 		SetGuestSessionsRateLimitReachedMessage(in.GetGuestSessionsRateLimitReachedMessage()).
 		SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
 		SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
-		Exec(ctx)
-	if err != nil {
+		SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
+		ClearDefaultQueueID()
+	if id := in.GetDefaultQueueId(); id != "" {
+		qid := convpkg.ParseID(id)
+		exists, err := s.db.Queue.Query().Where(queue.ID(qid)).Exist(ctx)
+		if err != nil {
+			return nil, apierr.Internal(fmt.Errorf("check default queue: %w", err))
+		}
+		if !exists {
+			return nil, apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("default_queue_id %s names no queue", qid))
+		}
+		update.SetDefaultQueueID(qid)
+	}
+	if err := update.Exec(ctx); err != nil {
 		return nil, apierr.Internal(fmt.Errorf("update settings: %w", err))
 	}
 	got, err := s.GetSettings(ctx, &parleyv1.GetSettingsRequest{})

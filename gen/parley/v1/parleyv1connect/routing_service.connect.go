@@ -59,6 +59,19 @@ const (
 	RoutingServiceCreateAgentProcedure = "/parley.v1.RoutingService/CreateAgent"
 	// RoutingServiceListAgentsProcedure is the procedure name of the RoutingService's ListAgents RPC.
 	RoutingServiceListAgentsProcedure = "/parley.v1.RoutingService/ListAgents"
+	// RoutingServiceUpdateQueueProcedure is the procedure name of the RoutingService's UpdateQueue RPC.
+	RoutingServiceUpdateQueueProcedure = "/parley.v1.RoutingService/UpdateQueue"
+	// RoutingServiceUpdateMatchingRuleProcedure is the procedure name of the RoutingService's
+	// UpdateMatchingRule RPC.
+	RoutingServiceUpdateMatchingRuleProcedure = "/parley.v1.RoutingService/UpdateMatchingRule"
+	// RoutingServiceUpdateAgentProcedure is the procedure name of the RoutingService's UpdateAgent RPC.
+	RoutingServiceUpdateAgentProcedure = "/parley.v1.RoutingService/UpdateAgent"
+	// RoutingServiceListQueueStatusesProcedure is the procedure name of the RoutingService's
+	// ListQueueStatuses RPC.
+	RoutingServiceListQueueStatusesProcedure = "/parley.v1.RoutingService/ListQueueStatuses"
+	// RoutingServiceWatchQueueStatusesProcedure is the procedure name of the RoutingService's
+	// WatchQueueStatuses RPC.
+	RoutingServiceWatchQueueStatusesProcedure = "/parley.v1.RoutingService/WatchQueueStatuses"
 )
 
 var (
@@ -167,6 +180,46 @@ var (
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
+	routingServiceUpdateQueueSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("UpdateQueue"),
+			Procedure:        RoutingServiceUpdateQueueProcedure,
+			IdempotencyLevel: connect.IdempotencyIdempotent,
+		}
+	})
+	routingServiceUpdateMatchingRuleSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("UpdateMatchingRule"),
+			Procedure:        RoutingServiceUpdateMatchingRuleProcedure,
+			IdempotencyLevel: connect.IdempotencyIdempotent,
+		}
+	})
+	routingServiceUpdateAgentSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("UpdateAgent"),
+			Procedure:        RoutingServiceUpdateAgentProcedure,
+			IdempotencyLevel: connect.IdempotencyIdempotent,
+		}
+	})
+	routingServiceListQueueStatusesSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("ListQueueStatuses"),
+			Procedure:        RoutingServiceListQueueStatusesProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
+	routingServiceWatchQueueStatusesSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeServer,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("WatchQueueStatuses"),
+			Procedure:        RoutingServiceWatchQueueStatusesProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
 )
 
 // RoutingServiceClient is a client for the parley.v1.RoutingService service.
@@ -204,8 +257,24 @@ type RoutingServiceClient interface {
 	DeleteMatchingRule(context.Context, *v1.DeleteMatchingRuleRequest) (*v1.DeleteMatchingRuleResponse, error)
 	// CreateAgent adds an agent and returns its first token. Admins only.
 	CreateAgent(context.Context, *v1.CreateAgentRequest) (*v1.CreateAgentResponse, error)
-	// ListAgents lists agents with their presence and load. Admins only.
+	// ListAgents lists agents with their presence and load. Supervisors and admins.
 	ListAgents(context.Context, *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error)
+	// UpdateQueue replaces a queue's name, offer timeout and policy; the
+	// change applies to the next routing decision. Admins only.
+	UpdateQueue(context.Context, *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error)
+	// UpdateMatchingRule replaces a rule; it applies to the next interaction.
+	// Admins only.
+	UpdateMatchingRule(context.Context, *v1.UpdateMatchingRuleRequest) (*v1.UpdateMatchingRuleResponse, error)
+	// UpdateAgent replaces an agent's name, capacities, skills and queues;
+	// waiting chats are re-evaluated at once. Admins only.
+	UpdateAgent(context.Context, *v1.UpdateAgentRequest) (*v1.UpdateAgentResponse, error)
+	// ListQueueStatuses lists every queue with its waiting count, oldest
+	// wait and available agents. Supervisors and admins.
+	ListQueueStatuses(context.Context, *v1.ListQueueStatusesRequest) (*v1.ListQueueStatusesResponse, error)
+	// WatchQueueStatuses streams the queues' statuses and the agents'
+	// presence and load: all of them first, then each one that changes.
+	// Supervisors and admins.
+	WatchQueueStatuses(context.Context, *v1.WatchQueueStatusesRequest) (RoutingServiceWatchQueueStatusesClientStream, error)
 }
 
 // NewRoutingServiceClient constructs a client for the parley.v1.RoutingService service. Multiple
@@ -231,6 +300,27 @@ func (s RoutingServiceWatchWorkClientStream) Receive() (*v1.WatchWorkResponse, e
 // Close releases the stream's resources. It is idempotent and is typically deferred to clean up a
 // stream abandoned before io.EOF.
 func (s RoutingServiceWatchWorkClientStream) Close() error {
+	return s.stream.Close()
+}
+
+// RoutingServiceWatchQueueStatusesClientStream is the client stream for the RoutingService's
+// WatchQueueStatuses RPC.
+type RoutingServiceWatchQueueStatusesClientStream struct {
+	stream connect.ClientStream
+}
+
+// Receive returns the next response message from the server.
+func (s RoutingServiceWatchQueueStatusesClientStream) Receive() (*v1.WatchQueueStatusesResponse, error) {
+	var res v1.WatchQueueStatusesResponse
+	if err := s.stream.Receive(&res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Close releases the stream's resources. It is idempotent and is typically deferred to clean up a
+// stream abandoned before io.EOF.
+func (s RoutingServiceWatchQueueStatusesClientStream) Close() error {
 	return s.stream.Close()
 }
 
@@ -269,8 +359,24 @@ type RoutingServiceHandler interface {
 	DeleteMatchingRule(context.Context, *v1.DeleteMatchingRuleRequest) (*v1.DeleteMatchingRuleResponse, error)
 	// CreateAgent adds an agent and returns its first token. Admins only.
 	CreateAgent(context.Context, *v1.CreateAgentRequest) (*v1.CreateAgentResponse, error)
-	// ListAgents lists agents with their presence and load. Admins only.
+	// ListAgents lists agents with their presence and load. Supervisors and admins.
 	ListAgents(context.Context, *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error)
+	// UpdateQueue replaces a queue's name, offer timeout and policy; the
+	// change applies to the next routing decision. Admins only.
+	UpdateQueue(context.Context, *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error)
+	// UpdateMatchingRule replaces a rule; it applies to the next interaction.
+	// Admins only.
+	UpdateMatchingRule(context.Context, *v1.UpdateMatchingRuleRequest) (*v1.UpdateMatchingRuleResponse, error)
+	// UpdateAgent replaces an agent's name, capacities, skills and queues;
+	// waiting chats are re-evaluated at once. Admins only.
+	UpdateAgent(context.Context, *v1.UpdateAgentRequest) (*v1.UpdateAgentResponse, error)
+	// ListQueueStatuses lists every queue with its waiting count, oldest
+	// wait and available agents. Supervisors and admins.
+	ListQueueStatuses(context.Context, *v1.ListQueueStatusesRequest) (*v1.ListQueueStatusesResponse, error)
+	// WatchQueueStatuses streams the queues' statuses and the agents'
+	// presence and load: all of them first, then each one that changes.
+	// Supervisors and admins.
+	WatchQueueStatuses(context.Context, *v1.WatchQueueStatusesRequest, RoutingServiceWatchQueueStatusesServerStream) error
 }
 
 // RegisterRoutingServiceHandler registers svc as the parley.v1.RoutingService implementation on
@@ -292,6 +398,11 @@ func RegisterRoutingServiceHandler(server *connect.Server, svc RoutingServiceHan
 		connect.Method{Spec: routingServiceDeleteMatchingRuleSpec(), Handler: adapter.deleteMatchingRule},
 		connect.Method{Spec: routingServiceCreateAgentSpec(), Handler: adapter.createAgent},
 		connect.Method{Spec: routingServiceListAgentsSpec(), Handler: adapter.listAgents},
+		connect.Method{Spec: routingServiceUpdateQueueSpec(), Handler: adapter.updateQueue},
+		connect.Method{Spec: routingServiceUpdateMatchingRuleSpec(), Handler: adapter.updateMatchingRule},
+		connect.Method{Spec: routingServiceUpdateAgentSpec(), Handler: adapter.updateAgent},
+		connect.Method{Spec: routingServiceListQueueStatusesSpec(), Handler: adapter.listQueueStatuses},
+		connect.Method{Spec: routingServiceWatchQueueStatusesSpec(), Handler: adapter.watchQueueStatuses},
 	)
 }
 
@@ -307,6 +418,22 @@ func (s RoutingServiceWatchWorkServerStream) SendHeaders() error {
 
 // Send sends a response message to the client.
 func (s RoutingServiceWatchWorkServerStream) Send(res *v1.WatchWorkResponse) error {
+	return s.stream.Send(res)
+}
+
+// RoutingServiceWatchQueueStatusesServerStream is the server stream for the RoutingService's
+// WatchQueueStatuses RPC.
+type RoutingServiceWatchQueueStatusesServerStream struct {
+	stream connect.ServerStream
+}
+
+// SendHeaders flushes the response headers without a message. The first Send does this implicitly.
+func (s RoutingServiceWatchQueueStatusesServerStream) SendHeaders() error {
+	return s.stream.SendHeaders()
+}
+
+// Send sends a response message to the client.
+func (s RoutingServiceWatchQueueStatusesServerStream) Send(res *v1.WatchQueueStatusesResponse) error {
 	return s.stream.Send(res)
 }
 
@@ -367,6 +494,26 @@ func (UnimplementedRoutingServiceHandler) CreateAgent(context.Context, *v1.Creat
 
 func (UnimplementedRoutingServiceHandler) ListAgents(context.Context, *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.ListAgents is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) UpdateQueue(context.Context, *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.UpdateQueue is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) UpdateMatchingRule(context.Context, *v1.UpdateMatchingRuleRequest) (*v1.UpdateMatchingRuleResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.UpdateMatchingRule is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) UpdateAgent(context.Context, *v1.UpdateAgentRequest) (*v1.UpdateAgentResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.UpdateAgent is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) ListQueueStatuses(context.Context, *v1.ListQueueStatusesRequest) (*v1.ListQueueStatusesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.ListQueueStatuses is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) WatchQueueStatuses(context.Context, *v1.WatchQueueStatusesRequest, RoutingServiceWatchQueueStatusesServerStream) error {
+	return connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.WatchQueueStatuses is not implemented")
 }
 
 type routingServiceClient struct {
@@ -483,6 +630,46 @@ func (c *routingServiceClient) ListAgents(ctx context.Context, req *v1.ListAgent
 		return nil, err
 	}
 	return &res, nil
+}
+
+func (c *routingServiceClient) UpdateQueue(ctx context.Context, req *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error) {
+	var res v1.UpdateQueueResponse
+	if err := c.client.CallUnary(ctx, routingServiceUpdateQueueSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *routingServiceClient) UpdateMatchingRule(ctx context.Context, req *v1.UpdateMatchingRuleRequest) (*v1.UpdateMatchingRuleResponse, error) {
+	var res v1.UpdateMatchingRuleResponse
+	if err := c.client.CallUnary(ctx, routingServiceUpdateMatchingRuleSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *routingServiceClient) UpdateAgent(ctx context.Context, req *v1.UpdateAgentRequest) (*v1.UpdateAgentResponse, error) {
+	var res v1.UpdateAgentResponse
+	if err := c.client.CallUnary(ctx, routingServiceUpdateAgentSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *routingServiceClient) ListQueueStatuses(ctx context.Context, req *v1.ListQueueStatusesRequest) (*v1.ListQueueStatusesResponse, error) {
+	var res v1.ListQueueStatusesResponse
+	if err := c.client.CallUnary(ctx, routingServiceListQueueStatusesSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *routingServiceClient) WatchQueueStatuses(ctx context.Context, req *v1.WatchQueueStatusesRequest) (RoutingServiceWatchQueueStatusesClientStream, error) {
+	stream, err := c.client.CallServerStream(ctx, routingServiceWatchQueueStatusesSpec(), req)
+	if err != nil {
+		return RoutingServiceWatchQueueStatusesClientStream{}, err
+	}
+	return RoutingServiceWatchQueueStatusesClientStream{stream: stream}, nil
 }
 
 type routingServiceHandler struct{ svc RoutingServiceHandler }
@@ -649,4 +836,60 @@ func (h routingServiceHandler) listAgents(ctx context.Context, _ connect.Spec, s
 		return err
 	}
 	return stream.Send(res)
+}
+
+func (h routingServiceHandler) updateQueue(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.UpdateQueueRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.UpdateQueue(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h routingServiceHandler) updateMatchingRule(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.UpdateMatchingRuleRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.UpdateMatchingRule(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h routingServiceHandler) updateAgent(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.UpdateAgentRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.UpdateAgent(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h routingServiceHandler) listQueueStatuses(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ListQueueStatusesRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ListQueueStatuses(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h routingServiceHandler) watchQueueStatuses(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.WatchQueueStatusesRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	return h.svc.WatchQueueStatuses(ctx, &req, RoutingServiceWatchQueueStatusesServerStream{stream: stream})
 }

@@ -45,6 +45,9 @@ const (
 	// SessionServiceCloseConversationProcedure is the procedure name of the SessionService's
 	// CloseConversation RPC.
 	SessionServiceCloseConversationProcedure = "/parley.v1.SessionService/CloseConversation"
+	// SessionServiceLeaveMessageProcedure is the procedure name of the SessionService's LeaveMessage
+	// RPC.
+	SessionServiceLeaveMessageProcedure = "/parley.v1.SessionService/LeaveMessage"
 	// SessionServiceGetSettingsProcedure is the procedure name of the SessionService's GetSettings RPC.
 	SessionServiceGetSettingsProcedure = "/parley.v1.SessionService/GetSettings"
 	// SessionServiceUpdateSettingsProcedure is the procedure name of the SessionService's
@@ -106,6 +109,13 @@ var (
 			Procedure:  SessionServiceCloseConversationProcedure,
 		}
 	})
+	sessionServiceLeaveMessageSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType: connect.StreamTypeUnary,
+			Schema:     v1.File_parley_v1_session_service_proto.Services().ByName("SessionService").Methods().ByName("LeaveMessage"),
+			Procedure:  SessionServiceLeaveMessageProcedure,
+		}
+	})
 	sessionServiceGetSettingsSpec = sync.OnceValue(func() connect.Spec {
 		return connect.Spec{
 			StreamType:       connect.StreamTypeUnary,
@@ -154,6 +164,11 @@ type SessionServiceClient interface {
 	// guest token stops working. Its guest or customer, its agent,
 	// supervisors and admins may call it.
 	CloseConversation(context.Context, *v1.CloseConversationRequest) (*v1.CloseConversationResponse, error)
+	// LeaveMessage ends a chat that is still waiting for an agent by leaving
+	// a message instead: it becomes a case for the service team, and the
+	// conversation closes. Its guest or customer may call it. A retry with
+	// the same request_id returns the same case.
+	LeaveMessage(context.Context, *v1.LeaveMessageRequest) (*v1.LeaveMessageResponse, error)
 	// GetSettings returns the installation's settings. Admins only.
 	GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error)
 	// UpdateSettings replaces the installation's settings. Admins only.
@@ -197,6 +212,11 @@ type SessionServiceHandler interface {
 	// guest token stops working. Its guest or customer, its agent,
 	// supervisors and admins may call it.
 	CloseConversation(context.Context, *v1.CloseConversationRequest) (*v1.CloseConversationResponse, error)
+	// LeaveMessage ends a chat that is still waiting for an agent by leaving
+	// a message instead: it becomes a case for the service team, and the
+	// conversation closes. Its guest or customer may call it. A retry with
+	// the same request_id returns the same case.
+	LeaveMessage(context.Context, *v1.LeaveMessageRequest) (*v1.LeaveMessageResponse, error)
 	// GetSettings returns the installation's settings. Admins only.
 	GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error)
 	// UpdateSettings replaces the installation's settings. Admins only.
@@ -215,6 +235,7 @@ func RegisterSessionServiceHandler(server *connect.Server, svc SessionServiceHan
 		connect.Method{Spec: sessionServiceListMyConversationsSpec(), Handler: adapter.listMyConversations},
 		connect.Method{Spec: sessionServiceGetConversationSpec(), Handler: adapter.getConversation},
 		connect.Method{Spec: sessionServiceCloseConversationSpec(), Handler: adapter.closeConversation},
+		connect.Method{Spec: sessionServiceLeaveMessageSpec(), Handler: adapter.leaveMessage},
 		connect.Method{Spec: sessionServiceGetSettingsSpec(), Handler: adapter.getSettings},
 		connect.Method{Spec: sessionServiceUpdateSettingsSpec(), Handler: adapter.updateSettings},
 	)
@@ -249,6 +270,10 @@ func (UnimplementedSessionServiceHandler) GetConversation(context.Context, *v1.G
 
 func (UnimplementedSessionServiceHandler) CloseConversation(context.Context, *v1.CloseConversationRequest) (*v1.CloseConversationResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.CloseConversation is not implemented")
+}
+
+func (UnimplementedSessionServiceHandler) LeaveMessage(context.Context, *v1.LeaveMessageRequest) (*v1.LeaveMessageResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.SessionService.LeaveMessage is not implemented")
 }
 
 func (UnimplementedSessionServiceHandler) GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error) {
@@ -314,6 +339,14 @@ func (c *sessionServiceClient) GetConversation(ctx context.Context, req *v1.GetC
 func (c *sessionServiceClient) CloseConversation(ctx context.Context, req *v1.CloseConversationRequest) (*v1.CloseConversationResponse, error) {
 	var res v1.CloseConversationResponse
 	if err := c.client.CallUnary(ctx, sessionServiceCloseConversationSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *sessionServiceClient) LeaveMessage(ctx context.Context, req *v1.LeaveMessageRequest) (*v1.LeaveMessageResponse, error) {
+	var res v1.LeaveMessageResponse
+	if err := c.client.CallUnary(ctx, sessionServiceLeaveMessageSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -415,6 +448,18 @@ func (h sessionServiceHandler) closeConversation(ctx context.Context, _ connect.
 		return err
 	}
 	res, err := h.svc.CloseConversation(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h sessionServiceHandler) leaveMessage(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.LeaveMessageRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.LeaveMessage(ctx, &req)
 	if err != nil {
 		return err
 	}

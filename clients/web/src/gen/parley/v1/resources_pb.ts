@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/resources.proto.
  */
 export const file_parley_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYXJsZXkvdjEvcmVzb3VyY2VzLnByb3RvEglwYXJsZXkudjEiWQoLUGFydGljaXBhbnQSKAoEcm9sZRgBIAEoDjIaLnBhcmxleS52MS5QYXJ0aWNpcGFudFJvbGUSCgoCaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIrcBCgtJbnRlcmFjdGlvbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhIKCmlzc3VlX3R5cGUYBCABKAkSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEhUKDWZpcnN0X21lc3NhZ2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqACCgxDb252ZXJzYXRpb24SCgoCaWQYASABKAkSKwoFc3RhdGUYAiABKA4yHC5wYXJsZXkudjEuQ29udmVyc2F0aW9uU3RhdGUSKwoLaW50ZXJhY3Rpb24YAyABKAsyFi5wYXJsZXkudjEuSW50ZXJhY3Rpb24SEAoIcXVldWVfaWQYBCABKAkSEAoIYWdlbnRfaWQYBSABKAkSEAoIbGFzdF9zZXEYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NvbnN1bWVyX2lkGAkgASgJIs0ECgVFdmVudBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgDEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgZzZW5kZXIYBCABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEjIKDm1lc3NhZ2VfcG9zdGVkGAogASgLMhgucGFybGV5LnYxLk1lc3NhZ2VQb3N0ZWRIABI6ChJwYXJ0aWNpcGFudF9qb2luZWQYCyABKAsyHC5wYXJsZXkudjEuUGFydGljaXBhbnRKb2luZWRIABI2ChBwYXJ0aWNpcGFudF9sZWZ0GAwgASgLMhoucGFybGV5LnYxLlBhcnRpY2lwYW50TGVmdEgAEjwKE2NvbnZlcnNhdGlvbl9xdWV1ZWQYDSABKAsyHS5wYXJsZXkudjEuQ29udmVyc2F0aW9uUXVldWVkSAASRgoYY29udmVyc2F0aW9uX3RyYW5zZmVycmVkGA4gASgLMiIucGFybGV5LnYxLkNvbnZlcnNhdGlvblRyYW5zZmVycmVkSAASLAoLY2FzZV9saW5rZWQYDyABKAsyFS5wYXJsZXkudjEuQ2FzZUxpbmtlZEgAEjwKE2NvbnZlcnNhdGlvbl9jbG9zZWQYECABKAsyHS5wYXJsZXkudjEuQ29udmVyc2F0aW9uQ2xvc2VkSABCBgoEa2luZCJkCg1NZXNzYWdlUG9zdGVkEgwKBHRleHQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSKgoLYXR0YWNobWVudHMYAyADKAsyFS5wYXJsZXkudjEuQXR0YWNobWVudCLYAQoKQXR0YWNobWVudBIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIZmlsZW5hbWUYAyABKAkSFAoMY29udGVudF90eXBlGAQgASgJEhIKCnNpemVfYnl0ZXMYBSABKAMSDgoGc2hhMjU2GAYgASgJEigKCHVwbG9hZGVyGAcgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50Ei8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2CgZUeXBpbmcSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSDgoGdHlwaW5nGAIgASgIEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoKUmVhZEN1cnNvchIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIVCg1kZWxpdmVyZWRfc2VxGAIgASgDEhAKCHJlYWRfc2VxGAMgASgDEi8KC3VwZGF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChFQYXJ0aWNpcGFudEpvaW5lZBIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudCI+Cg9QYXJ0aWNpcGFudExlZnQSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQiOgoSQ29udmVyc2F0aW9uUXVldWVkEhAKCHF1ZXVlX2lkGAEgASgJEhIKCnF1ZXVlX25hbWUYAiABKAkidwoXQ29udmVyc2F0aW9uVHJhbnNmZXJyZWQSJAoEZnJvbRgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBITCgt0b19hZ2VudF9pZBgCIAEoCRITCgt0b19xdWV1ZV9pZBgDIAEoCRIMCgRub3RlGAQgASgJIkcKCkNhc2VMaW5rZWQSDwoHY2FzZV9pZBgBIAEoCRITCgtjYXNlX251bWJlchgCIAEoCRITCgtjb25zdW1lcl9pZBgDIAEoCSIkChJDb252ZXJzYXRpb25DbG9zZWQSDgoGcmVhc29uGAEgASgJIlsKBVF1ZXVlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIwCg1vZmZlcl90aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uInoKDE1hdGNoaW5nUnVsZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDQoFb3JkZXIYAyABKAUSEAoIcXVldWVfaWQYBCABKAkSJwoJY29uZGl0aW9uGAUgASgLMhQucGFybGV5LnYxLkNvbmRpdGlvbiKUAQoJQ29uZGl0aW9uEiYKCGZpZWxkX2luGAEgASgLMhIucGFybGV5LnYxLkZpZWxkSW5IABInCgNhbGwYAiABKAsyGC5wYXJsZXkudjEuQ29uZGl0aW9uTGlzdEgAEicKA2FueRgDIAEoCzIYLnBhcmxleS52MS5Db25kaXRpb25MaXN0SABCDQoEa2luZBIFukgCCAEiWAoHRmllbGRJbhIpCgVmaWVsZBgBIAEoCUIaukgXchVSCmlzc3VlX3R5cGVSB2NoYW5uZWwSIgoGdmFsdWVzGAIgAygJQhK6SA+SAQwIARBkIgZyBBABGEAiRQoNQ29uZGl0aW9uTGlzdBI0Cgpjb25kaXRpb25zGAEgAygLMhQucGFybGV5LnYxLkNvbmRpdGlvbkIKukgHkgEECAEQMiKDAQoFQWdlbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiUKCHByZXNlbmNlGAMgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEhAKCGNhcGFjaXR5GAQgASgFEgwKBGxvYWQYBSABKAUSEQoJcXVldWVfaWRzGAYgAygJIssBCgVPZmZlchIKCgJpZBgBIAEoCRItCgxjb252ZXJzYXRpb24YAiABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdW1tYXJ5GAQgASgJEi4KDnRyYW5zZmVycmVkX2J5GAUgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EhUKDXRyYW5zZmVyX25vdGUYBiABKAkiOgoJSGVhcnRiZWF0Ei0KCXNlbmRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuQMKCFNldHRpbmdzEiwKG21heF9ndWVzdF9zZXNzaW9uc19wZXJfaG91chgBIAEoBUIHukgEGgIoABI9CilndWVzdF9zZXNzaW9uc19yYXRlX2xpbWl0X3JlYWNoZWRfbWVzc2FnZRgCIAEoCUIKukgHcgUQARj0AxI1Cgtpc3N1ZV90eXBlcxgDIAMoCzIULnBhcmxleS52MS5Jc3N1ZVR5cGVCCrpIB5IBBAgBEGQSzgEKDWFiYW5kb25fYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CmwG6SJcBugGJAQoTYWJhbmRvbl9hZnRlcl9yYW5nZRI/YWJhbmRvbl9hZnRlciBtdXN0IGJlIDAgKG5ldmVyKSBvciBiZXR3ZWVuIDEgbWludXRlIGFuZCAzMCBkYXlzGjF0aGlzID09IGR1cmF0aW9uKCcwcycpIHx8IHRoaXMgPj0gZHVyYXRpb24oJzYwcycpqgEHIgUIgJqeARI4CidtYXhfZ3Vlc3Rfc2Vzc2lvbnNfcGVyX2hvdXJfcGVyX2FkZHJlc3MYBSABKAVCB7pIBBoCKAAiWwoJSXNzdWVUeXBlEi0KBXZhbHVlGAEgASgJQh66SBtyGTIXXlthLXpdW2EtejAtOV8tXXswLDYzfSQSHwoMZGlzcGxheV9uYW1lGAIgASgJQgm6SAZyBBABGGQibAoIQ29uc3VtZXISCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK4AQoEQ2FzZRIKCgJpZBgBIAEoCRIOCgZudW1iZXIYAiABKAkSGQoRc2hvcnRfZGVzY3JpcHRpb24YAyABKAkSFwoPY29udmVyc2F0aW9uX2lkGAQgASgJEhMKC2NvbnN1bWVyX2lkGAUgASgJEhoKEm9wZW5lZF9ieV9hZ2VudF9pZBgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi7wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIiCgRyb2xlGAIgASgOMhQucGFybGV5LnYxLlN0YWZmUm9sZRIQCghhZ2VudF9pZBgDIAEoCRINCgVsYWJlbBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKQAgoEU2l0ZRJlCgJpZBgBIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQSHwoMZGlzcGxheV9uYW1lGAIgASgJQgm6SAZyBBABGGQSUgoPYWxsb3dlZF9vcmlnaW5zGAMgAygJQjm6SDaSATMIARAyGAEiK3IpGP0BMiReaHR0cHM/Oi8vW2EtejAtOS4tXSsoOlswLTldezEsNX0pPyQSLAobbWF4X2d1ZXN0X3Nlc3Npb25zX3Blcl9ob3VyGAQgASgFQge6SAQaAigAKmUKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEhYKEkNIQU5ORUxfV0VCX1BPUlRBTBABEhUKEUNIQU5ORUxfTUVTU0VOR0VSEAISEgoOQ0hBTk5FTF9NT0JJTEUQAyqWAQoRQ29udmVyc2F0aW9uU3RhdGUSIgoeQ09OVkVSU0FUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHQoZQ09OVkVSU0FUSU9OX1NUQVRFX1FVRVVFRBABEh8KG0NPTlZFUlNBVElPTl9TVEFURV9BU1NJR05FRBACEh0KGUNPTlZFUlNBVElPTl9TVEFURV9DTE9TRUQQAyplCghQcmVzZW5jZRIYChRQUkVTRU5DRV9VTlNQRUNJRklFRBAAEhYKElBSRVNFTkNFX0FWQUlMQUJMRRABEhEKDVBSRVNFTkNFX0FXQVkQAhIUChBQUkVTRU5DRV9PRkZMSU5FEAMqpwEKD1BhcnRpY2lwYW50Um9sZRIgChxQQVJUSUNJUEFOVF9ST0xFX1VOU1BFQ0lGSUVEEAASGgoWUEFSVElDSVBBTlRfUk9MRV9HVUVTVBABEh0KGVBBUlRJQ0lQQU5UX1JPTEVfQ1VTVE9NRVIQAhIaChZQQVJUSUNJUEFOVF9ST0xFX0FHRU5UEAMSGwoXUEFSVElDSVBBTlRfUk9MRV9TWVNURU0QBCpuCglTdGFmZlJvbGUSGgoWU1RBRkZfUk9MRV9VTlNQRUNJRklFRBAAEhQKEFNUQUZGX1JPTEVfQUdFTlQQARIZChVTVEFGRl9ST0xFX1NVUEVSVklTT1IQAhIUChBTVEFGRl9ST0xFX0FETUlOEANClwEKDWNvbS5wYXJsZXkudjFCDlJlc291cmNlc1Byb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChlwYXJsZXkvdjEvcmVzb3VyY2VzLnByb3RvEglwYXJsZXkudjEiWQoLUGFydGljaXBhbnQSKAoEcm9sZRgBIAEoDjIaLnBhcmxleS52MS5QYXJ0aWNpcGFudFJvbGUSCgoCaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJItcCCgtJbnRlcmFjdGlvbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhIKCmlzc3VlX3R5cGUYBCABKAkSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEhUKDWZpcnN0X21lc3NhZ2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhbmd1YWdlGAggASgJEjsKC2Zvcm1fZmllbGRzGAkgAygLMiYucGFybGV5LnYxLkludGVyYWN0aW9uLkZvcm1GaWVsZHNFbnRyeRIMCgR0aWVyGAogASgJEg4KBmludGVudBgLIAEoCRoxCg9Gb3JtRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKgAgoMQ29udmVyc2F0aW9uEgoKAmlkGAEgASgJEisKBXN0YXRlGAIgASgOMhwucGFybGV5LnYxLkNvbnZlcnNhdGlvblN0YXRlEisKC2ludGVyYWN0aW9uGAMgASgLMhYucGFybGV5LnYxLkludGVyYWN0aW9uEhAKCHF1ZXVlX2lkGAQgASgJEhAKCGFnZW50X2lkGAUgASgJEhAKCGxhc3Rfc2VxGAYgASgDEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjbG9zZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtjb25zdW1lcl9pZBgJIAEoCSL/BAoFRXZlbnQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoAxIvCgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGc2VuZGVyGAQgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EiMKB2NoYW5uZWwYBSABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbBIyCg5tZXNzYWdlX3Bvc3RlZBgKIAEoCzIYLnBhcmxleS52MS5NZXNzYWdlUG9zdGVkSAASOgoScGFydGljaXBhbnRfam9pbmVkGAsgASgLMhwucGFybGV5LnYxLlBhcnRpY2lwYW50Sm9pbmVkSAASNgoQcGFydGljaXBhbnRfbGVmdBgMIAEoCzIaLnBhcmxleS52MS5QYXJ0aWNpcGFudExlZnRIABI8ChNjb252ZXJzYXRpb25fcXVldWVkGA0gASgLMh0ucGFybGV5LnYxLkNvbnZlcnNhdGlvblF1ZXVlZEgAEkYKGGNvbnZlcnNhdGlvbl90cmFuc2ZlcnJlZBgOIAEoCzIiLnBhcmxleS52MS5Db252ZXJzYXRpb25UcmFuc2ZlcnJlZEgAEiwKC2Nhc2VfbGlua2VkGA8gASgLMhUucGFybGV5LnYxLkNhc2VMaW5rZWRIABI8ChNjb252ZXJzYXRpb25fY2xvc2VkGBAgASgLMh0ucGFybGV5LnYxLkNvbnZlcnNhdGlvbkNsb3NlZEgAEjAKDXdhaXRfZXhjZWVkZWQYESABKAsyFy5wYXJsZXkudjEuV2FpdEV4Y2VlZGVkSABCBgoEa2luZCJkCg1NZXNzYWdlUG9zdGVkEgwKBHRleHQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSKgoLYXR0YWNobWVudHMYAyADKAsyFS5wYXJsZXkudjEuQXR0YWNobWVudCLYAQoKQXR0YWNobWVudBIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIZmlsZW5hbWUYAyABKAkSFAoMY29udGVudF90eXBlGAQgASgJEhIKCnNpemVfYnl0ZXMYBSABKAMSDgoGc2hhMjU2GAYgASgJEigKCHVwbG9hZGVyGAcgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50Ei8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2CgZUeXBpbmcSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSDgoGdHlwaW5nGAIgASgIEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoKUmVhZEN1cnNvchIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIVCg1kZWxpdmVyZWRfc2VxGAIgASgDEhAKCHJlYWRfc2VxGAMgASgDEi8KC3VwZGF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChFQYXJ0aWNpcGFudEpvaW5lZBIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudCI+Cg9QYXJ0aWNpcGFudExlZnQSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQiSgoSQ29udmVyc2F0aW9uUXVldWVkEhAKCHF1ZXVlX2lkGAEgASgJEhIKCnF1ZXVlX25hbWUYAiABKAkSDgoGcmVhc29uGAMgASgJIk0KDFdhaXRFeGNlZWRlZBIQCghxdWV1ZV9pZBgBIAEoCRIrCghtYXhfd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJ3ChdDb252ZXJzYXRpb25UcmFuc2ZlcnJlZBIkCgRmcm9tGAEgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EhMKC3RvX2FnZW50X2lkGAIgASgJEhMKC3RvX3F1ZXVlX2lkGAMgASgJEgwKBG5vdGUYBCABKAkiRwoKQ2FzZUxpbmtlZBIPCgdjYXNlX2lkGAEgASgJEhMKC2Nhc2VfbnVtYmVyGAIgASgJEhMKC2NvbnN1bWVyX2lkGAMgASgJIiQKEkNvbnZlcnNhdGlvbkNsb3NlZBIOCgZyZWFzb24YASABKAkigwEKBVF1ZXVlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIwCg1vZmZlcl90aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBnBvbGljeRgEIAEoCzIWLnBhcmxleS52MS5RdWV1ZVBvbGljeSKiBAoLUXVldWVQb2xpY3kSNgoIc3RyYXRlZ3kYASABKA4yGi5wYXJsZXkudjEuUm91dGluZ1N0cmF0ZWd5Qgi6SAWCAQIQARIcCghwcmlvcml0eRgCIAEoBUIKukgHGgUY6AcoABJACg9yZXF1aXJlZF9za2lsbHMYAyADKAlCJ7pIJJIBIRAUGAEiG3IZMhdeW2Etel1bYS16MC05Xy1dezAsMzl9JBI3ChB0aW1lb3V0X3ByZXNlbmNlGAQgASgOMhMucGFybGV5LnYxLlByZXNlbmNlQgi6SAWCAQIQARITCgthdXRvX2FjY2VwdBgFIAEoCBI7CghtYXhfd2FpdBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOukgLqgEIIgQIgKMFMgASdAoRb3ZlcmZsb3dfcXVldWVfaWQYByABKAlCWbpIVnJUGCQyUF4kfF5bMC05YS1mQS1GXXs4fS1bMC05YS1mQS1GXXs0fS1bMC05YS1mQS1GXXs0fS1bMC05YS1mQS1GXXs0fS1bMC05YS1mQS1GXXsxMn0kEj8KEWFnZW50X2xvc3NfcG9saWN5GAggASgOMhoucGFybGV5LnYxLkFnZW50TG9zc1BvbGljeUIIukgFggECEAESOQoHd3JhcF91cBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyACJ6CgxNYXRjaGluZ1J1bGUSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW9yZGVyGAMgASgFEhAKCHF1ZXVlX2lkGAQgASgJEicKCWNvbmRpdGlvbhgFIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24ilAEKCUNvbmRpdGlvbhImCghmaWVsZF9pbhgBIAEoCzISLnBhcmxleS52MS5GaWVsZEluSAASJwoDYWxsGAIgASgLMhgucGFybGV5LnYxLkNvbmRpdGlvbkxpc3RIABInCgNhbnkYAyABKAsyGC5wYXJsZXkudjEuQ29uZGl0aW9uTGlzdEgAQg0KBGtpbmQSBbpIAggBIpABCgdGaWVsZEluEmEKBWZpZWxkGAEgASgJQlK6SE9yTTJLXihpc3N1ZV90eXBlfGNoYW5uZWx8bGFuZ3VhZ2V8dGllcnxpbnRlbnR8c2l0ZXxmb3JtXC5bYS16XVthLXowLTlfXXswLDM5fSkkEiIKBnZhbHVlcxgCIAMoCUISukgPkgEMCAEQZCIGcgQQARhAIkUKDUNvbmRpdGlvbkxpc3QSNAoKY29uZGl0aW9ucxgBIAMoCzIULnBhcmxleS52MS5Db25kaXRpb25CCrpIB5IBBAgBEDIiggIKBUFnZW50EgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIlCghwcmVzZW5jZRgDIAEoDjITLnBhcmxleS52MS5QcmVzZW5jZRIQCghjYXBhY2l0eRgEIAEoBRIMCgRsb2FkGAUgASgFEhEKCXF1ZXVlX2lkcxgGIAMoCRIOCgZza2lsbHMYByADKAkSNgoSY2hhbm5lbF9jYXBhY2l0aWVzGAggAygLMhoucGFybGV5LnYxLkNoYW5uZWxDYXBhY2l0eRI1ChFjaGFubmVsX3ByZXNlbmNlcxgJIAMoCzIaLnBhcmxleS52MS5DaGFubmVsUHJlc2VuY2UiXwoPQ2hhbm5lbENhcGFjaXR5Ei8KB2NoYW5uZWwYASABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbEIKukgHggEEEAEgABIbCghjYXBhY2l0eRgCIAEoBUIJukgGGgQYZCgAIl0KD0NoYW5uZWxQcmVzZW5jZRIjCgdjaGFubmVsGAEgASgOMhIucGFybGV5LnYxLkNoYW5uZWwSJQoIcHJlc2VuY2UYAiABKA4yEy5wYXJsZXkudjEuUHJlc2VuY2UipwEKC1F1ZXVlU3RhdHVzEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlEg8KB3dhaXRpbmcYAiABKAUSNQoRb2xkZXN0X3F1ZXVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGF2YWlsYWJsZV9hZ2VudHMYBCABKAUSFQoNZnJlZV9jYXBhY2l0eRgFIAEoBSJmCg1RdWV1ZVBvc2l0aW9uEhAKCHF1ZXVlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgFEjEKDmVzdGltYXRlZF93YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIssBCgVPZmZlchIKCgJpZBgBIAEoCRItCgxjb252ZXJzYXRpb24YAiABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdW1tYXJ5GAQgASgJEi4KDnRyYW5zZmVycmVkX2J5GAUgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EhUKDXRyYW5zZmVyX25vdGUYBiABKAkiOgoJSGVhcnRiZWF0Ei0KCXNlbmRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi+AQKCFNldHRpbmdzEiwKG21heF9ndWVzdF9zZXNzaW9uc19wZXJfaG91chgBIAEoBUIHukgEGgIoABI9CilndWVzdF9zZXNzaW9uc19yYXRlX2xpbWl0X3JlYWNoZWRfbWVzc2FnZRgCIAEoCUIKukgHcgUQARj0AxI1Cgtpc3N1ZV90eXBlcxgDIAMoCzIULnBhcmxleS52MS5Jc3N1ZVR5cGVCCrpIB5IBBAgBEGQSzgEKDWFiYW5kb25fYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CmwG6SJcBugGJAQoTYWJhbmRvbl9hZnRlcl9yYW5nZRI/YWJhbmRvbl9hZnRlciBtdXN0IGJlIDAgKG5ldmVyKSBvciBiZXR3ZWVuIDEgbWludXRlIGFuZCAzMCBkYXlzGjF0aGlzID09IGR1cmF0aW9uKCcwcycpIHx8IHRoaXMgPj0gZHVyYXRpb24oJzYwcycpqgEHIgUIgJqeARI4CidtYXhfZ3Vlc3Rfc2Vzc2lvbnNfcGVyX2hvdXJfcGVyX2FkZHJlc3MYBSABKAVCB7pIBBoCKAAScwoQZGVmYXVsdF9xdWV1ZV9pZBgGIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQSSAoWYWdlbnRfZGlzY29ubmVjdF9ncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyACJbCglJc3N1ZVR5cGUSLQoFdmFsdWUYASABKAlCHrpIG3IZMhdeW2Etel1bYS16MC05Xy1dezAsNjN9JBIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZCJsCghDb25zdW1lchIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDQoFZW1haWwYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrgBCgRDYXNlEgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoCRIZChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCRIXCg9jb252ZXJzYXRpb25faWQYBCABKAkSEwoLY29uc3VtZXJfaWQYBSABKAkSGgoSb3BlbmVkX2J5X2FnZW50X2lkGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAQoJVG9rZW5JbmZvEgoKAmlkGAEgASgJEiIKBHJvbGUYAiABKA4yFC5wYXJsZXkudjEuU3RhZmZSb2xlEhAKCGFnZW50X2lkGAMgASgJEg0KBWxhYmVsGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpACCgRTaXRlEmUKAmlkGAEgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JBIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZBJSCg9hbGxvd2VkX29yaWdpbnMYAyADKAlCObpINpIBMwgBEDIYASIrcikY/QEyJF5odHRwcz86Ly9bYS16MC05Li1dKyg6WzAtOV17MSw1fSk/JBIsChttYXhfZ3Vlc3Rfc2Vzc2lvbnNfcGVyX2hvdXIYBCABKAVCB7pIBBoCKAAqZQoHQ2hhbm5lbBIXChNDSEFOTkVMX1VOU1BFQ0lGSUVEEAASFgoSQ0hBTk5FTF9XRUJfUE9SVEFMEAESFQoRQ0hBTk5FTF9NRVNTRU5HRVIQAhISCg5DSEFOTkVMX01PQklMRRADKpYBChFDb252ZXJzYXRpb25TdGF0ZRIiCh5DT05WRVJTQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIdChlDT05WRVJTQVRJT05fU1RBVEVfUVVFVUVEEAESHwobQ09OVkVSU0FUSU9OX1NUQVRFX0FTU0lHTkVEEAISHQoZQ09OVkVSU0FUSU9OX1NUQVRFX0NMT1NFRBADKmUKCFByZXNlbmNlEhgKFFBSRVNFTkNFX1VOU1BFQ0lGSUVEEAASFgoSUFJFU0VOQ0VfQVZBSUxBQkxFEAESEQoNUFJFU0VOQ0VfQVdBWRACEhQKEFBSRVNFTkNFX09GRkxJTkUQAyqnAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIaChZQQVJUSUNJUEFOVF9ST0xFX0dVRVNUEAESHQoZUEFSVElDSVBBTlRfUk9MRV9DVVNUT01FUhACEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQUdFTlQQAxIbChdQQVJUSUNJUEFOVF9ST0xFX1NZU1RFTRAEKoYBCg9Sb3V0aW5nU3RyYXRlZ3kSIAocUk9VVElOR19TVFJBVEVHWV9VTlNQRUNJRklFRBAAEiMKH1JPVVRJTkdfU1RSQVRFR1lfTU9TVF9BVkFJTEFCTEUQARIsCihST1VUSU5HX1NUUkFURUdZX0xFQVNUX1JFQ0VOVExZX0FTU0lHTkVEEAIqbwoPQWdlbnRMb3NzUG9saWN5EiEKHUFHRU5UX0xPU1NfUE9MSUNZX1VOU1BFQ0lGSUVEEAASHQoZQUdFTlRfTE9TU19QT0xJQ1lfUkVRVUVVRRABEhoKFkFHRU5UX0xPU1NfUE9MSUNZX0tFRVAQAipuCglTdGFmZlJvbGUSGgoWU1RBRkZfUk9MRV9VTlNQRUNJRklFRBAAEhQKEFNUQUZGX1JPTEVfQUdFTlQQARIZChVTVEFGRl9ST0xFX1NVUEVSVklTT1IQAhIUChBTVEFGRl9ST0xFX0FETUlOEANClwEKDWNvbS5wYXJsZXkudjFCDlJlc291cmNlc1Byb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Participant is a party to a conversation.
@@ -88,6 +88,36 @@ export type Interaction = Message<"parley.v1.Interaction"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 7;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * The language the customer writes in (BCP 47, such as "en" or "fr-CA"),
+   * if the form or the app said.
+   *
+   * @generated from field: string language = 8;
+   */
+  language: string;
+
+  /**
+   * Extra pre-chat form fields, such as {"order_number": "1042"}.
+   *
+   * @generated from field: map<string, string> form_fields = 9;
+   */
+  formFields: { [key: string]: string };
+
+  /**
+   * The signed-in customer's tier from their token's "tier" claim, such as
+   * "gold"; empty for guests.
+   *
+   * @generated from field: string tier = 10;
+   */
+  tier: string;
+
+  /**
+   * What the customer wants, as the virtual agent captured it; empty until then.
+   *
+   * @generated from field: string intent = 11;
+   */
+  intent: string;
 };
 
 /**
@@ -246,6 +276,12 @@ export type Event = Message<"parley.v1.Event"> & {
      */
     value: ConversationClosed;
     case: "conversationClosed";
+  } | {
+    /**
+     * @generated from field: parley.v1.WaitExceeded wait_exceeded = 17;
+     */
+    value: WaitExceeded;
+    case: "waitExceeded";
   } | { case: undefined; value?: undefined };
 };
 
@@ -465,6 +501,15 @@ export type ConversationQueued = Message<"parley.v1.ConversationQueued"> & {
    * @generated from field: string queue_name = 2;
    */
   queueName: string;
+
+  /**
+   * Why it (re)entered a queue: empty when the chat starts; "transfer",
+   * "overflow" (the previous queue's maximum wait passed) or "agent_lost"
+   * (the holding agent went offline or dropped).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
 };
 
 /**
@@ -473,6 +518,32 @@ export type ConversationQueued = Message<"parley.v1.ConversationQueued"> & {
  */
 export const ConversationQueuedSchema: GenMessage<ConversationQueued> = /*@__PURE__*/
   messageDesc(file_parley_v1_resources, 10);
+
+/**
+ * WaitExceeded records that a chat waited its queue's maximum wait with no
+ * overflow queue to go to. It keeps waiting; the customer may instead leave
+ * a message with SessionService.LeaveMessage, which becomes a case.
+ *
+ * @generated from message parley.v1.WaitExceeded
+ */
+export type WaitExceeded = Message<"parley.v1.WaitExceeded"> & {
+  /**
+   * @generated from field: string queue_id = 1;
+   */
+  queueId: string;
+
+  /**
+   * @generated from field: google.protobuf.Duration max_wait = 2;
+   */
+  maxWait?: Duration | undefined;
+};
+
+/**
+ * Describes the message parley.v1.WaitExceeded.
+ * Use `create(WaitExceededSchema)` to create a new message.
+ */
+export const WaitExceededSchema: GenMessage<WaitExceeded> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 11);
 
 /**
  * ConversationTransferred records a completed transfer.
@@ -512,7 +583,7 @@ export type ConversationTransferred = Message<"parley.v1.ConversationTransferred
  * Use `create(ConversationTransferredSchema)` to create a new message.
  */
 export const ConversationTransferredSchema: GenMessage<ConversationTransferred> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 11);
+  messageDesc(file_parley_v1_resources, 12);
 
 /**
  * CaseLinked records a case created for the conversation.
@@ -543,7 +614,7 @@ export type CaseLinked = Message<"parley.v1.CaseLinked"> & {
  * Use `create(CaseLinkedSchema)` to create a new message.
  */
 export const CaseLinkedSchema: GenMessage<CaseLinked> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 12);
+  messageDesc(file_parley_v1_resources, 13);
 
 /**
  * ConversationClosed records the end of the conversation.
@@ -562,7 +633,7 @@ export type ConversationClosed = Message<"parley.v1.ConversationClosed"> & {
  * Use `create(ConversationClosedSchema)` to create a new message.
  */
 export const ConversationClosedSchema: GenMessage<ConversationClosed> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 13);
+  messageDesc(file_parley_v1_resources, 14);
 
 /**
  * Queue holds conversations waiting for live agents.
@@ -586,6 +657,11 @@ export type Queue = Message<"parley.v1.Queue"> & {
    * @generated from field: google.protobuf.Duration offer_timeout = 3;
    */
   offerTimeout?: Duration | undefined;
+
+  /**
+   * @generated from field: parley.v1.QueuePolicy policy = 4;
+   */
+  policy?: QueuePolicy | undefined;
 };
 
 /**
@@ -593,7 +669,86 @@ export type Queue = Message<"parley.v1.Queue"> & {
  * Use `create(QueueSchema)` to create a new message.
  */
 export const QueueSchema: GenMessage<Queue> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 14);
+  messageDesc(file_parley_v1_resources, 15);
+
+/**
+ * QueuePolicy is how a queue assigns its work. The zero value is a plain
+ * queue: most available agent, priority 0, no skills, no maximum wait.
+ *
+ * @generated from message parley.v1.QueuePolicy
+ */
+export type QueuePolicy = Message<"parley.v1.QueuePolicy"> & {
+  /**
+   * @generated from field: parley.v1.RoutingStrategy strategy = 1;
+   */
+  strategy: RoutingStrategy;
+
+  /**
+   * Work of higher-priority queues is offered first; within a priority,
+   * first in, first out.
+   *
+   * @generated from field: int32 priority = 2;
+   */
+  priority: number;
+
+  /**
+   * An agent must have every one of these skills to be offered the work.
+   *
+   * @generated from field: repeated string required_skills = 3;
+   */
+  requiredSkills: string[];
+
+  /**
+   * The presence an agent moves to when an offer from this queue lapses
+   * unanswered; unspecified means away.
+   *
+   * @generated from field: parley.v1.Presence timeout_presence = 4;
+   */
+  timeoutPresence: Presence;
+
+  /**
+   * Offers are accepted on the agent's behalf at once.
+   *
+   * @generated from field: bool auto_accept = 5;
+   */
+  autoAccept: boolean;
+
+  /**
+   * After waiting this long, a chat moves to overflow_queue_id or, without
+   * one, its customer is offered to leave a message. Unset: no limit.
+   *
+   * @generated from field: google.protobuf.Duration max_wait = 6;
+   */
+  maxWait?: Duration | undefined;
+
+  /**
+   * @generated from field: string overflow_queue_id = 7;
+   */
+  overflowQueueId: string;
+
+  /**
+   * What happens to the chats an agent holds when the agent goes offline
+   * or their work stream drops past the grace period.
+   *
+   * @generated from field: parley.v1.AgentLossPolicy agent_loss_policy = 8;
+   */
+  agentLossPolicy: AgentLossPolicy;
+
+  /**
+   * After a chat closes, its agent's capacity stays held this long for
+   * wrap-up work. Unset: none.
+   *
+   * @generated from field: google.protobuf.Duration wrap_up = 9;
+   */
+  wrapUp?: Duration | undefined;
+};
+
+/**
+ * Describes the message parley.v1.QueuePolicy.
+ * Use `create(QueuePolicySchema)` to create a new message.
+ */
+export const QueuePolicySchema: GenMessage<QueuePolicy> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 16);
 
 /**
  * MatchingRule routes interactions that satisfy its condition to a queue.
@@ -633,7 +788,7 @@ export type MatchingRule = Message<"parley.v1.MatchingRule"> & {
  * Use `create(MatchingRuleSchema)` to create a new message.
  */
 export const MatchingRuleSchema: GenMessage<MatchingRule> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 15);
+  messageDesc(file_parley_v1_resources, 17);
 
 /**
  * Condition is a predicate on interaction fields.
@@ -676,11 +831,14 @@ export type Condition = Message<"parley.v1.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 16);
+  messageDesc(file_parley_v1_resources, 18);
 
 /**
  * FieldIn holds when an interaction field equals one of the values.
- * Fields: "issue_type", "channel" (web_portal, messenger, mobile).
+ * Fields: "issue_type", "channel" (web_portal, messenger, mobile),
+ * "language", "tier" (a signed-in customer's tier), "intent" (captured by
+ * the virtual agent), "site" (the messenger site's id) and "form.<name>"
+ * (an extra pre-chat form field).
  *
  * @generated from message parley.v1.FieldIn
  */
@@ -701,7 +859,7 @@ export type FieldIn = Message<"parley.v1.FieldIn"> & {
  * Use `create(FieldInSchema)` to create a new message.
  */
 export const FieldInSchema: GenMessage<FieldIn> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 17);
+  messageDesc(file_parley_v1_resources, 19);
 
 /**
  * ConditionList is a list of conditions combined by its parent.
@@ -720,7 +878,7 @@ export type ConditionList = Message<"parley.v1.ConditionList"> & {
  * Use `create(ConditionListSchema)` to create a new message.
  */
 export const ConditionListSchema: GenMessage<ConditionList> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 18);
+  messageDesc(file_parley_v1_resources, 20);
 
 /**
  * Agent is a live agent (or supervisor) who takes conversations.
@@ -761,6 +919,26 @@ export type Agent = Message<"parley.v1.Agent"> & {
    * @generated from field: repeated string queue_ids = 6;
    */
   queueIds: string[];
+
+  /**
+   * @generated from field: repeated string skills = 7;
+   */
+  skills: string[];
+
+  /**
+   * Limits per channel within capacity; a channel not listed is limited
+   * by capacity alone.
+   *
+   * @generated from field: repeated parley.v1.ChannelCapacity channel_capacities = 8;
+   */
+  channelCapacities: ChannelCapacity[];
+
+  /**
+   * Presence on channels where it differs from presence.
+   *
+   * @generated from field: repeated parley.v1.ChannelPresence channel_presences = 9;
+   */
+  channelPresences: ChannelPresence[];
 };
 
 /**
@@ -768,7 +946,136 @@ export type Agent = Message<"parley.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 19);
+  messageDesc(file_parley_v1_resources, 21);
+
+/**
+ * ChannelCapacity limits an agent's conversations on one channel.
+ *
+ * @generated from message parley.v1.ChannelCapacity
+ */
+export type ChannelCapacity = Message<"parley.v1.ChannelCapacity"> & {
+  /**
+   * @generated from field: parley.v1.Channel channel = 1;
+   */
+  channel: Channel;
+
+  /**
+   * @generated from field: int32 capacity = 2;
+   */
+  capacity: number;
+};
+
+/**
+ * Describes the message parley.v1.ChannelCapacity.
+ * Use `create(ChannelCapacitySchema)` to create a new message.
+ */
+export const ChannelCapacitySchema: GenMessage<ChannelCapacity> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 22);
+
+/**
+ * ChannelPresence is an agent's presence on one channel.
+ *
+ * @generated from message parley.v1.ChannelPresence
+ */
+export type ChannelPresence = Message<"parley.v1.ChannelPresence"> & {
+  /**
+   * @generated from field: parley.v1.Channel channel = 1;
+   */
+  channel: Channel;
+
+  /**
+   * @generated from field: parley.v1.Presence presence = 2;
+   */
+  presence: Presence;
+};
+
+/**
+ * Describes the message parley.v1.ChannelPresence.
+ * Use `create(ChannelPresenceSchema)` to create a new message.
+ */
+export const ChannelPresenceSchema: GenMessage<ChannelPresence> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 23);
+
+/**
+ * QueueStatus is a queue's live state, for supervisors.
+ *
+ * @generated from message parley.v1.QueueStatus
+ */
+export type QueueStatus = Message<"parley.v1.QueueStatus"> & {
+  /**
+   * @generated from field: parley.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+
+  /**
+   * Conversations waiting in the queue.
+   *
+   * @generated from field: int32 waiting = 2;
+   */
+  waiting: number;
+
+  /**
+   * When the longest-waiting conversation entered the queue; unset when
+   * none waits.
+   *
+   * @generated from field: google.protobuf.Timestamp oldest_queue_time = 3;
+   */
+  oldestQueueTime?: Timestamp | undefined;
+
+  /**
+   * Member agents available on some channel, and their free capacity.
+   *
+   * @generated from field: int32 available_agents = 4;
+   */
+  availableAgents: number;
+
+  /**
+   * @generated from field: int32 free_capacity = 5;
+   */
+  freeCapacity: number;
+};
+
+/**
+ * Describes the message parley.v1.QueueStatus.
+ * Use `create(QueueStatusSchema)` to create a new message.
+ */
+export const QueueStatusSchema: GenMessage<QueueStatus> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 24);
+
+/**
+ * QueuePosition tells a waiting customer where they stand. It is not
+ * persisted and carries no seq.
+ *
+ * @generated from message parley.v1.QueuePosition
+ */
+export type QueuePosition = Message<"parley.v1.QueuePosition"> & {
+  /**
+   * @generated from field: string queue_id = 1;
+   */
+  queueId: string;
+
+  /**
+   * 1 is next.
+   *
+   * @generated from field: int32 position = 2;
+   */
+  position: number;
+
+  /**
+   * How long the customer will likely wait, from how fast the queue's
+   * chats were taken in the last hour; unset when there is no basis yet.
+   *
+   * @generated from field: google.protobuf.Duration estimated_wait = 3;
+   */
+  estimatedWait?: Duration | undefined;
+};
+
+/**
+ * Describes the message parley.v1.QueuePosition.
+ * Use `create(QueuePositionSchema)` to create a new message.
+ */
+export const QueuePositionSchema: GenMessage<QueuePosition> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 25);
 
 /**
  * Offer proposes a conversation to one agent, who accepts or declines it.
@@ -816,7 +1123,7 @@ export type Offer = Message<"parley.v1.Offer"> & {
  * Use `create(OfferSchema)` to create a new message.
  */
 export const OfferSchema: GenMessage<Offer> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 20);
+  messageDesc(file_parley_v1_resources, 26);
 
 /**
  * Heartbeat keeps an idle server stream alive. It is not persisted and
@@ -838,7 +1145,7 @@ export type Heartbeat = Message<"parley.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 21);
+  messageDesc(file_parley_v1_resources, 27);
 
 /**
  * Settings are the installation-wide limits an admin configures.
@@ -885,6 +1192,22 @@ export type Settings = Message<"parley.v1.Settings"> & {
    * @generated from field: int32 max_guest_sessions_per_hour_per_address = 5;
    */
   maxGuestSessionsPerHourPerAddress: number;
+
+  /**
+   * Where chats go when no matching rule matches; empty refuses them.
+   *
+   * @generated from field: string default_queue_id = 6;
+   */
+  defaultQueueId: string;
+
+  /**
+   * How long an agent's work stream may stay away (network loss, closed
+   * laptop) before the agent counts as offline: their offers go to others
+   * and, per queue policy, their chats are re-queued. Unset means 60 s.
+   *
+   * @generated from field: google.protobuf.Duration agent_disconnect_grace = 7;
+   */
+  agentDisconnectGrace?: Duration | undefined;
 };
 
 /**
@@ -892,7 +1215,7 @@ export type Settings = Message<"parley.v1.Settings"> & {
  * Use `create(SettingsSchema)` to create a new message.
  */
 export const SettingsSchema: GenMessage<Settings> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 22);
+  messageDesc(file_parley_v1_resources, 28);
 
 /**
  * IssueType is one choice of the pre-chat form's issue type field.
@@ -920,7 +1243,7 @@ export type IssueType = Message<"parley.v1.IssueType"> & {
  * Use `create(IssueTypeSchema)` to create a new message.
  */
 export const IssueTypeSchema: GenMessage<IssueType> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 23);
+  messageDesc(file_parley_v1_resources, 29);
 
 /**
  * Consumer is a person the service team serves.
@@ -954,7 +1277,7 @@ export type Consumer = Message<"parley.v1.Consumer"> & {
  * Use `create(ConsumerSchema)` to create a new message.
  */
 export const ConsumerSchema: GenMessage<Consumer> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 24);
+  messageDesc(file_parley_v1_resources, 30);
 
 /**
  * Case is a unit of service work, linked to the conversation it came from.
@@ -1009,7 +1332,7 @@ export type Case = Message<"parley.v1.Case"> & {
  * Use `create(CaseSchema)` to create a new message.
  */
 export const CaseSchema: GenMessage<Case> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 25);
+  messageDesc(file_parley_v1_resources, 31);
 
 /**
  * TokenInfo describes a staff token; the secret itself is never shown again.
@@ -1064,7 +1387,7 @@ export type TokenInfo = Message<"parley.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 26);
+  messageDesc(file_parley_v1_resources, 32);
 
 /**
  * Site is a website that embeds the messenger.
@@ -1106,7 +1429,7 @@ export type Site = Message<"parley.v1.Site"> & {
  * Use `create(SiteSchema)` to create a new message.
  */
 export const SiteSchema: GenMessage<Site> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 27);
+  messageDesc(file_parley_v1_resources, 33);
 
 /**
  * Channel is the touchpoint a customer writes from.
@@ -1272,6 +1595,75 @@ export const ParticipantRoleSchema: GenEnum<ParticipantRole> = /*@__PURE__*/
   enumDesc(file_parley_v1_resources, 3);
 
 /**
+ * RoutingStrategy is how a queue picks among eligible agents; ties go to
+ * the agent idle longest, then the smallest id.
+ *
+ * @generated from enum parley.v1.RoutingStrategy
+ */
+export enum RoutingStrategy {
+  /**
+   * Most available capacity.
+   *
+   * @generated from enum value: ROUTING_STRATEGY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The agent with the most free capacity on the chat's channel.
+   *
+   * @generated from enum value: ROUTING_STRATEGY_MOST_AVAILABLE = 1;
+   */
+  MOST_AVAILABLE = 1,
+
+  /**
+   * The agent whose last assignment is oldest (longest idle).
+   *
+   * @generated from enum value: ROUTING_STRATEGY_LEAST_RECENTLY_ASSIGNED = 2;
+   */
+  LEAST_RECENTLY_ASSIGNED = 2,
+}
+
+/**
+ * Describes the enum parley.v1.RoutingStrategy.
+ */
+export const RoutingStrategySchema: GenEnum<RoutingStrategy> = /*@__PURE__*/
+  enumDesc(file_parley_v1_resources, 4);
+
+/**
+ * AgentLossPolicy says what happens to a lost agent's chats.
+ *
+ * @generated from enum parley.v1.AgentLossPolicy
+ */
+export enum AgentLossPolicy {
+  /**
+   * Re-queue them.
+   *
+   * @generated from enum value: AGENT_LOSS_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Re-queue them, ahead of newer chats of the same priority.
+   *
+   * @generated from enum value: AGENT_LOSS_POLICY_REQUEUE = 1;
+   */
+  REQUEUE = 1,
+
+  /**
+   * Keep them with the agent, who may come back.
+   *
+   * @generated from enum value: AGENT_LOSS_POLICY_KEEP = 2;
+   */
+  KEEP = 2,
+}
+
+/**
+ * Describes the enum parley.v1.AgentLossPolicy.
+ */
+export const AgentLossPolicySchema: GenEnum<AgentLossPolicy> = /*@__PURE__*/
+  enumDesc(file_parley_v1_resources, 5);
+
+/**
  * StaffRole is the role of a staff token.
  *
  * @generated from enum parley.v1.StaffRole
@@ -1308,5 +1700,5 @@ export enum StaffRole {
  * Describes the enum parley.v1.StaffRole.
  */
 export const StaffRoleSchema: GenEnum<StaffRole> = /*@__PURE__*/
-  enumDesc(file_parley_v1_resources, 4);
+  enumDesc(file_parley_v1_resources, 6);
 

@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
-import type { Agent, Condition, Conversation, Heartbeat, MatchingRule, Offer, Presence, Queue } from "./resources_pb.js";
+import type { Agent, Channel, ChannelCapacity, Condition, Conversation, Heartbeat, MatchingRule, Offer, Presence, Queue, QueuePolicy, QueueStatus } from "./resources_pb.js";
 import { file_parley_v1_resources } from "./resources_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/routing_service.proto.
  */
 export const file_parley_v1_routing_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvdjEvcm91dGluZ19zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiRwoSU2V0UHJlc2VuY2VSZXF1ZXN0EjEKCHByZXNlbmNlGAEgASgOMhMucGFybGV5LnYxLlByZXNlbmNlQgq6SAeCAQQQASAAIjYKE1NldFByZXNlbmNlUmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQiEgoQV2F0Y2hXb3JrUmVxdWVzdCLzAQoRV2F0Y2hXb3JrUmVzcG9uc2USIQoFb2ZmZXIYASABKAsyEC5wYXJsZXkudjEuT2ZmZXJIABIuCgxvZmZlcl9jbG9zZWQYAiABKAsyFi5wYXJsZXkudjEuT2ZmZXJDbG9zZWRIABIrCghhc3NpZ25lZBgDIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIrCghyZWxlYXNlZBgEIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIpCgloZWFydGJlYXQYBSABKAsyFC5wYXJsZXkudjEuSGVhcnRiZWF0SABCBgoEaXRlbSJJCgtPZmZlckNsb3NlZBIQCghvZmZlcl9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSDwoHb3V0Y29tZRgDIAEoCSIwChJBY2NlcHRPZmZlclJlcXVlc3QSGgoIb2ZmZXJfaWQYASABKAlCCLpIBXIDsAEBIkQKE0FjY2VwdE9mZmVyUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiJLChNEZWNsaW5lT2ZmZXJSZXF1ZXN0EhoKCG9mZmVyX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDIhYKFERlY2xpbmVPZmZlclJlc3BvbnNlIsMBChtUcmFuc2ZlckNvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgpyZXF1ZXN0X2lkGAUgASgJQgi6SAVyA7ABARIcCghhZ2VudF9pZBgCIAEoCUIIukgFcgOwAQFIABIcCghxdWV1ZV9pZBgDIAEoCUIIukgFcgOwAQFIABIWCgRub3RlGAQgASgJQgi6SAVyAxjoB0IPCgZ0YXJnZXQSBbpIAggBIl8KHFRyYW5zZmVyQ29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbhIQCghvZmZlcl9pZBgCIAEoCSJcCiBMaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEibAohTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ2ChJDcmVhdGVRdWV1ZVJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSPwoNb2ZmZXJfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyACI2ChNDcmVhdGVRdWV1ZVJlc3BvbnNlEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlIk0KEUxpc3RRdWV1ZXNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJPChJMaXN0UXVldWVzUmVzcG9uc2USIAoGcXVldWVzGAEgAygLMhAucGFybGV5LnYxLlF1ZXVlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKhAQoZQ3JlYXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBIfCgxkaXNwbGF5X25hbWUYASABKAlCCbpIBnIEEAEYZBIWCgVvcmRlchgCIAEoBUIHukgEGgIoABIaCghxdWV1ZV9pZBgDIAEoCUIIukgFcgOwAQESLwoJY29uZGl0aW9uGAQgASgLMhQucGFybGV5LnYxLkNvbmRpdGlvbkIGukgDyAEBIkMKGkNyZWF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlEiUKBHJ1bGUYASABKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlIlQKGExpc3RNYXRjaGluZ1J1bGVzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiXAoZTGlzdE1hdGNoaW5nUnVsZXNSZXNwb25zZRImCgVydWxlcxgBIAMoCzIXLnBhcmxleS52MS5NYXRjaGluZ1J1bGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjYKGURlbGV0ZU1hdGNoaW5nUnVsZVJlcXVlc3QSGQoHcnVsZV9pZBgBIAEoCUIIukgFcgOwAQEiHAoaRGVsZXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UieAoSQ3JlYXRlQWdlbnRSZXF1ZXN0Eh8KDGRpc3BsYXlfbmFtZRgBIAEoCUIJukgGcgQQARhkEhsKCGNhcGFjaXR5GAIgASgFQgm6SAYaBBhkKAASJAoJcXVldWVfaWRzGAMgAygJQhG6SA6SAQsQZBgBIgVyA7ABASJFChNDcmVhdGVBZ2VudFJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50Eg0KBXRva2VuGAIgASgJIloKHkxpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiagofTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXNwb25zZRIuCg1jb252ZXJzYXRpb25zGAEgAygLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTQoRTGlzdEFnZW50c1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBIk8KEkxpc3RBZ2VudHNSZXNwb25zZRIgCgZhZ2VudHMYASADKAsyEC5wYXJsZXkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpUKCg5Sb3V0aW5nU2VydmljZRJMCgtTZXRQcmVzZW5jZRIdLnBhcmxleS52MS5TZXRQcmVzZW5jZVJlcXVlc3QaHi5wYXJsZXkudjEuU2V0UHJlc2VuY2VSZXNwb25zZRJNCglXYXRjaFdvcmsSGy5wYXJsZXkudjEuV2F0Y2hXb3JrUmVxdWVzdBocLnBhcmxleS52MS5XYXRjaFdvcmtSZXNwb25zZSIDkAIBMAESTAoLQWNjZXB0T2ZmZXISHS5wYXJsZXkudjEuQWNjZXB0T2ZmZXJSZXF1ZXN0Gh4ucGFybGV5LnYxLkFjY2VwdE9mZmVyUmVzcG9uc2USTwoMRGVjbGluZU9mZmVyEh4ucGFybGV5LnYxLkRlY2xpbmVPZmZlclJlcXVlc3QaHy5wYXJsZXkudjEuRGVjbGluZU9mZmVyUmVzcG9uc2USZwoUVHJhbnNmZXJDb252ZXJzYXRpb24SJi5wYXJsZXkudjEuVHJhbnNmZXJDb252ZXJzYXRpb25SZXF1ZXN0GicucGFybGV5LnYxLlRyYW5zZmVyQ29udmVyc2F0aW9uUmVzcG9uc2USewoZTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9ucxIrLnBhcmxleS52MS5MaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVxdWVzdBosLnBhcmxleS52MS5MaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJ1ChdMaXN0UXVldWVkQ29udmVyc2F0aW9ucxIpLnBhcmxleS52MS5MaXN0UXVldWVkQ29udmVyc2F0aW9uc1JlcXVlc3QaKi5wYXJsZXkudjEuTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEkwKC0NyZWF0ZVF1ZXVlEh0ucGFybGV5LnYxLkNyZWF0ZVF1ZXVlUmVxdWVzdBoeLnBhcmxleS52MS5DcmVhdGVRdWV1ZVJlc3BvbnNlEk4KCkxpc3RRdWV1ZXMSHC5wYXJsZXkudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlIgOQAgESYQoSQ3JlYXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLkNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuQ3JlYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USYwoRTGlzdE1hdGNoaW5nUnVsZXMSIy5wYXJsZXkudjEuTGlzdE1hdGNoaW5nUnVsZXNSZXF1ZXN0GiQucGFybGV5LnYxLkxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2UiA5ACARJmChJEZWxldGVNYXRjaGluZ1J1bGUSJC5wYXJsZXkudjEuRGVsZXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBolLnBhcmxleS52MS5EZWxldGVNYXRjaGluZ1J1bGVSZXNwb25zZSIDkAICEkwKC0NyZWF0ZUFnZW50Eh0ucGFybGV5LnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoeLnBhcmxleS52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEk4KCkxpc3RBZ2VudHMSHC5wYXJsZXkudjEuTGlzdEFnZW50c1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdEFnZW50c1Jlc3BvbnNlIgOQAgFCnAEKDWNvbS5wYXJsZXkudjFCE1JvdXRpbmdTZXJ2aWNlUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_parley_v1_resources]);
+  fileDesc("Ch9wYXJsZXkvdjEvcm91dGluZ19zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEidgoSU2V0UHJlc2VuY2VSZXF1ZXN0EjEKCHByZXNlbmNlGAEgASgOMhMucGFybGV5LnYxLlByZXNlbmNlQgq6SAeCAQQQASAAEi0KB2NoYW5uZWwYAiABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbEIIukgFggECEAEiNgoTU2V0UHJlc2VuY2VSZXNwb25zZRIfCgVhZ2VudBgBIAEoCzIQLnBhcmxleS52MS5BZ2VudCISChBXYXRjaFdvcmtSZXF1ZXN0IvMBChFXYXRjaFdvcmtSZXNwb25zZRIhCgVvZmZlchgBIAEoCzIQLnBhcmxleS52MS5PZmZlckgAEi4KDG9mZmVyX2Nsb3NlZBgCIAEoCzIWLnBhcmxleS52MS5PZmZlckNsb3NlZEgAEisKCGFzc2lnbmVkGAMgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbkgAEisKCHJlbGVhc2VkGAQgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbkgAEikKCWhlYXJ0YmVhdBgFIAEoCzIULnBhcmxleS52MS5IZWFydGJlYXRIAEIGCgRpdGVtIkkKC09mZmVyQ2xvc2VkEhAKCG9mZmVyX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIPCgdvdXRjb21lGAMgASgJIjAKEkFjY2VwdE9mZmVyUmVxdWVzdBIaCghvZmZlcl9pZBgBIAEoCUIIukgFcgOwAQEiRAoTQWNjZXB0T2ZmZXJSZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIksKE0RlY2xpbmVPZmZlclJlcXVlc3QSGgoIb2ZmZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiFgoURGVjbGluZU9mZmVyUmVzcG9uc2UiwwEKG1RyYW5zZmVyQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhwKCnJlcXVlc3RfaWQYBSABKAlCCLpIBXIDsAEBEhwKCGFnZW50X2lkGAIgASgJQgi6SAVyA7ABAUgAEhwKCHF1ZXVlX2lkGAMgASgJQgi6SAVyA7ABAUgAEhYKBG5vdGUYBCABKAlCCLpIBXIDGOgHQg8KBnRhcmdldBIFukgCCAEiXwocVHJhbnNmZXJDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhAKCG9mZmVyX2lkGAIgASgJIlwKIExpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJsCiFMaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIp4BChJDcmVhdGVRdWV1ZVJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSPwoNb2ZmZXJfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyABImCgZwb2xpY3kYAyABKAsyFi5wYXJsZXkudjEuUXVldWVQb2xpY3kiNgoTQ3JlYXRlUXVldWVSZXNwb25zZRIfCgVxdWV1ZRgBIAEoCzIQLnBhcmxleS52MS5RdWV1ZSJNChFMaXN0UXVldWVzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiTwoSTGlzdFF1ZXVlc1Jlc3BvbnNlEiAKBnF1ZXVlcxgBIAMoCzIQLnBhcmxleS52MS5RdWV1ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkioQEKGUNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSFgoFb3JkZXIYAiABKAVCB7pIBBoCKAASGgoIcXVldWVfaWQYAyABKAlCCLpIBXIDsAEBEi8KCWNvbmRpdGlvbhgEIAEoCzIULnBhcmxleS52MS5Db25kaXRpb25CBrpIA8gBASJDChpDcmVhdGVNYXRjaGluZ1J1bGVSZXNwb25zZRIlCgRydWxlGAEgASgLMhcucGFybGV5LnYxLk1hdGNoaW5nUnVsZSJUChhMaXN0TWF0Y2hpbmdSdWxlc1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBIlwKGUxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2USJgoFcnVsZXMYASADKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI2ChlEZWxldGVNYXRjaGluZ1J1bGVSZXF1ZXN0EhkKB3J1bGVfaWQYASABKAlCCLpIBXIDsAEBIhwKGkRlbGV0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlIvMBChJDcmVhdGVBZ2VudFJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSGwoIY2FwYWNpdHkYAiABKAVCCbpIBhoEGGQoABIkCglxdWV1ZV9pZHMYAyADKAlCEbpIDpIBCxBkGAEiBXIDsAEBEjcKBnNraWxscxgEIAMoCUInukgkkgEhEDIYASIbchkyF15bYS16XVthLXowLTlfLV17MCwzOX0kEkAKEmNoYW5uZWxfY2FwYWNpdGllcxgFIAMoCzIaLnBhcmxleS52MS5DaGFubmVsQ2FwYWNpdHlCCLpIBZIBAhAKIkUKE0NyZWF0ZUFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQSDQoFdG9rZW4YAiABKAkiWgoeTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJqCh9MaXN0UXVldWVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNChFMaXN0QWdlbnRzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiTwoSTGlzdEFnZW50c1Jlc3BvbnNlEiAKBmFnZW50cxgBIAMoCzIQLnBhcmxleS52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiugEKElVwZGF0ZVF1ZXVlUmVxdWVzdBIaCghxdWV1ZV9pZBgBIAEoCUIIukgFcgOwAQESHwoMZGlzcGxheV9uYW1lGAIgASgJQgm6SAZyBBABGGQSPwoNb2ZmZXJfdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyABImCgZwb2xpY3kYBCABKAsyFi5wYXJsZXkudjEuUXVldWVQb2xpY3kiNgoTVXBkYXRlUXVldWVSZXNwb25zZRIfCgVxdWV1ZRgBIAEoCzIQLnBhcmxleS52MS5RdWV1ZSK8AQoZVXBkYXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBIZCgdydWxlX2lkGAEgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZBIWCgVvcmRlchgDIAEoBUIHukgEGgIoABIaCghxdWV1ZV9pZBgEIAEoCUIIukgFcgOwAQESLwoJY29uZGl0aW9uGAUgASgLMhQucGFybGV5LnYxLkNvbmRpdGlvbkIGukgDyAEBIkMKGlVwZGF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlEiUKBHJ1bGUYASABKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlIo8CChJVcGRhdGVBZ2VudFJlcXVlc3QSGgoIYWdlbnRfaWQYASABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQARhkEhsKCGNhcGFjaXR5GAMgASgFQgm6SAYaBBhkKAASJAoJcXVldWVfaWRzGAQgAygJQhG6SA6SAQsQZBgBIgVyA7ABARI3CgZza2lsbHMYBSADKAlCJ7pIJJIBIRAyGAEiG3IZMhdeW2Etel1bYS16MC05Xy1dezAsMzl9JBJAChJjaGFubmVsX2NhcGFjaXRpZXMYBiADKAsyGi5wYXJsZXkudjEuQ2hhbm5lbENhcGFjaXR5Qgi6SAWSAQIQCiI2ChNVcGRhdGVBZ2VudFJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50IlQKGExpc3RRdWV1ZVN0YXR1c2VzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiXgoZTGlzdFF1ZXVlU3RhdHVzZXNSZXNwb25zZRIoCghzdGF0dXNlcxgBIAMoCzIWLnBhcmxleS52MS5RdWV1ZVN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGwoZV2F0Y2hRdWV1ZVN0YXR1c2VzUmVxdWVzdCKiAQoaV2F0Y2hRdWV1ZVN0YXR1c2VzUmVzcG9uc2USLgoMcXVldWVfc3RhdHVzGAEgASgLMhYucGFybGV5LnYxLlF1ZXVlU3RhdHVzSAASIQoFYWdlbnQYAiABKAsyEC5wYXJsZXkudjEuQWdlbnRIABIpCgloZWFydGJlYXQYAyABKAsyFC5wYXJsZXkudjEuSGVhcnRiZWF0SABCBgoEaXRlbTLyDQoOUm91dGluZ1NlcnZpY2USTAoLU2V0UHJlc2VuY2USHS5wYXJsZXkudjEuU2V0UHJlc2VuY2VSZXF1ZXN0Gh4ucGFybGV5LnYxLlNldFByZXNlbmNlUmVzcG9uc2USTQoJV2F0Y2hXb3JrEhsucGFybGV5LnYxLldhdGNoV29ya1JlcXVlc3QaHC5wYXJsZXkudjEuV2F0Y2hXb3JrUmVzcG9uc2UiA5ACATABEkwKC0FjY2VwdE9mZmVyEh0ucGFybGV5LnYxLkFjY2VwdE9mZmVyUmVxdWVzdBoeLnBhcmxleS52MS5BY2NlcHRPZmZlclJlc3BvbnNlEk8KDERlY2xpbmVPZmZlchIeLnBhcmxleS52MS5EZWNsaW5lT2ZmZXJSZXF1ZXN0Gh8ucGFybGV5LnYxLkRlY2xpbmVPZmZlclJlc3BvbnNlEmcKFFRyYW5zZmVyQ29udmVyc2F0aW9uEiYucGFybGV5LnYxLlRyYW5zZmVyQ29udmVyc2F0aW9uUmVxdWVzdBonLnBhcmxleS52MS5UcmFuc2ZlckNvbnZlcnNhdGlvblJlc3BvbnNlEnsKGUxpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnMSKy5wYXJsZXkudjEuTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1JlcXVlc3QaLC5wYXJsZXkudjEuTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESdQoXTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnMSKS5wYXJsZXkudjEuTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXF1ZXN0GioucGFybGV5LnYxLkxpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJMCgtDcmVhdGVRdWV1ZRIdLnBhcmxleS52MS5DcmVhdGVRdWV1ZVJlcXVlc3QaHi5wYXJsZXkudjEuQ3JlYXRlUXVldWVSZXNwb25zZRJOCgpMaXN0UXVldWVzEhwucGFybGV5LnYxLkxpc3RRdWV1ZXNSZXF1ZXN0Gh0ucGFybGV5LnYxLkxpc3RRdWV1ZXNSZXNwb25zZSIDkAIBEmEKEkNyZWF0ZU1hdGNoaW5nUnVsZRIkLnBhcmxleS52MS5DcmVhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0GiUucGFybGV5LnYxLkNyZWF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlEmMKEUxpc3RNYXRjaGluZ1J1bGVzEiMucGFybGV5LnYxLkxpc3RNYXRjaGluZ1J1bGVzUmVxdWVzdBokLnBhcmxleS52MS5MaXN0TWF0Y2hpbmdSdWxlc1Jlc3BvbnNlIgOQAgESZgoSRGVsZXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLkRlbGV0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuRGVsZXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UiA5ACAhJMCgtDcmVhdGVBZ2VudBIdLnBhcmxleS52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHi5wYXJsZXkudjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJOCgpMaXN0QWdlbnRzEhwucGFybGV5LnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0ucGFybGV5LnYxLkxpc3RBZ2VudHNSZXNwb25zZSIDkAIBElEKC1VwZGF0ZVF1ZXVlEh0ucGFybGV5LnYxLlVwZGF0ZVF1ZXVlUmVxdWVzdBoeLnBhcmxleS52MS5VcGRhdGVRdWV1ZVJlc3BvbnNlIgOQAgISZgoSVXBkYXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLlVwZGF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuVXBkYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UiA5ACAhJRCgtVcGRhdGVBZ2VudBIdLnBhcmxleS52MS5VcGRhdGVBZ2VudFJlcXVlc3QaHi5wYXJsZXkudjEuVXBkYXRlQWdlbnRSZXNwb25zZSIDkAICEmMKEUxpc3RRdWV1ZVN0YXR1c2VzEiMucGFybGV5LnYxLkxpc3RRdWV1ZVN0YXR1c2VzUmVxdWVzdBokLnBhcmxleS52MS5MaXN0UXVldWVTdGF0dXNlc1Jlc3BvbnNlIgOQAgESaAoSV2F0Y2hRdWV1ZVN0YXR1c2VzEiQucGFybGV5LnYxLldhdGNoUXVldWVTdGF0dXNlc1JlcXVlc3QaJS5wYXJsZXkudjEuV2F0Y2hRdWV1ZVN0YXR1c2VzUmVzcG9uc2UiA5ACATABQpwBCg1jb20ucGFybGV5LnYxQhNSb3V0aW5nU2VydmljZVByb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_parley_v1_resources]);
 
 /**
  * SetPresenceRequest carries the new presence.
@@ -27,6 +27,13 @@ export type SetPresenceRequest = Message<"parley.v1.SetPresenceRequest"> & {
    * @generated from field: parley.v1.Presence presence = 1;
    */
   presence: Presence;
+
+  /**
+   * The channel the presence is for; unspecified sets it on every channel.
+   *
+   * @generated from field: parley.v1.Channel channel = 2;
+   */
+  channel: Channel;
 };
 
 /**
@@ -384,6 +391,11 @@ export type CreateQueueRequest = Message<"parley.v1.CreateQueueRequest"> & {
    * @generated from field: google.protobuf.Duration offer_timeout = 2;
    */
   offerTimeout?: Duration | undefined;
+
+  /**
+   * @generated from field: parley.v1.QueuePolicy policy = 3;
+   */
+  policy?: QueuePolicy | undefined;
 };
 
 /**
@@ -623,6 +635,18 @@ export type CreateAgentRequest = Message<"parley.v1.CreateAgentRequest"> & {
    * @generated from field: repeated string queue_ids = 3;
    */
   queueIds: string[];
+
+  /**
+   * @generated from field: repeated string skills = 4;
+   */
+  skills: string[];
+
+  /**
+   * Limits per channel within capacity.
+   *
+   * @generated from field: repeated parley.v1.ChannelCapacity channel_capacities = 5;
+   */
+  channelCapacities: ChannelCapacity[];
 };
 
 /**
@@ -755,6 +779,293 @@ export type ListAgentsResponse = Message<"parley.v1.ListAgentsResponse"> & {
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
   messageDesc(file_parley_v1_routing_service, 28);
+
+/**
+ * UpdateQueueRequest replaces a queue's settings.
+ *
+ * @generated from message parley.v1.UpdateQueueRequest
+ */
+export type UpdateQueueRequest = Message<"parley.v1.UpdateQueueRequest"> & {
+  /**
+   * @generated from field: string queue_id = 1;
+   */
+  queueId: string;
+
+  /**
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * 0 means 30 seconds.
+   *
+   * @generated from field: google.protobuf.Duration offer_timeout = 3;
+   */
+  offerTimeout?: Duration | undefined;
+
+  /**
+   * @generated from field: parley.v1.QueuePolicy policy = 4;
+   */
+  policy?: QueuePolicy | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateQueueRequest.
+ * Use `create(UpdateQueueRequestSchema)` to create a new message.
+ */
+export const UpdateQueueRequestSchema: GenMessage<UpdateQueueRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 29);
+
+/**
+ * UpdateQueueResponse carries the queue.
+ *
+ * @generated from message parley.v1.UpdateQueueResponse
+ */
+export type UpdateQueueResponse = Message<"parley.v1.UpdateQueueResponse"> & {
+  /**
+   * @generated from field: parley.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateQueueResponse.
+ * Use `create(UpdateQueueResponseSchema)` to create a new message.
+ */
+export const UpdateQueueResponseSchema: GenMessage<UpdateQueueResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 30);
+
+/**
+ * UpdateMatchingRuleRequest replaces a rule.
+ *
+ * @generated from message parley.v1.UpdateMatchingRuleRequest
+ */
+export type UpdateMatchingRuleRequest = Message<"parley.v1.UpdateMatchingRuleRequest"> & {
+  /**
+   * @generated from field: string rule_id = 1;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * Rules are evaluated in ascending order; must be unique.
+   *
+   * @generated from field: int32 order = 3;
+   */
+  order: number;
+
+  /**
+   * @generated from field: string queue_id = 4;
+   */
+  queueId: string;
+
+  /**
+   * @generated from field: parley.v1.Condition condition = 5;
+   */
+  condition?: Condition | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateMatchingRuleRequest.
+ * Use `create(UpdateMatchingRuleRequestSchema)` to create a new message.
+ */
+export const UpdateMatchingRuleRequestSchema: GenMessage<UpdateMatchingRuleRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 31);
+
+/**
+ * UpdateMatchingRuleResponse carries the rule.
+ *
+ * @generated from message parley.v1.UpdateMatchingRuleResponse
+ */
+export type UpdateMatchingRuleResponse = Message<"parley.v1.UpdateMatchingRuleResponse"> & {
+  /**
+   * @generated from field: parley.v1.MatchingRule rule = 1;
+   */
+  rule?: MatchingRule | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateMatchingRuleResponse.
+ * Use `create(UpdateMatchingRuleResponseSchema)` to create a new message.
+ */
+export const UpdateMatchingRuleResponseSchema: GenMessage<UpdateMatchingRuleResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 32);
+
+/**
+ * UpdateAgentRequest replaces an agent's settings.
+ *
+ * @generated from message parley.v1.UpdateAgentRequest
+ */
+export type UpdateAgentRequest = Message<"parley.v1.UpdateAgentRequest"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * At least the agent's current load is allowed; lowering capacity below
+   * it is refused until the agent finishes some work.
+   *
+   * @generated from field: int32 capacity = 3;
+   */
+  capacity: number;
+
+  /**
+   * @generated from field: repeated string queue_ids = 4;
+   */
+  queueIds: string[];
+
+  /**
+   * @generated from field: repeated string skills = 5;
+   */
+  skills: string[];
+
+  /**
+   * Limits per channel within capacity.
+   *
+   * @generated from field: repeated parley.v1.ChannelCapacity channel_capacities = 6;
+   */
+  channelCapacities: ChannelCapacity[];
+};
+
+/**
+ * Describes the message parley.v1.UpdateAgentRequest.
+ * Use `create(UpdateAgentRequestSchema)` to create a new message.
+ */
+export const UpdateAgentRequestSchema: GenMessage<UpdateAgentRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 33);
+
+/**
+ * UpdateAgentResponse carries the agent.
+ *
+ * @generated from message parley.v1.UpdateAgentResponse
+ */
+export type UpdateAgentResponse = Message<"parley.v1.UpdateAgentResponse"> & {
+  /**
+   * @generated from field: parley.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateAgentResponse.
+ * Use `create(UpdateAgentResponseSchema)` to create a new message.
+ */
+export const UpdateAgentResponseSchema: GenMessage<UpdateAgentResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 34);
+
+/**
+ * ListQueueStatusesRequest pages through queues.
+ *
+ * @generated from message parley.v1.ListQueueStatusesRequest
+ */
+export type ListQueueStatusesRequest = Message<"parley.v1.ListQueueStatusesRequest"> & {
+  /**
+   * 0 means 100; at most 500.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.ListQueueStatusesRequest.
+ * Use `create(ListQueueStatusesRequestSchema)` to create a new message.
+ */
+export const ListQueueStatusesRequestSchema: GenMessage<ListQueueStatusesRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 35);
+
+/**
+ * ListQueueStatusesResponse is one page of queue statuses.
+ *
+ * @generated from message parley.v1.ListQueueStatusesResponse
+ */
+export type ListQueueStatusesResponse = Message<"parley.v1.ListQueueStatusesResponse"> & {
+  /**
+   * @generated from field: repeated parley.v1.QueueStatus statuses = 1;
+   */
+  statuses: QueueStatus[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.ListQueueStatusesResponse.
+ * Use `create(ListQueueStatusesResponseSchema)` to create a new message.
+ */
+export const ListQueueStatusesResponseSchema: GenMessage<ListQueueStatusesResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 36);
+
+/**
+ * WatchQueueStatusesRequest takes no fields.
+ *
+ * @generated from message parley.v1.WatchQueueStatusesRequest
+ */
+export type WatchQueueStatusesRequest = Message<"parley.v1.WatchQueueStatusesRequest"> & {
+};
+
+/**
+ * Describes the message parley.v1.WatchQueueStatusesRequest.
+ * Use `create(WatchQueueStatusesRequestSchema)` to create a new message.
+ */
+export const WatchQueueStatusesRequestSchema: GenMessage<WatchQueueStatusesRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 37);
+
+/**
+ * WatchQueueStatusesResponse is one change.
+ *
+ * @generated from message parley.v1.WatchQueueStatusesResponse
+ */
+export type WatchQueueStatusesResponse = Message<"parley.v1.WatchQueueStatusesResponse"> & {
+  /**
+   * @generated from oneof parley.v1.WatchQueueStatusesResponse.item
+   */
+  item: {
+    /**
+     * @generated from field: parley.v1.QueueStatus queue_status = 1;
+     */
+    value: QueueStatus;
+    case: "queueStatus";
+  } | {
+    /**
+     * @generated from field: parley.v1.Agent agent = 2;
+     */
+    value: Agent;
+    case: "agent";
+  } | {
+    /**
+     * Sent when the stream has been idle for the heartbeat interval.
+     *
+     * @generated from field: parley.v1.Heartbeat heartbeat = 3;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message parley.v1.WatchQueueStatusesResponse.
+ * Use `create(WatchQueueStatusesResponseSchema)` to create a new message.
+ */
+export const WatchQueueStatusesResponseSchema: GenMessage<WatchQueueStatusesResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 38);
 
 /**
  * RoutingService routes conversations to live agents: agents set presence,
@@ -902,7 +1213,7 @@ export const RoutingService: GenService<{
     output: typeof CreateAgentResponseSchema;
   },
   /**
-   * ListAgents lists agents with their presence and load. Admins only.
+   * ListAgents lists agents with their presence and load. Supervisors and admins.
    *
    * @generated from rpc parley.v1.RoutingService.ListAgents
    */
@@ -910,6 +1221,62 @@ export const RoutingService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentsRequestSchema;
     output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * UpdateQueue replaces a queue's name, offer timeout and policy; the
+   * change applies to the next routing decision. Admins only.
+   *
+   * @generated from rpc parley.v1.RoutingService.UpdateQueue
+   */
+  updateQueue: {
+    methodKind: "unary";
+    input: typeof UpdateQueueRequestSchema;
+    output: typeof UpdateQueueResponseSchema;
+  },
+  /**
+   * UpdateMatchingRule replaces a rule; it applies to the next interaction.
+   * Admins only.
+   *
+   * @generated from rpc parley.v1.RoutingService.UpdateMatchingRule
+   */
+  updateMatchingRule: {
+    methodKind: "unary";
+    input: typeof UpdateMatchingRuleRequestSchema;
+    output: typeof UpdateMatchingRuleResponseSchema;
+  },
+  /**
+   * UpdateAgent replaces an agent's name, capacities, skills and queues;
+   * waiting chats are re-evaluated at once. Admins only.
+   *
+   * @generated from rpc parley.v1.RoutingService.UpdateAgent
+   */
+  updateAgent: {
+    methodKind: "unary";
+    input: typeof UpdateAgentRequestSchema;
+    output: typeof UpdateAgentResponseSchema;
+  },
+  /**
+   * ListQueueStatuses lists every queue with its waiting count, oldest
+   * wait and available agents. Supervisors and admins.
+   *
+   * @generated from rpc parley.v1.RoutingService.ListQueueStatuses
+   */
+  listQueueStatuses: {
+    methodKind: "unary";
+    input: typeof ListQueueStatusesRequestSchema;
+    output: typeof ListQueueStatusesResponseSchema;
+  },
+  /**
+   * WatchQueueStatuses streams the queues' statuses and the agents'
+   * presence and load: all of them first, then each one that changes.
+   * Supervisors and admins.
+   *
+   * @generated from rpc parley.v1.RoutingService.WatchQueueStatuses
+   */
+  watchQueueStatuses: {
+    methodKind: "server_streaming";
+    input: typeof WatchQueueStatusesRequestSchema;
+    output: typeof WatchQueueStatusesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_v1_routing_service, 0);

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/session_service.proto.
  */
 export const file_parley_v1_session_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvdjEvc2Vzc2lvbl9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiFwoVR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0IkMKFkdldFByZUNoYXRGb3JtUmVzcG9uc2USKQoLaXNzdWVfdHlwZXMYASADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlIsUCChVTdGFydEd1ZXN0Q2hhdFJlcXVlc3QSHAoKcmVxdWVzdF9pZBgBIAEoCUIIukgFcgOwAQESGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIZCgVlbWFpbBgDIAEoCUIKukgHcgUY/gFgARIdCgppc3N1ZV90eXBlGAQgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgFIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgGIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQARJqCgdzaXRlX2lkGAcgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JCJcChZTdGFydEd1ZXN0Q2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEwoLZ3Vlc3RfdG9rZW4YAiABKAkipwEKGFN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdBIcCgpyZXF1ZXN0X2lkGAEgASgJQgi6SAVyA7ABARIdCgppc3N1ZV90eXBlGAIgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgDIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgEIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQASJbChlTdGFydEN1c3RvbWVyQ2hhdFJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SDwoHcmVzdW1lZBgCIAEoCCJCCh1DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBIk8KHkNsYWltR3Vlc3RDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIlYKGkxpc3RNeUNvbnZlcnNhdGlvbnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJmChtMaXN0TXlDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKFkdldENvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJIChdHZXRDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIlcKGENsb3NlQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiSgoZQ2xvc2VDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIhQKEkdldFNldHRpbmdzUmVxdWVzdCI8ChNHZXRTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMucGFybGV5LnYxLlNldHRpbmdzIkYKFVVwZGF0ZVNldHRpbmdzUmVxdWVzdBItCghzZXR0aW5ncxgBIAEoCzITLnBhcmxleS52MS5TZXR0aW5nc0IGukgDyAEBIj8KFlVwZGF0ZVNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5wYXJsZXkudjEuU2V0dGluZ3My6wYKDlNlc3Npb25TZXJ2aWNlEloKDkdldFByZUNoYXRGb3JtEiAucGFybGV5LnYxLkdldFByZUNoYXRGb3JtUmVxdWVzdBohLnBhcmxleS52MS5HZXRQcmVDaGF0Rm9ybVJlc3BvbnNlIgOQAgESVQoOU3RhcnRHdWVzdENoYXQSIC5wYXJsZXkudjEuU3RhcnRHdWVzdENoYXRSZXF1ZXN0GiEucGFybGV5LnYxLlN0YXJ0R3Vlc3RDaGF0UmVzcG9uc2USXgoRU3RhcnRDdXN0b21lckNoYXQSIy5wYXJsZXkudjEuU3RhcnRDdXN0b21lckNoYXRSZXF1ZXN0GiQucGFybGV5LnYxLlN0YXJ0Q3VzdG9tZXJDaGF0UmVzcG9uc2UScgoWQ2xhaW1HdWVzdENvbnZlcnNhdGlvbhIoLnBhcmxleS52MS5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVxdWVzdBopLnBhcmxleS52MS5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACAhJpChNMaXN0TXlDb252ZXJzYXRpb25zEiUucGFybGV5LnYxLkxpc3RNeUNvbnZlcnNhdGlvbnNSZXF1ZXN0GiYucGFybGV5LnYxLkxpc3RNeUNvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEl0KD0dldENvbnZlcnNhdGlvbhIhLnBhcmxleS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiIucGFybGV5LnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESXgoRQ2xvc2VDb252ZXJzYXRpb24SIy5wYXJsZXkudjEuQ2xvc2VDb252ZXJzYXRpb25SZXF1ZXN0GiQucGFybGV5LnYxLkNsb3NlQ29udmVyc2F0aW9uUmVzcG9uc2USUQoLR2V0U2V0dGluZ3MSHS5wYXJsZXkudjEuR2V0U2V0dGluZ3NSZXF1ZXN0Gh4ucGFybGV5LnYxLkdldFNldHRpbmdzUmVzcG9uc2UiA5ACARJVCg5VcGRhdGVTZXR0aW5ncxIgLnBhcmxleS52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5wYXJsZXkudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZUKcAQoNY29tLnBhcmxleS52MUITU2Vzc2lvblNlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_parley_v1_resources]);
+  fileDesc("Ch9wYXJsZXkvdjEvc2Vzc2lvbl9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiFwoVR2V0UHJlQ2hhdEZvcm1SZXF1ZXN0IkMKFkdldFByZUNoYXRGb3JtUmVzcG9uc2USKQoLaXNzdWVfdHlwZXMYASADKAsyFC5wYXJsZXkudjEuSXNzdWVUeXBlIrEEChVTdGFydEd1ZXN0Q2hhdFJlcXVlc3QSHAoKcmVxdWVzdF9pZBgBIAEoCUIIukgFcgOwAQESGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIZCgVlbWFpbBgDIAEoCUIKukgHcgUY/gFgARIdCgppc3N1ZV90eXBlGAQgASgJQgm6SAZyBBABGEASHwoNZmlyc3RfbWVzc2FnZRgFIAEoCUIIukgFcgMYoB8SLQoHY2hhbm5lbBgGIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgi6SAWCAQIQARJqCgdzaXRlX2lkGAcgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JBJDCghsYW5ndWFnZRgIIAEoCUIxukguciwyKl4kfF5bYS16QS1aXXsyLDN9KC1bYS16QS1aMC05XXsyLDh9KXswLDN9JBJyCgtmb3JtX2ZpZWxkcxgJIAMoCzIwLnBhcmxleS52MS5TdGFydEd1ZXN0Q2hhdFJlcXVlc3QuRm9ybUZpZWxkc0VudHJ5Qiu6SCiaASUQFCIachgyFl5bYS16XVthLXowLTlfXXswLDM5fSQqBXIDGPQDGjEKD0Zvcm1GaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlwKFlN0YXJ0R3Vlc3RDaGF0UmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbhITCgtndWVzdF90b2tlbhgCIAEoCSKWAwoYU3RhcnRDdXN0b21lckNoYXRSZXF1ZXN0EhwKCnJlcXVlc3RfaWQYASABKAlCCLpIBXIDsAEBEh0KCmlzc3VlX3R5cGUYAiABKAlCCbpIBnIEEAEYQBIfCg1maXJzdF9tZXNzYWdlGAMgASgJQgi6SAVyAxigHxItCgdjaGFubmVsGAQgASgOMhIucGFybGV5LnYxLkNoYW5uZWxCCLpIBYIBAhABEkMKCGxhbmd1YWdlGAUgASgJQjG6SC5yLDIqXiR8XlthLXpBLVpdezIsM30oLVthLXpBLVowLTldezIsOH0pezAsM30kEnUKC2Zvcm1fZmllbGRzGAYgAygLMjMucGFybGV5LnYxLlN0YXJ0Q3VzdG9tZXJDaGF0UmVxdWVzdC5Gb3JtRmllbGRzRW50cnlCK7pIKJoBJRAUIhpyGDIWXlthLXpdW2EtejAtOV9dezAsMzl9JCoFcgMY9AMaMQoPRm9ybUZpZWxkc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWwoZU3RhcnRDdXN0b21lckNoYXRSZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEg8KB3Jlc3VtZWQYAiABKAgiQgodQ2xhaW1HdWVzdENvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJPCh5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiJWChpMaXN0TXlDb252ZXJzYXRpb25zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiZgobTGlzdE15Q29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChZHZXRDb252ZXJzYXRpb25SZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiSAoXR2V0Q29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiJXChhDbG9zZUNvbnZlcnNhdGlvblJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDIkoKGUNsb3NlQ29udmVyc2F0aW9uUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiJwChNMZWF2ZU1lc3NhZ2VSZXF1ZXN0EiEKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoKcmVxdWVzdF9pZBgCIAEoCUIIukgFcgOwAQESGAoEdGV4dBgDIAEoCUIKukgHcgUQARigHyJaChRMZWF2ZU1lc3NhZ2VSZXNwb25zZRITCgtjYXNlX251bWJlchgBIAEoCRItCgxjb252ZXJzYXRpb24YAiABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIhQKEkdldFNldHRpbmdzUmVxdWVzdCI8ChNHZXRTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMucGFybGV5LnYxLlNldHRpbmdzIkYKFVVwZGF0ZVNldHRpbmdzUmVxdWVzdBItCghzZXR0aW5ncxgBIAEoCzITLnBhcmxleS52MS5TZXR0aW5nc0IGukgDyAEBIj8KFlVwZGF0ZVNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5wYXJsZXkudjEuU2V0dGluZ3MyvAcKDlNlc3Npb25TZXJ2aWNlEloKDkdldFByZUNoYXRGb3JtEiAucGFybGV5LnYxLkdldFByZUNoYXRGb3JtUmVxdWVzdBohLnBhcmxleS52MS5HZXRQcmVDaGF0Rm9ybVJlc3BvbnNlIgOQAgESVQoOU3RhcnRHdWVzdENoYXQSIC5wYXJsZXkudjEuU3RhcnRHdWVzdENoYXRSZXF1ZXN0GiEucGFybGV5LnYxLlN0YXJ0R3Vlc3RDaGF0UmVzcG9uc2USXgoRU3RhcnRDdXN0b21lckNoYXQSIy5wYXJsZXkudjEuU3RhcnRDdXN0b21lckNoYXRSZXF1ZXN0GiQucGFybGV5LnYxLlN0YXJ0Q3VzdG9tZXJDaGF0UmVzcG9uc2UScgoWQ2xhaW1HdWVzdENvbnZlcnNhdGlvbhIoLnBhcmxleS52MS5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVxdWVzdBopLnBhcmxleS52MS5DbGFpbUd1ZXN0Q29udmVyc2F0aW9uUmVzcG9uc2UiA5ACAhJpChNMaXN0TXlDb252ZXJzYXRpb25zEiUucGFybGV5LnYxLkxpc3RNeUNvbnZlcnNhdGlvbnNSZXF1ZXN0GiYucGFybGV5LnYxLkxpc3RNeUNvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEl0KD0dldENvbnZlcnNhdGlvbhIhLnBhcmxleS52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0GiIucGFybGV5LnYxLkdldENvbnZlcnNhdGlvblJlc3BvbnNlIgOQAgESXgoRQ2xvc2VDb252ZXJzYXRpb24SIy5wYXJsZXkudjEuQ2xvc2VDb252ZXJzYXRpb25SZXF1ZXN0GiQucGFybGV5LnYxLkNsb3NlQ29udmVyc2F0aW9uUmVzcG9uc2USTwoMTGVhdmVNZXNzYWdlEh4ucGFybGV5LnYxLkxlYXZlTWVzc2FnZVJlcXVlc3QaHy5wYXJsZXkudjEuTGVhdmVNZXNzYWdlUmVzcG9uc2USUQoLR2V0U2V0dGluZ3MSHS5wYXJsZXkudjEuR2V0U2V0dGluZ3NSZXF1ZXN0Gh4ucGFybGV5LnYxLkdldFNldHRpbmdzUmVzcG9uc2UiA5ACARJVCg5VcGRhdGVTZXR0aW5ncxIgLnBhcmxleS52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5wYXJsZXkudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZUKcAQoNY29tLnBhcmxleS52MUITU2Vzc2lvblNlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_parley_v1_resources]);
 
 /**
  * GetPreChatFormRequest takes no fields.
@@ -103,6 +103,20 @@ export type StartGuestChatRequest = Message<"parley.v1.StartGuestChatRequest"> &
    * @generated from field: string site_id = 7;
    */
   siteId: string;
+
+  /**
+   * The language the customer writes in (BCP 47), for routing.
+   *
+   * @generated from field: string language = 8;
+   */
+  language: string;
+
+  /**
+   * Extra pre-chat form fields, for routing and for the agent.
+   *
+   * @generated from field: map<string, string> form_fields = 9;
+   */
+  formFields: { [key: string]: string };
 };
 
 /**
@@ -172,6 +186,20 @@ export type StartCustomerChatRequest = Message<"parley.v1.StartCustomerChatReque
    * @generated from field: parley.v1.Channel channel = 4;
    */
   channel: Channel;
+
+  /**
+   * The language the customer writes in (BCP 47), for routing.
+   *
+   * @generated from field: string language = 5;
+   */
+  language: string;
+
+  /**
+   * Extra pre-chat form fields, for routing and for the agent.
+   *
+   * @generated from field: map<string, string> form_fields = 6;
+   */
+  formFields: { [key: string]: string };
 };
 
 /**
@@ -377,6 +405,61 @@ export const CloseConversationResponseSchema: GenMessage<CloseConversationRespon
   messageDesc(file_parley_v1_session_service, 13);
 
 /**
+ * LeaveMessageRequest carries the message.
+ *
+ * @generated from message parley.v1.LeaveMessageRequest
+ */
+export type LeaveMessageRequest = Message<"parley.v1.LeaveMessageRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: string text = 3;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message parley.v1.LeaveMessageRequest.
+ * Use `create(LeaveMessageRequestSchema)` to create a new message.
+ */
+export const LeaveMessageRequestSchema: GenMessage<LeaveMessageRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 14);
+
+/**
+ * LeaveMessageResponse tells the case the message became.
+ *
+ * @generated from message parley.v1.LeaveMessageResponse
+ */
+export type LeaveMessageResponse = Message<"parley.v1.LeaveMessageResponse"> & {
+  /**
+   * Such as CS0001001, for the customer to quote.
+   *
+   * @generated from field: string case_number = 1;
+   */
+  caseNumber: string;
+
+  /**
+   * @generated from field: parley.v1.Conversation conversation = 2;
+   */
+  conversation?: Conversation | undefined;
+};
+
+/**
+ * Describes the message parley.v1.LeaveMessageResponse.
+ * Use `create(LeaveMessageResponseSchema)` to create a new message.
+ */
+export const LeaveMessageResponseSchema: GenMessage<LeaveMessageResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_session_service, 15);
+
+/**
  * GetSettingsRequest takes no fields.
  *
  * @generated from message parley.v1.GetSettingsRequest
@@ -389,7 +472,7 @@ export type GetSettingsRequest = Message<"parley.v1.GetSettingsRequest"> & {
  * Use `create(GetSettingsRequestSchema)` to create a new message.
  */
 export const GetSettingsRequestSchema: GenMessage<GetSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 14);
+  messageDesc(file_parley_v1_session_service, 16);
 
 /**
  * GetSettingsResponse carries the settings.
@@ -408,7 +491,7 @@ export type GetSettingsResponse = Message<"parley.v1.GetSettingsResponse"> & {
  * Use `create(GetSettingsResponseSchema)` to create a new message.
  */
 export const GetSettingsResponseSchema: GenMessage<GetSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 15);
+  messageDesc(file_parley_v1_session_service, 17);
 
 /**
  * UpdateSettingsRequest carries the new settings.
@@ -427,7 +510,7 @@ export type UpdateSettingsRequest = Message<"parley.v1.UpdateSettingsRequest"> &
  * Use `create(UpdateSettingsRequestSchema)` to create a new message.
  */
 export const UpdateSettingsRequestSchema: GenMessage<UpdateSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 16);
+  messageDesc(file_parley_v1_session_service, 18);
 
 /**
  * UpdateSettingsResponse carries the stored settings.
@@ -446,7 +529,7 @@ export type UpdateSettingsResponse = Message<"parley.v1.UpdateSettingsResponse">
  * Use `create(UpdateSettingsResponseSchema)` to create a new message.
  */
 export const UpdateSettingsResponseSchema: GenMessage<UpdateSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_session_service, 17);
+  messageDesc(file_parley_v1_session_service, 19);
 
 /**
  * SessionService starts, reads and closes conversations and holds the
@@ -539,6 +622,19 @@ export const SessionService: GenService<{
     methodKind: "unary";
     input: typeof CloseConversationRequestSchema;
     output: typeof CloseConversationResponseSchema;
+  },
+  /**
+   * LeaveMessage ends a chat that is still waiting for an agent by leaving
+   * a message instead: it becomes a case for the service team, and the
+   * conversation closes. Its guest or customer may call it. A retry with
+   * the same request_id returns the same case.
+   *
+   * @generated from rpc parley.v1.SessionService.LeaveMessage
+   */
+  leaveMessage: {
+    methodKind: "unary";
+    input: typeof LeaveMessageRequestSchema;
+    output: typeof LeaveMessageResponseSchema;
   },
   /**
    * GetSettings returns the installation's settings. Admins only.

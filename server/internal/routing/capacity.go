@@ -1,0 +1,196 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/offer"
+	"github.com/parleyhq/parley/ent/predicate"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/routing/engine"
+)
+
+// Channels are the channels an agent's presence and capacity apply to.
+var Channels = []string{
+	string(interaction.ChannelWebPortal), string(interaction.ChannelMessenger), string(interaction.ChannelMobile),
+}
+
+// notes collects the hub keys a transaction's changes wake, to notify once
+// it commits.
+type notes struct{ keys []string }
+
+func (n *notes) agent(id uuid.UUID) {
+	n.keys = append(n.keys, events.AgentKey(id.String()), events.RoutingKey)
+}
+
+func (n *notes) conversation(id uuid.UUID) {
+	n.keys = append(n.keys, events.ConversationKey(id.String()))
+}
+
+func (n *notes) queue(id *uuid.UUID) {
+	if id != nil {
+		n.keys = append(n.keys, events.QueueKey(id.String()), events.RoutingKey)
+	}
+}
+
+// presenceOn is an agent's presence on one channel.
+func presenceOn(a *ent.Agent, channel string) agent.Presence {
+	if p, ok := a.ChannelPresence[channel]; ok {
+		return agent.Presence(p)
+	}
+	return a.Presence
+}
+
+// errUnavailable reports that an agent could not take more work: not
+// available on the channel, or no free capacity there. It rolls back the
+// transaction that met it.
+var errUnavailable = fmt.Errorf("agent is not available or has no free capacity")
+
+// hasFreeCapacity matches agents whose load is below their capacity.
+func hasFreeCapacity() predicate.Agent {
+	return func(s *entsql.Selector) {
+		s.Where(entsql.ColumnsLT(s.C(agent.FieldLoad), s.C(agent.FieldCapacity)))
+	}
+}
+
+// reserveCapacity takes one unit of an agent's capacity for work on
+// channel, or fails with errUnavailable (and the transaction must roll
+// back). The conditional update keeps the universal capacity and locks the
+// agent's row; the channel's presence and capacity are then checked under
+// that lock.
+func reserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, channel string, now time.Time) error {
+	n, err := tx.Agent.Update().
+		Where(agent.ID(agentID), hasFreeCapacity()).
+		AddLoad(1).
+		SetLastAssignedAt(now).
+		Save(ctx)
+	if err != nil {
+		return fmt.Errorf("reserve capacity of agent %s: %w", agentID, err)
+	}
+	if n == 0 {
+		return errUnavailable
+	}
+	a, err := tx.Agent.Get(ctx, agentID)
+	if err != nil {
+		return fmt.Errorf("load agent %s: %w", agentID, err)
+	}
+	if presenceOn(a, channel) != agent.PresenceAvailable {
+		return errUnavailable
+	}
+	if limit, ok := a.ChannelCapacity[channel]; ok {
+		loads, err := channelLoads(ctx, tx.Client(), []uuid.UUID{agentID})
+		if err != nil {
+			return err
+		}
+		// The new work is not stored yet: the count holds only earlier work.
+		if loads[agentID][channel] >= limit {
+			return errUnavailable
+		}
+	}
+	return nil
+}
+
+// ReleaseCapacity gives one unit of an agent's capacity back.
+func ReleaseCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID) error {
+	if _, err := tx.Agent.Update().Where(agent.ID(agentID), agent.LoadGT(0)).AddLoad(-1).Save(ctx); err != nil {
+		return fmt.Errorf("release capacity of agent %s: %w", agentID, err)
+	}
+	return nil
+}
+
+// channelLoads counts each agent's work per channel: held conversations,
+// conversations in wrap-up and pending offers.
+func channelLoads(ctx context.Context, db *ent.Client, agentIDs []uuid.UUID) (map[uuid.UUID]map[string]int, error) {
+	out := map[uuid.UUID]map[string]int{}
+	add := func(a uuid.UUID, channel string) {
+		if out[a] == nil {
+			out[a] = map[string]int{}
+		}
+		out[a][channel]++
+	}
+	held, err := db.Conversation.Query().
+		Where(conversation.AgentIDIn(agentIDs...), conversation.Or(
+			conversation.StateEQ(conversation.StateAssigned),
+			conversation.WrapUpUntilNotNil(),
+		)).
+		WithInteraction().
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count held conversations: %w", err)
+	}
+	for _, c := range held {
+		add(*c.AgentID, string(c.Edges.Interaction.Channel))
+	}
+	offers, err := db.Offer.Query().
+		Where(offer.AgentIDIn(agentIDs...), offer.StateEQ(offer.StatePending)).
+		WithConversation(func(q *ent.ConversationQuery) { q.WithInteraction() }).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count pending offers: %w", err)
+	}
+	for _, o := range offers {
+		add(o.AgentID, string(o.Edges.Conversation.Edges.Interaction.Channel))
+	}
+	return out, nil
+}
+
+// loadPool returns the agents who could take work now (available on some
+// channel, with free capacity) as the engine sees them.
+func loadPool(ctx context.Context, db *ent.Client) ([]engine.Agent, error) {
+	agents, err := db.Agent.Query().Where(hasFreeCapacity()).WithQueues().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find available agents: %w", err)
+	}
+	var ids []uuid.UUID
+	var pool []engine.Agent
+	for _, a := range agents {
+		ea := engineAgent(a)
+		if len(ea.AvailableOn) == 0 {
+			continue
+		}
+		ids = append(ids, a.ID)
+		pool = append(pool, ea)
+	}
+	if len(pool) == 0 {
+		return nil, nil
+	}
+	loads, err := channelLoads(ctx, db, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pool {
+		pool[i].ChannelLoad = loads[ids[i]]
+	}
+	return pool, nil
+}
+
+// engineAgent converts an agent (with its queues) for the engine, without
+// its per-channel load.
+func engineAgent(a *ent.Agent) engine.Agent {
+	out := engine.Agent{
+		ID: a.ID.String(), Capacity: a.Capacity, Load: a.Load,
+		ChannelCapacity: a.ChannelCapacity, AvailableOn: map[string]bool{}, Skills: map[string]bool{}, Queues: map[string]bool{},
+	}
+	if a.LastAssignedAt != nil {
+		out.LastAssigned = *a.LastAssignedAt
+	}
+	for _, c := range Channels {
+		if presenceOn(a, c) == agent.PresenceAvailable {
+			out.AvailableOn[c] = true
+		}
+	}
+	for _, s := range a.Skills {
+		out.Skills[s] = true
+	}
+	for _, q := range a.Edges.Queues {
+		out.Queues[q.ID.String()] = true
+	}
+	return out
+}

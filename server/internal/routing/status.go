@@ -1,0 +1,192 @@
+package routing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/conversation"
+	"github.com/parleyhq/parley/ent/offer"
+	"github.com/parleyhq/parley/ent/queue"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/paging"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// queueStatus reads one queue's live state.
+func queueStatus(ctx context.Context, db *ent.Client, q *ent.Queue) (*parleyv1.QueueStatus, error) {
+	out := &parleyv1.QueueStatus{Queue: queueToProto(q)}
+	waiting := db.Conversation.Query().Where(conversation.QueueID(q.ID), conversation.StateEQ(conversation.StateQueued))
+	n, err := waiting.Clone().Count(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count waiting in %s: %w", q.ID, err)
+	}
+	out.Waiting = int32(n)
+	if n > 0 {
+		oldest, err := waiting.Clone().Order(ent.Asc(conversation.FieldQueuedAt)).First(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("find oldest waiting in %s: %w", q.ID, err)
+		}
+		out.OldestQueueTime = timestamppb.New(*oldest.QueuedAt)
+	}
+	members, err := db.Agent.Query().Where(agent.HasQueuesWith(queue.ID(q.ID))).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load members of %s: %w", q.ID, err)
+	}
+	for _, a := range members {
+		for _, c := range Channels {
+			if presenceOn(a, c) == agent.PresenceAvailable {
+				out.AvailableAgents++
+				out.FreeCapacity += int32(max(0, a.Capacity-a.Load))
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// ListQueueStatuses lists queues with their waiting counts, oldest waits
+// and available agents.
+func (s *Service) ListQueueStatuses(ctx context.Context, req *parleyv1.ListQueueStatusesRequest) (*parleyv1.ListQueueStatusesResponse, error) {
+	after, err := paging.DecodeID("queue-statuses", req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	size := paging.Size(req.GetPageSize(), 100, 500)
+	rows, err := s.db.Queue.Query().Where(queue.IDGT(after)).Order(ent.Asc(queue.FieldID)).Limit(size + 1).All(ctx)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("list queues: %w", err))
+	}
+	page, next := paging.Trim(rows, size, "queue-statuses", func(q *ent.Queue) string { return q.ID.String() })
+	resp := &parleyv1.ListQueueStatusesResponse{NextPageToken: next}
+	for _, q := range page {
+		st, err := queueStatus(ctx, s.db, q)
+		if err != nil {
+			return nil, apierr.Internal(err)
+		}
+		resp.Statuses = append(resp.Statuses, st)
+	}
+	return resp, nil
+}
+
+// WatchQueueStatuses sends every queue's status and every agent, then each
+// one again whenever it changes. Each wake-up re-reads the store and sends
+// the difference from what the stream already told.
+func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueueStatusesRequest, stream parleyv1connect.RoutingServiceWatchQueueStatusesServerStream) error {
+	if err := stream.SendHeaders(); err != nil {
+		return err
+	}
+	sent := map[string]proto.Message{}
+	beat := time.NewTicker(s.heartbeat)
+	defer beat.Stop()
+	const resume = "open WatchQueueStatuses again: it resends every queue and agent"
+	for {
+		wake := s.hub.Wait(events.RoutingKey)
+		if err := s.sendStatusChanges(ctx, sent, stream); err != nil {
+			if ctx.Err() != nil {
+				return apierr.StreamEnded(ctx, resume)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return apierr.StreamEnded(ctx, resume)
+		case <-wake:
+		case <-beat.C:
+			hb := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
+			if err := stream.Send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_Heartbeat{Heartbeat: hb}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Service) sendStatusChanges(ctx context.Context, sent map[string]proto.Message, stream parleyv1connect.RoutingServiceWatchQueueStatusesServerStream) error {
+	queues, err := s.db.Queue.Query().Order(ent.Asc(queue.FieldID)).All(ctx)
+	if err != nil {
+		return apierr.Internal(fmt.Errorf("load queues: %w", err))
+	}
+	for _, q := range queues {
+		st, err := queueStatus(ctx, s.db, q)
+		if err != nil {
+			return apierr.Internal(err)
+		}
+		key := "queue/" + q.ID.String()
+		if prev, ok := sent[key]; ok && proto.Equal(prev, st) {
+			continue
+		}
+		if err := stream.Send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_QueueStatus{QueueStatus: st}}); err != nil {
+			return err
+		}
+		sent[key] = st
+	}
+	agents, err := s.db.Agent.Query().Order(ent.Asc(agent.FieldID)).WithQueues().All(ctx)
+	if err != nil {
+		return apierr.Internal(fmt.Errorf("load agents: %w", err))
+	}
+	for _, a := range agents {
+		out := agentToProto(a)
+		key := "agent/" + a.ID.String()
+		if prev, ok := sent[key]; ok && proto.Equal(prev, out) {
+			continue
+		}
+		if err := stream.Send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_Agent{Agent: out}}); err != nil {
+			return err
+		}
+		sent[key] = out
+	}
+	return nil
+}
+
+// estimateWindow is how far back queue throughput is measured for wait
+// estimates.
+const estimateWindow = time.Hour
+
+// Position tells where a waiting conversation stands in its queue (1 is
+// next: the chats served before it are those of higher priority, then
+// those queued earlier) and how long it will likely wait: its position
+// times the average interval between chats taken from the queue over the
+// last hour, or nil without any taken. ok is false unless it waits.
+func Position(ctx context.Context, db *ent.Client, conversationID uuid.UUID, now time.Time) (_ *parleyv1.QueuePosition, ok bool, err error) {
+	c, err := db.Conversation.Get(ctx, conversationID)
+	if err != nil {
+		return nil, false, fmt.Errorf("load conversation: %w", err)
+	}
+	if c.State != conversation.StateQueued || c.QueueID == nil || c.QueuedAt == nil {
+		return nil, false, nil
+	}
+	ahead, err := db.Conversation.Query().Where(
+		conversation.QueueID(*c.QueueID),
+		conversation.StateEQ(conversation.StateQueued),
+		conversation.Or(
+			conversation.PriorityGT(c.Priority),
+			conversation.And(conversation.Priority(c.Priority), conversation.QueuedAtLT(*c.QueuedAt)),
+			conversation.And(conversation.Priority(c.Priority), conversation.QueuedAt(*c.QueuedAt), conversation.IDLT(c.ID)),
+		),
+	).Count(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("count chats ahead: %w", err)
+	}
+	out := &parleyv1.QueuePosition{QueueId: c.QueueID.String(), Position: int32(ahead + 1)}
+	taken, err := db.Offer.Query().Where(
+		offer.StateEQ(offer.StateAccepted),
+		offer.DecidedAtGT(now.Add(-estimateWindow)),
+		offer.TransferFromAgentIDIsNil(),
+		offer.HasConversationWith(conversation.QueueID(*c.QueueID)),
+	).Count(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("count chats taken: %w", err)
+	}
+	if taken > 0 {
+		out.EstimatedWait = durationpb.New(estimateWindow / time.Duration(taken) * time.Duration(ahead+1))
+	}
+	return out, true, nil
+}
