@@ -144,12 +144,29 @@ func (s *Service) decidedOffer(ctx context.Context, p *auth.Principal, id uuid.U
 // pendingOfferOf loads an offer the caller may decide on now.
 func (s *Service) pendingOfferOf(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) (*ent.Offer, error) {
 	o, err := tx.Offer.Get(ctx, id)
-	if ent.IsNotFound(err) || (err == nil && o.AgentID != p.AgentID) {
-		// Permission before existence: another agent's offer looks like none.
-		return nil, apierr.New(connect.CodeNotFound, "OFFER_NOT_FOUND", fmt.Sprintf("you have no offer %s", id))
+	notFound := apierr.New(connect.CodeNotFound, "OFFER_NOT_FOUND", fmt.Sprintf("you have no offer %s", id))
+	if ent.IsNotFound(err) {
+		return nil, notFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load offer: %w", err)
+	}
+	if o.AgentID != p.AgentID {
+		// Permission before existence: an agent outside the chat's queue
+		// learns nothing. A member of it sees the queue's chats anyway, so
+		// it learns that this one went to someone else.
+		member, err := tx.Conversation.Query().Where(
+			conversation.ID(o.ConversationID),
+			conversation.HasQueueWith(queue.HasAgentsWith(agent.ID(p.AgentID))),
+		).Exist(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("check queue membership: %w", err)
+		}
+		if !member {
+			return nil, notFound
+		}
+		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_FOR_ANOTHER_AGENT",
+			fmt.Sprintf("offer %s is for another agent", id))
 	}
 	if o.State == offer.StatePending && !now.Before(o.ExpiresAt) {
 		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_EXPIRED", fmt.Sprintf("offer %s expired", id))

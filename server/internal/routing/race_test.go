@@ -1,0 +1,129 @@
+package routing_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+
+	"github.com/parleyhq/parley/clients/go/parley"
+	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/offer"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/servertest"
+)
+
+// TestFiftyAgentsRaceForOneOffer: 50 available agents of one queue race
+// to accept the one offer of a waiting chat (each sends AcceptOffer for
+// it at once, while four routing passes run too), 1,000 times. Exactly
+// one wins, the offered agent; the 49 others get FailedPrecondition; the
+// chat ends with one agent; no agent's load exceeds its capacity.
+func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
+	rounds := 1000
+	if testing.Short() {
+		rounds = 50
+	}
+	srv := servertest.Start(t, unlimitedGuests)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	adm := srv.Client(parley.Connect, servertest.AdminToken)
+	q, err := adm.Routing.CreateQueue(ctx, &parleyv1.CreateQueueRequest{DisplayName: "Race"})
+	must(t, err)
+	_, err = adm.Routing.CreateMatchingRule(ctx, &parleyv1.CreateMatchingRuleRequest{
+		DisplayName: "race", Order: 1, QueueId: q.GetQueue().GetId(),
+		Condition: &parleyv1.Condition{Kind: &parleyv1.Condition_FieldIn{FieldIn: &parleyv1.FieldIn{Field: "issue_type", Values: []string{"billing"}}}},
+	})
+	must(t, err)
+	agents := make([]*parley.Client, 50)
+	ids := map[string]int{}
+	for i := range agents {
+		a, err := adm.Routing.CreateAgent(ctx, &parleyv1.CreateAgentRequest{
+			DisplayName: fmt.Sprintf("Racer %02d", i), Capacity: 2, QueueIds: []string{q.GetQueue().GetId()},
+		})
+		must(t, err)
+		agents[i] = srv.Client(parley.Connect, a.GetToken())
+		ids[a.GetAgent().GetId()] = i
+		_, err = agents[i].Routing.SetPresence(ctx, &parleyv1.SetPresenceRequest{Presence: parleyv1.Presence_PRESENCE_AVAILABLE})
+		must(t, err)
+	}
+	anon := srv.Client(parley.Connect, "")
+	for round := range rounds {
+		start, err := anon.Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+			RequestId: uuid.NewString(), Name: "Racer", Email: "r@example.com", IssueType: "billing",
+		})
+		must(t, err)
+		convID := uuid.MustParse(start.GetConversation().GetId())
+		var o offerRow
+		for o.id == "" {
+			must(t, srv.App.Dispatch(ctx))
+			row, err := srv.DB.Offer.Query().Where(offer.ConversationID(convID), offer.StateEQ(offer.StatePending)).Only(ctx)
+			if err == nil {
+				o = offerRow{row.ID.String(), row.AgentID.String()}
+			}
+		}
+		var wg sync.WaitGroup
+		codes := make([]connect.Code, len(agents))
+		won := make([]bool, len(agents))
+		for i, c := range agents {
+			wg.Go(func() {
+				_, err := c.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: o.id})
+				won[i], codes[i] = err == nil, connect.CodeOf(err)
+			})
+		}
+		for range 4 {
+			wg.Go(func() { _ = srv.App.Dispatch(ctx) })
+		}
+		wg.Wait()
+		winners := 0
+		for i := range agents {
+			switch {
+			case won[i]:
+				winners++
+				if i != ids[o.agent] {
+					t.Fatalf("round %d: agent %d won an offer made to agent %d", round, i, ids[o.agent])
+				}
+			case codes[i] != connect.CodeFailedPrecondition:
+				t.Fatalf("round %d: agent %d got %v, want FailedPrecondition", round, i, codes[i])
+			}
+		}
+		if winners != 1 {
+			t.Fatalf("round %d: %d winners", round, winners)
+		}
+		conv, err := srv.DB.Conversation.Get(ctx, convID)
+		must(t, err)
+		if conv.AgentID == nil || conv.AgentID.String() != o.agent {
+			t.Fatalf("round %d: the chat is with %v, want %s", round, conv.AgentID, o.agent)
+		}
+		if n, err := srv.DB.Offer.Query().Where(offer.ConversationID(convID), offer.StateEQ(offer.StateAccepted)).Count(ctx); err != nil || n != 1 {
+			t.Fatalf("round %d: %d accepted offers (%v)", round, n, err)
+		}
+		_, err = agents[ids[o.agent]].Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: conv.ID.String()})
+		must(t, err)
+	}
+	all, err := srv.DB.Agent.Query().Where(agent.LoadGT(0)).Count(ctx)
+	must(t, err)
+	if all != 0 {
+		t.Fatalf("%d agents still hold capacity after every chat closed", all)
+	}
+}
+
+type offerRow struct{ id, agent string }
+
+// unlimitedGuests lifts the demo's guest session limits, for tests that
+// start many chats from one address.
+var unlimitedGuests = servertest.WithBootstrap(func(f *bootstrap.File) {
+	f.Settings.MaxGuestSessionsPerHour = 1_000_000
+	f.Settings.MaxGuestSessionsPerHourPerAddress = 0
+})
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
