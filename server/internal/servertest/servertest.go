@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,9 +48,17 @@ type Server struct {
 	// HTTP1Requests and HTTP2Requests count requests by HTTP major
 	// version, so tests can prove which protocol carried them.
 	HTTP1Requests, HTTP2Requests atomic.Int64
+
+	stop func()
 }
 
+// Stop shuts the server down now, as a crash between requests would
+// (nothing is flushed that a commit did not already write); Start another
+// with WithDBFile on the same file to restart it.
+func (s *Server) Stop() { s.stop() }
+
 type config struct {
+	dbFile    string
 	clock     *clock.Fake
 	bootstrap func(*bootstrap.File)
 	opts      app.Options
@@ -61,6 +70,18 @@ type Option func(*config)
 // WithFakeClock runs the server on a fake clock starting at start.
 func WithFakeClock(start time.Time) Option {
 	return func(c *config) { c.clock = clock.NewFake(start) }
+}
+
+// WithDBFile keeps the store in path instead of a new temp file, so a
+// test can stop a server and start another on the same data.
+func WithDBFile(path string) Option {
+	return func(c *config) { c.dbFile = path }
+}
+
+// WithClock runs the server on an existing fake clock (shared by servers
+// that follow each other on one store).
+func WithClock(clk *clock.Fake) Option {
+	return func(c *config) { c.clock = clk }
 }
 
 // WithBootstrap edits the demo bootstrap file before it is applied.
@@ -81,13 +102,14 @@ func Start(t testing.TB, opts ...Option) *Server {
 		opt(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"), store.SyncNormal)
+	if cfg.dbFile == "" {
+		cfg.dbFile = filepath.Join(t.TempDir(), "parley.db")
+	}
+	db, err := store.OpenSQLite(ctx, cfg.dbFile, store.SyncNormal)
 	if err != nil {
+		cancel()
 		t.Fatalf("open store: %v", err)
 	}
-	t.Cleanup(func() { db.Close() })
 	boot, err := bootstrap.Parse(bootstrap.Demo)
 	if err != nil {
 		t.Fatalf("parse demo bootstrap: %v", err)
@@ -134,9 +156,17 @@ func Start(t testing.TB, opts ...Option) *Server {
 	ts.Config.Protocols.SetHTTP1(true)
 	ts.Config.Protocols.SetUnencryptedHTTP2(true)
 	ts.Start()
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			a.Drain()
+			ts.Close()
+			cancel()
+			db.Close()
+		})
+	}
 	t.Cleanup(func() {
-		a.Drain()
-		ts.Close()
+		s.stop()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
