@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -19,9 +20,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/auth"
+	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -73,10 +76,58 @@ type IssueType struct {
 	DisplayName string `yaml:"display_name"`
 }
 
-// Queue is a chat queue; rules and agents refer to it by name.
+// Queue is a chat queue; rules and agents refer to it by name. The
+// policy fields are those of parley.v1.QueuePolicy; enums are written in
+// lower case without their prefix ("least_recently_assigned", "away").
 type Queue struct {
-	Name         string        `yaml:"name"`
-	OfferTimeout time.Duration `yaml:"offer_timeout"`
+	Name           string        `yaml:"name"`
+	OfferTimeout   time.Duration `yaml:"offer_timeout"`
+	Priority       int32         `yaml:"priority"`
+	Strategy       string        `yaml:"strategy"`
+	RequiredSkills []string      `yaml:"required_skills"`
+	// TimeoutPresence is where an agent who lets an offer lapse goes.
+	TimeoutPresence string        `yaml:"timeout_presence"`
+	AutoAccept      bool          `yaml:"auto_accept"`
+	MaxWait         time.Duration `yaml:"max_wait"`
+	// Overflow names the queue chats move to after MaxWait.
+	Overflow  string        `yaml:"overflow"`
+	AgentLoss string        `yaml:"agent_loss"`
+	WrapUp    time.Duration `yaml:"wrap_up"`
+}
+
+// enumValue reads a lower-case enum name such as "away" as the value of
+// the enum whose names start with prefix ("PRESENCE_"); "" is 0.
+func enumValue(values map[string]int32, prefix, name string) (int32, error) {
+	if name == "" {
+		return 0, nil
+	}
+	v, ok := values[prefix+strings.ToUpper(name)]
+	if !ok || v == 0 {
+		return 0, fmt.Errorf("%q is not a known %s value", name, strings.ToLower(strings.TrimSuffix(prefix, "_")))
+	}
+	return v, nil
+}
+
+// policy returns the queue's policy as the API type, without its overflow
+// queue (which is known by name here, by id in the store).
+func (q Queue) policy() (*parleyv1.QueuePolicy, error) {
+	strategy, err := enumValue(parleyv1.RoutingStrategy_value, "ROUTING_STRATEGY_", q.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	presence, err := enumValue(parleyv1.Presence_value, "PRESENCE_", q.TimeoutPresence)
+	if err != nil {
+		return nil, err
+	}
+	loss, err := enumValue(parleyv1.AgentLossPolicy_value, "AGENT_LOSS_POLICY_", q.AgentLoss)
+	if err != nil {
+		return nil, err
+	}
+	return &parleyv1.QueuePolicy{
+		Strategy: parleyv1.RoutingStrategy(strategy), Priority: q.Priority, RequiredSkills: q.RequiredSkills,
+		TimeoutPresence: parleyv1.Presence(presence), AutoAccept: q.AutoAccept, MaxWait: durationpb.New(q.MaxWait),
+		AgentLossPolicy: parleyv1.AgentLossPolicy(loss), WrapUp: durationpb.New(q.WrapUp),
+	}, nil
 }
 
 // Rule is a matching rule: when every listed interaction field has one of
@@ -101,6 +152,21 @@ type Agent struct {
 	Capacity int32    `yaml:"capacity"`
 	Queues   []string `yaml:"queues"`
 	Token    string   `yaml:"token"`
+	Skills   []string `yaml:"skills"`
+	// ChannelCapacity limits work per channel (web_portal, messenger,
+	// mobile) within Capacity.
+	ChannelCapacity map[string]int32 `yaml:"channel_capacity"`
+}
+
+// request returns the agent as the API's create request.
+func (a Agent) request() *parleyv1.CreateAgentRequest {
+	req := &parleyv1.CreateAgentRequest{DisplayName: a.Name, Capacity: a.Capacity, Skills: a.Skills}
+	for _, name := range slices.Sorted(maps.Keys(a.ChannelCapacity)) {
+		req.ChannelCapacities = append(req.ChannelCapacities, &parleyv1.ChannelCapacity{
+			Channel: convpkg.ChannelToProto(interaction.Channel(name)), Capacity: a.ChannelCapacity[name],
+		})
+	}
+	return req
 }
 
 // Parse decodes a bootstrap file strictly (unknown keys are errors) and
@@ -159,7 +225,11 @@ func (f *File) check() error {
 	}
 	queues := map[string]bool{}
 	for i, q := range f.Queues {
-		req := &parleyv1.CreateQueueRequest{DisplayName: q.Name, OfferTimeout: durationpb.New(q.OfferTimeout)}
+		policy, err := q.policy()
+		if err != nil {
+			return fmt.Errorf("queues[%d]: %w", i, err)
+		}
+		req := &parleyv1.CreateQueueRequest{DisplayName: q.Name, OfferTimeout: durationpb.New(q.OfferTimeout), Policy: policy}
 		if err := v.Validate(req); err != nil {
 			return fmt.Errorf("queues[%d]: %w", i, err)
 		}
@@ -170,6 +240,11 @@ func (f *File) check() error {
 			return fmt.Errorf("queues[%d]: duplicate queue name %q", i, q.Name)
 		}
 		queues[q.Name] = true
+	}
+	for i, q := range f.Queues {
+		if q.Overflow != "" && (!queues[q.Overflow] || q.Overflow == q.Name) {
+			return fmt.Errorf("queues[%d]: overflow %q must name another queue in queues", i, q.Overflow)
+		}
 	}
 	orders := map[int32]bool{}
 	for i, r := range f.Rules {
@@ -219,7 +294,12 @@ func (f *File) check() error {
 	}
 	for i, a := range f.Agents {
 		where := fmt.Sprintf("agents[%d] %q", i, a.Name)
-		if err := v.Validate(&parleyv1.CreateAgentRequest{DisplayName: a.Name, Capacity: a.Capacity}); err != nil {
+		for name := range a.ChannelCapacity {
+			if !slices.Contains(routing.Channels, name) {
+				return fmt.Errorf("%s: channel_capacity names %q, not one of %v", where, name, routing.Channels)
+			}
+		}
+		if err := v.Validate(a.request()); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		for _, q := range a.Queues {
@@ -286,16 +366,28 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 			return fmt.Errorf("create settings: %w", err)
 		}
 		queueIDs := map[string]uuid.UUID{}
+		// Queues first, then their overflow queues, which refer to others.
 		for _, q := range f.Queues {
-			timeout, err := routing.QueueOfferTimeout(q.OfferTimeout)
+			policy, err := q.policy()
 			if err != nil {
 				return err
 			}
-			row, err := tx.Queue.Create().SetDisplayName(q.Name).SetOfferTimeoutMs(timeout.Milliseconds()).Save(ctx)
+			create := tx.Queue.Create()
+			if err := routing.SetQueue(ctx, tx, create.Mutation(), uuid.Nil, q.Name, q.OfferTimeout, policy); err != nil {
+				return fmt.Errorf("queue %q: %w", q.Name, err)
+			}
+			row, err := create.Save(ctx)
 			if err != nil {
 				return fmt.Errorf("create queue %q: %w", q.Name, err)
 			}
 			queueIDs[q.Name] = row.ID
+		}
+		for _, q := range f.Queues {
+			if q.Overflow != "" {
+				if err := tx.Queue.UpdateOneID(queueIDs[q.Name]).SetOverflowQueueID(queueIDs[q.Overflow]).Exec(ctx); err != nil {
+					return fmt.Errorf("set overflow of queue %q: %w", q.Name, err)
+				}
+			}
 		}
 		for _, r := range f.Rules {
 			cond, err := protojson.Marshal(r.condition())
@@ -342,7 +434,12 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 			if capacity == 0 {
 				capacity = routing.DefaultCapacity
 			}
-			create := tx.Agent.Create().SetDisplayName(a.Name).SetCapacity(capacity)
+			channels := map[string]int{}
+			for name, limit := range a.ChannelCapacity {
+				channels[name] = int(limit)
+			}
+			create := tx.Agent.Create().SetDisplayName(a.Name).SetCapacity(capacity).
+				SetSkills(append([]string{}, a.Skills...)).SetChannelCapacity(channels)
 			for _, q := range a.Queues {
 				create.AddQueueIDs(queueIDs[q])
 			}

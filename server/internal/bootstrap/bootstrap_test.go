@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -53,6 +55,9 @@ func TestParseRejects(t *testing.T) {
 		{"offer timeout too short", "offer_timeout: 30s}\n  - {name: Order", "offer_timeout: 10ms}\n  - {name: Order", "offer_timeout must be 0"},
 		{"duplicate order", "order: 200", "order: 100", "already has order 100"},
 		{"unknown rule field", "when: {issue_type: [order]}", "when: {colour: [red]}", "condition.field_in.field: does not match regex pattern"},
+		{"unknown strategy", "{name: Billing Support,", "{name: Billing Support, strategy: random,", `"random" is not a known routing_strategy value`},
+		{"overflow to an unknown queue", "{name: Billing Support,", "{name: Billing Support, overflow: Nowhere,", `overflow "Nowhere" must name another queue`},
+		{"unknown channel capacity", "capacity: 2\n", "capacity: 2\n    channel_capacity: {fax: 1}\n", `channel_capacity names "fax"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,5 +69,47 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestQueuePolicyFromFile: a queue's routing policy and an agent's skills
+// and channel limits are read from the file and stored.
+func TestQueuePolicyFromFile(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "parley.db"), store.SyncNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	data := strings.Replace(string(bootstrap.Demo), "{name: Billing Support, offer_timeout: 30s}",
+		"{name: Billing Support, offer_timeout: 30s, priority: 7, strategy: least_recently_assigned, required_skills: [billing],"+
+			" timeout_presence: offline, max_wait: 5m, overflow: Order Support, agent_loss: keep, wrap_up: 1m, auto_accept: true}", 1)
+	data = strings.Replace(data, "capacity: 2\n", "capacity: 2\n    skills: [french]\n    channel_capacity: {mobile: 1}\n", 1)
+	f, err := bootstrap.Parse([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bootstrap.Apply(ctx, db, f); err != nil {
+		t.Fatal(err)
+	}
+	q, err := db.Queue.Query().Where(queue.DisplayName("Billing Support")).Only(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, err := db.Queue.Query().Where(queue.DisplayName("Order Support")).Only(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Priority != 7 || q.Strategy != queue.StrategyLeastRecentlyAssigned || len(q.RequiredSkills) != 1 || q.TimeoutPresence != queue.TimeoutPresenceOffline ||
+		q.MaxWaitMs != 300000 || q.OverflowQueueID == nil || *q.OverflowQueueID != order.ID || q.AgentLossPolicy != queue.AgentLossPolicyKeep ||
+		q.WrapUpMs != 60000 || !q.AutoAccept {
+		t.Fatalf("queue policy not stored: %+v", q)
+	}
+	abel, err := db.Agent.Query().Where(agent.DisplayName("Abel Tuter")).Only(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(abel.Skills) != 1 || abel.Skills[0] != "french" || abel.ChannelCapacity["mobile"] != 1 {
+		t.Fatalf("agent: skills %v, channel capacity %v", abel.Skills, abel.ChannelCapacity)
 	}
 }

@@ -55,10 +55,10 @@ var (
 	}
 )
 
-// setQueue writes a queue's name, offer timeout and policy into m, after
+// SetQueue writes a queue's name, offer timeout and policy into m, after
 // checking what the schema's rules cannot: the overflow queue exists and is
 // another queue. self is the queue's own id (uuid.Nil for a new queue).
-func setQueue(ctx context.Context, tx *ent.Tx, m *ent.QueueMutation, self uuid.UUID, name string, offerTimeout time.Duration, p *parleyv1.QueuePolicy) error {
+func SetQueue(ctx context.Context, tx *ent.Tx, m *ent.QueueMutation, self uuid.UUID, name string, offerTimeout time.Duration, p *parleyv1.QueuePolicy) error {
 	timeout, err := QueueOfferTimeout(offerTimeout)
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequ
 	var q *ent.Queue
 	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		create := tx.Queue.Create()
-		if err := setQueue(ctx, tx, create.Mutation(), uuid.Nil, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
+		if err := SetQueue(ctx, tx, create.Mutation(), uuid.Nil, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
 			return err
 		}
 		var err error
@@ -128,7 +128,7 @@ func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequ
 	var q *ent.Queue
 	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		update := tx.Queue.UpdateOneID(id)
-		if err := setQueue(ctx, tx, update.Mutation(), id, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
+		if err := SetQueue(ctx, tx, update.Mutation(), id, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
 			return err
 		}
 		var err error
