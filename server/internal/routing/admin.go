@@ -240,6 +240,7 @@ func (s *Service) saveRule(ctx context.Context, id uuid.UUID, name string, order
 	if err != nil {
 		return nil, apierr.From(err)
 	}
+	s.dispatcher.Kick()
 	out, err := ruleToProto(r)
 	if err != nil {
 		return nil, apierr.Internal(err)

@@ -221,22 +221,38 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	now := d.clk.Now()
 	work := make([]engine.Work, len(waiting))
 	for i, c := range waiting {
-		work[i] = engine.Work{
+		w := engine.Work{
 			ConversationID: c.ID.String(),
 			QueueID:        c.QueueID.String(),
 			Channel:        string(c.Edges.Interaction.Channel),
 			Priority:       c.Priority,
 			QueuedAt:       *c.QueuedAt,
-			Refused:        refused[c.ID],
+			Resting:        map[string]bool{},
+			Refused:        map[string]bool{},
 		}
+		// An agent who refused the chat rests from it for the queue's offer
+		// timeout, so others who come a moment later get it first.
+		rest := DefaultOfferTimeout
+		if q := byID[*c.QueueID]; q != nil {
+			rest = time.Duration(q.OfferTimeoutMs) * time.Millisecond
+		}
+		for _, o := range refused[c.ID] {
+			if o.DecidedAt != nil && now.Sub(*o.DecidedAt) < rest {
+				w.Resting[o.AgentID.String()] = true
+			} else {
+				w.Refused[o.AgentID.String()] = true
+			}
+		}
+		work[i] = w
 	}
 	convs := map[string]*ent.Conversation{}
 	for _, c := range waiting {
 		convs[c.ID.String()] = c
 	}
-	for _, dec := range engine.Assign(engineQueues, work, pool, d.clk.Now()) {
+	for _, dec := range engine.Assign(engineQueues, work, pool, now) {
 		c := convs[dec.ConversationID]
 		if err := d.offer(ctx, c, byID[*c.QueueID], uuid.MustParse(dec.AgentID)); err != nil {
 			return err
@@ -245,9 +261,8 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 	return nil
 }
 
-// refusals maps each waiting conversation to the agents who declined it
-// or let its offer lapse.
-func refusals(ctx context.Context, db *ent.Client, waiting []*ent.Conversation) (map[uuid.UUID]map[string]bool, error) {
+// refusals maps each waiting conversation to its declined and lapsed offers.
+func refusals(ctx context.Context, db *ent.Client, waiting []*ent.Conversation) (map[uuid.UUID][]*ent.Offer, error) {
 	ids := make([]uuid.UUID, len(waiting))
 	for i, c := range waiting {
 		ids[i] = c.ID
@@ -258,12 +273,9 @@ func refusals(ctx context.Context, db *ent.Client, waiting []*ent.Conversation) 
 	if err != nil {
 		return nil, fmt.Errorf("find refused offers: %w", err)
 	}
-	out := map[uuid.UUID]map[string]bool{}
+	out := map[uuid.UUID][]*ent.Offer{}
 	for _, o := range rows {
-		if out[o.ConversationID] == nil {
-			out[o.ConversationID] = map[string]bool{}
-		}
-		out[o.ConversationID][o.AgentID.String()] = true
+		out[o.ConversationID] = append(out[o.ConversationID], o)
 	}
 	return out, nil
 }

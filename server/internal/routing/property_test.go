@@ -22,7 +22,8 @@ import (
 // accept, decline or ignore offers, chats close, time passes) on a fake
 // clock, and after every routing pass checks, from the store:
 //
-//   - no chat waits while an agent who could take it has free capacity;
+//   - no chat waits while an agent who could take it has free capacity
+//     (one who refused it in the last offer timeout rests from it);
 //   - within a queue, nothing still waiting ranks before (priority, then
 //     first in, first out) a chat offered in the pass;
 //   - every agent's load is exactly their held chats plus pending offers,
@@ -127,6 +128,20 @@ func runRoutingProperties(t *testing.T, seed uint64) {
 	}
 }
 
+// resting tells whether agent a declined chat c or let its offer lapse
+// within the queue's offer timeout (30 s in these tests), so it is not
+// offered c again yet.
+func (r *rig) resting(c *ent.Conversation, a *ent.Agent) bool {
+	r.t.Helper()
+	n, err := r.srv.DB.Offer.Query().Where(
+		offer.ConversationID(c.ID), offer.AgentID(a.ID),
+		offer.StateIn(offer.StateDeclined, offer.StateExpired),
+		offer.DecidedAtGT(r.srv.Clock.Now().Add(-30*time.Second)),
+	).Count(r.ctx)
+	must(r.t, err)
+	return n > 0
+}
+
 func (r *rig) agentIndex(agents []simAgent, id string) int {
 	for i, a := range agents {
 		if a.id == id {
@@ -187,6 +202,7 @@ func (r *rig) checkInvariants(step int, waitingBefore map[uuid.UUID]bool, known 
 	waiting, err := r.srv.DB.Conversation.Query().Where(conversation.StateEQ(conversation.StateQueued)).WithOffers().All(r.ctx)
 	must(t, err)
 	var unoffered, offeredNow []*ent.Conversation
+	offeredAgent := map[uuid.UUID]*ent.Agent{}
 	for _, c := range waiting {
 		hasPending := false
 		for _, o := range c.Edges.Offers {
@@ -194,6 +210,11 @@ func (r *rig) checkInvariants(step int, waitingBefore map[uuid.UUID]bool, known 
 				hasPending = true
 				if !known[o.ID] {
 					offeredNow = append(offeredNow, c)
+					for _, a := range agents {
+						if a.ID == o.AgentID {
+							offeredAgent[c.ID] = a
+						}
+					}
 				}
 			}
 			known[o.ID] = true
@@ -209,13 +230,14 @@ func (r *rig) checkInvariants(step int, waitingBefore map[uuid.UUID]bool, known 
 			for _, q := range a.Edges.Queues {
 				member = member || q.ID == *c.QueueID
 			}
-			if member && a.Presence == agent.PresenceAvailable && a.Load < a.Capacity {
+			if member && a.Presence == agent.PresenceAvailable && a.Load < a.Capacity && !r.resting(c, a) {
 				t.Fatalf("step %d: chat %s waits while %s (load %d of %d) could take it", step, c.ID, a.DisplayName, a.Load, a.Capacity)
 			}
 		}
-		// Nothing it ranks before was offered instead.
+		// Nothing it ranks before was offered instead to an agent who could
+		// have taken it.
 		for _, o := range offeredNow {
-			if waitingBefore[o.ID] && waitingBefore[c.ID] && *o.QueueID == *c.QueueID && ranksBefore(c, o) {
+			if waitingBefore[o.ID] && waitingBefore[c.ID] && *o.QueueID == *c.QueueID && ranksBefore(c, o) && !r.resting(c, offeredAgent[o.ID]) {
 				t.Fatalf("step %d: chat %s was offered before %s, which ranks first", step, o.ID, c.ID)
 			}
 		}

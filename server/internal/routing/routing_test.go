@@ -198,8 +198,15 @@ func TestTimeoutPresenceAndReofferOrder(t *testing.T) {
 	}
 	_, err = clients[third].Routing.DeclineOffer(r.ctx, &parleyv1.DeclineOfferRequest{OfferId: offer3})
 	must(t, err)
-	// Both available agents refused and the third is away: rather than
-	// leave the customer waiting, a refuser is asked again.
+	// Both available agents refused and the third is away. They rest from
+	// the chat for the offer timeout, so one who comes back gets it first...
+	r.pass()
+	if o := r.pending(conv); o != nil {
+		t.Fatalf("re-offered at once to %s, who just refused it", o.AgentID)
+	}
+	// ...and after it, rather than leave the customer waiting, a refuser
+	// is asked again.
+	r.srv.Clock.Advance(31 * time.Second)
 	_, again := r.offeredTo(conv)
 	if again != second && again != third {
 		t.Fatalf("offered to %s, want one of the agents who declined", again)

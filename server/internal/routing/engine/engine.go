@@ -99,8 +99,12 @@ type Work struct {
 	Priority int
 	// QueuedAt orders work of one priority: first in, first out.
 	QueuedAt time.Time
+	// Resting holds agents who declined this conversation or let its offer
+	// lapse a moment ago: they are not offered it again yet.
+	Resting map[string]bool
 	// Refused holds agents who declined this conversation or let its offer
-	// lapse. They are offered it again only when no other agent can take it.
+	// lapse earlier. They are offered it again only when no other agent can
+	// take it.
 	Refused map[string]bool
 }
 
@@ -178,8 +182,9 @@ func Order(work []Work) {
 // eligible agent by its queue's strategy. An agent is eligible when it is
 // a member of the queue, available on the work's channel, has every skill
 // the queue requires and free capacity on that channel (within its
-// universal capacity). An agent who refused the work is chosen only when
-// no other agent is eligible. Proposals never exceed any agent's free
+// universal capacity), and is not resting from refusing the work. An agent
+// who refused the work earlier is chosen only when no other agent is
+// eligible. Proposals never exceed any agent's free
 // capacity; an agent chosen in this pass counts as assigned at now. Work of
 // an unknown queue is skipped.
 func Assign(queues map[string]Queue, work []Work, agents []Agent, now time.Time) []Decision {
@@ -206,6 +211,7 @@ func Assign(queues map[string]Queue, work []Work, agents []Agent, now time.Time)
 			continue
 		}
 		best, bestRefused := -1, -1
+		someoneFree := false // ignoring who rests from this work
 		members := byQueue[w.QueueID]
 		for j := 0; j < len(members); j++ {
 			i := members[j]
@@ -221,6 +227,10 @@ func Assign(queues map[string]Queue, work []Work, agents []Agent, now time.Time)
 			if !a.CanTake(w, q) {
 				continue
 			}
+			someoneFree = true
+			if w.Resting[a.ID] {
+				continue
+			}
 			if w.Refused[a.ID] {
 				if bestRefused < 0 || better(q.Strategy, w.Channel, a, &pool[bestRefused]) {
 					bestRefused = i
@@ -234,7 +244,9 @@ func Assign(queues map[string]Queue, work []Work, agents []Agent, now time.Time)
 			best = bestRefused
 		}
 		if best < 0 {
-			exhausted[key] = true
+			if !someoneFree {
+				exhausted[key] = true
+			}
 			continue
 		}
 		pool[best].take(w.Channel, now)

@@ -142,6 +142,12 @@ func TestAssign(t *testing.T) {
 			want:   []Decision{{"c1", "a"}},
 		},
 		{
+			name:   "an agent resting from a refusal is not offered the work even when nobody else can take it",
+			work:   []Work{with2(work("c1", "q", 0), func(w *Work) { w.Resting = map[string]bool{"a": true} })},
+			agents: []Agent{agent("a", 5, 0, "q"), agent("b", 5, 5, "q")},
+			want:   nil,
+		},
+		{
 			name:   "required skills",
 			work:   []Work{work("c1", "tech", 0)},
 			agents: []Agent{with(agent("fr", 5, 0, "tech"), func(a *Agent) { a.Skills["french"] = true }), with(agent("both", 1, 0, "tech"), func(a *Agent) { a.Skills["french"], a.Skills["billing"] = true, true })},
@@ -186,8 +192,9 @@ func TestAssign(t *testing.T) {
 func with2(w Work, edit func(*Work)) Work { edit(&w); return w }
 
 // TestAssignProperties checks Assign on random snapshots: no agent's
-// capacity (universal or per channel) is exceeded; afterwards no waiting
-// work has an eligible agent with free capacity; and within a queue and
+// capacity (universal or per channel) is exceeded and no resting agent is
+// chosen; afterwards no waiting work has an eligible agent with free
+// capacity; and within a queue and
 // channel, work is served strictly in order (priority, then first in,
 // first out): nothing left waiting ranks before something served.
 func TestAssignProperties(t *testing.T) {
@@ -228,10 +235,13 @@ func TestAssignProperties(t *testing.T) {
 		var waiting []Work
 		for i := range rng.IntN(20) {
 			w := Work{ConversationID: fmt.Sprintf("w%02d", i), QueueID: queueIDs[rng.IntN(len(queueIDs))], Channel: channels[rng.IntN(len(channels))],
-				Priority: rng.IntN(3), QueuedAt: t0.Add(time.Duration(rng.IntN(10)) * time.Second), Refused: map[string]bool{}}
+				Priority: rng.IntN(3), QueuedAt: t0.Add(time.Duration(rng.IntN(10)) * time.Second), Refused: map[string]bool{}, Resting: map[string]bool{}}
 			for _, a := range agents {
-				if rng.IntN(5) == 0 {
+				switch rng.IntN(8) {
+				case 0:
 					w.Refused[a.ID] = true
+				case 1:
+					w.Resting[a.ID] = true
 				}
 			}
 			waiting = append(waiting, w)
@@ -254,7 +264,7 @@ func TestAssignProperties(t *testing.T) {
 			if served[d.ConversationID] {
 				t.Fatalf("round %d: %s offered twice", round, d.ConversationID)
 			}
-			if !a.CanTake(w, queues[w.QueueID]) {
+			if w.Resting[a.ID] || !a.CanTake(w, queues[w.QueueID]) {
 				t.Fatalf("round %d: %s offered to %s, who cannot take it (%+v)", round, w.ConversationID, a.ID, *a)
 			}
 			served[d.ConversationID] = true
@@ -265,13 +275,13 @@ func TestAssignProperties(t *testing.T) {
 				continue
 			}
 			for _, a := range after {
-				if a.CanTake(w, queues[w.QueueID]) {
+				if !w.Resting[a.ID] && a.CanTake(w, queues[w.QueueID]) {
 					t.Fatalf("round %d: %s waits while %s could take it", round, w.ConversationID, a.ID)
 				}
 			}
 			for _, d := range decisions {
 				o := byID[d.ConversationID]
-				if o.QueueID == w.QueueID && o.Channel == w.Channel && w.before(o) < 0 {
+				if o.QueueID == w.QueueID && o.Channel == w.Channel && w.before(o) < 0 && !w.Resting[d.AgentID] {
 					t.Fatalf("round %d: %s was served before %s, which ranks first", round, o.ConversationID, w.ConversationID)
 				}
 			}
