@@ -3,6 +3,7 @@ package routing_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/offer"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
@@ -127,3 +129,138 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestCapacityUnderConcurrentLoad: many guests and agents act at once
+// (chats start and close, agents accept, decline and change presence)
+// while routing passes run concurrently. No call fails for a reason other
+// than a lost race, no agent ever holds more than its capacity, and at the
+// end every agent's load is exactly what it holds. (Goroutines report with
+// t.Error: only the test's own goroutine may stop it.)
+func TestCapacityUnderConcurrentLoad(t *testing.T) {
+	srv := servertest.Start(t, unlimitedGuests)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	adm := srv.Client(parley.Connect, servertest.AdminToken)
+	queues, err := adm.Routing.ListQueues(ctx, &parleyv1.ListQueuesRequest{})
+	must(t, err)
+	var queueIDs []string
+	for _, q := range queues.GetQueues() {
+		queueIDs = append(queueIDs, q.GetId())
+	}
+	agents := make([]*parley.Client, 12)
+	for i := range agents {
+		a, err := adm.Routing.CreateAgent(ctx, &parleyv1.CreateAgentRequest{
+			DisplayName: fmt.Sprintf("Loaded %02d", i), Capacity: int32(1 + i%3), QueueIds: queueIDs[:1+i%len(queueIDs)],
+		})
+		must(t, err)
+		agents[i] = srv.Client(parley.Connect, a.GetToken())
+		_, err = agents[i].Routing.SetPresence(ctx, &parleyv1.SetPresenceRequest{Presence: parleyv1.Presence_PRESENCE_AVAILABLE})
+		must(t, err)
+	}
+	lostRace := func(err error) bool {
+		switch connect.CodeOf(err) {
+		case connect.CodeFailedPrecondition, connect.CodeNotFound:
+			return true
+		}
+		return err == nil
+	}
+	stop := make(chan struct{})
+	var passes sync.WaitGroup
+	passes.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if err := srv.App.Dispatch(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			rng := newRand(uint64(g))
+			var mine []string
+			for range 60 {
+				a := agents[rng.IntN(len(agents))]
+				switch rng.IntN(5) {
+				case 0, 1:
+					start, err := srv.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+						RequestId: uuid.NewString(), Name: "Load", Email: "l@example.com", IssueType: []string{"billing", "order", "product"}[rng.IntN(3)],
+					})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mine = append(mine, start.GetConversation().GetId())
+				case 2:
+					offers, err := srv.DB.Offer.Query().Where(offer.StateEQ(offer.StatePending)).All(ctx)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					for _, o := range offers {
+						c := agents[rng.IntN(len(agents))]
+						var err error
+						if rng.IntN(3) > 0 {
+							_, err = c.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: o.ID.String()})
+						} else {
+							_, err = c.Routing.DeclineOffer(ctx, &parleyv1.DeclineOfferRequest{OfferId: o.ID.String()})
+						}
+						if !lostRace(err) {
+							t.Errorf("deciding an offer: %v", err)
+						}
+					}
+				case 3:
+					if len(mine) > 0 {
+						_, err := adm.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: mine[rng.IntN(len(mine))]})
+						if !lostRace(err) {
+							t.Errorf("closing: %v", err)
+						}
+					}
+				case 4:
+					p := []parleyv1.Presence{parleyv1.Presence_PRESENCE_AVAILABLE, parleyv1.Presence_PRESENCE_AWAY, parleyv1.Presence_PRESENCE_OFFLINE}[rng.IntN(3)]
+					_, err := a.Routing.SetPresence(ctx, &parleyv1.SetPresenceRequest{Presence: p})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				rows, err := srv.DB.Agent.Query().All(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, row := range rows {
+					if row.Load > row.Capacity || row.Load < 0 {
+						t.Errorf("%s holds %d with capacity %d", row.DisplayName, row.Load, row.Capacity)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	passes.Wait()
+	rows, err := srv.DB.Agent.Query().All(ctx)
+	must(t, err)
+	for _, a := range rows {
+		held, err := srv.DB.Conversation.Query().Where(conversation.AgentID(a.ID), conversation.StateEQ(conversation.StateAssigned)).Count(ctx)
+		must(t, err)
+		pending, err := srv.DB.Offer.Query().Where(offer.AgentID(a.ID), offer.StateEQ(offer.StatePending)).Count(ctx)
+		must(t, err)
+		if a.Load != held+pending || a.Load > a.Capacity {
+			t.Errorf("%s: load %d, holds %d and is offered %d, capacity %d", a.DisplayName, a.Load, held, pending, a.Capacity)
+		}
+	}
+	accepted, err := srv.DB.Offer.Query().Where(offer.StateEQ(offer.StateAccepted)).Count(ctx)
+	must(t, err)
+	if accepted == 0 {
+		t.Fatal("no offer was accepted, so the load proved nothing")
+	}
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 7)) }
