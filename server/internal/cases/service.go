@@ -99,13 +99,13 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 		if !ent.IsNotFound(err) {
 			return fmt.Errorf("look up request id: %w", err)
 		}
-		set, err := tx.Setting.UpdateOneID(schema.SettingsID).AddNextCaseNumber(1).Save(ctx)
+		number, err := NextNumber(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("number case: %w", err)
+			return err
 		}
 		create := tx.ServiceCase.Create().
 			SetCreatedAt(now).
-			SetNumber(fmt.Sprintf("CS%07d", set.NextCaseNumber-1)).
+			SetNumber(number).
 			SetShortDescription(description).
 			SetConversationID(id).
 			SetOpenedByAgentID(p.AgentID).
@@ -206,6 +206,16 @@ func consumerToProto(c *ent.Consumer) *parleyv1.Consumer {
 		return nil
 	}
 	return &parleyv1.Consumer{Id: c.ID.String(), DisplayName: c.DisplayName, Email: c.Email, CreateTime: timestamppb.New(c.CreatedAt)}
+}
+
+// NextNumber takes the next case number (CS0001001, ...) inside tx, so
+// numbers have no gaps or clashes.
+func NextNumber(ctx context.Context, tx *ent.Tx) (string, error) {
+	set, err := tx.Setting.UpdateOneID(schema.SettingsID).AddNextCaseNumber(1).Save(ctx)
+	if err != nil {
+		return "", fmt.Errorf("number case: %w", err)
+	}
+	return fmt.Sprintf("CS%07d", set.NextCaseNumber-1), nil
 }
 
 // uuidString formats an optional id, "" when unset.

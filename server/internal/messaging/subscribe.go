@@ -80,15 +80,17 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		if customerSide && conv.State == conversation.StateQueued && conv.QueueID != nil {
 			queueWake = s.hub.Wait(events.QueueKey(conv.QueueID.String()))
 		}
-		if conv, err = s.db.Conversation.Get(ctx, id); err != nil {
-			return apierr.Internal(fmt.Errorf("reload conversation: %w", err))
+		if holder || customerSide {
+			if conv, err = s.db.Conversation.Get(ctx, id); err != nil {
+				return apierr.Internal(fmt.Errorf("reload conversation: %w", err))
+			}
 		}
 		if holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) && conv.State != conversation.StateClosed {
 			return apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
 				fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
 		}
 		if customerSide {
-			if err := s.sendPosition(ctx, id, &lastPosition, stream); err != nil {
+			if err := s.sendPosition(ctx, conv, &lastPosition, stream); err != nil {
 				return err
 			}
 		}
@@ -123,8 +125,8 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 
 // sendPosition sends the conversation's queue position if it waits and
 // the position or estimate changed since *last.
-func (s *Service) sendPosition(ctx context.Context, id uuid.UUID, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
-	pos, waiting, err := routing.Position(ctx, s.db, id, s.clk.Now())
+func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+	pos, waiting, err := routing.Position(ctx, s.db, conv, s.clk.Now())
 	if err != nil {
 		return apierr.Internal(err)
 	}

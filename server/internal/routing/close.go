@@ -12,7 +12,6 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/auth"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
-	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -22,13 +21,10 @@ import (
 // It returns the hub keys to notify once tx commits. The caller has
 // checked that conv is open and that the closer may close it.
 func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.Sender, reason string, now time.Time) ([]string, error) {
-	notify := []string{events.ConversationKey(conv.ID.String())}
-	offered, err := WithdrawOffers(ctx, tx, conv.ID, now)
-	if err != nil {
+	var n notes
+	n.conversation(conv.ID)
+	if err := withdrawOffers(ctx, tx, conv.ID, now, &n); err != nil {
 		return nil, err
-	}
-	for _, a := range offered {
-		notify = append(notify, events.AgentKey(a.String()))
 	}
 	update := tx.Conversation.UpdateOneID(conv.ID).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().ClearQueueEnteredAt()
 	if conv.AgentID != nil && conv.State == conversation.StateAssigned {
@@ -42,10 +38,10 @@ func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.S
 		} else if err := ReleaseCapacity(ctx, tx, *conv.AgentID); err != nil {
 			return nil, err
 		}
-		notify = append(notify, events.AgentKey(conv.AgentID.String()), events.RoutingKey)
+		n.agent(*conv.AgentID)
 	}
-	if conv.State == conversation.StateQueued && conv.QueueID != nil {
-		notify = append(notify, events.QueueKey(conv.QueueID.String()), events.RoutingKey)
+	if conv.State == conversation.StateQueued {
+		n.queue(conv.QueueID)
 	}
 	if err := update.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("close conversation: %w", err)
@@ -56,7 +52,7 @@ func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.S
 	if _, err := convpkg.Append(ctx, tx, conv.ID, now, convpkg.Entry{Sender: by, Payload: &parleyv1.ConversationClosed{Reason: reason}}); err != nil {
 		return nil, err
 	}
-	return notify, nil
+	return n.keys, nil
 }
 
 // closeAbandoned closes open conversations whose customer has done

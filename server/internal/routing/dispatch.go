@@ -158,25 +158,19 @@ func closeOffer(ctx context.Context, tx *ent.Tx, o *ent.Offer, state offer.State
 	return true, nil
 }
 
-// WithdrawOffers withdraws a conversation's pending offers and returns the
-// agents they were for.
-func WithdrawOffers(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.Time) ([]uuid.UUID, error) {
+// withdrawOffers withdraws a conversation's pending offers, noting the
+// agents to wake.
+func withdrawOffers(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.Time, n *notes) error {
 	pending, err := tx.Offer.Query().Where(offer.ConversationID(conversationID), offer.StateEQ(offer.StatePending)).All(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("load pending offers of %s: %w", conversationID, err)
+		return fmt.Errorf("load pending offers of %s: %w", conversationID, err)
 	}
-	var agents []uuid.UUID
-	var n notes
 	for _, o := range pending {
-		closed, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now, &n)
-		if err != nil {
-			return nil, err
-		}
-		if closed {
-			agents = append(agents, o.AgentID)
+		if _, err := closeOffer(ctx, tx, o, offer.StateWithdrawn, now, n); err != nil {
+			return err
 		}
 	}
-	return agents, nil
+	return nil
 }
 
 // waiting loads the conversations waiting for an offer, in the order they

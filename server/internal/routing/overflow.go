@@ -58,7 +58,7 @@ func (d *Dispatcher) overflow(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("load overflow queue: %w", err)
 			}
-			if _, err := WithdrawOffers(ctx, tx, c.ID, now); err != nil {
+			if err := withdrawOffers(ctx, tx, c.ID, now, n); err != nil {
 				return err
 			}
 			if err := tx.Conversation.UpdateOneID(c.ID).

@@ -185,7 +185,7 @@ func requeueHeld(ctx context.Context, tx *ent.Tx, a *ent.Agent, now time.Time, n
 		if q == nil || q.AgentLossPolicy == queue.AgentLossPolicyKeep {
 			continue
 		}
-		if _, err := WithdrawOffers(ctx, tx, c.ID, now); err != nil { // a pending transfer
+		if err := withdrawOffers(ctx, tx, c.ID, now, n); err != nil { // a pending transfer
 			return err
 		}
 		if err := ReleaseCapacity(ctx, tx, a.ID); err != nil {

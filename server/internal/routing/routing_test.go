@@ -577,3 +577,43 @@ func TestSupervisorView(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdrawnOfferReachesTheAgent: when a transfer offer is withdrawn
+// because the chat moved to a queue instead, the offered agent's work
+// stream says so at once (its heartbeat, an hour here, would be too late).
+func TestWithdrawnOfferReachesTheAgent(t *testing.T) {
+	r := newRig(t)
+	r.issueTypes("move")
+	q := r.queue("move", 1, nil)
+	_, ann := r.agent("Ann", 2, q)
+	conv, _ := r.chat("move")
+	offerID, _ := r.offeredTo(conv)
+	r.accept(ann, offerID)
+	bobID, bob := r.agent("Bob", 2)
+	// Past this deadline, a notice that never came fails the test.
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	stream, err := bob.Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
+	must(t, err)
+	defer stream.Close()
+	transfer, err := ann.Routing.TransferConversation(r.ctx, &parleyv1.TransferConversationRequest{
+		ConversationId: conv, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: bobID},
+	})
+	must(t, err)
+	for {
+		item, err := stream.Receive()
+		must(t, err)
+		if item.GetOffer().GetId() == transfer.GetOfferId() {
+			break
+		}
+	}
+	_, err = ann.Routing.TransferConversation(r.ctx, &parleyv1.TransferConversationRequest{
+		ConversationId: conv, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_QueueId{QueueId: q},
+	})
+	must(t, err)
+	item, err := stream.Receive()
+	must(t, err)
+	if c := item.GetOfferClosed(); c.GetOfferId() != transfer.GetOfferId() || c.GetOutcome() != "withdrawn" {
+		t.Fatalf("Bob's stream said %v, want the offer withdrawn", item)
+	}
+}

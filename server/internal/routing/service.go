@@ -240,11 +240,15 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 			resp.OfferId = offerID.String()
 			notify = append(notify, events.AgentKey(target.AgentId))
 		case *parleyv1.TransferConversationRequest_QueueId:
-			if err := s.transferToQueue(ctx, tx, conv, me, convpkg.ParseID(target.QueueId), req.GetNote(), now); err != nil {
+			var n notes
+			queueID := convpkg.ParseID(target.QueueId)
+			if err := s.transferToQueue(ctx, tx, conv, me, queueID, req.GetNote(), now, &n); err != nil {
 				return nil, err
 			}
-			notify = append(notify, events.ConversationKey(convID.String()), events.AgentKey(me.ID.String()),
-				events.QueueKey(target.QueueId), events.RoutingKey)
+			n.conversation(convID)
+			n.agent(me.ID)
+			n.queue(&queueID)
+			notify = append(notify, n.keys...)
 		default:
 			return nil, apierr.New(connect.CodeInvalidArgument, "TRANSFER_TARGET_REQUIRED", "set agent_id or queue_id")
 		}
@@ -310,7 +314,7 @@ func (s *Service) transferToAgent(ctx context.Context, tx *ent.Tx, conv *ent.Con
 	return o.ID, nil
 }
 
-func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, me *ent.Agent, queueID uuid.UUID, note string, now time.Time) error {
+func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, me *ent.Agent, queueID uuid.UUID, note string, now time.Time, n *notes) error {
 	q, err := tx.Queue.Get(ctx, queueID)
 	if ent.IsNotFound(err) {
 		return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("queue %s does not exist", queueID))
@@ -319,7 +323,7 @@ func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Con
 		return fmt.Errorf("load queue: %w", err)
 	}
 	// A pending transfer offer to another agent is withdrawn.
-	if _, err := WithdrawOffers(ctx, tx, conv.ID, now); err != nil {
+	if err := withdrawOffers(ctx, tx, conv.ID, now, n); err != nil {
 		return err
 	}
 	if err := ReleaseCapacity(ctx, tx, me.ID); err != nil {

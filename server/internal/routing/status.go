@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/conversation"
@@ -150,16 +149,12 @@ func (s *Service) sendStatusChanges(ctx context.Context, sent map[string]proto.M
 // estimates.
 const estimateWindow = time.Hour
 
-// Position tells where a waiting conversation stands in its queue (1 is
+// Position tells where waiting conversation c stands in its queue (1 is
 // next: the chats served before it are those of higher priority, then
 // those queued earlier) and how long it will likely wait: its position
 // times the average interval between chats taken from the queue over the
 // last hour, or nil without any taken. ok is false unless it waits.
-func Position(ctx context.Context, db *ent.Client, conversationID uuid.UUID, now time.Time) (_ *parleyv1.QueuePosition, ok bool, err error) {
-	c, err := db.Conversation.Get(ctx, conversationID)
-	if err != nil {
-		return nil, false, fmt.Errorf("load conversation: %w", err)
-	}
+func Position(ctx context.Context, db *ent.Client, c *ent.Conversation, now time.Time) (_ *parleyv1.QueuePosition, ok bool, err error) {
 	if c.State != conversation.StateQueued || c.QueueID == nil || c.QueuedAt == nil {
 		return nil, false, nil
 	}

@@ -10,11 +10,11 @@ import (
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
-	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/cases"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -65,9 +65,9 @@ func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRe
 			return apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_NOT_WAITING",
 				"this chat is no longer waiting for an agent: write to the agent, or start a new chat")
 		}
-		set, err := tx.Setting.UpdateOneID(schema.SettingsID).AddNextCaseNumber(1).Save(ctx)
+		caseNumber, err := cases.NextNumber(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("number case: %w", err)
+			return err
 		}
 		summary := []rune(req.GetText())
 		if len(summary) > leftMessageSummary {
@@ -75,7 +75,7 @@ func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRe
 		}
 		create := tx.ServiceCase.Create().
 			SetCreatedAt(now).
-			SetNumber(fmt.Sprintf("CS%07d", set.NextCaseNumber-1)).
+			SetNumber(caseNumber).
 			SetShortDescription("Message left while waiting: " + string(summary)).
 			SetConversationID(id).
 			SetRequestID(req.GetRequestId()).
