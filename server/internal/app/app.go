@@ -160,7 +160,7 @@ func New(db *ent.Client, opts Options) *App {
 		observe(opts.Log),
 		streamLimits(draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
-		validate.NewServerInterceptor(),
+		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
 	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, events.NewSignals(), opts.Clock, messaging.Options{
@@ -199,7 +199,7 @@ func New(db *ent.Client, opts Options) *App {
 		}),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
-	handler := withCORS(origins, opts.ClientAddresses.Middleware(mux))
+	handler := withCORS(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux)))
 	return &App{Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}
 }
 

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect/v2"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parleyhq/parley/server/internal/apierr"
 )
@@ -19,6 +23,12 @@ import (
 // A failure caused by the caller's own deadline or cancellation is answered
 // as such (DeadlineExceeded, Canceled) and not logged. It logs procedures
 // and codes only: never tokens or message bodies.
+//
+// Every error leaves it with an ErrorInfo reason: a request that cannot be
+// read is refused as such (requestStream), a protovalidate refusal gets
+// INVALID_FIELD, and any other error that lacks a reason gets one (see
+// withReason). Refusals made before the interceptors run get theirs from
+// withRefusals.
 func observe(log *slog.Logger) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) (err error) {
@@ -28,7 +38,7 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 					err = apierr.Internal(fmt.Errorf("panic: %v", r))
 				}
 			}()
-			err = next(ctx, spec, stream)
+			err = next(ctx, spec, &requestStream{ServerStream: stream, ctx: ctx, spec: spec})
 			if err == nil {
 				return nil
 			}
@@ -45,9 +55,92 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 				}
 				log.Error("rpc failed", "procedure", spec.Procedure, "code", connect.CodeOf(err).String(), "cause", cause)
 			}
-			return err
+			return withReason(err)
 		}
 	}
+}
+
+// withReason returns err with a parley.dev ErrorInfo reason: as it is if it
+// has one; a protovalidate refusal with INVALID_FIELD; an internal failure
+// (or an error that is not a Connect error) hidden behind apierr.Internal;
+// any other Connect error with its code as the reason (NOT_FOUND, ...),
+// keeping its message, details and cause.
+func withReason(err error) error {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return apierr.Internal(err)
+	}
+	if apierr.Reason(cerr) != "" {
+		return err
+	}
+	switch code := cerr.Code(); code {
+	case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:
+		return apierr.Internal(err)
+	case connect.CodeInvalidArgument:
+		if _, ok := errors.AsType[*protovalidate.ValidationError](err); ok {
+			return reasoned(cerr, code, "INVALID_FIELD", cerr.Message())
+		}
+		return reasoned(cerr, code, "INVALID_ARGUMENT", cerr.Message())
+	default:
+		return reasoned(cerr, code, strings.ToUpper(code.String()), cerr.Message())
+	}
+}
+
+// reasoned is cerr with code, reason and message, keeping cerr's details
+// and, as the cause, cerr itself.
+func reasoned(cerr *connect.Error, code connect.Code, reason, message string) *connect.Error {
+	out := apierr.New(code, reason, message).WithCause(cerr)
+	for _, d := range cerr.Details() {
+		out = out.WithDetail(d)
+	}
+	return out
+}
+
+// requestStream gives the errors of reading the request a reason; they come
+// from the transport, before any handler code sees the request:
+// REQUEST_TOO_LARGE (over the read limit, compressed or not),
+// MALFORMED_REQUEST (a body that does not decode, broken framing, a unary
+// call without exactly one message) and REQUEST_READ_FAILED (the body could
+// not be read). Each keeps Connect's code, except that broken framing, which
+// Connect reports as Internal, is the caller's InvalidArgument.
+type requestStream struct {
+	connect.ServerStream
+	ctx  context.Context
+	spec connect.Spec
+}
+
+func (s *requestStream) Receive(dst any) error {
+	err := s.ServerStream.Receive(dst)
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) || apierr.Reason(cerr) != "" {
+		return err
+	}
+	if s.ctx.Err() != nil {
+		return apierr.CallEnded(s.ctx)
+	}
+	switch code := cerr.Code(); code {
+	case connect.CodeResourceExhausted:
+		return reasoned(cerr, code, "REQUEST_TOO_LARGE", "the request is too large: "+cerr.Message())
+	case connect.CodeInvalidArgument, connect.CodeUnimplemented:
+		return reasoned(cerr, code, "MALFORMED_REQUEST", s.malformed(cerr))
+	case connect.CodeInternal:
+		return reasoned(cerr, connect.CodeInvalidArgument, "MALFORMED_REQUEST", s.malformed(cerr))
+	case connect.CodeUnknown:
+		return reasoned(cerr, code, "REQUEST_READ_FAILED", "the request could not be read: "+cerr.Message())
+	}
+	return err
+}
+
+// malformed words a request that does not decode, naming the message the
+// method expects.
+func (s *requestStream) malformed(cerr *connect.Error) string {
+	if method, ok := s.spec.Schema.(protoreflect.MethodDescriptor); ok {
+		return fmt.Sprintf("malformed request (want a %s): %s", method.Input().FullName(), cerr.Message())
+	}
+	return "malformed request: " + cerr.Message()
 }
 
 // streamLimits ends a streaming call's context when the server drains
