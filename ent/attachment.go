@@ -39,6 +39,8 @@ type Attachment struct {
 	Sha256 string `json:"sha256,omitempty"`
 	// Content holds the value of the "content" field.
 	Content []byte `json:"content,omitempty"`
+	// Referenced holds the value of the "referenced" field.
+	Referenced bool `json:"referenced,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the AttachmentQuery when eager-loading is set.
 	Edges        AttachmentEdges `json:"edges"`
@@ -72,6 +74,8 @@ func (*Attachment) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case attachment.FieldContent:
 			values[i] = new([]byte)
+		case attachment.FieldReferenced:
+			values[i] = new(sql.NullBool)
 		case attachment.FieldSize:
 			values[i] = new(sql.NullInt64)
 		case attachment.FieldUploaderRole, attachment.FieldUploaderID, attachment.FieldUploaderName, attachment.FieldFilename, attachment.FieldContentType, attachment.FieldSha256:
@@ -161,6 +165,12 @@ func (_m *Attachment) assignValues(columns []string, values []any) error {
 			} else if value != nil {
 				_m.Content = *value
 			}
+		case attachment.FieldReferenced:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field referenced", values[i])
+			} else if value.Valid {
+				_m.Referenced = value.Bool
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -231,6 +241,9 @@ func (_m *Attachment) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("content=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Content))
+	builder.WriteString(", ")
+	builder.WriteString("referenced=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Referenced))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -98,6 +98,20 @@ func (_c *AttachmentCreate) SetContent(v []byte) *AttachmentCreate {
 	return _c
 }
 
+// SetReferenced sets the "referenced" field.
+func (_c *AttachmentCreate) SetReferenced(v bool) *AttachmentCreate {
+	_c.mutation.SetReferenced(v)
+	return _c
+}
+
+// SetNillableReferenced sets the "referenced" field if the given value is not nil.
+func (_c *AttachmentCreate) SetNillableReferenced(v *bool) *AttachmentCreate {
+	if v != nil {
+		_c.SetReferenced(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *AttachmentCreate) SetID(v uuid.UUID) *AttachmentCreate {
 	_c.mutation.SetID(v)
@@ -159,6 +173,10 @@ func (_c *AttachmentCreate) defaults() {
 	if _, ok := _c.mutation.UploaderName(); !ok {
 		v := attachment.DefaultUploaderName
 		_c.mutation.SetUploaderName(v)
+	}
+	if _, ok := _c.mutation.Referenced(); !ok {
+		v := attachment.DefaultReferenced
+		_c.mutation.SetReferenced(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := attachment.DefaultID()
@@ -222,6 +240,9 @@ func (_c *AttachmentCreate) check() error {
 	}
 	if _, ok := _c.mutation.Content(); !ok {
 		return &ValidationError{Name: "content", err: errors.New(`ent: missing required field "Attachment.content"`)}
+	}
+	if _, ok := _c.mutation.Referenced(); !ok {
+		return &ValidationError{Name: "referenced", err: errors.New(`ent: missing required field "Attachment.referenced"`)}
 	}
 	if len(_c.mutation.ConversationIDs()) == 0 {
 		return &ValidationError{Name: "conversation", err: errors.New(`ent: missing required edge "Attachment.conversation"`)}
@@ -296,6 +317,10 @@ func (_c *AttachmentCreate) createSpec() (*Attachment, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Content(); ok {
 		_spec.SetField(attachment.FieldContent, field.TypeBytes, value)
 		_node.Content = value
+	}
+	if value, ok := _c.mutation.Referenced(); ok {
+		_spec.SetField(attachment.FieldReferenced, field.TypeBool, value)
+		_node.Referenced = value
 	}
 	if nodes := _c.mutation.ConversationIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

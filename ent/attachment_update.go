@@ -28,6 +28,20 @@ func (_u *AttachmentUpdate) Where(ps ...predicate.Attachment) *AttachmentUpdate 
 	return _u
 }
 
+// SetReferenced sets the "referenced" field.
+func (_u *AttachmentUpdate) SetReferenced(v bool) *AttachmentUpdate {
+	_u.mutation.SetReferenced(v)
+	return _u
+}
+
+// SetNillableReferenced sets the "referenced" field if the given value is not nil.
+func (_u *AttachmentUpdate) SetNillableReferenced(v *bool) *AttachmentUpdate {
+	if v != nil {
+		_u.SetReferenced(*v)
+	}
+	return _u
+}
+
 // Mutation returns the AttachmentMutation object of the builder.
 func (_u *AttachmentUpdate) Mutation() *AttachmentMutation {
 	return _u.mutation
@@ -86,6 +100,9 @@ func (_u *AttachmentUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 			}
 		}
 	}
+	if value, ok := _u.mutation.Referenced(); ok {
+		_spec.SetField(attachment.FieldReferenced, field.TypeBool, value)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -106,6 +123,20 @@ type AttachmentUpdateOne struct {
 	hooks     []Hook
 	mutation  *AttachmentMutation
 	modifiers []func(*sql.UpdateBuilder)
+}
+
+// SetReferenced sets the "referenced" field.
+func (_u *AttachmentUpdateOne) SetReferenced(v bool) *AttachmentUpdateOne {
+	_u.mutation.SetReferenced(v)
+	return _u
+}
+
+// SetNillableReferenced sets the "referenced" field if the given value is not nil.
+func (_u *AttachmentUpdateOne) SetNillableReferenced(v *bool) *AttachmentUpdateOne {
+	if v != nil {
+		_u.SetReferenced(*v)
+	}
+	return _u
 }
 
 // Mutation returns the AttachmentMutation object of the builder.
@@ -195,6 +226,9 @@ func (_u *AttachmentUpdateOne) sqlSave(ctx context.Context) (_node *Attachment, 
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.Referenced(); ok {
+		_spec.SetField(attachment.FieldReferenced, field.TypeBool, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Attachment{config: _u.config}

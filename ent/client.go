@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
@@ -50,6 +51,8 @@ type Client struct {
 	Conversation *ConversationClient
 	// Event is the client for interacting with the Event builders.
 	Event *EventClient
+	// GuestStart is the client for interacting with the GuestStart builders.
+	GuestStart *GuestStartClient
 	// IdempotencyKey is the client for interacting with the IdempotencyKey builders.
 	IdempotencyKey *IdempotencyKeyClient
 	// Interaction is the client for interacting with the Interaction builders.
@@ -86,6 +89,7 @@ func (c *Client) init() {
 	c.Consumer = NewConsumerClient(c.config)
 	c.Conversation = NewConversationClient(c.config)
 	c.Event = NewEventClient(c.config)
+	c.GuestStart = NewGuestStartClient(c.config)
 	c.IdempotencyKey = NewIdempotencyKeyClient(c.config)
 	c.Interaction = NewInteractionClient(c.config)
 	c.MatchingRule = NewMatchingRuleClient(c.config)
@@ -193,6 +197,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Consumer:       NewConsumerClient(cfg),
 		Conversation:   NewConversationClient(cfg),
 		Event:          NewEventClient(cfg),
+		GuestStart:     NewGuestStartClient(cfg),
 		IdempotencyKey: NewIdempotencyKeyClient(cfg),
 		Interaction:    NewInteractionClient(cfg),
 		MatchingRule:   NewMatchingRuleClient(cfg),
@@ -227,6 +232,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Consumer:       NewConsumerClient(cfg),
 		Conversation:   NewConversationClient(cfg),
 		Event:          NewEventClient(cfg),
+		GuestStart:     NewGuestStartClient(cfg),
 		IdempotencyKey: NewIdempotencyKeyClient(cfg),
 		Interaction:    NewInteractionClient(cfg),
 		MatchingRule:   NewMatchingRuleClient(cfg),
@@ -266,9 +272,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.IdempotencyKey,
-		c.Interaction, c.MatchingRule, c.Offer, c.Queue, c.ReadCursor, c.ServiceCase,
-		c.Setting, c.Site, c.Token,
+		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.GuestStart,
+		c.IdempotencyKey, c.Interaction, c.MatchingRule, c.Offer, c.Queue,
+		c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
 	} {
 		n.Use(hooks...)
 	}
@@ -278,9 +284,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.IdempotencyKey,
-		c.Interaction, c.MatchingRule, c.Offer, c.Queue, c.ReadCursor, c.ServiceCase,
-		c.Setting, c.Site, c.Token,
+		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.GuestStart,
+		c.IdempotencyKey, c.Interaction, c.MatchingRule, c.Offer, c.Queue,
+		c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -299,6 +305,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Conversation.mutate(ctx, m)
 	case *EventMutation:
 		return c.Event.mutate(ctx, m)
+	case *GuestStartMutation:
+		return c.GuestStart.mutate(ctx, m)
 	case *IdempotencyKeyMutation:
 		return c.IdempotencyKey.mutate(ctx, m)
 	case *InteractionMutation:
@@ -1274,6 +1282,139 @@ func (c *EventClient) mutate(ctx context.Context, m *EventMutation) (Value, erro
 		return (&EventDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Event mutation op: %q", m.Op())
+	}
+}
+
+// GuestStartClient is a client for the GuestStart schema.
+type GuestStartClient struct {
+	config
+}
+
+// NewGuestStartClient returns a client for the GuestStart from the given config.
+func NewGuestStartClient(c config) *GuestStartClient {
+	return &GuestStartClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `gueststart.Hooks(f(g(h())))`.
+func (c *GuestStartClient) Use(hooks ...Hook) {
+	c.hooks.GuestStart = append(c.hooks.GuestStart, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `gueststart.Intercept(f(g(h())))`.
+func (c *GuestStartClient) Intercept(interceptors ...Interceptor) {
+	c.inters.GuestStart = append(c.inters.GuestStart, interceptors...)
+}
+
+// Create returns a builder for creating a GuestStart entity.
+func (c *GuestStartClient) Create() *GuestStartCreate {
+	mutation := newGuestStartMutation(c.config, OpCreate)
+	return &GuestStartCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of GuestStart entities.
+func (c *GuestStartClient) CreateBulk(builders ...*GuestStartCreate) *GuestStartCreateBulk {
+	return &GuestStartCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *GuestStartClient) MapCreateBulk(slice any, setFunc func(*GuestStartCreate, int)) *GuestStartCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &GuestStartCreateBulk{err: fmt.Errorf("calling to GuestStartClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*GuestStartCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &GuestStartCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for GuestStart.
+func (c *GuestStartClient) Update() *GuestStartUpdate {
+	mutation := newGuestStartMutation(c.config, OpUpdate)
+	return &GuestStartUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *GuestStartClient) UpdateOne(_m *GuestStart) *GuestStartUpdateOne {
+	mutation := newGuestStartMutation(c.config, OpUpdateOne, withGuestStart(_m))
+	return &GuestStartUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *GuestStartClient) UpdateOneID(id int) *GuestStartUpdateOne {
+	mutation := newGuestStartMutation(c.config, OpUpdateOne, withGuestStartID(id))
+	return &GuestStartUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for GuestStart.
+func (c *GuestStartClient) Delete() *GuestStartDelete {
+	mutation := newGuestStartMutation(c.config, OpDelete)
+	return &GuestStartDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *GuestStartClient) DeleteOne(_m *GuestStart) *GuestStartDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *GuestStartClient) DeleteOneID(id int) *GuestStartDeleteOne {
+	builder := c.Delete().Where(gueststart.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &GuestStartDeleteOne{builder}
+}
+
+// Query returns a query builder for GuestStart.
+func (c *GuestStartClient) Query() *GuestStartQuery {
+	return &GuestStartQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeGuestStart},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a GuestStart entity by its id.
+func (c *GuestStartClient) Get(ctx context.Context, id int) (*GuestStart, error) {
+	return c.Query().Where(gueststart.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *GuestStartClient) GetX(ctx context.Context, id int) *GuestStart {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *GuestStartClient) Hooks() []Hook {
+	return c.hooks.GuestStart
+}
+
+// Interceptors returns the client interceptors.
+func (c *GuestStartClient) Interceptors() []Interceptor {
+	return c.inters.GuestStart
+}
+
+func (c *GuestStartClient) mutate(ctx context.Context, m *GuestStartMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&GuestStartCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&GuestStartUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&GuestStartUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&GuestStartDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown GuestStart mutation op: %q", m.Op())
 	}
 }
 
@@ -2834,14 +2975,14 @@ func (c *TokenClient) mutate(ctx context.Context, m *TokenMutation) (Value, erro
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Agent, Attachment, Consumer, Conversation, Event, IdempotencyKey, Interaction,
-		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting, Site,
-		Token []ent.Hook
+		Agent, Attachment, Consumer, Conversation, Event, GuestStart, IdempotencyKey,
+		Interaction, MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting,
+		Site, Token []ent.Hook
 	}
 	inters struct {
-		Agent, Attachment, Consumer, Conversation, Event, IdempotencyKey, Interaction,
-		MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting, Site,
-		Token []ent.Interceptor
+		Agent, Attachment, Consumer, Conversation, Event, GuestStart, IdempotencyKey,
+		Interaction, MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting,
+		Site, Token []ent.Interceptor
 	}
 )
 

@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
@@ -92,6 +93,7 @@ func checkColumn(t, c string) error {
 			consumer.Table:       consumer.ValidColumn,
 			conversation.Table:   conversation.ValidColumn,
 			event.Table:          event.ValidColumn,
+			gueststart.Table:     gueststart.ValidColumn,
 			idempotencykey.Table: idempotencykey.ValidColumn,
 			interaction.Table:    interaction.ValidColumn,
 			matchingrule.Table:   matchingrule.ValidColumn,

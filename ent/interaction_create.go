@@ -177,6 +177,12 @@ func (_c *InteractionCreate) SetFormFields(v map[string]string) *InteractionCrea
 	return _c
 }
 
+// SetGuestTokenSealed sets the "guest_token_sealed" field.
+func (_c *InteractionCreate) SetGuestTokenSealed(v []byte) *InteractionCreate {
+	_c.mutation.SetGuestTokenSealed(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *InteractionCreate) SetID(v uuid.UUID) *InteractionCreate {
 	_c.mutation.SetID(v)
@@ -437,6 +443,10 @@ func (_c *InteractionCreate) createSpec() (*Interaction, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.FormFields(); ok {
 		_spec.SetField(interaction.FieldFormFields, field.TypeJSON, value)
 		_node.FormFields = value
+	}
+	if value, ok := _c.mutation.GuestTokenSealed(); ok {
+		_spec.SetField(interaction.FieldGuestTokenSealed, field.TypeBytes, value)
+		_node.GuestTokenSealed = &value
 	}
 	if nodes := _c.mutation.ConversationIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

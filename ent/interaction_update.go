@@ -44,6 +44,18 @@ func (_u *InteractionUpdate) SetNillableIntent(v *string) *InteractionUpdate {
 	return _u
 }
 
+// SetGuestTokenSealed sets the "guest_token_sealed" field.
+func (_u *InteractionUpdate) SetGuestTokenSealed(v []byte) *InteractionUpdate {
+	_u.mutation.SetGuestTokenSealed(v)
+	return _u
+}
+
+// ClearGuestTokenSealed clears the value of the "guest_token_sealed" field.
+func (_u *InteractionUpdate) ClearGuestTokenSealed() *InteractionUpdate {
+	_u.mutation.ClearGuestTokenSealed()
+	return _u
+}
+
 // SetConversationID sets the "conversation" edge to the Conversation entity by ID.
 func (_u *InteractionUpdate) SetConversationID(id uuid.UUID) *InteractionUpdate {
 	_u.mutation.SetConversationID(id)
@@ -119,6 +131,12 @@ func (_u *InteractionUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if value, ok := _u.mutation.Intent(); ok {
 		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.GuestTokenSealed(); ok {
+		_spec.SetField(interaction.FieldGuestTokenSealed, field.TypeBytes, value)
+	}
+	if _u.mutation.GuestTokenSealedCleared() {
+		_spec.ClearField(interaction.FieldGuestTokenSealed, field.TypeBytes)
+	}
 	if _u.mutation.ConversationCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2O,
@@ -181,6 +199,18 @@ func (_u *InteractionUpdateOne) SetNillableIntent(v *string) *InteractionUpdateO
 	if v != nil {
 		_u.SetIntent(*v)
 	}
+	return _u
+}
+
+// SetGuestTokenSealed sets the "guest_token_sealed" field.
+func (_u *InteractionUpdateOne) SetGuestTokenSealed(v []byte) *InteractionUpdateOne {
+	_u.mutation.SetGuestTokenSealed(v)
+	return _u
+}
+
+// ClearGuestTokenSealed clears the value of the "guest_token_sealed" field.
+func (_u *InteractionUpdateOne) ClearGuestTokenSealed() *InteractionUpdateOne {
+	_u.mutation.ClearGuestTokenSealed()
 	return _u
 }
 
@@ -288,6 +318,12 @@ func (_u *InteractionUpdateOne) sqlSave(ctx context.Context) (_node *Interaction
 	}
 	if value, ok := _u.mutation.Intent(); ok {
 		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.GuestTokenSealed(); ok {
+		_spec.SetField(interaction.FieldGuestTokenSealed, field.TypeBytes, value)
+	}
+	if _u.mutation.GuestTokenSealedCleared() {
+		_spec.ClearField(interaction.FieldGuestTokenSealed, field.TypeBytes)
 	}
 	if _u.mutation.ConversationCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
@@ -45,6 +46,7 @@ const (
 	TypeConsumer       = "Consumer"
 	TypeConversation   = "Conversation"
 	TypeEvent          = "Event"
+	TypeGuestStart     = "GuestStart"
 	TypeIdempotencyKey = "IdempotencyKey"
 	TypeInteraction    = "Interaction"
 	TypeMatchingRule   = "MatchingRule"
@@ -1359,6 +1361,7 @@ type AttachmentMutation struct {
 	addsize             *int64
 	sha256              *string
 	content             *[]byte
+	referenced          *bool
 	clearedFields       map[string]struct{}
 	conversation        *uuid.UUID
 	clearedconversation bool
@@ -1851,6 +1854,42 @@ func (m *AttachmentMutation) ResetContent() {
 	m.content = nil
 }
 
+// SetReferenced sets the "referenced" field.
+func (m *AttachmentMutation) SetReferenced(b bool) {
+	m.referenced = &b
+}
+
+// Referenced returns the value of the "referenced" field in the mutation.
+func (m *AttachmentMutation) Referenced() (r bool, exists bool) {
+	v := m.referenced
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReferenced returns the old "referenced" field's value of the Attachment entity.
+// If the Attachment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AttachmentMutation) OldReferenced(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReferenced is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReferenced requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReferenced: %w", err)
+	}
+	return oldValue.Referenced, nil
+}
+
+// ResetReferenced resets all changes to the "referenced" field.
+func (m *AttachmentMutation) ResetReferenced() {
+	m.referenced = nil
+}
+
 // ClearConversation clears the "conversation" edge to the Conversation entity.
 func (m *AttachmentMutation) ClearConversation() {
 	m.clearedconversation = true
@@ -1912,7 +1951,7 @@ func (m *AttachmentMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *AttachmentMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, attachment.FieldCreatedAt)
 	}
@@ -1943,6 +1982,9 @@ func (m *AttachmentMutation) Fields() []string {
 	if m.content != nil {
 		fields = append(fields, attachment.FieldContent)
 	}
+	if m.referenced != nil {
+		fields = append(fields, attachment.FieldReferenced)
+	}
 	return fields
 }
 
@@ -1971,6 +2013,8 @@ func (m *AttachmentMutation) Field(name string) (ent.Value, bool) {
 		return m.Sha256()
 	case attachment.FieldContent:
 		return m.Content()
+	case attachment.FieldReferenced:
+		return m.Referenced()
 	}
 	return nil, false
 }
@@ -2000,6 +2044,8 @@ func (m *AttachmentMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldSha256(ctx)
 	case attachment.FieldContent:
 		return m.OldContent(ctx)
+	case attachment.FieldReferenced:
+		return m.OldReferenced(ctx)
 	}
 	return nil, fmt.Errorf("unknown Attachment field %s", name)
 }
@@ -2078,6 +2124,13 @@ func (m *AttachmentMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetContent(v)
+		return nil
+	case attachment.FieldReferenced:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReferenced(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Attachment field %s", name)
@@ -2172,6 +2225,9 @@ func (m *AttachmentMutation) ResetField(name string) error {
 		return nil
 	case attachment.FieldContent:
 		m.ResetContent()
+		return nil
+	case attachment.FieldReferenced:
+		m.ResetReferenced()
 		return nil
 	}
 	return fmt.Errorf("unknown Attachment field %s", name)
@@ -5988,6 +6044,516 @@ func (m *EventMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Event edge %s", name)
 }
 
+// GuestStartMutation represents an operation that mutates the GuestStart nodes in the graph.
+type GuestStartMutation struct {
+	config
+	op             Op
+	typ            string
+	id             *int
+	created_at     *time.Time
+	client_address *string
+	site_id        *uuid.UUID
+	retry          *bool
+	clearedFields  map[string]struct{}
+	done           bool
+	oldValue       func(context.Context) (*GuestStart, error)
+	predicates     []predicate.GuestStart
+}
+
+var _ ent.Mutation = (*GuestStartMutation)(nil)
+
+// gueststartOption allows management of the mutation configuration using functional options.
+type gueststartOption func(*GuestStartMutation)
+
+// newGuestStartMutation creates new mutation for the GuestStart entity.
+func newGuestStartMutation(c config, op Op, opts ...gueststartOption) *GuestStartMutation {
+	m := &GuestStartMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeGuestStart,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withGuestStartID sets the ID field of the mutation.
+func withGuestStartID(id int) gueststartOption {
+	return func(m *GuestStartMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *GuestStart
+		)
+		m.oldValue = func(ctx context.Context) (*GuestStart, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().GuestStart.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withGuestStart sets the old GuestStart of the mutation.
+func withGuestStart(node *GuestStart) gueststartOption {
+	return func(m *GuestStartMutation) {
+		m.oldValue = func(context.Context) (*GuestStart, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m GuestStartMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m GuestStartMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *GuestStartMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *GuestStartMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().GuestStart.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *GuestStartMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *GuestStartMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the GuestStart entity.
+// If the GuestStart object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuestStartMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *GuestStartMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetClientAddress sets the "client_address" field.
+func (m *GuestStartMutation) SetClientAddress(s string) {
+	m.client_address = &s
+}
+
+// ClientAddress returns the value of the "client_address" field in the mutation.
+func (m *GuestStartMutation) ClientAddress() (r string, exists bool) {
+	v := m.client_address
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClientAddress returns the old "client_address" field's value of the GuestStart entity.
+// If the GuestStart object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuestStartMutation) OldClientAddress(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClientAddress is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClientAddress requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClientAddress: %w", err)
+	}
+	return oldValue.ClientAddress, nil
+}
+
+// ResetClientAddress resets all changes to the "client_address" field.
+func (m *GuestStartMutation) ResetClientAddress() {
+	m.client_address = nil
+}
+
+// SetSiteID sets the "site_id" field.
+func (m *GuestStartMutation) SetSiteID(u uuid.UUID) {
+	m.site_id = &u
+}
+
+// SiteID returns the value of the "site_id" field in the mutation.
+func (m *GuestStartMutation) SiteID() (r uuid.UUID, exists bool) {
+	v := m.site_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSiteID returns the old "site_id" field's value of the GuestStart entity.
+// If the GuestStart object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuestStartMutation) OldSiteID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSiteID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSiteID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSiteID: %w", err)
+	}
+	return oldValue.SiteID, nil
+}
+
+// ClearSiteID clears the value of the "site_id" field.
+func (m *GuestStartMutation) ClearSiteID() {
+	m.site_id = nil
+	m.clearedFields[gueststart.FieldSiteID] = struct{}{}
+}
+
+// SiteIDCleared returns if the "site_id" field was cleared in this mutation.
+func (m *GuestStartMutation) SiteIDCleared() bool {
+	_, ok := m.clearedFields[gueststart.FieldSiteID]
+	return ok
+}
+
+// ResetSiteID resets all changes to the "site_id" field.
+func (m *GuestStartMutation) ResetSiteID() {
+	m.site_id = nil
+	delete(m.clearedFields, gueststart.FieldSiteID)
+}
+
+// SetRetry sets the "retry" field.
+func (m *GuestStartMutation) SetRetry(b bool) {
+	m.retry = &b
+}
+
+// Retry returns the value of the "retry" field in the mutation.
+func (m *GuestStartMutation) Retry() (r bool, exists bool) {
+	v := m.retry
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetry returns the old "retry" field's value of the GuestStart entity.
+// If the GuestStart object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GuestStartMutation) OldRetry(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetry is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetry requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetry: %w", err)
+	}
+	return oldValue.Retry, nil
+}
+
+// ResetRetry resets all changes to the "retry" field.
+func (m *GuestStartMutation) ResetRetry() {
+	m.retry = nil
+}
+
+// Where appends a list predicates to the GuestStartMutation builder.
+func (m *GuestStartMutation) Where(ps ...predicate.GuestStart) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the GuestStartMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *GuestStartMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.GuestStart, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *GuestStartMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *GuestStartMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (GuestStart).
+func (m *GuestStartMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *GuestStartMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.created_at != nil {
+		fields = append(fields, gueststart.FieldCreatedAt)
+	}
+	if m.client_address != nil {
+		fields = append(fields, gueststart.FieldClientAddress)
+	}
+	if m.site_id != nil {
+		fields = append(fields, gueststart.FieldSiteID)
+	}
+	if m.retry != nil {
+		fields = append(fields, gueststart.FieldRetry)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *GuestStartMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case gueststart.FieldCreatedAt:
+		return m.CreatedAt()
+	case gueststart.FieldClientAddress:
+		return m.ClientAddress()
+	case gueststart.FieldSiteID:
+		return m.SiteID()
+	case gueststart.FieldRetry:
+		return m.Retry()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *GuestStartMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case gueststart.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case gueststart.FieldClientAddress:
+		return m.OldClientAddress(ctx)
+	case gueststart.FieldSiteID:
+		return m.OldSiteID(ctx)
+	case gueststart.FieldRetry:
+		return m.OldRetry(ctx)
+	}
+	return nil, fmt.Errorf("unknown GuestStart field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *GuestStartMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case gueststart.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case gueststart.FieldClientAddress:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClientAddress(v)
+		return nil
+	case gueststart.FieldSiteID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSiteID(v)
+		return nil
+	case gueststart.FieldRetry:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetry(v)
+		return nil
+	}
+	return fmt.Errorf("unknown GuestStart field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *GuestStartMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *GuestStartMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *GuestStartMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown GuestStart numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *GuestStartMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(gueststart.FieldSiteID) {
+		fields = append(fields, gueststart.FieldSiteID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *GuestStartMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *GuestStartMutation) ClearField(name string) error {
+	switch name {
+	case gueststart.FieldSiteID:
+		m.ClearSiteID()
+		return nil
+	}
+	return fmt.Errorf("unknown GuestStart nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *GuestStartMutation) ResetField(name string) error {
+	switch name {
+	case gueststart.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case gueststart.FieldClientAddress:
+		m.ResetClientAddress()
+		return nil
+	case gueststart.FieldSiteID:
+		m.ResetSiteID()
+		return nil
+	case gueststart.FieldRetry:
+		m.ResetRetry()
+		return nil
+	}
+	return fmt.Errorf("unknown GuestStart field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *GuestStartMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *GuestStartMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *GuestStartMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *GuestStartMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *GuestStartMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *GuestStartMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *GuestStartMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown GuestStart unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *GuestStartMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown GuestStart edge %s", name)
+}
+
 // IdempotencyKeyMutation represents an operation that mutates the IdempotencyKey nodes in the graph.
 type IdempotencyKeyMutation struct {
 	config
@@ -6604,6 +7170,7 @@ type InteractionMutation struct {
 	tier                *string
 	intent              *string
 	form_fields         *map[string]string
+	guest_token_sealed  *[]byte
 	clearedFields       map[string]struct{}
 	conversation        *uuid.UUID
 	clearedconversation bool
@@ -7271,6 +7838,55 @@ func (m *InteractionMutation) ResetFormFields() {
 	m.form_fields = nil
 }
 
+// SetGuestTokenSealed sets the "guest_token_sealed" field.
+func (m *InteractionMutation) SetGuestTokenSealed(b []byte) {
+	m.guest_token_sealed = &b
+}
+
+// GuestTokenSealed returns the value of the "guest_token_sealed" field in the mutation.
+func (m *InteractionMutation) GuestTokenSealed() (r []byte, exists bool) {
+	v := m.guest_token_sealed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGuestTokenSealed returns the old "guest_token_sealed" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldGuestTokenSealed(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGuestTokenSealed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGuestTokenSealed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGuestTokenSealed: %w", err)
+	}
+	return oldValue.GuestTokenSealed, nil
+}
+
+// ClearGuestTokenSealed clears the value of the "guest_token_sealed" field.
+func (m *InteractionMutation) ClearGuestTokenSealed() {
+	m.guest_token_sealed = nil
+	m.clearedFields[interaction.FieldGuestTokenSealed] = struct{}{}
+}
+
+// GuestTokenSealedCleared returns if the "guest_token_sealed" field was cleared in this mutation.
+func (m *InteractionMutation) GuestTokenSealedCleared() bool {
+	_, ok := m.clearedFields[interaction.FieldGuestTokenSealed]
+	return ok
+}
+
+// ResetGuestTokenSealed resets all changes to the "guest_token_sealed" field.
+func (m *InteractionMutation) ResetGuestTokenSealed() {
+	m.guest_token_sealed = nil
+	delete(m.clearedFields, interaction.FieldGuestTokenSealed)
+}
+
 // SetConversationID sets the "conversation" edge to the Conversation entity by id.
 func (m *InteractionMutation) SetConversationID(id uuid.UUID) {
 	m.conversation = &id
@@ -7371,7 +7987,7 @@ func (m *InteractionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *InteractionMutation) Fields() []string {
-	fields := make([]string, 0, 15)
+	fields := make([]string, 0, 16)
 	if m.created_at != nil {
 		fields = append(fields, interaction.FieldCreatedAt)
 	}
@@ -7417,6 +8033,9 @@ func (m *InteractionMutation) Fields() []string {
 	if m.form_fields != nil {
 		fields = append(fields, interaction.FieldFormFields)
 	}
+	if m.guest_token_sealed != nil {
+		fields = append(fields, interaction.FieldGuestTokenSealed)
+	}
 	return fields
 }
 
@@ -7455,6 +8074,8 @@ func (m *InteractionMutation) Field(name string) (ent.Value, bool) {
 		return m.Intent()
 	case interaction.FieldFormFields:
 		return m.FormFields()
+	case interaction.FieldGuestTokenSealed:
+		return m.GuestTokenSealed()
 	}
 	return nil, false
 }
@@ -7494,6 +8115,8 @@ func (m *InteractionMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldIntent(ctx)
 	case interaction.FieldFormFields:
 		return m.OldFormFields(ctx)
+	case interaction.FieldGuestTokenSealed:
+		return m.OldGuestTokenSealed(ctx)
 	}
 	return nil, fmt.Errorf("unknown Interaction field %s", name)
 }
@@ -7608,6 +8231,13 @@ func (m *InteractionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetFormFields(v)
 		return nil
+	case interaction.FieldGuestTokenSealed:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGuestTokenSealed(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Interaction field %s", name)
 }
@@ -7641,6 +8271,9 @@ func (m *InteractionMutation) ClearedFields() []string {
 	if m.FieldCleared(interaction.FieldSiteID) {
 		fields = append(fields, interaction.FieldSiteID)
 	}
+	if m.FieldCleared(interaction.FieldGuestTokenSealed) {
+		fields = append(fields, interaction.FieldGuestTokenSealed)
+	}
 	return fields
 }
 
@@ -7657,6 +8290,9 @@ func (m *InteractionMutation) ClearField(name string) error {
 	switch name {
 	case interaction.FieldSiteID:
 		m.ClearSiteID()
+		return nil
+	case interaction.FieldGuestTokenSealed:
+		m.ClearGuestTokenSealed()
 		return nil
 	}
 	return fmt.Errorf("unknown Interaction nullable field %s", name)
@@ -7710,6 +8346,9 @@ func (m *InteractionMutation) ResetField(name string) error {
 		return nil
 	case interaction.FieldFormFields:
 		m.ResetFormFields()
+		return nil
+	case interaction.FieldGuestTokenSealed:
+		m.ResetGuestTokenSealed()
 		return nil
 	}
 	return fmt.Errorf("unknown Interaction field %s", name)

@@ -11,6 +11,7 @@ import (
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
+	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/matchingrule"
@@ -94,6 +95,10 @@ func init() {
 	attachmentDescSize := attachmentFields[6].Descriptor()
 	// attachment.SizeValidator is a validator for the "size" field. It is called by the builders before save.
 	attachment.SizeValidator = attachmentDescSize.Validators[0].(func(int64) error)
+	// attachmentDescReferenced is the schema descriptor for referenced field.
+	attachmentDescReferenced := attachmentFields[9].Descriptor()
+	// attachment.DefaultReferenced holds the default value on creation for the referenced field.
+	attachment.DefaultReferenced = attachmentDescReferenced.Default.(bool)
 	// attachmentDescID is the schema descriptor for id field.
 	attachmentDescID := attachmentMixinFields0[0].Descriptor()
 	// attachment.DefaultID holds the default value on creation for the id field.
@@ -158,6 +163,20 @@ func init() {
 	eventDescSenderName := eventFields[7].Descriptor()
 	// event.DefaultSenderName holds the default value on creation for the sender_name field.
 	event.DefaultSenderName = eventDescSenderName.Default.(string)
+	gueststartFields := schema.GuestStart{}.Fields()
+	_ = gueststartFields
+	// gueststartDescCreatedAt is the schema descriptor for created_at field.
+	gueststartDescCreatedAt := gueststartFields[0].Descriptor()
+	// gueststart.DefaultCreatedAt holds the default value on creation for the created_at field.
+	gueststart.DefaultCreatedAt = gueststartDescCreatedAt.Default.(func() time.Time)
+	// gueststartDescClientAddress is the schema descriptor for client_address field.
+	gueststartDescClientAddress := gueststartFields[1].Descriptor()
+	// gueststart.DefaultClientAddress holds the default value on creation for the client_address field.
+	gueststart.DefaultClientAddress = gueststartDescClientAddress.Default.(string)
+	// gueststartDescRetry is the schema descriptor for retry field.
+	gueststartDescRetry := gueststartFields[3].Descriptor()
+	// gueststart.DefaultRetry holds the default value on creation for the retry field.
+	gueststart.DefaultRetry = gueststartDescRetry.Default.(bool)
 	idempotencykeyFields := schema.IdempotencyKey{}.Fields()
 	_ = idempotencykeyFields
 	// idempotencykeyDescCaller is the schema descriptor for caller field.

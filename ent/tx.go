@@ -24,6 +24,8 @@ type Tx struct {
 	Conversation *ConversationClient
 	// Event is the client for interacting with the Event builders.
 	Event *EventClient
+	// GuestStart is the client for interacting with the GuestStart builders.
+	GuestStart *GuestStartClient
 	// IdempotencyKey is the client for interacting with the IdempotencyKey builders.
 	IdempotencyKey *IdempotencyKeyClient
 	// Interaction is the client for interacting with the Interaction builders.
@@ -180,6 +182,7 @@ func (tx *Tx) init() {
 	tx.Consumer = NewConsumerClient(tx.config)
 	tx.Conversation = NewConversationClient(tx.config)
 	tx.Event = NewEventClient(tx.config)
+	tx.GuestStart = NewGuestStartClient(tx.config)
 	tx.IdempotencyKey = NewIdempotencyKeyClient(tx.config)
 	tx.Interaction = NewInteractionClient(tx.config)
 	tx.MatchingRule = NewMatchingRuleClient(tx.config)

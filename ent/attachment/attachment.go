@@ -36,6 +36,8 @@ const (
 	FieldSha256 = "sha256"
 	// FieldContent holds the string denoting the content field in the database.
 	FieldContent = "content"
+	// FieldReferenced holds the string denoting the referenced field in the database.
+	FieldReferenced = "referenced"
 	// EdgeConversation holds the string denoting the conversation edge name in mutations.
 	EdgeConversation = "conversation"
 	// Table holds the table name of the attachment in the database.
@@ -62,6 +64,7 @@ var Columns = []string{
 	FieldSize,
 	FieldSha256,
 	FieldContent,
+	FieldReferenced,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -87,6 +90,8 @@ var (
 	ContentTypeValidator func(string) error
 	// SizeValidator is a validator for the "size" field. It is called by the builders before save.
 	SizeValidator func(int64) error
+	// DefaultReferenced holds the default value on creation for the "referenced" field.
+	DefaultReferenced bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -166,6 +171,11 @@ func BySize(opts ...sql.OrderTermOption) OrderOption {
 // BySha256 orders the results by the sha256 field.
 func BySha256(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSha256, opts...).ToFunc()
+}
+
+// ByReferenced orders the results by the referenced field.
+func ByReferenced(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldReferenced, opts...).ToFunc()
 }
 
 // ByConversationField orders the results by conversation field.

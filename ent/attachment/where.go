@@ -101,6 +101,11 @@ func Content(v []byte) predicate.Attachment {
 	return predicate.Attachment(sql.FieldEQ(FieldContent, v))
 }
 
+// Referenced applies equality check predicate on the "referenced" field. It's identical to ReferencedEQ.
+func Referenced(v bool) predicate.Attachment {
+	return predicate.Attachment(sql.FieldEQ(FieldReferenced, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Attachment {
 	return predicate.Attachment(sql.FieldEQ(FieldCreatedAt, v))
@@ -584,6 +589,16 @@ func ContentLT(v []byte) predicate.Attachment {
 // ContentLTE applies the LTE predicate on the "content" field.
 func ContentLTE(v []byte) predicate.Attachment {
 	return predicate.Attachment(sql.FieldLTE(FieldContent, v))
+}
+
+// ReferencedEQ applies the EQ predicate on the "referenced" field.
+func ReferencedEQ(v bool) predicate.Attachment {
+	return predicate.Attachment(sql.FieldEQ(FieldReferenced, v))
+}
+
+// ReferencedNEQ applies the NEQ predicate on the "referenced" field.
+func ReferencedNEQ(v bool) predicate.Attachment {
+	return predicate.Attachment(sql.FieldNEQ(FieldReferenced, v))
 }
 
 // HasConversation applies the HasEdge predicate on the "conversation" edge.

@@ -46,6 +46,8 @@ const (
 	FieldIntent = "intent"
 	// FieldFormFields holds the string denoting the form_fields field in the database.
 	FieldFormFields = "form_fields"
+	// FieldGuestTokenSealed holds the string denoting the guest_token_sealed field in the database.
+	FieldGuestTokenSealed = "guest_token_sealed"
 	// EdgeConversation holds the string denoting the conversation edge name in mutations.
 	EdgeConversation = "conversation"
 	// EdgeSite holds the string denoting the site edge name in mutations.
@@ -86,6 +88,7 @@ var Columns = []string{
 	FieldTier,
 	FieldIntent,
 	FieldFormFields,
+	FieldGuestTokenSealed,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).

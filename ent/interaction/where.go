@@ -116,6 +116,11 @@ func Intent(v string) predicate.Interaction {
 	return predicate.Interaction(sql.FieldEQ(FieldIntent, v))
 }
 
+// GuestTokenSealed applies equality check predicate on the "guest_token_sealed" field. It's identical to GuestTokenSealedEQ.
+func GuestTokenSealed(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldGuestTokenSealed, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Interaction {
 	return predicate.Interaction(sql.FieldEQ(FieldCreatedAt, v))
@@ -849,6 +854,56 @@ func IntentEqualFold(v string) predicate.Interaction {
 // IntentContainsFold applies the ContainsFold predicate on the "intent" field.
 func IntentContainsFold(v string) predicate.Interaction {
 	return predicate.Interaction(sql.FieldContainsFold(FieldIntent, v))
+}
+
+// GuestTokenSealedEQ applies the EQ predicate on the "guest_token_sealed" field.
+func GuestTokenSealedEQ(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldEQ(FieldGuestTokenSealed, v))
+}
+
+// GuestTokenSealedNEQ applies the NEQ predicate on the "guest_token_sealed" field.
+func GuestTokenSealedNEQ(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNEQ(FieldGuestTokenSealed, v))
+}
+
+// GuestTokenSealedIn applies the In predicate on the "guest_token_sealed" field.
+func GuestTokenSealedIn(vs ...[]byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldIn(FieldGuestTokenSealed, vs...))
+}
+
+// GuestTokenSealedNotIn applies the NotIn predicate on the "guest_token_sealed" field.
+func GuestTokenSealedNotIn(vs ...[]byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldNotIn(FieldGuestTokenSealed, vs...))
+}
+
+// GuestTokenSealedGT applies the GT predicate on the "guest_token_sealed" field.
+func GuestTokenSealedGT(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldGT(FieldGuestTokenSealed, v))
+}
+
+// GuestTokenSealedGTE applies the GTE predicate on the "guest_token_sealed" field.
+func GuestTokenSealedGTE(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldGTE(FieldGuestTokenSealed, v))
+}
+
+// GuestTokenSealedLT applies the LT predicate on the "guest_token_sealed" field.
+func GuestTokenSealedLT(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldLT(FieldGuestTokenSealed, v))
+}
+
+// GuestTokenSealedLTE applies the LTE predicate on the "guest_token_sealed" field.
+func GuestTokenSealedLTE(v []byte) predicate.Interaction {
+	return predicate.Interaction(sql.FieldLTE(FieldGuestTokenSealed, v))
+}
+
+// GuestTokenSealedIsNil applies the IsNil predicate on the "guest_token_sealed" field.
+func GuestTokenSealedIsNil() predicate.Interaction {
+	return predicate.Interaction(sql.FieldIsNull(FieldGuestTokenSealed))
+}
+
+// GuestTokenSealedNotNil applies the NotNil predicate on the "guest_token_sealed" field.
+func GuestTokenSealedNotNil() predicate.Interaction {
+	return predicate.Interaction(sql.FieldNotNull(FieldGuestTokenSealed))
 }
 
 // HasConversation applies the HasEdge predicate on the "conversation" edge.

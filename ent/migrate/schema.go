@@ -41,6 +41,7 @@ var (
 		{Name: "size", Type: field.TypeInt64},
 		{Name: "sha256", Type: field.TypeString},
 		{Name: "content", Type: field.TypeBytes},
+		{Name: "referenced", Type: field.TypeBool, Default: false},
 		{Name: "conversation_id", Type: field.TypeUUID},
 	}
 	// AttachmentsTable holds the schema information for the "attachments" table.
@@ -51,7 +52,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "attachments_conversations_attachments",
-				Columns:    []*schema.Column{AttachmentsColumns[10]},
+				Columns:    []*schema.Column{AttachmentsColumns[11]},
 				RefColumns: []*schema.Column{ConversationsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -60,7 +61,12 @@ var (
 			{
 				Name:    "attachment_conversation_id",
 				Unique:  false,
-				Columns: []*schema.Column{AttachmentsColumns[10]},
+				Columns: []*schema.Column{AttachmentsColumns[11]},
+			},
+			{
+				Name:    "attachment_referenced_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{AttachmentsColumns[10], AttachmentsColumns[1]},
 			},
 		},
 	}
@@ -209,6 +215,37 @@ var (
 			},
 		},
 	}
+	// GuestStartsColumns holds the columns for the "guest_starts" table.
+	GuestStartsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "client_address", Type: field.TypeString, Default: ""},
+		{Name: "site_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "retry", Type: field.TypeBool, Default: false},
+	}
+	// GuestStartsTable holds the schema information for the "guest_starts" table.
+	GuestStartsTable = &schema.Table{
+		Name:       "guest_starts",
+		Columns:    GuestStartsColumns,
+		PrimaryKey: []*schema.Column{GuestStartsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "gueststart_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{GuestStartsColumns[1]},
+			},
+			{
+				Name:    "gueststart_client_address_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{GuestStartsColumns[2], GuestStartsColumns[1]},
+			},
+			{
+				Name:    "gueststart_site_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{GuestStartsColumns[3], GuestStartsColumns[1]},
+			},
+		},
+	}
 	// IdempotencyKeysColumns holds the columns for the "idempotency_keys" table.
 	IdempotencyKeysColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -230,6 +267,11 @@ var (
 				Unique:  true,
 				Columns: []*schema.Column{IdempotencyKeysColumns[1], IdempotencyKeysColumns[2], IdempotencyKeysColumns[3]},
 			},
+			{
+				Name:    "idempotencykey_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{IdempotencyKeysColumns[6]},
+			},
 		},
 	}
 	// InteractionsColumns holds the columns for the "interactions" table.
@@ -249,6 +291,7 @@ var (
 		{Name: "tier", Type: field.TypeString, Default: ""},
 		{Name: "intent", Type: field.TypeString, Default: ""},
 		{Name: "form_fields", Type: field.TypeJSON},
+		{Name: "guest_token_sealed", Type: field.TypeBytes, Nullable: true},
 		{Name: "site_id", Type: field.TypeUUID, Nullable: true},
 	}
 	// InteractionsTable holds the schema information for the "interactions" table.
@@ -259,26 +302,16 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "interactions_sites_interactions",
-				Columns:    []*schema.Column{InteractionsColumns[15]},
+				Columns:    []*schema.Column{InteractionsColumns[16]},
 				RefColumns: []*schema.Column{SitesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 		},
 		Indexes: []*schema.Index{
 			{
-				Name:    "interaction_origin_created_at",
+				Name:    "interaction_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{InteractionsColumns[7], InteractionsColumns[1]},
-			},
-			{
-				Name:    "interaction_client_address_created_at",
-				Unique:  false,
-				Columns: []*schema.Column{InteractionsColumns[10], InteractionsColumns[1]},
-			},
-			{
-				Name:    "interaction_site_id_created_at",
-				Unique:  false,
-				Columns: []*schema.Column{InteractionsColumns[15], InteractionsColumns[1]},
+				Columns: []*schema.Column{InteractionsColumns[1]},
 			},
 		},
 	}
@@ -506,6 +539,18 @@ var (
 				OnDelete:   schema.SetNull,
 			},
 		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "token_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{TokensColumns[5]},
+			},
+			{
+				Name:    "token_revoked_at",
+				Unique:  false,
+				Columns: []*schema.Column{TokensColumns[6]},
+			},
+		},
 	}
 	// AgentQueuesColumns holds the columns for the "agent_queues" table.
 	AgentQueuesColumns = []*schema.Column{
@@ -539,6 +584,7 @@ var (
 		ConsumersTable,
 		ConversationsTable,
 		EventsTable,
+		GuestStartsTable,
 		IdempotencyKeysTable,
 		InteractionsTable,
 		MatchingRulesTable,

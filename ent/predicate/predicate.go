@@ -21,6 +21,9 @@ type Conversation func(*sql.Selector)
 // Event is the predicate function for event builders.
 type Event func(*sql.Selector)
 
+// GuestStart is the predicate function for gueststart builders.
+type GuestStart func(*sql.Selector)
+
 // IdempotencyKey is the predicate function for idempotencykey builders.
 type IdempotencyKey func(*sql.Selector)
 

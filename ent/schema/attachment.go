@@ -31,6 +31,9 @@ func (Attachment) Fields() []ent.Field {
 		// sha256 is the lowercase hex SHA-256 of content.
 		field.String("sha256").Immutable(),
 		field.Bytes("content").Immutable(),
+		// referenced turns true when a message references the attachment;
+		// unreferenced uploads are deleted after the attachment retention.
+		field.Bool("referenced").Default(false),
 	}
 }
 
@@ -45,5 +48,7 @@ func (Attachment) Edges() []ent.Edge {
 func (Attachment) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("conversation_id"),
+		// The retention sweep finds old unreferenced uploads.
+		index.Fields("referenced", "created_at"),
 	}
 }

@@ -29,6 +29,8 @@ func (IdempotencyKey) Fields() []ent.Field {
 		field.Bytes("request_hash").Immutable(),
 		// response is the protobuf encoding of the first call's response.
 		field.Bytes("response").Immutable(),
+		// created_at is set from the server's clock; keys older than the
+		// idempotency retention are deleted.
 		field.Time("created_at").Default(time.Now).Immutable(),
 	}
 }
@@ -37,5 +39,6 @@ func (IdempotencyKey) Fields() []ent.Field {
 func (IdempotencyKey) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("caller", "procedure", "key").Unique(),
+		index.Fields("created_at"),
 	}
 }

@@ -28,8 +28,10 @@ func (Interaction) Fields() []ent.Field {
 		// origin tells a guest's pre-chat form from a signed-in customer's
 		// request; only guests count against the guest session limit.
 		field.Enum("origin").Values("guest", "customer").Default("guest").Immutable(),
-		// request_id is the client's idempotency key for StartGuestChat and
-		// StartCustomerChat.
+		// request_id is the client's idempotency key for StartCustomerChat
+		// and, for guests, the SHA-256 of StartGuestChat's request_id (hex,
+		// "sha256:" prefixed): the request id is the secret a retry proves,
+		// so it is never stored.
 		field.String("request_id").Unique().Immutable(),
 		// request_hash fingerprints the form, so a reused key with another
 		// form is told apart from a retry.
@@ -44,6 +46,11 @@ func (Interaction) Fields() []ent.Field {
 		field.String("tier").Default("").Immutable(),
 		field.String("intent").Default(""),
 		field.JSON("form_fields", map[string]string{}).Default(map[string]string{}).Immutable(),
+		// guest_token_sealed is the guest's token encrypted under a key
+		// derived from the request id, so that a retry of StartGuestChat
+		// (which proves it knows the request id) gets the same token back.
+		// It is erased once the retry window has passed.
+		field.Bytes("guest_token_sealed").Optional().Nillable().Sensitive(),
 	}
 }
 
@@ -58,10 +65,7 @@ func (Interaction) Edges() []ent.Edge {
 // Indexes of the Interaction.
 func (Interaction) Indexes() []ent.Index {
 	return []ent.Index{
-		// The guest session limit counts guest interactions of the last hour.
-		index.Fields("origin", "created_at"),
-		// The per-address and per-site limits count the same way.
-		index.Fields("client_address", "created_at"),
-		index.Fields("site_id", "created_at"),
+		// The retention sweep erases sealed tokens past the retry window.
+		index.Fields("created_at"),
 	}
 }

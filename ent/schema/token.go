@@ -4,6 +4,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
 	"github.com/google/uuid"
 )
 
@@ -36,5 +37,14 @@ func (Token) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("agent", Agent.Type).Ref("tokens").Field("agent_id").Unique().Immutable(),
 		edge.From("conversation", Conversation.Type).Ref("tokens").Field("conversation_id").Unique().Immutable(),
+	}
+}
+
+// Indexes of the Token.
+func (Token) Indexes() []ent.Index {
+	return []ent.Index{
+		// The retention sweep deletes tokens long expired or revoked.
+		index.Fields("expires_at"),
+		index.Fields("revoked_at"),
 	}
 }

@@ -949,7 +949,8 @@ func (*Event_WaitExceeded) isEvent_Kind() {}
 type MessagePosted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
-	// The sender's idempotency key for the message.
+	// The sender's idempotency key for the message, shown only to the
+	// sender (so its client can match its own echo); empty for everyone else.
 	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	// Files attached to the message; download them with GetAttachment.
 	Attachments   []*Attachment `protobuf:"bytes,3,rep,name=attachments,proto3" json:"attachments,omitempty"`

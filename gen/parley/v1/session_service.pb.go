@@ -107,9 +107,13 @@ func (x *GetPreChatFormResponse) GetIssueTypes() []*IssueType {
 // StartGuestChatRequest is the pre-chat form.
 type StartGuestChatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A client-generated UUID. Retrying with the same id and the same form
-	// returns the same conversation (with a fresh token) and is not counted
-	// against the guest session limit again.
+	// A random (version 4) UUID the client generates and keeps to itself: it
+	// is the secret that proves a retry. Retrying with the same id and the
+	// same form within ten minutes returns the same conversation and the
+	// same guest token; a retry counts against the guest session limits like
+	// a new start, and is refused (FailedPrecondition) once the conversation
+	// has closed, its token was revoked, or the ten minutes have passed.
+	// Parley never stores the id or shows it to anyone.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Name      string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Email     string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`

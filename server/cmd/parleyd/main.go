@@ -30,6 +30,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
+	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -67,7 +68,7 @@ func run(log *slog.Logger, args []string) error {
 	addr := fs.String("addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
 	dbPath := fs.String("db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
 	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
-	identityPath := fs.String("identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal)")
+	identityPath := fs.String("identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal with the built-in demo bootstrap, none with -bootstrap)")
 	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
 	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
 	lifetime := fs.Duration("max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")
@@ -78,11 +79,17 @@ func run(log *slog.Logger, args []string) error {
 	sync := fs.String("sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per write)")
 	trusted := fs.String("trusted-proxies", os.Getenv("PARLEY_TRUSTED_PROXIES"), "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (env PARLEY_TRUSTED_PROXIES); default none")
 	origins := fs.String("allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
+	convAttachBytes := fs.Int64("max-conversation-attachment-bytes", app.DefaultMaxConversationAttachmentBytes, "largest total size of one conversation's attachments")
+	attachRetention := fs.Duration("attachment-retention", retention.DefaultAttachments, "uploads that no message references are deleted after this long")
+	tokenRetention := fs.Duration("token-retention", retention.DefaultTokens, "tokens are deleted this long after they expired or were revoked")
+	keyRetention := fs.Duration("idempotency-retention", retention.DefaultIdempotency, "request ids of retryable writes are remembered this long; a retry after that is a new write")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *sendRate <= 0 || *sendBurst <= 0 || *attachBytes <= 0 || *lifetime <= 0 || *heartbeat <= 0 || *maxBytes <= 0 {
-		return errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-stream-lifetime, -heartbeat and -max-request-bytes must be positive")
+	if *sendRate <= 0 || *sendBurst <= 0 || *attachBytes <= 0 || *lifetime <= 0 || *heartbeat <= 0 || *maxBytes <= 0 ||
+		*convAttachBytes <= 0 || *attachRetention <= 0 || *tokenRetention <= 0 || *keyRetention <= 0 {
+		return errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-conversation-attachment-bytes, -max-stream-lifetime, " +
+			"-heartbeat, -max-request-bytes and the -*-retention flags must be positive")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -118,25 +125,35 @@ func run(log *slog.Logger, args []string) error {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
 	}
 	if res.GeneratedAdminToken != "" {
-		// Printed once, to the terminal only: the log never holds tokens.
-		fmt.Fprintf(os.Stderr, "no admin token was configured, so parleyd made one; it is shown only now:\n\n  %s\n\n"+
+		// Printed once, on standard output: the log (standard error) never
+		// holds a token, wherever it is collected.
+		fmt.Fprintf(os.Stdout, "no admin token was configured, so parleyd made one; it is shown only now:\n\n  %s\n\n"+
 			"keep it in a password manager; it can issue other tokens (AccessService) and be revoked\n", res.GeneratedAdminToken)
+		log.Info("no admin token was configured: parleyd made one and printed it on standard output, once")
 	}
 	addresses, err := clientaddr.NewResolver(splitList(*trusted))
 	if err != nil {
 		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 
+	// The demo portal's secret is public: it is trusted only together with
+	// the demo configuration. With a bootstrap file of your own and no
+	// -identity, no customer JWT is accepted.
 	idData, idName := identity.Demo, "built-in demo"
+	if *bootPath != "" {
+		idData, idName = nil, "none"
+	}
 	if *identityPath != "" {
 		if idData, err = os.ReadFile(*identityPath); err != nil {
 			return fmt.Errorf("read identity file: %w", err)
 		}
 		idName = *identityPath
 	}
-	idConfig, err := identity.ParseConfig(idData)
-	if err != nil {
-		return fmt.Errorf("%s: %w", idName, err)
+	idConfig := &identity.Config{}
+	if idData != nil {
+		if idConfig, err = identity.ParseConfig(idData); err != nil {
+			return fmt.Errorf("%s: %w", idName, err)
+		}
 	}
 	customers, err := identity.NewVerifier(ctx, idConfig, clock.Real{}, log)
 	if err != nil {
@@ -155,6 +172,13 @@ func run(log *slog.Logger, args []string) error {
 		AttachmentTypes:    strings.Split(*attachTypes, ","),
 		ClientAddresses:    addresses,
 		AllowedOrigins:     splitList(*origins),
+
+		MaxConversationAttachmentBytes: *convAttachBytes,
+		Retention: retention.Policy{
+			Attachments: *attachRetention,
+			Tokens:      *tokenRetention,
+			Idempotency: *keyRetention,
+		},
 	})
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -177,8 +201,11 @@ func run(log *slog.Logger, args []string) error {
 		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
 			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", lis.Addr())
 	}
-	if idName == "built-in demo" {
+	switch idName {
+	case "built-in demo":
 		fmt.Fprintf(os.Stderr, "customer JWTs signed with the public demo secret in server/internal/identity/demo.yaml are accepted; use -identity for a real site\n")
+	case "none":
+		fmt.Fprintf(os.Stderr, "no -identity file: signed-in customers cannot call until one lists your portal's or site's JWT issuer\n")
 	}
 
 	select {

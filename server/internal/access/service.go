@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -25,15 +26,17 @@ import (
 // Service implements parleyv1connect.AccessServiceHandler.
 type Service struct {
 	db      *ent.Client
+	hub     *events.Hub
 	clk     clock.Clock
 	origins *Origins
 }
 
 var _ parleyv1connect.AccessServiceHandler = (*Service)(nil)
 
-// NewService returns the service; origins is told when sites change.
-func NewService(db *ent.Client, clk clock.Clock, origins *Origins) *Service {
-	return &Service{db: db, clk: clk, origins: origins}
+// NewService returns the service; origins is told when sites change, and
+// hub wakes the streams of a revoked token so that they end.
+func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, origins *Origins) *Service {
+	return &Service{db: db, hub: hub, clk: clk, origins: origins}
 }
 
 // IssueToken stores a new staff token and returns its secret once.
@@ -76,6 +79,8 @@ func (s *Service) RevokeToken(ctx context.Context, req *parleyv1.RevokeTokenRequ
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("revoke token %s: %w", id, err))
 	}
+	// Streams opened with the token re-check it and end.
+	s.hub.Notify(events.TokenKey(id.String()))
 	row, err := s.db.Token.Get(ctx, id)
 	if ent.IsNotFound(err) {
 		return nil, apierr.New(connect.CodeNotFound, "TOKEN_NOT_FOUND", fmt.Sprintf("token %s does not exist", id))

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,6 +30,8 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
+	"github.com/parleyhq/parley/server/internal/ratelimit"
+	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
 )
@@ -51,7 +54,10 @@ const (
 	DefaultMaxAttachmentBytes = 5 << 20
 	// DefaultTypingTTL is how long a typing indicator shows without a refresh.
 	DefaultTypingTTL = 6 * time.Second
-	compressMinBytes = 1024
+	// DefaultMaxConversationAttachmentBytes bounds all attachments of one
+	// conversation together (50 MiB).
+	DefaultMaxConversationAttachmentBytes = 50 << 20
+	compressMinBytes                      = 1024
 	// envelopeSlack is room for an upload request's fields beside its content.
 	envelopeSlack = 64 << 10
 )
@@ -93,6 +99,16 @@ type Options struct {
 	// AllowedOrigins are browser origins allowed to call besides the
 	// registered sites' (such as the portal and the agent workspace).
 	AllowedOrigins []string
+	// MaxConversationAttachmentBytes bounds the attachments of one
+	// conversation together.
+	MaxConversationAttachmentBytes int64
+	// WriteLimits overrides DefaultWriteLimits per class.
+	WriteLimits map[WriteClass]ratelimit.Rate
+	// Retention says how long records kept only for a while live; zero
+	// fields take the retention package's defaults.
+	Retention retention.Policy
+	// RetentionInterval is how often the retention sweep runs.
+	RetentionInterval time.Duration
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -120,6 +136,19 @@ func (opts Options) withDefaults() Options {
 	setDuration(&opts.Heartbeat, DefaultHeartbeat)
 	setDuration(&opts.MaxStreamLifetime, DefaultMaxStreamLifetime)
 	setDuration(&opts.TypingTTL, DefaultTypingTTL)
+	setDuration(&opts.RetentionInterval, retention.DefaultInterval)
+	setDuration(&opts.Retention.Attachments, retention.DefaultAttachments)
+	setDuration(&opts.Retention.Tokens, retention.DefaultTokens)
+	setDuration(&opts.Retention.Idempotency, retention.DefaultIdempotency)
+	// The guest limits and the retry window decide these two.
+	opts.Retention.GuestStarts = session.GuestSessionWindow
+	opts.Retention.SealedGuestTokens = session.GuestRetryWindow
+	if opts.MaxConversationAttachmentBytes == 0 {
+		opts.MaxConversationAttachmentBytes = DefaultMaxConversationAttachmentBytes
+	}
+	limits := maps.Clone(DefaultWriteLimits)
+	maps.Copy(limits, opts.WriteLimits)
+	opts.WriteLimits = limits
 	if opts.SendRate == 0 {
 		opts.SendRate = DefaultSendRate
 	}
@@ -143,6 +172,8 @@ type App struct {
 	Server     *connect.Server
 	dispatcher *routing.Dispatcher
 	sweep      time.Duration
+	retention  *retention.Sweeper
+	retainEach time.Duration
 	endStreams context.CancelFunc
 }
 
@@ -160,6 +191,7 @@ func New(db *ent.Client, opts Options) *App {
 		observe(opts.Log),
 		streamLimits(draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
+		writeLimits(opts.Clock, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
@@ -170,11 +202,13 @@ func New(db *ent.Client, opts Options) *App {
 		MaxAttachmentBytes: opts.MaxAttachmentBytes,
 		AttachmentTypes:    opts.AttachmentTypes,
 		TypingTTL:          opts.TypingTTL,
+
+		MaxConversationAttachmentBytes: opts.MaxConversationAttachmentBytes,
 	}))
 	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat))
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
 	origins := access.NewOrigins(db, opts.Clock, opts.Log, opts.AllowedOrigins)
-	parleyv1connect.RegisterAccessServiceHandler(server, access.NewService(db, opts.Clock, origins))
+	parleyv1connect.RegisterAccessServiceHandler(server, access.NewService(db, hub, opts.Clock, origins))
 
 	healthChecker := grpchealth.NewStaticChecker(
 		parleyv1connect.SessionServiceName,
@@ -199,8 +233,11 @@ func New(db *ent.Client, opts Options) *App {
 		}),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
-	handler := withCORS(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux)))
-	return &App{Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams}
+	handler := noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux)))))
+	return &App{
+		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams,
+		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
+	}
 }
 
 // withCORS answers browsers: origins that Allowed admits get CORS headers
@@ -233,9 +270,17 @@ func serviceNames(server *connect.Server, extra ...string) []string {
 	return names
 }
 
-// Run drives background work (offer assignment and expiry) until ctx ends.
+// Run drives background work (offer assignment and expiry, the retention
+// sweep) until ctx ends.
 func (a *App) Run(ctx context.Context) {
+	go a.retention.Run(ctx, a.retainEach)
 	a.dispatcher.Run(ctx, a.sweep)
+}
+
+// SweepRetention deletes what is past its retention now; tests use it
+// after moving a fake clock.
+func (a *App) SweepRetention(ctx context.Context) (retention.Result, error) {
+	return a.retention.Sweep(ctx)
 }
 
 // Drain ends every open and future stream with Unavailable (clients

@@ -234,8 +234,8 @@ func TestCORS(t *testing.T) {
 		}
 	}
 
-	// A real call from a disallowed origin: answered (servers cannot stop
-	// a non-browser), but without CORS headers, so a browser hides it.
+	// A real call from a disallowed origin is refused by the server itself,
+	// not only hidden by the browser (which may act on a cached preflight).
 	var seen http.Header
 	c := parley.New(srv.URL, parley.WithHTTPClient(&http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		r.Header.Set("Origin", "https://evil.example.com")
@@ -245,8 +245,9 @@ func TestCORS(t *testing.T) {
 		}
 		return resp, err
 	})}))
-	if _, err := c.Session.GetPreChatForm(ctx, &parleyv1.GetPreChatFormRequest{}); err != nil {
-		t.Fatal(err)
+	_, err = c.Session.GetPreChatForm(ctx, &parleyv1.GetPreChatFormRequest{})
+	if connect.CodeOf(err) != connect.CodePermissionDenied || apierr.Reason(err) != "ORIGIN_NOT_ALLOWED" {
+		t.Fatalf("a call from a disallowed origin: %v, want PermissionDenied ORIGIN_NOT_ALLOWED", err)
 	}
 	if got := seen.Get("Access-Control-Allow-Origin"); got != "" {
 		t.Errorf("a call from a disallowed origin got Access-Control-Allow-Origin %q", got)

@@ -27,7 +27,7 @@ func resolveCustomer(ctx context.Context, db *ent.Client, v *identity.Verifier, 
 	if err != nil {
 		return nil, err
 	}
-	return &Principal{Role: RoleCustomer, ConsumerID: id, Tier: claims.Tier}, nil
+	return &Principal{Role: RoleCustomer, ConsumerID: id, Tier: claims.Tier, Expires: claims.Expires}, nil
 }
 
 func consumerOf(ctx context.Context, db *ent.Client, c identity.Claims) (uuid.UUID, error) {

@@ -36,12 +36,11 @@ func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger, customers
 				return apierr.New(connect.CodeUnauthenticated, "MISSING_TOKEN",
 					"missing credentials: send \"Authorization: Bearer <token>\"")
 			}
-			secret, found := strings.CutPrefix(header, "Bearer ")
-			if !found || strings.TrimSpace(secret) == "" {
+			secret, ok := bearer(header)
+			if !ok {
 				return apierr.New(connect.CodeUnauthenticated, "MALFORMED_TOKEN",
 					"malformed Authorization header: want \"Bearer <token>\"")
 			}
-			secret = strings.TrimSpace(secret)
 			var p *Principal
 			var err error
 			if identity.LooksLikeJWT(secret) {
@@ -63,4 +62,16 @@ func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger, customers
 			return next(WithPrincipal(ctx, p), spec, stream)
 		}
 	}
+}
+
+// bearer returns the token of a "Bearer" Authorization header. The scheme
+// is case-insensitive (RFC 9110, section 11.1) and one or more spaces may
+// follow it.
+func bearer(header string) (string, bool) {
+	scheme, rest, found := strings.Cut(header, " ")
+	secret := strings.TrimSpace(rest)
+	if !found || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+		return "", false
+	}
+	return secret, true
 }

@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -37,6 +38,8 @@ type Principal struct {
 	ConsumerID uuid.UUID
 	// Tier is a customer's service tier, from their token.
 	Tier string
+	// Expires is when the credential stops working; zero never.
+	Expires time.Time
 }
 
 type principalKey struct{}

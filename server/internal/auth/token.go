@@ -48,6 +48,22 @@ func IssueGuestToken(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, 
 	return secret, nil
 }
 
+// GuestTokenLive reports whether a guest token secret is still live (not
+// revoked, not expired) for conversationID, reading through tx.
+func GuestTokenLive(ctx context.Context, tx *ent.Tx, secret string, conversationID uuid.UUID, now time.Time) (bool, error) {
+	t, err := tx.Token.Query().Where(token.Hash(Hash(secret))).Only(ctx)
+	if ent.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up guest token: %w", err)
+	}
+	live := t.Role == token.RoleGuest && t.RevokedAt == nil &&
+		t.ConversationID != nil && *t.ConversationID == conversationID &&
+		(t.ExpiresAt == nil || now.Before(*t.ExpiresAt))
+	return live, nil
+}
+
 // StaffToken describes a staff token to issue or store.
 type StaffToken struct {
 	Role Role
@@ -123,6 +139,9 @@ func resolve(ctx context.Context, db *ent.Client, secret string, now time.Time) 
 	}
 	if t.ConversationID != nil {
 		p.ConversationID = *t.ConversationID
+	}
+	if t.ExpiresAt != nil {
+		p.Expires = *t.ExpiresAt
 	}
 	return p, nil
 }

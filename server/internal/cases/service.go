@@ -177,7 +177,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	}
 	resp := &parleyv1.GetCaseResponse{Case: caseToProto(c), Consumer: consumerToProto(c.Edges.Consumer)}
 	for _, m := range msgs {
-		out, err := convpkg.EventToProto(m)
+		out, err := convpkg.EventToProto(m, "")
 		if err != nil {
 			return nil, apierr.Internal(err)
 		}

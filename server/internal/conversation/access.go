@@ -157,6 +157,21 @@ func SenderOf(ctx context.Context, db *ent.Client, p *auth.Principal, conv *ent.
 	return System, nil
 }
 
+// ViewerID is the sender id p writes as in conv (loaded with its
+// interaction), or "" for supervisors and admins, who never post: the
+// viewer EventToProto takes.
+func ViewerID(p *auth.Principal, conv *ent.Conversation) string {
+	switch p.Role {
+	case auth.RoleGuest:
+		return conv.Edges.Interaction.ID.String()
+	case auth.RoleCustomer:
+		return p.ConsumerID.String()
+	case auth.RoleAgent:
+		return p.AgentID.String()
+	}
+	return ""
+}
+
 // AgentSender is the sender for an agent.
 func AgentSender(a *ent.Agent) Sender {
 	return Sender{Role: event.SenderRoleAgent, ID: a.ID.String(), Name: a.DisplayName}

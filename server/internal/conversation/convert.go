@@ -98,8 +98,11 @@ func (s Sender) Participant() *parleyv1.Participant {
 	return &parleyv1.Participant{Role: roleToProto[s.Role], Id: s.ID, DisplayName: s.Name}
 }
 
-// EventToProto converts a stored event.
-func EventToProto(ev *ent.Event) (*parleyv1.Event, error) {
+// EventToProto converts a stored event for viewer (the sender id of the
+// participant reading it, "" for staff who are not a participant). A
+// message's client_message_id is the sender's idempotency key: only the
+// sender sees it.
+func EventToProto(ev *ent.Event, viewer string) (*parleyv1.Event, error) {
 	out := &parleyv1.Event{
 		ConversationId: ev.ConversationID.String(),
 		Seq:            ev.Seq,
@@ -114,6 +117,9 @@ func EventToProto(ev *ent.Event) (*parleyv1.Event, error) {
 	case "message_posted":
 		m := &parleyv1.MessagePosted{}
 		err = proto.Unmarshal(ev.Payload, m)
+		if viewer == "" || viewer != ev.SenderID {
+			m.ClientMessageId = ""
+		}
 		out.Kind = &parleyv1.Event_MessagePosted{MessagePosted: m}
 	case "participant_joined":
 		m := &parleyv1.ParticipantJoined{}

@@ -52,6 +52,10 @@ func AgentKey(id string) string { return "agent/" + id }
 // enters or leaves the queue, which moves the others' positions.
 func QueueKey(id string) string { return "queue/" + id }
 
+// TokenKey is the key of a token: it changes when the token is revoked,
+// which ends the streams opened with it.
+func TokenKey(id string) string { return "token/" + id }
+
 // RoutingKey changes with any queue, agent presence or load, for the
 // supervisor's view.
 const RoutingKey = "routing"

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/parleyhq/parley/ent"
@@ -29,6 +30,9 @@ type Key struct {
 	Procedure string
 	// ID is the client's idempotency key (its request_id).
 	ID string
+	// Now is when the write happens, by the server's clock: the record is
+	// kept for the idempotency retention from then (zero: the wall clock).
+	Now time.Time
 }
 
 // Do runs write in a transaction and stores its response under key in the
@@ -53,10 +57,13 @@ func Do[R proto.Message](ctx context.Context, db *ent.Client, key Key, req proto
 		if err != nil {
 			return fmt.Errorf("idempotency: marshal response: %w", err)
 		}
-		return tx.IdempotencyKey.Create().
+		create := tx.IdempotencyKey.Create().
 			SetCaller(key.Caller).SetProcedure(key.Procedure).SetKey(key.ID).
-			SetRequestHash(hash).SetResponse(body).
-			Exec(ctx)
+			SetRequestHash(hash).SetResponse(body)
+		if !key.Now.IsZero() {
+			create.SetCreatedAt(key.Now)
+		}
+		return create.Exec(ctx)
 	})
 	if ent.IsConstraintError(err) {
 		// A concurrent call with the same key committed first (possible on

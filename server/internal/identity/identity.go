@@ -124,6 +124,9 @@ type Claims struct {
 	Email   string
 	// Tier is the customer's service tier ("tier" claim), for routing.
 	Tier string
+	// Expires is when the token stops being accepted: its exp claim plus
+	// the Leeway.
+	Expires time.Time
 }
 
 // tokenClaims are the claims Parley reads from a customer token.
@@ -256,5 +259,8 @@ func (v *Verifier) Verify(raw string) (Claims, error) {
 	if name == "" {
 		name = claims.Subject
 	}
-	return Claims{Issuer: claims.Issuer, Subject: claims.Subject, Name: name, Email: claims.Email, Tier: claims.Tier}, nil
+	return Claims{
+		Issuer: claims.Issuer, Subject: claims.Subject, Name: name, Email: claims.Email, Tier: claims.Tier,
+		Expires: claims.ExpiresAt.Add(Leeway),
+	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/attachment"
 	"github.com/parleyhq/parley/ent/event"
@@ -54,8 +55,8 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
-	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.MessagingServiceUploadAttachmentProcedure, ID: req.GetRequestId()}
 	now := s.clk.Now()
+	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.MessagingServiceUploadAttachmentProcedure, ID: req.GetRequestId(), Now: now}
 	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.UploadAttachmentResponse, error) {
 		// Only a new upload counts against the rate limit, not a retry.
 		if err := s.spend(p); err != nil {
@@ -66,6 +67,9 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 			return nil, fmt.Errorf("reload conversation: %w", err)
 		}
 		if err := convpkg.CheckPost(p, cur); err != nil {
+			return nil, err
+		}
+		if err := s.checkQuota(ctx, tx, id, int64(len(req.GetContent()))); err != nil {
 			return nil, err
 		}
 		a, err := tx.Attachment.Create().
@@ -92,6 +96,37 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 		return nil, err
 	}
 	return resp, nil
+}
+
+// maxAttachmentsPerConversation bounds how many files one conversation
+// holds, whatever their size.
+const maxAttachmentsPerConversation = 500
+
+// checkQuota refuses an upload that would take the conversation's
+// attachments past their quota (in bytes, together, and in number),
+// counting unreferenced uploads until the retention sweep deletes them.
+func (s *Service) checkQuota(ctx context.Context, tx *ent.Tx, convID uuid.UUID, size int64) error {
+	var usage []struct {
+		Count int   `json:"count"`
+		Sum   int64 `json:"sum"`
+	}
+	err := tx.Attachment.Query().Where(attachment.ConversationID(convID)).
+		Aggregate(ent.Count(), ent.As(ent.Sum(attachment.FieldSize), "sum")).
+		Scan(ctx, &usage)
+	if err != nil {
+		return fmt.Errorf("sum attachments of %s: %w", convID, err)
+	}
+	var count int
+	var used int64
+	if len(usage) == 1 {
+		count, used = usage[0].Count, usage[0].Sum
+	}
+	if count >= maxAttachmentsPerConversation || used+size > s.opts.MaxConversationAttachmentBytes {
+		return apierr.New(connect.CodeResourceExhausted, "ATTACHMENT_QUOTA_EXCEEDED",
+			fmt.Sprintf("this conversation already holds %d attachments of %d bytes together; the limit is %d attachments and %d bytes",
+				count, used, maxAttachmentsPerConversation, s.opts.MaxConversationAttachmentBytes))
+	}
+	return nil
 }
 
 // checkContent enforces the size limit, the type allowlist, that the

@@ -118,7 +118,7 @@ func TestConcurrentSendsGetDistinctContiguousSeqs(t *testing.T) {
 		t.Fatalf("%d sends acknowledged, want %d", len(acked), 2*perSender)
 	}
 	for seq, id := range acked {
-		if got := evs[seq-1].GetMessagePosted().GetClientMessageId(); got != id {
+		if got := evs[seq-1].GetMessagePosted().GetText(); got != id {
 			t.Fatalf("seq %d holds %q, acknowledged for %q", seq, got, id)
 		}
 	}

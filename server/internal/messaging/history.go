@@ -25,9 +25,12 @@ const (
 // came from.
 func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsRequest) (*parleyv1.ListEventsResponse, error) {
 	id := convpkg.ParseID(req.GetConversationId())
-	if _, err := convpkg.Authorize(ctx, s.db, auth.FromContext(ctx), id, convpkg.Read); err != nil {
+	p := auth.FromContext(ctx)
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	if err != nil {
 		return nil, err
 	}
+	viewer := convpkg.ViewerID(p, conv)
 	scope := id.String()
 	if req.GetNewestFirst() {
 		scope += "/newest-first"
@@ -59,7 +62,7 @@ func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsReques
 	page, next := paging.Trim(rows, size, scope, func(ev *ent.Event) string { return strconv.FormatInt(ev.Seq, 10) })
 	resp := &parleyv1.ListEventsResponse{NextPageToken: next}
 	for _, ev := range page {
-		out, err := convpkg.EventToProto(ev)
+		out, err := convpkg.EventToProto(ev, viewer)
 		if err != nil {
 			return nil, apierr.Internal(err)
 		}

@@ -97,7 +97,7 @@ func (s *Service) moveCursor(ctx context.Context, req proto.Message, procedure, 
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
-	key := idempotency.Key{Caller: p.Caller(), Procedure: procedure, ID: requestID}
+	key := idempotency.Key{Caller: p.Caller(), Procedure: procedure, ID: requestID, Now: now}
 	cursor, replayed, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.ReadCursor, error) {
 		rc, err := raiseCursor(ctx, tx, id, me, delivered, read, now)
 		if err != nil {

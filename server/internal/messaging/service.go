@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
-	"connectrpc.com/connect/v2/connectproto"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/attachment"
@@ -24,9 +23,8 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/store"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Options tune the service; App fills in the defaults.
@@ -44,6 +42,9 @@ type Options struct {
 	AttachmentTypes []string
 	// TypingTTL is how long a typing indicator shows without a refresh.
 	TypingTTL time.Duration
+	// MaxConversationAttachmentBytes bounds the attachments of one
+	// conversation together.
+	MaxConversationAttachmentBytes int64
 }
 
 // Service implements parleyv1connect.MessagingServiceHandler.
@@ -53,7 +54,7 @@ type Service struct {
 	signals *events.Signals
 	clk     clock.Clock
 	opts    Options
-	limits  *senderLimits
+	limits  *ratelimit.Limiter
 }
 
 var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
@@ -62,7 +63,7 @@ var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 func NewService(db *ent.Client, hub *events.Hub, signals *events.Signals, clk clock.Clock, opts Options) *Service {
 	return &Service{
 		db: db, hub: hub, signals: signals, clk: clk, opts: opts,
-		limits: newSenderLimits(opts.SendRate, opts.SendBurst),
+		limits: ratelimit.New(ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}),
 	}
 }
 
@@ -129,26 +130,20 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, apierr.From(err)
 	}
 	s.hub.Notify(events.ConversationKey(id.String()))
-	out, err := convpkg.EventToProto(appended)
+	out, err := convpkg.EventToProto(appended, sender.ID)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
 	return &parleyv1.SendMessageResponse{Event: out}, nil
 }
 
-// spend takes one write from the caller's rate limit, or returns
+// spend takes one write from the caller's send limit, or returns
 // ResourceExhausted with a RetryInfo detail saying when to try again.
 func (s *Service) spend(p *auth.Principal) error {
-	ok, wait := s.limits.take(p.Caller(), s.clk.Now())
-	if ok {
-		return nil
+	if ok, wait := s.limits.Take(p.Caller(), s.clk.Now()); !ok {
+		return ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
 	}
-	err := apierr.New(connect.CodeResourceExhausted, "SEND_RATE_LIMITED",
-		fmt.Sprintf("you are sending too fast; try again in %s", wait.Round(time.Millisecond)))
-	if detail, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); derr == nil {
-		err = err.WithDetail(detail)
-	}
-	return err
+	return nil
 }
 
 // touchCustomer records customer activity on the conversation, which keeps
@@ -189,6 +184,10 @@ func (s *Service) attachmentsFor(ctx context.Context, tx *ent.Tx, convID uuid.UU
 		}
 		out = append(out, attachmentToProto(rows[i]))
 	}
+	// Referenced uploads are kept with the message; the others expire.
+	if err := tx.Attachment.Update().Where(attachment.IDIn(uuids...), attachment.Referenced(false)).SetReferenced(true).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("mark attachments referenced: %w", err)
+	}
 	return out, nil
 }
 
@@ -204,7 +203,7 @@ func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender convpkg.Se
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("look up client_message_id: %w", err))
 	}
-	out, err := convpkg.EventToProto(prior)
+	out, err := convpkg.EventToProto(prior, sender.ID)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}

@@ -67,6 +67,8 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	}
 	idle := time.NewTicker(s.opts.Heartbeat)
 	defer idle.Stop()
+	guard := auth.NewGuard(s.db, s.hub, s.clk, p)
+	defer guard.Stop()
 	// An agent following a conversation they hold stops receiving it once
 	// it leaves them (transferred, re-queued).
 	holder := p.Role == auth.RoleAgent && conv.AgentID != nil && *conv.AgentID == p.AgentID
@@ -76,18 +78,16 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	for {
 		// Take the wake-ups before reading, so a commit after the read wakes us.
 		wake := s.hub.Wait(key)
+		changed := guard.Changed()
 		var queueWake <-chan struct{}
 		if customerSide && conv.State == conversation.StateQueued && conv.QueueID != nil {
 			queueWake = s.hub.Wait(events.QueueKey(conv.QueueID.String()))
 		}
-		if holder || customerSide {
-			if conv, err = s.db.Conversation.Get(ctx, id); err != nil {
-				return apierr.Internal(fmt.Errorf("reload conversation: %w", err))
-			}
-		}
-		if holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) && conv.State != conversation.StateClosed {
-			return apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
-				fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
+		// Access is checked again before anything more is sent: the
+		// credential may have been revoked or expired, and an agent may
+		// have lost the conversation to a colleague.
+		if conv, err = s.recheck(ctx, guard, p, id, holder); err != nil {
+			return err
 		}
 		if customerSide {
 			if err := s.sendPosition(ctx, conv, &lastPosition, stream); err != nil {
@@ -99,7 +99,7 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 			return apierr.Internal(err)
 		}
 		for _, ev := range evs {
-			out, err := convpkg.EventToProto(ev)
+			out, err := convpkg.EventToProto(ev, me.ID)
 			if err != nil {
 				return apierr.Internal(err)
 			}
@@ -117,10 +117,35 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		if len(evs) == replayBatch {
 			continue
 		}
-		if err := s.await(ctx, wake, queueWake, signals, me.ID, idle, stream); err != nil {
+		if err := s.await(ctx, guard, wake, changed, queueWake, signals, me.ID, idle, stream); err != nil {
 			return err
 		}
 	}
+}
+
+// recheck re-reads the conversation and ends the stream (with the error to
+// return) if the caller may no longer read it: its credential was revoked
+// or expired, it lost access (an agent whose queue's chat went to a
+// colleague), or, for the agent holding it, it left them. A guest whose
+// token was revoked because the conversation closed still receives the
+// rest of the log, up to the closing event it was there for.
+func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Principal, id uuid.UUID, holder bool) (*ent.Conversation, error) {
+	credErr := guard.Check(ctx)
+	if credErr != nil && (p.Role != auth.RoleGuest || apierr.Reason(credErr) != auth.ReasonTokenRevoked) {
+		return nil, credErr
+	}
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	if err != nil {
+		return nil, err
+	}
+	if credErr != nil && conv.State != conversation.StateClosed {
+		return nil, credErr
+	}
+	if holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) && conv.State != conversation.StateClosed {
+		return nil, apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
+			fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
+	}
+	return conv, nil
 }
 
 // sendPosition sends the conversation's queue position if it waits and
@@ -138,8 +163,9 @@ func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last
 }
 
 // await passes on other participants' signals and sends heartbeats until
-// the log has news (wake) or the stream ends.
-func (s *Service) await(ctx context.Context, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+// the log has news (wake), the stream's credential changed, or the stream
+// ends. Nothing is sent once the credential no longer holds.
+func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, changed, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,15 +174,25 @@ func (s *Service) await(ctx context.Context, wake, queueWake <-chan struct{}, si
 			return nil
 		case <-queueWake:
 			return nil
+		case <-changed:
+			return nil
+		case <-guard.Expired():
+			return nil
 		case sig := <-signals:
 			if sig.From == me {
 				continue
+			}
+			if err := guard.Check(ctx); err != nil {
+				return nil // the loop re-checks access and ends the stream
 			}
 			if err := stream.Send(signalItem(sig)); err != nil {
 				return err
 			}
 			idle.Reset(s.opts.Heartbeat)
 		case <-idle.C:
+			if err := guard.Check(ctx); err != nil {
+				return nil
+			}
 			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
 			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Heartbeat{Heartbeat: beat}}); err != nil {
 				return err

@@ -30,7 +30,7 @@ func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
 	if testing.Short() {
 		rounds = 50
 	}
-	srv := servertest.Start(t, unlimitedGuests)
+	srv := servertest.Start(t, unlimitedGuests, servertest.WithoutWriteLimits())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	adm := srv.Client(parley.Connect, servertest.AdminToken)
@@ -137,7 +137,7 @@ func must(t testing.TB, err error) {
 // end every agent's load is exactly what it holds. (Goroutines report with
 // t.Error: only the test's own goroutine may stop it.)
 func TestCapacityUnderConcurrentLoad(t *testing.T) {
-	srv := servertest.Start(t, unlimitedGuests)
+	srv := servertest.Start(t, unlimitedGuests, servertest.WithoutWriteLimits())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	adm := srv.Client(parley.Connect, servertest.AdminToken)

@@ -34,7 +34,7 @@ type rig struct {
 func newRig(t *testing.T, opts ...servertest.Option) *rig {
 	t.Helper()
 	opts = append([]servertest.Option{
-		servertest.WithFakeClock(t0), unlimitedGuests,
+		servertest.WithFakeClock(t0), unlimitedGuests, servertest.WithoutWriteLimits(),
 		// The sweep runs on real time; a long one leaves passes to the test.
 		servertest.WithAppOptions(app.Options{SweepInterval: time.Hour, Heartbeat: time.Hour}),
 	}, opts...)

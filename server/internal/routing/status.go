@@ -13,6 +13,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"google.golang.org/protobuf/proto"
@@ -86,10 +87,17 @@ func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueue
 	sent := map[string]proto.Message{}
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
+	guard := auth.NewGuard(s.db, s.hub, s.clk, auth.FromContext(ctx))
+	defer guard.Stop()
 	const resume = "open WatchQueueStatuses again: it resends every queue and agent"
 	for {
 		wake := s.hub.Wait(events.RoutingKey)
-		if err := s.sendStatusChanges(ctx, sent, stream); err != nil {
+		changed := guard.Changed()
+		err := guard.Check(ctx)
+		if err == nil {
+			err = s.sendStatusChanges(ctx, sent, stream)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return apierr.StreamEnded(ctx, resume)
 			}
@@ -99,7 +107,12 @@ func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueue
 		case <-ctx.Done():
 			return apierr.StreamEnded(ctx, resume)
 		case <-wake:
+		case <-changed:
+		case <-guard.Expired():
 		case <-beat.C:
+			if err := guard.Check(ctx); err != nil {
+				return err
+			}
 			hb := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
 			if err := stream.Send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_Heartbeat{Heartbeat: hb}}); err != nil {
 				return err

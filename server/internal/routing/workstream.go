@@ -40,10 +40,19 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	defer s.dispatcher.StreamClosed(p.AgentID)
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
+	// A revoked or expired token ends the stream before anything more is
+	// sent, and with it this replica's lease on the agent.
+	guard := auth.NewGuard(s.db, s.hub, s.clk, p)
+	defer guard.Stop()
 	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	for {
 		wake := s.hub.Wait(key)
-		if err := s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream); err != nil {
+		changed := guard.Changed()
+		err := guard.Check(ctx)
+		if err == nil {
+			err = s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				// It failed because the stream is ending.
 				return apierr.StreamEnded(ctx, resume)
@@ -54,7 +63,12 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		case <-ctx.Done():
 			return apierr.StreamEnded(ctx, resume)
 		case <-wake:
+		case <-changed:
+		case <-guard.Expired():
 		case <-beat.C:
+			if err := guard.Check(ctx); err != nil {
+				return err
+			}
 			hb := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
 			if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Heartbeat{Heartbeat: hb}}); err != nil {
 				return err

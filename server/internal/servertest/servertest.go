@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
+	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -62,6 +63,8 @@ type config struct {
 	clock     *clock.Fake
 	bootstrap func(*bootstrap.File)
 	opts      app.Options
+	// unlimited lifts the per-caller write limits.
+	unlimited bool
 }
 
 // Option configures Start.
@@ -92,6 +95,12 @@ func WithBootstrap(edit func(*bootstrap.File)) Option {
 // WithAppOptions sets the app's options (the clock is set by WithFakeClock).
 func WithAppOptions(opts app.Options) Option {
 	return func(c *config) { c.opts = opts }
+}
+
+// WithoutWriteLimits lifts the per-caller write limits (app.WriteLimits),
+// for tests that drive routing at machine speed rather than at a person's.
+func WithoutWriteLimits() Option {
+	return func(c *config) { c.unlimited = true }
 }
 
 // Start starts a server that stops when the test ends.
@@ -126,6 +135,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 	appOpts.Log = slog.New(slog.NewTextHandler(logs, nil))
 	if cfg.clock != nil {
 		appOpts.Clock = cfg.clock
+	}
+	if cfg.unlimited {
+		appOpts.WriteLimits = map[app.WriteClass]ratelimit.Rate{}
+		for class := range app.DefaultWriteLimits {
+			appOpts.WriteLimits[class] = ratelimit.Rate{PerSecond: 1e9, Burst: 1e9}
+		}
 	}
 	if appOpts.Customers == nil {
 		idc, err := identity.ParseConfig(identity.Demo)

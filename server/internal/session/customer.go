@@ -31,7 +31,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 	me := convpkg.Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}
 	now := s.clk.Now()
 	var notify []string
-	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.SessionServiceStartCustomerChatProcedure, ID: req.GetRequestId()}
+	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.SessionServiceStartCustomerChatProcedure, ID: req.GetRequestId(), Now: now}
 	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.StartCustomerChatResponse, error) {
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
@@ -67,7 +67,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 				return nil, herr
 			}
 			open, err = s.open(ctx, tx, chatForm{
-				requestID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
+				requestID: req.GetRequestId(), firstMessageID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
 				issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
 				language: req.GetLanguage(), formFields: req.GetFormFields(), tier: auth.FromContext(ctx).Tier,
 			}, &me, now)

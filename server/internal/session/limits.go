@@ -9,7 +9,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
-	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/server/internal/apierr"
 )
@@ -44,40 +44,48 @@ func requestOrigin(ctx context.Context) string {
 	return info.RequestHeader().Get("Origin")
 }
 
-// checkGuestLimits applies the guest session limits in layers, each over
+// countGuestStart applies the guest session limits in layers, each over
 // the last rolling hour and counted in the store (so every replica sees the
 // same counts, and a restart forgets nothing): the installation's total,
-// the client address's share of it, and the site's. The per-address limit
-// is checked before the total can fill, so one abusive address cannot
-// starve other visitors; new request ids or cookies do not reset it,
-// because it counts by address. Every refusal shows the configured
-// message.
-func checkGuestLimits(ctx context.Context, tx *ent.Tx, set *ent.Setting, site *ent.Site, address string, now time.Time) error {
+// the client address's share of it, and the site's. If none is reached it
+// records this start (retry tells a retried StartGuestChat, which counts
+// the same). The per-address limit is checked before the total can fill,
+// so one abusive address cannot starve other visitors; new request ids or
+// cookies do not reset it, because it counts by address. Every refusal
+// shows the configured message.
+func countGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Setting, site *ent.Site, address string, retry bool, now time.Time) error {
 	type limit struct {
 		reason string
 		max    int
-		scope  predicate.Interaction
+		scope  predicate.GuestStart
 	}
 	var limits []limit
 	if set.MaxGuestSessionsPerHourPerAddress > 0 && address != "" {
-		limits = append(limits, limit{"GUEST_SESSION_LIMIT_ADDRESS", set.MaxGuestSessionsPerHourPerAddress, interaction.ClientAddress(address)})
+		limits = append(limits, limit{"GUEST_SESSION_LIMIT_ADDRESS", set.MaxGuestSessionsPerHourPerAddress, gueststart.ClientAddress(address)})
 	}
 	if site != nil && site.MaxGuestSessionsPerHour > 0 {
-		limits = append(limits, limit{"GUEST_SESSION_LIMIT_SITE", site.MaxGuestSessionsPerHour, interaction.SiteID(site.ID)})
+		limits = append(limits, limit{"GUEST_SESSION_LIMIT_SITE", site.MaxGuestSessionsPerHour, gueststart.SiteID(site.ID)})
 	}
-	limits = append(limits, limit{"GUEST_SESSION_LIMIT", set.MaxGuestSessionsPerHour, interaction.OriginEQ(interaction.OriginGuest)})
+	limits = append(limits, limit{"GUEST_SESSION_LIMIT", set.MaxGuestSessionsPerHour, nil})
 	for _, l := range limits {
-		n, err := tx.Interaction.Query().Where(
-			interaction.OriginEQ(interaction.OriginGuest),
-			interaction.CreatedAtGT(now.Add(-guestSessionWindow)),
-			l.scope,
-		).Count(ctx)
+		q := tx.GuestStart.Query().Where(gueststart.CreatedAtGT(now.Add(-GuestSessionWindow)))
+		if l.scope != nil {
+			q.Where(l.scope)
+		}
+		n, err := q.Count(ctx)
 		if err != nil {
 			return fmt.Errorf("count recent guest sessions (%s): %w", l.reason, err)
 		}
 		if n >= l.max {
 			return apierr.New(connect.CodeResourceExhausted, l.reason, set.GuestSessionsRateLimitReachedMessage)
 		}
+	}
+	create := tx.GuestStart.Create().SetCreatedAt(now).SetClientAddress(address).SetRetry(retry)
+	if site != nil {
+		create.SetSiteID(site.ID)
+	}
+	if err := create.Exec(ctx); err != nil {
+		return fmt.Errorf("record guest start: %w", err)
 	}
 	return nil
 }

@@ -37,8 +37,8 @@ import (
 // conversation is never closed.
 const GuestTokenLifetime = 24 * time.Hour
 
-// guestSessionWindow is the rolling window of max_guest_sessions_per_hour.
-const guestSessionWindow = time.Hour
+// GuestSessionWindow is the rolling window of max_guest_sessions_per_hour.
+const GuestSessionWindow = time.Hour
 
 // Service implements parleyv1connect.SessionServiceHandler.
 type Service struct {
@@ -87,35 +87,41 @@ func formHash(req *parleyv1.StartGuestChatRequest) []byte {
 	return h.Sum(nil)
 }
 
+// GuestRetryWindow is how long after a guest chat starts a retry of its
+// StartGuestChat (same request_id and form) still gets its token back.
+// After that the sealed token is erased and a retry is refused.
+const GuestRetryWindow = 10 * time.Minute
+
 // StartGuestChat stores the interaction, creates and routes the
-// conversation, and returns a guest token for it.
+// conversation, and returns a guest token for it. A retry (same request_id
+// and form) within GuestRetryWindow returns the same conversation and the
+// same token, counts against the guest limits like a new start, and is
+// refused once the conversation has closed or its token was revoked.
 func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestChatRequest) (*parleyv1.StartGuestChatResponse, error) {
 	if err := checkName(req.GetName()); err != nil {
 		return nil, err
 	}
+	if err := checkRandomRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
 	now := s.clk.Now()
 	hash := formHash(req)
+	requestKey := auth.GuestRequestKey(req.GetRequestId())
+	address := clientaddr.FromContext(ctx)
 	var convID uuid.UUID
 	var token string
 	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
-		prior, err := tx.Interaction.Query().Where(interaction.RequestID(req.GetRequestId())).WithConversation().Only(ctx)
-		switch {
-		case err == nil:
-			if prior.Origin != interaction.OriginGuest || !bytes.Equal(prior.RequestHash, hash) {
-				return apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
-					fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
-			}
-			convID = prior.Edges.Conversation.ID
-			// A retry gets a fresh token for the same conversation: secrets
-			// are stored hashed, so the first one cannot be returned again.
-			token, err = auth.IssueGuestToken(ctx, tx, convID, now.Add(GuestTokenLifetime))
-			return err
-		case !ent.IsNotFound(err):
-			return fmt.Errorf("look up request id: %w", err)
-		}
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return fmt.Errorf("load settings: %w", err)
+		}
+		prior, err := tx.Interaction.Query().Where(interaction.RequestID(requestKey)).WithConversation().Only(ctx)
+		switch {
+		case err == nil:
+			convID, token, err = s.retryGuestStart(ctx, tx, set, req, prior, hash, address, now)
+			return err
+		case !ent.IsNotFound(err):
+			return fmt.Errorf("look up request id: %w", err)
 		}
 		if err := checkIssueType(set, req.GetIssueType()); err != nil {
 			return err
@@ -124,12 +130,11 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		if err != nil {
 			return err
 		}
-		address := clientaddr.FromContext(ctx)
-		if err := checkGuestLimits(ctx, tx, set, site, address, now); err != nil {
+		if err := countGuestStart(ctx, tx, set, site, address, false, now); err != nil {
 			return err
 		}
 		conv, err := s.open(ctx, tx, chatForm{
-			requestID: req.GetRequestId(), hash: hash, name: req.GetName(), email: req.GetEmail(),
+			requestID: requestKey, hash: hash, name: req.GetName(), email: req.GetEmail(),
 			issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
 			clientAddress: address, site: site, language: req.GetLanguage(), formFields: req.GetFormFields(),
 		}, nil, now)
@@ -137,8 +142,14 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 			return err
 		}
 		convID = conv.ID
-		token, err = auth.IssueGuestToken(ctx, tx, conv.ID, now.Add(GuestTokenLifetime))
-		return err
+		if token, err = auth.IssueGuestToken(ctx, tx, conv.ID, now.Add(GuestTokenLifetime)); err != nil {
+			return err
+		}
+		sealed := auth.SealGuestToken(req.GetRequestId(), token)
+		if err := tx.Interaction.UpdateOneID(conv.InteractionID).SetGuestTokenSealed(sealed).Exec(ctx); err != nil {
+			return fmt.Errorf("store sealed guest token: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, apierr.From(err)
@@ -154,16 +165,77 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	return &parleyv1.StartGuestChatResponse{Conversation: convpkg.ToProto(conv), GuestToken: token}, nil
 }
 
+// checkRandomRequestID refuses a StartGuestChat request_id that is not a
+// random (version 4) UUID: it is the secret a retry proves, so it must not
+// be guessable from a clock or a counter.
+func checkRandomRequestID(id string) error {
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
+		return apierr.New(connect.CodeInvalidArgument, "REQUEST_ID_NOT_RANDOM",
+			fmt.Sprintf("request_id %s must be a random (version 4) UUID, such as crypto.randomUUID() makes", id))
+	}
+	return nil
+}
+
+// retryGuestStart answers a retried StartGuestChat: the caller proved it
+// knows the request id, which opens the token sealed at the start. The
+// retry counts against the guest limits (checked by the retry's own client
+// address and the chat's site).
+func (s *Service) retryGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Setting, req *parleyv1.StartGuestChatRequest,
+	prior *ent.Interaction, hash []byte, address string, now time.Time) (uuid.UUID, string, error) {
+	if prior.Origin != interaction.OriginGuest || !bytes.Equal(prior.RequestHash, hash) || prior.Edges.Conversation == nil {
+		return uuid.Nil, "", apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
+			fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
+	}
+	conv := prior.Edges.Conversation
+	if conv.State == conversation.StateClosed {
+		return uuid.Nil, "", apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_CLOSED",
+			fmt.Sprintf("the chat started with request_id %s is closed; start a new chat with a new request_id", req.GetRequestId()))
+	}
+	expired := apierr.New(connect.CodeFailedPrecondition, "RETRY_WINDOW_PASSED",
+		fmt.Sprintf("the chat started with request_id %s can no longer be resumed by a retry; start a new chat with a new request_id", req.GetRequestId()))
+	if now.Sub(prior.CreatedAt) >= GuestRetryWindow || prior.GuestTokenSealed == nil {
+		return uuid.Nil, "", expired
+	}
+	var site *ent.Site
+	if prior.SiteID != nil {
+		var err error
+		if site, err = tx.Site.Get(ctx, *prior.SiteID); err != nil {
+			return uuid.Nil, "", fmt.Errorf("load site %s: %w", *prior.SiteID, err)
+		}
+	}
+	if err := countGuestStart(ctx, tx, set, site, address, true, now); err != nil {
+		return uuid.Nil, "", err
+	}
+	token, err := auth.OpenGuestToken(req.GetRequestId(), *prior.GuestTokenSealed)
+	if err != nil {
+		return uuid.Nil, "", err
+	}
+	live, err := auth.GuestTokenLive(ctx, tx, token, conv.ID, now)
+	if err != nil {
+		return uuid.Nil, "", err
+	}
+	if !live {
+		return uuid.Nil, "", apierr.New(connect.CodeFailedPrecondition, "GUEST_TOKEN_REVOKED",
+			fmt.Sprintf("the chat started with request_id %s no longer has a live guest token; start a new chat with a new request_id", req.GetRequestId()))
+	}
+	return conv.ID, token, nil
+}
+
 // chatForm is what a new conversation starts from.
 type chatForm struct {
-	requestID    string
-	hash         []byte
-	name, email  string
-	issueType    string
-	firstMessage string
-	channel      parleyv1.Channel
-	language     string
-	formFields   map[string]string
+	// requestID is stored on the interaction: the customer's request id,
+	// or the lookup key of a guest's.
+	requestID string
+	// firstMessageID is the first message's client_message_id, if any.
+	firstMessageID string
+	hash           []byte
+	name, email    string
+	issueType      string
+	firstMessage   string
+	channel        parleyv1.Channel
+	language       string
+	formFields     map[string]string
 	// tier is a signed-in customer's tier.
 	tier string
 	// clientAddress and site are set for guests.
@@ -247,9 +319,11 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 	evChannel := event.Channel(channel)
 	entries := []convpkg.Entry{{Sender: who, Channel: &evChannel, Payload: &parleyv1.ParticipantJoined{Participant: who.Participant()}}}
 	if form.firstMessage != "" {
+		// The first message has no client_message_id: a guest's request id
+		// is a secret, and the form is not sent with SendMessage.
 		entries = append(entries, convpkg.Entry{
-			Sender: who, Channel: &evChannel, ClientMessageID: form.requestID,
-			Payload: &parleyv1.MessagePosted{Text: form.firstMessage, ClientMessageId: form.requestID},
+			Sender: who, Channel: &evChannel, ClientMessageID: form.firstMessageID,
+			Payload: &parleyv1.MessagePosted{Text: form.firstMessage, ClientMessageId: form.firstMessageID},
 		})
 	}
 	entries = append(entries, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})

@@ -304,7 +304,8 @@ export type MessagePosted = Message<"parley.v1.MessagePosted"> & {
   text: string;
 
   /**
-   * The sender's idempotency key for the message.
+   * The sender's idempotency key for the message, shown only to the
+   * sender (so its client can match its own echo); empty for everyone else.
    *
    * @generated from field: string client_message_id = 2;
    */

@@ -56,9 +56,13 @@ export const GetPreChatFormResponseSchema: GenMessage<GetPreChatFormResponse> = 
  */
 export type StartGuestChatRequest = Message<"parley.v1.StartGuestChatRequest"> & {
   /**
-   * A client-generated UUID. Retrying with the same id and the same form
-   * returns the same conversation (with a fresh token) and is not counted
-   * against the guest session limit again.
+   * A random (version 4) UUID the client generates and keeps to itself: it
+   * is the secret that proves a retry. Retrying with the same id and the
+   * same form within ten minutes returns the same conversation and the
+   * same guest token; a retry counts against the guest session limits like
+   * a new start, and is refused (FailedPrecondition) once the conversation
+   * has closed, its token was revoked, or the ten minutes have passed.
+   * Parley never stores the id or shows it to anyone.
    *
    * @generated from field: string request_id = 1;
    */

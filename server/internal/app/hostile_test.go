@@ -1,0 +1,525 @@
+package app_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleyhq/parley/clients/go/parley"
+	"github.com/parleyhq/parley/ent/interaction"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/app"
+	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/servertest"
+)
+
+var hostileT0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+func wantReason(t *testing.T, what string, err error, code connect.Code, reason string) {
+	t.Helper()
+	if connect.CodeOf(err) != code || apierr.Reason(err) != reason {
+		t.Fatalf("%s: got %v (reason %q), want %v %s", what, err, apierr.Reason(err), code, reason)
+	}
+}
+
+// TestStaffCannotObtainAGuestToken: a guest's request id is the secret a
+// StartGuestChat retry proves, and nobody else ever sees it; a retry gets
+// the same token back (never a second one), counts against the guest
+// limits, and gets nothing once the chat closed or the window passed.
+func TestStaffCannotObtainAGuestToken(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0), servertest.WithBootstrap(func(f *bootstrap.File) {
+		f.Settings.MaxGuestSessionsPerHourPerAddress = 4
+	}))
+	ctx := t.Context()
+	anon := srv.Client(parley.Connect, "")
+	form := &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "billing",
+		FirstMessage: "I was charged twice.",
+	}
+	first, err := anon.Session.StartGuestChat(ctx, form)
+	must(t, err)
+	convID := first.GetConversation().GetId()
+
+	// Everything staff can read about the chat: none of it holds the
+	// request id, and no message shows another party's idempotency key.
+	beth := srv.Client(parley.Connect, servertest.BethToken)
+	admin := srv.Client(parley.Connect, servertest.AdminToken)
+	var seen []proto.Message
+	evs, err := beth.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID})
+	must(t, err)
+	seen = append(seen, evs)
+	queued, err := beth.Routing.ListQueuedConversations(ctx, &parleyv1.ListQueuedConversationsRequest{})
+	must(t, err)
+	seen = append(seen, queued)
+	got, err := admin.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	seen = append(seen, got)
+	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AVAILABLE)
+	work := watchWork(ctx, t, beth)
+	must(t, srv.App.Dispatch(ctx))
+	offer := work.nextOffer(t)
+	seen = append(seen, offer)
+	for _, m := range seen {
+		if text := prototext.Format(m); strings.Contains(text, form.GetRequestId()) {
+			t.Fatalf("staff can read the guest's request id in %T:\n%s", m, text)
+		}
+	}
+	for _, ev := range evs.GetEvents() {
+		if id := ev.GetMessagePosted().GetClientMessageId(); id != "" {
+			t.Fatalf("staff see a client_message_id %q of the guest's message", id)
+		}
+	}
+	// Staff who copy the whole visible form still cannot start it again:
+	// without the request id it is a new chat, with its own token.
+	copied := proto.Clone(form).(*parleyv1.StartGuestChatRequest)
+	copied.RequestId = uuid.NewString()
+	other, err := anon.Session.StartGuestChat(ctx, copied)
+	must(t, err)
+	if other.GetConversation().GetId() == convID {
+		t.Fatal("a copied form opened the guest's conversation")
+	}
+
+	// The guest's own retry returns the same token: nothing more is handed out.
+	retry, err := anon.Session.StartGuestChat(ctx, form)
+	must(t, err)
+	if retry.GetGuestToken() != first.GetGuestToken() || retry.GetConversation().GetId() != convID {
+		t.Fatalf("retry returned another token or conversation")
+	}
+	// Retries count against the per-address limit (4: start, copy, retry, and one more).
+	_, err = anon.Session.StartGuestChat(ctx, form)
+	must(t, err)
+	_, err = anon.Session.StartGuestChat(ctx, form)
+	wantReason(t, "fifth start from one address", err, connect.CodeResourceExhausted, "GUEST_SESSION_LIMIT_ADDRESS")
+
+	// A request id that is not a random UUID is refused.
+	weak := proto.Clone(form).(*parleyv1.StartGuestChatRequest)
+	weak.RequestId = uuid.Must(uuid.NewV7()).String()
+	_, err = anon.Session.StartGuestChat(ctx, weak)
+	wantReason(t, "version 7 request id", err, connect.CodeInvalidArgument, "REQUEST_ID_NOT_RANDOM")
+}
+
+// TestGuestStartRetryEnds: a closed chat never yields a token, and past the
+// retry window neither does an open one; the sealed token is then erased.
+func TestGuestStartRetryEnds(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	anon := srv.Client(parley.Connect, "")
+	start := func() (*parleyv1.StartGuestChatRequest, *parleyv1.StartGuestChatResponse) {
+		form := &parleyv1.StartGuestChatRequest{RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "order"}
+		resp, err := anon.Session.StartGuestChat(ctx, form)
+		must(t, err)
+		return form, resp
+	}
+	closedForm, closed := start()
+	openForm, _ := start()
+	_, err := srv.Client(parley.Connect, closed.GetGuestToken()).Session.CloseConversation(ctx,
+		&parleyv1.CloseConversationRequest{ConversationId: closed.GetConversation().GetId()})
+	must(t, err)
+	_, err = anon.Session.StartGuestChat(ctx, closedForm)
+	wantReason(t, "retry of a closed chat", err, connect.CodeFailedPrecondition, "CONVERSATION_CLOSED")
+
+	srv.Clock.Advance(11 * time.Minute)
+	_, err = anon.Session.StartGuestChat(ctx, openForm)
+	wantReason(t, "retry past the window", err, connect.CodeFailedPrecondition, "RETRY_WINDOW_PASSED")
+	if _, err := srv.App.SweepRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.DB.Interaction.Query().Where(interaction.GuestTokenSealedNotNil()).Count(ctx); err != nil || n != 0 {
+		t.Fatalf("%d sealed guest tokens kept past the retry window (%v)", n, err)
+	}
+}
+
+// streamItems collects a Subscribe stream's events and how it ended.
+type streamItems struct {
+	events chan *parleyv1.Event
+	end    chan error
+}
+
+func follow(ctx context.Context, t *testing.T, c *parley.Client, convID string) *streamItems {
+	t.Helper()
+	stream, err := c.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	must(t, err)
+	s := &streamItems{events: make(chan *parleyv1.Event, 1000), end: make(chan error, 1)}
+	go func() {
+		for {
+			resp, err := stream.Receive()
+			if err != nil {
+				s.end <- err
+				return
+			}
+			if e := resp.GetEvent(); e != nil {
+				s.events <- e
+			}
+		}
+	}()
+	return s
+}
+
+// upTo waits until the stream delivered seq.
+func (s *streamItems) upTo(t *testing.T, seq int64) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case e := <-s.events:
+			if e.GetSeq() >= seq {
+				return
+			}
+		case err := <-s.end:
+			t.Fatalf("stream ended early: %v", err)
+		case <-deadline:
+			t.Fatalf("seq %d never arrived", seq)
+		}
+	}
+}
+
+// endsBefore waits for the stream to end with code and reason, and fails
+// if it delivered any event after seq first.
+func (s *streamItems) endsBefore(t *testing.T, seq int64, code connect.Code, reason string) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case e := <-s.events:
+			if e.GetSeq() > seq {
+				t.Fatalf("the stream delivered seq %d (%v) after access ended", e.GetSeq(), e)
+			}
+		case err := <-s.end:
+			wantReason(t, "stream end", err, code, reason)
+			return
+		case <-deadline:
+			t.Fatal("the stream did not end")
+		}
+	}
+}
+
+// issueAgentToken issues a fresh token for the demo agent named name.
+func issueAgentToken(ctx context.Context, t *testing.T, srv *servertest.Server, name string) (token, tokenID string) {
+	t.Helper()
+	admin := srv.Client(parley.Connect, servertest.AdminToken)
+	agents, err := admin.Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	must(t, err)
+	for _, a := range agents.GetAgents() {
+		if a.GetDisplayName() == name {
+			resp, err := admin.Access.IssueToken(ctx, &parleyv1.IssueTokenRequest{Role: parleyv1.StaffRole_STAFF_ROLE_AGENT, AgentId: a.GetId(), Label: "test"})
+			must(t, err)
+			return resp.GetToken(), resp.GetInfo().GetId()
+		}
+	}
+	t.Fatalf("no agent %s", name)
+	return "", ""
+}
+
+// TestRevocationEndsOpenStreams: a revoked token's Subscribe and WatchWork
+// streams end before anything more is sent, and the agent's work stream
+// lease is no longer renewed, so offers stop going to them.
+func TestRevocationEndsOpenStreams(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	token, tokenID := issueAgentToken(ctx, t, srv, "Fred Luddy")
+	fred := srv.Client(parley.GRPC, token)
+	setPresence(ctx, t, fred, parleyv1.Presence_PRESENCE_AVAILABLE)
+	work, err := fred.Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
+	must(t, err)
+	guest, convID := startGuestChat(ctx, t, srv, "product")
+	must(t, srv.App.Dispatch(ctx))
+	var offer *parleyv1.Offer
+	for offer == nil {
+		resp, err := work.Receive()
+		must(t, err)
+		offer = resp.GetOffer()
+	}
+	_, err = fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: offer.GetId()})
+	must(t, err)
+	conv, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	sub := follow(ctx, t, fred, convID)
+	sub.upTo(t, conv.GetConversation().GetLastSeq())
+
+	_, err = srv.Client(parley.Connect, servertest.AdminToken).Access.RevokeToken(ctx, &parleyv1.RevokeTokenRequest{TokenId: tokenID})
+	must(t, err)
+	sent, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "after", Text: "my card number is ..."})
+	must(t, err)
+	sub.endsBefore(t, sent.GetEvent().GetSeq()-1, connect.CodeUnauthenticated, "TOKEN_REVOKED")
+	for {
+		resp, err := work.Receive()
+		if err != nil {
+			wantReason(t, "work stream end", err, connect.CodeUnauthenticated, "TOKEN_REVOKED")
+			break
+		}
+		if resp.GetOffer() != nil {
+			t.Fatalf("a revoked agent was sent an offer: %v", resp.GetOffer())
+		}
+	}
+
+	// No replica renews the lease any more: once the grace period passes,
+	// Fred is offline and a new chat in his queue waits for someone else.
+	srv.Clock.Advance(61 * time.Second)
+	must(t, srv.App.Dispatch(ctx))
+	agents, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	must(t, err)
+	for _, a := range agents.GetAgents() {
+		if a.GetDisplayName() == "Fred Luddy" && a.GetPresence() != parleyv1.Presence_PRESENCE_OFFLINE {
+			t.Fatalf("the revoked agent is still %v after the grace period", a.GetPresence())
+		}
+	}
+}
+
+// startGuestChat starts a guest chat about issue and returns the guest's
+// client and the conversation id.
+func startGuestChat(ctx context.Context, t *testing.T, srv *servertest.Server, issue string) (*parley.Client, string) {
+	t.Helper()
+	resp, err := srv.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: issue, FirstMessage: "hello",
+	})
+	must(t, err)
+	return srv.Client(parley.Connect, resp.GetGuestToken()), resp.GetConversation().GetId()
+}
+
+// TestAgentWhoLostAChatStopsReceivingIt: an agent following a chat that
+// waited in their queue stops receiving it once a colleague takes it.
+func TestAgentWhoLostAChatStopsReceivingIt(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "billing") // Billing: Beth and Fred
+	fred := srv.Client(parley.Connect, servertest.FredToken)
+	conv, err := fred.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	sub := follow(ctx, t, fred, convID)
+	sub.upTo(t, conv.GetConversation().GetLastSeq())
+
+	beth := srv.Client(parley.Connect, servertest.BethToken)
+	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AVAILABLE)
+	work := watchWork(ctx, t, beth)
+	must(t, srv.App.Dispatch(ctx))
+	_, err = beth.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
+	must(t, err)
+	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "1", Text: "for Beth only"})
+	must(t, err)
+	sub.endsBefore(t, conv.GetConversation().GetLastSeq(), connect.CodePermissionDenied, "CONVERSATION_ACCESS_DENIED")
+}
+
+// TestExpiredCredentialEndsStream: a customer's stream ends when its JWT
+// expires, before the next event is sent, while the customer's other device
+// with a fresh token goes on.
+func TestExpiredCredentialEndsStream(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	short := jwt.MapClaims{
+		"iss": servertest.DemoIssuer, "aud": servertest.DemoAudience, "sub": "c-1", "name": "Cy",
+		"iat": hostileT0.Unix(), "exp": hostileT0.Add(time.Minute).Unix(),
+	}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, short).SignedString([]byte(servertest.DemoSecret))
+	must(t, err)
+	phone := srv.Client(parley.GRPC, signed)
+	started, err := phone.Session.StartCustomerChat(ctx, &parleyv1.StartCustomerChatRequest{RequestId: uuid.NewString(), IssueType: "order"})
+	must(t, err)
+	convID := started.GetConversation().GetId()
+	sub := follow(ctx, t, phone, convID)
+	sub.upTo(t, started.GetConversation().GetLastSeq())
+
+	srv.Clock.Advance(2 * time.Minute)
+	laptop := srv.Client(parley.Connect, srv.CustomerToken(t, "c-1", "Cy", ""))
+	_, err = laptop.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "l-1", Text: "from the laptop"})
+	must(t, err)
+	sub.endsBefore(t, started.GetConversation().GetLastSeq(), connect.CodeUnauthenticated, "TOKEN_EXPIRED")
+}
+
+// TestClaimedGuestStreamEnds: once a signed-in customer claims a guest
+// chat, the guest token's open stream ends before the claim is sent.
+func TestClaimedGuestStreamEnds(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	resp, err := srv.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "order",
+	})
+	must(t, err)
+	convID := resp.GetConversation().GetId()
+	sub := follow(ctx, t, srv.Client(parley.Connect, resp.GetGuestToken()), convID)
+	sub.upTo(t, resp.GetConversation().GetLastSeq())
+	customer := parley.New(srv.URL, parley.WithToken(srv.CustomerToken(t, "ada", "Ada", "ada@example.com")),
+		parley.WithHTTPClient(&http.Client{Transport: headerTransport{http.Header{"Parley-Guest-Token": {resp.GetGuestToken()}}, parley.DefaultHTTPClient().Transport}}))
+	_, err = customer.Session.ClaimGuestConversation(ctx, &parleyv1.ClaimGuestConversationRequest{ConversationId: convID})
+	must(t, err)
+	sub.endsBefore(t, resp.GetConversation().GetLastSeq(), connect.CodeUnauthenticated, "TOKEN_REVOKED")
+}
+
+// TestEveryParticipantWriteIsLimited: typing, receipts and uploads from one
+// participant are rate limited like messages.
+func TestEveryParticipantWriteIsLimited(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0), servertest.WithAppOptions(app.Options{SendRate: 1, SendBurst: 3}))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "order")
+	other, otherID := startGuestChat(ctx, t, srv, "order")
+	spam := func(what string, burst int, call func(c *parley.Client, conv string, i int) error) {
+		t.Helper()
+		for i := range burst {
+			if err := call(guest, convID, i); err != nil {
+				t.Fatalf("%s %d within the burst: %v", what, i, err)
+			}
+		}
+		err := call(guest, convID, burst)
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Fatalf("%s beyond the burst: %v, want ResourceExhausted", what, err)
+		}
+		if err := call(other, otherID, 0); err != nil {
+			t.Fatalf("%s by another guest: %v", what, err)
+		}
+	}
+	spam("SetTyping", app.DefaultWriteLimits[app.ClassSignals].Burst, func(c *parley.Client, conv string, i int) error {
+		_, err := c.Messaging.SetTyping(ctx, &parleyv1.SetTypingRequest{ConversationId: conv, Typing: i%2 == 0})
+		return err
+	})
+	spam("MarkRead", app.DefaultWriteLimits[app.ClassReceipts].Burst, func(c *parley.Client, conv string, i int) error {
+		_, err := c.Messaging.MarkRead(ctx, &parleyv1.MarkReadRequest{ConversationId: conv, RequestId: uuid.NewString(), ReadSeq: 1})
+		return err
+	})
+	spam("UploadAttachment", 3, func(c *parley.Client, conv string, i int) error {
+		_, err := c.Messaging.UploadAttachment(ctx, textAttachment(conv, strings.Repeat("x", 10)))
+		return err
+	})
+}
+
+func textAttachment(convID, text string) *parleyv1.UploadAttachmentRequest {
+	return &parleyv1.UploadAttachmentRequest{
+		ConversationId: convID, RequestId: uuid.NewString(), Filename: "note.txt", ContentType: "text/plain",
+		Content: []byte(text), Sha256: sha256Hex([]byte(text)),
+	}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// TestAttachmentQuotaAndRetention: one conversation's attachments have a
+// quota, and uploads no message references, old idempotency keys and long
+// expired or revoked tokens are deleted after their retention.
+func TestAttachmentQuotaAndRetention(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0), servertest.WithAppOptions(app.Options{
+		MaxConversationAttachmentBytes: 3000,
+	}))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "order")
+	kept, err := guest.Messaging.UploadAttachment(ctx, textAttachment(convID, strings.Repeat("k", 1000)))
+	must(t, err)
+	dropped, err := guest.Messaging.UploadAttachment(ctx, textAttachment(convID, strings.Repeat("d", 1000)))
+	must(t, err)
+	_, err = guest.Messaging.UploadAttachment(ctx, textAttachment(convID, strings.Repeat("o", 1001)))
+	wantReason(t, "upload past the quota", err, connect.CodeResourceExhausted, "ATTACHMENT_QUOTA_EXCEEDED")
+	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{
+		ConversationId: convID, ClientMessageId: "m-1", AttachmentIds: []string{kept.GetAttachment().GetId()},
+	})
+	must(t, err)
+	_, err = guest.Messaging.MarkRead(ctx, &parleyv1.MarkReadRequest{ConversationId: convID, RequestId: uuid.NewString(), ReadSeq: 1})
+	must(t, err)
+	admin := srv.Client(parley.Connect, servertest.AdminToken)
+	token, tokenID := issueAgentToken(ctx, t, srv, "Abel Tuter")
+	_, err = admin.Access.RevokeToken(ctx, &parleyv1.RevokeTokenRequest{TokenId: tokenID})
+	must(t, err)
+
+	keys := func() int {
+		n, err := srv.DB.IdempotencyKey.Query().Count(ctx)
+		must(t, err)
+		return n
+	}
+	if keys() == 0 {
+		t.Fatal("no idempotency key was stored")
+	}
+	srv.Clock.Advance(25 * time.Hour)
+	if _, err := srv.App.SweepRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Messaging.GetAttachment(ctx, &parleyv1.GetAttachmentRequest{AttachmentId: dropped.GetAttachment().GetId()})
+	wantReason(t, "unreferenced upload after its retention", err, connect.CodeNotFound, "ATTACHMENT_NOT_FOUND")
+	if _, err := admin.Messaging.GetAttachment(ctx, &parleyv1.GetAttachmentRequest{AttachmentId: kept.GetAttachment().GetId()}); err != nil {
+		t.Fatalf("a referenced attachment was deleted: %v", err)
+	}
+	if n := keys(); n != 0 {
+		t.Fatalf("%d idempotency keys kept past their retention", n)
+	}
+	// The freed quota takes a new upload... from a guest whose token
+	// (24 hours) has expired: it is refused, and once the token retention
+	// has passed too, both tokens are gone from the store.
+	_, err = guest.Messaging.UploadAttachment(ctx, textAttachment(convID, "late"))
+	wantCode(t, err, connect.CodeUnauthenticated)
+	srv.Clock.Advance(7 * 24 * time.Hour)
+	if _, err := srv.App.SweepRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := admin.Access.ListTokens(ctx, &parleyv1.ListTokensRequest{})
+	must(t, err)
+	for _, info := range tokens.GetTokens() {
+		if info.GetId() == tokenID {
+			t.Fatal("a token revoked a week ago is still stored")
+		}
+	}
+	guests, err := srv.DB.Token.Query().Count(ctx)
+	must(t, err)
+	if guests != len(tokens.GetTokens()) {
+		t.Fatalf("%d tokens stored, %d staff tokens listed: expired guest tokens were kept", guests, len(tokens.GetTokens()))
+	}
+	_, err = srv.Client(parley.Connect, token).Routing.ListAssignedConversations(ctx, &parleyv1.ListAssignedConversationsRequest{})
+	wantCode(t, err, connect.CodeUnauthenticated)
+}
+
+// TestBrowserAndHeaderHygiene: the Bearer scheme is case-insensitive, a
+// browser origin that may not call is refused by the server (also after a
+// site drops it), and every response says nosniff.
+func TestBrowserAndHeaderHygiene(t *testing.T) {
+	srv := servertest.Start(t)
+	ctx := t.Context()
+	for _, header := range []string{"bearer " + servertest.AdminToken, "BEARER   " + servertest.AdminToken, "Bearer\t" + servertest.AdminToken} {
+		c := parley.New(srv.URL, parley.WithHTTPClient(&http.Client{Transport: headerTransport{http.Header{"Authorization": {header}}, parley.DefaultHTTPClient().Transport}}))
+		_, err := c.Access.ListTokens(ctx, &parleyv1.ListTokensRequest{})
+		if strings.Contains(header, "\t") {
+			wantReason(t, "tab after the scheme", err, connect.CodeUnauthenticated, "MALFORMED_TOKEN")
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Authorization %q: %v", strings.Fields(header)[0], err)
+		}
+	}
+
+	admin := srv.Client(parley.Connect, servertest.AdminToken)
+	site, err := admin.Access.CreateSite(ctx, &parleyv1.CreateSiteRequest{Site: &parleyv1.Site{DisplayName: "Shop", AllowedOrigins: []string{"https://shop.example.com"}}})
+	must(t, err)
+	var headers http.Header
+	fromShop := parley.New(srv.URL, parley.WithHTTPClient(&http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r.Header.Set("Origin", "https://shop.example.com")
+		resp, err := parley.DefaultHTTPClient().Transport.RoundTrip(r)
+		if resp != nil {
+			headers = resp.Header
+		}
+		return resp, err
+	})}))
+	startFromShop := func() error {
+		_, err := fromShop.Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+			RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "order", SiteId: site.GetSite().GetId(),
+		})
+		return err
+	}
+	must(t, startFromShop())
+	if headers.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("a response lacks X-Content-Type-Options: nosniff: %v", headers)
+	}
+	_, err = admin.Access.UpdateSite(ctx, &parleyv1.UpdateSiteRequest{Site: &parleyv1.Site{
+		Id: site.GetSite().GetId(), DisplayName: "Shop", AllowedOrigins: []string{"https://www.shop.example.com"},
+	}})
+	must(t, err)
+	wantReason(t, "start from a removed origin", startFromShop(), connect.CodePermissionDenied, "ORIGIN_NOT_ALLOWED")
+	if headers.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("an error response lacks X-Content-Type-Options: nosniff: %v", headers)
+	}
+}

@@ -1,0 +1,86 @@
+// Package ratelimit limits how often each caller may make each kind of
+// write: a token bucket per caller and class (golang.org/x/time/rate), a
+// burst and then a steady rate, so one caller running out never affects
+// another. Refusals are ResourceExhausted with a RetryInfo detail.
+package ratelimit
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	"connectrpc.com/connect/v2/connectproto"
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/parleyhq/parley/server/internal/apierr"
+)
+
+// maxIdleBuckets is how many buckets are kept before the full (idle) ones
+// are dropped; a dropped bucket comes back full, which is what it was.
+const maxIdleBuckets = 10_000
+
+// Rate is a bucket's shape: Burst writes at once, then PerSecond.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// Limiter holds one bucket per key for one Rate.
+type Limiter struct {
+	rate Rate
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+}
+
+// New returns a limiter of r.
+func New(r Rate) *Limiter {
+	return &Limiter{rate: r, buckets: make(map[string]*rate.Limiter)}
+}
+
+// Take spends one write of key's bucket at now. If there is none, it
+// returns false and how long until there is.
+func (l *Limiter) Take(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= maxIdleBuckets {
+			l.dropFull(now)
+		}
+		b = rate.NewLimiter(rate.Limit(l.rate.PerSecond), l.rate.Burst)
+		l.buckets[key] = b
+	}
+	r := b.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second
+	}
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		return false, wait
+	}
+	return true, 0
+}
+
+// dropFull forgets buckets that have refilled.
+func (l *Limiter) dropFull(now time.Time) {
+	for k, b := range l.buckets {
+		if b.TokensAt(now) >= float64(l.rate.Burst) {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// Refusal is the error for a write refused by a limit: ResourceExhausted
+// with reason, a message saying what to do, and a RetryInfo detail.
+func Refusal(reason, what string, wait time.Duration) *connect.Error {
+	err := apierr.New(connect.CodeResourceExhausted, reason,
+		fmt.Sprintf("%s too fast; try again in %s", what, wait.Round(time.Millisecond)))
+	if detail, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); derr == nil {
+		err = err.WithDetail(detail)
+	}
+	return err
+}
