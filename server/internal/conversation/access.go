@@ -51,6 +51,17 @@ func denied(id uuid.UUID) error {
 // conversation if it existed is denied whether or not it exists, so probing
 // ids reveals nothing. Supervisors and admins learn NotFound.
 func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID, need Need) (*ent.Conversation, error) {
+	return authorize(ctx, db, p, id, need, true)
+}
+
+// Reauthorize is Authorize for reading, again, on an open stream: the same
+// rules, but the conversation is loaded without its interaction, which
+// the stream already has.
+func Reauthorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID) (*ent.Conversation, error) {
+	return authorize(ctx, db, p, id, Read, false)
+}
+
+func authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID, need Need, withInteraction bool) (*ent.Conversation, error) {
 	if p == nil {
 		return nil, apierr.New(connect.CodeUnauthenticated, "MISSING_TOKEN", "missing credentials")
 	}
@@ -62,7 +73,11 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 		return nil, apierr.New(connect.CodePermissionDenied, "OVERSEER_CANNOT_POST",
 			"supervisors and admins do not take part in conversations; the agent holding it posts")
 	}
-	conv, err := db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
+	query := db.Conversation.Query().Where(conversation.ID(id))
+	if withInteraction {
+		query.WithInteraction()
+	}
+	conv, err := query.Only(ctx)
 	if ent.IsNotFound(err) {
 		if overseer {
 			return nil, apierr.New(connect.CodeNotFound, "CONVERSATION_NOT_FOUND",

@@ -134,7 +134,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	if credErr != nil && (p.Role != auth.RoleGuest || apierr.Reason(credErr) != auth.ReasonTokenRevoked) {
 		return nil, credErr
 	}
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	conv, err := convpkg.Reauthorize(ctx, s.db, p, id)
 	if err != nil {
 		return nil, err
 	}

@@ -197,12 +197,14 @@ func (s *Service) retryGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Sett
 	if now.Sub(prior.CreatedAt) >= GuestRetryWindow || prior.GuestTokenSealed == nil {
 		return uuid.Nil, "", expired
 	}
-	var site *ent.Site
+	// The retry comes from the chat's site, like the start did.
+	siteID := ""
 	if prior.SiteID != nil {
-		var err error
-		if site, err = tx.Site.Get(ctx, *prior.SiteID); err != nil {
-			return uuid.Nil, "", fmt.Errorf("load site %s: %w", *prior.SiteID, err)
-		}
+		siteID = prior.SiteID.String()
+	}
+	site, err := guestSite(ctx, tx, siteID)
+	if err != nil {
+		return uuid.Nil, "", err
 	}
 	if err := countGuestStart(ctx, tx, set, site, address, true, now); err != nil {
 		return uuid.Nil, "", err
