@@ -1,7 +1,7 @@
 # Parley's everyday commands; CI runs .ci/run, which uses the same ones.
 GOTOOL := go tool -modfile=tools/go.mod
 
-.PHONY: generate lint test web-test bench fuzz walkthrough ci run
+.PHONY: generate lint test web-test bench soak fuzz walkthrough ci run
 
 ## generate: regenerate Go (gen/), TypeScript (clients/web/src/gen/) and ent code
 generate: clients/web/node_modules
@@ -29,6 +29,10 @@ web-test: clients/web/node_modules
 ## bench: the Go benchmarks (not run by CI; numbers depend on the machine)
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+## soak: the routing race tests at soak size (1,000 rounds), too slow for every run
+soak:
+	PARLEY_SOAK=1 go test -race -timeout 60m -run 'Race|Concurrent' ./server/internal/routing/
 
 ## fuzz: run every fuzz target for FUZZTIME (default 1m) each
 fuzz:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -22,14 +23,12 @@ import (
 
 // TestFiftyAgentsRaceForOneOffer: 50 available agents of one queue race
 // to accept the one offer of a waiting chat (each sends AcceptOffer for
-// it at once, while four routing passes run too), 1,000 times. Exactly
-// one wins, the offered agent; the 49 others get FailedPrecondition; the
-// chat ends with one agent; no agent's load exceeds its capacity.
+// it at once, while four routing passes run too), 100 times (1,000 in a
+// soak run, 20 with -short). Exactly one wins, the offered agent; the 49
+// others get FailedPrecondition; the chat ends with one agent; no agent's
+// load exceeds its capacity.
 func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
-	rounds := 1000
-	if testing.Short() {
-		rounds = 50
-	}
+	rounds := soakOr(20, 100, 1000)
 	srv := servertest.Start(t, unlimitedGuests, servertest.WithoutWriteLimits())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -115,6 +114,19 @@ func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
 }
 
 type offerRow struct{ id, agent string }
+
+// soakOr returns long in a soak run (PARLEY_SOAK=1, make soak: too slow
+// for every test run under the race detector), short with -short, else
+// normal.
+func soakOr(short, normal, long int) int {
+	switch {
+	case os.Getenv("PARLEY_SOAK") != "":
+		return long
+	case testing.Short():
+		return short
+	}
+	return normal
+}
 
 // unlimitedGuests lifts the demo's guest session limits, for tests that
 // start many chats from one address.
