@@ -80,27 +80,18 @@ func errNotWaiting(id uuid.UUID) error {
 }
 
 // AcceptOffer takes an offered conversation. The offer id is the
-// idempotency key: accepting an offer the caller already accepted returns
-// the conversation again.
+// idempotency key: accepting an offer the caller already accepted (a
+// retry, or the same agent on another device) returns the conversation
+// again.
 func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequest) (*parleyv1.AcceptOfferResponse, error) {
 	p := auth.FromContext(ctx)
-	offerID := convpkg.ParseID(req.GetOfferId())
-	if o, err := s.decidedOffer(ctx, p, offerID, offer.StateAccepted); o != nil || err != nil {
-		if err != nil {
-			return nil, err
-		}
-		conv, err := s.loadConversation(ctx, o.ConversationID)
-		if err != nil {
-			return nil, err
-		}
-		return &parleyv1.AcceptOfferResponse{Conversation: conv}, nil
-	}
 	now := s.clk.Now()
 	var o *ent.Offer
 	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		var done bool
 		var err error
-		o, err = s.pendingOfferOf(ctx, tx, p, offerID, now)
-		if err != nil {
+		o, done, err = s.offerToDecide(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), offer.StateAccepted, now)
+		if err != nil || done {
 			return err
 		}
 		count, err := tx.Offer.Update().Where(offer.ID(o.ID), offer.StateEQ(offer.StatePending)).
@@ -109,7 +100,7 @@ func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequ
 			return fmt.Errorf("accept offer: %w", err)
 		}
 		if count == 0 {
-			return apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED", "the offer closed meanwhile")
+			return decidedMeanwhile(ctx, tx, o.ID, offer.StateAccepted)
 		}
 		me, err := tx.Agent.Get(ctx, p.AgentID)
 		if err != nil {
@@ -128,28 +119,20 @@ func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequ
 	return &parleyv1.AcceptOfferResponse{Conversation: conv}, nil
 }
 
-// decidedOffer returns the caller's offer id if it is already in state (a
-// retried decision), or nil.
-func (s *Service) decidedOffer(ctx context.Context, p *auth.Principal, id uuid.UUID, state offer.State) (*ent.Offer, error) {
-	o, err := s.db.Offer.Query().Where(offer.ID(id), offer.AgentID(p.AgentID), offer.StateEQ(state)).Only(ctx)
-	if ent.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, apierr.Internal(fmt.Errorf("load offer: %w", err))
-	}
-	return o, nil
-}
-
-// pendingOfferOf loads an offer the caller may decide on now.
-func (s *Service) pendingOfferOf(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) (*ent.Offer, error) {
+// offerToDecide loads, inside the deciding transaction, the caller's
+// offer id for a decision that moves it to want. It reports done if the
+// offer is in want already: the caller decided so before (a retry) or
+// another of their calls just did (a second device), and the decision
+// answers again without writing. Otherwise the offer is returned pending
+// and unexpired, or the error says why it cannot be decided.
+func (s *Service) offerToDecide(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, want offer.State, now time.Time) (*ent.Offer, bool, error) {
 	o, err := tx.Offer.Get(ctx, id)
 	notFound := apierr.New(connect.CodeNotFound, "OFFER_NOT_FOUND", fmt.Sprintf("you have no offer %s", id))
 	if ent.IsNotFound(err) {
-		return nil, notFound
+		return nil, false, notFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load offer: %w", err)
+		return nil, false, fmt.Errorf("load offer: %w", err)
 	}
 	if o.AgentID != p.AgentID {
 		// Permission before existence: an agent outside the chat's queue
@@ -160,42 +143,62 @@ func (s *Service) pendingOfferOf(ctx context.Context, tx *ent.Tx, p *auth.Princi
 			conversation.HasQueueWith(queue.HasAgentsWith(agent.ID(p.AgentID))),
 		).Exist(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("check queue membership: %w", err)
+			return nil, false, fmt.Errorf("check queue membership: %w", err)
 		}
 		if !member {
-			return nil, notFound
+			return nil, false, notFound
 		}
-		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_FOR_ANOTHER_AGENT",
+		return nil, false, apierr.New(connect.CodeFailedPrecondition, "OFFER_FOR_ANOTHER_AGENT",
 			fmt.Sprintf("offer %s is for another agent", id))
 	}
-	if o.State == offer.StatePending && !now.Before(o.ExpiresAt) {
-		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_EXPIRED", fmt.Sprintf("offer %s expired", id))
+	switch {
+	case o.State == want:
+		return o, true, nil
+	case o.State != offer.StatePending:
+		return nil, false, errOfferClosed(o)
+	case !now.Before(o.ExpiresAt):
+		return nil, false, apierr.New(connect.CodeFailedPrecondition, "OFFER_EXPIRED", fmt.Sprintf("offer %s expired", id))
 	}
-	if o.State != offer.StatePending {
-		return nil, apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED",
-			fmt.Sprintf("offer %s is already %s", id, o.State))
-	}
-	return o, nil
+	return o, false, nil
 }
 
-// DeclineOffer refuses an offer; declining it again is a no-op.
+// decidedMeanwhile answers a decision whose conditional update found the
+// offer no longer pending although offerToDecide read it pending: another
+// transaction decided it in between, which happens where transactions do
+// not serialize on one write lock (PostgreSQL; on SQLite the read already
+// sees it). Offers are decided once and the update waited for that
+// transaction to commit, so a fresh read sees the outcome. If it is want,
+// the other call was the caller's own (only the offered agent decides an
+// offer), and this one answers as its retry; otherwise the error names
+// the outcome.
+func decidedMeanwhile(ctx context.Context, tx *ent.Tx, id uuid.UUID, want offer.State) error {
+	o, err := tx.Offer.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("reload offer: %w", err)
+	}
+	if o.State == want {
+		return nil
+	}
+	return errOfferClosed(o)
+}
+
+func errOfferClosed(o *ent.Offer) error {
+	return apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED", fmt.Sprintf("offer %s is already %s", o.ID, o.State))
+}
+
+// DeclineOffer refuses an offer; declining it again (a retry, or the same
+// agent on another device) is a no-op.
 func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRequest) (*parleyv1.DeclineOfferResponse, error) {
 	p := auth.FromContext(ctx)
-	if o, err := s.decidedOffer(ctx, p, convpkg.ParseID(req.GetOfferId()), offer.StateDeclined); o != nil || err != nil {
-		if err != nil {
-			return nil, err
-		}
-		return &parleyv1.DeclineOfferResponse{}, nil
-	}
 	now := s.clk.Now()
 	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
-		o, err := s.pendingOfferOf(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), now)
-		if err != nil {
+		o, done, err := s.offerToDecide(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), offer.StateDeclined, now)
+		if err != nil || done {
 			return err
 		}
 		closed, err := closeOffer(ctx, tx, o, offer.StateDeclined, now, n)
 		if err == nil && !closed {
-			err = apierr.New(connect.CodeFailedPrecondition, "OFFER_CLOSED", "the offer closed meanwhile")
+			err = decidedMeanwhile(ctx, tx, o.ID, offer.StateDeclined)
 		}
 		return err
 	})
