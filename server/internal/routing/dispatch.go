@@ -248,7 +248,14 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 	}
 	for _, dec := range engine.Assign(engineQueues, work, pool, now) {
 		c := convs[dec.ConversationID]
-		if err := d.offer(ctx, c, byID[*c.QueueID], uuid.MustParse(dec.AgentID)); err != nil {
+		agentID := uuid.MustParse(dec.AgentID)
+		seen := 0
+		for _, o := range refused[c.ID] {
+			if o.AgentID == agentID {
+				seen++
+			}
+		}
+		if err := d.offer(ctx, c, byID[*c.QueueID], agentID, seen); err != nil {
 			return err
 		}
 	}
@@ -275,9 +282,13 @@ func refusals(ctx context.Context, db *ent.Client, waiting []*ent.Conversation) 
 }
 
 // offer commits one proposal: it re-checks that the conversation still
-// waits with no pending offer and that the agent still has capacity on its
-// channel, then offers it, or assigns it at once in an auto-accept queue.
-func (d *Dispatcher) offer(ctx context.Context, c *ent.Conversation, q *ent.Queue, agentID uuid.UUID) error {
+// waits with no pending offer, that the agent has not refused it since the
+// snapshot the proposal came from (refusedSeen is how many of the agent's
+// declined or lapsed offers of it the snapshot held: a pass that read the
+// chat before the agent declined it must not offer it straight back), and
+// that the agent still has capacity on its channel; then it offers it, or
+// assigns it at once in an auto-accept queue.
+func (d *Dispatcher) offer(ctx context.Context, c *ent.Conversation, q *ent.Queue, agentID uuid.UUID, refusedSeen int) error {
 	now := d.clk.Now()
 	channel := string(c.Edges.Interaction.Channel)
 	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
@@ -289,6 +300,15 @@ func (d *Dispatcher) offer(ctx context.Context, c *ent.Conversation, q *ent.Queu
 		).Exist(ctx)
 		if err != nil || !still {
 			return err
+		}
+		refused, err := tx.Offer.Query().Where(
+			offer.ConversationID(c.ID), offer.AgentID(agentID), offer.StateIn(offer.StateDeclined, offer.StateExpired),
+		).Count(ctx)
+		if err != nil {
+			return fmt.Errorf("count refusals: %w", err)
+		}
+		if refused > refusedSeen {
+			return nil // refused since the snapshot: the next pass decides with it
 		}
 		if err := reserveCapacity(ctx, tx, agentID, channel, now); err != nil {
 			return err

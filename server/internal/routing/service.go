@@ -219,7 +219,7 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 	}
 	now := s.clk.Now()
 	var notify []string
-	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.RoutingServiceTransferConversationProcedure, ID: req.GetRequestId()}
+	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.RoutingServiceTransferConversationProcedure, ID: req.GetRequestId(), Now: now}
 	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.TransferConversationResponse, error) {
 		conv, err := tx.Conversation.Query().Where(conversation.ID(convID)).WithQueue().Only(ctx)
 		if err != nil {
