@@ -1674,6 +1674,266 @@ func (x *ListAgentsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ListAgentDirectoryRequest pages through the agent directory.
+type ListAgentDirectoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 100; at most 500.
+	PageSize  int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The channel of the conversation to transfer: presence and free
+	// capacity are then the agent's on that channel, as a transfer of a chat
+	// on it would find them. Unspecified gives the agent's overall presence
+	// and free capacity within its universal capacity, without per-channel
+	// presences and limits.
+	Channel       Channel `protobuf:"varint,3,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentDirectoryRequest) Reset() {
+	*x = ListAgentDirectoryRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentDirectoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentDirectoryRequest) ProtoMessage() {}
+
+func (x *ListAgentDirectoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentDirectoryRequest.ProtoReflect.Descriptor instead.
+func (*ListAgentDirectoryRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListAgentDirectoryRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAgentDirectoryRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAgentDirectoryRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+// ListAgentDirectoryResponse is one page of the directory, by agent id.
+type ListAgentDirectoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agents        []*AgentDirectoryEntry `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentDirectoryResponse) Reset() {
+	*x = ListAgentDirectoryResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentDirectoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentDirectoryResponse) ProtoMessage() {}
+
+func (x *ListAgentDirectoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentDirectoryResponse.ProtoReflect.Descriptor instead.
+func (*ListAgentDirectoryResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAgentDirectoryResponse) GetAgents() []*AgentDirectoryEntry {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *ListAgentDirectoryResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// AgentDirectoryEntry is what any agent may know of another to choose a
+// transfer target, and nothing more: no skills, tokens, contact details,
+// capacities or load beyond free capacity. Admins and supervisors read the
+// rest with ListAgents.
+type AgentDirectoryEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pass as TransferConversationRequest.agent_id.
+	Id          string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// On the requested channel, or overall.
+	Presence Presence `protobuf:"varint,3,opt,name=presence,proto3,enum=parley.v1.Presence" json:"presence,omitempty"`
+	// How many more conversations the agent can be offered now: 0 unless
+	// presence is available, never negative. With a channel, a transfer of a
+	// chat on it is accepted exactly when this is above 0 (until something
+	// changes: other offers may take the room first).
+	FreeCapacity int32 `protobuf:"varint,4,opt,name=free_capacity,json=freeCapacity,proto3" json:"free_capacity,omitempty"`
+	// The queues the agent takes work from, by name.
+	Queues        []*AgentDirectoryQueue `protobuf:"bytes,5,rep,name=queues,proto3" json:"queues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDirectoryEntry) Reset() {
+	*x = AgentDirectoryEntry{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDirectoryEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDirectoryEntry) ProtoMessage() {}
+
+func (x *AgentDirectoryEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDirectoryEntry.ProtoReflect.Descriptor instead.
+func (*AgentDirectoryEntry) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AgentDirectoryEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AgentDirectoryEntry) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *AgentDirectoryEntry) GetPresence() Presence {
+	if x != nil {
+		return x.Presence
+	}
+	return Presence_PRESENCE_UNSPECIFIED
+}
+
+func (x *AgentDirectoryEntry) GetFreeCapacity() int32 {
+	if x != nil {
+		return x.FreeCapacity
+	}
+	return 0
+}
+
+func (x *AgentDirectoryEntry) GetQueues() []*AgentDirectoryQueue {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+// AgentDirectoryQueue names a queue an agent serves.
+type AgentDirectoryQueue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName   string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentDirectoryQueue) Reset() {
+	*x = AgentDirectoryQueue{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentDirectoryQueue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentDirectoryQueue) ProtoMessage() {}
+
+func (x *AgentDirectoryQueue) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentDirectoryQueue.ProtoReflect.Descriptor instead.
+func (*AgentDirectoryQueue) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AgentDirectoryQueue) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AgentDirectoryQueue) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
 // UpdateQueueRequest replaces a queue's settings.
 type UpdateQueueRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1688,7 +1948,7 @@ type UpdateQueueRequest struct {
 
 func (x *UpdateQueueRequest) Reset() {
 	*x = UpdateQueueRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1960,7 @@ func (x *UpdateQueueRequest) String() string {
 func (*UpdateQueueRequest) ProtoMessage() {}
 
 func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1973,7 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateQueueRequest) GetQueueId() string {
@@ -1754,7 +2014,7 @@ type UpdateQueueResponse struct {
 
 func (x *UpdateQueueResponse) Reset() {
 	*x = UpdateQueueResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +2026,7 @@ func (x *UpdateQueueResponse) String() string {
 func (*UpdateQueueResponse) ProtoMessage() {}
 
 func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +2039,7 @@ func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
 func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateQueueResponse) GetQueue() *Queue {
@@ -1804,7 +2064,7 @@ type UpdateMatchingRuleRequest struct {
 
 func (x *UpdateMatchingRuleRequest) Reset() {
 	*x = UpdateMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2076,7 @@ func (x *UpdateMatchingRuleRequest) String() string {
 func (*UpdateMatchingRuleRequest) ProtoMessage() {}
 
 func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2089,7 @@ func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateMatchingRuleRequest) GetRuleId() string {
@@ -1877,7 +2137,7 @@ type UpdateMatchingRuleResponse struct {
 
 func (x *UpdateMatchingRuleResponse) Reset() {
 	*x = UpdateMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2149,7 @@ func (x *UpdateMatchingRuleResponse) String() string {
 func (*UpdateMatchingRuleResponse) ProtoMessage() {}
 
 func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2162,7 @@ func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateMatchingRuleResponse) GetRule() *MatchingRule {
@@ -1930,7 +2190,7 @@ type UpdateAgentRequest struct {
 
 func (x *UpdateAgentRequest) Reset() {
 	*x = UpdateAgentRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2202,7 @@ func (x *UpdateAgentRequest) String() string {
 func (*UpdateAgentRequest) ProtoMessage() {}
 
 func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2215,7 @@ func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAgentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAgentRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateAgentRequest) GetAgentId() string {
@@ -2010,7 +2270,7 @@ type UpdateAgentResponse struct {
 
 func (x *UpdateAgentResponse) Reset() {
 	*x = UpdateAgentResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2282,7 @@ func (x *UpdateAgentResponse) String() string {
 func (*UpdateAgentResponse) ProtoMessage() {}
 
 func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2295,7 @@ func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAgentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAgentResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateAgentResponse) GetAgent() *Agent {
@@ -2057,7 +2317,7 @@ type ListQueueStatusesRequest struct {
 
 func (x *ListQueueStatusesRequest) Reset() {
 	*x = ListQueueStatusesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2329,7 @@ func (x *ListQueueStatusesRequest) String() string {
 func (*ListQueueStatusesRequest) ProtoMessage() {}
 
 func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2342,7 @@ func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueStatusesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueueStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListQueueStatusesRequest) GetPageSize() int32 {
@@ -2110,7 +2370,7 @@ type ListQueueStatusesResponse struct {
 
 func (x *ListQueueStatusesResponse) Reset() {
 	*x = ListQueueStatusesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2382,7 @@ func (x *ListQueueStatusesResponse) String() string {
 func (*ListQueueStatusesResponse) ProtoMessage() {}
 
 func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2395,7 @@ func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueStatusesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueueStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListQueueStatusesResponse) GetStatuses() []*QueueStatus {
@@ -2161,7 +2421,7 @@ type WatchQueueStatusesRequest struct {
 
 func (x *WatchQueueStatusesRequest) Reset() {
 	*x = WatchQueueStatusesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2173,7 +2433,7 @@ func (x *WatchQueueStatusesRequest) String() string {
 func (*WatchQueueStatusesRequest) ProtoMessage() {}
 
 func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2186,7 +2446,7 @@ func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueueStatusesRequest.ProtoReflect.Descriptor instead.
 func (*WatchQueueStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{41}
 }
 
 // WatchQueueStatusesResponse is one change.
@@ -2204,7 +2464,7 @@ type WatchQueueStatusesResponse struct {
 
 func (x *WatchQueueStatusesResponse) Reset() {
 	*x = WatchQueueStatusesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2476,7 @@ func (x *WatchQueueStatusesResponse) String() string {
 func (*WatchQueueStatusesResponse) ProtoMessage() {}
 
 func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2489,7 @@ func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueueStatusesResponse.ProtoReflect.Descriptor instead.
 func (*WatchQueueStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchQueueStatusesResponse) GetItem() isWatchQueueStatusesResponse_Item {
@@ -2392,7 +2652,24 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"f\n" +
 	"\x12ListAgentsResponse\x12(\n" +
 	"\x06agents\x18\x01 \x03(\v2\x10.parley.v1.AgentR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe6\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\x01\n" +
+	"\x19ListAgentDirectoryRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\x126\n" +
+	"\achannel\x18\x03 \x01(\x0e2\x12.parley.v1.ChannelB\b\xbaH\x05\x82\x01\x02\x10\x01R\achannel\"|\n" +
+	"\x1aListAgentDirectoryResponse\x126\n" +
+	"\x06agents\x18\x01 \x03(\v2\x1e.parley.v1.AgentDirectoryEntryR\x06agents\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd6\x01\n" +
+	"\x13AgentDirectoryEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12/\n" +
+	"\bpresence\x18\x03 \x01(\x0e2\x13.parley.v1.PresenceR\bpresence\x12#\n" +
+	"\rfree_capacity\x18\x04 \x01(\x05R\ffreeCapacity\x126\n" +
+	"\x06queues\x18\x05 \x03(\v2\x1e.parley.v1.AgentDirectoryQueueR\x06queues\"H\n" +
+	"\x13AgentDirectoryQueue\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\"\xe6\x01\n" +
 	"\x12UpdateQueueRequest\x12#\n" +
 	"\bqueue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aqueueId\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12M\n" +
@@ -2431,7 +2708,7 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\fqueue_status\x18\x01 \x01(\v2\x16.parley.v1.QueueStatusH\x00R\vqueueStatus\x12(\n" +
 	"\x05agent\x18\x02 \x01(\v2\x10.parley.v1.AgentH\x00R\x05agent\x124\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04item2\xf2\r\n" +
+	"\x04item2\xda\x0e\n" +
 	"\x0eRoutingService\x12L\n" +
 	"\vSetPresence\x12\x1d.parley.v1.SetPresenceRequest\x1a\x1e.parley.v1.SetPresenceResponse\x12M\n" +
 	"\tWatchWork\x12\x1b.parley.v1.WatchWorkRequest\x1a\x1c.parley.v1.WatchWorkResponse\"\x03\x90\x02\x010\x01\x12L\n" +
@@ -2448,7 +2725,8 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\x12DeleteMatchingRule\x12$.parley.v1.DeleteMatchingRuleRequest\x1a%.parley.v1.DeleteMatchingRuleResponse\"\x03\x90\x02\x02\x12L\n" +
 	"\vCreateAgent\x12\x1d.parley.v1.CreateAgentRequest\x1a\x1e.parley.v1.CreateAgentResponse\x12N\n" +
 	"\n" +
-	"ListAgents\x12\x1c.parley.v1.ListAgentsRequest\x1a\x1d.parley.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12Q\n" +
+	"ListAgents\x12\x1c.parley.v1.ListAgentsRequest\x1a\x1d.parley.v1.ListAgentsResponse\"\x03\x90\x02\x01\x12f\n" +
+	"\x12ListAgentDirectory\x12$.parley.v1.ListAgentDirectoryRequest\x1a%.parley.v1.ListAgentDirectoryResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\vUpdateQueue\x12\x1d.parley.v1.UpdateQueueRequest\x1a\x1e.parley.v1.UpdateQueueResponse\"\x03\x90\x02\x02\x12f\n" +
 	"\x12UpdateMatchingRule\x12$.parley.v1.UpdateMatchingRuleRequest\x1a%.parley.v1.UpdateMatchingRuleResponse\"\x03\x90\x02\x02\x12Q\n" +
 	"\vUpdateAgent\x12\x1d.parley.v1.UpdateAgentRequest\x1a\x1e.parley.v1.UpdateAgentResponse\"\x03\x90\x02\x02\x12c\n" +
@@ -2469,7 +2747,7 @@ func file_parley_v1_routing_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_routing_service_proto_rawDescData
 }
 
-var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*SetPresenceRequest)(nil),                // 0: parley.v1.SetPresenceRequest
 	(*SetPresenceResponse)(nil),               // 1: parley.v1.SetPresenceResponse
@@ -2500,107 +2778,117 @@ var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*ListQueuedConversationsResponse)(nil),   // 26: parley.v1.ListQueuedConversationsResponse
 	(*ListAgentsRequest)(nil),                 // 27: parley.v1.ListAgentsRequest
 	(*ListAgentsResponse)(nil),                // 28: parley.v1.ListAgentsResponse
-	(*UpdateQueueRequest)(nil),                // 29: parley.v1.UpdateQueueRequest
-	(*UpdateQueueResponse)(nil),               // 30: parley.v1.UpdateQueueResponse
-	(*UpdateMatchingRuleRequest)(nil),         // 31: parley.v1.UpdateMatchingRuleRequest
-	(*UpdateMatchingRuleResponse)(nil),        // 32: parley.v1.UpdateMatchingRuleResponse
-	(*UpdateAgentRequest)(nil),                // 33: parley.v1.UpdateAgentRequest
-	(*UpdateAgentResponse)(nil),               // 34: parley.v1.UpdateAgentResponse
-	(*ListQueueStatusesRequest)(nil),          // 35: parley.v1.ListQueueStatusesRequest
-	(*ListQueueStatusesResponse)(nil),         // 36: parley.v1.ListQueueStatusesResponse
-	(*WatchQueueStatusesRequest)(nil),         // 37: parley.v1.WatchQueueStatusesRequest
-	(*WatchQueueStatusesResponse)(nil),        // 38: parley.v1.WatchQueueStatusesResponse
-	(Presence)(0),                             // 39: parley.v1.Presence
-	(Channel)(0),                              // 40: parley.v1.Channel
-	(*Agent)(nil),                             // 41: parley.v1.Agent
-	(*Offer)(nil),                             // 42: parley.v1.Offer
-	(*Conversation)(nil),                      // 43: parley.v1.Conversation
-	(*Heartbeat)(nil),                         // 44: parley.v1.Heartbeat
-	(*durationpb.Duration)(nil),               // 45: google.protobuf.Duration
-	(*QueuePolicy)(nil),                       // 46: parley.v1.QueuePolicy
-	(*Queue)(nil),                             // 47: parley.v1.Queue
-	(*Condition)(nil),                         // 48: parley.v1.Condition
-	(*MatchingRule)(nil),                      // 49: parley.v1.MatchingRule
-	(*ChannelCapacity)(nil),                   // 50: parley.v1.ChannelCapacity
-	(*QueueStatus)(nil),                       // 51: parley.v1.QueueStatus
+	(*ListAgentDirectoryRequest)(nil),         // 29: parley.v1.ListAgentDirectoryRequest
+	(*ListAgentDirectoryResponse)(nil),        // 30: parley.v1.ListAgentDirectoryResponse
+	(*AgentDirectoryEntry)(nil),               // 31: parley.v1.AgentDirectoryEntry
+	(*AgentDirectoryQueue)(nil),               // 32: parley.v1.AgentDirectoryQueue
+	(*UpdateQueueRequest)(nil),                // 33: parley.v1.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),               // 34: parley.v1.UpdateQueueResponse
+	(*UpdateMatchingRuleRequest)(nil),         // 35: parley.v1.UpdateMatchingRuleRequest
+	(*UpdateMatchingRuleResponse)(nil),        // 36: parley.v1.UpdateMatchingRuleResponse
+	(*UpdateAgentRequest)(nil),                // 37: parley.v1.UpdateAgentRequest
+	(*UpdateAgentResponse)(nil),               // 38: parley.v1.UpdateAgentResponse
+	(*ListQueueStatusesRequest)(nil),          // 39: parley.v1.ListQueueStatusesRequest
+	(*ListQueueStatusesResponse)(nil),         // 40: parley.v1.ListQueueStatusesResponse
+	(*WatchQueueStatusesRequest)(nil),         // 41: parley.v1.WatchQueueStatusesRequest
+	(*WatchQueueStatusesResponse)(nil),        // 42: parley.v1.WatchQueueStatusesResponse
+	(Presence)(0),                             // 43: parley.v1.Presence
+	(Channel)(0),                              // 44: parley.v1.Channel
+	(*Agent)(nil),                             // 45: parley.v1.Agent
+	(*Offer)(nil),                             // 46: parley.v1.Offer
+	(*Conversation)(nil),                      // 47: parley.v1.Conversation
+	(*Heartbeat)(nil),                         // 48: parley.v1.Heartbeat
+	(*durationpb.Duration)(nil),               // 49: google.protobuf.Duration
+	(*QueuePolicy)(nil),                       // 50: parley.v1.QueuePolicy
+	(*Queue)(nil),                             // 51: parley.v1.Queue
+	(*Condition)(nil),                         // 52: parley.v1.Condition
+	(*MatchingRule)(nil),                      // 53: parley.v1.MatchingRule
+	(*ChannelCapacity)(nil),                   // 54: parley.v1.ChannelCapacity
+	(*QueueStatus)(nil),                       // 55: parley.v1.QueueStatus
 }
 var file_parley_v1_routing_service_proto_depIdxs = []int32{
-	39, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
-	40, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
-	41, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
-	42, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
+	43, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
+	44, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
+	45, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
+	46, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
 	4,  // 4: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
-	43, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
-	43, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
-	44, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	43, // 8: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
-	43, // 9: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
-	43, // 10: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	45, // 11: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	46, // 12: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
-	47, // 13: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
-	47, // 14: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
-	48, // 15: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	49, // 16: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	49, // 17: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
-	50, // 18: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	41, // 19: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
-	43, // 20: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	41, // 21: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
-	45, // 22: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	46, // 23: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
-	47, // 24: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
-	48, // 25: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	49, // 26: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	50, // 27: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	41, // 28: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
-	51, // 29: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
-	51, // 30: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
-	41, // 31: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
-	44, // 32: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	0,  // 33: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
-	2,  // 34: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
-	5,  // 35: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
-	7,  // 36: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
-	9,  // 37: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
-	11, // 38: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
-	25, // 39: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
-	13, // 40: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
-	15, // 41: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
-	17, // 42: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
-	19, // 43: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
-	21, // 44: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
-	23, // 45: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
-	27, // 46: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
-	29, // 47: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
-	31, // 48: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
-	33, // 49: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
-	35, // 50: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
-	37, // 51: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
-	1,  // 52: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
-	3,  // 53: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
-	6,  // 54: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
-	8,  // 55: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
-	10, // 56: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
-	12, // 57: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
-	26, // 58: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
-	14, // 59: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
-	16, // 60: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
-	18, // 61: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
-	20, // 62: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
-	22, // 63: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
-	24, // 64: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
-	28, // 65: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
-	30, // 66: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
-	32, // 67: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
-	34, // 68: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
-	36, // 69: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
-	38, // 70: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
-	52, // [52:71] is the sub-list for method output_type
-	33, // [33:52] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	47, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
+	47, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
+	48, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	47, // 8: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
+	47, // 9: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
+	47, // 10: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	49, // 11: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	50, // 12: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	51, // 13: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
+	51, // 14: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
+	52, // 15: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	53, // 16: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	53, // 17: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
+	54, // 18: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	45, // 19: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
+	47, // 20: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	45, // 21: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
+	44, // 22: parley.v1.ListAgentDirectoryRequest.channel:type_name -> parley.v1.Channel
+	31, // 23: parley.v1.ListAgentDirectoryResponse.agents:type_name -> parley.v1.AgentDirectoryEntry
+	43, // 24: parley.v1.AgentDirectoryEntry.presence:type_name -> parley.v1.Presence
+	32, // 25: parley.v1.AgentDirectoryEntry.queues:type_name -> parley.v1.AgentDirectoryQueue
+	49, // 26: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	50, // 27: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	51, // 28: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
+	52, // 29: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	53, // 30: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	54, // 31: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	45, // 32: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
+	55, // 33: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
+	55, // 34: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
+	45, // 35: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
+	48, // 36: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	0,  // 37: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
+	2,  // 38: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
+	5,  // 39: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
+	7,  // 40: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
+	9,  // 41: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
+	11, // 42: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
+	25, // 43: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
+	13, // 44: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
+	15, // 45: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
+	17, // 46: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
+	19, // 47: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
+	21, // 48: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
+	23, // 49: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
+	27, // 50: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
+	29, // 51: parley.v1.RoutingService.ListAgentDirectory:input_type -> parley.v1.ListAgentDirectoryRequest
+	33, // 52: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
+	35, // 53: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
+	37, // 54: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
+	39, // 55: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
+	41, // 56: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
+	1,  // 57: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
+	3,  // 58: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
+	6,  // 59: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
+	8,  // 60: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
+	10, // 61: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
+	12, // 62: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
+	26, // 63: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
+	14, // 64: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
+	16, // 65: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
+	18, // 66: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
+	20, // 67: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
+	22, // 68: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
+	24, // 69: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
+	28, // 70: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
+	30, // 71: parley.v1.RoutingService.ListAgentDirectory:output_type -> parley.v1.ListAgentDirectoryResponse
+	34, // 72: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
+	36, // 73: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
+	38, // 74: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
+	40, // 75: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
+	42, // 76: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
+	57, // [57:77] is the sub-list for method output_type
+	37, // [37:57] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_routing_service_proto_init() }
@@ -2620,7 +2908,7 @@ func file_parley_v1_routing_service_proto_init() {
 		(*TransferConversationRequest_AgentId)(nil),
 		(*TransferConversationRequest_QueueId)(nil),
 	}
-	file_parley_v1_routing_service_proto_msgTypes[38].OneofWrappers = []any{
+	file_parley_v1_routing_service_proto_msgTypes[42].OneofWrappers = []any{
 		(*WatchQueueStatusesResponse_QueueStatus)(nil),
 		(*WatchQueueStatusesResponse_Agent)(nil),
 		(*WatchQueueStatusesResponse_Heartbeat)(nil),
@@ -2631,7 +2919,7 @@ func file_parley_v1_routing_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_routing_service_proto_rawDesc), len(file_parley_v1_routing_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -367,6 +367,10 @@ var matrix = map[string]struct {
 		_, err := c.Routing.ListAgents(w.ctx, &parleyv1.ListAgentsRequest{})
 		return err
 	}},
+	parleyv1connect.RoutingServiceListAgentDirectoryProcedure: {want: staffOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Routing.ListAgentDirectory(w.ctx, &parleyv1.ListAgentDirectoryRequest{})
+		return err
+	}},
 	parleyv1connect.RoutingServiceUpdateQueueProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
 		_, err := c.Routing.UpdateQueue(w.ctx, &parleyv1.UpdateQueueRequest{QueueId: w.queueID, DisplayName: "Billing Support",
 			Policy: &parleyv1.QueuePolicy{Priority: 5}})

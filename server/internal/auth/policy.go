@@ -75,6 +75,7 @@ var Policies = map[string]Policy{
 	parleyv1connect.RoutingServiceDeleteMatchingRuleProcedure:        admins,
 	parleyv1connect.RoutingServiceCreateAgentProcedure:               admins,
 	parleyv1connect.RoutingServiceListAgentsProcedure:                overseers,
+	parleyv1connect.RoutingServiceListAgentDirectoryProcedure:        staff,
 	parleyv1connect.RoutingServiceUpdateQueueProcedure:               admins,
 	parleyv1connect.RoutingServiceUpdateMatchingRuleProcedure:        admins,
 	parleyv1connect.RoutingServiceUpdateAgentProcedure:               admins,

@@ -81,20 +81,33 @@ func reserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, channel
 	if err != nil {
 		return fmt.Errorf("load agent %s: %w", agentID, err)
 	}
-	if presenceOn(a, channel) != agent.PresenceAvailable {
-		return errUnavailable
-	}
-	if limit, ok := a.ChannelCapacity[channel]; ok {
-		loads, err := channelLoads(ctx, tx.Client(), []uuid.UUID{agentID})
-		if err != nil {
+	// Judge the agent as it was before this reservation: its load counts
+	// the new work already, the channel counts below do not.
+	a.Load--
+	var loads map[uuid.UUID]map[string]int
+	if _, limited := a.ChannelCapacity[channel]; limited && presenceOn(a, channel) == agent.PresenceAvailable {
+		if loads, err = channelLoads(ctx, tx.Client(), []uuid.UUID{agentID}); err != nil {
 			return err
 		}
-		// The new work is not stored yet: the count holds only earlier work.
-		if loads[agentID][channel] >= limit {
-			return errUnavailable
-		}
+	}
+	if room(a, loads[agentID], channel) <= 0 {
+		return errUnavailable
 	}
 	return nil
+}
+
+// room is how many more conversations on channel agent a can be offered
+// now, given its work per channel (channelLoads; only read when the
+// channel has a limit): 0 unless it is available on the channel, never
+// negative. reserveCapacity accepts work exactly when room is above 0, and
+// ListAgentDirectory shows it as free capacity. For channel "" it is the
+// agent's overall presence and universal capacity alone.
+func room(a *ent.Agent, channelLoad map[string]int, channel string) int {
+	if presenceOn(a, channel) != agent.PresenceAvailable {
+		return 0
+	}
+	e := engine.Agent{Capacity: a.Capacity, Load: a.Load, ChannelCapacity: a.ChannelCapacity, ChannelLoad: channelLoad}
+	return max(0, e.Free(channel))
 }
 
 // ReleaseCapacity gives one unit of an agent's capacity back.

@@ -1,8 +1,10 @@
 package routing
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -51,6 +53,25 @@ func agentToProto(a *ent.Agent) *parleyv1.Agent {
 			})
 		}
 	}
+	return out
+}
+
+// directoryEntryToProto converts an agent (with its queues) for the agent
+// directory: its presence on channel ("" for overall), free capacity and
+// queues by name, and nothing else.
+func directoryEntryToProto(a *ent.Agent, channel string, free int) *parleyv1.AgentDirectoryEntry {
+	out := &parleyv1.AgentDirectoryEntry{
+		Id:           a.ID.String(),
+		DisplayName:  a.DisplayName,
+		Presence:     presenceToProto[presenceOn(a, channel)],
+		FreeCapacity: int32(max(0, free)),
+	}
+	for _, q := range a.Edges.Queues {
+		out.Queues = append(out.Queues, &parleyv1.AgentDirectoryQueue{Id: q.ID.String(), DisplayName: q.DisplayName})
+	}
+	slices.SortFunc(out.Queues, func(x, y *parleyv1.AgentDirectoryQueue) int {
+		return cmp.Or(strings.Compare(x.GetDisplayName(), y.GetDisplayName()), strings.Compare(x.GetId(), y.GetId()))
+	})
 	return out
 }
 

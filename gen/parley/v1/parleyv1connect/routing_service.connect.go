@@ -59,6 +59,9 @@ const (
 	RoutingServiceCreateAgentProcedure = "/parley.v1.RoutingService/CreateAgent"
 	// RoutingServiceListAgentsProcedure is the procedure name of the RoutingService's ListAgents RPC.
 	RoutingServiceListAgentsProcedure = "/parley.v1.RoutingService/ListAgents"
+	// RoutingServiceListAgentDirectoryProcedure is the procedure name of the RoutingService's
+	// ListAgentDirectory RPC.
+	RoutingServiceListAgentDirectoryProcedure = "/parley.v1.RoutingService/ListAgentDirectory"
 	// RoutingServiceUpdateQueueProcedure is the procedure name of the RoutingService's UpdateQueue RPC.
 	RoutingServiceUpdateQueueProcedure = "/parley.v1.RoutingService/UpdateQueue"
 	// RoutingServiceUpdateMatchingRuleProcedure is the procedure name of the RoutingService's
@@ -180,6 +183,14 @@ var (
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
+	routingServiceListAgentDirectorySpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("ListAgentDirectory"),
+			Procedure:        RoutingServiceListAgentDirectoryProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
 	routingServiceUpdateQueueSpec = sync.OnceValue(func() connect.Spec {
 		return connect.Spec{
 			StreamType:       connect.StreamTypeUnary,
@@ -259,6 +270,11 @@ type RoutingServiceClient interface {
 	CreateAgent(context.Context, *v1.CreateAgentRequest) (*v1.CreateAgentResponse, error)
 	// ListAgents lists agents with their presence and load. Supervisors and admins.
 	ListAgents(context.Context, *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error)
+	// ListAgentDirectory lists the agents a conversation may be transferred
+	// to, with only what choosing one needs: name, presence, free capacity
+	// and queues. The calling agent is left out (nobody transfers to
+	// themselves). Agents, supervisors and admins.
+	ListAgentDirectory(context.Context, *v1.ListAgentDirectoryRequest) (*v1.ListAgentDirectoryResponse, error)
 	// UpdateQueue replaces a queue's name, offer timeout and policy; the
 	// change applies to the next routing decision. Admins only.
 	UpdateQueue(context.Context, *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error)
@@ -361,6 +377,11 @@ type RoutingServiceHandler interface {
 	CreateAgent(context.Context, *v1.CreateAgentRequest) (*v1.CreateAgentResponse, error)
 	// ListAgents lists agents with their presence and load. Supervisors and admins.
 	ListAgents(context.Context, *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error)
+	// ListAgentDirectory lists the agents a conversation may be transferred
+	// to, with only what choosing one needs: name, presence, free capacity
+	// and queues. The calling agent is left out (nobody transfers to
+	// themselves). Agents, supervisors and admins.
+	ListAgentDirectory(context.Context, *v1.ListAgentDirectoryRequest) (*v1.ListAgentDirectoryResponse, error)
 	// UpdateQueue replaces a queue's name, offer timeout and policy; the
 	// change applies to the next routing decision. Admins only.
 	UpdateQueue(context.Context, *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error)
@@ -398,6 +419,7 @@ func RegisterRoutingServiceHandler(server *connect.Server, svc RoutingServiceHan
 		connect.Method{Spec: routingServiceDeleteMatchingRuleSpec(), Handler: adapter.deleteMatchingRule},
 		connect.Method{Spec: routingServiceCreateAgentSpec(), Handler: adapter.createAgent},
 		connect.Method{Spec: routingServiceListAgentsSpec(), Handler: adapter.listAgents},
+		connect.Method{Spec: routingServiceListAgentDirectorySpec(), Handler: adapter.listAgentDirectory},
 		connect.Method{Spec: routingServiceUpdateQueueSpec(), Handler: adapter.updateQueue},
 		connect.Method{Spec: routingServiceUpdateMatchingRuleSpec(), Handler: adapter.updateMatchingRule},
 		connect.Method{Spec: routingServiceUpdateAgentSpec(), Handler: adapter.updateAgent},
@@ -494,6 +516,10 @@ func (UnimplementedRoutingServiceHandler) CreateAgent(context.Context, *v1.Creat
 
 func (UnimplementedRoutingServiceHandler) ListAgents(context.Context, *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.ListAgents is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) ListAgentDirectory(context.Context, *v1.ListAgentDirectoryRequest) (*v1.ListAgentDirectoryResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.ListAgentDirectory is not implemented")
 }
 
 func (UnimplementedRoutingServiceHandler) UpdateQueue(context.Context, *v1.UpdateQueueRequest) (*v1.UpdateQueueResponse, error) {
@@ -627,6 +653,14 @@ func (c *routingServiceClient) CreateAgent(ctx context.Context, req *v1.CreateAg
 func (c *routingServiceClient) ListAgents(ctx context.Context, req *v1.ListAgentsRequest) (*v1.ListAgentsResponse, error) {
 	var res v1.ListAgentsResponse
 	if err := c.client.CallUnary(ctx, routingServiceListAgentsSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *routingServiceClient) ListAgentDirectory(ctx context.Context, req *v1.ListAgentDirectoryRequest) (*v1.ListAgentDirectoryResponse, error) {
+	var res v1.ListAgentDirectoryResponse
+	if err := c.client.CallUnary(ctx, routingServiceListAgentDirectorySpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -832,6 +866,18 @@ func (h routingServiceHandler) listAgents(ctx context.Context, _ connect.Spec, s
 		return err
 	}
 	res, err := h.svc.ListAgents(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h routingServiceHandler) listAgentDirectory(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ListAgentDirectoryRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ListAgentDirectory(ctx, &req)
 	if err != nil {
 		return err
 	}
