@@ -313,8 +313,29 @@ func TestUnknownProceduresCarryAReason(t *testing.T) {
 	if strings.Contains(srv.Log.String(), "no authorization policy") {
 		t.Errorf("an unknown method reached the auth interceptor:\n%s", srv.Log.String())
 	}
+	// Any other request under a served service's path, whatever its HTTP
+	// method or shape, gets the reason too (as a Connect error), and so
+	// does one under a path shaped like a service's.
+	for _, call := range []struct{ method, path, reason string }{
+		{http.MethodGet, "/parley.v1.AccessService/", "UNKNOWN_METHOD"},
+		{http.MethodPut, "/parley.v1.RoutingService/Nope", "UNKNOWN_METHOD"},
+		{http.MethodPost, "/parley.v1.RoutingService/ListQueues/", "UNKNOWN_METHOD"},
+		{http.MethodPost, "/parley.v1.RoutingService", "UNKNOWN_METHOD"},
+		{http.MethodGet, "/parley.v1.RoutingService/Nope?encoding=json&message=%7B%7D", "UNKNOWN_METHOD"},
+		{http.MethodPatch, "/parley.v9.Foo/Bar", "UNKNOWN_SERVICE"},
+	} {
+		resp, body := rawCall(t, srv, call.method, call.path, "application/json", "{}")
+		if got := connectJSONReason(t, body); resp.StatusCode != http.StatusNotImplemented || got != call.reason {
+			t.Errorf("%s %s: status %d, reason %q, want 501 %s", call.method, call.path, resp.StatusCode, got, call.reason)
+		}
+	}
+	// A Connect GET whose message is not base64 is the caller's error.
+	resp, body := rawCall(t, srv, http.MethodGet, "/parley.v1.SessionService/GetPreChatForm?encoding=proto&base64=1&message=!!!&connect=v1", "", "")
+	if got := connectJSONReason(t, body); resp.StatusCode != http.StatusBadRequest || got != "REQUEST_READ_FAILED" {
+		t.Errorf("GET with a message that is not base64: status %d, reason %q, want 400 REQUEST_READ_FAILED", resp.StatusCode, got)
+	}
 	// Not RPCs: left to the mux.
-	for _, path := range []string{"/", "/parley.v1.AccessService/", "/favicon.ico"} {
+	for _, path := range []string{"/", "/favicon.ico", "/static/app.js"} {
 		if resp, _ := rawCall(t, srv, http.MethodGet, path, "", ""); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: status %d, want 404", path, resp.StatusCode)
 		}
@@ -327,7 +348,7 @@ func TestUnknownProceduresCarryAReason(t *testing.T) {
 		t.Errorf("reflection lists %v (%v)", services, err)
 	}
 	// The health service, served beside the Connect server, still answers.
-	resp, body := rawCall(t, srv, http.MethodPost, "/grpc.health.v1.Health/Check", "application/json", "{}")
+	resp, body = rawCall(t, srv, http.MethodPost, "/grpc.health.v1.Health/Check", "application/json", "{}")
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("SERVING")) {
 		t.Errorf("health check: %d %s", resp.StatusCode, body)
 	}

@@ -101,8 +101,9 @@ func reasoned(cerr *connect.Error, code connect.Code, reason, message string) *c
 // REQUEST_TOO_LARGE (over the read limit, compressed or not),
 // MALFORMED_REQUEST (a body that does not decode, broken framing, a unary
 // call without exactly one message) and REQUEST_READ_FAILED (the body could
-// not be read). Each keeps Connect's code, except that broken framing, which
-// Connect reports as Internal, is the caller's InvalidArgument.
+// not be read). Each keeps Connect's code, except that broken framing and
+// unreadable requests, which Connect reports as Internal and Unknown, are
+// the caller's InvalidArgument.
 type requestStream struct {
 	connect.ServerStream
 	ctx  context.Context
@@ -129,7 +130,9 @@ func (s *requestStream) Receive(dst any) error {
 	case connect.CodeInternal:
 		return reasoned(cerr, connect.CodeInvalidArgument, "MALFORMED_REQUEST", s.malformed(cerr))
 	case connect.CodeUnknown:
-		return reasoned(cerr, code, "REQUEST_READ_FAILED", "the request could not be read: "+cerr.Message())
+		// The caller's call ended (handled above) or it sent what cannot
+		// be read, such as a Connect GET message that is not base64.
+		return reasoned(cerr, connect.CodeInvalidArgument, "REQUEST_READ_FAILED", "the request could not be read: "+cerr.Message())
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -76,10 +77,10 @@ func (rf *refusals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rf.mux.ServeHTTP(&refusalWriter{ResponseWriter: w, request: r, errors: rf.errors}, r)
 		return
 	}
-	if service, method, ok := splitProcedure(r.URL.Path); ok && rf.isRPC(r) {
+	if service, method, ok := splitProcedure(r.URL.Path); ok {
 		if rf.services["/"+service+"/"] {
 			rf.write(w, r, apierr.New(connect.CodeUnimplemented, "UNKNOWN_METHOD",
-				fmt.Sprintf("%s has no method %s; server reflection lists the methods this server serves", service, method)))
+				fmt.Sprintf("%s has no method %q; server reflection lists the methods this server serves", service, method)))
 			return
 		}
 		if !rf.routed(r) {
@@ -91,10 +92,17 @@ func (rf *refusals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rf.mux.ServeHTTP(w, r)
 }
 
-// splitProcedure splits "/package.Service/Method".
+// rpcPath matches the paths of RPCs: "/package.Service" then anything.
+var rpcPath = regexp.MustCompile(`^/((?:[A-Za-z_][A-Za-z0-9_]*\.)+[A-Z][A-Za-z0-9_]*)(?:/(.*))?$`)
+
+// splitProcedure splits a path shaped like an RPC's, "/package.Service/Method",
+// into its service and the rest (which need not be a method name).
 func splitProcedure(path string) (service, method string, ok bool) {
-	service, method, ok = strings.Cut(strings.TrimPrefix(path, "/"), "/")
-	return service, method, ok && strings.Contains(service, ".") && method != "" && !strings.Contains(method, "/")
+	m := rpcPath.FindStringSubmatch(path)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
 }
 
 // isRPC tells whether r is shaped like a Connect, gRPC or gRPC-Web call.
@@ -114,13 +122,18 @@ func (rf *refusals) routed(r *http.Request) bool {
 	return pattern != "" && !strings.HasSuffix(" "+pattern, " /")
 }
 
-// write answers r with err in r's protocol.
+// write answers r with err in r's protocol, or, for a request of no known
+// protocol (another HTTP method, a GET without connect=v1), as a Connect
+// unary error (JSON).
 func (rf *refusals) write(w http.ResponseWriter, r *http.Request, err *connect.Error) {
 	if v := r.Header.Get(headerConnectVersion); v != "" && v != "1" {
 		// The error writer recognizes only version 1; answer in the
 		// protocol the content type names all the same.
 		r = r.Clone(r.Context())
 		r.Header.Del(headerConnectVersion)
+	}
+	if !rf.isRPC(r) {
+		r = &http.Request{Method: http.MethodPost, Header: http.Header{}}
 	}
 	_ = rf.errors.Write(w, r, err)
 }
