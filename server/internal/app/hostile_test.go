@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/servertest"
 )
 
@@ -522,4 +524,29 @@ func TestBrowserAndHeaderHygiene(t *testing.T) {
 	if headers.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("an error response lacks X-Content-Type-Options: nosniff: %v", headers)
 	}
+}
+
+// TestRevocationOnAnotherReplica: two servers on one database, as two
+// replicas. A token revoked on one ends its stream on the other before
+// that stream sends anything more, though no wake-up crosses between them
+// (the stream finds it at its next heartbeat, before it reads the log).
+func TestRevocationOnAnotherReplica(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "shared.db")
+	clk := clock.NewFake(hostileT0)
+	opts := servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond})
+	a := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	b := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	ctx := t.Context()
+	token, tokenID := issueAgentToken(ctx, t, a, "Fred Luddy")
+	guest, convID := startGuestChat(ctx, t, a, "product")
+	conv, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	sub := follow(ctx, t, b.Client(parley.GRPC, token), convID) // Fred reads the waiting chat on replica b
+	sub.upTo(t, conv.GetConversation().GetLastSeq())
+
+	_, err = a.Client(parley.Connect, servertest.AdminToken).Access.RevokeToken(ctx, &parleyv1.RevokeTokenRequest{TokenId: tokenID})
+	must(t, err)
+	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "1", Text: "after the revocation"})
+	must(t, err)
+	sub.endsBefore(t, conv.GetConversation().GetLastSeq(), connect.CodeUnauthenticated, "TOKEN_REVOKED")
 }
