@@ -12937,6 +12937,7 @@ type SettingMutation struct {
 	default_queue_id                           *uuid.UUID
 	agent_grace_seconds                        *int
 	addagent_grace_seconds                     *int
+	demo                                       *bool
 	clearedFields                              map[string]struct{}
 	done                                       bool
 	oldValue                                   func(context.Context) (*Setting, error)
@@ -13463,6 +13464,42 @@ func (m *SettingMutation) ResetAgentGraceSeconds() {
 	m.addagent_grace_seconds = nil
 }
 
+// SetDemo sets the "demo" field.
+func (m *SettingMutation) SetDemo(b bool) {
+	m.demo = &b
+}
+
+// Demo returns the value of the "demo" field in the mutation.
+func (m *SettingMutation) Demo() (r bool, exists bool) {
+	v := m.demo
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDemo returns the old "demo" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldDemo(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDemo is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDemo requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDemo: %w", err)
+	}
+	return oldValue.Demo, nil
+}
+
+// ResetDemo resets all changes to the "demo" field.
+func (m *SettingMutation) ResetDemo() {
+	m.demo = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -13497,7 +13534,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -13521,6 +13558,9 @@ func (m *SettingMutation) Fields() []string {
 	}
 	if m.agent_grace_seconds != nil {
 		fields = append(fields, setting.FieldAgentGraceSeconds)
+	}
+	if m.demo != nil {
+		fields = append(fields, setting.FieldDemo)
 	}
 	return fields
 }
@@ -13546,6 +13586,8 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.DefaultQueueID()
 	case setting.FieldAgentGraceSeconds:
 		return m.AgentGraceSeconds()
+	case setting.FieldDemo:
+		return m.Demo()
 	}
 	return nil, false
 }
@@ -13571,6 +13613,8 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldDefaultQueueID(ctx)
 	case setting.FieldAgentGraceSeconds:
 		return m.OldAgentGraceSeconds(ctx)
+	case setting.FieldDemo:
+		return m.OldDemo(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -13635,6 +13679,13 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetAgentGraceSeconds(v)
+		return nil
+	case setting.FieldDemo:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDemo(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
@@ -13780,6 +13831,9 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldAgentGraceSeconds:
 		m.ResetAgentGraceSeconds()
+		return nil
+	case setting.FieldDemo:
+		m.ResetDemo()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)

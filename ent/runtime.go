@@ -388,6 +388,10 @@ func init() {
 	setting.DefaultAgentGraceSeconds = settingDescAgentGraceSeconds.Default.(int)
 	// setting.AgentGraceSecondsValidator is a validator for the "agent_grace_seconds" field. It is called by the builders before save.
 	setting.AgentGraceSecondsValidator = settingDescAgentGraceSeconds.Validators[0].(func(int) error)
+	// settingDescDemo is the schema descriptor for demo field.
+	settingDescDemo := settingFields[9].Descriptor()
+	// setting.DefaultDemo holds the default value on creation for the demo field.
+	setting.DefaultDemo = settingDescDemo.Default.(bool)
 	siteMixin := schema.Site{}.Mixin()
 	siteMixinFields0 := siteMixin[0].Fields()
 	_ = siteMixinFields0

@@ -35,7 +35,9 @@ type Setting struct {
 	DefaultQueueID *uuid.UUID `json:"default_queue_id,omitempty"`
 	// AgentGraceSeconds holds the value of the "agent_grace_seconds" field.
 	AgentGraceSeconds int `json:"agent_grace_seconds,omitempty"`
-	selectValues      sql.SelectValues
+	// Demo holds the value of the "demo" field.
+	Demo         bool `json:"demo,omitempty"`
+	selectValues sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -47,6 +49,8 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case setting.FieldIssueTypes:
 			values[i] = new([]byte)
+		case setting.FieldDemo:
+			values[i] = new(sql.NullBool)
 		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress, setting.FieldAgentGraceSeconds:
 			values[i] = new(sql.NullInt64)
 		case setting.FieldGuestSessionsRateLimitReachedMessage:
@@ -123,6 +127,12 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.AgentGraceSeconds = int(value.Int64)
 			}
+		case setting.FieldDemo:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field demo", values[i])
+			} else if value.Valid {
+				_m.Demo = value.Bool
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -184,6 +194,9 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("agent_grace_seconds=")
 	builder.WriteString(fmt.Sprintf("%v", _m.AgentGraceSeconds))
+	builder.WriteString(", ")
+	builder.WriteString("demo=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Demo))
 	builder.WriteByte(')')
 	return builder.String()
 }

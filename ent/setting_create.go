@@ -109,6 +109,20 @@ func (_c *SettingCreate) SetNillableAgentGraceSeconds(v *int) *SettingCreate {
 	return _c
 }
 
+// SetDemo sets the "demo" field.
+func (_c *SettingCreate) SetDemo(v bool) *SettingCreate {
+	_c.mutation.SetDemo(v)
+	return _c
+}
+
+// SetNillableDemo sets the "demo" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableDemo(v *bool) *SettingCreate {
+	if v != nil {
+		_c.SetDemo(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -166,6 +180,10 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultAgentGraceSeconds
 		_c.mutation.SetAgentGraceSeconds(v)
 	}
+	if _, ok := _c.mutation.Demo(); !ok {
+		v := setting.DefaultDemo
+		_c.mutation.SetDemo(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -215,6 +233,9 @@ func (_c *SettingCreate) check() error {
 		if err := setting.AgentGraceSecondsValidator(v); err != nil {
 			return &ValidationError{Name: "agent_grace_seconds", err: fmt.Errorf(`ent: validator failed for field "Setting.agent_grace_seconds": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.Demo(); !ok {
+		return &ValidationError{Name: "demo", err: errors.New(`ent: missing required field "Setting.demo"`)}
 	}
 	return nil
 }
@@ -279,6 +300,10 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.AgentGraceSeconds(); ok {
 		_spec.SetField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
 		_node.AgentGraceSeconds = value
+	}
+	if value, ok := _c.mutation.Demo(); ok {
+		_spec.SetField(setting.FieldDemo, field.TypeBool, value)
+		_node.Demo = value
 	}
 	return _node, _spec
 }

@@ -487,6 +487,7 @@ var (
 		{Name: "max_guest_sessions_per_hour_per_address", Type: field.TypeInt, Default: 0},
 		{Name: "default_queue_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "agent_grace_seconds", Type: field.TypeInt, Default: 60},
+		{Name: "demo", Type: field.TypeBool, Default: false},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{

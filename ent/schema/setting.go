@@ -40,5 +40,9 @@ func (Setting) Fields() []ent.Field {
 		// agent_grace_seconds is how long a dropped work stream may stay
 		// away before its agent counts as offline.
 		field.Int("agent_grace_seconds").NonNegative().Default(60),
+		// demo is set when the installation was configured from the
+		// built-in demo bootstrap: only then does parleyd trust the demo
+		// portal's public JWT secret (and only without -identity).
+		field.Bool("demo").Default(false).Immutable(),
 	}
 }

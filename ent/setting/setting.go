@@ -27,6 +27,8 @@ const (
 	FieldDefaultQueueID = "default_queue_id"
 	// FieldAgentGraceSeconds holds the string denoting the agent_grace_seconds field in the database.
 	FieldAgentGraceSeconds = "agent_grace_seconds"
+	// FieldDemo holds the string denoting the demo field in the database.
+	FieldDemo = "demo"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -42,6 +44,7 @@ var Columns = []string{
 	FieldMaxGuestSessionsPerHourPerAddress,
 	FieldDefaultQueueID,
 	FieldAgentGraceSeconds,
+	FieldDemo,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -73,6 +76,8 @@ var (
 	DefaultAgentGraceSeconds int
 	// AgentGraceSecondsValidator is a validator for the "agent_grace_seconds" field. It is called by the builders before save.
 	AgentGraceSecondsValidator func(int) error
+	// DefaultDemo holds the default value on creation for the "demo" field.
+	DefaultDemo bool
 )
 
 // OrderOption defines the ordering options for the Setting queries.
@@ -116,4 +121,9 @@ func ByDefaultQueueID(opts ...sql.OrderTermOption) OrderOption {
 // ByAgentGraceSeconds orders the results by the agent_grace_seconds field.
 func ByAgentGraceSeconds(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAgentGraceSeconds, opts...).ToFunc()
+}
+
+// ByDemo orders the results by the demo field.
+func ByDemo(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDemo, opts...).ToFunc()
 }

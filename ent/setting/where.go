@@ -88,6 +88,11 @@ func AgentGraceSeconds(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldAgentGraceSeconds, v))
 }
 
+// Demo applies equality check predicate on the "demo" field. It's identical to DemoEQ.
+func Demo(v bool) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldDemo, v))
+}
+
 // MaxGuestSessionsPerHourEQ applies the EQ predicate on the "max_guest_sessions_per_hour" field.
 func MaxGuestSessionsPerHourEQ(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHour, v))
@@ -401,6 +406,16 @@ func AgentGraceSecondsLT(v int) predicate.Setting {
 // AgentGraceSecondsLTE applies the LTE predicate on the "agent_grace_seconds" field.
 func AgentGraceSecondsLTE(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldLTE(FieldAgentGraceSeconds, v))
+}
+
+// DemoEQ applies the EQ predicate on the "demo" field.
+func DemoEQ(v bool) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldDemo, v))
+}
+
+// DemoNEQ applies the NEQ predicate on the "demo" field.
+func DemoNEQ(v bool) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldDemo, v))
 }
 
 // And groups predicates with the AND operator between them.

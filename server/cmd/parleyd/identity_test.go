@@ -41,7 +41,8 @@ func demoCustomerJWT(t *testing.T) string {
 
 // TestDemoIdentityOnlyWithDemoBootstrap: the demo portal's public JWT
 // secret is trusted with the built-in demo configuration only. With a
-// bootstrap file of the operator's own, a JWT forged with it is refused.
+// bootstrap file of the operator's own, a JWT forged with it is refused,
+// also after restarts without the flag.
 func TestDemoIdentityOnlyWithDemoBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -59,10 +60,20 @@ func TestDemoIdentityOnlyWithDemoBootstrap(t *testing.T) {
 	if err := os.WriteFile(file, bootstrap.Demo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	own := startDaemon(t, filepath.Join(t.TempDir(), "own.db"), "-bootstrap", file)
+	ownDB := filepath.Join(t.TempDir(), "own.db")
+	own := startDaemon(t, ownDB, "-bootstrap", file)
 	err := start(parley.New(own.url, parley.WithToken(demoCustomerJWT(t))))
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || apierr.Reason(err) != "INVALID_TOKEN" {
 		t.Fatalf("a JWT forged with the demo secret against a custom bootstrap got %v, want Unauthenticated INVALID_TOKEN", err)
+	}
+	// The database remembers how it was configured: restarted without the
+	// flag (the file applies once), it still refuses the demo secret.
+	own.cmd.Process.Kill()
+	own.cmd.Wait()
+	again := startDaemon(t, ownDB)
+	err = start(parley.New(again.url, parley.WithToken(demoCustomerJWT(t))))
+	if connect.CodeOf(err) != connect.CodeUnauthenticated || apierr.Reason(err) != "INVALID_TOKEN" {
+		t.Fatalf("after a restart without -bootstrap, a JWT forged with the demo secret got %v, want Unauthenticated INVALID_TOKEN", err)
 	}
 }
 

@@ -101,14 +101,18 @@ func run(log *slog.Logger, args []string) error {
 	}
 	defer db.Close()
 
-	bootData, bootName := bootstrap.Demo, "built-in demo"
-	if *bootPath != "" {
-		if bootData, err = os.ReadFile(*bootPath); err != nil {
+	bootName := "built-in demo"
+	var boot *bootstrap.File
+	if *bootPath == "" {
+		boot, err = bootstrap.ParseDemo()
+	} else {
+		bootName = *bootPath
+		var data []byte
+		if data, err = os.ReadFile(*bootPath); err != nil {
 			return fmt.Errorf("read bootstrap file: %w", err)
 		}
-		bootName = *bootPath
+		boot, err = bootstrap.Parse(data)
 	}
-	boot, err := bootstrap.Parse(bootData)
 	if err != nil {
 		return fmt.Errorf("%s: %w", bootName, err)
 	}
@@ -123,6 +127,8 @@ func run(log *slog.Logger, args []string) error {
 	}
 	if res.Applied {
 		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
+	} else if *bootPath != "" {
+		log.Warn("the database is already configured; -bootstrap applies to a new database only and was ignored", "db", *dbPath)
 	}
 	if res.GeneratedAdminToken != "" {
 		// Printed once, on standard output: the log (standard error) never
@@ -136,11 +142,12 @@ func run(log *slog.Logger, args []string) error {
 		return fmt.Errorf("-trusted-proxies: %w", err)
 	}
 
-	// The demo portal's secret is public: it is trusted only together with
-	// the demo configuration. With a bootstrap file of your own and no
-	// -identity, no customer JWT is accepted.
+	// The demo portal's secret is public: it is trusted only by a database
+	// configured from the built-in demo, started without -bootstrap and
+	// without -identity. A database configured from your own bootstrap
+	// file never trusts it, with or without the flag on later starts.
 	idData, idName := identity.Demo, "built-in demo"
-	if *bootPath != "" {
+	if !res.Demo || *bootPath != "" {
 		idData, idName = nil, "none"
 	}
 	if *identityPath != "" {
@@ -197,7 +204,7 @@ func run(log *slog.Logger, args []string) error {
 	go func() { served <- srv.Serve(lis) }()
 
 	fmt.Fprintf(os.Stderr, "parleyd listening on http://%s (Connect, gRPC, gRPC-Web; database %s)\n", lis.Addr(), *dbPath)
-	if bootName == "built-in demo" {
+	if res.Demo {
 		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
 			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", lis.Addr())
 	}

@@ -50,6 +50,19 @@ type File struct {
 	Agents      []Agent `yaml:"agents"`
 	// Sites embed the messenger: their origins get CORS answers.
 	Sites []Site `yaml:"sites"`
+	// Demo marks the built-in demo file (set by ParseDemo, never by YAML):
+	// the installation it configures is recorded as a demo.
+	Demo bool `yaml:"-"`
+}
+
+// ParseDemo parses the built-in demo file.
+func ParseDemo() (*File, error) {
+	f, err := Parse(Demo)
+	if err != nil {
+		return nil, err
+	}
+	f.Demo = true
+	return f, nil
 }
 
 // Site is a website that embeds the messenger.
@@ -334,6 +347,9 @@ func (f *File) AddAdmin(token, label string) error {
 type Result struct {
 	// Applied is false when the store was already configured.
 	Applied bool
+	// Demo tells that the store was configured from the built-in demo
+	// file, now or before.
+	Demo bool
 	// GeneratedAdminToken is set when the file named no admin: Apply made
 	// one, which exists nowhere else. Show it to the operator once.
 	GeneratedAdminToken string
@@ -346,13 +362,15 @@ type Result struct {
 func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 	var res Result
 	err := store.InTx(ctx, db, func(tx *ent.Tx) error {
-		exists, err := tx.Setting.Query().Exist(ctx)
-		if err != nil {
-			return fmt.Errorf("check settings: %w", err)
-		}
-		if exists {
+		existing, err := tx.Setting.Query().Only(ctx)
+		if err == nil {
+			res.Demo = existing.Demo
 			return nil
 		}
+		if !ent.IsNotFound(err) {
+			return fmt.Errorf("check settings: %w", err)
+		}
+		res.Demo = f.Demo
 		s := f.settingsProto()
 		err = tx.Setting.Create().
 			SetID(schema.SettingsID).
@@ -361,6 +379,7 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 			SetIssueTypes(session.IssueTypesFromProto(s.GetIssueTypes())).
 			SetAbandonAfterSeconds(int64(s.GetAbandonAfter().AsDuration().Seconds())).
 			SetMaxGuestSessionsPerHourPerAddress(int(s.GetMaxGuestSessionsPerHourPerAddress())).
+			SetDemo(f.Demo).
 			Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("create settings: %w", err)
