@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -124,8 +125,17 @@ func TestGuestStartRetryEnds(t *testing.T) {
 		return form, resp
 	}
 	closedForm, closed := start()
-	openForm, _ := start()
-	_, err := srv.Client(parley.Connect, closed.GetGuestToken()).Session.CloseConversation(ctx,
+	openForm, opened := start()
+	// The request id has one spelling: the same UUID in capitals is the
+	// same request, not a second chat with a second token.
+	upper := proto.Clone(openForm).(*parleyv1.StartGuestChatRequest)
+	upper.RequestId = strings.ToUpper(upper.GetRequestId())
+	again, err := anon.Session.StartGuestChat(ctx, upper)
+	must(t, err)
+	if again.GetGuestToken() != opened.GetGuestToken() || again.GetConversation().GetId() != opened.GetConversation().GetId() {
+		t.Fatal("the request id in capitals started another chat")
+	}
+	_, err = srv.Client(parley.Connect, closed.GetGuestToken()).Session.CloseConversation(ctx,
 		&parleyv1.CloseConversationRequest{ConversationId: closed.GetConversation().GetId()})
 	must(t, err)
 	_, err = anon.Session.StartGuestChat(ctx, closedForm)
@@ -391,6 +401,18 @@ func TestEveryParticipantWriteIsLimited(t *testing.T) {
 		_, err := c.Messaging.UploadAttachment(ctx, textAttachment(conv, strings.Repeat("x", 10)))
 		return err
 	})
+
+	// Opening an agent's work stream leases the agent in the store: it is
+	// limited too.
+	fred := srv.Client(parley.Connect, servertest.FredToken)
+	for range app.DefaultWriteLimits[app.ClassWatch].Burst {
+		watchWork(ctx, t, fred)
+	}
+	stream, err := fred.Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
+	if err == nil {
+		_, err = stream.Receive()
+	}
+	wantReason(t, "WatchWork beyond the burst", err, connect.CodeResourceExhausted, "RATE_LIMITED")
 }
 
 func textAttachment(convID, text string) *parleyv1.UploadAttachmentRequest {
@@ -549,4 +571,109 @@ func TestRevocationOnAnotherReplica(t *testing.T) {
 	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "1", Text: "after the revocation"})
 	must(t, err)
 	sub.endsBefore(t, conv.GetConversation().GetLastSeq(), connect.CodeUnauthenticated, "TOKEN_REVOKED")
+}
+
+// TestRevocationStopsABacklog: a subscriber reading a long backlog slowly
+// gets nothing more once its token is revoked on this replica than what
+// was already on its way (within its HTTP/2 flow-control window), not the
+// rest of the batch the stream had read from the store.
+func TestRevocationStopsABacklog(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0), servertest.WithAppOptions(app.Options{SendRate: 1e6, SendBurst: 1e6}))
+	ctx := t.Context()
+	token, tokenID := issueAgentToken(ctx, t, srv, "Fred Luddy")
+	fred := srv.Client(parley.Connect, token)
+	setPresence(ctx, t, fred, parleyv1.Presence_PRESENCE_AVAILABLE)
+	work := watchWork(ctx, t, fred)
+	guest, convID := startGuestChat(ctx, t, srv, "product")
+	must(t, srv.App.Dispatch(ctx))
+	_, err := fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
+	must(t, err)
+	const backlog = 300
+	text := strings.Repeat("x", 4000)
+	for i := range backlog {
+		_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint(i), Text: text})
+		must(t, err)
+	}
+
+	// A reader with a 64 KiB window, as a slow phone would have.
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	slow := parley.New(srv.URL, parley.WithToken(token), parley.WithProtocol(parley.GRPC), parley.WithHTTPClient(&http.Client{Transport: &http.Transport{
+		Protocols: protocols,
+		HTTP2:     &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
+	}}))
+	stream, err := slow.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	must(t, err)
+	for {
+		resp, err := stream.Receive()
+		must(t, err)
+		if resp.GetEvent() != nil {
+			break
+		}
+	}
+	_, err = srv.Client(parley.Connect, servertest.AdminToken).Access.RevokeToken(ctx, &parleyv1.RevokeTokenRequest{TokenId: tokenID})
+	must(t, err)
+	after := 0
+	for {
+		resp, err := stream.Receive()
+		if err != nil {
+			wantReason(t, "slow stream end", err, connect.CodeUnauthenticated, "TOKEN_REVOKED")
+			break
+		}
+		if resp.GetEvent() != nil {
+			after++
+		}
+	}
+	// 64 KiB hold 16 of these events; allow for the server's write buffer.
+	if after > 32 {
+		t.Fatalf("%d events of the backlog reached the reader after its token was revoked", after)
+	}
+	t.Logf("%d events were already on their way", after)
+}
+
+// TestFormerHolderCannotFollow: an agent who handed a chat over keeps its
+// history but cannot follow it live again by subscribing anew.
+func TestFormerHolderCannotFollow(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "billing")
+	beth := srv.Client(parley.Connect, servertest.BethToken)
+	fred := srv.Client(parley.Connect, servertest.FredToken)
+	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AVAILABLE)
+	work := watchWork(ctx, t, beth)
+	must(t, srv.App.Dispatch(ctx))
+	_, err := beth.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
+	must(t, err)
+	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AWAY)
+	setPresence(ctx, t, fred, parleyv1.Presence_PRESENCE_AVAILABLE)
+	agents, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	must(t, err)
+	var fredID string
+	for _, a := range agents.GetAgents() {
+		if a.GetDisplayName() == "Fred Luddy" {
+			fredID = a.GetId()
+		}
+	}
+	transfer, err := beth.Routing.TransferConversation(ctx, &parleyv1.TransferConversationRequest{
+		ConversationId: convID, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: fredID},
+	})
+	must(t, err)
+	_, err = fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: transfer.GetOfferId()})
+	must(t, err)
+
+	stream, err := beth.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	if err == nil {
+		_, err = stream.Receive()
+	}
+	wantReason(t, "Beth subscribing after the transfer", err, connect.CodePermissionDenied, "NO_LONGER_HOLDING")
+	if _, err := beth.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID}); err != nil {
+		t.Fatalf("Beth lost the history of a chat she held: %v", err)
+	}
+	// Once it is closed, its whole log is history again, stream included.
+	_, err = guest.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: convID})
+	must(t, err)
+	closed := subscribe(ctx, t, beth, convID, 0)
+	if last := closed.drain(t); last.GetConversationClosed() == nil {
+		t.Fatalf("Beth's stream of the closed chat ended with %v", last)
+	}
 }

@@ -26,6 +26,9 @@ const (
 	// ClassActions: every other write a participant or staff member makes
 	// (closing, leaving a message, presence, offers, transfers, cases).
 	ClassActions WriteClass = "actions"
+	// ClassWatch: opening an agent's work stream, which leases the agent
+	// in the store and starts a routing pass.
+	ClassWatch WriteClass = "watch"
 )
 
 // Default write limits per caller: a burst, then a steady rate.
@@ -33,6 +36,7 @@ var DefaultWriteLimits = map[WriteClass]ratelimit.Rate{
 	ClassSignals:  {PerSecond: 2, Burst: 10},
 	ClassReceipts: {PerSecond: 5, Burst: 30},
 	ClassActions:  {PerSecond: 1, Burst: 20},
+	ClassWatch:    {PerSecond: 0.5, Burst: 10},
 }
 
 // writeClasses maps the writes the interceptor limits to their class.
@@ -46,10 +50,13 @@ var writeClasses = map[string]WriteClass{
 	parleyv1connect.SessionServiceCloseConversationProcedure:      ClassActions,
 	parleyv1connect.SessionServiceLeaveMessageProcedure:           ClassActions,
 
-	parleyv1connect.RoutingServiceSetPresenceProcedure:                ClassActions,
-	parleyv1connect.RoutingServiceAcceptOfferProcedure:                ClassActions,
-	parleyv1connect.RoutingServiceDeclineOfferProcedure:               ClassActions,
-	parleyv1connect.RoutingServiceTransferConversationProcedure:       ClassActions,
+	parleyv1connect.RoutingServiceSetPresenceProcedure:          ClassActions,
+	parleyv1connect.RoutingServiceAcceptOfferProcedure:          ClassActions,
+	parleyv1connect.RoutingServiceDeclineOfferProcedure:         ClassActions,
+	parleyv1connect.RoutingServiceTransferConversationProcedure: ClassActions,
+	// WatchWork reads, but opening it writes the agent's lease.
+	parleyv1connect.RoutingServiceWatchWorkProcedure: ClassWatch,
+
 	parleyv1connect.CaseServiceCreateCaseForGuestProcedure:            ClassActions,
 	parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure: ClassActions,
 }

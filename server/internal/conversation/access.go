@@ -30,6 +30,10 @@ const (
 	// Participate in it in any state (acknowledge what was read): its guest
 	// or the agent holding it.
 	Participate
+	// Follow its log live (Subscribe): those who may read it, except agents
+	// who held it once and hold it no longer while it is open (they keep
+	// its history).
+	Follow
 )
 
 func denied(id uuid.UUID) error {
@@ -42,8 +46,9 @@ func denied(id uuid.UUID) error {
 //
 //   - a guest, only its own conversation; a customer, only its own;
 //   - an agent reads the conversations it holds, held or was offered, and
-//     those waiting in its queues; it posts to and manages only the ones it
-//     holds;
+//     those waiting in its queues, and follows them live except those it
+//     held once and holds no longer; it posts to and manages only the ones
+//     it holds;
 //   - supervisors and admins read and manage (close) every conversation,
 //     and post to none.
 //
@@ -54,11 +59,11 @@ func Authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 	return authorize(ctx, db, p, id, need, true)
 }
 
-// Reauthorize is Authorize for reading, again, on an open stream: the same
-// rules, but the conversation is loaded without its interaction, which
-// the stream already has.
+// Reauthorize is Authorize for following, again, on an open stream: the
+// same rules, but the conversation is loaded without its interaction,
+// which the stream already has.
 func Reauthorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID) (*ent.Conversation, error) {
-	return authorize(ctx, db, p, id, Read, false)
+	return authorize(ctx, db, p, id, Follow, false)
 }
 
 func authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.UUID, need Need, withInteraction bool) (*ent.Conversation, error) {
@@ -95,14 +100,17 @@ func authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 		}
 	case auth.RoleAgent:
 		if conv.AgentID == nil || *conv.AgentID != p.AgentID {
-			visible, err := agentSees(ctx, db, p.AgentID, conv)
+			view, err := agentSees(ctx, db, p.AgentID, conv)
 			if err != nil {
 				return nil, err
 			}
-			if !visible {
+			switch {
+			case !view.offered && !view.held && !view.queued:
 				return nil, denied(id)
-			}
-			if need != Read {
+			case need == Follow && !view.offered && !view.queued && conv.State != conversation.StateClosed:
+				return nil, apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
+					fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
+			case need != Read && need != Follow:
 				return nil, apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
 					fmt.Sprintf("conversation %s is not assigned to you", id))
 			}
@@ -116,24 +124,40 @@ func authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 	return conv, nil
 }
 
-// agentSees reports whether an agent that does not hold conv may read it:
-// it was offered or held it, or conv waits in one of the agent's queues.
-func agentSees(ctx context.Context, db *ent.Client, agentID uuid.UUID, conv *ent.Conversation) (bool, error) {
-	offered, err := db.Offer.Query().Where(
+// agentView is why an agent that does not hold a conversation may see it.
+type agentView struct {
+	// offered: the agent has a pending offer of it (a new chat or a
+	// transfer).
+	offered bool
+	// held: the agent held it before (accepted an offer of it).
+	held bool
+	// queued: it waits in one of the agent's queues.
+	queued bool
+}
+
+// agentSees tells why an agent that does not hold conv may see it, if at
+// all.
+func agentSees(ctx context.Context, db *ent.Client, agentID uuid.UUID, conv *ent.Conversation) (agentView, error) {
+	var view agentView
+	states, err := db.Offer.Query().Where(
 		offer.ConversationID(conv.ID), offer.AgentID(agentID),
 		offer.StateIn(offer.StatePending, offer.StateAccepted),
-	).Exist(ctx)
+	).Select(offer.FieldState).Strings(ctx)
 	if err != nil {
-		return false, apierr.Internal(fmt.Errorf("check offers of %s: %w", conv.ID, err))
+		return view, apierr.Internal(fmt.Errorf("check offers of %s: %w", conv.ID, err))
 	}
-	if offered || conv.State != conversation.StateQueued || conv.QueueID == nil {
-		return offered, nil
+	for _, st := range states {
+		view.offered = view.offered || st == string(offer.StatePending)
+		view.held = view.held || st == string(offer.StateAccepted)
 	}
-	inQueue, err := db.Agent.Query().Where(agent.ID(agentID), agent.HasQueuesWith(queue.ID(*conv.QueueID))).Exist(ctx)
+	if view.offered || conv.State != conversation.StateQueued || conv.QueueID == nil {
+		return view, nil
+	}
+	view.queued, err = db.Agent.Query().Where(agent.ID(agentID), agent.HasQueuesWith(queue.ID(*conv.QueueID))).Exist(ctx)
 	if err != nil {
-		return false, apierr.Internal(fmt.Errorf("check queues of agent %s: %w", agentID, err))
+		return view, apierr.Internal(fmt.Errorf("check queues of agent %s: %w", agentID, err))
 	}
-	return inQueue, nil
+	return view, nil
 }
 
 // CheckPost tells whether the caller may post to conv in its current state:

@@ -41,7 +41,7 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream, cursor *int64) error {
 	p := auth.FromContext(ctx)
 	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Follow)
 	if err != nil {
 		return err
 	}
@@ -75,10 +75,10 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// The customer side sees its place in the queue while it waits.
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
+follow:
 	for {
 		// Take the wake-ups before reading, so a commit after the read wakes us.
 		wake := s.hub.Wait(key)
-		changed := guard.Changed()
 		var queueWake <-chan struct{}
 		if customerSide && conv.State == conversation.StateQueued && conv.QueueID != nil {
 			queueWake = s.hub.Wait(events.QueueKey(conv.QueueID.String()))
@@ -99,6 +99,9 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 			return apierr.Internal(err)
 		}
 		for _, ev := range evs {
+			if guard.Still(ctx) != nil {
+				continue follow // revoked meanwhile: re-check before sending more
+			}
 			out, err := convpkg.EventToProto(ev, me.ID)
 			if err != nil {
 				return apierr.Internal(err)
@@ -117,7 +120,7 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		if len(evs) == replayBatch {
 			continue
 		}
-		if err := s.await(ctx, guard, wake, changed, queueWake, signals, me.ID, idle, stream); err != nil {
+		if err := s.await(ctx, guard, wake, queueWake, signals, me.ID, idle, stream); err != nil {
 			return err
 		}
 	}
@@ -165,7 +168,7 @@ func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last
 // await passes on other participants' signals and sends heartbeats until
 // the log has news (wake), the stream's credential changed, or the stream
 // ends. Nothing is sent once the credential no longer holds.
-func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, changed, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -174,7 +177,7 @@ func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, changed, q
 			return nil
 		case <-queueWake:
 			return nil
-		case <-changed:
+		case <-guard.Changed():
 			return nil
 		case <-guard.Expired():
 			return nil

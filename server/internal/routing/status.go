@@ -92,10 +92,9 @@ func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueue
 	const resume = "open WatchQueueStatuses again: it resends every queue and agent"
 	for {
 		wake := s.hub.Wait(events.RoutingKey)
-		changed := guard.Changed()
 		err := guard.Check(ctx)
 		if err == nil {
-			err = s.sendStatusChanges(ctx, sent, stream)
+			err = s.sendStatusChanges(ctx, guard, sent, stream)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -107,7 +106,7 @@ func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueue
 		case <-ctx.Done():
 			return apierr.StreamEnded(ctx, resume)
 		case <-wake:
-		case <-changed:
+		case <-guard.Changed():
 		case <-guard.Expired():
 		case <-beat.C:
 			if err := guard.Check(ctx); err != nil {
@@ -121,7 +120,16 @@ func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueue
 	}
 }
 
-func (s *Service) sendStatusChanges(ctx context.Context, sent map[string]proto.Message, stream parleyv1connect.RoutingServiceWatchQueueStatusesServerStream) error {
+// sendStatusChanges sends the queues and agents whose status changed since
+// the stream last told them, checking before each item that the stream's
+// credential still holds.
+func (s *Service) sendStatusChanges(ctx context.Context, guard *auth.Guard, sent map[string]proto.Message, stream parleyv1connect.RoutingServiceWatchQueueStatusesServerStream) error {
+	send := func(item *parleyv1.WatchQueueStatusesResponse) error {
+		if err := guard.Still(ctx); err != nil {
+			return err
+		}
+		return stream.Send(item)
+	}
 	queues, err := s.db.Queue.Query().Order(ent.Asc(queue.FieldID)).All(ctx)
 	if err != nil {
 		return apierr.Internal(fmt.Errorf("load queues: %w", err))
@@ -135,7 +143,7 @@ func (s *Service) sendStatusChanges(ctx context.Context, sent map[string]proto.M
 		if prev, ok := sent[key]; ok && proto.Equal(prev, st) {
 			continue
 		}
-		if err := stream.Send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_QueueStatus{QueueStatus: st}}); err != nil {
+		if err := send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_QueueStatus{QueueStatus: st}}); err != nil {
 			return err
 		}
 		sent[key] = st
@@ -150,7 +158,7 @@ func (s *Service) sendStatusChanges(ctx context.Context, sent map[string]proto.M
 		if prev, ok := sent[key]; ok && proto.Equal(prev, out) {
 			continue
 		}
-		if err := stream.Send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_Agent{Agent: out}}); err != nil {
+		if err := send(&parleyv1.WatchQueueStatusesResponse{Item: &parleyv1.WatchQueueStatusesResponse_Agent{Agent: out}}); err != nil {
 			return err
 		}
 		sent[key] = out

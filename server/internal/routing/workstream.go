@@ -47,10 +47,9 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	for {
 		wake := s.hub.Wait(key)
-		changed := guard.Changed()
 		err := guard.Check(ctx)
 		if err == nil {
-			err = s.sendWorkChanges(ctx, p.AgentID, openOffers, held, stream)
+			err = s.sendWorkChanges(ctx, guard, p.AgentID, openOffers, held, stream)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -63,7 +62,7 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		case <-ctx.Done():
 			return apierr.StreamEnded(ctx, resume)
 		case <-wake:
-		case <-changed:
+		case <-guard.Changed():
 		case <-guard.Expired():
 		case <-beat.C:
 			if err := guard.Check(ctx); err != nil {
@@ -78,7 +77,16 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	}
 }
 
-func (s *Service) sendWorkChanges(ctx context.Context, agentID uuid.UUID, openOffers, held map[uuid.UUID]bool, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
+// sendWorkChanges sends what changed in the agent's work since the stream
+// last told it, checking before each item that the stream's credential
+// still holds.
+func (s *Service) sendWorkChanges(ctx context.Context, guard *auth.Guard, agentID uuid.UUID, openOffers, held map[uuid.UUID]bool, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
+	send := func(item *parleyv1.WatchWorkResponse) error {
+		if err := guard.Still(ctx); err != nil {
+			return err
+		}
+		return stream.Send(item)
+	}
 	offers, err := s.db.Offer.Query().
 		Where(offer.AgentID(agentID), offer.StateEQ(offer.StatePending)).
 		Order(ent.Asc(offer.FieldCreatedAt)).
@@ -96,7 +104,7 @@ func (s *Service) sendWorkChanges(ctx context.Context, agentID uuid.UUID, openOf
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Offer{Offer: msg}}); err != nil {
+		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Offer{Offer: msg}}); err != nil {
 			return err
 		}
 		openOffers[o.ID] = true
@@ -110,7 +118,7 @@ func (s *Service) sendWorkChanges(ctx context.Context, agentID uuid.UUID, openOf
 			return apierr.Internal(fmt.Errorf("load offer %s: %w", id, err))
 		}
 		closed := &parleyv1.OfferClosed{OfferId: id.String(), ConversationId: o.ConversationID.String(), Outcome: string(o.State)}
-		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_OfferClosed{OfferClosed: closed}}); err != nil {
+		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_OfferClosed{OfferClosed: closed}}); err != nil {
 			return err
 		}
 		delete(openOffers, id)
@@ -128,7 +136,7 @@ func (s *Service) sendWorkChanges(ctx context.Context, agentID uuid.UUID, openOf
 		if held[c.ID] {
 			continue
 		}
-		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: convpkg.ToProto(c)}}); err != nil {
+		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: convpkg.ToProto(c)}}); err != nil {
 			return err
 		}
 		held[c.ID] = true
@@ -141,7 +149,7 @@ func (s *Service) sendWorkChanges(ctx context.Context, agentID uuid.UUID, openOf
 		if err != nil {
 			return apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 		}
-		if err := stream.Send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: convpkg.ToProto(c)}}); err != nil {
+		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: convpkg.ToProto(c)}}); err != nil {
 			return err
 		}
 		delete(held, id)

@@ -101,16 +101,17 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	if err := checkName(req.GetName()); err != nil {
 		return nil, err
 	}
-	if err := checkRandomRequestID(req.GetRequestId()); err != nil {
+	requestID, err := randomRequestID(req.GetRequestId())
+	if err != nil {
 		return nil, err
 	}
 	now := s.clk.Now()
 	hash := formHash(req)
-	requestKey := auth.GuestRequestKey(req.GetRequestId())
+	requestKey := auth.GuestRequestKey(requestID)
 	address := clientaddr.FromContext(ctx)
 	var convID uuid.UUID
 	var token string
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return fmt.Errorf("load settings: %w", err)
@@ -118,7 +119,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		prior, err := tx.Interaction.Query().Where(interaction.RequestID(requestKey)).WithConversation().Only(ctx)
 		switch {
 		case err == nil:
-			convID, token, err = s.retryGuestStart(ctx, tx, set, req, prior, hash, address, now)
+			convID, token, err = s.retryGuestStart(ctx, tx, set, req, requestID, prior, hash, address, now)
 			return err
 		case !ent.IsNotFound(err):
 			return fmt.Errorf("look up request id: %w", err)
@@ -145,7 +146,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		if token, err = auth.IssueGuestToken(ctx, tx, conv.ID, now.Add(GuestTokenLifetime)); err != nil {
 			return err
 		}
-		sealed := auth.SealGuestToken(req.GetRequestId(), token)
+		sealed := auth.SealGuestToken(requestID, token)
 		if err := tx.Interaction.UpdateOneID(conv.InteractionID).SetGuestTokenSealed(sealed).Exec(ctx); err != nil {
 			return fmt.Errorf("store sealed guest token: %w", err)
 		}
@@ -165,16 +166,17 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	return &parleyv1.StartGuestChatResponse{Conversation: convpkg.ToProto(conv), GuestToken: token}, nil
 }
 
-// checkRandomRequestID refuses a StartGuestChat request_id that is not a
-// random (version 4) UUID: it is the secret a retry proves, so it must not
-// be guessable from a clock or a counter.
-func checkRandomRequestID(id string) error {
+// randomRequestID returns a StartGuestChat request_id in its one
+// canonical spelling (lowercase), or refuses one that is not a random
+// (version 4) UUID: it is the secret a retry proves, so it must not be
+// guessable from a clock or a counter.
+func randomRequestID(id string) (string, error) {
 	u, err := uuid.Parse(id)
 	if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
-		return apierr.New(connect.CodeInvalidArgument, "REQUEST_ID_NOT_RANDOM",
+		return "", apierr.New(connect.CodeInvalidArgument, "REQUEST_ID_NOT_RANDOM",
 			fmt.Sprintf("request_id %s must be a random (version 4) UUID, such as crypto.randomUUID() makes", id))
 	}
-	return nil
+	return u.String(), nil
 }
 
 // retryGuestStart answers a retried StartGuestChat: the caller proved it
@@ -182,7 +184,7 @@ func checkRandomRequestID(id string) error {
 // retry counts against the guest limits (checked by the retry's own client
 // address and the chat's site).
 func (s *Service) retryGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Setting, req *parleyv1.StartGuestChatRequest,
-	prior *ent.Interaction, hash []byte, address string, now time.Time) (uuid.UUID, string, error) {
+	requestID string, prior *ent.Interaction, hash []byte, address string, now time.Time) (uuid.UUID, string, error) {
 	if prior.Origin != interaction.OriginGuest || !bytes.Equal(prior.RequestHash, hash) || prior.Edges.Conversation == nil {
 		return uuid.Nil, "", apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
 			fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
@@ -209,7 +211,7 @@ func (s *Service) retryGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Sett
 	if err := countGuestStart(ctx, tx, set, site, address, true, now); err != nil {
 		return uuid.Nil, "", err
 	}
-	token, err := auth.OpenGuestToken(req.GetRequestId(), *prior.GuestTokenSealed)
+	token, err := auth.OpenGuestToken(requestID, *prior.GuestTokenSealed)
 	if err != nil {
 		return uuid.Nil, "", err
 	}
