@@ -56,13 +56,21 @@ func TestDemoIdentityOnlyWithDemoBootstrap(t *testing.T) {
 		t.Fatalf("the demo installation refused a demo customer: %v", err)
 	}
 
+	// A verbatim copy of the demo file is refused: its tokens are public.
 	file := filepath.Join(t.TempDir(), "mine.yaml")
 	if err := os.WriteFile(file, bootstrap.Demo, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	out, err := exec.Command(bin, "-addr", "127.0.0.1:0", "-db", filepath.Join(t.TempDir(), "copy.db"), "-bootstrap", file).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "demo tokens are public") {
+		t.Fatalf("parleyd started with the demo file's public tokens in a bootstrap file of its own (%v):\n%s", err, out)
+	}
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(string(bootstrap.Demo), "ps_demo_", "ps_mine_")), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ownDB := filepath.Join(t.TempDir(), "own.db")
 	own := startDaemon(t, ownDB, "-bootstrap", file)
-	err := start(parley.New(own.url, parley.WithToken(demoCustomerJWT(t))))
+	err = start(parley.New(own.url, parley.WithToken(demoCustomerJWT(t))))
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || apierr.Reason(err) != "INVALID_TOKEN" {
 		t.Fatalf("a JWT forged with the demo secret against a custom bootstrap got %v, want Unauthenticated INVALID_TOKEN", err)
 	}
@@ -89,7 +97,7 @@ func TestGeneratedAdminTokenNotInLog(t *testing.T) {
 		if strings.HasPrefix(line, "admins:") || strings.Contains(line, "ps_demo_admin_token") {
 			continue
 		}
-		noAdmins.WriteString(line + "\n")
+		noAdmins.WriteString(strings.ReplaceAll(line, "ps_demo_", "ps_mine_") + "\n")
 	}
 	file := filepath.Join(dir, "boot.yaml")
 	if err := os.WriteFile(file, noAdmins.Bytes(), 0o600); err != nil {

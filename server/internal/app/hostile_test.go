@@ -25,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/session"
 )
 
 var hostileT0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
@@ -666,8 +667,22 @@ func TestFormerHolderCannotFollow(t *testing.T) {
 		_, err = stream.Receive()
 	}
 	wantReason(t, "Beth subscribing after the transfer", err, connect.CodePermissionDenied, "NO_LONGER_HOLDING")
-	if _, err := beth.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID}); err != nil {
-		t.Fatalf("Beth lost the history of a chat she held: %v", err)
+	// She keeps the history up to when she left it, and nothing after.
+	held, err := beth.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID})
+	must(t, err)
+	if len(held.GetEvents()) == 0 {
+		t.Fatal("Beth lost the history of a chat she held")
+	}
+	secret, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "s", Text: "for Fred only"})
+	must(t, err)
+	for _, newest := range []bool{false, true} {
+		page, err := beth.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID, NewestFirst: newest})
+		must(t, err)
+		for _, ev := range page.GetEvents() {
+			if ev.GetSeq() >= secret.GetEvent().GetSeq() || ev.GetParticipantJoined().GetParticipant().GetDisplayName() == "Fred Luddy" {
+				t.Fatalf("Beth reads seq %d (%v) of a chat she handed over (newest first: %v)", ev.GetSeq(), ev, newest)
+			}
+		}
 	}
 	// Once it is closed, its whole log is history again, stream included.
 	_, err = guest.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: convID})
@@ -675,5 +690,83 @@ func TestFormerHolderCannotFollow(t *testing.T) {
 	closed := subscribe(ctx, t, beth, convID, 0)
 	if last := closed.drain(t); last.GetConversationClosed() == nil {
 		t.Fatalf("Beth's stream of the closed chat ended with %v", last)
+	}
+}
+
+// TestAgentRemovedFromQueueGetsNoSignals: an agent following a chat that
+// waits in their queue, removed from that queue, gets no more of its typing
+// signals (no log event tells the stream); the stream ends instead.
+func TestAgentRemovedFromQueueGetsNoSignals(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "product") // Product Support: Fred and Abel
+	abel := srv.Client(parley.Connect, servertest.AbelToken)
+	stream, err := abel.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	must(t, err)
+	conv, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	for seen := int64(0); seen < conv.GetConversation().GetLastSeq(); {
+		resp, err := stream.Receive()
+		must(t, err)
+		seen = max(seen, resp.GetEvent().GetSeq())
+	}
+	admin := srv.Client(parley.Connect, servertest.AdminToken)
+	agents, err := admin.Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	must(t, err)
+	queues, err := admin.Routing.ListQueues(ctx, &parleyv1.ListQueuesRequest{})
+	must(t, err)
+	var orderQueue string
+	for _, q := range queues.GetQueues() {
+		if q.GetDisplayName() == "Order Support" {
+			orderQueue = q.GetId()
+		}
+	}
+	for _, a := range agents.GetAgents() {
+		if a.GetDisplayName() == "Abel Tuter" {
+			_, err := admin.Routing.UpdateAgent(ctx, &parleyv1.UpdateAgentRequest{
+				AgentId: a.GetId(), DisplayName: a.GetDisplayName(), Capacity: a.GetCapacity(), QueueIds: []string{orderQueue},
+			})
+			must(t, err)
+		}
+	}
+	_, err = guest.Messaging.SetTyping(ctx, &parleyv1.SetTypingRequest{ConversationId: convID, Typing: true})
+	must(t, err)
+	for {
+		resp, err := stream.Receive()
+		if err != nil {
+			wantReason(t, "stream end", err, connect.CodePermissionDenied, "CONVERSATION_ACCESS_DENIED")
+			return
+		}
+		if resp.GetTyping() != nil || resp.GetEvent() != nil {
+			t.Fatalf("an agent removed from the chat's queue was sent %v", resp)
+		}
+	}
+}
+
+// TestCustomerChatsAreBounded: a signed-in customer starting and closing
+// chats in a loop is refused past the hourly limit, so one identity cannot
+// store without bound.
+func TestCustomerChatsAreBounded(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(hostileT0), servertest.WithoutWriteLimits())
+	ctx := t.Context()
+	customer := srv.Client(parley.Connect, srv.CustomerToken(t, "looper", "Lou", ""))
+	cycle := func() error {
+		started, err := customer.Session.StartCustomerChat(ctx, &parleyv1.StartCustomerChatRequest{RequestId: uuid.NewString(), IssueType: "order"})
+		if err != nil {
+			return err
+		}
+		_, err = customer.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: started.GetConversation().GetId()})
+		return err
+	}
+	for i := range session.MaxCustomerChatsPerHour {
+		if err := cycle(); err != nil {
+			t.Fatalf("chat %d: %v", i+1, err)
+		}
+	}
+	wantReason(t, "one chat too many", cycle(), connect.CodeResourceExhausted, "CUSTOMER_CHAT_LIMIT")
+	srv.Clock.Advance(time.Hour)
+	customer = srv.Client(parley.Connect, srv.CustomerToken(t, "looper", "Lou", ""))
+	if err := cycle(); err != nil {
+		t.Fatalf("an hour later: %v", err)
 	}
 }

@@ -55,6 +55,33 @@ type File struct {
 	Demo bool `yaml:"-"`
 }
 
+// demoTokenPrefix starts every token of the built-in demo file: they are
+// public, in this repository.
+const demoTokenPrefix = "ps_demo_"
+
+// checkNoDemoTokens refuses the demo file's public tokens in any other
+// configuration (a copy of the demo file, PARLEY_ADMIN_TOKEN), where they
+// would open a real installation to anyone who read the repository.
+func (f *File) checkNoDemoTokens() error {
+	if f.Demo {
+		return nil
+	}
+	var tokens []string
+	for _, a := range append(slices.Clone(f.Admins), f.Supervisors...) {
+		tokens = append(tokens, a.Token)
+	}
+	for _, a := range f.Agents {
+		tokens = append(tokens, a.Token)
+	}
+	for _, t := range tokens {
+		if strings.HasPrefix(t, demoTokenPrefix) {
+			return fmt.Errorf("bootstrap: a token starts with %q: the demo tokens are public and work only in the built-in demo; "+
+				"choose fresh ones (for example `openssl rand -hex 24`)", demoTokenPrefix)
+		}
+	}
+	return nil
+}
+
 // ParseDemo parses the built-in demo file.
 func ParseDemo() (*File, error) {
 	f, err := Parse(Demo)
@@ -361,6 +388,9 @@ type Result struct {
 // admin: if f names none, Apply generates a token.
 func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 	var res Result
+	if err := f.checkNoDemoTokens(); err != nil {
+		return res, err
+	}
 	err := store.InTx(ctx, db, func(tx *ent.Tx) error {
 		existing, err := tx.Setting.Query().Only(ctx)
 		if err == nil {

@@ -3,6 +3,7 @@ package conversation
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -158,6 +159,35 @@ func agentSees(ctx context.Context, db *ent.Client, agentID uuid.UUID, conv *ent
 		return view, apierr.Internal(fmt.Errorf("check queues of agent %s: %w", agentID, err))
 	}
 	return view, nil
+}
+
+// HistoryEnd is the last seq of conv (loaded by Authorize) that p may read
+// and the time it was written: the whole log, except for an agent who held
+// it once and holds it no longer while it is open, who reads it up to the
+// moment they left it (they keep its history, but do not follow it).
+func HistoryEnd(ctx context.Context, db *ent.Client, p *auth.Principal, conv *ent.Conversation) (int64, time.Time, error) {
+	whole := func() (int64, time.Time, error) { return conv.LastSeq, time.Time{}, nil }
+	if p.Role != auth.RoleAgent || conv.State == conversation.StateClosed || (conv.AgentID != nil && *conv.AgentID == p.AgentID) {
+		return whole()
+	}
+	view, err := agentSees(ctx, db, p.AgentID, conv)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if view.offered || view.queued || !view.held {
+		return whole()
+	}
+	left, err := db.Event.Query().
+		Where(event.ConversationID(conv.ID), event.Kind("participant_left"), event.SenderID(p.AgentID.String())).
+		Order(ent.Desc(event.FieldSeq)).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, apierr.Internal(fmt.Errorf("find when %s left %s: %w", p.AgentID, conv.ID, err))
+	}
+	return left.Seq, left.CreatedAt, nil
 }
 
 // CheckPost tells whether the caller may post to conv in its current state:

@@ -177,11 +177,18 @@ func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachment
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load attachment %s: %w", id, err))
 	}
-	if _, err := convpkg.Authorize(ctx, s.db, p, a.ConversationID, convpkg.Read); err != nil {
+	conv, err := convpkg.Authorize(ctx, s.db, p, a.ConversationID, convpkg.Read)
+	if err != nil {
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
 		}
 		return nil, err
+	}
+	// An agent who handed the chat over reads what came before they left.
+	if end, leftAt, err := convpkg.HistoryEnd(ctx, s.db, p, conv); err != nil {
+		return nil, err
+	} else if end < conv.LastSeq && (leftAt.IsZero() || a.CreatedAt.After(leftAt)) {
+		return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
 	}
 	return &parleyv1.GetAttachmentResponse{Attachment: attachmentToProto(a), Content: a.Content}, nil
 }

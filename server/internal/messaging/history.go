@@ -31,6 +31,10 @@ func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsReques
 		return nil, err
 	}
 	viewer := convpkg.ViewerID(p, conv)
+	end, _, err := convpkg.HistoryEnd(ctx, s.db, p, conv)
+	if err != nil {
+		return nil, err
+	}
 	scope := id.String()
 	if req.GetNewestFirst() {
 		scope += "/newest-first"
@@ -52,12 +56,19 @@ func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsReques
 		if after != "" {
 			before = cursor
 		}
-		rows, err = convpkg.EventsBefore(ctx, s.db, id, before, size+1)
+		rows, err = convpkg.EventsBefore(ctx, s.db, id, min(before, end+1), size+1)
 	} else {
 		rows, err = convpkg.EventsAfter(ctx, s.db, id, cursor, size+1)
 	}
 	if err != nil {
 		return nil, apierr.Internal(err)
+	}
+	// An agent who handed the chat over reads it up to when they left.
+	for i, ev := range rows {
+		if ev.Seq > end {
+			rows = rows[:i]
+			break
+		}
 	}
 	page, next := paging.Trim(rows, size, scope, func(ev *ent.Event) string { return strconv.FormatInt(ev.Seq, 10) })
 	resp := &parleyv1.ListEventsResponse{NextPageToken: next}

@@ -75,6 +75,16 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// The customer side sees its place in the queue while it waits.
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
+	// An agent who does not hold the conversation may lose it without an
+	// event in its log (removed from its queue): before passing on a
+	// signal, check that they still may follow it.
+	access := func(ctx context.Context) error {
+		if p.Role != auth.RoleAgent || holder {
+			return nil
+		}
+		_, err := convpkg.Reauthorize(ctx, s.db, p, id)
+		return err
+	}
 follow:
 	for {
 		// Take the wake-ups before reading, so a commit after the read wakes us.
@@ -120,7 +130,7 @@ follow:
 		if len(evs) == replayBatch {
 			continue
 		}
-		if err := s.await(ctx, guard, wake, queueWake, signals, me.ID, idle, stream); err != nil {
+		if err := s.await(ctx, guard, access, wake, queueWake, signals, me.ID, idle, stream); err != nil {
 			return err
 		}
 	}
@@ -168,7 +178,7 @@ func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last
 // await passes on other participants' signals and sends heartbeats until
 // the log has news (wake), the stream's credential changed, or the stream
 // ends. Nothing is sent once the credential no longer holds.
-func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+func (s *Service) await(ctx context.Context, guard *auth.Guard, access func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,7 +195,7 @@ func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, queueWake 
 			if sig.From == me {
 				continue
 			}
-			if err := guard.Check(ctx); err != nil {
+			if guard.Check(ctx) != nil || access(ctx) != nil {
 				return nil // the loop re-checks access and ends the stream
 			}
 			if err := stream.Send(signalItem(sig)); err != nil {
@@ -193,7 +203,7 @@ func (s *Service) await(ctx context.Context, guard *auth.Guard, wake, queueWake 
 			}
 			idle.Reset(s.opts.Heartbeat)
 		case <-idle.C:
-			if err := guard.Check(ctx); err != nil {
+			if guard.Check(ctx) != nil || access(ctx) != nil {
 				return nil
 			}
 			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}

@@ -119,7 +119,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		cancel()
 		t.Fatalf("open store: %v", err)
 	}
-	boot, err := bootstrap.Parse(bootstrap.Demo)
+	boot, err := bootstrap.ParseDemo()
 	if err != nil {
 		t.Fatalf("parse demo bootstrap: %v", err)
 	}

@@ -3,7 +3,9 @@ package session
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/conversation"
@@ -62,6 +64,9 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 				return nil, fmt.Errorf("record customer activity: %w", err)
 			}
 		case ent.IsNotFound(err):
+			if err := checkCustomerChats(ctx, tx, c.ID, now); err != nil {
+				return nil, err
+			}
 			hash, herr := idempotency.Fingerprint(req)
 			if herr != nil {
 				return nil, herr
@@ -92,6 +97,28 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 	s.hub.Notify(notify...)
 	s.dispatcher.Kick()
 	return resp, nil
+}
+
+// MaxCustomerChatsPerHour bounds how many conversations one signed-in
+// customer starts in a rolling hour, so that starting and closing chats
+// in a loop cannot store without bound (guests have the guest session
+// limits).
+const MaxCustomerChatsPerHour = 20
+
+// checkCustomerChats refuses a customer's new conversation past
+// MaxCustomerChatsPerHour, counted in the store.
+func checkCustomerChats(ctx context.Context, tx *ent.Tx, consumerID uuid.UUID, now time.Time) error {
+	n, err := tx.Conversation.Query().
+		Where(conversation.ConsumerID(consumerID), conversation.CreatedAtGT(now.Add(-GuestSessionWindow))).
+		Count(ctx)
+	if err != nil {
+		return fmt.Errorf("count the customer's recent conversations: %w", err)
+	}
+	if n >= MaxCustomerChatsPerHour {
+		return apierr.New(connect.CodeResourceExhausted, "CUSTOMER_CHAT_LIMIT",
+			fmt.Sprintf("you started %d conversations in the last hour, the most one customer may; continue an open one or try again later", n))
+	}
+	return nil
 }
 
 // ListMyConversations pages through the customer's conversations from
