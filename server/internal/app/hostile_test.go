@@ -645,6 +645,8 @@ func TestFormerHolderCannotFollow(t *testing.T) {
 	must(t, srv.App.Dispatch(ctx))
 	_, err := beth.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
 	must(t, err)
+	kase, err := beth.Cases.CreateCaseForGuest(ctx, &parleyv1.CreateCaseForGuestRequest{ConversationId: convID, RequestId: uuid.NewString(), ShortDescription: "billing"})
+	must(t, err)
 	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AWAY)
 	setPresence(ctx, t, fred, parleyv1.Presence_PRESENCE_AVAILABLE)
 	agents, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
@@ -675,6 +677,22 @@ func TestFormerHolderCannotFollow(t *testing.T) {
 	}
 	secret, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "s", Text: "for Fred only"})
 	must(t, err)
+	_, err = fred.Messaging.MarkRead(ctx, &parleyv1.MarkReadRequest{ConversationId: convID, RequestId: uuid.NewString(), ReadSeq: secret.GetEvent().GetSeq()})
+	must(t, err)
+	transcript, err := beth.Cases.GetCase(ctx, &parleyv1.GetCaseRequest{CaseId: kase.GetCase().GetId()})
+	must(t, err)
+	for _, ev := range transcript.GetTranscript() {
+		if ev.GetSeq() >= secret.GetEvent().GetSeq() {
+			t.Fatalf("Beth's case transcript holds seq %d (%v), said after she handed the chat over", ev.GetSeq(), ev)
+		}
+	}
+	cursors, err := beth.Messaging.ListReadCursors(ctx, &parleyv1.ListReadCursorsRequest{ConversationId: convID})
+	must(t, err)
+	for _, rc := range cursors.GetReadCursors() {
+		if rc.GetReadSeq() >= secret.GetEvent().GetSeq() {
+			t.Fatalf("Beth sees a read cursor at seq %d, past when she left", rc.GetReadSeq())
+		}
+	}
 	for _, newest := range []bool{false, true} {
 		page, err := beth.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID, NewestFirst: newest})
 		must(t, err)
@@ -768,5 +786,64 @@ func TestCustomerChatsAreBounded(t *testing.T) {
 	customer = srv.Client(parley.Connect, srv.CustomerToken(t, "looper", "Lou", ""))
 	if err := cycle(); err != nil {
 		t.Fatalf("an hour later: %v", err)
+	}
+}
+
+// TestHandoverOnAnotherReplicaEndsTheStream: an agent's stream on one
+// replica ends once the chat they held is handed over on another, before
+// it passes on any more of the chat's signals (no wake-up crosses between
+// the two: the stream finds out at its next signal or heartbeat).
+func TestHandoverOnAnotherReplicaEndsTheStream(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "shared.db")
+	clk := clock.NewFake(hostileT0)
+	opts := servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond})
+	a := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	b := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	ctx := t.Context()
+	started, err := a.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "billing", FirstMessage: "hello",
+	})
+	must(t, err)
+	convID := started.GetConversation().GetId()
+	guestA := a.Client(parley.Connect, started.GetGuestToken())
+	guestB := b.Client(parley.Connect, started.GetGuestToken())
+	bethA := a.Client(parley.Connect, servertest.BethToken)
+	setPresence(ctx, t, bethA, parleyv1.Presence_PRESENCE_AVAILABLE)
+	work := watchWork(ctx, t, bethA)
+	must(t, a.App.Dispatch(ctx))
+	_, err = bethA.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
+	must(t, err)
+	conv, err := guestA.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	stream, err := b.Client(parley.GRPC, servertest.BethToken).Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	must(t, err)
+	for seen := int64(0); seen < conv.GetConversation().GetLastSeq(); {
+		resp, err := stream.Receive()
+		must(t, err)
+		seen = max(seen, resp.GetEvent().GetSeq())
+	}
+	queues, err := bethA.Routing.ListQueues(ctx, &parleyv1.ListQueuesRequest{})
+	must(t, err)
+	var product string
+	for _, q := range queues.GetQueues() {
+		if q.GetDisplayName() == "Product Support" {
+			product = q.GetId()
+		}
+	}
+	_, err = bethA.Routing.TransferConversation(ctx, &parleyv1.TransferConversationRequest{
+		ConversationId: convID, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_QueueId{QueueId: product},
+	})
+	must(t, err)
+	_, err = guestB.Messaging.SetTyping(ctx, &parleyv1.SetTypingRequest{ConversationId: convID, Typing: true})
+	must(t, err)
+	for {
+		resp, err := stream.Receive()
+		if err != nil {
+			wantReason(t, "stream end", err, connect.CodePermissionDenied, "NO_LONGER_HOLDING")
+			return
+		}
+		if resp.GetTyping() != nil || resp.GetEvent().GetSeq() > conv.GetConversation().GetLastSeq() {
+			t.Fatalf("a stream of a chat handed over on another replica was sent %v", resp)
+		}
 	}
 }

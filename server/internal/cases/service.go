@@ -150,7 +150,7 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 }
 
 // GetCase returns a case with its conversation's messages. Agents may read
-// cases of conversations they can read.
+// cases of conversations they can read, up to where they may read them.
 func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*parleyv1.GetCaseResponse, error) {
 	p := auth.FromContext(ctx)
 	id := convpkg.ParseID(req.GetCaseId())
@@ -162,14 +162,20 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load case: %w", err))
 	}
-	if _, err := convpkg.Authorize(ctx, s.db, p, c.ConversationID, convpkg.Read); err != nil {
+	conv, err := convpkg.Authorize(ctx, s.db, p, c.ConversationID, convpkg.Read)
+	if err != nil {
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return nil, notFound
 		}
 		return nil, err
 	}
+	// An agent who handed the chat over reads it up to when they left.
+	end, _, err := convpkg.HistoryEnd(ctx, s.db, p, conv)
+	if err != nil {
+		return nil, err
+	}
 	msgs, err := s.db.Event.Query().
-		Where(event.ConversationID(c.ConversationID), event.Kind("message_posted")).
+		Where(event.ConversationID(c.ConversationID), event.Kind("message_posted"), event.SeqLTE(end)).
 		Order(ent.Asc(event.FieldSeq)).
 		All(ctx)
 	if err != nil {

@@ -155,7 +155,14 @@ func raiseCursor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, who convpkg.
 // ListReadCursors returns every participant's cursors.
 func (s *Service) ListReadCursors(ctx context.Context, req *parleyv1.ListReadCursorsRequest) (*parleyv1.ListReadCursorsResponse, error) {
 	id := convpkg.ParseID(req.GetConversationId())
-	if _, err := convpkg.Authorize(ctx, s.db, auth.FromContext(ctx), id, convpkg.Read); err != nil {
+	p := auth.FromContext(ctx)
+	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	if err != nil {
+		return nil, err
+	}
+	// An agent who handed the chat over sees cursors up to when they left.
+	end, _, err := convpkg.HistoryEnd(ctx, s.db, p, conv)
+	if err != nil {
 		return nil, err
 	}
 	rows, err := s.db.ReadCursor.Query().Where(readcursor.ConversationID(id)).Order(ent.Asc(readcursor.FieldID)).All(ctx)
@@ -164,7 +171,9 @@ func (s *Service) ListReadCursors(ctx context.Context, req *parleyv1.ListReadCur
 	}
 	resp := &parleyv1.ListReadCursorsResponse{}
 	for _, rc := range rows {
-		resp.ReadCursors = append(resp.ReadCursors, cursorToProto(rc))
+		out := cursorToProto(rc)
+		out.DeliveredSeq, out.ReadSeq = min(out.GetDeliveredSeq(), end), min(out.GetReadSeq(), end)
+		resp.ReadCursors = append(resp.ReadCursors, out)
 	}
 	return resp, nil
 }

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -75,14 +76,18 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// The customer side sees its place in the queue while it waits.
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
-	// An agent who does not hold the conversation may lose it without an
-	// event in its log (removed from its queue): before passing on a
-	// signal, check that they still may follow it.
+	// An agent may lose the conversation without a wake-up of this stream
+	// (removed from its queue; handed over on another replica): before
+	// passing on a signal or a heartbeat, check that they still may follow
+	// it, and, if they held it, that they still do.
 	access := func(ctx context.Context) error {
-		if p.Role != auth.RoleAgent || holder {
+		if p.Role != auth.RoleAgent {
 			return nil
 		}
-		_, err := convpkg.Reauthorize(ctx, s.db, p, id)
+		conv, err := convpkg.Reauthorize(ctx, s.db, p, id)
+		if err == nil && holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) {
+			err = errNoLongerHolding
+		}
 		return err
 	}
 follow:
@@ -135,6 +140,10 @@ follow:
 		}
 	}
 }
+
+// errNoLongerHolding tells await that the agent's hold ended; the loop's
+// recheck words the error.
+var errNoLongerHolding = errors.New("no longer holding")
 
 // recheck re-reads the conversation and ends the stream (with the error to
 // return) if the caller may no longer read it: its credential was revoked

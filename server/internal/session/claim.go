@@ -61,6 +61,10 @@ func (s *Service) ClaimGuestConversation(ctx context.Context, req *parleyv1.Clai
 		if err != nil {
 			return fmt.Errorf("load consumer %s: %w", p.ConsumerID, err)
 		}
+		// A claimed chat counts like one the customer started.
+		if err := checkCustomerChats(ctx, tx, c.ID, now); err != nil {
+			return err
+		}
 		n, err := tx.Conversation.Update().
 			Where(conversation.ID(id), conversation.ConsumerIDIsNil(), conversation.StateNEQ(conversation.StateClosed)).
 			SetConsumerID(c.ID).
