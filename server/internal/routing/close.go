@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"github.com/google/uuid"
 	"time"
 
 	"github.com/parleyhq/parley/ent"
@@ -74,24 +75,30 @@ func (d *Dispatcher) closeAbandoned(ctx context.Context) error {
 	}
 	reason := fmt.Sprintf("abandoned: no customer activity for %s", after)
 	for _, id := range ids {
-		var notify []string
-		err := store.InTx(ctx, d.db, func(tx *ent.Tx) error {
-			// Re-check under the write lock: the customer may just have written.
-			conv, err := tx.Conversation.Query().Where(conversation.ID(id), idle).Only(ctx)
-			if ent.IsNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("reload conversation: %w", err)
-			}
-			notify, err = Close(ctx, tx, conv, convpkg.System, reason, now)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("close abandoned conversation %s: %w", id, err)
-		}
-		d.hub.Notify(notify...)
+		_ = d.isolate(ctx, "conversation "+id.String(), func() error { return d.closeIfAbandoned(ctx, id, idle, reason, now) })
 	}
+	return nil
+}
+
+// closeIfAbandoned closes conversation id if it is still idle.
+func (d *Dispatcher) closeIfAbandoned(ctx context.Context, id uuid.UUID, idle predicate.Conversation, reason string, now time.Time) error {
+	var notify []string
+	err := store.InTx(ctx, d.db, func(tx *ent.Tx) error {
+		// Re-check under the write lock: the customer may just have written.
+		conv, err := tx.Conversation.Query().Where(conversation.ID(id), idle).Only(ctx)
+		if ent.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reload conversation: %w", err)
+		}
+		notify, err = Close(ctx, tx, conv, convpkg.System, reason, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("close abandoned conversation %s: %w", id, err)
+	}
+	d.hub.Notify(notify...)
 	return nil
 }
 
@@ -127,17 +134,23 @@ func (d *Dispatcher) endWrapUps(ctx context.Context) error {
 		return fmt.Errorf("find finished wrap-ups: %w", err)
 	}
 	for _, c := range over {
-		err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
-			count, err := tx.Conversation.Update().Where(conversation.ID(c.ID), conversation.WrapUpUntilLTE(now)).ClearWrapUpUntil().Save(ctx)
-			if err != nil || count == 0 || c.AgentID == nil {
-				return err
-			}
-			n.agent(*c.AgentID)
-			return ReleaseCapacity(ctx, tx, *c.AgentID)
-		})
-		if err != nil {
-			return fmt.Errorf("end wrap-up of %s: %w", c.ID, err)
+		_ = d.isolate(ctx, "conversation "+c.ID.String(), func() error { return d.endWrapUp(ctx, c, now) })
+	}
+	return nil
+}
+
+// endWrapUp gives back the capacity a finished wrap-up held.
+func (d *Dispatcher) endWrapUp(ctx context.Context, c *ent.Conversation, now time.Time) error {
+	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		count, err := tx.Conversation.Update().Where(conversation.ID(c.ID), conversation.WrapUpUntilLTE(now)).ClearWrapUpUntil().Save(ctx)
+		if err != nil || count == 0 || c.AgentID == nil {
+			return err
 		}
+		n.agent(*c.AgentID)
+		return ReleaseCapacity(ctx, tx, *c.AgentID)
+	})
+	if err != nil {
+		return fmt.Errorf("end wrap-up of %s: %w", c.ID, err)
 	}
 	return nil
 }

@@ -44,11 +44,13 @@ type Dispatcher struct {
 	log     *slog.Logger
 	kick    chan struct{}
 	streams *streamRegistry
+	// failures isolates failing rows: they back off, the others go on.
+	failures *failures
 }
 
 // NewDispatcher returns a dispatcher; start it with Run.
 func NewDispatcher(db *ent.Client, hub *events.Hub, clk clock.Clock, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{db: db, hub: hub, clk: clk, log: log, kick: make(chan struct{}, 1), streams: newStreamRegistry()}
+	return &Dispatcher{db: db, hub: hub, clk: clk, log: log, kick: make(chan struct{}, 1), streams: newStreamRegistry(), failures: newFailures()}
 }
 
 // Kick asks for a pass soon. It never blocks; kicks coalesce.
@@ -81,16 +83,26 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 // Pass does one round of routing work: it renews the leases of this
 // replica's work streams, takes lost agents' work back, closes abandoned
 // chats, ends lapsed wrap-ups, expires lapsed offers, moves chats that
-// waited too long, then offers waiting work to agents.
+// waited too long, then offers waiting work to agents. A step that fails
+// (or panics) does not keep the others from running, and within a step a
+// failing row (a conversation, an offer, an agent) is logged and retried
+// with backoff while the other rows go on (see isolate). Pass returns the
+// steps' failures.
 func (d *Dispatcher) Pass(ctx context.Context) error {
-	for _, step := range []func(context.Context) error{
-		d.renewLeases, d.loseDroppedAgents, d.closeAbandoned, d.endWrapUps, d.expireOffers, d.overflow, d.assign,
+	var errs []error
+	for _, step := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"renew leases", d.renewLeases}, {"lose dropped agents", d.loseDroppedAgents},
+		{"close abandoned chats", d.closeAbandoned}, {"end wrap-ups", d.endWrapUps},
+		{"expire offers", d.expireOffers}, {"overflow", d.overflow}, {"assign", d.assign},
 	} {
-		if err := step(ctx); err != nil {
-			return err
+		if err := recovered(func() error { return step.run(ctx) }); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", step.name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // commit runs fn in a transaction and, once it commits, wakes the keys fn
@@ -114,25 +126,32 @@ func (d *Dispatcher) expireOffers(ctx context.Context) error {
 		return fmt.Errorf("find lapsed offers: %w", err)
 	}
 	for _, o := range lapsed {
-		err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
-			closed, err := closeOffer(ctx, tx, o, offer.StateExpired, now, n)
-			if err != nil || !closed {
-				return err
-			}
-			// The agent let it lapse: they move to the queue's timeout
-			// presence, so nothing more rings unanswered.
-			presence := agent.PresenceAway
-			if q := o.Edges.Conversation.Edges.Queue; q != nil {
-				presence = agent.Presence(q.TimeoutPresence)
-			}
-			if presence == agent.PresenceAvailable {
-				return nil
-			}
-			return applyPresence(ctx, tx, o.AgentID, presence, "", now, n)
-		})
-		if err != nil {
-			return fmt.Errorf("expire offer %s: %w", o.ID, err)
+		_ = d.isolate(ctx, "expire offer "+o.ID.String(), func() error { return d.expireOffer(ctx, o, now) })
+	}
+	return nil
+}
+
+// expireOffer closes a lapsed offer and moves its agent to the queue's
+// timeout presence.
+func (d *Dispatcher) expireOffer(ctx context.Context, o *ent.Offer, now time.Time) error {
+	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		closed, err := closeOffer(ctx, tx, o, offer.StateExpired, now, n)
+		if err != nil || !closed {
+			return err
 		}
+		// The agent let it lapse: they move to the queue's timeout
+		// presence, so nothing more rings unanswered.
+		presence := agent.PresenceAway
+		if c := o.Edges.Conversation; c != nil && c.Edges.Queue != nil {
+			presence = agent.Presence(c.Edges.Queue.TimeoutPresence)
+		}
+		if presence == agent.PresenceAvailable {
+			return nil
+		}
+		return applyPresence(ctx, tx, o.AgentID, presence, "", now, n)
+	})
+	if err != nil {
+		return fmt.Errorf("expire offer %s: %w", o.ID, err)
 	}
 	return nil
 }
@@ -216,35 +235,18 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 		return err
 	}
 	now := d.clk.Now()
-	work := make([]engine.Work, len(waiting))
-	for i, c := range waiting {
-		w := engine.Work{
-			ConversationID: c.ID.String(),
-			QueueID:        c.QueueID.String(),
-			Channel:        string(c.Edges.Interaction.Channel),
-			Priority:       c.Priority,
-			QueuedAt:       *c.QueuedAt,
-			Resting:        map[string]bool{},
-			Refused:        map[string]bool{},
-		}
-		// An agent who refused the chat rests from it for the queue's offer
-		// timeout, so others who come a moment later get it first.
-		rest := DefaultOfferTimeout
-		if q := byID[*c.QueueID]; q != nil {
-			rest = time.Duration(q.OfferTimeoutMs) * time.Millisecond
-		}
-		for _, o := range refused[c.ID] {
-			if o.DecidedAt != nil && now.Sub(*o.DecidedAt) < rest {
-				w.Resting[o.AgentID.String()] = true
-			} else {
-				w.Refused[o.AgentID.String()] = true
-			}
-		}
-		work[i] = w
-	}
+	work := make([]engine.Work, 0, len(waiting))
 	convs := map[string]*ent.Conversation{}
 	for _, c := range waiting {
-		convs[c.ID.String()] = c
+		_ = d.isolate(ctx, "conversation "+c.ID.String(), func() error {
+			w, err := workOf(c, byID, refused[c.ID], now)
+			if err != nil {
+				return err
+			}
+			work = append(work, w)
+			convs[c.ID.String()] = c
+			return nil
+		})
 	}
 	for _, dec := range engine.Assign(engineQueues, work, pool, now) {
 		c := convs[dec.ConversationID]
@@ -255,11 +257,38 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 				seen++
 			}
 		}
-		if err := d.offer(ctx, c, byID[*c.QueueID], agentID, seen); err != nil {
-			return err
-		}
+		_ = d.isolate(ctx, "conversation "+c.ID.String(), func() error {
+			return d.offer(ctx, c, byID[*c.QueueID], agentID, seen)
+		})
 	}
 	return nil
+}
+
+// workOf is a waiting conversation as the engine sees it. An agent who
+// refused it rests from it for the queue's offer timeout, so others who
+// come a moment later get it first.
+func workOf(c *ent.Conversation, queues map[uuid.UUID]*ent.Queue, refused []*ent.Offer, now time.Time) (engine.Work, error) {
+	if c.Edges.Interaction == nil || c.QueueID == nil || c.QueuedAt == nil || queues[*c.QueueID] == nil {
+		return engine.Work{}, fmt.Errorf("conversation %s waits without its interaction, queue or queue time: %w", c.ID, errRowBroken)
+	}
+	w := engine.Work{
+		ConversationID: c.ID.String(),
+		QueueID:        c.QueueID.String(),
+		Channel:        string(c.Edges.Interaction.Channel),
+		Priority:       c.Priority,
+		QueuedAt:       *c.QueuedAt,
+		Resting:        map[string]bool{},
+		Refused:        map[string]bool{},
+	}
+	rest := time.Duration(queues[*c.QueueID].OfferTimeoutMs) * time.Millisecond
+	for _, o := range refused {
+		if o.DecidedAt != nil && now.Sub(*o.DecidedAt) < rest {
+			w.Resting[o.AgentID.String()] = true
+		} else {
+			w.Refused[o.AgentID.String()] = true
+		}
+	}
+	return w, nil
 }
 
 // refusals maps each waiting conversation to its declined and lapsed offers.

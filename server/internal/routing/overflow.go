@@ -36,48 +36,55 @@ func (d *Dispatcher) overflow(ctx context.Context) error {
 		if c.QueueEnteredAt == nil || now.Before(c.QueueEnteredAt.Add(maxWait)) {
 			continue
 		}
-		err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
-			still, err := tx.Conversation.Query().Where(
-				conversation.ID(c.ID), conversation.StateEQ(conversation.StateQueued),
-				conversation.QueueID(q.ID), conversation.WaitExceededAtIsNil(),
-			).Exist(ctx)
-			if err != nil || !still {
-				return err
+		_ = d.isolate(ctx, "conversation "+c.ID.String(), func() error { return d.overflowOne(ctx, c, q, maxWait, now) })
+	}
+	return nil
+}
+
+// overflowOne moves a chat past its queue's maximum wait to the overflow
+// queue, or marks it as having waited too long.
+func (d *Dispatcher) overflowOne(ctx context.Context, c *ent.Conversation, q *ent.Queue, maxWait time.Duration, now time.Time) error {
+	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		still, err := tx.Conversation.Query().Where(
+			conversation.ID(c.ID), conversation.StateEQ(conversation.StateQueued),
+			conversation.QueueID(q.ID), conversation.WaitExceededAtIsNil(),
+		).Exist(ctx)
+		if err != nil || !still {
+			return err
+		}
+		n.conversation(c.ID)
+		if q.OverflowQueueID == nil || *q.OverflowQueueID == q.ID {
+			if err := tx.Conversation.UpdateOneID(c.ID).SetWaitExceededAt(now).Exec(ctx); err != nil {
+				return fmt.Errorf("mark wait exceeded: %w", err)
 			}
-			n.conversation(c.ID)
-			if q.OverflowQueueID == nil || *q.OverflowQueueID == q.ID {
-				if err := tx.Conversation.UpdateOneID(c.ID).SetWaitExceededAt(now).Exec(ctx); err != nil {
-					return fmt.Errorf("mark wait exceeded: %w", err)
-				}
-				_, err := convpkg.Append(ctx, tx, c.ID, now, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.WaitExceeded{
-					QueueId: q.ID.String(), MaxWait: durationpb.New(maxWait),
-				}})
-				return err
-			}
-			to, err := tx.Queue.Get(ctx, *q.OverflowQueueID)
-			if err != nil {
-				return fmt.Errorf("load overflow queue: %w", err)
-			}
-			if err := withdrawOffers(ctx, tx, c.ID, now, n); err != nil {
-				return err
-			}
-			if err := tx.Conversation.UpdateOneID(c.ID).
-				SetQueueID(to.ID).
-				SetQueueEnteredAt(now).
-				SetPriority(to.Priority).
-				Exec(ctx); err != nil {
-				return fmt.Errorf("move to overflow queue: %w", err)
-			}
-			n.queue(&q.ID)
-			n.queue(&to.ID)
-			_, err = convpkg.Append(ctx, tx, c.ID, now, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{
-				QueueId: to.ID.String(), QueueName: to.DisplayName, Reason: "overflow",
+			_, err := convpkg.Append(ctx, tx, c.ID, now, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.WaitExceeded{
+				QueueId: q.ID.String(), MaxWait: durationpb.New(maxWait),
 			}})
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("overflow conversation %s: %w", c.ID, err)
 		}
+		to, err := tx.Queue.Get(ctx, *q.OverflowQueueID)
+		if err != nil {
+			return fmt.Errorf("load overflow queue: %w", err)
+		}
+		if err := withdrawOffers(ctx, tx, c.ID, now, n); err != nil {
+			return err
+		}
+		if err := tx.Conversation.UpdateOneID(c.ID).
+			SetQueueID(to.ID).
+			SetQueueEnteredAt(now).
+			SetPriority(to.Priority).
+			Exec(ctx); err != nil {
+			return fmt.Errorf("move to overflow queue: %w", err)
+		}
+		n.queue(&q.ID)
+		n.queue(&to.ID)
+		_, err = convpkg.Append(ctx, tx, c.ID, now, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{
+			QueueId: to.ID.String(), QueueName: to.DisplayName, Reason: "overflow",
+		}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("overflow conversation %s: %w", c.ID, err)
 	}
 	return nil
 }

@@ -106,17 +106,23 @@ func (d *Dispatcher) loseDroppedAgents(ctx context.Context) error {
 		return fmt.Errorf("find lost agents: %w", err)
 	}
 	for _, id := range lost {
-		err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
-			// Re-check under the write lock: the agent may just have come back.
-			count, err := tx.Agent.Update().Where(agent.ID(id), agent.StreamLeaseUntilLT(now)).ClearStreamLeaseUntil().Save(ctx)
-			if err != nil || count == 0 {
-				return err
-			}
-			return applyPresence(ctx, tx, id, agent.PresenceOffline, "", now, n)
-		})
-		if err != nil {
-			return fmt.Errorf("take back the work of lost agent %s: %w", id, err)
+		_ = d.isolate(ctx, "agent "+id.String(), func() error { return d.loseAgent(ctx, id, now) })
+	}
+	return nil
+}
+
+// loseAgent takes back the work of an agent whose stream lease lapsed.
+func (d *Dispatcher) loseAgent(ctx context.Context, id uuid.UUID, now time.Time) error {
+	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
+		// Re-check under the write lock: the agent may just have come back.
+		count, err := tx.Agent.Update().Where(agent.ID(id), agent.StreamLeaseUntilLT(now)).ClearStreamLeaseUntil().Save(ctx)
+		if err != nil || count == 0 {
+			return err
 		}
+		return applyPresence(ctx, tx, id, agent.PresenceOffline, "", now, n)
+	})
+	if err != nil {
+		return fmt.Errorf("take back the work of lost agent %s: %w", id, err)
 	}
 	return nil
 }
