@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/servertest"
 )
 
 // demoCustomerJWT signs a customer token with the public demo portal
@@ -104,7 +104,7 @@ func TestGeneratedAdminTokenNotInLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "p.db"), "-bootstrap", file)
-	var stdout, stderr syncBuffer
+	var stdout, stderr servertest.LogBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -138,22 +138,4 @@ func TestGeneratedAdminTokenNotInLog(t *testing.T) {
 	if _, err := parley.New(url, parley.WithToken(token)).Access.ListTokens(ctx, &parleyv1.ListTokensRequest{}); err != nil {
 		t.Fatalf("the generated admin token does not work: %v", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -68,7 +68,7 @@ func run(log *slog.Logger, args []string) error {
 	addr := fs.String("addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
 	dbPath := fs.String("db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
 	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
-	identityPath := fs.String("identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal with the built-in demo bootstrap, none with -bootstrap)")
+	identityPath := fs.String("identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal on a database configured from the built-in demo and started without -bootstrap; otherwise none)")
 	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
 	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
 	lifetime := fs.Duration("max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")

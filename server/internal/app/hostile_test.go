@@ -217,21 +217,54 @@ func (s *streamItems) endsBefore(t *testing.T, seq int64, code connect.Code, rea
 	}
 }
 
-// issueAgentToken issues a fresh token for the demo agent named name.
-func issueAgentToken(ctx context.Context, t *testing.T, srv *servertest.Server, name string) (token, tokenID string) {
+// demoAgent returns the demo agent named name, as an admin sees it.
+func demoAgent(ctx context.Context, t *testing.T, srv *servertest.Server, name string) *parleyv1.Agent {
 	t.Helper()
-	admin := srv.Client(parley.Connect, servertest.AdminToken)
-	agents, err := admin.Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	agents, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
 	must(t, err)
 	for _, a := range agents.GetAgents() {
 		if a.GetDisplayName() == name {
-			resp, err := admin.Access.IssueToken(ctx, &parleyv1.IssueTokenRequest{Role: parleyv1.StaffRole_STAFF_ROLE_AGENT, AgentId: a.GetId(), Label: "test"})
-			must(t, err)
-			return resp.GetToken(), resp.GetInfo().GetId()
+			return a
 		}
 	}
 	t.Fatalf("no agent %s", name)
-	return "", ""
+	return nil
+}
+
+// demoQueue returns the id of the demo queue named name.
+func demoQueue(ctx context.Context, t *testing.T, srv *servertest.Server, name string) string {
+	t.Helper()
+	queues, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListQueues(ctx, &parleyv1.ListQueuesRequest{})
+	must(t, err)
+	for _, q := range queues.GetQueues() {
+		if q.GetDisplayName() == name {
+			return q.GetId()
+		}
+	}
+	t.Fatalf("no queue %s", name)
+	return ""
+}
+
+// issueAgentToken issues a fresh token for the demo agent named name.
+func issueAgentToken(ctx context.Context, t *testing.T, srv *servertest.Server, name string) (token, tokenID string) {
+	t.Helper()
+	resp, err := srv.Client(parley.Connect, servertest.AdminToken).Access.IssueToken(ctx, &parleyv1.IssueTokenRequest{
+		Role: parleyv1.StaffRole_STAFF_ROLE_AGENT, AgentId: demoAgent(ctx, t, srv, name).GetId(), Label: "test",
+	})
+	must(t, err)
+	return resp.GetToken(), resp.GetInfo().GetId()
+}
+
+// twoReplicas starts two servers on one database, as two replicas with no
+// wake-up crossing between them, on one fake clock and with heartbeats
+// every 20 ms (real time), so that streams look again soon.
+func twoReplicas(t *testing.T) (a, b *servertest.Server) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "shared.db")
+	clk := clock.NewFake(hostileT0)
+	opts := servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond})
+	return servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts),
+		servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
 }
 
 // TestRevocationEndsOpenStreams: a revoked token's Subscribe and WatchWork
@@ -280,12 +313,8 @@ func TestRevocationEndsOpenStreams(t *testing.T) {
 	// Fred is offline and a new chat in his queue waits for someone else.
 	srv.Clock.Advance(61 * time.Second)
 	must(t, srv.App.Dispatch(ctx))
-	agents, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
-	must(t, err)
-	for _, a := range agents.GetAgents() {
-		if a.GetDisplayName() == "Fred Luddy" && a.GetPresence() != parleyv1.Presence_PRESENCE_OFFLINE {
-			t.Fatalf("the revoked agent is still %v after the grace period", a.GetPresence())
-		}
+	if presence := demoAgent(ctx, t, srv, "Fred Luddy").GetPresence(); presence != parleyv1.Presence_PRESENCE_OFFLINE {
+		t.Fatalf("the revoked agent is still %v after the grace period", presence)
 	}
 }
 
@@ -490,10 +519,10 @@ func TestAttachmentQuotaAndRetention(t *testing.T) {
 			t.Fatal("a token revoked a week ago is still stored")
 		}
 	}
-	guests, err := srv.DB.Token.Query().Count(ctx)
+	stored, err := srv.DB.Token.Query().Count(ctx)
 	must(t, err)
-	if guests != len(tokens.GetTokens()) {
-		t.Fatalf("%d tokens stored, %d staff tokens listed: expired guest tokens were kept", guests, len(tokens.GetTokens()))
+	if stored != len(tokens.GetTokens()) {
+		t.Fatalf("%d tokens stored, %d staff tokens listed: expired guest tokens were kept", stored, len(tokens.GetTokens()))
 	}
 	_, err = srv.Client(parley.Connect, token).Routing.ListAssignedConversations(ctx, &parleyv1.ListAssignedConversationsRequest{})
 	wantCode(t, err, connect.CodeUnauthenticated)
@@ -521,14 +550,7 @@ func TestBrowserAndHeaderHygiene(t *testing.T) {
 	site, err := admin.Access.CreateSite(ctx, &parleyv1.CreateSiteRequest{Site: &parleyv1.Site{DisplayName: "Shop", AllowedOrigins: []string{"https://shop.example.com"}}})
 	must(t, err)
 	var headers http.Header
-	fromShop := parley.New(srv.URL, parley.WithHTTPClient(&http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		r.Header.Set("Origin", "https://shop.example.com")
-		resp, err := parley.DefaultHTTPClient().Transport.RoundTrip(r)
-		if resp != nil {
-			headers = resp.Header
-		}
-		return resp, err
-	})}))
+	fromShop := fromOrigin(srv, "https://shop.example.com", &headers)
 	startFromShop := func() error {
 		_, err := fromShop.Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
 			RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "order", SiteId: site.GetSite().GetId(),
@@ -554,11 +576,7 @@ func TestBrowserAndHeaderHygiene(t *testing.T) {
 // that stream sends anything more, though no wake-up crosses between them
 // (the stream finds it at its next heartbeat, before it reads the log).
 func TestRevocationOnAnotherReplica(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "shared.db")
-	clk := clock.NewFake(hostileT0)
-	opts := servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond})
-	a := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
-	b := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	a, b := twoReplicas(t)
 	ctx := t.Context()
 	token, tokenID := issueAgentToken(ctx, t, a, "Fred Luddy")
 	guest, convID := startGuestChat(ctx, t, a, "product")
@@ -649,16 +667,9 @@ func TestFormerHolderCannotFollow(t *testing.T) {
 	must(t, err)
 	setPresence(ctx, t, beth, parleyv1.Presence_PRESENCE_AWAY)
 	setPresence(ctx, t, fred, parleyv1.Presence_PRESENCE_AVAILABLE)
-	agents, err := srv.Client(parley.Connect, servertest.AdminToken).Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
-	must(t, err)
-	var fredID string
-	for _, a := range agents.GetAgents() {
-		if a.GetDisplayName() == "Fred Luddy" {
-			fredID = a.GetId()
-		}
-	}
 	transfer, err := beth.Routing.TransferConversation(ctx, &parleyv1.TransferConversationRequest{
-		ConversationId: convID, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: fredID},
+		ConversationId: convID, RequestId: uuid.NewString(),
+		Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: demoAgent(ctx, t, srv, "Fred Luddy").GetId()},
 	})
 	must(t, err)
 	_, err = fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: transfer.GetOfferId()})
@@ -728,25 +739,12 @@ func TestAgentRemovedFromQueueGetsNoSignals(t *testing.T) {
 		must(t, err)
 		seen = max(seen, resp.GetEvent().GetSeq())
 	}
-	admin := srv.Client(parley.Connect, servertest.AdminToken)
-	agents, err := admin.Routing.ListAgents(ctx, &parleyv1.ListAgentsRequest{})
+	abelRow := demoAgent(ctx, t, srv, "Abel Tuter")
+	_, err = srv.Client(parley.Connect, servertest.AdminToken).Routing.UpdateAgent(ctx, &parleyv1.UpdateAgentRequest{
+		AgentId: abelRow.GetId(), DisplayName: abelRow.GetDisplayName(), Capacity: abelRow.GetCapacity(),
+		QueueIds: []string{demoQueue(ctx, t, srv, "Order Support")},
+	})
 	must(t, err)
-	queues, err := admin.Routing.ListQueues(ctx, &parleyv1.ListQueuesRequest{})
-	must(t, err)
-	var orderQueue string
-	for _, q := range queues.GetQueues() {
-		if q.GetDisplayName() == "Order Support" {
-			orderQueue = q.GetId()
-		}
-	}
-	for _, a := range agents.GetAgents() {
-		if a.GetDisplayName() == "Abel Tuter" {
-			_, err := admin.Routing.UpdateAgent(ctx, &parleyv1.UpdateAgentRequest{
-				AgentId: a.GetId(), DisplayName: a.GetDisplayName(), Capacity: a.GetCapacity(), QueueIds: []string{orderQueue},
-			})
-			must(t, err)
-		}
-	}
 	_, err = guest.Messaging.SetTyping(ctx, &parleyv1.SetTypingRequest{ConversationId: convID, Typing: true})
 	must(t, err)
 	for {
@@ -794,11 +792,7 @@ func TestCustomerChatsAreBounded(t *testing.T) {
 // it passes on any more of the chat's signals (no wake-up crosses between
 // the two: the stream finds out at its next signal or heartbeat).
 func TestHandoverOnAnotherReplicaEndsTheStream(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "shared.db")
-	clk := clock.NewFake(hostileT0)
-	opts := servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond})
-	a := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
-	b := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	a, b := twoReplicas(t)
 	ctx := t.Context()
 	started, err := a.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
 		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "billing", FirstMessage: "hello",
@@ -822,14 +816,7 @@ func TestHandoverOnAnotherReplicaEndsTheStream(t *testing.T) {
 		must(t, err)
 		seen = max(seen, resp.GetEvent().GetSeq())
 	}
-	queues, err := bethA.Routing.ListQueues(ctx, &parleyv1.ListQueuesRequest{})
-	must(t, err)
-	var product string
-	for _, q := range queues.GetQueues() {
-		if q.GetDisplayName() == "Product Support" {
-			product = q.GetId()
-		}
-	}
+	product := demoQueue(ctx, t, a, "Product Support")
 	_, err = bethA.Routing.TransferConversation(ctx, &parleyv1.TransferConversationRequest{
 		ConversationId: convID, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_QueueId{QueueId: product},
 	})

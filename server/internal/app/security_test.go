@@ -200,6 +200,19 @@ func preflight(t *testing.T, srv *servertest.Server, origin string) http.Header 
 // TestCORS: registered sites' origins and the operator's static origins
 // get CORS headers that admit Connect's headers and the bearer token; any
 // other origin gets none, on preflights and on calls alike.
+// fromOrigin returns a client whose calls carry origin as a browser's
+// would, keeping each response's headers in *seen.
+func fromOrigin(srv *servertest.Server, origin string, seen *http.Header) *parley.Client {
+	return parley.New(srv.URL, parley.WithHTTPClient(&http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r.Header.Set("Origin", origin)
+		resp, err := parley.DefaultHTTPClient().Transport.RoundTrip(r)
+		if resp != nil {
+			*seen = resp.Header
+		}
+		return resp, err
+	})}))
+}
+
 func TestCORS(t *testing.T) {
 	srv := servertest.Start(t, servertest.WithAppOptions(app.Options{AllowedOrigins: []string{"https://portal.example.com"}}))
 	ctx := t.Context()
@@ -237,14 +250,7 @@ func TestCORS(t *testing.T) {
 	// A real call from a disallowed origin is refused by the server itself,
 	// not only hidden by the browser (which may act on a cached preflight).
 	var seen http.Header
-	c := parley.New(srv.URL, parley.WithHTTPClient(&http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		r.Header.Set("Origin", "https://evil.example.com")
-		resp, err := parley.DefaultHTTPClient().Transport.RoundTrip(r)
-		if resp != nil {
-			seen = resp.Header
-		}
-		return resp, err
-	})}))
+	c := fromOrigin(srv, "https://evil.example.com", &seen)
 	_, err = c.Session.GetPreChatForm(ctx, &parleyv1.GetPreChatFormRequest{})
 	if connect.CodeOf(err) != connect.CodePermissionDenied || apierr.Reason(err) != "ORIGIN_NOT_ALLOWED" {
 		t.Fatalf("a call from a disallowed origin: %v, want PermissionDenied ORIGIN_NOT_ALLOWED", err)

@@ -150,16 +150,3 @@ func resolve(ctx context.Context, db *ent.Client, secret string, now time.Time) 
 // a signed-in customer claiming its guest conversation sends the guest
 // token here, never in a request body or URL.
 const GuestTokenHeader = "Parley-Guest-Token"
-
-// GuestConversation returns the conversation a guest token is valid for,
-// or ok false for any secret that is not a live guest token.
-func GuestConversation(ctx context.Context, db *ent.Client, secret string, now time.Time) (id uuid.UUID, ok bool, err error) {
-	p, err := resolve(ctx, db, secret, now)
-	if errors.Is(err, errBadToken) {
-		return uuid.Nil, false, nil
-	}
-	if err != nil {
-		return uuid.Nil, false, err
-	}
-	return p.ConversationID, p.Role == RoleGuest, nil
-}

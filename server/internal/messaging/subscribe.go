@@ -2,7 +2,6 @@ package messaging
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -76,18 +75,15 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// The customer side sees its place in the queue while it waits.
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
-	// An agent may lose the conversation without a wake-up of this stream
-	// (removed from its queue; handed over on another replica): before
-	// passing on a signal or a heartbeat, check that they still may follow
-	// it, and, if they held it, that they still do.
-	access := func(ctx context.Context) error {
+	// Before passing on a signal or a heartbeat, the stream checks that the
+	// caller may still have it: the credential for everyone, and for an
+	// agent the conversation too, which they may lose without a wake-up of
+	// this stream (removed from its queue; handed over on another replica).
+	allowed := func(ctx context.Context) error {
 		if p.Role != auth.RoleAgent {
-			return nil
+			return guard.Check(ctx)
 		}
-		conv, err := convpkg.Reauthorize(ctx, s.db, p, id)
-		if err == nil && holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) {
-			err = errNoLongerHolding
-		}
+		_, err := s.recheck(ctx, guard, p, id, holder)
 		return err
 	}
 follow:
@@ -135,15 +131,11 @@ follow:
 		if len(evs) == replayBatch {
 			continue
 		}
-		if err := s.await(ctx, guard, access, wake, queueWake, signals, me.ID, idle, stream); err != nil {
+		if err := s.await(ctx, guard, allowed, wake, queueWake, signals, me.ID, idle, stream); err != nil {
 			return err
 		}
 	}
 }
-
-// errNoLongerHolding tells await that the agent's hold ended; the loop's
-// recheck words the error.
-var errNoLongerHolding = errors.New("no longer holding")
 
 // recheck re-reads the conversation and ends the stream (with the error to
 // return) if the caller may no longer read it: its credential was revoked
@@ -187,7 +179,7 @@ func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last
 // await passes on other participants' signals and sends heartbeats until
 // the log has news (wake), the stream's credential changed, or the stream
 // ends. Nothing is sent once the credential no longer holds.
-func (s *Service) await(ctx context.Context, guard *auth.Guard, access func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,7 +196,7 @@ func (s *Service) await(ctx context.Context, guard *auth.Guard, access func(cont
 			if sig.From == me {
 				continue
 			}
-			if guard.Check(ctx) != nil || access(ctx) != nil {
+			if allowed(ctx) != nil {
 				return nil // the loop re-checks access and ends the stream
 			}
 			if err := stream.Send(signalItem(sig)); err != nil {
@@ -212,7 +204,7 @@ func (s *Service) await(ctx context.Context, guard *auth.Guard, access func(cont
 			}
 			idle.Reset(s.opts.Heartbeat)
 		case <-idle.C:
-			if guard.Check(ctx) != nil || access(ctx) != nil {
+			if allowed(ctx) != nil {
 				return nil
 			}
 			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}

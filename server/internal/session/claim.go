@@ -43,11 +43,11 @@ func (s *Service) ClaimGuestConversation(ctx context.Context, req *parleyv1.Clai
 		if err == nil && conv.ConsumerID != nil && *conv.ConsumerID == p.ConsumerID {
 			return nil // claimed before: a retry
 		}
-		guestOf, live, terr := auth.GuestConversation(ctx, s.db, secret, now)
+		live, terr := auth.GuestTokenLive(ctx, tx, secret, id, now)
 		if terr != nil {
 			return terr
 		}
-		if !live || guestOf != id {
+		if !live {
 			return denied
 		}
 		if err != nil {
