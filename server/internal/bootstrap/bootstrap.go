@@ -24,7 +24,7 @@ import (
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -203,7 +203,7 @@ func (a Agent) request() *parleyv1.CreateAgentRequest {
 	req := &parleyv1.CreateAgentRequest{DisplayName: a.Name, Capacity: a.Capacity, Skills: a.Skills}
 	for _, name := range slices.Sorted(maps.Keys(a.ChannelCapacity)) {
 		req.ChannelCapacities = append(req.ChannelCapacities, &parleyv1.ChannelCapacity{
-			Channel: convpkg.ChannelToProto(interaction.Channel(name)), Capacity: a.ChannelCapacity[name],
+			Channel: chatlog.ChannelToProto(interaction.Channel(name)), Capacity: a.ChannelCapacity[name],
 		})
 	}
 	return req

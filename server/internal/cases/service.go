@@ -19,8 +19,8 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -67,8 +67,8 @@ func requestHash(conversationID, description string, withConsumer bool) []byte {
 // create runs both actions; it is idempotent per request id.
 func (s *Service) create(ctx context.Context, conversationID, requestID, description string, withConsumer bool) (*parleyv1.Case, *parleyv1.Consumer, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(conversationID)
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Post)
+	id := chatlog.ParseID(conversationID)
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -130,7 +130,7 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 		if err != nil {
 			return fmt.Errorf("load agent: %w", err)
 		}
-		if _, err := convpkg.Append(ctx, tx, id, now, convpkg.Entry{Sender: convpkg.AgentSender(agent), Payload: linked}); err != nil {
+		if _, err := chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: chatlog.AgentSender(agent), Payload: linked}); err != nil {
 			return err
 		}
 		created = true
@@ -153,7 +153,7 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 // cases of conversations they can read, up to where they may read them.
 func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*parleyv1.GetCaseResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetCaseId())
+	id := chatlog.ParseID(req.GetCaseId())
 	c, err := s.db.ServiceCase.Query().Where(servicecase.ID(id)).WithConsumer().Only(ctx)
 	notFound := apierr.New(connect.CodeNotFound, "CASE_NOT_FOUND", fmt.Sprintf("case %s does not exist or is not visible to you", id))
 	if ent.IsNotFound(err) {
@@ -162,7 +162,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load case: %w", err))
 	}
-	conv, err := convpkg.Authorize(ctx, s.db, p, c.ConversationID, convpkg.Read)
+	conv, err := chatlog.Authorize(ctx, s.db, p, c.ConversationID, chatlog.Read)
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return nil, notFound
@@ -170,7 +170,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 		return nil, err
 	}
 	// An agent who handed the chat over reads it up to when they left.
-	end, _, err := convpkg.HistoryEnd(ctx, s.db, p, conv)
+	end, _, err := chatlog.HistoryEnd(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +183,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	}
 	resp := &parleyv1.GetCaseResponse{Case: caseToProto(c), Consumer: consumerToProto(c.Edges.Consumer)}
 	for _, m := range msgs {
-		out, err := convpkg.EventToProto(m, "")
+		out, err := chatlog.EventToProto(m, "")
 		if err != nil {
 			return nil, apierr.Internal(err)
 		}

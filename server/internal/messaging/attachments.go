@@ -19,7 +19,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -43,15 +43,15 @@ var attachmentMeta = []string{
 // UploadAttachment checks and stores a file for the conversation.
 func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAttachmentRequest) (*parleyv1.UploadAttachmentResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Post)
+	id := chatlog.ParseID(req.GetConversationId())
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.checkContent(req); err != nil {
 		return nil, err
 	}
-	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -66,7 +66,7 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 		if err != nil {
 			return nil, fmt.Errorf("reload conversation: %w", err)
 		}
-		if err := convpkg.CheckPost(p, cur); err != nil {
+		if err := chatlog.CheckPost(p, cur); err != nil {
 			return nil, err
 		}
 		if err := s.checkQuota(ctx, tx, id, int64(len(req.GetContent()))); err != nil {
@@ -166,7 +166,7 @@ func (s *Service) checkContent(req *parleyv1.UploadAttachmentRequest) error {
 // foreign one get the same answer (admins learn NotFound).
 func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachmentRequest) (*parleyv1.GetAttachmentResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetAttachmentId())
+	id := chatlog.ParseID(req.GetAttachmentId())
 	a, err := s.db.Attachment.Get(ctx, id)
 	if ent.IsNotFound(err) {
 		if p.Role == auth.RoleAdmin {
@@ -177,7 +177,7 @@ func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachment
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load attachment %s: %w", id, err))
 	}
-	conv, err := convpkg.Authorize(ctx, s.db, p, a.ConversationID, convpkg.Read)
+	conv, err := chatlog.Authorize(ctx, s.db, p, a.ConversationID, chatlog.Read)
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
@@ -185,7 +185,7 @@ func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachment
 		return nil, err
 	}
 	// An agent who handed the chat over reads what came before they left.
-	if end, leftAt, err := convpkg.HistoryEnd(ctx, s.db, p, conv); err != nil {
+	if end, leftAt, err := chatlog.HistoryEnd(ctx, s.db, p, conv); err != nil {
 		return nil, err
 	} else if end < conv.LastSeq && (leftAt.IsZero() || a.CreatedAt.After(leftAt)) {
 		return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
@@ -195,7 +195,7 @@ func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachment
 
 // attachmentToProto converts an attachment's metadata.
 func attachmentToProto(a *ent.Attachment) *parleyv1.Attachment {
-	who := convpkg.Sender{Role: event.SenderRole(a.UploaderRole), ID: a.UploaderID, Name: a.UploaderName}
+	who := chatlog.Sender{Role: event.SenderRole(a.UploaderRole), ID: a.UploaderID, Name: a.UploaderName}
 	return &parleyv1.Attachment{
 		Id:             a.ID.String(),
 		ConversationId: a.ConversationID.String(),

@@ -10,7 +10,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/paging"
 )
 
@@ -24,14 +24,14 @@ const (
 // or from the newest back. A page token only continues the direction it
 // came from.
 func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsRequest) (*parleyv1.ListEventsResponse, error) {
-	id := convpkg.ParseID(req.GetConversationId())
+	id := chatlog.ParseID(req.GetConversationId())
 	p := auth.FromContext(ctx)
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
-	viewer := convpkg.ViewerID(p, conv)
-	end, _, err := convpkg.HistoryEnd(ctx, s.db, p, conv)
+	viewer := chatlog.ViewerID(p, conv)
+	end, _, err := chatlog.HistoryEnd(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -56,9 +56,9 @@ func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsReques
 		if after != "" {
 			before = cursor
 		}
-		rows, err = convpkg.EventsBefore(ctx, s.db, id, min(before, end+1), size+1)
+		rows, err = chatlog.EventsBefore(ctx, s.db, id, min(before, end+1), size+1)
 	} else {
-		rows, err = convpkg.EventsAfter(ctx, s.db, id, cursor, size+1)
+		rows, err = chatlog.EventsAfter(ctx, s.db, id, cursor, size+1)
 	}
 	if err != nil {
 		return nil, apierr.Internal(err)
@@ -73,7 +73,7 @@ func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsReques
 	page, next := paging.Trim(rows, size, scope, func(ev *ent.Event) string { return strconv.FormatInt(ev.Seq, 10) })
 	resp := &parleyv1.ListEventsResponse{NextPageToken: next}
 	for _, ev := range page {
-		out, err := convpkg.EventToProto(ev, viewer)
+		out, err := chatlog.EventToProto(ev, viewer)
 		if err != nil {
 			return nil, apierr.Internal(err)
 		}

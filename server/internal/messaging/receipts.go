@@ -15,7 +15,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"google.golang.org/protobuf/proto"
@@ -29,12 +29,12 @@ const typingActivityEvery = 30 * time.Second
 // SetTyping passes a typing signal to the conversation's other subscribers.
 func (s *Service) SetTyping(ctx context.Context, req *parleyv1.SetTypingRequest) (*parleyv1.SetTypingResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Post)
+	id := chatlog.ParseID(req.GetConversationId())
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
 	if err != nil {
 		return nil, err
 	}
-	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -83,8 +83,8 @@ func (s *Service) MarkRead(ctx context.Context, req *parleyv1.MarkReadRequest) (
 // and tells the other participants.
 func (s *Service) moveCursor(ctx context.Context, req proto.Message, procedure, convID, requestID string, delivered, read int64) (*parleyv1.ReadCursor, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(convID)
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Participate)
+	id := chatlog.ParseID(convID)
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Participate)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (s *Service) moveCursor(ctx context.Context, req proto.Message, procedure, 
 		return nil, apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
 			fmt.Sprintf("seq %d is beyond the log's last seq %d; acknowledge only seqs you received", delivered, conv.LastSeq))
 	}
-	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -118,7 +118,7 @@ func (s *Service) moveCursor(ctx context.Context, req proto.Message, procedure, 
 }
 
 // raiseCursor creates or moves a participant's cursor; seqs never go back.
-func raiseCursor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, who convpkg.Sender, delivered, read int64, now time.Time) (*ent.ReadCursor, error) {
+func raiseCursor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, who chatlog.Sender, delivered, read int64, now time.Time) (*ent.ReadCursor, error) {
 	rc, err := tx.ReadCursor.Query().Where(readcursor.ConversationID(convID), readcursor.ParticipantID(who.ID)).Only(ctx)
 	if ent.IsNotFound(err) {
 		rc, err = tx.ReadCursor.Create().
@@ -154,14 +154,14 @@ func raiseCursor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, who convpkg.
 
 // ListReadCursors returns every participant's cursors.
 func (s *Service) ListReadCursors(ctx context.Context, req *parleyv1.ListReadCursorsRequest) (*parleyv1.ListReadCursorsResponse, error) {
-	id := convpkg.ParseID(req.GetConversationId())
+	id := chatlog.ParseID(req.GetConversationId())
 	p := auth.FromContext(ctx)
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Read)
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
 	// An agent who handed the chat over sees cursors up to when they left.
-	end, _, err := convpkg.HistoryEnd(ctx, s.db, p, conv)
+	end, _, err := chatlog.HistoryEnd(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Service) ListReadCursors(ctx context.Context, req *parleyv1.ListReadCur
 
 // cursorToProto converts a stored cursor.
 func cursorToProto(rc *ent.ReadCursor) *parleyv1.ReadCursor {
-	who := convpkg.Sender{Role: event.SenderRole(rc.ParticipantRole), ID: rc.ParticipantID, Name: rc.ParticipantName}
+	who := chatlog.Sender{Role: event.SenderRole(rc.ParticipantRole), ID: rc.ParticipantID, Name: rc.ParticipantName}
 	return &parleyv1.ReadCursor{
 		Participant:  who.Participant(),
 		DeliveredSeq: rc.DeliveredSeq,

@@ -20,8 +20,8 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -72,12 +72,12 @@ func NewService(db *ent.Client, hub *events.Hub, signals *events.Signals, clk cl
 // rejected. Retries are not rate limited; new messages are.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Post)
+	id := chatlog.ParseID(req.GetConversationId())
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
 	if err != nil {
 		return nil, err
 	}
-	sender, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	sender, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -91,7 +91,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		c := event.Channel(conv.Edges.Interaction.Channel)
 		if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
-			c = event.Channel(convpkg.ChannelFromProto(req.GetChannel()))
+			c = event.Channel(chatlog.ChannelFromProto(req.GetChannel()))
 		}
 		channel = &c
 	}
@@ -103,14 +103,14 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		if err != nil {
 			return fmt.Errorf("reload conversation: %w", err)
 		}
-		if err := convpkg.CheckPost(p, cur); err != nil {
+		if err := chatlog.CheckPost(p, cur); err != nil {
 			return err
 		}
 		attachments, err := s.attachmentsFor(ctx, tx, id, sender, req.GetAttachmentIds())
 		if err != nil {
 			return err
 		}
-		evs, err := convpkg.Append(ctx, tx, id, now, convpkg.Entry{
+		evs, err := chatlog.Append(ctx, tx, id, now, chatlog.Entry{
 			Sender: sender, Channel: channel, ClientMessageID: req.GetClientMessageId(),
 			Payload: &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetClientMessageId(), Attachments: attachments},
 		})
@@ -130,7 +130,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, apierr.From(err)
 	}
 	s.hub.Notify(events.ConversationKey(id.String()))
-	out, err := convpkg.EventToProto(appended, sender.ID)
+	out, err := chatlog.EventToProto(appended, sender.ID)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -160,13 +160,13 @@ func touchCustomer(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.U
 
 // attachmentsFor loads the attachments a message references: each must
 // have been uploaded to this conversation by the sender.
-func (s *Service) attachmentsFor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, sender convpkg.Sender, ids []string) ([]*parleyv1.Attachment, error) {
+func (s *Service) attachmentsFor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, sender chatlog.Sender, ids []string) ([]*parleyv1.Attachment, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	uuids := make([]uuid.UUID, len(ids))
 	for i, id := range ids {
-		uuids[i] = convpkg.ParseID(id)
+		uuids[i] = chatlog.ParseID(id)
 	}
 	rows, err := tx.Attachment.Query().
 		Where(attachment.IDIn(uuids...), attachment.ConversationID(convID), attachment.UploaderID(sender.ID)).
@@ -193,7 +193,7 @@ func (s *Service) attachmentsFor(ctx context.Context, tx *ent.Tx, convID uuid.UU
 
 // priorSend returns the event an earlier send with the same key stored, or
 // nil if there is none.
-func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender convpkg.Sender, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
+func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender chatlog.Sender, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	prior, err := s.db.Event.Query().Where(
 		event.ConversationID(id), event.SenderID(sender.ID), event.ClientMessageID(req.GetClientMessageId()),
 	).Only(ctx)
@@ -203,7 +203,7 @@ func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender convpkg.Se
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("look up client_message_id: %w", err))
 	}
-	out, err := convpkg.EventToProto(prior, sender.ID)
+	out, err := chatlog.EventToProto(prior, sender.ID)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"google.golang.org/protobuf/proto"
@@ -40,8 +40,8 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 // follow runs a subscription, keeping *cursor at the last seq sent.
 func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream, cursor *int64) error {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Follow)
+	id := chatlog.ParseID(req.GetConversationId())
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Follow)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
 			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", *cursor, conv.LastSeq))
 	}
-	me, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return apierr.Internal(err)
 	}
@@ -105,7 +105,7 @@ follow:
 				return err
 			}
 		}
-		evs, err := convpkg.EventsAfter(ctx, s.db, id, *cursor, replayBatch)
+		evs, err := chatlog.EventsAfter(ctx, s.db, id, *cursor, replayBatch)
 		if err != nil {
 			return apierr.Internal(err)
 		}
@@ -113,7 +113,7 @@ follow:
 			if guard.Still(ctx) != nil {
 				continue follow // revoked meanwhile: re-check before sending more
 			}
-			out, err := convpkg.EventToProto(ev, me.ID)
+			out, err := chatlog.EventToProto(ev, me.ID)
 			if err != nil {
 				return apierr.Internal(err)
 			}
@@ -148,7 +148,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	if credErr != nil && (p.Role != auth.RoleGuest || apierr.Reason(credErr) != auth.ReasonTokenRevoked) {
 		return nil, credErr
 	}
-	conv, err := convpkg.Reauthorize(ctx, s.db, p, id)
+	conv, err := chatlog.Reauthorize(ctx, s.db, p, id)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -79,7 +79,7 @@ func SetQueue(ctx context.Context, tx *ent.Tx, m *ent.QueueMutation, self uuid.U
 	m.SetWrapUpMs(p.GetWrapUp().AsDuration().Milliseconds())
 	m.ClearOverflowQueueID()
 	if id := p.GetOverflowQueueId(); id != "" {
-		overflow := convpkg.ParseID(id)
+		overflow := chatlog.ParseID(id)
 		if overflow == self {
 			return apierr.New(connect.CodeInvalidArgument, "OVERFLOW_TO_SELF", "overflow_queue_id must name another queue")
 		}
@@ -124,7 +124,7 @@ func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequ
 // UpdateQueue replaces a queue's settings; waiting chats keep their
 // priority until they move, and the next pass routes by the new policy.
 func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequest) (*parleyv1.UpdateQueueResponse, error) {
-	id := convpkg.ParseID(req.GetQueueId())
+	id := chatlog.ParseID(req.GetQueueId())
 	var q *ent.Queue
 	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		update := tx.Queue.UpdateOneID(id)
@@ -184,7 +184,7 @@ func (s *Service) CreateMatchingRule(ctx context.Context, req *parleyv1.CreateMa
 
 // UpdateMatchingRule replaces a rule; it applies to the next interaction.
 func (s *Service) UpdateMatchingRule(ctx context.Context, req *parleyv1.UpdateMatchingRuleRequest) (*parleyv1.UpdateMatchingRuleResponse, error) {
-	out, err := s.saveRule(ctx, convpkg.ParseID(req.GetRuleId()), req.GetDisplayName(), req.GetOrder(), req.GetQueueId(), req.GetCondition())
+	out, err := s.saveRule(ctx, chatlog.ParseID(req.GetRuleId()), req.GetDisplayName(), req.GetOrder(), req.GetQueueId(), req.GetCondition())
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func (s *Service) saveRule(ctx context.Context, id uuid.UUID, name string, order
 	if err := CheckCondition(condition); err != nil {
 		return nil, err
 	}
-	qid := convpkg.ParseID(queueID)
+	qid := chatlog.ParseID(queueID)
 	cond, err := protojson.Marshal(condition)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("encode condition: %w", err))
@@ -281,7 +281,7 @@ func (s *Service) ListMatchingRules(ctx context.Context, req *parleyv1.ListMatch
 
 // DeleteMatchingRule removes a rule.
 func (s *Service) DeleteMatchingRule(ctx context.Context, req *parleyv1.DeleteMatchingRuleRequest) (*parleyv1.DeleteMatchingRuleResponse, error) {
-	id := convpkg.ParseID(req.GetRuleId())
+	id := chatlog.ParseID(req.GetRuleId())
 	err := s.db.MatchingRule.DeleteOneID(id).Exec(ctx)
 	if ent.IsNotFound(err) {
 		return nil, apierr.New(connect.CodeNotFound, "RULE_NOT_FOUND", fmt.Sprintf("matching rule %s does not exist", id))
@@ -355,7 +355,7 @@ func (s *Service) ListAgents(ctx context.Context, req *parleyv1.ListAgentsReques
 func existingQueues(ctx context.Context, tx *ent.Tx, ids []string) ([]uuid.UUID, error) {
 	out := make([]uuid.UUID, len(ids))
 	for i, id := range ids {
-		out[i] = convpkg.ParseID(id)
+		out[i] = chatlog.ParseID(id)
 	}
 	n, err := tx.Queue.Query().Where(queue.IDIn(out...)).Count(ctx)
 	if err != nil {
@@ -371,7 +371,7 @@ func existingQueues(ctx context.Context, tx *ent.Tx, ids []string) ([]uuid.UUID,
 // Capacity may not drop below the agent's current load: the load check is
 // part of the update, so a racing offer cannot slip past it.
 func (s *Service) UpdateAgent(ctx context.Context, req *parleyv1.UpdateAgentRequest) (*parleyv1.UpdateAgentResponse, error) {
-	id := convpkg.ParseID(req.GetAgentId())
+	id := chatlog.ParseID(req.GetAgentId())
 	capacity := int(req.GetCapacity())
 	if capacity == 0 {
 		capacity = DefaultCapacity

@@ -12,7 +12,7 @@ import (
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -21,7 +21,7 @@ import (
 // appends the closing event, which ends every stream on the conversation.
 // It returns the hub keys to notify once tx commits. The caller has
 // checked that conv is open and that the closer may close it.
-func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.Sender, reason string, now time.Time) ([]string, error) {
+func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by chatlog.Sender, reason string, now time.Time) ([]string, error) {
 	var n notes
 	n.conversation(conv.ID)
 	if err := withdrawOffers(ctx, tx, conv.ID, now, &n); err != nil {
@@ -50,7 +50,7 @@ func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by convpkg.S
 	if err := auth.RevokeGuestTokens(ctx, tx, conv.ID, now); err != nil {
 		return nil, err
 	}
-	if _, err := convpkg.Append(ctx, tx, conv.ID, now, convpkg.Entry{Sender: by, Payload: &parleyv1.ConversationClosed{Reason: reason}}); err != nil {
+	if _, err := chatlog.Append(ctx, tx, conv.ID, now, chatlog.Entry{Sender: by, Payload: &parleyv1.ConversationClosed{Reason: reason}}); err != nil {
 		return nil, err
 	}
 	return n.keys, nil
@@ -92,7 +92,7 @@ func (d *Dispatcher) closeIfAbandoned(ctx context.Context, id uuid.UUID, idle pr
 		if err != nil {
 			return fmt.Errorf("reload conversation: %w", err)
 		}
-		notify, err = Close(ctx, tx, conv, convpkg.System, reason, now)
+		notify, err = Close(ctx, tx, conv, chatlog.System, reason, now)
 		return err
 	})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/routing/engine"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -44,12 +44,12 @@ func agentToProto(a *ent.Agent) *parleyv1.Agent {
 	for _, c := range Channels {
 		if limit, ok := a.ChannelCapacity[c]; ok {
 			out.ChannelCapacities = append(out.ChannelCapacities, &parleyv1.ChannelCapacity{
-				Channel: convpkg.ChannelToProto(interaction.Channel(c)), Capacity: int32(limit),
+				Channel: chatlog.ChannelToProto(interaction.Channel(c)), Capacity: int32(limit),
 			})
 		}
 		if p, ok := a.ChannelPresence[c]; ok {
 			out.ChannelPresences = append(out.ChannelPresences, &parleyv1.ChannelPresence{
-				Channel: convpkg.ChannelToProto(interaction.Channel(c)), Presence: presenceToProto[agent.Presence(p)],
+				Channel: chatlog.ChannelToProto(interaction.Channel(c)), Presence: presenceToProto[agent.Presence(p)],
 			})
 		}
 	}
@@ -79,7 +79,7 @@ func directoryEntryToProto(a *ent.Agent, channel string, free int) *parleyv1.Age
 func channelCapacities(in []*parleyv1.ChannelCapacity) (map[string]int, error) {
 	out := map[string]int{}
 	for _, c := range in {
-		name := string(convpkg.ChannelFromProto(c.GetChannel()))
+		name := string(chatlog.ChannelFromProto(c.GetChannel()))
 		if _, dup := out[name]; dup {
 			return nil, apierr.New(connect.CodeInvalidArgument, "CHANNEL_CAPACITY_TWICE",
 				fmt.Sprintf("channel_capacities lists %s twice", c.GetChannel()))

@@ -10,7 +10,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/paging"
 )
 
@@ -22,7 +22,7 @@ func (s *Service) ListAgentDirectory(ctx context.Context, req *parleyv1.ListAgen
 	p := auth.FromContext(ctx)
 	channel := ""
 	if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
-		channel = string(convpkg.ChannelFromProto(req.GetChannel()))
+		channel = string(chatlog.ChannelFromProto(req.GetChannel()))
 	}
 	scope := "agent-directory/" + channel
 	after, err := paging.DecodeID(scope, req.GetPageToken())

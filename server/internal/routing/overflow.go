@@ -9,7 +9,7 @@ import (
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -57,7 +57,7 @@ func (d *Dispatcher) overflowOne(ctx context.Context, c *ent.Conversation, q *en
 			if err := tx.Conversation.UpdateOneID(c.ID).SetWaitExceededAt(now).Exec(ctx); err != nil {
 				return fmt.Errorf("mark wait exceeded: %w", err)
 			}
-			_, err := convpkg.Append(ctx, tx, c.ID, now, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.WaitExceeded{
+			_, err := chatlog.Append(ctx, tx, c.ID, now, chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.WaitExceeded{
 				QueueId: q.ID.String(), MaxWait: durationpb.New(maxWait),
 			}})
 			return err
@@ -78,7 +78,7 @@ func (d *Dispatcher) overflowOne(ctx context.Context, c *ent.Conversation, q *en
 		}
 		n.queue(&q.ID)
 		n.queue(&to.ID)
-		_, err = convpkg.Append(ctx, tx, c.ID, now, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{
+		_, err = chatlog.Append(ctx, tx, c.ID, now, chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{
 			QueueId: to.ID.String(), QueueName: to.DisplayName, Reason: "overflow",
 		}})
 		return err

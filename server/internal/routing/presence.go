@@ -16,7 +16,7 @@ import (
 	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 )
 
 // streamRegistry counts this replica's open work streams per agent. The
@@ -206,10 +206,10 @@ func requeueHeld(ctx context.Context, tx *ent.Tx, a *ent.Agent, now time.Time, n
 			Exec(ctx); err != nil {
 			return fmt.Errorf("re-queue conversation %s: %w", c.ID, err)
 		}
-		from := convpkg.AgentSender(a)
-		if _, err := convpkg.Append(ctx, tx, c.ID, now,
-			convpkg.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
-			convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "agent_lost"}},
+		from := chatlog.AgentSender(a)
+		if _, err := chatlog.Append(ctx, tx, c.ID, now,
+			chatlog.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
+			chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "agent_lost"}},
 		); err != nil {
 			return err
 		}
@@ -227,7 +227,7 @@ func assignTo(ctx context.Context, tx *ent.Tx, convID uuid.UUID, me *ent.Agent, 
 	if err != nil {
 		return fmt.Errorf("load conversation: %w", err)
 	}
-	var entries []convpkg.Entry
+	var entries []chatlog.Entry
 	if transfer != nil && transfer.TransferFromAgentID != nil {
 		from := *transfer.TransferFromAgentID
 		if conv.State != conversation.StateAssigned || conv.AgentID == nil || *conv.AgentID != from {
@@ -242,10 +242,10 @@ func assignTo(ctx context.Context, tx *ent.Tx, convID uuid.UUID, me *ent.Agent, 
 		}
 		n.agent(from)
 		entries = append(entries,
-			convpkg.Entry{Sender: convpkg.AgentSender(prev), Payload: &parleyv1.ConversationTransferred{
-				From: convpkg.AgentSender(prev).Participant(), ToAgentId: me.ID.String(), Note: transfer.TransferNote,
+			chatlog.Entry{Sender: chatlog.AgentSender(prev), Payload: &parleyv1.ConversationTransferred{
+				From: chatlog.AgentSender(prev).Participant(), ToAgentId: me.ID.String(), Note: transfer.TransferNote,
 			}},
-			convpkg.Entry{Sender: convpkg.AgentSender(prev), Payload: &parleyv1.ParticipantLeft{Participant: convpkg.AgentSender(prev).Participant()}},
+			chatlog.Entry{Sender: chatlog.AgentSender(prev), Payload: &parleyv1.ParticipantLeft{Participant: chatlog.AgentSender(prev).Participant()}},
 		)
 	} else if conv.State != conversation.StateQueued {
 		return errNotWaiting(conv.ID)
@@ -259,8 +259,8 @@ func assignTo(ctx context.Context, tx *ent.Tx, convID uuid.UUID, me *ent.Agent, 
 		Exec(ctx); err != nil {
 		return fmt.Errorf("assign conversation: %w", err)
 	}
-	entries = append(entries, convpkg.Entry{Sender: convpkg.AgentSender(me), Payload: &parleyv1.ParticipantJoined{Participant: convpkg.AgentSender(me).Participant()}})
-	if _, err := convpkg.Append(ctx, tx, conv.ID, now, entries...); err != nil {
+	entries = append(entries, chatlog.Entry{Sender: chatlog.AgentSender(me), Payload: &parleyv1.ParticipantJoined{Participant: chatlog.AgentSender(me).Participant()}})
+	if _, err := chatlog.Append(ctx, tx, conv.ID, now, entries...); err != nil {
 		return err
 	}
 	n.conversation(conv.ID)

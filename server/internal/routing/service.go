@@ -18,8 +18,8 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/paging"
@@ -55,7 +55,7 @@ func (s *Service) SetPresence(ctx context.Context, req *parleyv1.SetPresenceRequ
 	p := auth.FromContext(ctx)
 	channel := ""
 	if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
-		channel = string(convpkg.ChannelFromProto(req.GetChannel()))
+		channel = string(chatlog.ChannelFromProto(req.GetChannel()))
 	}
 	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
 		return applyPresence(ctx, tx, p.AgentID, presenceFromProto[req.GetPresence()], channel, s.clk.Now(), n)
@@ -90,7 +90,7 @@ func (s *Service) AcceptOffer(ctx context.Context, req *parleyv1.AcceptOfferRequ
 	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
 		var done bool
 		var err error
-		o, done, err = s.offerToDecide(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), offer.StateAccepted, now)
+		o, done, err = s.offerToDecide(ctx, tx, p, chatlog.ParseID(req.GetOfferId()), offer.StateAccepted, now)
 		if err != nil || done {
 			return err
 		}
@@ -192,7 +192,7 @@ func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRe
 	p := auth.FromContext(ctx)
 	now := s.clk.Now()
 	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
-		o, done, err := s.offerToDecide(ctx, tx, p, convpkg.ParseID(req.GetOfferId()), offer.StateDeclined, now)
+		o, done, err := s.offerToDecide(ctx, tx, p, chatlog.ParseID(req.GetOfferId()), offer.StateDeclined, now)
 		if err != nil || done {
 			return err
 		}
@@ -213,8 +213,8 @@ func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRe
 // retry with the same request_id returns the first call's response.
 func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.TransferConversationRequest) (*parleyv1.TransferConversationResponse, error) {
 	p := auth.FromContext(ctx)
-	convID := convpkg.ParseID(req.GetConversationId())
-	if _, err := convpkg.Authorize(ctx, s.db, p, convID, convpkg.Post); err != nil {
+	convID := chatlog.ParseID(req.GetConversationId())
+	if _, err := chatlog.Authorize(ctx, s.db, p, convID, chatlog.Post); err != nil {
 		return nil, err
 	}
 	now := s.clk.Now()
@@ -236,7 +236,7 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 		resp := &parleyv1.TransferConversationResponse{}
 		switch target := req.GetTarget().(type) {
 		case *parleyv1.TransferConversationRequest_AgentId:
-			offerID, err := s.transferToAgent(ctx, tx, conv, me, convpkg.ParseID(target.AgentId), req.GetNote(), now)
+			offerID, err := s.transferToAgent(ctx, tx, conv, me, chatlog.ParseID(target.AgentId), req.GetNote(), now)
 			if err != nil {
 				return nil, err
 			}
@@ -244,7 +244,7 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 			notify = append(notify, events.AgentKey(target.AgentId))
 		case *parleyv1.TransferConversationRequest_QueueId:
 			var n notes
-			queueID := convpkg.ParseID(target.QueueId)
+			queueID := chatlog.ParseID(target.QueueId)
 			if err := s.transferToQueue(ctx, tx, conv, me, queueID, req.GetNote(), now, &n); err != nil {
 				return nil, err
 			}
@@ -259,7 +259,7 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 		if err != nil {
 			return nil, fmt.Errorf("reload conversation: %w", err)
 		}
-		resp.Conversation = convpkg.ToProto(after)
+		resp.Conversation = chatlog.ToProto(after)
 		return resp, nil
 	})
 	if err != nil {
@@ -343,11 +343,11 @@ func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Con
 		Exec(ctx); err != nil {
 		return fmt.Errorf("requeue conversation: %w", err)
 	}
-	from := convpkg.AgentSender(me)
-	_, err = convpkg.Append(ctx, tx, conv.ID, now,
-		convpkg.Entry{Sender: from, Payload: &parleyv1.ConversationTransferred{From: from.Participant(), ToQueueId: q.ID.String(), Note: note}},
-		convpkg.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
-		convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "transfer"}},
+	from := chatlog.AgentSender(me)
+	_, err = chatlog.Append(ctx, tx, conv.ID, now,
+		chatlog.Entry{Sender: from, Payload: &parleyv1.ConversationTransferred{From: from.Participant(), ToQueueId: q.ID.String(), Note: note}},
+		chatlog.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
+		chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "transfer"}},
 	)
 	return err
 }
@@ -373,7 +373,7 @@ func (s *Service) ListAssignedConversations(ctx context.Context, req *parleyv1.L
 	page, next := paging.Trim(rows, size, scope, func(c *ent.Conversation) string { return c.ID.String() })
 	resp := &parleyv1.ListAssignedConversationsResponse{NextPageToken: next}
 	for _, c := range page {
-		resp.Conversations = append(resp.Conversations, convpkg.ToProto(c))
+		resp.Conversations = append(resp.Conversations, chatlog.ToProto(c))
 	}
 	return resp, nil
 }
@@ -383,7 +383,7 @@ func (s *Service) loadConversation(ctx context.Context, id uuid.UUID) (*parleyv1
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 	}
-	return convpkg.ToProto(c), nil
+	return chatlog.ToProto(c), nil
 }
 
 // ListQueuedConversations lists waiting conversations, oldest first: an
@@ -424,7 +424,7 @@ func (s *Service) ListQueuedConversations(ctx context.Context, req *parleyv1.Lis
 	})
 	resp := &parleyv1.ListQueuedConversationsResponse{NextPageToken: next}
 	for _, c := range page {
-		resp.Conversations = append(resp.Conversations, convpkg.ToProto(c))
+		resp.Conversations = append(resp.Conversations, chatlog.ToProto(c))
 	}
 	return resp, nil
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -136,7 +136,7 @@ func (s *Service) sendWorkChanges(ctx context.Context, guard *auth.Guard, agentI
 		if held[c.ID] {
 			continue
 		}
-		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: convpkg.ToProto(c)}}); err != nil {
+		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: chatlog.ToProto(c)}}); err != nil {
 			return err
 		}
 		held[c.ID] = true
@@ -149,7 +149,7 @@ func (s *Service) sendWorkChanges(ctx context.Context, guard *auth.Guard, agentI
 		if err != nil {
 			return apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 		}
-		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: convpkg.ToProto(c)}}); err != nil {
+		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: chatlog.ToProto(c)}}); err != nil {
 			return err
 		}
 		delete(held, id)
@@ -176,7 +176,7 @@ func (s *Service) offerMessage(ctx context.Context, o *ent.Offer) (*parleyv1.Off
 			return nil, apierr.Internal(fmt.Errorf("load transferring agent: %w", err))
 		}
 	}
-	return offerToProto(o, convpkg.ToProto(c), summarize(c.Edges.Interaction, messages), from), nil
+	return offerToProto(o, chatlog.ToProto(c), summarize(c.Edges.Interaction, messages), from), nil
 }
 
 // summarize tells an agent in one line what the customer wants.

@@ -12,7 +12,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -25,7 +25,7 @@ import (
 // opens the conversation.
 func (s *Service) ClaimGuestConversation(ctx context.Context, req *parleyv1.ClaimGuestConversationRequest) (*parleyv1.ClaimGuestConversationResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
+	id := chatlog.ParseID(req.GetConversationId())
 	info, _ := connect.CallInfoForServerContext(ctx)
 	secret := ""
 	if info != nil {
@@ -79,8 +79,8 @@ func (s *Service) ClaimGuestConversation(ctx context.Context, req *parleyv1.Clai
 		if err := auth.RevokeGuestTokens(ctx, tx, id, now); err != nil {
 			return err
 		}
-		me := convpkg.Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}
-		_, err = convpkg.Append(ctx, tx, id, now, convpkg.Entry{Sender: me, Payload: &parleyv1.ParticipantJoined{Participant: me.Participant()}})
+		me := chatlog.Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}
+		_, err = chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: me, Payload: &parleyv1.ParticipantJoined{Participant: me.Participant()}})
 		return err
 	})
 	if err != nil {
@@ -91,5 +91,5 @@ func (s *Service) ClaimGuestConversation(ctx context.Context, req *parleyv1.Clai
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
-	return &parleyv1.ClaimGuestConversationResponse{Conversation: convpkg.ToProto(conv)}, nil
+	return &parleyv1.ClaimGuestConversationResponse{Conversation: chatlog.ToProto(conv)}, nil
 }

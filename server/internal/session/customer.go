@@ -15,7 +15,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/paging"
@@ -30,7 +30,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load consumer %s: %w", p.ConsumerID, err))
 	}
-	me := convpkg.Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}
+	me := chatlog.Sender{Role: event.SenderRoleCustomer, ID: c.ID.String(), Name: c.DisplayName}
 	now := s.clk.Now()
 	var notify []string
 	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.SessionServiceStartCustomerChatProcedure, ID: req.GetRequestId(), Now: now}
@@ -51,8 +51,8 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 		case resumed:
 			notify = append(notify, events.ConversationKey(open.ID.String()))
 			if req.GetFirstMessage() != "" {
-				channel := event.Channel(convpkg.ChannelFromProto(req.GetChannel()))
-				_, err := convpkg.Append(ctx, tx, open.ID, now, convpkg.Entry{
+				channel := event.Channel(chatlog.ChannelFromProto(req.GetChannel()))
+				_, err := chatlog.Append(ctx, tx, open.ID, now, chatlog.Entry{
 					Sender: me, Channel: &channel, ClientMessageID: req.GetRequestId(),
 					Payload: &parleyv1.MessagePosted{Text: req.GetFirstMessage(), ClientMessageId: req.GetRequestId()},
 				})
@@ -86,7 +86,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 		if err != nil {
 			return nil, fmt.Errorf("load conversation: %w", err)
 		}
-		return &parleyv1.StartCustomerChatResponse{Conversation: convpkg.ToProto(conv), Resumed: resumed}, nil
+		return &parleyv1.StartCustomerChatResponse{Conversation: chatlog.ToProto(conv), Resumed: resumed}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -142,7 +142,7 @@ func (s *Service) ListMyConversations(ctx context.Context, req *parleyv1.ListMyC
 	page, next := paging.Trim(rows, size, scope, func(c *ent.Conversation) string { return c.ID.String() })
 	resp := &parleyv1.ListMyConversationsResponse{NextPageToken: next}
 	for _, c := range page {
-		resp.Conversations = append(resp.Conversations, convpkg.ToProto(c))
+		resp.Conversations = append(resp.Conversations, chatlog.ToProto(c))
 	}
 	return resp, nil
 }

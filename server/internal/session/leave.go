@@ -15,7 +15,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/cases"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -28,15 +28,15 @@ const leftMessageSummary = 100
 // retry with the same request_id returns the same case.
 func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRequest) (*parleyv1.LeaveMessageResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Manage)
+	id := chatlog.ParseID(req.GetConversationId())
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Manage)
 	if err != nil {
 		return nil, err
 	}
 	if p.Role != auth.RoleGuest && p.Role != auth.RoleCustomer {
 		return nil, apierr.New(connect.CodePermissionDenied, "CUSTOMERS_ONLY", "only the customer of a chat may leave a message in it")
 	}
-	sender, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	sender, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -89,10 +89,10 @@ func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRe
 		}
 		number = c.Number
 		channel := event.Channel(conv.Edges.Interaction.Channel)
-		if _, err := convpkg.Append(ctx, tx, id, now,
-			convpkg.Entry{Sender: sender, Channel: &channel, ClientMessageID: req.GetRequestId(),
+		if _, err := chatlog.Append(ctx, tx, id, now,
+			chatlog.Entry{Sender: sender, Channel: &channel, ClientMessageID: req.GetRequestId(),
 				Payload: &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetRequestId()}},
-			convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.CaseLinked{CaseId: c.ID.String(), CaseNumber: c.Number}},
+			chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.CaseLinked{CaseId: c.ID.String(), CaseNumber: c.Number}},
 		); err != nil {
 			return err
 		}
@@ -108,5 +108,5 @@ func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRe
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
-	return &parleyv1.LeaveMessageResponse{CaseNumber: number, Conversation: convpkg.ToProto(closed)}, nil
+	return &parleyv1.LeaveMessageResponse{CaseNumber: number, Conversation: chatlog.ToProto(closed)}, nil
 }

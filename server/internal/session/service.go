@@ -24,9 +24,9 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/routing/engine"
@@ -163,7 +163,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	if conv.QueueID != nil {
 		s.hub.Notify(events.QueueKey(conv.QueueID.String()), events.RoutingKey)
 	}
-	return &parleyv1.StartGuestChatResponse{Conversation: convpkg.ToProto(conv), GuestToken: token}, nil
+	return &parleyv1.StartGuestChatResponse{Conversation: chatlog.ToProto(conv), GuestToken: token}, nil
 }
 
 // randomRequestID returns a StartGuestChat request_id in its one
@@ -259,8 +259,8 @@ func checkIssueType(set *ent.Setting, issueType string) error {
 // open stores the interaction, creates the conversation in the queue its
 // rules pick, and logs the customer's join, first message and queueing.
 // customer is nil for a guest, whose sender is the new interaction.
-func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer *convpkg.Sender, now time.Time) (*ent.Conversation, error) {
-	channel := convpkg.ChannelFromProto(form.channel)
+func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer *chatlog.Sender, now time.Time) (*ent.Conversation, error) {
+	channel := chatlog.ChannelFromProto(form.channel)
 	fields := engine.Interaction{
 		"issue_type": form.issueType,
 		"channel":    string(channel),
@@ -311,7 +311,7 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 		SetQueueEnteredAt(now).
 		SetPriority(queue.Priority).
 		SetCustomerActiveAt(now)
-	who := convpkg.Sender{Role: event.SenderRoleGuest, ID: saved.ID.String(), Name: saved.Name}
+	who := chatlog.Sender{Role: event.SenderRoleGuest, ID: saved.ID.String(), Name: saved.Name}
 	if customer != nil {
 		who = *customer
 		create.SetConsumerID(uuid.MustParse(customer.ID))
@@ -321,17 +321,17 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 		return nil, fmt.Errorf("create conversation: %w", err)
 	}
 	evChannel := event.Channel(channel)
-	entries := []convpkg.Entry{{Sender: who, Channel: &evChannel, Payload: &parleyv1.ParticipantJoined{Participant: who.Participant()}}}
+	entries := []chatlog.Entry{{Sender: who, Channel: &evChannel, Payload: &parleyv1.ParticipantJoined{Participant: who.Participant()}}}
 	if form.firstMessage != "" {
 		// The first message has no client_message_id: a guest's request id
 		// is a secret, and the form is not sent with SendMessage.
-		entries = append(entries, convpkg.Entry{
+		entries = append(entries, chatlog.Entry{
 			Sender: who, Channel: &evChannel, ClientMessageID: form.firstMessageID,
 			Payload: &parleyv1.MessagePosted{Text: form.firstMessage, ClientMessageId: form.firstMessageID},
 		})
 	}
-	entries = append(entries, convpkg.Entry{Sender: convpkg.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})
-	if _, err := convpkg.Append(ctx, tx, conv.ID, now, entries...); err != nil {
+	entries = append(entries, chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})
+	if _, err := chatlog.Append(ctx, tx, conv.ID, now, entries...); err != nil {
 		return nil, err
 	}
 	return conv, nil
@@ -381,11 +381,11 @@ func formFieldsOrEmpty(m map[string]string) map[string]string {
 
 // GetConversation returns a conversation the caller may read.
 func (s *Service) GetConversation(ctx context.Context, req *parleyv1.GetConversationRequest) (*parleyv1.GetConversationResponse, error) {
-	conv, err := convpkg.Authorize(ctx, s.db, auth.FromContext(ctx), convpkg.ParseID(req.GetConversationId()), convpkg.Read)
+	conv, err := chatlog.Authorize(ctx, s.db, auth.FromContext(ctx), chatlog.ParseID(req.GetConversationId()), chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
-	return &parleyv1.GetConversationResponse{Conversation: convpkg.ToProto(conv)}, nil
+	return &parleyv1.GetConversationResponse{Conversation: chatlog.ToProto(conv)}, nil
 }
 
 // CloseConversation closes a conversation: it releases the agent and any
@@ -393,12 +393,12 @@ func (s *Service) GetConversation(ctx context.Context, req *parleyv1.GetConversa
 // ends every stream on the conversation.
 func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConversationRequest) (*parleyv1.CloseConversationResponse, error) {
 	p := auth.FromContext(ctx)
-	id := convpkg.ParseID(req.GetConversationId())
-	conv, err := convpkg.Authorize(ctx, s.db, p, id, convpkg.Manage)
+	id := chatlog.ParseID(req.GetConversationId())
+	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Manage)
 	if err != nil {
 		return nil, err
 	}
-	sender, err := convpkg.SenderOf(ctx, s.db, p, conv)
+	sender, err := chatlog.SenderOf(ctx, s.db, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -432,5 +432,5 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
-	return &parleyv1.CloseConversationResponse{Conversation: convpkg.ToProto(closed)}, nil
+	return &parleyv1.CloseConversationResponse{Conversation: chatlog.ToProto(closed)}, nil
 }

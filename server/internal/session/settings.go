@@ -12,7 +12,7 @@ import (
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
-	convpkg "github.com/parleyhq/parley/server/internal/conversation"
+	"github.com/parleyhq/parley/server/internal/chatlog"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -78,7 +78,7 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 		SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
 		ClearDefaultQueueID()
 	if id := in.GetDefaultQueueId(); id != "" {
-		qid := convpkg.ParseID(id)
+		qid := chatlog.ParseID(id)
 		exists, err := s.db.Queue.Query().Where(queue.ID(qid)).Exist(ctx)
 		if err != nil {
 			return nil, apierr.Internal(fmt.Errorf("check default queue: %w", err))

@@ -1,8 +1,8 @@
-// Package conversation holds what every service needs of a conversation:
+// Package chatlog holds what every service needs of a conversation:
 // appending to its log (each event takes the next seq in the writing
 // transaction), reading the log, converting to the API types, and deciding
 // who may read or write it.
-package conversation
+package chatlog
 
 import (
 	"context"
