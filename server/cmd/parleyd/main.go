@@ -76,7 +76,9 @@ func run(log *slog.Logger, args []string) error {
 	sendBurst := fs.Int("send-burst", app.DefaultSendBurst, "messages and uploads each participant may send at once")
 	attachBytes := fs.Int("max-attachment-bytes", app.DefaultMaxAttachmentBytes, "largest attachment accepted")
 	attachTypes := fs.String("attachment-types", strings.Join(messaging.DefaultAttachmentTypes, ","), "comma-separated content types attachments may have")
-	sync := fs.String("sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per write)")
+	sync := fs.String("sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per commit; queued writes share a commit)")
+	writeBatch := fs.Int("sqlite-max-batch", 64, "at most this many queued write transactions share one SQLite commit (1: one commit each)")
+	writeWait := fs.Duration("sqlite-max-write-wait", 5*time.Second, "a write that waited this long for SQLite's writer is refused with Unavailable and a retry hint")
 	trusted := fs.String("trusted-proxies", os.Getenv("PARLEY_TRUSTED_PROXIES"), "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (env PARLEY_TRUSTED_PROXIES); default none")
 	origins := fs.String("allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
 	convAttachBytes := fs.Int64("max-conversation-attachment-bytes", app.DefaultMaxConversationAttachmentBytes, "largest total size of one conversation's attachments")
@@ -95,7 +97,13 @@ func run(log *slog.Logger, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	db, err := store.OpenSQLite(ctx, *dbPath, store.Synchronous(*sync))
+	if *writeBatch <= 0 || *writeWait <= 0 {
+		return errors.New("-sqlite-max-batch and -sqlite-max-write-wait must be positive")
+	}
+	db, err := store.OpenSQLite(ctx, *dbPath, store.Options{
+		Synchronous: store.Synchronous(*sync),
+		Writer:      store.WriterOptions{MaxBatch: *writeBatch, MaxWait: *writeWait},
+	})
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // originsTTL bounds how long a site change made on another replica takes
@@ -21,7 +21,7 @@ const originsTTL = 10 * time.Second
 // registered site's. Sites are read from the store at most every
 // originsTTL, and at once after a change on this replica.
 type Origins struct {
-	db     *ent.Client
+	db     *store.DB
 	clk    clock.Clock
 	log    *slog.Logger
 	static []string
@@ -32,7 +32,7 @@ type Origins struct {
 }
 
 // NewOrigins returns the origin allowlist of static plus db's sites.
-func NewOrigins(db *ent.Client, clk clock.Clock, log *slog.Logger, static []string) *Origins {
+func NewOrigins(db *store.DB, clk clock.Clock, log *slog.Logger, static []string) *Origins {
 	return &Origins{db: db, clk: clk, log: log, static: static}
 }
 

@@ -25,7 +25,7 @@ import (
 
 // Service implements parleyv1connect.AccessServiceHandler.
 type Service struct {
-	db      *ent.Client
+	db      *store.DB
 	hub     *events.Hub
 	clk     clock.Clock
 	origins *Origins
@@ -35,7 +35,7 @@ var _ parleyv1connect.AccessServiceHandler = (*Service)(nil)
 
 // NewService returns the service; origins is told when sites change, and
 // hub wakes the streams of a revoked token so that they end.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, origins *Origins) *Service {
+func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, origins *Origins) *Service {
 	return &Service{db: db, hub: hub, clk: clk, origins: origins}
 }
 
@@ -47,7 +47,7 @@ func (s *Service) IssueToken(ctx context.Context, req *parleyv1.IssueTokenReques
 	}
 	var secret string
 	var row *ent.Token
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		if t.Role == auth.RoleAgent {
 			t.AgentID = uuid.MustParse(req.GetAgentId())
 			exists, err := tx.Agent.Query().Where(agent.ID(t.AgentID)).Exist(ctx)
@@ -72,10 +72,12 @@ func (s *Service) IssueToken(ctx context.Context, req *parleyv1.IssueTokenReques
 // RevokeToken revokes a token; revoking it again changes nothing.
 func (s *Service) RevokeToken(ctx context.Context, req *parleyv1.RevokeTokenRequest) (*parleyv1.RevokeTokenResponse, error) {
 	id := uuid.MustParse(req.GetTokenId())
-	_, err := s.db.Token.Update().
-		Where(token.ID(id), token.RevokedAtIsNil()).
-		SetRevokedAt(s.clk.Now()).
-		Save(ctx)
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+		return tx.Token.Update().
+			Where(token.ID(id), token.RevokedAtIsNil()).
+			SetRevokedAt(s.clk.Now()).
+			Exec(ctx)
+	})
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("revoke token %s: %w", id, err))
 	}
@@ -120,11 +122,13 @@ func (s *Service) CreateSite(ctx context.Context, req *parleyv1.CreateSiteReques
 	if in.GetId() != "" {
 		return nil, apierr.New(connect.CodeInvalidArgument, "SITE_ID_SET", "site.id is chosen by Parley; leave it empty")
 	}
-	row, err := s.db.Site.Create().
-		SetDisplayName(in.GetDisplayName()).
-		SetAllowedOrigins(in.GetAllowedOrigins()).
-		SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
-		Save(ctx)
+	row, err := store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*ent.Site, error) {
+		return tx.Site.Create().
+			SetDisplayName(in.GetDisplayName()).
+			SetAllowedOrigins(in.GetAllowedOrigins()).
+			SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+			Save(ctx)
+	})
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("create site: %w", err))
 	}
@@ -139,11 +143,13 @@ func (s *Service) UpdateSite(ctx context.Context, req *parleyv1.UpdateSiteReques
 		return nil, apierr.New(connect.CodeInvalidArgument, "SITE_ID_MISSING", "site.id must name the site to update")
 	}
 	id := uuid.MustParse(in.GetId())
-	row, err := s.db.Site.UpdateOneID(id).
-		SetDisplayName(in.GetDisplayName()).
-		SetAllowedOrigins(in.GetAllowedOrigins()).
-		SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
-		Save(ctx)
+	row, err := store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*ent.Site, error) {
+		return tx.Site.UpdateOneID(id).
+			SetDisplayName(in.GetDisplayName()).
+			SetAllowedOrigins(in.GetAllowedOrigins()).
+			SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+			Save(ctx)
+	})
 	if ent.IsNotFound(err) {
 		return nil, apierr.New(connect.CodeNotFound, "SITE_NOT_FOUND", fmt.Sprintf("site %s does not exist", id))
 	}

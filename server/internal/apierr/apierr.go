@@ -6,10 +6,13 @@ package apierr
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connectproto"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Domain is the ErrorInfo domain of every Parley error.
@@ -28,6 +31,23 @@ func New(code connect.Code, reason, message string) *connect.Error {
 // Internal hides cause from the caller and keeps it for the server's log.
 func Internal(cause error) *connect.Error {
 	return New(connect.CodeInternal, "INTERNAL", "internal error; the server log has details").WithCause(cause)
+}
+
+// WithRetry adds a RetryInfo detail to err: the caller may try again
+// after wait.
+func WithRetry(err *connect.Error, wait time.Duration) *connect.Error {
+	if detail, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); derr == nil {
+		err = err.WithDetail(detail)
+	}
+	return err
+}
+
+// Overloaded is the error for a call the server could not take now because
+// its store is overloaded: Unavailable (nothing was done, so any call may be
+// retried) with a RetryInfo detail.
+func Overloaded(wait time.Duration) *connect.Error {
+	return WithRetry(New(connect.CodeUnavailable, "STORE_OVERLOADED",
+		fmt.Sprintf("the server is overloaded and did not do this; try again in %s", wait.Round(time.Millisecond))), wait)
 }
 
 // Reason returns the ErrorInfo reason of a Connect error, or "".

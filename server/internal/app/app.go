@@ -20,7 +20,6 @@ import (
 	"connectrpc.com/validate"
 	"github.com/rs/cors"
 
-	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/access"
 	"github.com/parleyhq/parley/server/internal/auth"
@@ -34,6 +33,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // Defaults for Options left zero.
@@ -178,7 +178,7 @@ type App struct {
 }
 
 // New wires the services over db.
-func New(db *ent.Client, opts Options) *App {
+func New(db *store.DB, opts Options) *App {
 	opts = opts.withDefaults()
 	hub := events.NewHub()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)

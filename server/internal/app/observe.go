@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // observe logs server-side failures with their hidden cause and turns a
@@ -52,6 +53,10 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 				cause := err
 				if errors.As(err, &cerr) && cerr.Unwrap() != nil {
 					cause = cerr.Unwrap()
+				}
+				if wait, ok := store.IsOverloaded(cause); ok {
+					log.Warn("store overloaded", "procedure", spec.Procedure, "cause", cause)
+					return apierr.Overloaded(wait)
 				}
 				log.Error("rpc failed", "procedure", spec.Procedure, "code", connect.CodeOf(err).String(), "cause", cause)
 			}

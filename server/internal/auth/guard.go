@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
+
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/token"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // Reasons a stream's credential stopped holding.
@@ -27,7 +29,7 @@ const (
 // on this replica or the expiry passed), and selects on Changed and
 // Expired to wake at once when the credential may have stopped holding.
 type Guard struct {
-	db      *ent.Client
+	db      *store.DB
 	hub     *events.Hub
 	clk     clock.Clock
 	p       *Principal
@@ -37,7 +39,7 @@ type Guard struct {
 
 // NewGuard returns the guard of a stream opened by p. Stop it when the
 // stream ends.
-func NewGuard(db *ent.Client, hub *events.Hub, clk clock.Clock, p *Principal) *Guard {
+func NewGuard(db *store.DB, hub *events.Hub, clk clock.Clock, p *Principal) *Guard {
 	g := &Guard{db: db, hub: hub, clk: clk, p: p}
 	if !p.Expires.IsZero() {
 		g.expiry = time.NewTimer(max(p.Expires.Sub(clk.Now()), 0))

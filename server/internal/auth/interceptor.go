@@ -6,17 +6,18 @@ import (
 	"strings"
 
 	"connectrpc.com/connect/v2"
-	"github.com/parleyhq/parley/ent"
+
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // NewInterceptor returns the server interceptor that authenticates the
 // bearer token in the Authorization header (a Parley token, or a customer
 // JWT that customers verifies) and enforces Policies before any request
 // payload is read.
-func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger, customers *identity.Verifier) connect.ServerInterceptor {
+func NewInterceptor(db *store.DB, clk clock.Clock, log *slog.Logger, customers *identity.Verifier) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			policy, ok := Policies[spec.Procedure]
@@ -46,7 +47,7 @@ func NewInterceptor(db *ent.Client, clk clock.Clock, log *slog.Logger, customers
 			if identity.LooksLikeJWT(secret) {
 				p, err = resolveCustomer(ctx, db, customers, secret)
 			} else {
-				p, err = resolve(ctx, db, secret, clk.Now())
+				p, err = resolve(ctx, db.Client, secret, clk.Now())
 			}
 			if err == errBadToken {
 				return apierr.New(connect.CodeUnauthenticated, "INVALID_TOKEN",

@@ -386,12 +386,12 @@ type Result struct {
 // yet. A store that is already configured is left alone: from then on,
 // admin RPCs change the configuration. A new installation always gets an
 // admin: if f names none, Apply generates a token.
-func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
+func Apply(ctx context.Context, db *store.DB, f *File) (Result, error) {
 	var res Result
 	if err := f.checkNoDemoTokens(); err != nil {
 		return res, err
 	}
-	err := store.InTx(ctx, db, func(tx *ent.Tx) error {
+	err := store.InTx(ctx, db, func(ctx context.Context, tx *ent.Tx) error {
 		existing, err := tx.Setting.Query().Only(ctx)
 		if err == nil {
 			res.Demo = existing.Demo

@@ -28,7 +28,7 @@ import (
 
 // Service implements parleyv1connect.CaseServiceHandler.
 type Service struct {
-	db  *ent.Client
+	db  *store.DB
 	hub *events.Hub
 	clk clock.Clock
 }
@@ -36,7 +36,7 @@ type Service struct {
 var _ parleyv1connect.CaseServiceHandler = (*Service)(nil)
 
 // NewService returns the CaseService handler.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock) *Service {
+func NewService(db *store.DB, hub *events.Hub, clk clock.Clock) *Service {
 	return &Service{db: db, hub: hub, clk: clk}
 }
 
@@ -68,7 +68,7 @@ func requestHash(conversationID, description string, withConsumer bool) []byte {
 func (s *Service) create(ctx context.Context, conversationID, requestID, description string, withConsumer bool) (*parleyv1.Case, *parleyv1.Consumer, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(conversationID)
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -86,7 +86,7 @@ func (s *Service) create(ctx context.Context, conversationID, requestID, descrip
 	now := s.clk.Now()
 	var caseID uuid.UUID
 	created := false
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		prior, err := tx.ServiceCase.Query().Where(servicecase.RequestID(requestID)).Only(ctx)
 		if err == nil {
 			if !bytes.Equal(prior.RequestHash, hash) {
@@ -162,7 +162,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load case: %w", err))
 	}
-	conv, err := chatlog.Authorize(ctx, s.db, p, c.ConversationID, chatlog.Read)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, c.ConversationID, chatlog.Read)
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return nil, notFound
@@ -170,7 +170,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 		return nil, err
 	}
 	// An agent who handed the chat over reads it up to when they left.
-	end, _, err := chatlog.HistoryEnd(ctx, s.db, p, conv)
+	end, _, err := chatlog.HistoryEnd(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, err
 	}

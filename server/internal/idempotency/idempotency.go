@@ -39,18 +39,18 @@ type Key struct {
 // same transaction. If key was used before with an equal request, Do
 // returns the stored response without calling write; if with a different
 // request, it fails with AlreadyExists. replayed tells which happened.
-func Do[R proto.Message](ctx context.Context, db *ent.Client, key Key, req proto.Message, write func(tx *ent.Tx) (R, error)) (resp R, replayed bool, err error) {
+func Do[R proto.Message](ctx context.Context, db *store.DB, key Key, req proto.Message, write func(ctx context.Context, tx *ent.Tx) (R, error)) (resp R, replayed bool, err error) {
 	hash, err := Fingerprint(req)
 	if err != nil {
 		return resp, false, apierr.Internal(err)
 	}
-	err = store.InTx(ctx, db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, db, func(ctx context.Context, tx *ent.Tx) error {
 		var found bool
 		if resp, found, err = lookup[R](ctx, tx.IdempotencyKey, key, hash); err != nil || found {
 			replayed = found
 			return err
 		}
-		if resp, err = write(tx); err != nil {
+		if resp, err = write(ctx, tx); err != nil {
 			return err
 		}
 		body, err := proto.Marshal(resp)

@@ -44,20 +44,20 @@ var attachmentMeta = []string{
 func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAttachmentRequest) (*parleyv1.UploadAttachmentResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.checkContent(req); err != nil {
 		return nil, err
 	}
-	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
 	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.MessagingServiceUploadAttachmentProcedure, ID: req.GetRequestId(), Now: now}
-	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.UploadAttachmentResponse, error) {
+	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (*parleyv1.UploadAttachmentResponse, error) {
 		// Only a new upload counts against the rate limit, not a retry.
 		if err := s.spend(p); err != nil {
 			return nil, err
@@ -177,7 +177,7 @@ func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachment
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load attachment %s: %w", id, err))
 	}
-	conv, err := chatlog.Authorize(ctx, s.db, p, a.ConversationID, chatlog.Read)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, a.ConversationID, chatlog.Read)
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodePermissionDenied {
 			return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))
@@ -185,7 +185,7 @@ func (s *Service) GetAttachment(ctx context.Context, req *parleyv1.GetAttachment
 		return nil, err
 	}
 	// An agent who handed the chat over reads what came before they left.
-	if end, leftAt, err := chatlog.HistoryEnd(ctx, s.db, p, conv); err != nil {
+	if end, leftAt, err := chatlog.HistoryEnd(ctx, s.db.Client, p, conv); err != nil {
 		return nil, err
 	} else if end < conv.LastSeq && (leftAt.IsZero() || a.CreatedAt.After(leftAt)) {
 		return nil, apierr.New(connect.CodePermissionDenied, "ATTACHMENT_ACCESS_DENIED", fmt.Sprintf("you have no access to attachment %s", id))

@@ -26,12 +26,12 @@ const (
 func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsRequest) (*parleyv1.ListEventsResponse, error) {
 	id := chatlog.ParseID(req.GetConversationId())
 	p := auth.FromContext(ctx)
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Read)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
 	viewer := chatlog.ViewerID(p, conv)
-	end, _, err := chatlog.HistoryEnd(ctx, s.db, p, conv)
+	end, _, err := chatlog.HistoryEnd(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -56,9 +56,9 @@ func (s *Service) ListEvents(ctx context.Context, req *parleyv1.ListEventsReques
 		if after != "" {
 			before = cursor
 		}
-		rows, err = chatlog.EventsBefore(ctx, s.db, id, min(before, end+1), size+1)
+		rows, err = chatlog.EventsBefore(ctx, s.db.Client, id, min(before, end+1), size+1)
 	} else {
-		rows, err = chatlog.EventsAfter(ctx, s.db, id, cursor, size+1)
+		rows, err = chatlog.EventsAfter(ctx, s.db.Client, id, cursor, size+1)
 	}
 	if err != nil {
 		return nil, apierr.Internal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
+	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -30,22 +31,24 @@ const typingActivityEvery = 30 * time.Second
 func (s *Service) SetTyping(ctx context.Context, req *parleyv1.SetTypingRequest) (*parleyv1.SetTypingResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
 	if err != nil {
 		return nil, err
 	}
-	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
-		err := s.db.Conversation.Update().
-			Where(conversation.ID(id), conversation.Or(
-				conversation.CustomerActiveAtIsNil(), conversation.CustomerActiveAtLT(now.Add(-typingActivityEvery)),
-			)).
-			SetCustomerActiveAt(now).
-			Exec(ctx)
+		err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+			return tx.Conversation.Update().
+				Where(conversation.ID(id), conversation.Or(
+					conversation.CustomerActiveAtIsNil(), conversation.CustomerActiveAtLT(now.Add(-typingActivityEvery)),
+				)).
+				SetCustomerActiveAt(now).
+				Exec(ctx)
+		})
 		if err != nil {
 			return nil, apierr.Internal(fmt.Errorf("record customer activity: %w", err))
 		}
@@ -84,7 +87,7 @@ func (s *Service) MarkRead(ctx context.Context, req *parleyv1.MarkReadRequest) (
 func (s *Service) moveCursor(ctx context.Context, req proto.Message, procedure, convID, requestID string, delivered, read int64) (*parleyv1.ReadCursor, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(convID)
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Participate)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Participate)
 	if err != nil {
 		return nil, err
 	}
@@ -92,13 +95,13 @@ func (s *Service) moveCursor(ctx context.Context, req proto.Message, procedure, 
 		return nil, apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
 			fmt.Sprintf("seq %d is beyond the log's last seq %d; acknowledge only seqs you received", delivered, conv.LastSeq))
 	}
-	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
 	key := idempotency.Key{Caller: p.Caller(), Procedure: procedure, ID: requestID, Now: now}
-	cursor, replayed, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.ReadCursor, error) {
+	cursor, replayed, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (*parleyv1.ReadCursor, error) {
 		rc, err := raiseCursor(ctx, tx, id, me, delivered, read, now)
 		if err != nil {
 			return nil, err
@@ -156,12 +159,12 @@ func raiseCursor(ctx context.Context, tx *ent.Tx, convID uuid.UUID, who chatlog.
 func (s *Service) ListReadCursors(ctx context.Context, req *parleyv1.ListReadCursorsRequest) (*parleyv1.ListReadCursorsResponse, error) {
 	id := chatlog.ParseID(req.GetConversationId())
 	p := auth.FromContext(ctx)
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Read)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
 	// An agent who handed the chat over sees cursors up to when they left.
-	end, _, err := chatlog.HistoryEnd(ctx, s.db, p, conv)
+	end, _, err := chatlog.HistoryEnd(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, err
 	}

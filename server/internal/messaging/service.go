@@ -49,7 +49,7 @@ type Options struct {
 
 // Service implements parleyv1connect.MessagingServiceHandler.
 type Service struct {
-	db      *ent.Client
+	db      *store.DB
 	hub     *events.Hub
 	signals *events.Signals
 	clk     clock.Clock
@@ -60,7 +60,7 @@ type Service struct {
 var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 
 // NewService returns the MessagingService handler.
-func NewService(db *ent.Client, hub *events.Hub, signals *events.Signals, clk clock.Clock, opts Options) *Service {
+func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk clock.Clock, opts Options) *Service {
 	return &Service{
 		db: db, hub: hub, signals: signals, clk: clk, opts: opts,
 		limits: ratelimit.New(ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}),
@@ -73,11 +73,11 @@ func NewService(db *ent.Client, hub *events.Hub, signals *events.Signals, clk cl
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Post)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
 	if err != nil {
 		return nil, err
 	}
-	sender, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	sender, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -97,7 +97,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	}
 	now := s.clk.Now()
 	var appended *ent.Event
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		// The state may have changed since Authorize; check it under the lock.
 		cur, err := tx.Conversation.Get(ctx, id)
 		if err != nil {

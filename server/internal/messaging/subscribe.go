@@ -41,7 +41,7 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream, cursor *int64) error {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Follow)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Follow)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
 			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", *cursor, conv.LastSeq))
 	}
-	me, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	me, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return apierr.Internal(err)
 	}
@@ -105,7 +105,7 @@ follow:
 				return err
 			}
 		}
-		evs, err := chatlog.EventsAfter(ctx, s.db, id, *cursor, replayBatch)
+		evs, err := chatlog.EventsAfter(ctx, s.db.Client, id, *cursor, replayBatch)
 		if err != nil {
 			return apierr.Internal(err)
 		}
@@ -148,7 +148,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	if credErr != nil && (p.Role != auth.RoleGuest || apierr.Reason(credErr) != auth.ReasonTokenRevoked) {
 		return nil, credErr
 	}
-	conv, err := chatlog.Reauthorize(ctx, s.db, p, id)
+	conv, err := chatlog.Reauthorize(ctx, s.db.Client, p, id)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 // sendPosition sends the conversation's queue position if it waits and
 // the position or estimate changed since *last.
 func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
-	pos, waiting, err := routing.Position(ctx, s.db, conv, s.clk.Now())
+	pos, waiting, err := routing.Position(ctx, s.db.Client, conv, s.clk.Now())
 	if err != nil {
 		return apierr.Internal(err)
 	}

@@ -10,10 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
-	"connectrpc.com/connect/v2/connectproto"
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/parleyhq/parley/server/internal/apierr"
 )
@@ -77,10 +74,6 @@ func (l *Limiter) dropFull(now time.Time) {
 // Refusal is the error for a write refused by a limit: ResourceExhausted
 // with reason, a message saying what to do, and a RetryInfo detail.
 func Refusal(reason, what string, wait time.Duration) *connect.Error {
-	err := apierr.New(connect.CodeResourceExhausted, reason,
-		fmt.Sprintf("%s too fast; try again in %s", what, wait.Round(time.Millisecond)))
-	if detail, derr := connectproto.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); derr == nil {
-		err = err.WithDetail(detail)
-	}
-	return err
+	return apierr.WithRetry(apierr.New(connect.CodeResourceExhausted, reason,
+		fmt.Sprintf("%s too fast; try again in %s", what, wait.Round(time.Millisecond))), wait)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/token"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // Defaults of Policy.
@@ -59,14 +60,14 @@ type Result struct {
 
 // Sweeper applies a Policy.
 type Sweeper struct {
-	db     *ent.Client
+	db     *store.DB
 	clk    clock.Clock
 	log    *slog.Logger
 	policy Policy
 }
 
 // NewSweeper returns a sweeper of policy over db.
-func NewSweeper(db *ent.Client, clk clock.Clock, log *slog.Logger, policy Policy) *Sweeper {
+func NewSweeper(db *store.DB, clk clock.Clock, log *slog.Logger, policy Policy) *Sweeper {
 	return &Sweeper{db: db, clk: clk, log: log, policy: policy}
 }
 
@@ -98,7 +99,9 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 			Limit(batch).IDs(ctx)
 	}, func(ids []uuid.UUID) (int, error) {
 		// Re-checked in the delete: a message may have referenced it since.
-		return s.db.Attachment.Delete().Where(attachment.IDIn(ids...), attachment.Referenced(false)).Exec(ctx)
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (int, error) {
+			return tx.Attachment.Delete().Where(attachment.IDIn(ids...), attachment.Referenced(false)).Exec(ctx)
+		})
 	}); err != nil {
 		return res, fmt.Errorf("retention: attachments: %w", err)
 	}
@@ -106,21 +109,27 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 	if res.Tokens, err = sweep(ctx, func() ([]uuid.UUID, error) {
 		return s.db.Token.Query().Where(token.Or(token.ExpiresAtLT(cutoff), token.RevokedAtLT(cutoff))).Limit(batch).IDs(ctx)
 	}, func(ids []uuid.UUID) (int, error) {
-		return s.db.Token.Delete().Where(token.IDIn(ids...)).Exec(ctx)
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (int, error) {
+			return tx.Token.Delete().Where(token.IDIn(ids...)).Exec(ctx)
+		})
 	}); err != nil {
 		return res, fmt.Errorf("retention: tokens: %w", err)
 	}
 	if res.IdempotencyKeys, err = sweep(ctx, func() ([]int, error) {
 		return s.db.IdempotencyKey.Query().Where(idempotencykey.CreatedAtLT(now.Add(-s.policy.Idempotency))).Limit(batch).IDs(ctx)
 	}, func(ids []int) (int, error) {
-		return s.db.IdempotencyKey.Delete().Where(idempotencykey.IDIn(ids...)).Exec(ctx)
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (int, error) {
+			return tx.IdempotencyKey.Delete().Where(idempotencykey.IDIn(ids...)).Exec(ctx)
+		})
 	}); err != nil {
 		return res, fmt.Errorf("retention: idempotency keys: %w", err)
 	}
 	if res.GuestStarts, err = sweep(ctx, func() ([]int, error) {
 		return s.db.GuestStart.Query().Where(gueststart.CreatedAtLT(now.Add(-s.policy.GuestStarts))).Limit(batch).IDs(ctx)
 	}, func(ids []int) (int, error) {
-		return s.db.GuestStart.Delete().Where(gueststart.IDIn(ids...)).Exec(ctx)
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (int, error) {
+			return tx.GuestStart.Delete().Where(gueststart.IDIn(ids...)).Exec(ctx)
+		})
 	}); err != nil {
 		return res, fmt.Errorf("retention: guest starts: %w", err)
 	}
@@ -129,7 +138,9 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 			Where(interaction.GuestTokenSealedNotNil(), interaction.CreatedAtLT(now.Add(-s.policy.SealedGuestTokens))).
 			Limit(batch).IDs(ctx)
 	}, func(ids []uuid.UUID) (int, error) {
-		return s.db.Interaction.Update().Where(interaction.IDIn(ids...)).ClearGuestTokenSealed().Save(ctx)
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (int, error) {
+			return tx.Interaction.Update().Where(interaction.IDIn(ids...)).ClearGuestTokenSealed().Save(ctx)
+		})
 	}); err != nil {
 		return res, fmt.Errorf("retention: sealed guest tokens: %w", err)
 	}

@@ -106,7 +106,7 @@ func queueNameTaken(err error, name string) error {
 // CreateQueue adds a queue.
 func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequest) (*parleyv1.CreateQueueResponse, error) {
 	var q *ent.Queue
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		create := tx.Queue.Create()
 		if err := SetQueue(ctx, tx, create.Mutation(), uuid.Nil, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
 			return err
@@ -126,7 +126,7 @@ func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequ
 func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequest) (*parleyv1.UpdateQueueResponse, error) {
 	id := chatlog.ParseID(req.GetQueueId())
 	var q *ent.Queue
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		update := tx.Queue.UpdateOneID(id)
 		if err := SetQueue(ctx, tx, update.Mutation(), id, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
 			return err
@@ -203,7 +203,7 @@ func (s *Service) saveRule(ctx context.Context, id uuid.UUID, name string, order
 		return nil, apierr.Internal(fmt.Errorf("encode condition: %w", err))
 	}
 	var r *ent.MatchingRule
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		if id != uuid.Nil {
 			exists, err := tx.MatchingRule.Query().Where(matchingrule.ID(id)).Exist(ctx)
 			if err != nil {
@@ -282,7 +282,9 @@ func (s *Service) ListMatchingRules(ctx context.Context, req *parleyv1.ListMatch
 // DeleteMatchingRule removes a rule.
 func (s *Service) DeleteMatchingRule(ctx context.Context, req *parleyv1.DeleteMatchingRuleRequest) (*parleyv1.DeleteMatchingRuleResponse, error) {
 	id := chatlog.ParseID(req.GetRuleId())
-	err := s.db.MatchingRule.DeleteOneID(id).Exec(ctx)
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+		return tx.MatchingRule.DeleteOneID(id).Exec(ctx)
+	})
 	if ent.IsNotFound(err) {
 		return nil, apierr.New(connect.CodeNotFound, "RULE_NOT_FOUND", fmt.Sprintf("matching rule %s does not exist", id))
 	}
@@ -304,7 +306,7 @@ func (s *Service) CreateAgent(ctx context.Context, req *parleyv1.CreateAgentRequ
 	}
 	var a *ent.Agent
 	var secret string
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		queueIDs, err := existingQueues(ctx, tx, req.GetQueueIds())
 		if err != nil {
 			return err
@@ -380,7 +382,7 @@ func (s *Service) UpdateAgent(ctx context.Context, req *parleyv1.UpdateAgentRequ
 	if err != nil {
 		return nil, err
 	}
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		exists, err := tx.Agent.Query().Where(agent.ID(id)).Exist(ctx)
 		if err != nil {
 			return fmt.Errorf("check agent: %w", err)

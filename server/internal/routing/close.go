@@ -83,7 +83,7 @@ func (d *Dispatcher) closeAbandoned(ctx context.Context) error {
 // closeIfAbandoned closes conversation id if it is still idle.
 func (d *Dispatcher) closeIfAbandoned(ctx context.Context, id uuid.UUID, idle predicate.Conversation, reason string, now time.Time) error {
 	var notify []string
-	err := store.InTx(ctx, d.db, func(tx *ent.Tx) error {
+	err := store.InTx(ctx, d.db, func(ctx context.Context, tx *ent.Tx) error {
 		// Re-check under the write lock: the customer may just have written.
 		conv, err := tx.Conversation.Query().Where(conversation.ID(id), idle).Only(ctx)
 		if ent.IsNotFound(err) {

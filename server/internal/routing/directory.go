@@ -48,7 +48,7 @@ func (s *Service) ListAgentDirectory(ctx context.Context, req *parleyv1.ListAgen
 	}
 	var loads map[uuid.UUID]map[string]int
 	if len(limited) > 0 {
-		if loads, err = channelLoads(ctx, s.db, limited); err != nil {
+		if loads, err = channelLoads(ctx, s.db.Client, limited); err != nil {
 			return nil, apierr.Internal(err)
 		}
 	}

@@ -38,7 +38,7 @@ const maxWorkPerPass = 1000
 // Nothing authoritative lives here: after a restart, the store holds every
 // waiting chat, offer and lease.
 type Dispatcher struct {
-	db      *ent.Client
+	db      *store.DB
 	hub     *events.Hub
 	clk     clock.Clock
 	log     *slog.Logger
@@ -49,7 +49,7 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher; start it with Run.
-func NewDispatcher(db *ent.Client, hub *events.Hub, clk clock.Clock, log *slog.Logger) *Dispatcher {
+func NewDispatcher(db *store.DB, hub *events.Hub, clk clock.Clock, log *slog.Logger) *Dispatcher {
 	return &Dispatcher{db: db, hub: hub, clk: clk, log: log, kick: make(chan struct{}, 1), streams: newStreamRegistry(), failures: newFailures()}
 }
 
@@ -109,7 +109,7 @@ func (d *Dispatcher) Pass(ctx context.Context) error {
 // collected.
 func (d *Dispatcher) commit(ctx context.Context, fn func(tx *ent.Tx, n *notes) error) error {
 	var n notes
-	if err := store.InTx(ctx, d.db, func(tx *ent.Tx) error { return fn(tx, &n) }); err != nil {
+	if err := store.InTx(ctx, d.db, func(ctx context.Context, tx *ent.Tx) error { return fn(tx, &n) }); err != nil {
 		return err
 	}
 	d.hub.Notify(n.keys...)
@@ -216,7 +216,7 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 	if err != nil || len(waiting) == 0 {
 		return err
 	}
-	pool, err := loadPool(ctx, d.db)
+	pool, err := loadPool(ctx, d.db.Client)
 	if err != nil || len(pool) == 0 {
 		return err
 	}
@@ -230,7 +230,7 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 		byID[q.ID] = q
 		engineQueues[q.ID.String()] = engineQueue(q)
 	}
-	refused, err := refusals(ctx, d.db, waiting)
+	refused, err := refusals(ctx, d.db.Client, waiting)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/chatlog"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // streamRegistry counts this replica's open work streams per agent. The
@@ -64,11 +65,14 @@ func grace(ctx context.Context, db *ent.Client) (time.Duration, error) {
 // and leases it at once, so a drop before the next pass is noticed too.
 func (d *Dispatcher) StreamOpened(ctx context.Context, agentID uuid.UUID) error {
 	d.streams.add(agentID)
-	g, err := grace(ctx, d.db)
+	g, err := grace(ctx, d.db.Client)
 	if err != nil {
 		return err
 	}
-	if err := d.db.Agent.UpdateOneID(agentID).SetStreamLeaseUntil(d.clk.Now().Add(g)).Exec(ctx); err != nil {
+	err = store.InTx(ctx, d.db, func(ctx context.Context, tx *ent.Tx) error {
+		return tx.Agent.UpdateOneID(agentID).SetStreamLeaseUntil(d.clk.Now().Add(g)).Exec(ctx)
+	})
+	if err != nil {
 		return fmt.Errorf("lease work stream of %s: %w", agentID, err)
 	}
 	d.Kick() // an agent connected: waiting work may be theirs
@@ -86,11 +90,14 @@ func (d *Dispatcher) renewLeases(ctx context.Context) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	g, err := grace(ctx, d.db)
+	g, err := grace(ctx, d.db.Client)
 	if err != nil {
 		return err
 	}
-	if err := d.db.Agent.Update().Where(agent.IDIn(ids...)).SetStreamLeaseUntil(d.clk.Now().Add(g)).Exec(ctx); err != nil {
+	err = store.InTx(ctx, d.db, func(ctx context.Context, tx *ent.Tx) error {
+		return tx.Agent.Update().Where(agent.IDIn(ids...)).SetStreamLeaseUntil(d.clk.Now().Add(g)).Exec(ctx)
+	})
+	if err != nil {
 		return fmt.Errorf("renew work stream leases: %w", err)
 	}
 	return nil

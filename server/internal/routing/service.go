@@ -23,11 +23,12 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/paging"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // Service implements parleyv1connect.RoutingServiceHandler.
 type Service struct {
-	db         *ent.Client
+	db         *store.DB
 	hub        *events.Hub
 	clk        clock.Clock
 	dispatcher *Dispatcher
@@ -38,7 +39,7 @@ var _ parleyv1connect.RoutingServiceHandler = (*Service)(nil)
 
 // NewService returns the RoutingService handler. WatchWork streams send a
 // heartbeat after each heartbeat interval without other items.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *Dispatcher, heartbeat time.Duration) *Service {
+func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *Dispatcher, heartbeat time.Duration) *Service {
 	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher, heartbeat: heartbeat}
 }
 
@@ -214,13 +215,13 @@ func (s *Service) DeclineOffer(ctx context.Context, req *parleyv1.DeclineOfferRe
 func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.TransferConversationRequest) (*parleyv1.TransferConversationResponse, error) {
 	p := auth.FromContext(ctx)
 	convID := chatlog.ParseID(req.GetConversationId())
-	if _, err := chatlog.Authorize(ctx, s.db, p, convID, chatlog.Post); err != nil {
+	if _, err := chatlog.Authorize(ctx, s.db.Client, p, convID, chatlog.Post); err != nil {
 		return nil, err
 	}
 	now := s.clk.Now()
 	var notify []string
 	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.RoutingServiceTransferConversationProcedure, ID: req.GetRequestId(), Now: now}
-	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.TransferConversationResponse, error) {
+	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (*parleyv1.TransferConversationResponse, error) {
 		conv, err := tx.Conversation.Query().Where(conversation.ID(convID)).WithQueue().Only(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load conversation: %w", err)

@@ -68,7 +68,7 @@ func (s *Service) ListQueueStatuses(ctx context.Context, req *parleyv1.ListQueue
 	page, next := paging.Trim(rows, size, "queue-statuses", func(q *ent.Queue) string { return q.ID.String() })
 	resp := &parleyv1.ListQueueStatusesResponse{NextPageToken: next}
 	for _, q := range page {
-		st, err := queueStatus(ctx, s.db, q)
+		st, err := queueStatus(ctx, s.db.Client, q)
 		if err != nil {
 			return nil, apierr.Internal(err)
 		}
@@ -135,7 +135,7 @@ func (s *Service) sendStatusChanges(ctx context.Context, guard *auth.Guard, sent
 		return apierr.Internal(fmt.Errorf("load queues: %w", err))
 	}
 	for _, q := range queues {
-		st, err := queueStatus(ctx, s.db, q)
+		st, err := queueStatus(ctx, s.db.Client, q)
 		if err != nil {
 			return apierr.Internal(err)
 		}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/parleyhq/parley/clients/go/parley"
-	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/clock"
@@ -41,7 +40,7 @@ type Server struct {
 	// App is the wired application (Dispatch forces a routing pass).
 	App *app.App
 	// DB is the server's store, for assertions on what was (not) written.
-	DB *ent.Client
+	DB *store.DB
 	// Clock is the fake clock, or nil when the server runs on real time.
 	Clock *clock.Fake
 	// Log collects the server's log lines.
@@ -114,7 +113,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.dbFile == "" {
 		cfg.dbFile = filepath.Join(t.TempDir(), "parley.db")
 	}
-	db, err := store.OpenSQLite(ctx, cfg.dbFile, store.SyncNormal)
+	db, err := store.OpenSQLite(ctx, cfg.dbFile, store.Options{})
 	if err != nil {
 		cancel()
 		t.Fatalf("open store: %v", err)

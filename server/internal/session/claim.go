@@ -38,7 +38,7 @@ func (s *Service) ClaimGuestConversation(ctx context.Context, req *parleyv1.Clai
 	now := s.clk.Now()
 	denied := apierr.New(connect.CodePermissionDenied, "CONVERSATION_ACCESS_DENIED",
 		fmt.Sprintf("you have no access to conversation %s: the guest token is not live for it", id))
-	err := store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		conv, err := tx.Conversation.Get(ctx, id)
 		if err == nil && conv.ConsumerID != nil && *conv.ConsumerID == p.ConsumerID {
 			return nil // claimed before: a retry

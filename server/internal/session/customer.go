@@ -34,7 +34,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 	now := s.clk.Now()
 	var notify []string
 	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.SessionServiceStartCustomerChatProcedure, ID: req.GetRequestId(), Now: now}
-	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(tx *ent.Tx) (*parleyv1.StartCustomerChatResponse, error) {
+	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (*parleyv1.StartCustomerChatResponse, error) {
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return nil, fmt.Errorf("load settings: %w", err)

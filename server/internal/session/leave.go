@@ -29,14 +29,14 @@ const leftMessageSummary = 100
 func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRequest) (*parleyv1.LeaveMessageResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Manage)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Manage)
 	if err != nil {
 		return nil, err
 	}
 	if p.Role != auth.RoleGuest && p.Role != auth.RoleCustomer {
 		return nil, apierr.New(connect.CodePermissionDenied, "CUSTOMERS_ONLY", "only the customer of a chat may leave a message in it")
 	}
-	sender, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	sender, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
@@ -44,7 +44,7 @@ func (s *Service) LeaveMessage(ctx context.Context, req *parleyv1.LeaveMessageRe
 	now := s.clk.Now()
 	var number string
 	var notify []string
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		prior, err := tx.ServiceCase.Query().Where(servicecase.RequestID(req.GetRequestId())).Only(ctx)
 		if err == nil {
 			if !bytes.Equal(prior.RequestHash, sum[:]) {

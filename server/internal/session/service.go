@@ -42,7 +42,7 @@ const GuestSessionWindow = time.Hour
 
 // Service implements parleyv1connect.SessionServiceHandler.
 type Service struct {
-	db         *ent.Client
+	db         *store.DB
 	hub        *events.Hub
 	clk        clock.Clock
 	dispatcher *routing.Dispatcher
@@ -51,7 +51,7 @@ type Service struct {
 var _ parleyv1connect.SessionServiceHandler = (*Service)(nil)
 
 // NewService returns the SessionService handler.
-func NewService(db *ent.Client, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher) *Service {
+func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher) *Service {
 	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher}
 }
 
@@ -111,7 +111,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	address := clientaddr.FromContext(ctx)
 	var convID uuid.UUID
 	var token string
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return fmt.Errorf("load settings: %w", err)
@@ -381,7 +381,7 @@ func formFieldsOrEmpty(m map[string]string) map[string]string {
 
 // GetConversation returns a conversation the caller may read.
 func (s *Service) GetConversation(ctx context.Context, req *parleyv1.GetConversationRequest) (*parleyv1.GetConversationResponse, error) {
-	conv, err := chatlog.Authorize(ctx, s.db, auth.FromContext(ctx), chatlog.ParseID(req.GetConversationId()), chatlog.Read)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, auth.FromContext(ctx), chatlog.ParseID(req.GetConversationId()), chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
@@ -394,17 +394,17 @@ func (s *Service) GetConversation(ctx context.Context, req *parleyv1.GetConversa
 func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConversationRequest) (*parleyv1.CloseConversationResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db, p, id, chatlog.Manage)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Manage)
 	if err != nil {
 		return nil, err
 	}
-	sender, err := chatlog.SenderOf(ctx, s.db, p, conv)
+	sender, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
 	now := s.clk.Now()
 	var notify []string
-	err = store.InTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
 		// Re-read under the write lock: the conversation may have moved.
 		cur, err := tx.Conversation.Get(ctx, id)
 		if err != nil {

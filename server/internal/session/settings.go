@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/chatlog"
+	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -69,27 +72,37 @@ const DefaultAgentGrace = time.Minute
 // next request.
 func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettingsRequest) (*parleyv1.UpdateSettingsResponse, error) {
 	in := req.GetSettings()
-	update := s.db.Setting.UpdateOneID(schema.SettingsID).
-		SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
-		SetMaxGuestSessionsPerHourPerAddress(int(in.GetMaxGuestSessionsPerHourPerAddress())).
-		SetGuestSessionsRateLimitReachedMessage(in.GetGuestSessionsRateLimitReachedMessage()).
-		SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
-		SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
-		SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
-		ClearDefaultQueueID()
+	var defaultQueue *uuid.UUID
 	if id := in.GetDefaultQueueId(); id != "" {
 		qid := chatlog.ParseID(id)
-		exists, err := s.db.Queue.Query().Where(queue.ID(qid)).Exist(ctx)
-		if err != nil {
-			return nil, apierr.Internal(fmt.Errorf("check default queue: %w", err))
-		}
-		if !exists {
-			return nil, apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("default_queue_id %s names no queue", qid))
-		}
-		update.SetDefaultQueueID(qid)
+		defaultQueue = &qid
 	}
-	if err := update.Exec(ctx); err != nil {
-		return nil, apierr.Internal(fmt.Errorf("update settings: %w", err))
+	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+		update := tx.Setting.UpdateOneID(schema.SettingsID).
+			SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+			SetMaxGuestSessionsPerHourPerAddress(int(in.GetMaxGuestSessionsPerHourPerAddress())).
+			SetGuestSessionsRateLimitReachedMessage(in.GetGuestSessionsRateLimitReachedMessage()).
+			SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
+			SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
+			SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
+			ClearDefaultQueueID()
+		if defaultQueue != nil {
+			exists, err := tx.Queue.Query().Where(queue.ID(*defaultQueue)).Exist(ctx)
+			if err != nil {
+				return fmt.Errorf("check default queue: %w", err)
+			}
+			if !exists {
+				return apierr.New(connect.CodeNotFound, "QUEUE_NOT_FOUND", fmt.Sprintf("default_queue_id %s names no queue", *defaultQueue))
+			}
+			update.SetDefaultQueueID(*defaultQueue)
+		}
+		if err := update.Exec(ctx); err != nil {
+			return fmt.Errorf("update settings: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, apierr.From(err)
 	}
 	got, err := s.GetSettings(ctx, &parleyv1.GetSettingsRequest{})
 	if err != nil {

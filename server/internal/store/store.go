@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -50,47 +51,112 @@ func (s Synchronous) pragmaValue() (string, error) {
 	return "", fmt.Errorf("store: synchronous %q is not one of normal, full", string(s))
 }
 
+// DB is Parley's database. Reads go through the embedded client, whose
+// pool of read-only connections never waits behind a write (WAL readers
+// see the last commit). Writes go through InTx, and only through it.
+type DB struct {
+	*ent.Client
+	read   *readPool
+	writer *writer
+
+	closing  sync.Once
+	closeErr error
+}
+
+// Options tune how a database is opened.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting; "" means SyncNormal.
+	Synchronous Synchronous
+	// Writer tunes the writer's queue and group commit.
+	Writer WriterOptions
+	// ReadConnections is the size of the read pool; 0 means twice the
+	// number of CPUs, at least 4.
+	ReadConnections int
+}
+
 // OpenSQLite opens (creating if needed) the SQLite file at path with WAL,
-// foreign keys, a busy timeout, immediate transactions and the given
-// synchronous setting, checks that the pragmas are in force, and migrates
-// the schema.
-func OpenSQLite(ctx context.Context, path string, sync Synchronous) (*ent.Client, error) {
+// foreign keys and a busy timeout, checks that the pragmas are in force,
+// and migrates the schema. Writes run on one connection, serialized and
+// grouped by the writer; reads run on a pool of query_only connections that
+// keeps its connections open (each one parses a statement once).
+func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("store: empty SQLite path")
 	}
-	syncValue, err := sync.pragmaValue()
+	if opts.Synchronous == "" {
+		opts.Synchronous = SyncNormal
+	}
+	syncValue, err := opts.Synchronous.pragmaValue()
 	if err != nil {
 		return nil, err
 	}
+	wdb, err := openPool(ctx, path, opts.Synchronous, syncValue, false, 2)
+	if err != nil {
+		return nil, err
+	}
+	// ent's migration writes to the package-level table descriptions, so
+	// two stores opening at once (parallel tests) must take turns.
+	migrating.Lock()
+	err = ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, wdb))).Schema.Create(ctx)
+	migrating.Unlock()
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
+	}
+	readers := opts.ReadConnections
+	if readers <= 0 {
+		readers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	rdb, err := openPool(ctx, path, opts.Synchronous, syncValue, true, readers)
+	if err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	read := &readPool{statements{db: rdb}}
+	return &DB{
+		Client: ent.NewClient(ent.Driver(entsql.NewDriver(dialect.SQLite, entsql.Conn{ExecQuerier: read}))),
+		read:   read,
+		writer: newWriter(wdb, opts.Writer),
+	}, nil
+}
+
+// openPool opens a pool of n connections to path that it keeps open, with
+// the pragmas Parley relies on, and checks them. Read pools are query_only;
+// the write pool takes the write lock at BEGIN (BEGIN IMMEDIATE), so a
+// transaction never fails half-way to upgrade its lock. The writer uses
+// one of its two connections for transactions and the other to prepare
+// statements while a transaction holds the first.
+func openPool(ctx context.Context, path string, sync Synchronous, syncValue string, readOnly bool, n int) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeoutMillis))
 	q.Add("_pragma", "synchronous("+strings.ToUpper(string(sync))+")")
-	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	// Readers run concurrently under WAL; writers queue on SQLite's lock,
-	// which BEGIN IMMEDIATE takes up front under the busy timeout.
-	db.SetMaxOpenConns(8)
-	if err := checkPragmas(ctx, db, syncValue); err != nil {
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	want := map[string]string{
+		"journal_mode": "wal",
+		"foreign_keys": "1",
+		"busy_timeout": fmt.Sprint(BusyTimeoutMillis),
+		"synchronous":  syncValue,
+	}
+	if readOnly {
+		want["query_only"] = "1"
+	}
+	if err := checkPragmas(ctx, db, want); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, db)))
-	// ent's migration writes to the package-level table descriptions, so
-	// two stores opening at once (parallel tests) must take turns.
-	migrating.Lock()
-	err = client.Schema.Create(ctx)
-	migrating.Unlock()
-	if err != nil {
-		client.Close()
-		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
-	}
-	return client, nil
+	return db, nil
 }
 
 // migrating serializes schema migrations within the process.
@@ -98,18 +164,12 @@ var migrating sync.Mutex
 
 // checkPragmas reads the connection's pragmas back and fails unless every
 // one Parley relies on is in force.
-func checkPragmas(ctx context.Context, db *sql.DB, syncValue string) error {
+func checkPragmas(ctx context.Context, db *sql.DB, want map[string]string) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
-	want := map[string]string{
-		"journal_mode": "wal",
-		"foreign_keys": "1",
-		"busy_timeout": fmt.Sprint(BusyTimeoutMillis),
-		"synchronous":  syncValue,
-	}
 	for pragma, expected := range want {
 		var got string
 		if err := conn.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
@@ -122,28 +182,44 @@ func checkPragmas(ctx context.Context, db *sql.DB, syncValue string) error {
 	return nil
 }
 
-// InTx runs fn in a transaction and commits it, or rolls it back if fn
-// returns an error or panics. On SQLite the transaction is BEGIN IMMEDIATE,
-// so it holds the write lock from its first statement.
-func InTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) (err error) {
-	tx, err := client.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = tx.Rollback()
-			panic(p)
-		}
-	}()
-	if err := fn(tx); err != nil {
-		if rerr := tx.Rollback(); rerr != nil {
-			return errors.Join(err, fmt.Errorf("store: rollback: %w", rerr))
-		}
+// Close stops the writer (writes still queued are refused with ErrClosed)
+// and closes both pools.
+func (db *DB) Close() error {
+	db.closing.Do(func() {
+		db.writer.close()
+		db.read.close()
+		db.closeErr = errors.Join(db.writer.db.Close(), db.read.db.Close())
+	})
+	return db.closeErr
+}
+
+// Queued is how many write transactions wait for the writer.
+func (db *DB) Queued() int { return len(db.writer.queue) }
+
+// Commits is how many commits the writer has made; with group commit it is
+// at most the number of write transactions.
+func (db *DB) Commits() int64 { return db.writer.commits.Load() }
+
+// InTx runs fn as one write transaction and returns once it has committed,
+// or with fn's error (and nothing of fn written) if fn fails or panics
+// (the panic is re-raised in the caller). fn runs on the writer, after the
+// writes queued before it, with the transaction as its only handle: its
+// ctx is marked so that the read pool (db's client) refuses to serve it,
+// and it is not canceled with the caller's (a started write finishes).
+// fn must not block on anything but the store: every other write waits for
+// it. An overloaded store refuses with ErrOverloaded.
+func InTx(ctx context.Context, db *DB, fn func(ctx context.Context, tx *ent.Tx) error) error {
+	return db.writer.write(ctx, fn)
+}
+
+// Write runs fn as one write transaction, as InTx does, and returns its
+// result once it has committed.
+func Write[T any](ctx context.Context, db *DB, fn func(ctx context.Context, tx *ent.Tx) (T, error)) (T, error) {
+	var out T
+	err := InTx(ctx, db, func(ctx context.Context, tx *ent.Tx) error {
+		var err error
+		out, err = fn(ctx, tx)
 		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
+	})
+	return out, err
 }
