@@ -95,7 +95,10 @@ func TestMain(m *testing.M) {
 // Each server is a child process (this test binary, re-executed with
 // LOADTEST_SERVE), so its CPU time, read from /proc/<pid>/stat (utime plus
 // stime, in clock ticks of 10 ms) before and after the timed loop, is the
-// server's alone: the clients' CPU is not in it. Parley's per-participant
+// server's alone: the clients' CPU is not in it, though the clients run on
+// the same machine and compete for its cores. cpu-us/send is all of the
+// server's CPU over the timed loop divided by the sends, so it includes
+// serving the readers and the background loops. Parley's per-participant
 // send limit is lifted in the child (it would cap each sender at 2 sends/s);
 // every other limit is the default. To profile the server, name a file in
 // LOADTEST_SERVER_CPUPROFILE: each Parley child writes its CPU profile
