@@ -401,7 +401,7 @@ func serve(mode string) error {
 // bootstrap and identity, the per-participant send limit lifted. Its log
 // keeps warnings and errors only.
 func parleyApp(ctx context.Context, path string, level store.Synchronous) (*app.App, error) {
-	db, err := store.OpenSQLite(ctx, path, level)
+	db, err := store.OpenSQLite(ctx, path, store.Options{Synchronous: level})
 	if err != nil {
 		return nil, err
 	}
