@@ -73,6 +73,7 @@ func (s *Service) IssueToken(ctx context.Context, req *parleyv1.IssueTokenReques
 func (s *Service) RevokeToken(ctx context.Context, req *parleyv1.RevokeTokenRequest) (*parleyv1.RevokeTokenResponse, error) {
 	id := uuid.MustParse(req.GetTokenId())
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+		auth.NoteRevocation(ctx)
 		return tx.Token.Update().
 			Where(token.ID(id), token.RevokedAtIsNil()).
 			SetRevokedAt(s.clk.Now()).

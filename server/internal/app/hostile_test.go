@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -608,8 +609,14 @@ func TestRevocationStopsABacklog(t *testing.T) {
 	_, err := fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
 	must(t, err)
 	const backlog = 300
-	text := strings.Repeat("x", 4000)
 	for i := range backlog {
+		// Random text: the server compresses large messages, and 64 KiB
+		// of a repeated letter would hold the whole backlog.
+		text := rand.Text()
+		for len(text) < 4000 {
+			text += rand.Text()
+		}
+		text = text[:4000]
 		_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint(i), Text: text})
 		must(t, err)
 	}

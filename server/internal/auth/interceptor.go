@@ -17,7 +17,10 @@ import (
 // bearer token in the Authorization header (a Parley token, or a customer
 // JWT that customers verifies) and enforces Policies before any request
 // payload is read.
+//
+// A resolved principal is cached (see CacheTTL and NoteRevocation).
 func NewInterceptor(db *store.DB, clk clock.Clock, log *slog.Logger, customers *identity.Verifier) connect.ServerInterceptor {
+	cache := newPrincipals()
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			policy, ok := Policies[spec.Procedure]
@@ -42,13 +45,13 @@ func NewInterceptor(db *store.DB, clk clock.Clock, log *slog.Logger, customers *
 				return apierr.New(connect.CodeUnauthenticated, "MALFORMED_TOKEN",
 					"malformed Authorization header: want \"Bearer <token>\"")
 			}
-			var p *Principal
-			var err error
-			if identity.LooksLikeJWT(secret) {
-				p, err = resolveCustomer(ctx, db, customers, secret)
-			} else {
-				p, err = resolve(ctx, db.Client, secret, clk.Now())
-			}
+			now := clk.Now()
+			p, err := cache.resolve(secret, now, func() (*Principal, error) {
+				if identity.LooksLikeJWT(secret) {
+					return resolveCustomer(ctx, db, customers, secret)
+				}
+				return resolve(ctx, db.Client, secret, now)
+			})
 			if err == errBadToken {
 				return apierr.New(connect.CodeUnauthenticated, "INVALID_TOKEN",
 					"the token is unknown, expired or revoked")

@@ -107,6 +107,7 @@ func StoreStaffToken(ctx context.Context, tx *ent.Tx, secret string, t StaffToke
 
 // RevokeGuestTokens revokes every guest token of a conversation.
 func RevokeGuestTokens(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.Time) error {
+	NoteRevocation(ctx)
 	_, err := tx.Token.Update().
 		Where(token.ConversationID(conversationID), token.RevokedAtIsNil()).
 		SetRevokedAt(now).

@@ -189,14 +189,19 @@ func (s *Service) retryGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Sett
 		return uuid.Nil, "", apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
 			fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
 	}
+	// The window is checked first: it is a fact of the clock, while the
+	// chat may be closed in the background (as abandoned) at any moment.
+	expired := apierr.New(connect.CodeFailedPrecondition, "RETRY_WINDOW_PASSED",
+		fmt.Sprintf("the chat started with request_id %s can no longer be resumed by a retry; start a new chat with a new request_id", req.GetRequestId()))
+	if now.Sub(prior.CreatedAt) >= GuestRetryWindow {
+		return uuid.Nil, "", expired
+	}
 	conv := prior.Edges.Conversation
 	if conv.State == conversation.StateClosed {
 		return uuid.Nil, "", apierr.New(connect.CodeFailedPrecondition, "CONVERSATION_CLOSED",
 			fmt.Sprintf("the chat started with request_id %s is closed; start a new chat with a new request_id", req.GetRequestId()))
 	}
-	expired := apierr.New(connect.CodeFailedPrecondition, "RETRY_WINDOW_PASSED",
-		fmt.Sprintf("the chat started with request_id %s can no longer be resumed by a retry; start a new chat with a new request_id", req.GetRequestId()))
-	if now.Sub(prior.CreatedAt) >= GuestRetryWindow || prior.GuestTokenSealed == nil {
+	if prior.GuestTokenSealed == nil {
 		return uuid.Nil, "", expired
 	}
 	// The retry comes from the chat's site, like the start did.

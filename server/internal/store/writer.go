@@ -76,6 +76,7 @@ type writeRequest struct {
 	state    atomic.Int32 // requestQueued, requestTaken or requestAbandoned
 	result   chan error   // buffered: the writer never waits on a caller
 	panicked any          // a panic in fn, re-raised in the caller
+	after    []func()     // run once fn's writes have committed
 }
 
 const (
@@ -216,6 +217,11 @@ func (w *writer) runBatch(first *writeRequest) {
 		err = fmt.Errorf("store: commit: %w", classify(err))
 	}
 	for _, r := range committed {
+		if err == nil {
+			for _, f := range r.after {
+				f()
+			}
+		}
 		r.answer(err)
 	}
 }
@@ -252,7 +258,7 @@ func (w *writer) runOne(req *writeRequest) (bool, error) {
 		req.answer(overloaded(fmt.Sprintf("a write waited %s for the writer", waited.Round(time.Millisecond))))
 		return false, nil
 	}
-	ctx := context.WithValue(context.WithoutCancel(req.ctx), writeKey{}, true)
+	ctx := context.WithValue(context.WithoutCancel(req.ctx), writeKey{}, req)
 	tx, err := w.client.Tx(ctx)
 	if err != nil {
 		req.answer(fmt.Errorf("store: savepoint: %w", classify(err)))
@@ -266,6 +272,7 @@ func (w *writer) runOne(req *writeRequest) (bool, error) {
 		}
 		return true, nil
 	}
+	req.after = nil
 	if err := tx.Rollback(); err != nil {
 		req.answer(errors.Join(fnErr, fmt.Errorf("store: roll back savepoint: %w", err)))
 		return false, err
@@ -352,11 +359,25 @@ func (s *savepoint) Rollback() error {
 	return err
 }
 
-// writeKey marks a context as inside a write transaction.
+// writeKey marks a context as inside a write transaction; its value is the
+// transaction's request.
 type writeKey struct{}
 
 // inWrite reports whether ctx is a write transaction's context.
 func inWrite(ctx context.Context) bool {
-	v, _ := ctx.Value(writeKey{}).(bool)
-	return v
+	_, ok := ctx.Value(writeKey{}).(*writeRequest)
+	return ok
+}
+
+// AfterCommit arranges for f to run once the write transaction whose ctx
+// this is has committed (before its caller is answered); if the
+// transaction fails, f never runs. Use it for what must not happen before
+// the writes are visible, such as dropping a cache entry the writes make
+// stale. It panics outside a write transaction.
+func AfterCommit(ctx context.Context, f func()) {
+	req, ok := ctx.Value(writeKey{}).(*writeRequest)
+	if !ok {
+		panic("store.AfterCommit outside a write transaction")
+	}
+	req.after = append(req.after, f)
 }
