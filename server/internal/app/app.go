@@ -189,7 +189,7 @@ func New(db *ent.Client, opts Options) *App {
 	draining, endStreams := context.WithCancel(context.Background())
 	server := connect.NewServer(
 		observe(opts.Log),
-		streamLimits(draining, opts.MaxStreamLifetime),
+		streamLimits(opts.Clock, draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
 		writeLimits(opts.Clock, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/clock"
 )
 
 // observe logs server-side failures with their hidden cause and turns a
@@ -147,11 +148,11 @@ func (s *requestStream) malformed(cerr *connect.Error) string {
 }
 
 // streamLimits ends a streaming call's context when the server drains
-// (so shutdown is not held up) or when the stream has lived for lifetime,
-// minus up to a tenth at random so that clients connected together do not
-// all come back at once. Handlers then end with apierr.StreamEnded, whose
+// (so shutdown is not held up) or when the stream has lived for lifetime
+// on clk, minus up to a tenth at random so that clients connected together
+// do not all come back at once. Handlers then end with apierr.StreamEnded, whose
 // code and message tell the client to resume.
-func streamLimits(draining context.Context, lifetime time.Duration) connect.ServerInterceptor {
+func streamLimits(clk clock.Clock, draining context.Context, lifetime time.Duration) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			if spec.StreamType == connect.StreamTypeUnary {
@@ -162,7 +163,7 @@ func streamLimits(draining context.Context, lifetime time.Duration) connect.Serv
 			stop := context.AfterFunc(draining, func() { cancel(apierr.ErrDraining) })
 			defer stop()
 			jitter := time.Duration(rand.Int64N(int64(lifetime)/10 + 1))
-			timer := time.AfterFunc(lifetime-jitter, func() { cancel(apierr.ErrStreamLifetime) })
+			timer := clk.AfterFunc(lifetime-jitter, func() { cancel(apierr.ErrStreamLifetime) })
 			defer timer.Stop()
 			return next(ctx, spec, stream)
 		}

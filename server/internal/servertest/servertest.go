@@ -103,6 +103,10 @@ func WithoutWriteLimits() Option {
 	return func(c *config) { c.unlimited = true }
 }
 
+// fakeClockInterval is the routing and retention interval of a server on a
+// fake clock unless the test sets one: longer than any test advances.
+const fakeClockInterval = 100 * 365 * 24 * time.Hour
+
 // Start starts a server that stops when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
@@ -135,6 +139,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	appOpts.Log = slog.New(slog.NewTextHandler(logs, nil))
 	if cfg.clock != nil {
 		appOpts.Clock = cfg.clock
+		// Tests on a fake clock make routing passes and retention sweeps
+		// with App.Dispatch and App.SweepRetention; advancing the clock
+		// fires the background ones only past these intervals.
+		if appOpts.SweepInterval == 0 {
+			appOpts.SweepInterval = fakeClockInterval
+		}
+		if appOpts.RetentionInterval == 0 {
+			appOpts.RetentionInterval = fakeClockInterval
+		}
 	}
 	if cfg.unlimited {
 		appOpts.WriteLimits = map[app.WriteClass]ratelimit.Rate{}
