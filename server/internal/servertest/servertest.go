@@ -51,6 +51,14 @@ type Server struct {
 	HTTP1Requests, HTTP2Requests atomic.Int64
 
 	stop func()
+	http *httptest.Server
+}
+
+// Shutdown stops the server as parleyd does on SIGTERM (App.Shutdown):
+// streams end, then in-flight calls finish, until ctx ends. The test's
+// cleanup still closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.App.Shutdown(ctx, s.http.Config)
 }
 
 // Stop shuts the server down now, as a crash between requests would
@@ -200,6 +208,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 	})
 	s.URL = ts.URL
+	s.http = ts
 	return s
 }
 
