@@ -42,11 +42,14 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	}
 	// While this stream is open, this replica keeps the agent's lease; once
 	// it ends, the agent has the grace period to come back.
+	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	if err := s.dispatcher.StreamOpened(ctx, p.AgentID); err != nil {
+		if ctx.Err() != nil {
+			return apierr.StreamEnded(ctx, resume)
+		}
 		return apierr.Internal(err)
 	}
 	defer s.dispatcher.StreamClosed(p.AgentID)
-	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	for {
 		wake := s.hub.Wait(key)
 		err := guard.Check(ctx)
