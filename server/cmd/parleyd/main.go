@@ -72,6 +72,8 @@ func run(log *slog.Logger, args []string) error {
 	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
 	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
 	lifetime := fs.Duration("max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")
+	writeTimeout := fs.Duration("stream-write-timeout", app.DefaultWriteTimeout, "a stream whose client takes no message for this long ends (the client resumes from its cursor)")
+	maxStreams := fs.Int("max-streams-per-caller", app.DefaultMaxStreamsPerCaller, "streams one caller (a token's principal, or a client address) may have open at once")
 	sendRate := fs.Float64("send-rate", app.DefaultSendRate, "messages and uploads per second each participant may keep up")
 	sendBurst := fs.Int("send-burst", app.DefaultSendBurst, "messages and uploads each participant may send at once")
 	attachBytes := fs.Int("max-attachment-bytes", app.DefaultMaxAttachmentBytes, "largest attachment accepted")
@@ -89,9 +91,9 @@ func run(log *slog.Logger, args []string) error {
 		return err
 	}
 	if *sendRate <= 0 || *sendBurst <= 0 || *attachBytes <= 0 || *lifetime <= 0 || *heartbeat <= 0 || *maxBytes <= 0 ||
-		*convAttachBytes <= 0 || *attachRetention <= 0 || *tokenRetention <= 0 || *keyRetention <= 0 {
+		*convAttachBytes <= 0 || *attachRetention <= 0 || *tokenRetention <= 0 || *keyRetention <= 0 || *writeTimeout <= 0 || *maxStreams <= 0 {
 		return errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-conversation-attachment-bytes, -max-stream-lifetime, " +
-			"-heartbeat, -max-request-bytes and the -*-retention flags must be positive")
+			"-heartbeat, -max-request-bytes, -stream-write-timeout, -max-streams-per-caller and the -*-retention flags must be positive")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -176,17 +178,19 @@ func run(log *slog.Logger, args []string) error {
 	}
 
 	a := app.New(db, app.Options{
-		Customers:          customers,
-		Log:                log,
-		MaxRequestBytes:    *maxBytes,
-		Heartbeat:          *heartbeat,
-		MaxStreamLifetime:  *lifetime,
-		SendRate:           *sendRate,
-		SendBurst:          *sendBurst,
-		MaxAttachmentBytes: *attachBytes,
-		AttachmentTypes:    strings.Split(*attachTypes, ","),
-		ClientAddresses:    addresses,
-		AllowedOrigins:     splitList(*origins),
+		Customers:           customers,
+		Log:                 log,
+		MaxRequestBytes:     *maxBytes,
+		Heartbeat:           *heartbeat,
+		MaxStreamLifetime:   *lifetime,
+		WriteTimeout:        *writeTimeout,
+		MaxStreamsPerCaller: *maxStreams,
+		SendRate:            *sendRate,
+		SendBurst:           *sendBurst,
+		MaxAttachmentBytes:  *attachBytes,
+		AttachmentTypes:     strings.Split(*attachTypes, ","),
+		ClientAddresses:     addresses,
+		AllowedOrigins:      splitList(*origins),
 
 		MaxConversationAttachmentBytes: *convAttachBytes,
 		Retention: retention.Policy{
@@ -229,12 +233,11 @@ func run(log *slog.Logger, args []string) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "grace", shutdownGrace)
-	// Streams would hold Shutdown until its deadline: end them first.
-	a.Drain()
+	// Streams would hold Shutdown until its deadline: it ends them first.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := a.Shutdown(shutdownCtx, srv); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -57,7 +58,12 @@ const (
 	// DefaultMaxConversationAttachmentBytes bounds all attachments of one
 	// conversation together (50 MiB).
 	DefaultMaxConversationAttachmentBytes = 50 << 20
-	compressMinBytes                      = 1024
+	// DefaultWriteTimeout bounds each write of a stream: a client that
+	// stops reading holds its handler no longer.
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxStreamsPerCaller bounds the streams one caller has open.
+	DefaultMaxStreamsPerCaller = 16
+	compressMinBytes           = 1024
 	// envelopeSlack is room for an upload request's fields beside its content.
 	envelopeSlack = 64 << 10
 )
@@ -78,6 +84,14 @@ type Options struct {
 	// MaxStreamLifetime ends a server stream (with Unavailable, so the
 	// client resumes) after it has been open this long.
 	MaxStreamLifetime time.Duration
+	// WriteTimeout bounds each write of a stream (real time, as the
+	// network's): a stream whose client does not take a message within it
+	// ends, and the client resumes from its cursor.
+	WriteTimeout time.Duration
+	// MaxStreamsPerCaller bounds the streams one caller (a principal, or
+	// a client address for an anonymous call) has open; the next is
+	// refused with ResourceExhausted.
+	MaxStreamsPerCaller int
 	// SendRate (per second) and SendBurst limit each participant's
 	// messages and uploads.
 	SendRate  float64
@@ -132,6 +146,8 @@ func (opts Options) withDefaults() Options {
 	set(&opts.MaxRequestBytes, DefaultMaxRequestBytes)
 	set(&opts.SendBurst, DefaultSendBurst)
 	set(&opts.MaxAttachmentBytes, DefaultMaxAttachmentBytes)
+	set(&opts.MaxStreamsPerCaller, DefaultMaxStreamsPerCaller)
+	setDuration(&opts.WriteTimeout, DefaultWriteTimeout)
 	setDuration(&opts.SweepInterval, DefaultSweepInterval)
 	setDuration(&opts.Heartbeat, DefaultHeartbeat)
 	setDuration(&opts.MaxStreamLifetime, DefaultMaxStreamLifetime)
@@ -175,6 +191,7 @@ type App struct {
 	retention  *retention.Sweeper
 	retainEach time.Duration
 	endStreams context.CancelFunc
+	streams    *streamCounter
 }
 
 // New wires the services over db.
@@ -184,13 +201,17 @@ func New(db *store.DB, opts Options) *App {
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
 	// Order matters: errors and panics are observed around everything;
-	// streams end when the server drains; the caller is authenticated before a request byte is read; requests
-	// are validated as they are read.
+	// streams end when the server drains, and their writes have deadlines;
+	// the caller is authenticated before a request byte is read, and then
+	// counted against its open streams; requests are validated as they are
+	// read.
 	draining, endStreams := context.WithCancel(context.Background())
+	streams := newStreamCounter(opts.MaxStreamsPerCaller)
 	server := connect.NewServer(
 		observe(opts.Log),
-		streamLimits(draining, opts.MaxStreamLifetime),
+		streamLimits(opts.Clock, draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
+		streams.interceptor(),
 		writeLimits(opts.Clock, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
 	)
@@ -233,9 +254,9 @@ func New(db *store.DB, opts Options) *App {
 		}),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
-	handler := noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux)))))
+	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
-		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams,
+		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams, streams: streams,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
@@ -284,10 +305,28 @@ func (a *App) SweepRetention(ctx context.Context) (retention.Result, error) {
 }
 
 // Drain ends every open and future stream with Unavailable (clients
-// resume elsewhere or later) while unary calls run on. Call it before
-// http.Server.Shutdown, which waits for in-flight requests.
+// resume elsewhere or later) while unary calls run on; a stream blocked
+// writing to a client that does not read fails within a second. Call it
+// before http.Server.Shutdown, which waits for in-flight requests.
 func (a *App) Drain() {
 	a.endStreams()
+}
+
+// Shutdown stops srv, which serves a.Handler, gracefully: it drains the
+// streams (see Drain), then waits for in-flight calls until ctx ends
+// (http.Server.Shutdown).
+func (a *App) Shutdown(ctx context.Context, srv *http.Server) error {
+	a.Drain()
+	if err := srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut the HTTP server down: %w", err)
+	}
+	return nil
+}
+
+// OpenStreams reports how many streams are open: their handlers are
+// running.
+func (a *App) OpenStreams() int {
+	return a.streams.Open()
 }
 
 // Dispatch makes one routing pass now; tests use it after moving a fake

@@ -257,15 +257,14 @@ func issueAgentToken(ctx context.Context, t *testing.T, srv *servertest.Server, 
 }
 
 // twoReplicas starts two servers on one database, as two replicas with no
-// wake-up crossing between them, on one fake clock and with heartbeats
-// every 20 ms (real time), so that streams look again soon.
+// wake-up crossing between them, on one fake clock (advance it by
+// app.DefaultHeartbeat to make their streams look again).
 func twoReplicas(t *testing.T) (a, b *servertest.Server) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "shared.db")
 	clk := clock.NewFake(hostileT0)
-	opts := servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond})
-	return servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts),
-		servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	return servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk)),
+		servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk))
 }
 
 // TestRevocationEndsOpenStreams: a revoked token's Subscribe and WatchWork
@@ -590,6 +589,8 @@ func TestRevocationOnAnotherReplica(t *testing.T) {
 	must(t, err)
 	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "1", Text: "after the revocation"})
 	must(t, err)
+	// The stream armed its heartbeat before it sent what it delivered.
+	b.Clock.Advance(app.DefaultHeartbeat)
 	sub.endsBefore(t, conv.GetConversation().GetLastSeq(), connect.CodeUnauthenticated, "TOKEN_REVOKED")
 }
 

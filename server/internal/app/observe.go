@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -152,24 +153,36 @@ func (s *requestStream) malformed(cerr *connect.Error) string {
 }
 
 // streamLimits ends a streaming call's context when the server drains
-// (so shutdown is not held up) or when the stream has lived for lifetime,
-// minus up to a tenth at random so that clients connected together do not
-// all come back at once. Handlers then end with apierr.StreamEnded, whose
+// (so shutdown is not held up) or when the stream has lived for lifetime
+// on clk, minus up to a tenth at random so that clients connected together
+// do not all come back at once. Handlers then end with apierr.StreamEnded, whose
 // code and message tell the client to resume.
-func streamLimits(draining context.Context, lifetime time.Duration) connect.ServerInterceptor {
+//
+// Every write of the stream has a deadline (see writeControl): a client
+// that stops reading cannot hold its handler beyond it, and once the stream
+// is ending a write blocked on such a client fails within
+// endingWriteTimeout, since the cancelled context does not reach it.
+func streamLimits(clk clock.Clock, draining context.Context, lifetime time.Duration) connect.ServerInterceptor {
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
 			if spec.StreamType == connect.StreamTypeUnary {
 				return next(ctx, spec, stream)
 			}
+			wc := writeControlFrom(ctx)
 			ctx, cancel := context.WithCancelCause(ctx)
 			defer cancel(nil)
-			stop := context.AfterFunc(draining, func() { cancel(apierr.ErrDraining) })
+			end := func(cause error) {
+				cancel(cause)
+				wc.end()
+			}
+			stop := context.AfterFunc(draining, func() { end(apierr.ErrDraining) })
 			defer stop()
 			jitter := time.Duration(rand.Int64N(int64(lifetime)/10 + 1))
-			timer := time.AfterFunc(lifetime-jitter, func() { cancel(apierr.ErrStreamLifetime) })
+			timer := clk.AfterFunc(lifetime-jitter, func() { end(apierr.ErrStreamLifetime) })
 			defer timer.Stop()
-			return next(ctx, spec, stream)
+			err := next(ctx, spec, &deadlineStream{ServerStream: stream, wc: wc})
+			wc.last()
+			return err
 		}
 	}
 }

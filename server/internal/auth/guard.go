@@ -33,7 +33,7 @@ type Guard struct {
 	hub     *events.Hub
 	clk     clock.Clock
 	p       *Principal
-	expiry  *time.Timer
+	expiry  clock.Timer
 	changed <-chan struct{}
 }
 
@@ -42,7 +42,7 @@ type Guard struct {
 func NewGuard(db *store.DB, hub *events.Hub, clk clock.Clock, p *Principal) *Guard {
 	g := &Guard{db: db, hub: hub, clk: clk, p: p}
 	if !p.Expires.IsZero() {
-		g.expiry = time.NewTimer(max(p.Expires.Sub(clk.Now()), 0))
+		g.expiry = clk.NewTimer(max(p.Expires.Sub(clk.Now()), 0))
 	}
 	g.arm()
 	return g
@@ -77,7 +77,7 @@ func (g *Guard) Expired() <-chan time.Time {
 	if g.expiry == nil {
 		return nil
 	}
-	return g.expiry.C
+	return g.expiry.C()
 }
 
 // Still is Check if a revocation notice came on this replica or the

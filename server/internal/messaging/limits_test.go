@@ -108,44 +108,68 @@ func TestCompressedRequestInflatingPastLimit(t *testing.T) {
 	}
 }
 
+// TestStreamsEndAtMaxLifetimeWithResumeCode: a stream lives on until its
+// lifetime, less up to a tenth, has passed on the server's clock (a fake
+// one, advanced by the test), then ends with Unavailable and
+// STREAM_LIFETIME_REACHED.
 func TestStreamsEndAtMaxLifetimeWithResumeCode(t *testing.T) {
-	const lifetime = 300 * time.Millisecond
-	srv := servertest.Start(t, servertest.WithAppOptions(app.Options{MaxStreamLifetime: lifetime}))
+	const lifetime = time.Hour
+	srv := servertest.Start(t, servertest.WithFakeClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)),
+		servertest.WithAppOptions(app.Options{MaxStreamLifetime: lifetime, Heartbeat: 10 * lifetime}))
 	token, convID := startGuest(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	guest := srv.Client(parley.Connect, token)
 	for _, protocol := range []parley.Protocol{parley.Connect, parley.GRPC, parley.GRPCWeb} {
 		t.Run(protocol.String(), func(t *testing.T) {
-			start := time.Now()
 			stream, err := srv.Client(protocol, token).Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer stream.Close()
+			// The lifetime was armed before the stream sent anything.
 			var last int64
-			for {
+			for last == 0 {
 				item, err := stream.Receive()
 				if err != nil {
-					if connect.CodeOf(err) != connect.CodeUnavailable || apierr.Reason(err) != "STREAM_LIFETIME_REACHED" {
-						t.Fatalf("stream ended with %v (reason %q)", err, apierr.Reason(err))
-					}
-					break
+					t.Fatal(err)
+				}
+				last = item.GetEvent().GetSeq()
+			}
+			// Just short of the shortest lifetime, it still delivers.
+			srv.Clock.Advance(lifetime*9/10 - time.Millisecond)
+			sent, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "lifetime-" + protocol.String(), Text: "still there?"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for last < sent.GetEvent().GetSeq() {
+				item, err := stream.Receive()
+				if err != nil {
+					t.Fatalf("the stream ended before its lifetime: %v", err)
 				}
 				last = max(last, item.GetEvent().GetSeq())
 			}
-			if lived := time.Since(start); lived < lifetime*9/10 {
-				t.Fatalf("stream ended after %s, before its lifetime", lived)
+			srv.Clock.Advance(lifetime / 10)
+			for {
+				if _, err = stream.Receive(); err != nil {
+					break
+				}
 			}
-			if last == 0 {
-				t.Fatal("the stream replayed nothing before it ended")
+			if connect.CodeOf(err) != connect.CodeUnavailable || apierr.Reason(err) != "STREAM_LIFETIME_REACHED" {
+				t.Fatalf("stream ended with %v (reason %q)", err, apierr.Reason(err))
 			}
 		})
 	}
+	armed := srv.Clock.Armed()
 	work, err := srv.Client(parley.GRPC, servertest.AbelToken).Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer work.Close()
+	if err := srv.Clock.WaitArmed(ctx, armed+1); err != nil { // its lifetime
+		t.Fatal(err)
+	}
+	srv.Clock.Advance(lifetime)
 	for {
 		if _, err = work.Receive(); err != nil {
 			break

@@ -156,8 +156,11 @@ func TestClosedConversationRefusesMessages(t *testing.T) {
 	}
 }
 
+// TestIdleStreamsSendHeartbeats: an idle stream sends a heartbeat each
+// time the heartbeat interval passes on the server's clock (a fake one,
+// advanced by the test), and only then.
 func TestIdleStreamsSendHeartbeats(t *testing.T) {
-	srv := servertest.Start(t, servertest.WithAppOptions(app.Options{Heartbeat: 20 * time.Millisecond}))
+	srv := servertest.Start(t, servertest.WithFakeClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)))
 	guest, convID := startChat(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -170,16 +173,19 @@ func TestIdleStreamsSendHeartbeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stream.Close()
+	// The chat waits: its place comes first. The stream armed its
+	// heartbeat before it sent anything.
+	if got, err := stream.Receive(); err != nil || got.GetQueuePosition() == nil {
+		t.Fatalf("first item %v, %v; want the queue position", got, err)
+	}
 	for i := range 2 {
+		srv.Clock.Advance(app.DefaultHeartbeat)
 		got, err := stream.Receive()
-		for err == nil && got.GetQueuePosition() != nil { // the chat waits: its place comes first
-			got, err = stream.Receive()
-		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.GetHeartbeat().GetSendTime() == nil {
-			t.Fatalf("item %d of an idle stream is %v, want a heartbeat", i, got)
+		if !got.GetHeartbeat().GetSendTime().AsTime().Equal(srv.Clock.Now()) {
+			t.Fatalf("item %d of an idle stream is %v, want a heartbeat sent at %v", i, got, srv.Clock.Now())
 		}
 	}
 	// Heartbeats carry no seq and do not disturb the log: the next event
@@ -201,12 +207,18 @@ func TestIdleStreamsSendHeartbeats(t *testing.T) {
 		}
 	}
 
-	// An agent's idle work stream beats too.
+	// An agent's idle work stream beats too, once it armed its lifetime
+	// and its heartbeat.
+	armed := srv.Clock.Armed()
 	work, err := srv.Client(parley.GRPC, servertest.AbelToken).Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer work.Close()
+	if err := srv.Clock.WaitArmed(ctx, armed+2); err != nil {
+		t.Fatal(err)
+	}
+	srv.Clock.Advance(app.DefaultHeartbeat)
 	got, err := work.Receive()
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package messaging
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -15,6 +14,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
+	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"google.golang.org/protobuf/proto"
@@ -57,6 +57,13 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// Listen for signals before reading cursors, so no move is missed.
 	signals, unsubscribe := s.signals.Subscribe(key)
 	defer unsubscribe()
+	// The stream's timers are armed before it opens, so a client that has
+	// the headers knows the stream is waiting on them (tests advance a
+	// fake clock then).
+	idle := s.clk.NewTicker(s.opts.Heartbeat)
+	defer idle.Stop()
+	guard := auth.NewGuard(s.db, s.hub, s.clk, p)
+	defer guard.Stop()
 	// Open the stream at once: a client resuming at the head of the log
 	// must not wait for the next event to learn that it is subscribed.
 	if err := stream.SendHeaders(); err != nil {
@@ -65,10 +72,6 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	if err := s.sendCursors(ctx, id, me.ID, stream); err != nil {
 		return err
 	}
-	idle := time.NewTicker(s.opts.Heartbeat)
-	defer idle.Stop()
-	guard := auth.NewGuard(s.db, s.hub, s.clk, p)
-	defer guard.Stop()
 	// An agent following a conversation they hold stops receiving it once
 	// it leaves them (transferred, re-queued).
 	holder := p.Role == auth.RoleAgent && conv.AgentID != nil && *conv.AgentID == p.AgentID
@@ -109,6 +112,11 @@ follow:
 		if err != nil {
 			return apierr.Internal(err)
 		}
+		if len(evs) > 0 {
+			// Reset before sending, so a client that received an item
+			// knows when the next heartbeat is due.
+			idle.Reset(s.opts.Heartbeat)
+		}
 		for _, ev := range evs {
 			if guard.Still(ctx) != nil {
 				continue follow // revoked meanwhile: re-check before sending more
@@ -124,9 +132,6 @@ follow:
 			if ev.Kind == "conversation_closed" {
 				return nil
 			}
-		}
-		if len(evs) > 0 {
-			idle.Reset(s.opts.Heartbeat)
 		}
 		if len(evs) == replayBatch {
 			continue
@@ -179,7 +184,7 @@ func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last
 // await passes on other participants' signals and sends heartbeats until
 // the log has news (wake), the stream's credential changed, or the stream
 // ends. Nothing is sent once the credential no longer holds.
-func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle *time.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle clock.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,11 +204,11 @@ func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(con
 			if allowed(ctx) != nil {
 				return nil // the loop re-checks access and ends the stream
 			}
+			idle.Reset(s.opts.Heartbeat) // before sending, as in follow
 			if err := stream.Send(signalItem(sig)); err != nil {
 				return err
 			}
-			idle.Reset(s.opts.Heartbeat)
-		case <-idle.C:
+		case <-idle.C():
 			if allowed(ctx) != nil {
 				return nil
 			}

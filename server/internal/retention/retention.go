@@ -74,7 +74,7 @@ func NewSweeper(db *store.DB, clk clock.Clock, log *slog.Logger, policy Policy) 
 // Run sweeps every interval until ctx ends; a failed sweep is logged and
 // retried at the next interval.
 func (s *Sweeper) Run(ctx context.Context, interval time.Duration) {
-	ticker := time.NewTicker(interval)
+	ticker := s.clk.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
@@ -83,7 +83,7 @@ func (s *Sweeper) Run(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-ticker.C():
 		}
 	}
 }

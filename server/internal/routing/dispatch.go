@@ -65,7 +65,7 @@ func (d *Dispatcher) Kick() {
 // late an offer expiry, a lost agent or an overflow is noticed) until ctx
 // ends.
 func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
-	ticker := time.NewTicker(sweep)
+	ticker := d.clk.NewTicker(sweep)
 	defer ticker.Stop()
 	for {
 		if err := d.Pass(ctx); err != nil && ctx.Err() == nil {
@@ -75,7 +75,7 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-d.kick:
-		case <-ticker.C:
+		case <-ticker.C():
 		}
 	}
 }

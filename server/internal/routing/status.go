@@ -81,14 +81,15 @@ func (s *Service) ListQueueStatuses(ctx context.Context, req *parleyv1.ListQueue
 // one again whenever it changes. Each wake-up re-reads the store and sends
 // the difference from what the stream already told.
 func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueueStatusesRequest, stream parleyv1connect.RoutingServiceWatchQueueStatusesServerStream) error {
+	// Timers first, so a client that has the headers knows they are armed.
+	beat := s.clk.NewTicker(s.heartbeat)
+	defer beat.Stop()
+	guard := auth.NewGuard(s.db, s.hub, s.clk, auth.FromContext(ctx))
+	defer guard.Stop()
 	if err := stream.SendHeaders(); err != nil {
 		return err
 	}
 	sent := map[string]proto.Message{}
-	beat := time.NewTicker(s.heartbeat)
-	defer beat.Stop()
-	guard := auth.NewGuard(s.db, s.hub, s.clk, auth.FromContext(ctx))
-	defer guard.Stop()
 	const resume = "open WatchQueueStatuses again: it resends every queue and agent"
 	for {
 		wake := s.hub.Wait(events.RoutingKey)
@@ -108,7 +109,7 @@ func (s *Service) WatchQueueStatuses(ctx context.Context, _ *parleyv1.WatchQueue
 		case <-wake:
 		case <-guard.Changed():
 		case <-guard.Expired():
-		case <-beat.C:
+		case <-beat.C():
 			if err := guard.Check(ctx); err != nil {
 				return err
 			}

@@ -3,7 +3,6 @@ package routing
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
@@ -27,6 +26,15 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	key := events.AgentKey(p.AgentID.String())
 	openOffers := map[uuid.UUID]bool{}
 	held := map[uuid.UUID]bool{}
+	// Its timers are armed before the stream opens, so a client that has
+	// the headers knows the stream is waiting on them (tests advance a
+	// fake clock then).
+	beat := s.clk.NewTicker(s.heartbeat)
+	defer beat.Stop()
+	// A revoked or expired token ends the stream before anything more is
+	// sent, and with it this replica's lease on the agent.
+	guard := auth.NewGuard(s.db, s.hub, s.clk, p)
+	defer guard.Stop()
 	// Open the stream at once, so the client knows it is watching even
 	// while there is no work.
 	if err := stream.SendHeaders(); err != nil {
@@ -34,17 +42,14 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 	}
 	// While this stream is open, this replica keeps the agent's lease; once
 	// it ends, the agent has the grace period to come back.
+	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	if err := s.dispatcher.StreamOpened(ctx, p.AgentID); err != nil {
+		if ctx.Err() != nil {
+			return apierr.StreamEnded(ctx, resume)
+		}
 		return apierr.Internal(err)
 	}
 	defer s.dispatcher.StreamClosed(p.AgentID)
-	beat := time.NewTicker(s.heartbeat)
-	defer beat.Stop()
-	// A revoked or expired token ends the stream before anything more is
-	// sent, and with it this replica's lease on the agent.
-	guard := auth.NewGuard(s.db, s.hub, s.clk, p)
-	defer guard.Stop()
-	const resume = "open WatchWork again: it resends every pending offer and held conversation"
 	for {
 		wake := s.hub.Wait(key)
 		err := guard.Check(ctx)
@@ -64,7 +69,7 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		case <-wake:
 		case <-guard.Changed():
 		case <-guard.Expired():
-		case <-beat.C:
+		case <-beat.C():
 			if err := guard.Check(ctx); err != nil {
 				return err
 			}

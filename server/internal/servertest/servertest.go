@@ -50,6 +50,14 @@ type Server struct {
 	HTTP1Requests, HTTP2Requests atomic.Int64
 
 	stop func()
+	http *httptest.Server
+}
+
+// Shutdown stops the server as parleyd does on SIGTERM (App.Shutdown):
+// streams end, then in-flight calls finish, until ctx ends. The test's
+// cleanup still closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.App.Shutdown(ctx, s.http.Config)
 }
 
 // Stop shuts the server down now, as a crash between requests would
@@ -102,6 +110,10 @@ func WithoutWriteLimits() Option {
 	return func(c *config) { c.unlimited = true }
 }
 
+// fakeClockInterval is the routing and retention interval of a server on a
+// fake clock unless the test sets one: longer than any test advances.
+const fakeClockInterval = 100 * 365 * 24 * time.Hour
+
 // Start starts a server that stops when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
@@ -134,6 +146,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	appOpts.Log = slog.New(slog.NewTextHandler(logs, nil))
 	if cfg.clock != nil {
 		appOpts.Clock = cfg.clock
+		// Tests on a fake clock make routing passes and retention sweeps
+		// with App.Dispatch and App.SweepRetention; advancing the clock
+		// fires the background ones only past these intervals.
+		if appOpts.SweepInterval == 0 {
+			appOpts.SweepInterval = fakeClockInterval
+		}
+		if appOpts.RetentionInterval == 0 {
+			appOpts.RetentionInterval = fakeClockInterval
+		}
 	}
 	if cfg.unlimited {
 		appOpts.WriteLimits = map[app.WriteClass]ratelimit.Rate{}
@@ -186,6 +207,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 	})
 	s.URL = ts.URL
+	s.http = ts
 	return s
 }
 
