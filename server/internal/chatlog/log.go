@@ -14,6 +14,7 @@ import (
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/auth"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -67,44 +68,105 @@ func kindOf(p proto.Message) (string, error) {
 func Append(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.Time, entries ...Entry) ([]*ent.Event, error) {
 	out := make([]*ent.Event, 0, len(entries))
 	for _, e := range entries {
-		kind, err := kindOf(e.Payload)
-		if err != nil {
-			return nil, err
-		}
-		payload, err := proto.Marshal(e.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("conversation: marshal %s: %w", kind, err)
-		}
 		seq, err := nextSeq(ctx, tx, conversationID)
 		if err != nil {
 			return nil, err
 		}
-		create := tx.Event.Create().
-			SetConversationID(conversationID).
-			SetSeq(seq).
-			SetCreatedAt(now).
-			SetKind(kind).
-			SetSenderRole(e.Sender.Role).
-			SetSenderID(e.Sender.ID).
-			SetSenderName(e.Sender.Name).
-			SetNillableChannel(e.Channel).
-			SetPayload(payload)
-		if e.ClientMessageID != "" {
-			create.SetClientMessageID(e.ClientMessageID)
-		}
-		ev, err := create.Save(ctx)
+		ev, err := insert(ctx, tx, conversationID, seq, now, e)
 		if err != nil {
-			return nil, fmt.Errorf("conversation: insert %s event: %w", kind, err)
+			return nil, err
 		}
 		out = append(out, ev)
 	}
 	return out, nil
 }
 
+// AppendPost appends a participant's entry (a message) to the conversation's
+// log inside tx, if p may still post there as of this write: one statement
+// advances last_seq, records a customer's or guest's activity (which keeps
+// the chat from being closed as abandoned) and reads back the state that
+// CheckPost decides on; if p may not post, the caller's rollback undoes it.
+// Then the event is inserted: two statements in all.
+func AppendPost(ctx context.Context, tx *ent.Tx, p *auth.Principal, conversationID uuid.UUID, now time.Time, e Entry) (*ent.Event, error) {
+	query, args := advanceForPost, []any{conversationID}
+	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
+		query, args = advanceForCustomerPost, append(args, now)
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+		}
+		return nil, fmt.Errorf("conversation: advance seq of %s: no such conversation", conversationID)
+	}
+	cur := &ent.Conversation{ID: conversationID}
+	var seq int64
+	var agentID uuid.NullUUID
+	if err := rows.Scan(&seq, &cur.State, &agentID); err != nil {
+		return nil, fmt.Errorf("conversation: read seq of %s: %w", conversationID, err)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+	}
+	if agentID.Valid {
+		cur.AgentID = &agentID.UUID
+	}
+	if err := CheckPost(p, cur); err != nil {
+		return nil, err
+	}
+	return insert(ctx, tx, conversationID, seq, now, e)
+}
+
+// insert writes one event with seq.
+func insert(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, seq int64, now time.Time, e Entry) (*ent.Event, error) {
+	kind, err := kindOf(e.Payload)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := proto.Marshal(e.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("conversation: marshal %s: %w", kind, err)
+	}
+	create := tx.Event.Create().
+		SetConversationID(conversationID).
+		SetSeq(seq).
+		SetCreatedAt(now).
+		SetKind(kind).
+		SetSenderRole(e.Sender.Role).
+		SetSenderID(e.Sender.ID).
+		SetSenderName(e.Sender.Name).
+		SetNillableChannel(e.Channel).
+		SetPayload(payload)
+	if e.ClientMessageID != "" {
+		create.SetClientMessageID(e.ClientMessageID)
+	}
+	ev, err := create.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("conversation: insert %s event: %w", kind, err)
+	}
+	return ev, nil
+}
+
 // advanceSeq increments a conversation's last_seq and returns the new
 // value. $1 is a positional parameter in both SQLite and PostgreSQL.
 var advanceSeq = "UPDATE " + conversation.Table + " SET " + conversation.FieldLastSeq + " = " + conversation.FieldLastSeq +
 	" + 1 WHERE " + conversation.FieldID + " = $1 RETURNING " + conversation.FieldLastSeq
+
+// advanceForPost and advanceForCustomerPost advance last_seq for a post and
+// read back what CheckPost needs; the second also records customer
+// activity ($2).
+var (
+	advanceForPost = "UPDATE " + conversation.Table + " SET " + conversation.FieldLastSeq + " = " + conversation.FieldLastSeq +
+		" + 1 WHERE " + conversation.FieldID + " = $1 RETURNING " + conversation.FieldLastSeq + ", " +
+		conversation.FieldState + ", " + conversation.FieldAgentID
+	advanceForCustomerPost = "UPDATE " + conversation.Table + " SET " + conversation.FieldLastSeq + " = " + conversation.FieldLastSeq +
+		" + 1, " + conversation.FieldCustomerActiveAt + " = $2 WHERE " + conversation.FieldID + " = $1 RETURNING " +
+		conversation.FieldLastSeq + ", " + conversation.FieldState + ", " + conversation.FieldAgentID
+)
 
 // nextSeq advances the conversation's last_seq and returns it, in one
 // statement, under the transaction's write lock.

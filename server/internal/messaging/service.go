@@ -69,7 +69,13 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 
 // SendMessage appends a message. A retry with the same client_message_id
 // and content returns the original event; with other content it is
-// rejected. Retries are not rate limited; new messages are.
+// rejected. A retry is never refused by the send limit; new messages are.
+//
+// The path is short on purpose (it is the hottest write): the caller's
+// access and sender come from one read of the conversation, and the write
+// is two statements (see chatlog.AppendPost), which re-check the state the
+// post depends on as of the write. A retry is found by the unique index on
+// the sender's client_message_id, not by a read before every send.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
@@ -81,10 +87,10 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	if err != nil {
 		return nil, apierr.Internal(err)
 	}
-	if prior, err := s.priorSend(ctx, id, sender, req); prior != nil || err != nil {
-		return prior, err
-	}
 	if err := s.spend(p); err != nil {
+		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
+			return prior, perr
+		}
 		return nil, err
 	}
 	var channel *event.Channel
@@ -98,30 +104,18 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	now := s.clk.Now()
 	var appended *ent.Event
 	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
-		// The state may have changed since Authorize; check it under the lock.
-		cur, err := tx.Conversation.Get(ctx, id)
-		if err != nil {
-			return fmt.Errorf("reload conversation: %w", err)
-		}
-		if err := chatlog.CheckPost(p, cur); err != nil {
-			return err
-		}
 		attachments, err := s.attachmentsFor(ctx, tx, id, sender, req.GetAttachmentIds())
 		if err != nil {
 			return err
 		}
-		evs, err := chatlog.Append(ctx, tx, id, now, chatlog.Entry{
+		appended, err = chatlog.AppendPost(ctx, tx, p, id, now, chatlog.Entry{
 			Sender: sender, Channel: channel, ClientMessageID: req.GetClientMessageId(),
 			Payload: &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetClientMessageId(), Attachments: attachments},
 		})
-		if err != nil {
-			return err
-		}
-		appended = evs[0]
-		return touchCustomer(ctx, tx, p, id, now)
+		return err
 	})
 	if ent.IsConstraintError(err) {
-		// A concurrent retry won the unique index: answer as a retry.
+		// A retry (or a concurrent one that won): answer with the original.
 		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
 			return prior, perr
 		}
