@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/admin"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/routing"
@@ -273,7 +274,7 @@ func (f *File) check() error {
 		if err := v.Validate(req); err != nil {
 			return fmt.Errorf("queues[%d]: %w", i, err)
 		}
-		if _, err := routing.QueueOfferTimeout(q.OfferTimeout); err != nil {
+		if _, err := admin.QueueOfferTimeout(q.OfferTimeout); err != nil {
 			return fmt.Errorf("queues[%d]: %w", i, err)
 		}
 		if queues[q.Name] {
@@ -298,7 +299,7 @@ func (f *File) check() error {
 		if err := v.Validate(req); err != nil {
 			return fmt.Errorf("rules[%d] %q: %w", i, r.Name, err)
 		}
-		if err := routing.CheckCondition(req.GetCondition()); err != nil {
+		if err := admin.CheckCondition(req.GetCondition()); err != nil {
 			return fmt.Errorf("rules[%d] %q: %w", i, r.Name, err)
 		}
 		if orders[r.Order] {
@@ -422,7 +423,7 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 				return err
 			}
 			create := tx.Queue.Create()
-			if err := routing.SetQueue(ctx, tx, create.Mutation(), uuid.Nil, q.Name, q.OfferTimeout, policy); err != nil {
+			if err := admin.SetQueue(ctx, tx, create.Mutation(), uuid.Nil, q.Name, q.OfferTimeout, policy); err != nil {
 				return fmt.Errorf("queue %q: %w", q.Name, err)
 			}
 			row, err := create.Save(ctx)
@@ -481,7 +482,7 @@ func Apply(ctx context.Context, db *ent.Client, f *File) (Result, error) {
 		for _, a := range f.Agents {
 			capacity := int(a.Capacity)
 			if capacity == 0 {
-				capacity = routing.DefaultCapacity
+				capacity = admin.DefaultCapacity
 			}
 			channels := map[string]int{}
 			for name, limit := range a.ChannelCapacity {
