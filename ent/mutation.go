@@ -12451,7 +12451,7 @@ func (m *ServiceCaseMutation) RequestID() (r string, exists bool) {
 // OldRequestID returns the old "request_id" field's value of the ServiceCase entity.
 // If the ServiceCase object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *ServiceCaseMutation) OldRequestID(ctx context.Context) (v string, err error) {
+func (m *ServiceCaseMutation) OldRequestID(ctx context.Context) (v *string, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldRequestID is only allowed on UpdateOne operations")
 	}
@@ -12465,9 +12465,22 @@ func (m *ServiceCaseMutation) OldRequestID(ctx context.Context) (v string, err e
 	return oldValue.RequestID, nil
 }
 
+// ClearRequestID clears the value of the "request_id" field.
+func (m *ServiceCaseMutation) ClearRequestID() {
+	m.request_id = nil
+	m.clearedFields[servicecase.FieldRequestID] = struct{}{}
+}
+
+// RequestIDCleared returns if the "request_id" field was cleared in this mutation.
+func (m *ServiceCaseMutation) RequestIDCleared() bool {
+	_, ok := m.clearedFields[servicecase.FieldRequestID]
+	return ok
+}
+
 // ResetRequestID resets all changes to the "request_id" field.
 func (m *ServiceCaseMutation) ResetRequestID() {
 	m.request_id = nil
+	delete(m.clearedFields, servicecase.FieldRequestID)
 }
 
 // SetRequestHash sets the "request_hash" field.
@@ -12501,9 +12514,22 @@ func (m *ServiceCaseMutation) OldRequestHash(ctx context.Context) (v []byte, err
 	return oldValue.RequestHash, nil
 }
 
+// ClearRequestHash clears the value of the "request_hash" field.
+func (m *ServiceCaseMutation) ClearRequestHash() {
+	m.request_hash = nil
+	m.clearedFields[servicecase.FieldRequestHash] = struct{}{}
+}
+
+// RequestHashCleared returns if the "request_hash" field was cleared in this mutation.
+func (m *ServiceCaseMutation) RequestHashCleared() bool {
+	_, ok := m.clearedFields[servicecase.FieldRequestHash]
+	return ok
+}
+
 // ResetRequestHash resets all changes to the "request_hash" field.
 func (m *ServiceCaseMutation) ResetRequestHash() {
 	m.request_hash = nil
+	delete(m.clearedFields, servicecase.FieldRequestHash)
 }
 
 // ClearConversation clears the "conversation" edge to the Conversation entity.
@@ -12769,6 +12795,12 @@ func (m *ServiceCaseMutation) ClearedFields() []string {
 	if m.FieldCleared(servicecase.FieldOpenedByAgentID) {
 		fields = append(fields, servicecase.FieldOpenedByAgentID)
 	}
+	if m.FieldCleared(servicecase.FieldRequestID) {
+		fields = append(fields, servicecase.FieldRequestID)
+	}
+	if m.FieldCleared(servicecase.FieldRequestHash) {
+		fields = append(fields, servicecase.FieldRequestHash)
+	}
 	return fields
 }
 
@@ -12788,6 +12820,12 @@ func (m *ServiceCaseMutation) ClearField(name string) error {
 		return nil
 	case servicecase.FieldOpenedByAgentID:
 		m.ClearOpenedByAgentID()
+		return nil
+	case servicecase.FieldRequestID:
+		m.ClearRequestID()
+		return nil
+	case servicecase.FieldRequestHash:
+		m.ClearRequestHash()
 		return nil
 	}
 	return fmt.Errorf("unknown ServiceCase nullable field %s", name)

@@ -33,7 +33,7 @@ type ServiceCase struct {
 	// OpenedByAgentID holds the value of the "opened_by_agent_id" field.
 	OpenedByAgentID *uuid.UUID `json:"opened_by_agent_id,omitempty"`
 	// RequestID holds the value of the "request_id" field.
-	RequestID string `json:"request_id,omitempty"`
+	RequestID *string `json:"request_id,omitempty"`
 	// RequestHash holds the value of the "request_hash" field.
 	RequestHash []byte `json:"request_hash,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -153,7 +153,8 @@ func (_m *ServiceCase) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field request_id", values[i])
 			} else if value.Valid {
-				_m.RequestID = value.String
+				_m.RequestID = new(string)
+				*_m.RequestID = value.String
 			}
 		case servicecase.FieldRequestHash:
 			if value, ok := values[i].(*[]byte); !ok {
@@ -229,8 +230,10 @@ func (_m *ServiceCase) String() string {
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteString(", ")
-	builder.WriteString("request_id=")
-	builder.WriteString(_m.RequestID)
+	if v := _m.RequestID; v != nil {
+		builder.WriteString("request_id=")
+		builder.WriteString(*v)
+	}
 	builder.WriteString(", ")
 	builder.WriteString("request_hash=")
 	builder.WriteString(fmt.Sprintf("%v", _m.RequestHash))

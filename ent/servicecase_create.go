@@ -89,6 +89,14 @@ func (_c *ServiceCaseCreate) SetRequestID(v string) *ServiceCaseCreate {
 	return _c
 }
 
+// SetNillableRequestID sets the "request_id" field if the given value is not nil.
+func (_c *ServiceCaseCreate) SetNillableRequestID(v *string) *ServiceCaseCreate {
+	if v != nil {
+		_c.SetRequestID(*v)
+	}
+	return _c
+}
+
 // SetRequestHash sets the "request_hash" field.
 func (_c *ServiceCaseCreate) SetRequestHash(v []byte) *ServiceCaseCreate {
 	_c.mutation.SetRequestHash(v)
@@ -178,12 +186,6 @@ func (_c *ServiceCaseCreate) check() error {
 	if _, ok := _c.mutation.ConversationID(); !ok {
 		return &ValidationError{Name: "conversation_id", err: errors.New(`ent: missing required field "ServiceCase.conversation_id"`)}
 	}
-	if _, ok := _c.mutation.RequestID(); !ok {
-		return &ValidationError{Name: "request_id", err: errors.New(`ent: missing required field "ServiceCase.request_id"`)}
-	}
-	if _, ok := _c.mutation.RequestHash(); !ok {
-		return &ValidationError{Name: "request_hash", err: errors.New(`ent: missing required field "ServiceCase.request_hash"`)}
-	}
 	if len(_c.mutation.ConversationIDs()) == 0 {
 		return &ValidationError{Name: "conversation", err: errors.New(`ent: missing required edge "ServiceCase.conversation"`)}
 	}
@@ -240,7 +242,7 @@ func (_c *ServiceCaseCreate) createSpec() (*ServiceCase, *sqlgraph.CreateSpec) {
 	}
 	if value, ok := _c.mutation.RequestID(); ok {
 		_spec.SetField(servicecase.FieldRequestID, field.TypeString, value)
-		_node.RequestID = value
+		_node.RequestID = &value
 	}
 	if value, ok := _c.mutation.RequestHash(); ok {
 		_spec.SetField(servicecase.FieldRequestHash, field.TypeBytes, value)

@@ -89,6 +89,12 @@ func (_u *ServiceCaseUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if _u.mutation.OpenedByAgentIDCleared() {
 		_spec.ClearField(servicecase.FieldOpenedByAgentID, field.TypeUUID)
 	}
+	if _u.mutation.RequestIDCleared() {
+		_spec.ClearField(servicecase.FieldRequestID, field.TypeString)
+	}
+	if _u.mutation.RequestHashCleared() {
+		_spec.ClearField(servicecase.FieldRequestHash, field.TypeBytes)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -201,6 +207,12 @@ func (_u *ServiceCaseUpdateOne) sqlSave(ctx context.Context) (_node *ServiceCase
 	}
 	if _u.mutation.OpenedByAgentIDCleared() {
 		_spec.ClearField(servicecase.FieldOpenedByAgentID, field.TypeUUID)
+	}
+	if _u.mutation.RequestIDCleared() {
+		_spec.ClearField(servicecase.FieldRequestID, field.TypeString)
+	}
+	if _u.mutation.RequestHashCleared() {
+		_spec.ClearField(servicecase.FieldRequestHash, field.TypeBytes)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &ServiceCase{config: _u.config}

@@ -451,8 +451,8 @@ var (
 		{Name: "number", Type: field.TypeString, Unique: true},
 		{Name: "short_description", Type: field.TypeString},
 		{Name: "opened_by_agent_id", Type: field.TypeUUID, Nullable: true},
-		{Name: "request_id", Type: field.TypeString, Unique: true},
-		{Name: "request_hash", Type: field.TypeBytes},
+		{Name: "request_id", Type: field.TypeString, Unique: true, Nullable: true},
+		{Name: "request_hash", Type: field.TypeBytes, Nullable: true},
 		{Name: "consumer_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "conversation_id", Type: field.TypeUUID},
 	}

@@ -28,8 +28,9 @@ func (Interaction) Fields() []ent.Field {
 		// origin tells a guest's pre-chat form from a signed-in customer's
 		// request; only guests count against the guest session limit.
 		field.Enum("origin").Values("guest", "customer").Default("guest").Immutable(),
-		// request_id is the client's idempotency key for StartCustomerChat
-		// and, for guests, the SHA-256 of StartGuestChat's request_id (hex,
+		// request_id is, for a signed-in customer, StartCustomerChat's key
+		// scoped to the customer (idempotency.Scoped; Do keeps the key and
+		// response), and, for guests, the SHA-256 of StartGuestChat's request_id (hex,
 		// "sha256:" prefixed): the request id is the secret a retry proves,
 		// so it is never stored.
 		field.String("request_id").Unique().Immutable(),

@@ -26,10 +26,13 @@ func (ServiceCase) Fields() []ent.Field {
 		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		// opened_by_agent_id is nil for a message a waiting customer left.
 		field.UUID("opened_by_agent_id", uuid.UUID{}).Optional().Nillable().Immutable(),
-		// request_id is the client's idempotency key.
-		field.String("request_id").Unique().Immutable(),
-		// request_hash fingerprints the request, to tell a retry from a reused key.
-		field.Bytes("request_hash").Immutable(),
+		// request_id and request_hash held the idempotency key of cases
+		// made before case creation stored its keys with idempotency.Do;
+		// new cases leave them unset. They stay in the schema because
+		// databases made before keep the columns (migrations never drop
+		// one), which must accept the new rows.
+		field.String("request_id").Optional().Nillable().Unique().Immutable(),
+		field.Bytes("request_hash").Optional().Immutable(),
 	}
 }
 

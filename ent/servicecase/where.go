@@ -421,6 +421,16 @@ func RequestIDHasSuffix(v string) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldHasSuffix(FieldRequestID, v))
 }
 
+// RequestIDIsNil applies the IsNil predicate on the "request_id" field.
+func RequestIDIsNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIsNull(FieldRequestID))
+}
+
+// RequestIDNotNil applies the NotNil predicate on the "request_id" field.
+func RequestIDNotNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotNull(FieldRequestID))
+}
+
 // RequestIDEqualFold applies the EqualFold predicate on the "request_id" field.
 func RequestIDEqualFold(v string) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldEqualFold(FieldRequestID, v))
@@ -469,6 +479,16 @@ func RequestHashLT(v []byte) predicate.ServiceCase {
 // RequestHashLTE applies the LTE predicate on the "request_hash" field.
 func RequestHashLTE(v []byte) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldLTE(FieldRequestHash, v))
+}
+
+// RequestHashIsNil applies the IsNil predicate on the "request_hash" field.
+func RequestHashIsNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIsNull(FieldRequestHash))
+}
+
+// RequestHashNotNil applies the NotNil predicate on the "request_hash" field.
+func RequestHashNotNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotNull(FieldRequestHash))
 }
 
 // HasConversation applies the HasEdge predicate on the "conversation" edge.

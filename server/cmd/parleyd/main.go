@@ -63,82 +63,153 @@ func splitList(s string) []string {
 	return out
 }
 
-func run(log *slog.Logger, args []string) error {
+// flags are parleyd's command line.
+type flags struct {
+	addr, dbPath, bootPath, identityPath string
+	maxBytes, sendBurst, attachBytes     int
+	heartbeat, lifetime, writeTimeout    time.Duration
+	maxStreams, writeBatch               int
+	writeWait                            time.Duration
+	sendRate                             float64
+	attachTypes, sync, trusted, origins  string
+	convAttachBytes                      int64
+	retention                            retention.Policy
+}
+
+// parseFlags reads args, refusing limits that are not positive.
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
 	fs := flag.NewFlagSet("parleyd", flag.ContinueOnError)
-	addr := fs.String("addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
-	dbPath := fs.String("db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
-	bootPath := fs.String("bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
-	identityPath := fs.String("identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal on a database configured from the built-in demo and started without -bootstrap; otherwise none)")
-	maxBytes := fs.Int("max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
-	heartbeat := fs.Duration("heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
-	lifetime := fs.Duration("max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")
-	writeTimeout := fs.Duration("stream-write-timeout", app.DefaultWriteTimeout, "a stream whose client takes no message for this long ends (the client resumes from its cursor)")
-	maxStreams := fs.Int("max-streams-per-caller", app.DefaultMaxStreamsPerCaller, "streams one caller (a token's principal, or a client address) may have open at once")
-	sendRate := fs.Float64("send-rate", app.DefaultSendRate, "messages and uploads per second each participant may keep up")
-	sendBurst := fs.Int("send-burst", app.DefaultSendBurst, "messages and uploads each participant may send at once")
-	attachBytes := fs.Int("max-attachment-bytes", app.DefaultMaxAttachmentBytes, "largest attachment accepted")
-	attachTypes := fs.String("attachment-types", strings.Join(messaging.DefaultAttachmentTypes, ","), "comma-separated content types attachments may have")
-	sync := fs.String("sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per commit; queued writes share a commit)")
-	writeBatch := fs.Int("sqlite-max-batch", 64, "at most this many queued write transactions share one SQLite commit (1: one commit each)")
-	writeWait := fs.Duration("sqlite-max-write-wait", 5*time.Second, "a write that waited this long for SQLite's writer is refused with Unavailable and a retry hint")
-	trusted := fs.String("trusted-proxies", os.Getenv("PARLEY_TRUSTED_PROXIES"), "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (env PARLEY_TRUSTED_PROXIES); default none")
-	origins := fs.String("allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
-	convAttachBytes := fs.Int64("max-conversation-attachment-bytes", app.DefaultMaxConversationAttachmentBytes, "largest total size of one conversation's attachments")
-	attachRetention := fs.Duration("attachment-retention", retention.DefaultAttachments, "uploads that no message references are deleted after this long")
-	tokenRetention := fs.Duration("token-retention", retention.DefaultTokens, "tokens are deleted this long after they expired or were revoked")
-	keyRetention := fs.Duration("idempotency-retention", retention.DefaultIdempotency, "request ids of retryable writes are remembered this long; a retry after that is a new write")
+	fs.StringVar(&f.addr, "addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
+	fs.StringVar(&f.dbPath, "db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
+	fs.StringVar(&f.bootPath, "bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
+	fs.StringVar(&f.identityPath, "identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal on a database configured from the built-in demo and started without -bootstrap; otherwise none)")
+	fs.IntVar(&f.maxBytes, "max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
+	fs.DurationVar(&f.heartbeat, "heartbeat", app.DefaultHeartbeat, "how long a stream stays silent before it sends a heartbeat")
+	fs.DurationVar(&f.lifetime, "max-stream-lifetime", app.DefaultMaxStreamLifetime, "streams end with Unavailable after this long, and clients resume")
+	fs.DurationVar(&f.writeTimeout, "stream-write-timeout", app.DefaultWriteTimeout, "a stream whose client takes no message for this long ends (the client resumes from its cursor)")
+	fs.IntVar(&f.maxStreams, "max-streams-per-caller", app.DefaultMaxStreamsPerCaller, "streams one caller (a token's principal, or a client address) may have open at once")
+	fs.Float64Var(&f.sendRate, "send-rate", app.DefaultSendRate, "messages and uploads per second each participant may keep up")
+	fs.IntVar(&f.sendBurst, "send-burst", app.DefaultSendBurst, "messages and uploads each participant may send at once")
+	fs.IntVar(&f.attachBytes, "max-attachment-bytes", app.DefaultMaxAttachmentBytes, "largest attachment accepted")
+	fs.StringVar(&f.attachTypes, "attachment-types", strings.Join(messaging.DefaultAttachmentTypes, ","), "comma-separated content types attachments may have")
+	fs.StringVar(&f.sync, "sqlite-synchronous", string(store.SyncNormal), "normal: acknowledged writes survive a crash of parleyd; full: also power loss (one fsync per commit; queued writes share a commit)")
+	fs.IntVar(&f.writeBatch, "sqlite-max-batch", 64, "at most this many queued write transactions share one SQLite commit (1: one commit each)")
+	fs.DurationVar(&f.writeWait, "sqlite-max-write-wait", 5*time.Second, "a write that waited this long for SQLite's writer is refused with Unavailable and a retry hint")
+	fs.StringVar(&f.trusted, "trusted-proxies", os.Getenv("PARLEY_TRUSTED_PROXIES"), "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (env PARLEY_TRUSTED_PROXIES); default none")
+	fs.StringVar(&f.origins, "allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
+	fs.Int64Var(&f.convAttachBytes, "max-conversation-attachment-bytes", app.DefaultMaxConversationAttachmentBytes, "largest total size of one conversation's attachments")
+	fs.DurationVar(&f.retention.Attachments, "attachment-retention", retention.DefaultAttachments, "uploads that no message references are deleted after this long")
+	fs.DurationVar(&f.retention.Tokens, "token-retention", retention.DefaultTokens, "tokens are deleted this long after they expired or were revoked")
+	fs.DurationVar(&f.retention.Idempotency, "idempotency-retention", retention.DefaultIdempotency, "request ids of retryable writes are remembered this long; a retry after that is a new write")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if f.sendRate <= 0 || f.sendBurst <= 0 || f.attachBytes <= 0 || f.lifetime <= 0 || f.heartbeat <= 0 || f.maxBytes <= 0 ||
+		f.convAttachBytes <= 0 || f.retention.Attachments <= 0 || f.retention.Tokens <= 0 || f.retention.Idempotency <= 0 ||
+		f.writeTimeout <= 0 || f.maxStreams <= 0 || f.writeBatch <= 0 || f.writeWait <= 0 {
+		return nil, errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-conversation-attachment-bytes, -max-stream-lifetime, " +
+			"-heartbeat, -max-request-bytes, -stream-write-timeout, -max-streams-per-caller, -sqlite-max-batch, " +
+			"-sqlite-max-write-wait and the -*-retention flags must be positive")
+	}
+	return f, nil
+}
+
+// options are the app's options from the flags.
+func (f *flags) options(log *slog.Logger, customers *identity.Verifier, addresses *clientaddr.Resolver) app.Options {
+	return app.Options{
+		Customers:           customers,
+		Log:                 log,
+		MaxRequestBytes:     f.maxBytes,
+		Heartbeat:           f.heartbeat,
+		MaxStreamLifetime:   f.lifetime,
+		WriteTimeout:        f.writeTimeout,
+		MaxStreamsPerCaller: f.maxStreams,
+		SendRate:            f.sendRate,
+		SendBurst:           f.sendBurst,
+		MaxAttachmentBytes:  f.attachBytes,
+		AttachmentTypes:     strings.Split(f.attachTypes, ","),
+		ClientAddresses:     addresses,
+		AllowedOrigins:      splitList(f.origins),
+
+		MaxConversationAttachmentBytes: f.convAttachBytes,
+		Retention:                      f.retention,
+	}
+}
+
+// run is parleyd: it opens and configures the database, then serves until
+// SIGTERM or Ctrl-C.
+func run(log *slog.Logger, args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
-	if *sendRate <= 0 || *sendBurst <= 0 || *attachBytes <= 0 || *lifetime <= 0 || *heartbeat <= 0 || *maxBytes <= 0 ||
-		*convAttachBytes <= 0 || *attachRetention <= 0 || *tokenRetention <= 0 || *keyRetention <= 0 || *writeTimeout <= 0 || *maxStreams <= 0 {
-		return errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-conversation-attachment-bytes, -max-stream-lifetime, " +
-			"-heartbeat, -max-request-bytes, -stream-write-timeout, -max-streams-per-caller and the -*-retention flags must be positive")
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if *writeBatch <= 0 || *writeWait <= 0 {
-		return errors.New("-sqlite-max-batch and -sqlite-max-write-wait must be positive")
-	}
-	db, err := store.OpenSQLite(ctx, *dbPath, store.Options{
-		Synchronous: store.Synchronous(*sync),
-		Writer:      store.WriterOptions{MaxBatch: *writeBatch, MaxWait: *writeWait},
+	db, err := store.OpenSQLite(ctx, f.dbPath, store.Options{
+		Synchronous: store.Synchronous(f.sync),
+		Writer:      store.WriterOptions{MaxBatch: f.writeBatch, MaxWait: f.writeWait},
 	})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
-	bootName := "built-in demo"
-	var boot *bootstrap.File
-	if *bootPath == "" {
-		boot, err = bootstrap.ParseDemo()
-	} else {
-		bootName = *bootPath
-		var data []byte
-		if data, err = os.ReadFile(*bootPath); err != nil {
-			return fmt.Errorf("read bootstrap file: %w", err)
-		}
-		boot, err = bootstrap.Parse(data)
-	}
+	boot, bootName, err := loadBootstrap(f.bootPath)
 	if err != nil {
-		return fmt.Errorf("%s: %w", bootName, err)
-	}
-	if token := os.Getenv("PARLEY_ADMIN_TOKEN"); token != "" {
-		if err := boot.AddAdmin(token, "PARLEY_ADMIN_TOKEN"); err != nil {
-			return fmt.Errorf("PARLEY_ADMIN_TOKEN: %w", err)
-		}
+		return err
 	}
 	res, err := bootstrap.Apply(ctx, db, boot)
 	if err != nil {
 		return err
 	}
+	reportBootstrap(log, f, bootName, res)
+	addresses, err := clientaddr.NewResolver(splitList(f.trusted))
+	if err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	customers, idName, err := verifier(ctx, log, f, res.Demo)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, log, app.New(db, f.options(log, customers, addresses)), f, res.Demo, idName)
+}
+
+// loadBootstrap reads the bootstrap file at path (the built-in demo if
+// empty), with PARLEY_ADMIN_TOKEN's admin added, and names it.
+func loadBootstrap(path string) (*bootstrap.File, string, error) {
+	name := "built-in demo"
+	var boot *bootstrap.File
+	var err error
+	if path == "" {
+		boot, err = bootstrap.ParseDemo()
+	} else {
+		name = path
+		var data []byte
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, "", fmt.Errorf("read bootstrap file: %w", err)
+		}
+		boot, err = bootstrap.Parse(data)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", name, err)
+	}
+	if token := os.Getenv("PARLEY_ADMIN_TOKEN"); token != "" {
+		if err := boot.AddAdmin(token, "PARLEY_ADMIN_TOKEN"); err != nil {
+			return nil, "", fmt.Errorf("PARLEY_ADMIN_TOKEN: %w", err)
+		}
+	}
+	return boot, name, nil
+}
+
+// reportBootstrap logs what applying the bootstrap file did, and prints a
+// generated admin token once.
+func reportBootstrap(log *slog.Logger, f *flags, bootName string, res bootstrap.Result) {
 	if res.Applied {
-		log.Info("new database configured", "db", *dbPath, "bootstrap", bootName)
-	} else if *bootPath != "" {
-		log.Warn("the database is already configured; -bootstrap applies to a new database only and was ignored", "db", *dbPath)
+		log.Info("new database configured", "db", f.dbPath, "bootstrap", bootName)
+	} else if f.bootPath != "" {
+		log.Warn("the database is already configured; -bootstrap applies to a new database only and was ignored", "db", f.dbPath)
 	}
 	if res.GeneratedAdminToken != "" {
 		// Printed once, on standard output: the log (standard error) never
@@ -147,59 +218,45 @@ func run(log *slog.Logger, args []string) error {
 			"keep it in a password manager; it can issue other tokens (AccessService) and be revoked\n", res.GeneratedAdminToken)
 		log.Info("no admin token was configured: parleyd made one and printed it on standard output, once")
 	}
-	addresses, err := clientaddr.NewResolver(splitList(*trusted))
-	if err != nil {
-		return fmt.Errorf("-trusted-proxies: %w", err)
-	}
+}
 
-	// The demo portal's secret is public: it is trusted only by a database
-	// configured from the built-in demo, started without -bootstrap and
-	// without -identity. A database configured from your own bootstrap
-	// file never trusts it, with or without the flag on later starts.
+// verifier returns the verifier of customers' JWTs and names the identity
+// file it trusts ("built-in demo", "none" or the -identity path).
+//
+// The demo portal's secret is public: it is trusted only by a database
+// configured from the built-in demo, started without -bootstrap and
+// without -identity. A database configured from your own bootstrap file
+// never trusts it, with or without the flag on later starts.
+func verifier(ctx context.Context, log *slog.Logger, f *flags, demo bool) (*identity.Verifier, string, error) {
 	idData, idName := identity.Demo, "built-in demo"
-	if !res.Demo || *bootPath != "" {
+	if !demo || f.bootPath != "" {
 		idData, idName = nil, "none"
 	}
-	if *identityPath != "" {
-		if idData, err = os.ReadFile(*identityPath); err != nil {
-			return fmt.Errorf("read identity file: %w", err)
+	if f.identityPath != "" {
+		var err error
+		if idData, err = os.ReadFile(f.identityPath); err != nil {
+			return nil, "", fmt.Errorf("read identity file: %w", err)
 		}
-		idName = *identityPath
+		idName = f.identityPath
 	}
 	idConfig := &identity.Config{}
 	if idData != nil {
+		var err error
 		if idConfig, err = identity.ParseConfig(idData); err != nil {
-			return fmt.Errorf("%s: %w", idName, err)
+			return nil, "", fmt.Errorf("%s: %w", idName, err)
 		}
 	}
 	customers, err := identity.NewVerifier(ctx, idConfig, clock.Real{}, log)
 	if err != nil {
-		return fmt.Errorf("%s: %w", idName, err)
+		return nil, "", fmt.Errorf("%s: %w", idName, err)
 	}
+	return customers, idName, nil
+}
 
-	a := app.New(db, app.Options{
-		Customers:           customers,
-		Log:                 log,
-		MaxRequestBytes:     *maxBytes,
-		Heartbeat:           *heartbeat,
-		MaxStreamLifetime:   *lifetime,
-		WriteTimeout:        *writeTimeout,
-		MaxStreamsPerCaller: *maxStreams,
-		SendRate:            *sendRate,
-		SendBurst:           *sendBurst,
-		MaxAttachmentBytes:  *attachBytes,
-		AttachmentTypes:     strings.Split(*attachTypes, ","),
-		ClientAddresses:     addresses,
-		AllowedOrigins:      splitList(*origins),
-
-		MaxConversationAttachmentBytes: *convAttachBytes,
-		Retention: retention.Policy{
-			Attachments: *attachRetention,
-			Tokens:      *tokenRetention,
-			Idempotency: *keyRetention,
-		},
-	})
-	lis, err := net.Listen("tcp", *addr)
+// serve listens on f.addr and serves a until ctx ends, then drains its
+// streams and shuts down within shutdownGrace.
+func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo bool, idName string) error {
+	lis, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -214,18 +271,7 @@ func run(log *slog.Logger, args []string) error {
 	go a.Run(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-
-	fmt.Fprintf(os.Stderr, "parleyd listening on http://%s (Connect, gRPC, gRPC-Web; database %s)\n", lis.Addr(), *dbPath)
-	if res.Demo {
-		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
-			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", lis.Addr())
-	}
-	switch idName {
-	case "built-in demo":
-		fmt.Fprintf(os.Stderr, "customer JWTs signed with the public demo secret in server/internal/identity/demo.yaml are accepted; use -identity for a real site\n")
-	case "none":
-		fmt.Fprintf(os.Stderr, "no -identity file: signed-in customers cannot call until one lists your portal's or site's JWT issuer\n")
-	}
+	greet(lis.Addr(), f.dbPath, demo, idName)
 
 	select {
 	case err := <-served:
@@ -240,4 +286,20 @@ func run(log *slog.Logger, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// greet tells the operator, on standard error, where parleyd listens and
+// which demo credentials and identity it trusts.
+func greet(addr net.Addr, dbPath string, demo bool, idName string) {
+	fmt.Fprintf(os.Stderr, "parleyd listening on http://%s (Connect, gRPC, gRPC-Web; database %s)\n", addr, dbPath)
+	if demo {
+		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
+			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", addr)
+	}
+	switch idName {
+	case "built-in demo":
+		fmt.Fprintf(os.Stderr, "customer JWTs signed with the public demo secret in server/internal/identity/demo.yaml are accepted; use -identity for a real site\n")
+	case "none":
+		fmt.Fprintf(os.Stderr, "no -identity file: signed-in customers cannot call until one lists your portal's or site's JWT issuer\n")
+	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/access"
+	"github.com/parleyhq/parley/server/internal/admin"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/cases"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
@@ -226,7 +227,10 @@ func New(db *store.DB, opts Options) *App {
 
 		MaxConversationAttachmentBytes: opts.MaxConversationAttachmentBytes,
 	}))
-	parleyv1connect.RegisterRoutingServiceHandler(server, routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat))
+	parleyv1connect.RegisterRoutingServiceHandler(server, routingService{
+		Service:      routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat),
+		adminService: admin.NewService(db, hub, dispatcher),
+	})
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
 	origins := access.NewOrigins(db, opts.Clock, opts.Log, opts.AllowedOrigins)
 	parleyv1connect.RegisterAccessServiceHandler(server, access.NewService(db, hub, opts.Clock, origins))
@@ -260,6 +264,18 @@ func New(db *store.DB, opts Options) *App {
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
+
+// routingService is RoutingService: routing's methods and the admin's.
+type routingService struct {
+	*routing.Service
+	*adminService
+}
+
+// adminService names admin.Service apart from routing.Service, so that
+// both can be embedded in routingService.
+type adminService = admin.Service
+
+var _ parleyv1connect.RoutingServiceHandler = routingService{}
 
 // withCORS answers browsers: origins that Allowed admits get CORS headers
 // for Connect, gRPC-Web and Parley's credential headers; any other origin

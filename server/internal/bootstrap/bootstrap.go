@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/admin"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/routing"
@@ -263,29 +264,62 @@ func (f *File) check() error {
 	if err := v.Validate(f.settingsProto()); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
+	queues, err := f.checkQueues(v)
+	if err != nil {
+		return err
+	}
+	if err := f.checkRules(v, queues); err != nil {
+		return err
+	}
+	tokens := tokenSet{}
+	for i, a := range f.Admins {
+		if err := tokens.add(fmt.Sprintf("admins[%d]", i), a.Token); err != nil {
+			return err
+		}
+	}
+	for i, a := range f.Supervisors {
+		if err := tokens.add(fmt.Sprintf("supervisors[%d]", i), a.Token); err != nil {
+			return err
+		}
+	}
+	for i, s := range f.Sites {
+		if err := v.Validate(s.proto()); err != nil {
+			return fmt.Errorf("sites[%d] %q: %w", i, s.Name, err)
+		}
+	}
+	return f.checkAgents(v, queues, tokens)
+}
+
+// checkQueues checks the queues and returns their names.
+func (f *File) checkQueues(v protovalidate.Validator) (map[string]bool, error) {
 	queues := map[string]bool{}
 	for i, q := range f.Queues {
 		policy, err := q.policy()
 		if err != nil {
-			return fmt.Errorf("queues[%d]: %w", i, err)
+			return nil, fmt.Errorf("queues[%d]: %w", i, err)
 		}
 		req := &parleyv1.CreateQueueRequest{DisplayName: q.Name, OfferTimeout: durationpb.New(q.OfferTimeout), Policy: policy}
 		if err := v.Validate(req); err != nil {
-			return fmt.Errorf("queues[%d]: %w", i, err)
+			return nil, fmt.Errorf("queues[%d]: %w", i, err)
 		}
-		if _, err := routing.QueueOfferTimeout(q.OfferTimeout); err != nil {
-			return fmt.Errorf("queues[%d]: %w", i, err)
+		if _, err := admin.QueueOfferTimeout(q.OfferTimeout); err != nil {
+			return nil, fmt.Errorf("queues[%d]: %w", i, err)
 		}
 		if queues[q.Name] {
-			return fmt.Errorf("queues[%d]: duplicate queue name %q", i, q.Name)
+			return nil, fmt.Errorf("queues[%d]: duplicate queue name %q", i, q.Name)
 		}
 		queues[q.Name] = true
 	}
 	for i, q := range f.Queues {
 		if q.Overflow != "" && (!queues[q.Overflow] || q.Overflow == q.Name) {
-			return fmt.Errorf("queues[%d]: overflow %q must name another queue in queues", i, q.Overflow)
+			return nil, fmt.Errorf("queues[%d]: overflow %q must name another queue in queues", i, q.Overflow)
 		}
 	}
+	return queues, nil
+}
+
+// checkRules checks the matching rules against the queues.
+func (f *File) checkRules(v protovalidate.Validator, queues map[string]bool) error {
 	orders := map[int32]bool{}
 	for i, r := range f.Rules {
 		if !queues[r.Queue] {
@@ -298,7 +332,7 @@ func (f *File) check() error {
 		if err := v.Validate(req); err != nil {
 			return fmt.Errorf("rules[%d] %q: %w", i, r.Name, err)
 		}
-		if err := routing.CheckCondition(req.GetCondition()); err != nil {
+		if err := admin.CheckCondition(req.GetCondition()); err != nil {
 			return fmt.Errorf("rules[%d] %q: %w", i, r.Name, err)
 		}
 		if orders[r.Order] {
@@ -306,32 +340,12 @@ func (f *File) check() error {
 		}
 		orders[r.Order] = true
 	}
-	tokens := map[string]bool{}
-	checkToken := func(where, token string) error {
-		if len(token) < MinTokenLength {
-			return fmt.Errorf("%s: token must be at least %d characters", where, MinTokenLength)
-		}
-		if tokens[token] {
-			return fmt.Errorf("%s: token is used twice", where)
-		}
-		tokens[token] = true
-		return nil
-	}
-	for i, a := range f.Admins {
-		if err := checkToken(fmt.Sprintf("admins[%d]", i), a.Token); err != nil {
-			return err
-		}
-	}
-	for i, a := range f.Supervisors {
-		if err := checkToken(fmt.Sprintf("supervisors[%d]", i), a.Token); err != nil {
-			return err
-		}
-	}
-	for i, s := range f.Sites {
-		if err := v.Validate(s.proto()); err != nil {
-			return fmt.Errorf("sites[%d] %q: %w", i, s.Name, err)
-		}
-	}
+	return nil
+}
+
+// checkAgents checks the agents against the queues and the tokens
+// already used.
+func (f *File) checkAgents(v protovalidate.Validator, queues map[string]bool, tokens tokenSet) error {
 	for i, a := range f.Agents {
 		where := fmt.Sprintf("agents[%d] %q", i, a.Name)
 		for name := range a.ChannelCapacity {
@@ -347,10 +361,26 @@ func (f *File) check() error {
 				return fmt.Errorf("%s: queue %q is not in queues", where, q)
 			}
 		}
-		if err := checkToken(where, a.Token); err != nil {
+		if err := tokens.add(where, a.Token); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// tokenSet holds the file's tokens checked so far.
+type tokenSet map[string]bool
+
+// add checks token, found at where, and adds it: it must be long enough
+// and not used before.
+func (t tokenSet) add(where, token string) error {
+	if len(token) < MinTokenLength {
+		return fmt.Errorf("%s: token must be at least %d characters", where, MinTokenLength)
+	}
+	if t[token] {
+		return fmt.Errorf("%s: token is used twice", where)
+	}
+	t[token] = true
 	return nil
 }
 
@@ -401,106 +431,11 @@ func Apply(ctx context.Context, db *store.DB, f *File) (Result, error) {
 			return fmt.Errorf("check settings: %w", err)
 		}
 		res.Demo = f.Demo
-		s := f.settingsProto()
-		err = tx.Setting.Create().
-			SetID(schema.SettingsID).
-			SetMaxGuestSessionsPerHour(int(s.GetMaxGuestSessionsPerHour())).
-			SetGuestSessionsRateLimitReachedMessage(s.GetGuestSessionsRateLimitReachedMessage()).
-			SetIssueTypes(session.IssueTypesFromProto(s.GetIssueTypes())).
-			SetAbandonAfterSeconds(int64(s.GetAbandonAfter().AsDuration().Seconds())).
-			SetMaxGuestSessionsPerHourPerAddress(int(s.GetMaxGuestSessionsPerHourPerAddress())).
-			SetDemo(f.Demo).
-			Exec(ctx)
+		token, err := f.write(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("create settings: %w", err)
+			return err
 		}
-		queueIDs := map[string]uuid.UUID{}
-		// Queues first, then their overflow queues, which refer to others.
-		for _, q := range f.Queues {
-			policy, err := q.policy()
-			if err != nil {
-				return err
-			}
-			create := tx.Queue.Create()
-			if err := routing.SetQueue(ctx, tx, create.Mutation(), uuid.Nil, q.Name, q.OfferTimeout, policy); err != nil {
-				return fmt.Errorf("queue %q: %w", q.Name, err)
-			}
-			row, err := create.Save(ctx)
-			if err != nil {
-				return fmt.Errorf("create queue %q: %w", q.Name, err)
-			}
-			queueIDs[q.Name] = row.ID
-		}
-		for _, q := range f.Queues {
-			if q.Overflow != "" {
-				if err := tx.Queue.UpdateOneID(queueIDs[q.Name]).SetOverflowQueueID(queueIDs[q.Overflow]).Exec(ctx); err != nil {
-					return fmt.Errorf("set overflow of queue %q: %w", q.Name, err)
-				}
-			}
-		}
-		for _, r := range f.Rules {
-			cond, err := protojson.Marshal(r.condition())
-			if err != nil {
-				return fmt.Errorf("encode rule %q: %w", r.Name, err)
-			}
-			err = tx.MatchingRule.Create().
-				SetDisplayName(r.Name).
-				SetOrder(r.Order).
-				SetQueueID(queueIDs[r.Queue]).
-				SetCondition(string(cond)).
-				Exec(ctx)
-			if err != nil {
-				return fmt.Errorf("create rule %q: %w", r.Name, err)
-			}
-		}
-		admins := f.Admins
-		if len(admins) == 0 {
-			res.GeneratedAdminToken = auth.NewStaffSecret()
-			admins = []Admin{{Token: res.GeneratedAdminToken, Label: "generated at first start"}}
-		}
-		for _, a := range admins {
-			if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleAdmin, Label: a.Label}); err != nil {
-				return err
-			}
-		}
-		for _, a := range f.Supervisors {
-			if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleSupervisor, Label: a.Label}); err != nil {
-				return err
-			}
-		}
-		for _, s := range f.Sites {
-			err := tx.Site.Create().
-				SetDisplayName(s.Name).
-				SetAllowedOrigins(s.AllowedOrigins).
-				SetMaxGuestSessionsPerHour(int(s.MaxGuestSessionsPerHour)).
-				Exec(ctx)
-			if err != nil {
-				return fmt.Errorf("create site %q: %w", s.Name, err)
-			}
-		}
-		for _, a := range f.Agents {
-			capacity := int(a.Capacity)
-			if capacity == 0 {
-				capacity = routing.DefaultCapacity
-			}
-			channels := map[string]int{}
-			for name, limit := range a.ChannelCapacity {
-				channels[name] = int(limit)
-			}
-			create := tx.Agent.Create().SetDisplayName(a.Name).SetCapacity(capacity).
-				SetSkills(append([]string{}, a.Skills...)).SetChannelCapacity(channels)
-			for _, q := range a.Queues {
-				create.AddQueueIDs(queueIDs[q])
-			}
-			row, err := create.Save(ctx)
-			if err != nil {
-				return fmt.Errorf("create agent %q: %w", a.Name, err)
-			}
-			label := "bootstrap agent " + a.Name
-			if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleAgent, AgentID: row.ID, Label: label}); err != nil {
-				return err
-			}
-		}
+		res.GeneratedAdminToken = token
 		res.Applied = true
 		return nil
 	})
@@ -508,4 +443,157 @@ func Apply(ctx context.Context, db *store.DB, f *File) (Result, error) {
 		return Result{}, fmt.Errorf("bootstrap: apply: %w", err)
 	}
 	return res, nil
+}
+
+// write stores f's configuration in a new store inside tx. It returns the
+// admin token it generated when f names no admin.
+func (f *File) write(ctx context.Context, tx *ent.Tx) (generatedAdminToken string, err error) {
+	if err := f.writeSettings(ctx, tx); err != nil {
+		return "", err
+	}
+	queueIDs, err := f.writeQueues(ctx, tx)
+	if err != nil {
+		return "", err
+	}
+	if err := f.writeRules(ctx, tx, queueIDs); err != nil {
+		return "", err
+	}
+	if generatedAdminToken, err = f.writeStaff(ctx, tx); err != nil {
+		return "", err
+	}
+	if err := f.writeSites(ctx, tx); err != nil {
+		return "", err
+	}
+	return generatedAdminToken, f.writeAgents(ctx, tx, queueIDs)
+}
+
+// writeSettings creates the installation's settings.
+func (f *File) writeSettings(ctx context.Context, tx *ent.Tx) error {
+	s := f.settingsProto()
+	err := tx.Setting.Create().
+		SetID(schema.SettingsID).
+		SetMaxGuestSessionsPerHour(int(s.GetMaxGuestSessionsPerHour())).
+		SetGuestSessionsRateLimitReachedMessage(s.GetGuestSessionsRateLimitReachedMessage()).
+		SetIssueTypes(session.IssueTypesFromProto(s.GetIssueTypes())).
+		SetAbandonAfterSeconds(int64(s.GetAbandonAfter().AsDuration().Seconds())).
+		SetMaxGuestSessionsPerHourPerAddress(int(s.GetMaxGuestSessionsPerHourPerAddress())).
+		SetDemo(f.Demo).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("create settings: %w", err)
+	}
+	return nil
+}
+
+// writeQueues creates the queues, then sets their overflow queues, which
+// refer to others. It returns the queues' ids by name.
+func (f *File) writeQueues(ctx context.Context, tx *ent.Tx) (map[string]uuid.UUID, error) {
+	queueIDs := map[string]uuid.UUID{}
+	for _, q := range f.Queues {
+		policy, err := q.policy()
+		if err != nil {
+			return nil, err
+		}
+		create := tx.Queue.Create()
+		if err := admin.SetQueue(ctx, tx, create.Mutation(), uuid.Nil, q.Name, q.OfferTimeout, policy); err != nil {
+			return nil, fmt.Errorf("queue %q: %w", q.Name, err)
+		}
+		row, err := create.Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("create queue %q: %w", q.Name, err)
+		}
+		queueIDs[q.Name] = row.ID
+	}
+	for _, q := range f.Queues {
+		if q.Overflow != "" {
+			if err := tx.Queue.UpdateOneID(queueIDs[q.Name]).SetOverflowQueueID(queueIDs[q.Overflow]).Exec(ctx); err != nil {
+				return nil, fmt.Errorf("set overflow of queue %q: %w", q.Name, err)
+			}
+		}
+	}
+	return queueIDs, nil
+}
+
+// writeRules creates the matching rules.
+func (f *File) writeRules(ctx context.Context, tx *ent.Tx, queueIDs map[string]uuid.UUID) error {
+	for _, r := range f.Rules {
+		cond, err := protojson.Marshal(r.condition())
+		if err != nil {
+			return fmt.Errorf("encode rule %q: %w", r.Name, err)
+		}
+		err = tx.MatchingRule.Create().
+			SetDisplayName(r.Name).
+			SetOrder(r.Order).
+			SetQueueID(queueIDs[r.Queue]).
+			SetCondition(string(cond)).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("create rule %q: %w", r.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeStaff stores the admins' and supervisors' tokens, generating an
+// admin token (which it returns) when f names no admin.
+func (f *File) writeStaff(ctx context.Context, tx *ent.Tx) (generatedAdminToken string, err error) {
+	admins := f.Admins
+	if len(admins) == 0 {
+		generatedAdminToken = auth.NewStaffSecret()
+		admins = []Admin{{Token: generatedAdminToken, Label: "generated at first start"}}
+	}
+	for _, a := range admins {
+		if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleAdmin, Label: a.Label}); err != nil {
+			return "", err
+		}
+	}
+	for _, a := range f.Supervisors {
+		if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleSupervisor, Label: a.Label}); err != nil {
+			return "", err
+		}
+	}
+	return generatedAdminToken, nil
+}
+
+// writeSites creates the messenger sites.
+func (f *File) writeSites(ctx context.Context, tx *ent.Tx) error {
+	for _, s := range f.Sites {
+		err := tx.Site.Create().
+			SetDisplayName(s.Name).
+			SetAllowedOrigins(s.AllowedOrigins).
+			SetMaxGuestSessionsPerHour(int(s.MaxGuestSessionsPerHour)).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("create site %q: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeAgents creates the agents, in their queues, with their tokens.
+func (f *File) writeAgents(ctx context.Context, tx *ent.Tx, queueIDs map[string]uuid.UUID) error {
+	for _, a := range f.Agents {
+		capacity := int(a.Capacity)
+		if capacity == 0 {
+			capacity = admin.DefaultCapacity
+		}
+		channels := map[string]int{}
+		for name, limit := range a.ChannelCapacity {
+			channels[name] = int(limit)
+		}
+		create := tx.Agent.Create().SetDisplayName(a.Name).SetCapacity(capacity).
+			SetSkills(append([]string{}, a.Skills...)).SetChannelCapacity(channels)
+		for _, q := range a.Queues {
+			create.AddQueueIDs(queueIDs[q])
+		}
+		row, err := create.Save(ctx)
+		if err != nil {
+			return fmt.Errorf("create agent %q: %w", a.Name, err)
+		}
+		label := "bootstrap agent " + a.Name
+		if _, err := auth.StoreStaffToken(ctx, tx, a.Token, auth.StaffToken{Role: auth.RoleAgent, AgentID: row.ID, Label: label}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

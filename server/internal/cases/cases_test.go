@@ -74,4 +74,22 @@ func TestCreateCaseIsIdempotent(t *testing.T) {
 			t.Fatalf("%d %s (%v), want 1", n, what, err)
 		}
 	}
+
+	// Keys are scoped to their caller: a waiting guest who leaves a
+	// message with Beth's request id gets a case of their own.
+	waiting, err := srv.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Alan", Email: "alan@example.com", IssueType: "product",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := srv.Client(parley.Connect, waiting.GetGuestToken()).Session.LeaveMessage(ctx, &parleyv1.LeaveMessageRequest{
+		ConversationId: waiting.GetConversation().GetId(), RequestId: req.GetRequestId(), Text: "Call me back.",
+	})
+	if err != nil {
+		t.Fatalf("another caller's request id: %v", err)
+	}
+	if left.GetCaseNumber() == first.GetCase().GetNumber() {
+		t.Fatalf("the guest got Beth's case %s", left.GetCaseNumber())
+	}
 }

@@ -4,10 +4,9 @@
 package cases
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -22,7 +21,9 @@ import (
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/store"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -40,113 +41,115 @@ func NewService(db *store.DB, hub *events.Hub, clk clock.Clock) *Service {
 	return &Service{db: db, hub: hub, clk: clk}
 }
 
-// CreateCaseForGuest opens a case linked to the conversation.
+// CreateCaseForGuest opens a case linked to the conversation. A retry
+// with the same request_id returns the first call's response.
 func (s *Service) CreateCaseForGuest(ctx context.Context, req *parleyv1.CreateCaseForGuestRequest) (*parleyv1.CreateCaseForGuestResponse, error) {
-	c, _, err := s.create(ctx, req.GetConversationId(), req.GetRequestId(), req.GetShortDescription(), false)
-	if err != nil {
-		return nil, err
-	}
-	return &parleyv1.CreateCaseForGuestResponse{Case: c}, nil
+	return create(ctx, s, parleyv1connect.CaseServiceCreateCaseForGuestProcedure, req, false,
+		func(c *parleyv1.Case, _ *parleyv1.Consumer) *parleyv1.CreateCaseForGuestResponse {
+			return &parleyv1.CreateCaseForGuestResponse{Case: c}
+		})
 }
 
 // CreateConsumerAndCaseForGuest creates a consumer record from the pre-chat
-// form and a case for it.
+// form and a case for it. A retry with the same request_id returns the
+// first call's response.
 func (s *Service) CreateConsumerAndCaseForGuest(ctx context.Context, req *parleyv1.CreateConsumerAndCaseForGuestRequest) (*parleyv1.CreateConsumerAndCaseForGuestResponse, error) {
-	c, consumer, err := s.create(ctx, req.GetConversationId(), req.GetRequestId(), req.GetShortDescription(), true)
-	if err != nil {
-		return nil, err
-	}
-	return &parleyv1.CreateConsumerAndCaseForGuestResponse{Consumer: consumer, Case: c}, nil
+	return create(ctx, s, parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure, req, true,
+		func(c *parleyv1.Case, consumer *parleyv1.Consumer) *parleyv1.CreateConsumerAndCaseForGuestResponse {
+			return &parleyv1.CreateConsumerAndCaseForGuestResponse{Consumer: consumer, Case: c}
+		})
 }
 
-func requestHash(conversationID, description string, withConsumer bool) []byte {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%t", conversationID, description, withConsumer))
-	return sum[:]
+// caseRequest is what both case actions ask for.
+type caseRequest interface {
+	proto.Message
+	GetConversationId() string
+	GetRequestId() string
+	GetShortDescription() string
 }
 
-// create runs both actions; it is idempotent per request id.
-func (s *Service) create(ctx context.Context, conversationID, requestID, description string, withConsumer bool) (*parleyv1.Case, *parleyv1.Consumer, error) {
+// create runs both actions, idempotent per caller and request id
+// (idempotency.Do): it opens the case (with a consumer record when
+// withConsumer) and answers with respond's response.
+func create[R proto.Message](ctx context.Context, s *Service, procedure string, req caseRequest, withConsumer bool,
+	respond func(*parleyv1.Case, *parleyv1.Consumer) R) (R, error) {
+	var zero R
 	p := auth.FromContext(ctx)
-	id := chatlog.ParseID(conversationID)
+	id := chatlog.ParseID(req.GetConversationId())
 	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
+	if err != nil {
+		return zero, err
+	}
+	description := describe(conv.Edges.Interaction, req.GetShortDescription())
+	now := s.clk.Now()
+	key := idempotency.Key{Caller: p.Caller(), Procedure: procedure, ID: req.GetRequestId(), Now: now}
+	resp, replayed, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (R, error) {
+		c, consumer, err := open(ctx, tx, p.AgentID, id, description, withConsumer, conv.Edges.Interaction, now)
+		if err != nil {
+			return zero, err
+		}
+		return respond(caseToProto(c), consumerToProto(consumer)), nil
+	})
+	if err != nil {
+		return zero, err
+	}
+	if !replayed {
+		s.hub.Notify(events.ConversationKey(id.String()))
+	}
+	return resp, nil
+}
+
+// describe is a case's short description: the agent's, or one made from
+// the pre-chat form.
+func describe(in *ent.Interaction, description string) string {
+	if description != "" {
+		return description
+	}
+	description = fmt.Sprintf("Guest chat about %s", in.IssueType)
+	if in.FirstMessage != "" {
+		description += ": " + in.FirstMessage
+	}
+	if r := []rune(description); len(r) > 500 {
+		description = string(r[:500])
+	}
+	return description
+}
+
+// open creates agentID's case (and, withConsumer, a consumer record from
+// the pre-chat form in) on conversation id inside tx, and logs the link.
+func open(ctx context.Context, tx *ent.Tx, agentID, id uuid.UUID, description string, withConsumer bool, in *ent.Interaction, now time.Time) (*ent.ServiceCase, *ent.Consumer, error) {
+	number, err := NextNumber(ctx, tx)
 	if err != nil {
 		return nil, nil, err
 	}
-	in := conv.Edges.Interaction
-	if description == "" {
-		description = fmt.Sprintf("Guest chat about %s", in.IssueType)
-		if in.FirstMessage != "" {
-			description += ": " + in.FirstMessage
+	create := tx.ServiceCase.Create().
+		SetCreatedAt(now).
+		SetNumber(number).
+		SetShortDescription(description).
+		SetConversationID(id).
+		SetOpenedByAgentID(agentID)
+	linked := &parleyv1.CaseLinked{}
+	var consumer *ent.Consumer
+	if withConsumer {
+		if consumer, err = tx.Consumer.Create().SetCreatedAt(now).SetDisplayName(in.Name).SetEmail(in.Email).Save(ctx); err != nil {
+			return nil, nil, fmt.Errorf("create consumer: %w", err)
 		}
-		if r := []rune(description); len(r) > 500 {
-			description = string(r[:500])
-		}
+		create.SetConsumerID(consumer.ID)
+		linked.ConsumerId = consumer.ID.String()
 	}
-	hash := requestHash(conversationID, description, withConsumer)
-	now := s.clk.Now()
-	var caseID uuid.UUID
-	created := false
-	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
-		prior, err := tx.ServiceCase.Query().Where(servicecase.RequestID(requestID)).Only(ctx)
-		if err == nil {
-			if !bytes.Equal(prior.RequestHash, hash) {
-				return apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
-					fmt.Sprintf("request_id %s was already used for a different request; use a new request_id", requestID))
-			}
-			caseID = prior.ID
-			return nil
-		}
-		if !ent.IsNotFound(err) {
-			return fmt.Errorf("look up request id: %w", err)
-		}
-		number, err := NextNumber(ctx, tx)
-		if err != nil {
-			return err
-		}
-		create := tx.ServiceCase.Create().
-			SetCreatedAt(now).
-			SetNumber(number).
-			SetShortDescription(description).
-			SetConversationID(id).
-			SetOpenedByAgentID(p.AgentID).
-			SetRequestID(requestID).
-			SetRequestHash(hash)
-		linked := &parleyv1.CaseLinked{}
-		if withConsumer {
-			consumer, err := tx.Consumer.Create().SetCreatedAt(now).SetDisplayName(in.Name).SetEmail(in.Email).Save(ctx)
-			if err != nil {
-				return fmt.Errorf("create consumer: %w", err)
-			}
-			create.SetConsumerID(consumer.ID)
-			linked.ConsumerId = consumer.ID.String()
-		}
-		c, err := create.Save(ctx)
-		if err != nil {
-			return fmt.Errorf("create case: %w", err)
-		}
-		caseID = c.ID
-		linked.CaseId, linked.CaseNumber = c.ID.String(), c.Number
-		agent, err := tx.Agent.Get(ctx, p.AgentID)
-		if err != nil {
-			return fmt.Errorf("load agent: %w", err)
-		}
-		if _, err := chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: chatlog.AgentSender(agent), Payload: linked}); err != nil {
-			return err
-		}
-		created = true
-		return nil
-	})
+	c, err := create.Save(ctx)
 	if err != nil {
-		return nil, nil, apierr.From(err)
+		return nil, nil, fmt.Errorf("create case: %w", err)
 	}
-	if created {
-		s.hub.Notify(events.ConversationKey(id.String()))
-	}
-	c, err := s.db.ServiceCase.Query().Where(servicecase.ID(caseID)).WithConsumer().Only(ctx)
+	linked.CaseId, linked.CaseNumber = c.ID.String(), c.Number
+	agent, err := tx.Agent.Get(ctx, agentID)
 	if err != nil {
-		return nil, nil, apierr.Internal(fmt.Errorf("load case: %w", err))
+		return nil, nil, fmt.Errorf("load agent: %w", err)
 	}
-	return caseToProto(c), consumerToProto(c.Edges.Consumer), nil
+	if _, err := chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: chatlog.AgentSender(agent), Payload: linked}); err != nil {
+		return nil, nil, err
+	}
+	return c, consumer, nil
 }
 
 // GetCase returns a case with its conversation's messages. Agents may read

@@ -1,7 +1,8 @@
 // Package chatlog holds what every service needs of a conversation:
 // appending to its log (each event takes the next seq in the writing
-// transaction), reading the log, converting to the API types, and deciding
-// who may read or write it.
+// transaction), reading the log, converting to the API types, deciding
+// who may read or write it, and where a waiting conversation stands in
+// its queue.
 package chatlog
 
 import (

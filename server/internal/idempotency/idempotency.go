@@ -3,7 +3,15 @@
 // response, so a retry with the same key and request gets the first
 // response back, and the same key with another request is refused. Keys
 // live in the store under a unique index, not in memory, so they hold
-// across restarts and replicas.
+// across restarts and replicas, and are scoped to their caller, so two
+// callers' keys never collide.
+//
+// Do is the one mechanism for retryable writes. The two writes whose key
+// must outlive the idempotency retention or must not be stored in the
+// clear keep their key on their own record (SendMessage's
+// client_message_id on the message event, StartGuestChat's request id,
+// hashed, on the interaction), but tell a retry from a reused key with the
+// same Fingerprint and Match.
 package idempotency
 
 import (
@@ -11,6 +19,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -90,9 +99,8 @@ func lookup[R proto.Message](ctx context.Context, keys *ent.IdempotencyKeyClient
 	if err != nil {
 		return zero, false, fmt.Errorf("idempotency: look up key: %w", err)
 	}
-	if !bytes.Equal(prior.RequestHash, hash) {
-		return zero, false, apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
-			fmt.Sprintf("request_id %s was already used for a different request; use a new request_id for a new request", key.ID))
+	if err := Match(prior.RequestHash, hash, "request_id", key.ID); err != nil {
+		return zero, false, err
 	}
 	resp, ok := zero.ProtoReflect().Type().New().Interface().(R)
 	if !ok {
@@ -112,4 +120,29 @@ func Fingerprint(req proto.Message) ([]byte, error) {
 	}
 	sum := sha256.Sum256(b)
 	return sum[:], nil
+}
+
+// Match tells a retry from a reused key: nil if the stored fingerprint
+// equals hash, otherwise Reused.
+func Match(stored, hash []byte, field, id string) error {
+	if bytes.Equal(stored, hash) {
+		return nil
+	}
+	return Reused(field, id)
+}
+
+// Reused is the refusal of key id, sent in the request's field (request_id,
+// client_message_id), that was already used for a different request:
+// AlreadyExists with the reason <FIELD>_REUSED (REQUEST_ID_REUSED,
+// CLIENT_MESSAGE_ID_REUSED).
+func Reused(field, id string) error {
+	return apierr.New(connect.CodeAlreadyExists, strings.ToUpper(field)+"_REUSED",
+		fmt.Sprintf("%s %q was already used for a different request; use a new %s for a new request", field, id, field))
+}
+
+// Scoped is key id scoped to caller, for a key that is stored outside Do
+// under a unique index of its own, so that two callers' keys never
+// collide there either.
+func Scoped(caller, id string) string {
+	return caller + "/" + id
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -76,6 +77,13 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 // is two statements (see chatlog.AppendPost), which re-check the state the
 // post depends on as of the write. A retry is found by the unique index on
 // the sender's client_message_id, not by a read before every send.
+//
+// Its key is not kept by idempotency.Do but on the message event itself,
+// under the unique index (conversation, sender, client_message_id): the
+// id is part of the message (shown to its sender) and must keep
+// deduplicating as long as the message is in the log, past the
+// idempotency retention. A retry is told from a reused id with
+// idempotency.Fingerprint and Match like Do's.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
@@ -206,9 +214,22 @@ func (s *Service) priorSend(ctx context.Context, id uuid.UUID, sender chatlog.Se
 	for i, a := range posted.GetAttachments() {
 		ids[i] = a.GetId()
 	}
-	if posted.GetText() != req.GetText() || !slices.Equal(ids, req.GetAttachmentIds()) {
-		return nil, apierr.New(connect.CodeAlreadyExists, "CLIENT_MESSAGE_ID_REUSED",
-			fmt.Sprintf("client_message_id %q was already used for a different message; use a new id", req.GetClientMessageId()))
+	stored, err := messageFingerprint(posted.GetText(), ids)
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	hash, err := messageFingerprint(req.GetText(), req.GetAttachmentIds())
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	if err := idempotency.Match(stored, hash, "client_message_id", req.GetClientMessageId()); err != nil {
+		return nil, err
 	}
 	return &parleyv1.SendMessageResponse{Event: out}, nil
+}
+
+// messageFingerprint fingerprints what a retried SendMessage must repeat:
+// its text and attachments.
+func messageFingerprint(text string, attachmentIDs []string) ([]byte, error) {
+	return idempotency.Fingerprint(&parleyv1.SendMessageRequest{Text: text, AttachmentIds: attachmentIDs})
 }

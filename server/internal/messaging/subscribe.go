@@ -16,7 +16,6 @@ import (
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
-	"github.com/parleyhq/parley/server/internal/routing"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -170,7 +169,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 // sendPosition sends the conversation's queue position if it waits and
 // the position or estimate changed since *last.
 func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
-	pos, waiting, err := routing.Position(ctx, s.db.Client, conv, s.clk.Now())
+	pos, waiting, err := chatlog.Position(ctx, s.db.Client, conv, s.clk.Now())
 	if err != nil {
 		return apierr.Internal(err)
 	}

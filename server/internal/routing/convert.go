@@ -7,13 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"connectrpc.com/connect/v2"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
-	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/routing/engine"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -27,8 +25,8 @@ var presenceToProto = map[agent.Presence]parleyv1.Presence{
 	agent.PresenceOffline:   parleyv1.Presence_PRESENCE_OFFLINE,
 }
 
-// agentToProto converts an agent; load its queues edge first.
-func agentToProto(a *ent.Agent) *parleyv1.Agent {
+// AgentToProto converts an agent; load its queues edge first.
+func AgentToProto(a *ent.Agent) *parleyv1.Agent {
 	out := &parleyv1.Agent{
 		Id:          a.ID.String(),
 		DisplayName: a.DisplayName,
@@ -75,20 +73,6 @@ func directoryEntryToProto(a *ent.Agent, channel string, free int) *parleyv1.Age
 	return out
 }
 
-// channelCapacities converts per-channel limits for storage.
-func channelCapacities(in []*parleyv1.ChannelCapacity) (map[string]int, error) {
-	out := map[string]int{}
-	for _, c := range in {
-		name := string(chatlog.ChannelFromProto(c.GetChannel()))
-		if _, dup := out[name]; dup {
-			return nil, apierr.New(connect.CodeInvalidArgument, "CHANNEL_CAPACITY_TWICE",
-				fmt.Sprintf("channel_capacities lists %s twice", c.GetChannel()))
-		}
-		out[name] = int(c.GetCapacity())
-	}
-	return out, nil
-}
-
 var (
 	strategyToProto = map[queue.Strategy]parleyv1.RoutingStrategy{
 		queue.StrategyMostAvailable:         parleyv1.RoutingStrategy_ROUTING_STRATEGY_MOST_AVAILABLE,
@@ -100,7 +84,8 @@ var (
 	}
 )
 
-func queueToProto(q *ent.Queue) *parleyv1.Queue {
+// QueueToProto converts a queue with its policy.
+func QueueToProto(q *ent.Queue) *parleyv1.Queue {
 	policy := &parleyv1.QueuePolicy{
 		Strategy:        strategyToProto[q.Strategy],
 		Priority:        int32(q.Priority),
@@ -124,20 +109,6 @@ func queueToProto(q *ent.Queue) *parleyv1.Queue {
 		OfferTimeout: durationpb.New(time.Duration(q.OfferTimeoutMs) * time.Millisecond),
 		Policy:       policy,
 	}
-}
-
-func ruleToProto(r *ent.MatchingRule) (*parleyv1.MatchingRule, error) {
-	cond := &parleyv1.Condition{}
-	if err := protojson.Unmarshal([]byte(r.Condition), cond); err != nil {
-		return nil, fmt.Errorf("decode condition of rule %s: %w", r.ID, err)
-	}
-	return &parleyv1.MatchingRule{
-		Id:          r.ID.String(),
-		DisplayName: r.DisplayName,
-		Order:       r.Order,
-		QueueId:     r.QueueID.String(),
-		Condition:   cond,
-	}, nil
 }
 
 // RuleToEngine converts a stored rule for the engine.
@@ -167,48 +138,6 @@ func conditionToEngine(c *parleyv1.Condition) engine.Condition {
 		return out
 	}
 	return engine.Condition{}
-}
-
-// maxConditionDepth bounds how deeply all/any may nest.
-const maxConditionDepth = 5
-
-var channelValues = []string{"web_portal", "messenger", "mobile"}
-
-// CheckCondition rejects conditions the engine could never match: unknown
-// channel names and nesting deeper than maxConditionDepth.
-func CheckCondition(c *parleyv1.Condition) error {
-	return checkCondition(c, 1)
-}
-
-func checkCondition(c *parleyv1.Condition, depth int) error {
-	if depth > maxConditionDepth {
-		return apierr.New(connect.CodeInvalidArgument, "CONDITION_TOO_DEEP",
-			fmt.Sprintf("condition nests deeper than %d levels", maxConditionDepth))
-	}
-	switch k := c.GetKind().(type) {
-	case *parleyv1.Condition_FieldIn:
-		if k.FieldIn.GetField() == "channel" {
-			for _, v := range k.FieldIn.GetValues() {
-				if !slices.Contains(channelValues, v) {
-					return apierr.New(connect.CodeInvalidArgument, "UNKNOWN_CHANNEL",
-						fmt.Sprintf("channel %q is not one of %v", v, channelValues))
-				}
-			}
-		}
-	case *parleyv1.Condition_All:
-		for _, sub := range k.All.GetConditions() {
-			if err := checkCondition(sub, depth+1); err != nil {
-				return err
-			}
-		}
-	case *parleyv1.Condition_Any:
-		for _, sub := range k.Any.GetConditions() {
-			if err := checkCondition(sub, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // offerToProto converts an offer; load its conversation (with interaction).

@@ -1,6 +1,7 @@
-// Package routing serves RoutingService (presence, work streams, offers,
-// transfers, the supervisor's view and the admin's queues, rules and
-// agents) and runs the dispatcher that turns the engine's proposals into
+// Package routing serves RoutingService's routing methods (presence, work
+// streams, offers, transfers, the agent directory and the supervisor's
+// view; the admin's queues, rules and agents are package admin's) and runs
+// the dispatcher that turns the engine's proposals into
 // offers and keeps routing moving: offer expiry, lost agents, overflow and
 // wrap-up.
 package routing

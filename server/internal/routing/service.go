@@ -26,7 +26,10 @@ import (
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
-// Service implements parleyv1connect.RoutingServiceHandler.
+// Service implements parleyv1connect.RoutingServiceHandler's routing
+// methods: presence, work streams, offers, transfers, agents' and
+// supervisors' views. The admin's methods (queues, rules, agents) are
+// admin.Service's; app serves both as one RoutingService.
 type Service struct {
 	db         *store.DB
 	hub        *events.Hub
@@ -35,15 +38,14 @@ type Service struct {
 	heartbeat  time.Duration
 }
 
-var _ parleyv1connect.RoutingServiceHandler = (*Service)(nil)
-
-// NewService returns the RoutingService handler. WatchWork streams send a
-// heartbeat after each heartbeat interval without other items.
+// NewService returns the routing methods of RoutingService. WatchWork
+// streams send a heartbeat after each heartbeat interval without other items.
 func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *Dispatcher, heartbeat time.Duration) *Service {
 	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher, heartbeat: heartbeat}
 }
 
-var presenceFromProto = map[parleyv1.Presence]agent.Presence{
+// PresenceFromProto maps the API's presences to stored ones.
+var PresenceFromProto = map[parleyv1.Presence]agent.Presence{
 	parleyv1.Presence_PRESENCE_AVAILABLE: agent.PresenceAvailable,
 	parleyv1.Presence_PRESENCE_AWAY:      agent.PresenceAway,
 	parleyv1.Presence_PRESENCE_OFFLINE:   agent.PresenceOffline,
@@ -59,7 +61,7 @@ func (s *Service) SetPresence(ctx context.Context, req *parleyv1.SetPresenceRequ
 		channel = string(chatlog.ChannelFromProto(req.GetChannel()))
 	}
 	err := s.dispatcher.commit(ctx, func(tx *ent.Tx, n *notes) error {
-		return applyPresence(ctx, tx, p.AgentID, presenceFromProto[req.GetPresence()], channel, s.clk.Now(), n)
+		return applyPresence(ctx, tx, p.AgentID, PresenceFromProto[req.GetPresence()], channel, s.clk.Now(), n)
 	})
 	if err != nil {
 		return nil, apierr.From(err)
@@ -69,7 +71,7 @@ func (s *Service) SetPresence(ctx context.Context, req *parleyv1.SetPresenceRequ
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load agent %s: %w", p.AgentID, err))
 	}
-	return &parleyv1.SetPresenceResponse{Agent: agentToProto(a)}, nil
+	return &parleyv1.SetPresenceResponse{Agent: AgentToProto(a)}, nil
 }
 
 var errTransferStale = apierr.New(connect.CodeFailedPrecondition, "TRANSFER_STALE",

@@ -3,12 +3,10 @@ package routing
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/conversation"
-	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
@@ -17,13 +15,12 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // queueStatus reads one queue's live state.
 func queueStatus(ctx context.Context, db *ent.Client, q *ent.Queue) (*parleyv1.QueueStatus, error) {
-	out := &parleyv1.QueueStatus{Queue: queueToProto(q)}
+	out := &parleyv1.QueueStatus{Queue: QueueToProto(q)}
 	waiting := db.Conversation.Query().Where(conversation.QueueID(q.ID), conversation.StateEQ(conversation.StateQueued))
 	n, err := waiting.Clone().Count(ctx)
 	if err != nil {
@@ -154,7 +151,7 @@ func (s *Service) sendStatusChanges(ctx context.Context, guard *auth.Guard, sent
 		return apierr.Internal(fmt.Errorf("load agents: %w", err))
 	}
 	for _, a := range agents {
-		out := agentToProto(a)
+		out := AgentToProto(a)
 		key := "agent/" + a.ID.String()
 		if prev, ok := sent[key]; ok && proto.Equal(prev, out) {
 			continue
@@ -165,45 +162,4 @@ func (s *Service) sendStatusChanges(ctx context.Context, guard *auth.Guard, sent
 		sent[key] = out
 	}
 	return nil
-}
-
-// estimateWindow is how far back queue throughput is measured for wait
-// estimates.
-const estimateWindow = time.Hour
-
-// Position tells where waiting conversation c stands in its queue (1 is
-// next: the chats served before it are those of higher priority, then
-// those queued earlier) and how long it will likely wait: its position
-// times the average interval between chats taken from the queue over the
-// last hour, or nil without any taken. ok is false unless it waits.
-func Position(ctx context.Context, db *ent.Client, c *ent.Conversation, now time.Time) (_ *parleyv1.QueuePosition, ok bool, err error) {
-	if c.State != conversation.StateQueued || c.QueueID == nil || c.QueuedAt == nil {
-		return nil, false, nil
-	}
-	ahead, err := db.Conversation.Query().Where(
-		conversation.QueueID(*c.QueueID),
-		conversation.StateEQ(conversation.StateQueued),
-		conversation.Or(
-			conversation.PriorityGT(c.Priority),
-			conversation.And(conversation.Priority(c.Priority), conversation.QueuedAtLT(*c.QueuedAt)),
-			conversation.And(conversation.Priority(c.Priority), conversation.QueuedAt(*c.QueuedAt), conversation.IDLT(c.ID)),
-		),
-	).Count(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("count chats ahead: %w", err)
-	}
-	out := &parleyv1.QueuePosition{QueueId: c.QueueID.String(), Position: int32(ahead + 1)}
-	taken, err := db.Offer.Query().Where(
-		offer.StateEQ(offer.StateAccepted),
-		offer.DecidedAtGT(now.Add(-estimateWindow)),
-		offer.TransferFromAgentIDIsNil(),
-		offer.HasConversationWith(conversation.QueueID(*c.QueueID)),
-	).Count(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("count chats taken: %w", err)
-	}
-	if taken > 0 {
-		out.EstimatedWait = durationpb.New(estimateWindow / time.Duration(taken) * time.Duration(ahead+1))
-	}
-	return out, true, nil
 }

@@ -142,39 +142,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 
 	logs := &LogBuffer{}
-	appOpts := cfg.opts
-	appOpts.Log = slog.New(slog.NewTextHandler(logs, nil))
-	if cfg.clock != nil {
-		appOpts.Clock = cfg.clock
-		// Tests on a fake clock make routing passes and retention sweeps
-		// with App.Dispatch and App.SweepRetention; advancing the clock
-		// fires the background ones only past these intervals.
-		if appOpts.SweepInterval == 0 {
-			appOpts.SweepInterval = fakeClockInterval
-		}
-		if appOpts.RetentionInterval == 0 {
-			appOpts.RetentionInterval = fakeClockInterval
-		}
-	}
-	if cfg.unlimited {
-		appOpts.WriteLimits = map[app.WriteClass]ratelimit.Rate{}
-		for class := range app.DefaultWriteLimits {
-			appOpts.WriteLimits[class] = ratelimit.Rate{PerSecond: 1e9, Burst: 1e9}
-		}
-	}
-	if appOpts.Customers == nil {
-		idc, err := identity.ParseConfig(identity.Demo)
-		if err != nil {
-			t.Fatalf("parse demo identity: %v", err)
-		}
-		var clk clock.Clock = clock.Real{}
-		if cfg.clock != nil {
-			clk = cfg.clock
-		}
-		if appOpts.Customers, err = identity.NewVerifier(ctx, idc, clk, appOpts.Log); err != nil {
-			t.Fatalf("demo identity: %v", err)
-		}
-	}
+	appOpts := cfg.appOptions(ctx, t, slog.New(slog.NewTextHandler(logs, nil)))
 	a := app.New(db, appOpts)
 	go a.Run(ctx)
 
@@ -209,6 +177,45 @@ func Start(t testing.TB, opts ...Option) *Server {
 	s.URL = ts.URL
 	s.http = ts
 	return s
+}
+
+// appOptions are the app's options for cfg, logging to log.
+func (cfg config) appOptions(ctx context.Context, t testing.TB, log *slog.Logger) app.Options {
+	t.Helper()
+	appOpts := cfg.opts
+	appOpts.Log = log
+	if cfg.clock != nil {
+		appOpts.Clock = cfg.clock
+		// Tests on a fake clock make routing passes and retention sweeps
+		// with App.Dispatch and App.SweepRetention; advancing the clock
+		// fires the background ones only past these intervals.
+		if appOpts.SweepInterval == 0 {
+			appOpts.SweepInterval = fakeClockInterval
+		}
+		if appOpts.RetentionInterval == 0 {
+			appOpts.RetentionInterval = fakeClockInterval
+		}
+	}
+	if cfg.unlimited {
+		appOpts.WriteLimits = map[app.WriteClass]ratelimit.Rate{}
+		for class := range app.DefaultWriteLimits {
+			appOpts.WriteLimits[class] = ratelimit.Rate{PerSecond: 1e9, Burst: 1e9}
+		}
+	}
+	if appOpts.Customers == nil {
+		idc, err := identity.ParseConfig(identity.Demo)
+		if err != nil {
+			t.Fatalf("parse demo identity: %v", err)
+		}
+		var clk clock.Clock = clock.Real{}
+		if cfg.clock != nil {
+			clk = cfg.clock
+		}
+		if appOpts.Customers, err = identity.NewVerifier(ctx, idc, clk, appOpts.Log); err != nil {
+			t.Fatalf("demo identity: %v", err)
+		}
+	}
+	return appOpts
 }
 
 // Client returns a client of the server that speaks protocol over

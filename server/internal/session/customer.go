@@ -72,7 +72,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 				return nil, herr
 			}
 			open, err = s.open(ctx, tx, chatForm{
-				requestID: req.GetRequestId(), firstMessageID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
+				requestID: idempotency.Scoped(p.Caller(), req.GetRequestId()), firstMessageID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
 				issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
 				language: req.GetLanguage(), formFields: req.GetFormFields(), tier: auth.FromContext(ctx).Tier,
 			}, &me, now)

@@ -164,3 +164,34 @@ func TestCustomerTokensMustVerify(t *testing.T) {
 		t.Fatalf("customer listing queues: %v", err)
 	}
 }
+
+// TestCustomersKeysDoNotCollide: two signed-in customers who happen to
+// send the same request_id each start their own conversation, and each
+// one's retry returns their own.
+func TestCustomersKeysDoNotCollide(t *testing.T) {
+	srv := servertest.Start(t)
+	ctx := t.Context()
+	requestID := uuid.NewString()
+	start := func(c *parley.Client) *parleyv1.Conversation {
+		t.Helper()
+		resp, err := c.Session.StartCustomerChat(ctx, &parleyv1.StartCustomerChatRequest{
+			RequestId: requestID, IssueType: "billing", FirstMessage: "Hello.", Channel: parleyv1.Channel_CHANNEL_WEB_PORTAL,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetConversation()
+	}
+	grace := srv.Client(parley.Connect, srv.CustomerToken(t, "cust-1", "Grace Hopper", "grace@example.com"))
+	alan := srv.Client(parley.Connect, srv.CustomerToken(t, "cust-2", "Alan Turing", "alan@example.com"))
+	graces, alans := start(grace), start(alan)
+	if graces.GetId() == alans.GetId() || graces.GetConsumerId() == alans.GetConsumerId() {
+		t.Fatalf("two customers with one request_id share a conversation: %v and %v", graces, alans)
+	}
+	if again := start(grace); again.GetId() != graces.GetId() {
+		t.Fatalf("Grace's retry got %s, want %s", again.GetId(), graces.GetId())
+	}
+	if again := start(alan); again.GetId() != alans.GetId() {
+		t.Fatalf("Alan's retry got %s, want %s", again.GetId(), alans.GetId())
+	}
+}

@@ -70,7 +70,15 @@ func FuzzPreChatForm(f *testing.F) {
 		other := proto.CloneOf(req)
 		other.Name, other.Email = joined[:cut], joined[cut:]
 		same := other.GetName() == req.GetName() && other.GetEmail() == req.GetEmail()
-		if bytes.Equal(formHash(req), formHash(other)) != same {
+		h1, err := guestFingerprint(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h2, err := guestFingerprint(other)
+		if err != nil {
+			return // the cut split a character: the server's decoder refuses such a form
+		}
+		if bytes.Equal(h1, h2) != same {
 			t.Fatalf("fingerprints of %q/%q and %q/%q: equal=%v", name, email, other.Name, other.Email, !same)
 		}
 	})

@@ -4,11 +4,8 @@
 package session
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -28,9 +25,11 @@ import (
 	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/routing/engine"
 	"github.com/parleyhq/parley/server/internal/store"
+	"google.golang.org/protobuf/proto"
 )
 
 // GuestTokenLifetime bounds how long a guest token works if its
@@ -73,18 +72,12 @@ func checkName(name string) error {
 	return nil
 }
 
-// formHash fingerprints a pre-chat form so a retried request can be told
-// apart from a reused request id.
-func formHash(req *parleyv1.StartGuestChatRequest) []byte {
-	h := sha256.New()
-	fields := []string{req.GetName(), req.GetEmail(), req.GetIssueType(), req.GetFirstMessage(), req.GetChannel().String(), req.GetLanguage()}
-	for _, k := range slices.Sorted(maps.Keys(req.GetFormFields())) {
-		fields = append(fields, k, req.GetFormFields()[k])
-	}
-	for _, f := range fields {
-		fmt.Fprintf(h, "%d:%s", len(f), f)
-	}
-	return h.Sum(nil)
+// guestFingerprint is StartGuestChat's request fingerprint
+// (idempotency.Fingerprint) without the request id, which is the key.
+func guestFingerprint(req *parleyv1.StartGuestChatRequest) ([]byte, error) {
+	form := proto.CloneOf(req)
+	form.RequestId = ""
+	return idempotency.Fingerprint(form)
 }
 
 // GuestRetryWindow is how long after a guest chat starts a retry of its
@@ -97,6 +90,15 @@ const GuestRetryWindow = 10 * time.Minute
 // and form) within GuestRetryWindow returns the same conversation and the
 // same token, counts against the guest limits like a new start, and is
 // refused once the conversation has closed or its token was revoked.
+//
+// It does not use idempotency.Do: a guest has no caller to scope a key to
+// before the chat exists (the random request id is itself the proof a
+// retry gives), the response holds a token that must never be stored in
+// the clear (it is sealed with the request id, which is stored only
+// hashed), and a retry is checked again (limits, closed chat, revoked
+// token) rather than answered from storage. The key lives hashed on the
+// interaction, under its unique index, and retries are told from reused
+// keys with idempotency.Fingerprint and Match like Do's.
 func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestChatRequest) (*parleyv1.StartGuestChatResponse, error) {
 	if err := checkName(req.GetName()); err != nil {
 		return nil, err
@@ -106,7 +108,10 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 		return nil, err
 	}
 	now := s.clk.Now()
-	hash := formHash(req)
+	hash, err := guestFingerprint(req)
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
 	requestKey := auth.GuestRequestKey(requestID)
 	address := clientaddr.FromContext(ctx)
 	var convID uuid.UUID
@@ -185,9 +190,11 @@ func randomRequestID(id string) (string, error) {
 // address and the chat's site).
 func (s *Service) retryGuestStart(ctx context.Context, tx *ent.Tx, set *ent.Setting, req *parleyv1.StartGuestChatRequest,
 	requestID string, prior *ent.Interaction, hash []byte, address string, now time.Time) (uuid.UUID, string, error) {
-	if prior.Origin != interaction.OriginGuest || !bytes.Equal(prior.RequestHash, hash) || prior.Edges.Conversation == nil {
-		return uuid.Nil, "", apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
-			fmt.Sprintf("request_id %s was already used for a different form; use a new request_id", req.GetRequestId()))
+	if prior.Origin != interaction.OriginGuest || prior.Edges.Conversation == nil {
+		return uuid.Nil, "", idempotency.Reused("request_id", req.GetRequestId())
+	}
+	if err := idempotency.Match(prior.RequestHash, hash, "request_id", req.GetRequestId()); err != nil {
+		return uuid.Nil, "", err
 	}
 	// The window is checked first: it is a fact of the clock, while the
 	// chat may be closed in the background (as abandoned) at any moment.

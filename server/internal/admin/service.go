@@ -1,4 +1,8 @@
-package routing
+// Package admin serves the admin's part of RoutingService: creating,
+// listing and updating queues (with their routing policy), matching rules
+// and agents. It checks and stores the configuration that routing reads;
+// app serves it beside routing.Service as one RoutingService.
+package admin
 
 import (
 	"context"
@@ -18,9 +22,24 @@ import (
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/paging"
+	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/encoding/protojson"
 )
+
+// Service implements the admin methods of
+// parleyv1connect.RoutingServiceHandler.
+type Service struct {
+	db         *store.DB
+	hub        *events.Hub
+	dispatcher *routing.Dispatcher
+}
+
+// NewService returns the admin's RoutingService methods; changes kick
+// dispatcher, so they apply to the next routing pass.
+func NewService(db *store.DB, hub *events.Hub, dispatcher *routing.Dispatcher) *Service {
+	return &Service{db: db, hub: hub, dispatcher: dispatcher}
+}
 
 // DefaultCapacity applies to agents created without one.
 const DefaultCapacity = 3
@@ -29,15 +48,15 @@ const DefaultCapacity = 3
 const MinOfferTimeout = time.Second
 
 // QueueOfferTimeout returns the offer timeout of a queue created with
-// requested (0 means DefaultOfferTimeout), or InvalidArgument if it is
+// requested (0 means routing.DefaultOfferTimeout), or InvalidArgument if it is
 // shorter than MinOfferTimeout.
 func QueueOfferTimeout(requested time.Duration) (time.Duration, error) {
 	if requested == 0 {
-		return DefaultOfferTimeout, nil
+		return routing.DefaultOfferTimeout, nil
 	}
 	if requested < MinOfferTimeout {
 		return 0, apierr.New(connect.CodeInvalidArgument, "OFFER_TIMEOUT_TOO_SHORT",
-			fmt.Sprintf("offer_timeout must be 0 (default %s) or at least %s", DefaultOfferTimeout, MinOfferTimeout))
+			fmt.Sprintf("offer_timeout must be 0 (default %s) or at least %s", routing.DefaultOfferTimeout, MinOfferTimeout))
 	}
 	return requested, nil
 }
@@ -70,7 +89,7 @@ func SetQueue(ctx context.Context, tx *ent.Tx, m *ent.QueueMutation, self uuid.U
 	m.SetRequiredSkills(append([]string{}, p.GetRequiredSkills()...))
 	presence := agent.PresenceAway
 	if p.GetTimeoutPresence() != parleyv1.Presence_PRESENCE_UNSPECIFIED {
-		presence = presenceFromProto[p.GetTimeoutPresence()]
+		presence = routing.PresenceFromProto[p.GetTimeoutPresence()]
 	}
 	m.SetTimeoutPresence(queue.TimeoutPresence(presence))
 	m.SetAutoAccept(p.GetAutoAccept())
@@ -118,7 +137,7 @@ func (s *Service) CreateQueue(ctx context.Context, req *parleyv1.CreateQueueRequ
 	if err != nil {
 		return nil, apierr.From(err)
 	}
-	return &parleyv1.CreateQueueResponse{Queue: queueToProto(q)}, nil
+	return &parleyv1.CreateQueueResponse{Queue: routing.QueueToProto(q)}, nil
 }
 
 // UpdateQueue replaces a queue's settings; waiting chats keep their
@@ -151,7 +170,7 @@ func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequ
 	}
 	s.hub.Notify(events.QueueKey(id.String()), events.RoutingKey)
 	s.dispatcher.Kick()
-	return &parleyv1.UpdateQueueResponse{Queue: queueToProto(q)}, nil
+	return &parleyv1.UpdateQueueResponse{Queue: routing.QueueToProto(q)}, nil
 }
 
 // ListQueues lists queues by id.
@@ -168,7 +187,7 @@ func (s *Service) ListQueues(ctx context.Context, req *parleyv1.ListQueuesReques
 	page, next := paging.Trim(rows, size, "queues", func(q *ent.Queue) string { return q.ID.String() })
 	resp := &parleyv1.ListQueuesResponse{NextPageToken: next}
 	for _, q := range page {
-		resp.Queues = append(resp.Queues, queueToProto(q))
+		resp.Queues = append(resp.Queues, routing.QueueToProto(q))
 	}
 	return resp, nil
 }
@@ -331,7 +350,7 @@ func (s *Service) CreateAgent(ctx context.Context, req *parleyv1.CreateAgentRequ
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("reload agent: %w", err))
 	}
-	return &parleyv1.CreateAgentResponse{Agent: agentToProto(a), Token: secret}, nil
+	return &parleyv1.CreateAgentResponse{Agent: routing.AgentToProto(a), Token: secret}, nil
 }
 
 // ListAgents lists agents by id.
@@ -348,7 +367,7 @@ func (s *Service) ListAgents(ctx context.Context, req *parleyv1.ListAgentsReques
 	page, next := paging.Trim(rows, size, "agents", func(a *ent.Agent) string { return a.ID.String() })
 	resp := &parleyv1.ListAgentsResponse{NextPageToken: next}
 	for _, a := range page {
-		resp.Agents = append(resp.Agents, agentToProto(a))
+		resp.Agents = append(resp.Agents, routing.AgentToProto(a))
 	}
 	return resp, nil
 }
@@ -421,5 +440,5 @@ func (s *Service) UpdateAgent(ctx context.Context, req *parleyv1.UpdateAgentRequ
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("reload agent: %w", err))
 	}
-	return &parleyv1.UpdateAgentResponse{Agent: agentToProto(a)}, nil
+	return &parleyv1.UpdateAgentResponse{Agent: routing.AgentToProto(a)}, nil
 }
