@@ -43,6 +43,10 @@ import (
 const (
 	benchSenders = 64
 	benchReaders = 4
+	// readEvery paces each reader: reads measure how long a read waits
+	// under the writes, not how much read load the server can take, so
+	// they must not eat the CPU the sends are charged with.
+	readEvery = 20 * time.Millisecond
 )
 
 // Environment of the server child process (this test binary, re-executed).
@@ -78,7 +82,8 @@ func TestMain(m *testing.M) {
 // concurrent senders, each a signed-in customer in its own conversation
 // with its own HTTP/2 connection (real TCP, cleartext HTTP/2, Connect
 // protocol), while benchReaders readers (each its own connection) alternate
-// GetConversation and ListEvents on those conversations. Its sub-benchmarks:
+// GetConversation and ListEvents on those conversations, one read every
+// readEvery each. Its sub-benchmarks:
 //
 //   - bare: a bare connect-go unary handler (MessagingService.SendMessage
 //     answering from memory), served like Parley (connect.Server mounted
@@ -232,7 +237,14 @@ func drive[C any](b *testing.B, child *child, clients []C, call func(ctx context
 // conversation until ctx ends, and returns each read's latency.
 func readLoop(ctx context.Context, b *testing.B, reader *customer, r int) []time.Duration {
 	var out []time.Duration
+	pace := time.NewTicker(readEvery)
+	defer pace.Stop()
 	for i := r; ctx.Err() == nil; i++ {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-pace.C:
+		}
 		callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 		start := time.Now()
 		var err error

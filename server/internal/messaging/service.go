@@ -56,6 +56,7 @@ type Service struct {
 	clk     clock.Clock
 	opts    Options
 	limits  *ratelimit.Limiter
+	posters *posters
 }
 
 var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
@@ -64,7 +65,8 @@ var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk clock.Clock, opts Options) *Service {
 	return &Service{
 		db: db, hub: hub, signals: signals, clk: clk, opts: opts,
-		limits: ratelimit.New(ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}),
+		limits:  ratelimit.New(ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}),
+		posters: newPosters(),
 	}
 }
 
@@ -73,9 +75,10 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 // rejected. A retry is never refused by the send limit; new messages are.
 //
 // The path is short on purpose (it is the hottest write): the caller's
-// access and sender come from one read of the conversation, and the write
-// is two statements (see chatlog.AppendPost), which re-check the state the
-// post depends on as of the write. A retry is found by the unique index on
+// access and sender come from one read of the conversation (none for a
+// customer's or guest's later sends, see posters), and the write is two
+// statements (see chatlog.AppendPost), which check the state the post
+// depends on as of the write. A retry is found by the unique index on
 // the sender's client_message_id, not by a read before every send.
 //
 // Its key is not kept by idempotency.Do but on the message event itself,
@@ -87,14 +90,11 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
+	me, err := s.poster(ctx, p, id)
 	if err != nil {
 		return nil, err
 	}
-	sender, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
-	if err != nil {
-		return nil, apierr.Internal(err)
-	}
+	sender := me.sender
 	if err := s.spend(p); err != nil {
 		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
 			return prior, perr
@@ -103,7 +103,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	}
 	var channel *event.Channel
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
-		c := event.Channel(conv.Edges.Interaction.Channel)
+		c := me.channel
 		if req.GetChannel() != parleyv1.Channel_CHANNEL_UNSPECIFIED {
 			c = event.Channel(chatlog.ChannelFromProto(req.GetChannel()))
 		}
@@ -137,6 +137,25 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, apierr.Internal(err)
 	}
 	return &parleyv1.SendMessageResponse{Event: out}, nil
+}
+
+// poster checks that p may post in conversation id and returns who they
+// post as, from the posters cache or from one read of the conversation.
+func (s *Service) poster(ctx context.Context, p *auth.Principal, id uuid.UUID) (poster, error) {
+	if known, ok := s.posters.get(id, p); ok {
+		return known, nil
+	}
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Post)
+	if err != nil {
+		return poster{}, err
+	}
+	sender, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
+	if err != nil {
+		return poster{}, apierr.Internal(err)
+	}
+	me := poster{sender: sender, channel: event.Channel(conv.Edges.Interaction.Channel)}
+	s.posters.put(id, p, me)
+	return me, nil
 }
 
 // spend takes one write from the caller's send limit, or returns
