@@ -282,8 +282,11 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo boo
 	// Streams would hold Shutdown until its deadline: it ends them first.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := a.Shutdown(shutdownCtx, srv); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if err := a.Shutdown(shutdownCtx, srv); err != nil {
+		log.Warn("calls still running at the end of the grace period were cut off", "err", err)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
 	}
 	return nil
 }

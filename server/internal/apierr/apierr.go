@@ -42,6 +42,22 @@ func WithRetry(err *connect.Error, wait time.Duration) *connect.Error {
 	return err
 }
 
+// RetryDelay returns the RetryInfo delay of a Connect error, if it has one.
+func RetryDelay(err error) (time.Duration, bool) {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return 0, false
+	}
+	for _, d := range cerr.Details() {
+		if msg, derr := connectproto.UnmarshalErrorDetail(d); derr == nil {
+			if info, ok := msg.(*errdetails.RetryInfo); ok {
+				return info.GetRetryDelay().AsDuration(), true
+			}
+		}
+	}
+	return 0, false
+}
+
 // Overloaded is the error for a call the server could not take now because
 // its store is overloaded: Unavailable (nothing was done, so any call may be
 // retried) with a RetryInfo detail.

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -330,11 +331,12 @@ func (a *App) Drain() {
 
 // Shutdown stops srv, which serves a.Handler, gracefully: it drains the
 // streams (see Drain), then waits for in-flight calls until ctx ends
-// (http.Server.Shutdown).
+// (http.Server.Shutdown); calls still running then (a client that never
+// finished sending its request) have their connections closed.
 func (a *App) Shutdown(ctx context.Context, srv *http.Server) error {
 	a.Drain()
 	if err := srv.Shutdown(ctx); err != nil {
-		return fmt.Errorf("shut the HTTP server down: %w", err)
+		return errors.Join(fmt.Errorf("shut the HTTP server down: %w", err), srv.Close())
 	}
 	return nil
 }

@@ -11,13 +11,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect/v2"
-	"connectrpc.com/connect/v2/connectproto"
 	"github.com/google/uuid"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	"github.com/parleyhq/parley/ent/event"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/servertest"
@@ -450,13 +449,7 @@ func retryable(err error) (time.Duration, bool) {
 	case connect.CodeUnavailable:
 		return unavailableBackoff, true
 	case connect.CodeResourceExhausted:
-		for _, d := range cerr.Details() {
-			if info, derr := connectproto.UnmarshalErrorDetail(d); derr == nil {
-				if hint, ok := info.(*errdetails.RetryInfo); ok {
-					return hint.GetRetryDelay().AsDuration(), true
-				}
-			}
-		}
+		return apierr.RetryDelay(err)
 	}
 	return 0, false
 }

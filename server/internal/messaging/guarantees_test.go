@@ -302,6 +302,50 @@ func TestSendRateLimitPerParticipant(t *testing.T) {
 	}
 }
 
+// TestRetriesAndFailedSendsSpendNothing: only a message appended counts
+// against the send limit. Retries of an accepted message, sequential or
+// racing each other, and sends that fail leave the burst for new messages.
+func TestRetriesAndFailedSendsSpendNothing(t *testing.T) {
+	srv := servertest.Start(t, servertest.WithFakeClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)),
+		servertest.WithAppOptions(app.Options{SendRate: 0.001, SendBurst: 3}))
+	guest, convID := startChat(t, srv)
+	ctx := context.Background()
+	send := func(id string, attachments ...string) error {
+		_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: id, Text: "message " + id, AttachmentIds: attachments})
+		return err
+	}
+	if err := send("a"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := send("a"); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if err := send("a"); err != nil {
+				t.Errorf("racing retry: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	// A send that fails (it names an attachment nobody uploaded) appends
+	// nothing and spends nothing.
+	if err := send("b", uuid.NewString()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("send with an unknown attachment: %v, want FailedPrecondition", err)
+	}
+	for _, id := range []string{"c", "d"} {
+		if err := send(id); err != nil {
+			t.Fatalf("new message %s within the burst left by the retries: %v", id, err)
+		}
+	}
+	if err := send("e"); apierr.Reason(err) != "SEND_RATE_LIMITED" {
+		t.Fatalf("fourth new message: %v, want SEND_RATE_LIMITED", err)
+	}
+}
+
 func hasRetryInfo(err *connect.Error) bool {
 	for _, d := range err.Details() {
 		if d.Type == "google.rpc.RetryInfo" {

@@ -72,7 +72,9 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 
 // SendMessage appends a message. A retry with the same client_message_id
 // and content returns the original event; with other content it is
-// rejected. A retry is never refused by the send limit; new messages are.
+// rejected. Only a message appended counts against the send limit: a
+// retry, or a send that fails, gives its spend back, and a retry is never
+// refused by the limit.
 //
 // The path is short on purpose (it is the hottest write): the caller's
 // access and sender come from one read of the conversation (none for a
@@ -95,12 +97,19 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, err
 	}
 	sender := me.sender
-	if err := s.spend(p); err != nil {
+	undo, ok, wait := s.limits.Reserve(p.Caller(), s.clk.Now())
+	if !ok {
 		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
 			return prior, perr
 		}
-		return nil, err
+		return nil, ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
 	}
+	appendedOne := false
+	defer func() {
+		if !appendedOne { // a retry, or a send that failed: it spent nothing
+			undo(s.clk.Now())
+		}
+	}()
 	var channel *event.Channel
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		c := me.channel
@@ -131,6 +140,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	if err != nil {
 		return nil, apierr.From(err)
 	}
+	appendedOne = true
 	s.hub.Notify(events.ConversationKey(id.String()))
 	out, err := chatlog.EventToProto(appended, sender.ID)
 	if err != nil {

@@ -41,10 +41,17 @@ func New(r Rate) *Limiter {
 // Take spends one write of key's bucket at now. If there is none, it
 // returns false and how long until there is.
 func (l *Limiter) Take(key string, now time.Time) (bool, time.Duration) {
+	_, ok, wait := l.Reserve(key, now)
+	return ok, wait
+}
+
+// Reserve is Take for a write that may turn out not to need the spend (a
+// retry of one already done, or one that failed): undo gives it back.
+func (l *Limiter) Reserve(key string, now time.Time) (undo func(time.Time), ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
+	b, found := l.buckets[key]
+	if !found {
 		if len(l.buckets) >= maxIdleBuckets {
 			l.dropFull(now)
 		}
@@ -53,13 +60,17 @@ func (l *Limiter) Take(key string, now time.Time) (bool, time.Duration) {
 	}
 	r := b.ReserveN(now, 1)
 	if !r.OK() {
-		return false, time.Second
+		return nil, false, time.Second
 	}
 	if wait := r.DelayFrom(now); wait > 0 {
 		r.CancelAt(now)
-		return false, wait
+		return nil, false, wait
 	}
-	return true, 0
+	return func(at time.Time) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		r.CancelAt(at)
+	}, true, 0
 }
 
 // dropFull forgets buckets that have refilled.

@@ -70,6 +70,7 @@ type config struct {
 	clock     *clock.Fake
 	bootstrap func(*bootstrap.File)
 	opts      app.Options
+	store     store.Options
 	// unlimited lifts the per-caller write limits.
 	unlimited bool
 }
@@ -104,6 +105,11 @@ func WithAppOptions(opts app.Options) Option {
 	return func(c *config) { c.opts = opts }
 }
 
+// WithStoreOptions opens the store with opts.
+func WithStoreOptions(opts store.Options) Option {
+	return func(c *config) { c.store = opts }
+}
+
 // WithoutWriteLimits lifts the per-caller write limits (app.WriteLimits),
 // for tests that drive routing at machine speed rather than at a person's.
 func WithoutWriteLimits() Option {
@@ -125,7 +131,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.dbFile == "" {
 		cfg.dbFile = filepath.Join(t.TempDir(), "parley.db")
 	}
-	db, err := store.OpenSQLite(ctx, cfg.dbFile, store.Options{})
+	db, err := store.OpenSQLite(ctx, cfg.dbFile, cfg.store)
 	if err != nil {
 		cancel()
 		t.Fatalf("open store: %v", err)

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -19,8 +20,9 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-// BusyTimeoutMillis is how long a writer waits for SQLite's write lock.
-const BusyTimeoutMillis = 10000
+// DefaultBusyTimeout is how long the writer waits for SQLite's write lock
+// when another process holds it.
+const DefaultBusyTimeout = 10 * time.Second
 
 // Synchronous is SQLite's synchronous setting, which decides which crashes
 // a committed transaction (and so an acknowledgement) survives. In WAL
@@ -72,6 +74,11 @@ type Options struct {
 	// ReadConnections is the size of the read pool; 0 means twice the
 	// number of CPUs, at least 4.
 	ReadConnections int
+	// BusyTimeout is how long the writer waits for SQLite's write lock
+	// while another process (a second parleyd, a backup tool) holds it,
+	// before its writes are refused as overloaded; 0 means
+	// DefaultBusyTimeout.
+	BusyTimeout time.Duration
 }
 
 // OpenSQLite opens (creating if needed) the SQLite file at path with WAL,
@@ -86,11 +93,14 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Synchronous == "" {
 		opts.Synchronous = SyncNormal
 	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
 	syncValue, err := opts.Synchronous.pragmaValue()
 	if err != nil {
 		return nil, err
 	}
-	wdb, err := openPool(ctx, path, opts.Synchronous, syncValue, false, 2)
+	wdb, err := openPool(ctx, path, opts, syncValue, false, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +117,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	if readers <= 0 {
 		readers = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	rdb, err := openPool(ctx, path, opts.Synchronous, syncValue, true, readers)
+	rdb, err := openPool(ctx, path, opts, syncValue, true, readers)
 	if err != nil {
 		wdb.Close()
 		return nil, err
@@ -126,12 +136,13 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 // transaction never fails half-way to upgrade its lock. The writer uses
 // one of its two connections for transactions and the other to prepare
 // statements while a transaction holds the first.
-func openPool(ctx context.Context, path string, sync Synchronous, syncValue string, readOnly bool, n int) (*sql.DB, error) {
+func openPool(ctx context.Context, path string, opts Options, syncValue string, readOnly bool, n int) (*sql.DB, error) {
+	busy := opts.BusyTimeout.Milliseconds()
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeoutMillis))
-	q.Add("_pragma", "synchronous("+strings.ToUpper(string(sync))+")")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy))
+	q.Add("_pragma", "synchronous("+strings.ToUpper(string(opts.Synchronous))+")")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -146,7 +157,7 @@ func openPool(ctx context.Context, path string, sync Synchronous, syncValue stri
 	want := map[string]string{
 		"journal_mode": "wal",
 		"foreign_keys": "1",
-		"busy_timeout": fmt.Sprint(BusyTimeoutMillis),
+		"busy_timeout": fmt.Sprint(busy),
 		"synchronous":  syncValue,
 	}
 	if readOnly {

@@ -1,0 +1,85 @@
+package app_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect/v2"
+	_ "modernc.org/sqlite"
+
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/app"
+	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// TestReadsGoOnWhileWritesCannot: another process holds SQLite's write lock
+// (a second parleyd, a backup). Reads go on, each answered at once,
+// while 24 sends wait for the lock; when it does not come within the busy
+// timeout, every send is refused with Unavailable (STORE_OVERLOADED, with
+// a RetryInfo), never Internal, and leaves nothing behind; once the lock
+// is released, sends work again.
+func TestReadsGoOnWhileWritesCannot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	srv := servertest.Start(t, servertest.WithDBFile(path), servertest.WithoutWriteLimits(), servertest.WithAppOptions(app.Options{SendRate: 1e6, SendBurst: 1e6}),
+		servertest.WithStoreOptions(store.Options{BusyTimeout: 2 * time.Second}))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "billing")
+	before, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	must(t, err)
+	defer other.Close()
+	lock, err := other.Conn(ctx)
+	must(t, err)
+	defer lock.Close()
+	_, err = lock.ExecContext(ctx, "BEGIN IMMEDIATE")
+	must(t, err)
+
+	const senders = 24
+	errs := make([]error, senders)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			_, errs[i] = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{
+				ConversationId: convID, ClientMessageId: fmt.Sprint("locked-", i), Text: "while the store is locked",
+			})
+		})
+	}
+	for i := range 40 {
+		readCtx, cancel := context.WithTimeout(ctx, time.Second)
+		if i%2 == 0 {
+			_, err = guest.Session.GetConversation(readCtx, &parleyv1.GetConversationRequest{ConversationId: convID})
+		} else {
+			_, err = guest.Messaging.ListEvents(readCtx, &parleyv1.ListEventsRequest{ConversationId: convID})
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("read %d while writes wait for the lock: %v", i, err)
+		}
+	}
+	wg.Wait()
+	for i, err := range errs {
+		wantReason(t, fmt.Sprint("send ", i, " while the store is locked"), err, connect.CodeUnavailable, "STORE_OVERLOADED")
+		if wait, ok := apierr.RetryDelay(err); !ok || wait <= 0 {
+			t.Fatalf("send %d: %v carries no retry delay", i, err)
+		}
+	}
+
+	_, err = lock.ExecContext(ctx, "ROLLBACK")
+	must(t, err)
+	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "after", Text: "the lock is gone"})
+	must(t, err)
+	after, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
+	must(t, err)
+	if got, want := after.GetConversation().GetLastSeq(), before.GetConversation().GetLastSeq()+1; got != want {
+		t.Fatalf("last seq %d after the refused sends and one more, want %d: a refused send left something", got, want)
+	}
+}
