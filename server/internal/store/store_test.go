@@ -245,3 +245,23 @@ func TestAbandonedQueuedWriteIsNotRun(t *testing.T) {
 		t.Fatal("an abandoned write ran, or the next one did not")
 	}
 }
+
+// Writes racing the store's Close are each answered, never left waiting:
+// those that got in commit, the others are refused with ErrClosed.
+func TestWritesRacingCloseAreAnswered(t *testing.T) {
+	for range 20 {
+		db, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "parley.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait := queued(db, 50, func(i int) func(context.Context, *ent.Tx) error {
+			return addConsumer(fmt.Sprintf("r%d", i))
+		})
+		db.Close()
+		for _, err := range wait() {
+			if err != nil && !errors.Is(err, store.ErrClosed) {
+				t.Fatalf("write racing Close: %v, want success or ErrClosed", err)
+			}
+		}
+	}
+}

@@ -62,6 +62,11 @@ type writer struct {
 	stop   chan struct{}
 	done   chan struct{}
 
+	// gate orders queueing against closing: once closed is set, no
+	// request enters the queue, so the writer answers every one that did.
+	gate   sync.RWMutex
+	closed bool
+
 	mu    sync.Mutex
 	batch *sql.Tx // the open batch, used only by the writer's goroutine
 
@@ -107,12 +112,8 @@ func (w *writer) write(ctx context.Context, fn func(context.Context, *ent.Tx) er
 		return errors.New("store: a write transaction cannot start another; use the transaction (tx) it was given")
 	}
 	req := &writeRequest{ctx: ctx, fn: fn, queued: w.opts.Clock.Now(), result: make(chan error, 1)}
-	select {
-	case w.queue <- req:
-	case <-w.stop:
-		return ErrClosed
-	default:
-		return overloaded("the write queue is full")
+	if err := w.enqueue(req); err != nil {
+		return err
 	}
 	select {
 	case err := <-req.result:
@@ -123,6 +124,21 @@ func (w *writer) write(ctx context.Context, fn func(context.Context, *ent.Tx) er
 		}
 		// It runs already: its outcome is known within one batch.
 		return req.outcome(<-req.result)
+	}
+}
+
+// enqueue queues req unless the writer is closed or its queue is full.
+func (w *writer) enqueue(req *writeRequest) error {
+	w.gate.RLock()
+	defer w.gate.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.queue <- req:
+		return nil
+	default:
+		return overloaded("the write queue is full")
 	}
 }
 
@@ -296,6 +312,9 @@ func (w *writer) call(ctx context.Context, tx *ent.Tx, req *writeRequest) (err e
 // close stops the writer after the batch in progress; writes still queued
 // are refused with ErrClosed.
 func (w *writer) close() {
+	w.gate.Lock()
+	w.closed = true
+	w.gate.Unlock()
 	close(w.stop)
 	<-w.done
 	w.stmts.close()
