@@ -89,7 +89,7 @@ func TestMain(m *testing.M) {
 //     answering from memory), served like Parley (connect.Server mounted
 //     with the same read limit and compression threshold, on an h2c
 //     http.Server), under the same senders: calls/s and cpu-us/call.
-//   - sync=normal, sync=full: Parley's app (app.New over store.OpenSQLite,
+//   - sync=normal, sync=full, sync=full,batch=1 (group commit off): Parley's app (app.New over store.OpenSQLite,
 //     as parleyd wires it, demo bootstrap and identity) with SQLite
 //     synchronous normal or full: sends/s (acknowledged, so committed),
 //     cpu-us/send, read-p99-ms, and ratio-to-bare (sends/s over the bare
@@ -107,7 +107,8 @@ func TestMain(m *testing.M) {
 // send limit is lifted in the child (it would cap each sender at 2 sends/s);
 // every other limit is the default. To profile the server, name a file in
 // LOADTEST_SERVER_CPUPROFILE: each Parley child writes its CPU profile
-// there, suffixed -normal and -full (-cpuprofile would profile the clients).
+// there, suffixed -normal, -full and -full-batch1 (-cpuprofile would
+// profile the clients).
 //
 //	go test -run '^$' -bench BenchmarkWritePath -benchtime 3s ./server/internal/loadtest/
 //	LOADTEST_SERVER_CPUPROFILE=/tmp/server.prof go test -run '^$' -bench 'BenchmarkWritePath/sync=normal' -benchtime 5s ./server/internal/loadtest/
@@ -130,9 +131,14 @@ func BenchmarkWritePath(b *testing.B) {
 		b.ReportMetric(cpuPerCall, "cpu-us/call")
 		bareCallsPerSecond = perSecond
 	})
-	for _, level := range []store.Synchronous{store.SyncNormal, store.SyncFull} {
-		b.Run("sync="+string(level), func(b *testing.B) {
-			child := startChild(b, "parley-"+string(level), filepath.Join(b.TempDir(), "parley.db"))
+	for _, variant := range []struct{ name, mode string }{
+		{"sync=normal", "parley-normal"},
+		{"sync=full", "parley-full"},
+		// Group commit off: one commit (and with full, one fsync) per send.
+		{"sync=full,batch=1", "parley-full-batch1"},
+	} {
+		b.Run(variant.name, func(b *testing.B) {
+			child := startChild(b, variant.mode, filepath.Join(b.TempDir(), "parley.db"))
 			senders := startCustomers(b, child.url, benchSenders)
 			readers := startCustomers(b, child.url, benchReaders)
 			var mu sync.Mutex
@@ -368,10 +374,14 @@ func serve(mode string) error {
 		mux := http.NewServeMux()
 		connecthttp.Mount(mux, server, connecthttp.WithReadMaxBytes(app.DefaultMaxRequestBytes), connecthttp.WithCompressMinBytes(1024))
 		handler = mux
-	case "parley-normal", "parley-full":
-		level := store.Synchronous(strings.TrimPrefix(mode, "parley-"))
+	case "parley-normal", "parley-full", "parley-full-batch1":
+		level, batch1 := strings.CutSuffix(strings.TrimPrefix(mode, "parley-"), "-batch1")
+		maxBatch := 0 // the default
+		if batch1 {
+			maxBatch = 1
+		}
 		if path := os.Getenv(envServerProfile); path != "" {
-			f, err := os.Create(path + "-" + string(level))
+			f, err := os.Create(path + "-" + strings.TrimPrefix(mode, "parley-"))
 			if err != nil {
 				return err
 			}
@@ -381,7 +391,7 @@ func serve(mode string) error {
 			}
 			defer pprof.StopCPUProfile()
 		}
-		a, err := parleyApp(ctx, os.Getenv(envDB), level)
+		a, err := parleyApp(ctx, os.Getenv(envDB), store.Synchronous(level), maxBatch)
 		if err != nil {
 			return err
 		}
@@ -412,8 +422,8 @@ func serve(mode string) error {
 // parleyApp wires Parley as parleyd does on a new database with the demo
 // bootstrap and identity, the per-participant send limit lifted. Its log
 // keeps warnings and errors only.
-func parleyApp(ctx context.Context, path string, level store.Synchronous) (*app.App, error) {
-	db, err := store.OpenSQLite(ctx, path, store.Options{Synchronous: level})
+func parleyApp(ctx context.Context, path string, level store.Synchronous, maxBatch int) (*app.App, error) {
+	db, err := store.OpenSQLite(ctx, path, store.Options{Synchronous: level, Writer: store.WriterOptions{MaxBatch: maxBatch}})
 	if err != nil {
 		return nil, err
 	}
