@@ -594,6 +594,17 @@ func TestRevocationOnAnotherReplica(t *testing.T) {
 	sub.endsBefore(t, conv.GetConversation().GetLastSeq(), connect.CodeUnauthenticated, "TOKEN_REVOKED")
 }
 
+// slowReader is a gRPC client with a 64 KiB HTTP/2 window, as a slow phone
+// would have: a stream it does not read fills the window and stalls.
+func slowReader(srv *servertest.Server, token string) *parley.Client {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	return parley.New(srv.URL, parley.WithToken(token), parley.WithProtocol(parley.GRPC), parley.WithHTTPClient(&http.Client{Transport: &http.Transport{
+		Protocols: protocols,
+		HTTP2:     &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
+	}}))
+}
+
 // TestRevocationStopsABacklog: a subscriber reading a long backlog slowly
 // gets nothing more once its token is revoked on this replica than what
 // was already on its way (within its HTTP/2 flow-control window), not the
@@ -622,13 +633,7 @@ func TestRevocationStopsABacklog(t *testing.T) {
 		must(t, err)
 	}
 
-	// A reader with a 64 KiB window, as a slow phone would have.
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	slow := parley.New(srv.URL, parley.WithToken(token), parley.WithProtocol(parley.GRPC), parley.WithHTTPClient(&http.Client{Transport: &http.Transport{
-		Protocols: protocols,
-		HTTP2:     &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
-	}}))
+	slow := slowReader(srv, token)
 	stream, err := slow.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
 	must(t, err)
 	for {

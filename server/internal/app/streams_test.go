@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -42,12 +41,7 @@ func stalledSubscriber(ctx context.Context, t *testing.T, srv *servertest.Server
 		_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint(i), Text: text})
 		must(t, err)
 	}
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	slow := parley.New(srv.URL, parley.WithToken(token), parley.WithProtocol(parley.GRPC), parley.WithHTTPClient(&http.Client{Transport: &http.Transport{
-		Protocols: protocols,
-		HTTP2:     &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 64 << 10},
-	}}))
+	slow := slowReader(srv, token)
 	stream, err := slow.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
 	must(t, err)
 	for {
