@@ -40,17 +40,9 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream, cursor *int64) error {
 	p := auth.FromContext(ctx)
 	id := chatlog.ParseID(req.GetConversationId())
-	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Follow)
+	conv, me, err := s.opening(ctx, p, id, *cursor)
 	if err != nil {
 		return err
-	}
-	if *cursor > conv.LastSeq {
-		return apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
-			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", *cursor, conv.LastSeq))
-	}
-	me, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
-	if err != nil {
-		return apierr.Internal(err)
 	}
 	key := events.ConversationKey(id.String())
 	// Listen for signals before reading cursors, so no move is missed.
@@ -77,18 +69,7 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// The customer side sees its place in the queue while it waits.
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
-	// Before passing on a signal or a heartbeat, the stream checks that the
-	// caller may still have it: the credential for everyone, and for an
-	// agent the conversation too, which they may lose without a wake-up of
-	// this stream (removed from its queue; handed over on another replica).
-	allowed := func(ctx context.Context) error {
-		if p.Role != auth.RoleAgent {
-			return guard.Check(ctx)
-		}
-		_, err := s.recheck(ctx, guard, p, id, holder)
-		return err
-	}
-follow:
+	allowed := s.allowed(guard, p, id, holder)
 	for {
 		// Take the wake-ups before reading, so a commit after the read wakes us.
 		wake := s.hub.Wait(key)
@@ -116,21 +97,14 @@ follow:
 			// knows when the next heartbeat is due.
 			idle.Reset(s.opts.Heartbeat)
 		}
-		for _, ev := range evs {
-			if guard.Still(ctx) != nil {
-				continue follow // revoked meanwhile: re-check before sending more
-			}
-			out, err := chatlog.EventToProto(ev, me.ID)
-			if err != nil {
-				return apierr.Internal(err)
-			}
-			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Event{Event: out}}); err != nil {
-				return err
-			}
-			*cursor = ev.Seq
-			if ev.Kind == "conversation_closed" {
-				return nil
-			}
+		closed, interrupted, err := sendEvents(ctx, guard, evs, me.ID, cursor, stream)
+		switch {
+		case err != nil:
+			return err
+		case closed:
+			return nil
+		case interrupted:
+			continue // revoked meanwhile: re-check before sending more
 		}
 		if len(evs) == replayBatch {
 			continue
@@ -139,6 +113,64 @@ follow:
 			return err
 		}
 	}
+}
+
+// allowed is the check a stream makes before passing on a signal or a
+// heartbeat, that the caller may still have it: the credential for
+// everyone, and for an agent the conversation too, which they may lose
+// without a wake-up of this stream (removed from its queue; handed over on
+// another replica).
+func (s *Service) allowed(guard *auth.Guard, p *auth.Principal, id uuid.UUID, holder bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if p.Role != auth.RoleAgent {
+			return guard.Check(ctx)
+		}
+		_, err := s.recheck(ctx, guard, p, id, holder)
+		return err
+	}
+}
+
+// opening authorizes a new subscription from cursor and tells who the
+// caller is in the conversation.
+func (s *Service) opening(ctx context.Context, p *auth.Principal, id uuid.UUID, cursor int64) (*ent.Conversation, chatlog.Sender, error) {
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Follow)
+	if err != nil {
+		return nil, chatlog.Sender{}, err
+	}
+	if cursor > conv.LastSeq {
+		return nil, chatlog.Sender{}, apierr.New(connect.CodeOutOfRange, "CURSOR_BEYOND_LOG",
+			fmt.Sprintf("after_seq %d is beyond the log's last seq %d; resume from a seq you received", cursor, conv.LastSeq))
+	}
+	me, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
+	if err != nil {
+		return nil, chatlog.Sender{}, apierr.Internal(err)
+	}
+	return conv, me, nil
+}
+
+// sendEvents sends evs to viewer in order, moving cursor past each one
+// sent. It stops early, interrupted, if the guard sees the credential
+// revoked or expired (the caller re-checks before sending more), and
+// reports closed after the conversation's closing event.
+func sendEvents(ctx context.Context, guard *auth.Guard, evs []*ent.Event, viewer string, cursor *int64,
+	stream parleyv1connect.MessagingServiceSubscribeServerStream) (closed, interrupted bool, err error) {
+	for _, ev := range evs {
+		if guard.Still(ctx) != nil {
+			return false, true, nil
+		}
+		out, err := chatlog.EventToProto(ev, viewer)
+		if err != nil {
+			return false, false, apierr.Internal(err)
+		}
+		if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Event{Event: out}}); err != nil {
+			return false, false, err
+		}
+		*cursor = ev.Seq
+		if ev.Kind == "conversation_closed" {
+			return true, false, nil
+		}
+	}
+	return false, false, nil
 }
 
 // recheck re-reads the conversation and ends the stream (with the error to
