@@ -1,6 +1,9 @@
-// Package store opens Parley's database: ent on modernc SQLite (the embedded
-// default) with the pragmas Parley relies on checked at startup, and runs
-// transactions.
+// Package store opens Parley's database, ent on modernc SQLite (the
+// embedded default) with the pragmas Parley relies on checked at startup,
+// and runs its transactions: reads on a pool of read-only connections that
+// never wait behind a write, every write on one writer that serializes
+// them in Go and groups the queued ones into one commit (see InTx), and an
+// overloaded writer refuses with Overloaded instead of making callers wait.
 package store
 
 import (
