@@ -8,13 +8,16 @@ package chatlog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"google.golang.org/protobuf/proto"
 )
@@ -74,6 +77,14 @@ func Append(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.
 			return nil, err
 		}
 		ev, err := insert(ctx, tx, conversationID, seq, now, e)
+		if e.ClientMessageID != "" && keyTaken(err) {
+			// A message a call other than SendMessage posts with the
+			// caller's request id as its key (StartCustomerChat resuming
+			// a chat, LeaveMessage): the id names another message of
+			// theirs here.
+			return nil, apierr.New(connect.CodeAlreadyExists, "REQUEST_ID_REUSED",
+				fmt.Sprintf("request_id %q was already used for another message of yours in this conversation; use a new request_id", e.ClientMessageID))
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +131,12 @@ func AppendPost(ctx context.Context, tx *ent.Tx, p *auth.Principal, conversation
 		return nil, err
 	}
 	return insert(ctx, tx, conversationID, seq, now, e)
+}
+
+// keyTaken reports whether err is the unique index on a sender's message
+// keys (conversation, sender, client_message_id) refusing an insert.
+func keyTaken(err error) bool {
+	return ent.IsConstraintError(err) && strings.Contains(err.Error(), event.FieldClientMessageID)
 }
 
 // insert writes one event with seq.

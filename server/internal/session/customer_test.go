@@ -10,6 +10,7 @@ import (
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/servertest"
 )
 
@@ -193,5 +194,44 @@ func TestCustomersKeysDoNotCollide(t *testing.T) {
 	}
 	if again := start(alan); again.GetId() != alans.GetId() {
 		t.Fatalf("Alan's retry got %s, want %s", again.GetId(), alans.GetId())
+	}
+}
+
+// TestRequestIDOfAnotherMessageIsRefused: StartCustomerChat (resuming a
+// chat) and LeaveMessage post the customer's message under its request
+// id, in the same key space as SendMessage's client_message_id; an id that
+// already names another message of theirs there is refused with
+// AlreadyExists, not an internal error.
+func TestRequestIDOfAnotherMessageIsRefused(t *testing.T) {
+	srv := servertest.Start(t)
+	ctx := t.Context()
+	ada := srv.Client(parley.Connect, srv.CustomerToken(t, "cust-ada", "Ada", "ada@example.com"))
+	first := uuid.NewString()
+	started, err := ada.Session.StartCustomerChat(ctx, &parleyv1.StartCustomerChatRequest{
+		RequestId: first, IssueType: "order", FirstMessage: "Hello.", Channel: parleyv1.Channel_CHANNEL_WEB_PORTAL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	convID := started.GetConversation().GetId()
+	sent := uuid.NewString()
+	if _, err := ada.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: sent, Text: "Anyone?"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{first, sent} {
+		_, err := ada.Session.LeaveMessage(ctx, &parleyv1.LeaveMessageRequest{ConversationId: convID, RequestId: key, Text: "Call me back."})
+		if connect.CodeOf(err) != connect.CodeAlreadyExists || apierr.Reason(err) != "REQUEST_ID_REUSED" {
+			t.Fatalf("LeaveMessage with the key of another message: %v (reason %q), want AlreadyExists REQUEST_ID_REUSED", err, apierr.Reason(err))
+		}
+	}
+	// Resuming the open chat from another channel with a used key.
+	_, err = ada.Session.StartCustomerChat(ctx, &parleyv1.StartCustomerChatRequest{
+		RequestId: sent, IssueType: "order", FirstMessage: "Me again.", Channel: parleyv1.Channel_CHANNEL_MOBILE,
+	})
+	if connect.CodeOf(err) != connect.CodeAlreadyExists || apierr.Reason(err) != "REQUEST_ID_REUSED" {
+		t.Fatalf("StartCustomerChat resuming with the key of another message: %v, want AlreadyExists REQUEST_ID_REUSED", err)
+	}
+	if _, err := ada.Session.LeaveMessage(ctx, &parleyv1.LeaveMessageRequest{ConversationId: convID, RequestId: uuid.NewString(), Text: "Call me back."}); err != nil {
+		t.Fatalf("LeaveMessage with a new key: %v", err)
 	}
 }

@@ -265,3 +265,15 @@ func TestWritesRacingCloseAreAnswered(t *testing.T) {
 		}
 	}
 }
+
+// Only waiting behind other writes counts against MaxWait: a write an idle
+// writer takes runs, however short MaxWait is (a server started with a
+// tiny -sqlite-max-write-wait could not even apply its bootstrap file).
+func TestMaxWaitCountsOnlyWaitingBehindWrites(t *testing.T) {
+	db := open(t, store.Options{Writer: store.WriterOptions{MaxWait: time.Nanosecond}})
+	for i := range 20 {
+		if err := store.InTx(t.Context(), db, addConsumer(fmt.Sprint("idle", i))); err != nil {
+			t.Fatalf("write %d to an idle writer: %v", i, err)
+		}
+	}
+}

@@ -20,8 +20,9 @@ type WriterOptions struct {
 	// QueueLength is how many write transactions may wait for the writer;
 	// one more is refused at once as overloaded. 0 means 1024.
 	QueueLength int
-	// MaxWait is how long a write transaction may wait for the writer
-	// before it is refused as overloaded instead of run. 0 means 5 s.
+	// MaxWait is how long a write transaction may wait behind other writes
+	// before it is refused as overloaded instead of run (one that an idle
+	// writer takes is always run). 0 means 5 s.
 	MaxWait time.Duration
 	// MaxBatch is how many queued write transactions at most share one
 	// commit. 0 means 64; 1 turns grouping off.
@@ -71,6 +72,7 @@ type writer struct {
 	batch *sql.Tx // the open batch, used only by the writer's goroutine
 
 	commits atomic.Int64 // commits made, for tests and metrics
+	busy    atomic.Bool  // a batch is running
 }
 
 // writeRequest is one write transaction waiting for or run by the writer.
@@ -82,6 +84,10 @@ type writeRequest struct {
 	result   chan error   // buffered: the writer never waits on a caller
 	panicked any          // a panic in fn, re-raised in the caller
 	after    []func()     // run once fn's writes have committed
+	// behind: the writer was busy or others were queued when it came, so
+	// its wait counts against MaxWait (one that finds the writer idle
+	// waits only to be scheduled).
+	behind bool
 }
 
 const (
@@ -134,6 +140,7 @@ func (w *writer) enqueue(req *writeRequest) error {
 	if w.closed {
 		return ErrClosed
 	}
+	req.behind = w.busy.Load() || len(w.queue) > 0
 	select {
 	case w.queue <- req:
 		return nil
@@ -163,7 +170,9 @@ func (w *writer) run() {
 			w.refuseQueued()
 			return
 		}
+		w.busy.Store(true)
 		w.runBatch(first)
+		w.busy.Store(false)
 	}
 }
 
@@ -264,13 +273,13 @@ func (r *writeRequest) answer(err error) { r.result <- err }
 
 // runOne runs req in its own savepoint. It reports whether req's writes
 // are in the batch (to be answered after the commit); a request that was
-// abandoned, waited too long or failed is answered at once. A non-nil
-// error means the batch itself is broken.
+// abandoned, waited too long behind other writes or failed is answered at
+// once. A non-nil error means the batch itself is broken.
 func (w *writer) runOne(req *writeRequest) (bool, error) {
 	if !req.state.CompareAndSwap(requestQueued, requestTaken) {
 		return false, nil // its caller left before it started
 	}
-	if waited := w.opts.Clock.Now().Sub(req.queued); waited > w.opts.MaxWait {
+	if waited := w.opts.Clock.Now().Sub(req.queued); waited > w.opts.MaxWait && req.behind {
 		req.answer(overloaded(fmt.Sprintf("a write waited %s for the writer", waited.Round(time.Millisecond))))
 		return false, nil
 	}
