@@ -23,11 +23,12 @@ import (
 // (a second parleyd, a backup). Reads go on, each answered at once,
 // while 24 sends wait for the lock; when it does not come within the busy
 // timeout, every send is refused with Unavailable (STORE_OVERLOADED, with
-// a RetryInfo), never Internal, and leaves nothing behind; once the lock
-// is released, sends work again.
+// a RetryInfo), never Internal, leaves nothing behind and does not count
+// against the sender's limit; once the lock is released, sends work again,
+// the whole burst of them.
 func TestReadsGoOnWhileWritesCannot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "parley.db")
-	srv := servertest.Start(t, servertest.WithDBFile(path), servertest.WithoutWriteLimits(), servertest.WithAppOptions(app.Options{SendRate: 1e6, SendBurst: 1e6}),
+	srv := servertest.Start(t, servertest.WithDBFile(path), servertest.WithoutWriteLimits(), servertest.WithAppOptions(app.Options{SendRate: 0.001, SendBurst: 30}),
 		servertest.WithStoreOptions(store.Options{BusyTimeout: 2 * time.Second}))
 	ctx := t.Context()
 	guest, convID := startGuestChat(ctx, t, srv, "billing")
@@ -75,11 +76,15 @@ func TestReadsGoOnWhileWritesCannot(t *testing.T) {
 
 	_, err = lock.ExecContext(ctx, "ROLLBACK")
 	must(t, err)
-	_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "after", Text: "the lock is gone"})
-	must(t, err)
+	for i := range 30 {
+		_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint("after-", i), Text: "the lock is gone"})
+		if err != nil {
+			t.Fatalf("send %d of the burst once the lock is gone: %v", i, err)
+		}
+	}
 	after, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
 	must(t, err)
-	if got, want := after.GetConversation().GetLastSeq(), before.GetConversation().GetLastSeq()+1; got != want {
-		t.Fatalf("last seq %d after the refused sends and one more, want %d: a refused send left something", got, want)
+	if got, want := after.GetConversation().GetLastSeq(), before.GetConversation().GetLastSeq()+30; got != want {
+		t.Fatalf("last seq %d after the refused sends and 30 more, want %d: a refused send left something", got, want)
 	}
 }

@@ -302,12 +302,13 @@ func TestSendRateLimitPerParticipant(t *testing.T) {
 	}
 }
 
-// TestRetriesAndFailedSendsSpendNothing: only a message appended counts
-// against the send limit. Retries of an accepted message, sequential or
-// racing each other, and sends that fail leave the burst for new messages.
-func TestRetriesAndFailedSendsSpendNothing(t *testing.T) {
+// TestRetriesSpendNothing: retries of an accepted message, sequential or
+// racing each other, do not count against the send limit, so they leave
+// the burst for new messages; a send refused for what it asked does count
+// (the limit bounds the work a caller can cause).
+func TestRetriesSpendNothing(t *testing.T) {
 	srv := servertest.Start(t, servertest.WithFakeClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)),
-		servertest.WithAppOptions(app.Options{SendRate: 0.001, SendBurst: 3}))
+		servertest.WithAppOptions(app.Options{SendRate: 0.001, SendBurst: 4}))
 	guest, convID := startChat(t, srv)
 	ctx := context.Background()
 	send := func(id string, attachments ...string) error {
@@ -331,18 +332,18 @@ func TestRetriesAndFailedSendsSpendNothing(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// A send that fails (it names an attachment nobody uploaded) appends
-	// nothing and spends nothing.
+	// A send that fails for what it asks (an attachment nobody uploaded)
+	// appends nothing but counts.
 	if err := send("b", uuid.NewString()); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("send with an unknown attachment: %v, want FailedPrecondition", err)
 	}
 	for _, id := range []string{"c", "d"} {
 		if err := send(id); err != nil {
-			t.Fatalf("new message %s within the burst left by the retries: %v", id, err)
+			t.Fatalf("new message %s within the burst the retries left: %v", id, err)
 		}
 	}
 	if err := send("e"); apierr.Reason(err) != "SEND_RATE_LIMITED" {
-		t.Fatalf("fourth new message: %v, want SEND_RATE_LIMITED", err)
+		t.Fatalf("fifth send: %v, want SEND_RATE_LIMITED", err)
 	}
 }
 

@@ -72,9 +72,10 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 
 // SendMessage appends a message. A retry with the same client_message_id
 // and content returns the original event; with other content it is
-// rejected. Only a message appended counts against the send limit: a
-// retry, or a send that fails, gives its spend back, and a retry is never
-// refused by the limit.
+// rejected. A retry is never refused by the send limit and does not count
+// against it, nor does a send the store refused as overloaded (nothing was
+// done); a send refused for what it asked (a closed chat, an attachment
+// that is not theirs) counts like any other.
 //
 // The path is short on purpose (it is the hottest write): the caller's
 // access and sender come from one read of the conversation (none for a
@@ -104,12 +105,6 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		}
 		return nil, ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
 	}
-	appendedOne := false
-	defer func() {
-		if !appendedOne { // a retry, or a send that failed: it spent nothing
-			undo(s.clk.Now())
-		}
-	}()
 	var channel *event.Channel
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		c := me.channel
@@ -132,15 +127,21 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return err
 	})
 	if ent.IsConstraintError(err) {
-		// A retry (or a concurrent one that won): answer with the original.
+		// A retry (or a concurrent one that won): answer with the
+		// original, which already paid for itself.
 		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
+			if prior != nil {
+				undo()
+			}
 			return prior, perr
 		}
+	}
+	if _, overloaded := store.IsOverloaded(err); overloaded {
+		undo() // nothing was done, and the caller is told to retry
 	}
 	if err != nil {
 		return nil, apierr.From(err)
 	}
-	appendedOne = true
 	s.hub.Notify(events.ConversationKey(id.String()))
 	out, err := chatlog.EventToProto(appended, sender.ID)
 	if err != nil {

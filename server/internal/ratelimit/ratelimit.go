@@ -46,8 +46,9 @@ func (l *Limiter) Take(key string, now time.Time) (bool, time.Duration) {
 }
 
 // Reserve is Take for a write that may turn out not to need the spend (a
-// retry of one already done, or one that failed): undo gives it back.
-func (l *Limiter) Reserve(key string, now time.Time) (undo func(time.Time), ok bool, wait time.Duration) {
+// retry of one already done, or one the server could not do): undo gives
+// it back.
+func (l *Limiter) Reserve(key string, now time.Time) (undo func(), ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, found := l.buckets[key]
@@ -66,11 +67,10 @@ func (l *Limiter) Reserve(key string, now time.Time) (undo func(time.Time), ok b
 		r.CancelAt(now)
 		return nil, false, wait
 	}
-	return func(at time.Time) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		r.CancelAt(at)
-	}, true, 0
+	// Cancelled as of when it was made: a reservation whose time has
+	// passed cannot be cancelled later (rate.Reservation.CancelAt), and
+	// the call that gives it back ends after that.
+	return func() { r.CancelAt(now) }, true, 0
 }
 
 // dropFull forgets buckets that have refilled.
