@@ -241,6 +241,9 @@ func (w *writer) runBatch(first *writeRequest) {
 	} else {
 		err = fmt.Errorf("store: commit: %w", classify(err))
 	}
+	// Idle before answering: a caller's next write, queued once it has
+	// its answer, waits behind nothing.
+	w.busy.Store(false)
 	for _, r := range committed {
 		if err == nil {
 			for _, f := range r.after {
