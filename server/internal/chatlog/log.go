@@ -7,11 +7,13 @@ package chatlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect/v2"
+	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/conversation"
@@ -136,8 +138,20 @@ func AppendPost(ctx context.Context, tx *ent.Tx, p *auth.Principal, conversation
 // keyTaken reports whether err is the unique index on a sender's message
 // keys (conversation, sender, client_message_id) refusing an insert.
 func keyTaken(err error) bool {
-	return ent.IsConstraintError(err) && strings.Contains(err.Error(), event.FieldClientMessageID)
+	return errors.Is(err, ErrDuplicate) && strings.Contains(err.Error(), event.FieldClientMessageID)
 }
+
+// insertEvent writes one event and returns its id: one statement, prepared
+// once (ent's create builds it anew on every call; this is the hottest
+// write). $n are positional parameters in SQLite and PostgreSQL alike.
+var insertEvent = "INSERT INTO " + event.Table + " (" + strings.Join([]string{
+	event.FieldConversationID, event.FieldSeq, event.FieldCreatedAt, event.FieldKind, event.FieldSenderRole,
+	event.FieldSenderID, event.FieldSenderName, event.FieldChannel, event.FieldClientMessageID, event.FieldPayload,
+}, ", ") + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING " + event.FieldID
+
+// ErrDuplicate is the error of an insert that a unique index refused: the
+// seq was taken, or the sender's message key (a retry).
+var ErrDuplicate = errors.New("conversation: the event exists")
 
 // insert writes one event with seq.
 func insert(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, seq int64, now time.Time, e Entry) (*ent.Event, error) {
@@ -149,24 +163,36 @@ func insert(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, seq int64
 	if err != nil {
 		return nil, fmt.Errorf("conversation: marshal %s: %w", kind, err)
 	}
-	create := tx.Event.Create().
-		SetConversationID(conversationID).
-		SetSeq(seq).
-		SetCreatedAt(now).
-		SetKind(kind).
-		SetSenderRole(e.Sender.Role).
-		SetSenderID(e.Sender.ID).
-		SetSenderName(e.Sender.Name).
-		SetNillableChannel(e.Channel).
-		SetPayload(payload)
-	if e.ClientMessageID != "" {
-		create.SetClientMessageID(e.ClientMessageID)
+	ev := &ent.Event{
+		ConversationID: conversationID, Seq: seq, CreatedAt: now, Kind: kind,
+		SenderRole: e.Sender.Role, SenderID: e.Sender.ID, SenderName: e.Sender.Name,
+		Channel: e.Channel, Payload: payload,
 	}
-	ev, err := create.Save(ctx)
+	var channel, key any // NULL unless set
+	if e.Channel != nil {
+		channel = string(*e.Channel)
+	}
+	if e.ClientMessageID != "" {
+		ev.ClientMessageID = &e.ClientMessageID
+		key = e.ClientMessageID
+	}
+	rows, err := tx.QueryContext(ctx, insertEvent, conversationID, seq, now, kind, string(e.Sender.Role),
+		e.Sender.ID, e.Sender.Name, channel, key, payload)
+	if err == nil {
+		defer rows.Close()
+		if !rows.Next() {
+			err = rows.Err()
+		} else {
+			err = rows.Scan(&ev.ID)
+		}
+	}
 	if err != nil {
+		if sqlgraph.IsUniqueConstraintError(err) {
+			err = fmt.Errorf("%w: %w", ErrDuplicate, err)
+		}
 		return nil, fmt.Errorf("conversation: insert %s event: %w", kind, err)
 	}
-	return ev, nil
+	return ev, rows.Close()
 }
 
 // advanceSeq increments a conversation's last_seq and returns the new

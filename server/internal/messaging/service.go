@@ -7,6 +7,7 @@ package messaging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -126,7 +127,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		})
 		return err
 	})
-	if ent.IsConstraintError(err) {
+	if errors.Is(err, chatlog.ErrDuplicate) {
 		// A retry (or a concurrent one that won): answer with the
 		// original, which already paid for itself.
 		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
