@@ -111,7 +111,7 @@ func newWriter(db *sql.DB, opts WriterOptions) *writer {
 }
 
 // write queues fn and waits for its outcome: nil once it has committed, its
-// error if it failed (then nothing of it was written), or ErrOverloaded if
+// error if it failed (then nothing of it was written), or an *Overloaded if
 // it could not be run in time.
 func (w *writer) write(ctx context.Context, fn func(context.Context, *ent.Tx) error) error {
 	if inWrite(ctx) {
