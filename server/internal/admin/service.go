@@ -175,16 +175,10 @@ func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequ
 
 // ListQueues lists queues by id.
 func (s *Service) ListQueues(ctx context.Context, req *parleyv1.ListQueuesRequest) (*parleyv1.ListQueuesResponse, error) {
-	after, err := paging.DecodeID("queues", req.GetPageToken())
+	page, next, err := routing.QueuePage(ctx, s.db.Client, "queues", req.GetPageToken(), req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	size := paging.Size(req.GetPageSize(), 100, 500)
-	rows, err := s.db.Queue.Query().Where(queue.IDGT(after)).Order(ent.Asc(queue.FieldID)).Limit(size + 1).All(ctx)
-	if err != nil {
-		return nil, apierr.Internal(fmt.Errorf("list queues: %w", err))
-	}
-	page, next := paging.Trim(rows, size, "queues", func(q *ent.Queue) string { return q.ID.String() })
 	resp := &parleyv1.ListQueuesResponse{NextPageToken: next}
 	for _, q := range page {
 		resp.Queues = append(resp.Queues, routing.QueueToProto(q))

@@ -2,10 +2,8 @@ package app_test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -620,29 +618,8 @@ func TestRevocationStopsABacklog(t *testing.T) {
 	must(t, srv.App.Dispatch(ctx))
 	_, err := fred.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: work.nextOffer(t).GetId()})
 	must(t, err)
-	const backlog = 300
-	for i := range backlog {
-		// Random text: the server compresses large messages, and 64 KiB
-		// of a repeated letter would hold the whole backlog.
-		text := rand.Text()
-		for len(text) < 4000 {
-			text += rand.Text()
-		}
-		text = text[:4000]
-		_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint(i), Text: text})
-		must(t, err)
-	}
-
-	slow := slowReader(srv, token)
-	stream, err := slow.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
-	must(t, err)
-	for {
-		resp, err := stream.Receive()
-		must(t, err)
-		if resp.GetEvent() != nil {
-			break
-		}
-	}
+	sendBacklog(ctx, t, guest, convID, 300)
+	stream := slowSubscription(ctx, t, srv, token, convID)
 	_, err = srv.Client(parley.Connect, servertest.AdminToken).Access.RevokeToken(ctx, &parleyv1.RevokeTokenRequest{TokenId: tokenID})
 	must(t, err)
 	after := 0

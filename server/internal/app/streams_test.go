@@ -34,27 +34,38 @@ func stalledSubscriber(ctx context.Context, t *testing.T, srv *servertest.Server
 	})
 	must(t, err)
 	token, convID := started.GetGuestToken(), started.GetConversation().GetId()
-	guest := srv.Client(parley.Connect, token)
-	for i := range stalledBacklog {
-		// Random text, so compression does not shrink the backlog.
+	sendBacklog(ctx, t, srv.Client(parley.Connect, token), convID, stalledBacklog)
+	stream := slowSubscription(ctx, t, srv, token, convID)
+	if n := srv.App.OpenStreams(); n != 1 {
+		t.Fatalf("%d streams open, want the stalled one", n)
+	}
+	return stream
+}
+
+// sendBacklog has sender post n messages of 4,000 characters of random text
+// to convID (random, so that compression does not shrink the backlog).
+func sendBacklog(ctx context.Context, t *testing.T, sender *parley.Client, convID string, n int) {
+	t.Helper()
+	for i := range n {
 		text := base64.StdEncoding.EncodeToString(randomBytes(t, 3000))
-		_, err := guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint(i), Text: text})
+		_, err := sender.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint(i), Text: text})
 		must(t, err)
 	}
-	slow := slowReader(srv, token)
-	stream, err := slow.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+}
+
+// slowSubscription subscribes to convID as token with a 64 KiB HTTP/2
+// window (slowReader) and reads up to the first event.
+func slowSubscription(ctx context.Context, t *testing.T, srv *servertest.Server, token, convID string) parleyv1connect.MessagingServiceSubscribeClientStream {
+	t.Helper()
+	stream, err := slowReader(srv, token).Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
 	must(t, err)
 	for {
 		resp, err := stream.Receive()
 		must(t, err)
 		if resp.GetEvent() != nil {
-			break
+			return stream
 		}
 	}
-	if n := srv.App.OpenStreams(); n != 1 {
-		t.Fatalf("%d streams open, want the stalled one", n)
-	}
-	return stream
 }
 
 // cutShort reads what the stalled stream still delivers and fails unless

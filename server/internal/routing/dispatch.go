@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,6 +48,11 @@ type Dispatcher struct {
 	streams *streamRegistry
 	// failures isolates failing rows: they back off, the others go on.
 	failures *failures
+	// passing makes this replica's passes take turns: a pass asked for
+	// (App.Dispatch) while a kicked one runs starts after it, so when it
+	// returns the routing it saw is done. Passes on other replicas still
+	// run beside it, safely (conditional updates).
+	passing sync.Mutex
 }
 
 // NewDispatcher returns a dispatcher; start it with Run.
@@ -90,6 +96,8 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 // with backoff while the other rows go on (see isolate). Pass returns the
 // steps' failures.
 func (d *Dispatcher) Pass(ctx context.Context) error {
+	d.passing.Lock()
+	defer d.passing.Unlock()
 	var errs []error
 	for _, step := range []struct {
 		name string

@@ -53,16 +53,10 @@ func queueStatus(ctx context.Context, db *ent.Client, q *ent.Queue) (*parleyv1.Q
 // ListQueueStatuses lists queues with their waiting counts, oldest waits
 // and available agents.
 func (s *Service) ListQueueStatuses(ctx context.Context, req *parleyv1.ListQueueStatusesRequest) (*parleyv1.ListQueueStatusesResponse, error) {
-	after, err := paging.DecodeID("queue-statuses", req.GetPageToken())
+	page, next, err := QueuePage(ctx, s.db.Client, "queue-statuses", req.GetPageToken(), req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	size := paging.Size(req.GetPageSize(), 100, 500)
-	rows, err := s.db.Queue.Query().Where(queue.IDGT(after)).Order(ent.Asc(queue.FieldID)).Limit(size + 1).All(ctx)
-	if err != nil {
-		return nil, apierr.Internal(fmt.Errorf("list queues: %w", err))
-	}
-	page, next := paging.Trim(rows, size, "queue-statuses", func(q *ent.Queue) string { return q.ID.String() })
 	resp := &parleyv1.ListQueueStatusesResponse{NextPageToken: next}
 	for _, q := range page {
 		st, err := queueStatus(ctx, s.db.Client, q)
@@ -162,4 +156,20 @@ func (s *Service) sendStatusChanges(ctx context.Context, guard *auth.Guard, sent
 		sent[key] = out
 	}
 	return nil
+}
+
+// QueuePage reads one page of queues in id order for a List method whose
+// page tokens are of kind, and returns the token of the next page.
+func QueuePage(ctx context.Context, db *ent.Client, kind, token string, pageSize int32) ([]*ent.Queue, string, error) {
+	after, err := paging.DecodeID(kind, token)
+	if err != nil {
+		return nil, "", err
+	}
+	size := paging.Size(pageSize, 100, 500)
+	rows, err := db.Queue.Query().Where(queue.IDGT(after)).Order(ent.Asc(queue.FieldID)).Limit(size + 1).All(ctx)
+	if err != nil {
+		return nil, "", apierr.Internal(fmt.Errorf("list queues: %w", err))
+	}
+	page, next := paging.Trim(rows, size, kind, func(q *ent.Queue) string { return q.ID.String() })
+	return page, next, nil
 }
