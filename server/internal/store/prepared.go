@@ -69,14 +69,11 @@ type readPool struct {
 // ExecContext runs a statement that returns no rows. The read pool's
 // connections are query_only, so a write through them fails.
 func (p *readPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if inWrite(ctx) {
-		return nil, ErrReadInWrite
-	}
-	st, err := p.prepared(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("store: prepare: %w", classify(err))
-	}
-	if st == nil {
+	st, err := p.statement(ctx, query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
 		return p.db.ExecContext(ctx, query, args...)
 	}
 	return st.ExecContext(ctx, args...)
@@ -84,6 +81,19 @@ func (p *readPool) ExecContext(ctx context.Context, query string, args ...any) (
 
 // QueryContext runs a query.
 func (p *readPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.statement(ctx, query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return p.db.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// statement is query prepared (nil when the cache is full), unless ctx is
+// a write transaction's, which the read pool refuses.
+func (p *readPool) statement(ctx context.Context, query string) (*sql.Stmt, error) {
 	if inWrite(ctx) {
 		return nil, ErrReadInWrite
 	}
@@ -91,10 +101,7 @@ func (p *readPool) QueryContext(ctx context.Context, query string, args ...any) 
 	if err != nil {
 		return nil, fmt.Errorf("store: prepare: %w", classify(err))
 	}
-	if st == nil {
-		return p.db.QueryContext(ctx, query, args...)
-	}
-	return st.QueryContext(ctx, args...)
+	return st, nil
 }
 
 // batchConn runs a write transaction's statements inside the writer's
