@@ -6,4 +6,4 @@
 // (also run by `make generate`) and is never edited by hand.
 package ent
 
-//go:generate go tool -modfile=../tools/go.mod ent generate --feature sql/execquery,sql/lock,sql/modifier ./schema
+//go:generate go tool -modfile=../tools/go.mod ent generate --feature sql/execquery,sql/lock,sql/modifier,sql/versioned-migration ./schema

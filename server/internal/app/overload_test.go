@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -17,32 +16,27 @@ import (
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/servertest"
 	"github.com/parleyhq/parley/server/internal/store"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 // TestReadsGoOnWhileWritesCannot: another process holds SQLite's write lock
-// (a second parleyd, a backup). Reads go on, each answered at once,
+// (a second parleyd, a backup), or on PostgreSQL another transaction holds
+// the conversation's row (storetest.HoldWriteLock). Reads go on, each answered at once,
 // while 24 sends wait for the lock; when it does not come within the busy
-// timeout, every send is refused with Unavailable (STORE_OVERLOADED, with
+// (lock) timeout, every send is refused with Unavailable (STORE_OVERLOADED, with
 // a RetryInfo), never Internal, leaves nothing behind and does not count
 // against the sender's limit; once the lock is released, sends work again,
 // the whole burst of them.
 func TestReadsGoOnWhileWritesCannot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "parley.db")
 	srv := servertest.Start(t, servertest.WithDBFile(path), servertest.WithoutWriteLimits(), servertest.WithAppOptions(app.Options{SendRate: 0.001, SendBurst: 30}),
-		servertest.WithStoreOptions(store.Options{BusyTimeout: 2 * time.Second}))
+		servertest.WithStoreOptions(store.Options{BusyTimeout: 2 * time.Second, LockTimeout: 2 * time.Second}))
 	ctx := t.Context()
 	guest, convID := startGuestChat(ctx, t, srv, "billing")
 	before, err := guest.Session.GetConversation(ctx, &parleyv1.GetConversationRequest{ConversationId: convID})
 	must(t, err)
 
-	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	must(t, err)
-	defer other.Close()
-	lock, err := other.Conn(ctx)
-	must(t, err)
-	defer lock.Close()
-	_, err = lock.ExecContext(ctx, "BEGIN IMMEDIATE")
-	must(t, err)
+	release := storetest.HoldWriteLock(t, path, convID)
 
 	const senders = 24
 	errs := make([]error, senders)
@@ -74,8 +68,7 @@ func TestReadsGoOnWhileWritesCannot(t *testing.T) {
 		}
 	}
 
-	_, err = lock.ExecContext(ctx, "ROLLBACK")
-	must(t, err)
+	release()
 	for i := range 30 {
 		_, err = guest.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: fmt.Sprint("after-", i), Text: "the lock is gone"})
 		if err != nil {

@@ -155,6 +155,9 @@ var ErrDuplicate = errors.New("conversation: the event exists")
 
 // insert writes one event with seq.
 func insert(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, seq int64, now time.Time, e Entry) (*ent.Event, error) {
+	// PostgreSQL keeps microseconds: the event answered now must be the
+	// one read back later (a retry's, a subscriber's).
+	now = now.Truncate(time.Microsecond)
 	kind, err := kindOf(e.Payload)
 	if err != nil {
 		return nil, err
@@ -232,6 +235,10 @@ func nextSeq(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID) (int64, 
 	}
 	return seq, rows.Close()
 }
+
+// SerialKey is the store.Serialize key of the conversation's log: the
+// writes that append to it take turns instead of racing for its last_seq.
+func SerialKey(id uuid.UUID) string { return "conversation:" + id.String() }
 
 // EventsAfter returns up to limit events with seq > afterSeq, in seq order.
 func EventsAfter(ctx context.Context, db *ent.Client, conversationID uuid.UUID, afterSeq int64, limit int) ([]*ent.Event, error) {

@@ -116,7 +116,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	}
 	now := s.clk.Now()
 	var appended *ent.Event
-	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+	err = store.InTx(store.Serialize(ctx, chatlog.SerialKey(id)), s.db, func(ctx context.Context, tx *ent.Tx) error {
 		attachments, err := s.attachmentsFor(ctx, tx, id, sender, req.GetAttachmentIds())
 		if err != nil {
 			return err

@@ -1,7 +1,6 @@
 package routing_test
 
 import (
-	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	_ "modernc.org/sqlite" // a second, raw connection to the store's file
 
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 // TestOneBrokenChatDoesNotStopRouting: a waiting conversation whose row is
@@ -25,10 +25,8 @@ func TestOneBrokenChatDoesNotStopRouting(t *testing.T) {
 	broken, _ := r.chat("fragile")
 	healthy, _ := r.chat("fragile")
 
-	raw, err := sql.Open("sqlite", "file:"+file+"?_pragma=foreign_keys(0)&_pragma=busy_timeout(10000)")
-	must(t, err)
-	defer raw.Close()
-	res, err := raw.ExecContext(r.ctx, "UPDATE conversations SET interaction_id = ? WHERE id = ?", uuid.NewString(), broken)
+	raw := storetest.Raw(t, file)
+	res, err := raw.ExecContext(r.ctx, "UPDATE conversations SET interaction_id = $1 WHERE id = $2", uuid.NewString(), broken)
 	must(t, err)
 	if n, _ := res.RowsAffected(); n != 1 {
 		t.Fatalf("corrupted %d rows, want 1", n)

@@ -1,7 +1,9 @@
 // Package servertest runs a real Parley server in-process for tests: the
 // app's handler behind an httptest server speaking HTTP/1.1 and cleartext
-// HTTP/2, on a SQLite file in the test's temp dir, configured by a
-// bootstrap file (the demo one unless a test changes it).
+// HTTP/2, on a SQLite file in the test's temp dir (or, when
+// PARLEY_TEST_POSTGRES names a PostgreSQL server, a fresh database there;
+// see storetest), configured by a bootstrap file (the demo one unless a
+// test changes it).
 package servertest
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/store"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 // Demo tokens from the demo bootstrap file.
@@ -131,7 +134,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.dbFile == "" {
 		cfg.dbFile = filepath.Join(t.TempDir(), "parley.db")
 	}
-	db, err := store.OpenSQLite(ctx, cfg.dbFile, cfg.store)
+	if cfg.store.MaxConns == 0 {
+		// Tests run many servers at once on one PostgreSQL server.
+		cfg.store.MaxConns = 4
+	}
+	db, err := store.Open(ctx, storetest.Target(t, cfg.dbFile), cfg.store)
 	if err != nil {
 		cancel()
 		t.Fatalf("open store: %v", err)

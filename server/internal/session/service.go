@@ -85,6 +85,10 @@ func guestFingerprint(req *parleyv1.StartGuestChatRequest) ([]byte, error) {
 // After that the sealed token is erased and a retry is refused.
 const GuestRetryWindow = 10 * time.Minute
 
+// GuestStartsKey serializes the transactions that count guest starts
+// against the limits and record one (store.Serialize).
+const GuestStartsKey = "guest-starts"
+
 // StartGuestChat stores the interaction, creates and routes the
 // conversation, and returns a guest token for it. A retry (same request_id
 // and form) within GuestRetryWindow returns the same conversation and the
@@ -116,7 +120,9 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	address := clientaddr.FromContext(ctx)
 	var convID uuid.UUID
 	var token string
-	err = store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+	// Guest starts are counted against the limits, then recorded: one at
+	// a time.
+	err = store.InTx(store.Serialize(ctx, GuestStartsKey), s.db, func(ctx context.Context, tx *ent.Tx) error {
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return fmt.Errorf("load settings: %w", err)

@@ -1,71 +1,72 @@
-// Package store opens Parley's database, ent on modernc SQLite (the
-// embedded default) with the pragmas Parley relies on checked at startup,
-// and runs its transactions: reads on a pool of read-only connections that
-// never wait behind a write, every write on one writer that serializes
-// them in Go and groups the queued ones into one commit (see InTx), and an
-// overloaded writer refuses with Overloaded instead of making callers wait.
+// Package store opens Parley's database and runs its transactions, on one
+// of two stores behind one API:
+//
+//   - SQLite (modernc, the embedded default): the pragmas Parley relies on
+//     are checked at startup; reads go to a pool of read-only connections
+//     that never wait behind a write; every write goes to one writer that
+//     serializes them in Go and groups the queued ones into one commit, and
+//     an overloaded writer refuses with Overloaded instead of making callers
+//     wait.
+//   - PostgreSQL (pgx), for several parleyd replicas on one database: the
+//     schema comes from versioned migrations applied under an advisory lock;
+//     every write is a serializable transaction, retried when it loses a
+//     race with another, so code that checks and then writes inside InTx is
+//     as correct as under SQLite's single writer.
 package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
-	"net/url"
-	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
 	"github.com/parleyhq/parley/ent"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
 // DefaultBusyTimeout is how long the writer waits for SQLite's write lock
 // when another process holds it.
 const DefaultBusyTimeout = 10 * time.Second
 
-// Synchronous is SQLite's synchronous setting, which decides which crashes
-// a committed transaction (and so an acknowledgement) survives. In WAL
-// mode:
-//   - SyncNormal: a commit survives the process crashing or being killed
-//     (it is in the WAL, which the OS holds), but the last commits before
-//     a power loss or OS crash may be rolled back. The database is never
-//     corrupted. This is the default: commits need no fsync.
-//   - SyncFull: the WAL is fsynced at every commit, so a commit also
-//     survives power loss and OS crashes, at the cost of one fsync per
-//     write.
-type Synchronous string
-
-// The synchronous settings parleyd offers.
-const (
-	SyncNormal Synchronous = "normal"
-	SyncFull   Synchronous = "full"
-)
-
-// pragmaValue is what PRAGMA synchronous reads back.
-func (s Synchronous) pragmaValue() (string, error) {
-	switch s {
-	case SyncNormal:
-		return "1", nil
-	case SyncFull:
-		return "2", nil
-	}
-	return "", fmt.Errorf("store: synchronous %q is not one of normal, full", string(s))
-}
-
-// DB is Parley's database. Reads go through the embedded client, whose
-// pool of read-only connections never waits behind a write (WAL readers
-// see the last commit). Writes go through InTx, and only through it.
+// DB is Parley's database. Reads go through the embedded client, which
+// refuses to run inside a write transaction. Writes go through InTx, and
+// only through it.
 type DB struct {
 	*ent.Client
-	read   *readPool
-	writer *writer
+	engine  engine
+	dialect string
 
 	closing  sync.Once
 	closeErr error
+}
+
+// engine runs a store's write transactions.
+type engine interface {
+	// write runs fn as one transaction and returns once it committed.
+	write(ctx context.Context, fn func(context.Context, *ent.Tx) error) error
+	// queued is how many writes wait to run.
+	queued() int
+	// commits is how many commits were made.
+	commits() int64
+	// ping checks that the database answers.
+	ping(ctx context.Context) error
+	// close stops the engine and closes its connections.
+	close() error
+}
+
+// Open opens the store that target names: a postgres:// or postgresql://
+// URL selects PostgreSQL, anything else is a SQLite file's path.
+func Open(ctx context.Context, target string, opts Options) (*DB, error) {
+	if IsPostgres(target) {
+		return OpenPostgres(ctx, target, opts)
+	}
+	return OpenSQLite(ctx, target, opts)
+}
+
+// IsPostgres reports whether target is a PostgreSQL URL.
+func IsPostgres(target string) bool {
+	return strings.HasPrefix(target, "postgres://") || strings.HasPrefix(target, "postgresql://")
 }
 
 // Options tune how a database is opened.
@@ -82,148 +83,76 @@ type Options struct {
 	// before its writes are refused as overloaded; 0 means
 	// DefaultBusyTimeout.
 	BusyTimeout time.Duration
+	// MaxConns is the size of each of PostgreSQL's two connection pools
+	// (reads, writes); 0 means DefaultMaxConns. Each replica holds up to
+	// twice this many connections (plus two for its notifier), so keep
+	// replicas x (2 x MaxConns + 2) under the server's max_connections.
+	MaxConns int
+	// LockTimeout is how long a PostgreSQL write waits for a row lock
+	// another transaction holds before it is refused as overloaded; 0
+	// means DefaultLockTimeout.
+	LockTimeout time.Duration
 }
 
-// OpenSQLite opens (creating if needed) the SQLite file at path with WAL,
-// foreign keys and a busy timeout, checks that the pragmas are in force,
-// and migrates the schema. Writes run on one connection, serialized and
-// grouped by the writer; reads run on a pool of query_only connections that
-// keeps its connections open (each one parses a statement once).
-func OpenSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
-	if path == "" {
-		return nil, errors.New("store: empty SQLite path")
-	}
-	if opts.Synchronous == "" {
-		opts.Synchronous = SyncNormal
-	}
-	if opts.BusyTimeout <= 0 {
-		opts.BusyTimeout = DefaultBusyTimeout
-	}
-	syncValue, err := opts.Synchronous.pragmaValue()
-	if err != nil {
-		return nil, err
-	}
-	wdb, err := openPool(ctx, path, opts, syncValue, false, 2)
-	if err != nil {
-		return nil, err
-	}
-	// ent's migration writes to the package-level table descriptions, so
-	// two stores opening at once (parallel tests) must take turns.
-	migrating.Lock()
-	err = ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, wdb))).Schema.Create(ctx)
-	migrating.Unlock()
-	if err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
-	}
-	readers := opts.ReadConnections
-	if readers <= 0 {
-		readers = max(4, 2*runtime.GOMAXPROCS(0))
-	}
-	rdb, err := openPool(ctx, path, opts, syncValue, true, readers)
-	if err != nil {
-		wdb.Close()
-		return nil, err
-	}
-	read := &readPool{statements{db: rdb}}
-	return &DB{
-		Client: ent.NewClient(ent.Driver(entsql.NewDriver(dialect.SQLite, entsql.Conn{ExecQuerier: read}))),
-		read:   read,
-		writer: newWriter(wdb, opts.Writer),
-	}, nil
-}
-
-// openPool opens a pool of n connections to path that it keeps open, with
-// the pragmas Parley relies on, and checks them. Read pools are query_only;
-// the write pool takes the write lock at BEGIN (BEGIN IMMEDIATE), so a
-// transaction never fails half-way to upgrade its lock. The writer uses
-// one of its two connections for transactions and the other to prepare
-// statements while a transaction holds the first.
-func openPool(ctx context.Context, path string, opts Options, syncValue string, readOnly bool, n int) (*sql.DB, error) {
-	busy := opts.BusyTimeout.Milliseconds()
-	q := url.Values{}
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy))
-	q.Add("_pragma", "synchronous("+strings.ToUpper(string(opts.Synchronous))+")")
-	if readOnly {
-		q.Add("_pragma", "query_only(1)")
-	} else {
-		q.Set("_txlock", "immediate")
-	}
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	want := map[string]string{
-		"journal_mode": "wal",
-		"foreign_keys": "1",
-		"busy_timeout": fmt.Sprint(busy),
-		"synchronous":  syncValue,
-	}
-	if readOnly {
-		want["query_only"] = "1"
-	}
-	if err := checkPragmas(ctx, db, want); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: %s: %w", path, err)
-	}
-	return db, nil
-}
-
-// migrating serializes schema migrations within the process.
-var migrating sync.Mutex
-
-// checkPragmas reads the connection's pragmas back and fails unless every
-// one Parley relies on is in force.
-func checkPragmas(ctx context.Context, db *sql.DB, want map[string]string) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close()
-	for pragma, expected := range want {
-		var got string
-		if err := conn.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
-			return fmt.Errorf("read pragma %s: %w", pragma, err)
-		}
-		if strings.ToLower(got) != expected {
-			return fmt.Errorf("pragma %s is %q, want %q", pragma, got, expected)
-		}
-	}
-	return nil
-}
-
-// Close stops the writer (writes still queued are refused with ErrClosed)
-// and closes both pools.
+// Close stops the store (SQLite writes still queued are refused with
+// ErrClosed) and closes its connections.
 func (db *DB) Close() error {
-	db.closing.Do(func() {
-		db.writer.close()
-		db.read.close()
-		db.closeErr = errors.Join(db.writer.db.Close(), db.read.db.Close())
-	})
+	db.closing.Do(func() { db.closeErr = db.engine.close() })
 	return db.closeErr
 }
 
-// Queued is how many write transactions wait for the writer.
-func (db *DB) Queued() int { return len(db.writer.queue) }
+// Dialect is the store's SQL dialect: "sqlite3" or "postgres" (ent's
+// dialect names).
+func (db *DB) Dialect() string { return db.dialect }
 
-// Commits is how many commits the writer has made; with group commit it is
-// at most the number of write transactions.
-func (db *DB) Commits() int64 { return db.writer.commits.Load() }
+// Queued is how many write transactions wait to run.
+func (db *DB) Queued() int { return db.engine.queued() }
+
+// Commits is how many commits the store has made; with SQLite's group
+// commit it is at most the number of write transactions.
+func (db *DB) Commits() int64 { return db.engine.commits() }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.engine.ping(ctx) }
 
 // InTx runs fn as one write transaction and returns once it has committed,
 // or with fn's error (and nothing of fn written) if fn fails or panics
-// (the panic is re-raised in the caller). fn runs on the writer, after the
-// writes queued before it, with the transaction as its only handle: its
-// ctx is marked so that the read pool (db's client) refuses to serve it,
-// and it is not canceled with the caller's (a started write finishes).
-// fn must not block on anything but the store: every other write waits for
-// it. An overloaded store refuses with ErrOverloaded.
+// (the panic is re-raised in the caller). fn gets the transaction as its
+// only handle: its ctx is marked so that the read client (db's) refuses to
+// serve it, and it is not canceled with the caller's (a started write
+// finishes). On SQLite fn runs on the writer, after the writes queued
+// before it, so it must not block on anything but the store. On PostgreSQL
+// fn runs in a serializable transaction that is retried from the start
+// when it loses a race with another, so fn must have no effect outside tx
+// but through AfterCommit. An overloaded store refuses with Overloaded.
 func InTx(ctx context.Context, db *DB, fn func(ctx context.Context, tx *ent.Tx) error) error {
-	return db.writer.write(ctx, fn)
+	if inWrite(ctx) {
+		return errors.New("store: a write transaction cannot start another; use the transaction (tx) it was given")
+	}
+	return db.engine.write(ctx, fn)
+}
+
+// serialKey holds a context's Serialize keys.
+type serialKey struct{}
+
+// Serialize returns a context whose write transactions (InTx) take turns
+// with every other transaction serialized on one of keys: on PostgreSQL
+// they take an advisory lock per key before they begin, so transactions
+// that contend on the same rows (a conversation's sends, the guest-start
+// count) wait for each other instead of failing serialization and being
+// retried. It changes nothing for correctness (every write is
+// serializable anyway) and nothing on SQLite (whose writer runs one
+// transaction at a time). Keys name what is contended:
+// "conversation:<id>", "guest-starts".
+func Serialize(ctx context.Context, keys ...string) context.Context {
+	keys = append(slices.Clone(serialKeys(ctx)), keys...)
+	slices.Sort(keys) // one order, so two transactions never deadlock
+	return context.WithValue(ctx, serialKey{}, slices.Compact(keys))
+}
+
+func serialKeys(ctx context.Context) []string {
+	keys, _ := ctx.Value(serialKey{}).([]string)
+	return keys
 }
 
 // Write runs fn as one write transaction, as InTx does, and returns its

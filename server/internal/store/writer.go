@@ -114,9 +114,6 @@ func newWriter(db *sql.DB, opts WriterOptions) *writer {
 // error if it failed (then nothing of it was written), or an *Overloaded if
 // it could not be run in time.
 func (w *writer) write(ctx context.Context, fn func(context.Context, *ent.Tx) error) error {
-	if inWrite(ctx) {
-		return errors.New("store: a write transaction cannot start another; use the transaction (tx) it was given")
-	}
 	req := &writeRequest{ctx: ctx, fn: fn, queued: w.opts.Clock.Now(), result: make(chan error, 1)}
 	if err := w.enqueue(req); err != nil {
 		return err
@@ -319,6 +316,13 @@ func (w *writer) call(ctx context.Context, tx *ent.Tx, req *writeRequest) (err e
 		}
 	}()
 	return req.fn(ctx, tx)
+}
+
+// isClosed reports whether the writer was closed.
+func (w *writer) isClosed() bool {
+	w.gate.RLock()
+	defer w.gate.RUnlock()
+	return w.closed
 }
 
 // close stops the writer after the batch in progress; writes still queued
