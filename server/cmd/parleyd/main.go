@@ -68,7 +68,7 @@ type flags struct {
 	addr, dbPath, bootPath, identityPath string
 	maxBytes, sendBurst, attachBytes     int
 	heartbeat, lifetime, writeTimeout    time.Duration
-	maxStreams, writeBatch               int
+	maxStreams, writeBatch, pgConns      int
 	writeWait                            time.Duration
 	sendRate                             float64
 	attachTypes, sync, trusted, origins  string
@@ -81,7 +81,8 @@ func parseFlags(args []string) (*flags, error) {
 	f := &flags{}
 	fs := flag.NewFlagSet("parleyd", flag.ContinueOnError)
 	fs.StringVar(&f.addr, "addr", envOr("PARLEY_ADDR", "localhost:8080"), "listen address (env PARLEY_ADDR)")
-	fs.StringVar(&f.dbPath, "db", envOr("PARLEY_DB", "parley.db"), "SQLite database file (env PARLEY_DB)")
+	fs.StringVar(&f.dbPath, "db", envOr("PARLEY_DB", "parley.db"), "SQLite database file, or a postgres:// URL for PostgreSQL (several replicas may share one) (env PARLEY_DB)")
+	fs.IntVar(&f.pgConns, "pg-max-conns", store.DefaultMaxConns, "PostgreSQL: connections in each of the read and write pools")
 	fs.StringVar(&f.bootPath, "bootstrap", "", "bootstrap YAML applied to a new database (default: the built-in demo)")
 	fs.StringVar(&f.identityPath, "identity", "", "YAML listing the sites whose JWTs identify customers (default: the built-in demo portal on a database configured from the built-in demo and started without -bootstrap; otherwise none)")
 	fs.IntVar(&f.maxBytes, "max-request-bytes", app.DefaultMaxRequestBytes, "largest request message accepted, after decompression")
@@ -107,10 +108,10 @@ func parseFlags(args []string) (*flags, error) {
 	}
 	if f.sendRate <= 0 || f.sendBurst <= 0 || f.attachBytes <= 0 || f.lifetime <= 0 || f.heartbeat <= 0 || f.maxBytes <= 0 ||
 		f.convAttachBytes <= 0 || f.retention.Attachments <= 0 || f.retention.Tokens <= 0 || f.retention.Idempotency <= 0 ||
-		f.writeTimeout <= 0 || f.maxStreams <= 0 || f.writeBatch <= 0 || f.writeWait <= 0 {
+		f.writeTimeout <= 0 || f.maxStreams <= 0 || f.writeBatch <= 0 || f.writeWait <= 0 || f.pgConns <= 0 {
 		return nil, errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-conversation-attachment-bytes, -max-stream-lifetime, " +
 			"-heartbeat, -max-request-bytes, -stream-write-timeout, -max-streams-per-caller, -sqlite-max-batch, " +
-			"-sqlite-max-write-wait and the -*-retention flags must be positive")
+			"-sqlite-max-write-wait, -pg-max-conns and the -*-retention flags must be positive")
 	}
 	return f, nil
 }
@@ -147,9 +148,10 @@ func run(log *slog.Logger, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	db, err := store.OpenSQLite(ctx, f.dbPath, store.Options{
+	db, err := store.Open(ctx, f.dbPath, store.Options{
 		Synchronous: store.Synchronous(f.sync),
 		Writer:      store.WriterOptions{MaxBatch: f.writeBatch, MaxWait: f.writeWait},
+		MaxConns:    f.pgConns,
 	})
 	if err != nil {
 		return err
@@ -207,9 +209,9 @@ func loadBootstrap(path string) (*bootstrap.File, string, error) {
 // generated admin token once.
 func reportBootstrap(log *slog.Logger, f *flags, bootName string, res bootstrap.Result) {
 	if res.Applied {
-		log.Info("new database configured", "db", f.dbPath, "bootstrap", bootName)
+		log.Info("new database configured", "db", store.Redact(f.dbPath), "bootstrap", bootName)
 	} else if f.bootPath != "" {
-		log.Warn("the database is already configured; -bootstrap applies to a new database only and was ignored", "db", f.dbPath)
+		log.Warn("the database is already configured; -bootstrap applies to a new database only and was ignored", "db", store.Redact(f.dbPath))
 	}
 	if res.GeneratedAdminToken != "" {
 		// Printed once, on standard output: the log (standard error) never
@@ -271,7 +273,7 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo boo
 	go a.Run(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	greet(lis.Addr(), f.dbPath, demo, idName)
+	greet(lis.Addr(), store.Redact(f.dbPath), demo, idName)
 
 	select {
 	case err := <-served:

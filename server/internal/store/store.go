@@ -17,6 +17,7 @@ package store
 import (
 	"context"
 	"errors"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -92,6 +93,18 @@ type Options struct {
 	// another transaction holds before it is refused as overloaded; 0
 	// means DefaultLockTimeout.
 	LockTimeout time.Duration
+}
+
+// Redact is target fit for a log: a PostgreSQL URL without its password.
+func Redact(target string) string {
+	if !IsPostgres(target) {
+		return target
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return "a PostgreSQL URL that does not parse"
+	}
+	return u.Redacted()
 }
 
 // Close stops the store (SQLite writes still queued are refused with
