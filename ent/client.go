@@ -27,6 +27,7 @@ import (
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/ratebucket"
 	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
@@ -63,6 +64,8 @@ type Client struct {
 	Offer *OfferClient
 	// Queue is the client for interacting with the Queue builders.
 	Queue *QueueClient
+	// RateBucket is the client for interacting with the RateBucket builders.
+	RateBucket *RateBucketClient
 	// ReadCursor is the client for interacting with the ReadCursor builders.
 	ReadCursor *ReadCursorClient
 	// ServiceCase is the client for interacting with the ServiceCase builders.
@@ -95,6 +98,7 @@ func (c *Client) init() {
 	c.MatchingRule = NewMatchingRuleClient(c.config)
 	c.Offer = NewOfferClient(c.config)
 	c.Queue = NewQueueClient(c.config)
+	c.RateBucket = NewRateBucketClient(c.config)
 	c.ReadCursor = NewReadCursorClient(c.config)
 	c.ServiceCase = NewServiceCaseClient(c.config)
 	c.Setting = NewSettingClient(c.config)
@@ -203,6 +207,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		MatchingRule:   NewMatchingRuleClient(cfg),
 		Offer:          NewOfferClient(cfg),
 		Queue:          NewQueueClient(cfg),
+		RateBucket:     NewRateBucketClient(cfg),
 		ReadCursor:     NewReadCursorClient(cfg),
 		ServiceCase:    NewServiceCaseClient(cfg),
 		Setting:        NewSettingClient(cfg),
@@ -238,6 +243,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		MatchingRule:   NewMatchingRuleClient(cfg),
 		Offer:          NewOfferClient(cfg),
 		Queue:          NewQueueClient(cfg),
+		RateBucket:     NewRateBucketClient(cfg),
 		ReadCursor:     NewReadCursorClient(cfg),
 		ServiceCase:    NewServiceCaseClient(cfg),
 		Setting:        NewSettingClient(cfg),
@@ -274,7 +280,7 @@ func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.GuestStart,
 		c.IdempotencyKey, c.Interaction, c.MatchingRule, c.Offer, c.Queue,
-		c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
+		c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
 	} {
 		n.Use(hooks...)
 	}
@@ -286,7 +292,7 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.GuestStart,
 		c.IdempotencyKey, c.Interaction, c.MatchingRule, c.Offer, c.Queue,
-		c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
+		c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -317,6 +323,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Offer.mutate(ctx, m)
 	case *QueueMutation:
 		return c.Queue.mutate(ctx, m)
+	case *RateBucketMutation:
+		return c.RateBucket.mutate(ctx, m)
 	case *ReadCursorMutation:
 		return c.ReadCursor.mutate(ctx, m)
 	case *ServiceCaseMutation:
@@ -2211,6 +2219,139 @@ func (c *QueueClient) mutate(ctx context.Context, m *QueueMutation) (Value, erro
 	}
 }
 
+// RateBucketClient is a client for the RateBucket schema.
+type RateBucketClient struct {
+	config
+}
+
+// NewRateBucketClient returns a client for the RateBucket from the given config.
+func NewRateBucketClient(c config) *RateBucketClient {
+	return &RateBucketClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `ratebucket.Hooks(f(g(h())))`.
+func (c *RateBucketClient) Use(hooks ...Hook) {
+	c.hooks.RateBucket = append(c.hooks.RateBucket, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `ratebucket.Intercept(f(g(h())))`.
+func (c *RateBucketClient) Intercept(interceptors ...Interceptor) {
+	c.inters.RateBucket = append(c.inters.RateBucket, interceptors...)
+}
+
+// Create returns a builder for creating a RateBucket entity.
+func (c *RateBucketClient) Create() *RateBucketCreate {
+	mutation := newRateBucketMutation(c.config, OpCreate)
+	return &RateBucketCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of RateBucket entities.
+func (c *RateBucketClient) CreateBulk(builders ...*RateBucketCreate) *RateBucketCreateBulk {
+	return &RateBucketCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *RateBucketClient) MapCreateBulk(slice any, setFunc func(*RateBucketCreate, int)) *RateBucketCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &RateBucketCreateBulk{err: fmt.Errorf("calling to RateBucketClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*RateBucketCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &RateBucketCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for RateBucket.
+func (c *RateBucketClient) Update() *RateBucketUpdate {
+	mutation := newRateBucketMutation(c.config, OpUpdate)
+	return &RateBucketUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *RateBucketClient) UpdateOne(_m *RateBucket) *RateBucketUpdateOne {
+	mutation := newRateBucketMutation(c.config, OpUpdateOne, withRateBucket(_m))
+	return &RateBucketUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *RateBucketClient) UpdateOneID(id string) *RateBucketUpdateOne {
+	mutation := newRateBucketMutation(c.config, OpUpdateOne, withRateBucketID(id))
+	return &RateBucketUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for RateBucket.
+func (c *RateBucketClient) Delete() *RateBucketDelete {
+	mutation := newRateBucketMutation(c.config, OpDelete)
+	return &RateBucketDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *RateBucketClient) DeleteOne(_m *RateBucket) *RateBucketDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *RateBucketClient) DeleteOneID(id string) *RateBucketDeleteOne {
+	builder := c.Delete().Where(ratebucket.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &RateBucketDeleteOne{builder}
+}
+
+// Query returns a query builder for RateBucket.
+func (c *RateBucketClient) Query() *RateBucketQuery {
+	return &RateBucketQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeRateBucket},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a RateBucket entity by its id.
+func (c *RateBucketClient) Get(ctx context.Context, id string) (*RateBucket, error) {
+	return c.Query().Where(ratebucket.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *RateBucketClient) GetX(ctx context.Context, id string) *RateBucket {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *RateBucketClient) Hooks() []Hook {
+	return c.hooks.RateBucket
+}
+
+// Interceptors returns the client interceptors.
+func (c *RateBucketClient) Interceptors() []Interceptor {
+	return c.inters.RateBucket
+}
+
+func (c *RateBucketClient) mutate(ctx context.Context, m *RateBucketMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&RateBucketCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&RateBucketUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&RateBucketUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&RateBucketDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown RateBucket mutation op: %q", m.Op())
+	}
+}
+
 // ReadCursorClient is a client for the ReadCursor schema.
 type ReadCursorClient struct {
 	config
@@ -2976,13 +3117,13 @@ func (c *TokenClient) mutate(ctx context.Context, m *TokenMutation) (Value, erro
 type (
 	hooks struct {
 		Agent, Attachment, Consumer, Conversation, Event, GuestStart, IdempotencyKey,
-		Interaction, MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting,
-		Site, Token []ent.Hook
+		Interaction, MatchingRule, Offer, Queue, RateBucket, ReadCursor, ServiceCase,
+		Setting, Site, Token []ent.Hook
 	}
 	inters struct {
 		Agent, Attachment, Consumer, Conversation, Event, GuestStart, IdempotencyKey,
-		Interaction, MatchingRule, Offer, Queue, ReadCursor, ServiceCase, Setting,
-		Site, Token []ent.Interceptor
+		Interaction, MatchingRule, Offer, Queue, RateBucket, ReadCursor, ServiceCase,
+		Setting, Site, Token []ent.Interceptor
 	}
 )
 

@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/ratebucket"
 	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
@@ -99,6 +100,7 @@ func checkColumn(t, c string) error {
 			matchingrule.Table:   matchingrule.ValidColumn,
 			offer.Table:          offer.ValidColumn,
 			queue.Table:          queue.ValidColumn,
+			ratebucket.Table:     ratebucket.ValidColumn,
 			readcursor.Table:     readcursor.ValidColumn,
 			servicecase.Table:    servicecase.ValidColumn,
 			setting.Table:        setting.ValidColumn,

@@ -17,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/ratebucket"
 	"github.com/parleyhq/parley/ent/readcursor"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
@@ -317,6 +318,12 @@ func init() {
 	queueDescID := queueMixinFields0[0].Descriptor()
 	// queue.DefaultID holds the default value on creation for the id field.
 	queue.DefaultID = queueDescID.Default.(func() uuid.UUID)
+	ratebucketFields := schema.RateBucket{}.Fields()
+	_ = ratebucketFields
+	// ratebucketDescID is the schema descriptor for id field.
+	ratebucketDescID := ratebucketFields[0].Descriptor()
+	// ratebucket.IDValidator is a validator for the "id" field. It is called by the builders before save.
+	ratebucket.IDValidator = ratebucketDescID.Validators[0].(func(string) error)
 	readcursorFields := schema.ReadCursor{}.Fields()
 	_ = readcursorFields
 	// readcursorDescParticipantID is the schema descriptor for participant_id field.

@@ -36,6 +36,8 @@ type Tx struct {
 	Offer *OfferClient
 	// Queue is the client for interacting with the Queue builders.
 	Queue *QueueClient
+	// RateBucket is the client for interacting with the RateBucket builders.
+	RateBucket *RateBucketClient
 	// ReadCursor is the client for interacting with the ReadCursor builders.
 	ReadCursor *ReadCursorClient
 	// ServiceCase is the client for interacting with the ServiceCase builders.
@@ -188,6 +190,7 @@ func (tx *Tx) init() {
 	tx.MatchingRule = NewMatchingRuleClient(tx.config)
 	tx.Offer = NewOfferClient(tx.config)
 	tx.Queue = NewQueueClient(tx.config)
+	tx.RateBucket = NewRateBucketClient(tx.config)
 	tx.ReadCursor = NewReadCursorClient(tx.config)
 	tx.ServiceCase = NewServiceCaseClient(tx.config)
 	tx.Setting = NewSettingClient(tx.config)

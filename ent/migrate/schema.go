@@ -412,6 +412,24 @@ var (
 		Columns:    QueuesColumns,
 		PrimaryKey: []*schema.Column{QueuesColumns[0]},
 	}
+	// RateBucketsColumns holds the columns for the "rate_buckets" table.
+	RateBucketsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString},
+		{Name: "tat", Type: field.TypeInt64},
+	}
+	// RateBucketsTable holds the schema information for the "rate_buckets" table.
+	RateBucketsTable = &schema.Table{
+		Name:       "rate_buckets",
+		Columns:    RateBucketsColumns,
+		PrimaryKey: []*schema.Column{RateBucketsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "ratebucket_tat",
+				Unique:  false,
+				Columns: []*schema.Column{RateBucketsColumns[1]},
+			},
+		},
+	}
 	// ReadCursorsColumns holds the columns for the "read_cursors" table.
 	ReadCursorsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -591,6 +609,7 @@ var (
 		MatchingRulesTable,
 		OffersTable,
 		QueuesTable,
+		RateBucketsTable,
 		ReadCursorsTable,
 		CasesTable,
 		SettingsTable,

@@ -39,6 +39,9 @@ type Offer func(*sql.Selector)
 // Queue is the predicate function for queue builders.
 type Queue func(*sql.Selector)
 
+// RateBucket is the predicate function for ratebucket builders.
+type RateBucket func(*sql.Selector)
+
 // ReadCursor is the predicate function for readcursor builders.
 type ReadCursor func(*sql.Selector)
 
