@@ -6,8 +6,9 @@
 //
 // On SQLite everything stays in the process. On PostgreSQL several
 // replicas share the database, and a Relay carries the hub's keys and the
-// signals to every replica over LISTEN/NOTIFY. app wires it once, before
-// serving:
+// signals to every replica over LISTEN/NOTIFY. app wires it once, when
+// store.Open was given a postgres:// address (the relay's dsn), before
+// serving; on SQLite it makes none:
 //
 //	hub, signals := events.NewHub(), events.NewSignals()
 //	relay, err := events.NewRelay(ctx, dsn, hub, signals, events.RelayOptions{
