@@ -33,8 +33,9 @@ type Service struct {
 
 var _ parleyv1connect.AccessServiceHandler = (*Service)(nil)
 
-// NewService returns the service; origins is told when sites change, and
-// hub wakes the streams of a revoked token so that they end.
+// NewService returns the service; origins is told when sites change (and
+// other replicas through hub's ConfigKey), and hub wakes the streams of a
+// revoked token so that they end.
 func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, origins *Origins) *Service {
 	return &Service{db: db, hub: hub, clk: clk, origins: origins}
 }
@@ -134,6 +135,7 @@ func (s *Service) CreateSite(ctx context.Context, req *parleyv1.CreateSiteReques
 		return nil, apierr.Internal(fmt.Errorf("create site: %w", err))
 	}
 	s.origins.Invalidate()
+	s.hub.Notify(events.ConfigKey)
 	return &parleyv1.CreateSiteResponse{Site: siteToProto(row)}, nil
 }
 
@@ -158,6 +160,7 @@ func (s *Service) UpdateSite(ctx context.Context, req *parleyv1.UpdateSiteReques
 		return nil, apierr.Internal(fmt.Errorf("update site %s: %w", id, err))
 	}
 	s.origins.Invalidate()
+	s.hub.Notify(events.ConfigKey)
 	return &parleyv1.UpdateSiteResponse{Site: siteToProto(row)}, nil
 }
 

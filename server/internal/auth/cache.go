@@ -12,14 +12,16 @@ import (
 
 // CacheTTL bounds how long a resolved principal is reused. A revocation
 // made by this process drops every cached principal as it commits; one
-// made by another process sharing the database is seen within CacheTTL
-// (open streams re-read their token on every wake regardless).
+// made by another replica does when its notice arrives through the events
+// relay (NoteRemoteRevocation), and within CacheTTL at worst (open streams
+// re-read their token on every wake regardless).
 const CacheTTL = 2 * time.Second
 
 // maxCached bounds the cache; when it is full it starts over.
 const maxCached = 100_000
 
-// revocations counts the revocations this process has committed. A cached
+// revocations counts the revocations this process has committed or heard
+// of. A cached
 // principal is used only while the count is what it was before the
 // principal was read from the store, so a read that raced a revocation is
 // never kept.
@@ -29,6 +31,13 @@ var revocations atomic.Uint64
 // revokes tokens: once it commits, no principal cached before is used.
 func NoteRevocation(ctx context.Context) {
 	store.AfterCommit(ctx, func() { revocations.Add(1) })
+}
+
+// NoteRemoteRevocation tells that another replica revoked a token (or may
+// have: its notice may have been lost), which has committed: from now on,
+// no principal cached before is used. The events relay calls it.
+func NoteRemoteRevocation() {
+	revocations.Add(1)
 }
 
 // principals caches resolved principals by the hash of the credential,

@@ -1,6 +1,9 @@
 package events
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // signalBuffer is how many signals a slow subscriber may fall behind
 // before further ones are dropped for it. Signals are ephemeral (typing,
@@ -12,7 +15,9 @@ const signalBuffer = 32
 type Signal struct {
 	// From is the participant id of the sender; subscribers skip their own.
 	From string
-	// Payload is the message to pass on (a *parleyv1.Typing, ...).
+	// Payload is the message to pass on (a *parleyv1.Typing, ...). Only a
+	// proto.Message crosses replicas; a subscriber on another replica gets
+	// a copy of it.
 	Payload any
 }
 
@@ -20,6 +25,8 @@ type Signal struct {
 type Signals struct {
 	mu   sync.Mutex
 	subs map[string]map[chan Signal]struct{}
+	// relay, when set, carries Publish's signals to the other replicas.
+	relay atomic.Pointer[Relay]
 }
 
 // NewSignals returns a fan-out with no subscribers.
@@ -50,8 +57,18 @@ func (s *Signals) Subscribe(key string) (<-chan Signal, func()) {
 }
 
 // Publish passes sig to every subscriber of key without blocking; a
-// subscriber whose buffer is full misses it.
+// subscriber whose buffer is full misses it. With a Relay, subscribers on
+// the other replicas get it soon after, unless the relay is too far behind
+// (signals are ephemeral: dropping one loses nothing the store holds).
 func (s *Signals) Publish(key string, sig Signal) {
+	s.publish(key, sig)
+	if r := s.relay.Load(); r != nil {
+		r.addSignal(key, sig)
+	}
+}
+
+// publish passes sig to the local subscribers of key.
+func (s *Signals) publish(key string, sig Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for ch := range s.subs[key] {

@@ -15,6 +15,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/chatlog"
+	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -104,6 +105,7 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 	if err != nil {
 		return nil, apierr.From(err)
 	}
+	s.hub.Notify(events.ConfigKey)
 	got, err := s.GetSettings(ctx, &parleyv1.GetSettingsRequest{})
 	if err != nil {
 		return nil, err
