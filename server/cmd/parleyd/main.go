@@ -27,6 +27,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
+	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
@@ -270,6 +271,13 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo boo
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 
+	if store.IsPostgres(f.dbPath) {
+		if err := a.JoinReplicas(ctx, f.dbPath, events.RelayOptions{Log: log}); err != nil {
+			lis.Close()
+			return err
+		}
+	}
+	defer a.Close()
 	go a.Run(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()

@@ -194,12 +194,16 @@ type App struct {
 	retainEach time.Duration
 	endStreams context.CancelFunc
 	streams    *streamCounter
+	hub        *events.Hub
+	signals    *events.Signals
+	origins    *access.Origins
+	relay      *events.Relay
 }
 
 // New wires the services over db.
 func New(db *store.DB, opts Options) *App {
 	opts = opts.withDefaults()
-	hub := events.NewHub()
+	hub, signals := events.NewHub(), events.NewSignals()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
 	// Order matters: errors and panics are observed around everything;
@@ -218,7 +222,7 @@ func New(db *store.DB, opts Options) *App {
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
-	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, events.NewSignals(), opts.Clock, messaging.Options{
+	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, signals, opts.Clock, messaging.Options{
 		Heartbeat:          opts.Heartbeat,
 		SendRate:           opts.SendRate,
 		SendBurst:          opts.SendBurst,
@@ -262,6 +266,7 @@ func New(db *store.DB, opts Options) *App {
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams, streams: streams,
+		hub: hub, signals: signals, origins: origins,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
@@ -319,6 +324,35 @@ func (a *App) Run(ctx context.Context) {
 // after moving a fake clock.
 func (a *App) SweepRetention(ctx context.Context) (retention.Result, error) {
 	return a.retention.Sweep(ctx)
+}
+
+// JoinReplicas connects the app to the other replicas sharing its
+// PostgreSQL database (dsn, the URL the store was opened with): wake-ups
+// (logs, work, queues, tokens, configuration) and typing and read-cursor
+// signals cross between them through LISTEN/NOTIFY (events.Relay), and a
+// token revoked or a site changed on another replica drops this one's
+// cached copy. It is LISTENing when it returns: call it before serving.
+// Close ends it. On SQLite there are no other replicas: do not call it.
+func (a *App) JoinReplicas(ctx context.Context, dsn string, opts events.RelayOptions) error {
+	if a.relay != nil {
+		return errors.New("app: already joined the replicas")
+	}
+	opts.OnRevocation = auth.NoteRemoteRevocation
+	opts.OnConfigChange = a.origins.Invalidate
+	relay, err := events.NewRelay(ctx, dsn, a.hub, a.signals, opts)
+	if err != nil {
+		return fmt.Errorf("app: join the replicas: %w", err)
+	}
+	a.relay = relay
+	return nil
+}
+
+// Close stops what the app runs beside its handler (the replicas' relay);
+// call it once the server has stopped.
+func (a *App) Close() {
+	if a.relay != nil {
+		a.relay.Close()
+	}
 }
 
 // Drain ends every open and future stream with Unavailable (clients

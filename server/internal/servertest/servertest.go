@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -157,6 +158,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	logs := &LogBuffer{}
 	appOpts := cfg.appOptions(ctx, t, slog.New(slog.NewTextHandler(logs, nil)))
 	a := app.New(db, appOpts)
+	if server := storetest.PostgresURL(); server != "" {
+		// One relay per server, as per parleyd replica: servers on one
+		// database (WithDBFile) reach each other as replicas do.
+		if err := a.JoinReplicas(ctx, storetest.Target(t, cfg.dbFile), events.RelayOptions{Clock: appOpts.Clock, Log: appOpts.Log}); err != nil {
+			cancel()
+			db.Close()
+			t.Fatalf("join replicas: %v", err)
+		}
+	}
 	go a.Run(ctx)
 
 	s := &Server{App: a, DB: db, Clock: cfg.clock, Log: logs}
@@ -178,6 +188,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 			a.Drain()
 			ts.Close()
 			cancel()
+			a.Close()
 			db.Close()
 		})
 	}
