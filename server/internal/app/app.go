@@ -218,11 +218,12 @@ func New(db *store.DB, opts Options) *App {
 		streamLimits(opts.Clock, draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
 		streams.interceptor(),
-		writeLimits(opts.Clock, opts.WriteLimits),
+		writeLimits(db, opts.Clock, opts.Log, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
 	)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
 	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, signals, opts.Clock, messaging.Options{
+		Log:                opts.Log,
 		Heartbeat:          opts.Heartbeat,
 		SendRate:           opts.SendRate,
 		SendBurst:          opts.SendBurst,

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 
 	"connectrpc.com/connect/v2"
@@ -10,6 +11,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // WriteClass groups the writes that share a rate limit.
@@ -73,10 +75,10 @@ var selfLimited = map[string]bool{
 // writeLimits takes one write from the caller's bucket of the procedure's
 // class before the request is read. Admins are not limited: they configure
 // the installation and are trusted with it.
-func writeLimits(clk clock.Clock, rates map[WriteClass]ratelimit.Rate) connect.ServerInterceptor {
-	limiters := map[WriteClass]*ratelimit.Limiter{}
+func writeLimits(db *store.DB, clk clock.Clock, log *slog.Logger, rates map[WriteClass]ratelimit.Rate) connect.ServerInterceptor {
+	limiters := map[WriteClass]ratelimit.Buckets{}
 	for class, r := range rates {
-		limiters[class] = ratelimit.New(r)
+		limiters[class] = ratelimit.For(db, string(class), r, log)
 	}
 	return func(next connect.ServerFunc) connect.ServerFunc {
 		return func(ctx context.Context, spec connect.Spec, stream connect.ServerStream) error {
@@ -85,7 +87,7 @@ func writeLimits(clk clock.Clock, rates map[WriteClass]ratelimit.Rate) connect.S
 			if !limited || p == nil || p.Role == auth.RoleAdmin {
 				return next(ctx, spec, stream)
 			}
-			if ok, wait := limiters[class].Take(string(class)+"/"+p.Caller(), clk.Now()); !ok {
+			if ok, wait := limiters[class].Take(ctx, p.Caller(), clk.Now()); !ok {
 				method := spec.Procedure[strings.LastIndexByte(spec.Procedure, '/')+1:]
 				return ratelimit.Refusal("RATE_LIMITED", "you are calling "+method, wait)
 			}

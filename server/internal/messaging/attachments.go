@@ -59,7 +59,7 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.MessagingServiceUploadAttachmentProcedure, ID: req.GetRequestId(), Now: now}
 	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (*parleyv1.UploadAttachmentResponse, error) {
 		// Only a new upload counts against the rate limit, not a retry.
-		if err := s.spend(p); err != nil {
+		if err := s.spend(ctx, p); err != nil {
 			return nil, err
 		}
 		cur, err := tx.Conversation.Get(ctx, id)

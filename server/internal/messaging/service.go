@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -31,6 +32,9 @@ import (
 
 // Options tune the service; App fills in the defaults.
 type Options struct {
+	// Log reports what the caller is not told (a limit falling back to
+	// per-replica buckets).
+	Log *slog.Logger
 	// Heartbeat is how long a Subscribe stream stays silent before it
 	// sends a heartbeat.
 	Heartbeat time.Duration
@@ -56,7 +60,7 @@ type Service struct {
 	signals *events.Signals
 	clk     clock.Clock
 	opts    Options
-	limits  *ratelimit.Limiter
+	limits  ratelimit.Buckets
 	posters *posters
 }
 
@@ -66,7 +70,7 @@ var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk clock.Clock, opts Options) *Service {
 	return &Service{
 		db: db, hub: hub, signals: signals, clk: clk, opts: opts,
-		limits:  ratelimit.New(ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}),
+		limits:  ratelimit.For(db, "send", ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}, opts.Log),
 		posters: newPosters(),
 	}
 }
@@ -99,7 +103,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, err
 	}
 	sender := me.sender
-	undo, ok, wait := s.limits.Reserve(p.Caller(), s.clk.Now())
+	undo, ok, wait := s.limits.Reserve(ctx, p.Caller(), s.clk.Now())
 	if !ok {
 		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
 			return prior, perr
@@ -172,8 +176,8 @@ func (s *Service) poster(ctx context.Context, p *auth.Principal, id uuid.UUID) (
 
 // spend takes one write from the caller's send limit, or returns
 // ResourceExhausted with a RetryInfo detail saying when to try again.
-func (s *Service) spend(p *auth.Principal) error {
-	if ok, wait := s.limits.Take(p.Caller(), s.clk.Now()); !ok {
+func (s *Service) spend(ctx context.Context, p *auth.Principal) error {
+	if ok, wait := s.limits.Take(ctx, p.Caller(), s.clk.Now()); !ok {
 		return ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
 	}
 	return nil

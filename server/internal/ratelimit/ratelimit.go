@@ -1,10 +1,17 @@
 // Package ratelimit limits how often each caller may make each kind of
-// write: a token bucket per caller and class (golang.org/x/time/rate), a
-// burst and then a steady rate, so one caller running out never affects
-// another. Refusals are ResourceExhausted with a RetryInfo detail.
+// write: a bucket per caller and class, a burst and then a steady rate, so
+// one caller running out never affects another. Refusals are
+// ResourceExhausted with a RetryInfo detail.
+//
+// Two kinds of Buckets: Limiter keeps them in memory (golang.org/x/time/rate;
+// the SQLite default, one process), Shared keeps them in the store, so
+// that every replica on one PostgreSQL database spends from the same
+// bucket and a limit is not multiplied by the replica count. For picks the
+// one that fits the store.
 package ratelimit
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -25,7 +32,18 @@ type Rate struct {
 	Burst     int
 }
 
-// Limiter holds one bucket per key for one Rate.
+// Buckets spends writes from one bucket per key.
+type Buckets interface {
+	// Take spends one write of key's bucket at now. If there is none, it
+	// returns false and how long until there is.
+	Take(ctx context.Context, key string, now time.Time) (bool, time.Duration)
+	// Reserve is Take for a write that may turn out not to need the spend
+	// (a retry of one already done, or one the server could not do): undo
+	// gives it back.
+	Reserve(ctx context.Context, key string, now time.Time) (undo func(), ok bool, wait time.Duration)
+}
+
+// Limiter holds one bucket per key for one Rate, in memory.
 type Limiter struct {
 	rate Rate
 
@@ -40,15 +58,15 @@ func New(r Rate) *Limiter {
 
 // Take spends one write of key's bucket at now. If there is none, it
 // returns false and how long until there is.
-func (l *Limiter) Take(key string, now time.Time) (bool, time.Duration) {
-	_, ok, wait := l.Reserve(key, now)
+func (l *Limiter) Take(ctx context.Context, key string, now time.Time) (bool, time.Duration) {
+	_, ok, wait := l.Reserve(ctx, key, now)
 	return ok, wait
 }
 
 // Reserve is Take for a write that may turn out not to need the spend (a
 // retry of one already done, or one the server could not do): undo gives
 // it back.
-func (l *Limiter) Reserve(key string, now time.Time) (undo func(), ok bool, wait time.Duration) {
+func (l *Limiter) Reserve(_ context.Context, key string, now time.Time) (undo func(), ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, found := l.buckets[key]

@@ -18,6 +18,7 @@ import (
 	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/ratebucket"
 	"github.com/parleyhq/parley/ent/token"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -56,6 +57,9 @@ type Policy struct {
 // Result counts what a sweep deleted.
 type Result struct {
 	Attachments, Tokens, IdempotencyKeys, GuestStarts, SealedGuestTokens int
+	// RateBuckets are the store's rate-limit buckets that had refilled
+	// (an absent bucket is a full one).
+	RateBuckets int
 }
 
 // Sweeper applies a Policy.
@@ -143,6 +147,15 @@ func (s *Sweeper) Sweep(ctx context.Context) (Result, error) {
 		})
 	}); err != nil {
 		return res, fmt.Errorf("retention: sealed guest tokens: %w", err)
+	}
+	if res.RateBuckets, err = sweep(ctx, func() ([]string, error) {
+		return s.db.RateBucket.Query().Where(ratebucket.TatLT(now.UnixNano())).Limit(batch).IDs(ctx)
+	}, func(ids []string) (int, error) {
+		return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (int, error) {
+			return tx.RateBucket.Delete().Where(ratebucket.IDIn(ids...), ratebucket.TatLT(now.UnixNano())).Exec(ctx)
+		})
+	}); err != nil {
+		return res, fmt.Errorf("retention: rate buckets: %w", err)
 	}
 	return res, nil
 }
