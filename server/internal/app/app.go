@@ -32,6 +32,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
+	"github.com/parleyhq/parley/server/internal/metrics"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/routing"
@@ -125,6 +126,10 @@ type Options struct {
 	Retention retention.Policy
 	// RetentionInterval is how often the retention sweep runs.
 	RetentionInterval time.Duration
+	// Metrics, when set, counts and times every RPC and stream and reads
+	// the store and the routing passes (see package metrics); nil turns
+	// metrics off at no cost.
+	Metrics *metrics.Registry
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -192,6 +197,8 @@ type App struct {
 	sweep      time.Duration
 	retention  *retention.Sweeper
 	retainEach time.Duration
+	db         *store.DB
+	draining   context.Context
 	endStreams context.CancelFunc
 	streams    *streamCounter
 }
@@ -202,21 +209,29 @@ func New(db *store.DB, opts Options) *App {
 	hub := events.NewHub()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
-	// Order matters: errors and panics are observed around everything;
-	// streams end when the server drains, and their writes have deadlines;
-	// the caller is authenticated before a request byte is read, and then
-	// counted against its open streams; requests are validated as they are
-	// read.
+	// Order matters: metrics, when on, see every call with the code its
+	// caller gets, so they wrap observe, which gives errors their final
+	// codes; errors and panics are observed around everything
+	// else; streams end when the server drains, and their writes have
+	// deadlines; the caller is authenticated before a request byte is
+	// read, and then counted against its open streams; requests are
+	// validated as they are read.
 	draining, endStreams := context.WithCancel(context.Background())
 	streams := newStreamCounter(opts.MaxStreamsPerCaller)
-	server := connect.NewServer(
+	var outer []connect.ServerInterceptor
+	if opts.Metrics != nil {
+		opts.Metrics.WatchStore(db)
+		dispatcher.OnPass = opts.Metrics.ObserveRoutingPass
+		outer = append(outer, opts.Metrics.Interceptor())
+	}
+	server := connect.NewServer(append(outer,
 		observe(opts.Log),
 		streamLimits(opts.Clock, draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
 		streams.interceptor(),
 		writeLimits(opts.Clock, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
-	)
+	)...)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
 	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, events.NewSignals(), opts.Clock, messaging.Options{
 		Heartbeat:          opts.Heartbeat,
@@ -261,7 +276,8 @@ func New(db *store.DB, opts Options) *App {
 	mux.Handle(grpchealth.NewHandler(healthChecker))
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
-		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams, streams: streams,
+		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
+		db: db, draining: draining, endStreams: endStreams,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
@@ -327,6 +343,23 @@ func (a *App) SweepRetention(ctx context.Context) (retention.Result, error) {
 // before http.Server.Shutdown, which waits for in-flight requests.
 func (a *App) Drain() {
 	a.endStreams()
+}
+
+// Ready reports why the app should not take new calls, or nil: it is
+// draining (see Drain), or its store does not answer a query within ctx.
+// It is the readiness probe's check.
+func (a *App) Ready(ctx context.Context) error {
+	if a.draining.Err() != nil {
+		return errors.New("draining: shutting down")
+	}
+	rows, err := a.db.QueryContext(ctx, "SELECT 1")
+	if err != nil {
+		return fmt.Errorf("the store does not answer: %w", err)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("the store does not answer: %w", err)
+	}
+	return nil
 }
 
 // Shutdown stops srv, which serves a.Handler, gracefully: it drains the
