@@ -130,6 +130,9 @@ type Options struct {
 	// the store and the routing passes (see package metrics); nil turns
 	// metrics off at no cost.
 	Metrics *metrics.Registry
+	// Tracing, when set, traces every RPC with OpenTelemetry; nil turns
+	// tracing off.
+	Tracing *metrics.Tracing
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -209,9 +212,9 @@ func New(db *store.DB, opts Options) *App {
 	hub := events.NewHub()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
-	// Order matters: metrics, when on, see every call with the code its
-	// caller gets, so they wrap observe, which gives errors their final
-	// codes; errors and panics are observed around everything
+	// Order matters: tracing and metrics, when on, see every call with
+	// the code its caller gets, so they wrap observe, which gives errors
+	// their final codes; errors and panics are observed around everything
 	// else; streams end when the server drains, and their writes have
 	// deadlines; the caller is authenticated before a request byte is
 	// read, and then counted against its open streams; requests are
@@ -219,6 +222,9 @@ func New(db *store.DB, opts Options) *App {
 	draining, endStreams := context.WithCancel(context.Background())
 	streams := newStreamCounter(opts.MaxStreamsPerCaller)
 	var outer []connect.ServerInterceptor
+	if opts.Tracing != nil {
+		outer = append(outer, opts.Tracing.Interceptor())
+	}
 	if opts.Metrics != nil {
 		opts.Metrics.WatchStore(db)
 		dispatcher.OnPass = opts.Metrics.ObserveRoutingPass

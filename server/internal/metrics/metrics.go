@@ -1,8 +1,9 @@
 // Package metrics holds parleyd's operational telemetry: a Prometheus
 // registry with Parley's collectors (RPCs, streams, the store's writer,
 // routing passes, queue lengths, notifier lag) beside the Go runtime and
-// process collectors, and the handler of the side listener that serves
-// them with pprof and the health probes (see Registry.Handler).
+// process collectors, the handler of the side listener that serves them
+// with pprof and the health probes (see Registry.Handler), and the
+// optional OpenTelemetry tracing of RPCs (see NewTracing).
 //
 // Nothing here is global: each Registry is its own prometheus.Registry,
 // and the Observe methods are safe on a nil *Registry (metrics off), so
