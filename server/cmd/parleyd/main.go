@@ -7,7 +7,9 @@
 //
 // Run parleyd -h for every flag.
 //
-// PARLEY_ADDR and PARLEY_DB set the defaults of -addr and -db.
+// PARLEY_ADDR and PARLEY_DB set the defaults of -addr and -db,
+// PARLEY_METRICS_ADDR that of -metrics-addr, and OTEL_EXPORTER_OTLP_ENDPOINT
+// that of -otlp-endpoint.
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,12 +34,16 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
+	"github.com/parleyhq/parley/server/internal/metrics"
 	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // shutdownGrace bounds how long in-flight calls get to finish on SIGTERM.
 const shutdownGrace = 10 * time.Second
+
+// tracingFlush bounds how long the spans not yet exported get on exit.
+const tracingFlush = 5 * time.Second
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -73,6 +80,7 @@ type flags struct {
 	writeWait                            time.Duration
 	sendRate                             float64
 	attachTypes, sync, trusted, origins  string
+	metricsAddr, otlpEndpoint            string
 	convAttachBytes                      int64
 	retention                            retention.Policy
 }
@@ -100,6 +108,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.DurationVar(&f.writeWait, "sqlite-max-write-wait", 5*time.Second, "a write that waited this long for SQLite's writer is refused with Unavailable and a retry hint")
 	fs.StringVar(&f.trusted, "trusted-proxies", os.Getenv("PARLEY_TRUSTED_PROXIES"), "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (env PARLEY_TRUSTED_PROXIES); default none")
 	fs.StringVar(&f.origins, "allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", os.Getenv("PARLEY_METRICS_ADDR"), "side listen address of /metrics, /debug/pprof/, /livez and /readyz (env PARLEY_METRICS_ADDR); default none: off")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/HTTP base URL that RPC traces are sent to, such as http://localhost:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT); default none: tracing off")
 	fs.Int64Var(&f.convAttachBytes, "max-conversation-attachment-bytes", app.DefaultMaxConversationAttachmentBytes, "largest total size of one conversation's attachments")
 	fs.DurationVar(&f.retention.Attachments, "attachment-retention", retention.DefaultAttachments, "uploads that no message references are deleted after this long")
 	fs.DurationVar(&f.retention.Tokens, "token-retention", retention.DefaultTokens, "tokens are deleted this long after they expired or were revoked")
@@ -176,7 +186,26 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, log, app.New(db, f.options(log, customers, addresses)), f, res.Demo, idName)
+	opts := f.options(log, customers, addresses)
+	if f.metricsAddr != "" {
+		opts.Metrics = metrics.New(clock.Real{})
+	}
+	if f.otlpEndpoint != "" {
+		if opts.Tracing, err = metrics.NewTracing(ctx, f.otlpEndpoint); err != nil {
+			return fmt.Errorf("-otlp-endpoint: %w", err)
+		}
+		defer flushTraces(log, opts.Tracing)
+	}
+	return serve(ctx, log, app.New(db, opts), opts.Metrics, f, res.Demo, idName)
+}
+
+// flushTraces sends the spans not yet exported, within tracingFlush.
+func flushTraces(log *slog.Logger, tracing *metrics.Tracing) {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlush)
+	defer cancel()
+	if err := tracing.Shutdown(ctx); err != nil {
+		log.Warn("spans were lost on exit", "err", err)
+	}
 }
 
 // loadBootstrap reads the bootstrap file at path (the built-in demo if
@@ -257,11 +286,30 @@ func verifier(ctx context.Context, log *slog.Logger, f *flags, demo bool) (*iden
 }
 
 // serve listens on f.addr and serves a until ctx ends, then drains its
-// streams and shuts down within shutdownGrace.
-func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo bool, idName string) error {
+// streams and shuts down within shutdownGrace. With reg, it serves the
+// operations endpoints on f.metricsAddr too, until it returns.
+func serve(ctx context.Context, log *slog.Logger, a *app.App, reg *metrics.Registry, f *flags, demo bool, idName string) error {
 	lis, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	// serving is whether the public listener serves; /readyz tells.
+	var serving atomic.Bool
+	if reg != nil {
+		stop, err := serveOps(log, reg, f.metricsAddr, func(probe context.Context) error {
+			switch {
+			case ctx.Err() != nil:
+				return errors.New("shutting down")
+			case !serving.Load():
+				return errors.New("the public listener is not serving")
+			}
+			return a.Ready(probe)
+		})
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer stop()
 	}
 	srv := &http.Server{
 		Handler:           a.Handler,
@@ -280,7 +328,12 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo boo
 	defer a.Close()
 	go a.Run(ctx)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
+	serving.Store(true)
+	go func() {
+		err := srv.Serve(lis)
+		serving.Store(false)
+		served <- err
+	}()
 	greet(lis.Addr(), store.Redact(f.dbPath), demo, idName)
 
 	select {
@@ -299,6 +352,23 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, f *flags, demo boo
 		}
 	}
 	return nil
+}
+
+// serveOps serves reg's side handler (metrics, pprof, /livez, /readyz with
+// ready) on addr until stop is called.
+func serveOps(log *slog.Logger, reg *metrics.Registry, addr string, ready func(context.Context) error) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on -metrics-addr: %w", err)
+	}
+	srv := &http.Server{Handler: reg.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("the operations listener stopped", "err", err)
+		}
+	}()
+	fmt.Fprintf(os.Stderr, "parleyd operations on http://%s (/metrics, /debug/pprof/, /livez, /readyz)\n", lis.Addr())
+	return func() { srv.Close() }, nil
 }
 
 // greet tells the operator, on standard error, where parleyd listens and

@@ -32,6 +32,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/messaging"
+	"github.com/parleyhq/parley/server/internal/metrics"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/routing"
@@ -125,6 +126,13 @@ type Options struct {
 	Retention retention.Policy
 	// RetentionInterval is how often the retention sweep runs.
 	RetentionInterval time.Duration
+	// Metrics, when set, counts and times every RPC and stream and reads
+	// the store and the routing passes (see package metrics); nil turns
+	// metrics off at no cost.
+	Metrics *metrics.Registry
+	// Tracing, when set, traces every RPC with OpenTelemetry; nil turns
+	// tracing off.
+	Tracing *metrics.Tracing
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -192,6 +200,8 @@ type App struct {
 	sweep      time.Duration
 	retention  *retention.Sweeper
 	retainEach time.Duration
+	db         *store.DB
+	draining   context.Context
 	endStreams context.CancelFunc
 	streams    *streamCounter
 	hub        *events.Hub
@@ -206,21 +216,32 @@ func New(db *store.DB, opts Options) *App {
 	hub, signals := events.NewHub(), events.NewSignals()
 	dispatcher := routing.NewDispatcher(db, hub, opts.Clock, opts.Log)
 
-	// Order matters: errors and panics are observed around everything;
-	// streams end when the server drains, and their writes have deadlines;
-	// the caller is authenticated before a request byte is read, and then
-	// counted against its open streams; requests are validated as they are
-	// read.
+	// Order matters: tracing and metrics, when on, see every call with
+	// the code its caller gets, so they wrap observe, which gives errors
+	// their final codes; errors and panics are observed around everything
+	// else; streams end when the server drains, and their writes have
+	// deadlines; the caller is authenticated before a request byte is
+	// read, and then counted against its open streams; requests are
+	// validated as they are read.
 	draining, endStreams := context.WithCancel(context.Background())
 	streams := newStreamCounter(opts.MaxStreamsPerCaller)
-	server := connect.NewServer(
+	var outer []connect.ServerInterceptor
+	if opts.Tracing != nil {
+		outer = append(outer, opts.Tracing.Interceptor())
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.WatchStore(db)
+		dispatcher.OnPass = opts.Metrics.ObserveRoutingPass
+		outer = append(outer, opts.Metrics.Interceptor())
+	}
+	server := connect.NewServer(append(outer,
 		observe(opts.Log),
 		streamLimits(opts.Clock, draining, opts.MaxStreamLifetime),
 		auth.NewInterceptor(db, opts.Clock, opts.Log, opts.Customers),
 		streams.interceptor(),
 		writeLimits(db, opts.Clock, opts.Log, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
-	)
+	)...)
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
 	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, signals, opts.Clock, messaging.Options{
 		Log:                opts.Log,
@@ -266,8 +287,8 @@ func New(db *store.DB, opts Options) *App {
 	mux.Handle(grpchealth.NewHandler(healthChecker))
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
-		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, endStreams: endStreams, streams: streams,
-		hub: hub, signals: signals, origins: origins,
+		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
+		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
@@ -362,6 +383,23 @@ func (a *App) Close() {
 // before http.Server.Shutdown, which waits for in-flight requests.
 func (a *App) Drain() {
 	a.endStreams()
+}
+
+// Ready reports why the app should not take new calls, or nil: it is
+// draining (see Drain), or its store does not answer a query within ctx.
+// It is the readiness probe's check.
+func (a *App) Ready(ctx context.Context) error {
+	if a.draining.Err() != nil {
+		return errors.New("draining: shutting down")
+	}
+	rows, err := a.db.QueryContext(ctx, "SELECT 1")
+	if err != nil {
+		return fmt.Errorf("the store does not answer: %w", err)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("the store does not answer: %w", err)
+	}
+	return nil
 }
 
 // Shutdown stops srv, which serves a.Handler, gracefully: it drains the

@@ -53,6 +53,9 @@ type Dispatcher struct {
 	// returns the routing it saw is done. Passes on other replicas still
 	// run beside it, safely (conditional updates).
 	passing sync.Mutex
+	// OnPass, if set before Run, is told how long each pass took (on the
+	// dispatcher's clock), for metrics.
+	OnPass func(time.Duration)
 }
 
 // NewDispatcher returns a dispatcher; start it with Run.
@@ -98,6 +101,9 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 func (d *Dispatcher) Pass(ctx context.Context) error {
 	d.passing.Lock()
 	defer d.passing.Unlock()
+	if d.OnPass != nil {
+		defer func(start time.Time) { d.OnPass(d.clk.Now().Sub(start)) }(d.clk.Now())
+	}
 	var errs []error
 	for _, step := range []struct {
 		name string
