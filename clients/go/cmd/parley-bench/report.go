@@ -39,8 +39,9 @@ type targetReport struct {
 	IdleStreams           int            `json:"idle_streams,omitempty"`
 	IdleRSSPerStreamBytes *float64       `json:"idle_rss_per_stream_bytes,omitempty"`
 	Sweeps                []*sweepReport `json:"sweeps"`
-	// Best is the highest offered rate whose sweep kept p99 within 100 ms
-	// and lost nothing, with its deliveries per second; 0 if none did.
+	// Best is the highest offered rate whose sweep kept p99 (from the
+	// scheduled send time) within 100 ms and lost nothing, with its
+	// deliveries per second; 0 if none did.
 	BestRate             float64 `json:"best_rate_p99_within_100ms"`
 	BestDeliveriesPerSec float64 `json:"best_deliveries_per_s"`
 }
@@ -66,12 +67,19 @@ type sweepReport struct {
 	OrderViolations int `json:"order_violations"`
 	// Resumes counts streams that ended and were subscribed again from
 	// their last seq.
-	Resumes   int     `json:"resumes"`
-	P50Ms     float64 `json:"latency_p50_ms"`
-	P99Ms     float64 `json:"latency_p99_ms"`
-	MaxMs     float64 `json:"latency_max_ms"`
-	SendP50Ms float64 `json:"send_p50_ms"`
-	SendP99Ms float64 `json:"send_p99_ms"`
+	Resumes int `json:"resumes"`
+	// P50Ms, P99Ms and MaxMs are end-to-end latencies, from the start of
+	// the send to the subscriber.
+	P50Ms float64 `json:"latency_p50_ms"`
+	P99Ms float64 `json:"latency_p99_ms"`
+	MaxMs float64 `json:"latency_max_ms"`
+	// ScheduledP99Ms is the p99 from the scheduled send time instead: a
+	// sender sends one message at a time, so when the server answers
+	// sends slower than the rate asks, its messages start late, and this
+	// counts that wait (no coordinated omission). The headline uses it.
+	ScheduledP99Ms float64 `json:"latency_p99_from_schedule_ms"`
+	SendP50Ms      float64 `json:"send_p50_ms"`
+	SendP99Ms      float64 `json:"send_p99_ms"`
 	// ServerCPUPerDeliveryUs is the server's CPU time (all its processes)
 	// over the window divided by the deliveries in it; absent when the
 	// bench did not start the server.
@@ -107,7 +115,8 @@ func newSweepReport(out *sweepOutcome, withCPU bool) *sweepReport {
 		Sends: out.acked, SendErrors: out.sendErrors, Expected: out.expected, Delivered: out.delivered,
 		Lost: out.lost, Duplicates: out.duplicates, OrderViolations: out.order, Resumes: out.resumes,
 		P50Ms: ms(percentile(out.latencies, 0.50)), P99Ms: ms(percentile(out.latencies, 0.99)), MaxMs: ms(percentile(out.latencies, 1)),
-		SendP50Ms: ms(percentile(out.ackLatencies, 0.50)), SendP99Ms: ms(percentile(out.ackLatencies, 0.99)),
+		ScheduledP99Ms: ms(percentile(out.lagged, 0.99)),
+		SendP50Ms:      ms(percentile(out.ackLatencies, 0.50)), SendP99Ms: ms(percentile(out.ackLatencies, 0.99)),
 		BenchCPUCores: out.benchCPU.Seconds() / secs, DrainMs: ms(out.drained),
 	}
 	if out.lastSendErr != nil {
@@ -133,15 +142,15 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // summary is the sweep in one line, for progress.
 func (s *sweepReport) summary() string {
-	return fmt.Sprintf("%g msg/s offered: %.0f sent/s, %.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, max %.1f ms, lost %d, dup %d, order %d, send errors %d",
-		s.OfferedPerSec, s.SentPerSec, s.DeliveriesPerSec, s.P50Ms, s.P99Ms, s.MaxMs, s.Lost, s.Duplicates, s.OrderViolations, s.SendErrors)
+	return fmt.Sprintf("%g msg/s offered: %.0f sent/s, %.0f deliveries/s, p50 %.1f ms, p99 %.1f ms (%.1f ms from schedule), max %.1f ms, lost %d, dup %d, order %d, send errors %d",
+		s.OfferedPerSec, s.SentPerSec, s.DeliveriesPerSec, s.P50Ms, s.P99Ms, s.ScheduledP99Ms, s.MaxMs, s.Lost, s.Duplicates, s.OrderViolations, s.SendErrors)
 }
 
-// pickBest sets the headline: the highest rate that kept p99 within
-// headlineP99 and lost nothing.
+// pickBest sets the headline: the highest rate that kept p99, from the
+// scheduled send time, within headlineP99 and lost nothing.
 func (t *targetReport) pickBest() {
 	for _, s := range t.Sweeps {
-		if s.P99Ms <= ms(headlineP99) && s.Lost == 0 && s.Sends > 0 && s.OfferedPerSec > t.BestRate {
+		if s.ScheduledP99Ms <= ms(headlineP99) && s.Lost == 0 && s.Sends > 0 && s.OfferedPerSec > t.BestRate {
 			t.BestRate, t.BestDeliveriesPerSec = s.OfferedPerSec, s.DeliveriesPerSec
 		}
 	}
@@ -164,7 +173,7 @@ func (r *report) writeTable(w io.Writer) error {
 	fmt.Fprintf(&b, "parley-bench, %s, %d CPUs, load average %s at the start\n", r.Date, r.CPUs, r.LoadAverage)
 	fmt.Fprintf(&b, "%d conversations x %d subscribers (each on its own HTTP/2 connection), one sender each, %d-byte messages; %s sweeps after a %s warm-up, drain up to %s\n\n",
 		r.Conversations, r.Subscribers, r.MessageBytes, r.Duration, r.Warmup, r.Drain)
-	rows := [][]string{{"offered msg/s", "target", "sent/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "send p99 ms",
+	rows := [][]string{{"offered msg/s", "target", "sent/s", "deliveries/s", "p50 ms", "p99 ms", "max ms", "p99 from schedule ms", "send p99 ms",
 		"lost", "dup", "order", "send errors", "resumes", "server CPU us/delivery", "bench CPU cores"}}
 	for i := range r.maxSweeps() {
 		for _, t := range r.Targets {
@@ -178,7 +187,7 @@ func (r *report) writeTable(w io.Writer) error {
 			}
 			rows = append(rows, []string{fmt.Sprintf("%g", s.OfferedPerSec), t.Target, fmt.Sprintf("%.0f", s.SentPerSec),
 				fmt.Sprintf("%.0f", s.DeliveriesPerSec), fmt.Sprintf("%.1f", s.P50Ms), fmt.Sprintf("%.1f", s.P99Ms),
-				fmt.Sprintf("%.1f", s.MaxMs), fmt.Sprintf("%.1f", s.SendP99Ms), fmt.Sprint(s.Lost), fmt.Sprint(s.Duplicates),
+				fmt.Sprintf("%.1f", s.MaxMs), fmt.Sprintf("%.1f", s.ScheduledP99Ms), fmt.Sprintf("%.1f", s.SendP99Ms), fmt.Sprint(s.Lost), fmt.Sprint(s.Duplicates),
 				fmt.Sprint(s.OrderViolations), fmt.Sprint(s.SendErrors), fmt.Sprint(s.Resumes), cpu, fmt.Sprintf("%.2f", s.BenchCPUCores)})
 		}
 	}
@@ -192,9 +201,9 @@ func (r *report) writeTable(w io.Writer) error {
 	}
 	for _, t := range r.Targets {
 		if t.BestRate > 0 {
-			fmt.Fprintf(&b, "- %s: highest rate with p99 <= 100 ms and nothing lost: %g msg/s, %.0f deliveries/s\n", t.Target, t.BestRate, t.BestDeliveriesPerSec)
+			fmt.Fprintf(&b, "- %s: highest rate with p99 (from schedule) <= 100 ms and nothing lost: %g msg/s, %.0f deliveries/s\n", t.Target, t.BestRate, t.BestDeliveriesPerSec)
 		} else {
-			fmt.Fprintf(&b, "- %s: no sweep kept p99 <= 100 ms with nothing lost\n", t.Target)
+			fmt.Fprintf(&b, "- %s: no sweep kept p99 (from schedule) <= 100 ms with nothing lost\n", t.Target)
 		}
 	}
 	for _, t := range r.Targets {

@@ -33,8 +33,9 @@ const (
 )
 
 // messagePrefix starts every message the bench sends, followed by the
-// sweep, the sender's counter and the scheduled send time (nanoseconds
-// since the run's base time), then padding up to the message size.
+// sweep, the sender's counter, the scheduled send time and the time the
+// send started (nanoseconds since the run's base time), then padding up to
+// the message size.
 const messagePrefix = "pb "
 
 // runner drives the load of one target: a sender per conversation and its
@@ -64,37 +65,38 @@ func newRunner(srv *server, convs []*conversation, size, sweeps int) *runner {
 	return r
 }
 
-// message is the text of the counter-th message of sweep, scheduled at at.
-func (r *runner) message(sweep, counter int, at time.Time) string {
+// message is the text of the counter-th message of sweep, scheduled at at
+// and sent at sent.
+func (r *runner) message(sweep, counter int, at, sent time.Time) string {
 	var b strings.Builder
 	b.Grow(r.size)
-	fmt.Fprintf(&b, "%s%d %d %d ", messagePrefix, sweep, counter, at.Sub(r.base).Nanoseconds())
+	fmt.Fprintf(&b, "%s%d %d %d %d ", messagePrefix, sweep, counter, at.Sub(r.base).Nanoseconds(), sent.Sub(r.base).Nanoseconds())
 	for b.Len() < r.size {
 		b.WriteByte('x')
 	}
 	return b.String()
 }
 
-// parseMessage reads a bench message's sweep, counter and scheduled send
-// time (since the run's base time).
-func parseMessage(text string) (sweep, counter int, at time.Duration, ok bool) {
+// parseMessage reads a bench message's sweep, counter, scheduled send
+// time and send time (since the run's base time).
+func parseMessage(text string) (sweep, counter int, at, sent time.Duration, ok bool) {
 	rest, ok := strings.CutPrefix(text, messagePrefix)
 	if !ok {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
-	var nums [3]int64
+	var nums [4]int64
 	for i := range nums {
 		var field string
 		if field, rest, ok = strings.Cut(rest, " "); !ok {
-			return 0, 0, 0, false
+			return 0, 0, 0, 0, false
 		}
 		n, err := strconv.ParseInt(field, 10, 64)
 		if err != nil || n < 0 {
-			return 0, 0, 0, false
+			return 0, 0, 0, 0, false
 		}
 		nums[i] = n
 	}
-	return int(nums[0]), int(nums[1]), time.Duration(nums[2]), true
+	return int(nums[0]), int(nums[1]), time.Duration(nums[2]), time.Duration(nums[3]), true
 }
 
 // open starts perConv subscribers on every conversation, each on its own
@@ -144,7 +146,8 @@ type sweepOutcome struct {
 	duplicates   int
 	order        int
 	resumes      int
-	latencies    []time.Duration
+	latencies    []time.Duration // from the send
+	lagged       []time.Duration // from the scheduled send time
 	ackLatencies []time.Duration
 	serverCPU    time.Duration // over the window; 0 if not measured
 	benchCPU     time.Duration
@@ -154,9 +157,10 @@ type sweepOutcome struct {
 // sweep sends rate messages per second in total for window (each sender
 // rate/len(senders), spread evenly over the interval), waits up to drain
 // for every subscriber to get every acknowledged message, and returns what
-// it measured. Each message carries its scheduled send time, so a sender
-// held up by a slow server is charged for it: latency is measured from
-// when the message should have been sent.
+// it measured. Each message carries the time its send started and its
+// scheduled send time: latency is measured from both, the second charging
+// a server that holds its senders up (each sends one message at a time)
+// with the wait for the send to start.
 func (r *runner) sweep(ctx context.Context, id int, rate float64, window, drain time.Duration) (*sweepOutcome, error) {
 	out := &sweepOutcome{window: window, offered: rate}
 	interval := time.Duration(float64(time.Second) * float64(len(r.senders)) / rate)
@@ -249,9 +253,11 @@ func (r *runner) collect(sweep int, out *sweepOutcome) {
 		out.duplicates += st.duplicates
 		out.order += st.order
 		out.latencies = append(out.latencies, st.latencies...)
+		out.lagged = append(out.lagged, st.lagged...)
 		s.mu.Unlock()
 	}
 	slices.Sort(out.latencies)
+	slices.Sort(out.lagged)
 	slices.Sort(out.ackLatencies)
 }
 
@@ -321,7 +327,7 @@ func (s *sender) run(ctx context.Context, r *runner, sweep int, first time.Time,
 		callCtx, cancel := context.WithTimeout(ctx, sendTimeout)
 		sent := time.Now()
 		_, err := s.client.Messaging.SendMessage(callCtx, &parleyv1.SendMessageRequest{
-			ConversationId: s.conv.id, ClientMessageId: "pb-" + strconv.Itoa(sweep) + "-" + strconv.Itoa(k), Text: r.message(sweep, k, at),
+			ConversationId: s.conv.id, ClientMessageId: "pb-" + strconv.Itoa(sweep) + "-" + strconv.Itoa(k), Text: r.message(sweep, k, at, sent),
 		})
 		took := time.Since(sent)
 		cancel()
@@ -370,7 +376,7 @@ type subStats struct {
 	seen                         []bool // by counter
 	maxCounter                   int
 	delivered, duplicates, order int
-	latencies                    []time.Duration
+	latencies, lagged            []time.Duration // see sweepOutcome
 }
 
 // newSubscriber makes a subscriber of conv at url with token, keeping
@@ -483,9 +489,9 @@ func (s *subscriber) follow(ctx context.Context, r *runner, cursor int64, ready 
 // observe checks and records an event received at now (since the run's
 // base time): duplicates (a counter seen before), order violations (a seq
 // not after the last one, or a counter below the highest seen) and latency
-// from the message's scheduled send time.
+// from the message's send and from its scheduled send time.
 func (s *subscriber) observe(r *runner, ev *parleyv1.Event, now time.Duration) {
-	sweep, counter, at, isBench := parseMessage(ev.GetMessagePosted().GetText())
+	sweep, counter, at, sent, isBench := parseMessage(ev.GetMessagePosted().GetText())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seqBack := ev.GetSeq() <= s.cursor
@@ -504,7 +510,8 @@ func (s *subscriber) observe(r *runner, ev *parleyv1.Event, now time.Duration) {
 	st.seen = setAt(st.seen, counter)
 	st.maxCounter = max(st.maxCounter, counter)
 	st.delivered++
-	st.latencies = append(st.latencies, now-at)
+	st.latencies = append(st.latencies, now-sent)
+	st.lagged = append(st.lagged, now-at)
 	r.delivered.Add(1)
 }
 
