@@ -109,7 +109,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&cfg.parleyd, "parleyd", "", "a built parleyd binary (default: go build one into a temporary directory)")
 	fs.IntVar(&cfg.conversations, "conversations", 100, "conversations, each with one sender")
 	fs.IntVar(&cfg.subscribers, "subscribers", 10, "Subscribe streams per conversation, each on its own HTTP/2 connection")
-	rates := fs.String("rates", "500,1000,2000,3000", "comma-separated total send rates (messages/s), one sweep each")
+	rates := fs.String("rates", "100,250,500,1000,2000,3000", "comma-separated total send rates (messages/s), one sweep each, in this order")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each sweep sends")
 	fs.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "a warm-up at the first rate before the sweeps, not reported (0: none)")
 	fs.DurationVar(&cfg.drain, "drain", 5*time.Second, "after a sweep, how long subscribers may take to receive every acknowledged message before the rest counts as lost")
