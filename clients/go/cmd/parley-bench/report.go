@@ -66,8 +66,9 @@ type sweepReport struct {
 	Duplicates      int `json:"duplicates"`
 	OrderViolations int `json:"order_violations"`
 	// Resumes counts streams that ended and were subscribed again from
-	// their last seq.
-	Resumes int `json:"resumes"`
+	// their last seq; LastStreamEnd tells why one ended.
+	Resumes       int    `json:"resumes"`
+	LastStreamEnd string `json:"last_stream_end,omitempty"`
 	// P50Ms, P99Ms and MaxMs are end-to-end latencies, from the start of
 	// the send to the subscriber.
 	P50Ms float64 `json:"latency_p50_ms"`
@@ -121,6 +122,9 @@ func newSweepReport(out *sweepOutcome, withCPU bool) *sweepReport {
 	}
 	if out.lastSendErr != nil {
 		sw.LastSendError = out.lastSendErr.Error()
+	}
+	if out.lastEnd != nil {
+		sw.LastStreamEnd = out.lastEnd.Error()
 	}
 	if withCPU && out.inWindow > 0 {
 		perDelivery := float64(out.serverCPU.Microseconds()) / float64(out.inWindow)
@@ -210,6 +214,9 @@ func (r *report) writeTable(w io.Writer) error {
 		for _, s := range t.Sweeps {
 			if s.LastSendError != "" {
 				fmt.Fprintf(&b, "- %s at %g msg/s, last send error: %s\n", t.Target, s.OfferedPerSec, s.LastSendError)
+			}
+			if s.LastStreamEnd != "" {
+				fmt.Fprintf(&b, "- %s at %g msg/s, a stream ended (and resumed): %s\n", t.Target, s.OfferedPerSec, s.LastStreamEnd)
 			}
 		}
 	}

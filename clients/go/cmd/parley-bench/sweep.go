@@ -146,6 +146,7 @@ type sweepOutcome struct {
 	duplicates   int
 	order        int
 	resumes      int
+	lastEnd      error           // why a stream last ended, if any had to resume
 	latencies    []time.Duration // from the send
 	lagged       []time.Duration // from the scheduled send time
 	ackLatencies []time.Duration
@@ -194,6 +195,9 @@ func (r *runner) sweep(ctx context.Context, id int, rate float64, window, drain 
 	out.drained = time.Since(drainStart)
 	r.collect(id, out)
 	out.resumes = r.resumes() - resumesBefore
+	if out.resumes > 0 {
+		out.lastEnd = r.lastEnd()
+	}
 	return out, nil
 }
 
@@ -270,6 +274,19 @@ func (r *runner) resumes() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// lastEnd returns why some subscriber's stream last ended, or nil.
+func (r *runner) lastEnd() error {
+	for _, s := range r.subs {
+		s.mu.Lock()
+		err := s.lastErr
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sleepUntil waits until t or the end of ctx.
