@@ -273,29 +273,38 @@ func (t *agents) hire(ctx context.Context, admin *parley.Client, url, queueID st
 }
 
 // watch follows a's work stream until ctx ends, accepting every offer and
-// recording every assignment. The stream stays open for the whole run, so
-// the agent keeps its lease and its chats.
+// recording every assignment, and opens it again (after a second) whenever
+// it ends, as an agent's client does: an open stream keeps the agent's
+// lease, and with it the agent's chats.
 func (t *agents) watch(ctx context.Context, a *agent, log io.Writer) {
+	for {
+		err := t.watchOnce(ctx, a)
+		if ctx.Err() != nil {
+			return
+		}
+		fmt.Fprintf(log, "agent work stream ended, opening it again: %v\n", err)
+		sleepUntil(ctx, time.Now().Add(time.Second))
+	}
+}
+
+// watchOnce follows one work stream of a until it ends.
+func (t *agents) watchOnce(ctx context.Context, a *agent) error {
 	stream, err := a.client.Routing.WatchWork(ctx, &parleyv1.WatchWorkRequest{})
 	if err != nil {
-		fmt.Fprintf(log, "agent work stream: %v\n", err)
-		return
+		return err
 	}
 	defer stream.Close()
 	for {
 		resp, err := stream.Receive()
 		if err != nil {
-			if ctx.Err() == nil {
-				fmt.Fprintf(log, "agent work stream ended: %v\n", err)
-			}
-			return
+			return err
 		}
 		if offer := resp.GetOffer(); offer != nil {
 			callCtx, cancel := context.WithTimeout(ctx, callTimeout)
 			_, err := a.client.Routing.AcceptOffer(callCtx, &parleyv1.AcceptOfferRequest{OfferId: offer.GetId()})
 			cancel()
-			if err != nil && ctx.Err() == nil {
-				fmt.Fprintf(log, "accept offer %s: %v\n", offer.GetId(), err)
+			if err != nil {
+				return fmt.Errorf("accept offer %s: %w", offer.GetId(), err)
 			}
 		}
 		if conv := resp.GetAssigned(); conv != nil {
