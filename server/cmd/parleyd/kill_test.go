@@ -15,6 +15,7 @@ import (
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 // TestSIGKILLLosesNoAcknowledgedMessage sends from several writers at once
@@ -24,7 +25,7 @@ import (
 // at the seq it was acknowledged with; that sends which were in flight,
 // retried, appear once; and that the log has no gap.
 func TestSIGKILLLosesNoAcknowledgedMessage(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "parley.db")
+	db := storetest.Target(t, filepath.Join(t.TempDir(), "parley.db"))
 	fast := []string{"-send-rate", "1000000", "-send-burst", "1000000"}
 	d := startDaemon(t, db, fast...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 var listening = regexp.MustCompile(`parleyd listening on (http://\S+)`)
@@ -87,7 +88,7 @@ func startDaemon(t *testing.T, db string, flags ...string) *daemon {
 // SIGTERM ends the stream with Unavailable and the process exits cleanly,
 // and that a restart keeps the data without re-applying the bootstrap.
 func TestSIGTERM(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "parley.db")
+	db := storetest.Target(t, filepath.Join(t.TempDir(), "parley.db"))
 	d := startDaemon(t, db)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

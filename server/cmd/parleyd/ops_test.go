@@ -13,6 +13,7 @@ import (
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 var operations = regexp.MustCompile(`parleyd operations on (http://\S+)`)
@@ -21,7 +22,7 @@ var operations = regexp.MustCompile(`parleyd operations on (http://\S+)`)
 // checks the side listener: probes, metrics of a real call, and pprof
 // there but not on the public port.
 func TestOperationsListener(t *testing.T) {
-	d := startDaemon(t, filepath.Join(t.TempDir(), "parley.db"), "-metrics-addr", "127.0.0.1:0")
+	d := startDaemon(t, storetest.Target(t, filepath.Join(t.TempDir(), "parley.db")), "-metrics-addr", "127.0.0.1:0")
 	var ops string
 	for ops == "" {
 		line, ok := <-d.logs
