@@ -103,13 +103,6 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, err
 	}
 	sender := me.sender
-	undo, ok, wait := s.limits.Reserve(ctx, p.Caller(), s.clk.Now())
-	if !ok {
-		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
-			return prior, perr
-		}
-		return nil, ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
-	}
 	var channel *event.Channel
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		c := me.channel
@@ -120,7 +113,19 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	}
 	now := s.clk.Now()
 	var appended *ent.Event
+	var limited *sendLimited
 	err = store.InTx(store.Serialize(ctx, chatlog.SerialKey(id)), s.db, func(ctx context.Context, tx *ent.Tx) error {
+		// Spent with the write: a send that is not written (a retry, an
+		// overloaded store) spends nothing.
+		limited = nil
+		ok, wait, err := s.limits.Spend(ctx, tx, p.Caller(), now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			limited = &sendLimited{wait: wait}
+			return limited
+		}
 		attachments, err := s.attachmentsFor(ctx, tx, id, sender, req.GetAttachmentIds())
 		if err != nil {
 			return err
@@ -131,18 +136,25 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		})
 		return err
 	})
-	if errors.Is(err, chatlog.ErrDuplicate) {
-		// A retry (or a concurrent one that won): answer with the
-		// original, which already paid for itself.
-		if prior, perr := s.priorSend(ctx, id, sender, req); prior != nil || perr != nil {
-			if prior != nil {
-				undo()
-			}
+	if errors.Is(err, chatlog.ErrDuplicate) || limited != nil {
+		// A retry (or a concurrent one that won) is answered with the
+		// original, which already paid for itself; the limit refuses only
+		// new messages.
+		prior, perr := s.priorSend(ctx, id, sender, req)
+		if perr != nil && limited == nil {
+			s.limits.Take(ctx, p.Caller(), now) // a reused id counts
+		}
+		if prior != nil || perr != nil {
 			return prior, perr
 		}
+		if limited != nil {
+			return nil, ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", limited.wait)
+		}
 	}
-	if _, overloaded := store.IsOverloaded(err); overloaded {
-		undo() // nothing was done, and the caller is told to retry
+	if _, overloaded := store.IsOverloaded(err); err != nil && !overloaded {
+		// Refused for what it asked (a closed chat, an attachment that is
+		// not theirs): it counts like any other send.
+		s.limits.Take(ctx, p.Caller(), now)
 	}
 	if err != nil {
 		return nil, apierr.From(err)
@@ -153,6 +165,14 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, apierr.Internal(err)
 	}
 	return &parleyv1.SendMessageResponse{Event: out}, nil
+}
+
+// sendLimited is the send transaction's error when the sender's limit
+// refuses it.
+type sendLimited struct{ wait time.Duration }
+
+func (e *sendLimited) Error() string {
+	return fmt.Sprintf("send limit reached; try again in %s", e.wait)
 }
 
 // poster checks that p may post in conversation id and returns who they

@@ -19,7 +19,9 @@ import (
 	"connectrpc.com/connect/v2"
 	"golang.org/x/time/rate"
 
+	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // maxIdleBuckets is how many buckets are kept before the full (idle) ones
@@ -41,6 +43,11 @@ type Buckets interface {
 	// (a retry of one already done, or one the server could not do): undo
 	// gives it back.
 	Reserve(ctx context.Context, key string, now time.Time) (undo func(), ok bool, wait time.Duration)
+	// Spend spends one write of key's bucket as part of the write
+	// transaction tx (ctx is its context): if tx does not commit, nothing
+	// was spent. If there is none, it returns false and how long until
+	// there is.
+	Spend(ctx context.Context, tx *ent.Tx, key string, now time.Time) (bool, time.Duration, error)
 }
 
 // Limiter holds one bucket per key for one Rate, in memory.
@@ -89,6 +96,16 @@ func (l *Limiter) Reserve(_ context.Context, key string, now time.Time) (undo fu
 	// passed cannot be cancelled later (rate.Reservation.CancelAt), and
 	// the call that gives it back ends after that.
 	return func() { r.CancelAt(now) }, true, 0
+}
+
+// Spend spends one write of key's bucket for the write transaction whose
+// ctx this is, and gives it back if the transaction does not commit.
+func (l *Limiter) Spend(ctx context.Context, _ *ent.Tx, key string, now time.Time) (bool, time.Duration, error) {
+	undo, ok, wait := l.Reserve(ctx, key, now)
+	if ok {
+		store.OnRollback(ctx, undo)
+	}
+	return ok, wait, nil
 }
 
 // dropFull forgets buckets that have refilled.

@@ -54,45 +54,53 @@ var take = "INSERT INTO " + ratebucket.Table + " AS b (id, tat) VALUES ($1, $2::
 	"ON CONFLICT (id) DO UPDATE SET tat = GREATEST(b.tat, $2::bigint) + $3::bigint " +
 	"WHERE GREATEST(b.tat, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint RETURNING tat"
 
+// Spend spends one write of key's bucket inside tx: one statement checks
+// and spends; if tx does not commit, nothing was spent.
+func (s *Shared) Spend(ctx context.Context, tx *ent.Tx, key string, now time.Time) (bool, time.Duration, error) {
+	id := s.name + "/" + key
+	n := now.UnixNano()
+	rows, err := tx.QueryContext(ctx, take, id, n, int64(s.interval), int64(s.limit))
+	if err != nil {
+		return false, 0, fmt.Errorf("spend from bucket %s: %w", id, err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		return true, 0, rows.Close()
+	}
+	if err := rows.Err(); err != nil {
+		return false, 0, fmt.Errorf("spend from bucket %s: %w", id, err)
+	}
+	rows.Close()
+	found, err := tx.RateBucket.Get(ctx, id)
+	if err != nil {
+		return false, 0, fmt.Errorf("read bucket %s: %w", id, err)
+	}
+	return false, time.Duration(max(found.Tat, n)+int64(s.interval)-n) - s.limit, nil
+}
+
 // Take spends one write of key's bucket at now.
 func (s *Shared) Take(ctx context.Context, key string, now time.Time) (bool, time.Duration) {
 	_, ok, wait := s.Reserve(ctx, key, now)
 	return ok, wait
 }
 
-// Reserve spends one write of key's bucket at now; undo gives it back.
+// Reserve spends one write of key's bucket at now, in a transaction of
+// its own; undo gives it back.
 func (s *Shared) Reserve(ctx context.Context, key string, now time.Time) (undo func(), ok bool, wait time.Duration) {
 	id := s.name + "/" + key
-	n := now.UnixNano()
-	var tat int64
 	// The bucket's row is the only thing read or written: writes on one
 	// bucket take turns (store.Serialize) instead of retrying.
 	err := store.InTx(store.Serialize(ctx, "rate:"+id), s.db, func(ctx context.Context, tx *ent.Tx) error {
-		rows, err := tx.QueryContext(ctx, take, id, n, int64(s.interval), int64(s.limit))
-		if err != nil {
-			return fmt.Errorf("spend from bucket %s: %w", id, err)
-		}
-		defer rows.Close()
-		if rows.Next() {
-			ok = true
-			return rows.Scan(&tat)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("spend from bucket %s: %w", id, err)
-		}
-		found, err := tx.RateBucket.Get(ctx, id)
-		if err != nil {
-			return fmt.Errorf("read bucket %s: %w", id, err)
-		}
-		tat = found.Tat
-		return nil
+		var err error
+		ok, wait, err = s.Spend(ctx, tx, key, now)
+		return err
 	})
 	if err != nil {
 		s.log.Warn("rate limit: the store's buckets cannot be reached; limiting per replica", "bucket", id, "err", err)
 		return s.local.Reserve(ctx, key, now)
 	}
 	if !ok {
-		return nil, false, time.Duration(max(tat, n)+int64(s.interval)-n) - s.limit
+		return nil, false, wait
 	}
 	return func() {
 		err := store.InTx(store.Serialize(context.WithoutCancel(ctx), "rate:"+id), s.db, func(ctx context.Context, tx *ent.Tx) error {

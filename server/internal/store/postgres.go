@@ -207,7 +207,11 @@ func (e *pgEngine) attempt(ctx context.Context, fn func(context.Context, *ent.Tx
 	defer func() {
 		if p := recover(); p != nil {
 			_ = sqlTx.Rollback()
+			req.rolledBack()
 			panic(p)
+		}
+		if err != nil {
+			req.rolledBack()
 		}
 	}()
 	if err := fn(wctx, tx); err != nil {

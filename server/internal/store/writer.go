@@ -84,6 +84,7 @@ type writeRequest struct {
 	result   chan error   // buffered: the writer never waits on a caller
 	panicked any          // a panic in fn, re-raised in the caller
 	after    []func()     // run once fn's writes have committed
+	undo     []func()     // run if fn's writes did not commit
 	// behind: the writer was busy or others were queued when it came, so
 	// its wait counts against MaxWait (one that finds the writer idle
 	// waits only to be scheduled).
@@ -268,8 +269,23 @@ func (w *writer) answerQueued(cause error) {
 	}
 }
 
-// answer delivers a request's outcome.
-func (r *writeRequest) answer(err error) { r.result <- err }
+// answer delivers a request's outcome; if its writes did not commit, it
+// first runs what OnRollback arranged.
+func (r *writeRequest) answer(err error) {
+	if err != nil {
+		r.rolledBack()
+	}
+	r.result <- err
+}
+
+// rolledBack runs, once, what OnRollback arranged.
+func (r *writeRequest) rolledBack() {
+	undo := r.undo
+	r.undo = nil
+	for _, f := range undo {
+		f()
+	}
+}
 
 // runOne runs req in its own savepoint. It reports whether req's writes
 // are in the batch (to be answered after the commit); a request that was
@@ -402,6 +418,19 @@ type writeKey struct{}
 func inWrite(ctx context.Context) bool {
 	_, ok := ctx.Value(writeKey{}).(*writeRequest)
 	return ok
+}
+
+// OnRollback arranges for f to run if the write transaction whose ctx this
+// is does not commit (fn failed, or the commit did; on PostgreSQL also
+// before each retry of fn). Use it to give back what fn took outside the
+// store, such as an in-memory rate-limit token. It panics outside a write
+// transaction.
+func OnRollback(ctx context.Context, f func()) {
+	req, ok := ctx.Value(writeKey{}).(*writeRequest)
+	if !ok {
+		panic("store.OnRollback outside a write transaction")
+	}
+	req.undo = append(req.undo, f)
 }
 
 // AfterCommit arranges for f to run once the write transaction whose ctx
