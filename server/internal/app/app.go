@@ -208,6 +208,7 @@ type App struct {
 	signals    *events.Signals
 	origins    *access.Origins
 	relay      *events.Relay
+	metrics    *metrics.Registry
 }
 
 // New wires the services over db.
@@ -288,7 +289,7 @@ func New(db *store.DB, opts Options) *App {
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
-		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins,
+		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
@@ -361,6 +362,9 @@ func (a *App) JoinReplicas(ctx context.Context, dsn string, opts events.RelayOpt
 	}
 	opts.OnRevocation = auth.NoteRemoteRevocation
 	opts.OnConfigChange = a.origins.Invalidate
+	if a.metrics != nil {
+		opts.ReceiveLag = a.metrics.ObserveNotifierLag
+	}
 	relay, err := events.NewRelay(ctx, dsn, a.hub, a.signals, opts)
 	if err != nil {
 		return fmt.Errorf("app: join the replicas: %w", err)

@@ -117,6 +117,7 @@ func New(clk clock.Clock) *Registry {
 // queue lengths) read db; before it they report zero and no queues.
 func (r *Registry) WatchStore(db *store.DB) {
 	r.db.Store(db)
+	db.ObserveWrites(r.ObserveWriteTransaction)
 }
 
 // fromStore is read(db) for the watched store, or 0 if none is.
@@ -145,25 +146,22 @@ func (r *Registry) ObserveRoutingPass(d time.Duration) {
 	}
 }
 
-// ObserveNotifierLag records the lag of one wake-up hint: the time from
-// the commit it announces to its arrival at this replica's notifier (on
-// PostgreSQL, from the writing replica's commit to this replica's LISTEN
-// receiving the NOTIFY payload; in-process, from the commit to the hub's
-// delivery). The notifier calls it for every hint it receives, with
-// d measured on the clock the commit was stamped with; it does nothing on
-// a nil Registry. Exposed as parley_notifier_lag_seconds.
+// ObserveNotifierLag records the lag of one notification from another
+// replica: from its sending (by the sender's clock) to its receipt here.
+// The PostgreSQL relay calls it (app.JoinReplicas); on SQLite there is no
+// notifier and it stays empty. It does nothing on a nil Registry. Exposed
+// as parley_notifier_lag_seconds.
 func (r *Registry) ObserveNotifierLag(d time.Duration) {
 	if r != nil {
 		r.notifierLag.Observe(d.Seconds())
 	}
 }
 
-// ObserveWriteTransaction records one write transaction that took d on
-// the store's writer, from its start on the writer to its commit. It is
-// meant as the writer's hook: package store cannot import this package
-// (which reads the store), so the store would take a func(time.Duration)
-// option that parleyd sets to this method. It does nothing on a nil
-// Registry. Exposed as parley_store_write_transaction_seconds.
+// ObserveWriteTransaction records one write transaction that took d, from
+// the call to its answer (waits for the writer, a connection or a row
+// lock, and retries, included); WatchStore has the store call it. It does
+// nothing on a nil Registry. Exposed as
+// parley_store_write_transaction_seconds.
 func (r *Registry) ObserveWriteTransaction(d time.Duration) {
 	if r != nil {
 		r.writeDuration.Observe(d.Seconds())

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleyhq/parley/ent"
@@ -40,6 +41,8 @@ type DB struct {
 
 	closing  sync.Once
 	closeErr error
+
+	observeWrite atomic.Pointer[func(time.Duration)]
 }
 
 // engine runs a store's write transactions.
@@ -142,8 +145,20 @@ func InTx(ctx context.Context, db *DB, fn func(ctx context.Context, tx *ent.Tx) 
 	if inWrite(ctx) {
 		return errors.New("store: a write transaction cannot start another; use the transaction (tx) it was given")
 	}
-	return db.engine.write(ctx, fn)
+	observe := db.observeWrite.Load()
+	if observe == nil {
+		return db.engine.write(ctx, fn)
+	}
+	start := time.Now()
+	err := db.engine.write(ctx, fn)
+	(*observe)(time.Since(start))
+	return err
 }
+
+// ObserveWrites has f told how long each write transaction (InTx) took,
+// from its call to its answer: waiting for the writer or a connection,
+// row-lock waits and retries included.
+func (db *DB) ObserveWrites(f func(time.Duration)) { db.observeWrite.Store(&f) }
 
 // serialKey holds a context's Serialize keys.
 type serialKey struct{}
