@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 // TestFiftyAgentsRaceForOneOffer: 50 available agents of one queue race
@@ -26,10 +28,19 @@ import (
 // it at once, while four routing passes run too), 100 times (1,000 in a
 // soak run, 20 with -short). Exactly one wins, the offered agent; the 49
 // others get FailedPrecondition; the chat ends with one agent; no agent's
-// load exceeds its capacity.
+// load exceeds its capacity. On PostgreSQL the agents are spread over
+// three replicas (servers on one database), each making routing passes.
 func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
 	rounds := soakOr(20, 100, 1000)
-	srv := servertest.Start(t, unlimitedGuests, servertest.WithoutWriteLimits())
+	replicas := []*servertest.Server{servertest.Start(t, unlimitedGuests, servertest.WithoutWriteLimits())}
+	if storetest.PostgresURL() != "" {
+		file := filepath.Join(t.TempDir(), "parley.db")
+		replicas = nil
+		for range 3 {
+			replicas = append(replicas, servertest.Start(t, unlimitedGuests, servertest.WithoutWriteLimits(), servertest.WithDBFile(file)))
+		}
+	}
+	srv := replicas[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	adm := srv.Client(parley.Connect, servertest.AdminToken)
@@ -47,7 +58,7 @@ func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
 			DisplayName: fmt.Sprintf("Racer %02d", i), Capacity: 2, QueueIds: []string{q.GetQueue().GetId()},
 		})
 		must(t, err)
-		agents[i] = srv.Client(parley.Connect, a.GetToken())
+		agents[i] = replicas[i%len(replicas)].Client(parley.Connect, a.GetToken())
 		ids[a.GetAgent().GetId()] = i
 		_, err = agents[i].Routing.SetPresence(ctx, &parleyv1.SetPresenceRequest{Presence: parleyv1.Presence_PRESENCE_AVAILABLE})
 		must(t, err)
@@ -76,8 +87,8 @@ func TestFiftyAgentsRaceForOneOffer(t *testing.T) {
 				won[i], codes[i] = err == nil, connect.CodeOf(err)
 			})
 		}
-		for range 4 {
-			wg.Go(func() { _ = srv.App.Dispatch(ctx) })
+		for i := range 4 {
+			wg.Go(func() { _ = replicas[i%len(replicas)].App.Dispatch(ctx) })
 		}
 		wg.Wait()
 		winners := 0
