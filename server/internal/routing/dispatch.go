@@ -101,6 +101,13 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 func (d *Dispatcher) Pass(ctx context.Context) error {
 	d.passing.Lock()
 	defer d.passing.Unlock()
+	// Replicas take turns too: each pass reads what the one before it
+	// decided, so two never propose the same offers.
+	return store.Exclusive(ctx, d.db, "routing-pass", func() error { return d.pass(ctx) })
+}
+
+// pass is one routing pass; Pass runs one at a time.
+func (d *Dispatcher) pass(ctx context.Context) error {
 	if d.OnPass != nil {
 		defer func(start time.Time) { d.OnPass(d.clk.Now().Sub(start)) }(d.clk.Now())
 	}

@@ -247,6 +247,33 @@ func lockKeys(ctx context.Context, conn *sql.Conn, keys []string) (func(), error
 	return unlock, nil
 }
 
+// exclusive takes key's advisory lock on a connection of its own, waiting
+// without lock_timeout (an exclusive section may be long), and returns the
+// function that releases it and the connection.
+func (e *pgEngine) exclusive(ctx context.Context, key string) (func(), error) {
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SET lock_timeout = 0"); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("store: exclusive %s: %w", key, err)
+	}
+	unlock, err := lockKeys(ctx, conn, []string{key})
+	if err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // drop it: its settings changed
+		conn.Close()
+		return nil, err
+	}
+	return func() {
+		unlock()
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "RESET lock_timeout"); err != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}, nil
+}
+
 // retryable reports whether err is a transaction losing a race: a
 // serialization failure or a deadlock. Retrying it from the start
 // re-reads what the winner wrote.

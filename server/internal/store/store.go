@@ -160,6 +160,26 @@ func InTx(ctx context.Context, db *DB, fn func(ctx context.Context, tx *ent.Tx) 
 // row-lock waits and retries included.
 func (db *DB) ObserveWrites(f func(time.Duration)) { db.observeWrite.Store(&f) }
 
+// Exclusive runs fn while no other replica runs an Exclusive section of
+// the same key: on PostgreSQL it holds an advisory lock on key for fn's
+// duration (waiting for it as long as ctx allows); on SQLite, whose
+// database serves one process, it just runs fn. Use it for background work
+// that every replica does and that is wasted when two do it at once (a
+// routing pass); correctness never rests on it, as every write re-checks
+// what it decides on.
+func Exclusive(ctx context.Context, db *DB, key string, fn func() error) error {
+	pg, ok := db.engine.(*pgEngine)
+	if !ok {
+		return fn()
+	}
+	release, err := pg.exclusive(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn()
+}
+
 // serialKey holds a context's Serialize keys.
 type serialKey struct{}
 
