@@ -1,12 +1,19 @@
 # Parley's everyday commands; CI runs .ci/run, which uses the same ones.
 GOTOOL := go tool -modfile=tools/go.mod
 
-.PHONY: generate lint test web-test bench soak fuzz walkthrough ci run
+.PHONY: generate migration lint test web-test bench soak fuzz walkthrough ci run
+
+PARLEY_TEST_POSTGRES ?= postgres://127.0.0.1:5432/test?sslmode=disable
 
 ## generate: regenerate Go (gen/), TypeScript (clients/web/src/gen/) and ent code
 generate: clients/web/node_modules
 	$(GOTOOL) buf generate
 	go generate ./ent
+
+## migration: write the next PostgreSQL migration after an ent schema change (name=what_changed)
+migration:
+	@test -n "$(name)" || (echo "usage: make migration name=what_changed" >&2; exit 1)
+	go run ./ent/migrate/migrations/diff $(name)
 
 clients/web/node_modules: clients/web/package-lock.json
 	cd clients/web && npm ci --no-audit --no-fund
@@ -22,6 +29,7 @@ lint:
 ## test: the Go tests with the race detector, then the TypeScript client's tests
 test: web-test
 	go test -race ./...
+	PARLEY_TEST_POSTGRES='$(PARLEY_TEST_POSTGRES)' go test -race ./...
 
 web-test: clients/web/node_modules
 	cd clients/web && npm test
