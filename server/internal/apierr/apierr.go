@@ -66,6 +66,16 @@ func Overloaded(wait time.Duration) *connect.Error {
 		fmt.Sprintf("the server is overloaded and did not do this; try again in %s", wait.Round(time.Millisecond))), wait)
 }
 
+// StoreUnavailable is the error for a call cut off because the server's
+// database could not be reached: Unavailable with a RetryInfo detail. A
+// write may or may not have been done: a retry with the same idempotency
+// key (request_id, client_message_id) returns its result instead of
+// repeating it.
+func StoreUnavailable(wait time.Duration) *connect.Error {
+	return WithRetry(New(connect.CodeUnavailable, "STORE_UNAVAILABLE",
+		fmt.Sprintf("the server could not reach its database; try again in %s (with the same request id, so a write that was done is not repeated)", wait.Round(time.Millisecond))), wait)
+}
+
 // Reason returns the ErrorInfo reason of a Connect error, or "".
 func Reason(err error) string {
 	var cerr *connect.Error

@@ -209,6 +209,7 @@ type App struct {
 	origins    *access.Origins
 	relay      *events.Relay
 	metrics    *metrics.Registry
+	log        *slog.Logger
 }
 
 // New wires the services over db.
@@ -289,7 +290,7 @@ func New(db *store.DB, opts Options) *App {
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
-		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics,
+		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics, log: opts.Log,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
 }
@@ -396,12 +397,11 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.draining.Err() != nil {
 		return errors.New("draining: shutting down")
 	}
-	rows, err := a.db.QueryContext(ctx, "SELECT 1")
-	if err != nil {
-		return fmt.Errorf("the store does not answer: %w", err)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return fmt.Errorf("the store does not answer: %w", err)
+	if err := a.db.Ping(ctx); err != nil {
+		// The cause can name the database and its user: it goes to the
+		// log, not to the prober.
+		a.log.Warn("not ready: the store does not answer", "err", err)
+		return errors.New("the store does not answer")
 	}
 	return nil
 }

@@ -59,6 +59,10 @@ func observe(log *slog.Logger) connect.ServerInterceptor {
 					log.Warn("store overloaded", "procedure", spec.Procedure, "cause", cause)
 					return apierr.Overloaded(wait)
 				}
+				if store.IsUnavailable(cause) {
+					log.Warn("store unavailable", "procedure", spec.Procedure, "cause", cause)
+					return apierr.StoreUnavailable(store.RetryAfter)
+				}
 				log.Error("rpc failed", "procedure", spec.Procedure, "code", connect.CodeOf(err).String(), "cause", cause)
 			}
 			return withReason(err)

@@ -81,3 +81,63 @@ func TestReadsGoOnWhileWritesCannot(t *testing.T) {
 		t.Fatalf("last seq %d after the refused sends and 30 more, want %d: a refused send left something", got, want)
 	}
 }
+
+// TestLostDatabaseIsUnavailable: on PostgreSQL the database goes out of
+// reach (it refuses connections and ends the open ones, as a restart or a
+// network cut would). Writes, reads and open streams answer Unavailable,
+// reason STORE_UNAVAILABLE, with a retry delay, never Internal, so
+// clients retry and resume; once the database is back, the same calls
+// work, and a send retried with its client_message_id is stored once.
+func TestLostDatabaseIsUnavailable(t *testing.T) {
+	if storetest.PostgresURL() == "" {
+		t.Skipf("a database that goes away is PostgreSQL's; set %s (CI does)", storetest.EnvPostgres)
+	}
+	path := filepath.Join(t.TempDir(), "parley.db")
+	srv := servertest.Start(t, servertest.WithDBFile(path))
+	ctx := t.Context()
+	guest, convID := startGuestChat(ctx, t, srv, "billing")
+	stream, err := guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	must(t, err)
+	if _, err := stream.Receive(); err != nil {
+		t.Fatal(err)
+	}
+
+	restore := storetest.CutOff(t, path)
+	send := &parleyv1.SendMessageRequest{ConversationId: convID, ClientMessageId: "while-cut-off", Text: "anyone there?"}
+	_, err = guest.Messaging.SendMessage(ctx, send)
+	wantReason(t, "a send while the database is out of reach", err, connect.CodeUnavailable, "STORE_UNAVAILABLE")
+	if wait, ok := apierr.RetryDelay(err); !ok || wait <= 0 {
+		t.Fatalf("%v carries no retry delay", err)
+	}
+	_, err = guest.Messaging.ListEvents(ctx, &parleyv1.ListEventsRequest{ConversationId: convID})
+	wantReason(t, "a read while the database is out of reach", err, connect.CodeUnavailable, "STORE_UNAVAILABLE")
+	// The open stream ends when it next reads (the safety poll, or a
+	// resubscribe): a new one cannot open.
+	_, err = guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+	if err == nil {
+		fresh, _ := guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID})
+		_, err = fresh.Receive()
+	}
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("subscribe while the database is out of reach: %v, want Unavailable", err)
+	}
+
+	restore()
+	var sent *parleyv1.SendMessageResponse
+	for attempt := 0; ; attempt++ {
+		sent, err = guest.Messaging.SendMessage(ctx, send)
+		if err == nil || attempt == 50 {
+			break
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Fatalf("retried send once the database is back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	must(t, err)
+	again, err := guest.Messaging.SendMessage(ctx, send)
+	must(t, err)
+	if again.GetEvent().GetSeq() != sent.GetEvent().GetSeq() {
+		t.Fatalf("the retried send was stored twice (seq %d and %d)", sent.GetEvent().GetSeq(), again.GetEvent().GetSeq())
+	}
+}

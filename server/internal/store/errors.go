@@ -1,9 +1,15 @@
 package store
 
 import (
+	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 )
 
@@ -35,6 +41,37 @@ func IsOverloaded(err error) (time.Duration, bool) {
 		return o.RetryAfter, true
 	}
 	return 0, false
+}
+
+// IsUnavailable reports whether err is (or wraps) the database being out
+// of reach: PostgreSQL refusing or dropping connections (a restart, a
+// failover, a network cut, an administrator ending sessions), so that the
+// call may succeed if retried shortly. A write cut off this way may or may
+// not have committed: its retry must carry the same idempotency key.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true
+	}
+	if pg, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch {
+		case strings.HasPrefix(pg.Code, "08"): // connection exception
+			return true
+		case pg.Code == "57P01", pg.Code == "57P02", pg.Code == "57P03": // admin or crash shutdown, cannot connect now
+			return true
+		}
+		return false
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	// A connection pgx found closed, or lost mid-reply.
+	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
 }
 
 // classify turns SQLite's busy and locked errors (another process holds

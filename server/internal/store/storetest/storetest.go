@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -244,4 +245,42 @@ func HoldWriteLock(t testing.TB, path, conversationID string) (release func()) {
 	}
 	t.Cleanup(release)
 	return release
+}
+
+// CutOff makes the PostgreSQL database of the store named by path
+// unreachable, as a restart or a network cut would: it refuses new
+// connections and ends the open ones. restore lets connections in again
+// (it also runs when t ends).
+func CutOff(t testing.TB, path string) (restore func()) {
+	t.Helper()
+	server := PostgresURL()
+	if server == "" {
+		t.Fatal("storetest.CutOff needs PostgreSQL")
+	}
+	u, err := url.Parse(Target(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	admin, err := sql.Open("pgx", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatalf("refuse connections: %v", err)
+	}
+	if _, err := admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
+		t.Fatalf("end connections: %v", err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if _, err := admin.Exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true"); err != nil {
+				t.Errorf("let connections in again: %v", err)
+			}
+			admin.Close()
+		})
+	}
+	t.Cleanup(restore)
+	return restore
 }
