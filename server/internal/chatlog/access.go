@@ -94,35 +94,58 @@ func authorize(ctx context.Context, db *ent.Client, p *auth.Principal, id uuid.U
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 	}
+	if err := check(ctx, db, p, conv, need); err != nil {
+		return nil, err
+	}
+	return conv, nil
+}
+
+// Recheck is Reauthorize for a conversation the stream did not load
+// itself: one a delivery tail read after the events it hands out, shared
+// by every subscriber of the conversation (so it is only read, never
+// changed).
+func Recheck(ctx context.Context, db *ent.Client, p *auth.Principal, conv *ent.Conversation) error {
+	if p == nil {
+		return apierr.New(connect.CodeUnauthenticated, "MISSING_TOKEN", "missing credentials")
+	}
+	if p.Role == auth.RoleGuest && p.ConversationID != conv.ID {
+		return denied(conv.ID)
+	}
+	return check(ctx, db, p, conv, Follow)
+}
+
+// check decides whether p may do what it needs with conv, loaded by
+// authorize, by the rules Authorize lists (the guest's conversation and
+// the overseers' limits are checked before loading).
+func check(ctx context.Context, db *ent.Client, p *auth.Principal, conv *ent.Conversation, need Need) error {
+	id := conv.ID
 	switch p.Role {
 	case auth.RoleCustomer:
 		if conv.ConsumerID == nil || *conv.ConsumerID != p.ConsumerID {
-			return nil, denied(id)
+			return denied(id)
 		}
 	case auth.RoleAgent:
 		if conv.AgentID == nil || *conv.AgentID != p.AgentID {
 			view, err := agentSees(ctx, db, p.AgentID, conv)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			switch {
 			case !view.offered && !view.held && !view.queued:
-				return nil, denied(id)
+				return denied(id)
 			case need == Follow && !view.offered && !view.queued && conv.State != conversation.StateClosed:
-				return nil, apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
+				return apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
 					fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
 			case need != Read && need != Follow:
-				return nil, apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
+				return apierr.New(connect.CodePermissionDenied, "NOT_HOLDING_CONVERSATION",
 					fmt.Sprintf("conversation %s is not assigned to you", id))
 			}
 		}
 	}
 	if need == Post {
-		if err := CheckPost(p, conv); err != nil {
-			return nil, err
-		}
+		return CheckPost(p, conv)
 	}
-	return conv, nil
+	return nil
 }
 
 // agentView is why an agent that does not hold a conversation may see it.

@@ -24,6 +24,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/delivery"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
@@ -62,7 +63,14 @@ type Service struct {
 	opts    Options
 	limits  ratelimit.Buckets
 	posters *posters
+	tails   *delivery.Tails
+	lines   *delivery.Lines
 }
+
+// TailWindow is how many of a conversation's newest events its shared
+// tail holds for the subscribers that follow it; one further behind reads
+// the store until it catches up.
+const TailWindow = 128
 
 var _ parleyv1connect.MessagingServiceHandler = (*Service)(nil)
 
@@ -72,6 +80,8 @@ func NewService(db *store.DB, hub *events.Hub, signals *events.Signals, clk cloc
 		db: db, hub: hub, signals: signals, clk: clk, opts: opts,
 		limits:  ratelimit.For(db, "send", ratelimit.Rate{PerSecond: opts.SendRate, Burst: opts.SendBurst}, opts.Log),
 		posters: newPosters(),
+		tails:   delivery.NewTails(db.Client, hub, TailWindow),
+		lines:   delivery.NewLines(db.Client, hub, clk),
 	}
 }
 

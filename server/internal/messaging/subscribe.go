@@ -15,6 +15,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
+	"github.com/parleyhq/parley/server/internal/delivery"
 	"github.com/parleyhq/parley/server/internal/events"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -48,6 +49,16 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	// Listen for signals before reading cursors, so no move is missed.
 	signals, unsubscribe := s.signals.Subscribe(key)
 	defer unsubscribe()
+	// The log comes from the conversation's shared tail, and the queue
+	// position from the queue's line, not from reads of this stream's own.
+	tail := s.tails.Join(id)
+	defer tail.Leave()
+	var line *delivery.Line
+	defer func() {
+		if line != nil {
+			line.Leave()
+		}
+	}()
 	// The stream's timers are armed before it opens, so a client that has
 	// the headers knows the stream is waiting on them (tests advance a
 	// fake clock then).
@@ -70,25 +81,34 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
 	allowed := s.allowed(guard, p, id, holder)
+	// reread is set when the stream found its access lost while it waited
+	// (allowed failed), perhaps on another replica, which the tail may not
+	// show yet: the next round reads the conversation and the log from the
+	// store, as a stream without a tail would.
+	reread := false
 	for {
-		// Take the wake-ups before reading, so a commit after the read wakes us.
-		wake := s.hub.Wait(key)
-		var queueWake <-chan struct{}
-		if customerSide && conv.State == conversation.StateQueued && conv.QueueID != nil {
-			queueWake = s.hub.Wait(events.QueueKey(conv.QueueID.String()))
-		}
+		// Take the snapshot before reading: its Changed is closed by the
+		// tail's next pass, which follows any commit after this read.
+		snap := tail.Snapshot()
 		// Access is checked again before anything more is sent: the
 		// credential may have been revoked or expired, and an agent may
-		// have lost the conversation to a colleague.
-		if conv, err = s.recheck(ctx, guard, p, id, holder); err != nil {
+		// have lost the conversation to a colleague. The credential is
+		// checked after the tail read the events it hands out, and the
+		// conversation as the tail read it after them.
+		use := snap
+		if reread {
+			use = nil
+		}
+		if conv, err = s.recheck(ctx, guard, p, id, holder, use); err != nil {
 			return err
 		}
+		var queueWake <-chan struct{}
 		if customerSide {
-			if err := s.sendPosition(ctx, conv, &lastPosition, stream); err != nil {
+			if queueWake, err = s.sendPosition(ctx, conv, &line, &lastPosition, stream); err != nil {
 				return err
 			}
 		}
-		evs, err := chatlog.EventsAfter(ctx, s.db.Client, id, *cursor, replayBatch)
+		evs, more, err := s.tails.Next(ctx, use, id, *cursor, replayBatch)
 		if err != nil {
 			return apierr.Internal(err)
 		}
@@ -106,10 +126,10 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		case interrupted:
 			continue // revoked meanwhile: re-check before sending more
 		}
-		if len(evs) == replayBatch {
+		if more {
 			continue
 		}
-		if err := s.await(ctx, guard, allowed, wake, queueWake, signals, me.ID, idle, stream); err != nil {
+		if reread, err = s.await(ctx, guard, allowed, snap.Changed(), queueWake, signals, me.ID, idle, stream); err != nil {
 			return err
 		}
 	}
@@ -125,7 +145,7 @@ func (s *Service) allowed(guard *auth.Guard, p *auth.Principal, id uuid.UUID, ho
 		if p.Role != auth.RoleAgent {
 			return guard.Check(ctx)
 		}
-		_, err := s.recheck(ctx, guard, p, id, holder)
+		_, err := s.recheck(ctx, guard, p, id, holder, nil)
 		return err
 	}
 }
@@ -173,18 +193,26 @@ func sendEvents(ctx context.Context, guard *auth.Guard, evs []*ent.Event, viewer
 	return false, false, nil
 }
 
-// recheck re-reads the conversation and ends the stream (with the error to
-// return) if the caller may no longer read it: its credential was revoked
-// or expired, it lost access (an agent whose queue's chat went to a
-// colleague), or, for the agent holding it, it left them. A guest whose
-// token was revoked because the conversation closed still receives the
-// rest of the log, up to the closing event it was there for.
-func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Principal, id uuid.UUID, holder bool) (*ent.Conversation, error) {
+// recheck ends the stream (with the error to return) if the caller may no
+// longer read the conversation: its credential was revoked or expired, it
+// lost access (an agent whose queue's chat went to a colleague), or, for
+// the agent holding it, it left them. It judges by the conversation as the
+// tail's snapshot has it if that is usable, and reads it again otherwise
+// (or if snap is nil). A guest whose token was revoked because the conversation
+// closed still receives the rest of the log, up to the closing event it
+// was there for.
+func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Principal, id uuid.UUID, holder bool, snap *delivery.Snapshot) (*ent.Conversation, error) {
 	credErr := guard.Check(ctx)
 	if credErr != nil && (p.Role != auth.RoleGuest || apierr.Reason(credErr) != auth.ReasonTokenRevoked) {
 		return nil, credErr
 	}
-	conv, err := chatlog.Reauthorize(ctx, s.db.Client, p, id)
+	var conv *ent.Conversation
+	var err error
+	if snap != nil && snap.Usable() {
+		conv, err = snap.Conversation, chatlog.Recheck(ctx, s.db.Client, p, snap.Conversation)
+	} else {
+		conv, err = chatlog.Reauthorize(ctx, s.db.Client, p, id)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -198,54 +226,76 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	return conv, nil
 }
 
-// sendPosition sends the conversation's queue position if it waits and
-// the position or estimate changed since *last.
-func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
-	pos, waiting, err := chatlog.Position(ctx, s.db.Client, conv, s.clk.Now())
+// sendPosition sends conv's queue position while it waits, if the position
+// or estimate changed since *last, from the line of its queue, which it
+// follows in *line (leaving the line of a queue it no longer waits in;
+// joining one waits for its first computation, so that a waiting chat's
+// stream tells its place before anything else). It returns the channel
+// closed when the line has new positions, nil unless conv waits.
+func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, line **delivery.Line, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) (<-chan struct{}, error) {
+	waiting := conv.State == conversation.StateQueued && conv.QueueID != nil && conv.QueuedAt != nil
+	if *line != nil && (!waiting || (*line).Queue() != *conv.QueueID) {
+		(*line).Leave()
+		*line = nil
+	}
+	if !waiting {
+		return nil, nil
+	}
+	if *line == nil {
+		*line = s.lines.Join(*conv.QueueID)
+	}
+	positions, err := (*line).Positions(ctx)
 	if err != nil {
-		return apierr.Internal(err)
+		return nil, err
 	}
-	if !waiting || proto.Equal(pos, *last) {
-		return nil
+	if positions.Err != nil {
+		return nil, apierr.Internal(positions.Err)
 	}
-	*last = pos
-	return stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_QueuePosition{QueuePosition: pos}})
+	if pos, ok := positions.Of(conv.ID); ok && !proto.Equal(pos, *last) {
+		*last = pos
+		if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_QueuePosition{QueuePosition: pos}}); err != nil {
+			return nil, err
+		}
+	}
+	return positions.Changed(), nil
 }
 
 // await passes on other participants' signals and sends heartbeats until
-// the log has news (wake), the stream's credential changed, or the stream
-// ends. Nothing is sent once the credential no longer holds.
-func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle clock.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+// the log or the queue has news (wake, queueWake), the stream's credential
+// changed, the stream's access no longer holds (reread: then the caller
+// re-checks against the store), or the stream ends. Nothing is sent once
+// the stream's access no longer holds.
+func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle clock.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) (reread bool, err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-wake:
-			return nil
+			return false, nil
 		case <-queueWake:
-			return nil
+			return false, nil
 		case <-guard.Changed():
-			return nil
+			return false, nil
 		case <-guard.Expired():
-			return nil
+			return false, nil
 		case sig := <-signals:
 			if sig.From == me {
 				continue
 			}
 			if allowed(ctx) != nil {
-				return nil // the loop re-checks access and ends the stream
+				return true, nil // the loop re-checks access and ends the stream
 			}
 			idle.Reset(s.opts.Heartbeat) // before sending, as in follow
 			if err := stream.Send(signalItem(sig)); err != nil {
-				return err
+				return false, err
 			}
 		case <-idle.C():
 			if allowed(ctx) != nil {
-				return nil
+				return true, nil
 			}
 			beat := &parleyv1.Heartbeat{SendTime: timestamppb.New(s.clk.Now())}
 			if err := stream.Send(&parleyv1.SubscribeResponse{Item: &parleyv1.SubscribeResponse_Heartbeat{Heartbeat: beat}}); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
