@@ -142,12 +142,22 @@ func (e *pgEngine) close() error { return errors.Join(e.db.Close(), e.reads.Clos
 // lost maxAttempts races.
 func (e *pgEngine) write(ctx context.Context, fn func(context.Context, *ent.Tx) error) error {
 	backoff := time.Millisecond
+	abortedAttempts := 0
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("store: write not started: %w", err)
 		}
 		err := e.attempt(ctx, fn)
-		if err == nil || !retryable(err) {
+		if aborted(err) {
+			// A statement failed and fn went on (ent swallows an error
+			// reported after a row it read back): the likeliest cause is
+			// a lost race, so a few retries; a cause that is not transient
+			// fails every time and is answered as it is.
+			abortedAttempts++
+			if abortedAttempts > maxAbortedAttempts {
+				return err
+			}
+		} else if err == nil || !retryable(err) {
 			return classifyPG(err)
 		}
 		if attempt == maxAttempts {
@@ -272,6 +282,19 @@ func (e *pgEngine) exclusive(ctx context.Context, key string) (func(), error) {
 		}
 		conn.Close()
 	}, nil
+}
+
+// maxAbortedAttempts bounds the retries of a write whose transaction was
+// found aborted by an error that fn did not return.
+const maxAbortedAttempts = 3
+
+// aborted reports whether err is a statement refused, or a commit turned
+// into a rollback, because the transaction had already failed
+// (in_failed_sql_transaction): an earlier error was lost on the way to
+// fn's caller.
+func aborted(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "25P02" || errors.Is(err, pgx.ErrTxCommitRollback)
 }
 
 // retryable reports whether err is a transaction losing a race: a
