@@ -112,6 +112,14 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 		if err != nil {
 			return apierr.Internal(err)
 		}
+		if (use == nil || !use.Usable()) && conv != nil {
+			// Access was judged on the conversation read before these
+			// events: pass on only what was committed by then; the rest
+			// waits for the next round's check.
+			for len(evs) > 0 && evs[len(evs)-1].Seq > conv.LastSeq {
+				evs, more = evs[:len(evs)-1], true
+			}
+		}
 		if len(evs) > 0 {
 			// Reset before sending, so a client that received an item
 			// knows when the next heartbeat is due.
