@@ -16,6 +16,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/store"
 )
 
 // backlog is how many chats wait throughout the routing benchmarks.
@@ -23,10 +24,12 @@ const backlog = 1000
 
 // benchServer starts a server on real time for a routing benchmark: no
 // demo agents, no write or guest limits, and one queue, "Bench" (chats of
-// issue type billing go there), auto-accepting or not.
+// issue type billing go there), auto-accepting or not. On PostgreSQL its
+// pools have parleyd's default size, not the tests' smaller one.
 func benchServer(b *testing.B, autoAccept bool) *servertest.Server {
 	b.Helper()
-	return servertest.Start(b, servertest.WithoutWriteLimits(), servertest.WithBootstrap(func(f *bootstrap.File) {
+	pools := servertest.WithStoreOptions(store.Options{MaxConns: store.DefaultMaxConns})
+	return servertest.Start(b, pools, servertest.WithoutWriteLimits(), servertest.WithBootstrap(func(f *bootstrap.File) {
 		f.Settings.MaxGuestSessionsPerHour = 1_000_000
 		f.Settings.MaxGuestSessionsPerHourPerAddress = 0
 		f.Agents = nil
