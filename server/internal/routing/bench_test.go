@@ -124,13 +124,22 @@ func BenchmarkAssignWithBacklog(b *testing.B) {
 
 // BenchmarkCapacityFreedToOffer measures how soon an agent who frees
 // capacity is offered the next chat, with 1,000 chats waiting: 20 agents
-// of capacity 1 watch their work (WatchWork) and each holds one chat; then
-// all of them at once, b.N times in all, close their chat, wait for the
-// next offer on their stream and accept it, and start a new chat (as a
-// guest would), so the backlog stays at 1,000. It reports the time from
-// the close call to the offer's arrival on the stream (p50, p99) and the
-// assignments/s the agents made.
+// of capacity 1 watch their work (WatchWork) and each holds one chat. Then,
+// b.N times in all, an agent closes their chat, waits for the next offer
+// on their stream, accepts it, and starts a new chat (as a guest would), so
+// the backlog stays at 1,000: one agent at a time, the 20 in turn
+// ("one-at-a-time"), or all 20 at once, as fast as the server lets them
+// ("all-at-once", a saturated server). It reports the time from the close
+// call to the offer's arrival on the stream (p50, p99) and the
+// assignments/s made.
 func BenchmarkCapacityFreedToOffer(b *testing.B) {
+	b.Run("one-at-a-time", func(b *testing.B) { benchFreedToOffer(b, 1) })
+	b.Run("all-at-once", func(b *testing.B) { benchFreedToOffer(b, 20) })
+}
+
+// benchFreedToOffer runs BenchmarkCapacityFreedToOffer with 20 agents
+// acting in turn in each of workers goroutines.
+func benchFreedToOffer(b *testing.B, workers int) {
 	const agents = 20
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -184,9 +193,9 @@ func BenchmarkCapacityFreedToOffer(b *testing.B) {
 		wg        sync.WaitGroup
 	)
 	b.ResetTimer()
-	for i := range clients {
+	for w := range workers {
 		wg.Go(func() {
-			for turns.Add(1) <= int64(b.N) {
+			for i := w; turns.Add(1) <= int64(b.N); i = (i + workers) % agents {
 				start := time.Now()
 				_, err := clients[i].Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: held[i]})
 				if err != nil {
