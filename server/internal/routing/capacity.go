@@ -64,7 +64,17 @@ func hasFreeCapacity() predicate.Agent {
 // channel, or fails with errUnavailable (and the transaction must roll
 // back).
 func reserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, channel string, now time.Time) error {
-	ok, err := tryReserveCapacity(ctx, tx, agentID, channel, now)
+	a, err := tx.Agent.Get(ctx, agentID)
+	if err != nil {
+		return fmt.Errorf("load agent %s: %w", agentID, err)
+	}
+	var loads map[uuid.UUID]map[string]int
+	if _, limited := a.ChannelCapacity[channel]; limited && presenceOn(a, channel) == agent.PresenceAvailable {
+		if loads, err = channelLoads(ctx, tx.Client(), []uuid.UUID{agentID}); err != nil {
+			return err
+		}
+	}
+	ok, err := reserve(ctx, tx, a, loads[agentID], channel, now)
 	if err != nil {
 		return err
 	}
@@ -74,35 +84,26 @@ func reserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, channel
 	return nil
 }
 
-// tryReserveCapacity takes one unit of an agent's capacity for work on
-// channel and reports true, or reports false and changes nothing: the
-// agent is not available on the channel or has no room there. It checks
-// the channel's presence and capacity first, then takes the unit with a
-// conditional update that keeps the universal capacity; on PostgreSQL a
-// concurrent change of the agent's row between the two makes the
-// (serializable) transaction retry, so a false answer never needs a
-// rollback and other work of the same transaction stands.
-func tryReserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, channel string, now time.Time) (bool, error) {
-	a, err := tx.Agent.Get(ctx, agentID)
-	if err != nil {
-		return false, fmt.Errorf("load agent %s: %w", agentID, err)
-	}
-	var loads map[uuid.UUID]map[string]int
-	if _, limited := a.ChannelCapacity[channel]; limited && presenceOn(a, channel) == agent.PresenceAvailable {
-		if loads, err = channelLoads(ctx, tx.Client(), []uuid.UUID{agentID}); err != nil {
-			return false, err
-		}
-	}
-	if room(a, loads[agentID], channel) <= 0 {
+// reserve takes one unit of agent a's capacity for work on channel and
+// reports true, or reports false and changes nothing: a is not available
+// on the channel or has no room there. a and channelLoad (its work per
+// channel, see room) are as read in tx. It checks the channel's presence
+// and capacity first, then takes the unit with a conditional update that
+// keeps the universal capacity, so a false answer needs no rollback and
+// other work of the same transaction stands; on PostgreSQL a concurrent
+// change of the agent's row since tx read it makes the (serializable)
+// transaction retry.
+func reserve(ctx context.Context, tx *ent.Tx, a *ent.Agent, channelLoad map[string]int, channel string, now time.Time) (bool, error) {
+	if room(a, channelLoad, channel) <= 0 {
 		return false, nil
 	}
 	n, err := tx.Agent.Update().
-		Where(agent.ID(agentID), hasFreeCapacity()).
+		Where(agent.ID(a.ID), hasFreeCapacity()).
 		AddLoad(1).
 		SetLastAssignedAt(now).
 		Save(ctx)
 	if err != nil {
-		return false, fmt.Errorf("reserve capacity of agent %s: %w", agentID, err)
+		return false, fmt.Errorf("reserve capacity of agent %s: %w", a.ID, err)
 	}
 	return n > 0, nil
 }
