@@ -311,6 +311,9 @@ func (d *Dispatcher) assignHead(ctx context.Context, whole bool) (bool, error) {
 	}
 	slices.SortFunc(served, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
 	served = slices.Compact(served)
+	if len(served) == 0 {
+		return false, nil // the agents with room are in no queue
+	}
 	limit := maxWorkPerPass
 	if !whole {
 		limit = min(maxWorkPerPass, 2*free+headSlack)
