@@ -62,38 +62,50 @@ func hasFreeCapacity() predicate.Agent {
 
 // reserveCapacity takes one unit of an agent's capacity for work on
 // channel, or fails with errUnavailable (and the transaction must roll
-// back). The conditional update keeps the universal capacity and locks the
-// agent's row; the channel's presence and capacity are then checked under
-// that lock.
+// back).
 func reserveCapacity(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, channel string, now time.Time) error {
-	n, err := tx.Agent.Update().
-		Where(agent.ID(agentID), hasFreeCapacity()).
-		AddLoad(1).
-		SetLastAssignedAt(now).
-		Save(ctx)
-	if err != nil {
-		return fmt.Errorf("reserve capacity of agent %s: %w", agentID, err)
-	}
-	if n == 0 {
-		return errUnavailable
-	}
 	a, err := tx.Agent.Get(ctx, agentID)
 	if err != nil {
 		return fmt.Errorf("load agent %s: %w", agentID, err)
 	}
-	// Judge the agent as it was before this reservation: its load counts
-	// the new work already, the channel counts below do not.
-	a.Load--
 	var loads map[uuid.UUID]map[string]int
 	if _, limited := a.ChannelCapacity[channel]; limited && presenceOn(a, channel) == agent.PresenceAvailable {
 		if loads, err = channelLoads(ctx, tx.Client(), []uuid.UUID{agentID}); err != nil {
 			return err
 		}
 	}
-	if room(a, loads[agentID], channel) <= 0 {
+	ok, err := reserve(ctx, tx, a, loads[agentID], channel, now)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return errUnavailable
 	}
 	return nil
+}
+
+// reserve takes one unit of agent a's capacity for work on channel and
+// reports true, or reports false and changes nothing: a is not available
+// on the channel or has no room there. a and channelLoad (its work per
+// channel, see room) are as read in tx. It checks the channel's presence
+// and capacity first, then takes the unit with a conditional update that
+// keeps the universal capacity, so a false answer needs no rollback and
+// other work of the same transaction stands; on PostgreSQL a concurrent
+// change of the agent's row since tx read it makes the (serializable)
+// transaction retry.
+func reserve(ctx context.Context, tx *ent.Tx, a *ent.Agent, channelLoad map[string]int, channel string, now time.Time) (bool, error) {
+	if room(a, channelLoad, channel) <= 0 {
+		return false, nil
+	}
+	n, err := tx.Agent.Update().
+		Where(agent.ID(a.ID), hasFreeCapacity()).
+		AddLoad(1).
+		SetLastAssignedAt(now).
+		Save(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reserve capacity of agent %s: %w", a.ID, err)
+	}
+	return n > 0, nil
 }
 
 // room is how many more conversations on channel agent a can be offered
@@ -171,10 +183,17 @@ func loadPool(ctx context.Context, db *ent.Client) ([]engine.Agent, error) {
 		ids = append(ids, a.ID)
 		pool = append(pool, ea)
 	}
-	if len(pool) == 0 {
-		return nil, nil
+	// Work per channel matters only where a channel has its own limit.
+	var limited []uuid.UUID
+	for i, a := range pool {
+		if len(a.ChannelCapacity) > 0 {
+			limited = append(limited, ids[i])
+		}
 	}
-	loads, err := channelLoads(ctx, db, ids)
+	if len(limited) == 0 {
+		return pool, nil
+	}
+	loads, err := channelLoads(ctx, db, limited)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,12 @@ func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by chatlog.S
 	if err := withdrawOffers(ctx, tx, conv.ID, now, &n); err != nil {
 		return nil, err
 	}
-	update := tx.Conversation.UpdateOneID(conv.ID).SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().ClearQueueEnteredAt()
+	// An update by predicate, not UpdateOneID: ent reads an updated row
+	// back, and on PostgreSQL a serialization failure reported after that
+	// row is lost, so the next statement fails as "transaction aborted",
+	// which is not retried.
+	update := tx.Conversation.Update().Where(conversation.ID(conv.ID)).
+		SetState(conversation.StateClosed).SetClosedAt(now).ClearQueuedAt().ClearQueueEnteredAt()
 	if conv.AgentID != nil && conv.State == conversation.StateAssigned {
 		// The agent's capacity stays held for the queue's wrap-up time.
 		wrapUp, err := wrapUpOf(ctx, tx, conv)

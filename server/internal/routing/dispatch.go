@@ -7,10 +7,12 @@
 package routing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,9 +36,10 @@ const DefaultOfferTimeout = 30 * time.Second
 const maxWorkPerPass = 1000
 
 // Dispatcher offers waiting conversations to available agents and keeps
-// routing moving. The engine proposes from a snapshot; each proposal
-// commits in its own short transaction that re-checks it with conditional
-// updates, so a stale proposal (another replica was faster) is a no-op.
+// routing moving. The engine proposes from a snapshot; the proposals
+// commit in short transactions (several to one) in which each is
+// re-checked on its own with conditional updates, so a stale proposal
+// (another replica or call was faster) is a no-op and the others stand.
 // Nothing authoritative lives here: after a restart, the store holds every
 // waiting chat, offer and lease.
 type Dispatcher struct {
@@ -71,26 +74,46 @@ func (d *Dispatcher) Kick() {
 	}
 }
 
-// Run makes passes on every kick and every sweep interval (which bounds how
-// late an offer expiry, a lost agent or an overflow is noticed) until ctx
-// ends.
+// Run makes a full pass at once and at every sweep interval (which bounds
+// how late an offer expiry, a lost agent or an overflow is noticed), and on
+// every kick in between an assigning pass (a kick means that work or
+// capacity changed), until ctx ends. Kicks that come while a pass runs
+// coalesce into one pass after it.
 func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 	ticker := d.clk.NewTicker(sweep)
 	defer ticker.Stop()
+	steps := d.steps()
 	for {
-		if err := d.Pass(ctx); err != nil && ctx.Err() == nil {
+		if err := d.turn(ctx, steps); err != nil && ctx.Err() == nil {
 			d.log.Error("routing pass failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.kick:
+			steps = []step{{"assign", d.assign}}
 		case <-ticker.C():
+			steps = d.steps()
 		}
 	}
 }
 
-// Pass does one round of routing work: it renews the leases of this
+// step is one part of a pass.
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+// steps are a full pass's steps, in order.
+func (d *Dispatcher) steps() []step {
+	return []step{
+		{"renew leases", d.renewLeases}, {"lose dropped agents", d.loseDroppedAgents},
+		{"close abandoned chats", d.closeAbandoned}, {"end wrap-ups", d.endWrapUps},
+		{"expire offers", d.expireOffers}, {"overflow", d.overflow}, {"assign", d.assign},
+	}
+}
+
+// Pass does one full round of routing work: it renews the leases of this
 // replica's work streams, takes lost agents' work back, closes abandoned
 // chats, ends lapsed wrap-ups, expires lapsed offers, moves chats that
 // waited too long, then offers waiting work to agents. A step that fails
@@ -99,29 +122,28 @@ func (d *Dispatcher) Run(ctx context.Context, sweep time.Duration) {
 // with backoff while the other rows go on (see isolate). Pass returns the
 // steps' failures.
 func (d *Dispatcher) Pass(ctx context.Context) error {
-	d.passing.Lock()
-	defer d.passing.Unlock()
-	// Replicas take turns too: each pass reads what the one before it
-	// decided, so two never propose the same offers.
-	return store.Exclusive(ctx, d.db, "routing-pass", func() error { return d.pass(ctx) })
+	return d.turn(ctx, d.steps())
 }
 
-// pass is one routing pass; Pass runs one at a time.
-func (d *Dispatcher) pass(ctx context.Context) error {
+// turn runs steps as one pass, in turn with every other pass: this
+// replica's (a pass asked for while another runs starts after it) and,
+// through store.Exclusive, other replicas', so each pass reads what the one
+// before it decided and two never propose the same offers.
+func (d *Dispatcher) turn(ctx context.Context, steps []step) error {
+	d.passing.Lock()
+	defer d.passing.Unlock()
+	return store.Exclusive(ctx, d.db, "routing-pass", func() error { return d.pass(ctx, steps) })
+}
+
+// pass runs steps; turn runs one pass at a time.
+func (d *Dispatcher) pass(ctx context.Context, steps []step) error {
 	if d.OnPass != nil {
 		defer func(start time.Time) { d.OnPass(d.clk.Now().Sub(start)) }(d.clk.Now())
 	}
 	var errs []error
-	for _, step := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"renew leases", d.renewLeases}, {"lose dropped agents", d.loseDroppedAgents},
-		{"close abandoned chats", d.closeAbandoned}, {"end wrap-ups", d.endWrapUps},
-		{"expire offers", d.expireOffers}, {"overflow", d.overflow}, {"assign", d.assign},
-	} {
-		if err := recovered(func() error { return step.run(ctx) }); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", step.name, err))
+	for _, s := range steps {
+		if err := recovered(func() error { return s.run(ctx) }); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -131,7 +153,11 @@ func (d *Dispatcher) pass(ctx context.Context) error {
 // collected.
 func (d *Dispatcher) commit(ctx context.Context, fn func(tx *ent.Tx, n *notes) error) error {
 	var n notes
-	if err := store.InTx(ctx, d.db, func(ctx context.Context, tx *ent.Tx) error { return fn(tx, &n) }); err != nil {
+	err := store.InTx(ctx, d.db, func(ctx context.Context, tx *ent.Tx) error {
+		n = notes{} // a retried transaction (PostgreSQL) starts over
+		return fn(tx, &n)
+	})
+	if err != nil {
 		return err
 	}
 	d.hub.Notify(n.keys...)
@@ -214,17 +240,17 @@ func withdrawOffers(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, n
 	return nil
 }
 
-// waiting loads the conversations waiting for an offer, in the order they
-// are served.
-func (d *Dispatcher) waiting(ctx context.Context) ([]*ent.Conversation, error) {
+// waiting loads up to limit conversations waiting for an offer in the
+// given queues, in the order they are served.
+func (d *Dispatcher) waiting(ctx context.Context, queues []uuid.UUID, limit int) ([]*ent.Conversation, error) {
 	rows, err := d.db.Conversation.Query().
 		Where(
 			conversation.StateEQ(conversation.StateQueued),
-			conversation.QueueIDNotNil(),
+			conversation.QueueIDIn(queues...),
 			conversation.Not(conversation.HasOffersWith(offer.StateEQ(offer.StatePending))),
 		).
 		Order(ent.Desc(conversation.FieldPriority), ent.Asc(conversation.FieldQueuedAt), ent.Asc(conversation.FieldID)).
-		Limit(maxWorkPerPass).
+		Limit(limit).
 		WithInteraction().
 		All(ctx)
 	if err != nil {
@@ -233,18 +259,37 @@ func (d *Dispatcher) waiting(ctx context.Context) ([]*ent.Conversation, error) {
 	return rows, nil
 }
 
+// assign offers waiting work to the agents who can take more. It looks
+// only at the queues of those agents, and first only at the head of their
+// line: as many waiting chats as the agents have free places, plus some,
+// since a chat an agent refused or cannot take (channel, skills) lets the
+// next one through. Only when that head leaves places free and more chats
+// wait behind it does it look again, at the whole line (up to
+// maxWorkPerPass), so nothing waits while an agent who could take it has
+// room.
 func (d *Dispatcher) assign(ctx context.Context) error {
-	waiting, err := d.waiting(ctx)
-	if err != nil || len(waiting) == 0 {
+	again, err := d.assignHead(ctx, false)
+	if err != nil || !again {
 		return err
 	}
+	_, err = d.assignHead(ctx, true)
+	return err
+}
+
+// assignHead loads the agents who can take more work and the head of the
+// line of their queues (the whole line, up to maxWorkPerPass, if whole),
+// asks the engine whom to offer it to, and commits its proposals. It
+// reports whether the line goes on beyond the head it loaded while the
+// proposals left places free: then a look at the whole line may find work
+// for them.
+func (d *Dispatcher) assignHead(ctx context.Context, whole bool) (bool, error) {
 	pool, err := loadPool(ctx, d.db.Client)
 	if err != nil || len(pool) == 0 {
-		return err
+		return false, err
 	}
 	queues, err := d.db.Queue.Query().All(ctx)
 	if err != nil {
-		return fmt.Errorf("load queues: %w", err)
+		return false, fmt.Errorf("load queues: %w", err)
 	}
 	byID := map[uuid.UUID]*ent.Queue{}
 	engineQueues := map[string]engine.Queue{}
@@ -252,9 +297,34 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 		byID[q.ID] = q
 		engineQueues[q.ID.String()] = engineQueue(q)
 	}
+	var served []uuid.UUID
+	free := 0
+	for _, a := range pool {
+		free += a.Capacity - a.Load
+		for q := range a.Queues {
+			id, err := uuid.Parse(q)
+			if err != nil {
+				return false, fmt.Errorf("queue id %q of agent %s: %w", q, a.ID, err)
+			}
+			served = append(served, id)
+		}
+	}
+	slices.SortFunc(served, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	served = slices.Compact(served)
+	if len(served) == 0 {
+		return false, nil // the agents with room are in no queue
+	}
+	limit := maxWorkPerPass
+	if !whole {
+		limit = min(maxWorkPerPass, 2*free+headSlack)
+	}
+	waiting, err := d.waiting(ctx, served, limit)
+	if err != nil || len(waiting) == 0 {
+		return false, err
+	}
 	refused, err := refusals(ctx, d.db.Client, waiting)
 	if err != nil {
-		return err
+		return false, err
 	}
 	now := d.clk.Now()
 	work := make([]engine.Work, 0, len(waiting))
@@ -270,7 +340,9 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 			return nil
 		})
 	}
-	for _, dec := range engine.Assign(engineQueues, work, pool, now) {
+	decisions := engine.Assign(engineQueues, work, pool, now)
+	proposals := make([]proposal, 0, len(decisions))
+	for _, dec := range decisions {
 		c := convs[dec.ConversationID]
 		agentID := uuid.MustParse(dec.AgentID)
 		seen := 0
@@ -279,12 +351,15 @@ func (d *Dispatcher) assign(ctx context.Context) error {
 				seen++
 			}
 		}
-		_ = d.isolate(ctx, "conversation "+c.ID.String(), func() error {
-			return d.offer(ctx, c, byID[*c.QueueID], agentID, seen)
-		})
+		proposals = append(proposals, proposal{conv: c, queue: byID[*c.QueueID], agentID: agentID, refusedSeen: seen})
 	}
-	return nil
+	d.propose(ctx, proposals)
+	return len(waiting) == limit && limit < maxWorkPerPass && len(decisions) < free, nil
 }
+
+// headSlack is how many waiting chats beyond twice the free places a pass
+// looks at first.
+const headSlack = 32
 
 // workOf is a waiting conversation as the engine sees it. An agent who
 // refused it rests from it for the queue's offer timeout, so others who
@@ -332,63 +407,157 @@ func refusals(ctx context.Context, db *ent.Client, waiting []*ent.Conversation) 
 	return out, nil
 }
 
-// offer commits one proposal: it re-checks that the conversation still
-// waits with no pending offer, that the agent has not refused it since the
-// snapshot the proposal came from (refusedSeen is how many of the agent's
-// declined or lapsed offers of it the snapshot held: a pass that read the
-// chat before the agent declined it must not offer it straight back), and
-// that the agent still has capacity on its channel; then it offers it, or
-// assigns it at once in an auto-accept queue.
-func (d *Dispatcher) offer(ctx context.Context, c *ent.Conversation, q *ent.Queue, agentID uuid.UUID, refusedSeen int) error {
+// maxOffersPerCommit bounds how many proposals commit in one transaction.
+const maxOffersPerCommit = 64
+
+// proposal is an engine decision ready to commit: offer conv, waiting in
+// queue, to the agent. refusedSeen is how many of the agent's declined or
+// lapsed offers of conv the snapshot held: a pass that read the chat
+// before the agent declined it must not offer it straight back.
+type proposal struct {
+	conv        *ent.Conversation
+	queue       *ent.Queue
+	agentID     uuid.UUID
+	refusedSeen int
+}
+
+// key names the proposal's row for isolate.
+func (p proposal) key() string { return "conversation " + p.conv.ID.String() }
+
+// propose commits proposals, up to maxOffersPerCommit in one transaction.
+// Each is re-checked on its own inside it (offerAll), so one that lost a
+// race (the chat was taken, the agent refused it, filled up or left) is
+// skipped and the others commit. If a transaction fails, its proposals are
+// committed again one by one, so that a broken row fails alone (isolate).
+// Rows backing off after a failure are left out.
+func (d *Dispatcher) propose(ctx context.Context, proposals []proposal) {
 	now := d.clk.Now()
-	channel := string(c.Edges.Interaction.Channel)
-	err := d.commit(ctx, func(tx *ent.Tx, n *notes) error {
-		still, err := tx.Conversation.Query().Where(
-			conversation.ID(c.ID),
-			conversation.StateEQ(conversation.StateQueued),
-			conversation.QueueID(q.ID),
-			conversation.Not(conversation.HasOffersWith(offer.StateEQ(offer.StatePending))),
-		).Exist(ctx)
-		if err != nil || !still {
+	proposals = slices.DeleteFunc(proposals, func(p proposal) bool { return d.failures.waiting(p.key(), now) })
+	for chunk := range slices.Chunk(proposals, maxOffersPerCommit) {
+		err := recovered(func() error {
+			return d.commit(ctx, func(tx *ent.Tx, n *notes) error { return d.offerAll(ctx, tx, chunk, n) })
+		})
+		if err == nil {
+			for _, p := range chunk {
+				d.failures.succeed(p.key())
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		for _, p := range chunk {
+			_ = d.isolate(ctx, p.key(), func() error {
+				return d.commit(ctx, func(tx *ent.Tx, n *notes) error { return d.offerAll(ctx, tx, []proposal{p}, n) })
+			})
+		}
+	}
+}
+
+// offerAll commits proposals inside tx, each on its own terms: it re-checks
+// that the conversation still waits in the queue with no pending offer,
+// that the agent has not refused it since the snapshot, and that the agent
+// still has room on its channel (counting the proposals before it); then it
+// offers it, or assigns it at once in an auto-accept queue. A proposal that
+// fails a re-check changes nothing and is no error: the next pass decides
+// again. The re-checks read every proposal's rows at once, and the offers
+// are inserted together.
+func (d *Dispatcher) offerAll(ctx context.Context, tx *ent.Tx, proposals []proposal, n *notes) error {
+	now := d.clk.Now()
+	var convIDs, agentIDs []uuid.UUID
+	for _, p := range proposals {
+		convIDs = append(convIDs, p.conv.ID)
+		agentIDs = append(agentIDs, p.agentID)
+	}
+	still, err := tx.Conversation.Query().Where(
+		conversation.IDIn(convIDs...),
+		conversation.StateEQ(conversation.StateQueued),
+		conversation.Not(conversation.HasOffersWith(offer.StateEQ(offer.StatePending))),
+	).Select(conversation.FieldID, conversation.FieldQueueID).All(ctx)
+	if err != nil {
+		return fmt.Errorf("check that the proposed conversations still wait: %w", err)
+	}
+	waitsIn := map[uuid.UUID]uuid.UUID{}
+	for _, c := range still {
+		if c.QueueID != nil {
+			waitsIn[c.ID] = *c.QueueID
+		}
+	}
+	refusedRows, err := tx.Offer.Query().Where(
+		offer.ConversationIDIn(convIDs...), offer.StateIn(offer.StateDeclined, offer.StateExpired),
+	).Select(offer.FieldConversationID, offer.FieldAgentID).All(ctx)
+	if err != nil {
+		return fmt.Errorf("count refusals: %w", err)
+	}
+	type pair struct{ conv, agent uuid.UUID }
+	refused := map[pair]int{}
+	for _, o := range refusedRows {
+		refused[pair{o.ConversationID, o.AgentID}]++
+	}
+	agentRows, err := tx.Agent.Query().Where(agent.IDIn(agentIDs...)).All(ctx)
+	if err != nil {
+		return fmt.Errorf("load the proposed agents: %w", err)
+	}
+	agents := map[uuid.UUID]*ent.Agent{}
+	var limited []uuid.UUID
+	for _, a := range agentRows {
+		agents[a.ID] = a
+		if len(a.ChannelCapacity) > 0 {
+			limited = append(limited, a.ID)
+		}
+	}
+	loads := map[uuid.UUID]map[string]int{}
+	if len(limited) > 0 {
+		if loads, err = channelLoads(ctx, tx.Client(), limited); err != nil {
 			return err
 		}
-		refused, err := tx.Offer.Query().Where(
-			offer.ConversationID(c.ID), offer.AgentID(agentID), offer.StateIn(offer.StateDeclined, offer.StateExpired),
-		).Count(ctx)
+	}
+	var creates []*ent.OfferCreate
+	var assign []proposal
+	for _, p := range proposals {
+		c, q, a := p.conv, p.queue, agents[p.agentID]
+		channel := string(c.Edges.Interaction.Channel)
+		switch {
+		case waitsIn[c.ID] != q.ID:
+			continue // taken, closed or moved since the snapshot
+		case refused[pair{c.ID, p.agentID}] > p.refusedSeen:
+			continue // refused since the snapshot: the next pass decides with it
+		case a == nil:
+			continue // the agent was deleted
+		}
+		ok, err := reserve(ctx, tx, a, loads[a.ID], channel, now)
 		if err != nil {
-			return fmt.Errorf("count refusals: %w", err)
-		}
-		if refused > refusedSeen {
-			return nil // refused since the snapshot: the next pass decides with it
-		}
-		if err := reserveCapacity(ctx, tx, agentID, channel, now); err != nil {
 			return err
 		}
+		if !ok {
+			continue // the agent filled up or left meanwhile
+		}
+		a.Load++
+		if loads[a.ID] == nil {
+			loads[a.ID] = map[string]int{}
+		}
+		loads[a.ID][channel]++
 		create := tx.Offer.Create().
 			SetConversationID(c.ID).
-			SetAgentID(agentID).
+			SetAgentID(a.ID).
 			SetExpiresAt(now.Add(time.Duration(q.OfferTimeoutMs) * time.Millisecond))
 		if q.AutoAccept {
 			create.SetState(offer.StateAccepted).SetDecidedAt(now)
+			assign = append(assign, p)
 		}
-		if err := create.Exec(ctx); err != nil {
-			return fmt.Errorf("create offer: %w", err)
-		}
-		n.agent(agentID)
-		if q.AutoAccept {
-			me, err := tx.Agent.Get(ctx, agentID)
-			if err != nil {
-				return fmt.Errorf("load agent: %w", err)
-			}
-			return assignTo(ctx, tx, c.ID, me, nil, now, n)
-		}
-		return nil
-	})
-	if errors.Is(err, errUnavailable) {
-		return nil // the agent filled up or left meanwhile: a later pass retries
+		creates = append(creates, create)
+		n.agent(a.ID)
 	}
-	if err != nil {
-		return fmt.Errorf("offer conversation %s to agent %s: %w", c.ID, agentID, err)
+	if len(creates) == 0 {
+		return nil
+	}
+	if err := tx.Offer.CreateBulk(creates...).Exec(ctx); err != nil {
+		return fmt.Errorf("create offers: %w", err)
+	}
+	for _, p := range assign {
+		if err := assignTo(ctx, tx, p.conv.ID, agents[p.agentID], nil, now, n); err != nil {
+			return fmt.Errorf("assign conversation %s to agent %s: %w", p.conv.ID, p.agentID, err)
+		}
 	}
 	return nil
 }

@@ -257,7 +257,8 @@ func assignTo(ctx context.Context, tx *ent.Tx, convID uuid.UUID, me *ent.Agent, 
 	} else if conv.State != conversation.StateQueued {
 		return errNotWaiting(conv.ID)
 	}
-	if err := tx.Conversation.UpdateOneID(conv.ID).
+	// By predicate, not UpdateOneID, for the reason Close gives.
+	if err := tx.Conversation.Update().Where(conversation.ID(conv.ID)).
 		SetState(conversation.StateAssigned).
 		SetAgentID(me.ID).
 		ClearQueuedAt().

@@ -466,6 +466,31 @@ func TestPriorityThenFIFO(t *testing.T) {
 	}
 }
 
+// TestPassLooksPastARefusedHead: a pass first reads only the head of the
+// line (a few dozen chats more than the free places); when the one agent
+// with room rests from every chat there (she declined them a moment ago),
+// the pass reads the rest of the line and offers her the first chat behind
+// the head.
+func TestPassLooksPastARefusedHead(t *testing.T) {
+	r := newRig(t)
+	r.issueTypes("busy")
+	q := r.queue("busy", 1, nil)
+	const declined = 40 // more than a pass reads first for one free place
+	var chats []string
+	for range declined + 1 {
+		id, _ := r.chat("busy")
+		chats = append(chats, id)
+		r.srv.Clock.Advance(time.Second)
+	}
+	_, ann := r.agent("Ann", 1, q)
+	for _, c := range chats[:declined] {
+		offerID, _ := r.offeredTo(c)
+		_, err := ann.Routing.DeclineOffer(r.ctx, &parleyv1.DeclineOfferRequest{OfferId: offerID})
+		must(t, err)
+	}
+	r.offeredTo(chats[declined])
+}
+
 // TestWrapUpAndAutoAccept: an auto-accept queue assigns at once; after a
 // chat of a queue with wrap-up closes, the agent's capacity stays held for
 // the wrap-up time.
