@@ -569,6 +569,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{TokensColumns[6]},
 			},
+			{
+				Name:    "token_conversation_id",
+				Unique:  false,
+				Columns: []*schema.Column{TokensColumns[8]},
+			},
 		},
 	}
 	// AgentQueuesColumns holds the columns for the "agent_queues" table.

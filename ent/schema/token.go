@@ -46,5 +46,9 @@ func (Token) Indexes() []ent.Index {
 		// The retention sweep deletes tokens long expired or revoked.
 		index.Fields("expires_at"),
 		index.Fields("revoked_at"),
+		// Closing a chat revokes its guest tokens: without this index the
+		// revocation reads every token (and, on PostgreSQL, conflicts
+		// with every concurrent guest start).
+		index.Fields("conversation_id"),
 	}
 }

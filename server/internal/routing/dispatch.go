@@ -53,8 +53,8 @@ type Dispatcher struct {
 	failures *failures
 	// passing makes this replica's passes take turns: a pass asked for
 	// (App.Dispatch) while a kicked one runs starts after it, so when it
-	// returns the routing it saw is done. Passes on other replicas still
-	// run beside it, safely (conditional updates).
+	// returns the routing it saw is done. Passes on other replicas take
+	// turns with it through store.Exclusive.
 	passing sync.Mutex
 	// OnPass, if set before Run, is told how long each pass took (on the
 	// dispatcher's clock), for metrics.
