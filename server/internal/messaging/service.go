@@ -6,6 +6,7 @@
 package messaging
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -124,7 +125,11 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	now := s.clk.Now()
 	var appended *ent.Event
 	var limited *sendLimited
-	err = store.InTx(store.Serialize(ctx, chatlog.SerialKey(id)), s.db, func(ctx context.Context, tx *ent.Tx) error {
+	// READ COMMITTED on PostgreSQL: each check is atomic where it is made
+	// (the limit's upsert, the attachments' conditional update, the
+	// state in AppendPost's UPDATE, the unique keys), and sends to one
+	// conversation take turns (Serialize).
+	err = store.InTx(store.ReadCommitted(store.Serialize(ctx, chatlog.SerialKey(id))), s.db, func(ctx context.Context, tx *ent.Tx) error {
 		// Spent with the write: a send that is not written (a retry, an
 		// overloaded store) spends nothing.
 		limited = nil
@@ -251,9 +256,20 @@ func (s *Service) attachmentsFor(ctx context.Context, tx *ent.Tx, convID uuid.UU
 		}
 		out = append(out, attachmentToProto(rows[i]))
 	}
-	// Referenced uploads are kept with the message; the others expire.
-	if err := tx.Attachment.Update().Where(attachment.IDIn(uuids...), attachment.Referenced(false)).SetReferenced(true).Exec(ctx); err != nil {
+	// Referenced uploads are kept with the message; the others expire. The
+	// update is the check that counts (it locks the rows, and retention
+	// deletes only unreferenced ones): an upload deleted since the read
+	// above is not there to mark.
+	distinct := slices.Compact(slices.SortedFunc(slices.Values(uuids), func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }))
+	marked, err := tx.Attachment.Update().
+		Where(attachment.IDIn(distinct...), attachment.ConversationID(convID), attachment.UploaderID(sender.ID)).
+		SetReferenced(true).Save(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("mark attachments referenced: %w", err)
+	}
+	if marked != len(distinct) {
+		return nil, apierr.New(connect.CodeFailedPrecondition, "ATTACHMENT_NOT_AVAILABLE",
+			"an attachment of this message expired before it was sent; upload it again")
 	}
 	return out, nil
 }

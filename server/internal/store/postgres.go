@@ -205,7 +205,11 @@ func (e *pgEngine) attempt(ctx context.Context, fn func(context.Context, *ent.Tx
 	// make its caller's retry slower.
 	req := &writeRequest{}
 	wctx := context.WithValue(context.WithoutCancel(ctx), writeKey{}, req)
-	sqlTx, err := conn.BeginTx(wctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+	isolation := sql.LevelSerializable
+	if readCommitted(ctx) {
+		isolation = sql.LevelReadCommitted
+	}
+	sqlTx, err := conn.BeginTx(wctx, &sql.TxOptions{Isolation: isolation})
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}

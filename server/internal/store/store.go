@@ -180,6 +180,28 @@ func Exclusive(ctx context.Context, db *DB, key string, fn func() error) error {
 	return fn()
 }
 
+// readCommittedKey marks a context whose PostgreSQL writes run at READ
+// COMMITTED.
+type readCommittedKey struct{}
+
+// ReadCommitted returns a context whose write transactions run at READ
+// COMMITTED instead of SERIALIZABLE on PostgreSQL (SQLite's single writer
+// is serial either way), so they are never aborted for a conflict that
+// only serializability sees. Use it only for a transaction whose every
+// check is atomic in the statement that depends on it (a conditional
+// update that re-reads the row it locks, an upsert, a unique constraint)
+// or made under a Serialize key that every conflicting writer also takes:
+// the hot send path is the case (chatlog.AppendPost checks the state in
+// its UPDATE).
+func ReadCommitted(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readCommittedKey{}, true)
+}
+
+func readCommitted(ctx context.Context) bool {
+	rc, _ := ctx.Value(readCommittedKey{}).(bool)
+	return rc
+}
+
 // serialKey holds a context's Serialize keys.
 type serialKey struct{}
 
