@@ -236,10 +236,6 @@ func nextSeq(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID) (int64, 
 	return seq, rows.Close()
 }
 
-// SerialKey is the store.Serialize key of the conversation's log: the
-// writes that append to it take turns instead of racing for its last_seq.
-func SerialKey(id uuid.UUID) string { return "conversation:" + id.String() }
-
 // EventsAfter returns up to limit events with seq > afterSeq, in seq order.
 func EventsAfter(ctx context.Context, db *ent.Client, conversationID uuid.UUID, afterSeq int64, limit int) ([]*ent.Event, error) {
 	evs, err := db.Event.Query().

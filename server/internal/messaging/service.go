@@ -128,8 +128,9 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	// READ COMMITTED on PostgreSQL: each check is atomic where it is made
 	// (the limit's upsert, the attachments' conditional update, the
 	// state in AppendPost's UPDATE, the unique keys), and sends to one
-	// conversation take turns (Serialize).
-	err = store.InTx(store.ReadCommitted(store.Serialize(ctx, chatlog.SerialKey(id))), s.db, func(ctx context.Context, tx *ent.Tx) error {
+	// conversation queue on its row's lock (AppendPost's UPDATE), which a
+	// READ COMMITTED statement waits for and then re-reads, never aborts.
+	err = store.InTx(store.ReadCommitted(ctx), s.db, func(ctx context.Context, tx *ent.Tx) error {
 		// Spent with the write: a send that is not written (a retry, an
 		// overloaded store) spends nothing.
 		limited = nil

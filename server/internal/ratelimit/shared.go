@@ -88,9 +88,10 @@ func (s *Shared) Take(ctx context.Context, key string, now time.Time) (bool, tim
 // its own; undo gives it back.
 func (s *Shared) Reserve(ctx context.Context, key string, now time.Time) (undo func(), ok bool, wait time.Duration) {
 	id := s.name + "/" + key
-	// The bucket's row is the only thing read or written: writes on one
-	// bucket take turns (store.Serialize) instead of retrying.
-	err := store.InTx(store.Serialize(ctx, "rate:"+id), s.db, func(ctx context.Context, tx *ent.Tx) error {
+	// The bucket's row is the only thing read or written, by one upsert
+	// that checks and spends: READ COMMITTED is enough (it waits for the
+	// row's lock and re-reads it, never aborts).
+	err := store.InTx(store.ReadCommitted(ctx), s.db, func(ctx context.Context, tx *ent.Tx) error {
 		var err error
 		ok, wait, err = s.Spend(ctx, tx, key, now)
 		return err
@@ -103,7 +104,7 @@ func (s *Shared) Reserve(ctx context.Context, key string, now time.Time) (undo f
 		return nil, false, wait
 	}
 	return func() {
-		err := store.InTx(store.Serialize(context.WithoutCancel(ctx), "rate:"+id), s.db, func(ctx context.Context, tx *ent.Tx) error {
+		err := store.InTx(store.ReadCommitted(context.WithoutCancel(ctx)), s.db, func(ctx context.Context, tx *ent.Tx) error {
 			return tx.RateBucket.UpdateOneID(id).AddTat(-int64(s.interval)).Exec(ctx)
 		})
 		if err != nil {

@@ -212,8 +212,8 @@ type serialKey struct{}
 // count) wait for each other instead of failing serialization and being
 // retried. It changes nothing for correctness (every write is
 // serializable anyway) and nothing on SQLite (whose writer runs one
-// transaction at a time). Keys name what is contended:
-// "conversation:<id>", "guest-starts".
+// transaction at a time). Keys name what is contended, such as
+// "guest-starts".
 func Serialize(ctx context.Context, keys ...string) context.Context {
 	keys = append(slices.Clone(serialKeys(ctx)), keys...)
 	slices.Sort(keys) // one order, so two transactions never deadlock
