@@ -31,25 +31,7 @@ func BenchmarkSendToDelivery(b *testing.B) {
 		srv.Client(parley.GRPC, token),
 		fred,
 	}
-	delivered := make(chan int64, 3*1024)
-	for _, c := range subscribers {
-		stream, err := c.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID, AfterSeq: after})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer stream.Close()
-		go func() {
-			for {
-				item, err := stream.Receive()
-				if err != nil {
-					return
-				}
-				if e := item.GetEvent(); e != nil {
-					delivered <- e.GetSeq()
-				}
-			}
-		}()
-	}
+	delivered := subscribeAll(ctx, b, subscribers, convID, after)
 	req := &parleyv1.SendMessageRequest{ConversationId: convID, Text: "How can I help you today?"}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -67,4 +49,31 @@ func BenchmarkSendToDelivery(b *testing.B) {
 			}
 		}
 	}
+}
+
+// subscribeAll opens a Subscribe stream from after for each client (closed
+// when ctx ends) and returns the channel on which every stream's events'
+// seqs arrive.
+func subscribeAll(ctx context.Context, b *testing.B, clients []*parley.Client, convID string, after int64) <-chan int64 {
+	b.Helper()
+	delivered := make(chan int64, len(clients)*1024)
+	for _, c := range clients {
+		stream, err := c.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID, AfterSeq: after})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { stream.Close() })
+		go func() {
+			for {
+				item, err := stream.Receive()
+				if err != nil {
+					return
+				}
+				if e := item.GetEvent(); e != nil {
+					delivered <- e.GetSeq()
+				}
+			}
+		}()
+	}
+	return delivered
 }

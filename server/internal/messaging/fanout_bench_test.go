@@ -45,29 +45,14 @@ func BenchmarkFanOut(b *testing.B) {
 	}))
 
 	guest := srv.Client(parley.Connect, token)
-	delivered := make(chan int64, fanOut*1024)
-	for i := range fanOut {
-		c := guest
+	subscribers := make([]*parley.Client, fanOut)
+	for i := range subscribers {
+		subscribers[i] = guest
 		if i%2 == 1 {
-			c = fred
+			subscribers[i] = fred
 		}
-		stream, err := c.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: convID, AfterSeq: after})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer stream.Close()
-		go func() {
-			for {
-				item, err := stream.Receive()
-				if err != nil {
-					return
-				}
-				if e := item.GetEvent(); e != nil {
-					delivered <- e.GetSeq()
-				}
-			}
-		}()
 	}
+	delivered := subscribeAll(ctx, b, subscribers, convID, after)
 	req := &parleyv1.SendMessageRequest{ConversationId: convID, Text: "How can I help you today?"}
 	send := func(i int) {
 		req.ClientMessageId = strconv.Itoa(i)
