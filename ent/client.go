@@ -17,7 +17,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/article"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -44,8 +46,12 @@ type Client struct {
 	Schema *migrate.Schema
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
+	// Article is the client for interacting with the Article builders.
+	Article *ArticleClient
 	// Attachment is the client for interacting with the Attachment builders.
 	Attachment *AttachmentClient
+	// BotSession is the client for interacting with the BotSession builders.
+	BotSession *BotSessionClient
 	// Consumer is the client for interacting with the Consumer builders.
 	Consumer *ConsumerClient
 	// Conversation is the client for interacting with the Conversation builders.
@@ -88,7 +94,9 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.Agent = NewAgentClient(c.config)
+	c.Article = NewArticleClient(c.config)
 	c.Attachment = NewAttachmentClient(c.config)
+	c.BotSession = NewBotSessionClient(c.config)
 	c.Consumer = NewConsumerClient(c.config)
 	c.Conversation = NewConversationClient(c.config)
 	c.Event = NewEventClient(c.config)
@@ -197,7 +205,9 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:            ctx,
 		config:         cfg,
 		Agent:          NewAgentClient(cfg),
+		Article:        NewArticleClient(cfg),
 		Attachment:     NewAttachmentClient(cfg),
+		BotSession:     NewBotSessionClient(cfg),
 		Consumer:       NewConsumerClient(cfg),
 		Conversation:   NewConversationClient(cfg),
 		Event:          NewEventClient(cfg),
@@ -233,7 +243,9 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:            ctx,
 		config:         cfg,
 		Agent:          NewAgentClient(cfg),
+		Article:        NewArticleClient(cfg),
 		Attachment:     NewAttachmentClient(cfg),
+		BotSession:     NewBotSessionClient(cfg),
 		Consumer:       NewConsumerClient(cfg),
 		Conversation:   NewConversationClient(cfg),
 		Event:          NewEventClient(cfg),
@@ -278,9 +290,10 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.GuestStart,
-		c.IdempotencyKey, c.Interaction, c.MatchingRule, c.Offer, c.Queue,
-		c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
+		c.Agent, c.Article, c.Attachment, c.BotSession, c.Consumer, c.Conversation,
+		c.Event, c.GuestStart, c.IdempotencyKey, c.Interaction, c.MatchingRule,
+		c.Offer, c.Queue, c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site,
+		c.Token,
 	} {
 		n.Use(hooks...)
 	}
@@ -290,9 +303,10 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Agent, c.Attachment, c.Consumer, c.Conversation, c.Event, c.GuestStart,
-		c.IdempotencyKey, c.Interaction, c.MatchingRule, c.Offer, c.Queue,
-		c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site, c.Token,
+		c.Agent, c.Article, c.Attachment, c.BotSession, c.Consumer, c.Conversation,
+		c.Event, c.GuestStart, c.IdempotencyKey, c.Interaction, c.MatchingRule,
+		c.Offer, c.Queue, c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site,
+		c.Token,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -303,8 +317,12 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *AgentMutation:
 		return c.Agent.mutate(ctx, m)
+	case *ArticleMutation:
+		return c.Article.mutate(ctx, m)
 	case *AttachmentMutation:
 		return c.Attachment.mutate(ctx, m)
+	case *BotSessionMutation:
+		return c.BotSession.mutate(ctx, m)
 	case *ConsumerMutation:
 		return c.Consumer.mutate(ctx, m)
 	case *ConversationMutation:
@@ -537,6 +555,139 @@ func (c *AgentClient) mutate(ctx context.Context, m *AgentMutation) (Value, erro
 	}
 }
 
+// ArticleClient is a client for the Article schema.
+type ArticleClient struct {
+	config
+}
+
+// NewArticleClient returns a client for the Article from the given config.
+func NewArticleClient(c config) *ArticleClient {
+	return &ArticleClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `article.Hooks(f(g(h())))`.
+func (c *ArticleClient) Use(hooks ...Hook) {
+	c.hooks.Article = append(c.hooks.Article, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `article.Intercept(f(g(h())))`.
+func (c *ArticleClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Article = append(c.inters.Article, interceptors...)
+}
+
+// Create returns a builder for creating a Article entity.
+func (c *ArticleClient) Create() *ArticleCreate {
+	mutation := newArticleMutation(c.config, OpCreate)
+	return &ArticleCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Article entities.
+func (c *ArticleClient) CreateBulk(builders ...*ArticleCreate) *ArticleCreateBulk {
+	return &ArticleCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ArticleClient) MapCreateBulk(slice any, setFunc func(*ArticleCreate, int)) *ArticleCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ArticleCreateBulk{err: fmt.Errorf("calling to ArticleClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ArticleCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ArticleCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Article.
+func (c *ArticleClient) Update() *ArticleUpdate {
+	mutation := newArticleMutation(c.config, OpUpdate)
+	return &ArticleUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ArticleClient) UpdateOne(_m *Article) *ArticleUpdateOne {
+	mutation := newArticleMutation(c.config, OpUpdateOne, withArticle(_m))
+	return &ArticleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ArticleClient) UpdateOneID(id uuid.UUID) *ArticleUpdateOne {
+	mutation := newArticleMutation(c.config, OpUpdateOne, withArticleID(id))
+	return &ArticleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Article.
+func (c *ArticleClient) Delete() *ArticleDelete {
+	mutation := newArticleMutation(c.config, OpDelete)
+	return &ArticleDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ArticleClient) DeleteOne(_m *Article) *ArticleDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ArticleClient) DeleteOneID(id uuid.UUID) *ArticleDeleteOne {
+	builder := c.Delete().Where(article.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ArticleDeleteOne{builder}
+}
+
+// Query returns a query builder for Article.
+func (c *ArticleClient) Query() *ArticleQuery {
+	return &ArticleQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeArticle},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Article entity by its id.
+func (c *ArticleClient) Get(ctx context.Context, id uuid.UUID) (*Article, error) {
+	return c.Query().Where(article.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ArticleClient) GetX(ctx context.Context, id uuid.UUID) *Article {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *ArticleClient) Hooks() []Hook {
+	return c.hooks.Article
+}
+
+// Interceptors returns the client interceptors.
+func (c *ArticleClient) Interceptors() []Interceptor {
+	return c.inters.Article
+}
+
+func (c *ArticleClient) mutate(ctx context.Context, m *ArticleMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ArticleCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ArticleUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ArticleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ArticleDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Article mutation op: %q", m.Op())
+	}
+}
+
 // AttachmentClient is a client for the Attachment schema.
 type AttachmentClient struct {
 	config
@@ -683,6 +834,155 @@ func (c *AttachmentClient) mutate(ctx context.Context, m *AttachmentMutation) (V
 		return (&AttachmentDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Attachment mutation op: %q", m.Op())
+	}
+}
+
+// BotSessionClient is a client for the BotSession schema.
+type BotSessionClient struct {
+	config
+}
+
+// NewBotSessionClient returns a client for the BotSession from the given config.
+func NewBotSessionClient(c config) *BotSessionClient {
+	return &BotSessionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `botsession.Hooks(f(g(h())))`.
+func (c *BotSessionClient) Use(hooks ...Hook) {
+	c.hooks.BotSession = append(c.hooks.BotSession, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `botsession.Intercept(f(g(h())))`.
+func (c *BotSessionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.BotSession = append(c.inters.BotSession, interceptors...)
+}
+
+// Create returns a builder for creating a BotSession entity.
+func (c *BotSessionClient) Create() *BotSessionCreate {
+	mutation := newBotSessionMutation(c.config, OpCreate)
+	return &BotSessionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of BotSession entities.
+func (c *BotSessionClient) CreateBulk(builders ...*BotSessionCreate) *BotSessionCreateBulk {
+	return &BotSessionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *BotSessionClient) MapCreateBulk(slice any, setFunc func(*BotSessionCreate, int)) *BotSessionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &BotSessionCreateBulk{err: fmt.Errorf("calling to BotSessionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*BotSessionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &BotSessionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for BotSession.
+func (c *BotSessionClient) Update() *BotSessionUpdate {
+	mutation := newBotSessionMutation(c.config, OpUpdate)
+	return &BotSessionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *BotSessionClient) UpdateOne(_m *BotSession) *BotSessionUpdateOne {
+	mutation := newBotSessionMutation(c.config, OpUpdateOne, withBotSession(_m))
+	return &BotSessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *BotSessionClient) UpdateOneID(id uuid.UUID) *BotSessionUpdateOne {
+	mutation := newBotSessionMutation(c.config, OpUpdateOne, withBotSessionID(id))
+	return &BotSessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for BotSession.
+func (c *BotSessionClient) Delete() *BotSessionDelete {
+	mutation := newBotSessionMutation(c.config, OpDelete)
+	return &BotSessionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *BotSessionClient) DeleteOne(_m *BotSession) *BotSessionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *BotSessionClient) DeleteOneID(id uuid.UUID) *BotSessionDeleteOne {
+	builder := c.Delete().Where(botsession.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &BotSessionDeleteOne{builder}
+}
+
+// Query returns a query builder for BotSession.
+func (c *BotSessionClient) Query() *BotSessionQuery {
+	return &BotSessionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeBotSession},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a BotSession entity by its id.
+func (c *BotSessionClient) Get(ctx context.Context, id uuid.UUID) (*BotSession, error) {
+	return c.Query().Where(botsession.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *BotSessionClient) GetX(ctx context.Context, id uuid.UUID) *BotSession {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryConversation queries the conversation edge of a BotSession.
+func (c *BotSessionClient) QueryConversation(_m *BotSession) *ConversationQuery {
+	query := (&ConversationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(botsession.Table, botsession.FieldID, id),
+			sqlgraph.To(conversation.Table, conversation.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, true, botsession.ConversationTable, botsession.ConversationColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *BotSessionClient) Hooks() []Hook {
+	return c.hooks.BotSession
+}
+
+// Interceptors returns the client interceptors.
+func (c *BotSessionClient) Interceptors() []Interceptor {
+	return c.inters.BotSession
+}
+
+func (c *BotSessionClient) mutate(ctx context.Context, m *BotSessionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&BotSessionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&BotSessionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&BotSessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&BotSessionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown BotSession mutation op: %q", m.Op())
 	}
 }
 
@@ -1112,6 +1412,22 @@ func (c *ConversationClient) QueryAttachments(_m *Conversation) *AttachmentQuery
 			sqlgraph.From(conversation.Table, conversation.FieldID, id),
 			sqlgraph.To(attachment.Table, attachment.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, conversation.AttachmentsTable, conversation.AttachmentsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryBotSession queries the bot_session edge of a Conversation.
+func (c *ConversationClient) QueryBotSession(_m *Conversation) *BotSessionQuery {
+	query := (&BotSessionClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, id),
+			sqlgraph.To(botsession.Table, botsession.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, conversation.BotSessionTable, conversation.BotSessionColumn),
 		)
 		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
 		return fromV, nil
@@ -3116,14 +3432,14 @@ func (c *TokenClient) mutate(ctx context.Context, m *TokenMutation) (Value, erro
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Agent, Attachment, Consumer, Conversation, Event, GuestStart, IdempotencyKey,
-		Interaction, MatchingRule, Offer, Queue, RateBucket, ReadCursor, ServiceCase,
-		Setting, Site, Token []ent.Hook
+		Agent, Article, Attachment, BotSession, Consumer, Conversation, Event,
+		GuestStart, IdempotencyKey, Interaction, MatchingRule, Offer, Queue,
+		RateBucket, ReadCursor, ServiceCase, Setting, Site, Token []ent.Hook
 	}
 	inters struct {
-		Agent, Attachment, Consumer, Conversation, Event, GuestStart, IdempotencyKey,
-		Interaction, MatchingRule, Offer, Queue, RateBucket, ReadCursor, ServiceCase,
-		Setting, Site, Token []ent.Interceptor
+		Agent, Article, Attachment, BotSession, Consumer, Conversation, Event,
+		GuestStart, IdempotencyKey, Interaction, MatchingRule, Offer, Queue,
+		RateBucket, ReadCursor, ServiceCase, Setting, Site, Token []ent.Interceptor
 	}
 )
 

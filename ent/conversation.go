@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/interaction"
@@ -78,9 +79,11 @@ type ConversationEdges struct {
 	ReadCursors []*ReadCursor `json:"read_cursors,omitempty"`
 	// Attachments holds the value of the attachments edge.
 	Attachments []*Attachment `json:"attachments,omitempty"`
+	// BotSession holds the value of the bot_session edge.
+	BotSession *BotSession `json:"bot_session,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [10]bool
+	loadedTypes [11]bool
 }
 
 // InteractionOrErr returns the Interaction value or an error if the edge
@@ -179,6 +182,17 @@ func (e ConversationEdges) AttachmentsOrErr() ([]*Attachment, error) {
 		return e.Attachments, nil
 	}
 	return nil, &NotLoadedError{edge: "attachments"}
+}
+
+// BotSessionOrErr returns the BotSession value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e ConversationEdges) BotSessionOrErr() (*BotSession, error) {
+	if e.BotSession != nil {
+		return e.BotSession, nil
+	} else if e.loadedTypes[10] {
+		return nil, &NotFoundError{label: botsession.Label}
+	}
+	return nil, &NotLoadedError{edge: "bot_session"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -371,6 +385,11 @@ func (_m *Conversation) QueryReadCursors() *ReadCursorQuery {
 // QueryAttachments queries the "attachments" edge of the Conversation entity.
 func (_m *Conversation) QueryAttachments() *AttachmentQuery {
 	return NewConversationClient(_m.config).QueryAttachments(_m)
+}
+
+// QueryBotSession queries the "bot_session" edge of the Conversation entity.
+func (_m *Conversation) QueryBotSession() *BotSessionQuery {
+	return NewConversationClient(_m.config).QueryBotSession(_m)
 }
 
 // Update returns a builder for updating this Conversation.

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -335,6 +336,25 @@ func (_c *ConversationCreate) AddAttachments(v ...*Attachment) *ConversationCrea
 	return _c.AddAttachmentIDs(ids...)
 }
 
+// SetBotSessionID sets the "bot_session" edge to the BotSession entity by ID.
+func (_c *ConversationCreate) SetBotSessionID(id uuid.UUID) *ConversationCreate {
+	_c.mutation.SetBotSessionID(id)
+	return _c
+}
+
+// SetNillableBotSessionID sets the "bot_session" edge to the BotSession entity by ID if the given value is not nil.
+func (_c *ConversationCreate) SetNillableBotSessionID(id *uuid.UUID) *ConversationCreate {
+	if id != nil {
+		_c = _c.SetBotSessionID(*id)
+	}
+	return _c
+}
+
+// SetBotSession sets the "bot_session" edge to the BotSession entity.
+func (_c *ConversationCreate) SetBotSession(v *BotSession) *ConversationCreate {
+	return _c.SetBotSessionID(v.ID)
+}
+
 // Mutation returns the ConversationMutation object of the builder.
 func (_c *ConversationCreate) Mutation() *ConversationMutation {
 	return _c.mutation
@@ -645,6 +665,22 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.BotSessionIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   conversation.BotSessionTable,
+			Columns: []string{conversation.BotSessionColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(botsession.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -45,6 +46,7 @@ type ConversationQuery struct {
 	withCases       *ServiceCaseQuery
 	withReadCursors *ReadCursorQuery
 	withAttachments *AttachmentQuery
+	withBotSession  *BotSessionQuery
 	modifiers       []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -302,6 +304,28 @@ func (_q *ConversationQuery) QueryAttachments() *AttachmentQuery {
 	return query
 }
 
+// QueryBotSession chains the current query on the "bot_session" edge.
+func (_q *ConversationQuery) QueryBotSession() *BotSessionQuery {
+	query := (&BotSessionClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(conversation.Table, conversation.FieldID, selector),
+			sqlgraph.To(botsession.Table, botsession.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, conversation.BotSessionTable, conversation.BotSessionColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
 // First returns the first Conversation entity from the query.
 // Returns a *NotFoundError when no Conversation was found.
 func (_q *ConversationQuery) First(ctx context.Context) (*Conversation, error) {
@@ -504,6 +528,7 @@ func (_q *ConversationQuery) Clone() *ConversationQuery {
 		withCases:       _q.withCases.Clone(),
 		withReadCursors: _q.withReadCursors.Clone(),
 		withAttachments: _q.withAttachments.Clone(),
+		withBotSession:  _q.withBotSession.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -621,6 +646,17 @@ func (_q *ConversationQuery) WithAttachments(opts ...func(*AttachmentQuery)) *Co
 	return _q
 }
 
+// WithBotSession tells the query-builder to eager-load the nodes that are connected to
+// the "bot_session" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *ConversationQuery) WithBotSession(opts ...func(*BotSessionQuery)) *ConversationQuery {
+	query := (&BotSessionClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withBotSession = query
+	return _q
+}
+
 // GroupBy is used to group vertices by one or more fields/columns.
 // It is often used with aggregate functions, like: count, max, mean, min, sum.
 //
@@ -699,7 +735,7 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	var (
 		nodes       = []*Conversation{}
 		_spec       = _q.querySpec()
-		loadedTypes = [10]bool{
+		loadedTypes = [11]bool{
 			_q.withInteraction != nil,
 			_q.withQueue != nil,
 			_q.withAgent != nil,
@@ -710,6 +746,7 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 			_q.withCases != nil,
 			_q.withReadCursors != nil,
 			_q.withAttachments != nil,
+			_q.withBotSession != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -796,6 +833,12 @@ func (_q *ConversationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 		if err := _q.loadAttachments(ctx, query, nodes,
 			func(n *Conversation) { n.Edges.Attachments = []*Attachment{} },
 			func(n *Conversation, e *Attachment) { n.Edges.Attachments = append(n.Edges.Attachments, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withBotSession; query != nil {
+		if err := _q.loadBotSession(ctx, query, nodes, nil,
+			func(n *Conversation, e *BotSession) { n.Edges.BotSession = e }); err != nil {
 			return nil, err
 		}
 	}
@@ -1095,6 +1138,33 @@ func (_q *ConversationQuery) loadAttachments(ctx context.Context, query *Attachm
 	}
 	query.Where(predicate.Attachment(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(conversation.AttachmentsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.ConversationID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "conversation_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *ConversationQuery) loadBotSession(ctx context.Context, query *BotSessionQuery, nodes []*Conversation, init func(*Conversation), assign func(*Conversation, *BotSession)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Conversation)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(botsession.FieldConversationID)
+	}
+	query.Where(predicate.BotSession(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(conversation.BotSessionColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

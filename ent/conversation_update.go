@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -380,6 +381,25 @@ func (_u *ConversationUpdate) AddAttachments(v ...*Attachment) *ConversationUpda
 	return _u.AddAttachmentIDs(ids...)
 }
 
+// SetBotSessionID sets the "bot_session" edge to the BotSession entity by ID.
+func (_u *ConversationUpdate) SetBotSessionID(id uuid.UUID) *ConversationUpdate {
+	_u.mutation.SetBotSessionID(id)
+	return _u
+}
+
+// SetNillableBotSessionID sets the "bot_session" edge to the BotSession entity by ID if the given value is not nil.
+func (_u *ConversationUpdate) SetNillableBotSessionID(id *uuid.UUID) *ConversationUpdate {
+	if id != nil {
+		_u = _u.SetBotSessionID(*id)
+	}
+	return _u
+}
+
+// SetBotSession sets the "bot_session" edge to the BotSession entity.
+func (_u *ConversationUpdate) SetBotSession(v *BotSession) *ConversationUpdate {
+	return _u.SetBotSessionID(v.ID)
+}
+
 // Mutation returns the ConversationMutation object of the builder.
 func (_u *ConversationUpdate) Mutation() *ConversationMutation {
 	return _u.mutation
@@ -527,6 +547,12 @@ func (_u *ConversationUpdate) RemoveAttachments(v ...*Attachment) *ConversationU
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAttachmentIDs(ids...)
+}
+
+// ClearBotSession clears the "bot_session" edge to the BotSession entity.
+func (_u *ConversationUpdate) ClearBotSession() *ConversationUpdate {
+	_u.mutation.ClearBotSession()
+	return _u
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -995,6 +1021,35 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.BotSessionCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   conversation.BotSessionTable,
+			Columns: []string{conversation.BotSessionColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(botsession.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.BotSessionIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   conversation.BotSessionTable,
+			Columns: []string{conversation.BotSessionColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(botsession.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -1358,6 +1413,25 @@ func (_u *ConversationUpdateOne) AddAttachments(v ...*Attachment) *ConversationU
 	return _u.AddAttachmentIDs(ids...)
 }
 
+// SetBotSessionID sets the "bot_session" edge to the BotSession entity by ID.
+func (_u *ConversationUpdateOne) SetBotSessionID(id uuid.UUID) *ConversationUpdateOne {
+	_u.mutation.SetBotSessionID(id)
+	return _u
+}
+
+// SetNillableBotSessionID sets the "bot_session" edge to the BotSession entity by ID if the given value is not nil.
+func (_u *ConversationUpdateOne) SetNillableBotSessionID(id *uuid.UUID) *ConversationUpdateOne {
+	if id != nil {
+		_u = _u.SetBotSessionID(*id)
+	}
+	return _u
+}
+
+// SetBotSession sets the "bot_session" edge to the BotSession entity.
+func (_u *ConversationUpdateOne) SetBotSession(v *BotSession) *ConversationUpdateOne {
+	return _u.SetBotSessionID(v.ID)
+}
+
 // Mutation returns the ConversationMutation object of the builder.
 func (_u *ConversationUpdateOne) Mutation() *ConversationMutation {
 	return _u.mutation
@@ -1505,6 +1579,12 @@ func (_u *ConversationUpdateOne) RemoveAttachments(v ...*Attachment) *Conversati
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAttachmentIDs(ids...)
+}
+
+// ClearBotSession clears the "bot_session" edge to the BotSession entity.
+func (_u *ConversationUpdateOne) ClearBotSession() *ConversationUpdateOne {
+	_u.mutation.ClearBotSession()
+	return _u
 }
 
 // Where appends a list predicates to the ConversationUpdate builder.
@@ -1996,6 +2076,35 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(attachment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.BotSessionCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   conversation.BotSessionTable,
+			Columns: []string{conversation.BotSessionColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(botsession.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.BotSessionIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   conversation.BotSessionTable,
+			Columns: []string{conversation.BotSessionColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(botsession.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

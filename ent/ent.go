@@ -13,7 +13,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/article"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -90,7 +92,9 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			agent.Table:          agent.ValidColumn,
+			article.Table:        article.ValidColumn,
 			attachment.Table:     attachment.ValidColumn,
+			botsession.Table:     botsession.ValidColumn,
 			consumer.Table:       consumer.ValidColumn,
 			conversation.Table:   conversation.ValidColumn,
 			event.Table:          event.ValidColumn,

@@ -51,6 +51,8 @@ type Interaction struct {
 	Intent string `json:"intent,omitempty"`
 	// FormFields holds the value of the "form_fields" field.
 	FormFields map[string]string `json:"form_fields,omitempty"`
+	// Slots holds the value of the "slots" field.
+	Slots map[string]string `json:"slots,omitempty"`
 	// GuestTokenSealed holds the value of the "guest_token_sealed" field.
 	GuestTokenSealed *[]byte `json:"-"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -99,7 +101,7 @@ func (*Interaction) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case interaction.FieldSiteID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case interaction.FieldRequestHash, interaction.FieldFormFields, interaction.FieldGuestTokenSealed:
+		case interaction.FieldRequestHash, interaction.FieldFormFields, interaction.FieldSlots, interaction.FieldGuestTokenSealed:
 			values[i] = new([]byte)
 		case interaction.FieldName, interaction.FieldEmail, interaction.FieldIssueType, interaction.FieldChannel, interaction.FieldFirstMessage, interaction.FieldOrigin, interaction.FieldRequestID, interaction.FieldClientAddress, interaction.FieldLanguage, interaction.FieldTier, interaction.FieldIntent:
 			values[i] = new(sql.NullString)
@@ -221,6 +223,14 @@ func (_m *Interaction) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field form_fields: %w", err)
 				}
 			}
+		case interaction.FieldSlots:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field slots", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Slots); err != nil {
+					return fmt.Errorf("unmarshal field slots: %w", err)
+				}
+			}
 		case interaction.FieldGuestTokenSealed:
 			if value, ok := values[i].(*[]byte); !ok {
 				return fmt.Errorf("unexpected type %T for field guest_token_sealed", values[i])
@@ -319,6 +329,9 @@ func (_m *Interaction) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("form_fields=")
 	builder.WriteString(fmt.Sprintf("%v", _m.FormFields))
+	builder.WriteString(", ")
+	builder.WriteString("slots=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Slots))
 	builder.WriteString(", ")
 	builder.WriteString("guest_token_sealed=<sensitive>")
 	builder.WriteByte(')')

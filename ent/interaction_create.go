@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
@@ -177,6 +178,12 @@ func (_c *InteractionCreate) SetFormFields(v map[string]string) *InteractionCrea
 	return _c
 }
 
+// SetSlots sets the "slots" field.
+func (_c *InteractionCreate) SetSlots(v map[string]string) *InteractionCreate {
+	_c.mutation.SetSlots(v)
+	return _c
+}
+
 // SetGuestTokenSealed sets the "guest_token_sealed" field.
 func (_c *InteractionCreate) SetGuestTokenSealed(v []byte) *InteractionCreate {
 	_c.mutation.SetGuestTokenSealed(v)
@@ -288,6 +295,10 @@ func (_c *InteractionCreate) defaults() {
 		v := interaction.DefaultFormFields
 		_c.mutation.SetFormFields(v)
 	}
+	if _, ok := _c.mutation.Slots(); !ok {
+		v := interaction.DefaultSlots
+		_c.mutation.SetSlots(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := interaction.DefaultID()
 		_c.mutation.SetID(v)
@@ -352,6 +363,12 @@ func (_c *InteractionCreate) check() error {
 	}
 	if _, ok := _c.mutation.FormFields(); !ok {
 		return &ValidationError{Name: "form_fields", err: errors.New(`ent: missing required field "Interaction.form_fields"`)}
+	}
+	switch _c.driver.Dialect() {
+	case dialect.MySQL, dialect.SQLite:
+		if _, ok := _c.mutation.Slots(); !ok {
+			return &ValidationError{Name: "slots", err: errors.New(`ent: missing required field "Interaction.slots"`)}
+		}
 	}
 	return nil
 }
@@ -443,6 +460,10 @@ func (_c *InteractionCreate) createSpec() (*Interaction, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.FormFields(); ok {
 		_spec.SetField(interaction.FieldFormFields, field.TypeJSON, value)
 		_node.FormFields = value
+	}
+	if value, ok := _c.mutation.Slots(); ok {
+		_spec.SetField(interaction.FieldSlots, field.TypeJSON, value)
+		_node.Slots = value
 	}
 	if value, ok := _c.mutation.GuestTokenSealed(); ok {
 		_spec.SetField(interaction.FieldGuestTokenSealed, field.TypeBytes, value)

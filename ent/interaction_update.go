@@ -44,6 +44,12 @@ func (_u *InteractionUpdate) SetNillableIntent(v *string) *InteractionUpdate {
 	return _u
 }
 
+// SetSlots sets the "slots" field.
+func (_u *InteractionUpdate) SetSlots(v map[string]string) *InteractionUpdate {
+	_u.mutation.SetSlots(v)
+	return _u
+}
+
 // SetGuestTokenSealed sets the "guest_token_sealed" field.
 func (_u *InteractionUpdate) SetGuestTokenSealed(v []byte) *InteractionUpdate {
 	_u.mutation.SetGuestTokenSealed(v)
@@ -131,6 +137,9 @@ func (_u *InteractionUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if value, ok := _u.mutation.Intent(); ok {
 		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.Slots(); ok {
+		_spec.SetField(interaction.FieldSlots, field.TypeJSON, value)
+	}
 	if value, ok := _u.mutation.GuestTokenSealed(); ok {
 		_spec.SetField(interaction.FieldGuestTokenSealed, field.TypeBytes, value)
 	}
@@ -199,6 +208,12 @@ func (_u *InteractionUpdateOne) SetNillableIntent(v *string) *InteractionUpdateO
 	if v != nil {
 		_u.SetIntent(*v)
 	}
+	return _u
+}
+
+// SetSlots sets the "slots" field.
+func (_u *InteractionUpdateOne) SetSlots(v map[string]string) *InteractionUpdateOne {
+	_u.mutation.SetSlots(v)
 	return _u
 }
 
@@ -318,6 +333,9 @@ func (_u *InteractionUpdateOne) sqlSave(ctx context.Context) (_node *Interaction
 	}
 	if value, ok := _u.mutation.Intent(); ok {
 		_spec.SetField(interaction.FieldIntent, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Slots(); ok {
+		_spec.SetField(interaction.FieldSlots, field.TypeJSON, value)
 	}
 	if value, ok := _u.mutation.GuestTokenSealed(); ok {
 		_spec.SetField(interaction.FieldGuestTokenSealed, field.TypeBytes, value)

@@ -13,7 +13,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/article"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -43,7 +45,9 @@ const (
 
 	// Node types.
 	TypeAgent          = "Agent"
+	TypeArticle        = "Article"
 	TypeAttachment     = "Attachment"
+	TypeBotSession     = "BotSession"
 	TypeConsumer       = "Consumer"
 	TypeConversation   = "Conversation"
 	TypeEvent          = "Event"
@@ -1347,6 +1351,916 @@ func (m *AgentMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Agent edge %s", name)
 }
 
+// ArticleMutation represents an operation that mutates the Article nodes in the graph.
+type ArticleMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *uuid.UUID
+	created_at    *time.Time
+	external_id   *string
+	title         *string
+	body          *string
+	tags          *[]string
+	appendtags    []string
+	audience      *article.Audience
+	locale        *string
+	published     *bool
+	content_hash  *string
+	updated_at    *time.Time
+	search_doc    *string
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Article, error)
+	predicates    []predicate.Article
+}
+
+var _ ent.Mutation = (*ArticleMutation)(nil)
+
+// articleOption allows management of the mutation configuration using functional options.
+type articleOption func(*ArticleMutation)
+
+// newArticleMutation creates new mutation for the Article entity.
+func newArticleMutation(c config, op Op, opts ...articleOption) *ArticleMutation {
+	m := &ArticleMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeArticle,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withArticleID sets the ID field of the mutation.
+func withArticleID(id uuid.UUID) articleOption {
+	return func(m *ArticleMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Article
+		)
+		m.oldValue = func(ctx context.Context) (*Article, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Article.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withArticle sets the old Article of the mutation.
+func withArticle(node *Article) articleOption {
+	return func(m *ArticleMutation) {
+		m.oldValue = func(context.Context) (*Article, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ArticleMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ArticleMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of Article entities.
+func (m *ArticleMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ArticleMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ArticleMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Article.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ArticleMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ArticleMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ArticleMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetExternalID sets the "external_id" field.
+func (m *ArticleMutation) SetExternalID(s string) {
+	m.external_id = &s
+}
+
+// ExternalID returns the value of the "external_id" field in the mutation.
+func (m *ArticleMutation) ExternalID() (r string, exists bool) {
+	v := m.external_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExternalID returns the old "external_id" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldExternalID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExternalID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExternalID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExternalID: %w", err)
+	}
+	return oldValue.ExternalID, nil
+}
+
+// ResetExternalID resets all changes to the "external_id" field.
+func (m *ArticleMutation) ResetExternalID() {
+	m.external_id = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *ArticleMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *ArticleMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *ArticleMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetBody sets the "body" field.
+func (m *ArticleMutation) SetBody(s string) {
+	m.body = &s
+}
+
+// Body returns the value of the "body" field in the mutation.
+func (m *ArticleMutation) Body() (r string, exists bool) {
+	v := m.body
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBody returns the old "body" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldBody(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBody is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBody requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBody: %w", err)
+	}
+	return oldValue.Body, nil
+}
+
+// ResetBody resets all changes to the "body" field.
+func (m *ArticleMutation) ResetBody() {
+	m.body = nil
+}
+
+// SetTags sets the "tags" field.
+func (m *ArticleMutation) SetTags(s []string) {
+	m.tags = &s
+	m.appendtags = nil
+}
+
+// Tags returns the value of the "tags" field in the mutation.
+func (m *ArticleMutation) Tags() (r []string, exists bool) {
+	v := m.tags
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTags returns the old "tags" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldTags(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTags is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTags requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTags: %w", err)
+	}
+	return oldValue.Tags, nil
+}
+
+// AppendTags adds s to the "tags" field.
+func (m *ArticleMutation) AppendTags(s []string) {
+	m.appendtags = append(m.appendtags, s...)
+}
+
+// AppendedTags returns the list of values that were appended to the "tags" field in this mutation.
+func (m *ArticleMutation) AppendedTags() ([]string, bool) {
+	if len(m.appendtags) == 0 {
+		return nil, false
+	}
+	return m.appendtags, true
+}
+
+// ResetTags resets all changes to the "tags" field.
+func (m *ArticleMutation) ResetTags() {
+	m.tags = nil
+	m.appendtags = nil
+}
+
+// SetAudience sets the "audience" field.
+func (m *ArticleMutation) SetAudience(a article.Audience) {
+	m.audience = &a
+}
+
+// Audience returns the value of the "audience" field in the mutation.
+func (m *ArticleMutation) Audience() (r article.Audience, exists bool) {
+	v := m.audience
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAudience returns the old "audience" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldAudience(ctx context.Context) (v article.Audience, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAudience is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAudience requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAudience: %w", err)
+	}
+	return oldValue.Audience, nil
+}
+
+// ResetAudience resets all changes to the "audience" field.
+func (m *ArticleMutation) ResetAudience() {
+	m.audience = nil
+}
+
+// SetLocale sets the "locale" field.
+func (m *ArticleMutation) SetLocale(s string) {
+	m.locale = &s
+}
+
+// Locale returns the value of the "locale" field in the mutation.
+func (m *ArticleMutation) Locale() (r string, exists bool) {
+	v := m.locale
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLocale returns the old "locale" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldLocale(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLocale is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLocale requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLocale: %w", err)
+	}
+	return oldValue.Locale, nil
+}
+
+// ResetLocale resets all changes to the "locale" field.
+func (m *ArticleMutation) ResetLocale() {
+	m.locale = nil
+}
+
+// SetPublished sets the "published" field.
+func (m *ArticleMutation) SetPublished(b bool) {
+	m.published = &b
+}
+
+// Published returns the value of the "published" field in the mutation.
+func (m *ArticleMutation) Published() (r bool, exists bool) {
+	v := m.published
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPublished returns the old "published" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldPublished(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPublished is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPublished requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPublished: %w", err)
+	}
+	return oldValue.Published, nil
+}
+
+// ResetPublished resets all changes to the "published" field.
+func (m *ArticleMutation) ResetPublished() {
+	m.published = nil
+}
+
+// SetContentHash sets the "content_hash" field.
+func (m *ArticleMutation) SetContentHash(s string) {
+	m.content_hash = &s
+}
+
+// ContentHash returns the value of the "content_hash" field in the mutation.
+func (m *ArticleMutation) ContentHash() (r string, exists bool) {
+	v := m.content_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldContentHash returns the old "content_hash" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldContentHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldContentHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldContentHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldContentHash: %w", err)
+	}
+	return oldValue.ContentHash, nil
+}
+
+// ResetContentHash resets all changes to the "content_hash" field.
+func (m *ArticleMutation) ResetContentHash() {
+	m.content_hash = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ArticleMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ArticleMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ArticleMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetSearchDoc sets the "search_doc" field.
+func (m *ArticleMutation) SetSearchDoc(s string) {
+	m.search_doc = &s
+}
+
+// SearchDoc returns the value of the "search_doc" field in the mutation.
+func (m *ArticleMutation) SearchDoc() (r string, exists bool) {
+	v := m.search_doc
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSearchDoc returns the old "search_doc" field's value of the Article entity.
+// If the Article object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ArticleMutation) OldSearchDoc(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSearchDoc is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSearchDoc requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSearchDoc: %w", err)
+	}
+	return oldValue.SearchDoc, nil
+}
+
+// ClearSearchDoc clears the value of the "search_doc" field.
+func (m *ArticleMutation) ClearSearchDoc() {
+	m.search_doc = nil
+	m.clearedFields[article.FieldSearchDoc] = struct{}{}
+}
+
+// SearchDocCleared returns if the "search_doc" field was cleared in this mutation.
+func (m *ArticleMutation) SearchDocCleared() bool {
+	_, ok := m.clearedFields[article.FieldSearchDoc]
+	return ok
+}
+
+// ResetSearchDoc resets all changes to the "search_doc" field.
+func (m *ArticleMutation) ResetSearchDoc() {
+	m.search_doc = nil
+	delete(m.clearedFields, article.FieldSearchDoc)
+}
+
+// Where appends a list predicates to the ArticleMutation builder.
+func (m *ArticleMutation) Where(ps ...predicate.Article) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ArticleMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ArticleMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Article, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ArticleMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ArticleMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Article).
+func (m *ArticleMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ArticleMutation) Fields() []string {
+	fields := make([]string, 0, 11)
+	if m.created_at != nil {
+		fields = append(fields, article.FieldCreatedAt)
+	}
+	if m.external_id != nil {
+		fields = append(fields, article.FieldExternalID)
+	}
+	if m.title != nil {
+		fields = append(fields, article.FieldTitle)
+	}
+	if m.body != nil {
+		fields = append(fields, article.FieldBody)
+	}
+	if m.tags != nil {
+		fields = append(fields, article.FieldTags)
+	}
+	if m.audience != nil {
+		fields = append(fields, article.FieldAudience)
+	}
+	if m.locale != nil {
+		fields = append(fields, article.FieldLocale)
+	}
+	if m.published != nil {
+		fields = append(fields, article.FieldPublished)
+	}
+	if m.content_hash != nil {
+		fields = append(fields, article.FieldContentHash)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, article.FieldUpdatedAt)
+	}
+	if m.search_doc != nil {
+		fields = append(fields, article.FieldSearchDoc)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ArticleMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case article.FieldCreatedAt:
+		return m.CreatedAt()
+	case article.FieldExternalID:
+		return m.ExternalID()
+	case article.FieldTitle:
+		return m.Title()
+	case article.FieldBody:
+		return m.Body()
+	case article.FieldTags:
+		return m.Tags()
+	case article.FieldAudience:
+		return m.Audience()
+	case article.FieldLocale:
+		return m.Locale()
+	case article.FieldPublished:
+		return m.Published()
+	case article.FieldContentHash:
+		return m.ContentHash()
+	case article.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case article.FieldSearchDoc:
+		return m.SearchDoc()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ArticleMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case article.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case article.FieldExternalID:
+		return m.OldExternalID(ctx)
+	case article.FieldTitle:
+		return m.OldTitle(ctx)
+	case article.FieldBody:
+		return m.OldBody(ctx)
+	case article.FieldTags:
+		return m.OldTags(ctx)
+	case article.FieldAudience:
+		return m.OldAudience(ctx)
+	case article.FieldLocale:
+		return m.OldLocale(ctx)
+	case article.FieldPublished:
+		return m.OldPublished(ctx)
+	case article.FieldContentHash:
+		return m.OldContentHash(ctx)
+	case article.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case article.FieldSearchDoc:
+		return m.OldSearchDoc(ctx)
+	}
+	return nil, fmt.Errorf("unknown Article field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ArticleMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case article.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case article.FieldExternalID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExternalID(v)
+		return nil
+	case article.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case article.FieldBody:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBody(v)
+		return nil
+	case article.FieldTags:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTags(v)
+		return nil
+	case article.FieldAudience:
+		v, ok := value.(article.Audience)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAudience(v)
+		return nil
+	case article.FieldLocale:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLocale(v)
+		return nil
+	case article.FieldPublished:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPublished(v)
+		return nil
+	case article.FieldContentHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetContentHash(v)
+		return nil
+	case article.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case article.FieldSearchDoc:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSearchDoc(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Article field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ArticleMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ArticleMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ArticleMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Article numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ArticleMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(article.FieldSearchDoc) {
+		fields = append(fields, article.FieldSearchDoc)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ArticleMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ArticleMutation) ClearField(name string) error {
+	switch name {
+	case article.FieldSearchDoc:
+		m.ClearSearchDoc()
+		return nil
+	}
+	return fmt.Errorf("unknown Article nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ArticleMutation) ResetField(name string) error {
+	switch name {
+	case article.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case article.FieldExternalID:
+		m.ResetExternalID()
+		return nil
+	case article.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case article.FieldBody:
+		m.ResetBody()
+		return nil
+	case article.FieldTags:
+		m.ResetTags()
+		return nil
+	case article.FieldAudience:
+		m.ResetAudience()
+		return nil
+	case article.FieldLocale:
+		m.ResetLocale()
+		return nil
+	case article.FieldPublished:
+		m.ResetPublished()
+		return nil
+	case article.FieldContentHash:
+		m.ResetContentHash()
+		return nil
+	case article.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case article.FieldSearchDoc:
+		m.ResetSearchDoc()
+		return nil
+	}
+	return fmt.Errorf("unknown Article field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ArticleMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ArticleMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ArticleMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ArticleMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ArticleMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ArticleMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ArticleMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Article unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ArticleMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Article edge %s", name)
+}
+
 // AttachmentMutation represents an operation that mutates the Attachment nodes in the graph.
 type AttachmentMutation struct {
 	config
@@ -2309,6 +3223,1007 @@ func (m *AttachmentMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Attachment edge %s", name)
 }
 
+// BotSessionMutation represents an operation that mutates the BotSession nodes in the graph.
+type BotSessionMutation struct {
+	config
+	op                  Op
+	typ                 string
+	id                  *uuid.UUID
+	created_at          *time.Time
+	state               *[]byte
+	pending_seq         *int64
+	addpending_seq      *int64
+	answered_seq        *int64
+	addanswered_seq     *int64
+	turn_pending        *bool
+	lease_until         *time.Time
+	lease_owner         *string
+	summary             *[]byte
+	updated_at          *time.Time
+	clearedFields       map[string]struct{}
+	conversation        *uuid.UUID
+	clearedconversation bool
+	done                bool
+	oldValue            func(context.Context) (*BotSession, error)
+	predicates          []predicate.BotSession
+}
+
+var _ ent.Mutation = (*BotSessionMutation)(nil)
+
+// botsessionOption allows management of the mutation configuration using functional options.
+type botsessionOption func(*BotSessionMutation)
+
+// newBotSessionMutation creates new mutation for the BotSession entity.
+func newBotSessionMutation(c config, op Op, opts ...botsessionOption) *BotSessionMutation {
+	m := &BotSessionMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeBotSession,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withBotSessionID sets the ID field of the mutation.
+func withBotSessionID(id uuid.UUID) botsessionOption {
+	return func(m *BotSessionMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *BotSession
+		)
+		m.oldValue = func(ctx context.Context) (*BotSession, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().BotSession.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withBotSession sets the old BotSession of the mutation.
+func withBotSession(node *BotSession) botsessionOption {
+	return func(m *BotSessionMutation) {
+		m.oldValue = func(context.Context) (*BotSession, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m BotSessionMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m BotSessionMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of BotSession entities.
+func (m *BotSessionMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *BotSessionMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *BotSessionMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().BotSession.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *BotSessionMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *BotSessionMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *BotSessionMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetConversationID sets the "conversation_id" field.
+func (m *BotSessionMutation) SetConversationID(u uuid.UUID) {
+	m.conversation = &u
+}
+
+// ConversationID returns the value of the "conversation_id" field in the mutation.
+func (m *BotSessionMutation) ConversationID() (r uuid.UUID, exists bool) {
+	v := m.conversation
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldConversationID returns the old "conversation_id" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldConversationID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldConversationID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldConversationID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldConversationID: %w", err)
+	}
+	return oldValue.ConversationID, nil
+}
+
+// ResetConversationID resets all changes to the "conversation_id" field.
+func (m *BotSessionMutation) ResetConversationID() {
+	m.conversation = nil
+}
+
+// SetState sets the "state" field.
+func (m *BotSessionMutation) SetState(b []byte) {
+	m.state = &b
+}
+
+// State returns the value of the "state" field in the mutation.
+func (m *BotSessionMutation) State() (r []byte, exists bool) {
+	v := m.state
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldState returns the old "state" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldState(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldState is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldState requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldState: %w", err)
+	}
+	return oldValue.State, nil
+}
+
+// ClearState clears the value of the "state" field.
+func (m *BotSessionMutation) ClearState() {
+	m.state = nil
+	m.clearedFields[botsession.FieldState] = struct{}{}
+}
+
+// StateCleared returns if the "state" field was cleared in this mutation.
+func (m *BotSessionMutation) StateCleared() bool {
+	_, ok := m.clearedFields[botsession.FieldState]
+	return ok
+}
+
+// ResetState resets all changes to the "state" field.
+func (m *BotSessionMutation) ResetState() {
+	m.state = nil
+	delete(m.clearedFields, botsession.FieldState)
+}
+
+// SetPendingSeq sets the "pending_seq" field.
+func (m *BotSessionMutation) SetPendingSeq(i int64) {
+	m.pending_seq = &i
+	m.addpending_seq = nil
+}
+
+// PendingSeq returns the value of the "pending_seq" field in the mutation.
+func (m *BotSessionMutation) PendingSeq() (r int64, exists bool) {
+	v := m.pending_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPendingSeq returns the old "pending_seq" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldPendingSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPendingSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPendingSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPendingSeq: %w", err)
+	}
+	return oldValue.PendingSeq, nil
+}
+
+// AddPendingSeq adds i to the "pending_seq" field.
+func (m *BotSessionMutation) AddPendingSeq(i int64) {
+	if m.addpending_seq != nil {
+		*m.addpending_seq += i
+	} else {
+		m.addpending_seq = &i
+	}
+}
+
+// AddedPendingSeq returns the value that was added to the "pending_seq" field in this mutation.
+func (m *BotSessionMutation) AddedPendingSeq() (r int64, exists bool) {
+	v := m.addpending_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPendingSeq resets all changes to the "pending_seq" field.
+func (m *BotSessionMutation) ResetPendingSeq() {
+	m.pending_seq = nil
+	m.addpending_seq = nil
+}
+
+// SetAnsweredSeq sets the "answered_seq" field.
+func (m *BotSessionMutation) SetAnsweredSeq(i int64) {
+	m.answered_seq = &i
+	m.addanswered_seq = nil
+}
+
+// AnsweredSeq returns the value of the "answered_seq" field in the mutation.
+func (m *BotSessionMutation) AnsweredSeq() (r int64, exists bool) {
+	v := m.answered_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAnsweredSeq returns the old "answered_seq" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldAnsweredSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAnsweredSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAnsweredSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAnsweredSeq: %w", err)
+	}
+	return oldValue.AnsweredSeq, nil
+}
+
+// AddAnsweredSeq adds i to the "answered_seq" field.
+func (m *BotSessionMutation) AddAnsweredSeq(i int64) {
+	if m.addanswered_seq != nil {
+		*m.addanswered_seq += i
+	} else {
+		m.addanswered_seq = &i
+	}
+}
+
+// AddedAnsweredSeq returns the value that was added to the "answered_seq" field in this mutation.
+func (m *BotSessionMutation) AddedAnsweredSeq() (r int64, exists bool) {
+	v := m.addanswered_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAnsweredSeq resets all changes to the "answered_seq" field.
+func (m *BotSessionMutation) ResetAnsweredSeq() {
+	m.answered_seq = nil
+	m.addanswered_seq = nil
+}
+
+// SetTurnPending sets the "turn_pending" field.
+func (m *BotSessionMutation) SetTurnPending(b bool) {
+	m.turn_pending = &b
+}
+
+// TurnPending returns the value of the "turn_pending" field in the mutation.
+func (m *BotSessionMutation) TurnPending() (r bool, exists bool) {
+	v := m.turn_pending
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTurnPending returns the old "turn_pending" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldTurnPending(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTurnPending is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTurnPending requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTurnPending: %w", err)
+	}
+	return oldValue.TurnPending, nil
+}
+
+// ResetTurnPending resets all changes to the "turn_pending" field.
+func (m *BotSessionMutation) ResetTurnPending() {
+	m.turn_pending = nil
+}
+
+// SetLeaseUntil sets the "lease_until" field.
+func (m *BotSessionMutation) SetLeaseUntil(t time.Time) {
+	m.lease_until = &t
+}
+
+// LeaseUntil returns the value of the "lease_until" field in the mutation.
+func (m *BotSessionMutation) LeaseUntil() (r time.Time, exists bool) {
+	v := m.lease_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseUntil returns the old "lease_until" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldLeaseUntil(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseUntil: %w", err)
+	}
+	return oldValue.LeaseUntil, nil
+}
+
+// ClearLeaseUntil clears the value of the "lease_until" field.
+func (m *BotSessionMutation) ClearLeaseUntil() {
+	m.lease_until = nil
+	m.clearedFields[botsession.FieldLeaseUntil] = struct{}{}
+}
+
+// LeaseUntilCleared returns if the "lease_until" field was cleared in this mutation.
+func (m *BotSessionMutation) LeaseUntilCleared() bool {
+	_, ok := m.clearedFields[botsession.FieldLeaseUntil]
+	return ok
+}
+
+// ResetLeaseUntil resets all changes to the "lease_until" field.
+func (m *BotSessionMutation) ResetLeaseUntil() {
+	m.lease_until = nil
+	delete(m.clearedFields, botsession.FieldLeaseUntil)
+}
+
+// SetLeaseOwner sets the "lease_owner" field.
+func (m *BotSessionMutation) SetLeaseOwner(s string) {
+	m.lease_owner = &s
+}
+
+// LeaseOwner returns the value of the "lease_owner" field in the mutation.
+func (m *BotSessionMutation) LeaseOwner() (r string, exists bool) {
+	v := m.lease_owner
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseOwner returns the old "lease_owner" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldLeaseOwner(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseOwner is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseOwner requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseOwner: %w", err)
+	}
+	return oldValue.LeaseOwner, nil
+}
+
+// ResetLeaseOwner resets all changes to the "lease_owner" field.
+func (m *BotSessionMutation) ResetLeaseOwner() {
+	m.lease_owner = nil
+}
+
+// SetSummary sets the "summary" field.
+func (m *BotSessionMutation) SetSummary(b []byte) {
+	m.summary = &b
+}
+
+// Summary returns the value of the "summary" field in the mutation.
+func (m *BotSessionMutation) Summary() (r []byte, exists bool) {
+	v := m.summary
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSummary returns the old "summary" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldSummary(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSummary is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSummary requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSummary: %w", err)
+	}
+	return oldValue.Summary, nil
+}
+
+// ClearSummary clears the value of the "summary" field.
+func (m *BotSessionMutation) ClearSummary() {
+	m.summary = nil
+	m.clearedFields[botsession.FieldSummary] = struct{}{}
+}
+
+// SummaryCleared returns if the "summary" field was cleared in this mutation.
+func (m *BotSessionMutation) SummaryCleared() bool {
+	_, ok := m.clearedFields[botsession.FieldSummary]
+	return ok
+}
+
+// ResetSummary resets all changes to the "summary" field.
+func (m *BotSessionMutation) ResetSummary() {
+	m.summary = nil
+	delete(m.clearedFields, botsession.FieldSummary)
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *BotSessionMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *BotSessionMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the BotSession entity.
+// If the BotSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BotSessionMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *BotSessionMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// ClearConversation clears the "conversation" edge to the Conversation entity.
+func (m *BotSessionMutation) ClearConversation() {
+	m.clearedconversation = true
+	m.clearedFields[botsession.FieldConversationID] = struct{}{}
+}
+
+// ConversationCleared reports if the "conversation" edge to the Conversation entity was cleared.
+func (m *BotSessionMutation) ConversationCleared() bool {
+	return m.clearedconversation
+}
+
+// ConversationIDs returns the "conversation" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ConversationID instead. It exists only for internal usage by the builders.
+func (m *BotSessionMutation) ConversationIDs() (ids []uuid.UUID) {
+	if id := m.conversation; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetConversation resets all changes to the "conversation" edge.
+func (m *BotSessionMutation) ResetConversation() {
+	m.conversation = nil
+	m.clearedconversation = false
+}
+
+// Where appends a list predicates to the BotSessionMutation builder.
+func (m *BotSessionMutation) Where(ps ...predicate.BotSession) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the BotSessionMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *BotSessionMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.BotSession, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *BotSessionMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *BotSessionMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (BotSession).
+func (m *BotSessionMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *BotSessionMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, botsession.FieldCreatedAt)
+	}
+	if m.conversation != nil {
+		fields = append(fields, botsession.FieldConversationID)
+	}
+	if m.state != nil {
+		fields = append(fields, botsession.FieldState)
+	}
+	if m.pending_seq != nil {
+		fields = append(fields, botsession.FieldPendingSeq)
+	}
+	if m.answered_seq != nil {
+		fields = append(fields, botsession.FieldAnsweredSeq)
+	}
+	if m.turn_pending != nil {
+		fields = append(fields, botsession.FieldTurnPending)
+	}
+	if m.lease_until != nil {
+		fields = append(fields, botsession.FieldLeaseUntil)
+	}
+	if m.lease_owner != nil {
+		fields = append(fields, botsession.FieldLeaseOwner)
+	}
+	if m.summary != nil {
+		fields = append(fields, botsession.FieldSummary)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, botsession.FieldUpdatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *BotSessionMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case botsession.FieldCreatedAt:
+		return m.CreatedAt()
+	case botsession.FieldConversationID:
+		return m.ConversationID()
+	case botsession.FieldState:
+		return m.State()
+	case botsession.FieldPendingSeq:
+		return m.PendingSeq()
+	case botsession.FieldAnsweredSeq:
+		return m.AnsweredSeq()
+	case botsession.FieldTurnPending:
+		return m.TurnPending()
+	case botsession.FieldLeaseUntil:
+		return m.LeaseUntil()
+	case botsession.FieldLeaseOwner:
+		return m.LeaseOwner()
+	case botsession.FieldSummary:
+		return m.Summary()
+	case botsession.FieldUpdatedAt:
+		return m.UpdatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *BotSessionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case botsession.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case botsession.FieldConversationID:
+		return m.OldConversationID(ctx)
+	case botsession.FieldState:
+		return m.OldState(ctx)
+	case botsession.FieldPendingSeq:
+		return m.OldPendingSeq(ctx)
+	case botsession.FieldAnsweredSeq:
+		return m.OldAnsweredSeq(ctx)
+	case botsession.FieldTurnPending:
+		return m.OldTurnPending(ctx)
+	case botsession.FieldLeaseUntil:
+		return m.OldLeaseUntil(ctx)
+	case botsession.FieldLeaseOwner:
+		return m.OldLeaseOwner(ctx)
+	case botsession.FieldSummary:
+		return m.OldSummary(ctx)
+	case botsession.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown BotSession field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BotSessionMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case botsession.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case botsession.FieldConversationID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetConversationID(v)
+		return nil
+	case botsession.FieldState:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetState(v)
+		return nil
+	case botsession.FieldPendingSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPendingSeq(v)
+		return nil
+	case botsession.FieldAnsweredSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAnsweredSeq(v)
+		return nil
+	case botsession.FieldTurnPending:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTurnPending(v)
+		return nil
+	case botsession.FieldLeaseUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseUntil(v)
+		return nil
+	case botsession.FieldLeaseOwner:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseOwner(v)
+		return nil
+	case botsession.FieldSummary:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSummary(v)
+		return nil
+	case botsession.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown BotSession field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *BotSessionMutation) AddedFields() []string {
+	var fields []string
+	if m.addpending_seq != nil {
+		fields = append(fields, botsession.FieldPendingSeq)
+	}
+	if m.addanswered_seq != nil {
+		fields = append(fields, botsession.FieldAnsweredSeq)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *BotSessionMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case botsession.FieldPendingSeq:
+		return m.AddedPendingSeq()
+	case botsession.FieldAnsweredSeq:
+		return m.AddedAnsweredSeq()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BotSessionMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case botsession.FieldPendingSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPendingSeq(v)
+		return nil
+	case botsession.FieldAnsweredSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAnsweredSeq(v)
+		return nil
+	}
+	return fmt.Errorf("unknown BotSession numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *BotSessionMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(botsession.FieldState) {
+		fields = append(fields, botsession.FieldState)
+	}
+	if m.FieldCleared(botsession.FieldLeaseUntil) {
+		fields = append(fields, botsession.FieldLeaseUntil)
+	}
+	if m.FieldCleared(botsession.FieldSummary) {
+		fields = append(fields, botsession.FieldSummary)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *BotSessionMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *BotSessionMutation) ClearField(name string) error {
+	switch name {
+	case botsession.FieldState:
+		m.ClearState()
+		return nil
+	case botsession.FieldLeaseUntil:
+		m.ClearLeaseUntil()
+		return nil
+	case botsession.FieldSummary:
+		m.ClearSummary()
+		return nil
+	}
+	return fmt.Errorf("unknown BotSession nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *BotSessionMutation) ResetField(name string) error {
+	switch name {
+	case botsession.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case botsession.FieldConversationID:
+		m.ResetConversationID()
+		return nil
+	case botsession.FieldState:
+		m.ResetState()
+		return nil
+	case botsession.FieldPendingSeq:
+		m.ResetPendingSeq()
+		return nil
+	case botsession.FieldAnsweredSeq:
+		m.ResetAnsweredSeq()
+		return nil
+	case botsession.FieldTurnPending:
+		m.ResetTurnPending()
+		return nil
+	case botsession.FieldLeaseUntil:
+		m.ResetLeaseUntil()
+		return nil
+	case botsession.FieldLeaseOwner:
+		m.ResetLeaseOwner()
+		return nil
+	case botsession.FieldSummary:
+		m.ResetSummary()
+		return nil
+	case botsession.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown BotSession field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *BotSessionMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.conversation != nil {
+		edges = append(edges, botsession.EdgeConversation)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *BotSessionMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case botsession.EdgeConversation:
+		if id := m.conversation; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *BotSessionMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *BotSessionMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *BotSessionMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedconversation {
+		edges = append(edges, botsession.EdgeConversation)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *BotSessionMutation) EdgeCleared(name string) bool {
+	switch name {
+	case botsession.EdgeConversation:
+		return m.clearedconversation
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *BotSessionMutation) ClearEdge(name string) error {
+	switch name {
+	case botsession.EdgeConversation:
+		m.ClearConversation()
+		return nil
+	}
+	return fmt.Errorf("unknown BotSession unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *BotSessionMutation) ResetEdge(name string) error {
+	switch name {
+	case botsession.EdgeConversation:
+		m.ResetConversation()
+		return nil
+	}
+	return fmt.Errorf("unknown BotSession edge %s", name)
+}
+
 // ConsumerMutation represents an operation that mutates the Consumer nodes in the graph.
 type ConsumerMutation struct {
 	config
@@ -3173,6 +5088,8 @@ type ConversationMutation struct {
 	attachments         map[uuid.UUID]struct{}
 	removedattachments  map[uuid.UUID]struct{}
 	clearedattachments  bool
+	bot_session         *uuid.UUID
+	clearedbot_session  bool
 	done                bool
 	oldValue            func(context.Context) (*Conversation, error)
 	predicates          []predicate.Conversation
@@ -4375,6 +6292,45 @@ func (m *ConversationMutation) ResetAttachments() {
 	m.removedattachments = nil
 }
 
+// SetBotSessionID sets the "bot_session" edge to the BotSession entity by id.
+func (m *ConversationMutation) SetBotSessionID(id uuid.UUID) {
+	m.bot_session = &id
+}
+
+// ClearBotSession clears the "bot_session" edge to the BotSession entity.
+func (m *ConversationMutation) ClearBotSession() {
+	m.clearedbot_session = true
+}
+
+// BotSessionCleared reports if the "bot_session" edge to the BotSession entity was cleared.
+func (m *ConversationMutation) BotSessionCleared() bool {
+	return m.clearedbot_session
+}
+
+// BotSessionID returns the "bot_session" edge ID in the mutation.
+func (m *ConversationMutation) BotSessionID() (id uuid.UUID, exists bool) {
+	if m.bot_session != nil {
+		return *m.bot_session, true
+	}
+	return
+}
+
+// BotSessionIDs returns the "bot_session" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// BotSessionID instead. It exists only for internal usage by the builders.
+func (m *ConversationMutation) BotSessionIDs() (ids []uuid.UUID) {
+	if id := m.bot_session; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetBotSession resets all changes to the "bot_session" edge.
+func (m *ConversationMutation) ResetBotSession() {
+	m.bot_session = nil
+	m.clearedbot_session = false
+}
+
 // Where appends a list predicates to the ConversationMutation builder.
 func (m *ConversationMutation) Where(ps ...predicate.Conversation) {
 	m.predicates = append(m.predicates, ps...)
@@ -4813,7 +6769,7 @@ func (m *ConversationMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ConversationMutation) AddedEdges() []string {
-	edges := make([]string, 0, 10)
+	edges := make([]string, 0, 11)
 	if m.interaction != nil {
 		edges = append(edges, conversation.EdgeInteraction)
 	}
@@ -4843,6 +6799,9 @@ func (m *ConversationMutation) AddedEdges() []string {
 	}
 	if m.attachments != nil {
 		edges = append(edges, conversation.EdgeAttachments)
+	}
+	if m.bot_session != nil {
+		edges = append(edges, conversation.EdgeBotSession)
 	}
 	return edges
 }
@@ -4903,13 +6862,17 @@ func (m *ConversationMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case conversation.EdgeBotSession:
+		if id := m.bot_session; id != nil {
+			return []ent.Value{*id}
+		}
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ConversationMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 10)
+	edges := make([]string, 0, 11)
 	if m.removedevents != nil {
 		edges = append(edges, conversation.EdgeEvents)
 	}
@@ -4977,7 +6940,7 @@ func (m *ConversationMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ConversationMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 10)
+	edges := make([]string, 0, 11)
 	if m.clearedinteraction {
 		edges = append(edges, conversation.EdgeInteraction)
 	}
@@ -5008,6 +6971,9 @@ func (m *ConversationMutation) ClearedEdges() []string {
 	if m.clearedattachments {
 		edges = append(edges, conversation.EdgeAttachments)
 	}
+	if m.clearedbot_session {
+		edges = append(edges, conversation.EdgeBotSession)
+	}
 	return edges
 }
 
@@ -5035,6 +7001,8 @@ func (m *ConversationMutation) EdgeCleared(name string) bool {
 		return m.clearedread_cursors
 	case conversation.EdgeAttachments:
 		return m.clearedattachments
+	case conversation.EdgeBotSession:
+		return m.clearedbot_session
 	}
 	return false
 }
@@ -5054,6 +7022,9 @@ func (m *ConversationMutation) ClearEdge(name string) error {
 		return nil
 	case conversation.EdgeConsumer:
 		m.ClearConsumer()
+		return nil
+	case conversation.EdgeBotSession:
+		m.ClearBotSession()
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation unique edge %s", name)
@@ -5092,6 +7063,9 @@ func (m *ConversationMutation) ResetEdge(name string) error {
 		return nil
 	case conversation.EdgeAttachments:
 		m.ResetAttachments()
+		return nil
+	case conversation.EdgeBotSession:
+		m.ResetBotSession()
 		return nil
 	}
 	return fmt.Errorf("unknown Conversation edge %s", name)
@@ -7172,6 +9146,7 @@ type InteractionMutation struct {
 	tier                *string
 	intent              *string
 	form_fields         *map[string]string
+	slots               *map[string]string
 	guest_token_sealed  *[]byte
 	clearedFields       map[string]struct{}
 	conversation        *uuid.UUID
@@ -7840,6 +9815,42 @@ func (m *InteractionMutation) ResetFormFields() {
 	m.form_fields = nil
 }
 
+// SetSlots sets the "slots" field.
+func (m *InteractionMutation) SetSlots(value map[string]string) {
+	m.slots = &value
+}
+
+// Slots returns the value of the "slots" field in the mutation.
+func (m *InteractionMutation) Slots() (r map[string]string, exists bool) {
+	v := m.slots
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSlots returns the old "slots" field's value of the Interaction entity.
+// If the Interaction object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *InteractionMutation) OldSlots(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSlots is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSlots requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSlots: %w", err)
+	}
+	return oldValue.Slots, nil
+}
+
+// ResetSlots resets all changes to the "slots" field.
+func (m *InteractionMutation) ResetSlots() {
+	m.slots = nil
+}
+
 // SetGuestTokenSealed sets the "guest_token_sealed" field.
 func (m *InteractionMutation) SetGuestTokenSealed(b []byte) {
 	m.guest_token_sealed = &b
@@ -7989,7 +10000,7 @@ func (m *InteractionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *InteractionMutation) Fields() []string {
-	fields := make([]string, 0, 16)
+	fields := make([]string, 0, 17)
 	if m.created_at != nil {
 		fields = append(fields, interaction.FieldCreatedAt)
 	}
@@ -8035,6 +10046,9 @@ func (m *InteractionMutation) Fields() []string {
 	if m.form_fields != nil {
 		fields = append(fields, interaction.FieldFormFields)
 	}
+	if m.slots != nil {
+		fields = append(fields, interaction.FieldSlots)
+	}
 	if m.guest_token_sealed != nil {
 		fields = append(fields, interaction.FieldGuestTokenSealed)
 	}
@@ -8076,6 +10090,8 @@ func (m *InteractionMutation) Field(name string) (ent.Value, bool) {
 		return m.Intent()
 	case interaction.FieldFormFields:
 		return m.FormFields()
+	case interaction.FieldSlots:
+		return m.Slots()
 	case interaction.FieldGuestTokenSealed:
 		return m.GuestTokenSealed()
 	}
@@ -8117,6 +10133,8 @@ func (m *InteractionMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldIntent(ctx)
 	case interaction.FieldFormFields:
 		return m.OldFormFields(ctx)
+	case interaction.FieldSlots:
+		return m.OldSlots(ctx)
 	case interaction.FieldGuestTokenSealed:
 		return m.OldGuestTokenSealed(ctx)
 	}
@@ -8233,6 +10251,13 @@ func (m *InteractionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetFormFields(v)
 		return nil
+	case interaction.FieldSlots:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSlots(v)
+		return nil
 	case interaction.FieldGuestTokenSealed:
 		v, ok := value.([]byte)
 		if !ok {
@@ -8348,6 +10373,9 @@ func (m *InteractionMutation) ResetField(name string) error {
 		return nil
 	case interaction.FieldFormFields:
 		m.ResetFormFields()
+		return nil
+	case interaction.FieldSlots:
+		m.ResetSlots()
 		return nil
 	case interaction.FieldGuestTokenSealed:
 		m.ResetGuestTokenSealed()
@@ -12445,6 +14473,9 @@ type ServiceCaseMutation struct {
 	created_at          *time.Time
 	number              *string
 	short_description   *string
+	state               *servicecase.State
+	assigned_agent_id   *uuid.UUID
+	updated_at          *time.Time
 	opened_by_agent_id  *uuid.UUID
 	request_id          *string
 	request_hash        *[]byte
@@ -12668,6 +14699,127 @@ func (m *ServiceCaseMutation) OldShortDescription(ctx context.Context) (v string
 // ResetShortDescription resets all changes to the "short_description" field.
 func (m *ServiceCaseMutation) ResetShortDescription() {
 	m.short_description = nil
+}
+
+// SetState sets the "state" field.
+func (m *ServiceCaseMutation) SetState(s servicecase.State) {
+	m.state = &s
+}
+
+// State returns the value of the "state" field in the mutation.
+func (m *ServiceCaseMutation) State() (r servicecase.State, exists bool) {
+	v := m.state
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldState returns the old "state" field's value of the ServiceCase entity.
+// If the ServiceCase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ServiceCaseMutation) OldState(ctx context.Context) (v servicecase.State, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldState is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldState requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldState: %w", err)
+	}
+	return oldValue.State, nil
+}
+
+// ResetState resets all changes to the "state" field.
+func (m *ServiceCaseMutation) ResetState() {
+	m.state = nil
+}
+
+// SetAssignedAgentID sets the "assigned_agent_id" field.
+func (m *ServiceCaseMutation) SetAssignedAgentID(u uuid.UUID) {
+	m.assigned_agent_id = &u
+}
+
+// AssignedAgentID returns the value of the "assigned_agent_id" field in the mutation.
+func (m *ServiceCaseMutation) AssignedAgentID() (r uuid.UUID, exists bool) {
+	v := m.assigned_agent_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAssignedAgentID returns the old "assigned_agent_id" field's value of the ServiceCase entity.
+// If the ServiceCase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ServiceCaseMutation) OldAssignedAgentID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAssignedAgentID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAssignedAgentID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAssignedAgentID: %w", err)
+	}
+	return oldValue.AssignedAgentID, nil
+}
+
+// ClearAssignedAgentID clears the value of the "assigned_agent_id" field.
+func (m *ServiceCaseMutation) ClearAssignedAgentID() {
+	m.assigned_agent_id = nil
+	m.clearedFields[servicecase.FieldAssignedAgentID] = struct{}{}
+}
+
+// AssignedAgentIDCleared returns if the "assigned_agent_id" field was cleared in this mutation.
+func (m *ServiceCaseMutation) AssignedAgentIDCleared() bool {
+	_, ok := m.clearedFields[servicecase.FieldAssignedAgentID]
+	return ok
+}
+
+// ResetAssignedAgentID resets all changes to the "assigned_agent_id" field.
+func (m *ServiceCaseMutation) ResetAssignedAgentID() {
+	m.assigned_agent_id = nil
+	delete(m.clearedFields, servicecase.FieldAssignedAgentID)
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ServiceCaseMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ServiceCaseMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the ServiceCase entity.
+// If the ServiceCase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ServiceCaseMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ServiceCaseMutation) ResetUpdatedAt() {
+	m.updated_at = nil
 }
 
 // SetConversationID sets the "conversation_id" field.
@@ -12990,7 +15142,7 @@ func (m *ServiceCaseMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ServiceCaseMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, servicecase.FieldCreatedAt)
 	}
@@ -12999,6 +15151,15 @@ func (m *ServiceCaseMutation) Fields() []string {
 	}
 	if m.short_description != nil {
 		fields = append(fields, servicecase.FieldShortDescription)
+	}
+	if m.state != nil {
+		fields = append(fields, servicecase.FieldState)
+	}
+	if m.assigned_agent_id != nil {
+		fields = append(fields, servicecase.FieldAssignedAgentID)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, servicecase.FieldUpdatedAt)
 	}
 	if m.conversation != nil {
 		fields = append(fields, servicecase.FieldConversationID)
@@ -13029,6 +15190,12 @@ func (m *ServiceCaseMutation) Field(name string) (ent.Value, bool) {
 		return m.Number()
 	case servicecase.FieldShortDescription:
 		return m.ShortDescription()
+	case servicecase.FieldState:
+		return m.State()
+	case servicecase.FieldAssignedAgentID:
+		return m.AssignedAgentID()
+	case servicecase.FieldUpdatedAt:
+		return m.UpdatedAt()
 	case servicecase.FieldConversationID:
 		return m.ConversationID()
 	case servicecase.FieldConsumerID:
@@ -13054,6 +15221,12 @@ func (m *ServiceCaseMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldNumber(ctx)
 	case servicecase.FieldShortDescription:
 		return m.OldShortDescription(ctx)
+	case servicecase.FieldState:
+		return m.OldState(ctx)
+	case servicecase.FieldAssignedAgentID:
+		return m.OldAssignedAgentID(ctx)
+	case servicecase.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
 	case servicecase.FieldConversationID:
 		return m.OldConversationID(ctx)
 	case servicecase.FieldConsumerID:
@@ -13093,6 +15266,27 @@ func (m *ServiceCaseMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetShortDescription(v)
+		return nil
+	case servicecase.FieldState:
+		v, ok := value.(servicecase.State)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetState(v)
+		return nil
+	case servicecase.FieldAssignedAgentID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAssignedAgentID(v)
+		return nil
+	case servicecase.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
 		return nil
 	case servicecase.FieldConversationID:
 		v, ok := value.(uuid.UUID)
@@ -13159,6 +15353,9 @@ func (m *ServiceCaseMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *ServiceCaseMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(servicecase.FieldAssignedAgentID) {
+		fields = append(fields, servicecase.FieldAssignedAgentID)
+	}
 	if m.FieldCleared(servicecase.FieldConsumerID) {
 		fields = append(fields, servicecase.FieldConsumerID)
 	}
@@ -13185,6 +15382,9 @@ func (m *ServiceCaseMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *ServiceCaseMutation) ClearField(name string) error {
 	switch name {
+	case servicecase.FieldAssignedAgentID:
+		m.ClearAssignedAgentID()
+		return nil
 	case servicecase.FieldConsumerID:
 		m.ClearConsumerID()
 		return nil
@@ -13213,6 +15413,15 @@ func (m *ServiceCaseMutation) ResetField(name string) error {
 		return nil
 	case servicecase.FieldShortDescription:
 		m.ResetShortDescription()
+		return nil
+	case servicecase.FieldState:
+		m.ResetState()
+		return nil
+	case servicecase.FieldAssignedAgentID:
+		m.ResetAssignedAgentID()
+		return nil
+	case servicecase.FieldUpdatedAt:
+		m.ResetUpdatedAt()
 		return nil
 	case servicecase.FieldConversationID:
 		m.ResetConversationID()
@@ -13346,6 +15555,11 @@ type SettingMutation struct {
 	agent_grace_seconds                        *int
 	addagent_grace_seconds                     *int
 	demo                                       *bool
+	bot_channels                               *[]string
+	appendbot_channels                         []string
+	bot_config                                 *string
+	bot_config_version                         *int64
+	addbot_config_version                      *int64
 	clearedFields                              map[string]struct{}
 	done                                       bool
 	oldValue                                   func(context.Context) (*Setting, error)
@@ -13908,6 +16122,149 @@ func (m *SettingMutation) ResetDemo() {
 	m.demo = nil
 }
 
+// SetBotChannels sets the "bot_channels" field.
+func (m *SettingMutation) SetBotChannels(s []string) {
+	m.bot_channels = &s
+	m.appendbot_channels = nil
+}
+
+// BotChannels returns the value of the "bot_channels" field in the mutation.
+func (m *SettingMutation) BotChannels() (r []string, exists bool) {
+	v := m.bot_channels
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBotChannels returns the old "bot_channels" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldBotChannels(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBotChannels is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBotChannels requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBotChannels: %w", err)
+	}
+	return oldValue.BotChannels, nil
+}
+
+// AppendBotChannels adds s to the "bot_channels" field.
+func (m *SettingMutation) AppendBotChannels(s []string) {
+	m.appendbot_channels = append(m.appendbot_channels, s...)
+}
+
+// AppendedBotChannels returns the list of values that were appended to the "bot_channels" field in this mutation.
+func (m *SettingMutation) AppendedBotChannels() ([]string, bool) {
+	if len(m.appendbot_channels) == 0 {
+		return nil, false
+	}
+	return m.appendbot_channels, true
+}
+
+// ResetBotChannels resets all changes to the "bot_channels" field.
+func (m *SettingMutation) ResetBotChannels() {
+	m.bot_channels = nil
+	m.appendbot_channels = nil
+}
+
+// SetBotConfig sets the "bot_config" field.
+func (m *SettingMutation) SetBotConfig(s string) {
+	m.bot_config = &s
+}
+
+// BotConfig returns the value of the "bot_config" field in the mutation.
+func (m *SettingMutation) BotConfig() (r string, exists bool) {
+	v := m.bot_config
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBotConfig returns the old "bot_config" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldBotConfig(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBotConfig is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBotConfig requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBotConfig: %w", err)
+	}
+	return oldValue.BotConfig, nil
+}
+
+// ResetBotConfig resets all changes to the "bot_config" field.
+func (m *SettingMutation) ResetBotConfig() {
+	m.bot_config = nil
+}
+
+// SetBotConfigVersion sets the "bot_config_version" field.
+func (m *SettingMutation) SetBotConfigVersion(i int64) {
+	m.bot_config_version = &i
+	m.addbot_config_version = nil
+}
+
+// BotConfigVersion returns the value of the "bot_config_version" field in the mutation.
+func (m *SettingMutation) BotConfigVersion() (r int64, exists bool) {
+	v := m.bot_config_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBotConfigVersion returns the old "bot_config_version" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldBotConfigVersion(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBotConfigVersion is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBotConfigVersion requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBotConfigVersion: %w", err)
+	}
+	return oldValue.BotConfigVersion, nil
+}
+
+// AddBotConfigVersion adds i to the "bot_config_version" field.
+func (m *SettingMutation) AddBotConfigVersion(i int64) {
+	if m.addbot_config_version != nil {
+		*m.addbot_config_version += i
+	} else {
+		m.addbot_config_version = &i
+	}
+}
+
+// AddedBotConfigVersion returns the value that was added to the "bot_config_version" field in this mutation.
+func (m *SettingMutation) AddedBotConfigVersion() (r int64, exists bool) {
+	v := m.addbot_config_version
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBotConfigVersion resets all changes to the "bot_config_version" field.
+func (m *SettingMutation) ResetBotConfigVersion() {
+	m.bot_config_version = nil
+	m.addbot_config_version = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -13942,7 +16299,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 12)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -13970,6 +16327,15 @@ func (m *SettingMutation) Fields() []string {
 	if m.demo != nil {
 		fields = append(fields, setting.FieldDemo)
 	}
+	if m.bot_channels != nil {
+		fields = append(fields, setting.FieldBotChannels)
+	}
+	if m.bot_config != nil {
+		fields = append(fields, setting.FieldBotConfig)
+	}
+	if m.bot_config_version != nil {
+		fields = append(fields, setting.FieldBotConfigVersion)
+	}
 	return fields
 }
 
@@ -13996,6 +16362,12 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.AgentGraceSeconds()
 	case setting.FieldDemo:
 		return m.Demo()
+	case setting.FieldBotChannels:
+		return m.BotChannels()
+	case setting.FieldBotConfig:
+		return m.BotConfig()
+	case setting.FieldBotConfigVersion:
+		return m.BotConfigVersion()
 	}
 	return nil, false
 }
@@ -14023,6 +16395,12 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldAgentGraceSeconds(ctx)
 	case setting.FieldDemo:
 		return m.OldDemo(ctx)
+	case setting.FieldBotChannels:
+		return m.OldBotChannels(ctx)
+	case setting.FieldBotConfig:
+		return m.OldBotConfig(ctx)
+	case setting.FieldBotConfigVersion:
+		return m.OldBotConfigVersion(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -14095,6 +16473,27 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDemo(v)
 		return nil
+	case setting.FieldBotChannels:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBotChannels(v)
+		return nil
+	case setting.FieldBotConfig:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBotConfig(v)
+		return nil
+	case setting.FieldBotConfigVersion:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBotConfigVersion(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
 }
@@ -14118,6 +16517,9 @@ func (m *SettingMutation) AddedFields() []string {
 	if m.addagent_grace_seconds != nil {
 		fields = append(fields, setting.FieldAgentGraceSeconds)
 	}
+	if m.addbot_config_version != nil {
+		fields = append(fields, setting.FieldBotConfigVersion)
+	}
 	return fields
 }
 
@@ -14136,6 +16538,8 @@ func (m *SettingMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedMaxGuestSessionsPerHourPerAddress()
 	case setting.FieldAgentGraceSeconds:
 		return m.AddedAgentGraceSeconds()
+	case setting.FieldBotConfigVersion:
+		return m.AddedBotConfigVersion()
 	}
 	return nil, false
 }
@@ -14179,6 +16583,13 @@ func (m *SettingMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddAgentGraceSeconds(v)
+		return nil
+	case setting.FieldBotConfigVersion:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBotConfigVersion(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Setting numeric field %s", name)
@@ -14242,6 +16653,15 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldDemo:
 		m.ResetDemo()
+		return nil
+	case setting.FieldBotChannels:
+		m.ResetBotChannels()
+		return nil
+	case setting.FieldBotConfig:
+		m.ResetBotConfig()
+		return nil
+	case setting.FieldBotConfigVersion:
+		m.ResetBotConfigVersion()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
@@ -14307,6 +16727,7 @@ type SiteMutation struct {
 	appendallowed_origins          []string
 	max_guest_sessions_per_hour    *int
 	addmax_guest_sessions_per_hour *int
+	bot                            *site.Bot
 	clearedFields                  map[string]struct{}
 	interactions                   map[uuid.UUID]struct{}
 	removedinteractions            map[uuid.UUID]struct{}
@@ -14599,6 +17020,42 @@ func (m *SiteMutation) ResetMaxGuestSessionsPerHour() {
 	m.addmax_guest_sessions_per_hour = nil
 }
 
+// SetBot sets the "bot" field.
+func (m *SiteMutation) SetBot(s site.Bot) {
+	m.bot = &s
+}
+
+// Bot returns the value of the "bot" field in the mutation.
+func (m *SiteMutation) Bot() (r site.Bot, exists bool) {
+	v := m.bot
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBot returns the old "bot" field's value of the Site entity.
+// If the Site object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SiteMutation) OldBot(ctx context.Context) (v site.Bot, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBot is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBot requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBot: %w", err)
+	}
+	return oldValue.Bot, nil
+}
+
+// ResetBot resets all changes to the "bot" field.
+func (m *SiteMutation) ResetBot() {
+	m.bot = nil
+}
+
 // AddInteractionIDs adds the "interactions" edge to the Interaction entity by ids.
 func (m *SiteMutation) AddInteractionIDs(ids ...uuid.UUID) {
 	if m.interactions == nil {
@@ -14687,7 +17144,7 @@ func (m *SiteMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SiteMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if m.created_at != nil {
 		fields = append(fields, site.FieldCreatedAt)
 	}
@@ -14699,6 +17156,9 @@ func (m *SiteMutation) Fields() []string {
 	}
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, site.FieldMaxGuestSessionsPerHour)
+	}
+	if m.bot != nil {
+		fields = append(fields, site.FieldBot)
 	}
 	return fields
 }
@@ -14716,6 +17176,8 @@ func (m *SiteMutation) Field(name string) (ent.Value, bool) {
 		return m.AllowedOrigins()
 	case site.FieldMaxGuestSessionsPerHour:
 		return m.MaxGuestSessionsPerHour()
+	case site.FieldBot:
+		return m.Bot()
 	}
 	return nil, false
 }
@@ -14733,6 +17195,8 @@ func (m *SiteMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldAllowedOrigins(ctx)
 	case site.FieldMaxGuestSessionsPerHour:
 		return m.OldMaxGuestSessionsPerHour(ctx)
+	case site.FieldBot:
+		return m.OldBot(ctx)
 	}
 	return nil, fmt.Errorf("unknown Site field %s", name)
 }
@@ -14769,6 +17233,13 @@ func (m *SiteMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetMaxGuestSessionsPerHour(v)
+		return nil
+	case site.FieldBot:
+		v, ok := value.(site.Bot)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBot(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Site field %s", name)
@@ -14845,6 +17316,9 @@ func (m *SiteMutation) ResetField(name string) error {
 		return nil
 	case site.FieldMaxGuestSessionsPerHour:
 		m.ResetMaxGuestSessionsPerHour()
+		return nil
+	case site.FieldBot:
+		m.ResetBot()
 		return nil
 	}
 	return fmt.Errorf("unknown Site field %s", name)

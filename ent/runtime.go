@@ -7,7 +7,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/agent"
+	"github.com/parleyhq/parley/ent/article"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/consumer"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
@@ -67,6 +69,43 @@ func init() {
 	agentDescID := agentMixinFields0[0].Descriptor()
 	// agent.DefaultID holds the default value on creation for the id field.
 	agent.DefaultID = agentDescID.Default.(func() uuid.UUID)
+	articleMixin := schema.Article{}.Mixin()
+	articleMixinFields0 := articleMixin[0].Fields()
+	_ = articleMixinFields0
+	articleFields := schema.Article{}.Fields()
+	_ = articleFields
+	// articleDescCreatedAt is the schema descriptor for created_at field.
+	articleDescCreatedAt := articleMixinFields0[1].Descriptor()
+	// article.DefaultCreatedAt holds the default value on creation for the created_at field.
+	article.DefaultCreatedAt = articleDescCreatedAt.Default.(func() time.Time)
+	// articleDescExternalID is the schema descriptor for external_id field.
+	articleDescExternalID := articleFields[0].Descriptor()
+	// article.ExternalIDValidator is a validator for the "external_id" field. It is called by the builders before save.
+	article.ExternalIDValidator = articleDescExternalID.Validators[0].(func(string) error)
+	// articleDescTitle is the schema descriptor for title field.
+	articleDescTitle := articleFields[1].Descriptor()
+	// article.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	article.TitleValidator = articleDescTitle.Validators[0].(func(string) error)
+	// articleDescTags is the schema descriptor for tags field.
+	articleDescTags := articleFields[3].Descriptor()
+	// article.DefaultTags holds the default value on creation for the tags field.
+	article.DefaultTags = articleDescTags.Default.([]string)
+	// articleDescLocale is the schema descriptor for locale field.
+	articleDescLocale := articleFields[5].Descriptor()
+	// article.DefaultLocale holds the default value on creation for the locale field.
+	article.DefaultLocale = articleDescLocale.Default.(string)
+	// articleDescPublished is the schema descriptor for published field.
+	articleDescPublished := articleFields[6].Descriptor()
+	// article.DefaultPublished holds the default value on creation for the published field.
+	article.DefaultPublished = articleDescPublished.Default.(bool)
+	// articleDescUpdatedAt is the schema descriptor for updated_at field.
+	articleDescUpdatedAt := articleFields[8].Descriptor()
+	// article.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	article.DefaultUpdatedAt = articleDescUpdatedAt.Default.(func() time.Time)
+	// articleDescID is the schema descriptor for id field.
+	articleDescID := articleMixinFields0[0].Descriptor()
+	// article.DefaultID holds the default value on creation for the id field.
+	article.DefaultID = articleDescID.Default.(func() uuid.UUID)
 	attachmentMixin := schema.Attachment{}.Mixin()
 	attachmentMixinFields0 := attachmentMixin[0].Fields()
 	_ = attachmentMixinFields0
@@ -104,6 +143,39 @@ func init() {
 	attachmentDescID := attachmentMixinFields0[0].Descriptor()
 	// attachment.DefaultID holds the default value on creation for the id field.
 	attachment.DefaultID = attachmentDescID.Default.(func() uuid.UUID)
+	botsessionMixin := schema.BotSession{}.Mixin()
+	botsessionMixinFields0 := botsessionMixin[0].Fields()
+	_ = botsessionMixinFields0
+	botsessionFields := schema.BotSession{}.Fields()
+	_ = botsessionFields
+	// botsessionDescCreatedAt is the schema descriptor for created_at field.
+	botsessionDescCreatedAt := botsessionMixinFields0[1].Descriptor()
+	// botsession.DefaultCreatedAt holds the default value on creation for the created_at field.
+	botsession.DefaultCreatedAt = botsessionDescCreatedAt.Default.(func() time.Time)
+	// botsessionDescPendingSeq is the schema descriptor for pending_seq field.
+	botsessionDescPendingSeq := botsessionFields[2].Descriptor()
+	// botsession.DefaultPendingSeq holds the default value on creation for the pending_seq field.
+	botsession.DefaultPendingSeq = botsessionDescPendingSeq.Default.(int64)
+	// botsessionDescAnsweredSeq is the schema descriptor for answered_seq field.
+	botsessionDescAnsweredSeq := botsessionFields[3].Descriptor()
+	// botsession.DefaultAnsweredSeq holds the default value on creation for the answered_seq field.
+	botsession.DefaultAnsweredSeq = botsessionDescAnsweredSeq.Default.(int64)
+	// botsessionDescTurnPending is the schema descriptor for turn_pending field.
+	botsessionDescTurnPending := botsessionFields[4].Descriptor()
+	// botsession.DefaultTurnPending holds the default value on creation for the turn_pending field.
+	botsession.DefaultTurnPending = botsessionDescTurnPending.Default.(bool)
+	// botsessionDescLeaseOwner is the schema descriptor for lease_owner field.
+	botsessionDescLeaseOwner := botsessionFields[6].Descriptor()
+	// botsession.DefaultLeaseOwner holds the default value on creation for the lease_owner field.
+	botsession.DefaultLeaseOwner = botsessionDescLeaseOwner.Default.(string)
+	// botsessionDescUpdatedAt is the schema descriptor for updated_at field.
+	botsessionDescUpdatedAt := botsessionFields[8].Descriptor()
+	// botsession.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	botsession.DefaultUpdatedAt = botsessionDescUpdatedAt.Default.(func() time.Time)
+	// botsessionDescID is the schema descriptor for id field.
+	botsessionDescID := botsessionMixinFields0[0].Descriptor()
+	// botsession.DefaultID holds the default value on creation for the id field.
+	botsession.DefaultID = botsessionDescID.Default.(func() uuid.UUID)
 	consumerMixin := schema.Consumer{}.Mixin()
 	consumerMixinFields0 := consumerMixin[0].Fields()
 	_ = consumerMixinFields0
@@ -233,6 +305,10 @@ func init() {
 	interactionDescFormFields := interactionFields[13].Descriptor()
 	// interaction.DefaultFormFields holds the default value on creation for the form_fields field.
 	interaction.DefaultFormFields = interactionDescFormFields.Default.(map[string]string)
+	// interactionDescSlots is the schema descriptor for slots field.
+	interactionDescSlots := interactionFields[14].Descriptor()
+	// interaction.DefaultSlots holds the default value on creation for the slots field.
+	interaction.DefaultSlots = interactionDescSlots.Default.(map[string]string)
 	// interactionDescID is the schema descriptor for id field.
 	interactionDescID := interactionMixinFields0[0].Descriptor()
 	// interaction.DefaultID holds the default value on creation for the id field.
@@ -359,6 +435,12 @@ func init() {
 	servicecaseDescCreatedAt := servicecaseMixinFields0[1].Descriptor()
 	// servicecase.DefaultCreatedAt holds the default value on creation for the created_at field.
 	servicecase.DefaultCreatedAt = servicecaseDescCreatedAt.Default.(func() time.Time)
+	// servicecaseDescUpdatedAt is the schema descriptor for updated_at field.
+	servicecaseDescUpdatedAt := servicecaseFields[4].Descriptor()
+	// servicecase.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	servicecase.DefaultUpdatedAt = servicecaseDescUpdatedAt.Default.(func() time.Time)
+	// servicecase.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	servicecase.UpdateDefaultUpdatedAt = servicecaseDescUpdatedAt.UpdateDefault.(func() time.Time)
 	// servicecaseDescID is the schema descriptor for id field.
 	servicecaseDescID := servicecaseMixinFields0[0].Descriptor()
 	// servicecase.DefaultID holds the default value on creation for the id field.
@@ -399,6 +481,18 @@ func init() {
 	settingDescDemo := settingFields[9].Descriptor()
 	// setting.DefaultDemo holds the default value on creation for the demo field.
 	setting.DefaultDemo = settingDescDemo.Default.(bool)
+	// settingDescBotChannels is the schema descriptor for bot_channels field.
+	settingDescBotChannels := settingFields[10].Descriptor()
+	// setting.DefaultBotChannels holds the default value on creation for the bot_channels field.
+	setting.DefaultBotChannels = settingDescBotChannels.Default.([]string)
+	// settingDescBotConfig is the schema descriptor for bot_config field.
+	settingDescBotConfig := settingFields[11].Descriptor()
+	// setting.DefaultBotConfig holds the default value on creation for the bot_config field.
+	setting.DefaultBotConfig = settingDescBotConfig.Default.(string)
+	// settingDescBotConfigVersion is the schema descriptor for bot_config_version field.
+	settingDescBotConfigVersion := settingFields[12].Descriptor()
+	// setting.DefaultBotConfigVersion holds the default value on creation for the bot_config_version field.
+	setting.DefaultBotConfigVersion = settingDescBotConfigVersion.Default.(int64)
 	siteMixin := schema.Site{}.Mixin()
 	siteMixinFields0 := siteMixin[0].Fields()
 	_ = siteMixinFields0

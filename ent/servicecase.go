@@ -26,6 +26,12 @@ type ServiceCase struct {
 	Number string `json:"number,omitempty"`
 	// ShortDescription holds the value of the "short_description" field.
 	ShortDescription string `json:"short_description,omitempty"`
+	// State holds the value of the "state" field.
+	State servicecase.State `json:"state,omitempty"`
+	// AssignedAgentID holds the value of the "assigned_agent_id" field.
+	AssignedAgentID *uuid.UUID `json:"assigned_agent_id,omitempty"`
+	// UpdatedAt holds the value of the "updated_at" field.
+	UpdatedAt time.Time `json:"updated_at,omitempty"`
 	// ConversationID holds the value of the "conversation_id" field.
 	ConversationID uuid.UUID `json:"conversation_id,omitempty"`
 	// ConsumerID holds the value of the "consumer_id" field.
@@ -80,13 +86,13 @@ func (*ServiceCase) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case servicecase.FieldConsumerID, servicecase.FieldOpenedByAgentID:
+		case servicecase.FieldAssignedAgentID, servicecase.FieldConsumerID, servicecase.FieldOpenedByAgentID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case servicecase.FieldRequestHash:
 			values[i] = new([]byte)
-		case servicecase.FieldNumber, servicecase.FieldShortDescription, servicecase.FieldRequestID:
+		case servicecase.FieldNumber, servicecase.FieldShortDescription, servicecase.FieldState, servicecase.FieldRequestID:
 			values[i] = new(sql.NullString)
-		case servicecase.FieldCreatedAt:
+		case servicecase.FieldCreatedAt, servicecase.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
 		case servicecase.FieldID, servicecase.FieldConversationID:
 			values[i] = new(uuid.UUID)
@@ -128,6 +134,25 @@ func (_m *ServiceCase) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field short_description", values[i])
 			} else if value.Valid {
 				_m.ShortDescription = value.String
+			}
+		case servicecase.FieldState:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field state", values[i])
+			} else if value.Valid {
+				_m.State = servicecase.State(value.String)
+			}
+		case servicecase.FieldAssignedAgentID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field assigned_agent_id", values[i])
+			} else if value.Valid {
+				_m.AssignedAgentID = new(uuid.UUID)
+				*_m.AssignedAgentID = *value.S.(*uuid.UUID)
+			}
+		case servicecase.FieldUpdatedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field updated_at", values[i])
+			} else if value.Valid {
+				_m.UpdatedAt = value.Time
 			}
 		case servicecase.FieldConversationID:
 			if value, ok := values[i].(*uuid.UUID); !ok {
@@ -216,6 +241,17 @@ func (_m *ServiceCase) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("short_description=")
 	builder.WriteString(_m.ShortDescription)
+	builder.WriteString(", ")
+	builder.WriteString("state=")
+	builder.WriteString(fmt.Sprintf("%v", _m.State))
+	builder.WriteString(", ")
+	if v := _m.AssignedAgentID; v != nil {
+		builder.WriteString("assigned_agent_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("updated_at=")
+	builder.WriteString(_m.UpdatedAt.Format(time.ANSIC))
 	builder.WriteString(", ")
 	builder.WriteString("conversation_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.ConversationID))

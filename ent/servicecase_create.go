@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
@@ -46,6 +47,48 @@ func (_c *ServiceCaseCreate) SetNumber(v string) *ServiceCaseCreate {
 // SetShortDescription sets the "short_description" field.
 func (_c *ServiceCaseCreate) SetShortDescription(v string) *ServiceCaseCreate {
 	_c.mutation.SetShortDescription(v)
+	return _c
+}
+
+// SetState sets the "state" field.
+func (_c *ServiceCaseCreate) SetState(v servicecase.State) *ServiceCaseCreate {
+	_c.mutation.SetState(v)
+	return _c
+}
+
+// SetNillableState sets the "state" field if the given value is not nil.
+func (_c *ServiceCaseCreate) SetNillableState(v *servicecase.State) *ServiceCaseCreate {
+	if v != nil {
+		_c.SetState(*v)
+	}
+	return _c
+}
+
+// SetAssignedAgentID sets the "assigned_agent_id" field.
+func (_c *ServiceCaseCreate) SetAssignedAgentID(v uuid.UUID) *ServiceCaseCreate {
+	_c.mutation.SetAssignedAgentID(v)
+	return _c
+}
+
+// SetNillableAssignedAgentID sets the "assigned_agent_id" field if the given value is not nil.
+func (_c *ServiceCaseCreate) SetNillableAssignedAgentID(v *uuid.UUID) *ServiceCaseCreate {
+	if v != nil {
+		_c.SetAssignedAgentID(*v)
+	}
+	return _c
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (_c *ServiceCaseCreate) SetUpdatedAt(v time.Time) *ServiceCaseCreate {
+	_c.mutation.SetUpdatedAt(v)
+	return _c
+}
+
+// SetNillableUpdatedAt sets the "updated_at" field if the given value is not nil.
+func (_c *ServiceCaseCreate) SetNillableUpdatedAt(v *time.Time) *ServiceCaseCreate {
+	if v != nil {
+		_c.SetUpdatedAt(*v)
+	}
 	return _c
 }
 
@@ -166,6 +209,14 @@ func (_c *ServiceCaseCreate) defaults() {
 		v := servicecase.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
 	}
+	if _, ok := _c.mutation.State(); !ok {
+		v := servicecase.DefaultState
+		_c.mutation.SetState(v)
+	}
+	if _, ok := _c.mutation.UpdatedAt(); !ok {
+		v := servicecase.DefaultUpdatedAt()
+		_c.mutation.SetUpdatedAt(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := servicecase.DefaultID()
 		_c.mutation.SetID(v)
@@ -182,6 +233,20 @@ func (_c *ServiceCaseCreate) check() error {
 	}
 	if _, ok := _c.mutation.ShortDescription(); !ok {
 		return &ValidationError{Name: "short_description", err: errors.New(`ent: missing required field "ServiceCase.short_description"`)}
+	}
+	if _, ok := _c.mutation.State(); !ok {
+		return &ValidationError{Name: "state", err: errors.New(`ent: missing required field "ServiceCase.state"`)}
+	}
+	if v, ok := _c.mutation.State(); ok {
+		if err := servicecase.StateValidator(v); err != nil {
+			return &ValidationError{Name: "state", err: fmt.Errorf(`ent: validator failed for field "ServiceCase.state": %w`, err)}
+		}
+	}
+	switch _c.driver.Dialect() {
+	case dialect.MySQL, dialect.SQLite:
+		if _, ok := _c.mutation.UpdatedAt(); !ok {
+			return &ValidationError{Name: "updated_at", err: errors.New(`ent: missing required field "ServiceCase.updated_at"`)}
+		}
 	}
 	if _, ok := _c.mutation.ConversationID(); !ok {
 		return &ValidationError{Name: "conversation_id", err: errors.New(`ent: missing required field "ServiceCase.conversation_id"`)}
@@ -235,6 +300,18 @@ func (_c *ServiceCaseCreate) createSpec() (*ServiceCase, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ShortDescription(); ok {
 		_spec.SetField(servicecase.FieldShortDescription, field.TypeString, value)
 		_node.ShortDescription = value
+	}
+	if value, ok := _c.mutation.State(); ok {
+		_spec.SetField(servicecase.FieldState, field.TypeEnum, value)
+		_node.State = value
+	}
+	if value, ok := _c.mutation.AssignedAgentID(); ok {
+		_spec.SetField(servicecase.FieldAssignedAgentID, field.TypeUUID, value)
+		_node.AssignedAgentID = &value
+	}
+	if value, ok := _c.mutation.UpdatedAt(); ok {
+		_spec.SetField(servicecase.FieldUpdatedAt, field.TypeTime, value)
+		_node.UpdatedAt = value
 	}
 	if value, ok := _c.mutation.OpenedByAgentID(); ok {
 		_spec.SetField(servicecase.FieldOpenedByAgentID, field.TypeUUID, value)

@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/servicecase"
 )
@@ -28,6 +30,60 @@ func (_u *ServiceCaseUpdate) Where(ps ...predicate.ServiceCase) *ServiceCaseUpda
 	return _u
 }
 
+// SetShortDescription sets the "short_description" field.
+func (_u *ServiceCaseUpdate) SetShortDescription(v string) *ServiceCaseUpdate {
+	_u.mutation.SetShortDescription(v)
+	return _u
+}
+
+// SetNillableShortDescription sets the "short_description" field if the given value is not nil.
+func (_u *ServiceCaseUpdate) SetNillableShortDescription(v *string) *ServiceCaseUpdate {
+	if v != nil {
+		_u.SetShortDescription(*v)
+	}
+	return _u
+}
+
+// SetState sets the "state" field.
+func (_u *ServiceCaseUpdate) SetState(v servicecase.State) *ServiceCaseUpdate {
+	_u.mutation.SetState(v)
+	return _u
+}
+
+// SetNillableState sets the "state" field if the given value is not nil.
+func (_u *ServiceCaseUpdate) SetNillableState(v *servicecase.State) *ServiceCaseUpdate {
+	if v != nil {
+		_u.SetState(*v)
+	}
+	return _u
+}
+
+// SetAssignedAgentID sets the "assigned_agent_id" field.
+func (_u *ServiceCaseUpdate) SetAssignedAgentID(v uuid.UUID) *ServiceCaseUpdate {
+	_u.mutation.SetAssignedAgentID(v)
+	return _u
+}
+
+// SetNillableAssignedAgentID sets the "assigned_agent_id" field if the given value is not nil.
+func (_u *ServiceCaseUpdate) SetNillableAssignedAgentID(v *uuid.UUID) *ServiceCaseUpdate {
+	if v != nil {
+		_u.SetAssignedAgentID(*v)
+	}
+	return _u
+}
+
+// ClearAssignedAgentID clears the value of the "assigned_agent_id" field.
+func (_u *ServiceCaseUpdate) ClearAssignedAgentID() *ServiceCaseUpdate {
+	_u.mutation.ClearAssignedAgentID()
+	return _u
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (_u *ServiceCaseUpdate) SetUpdatedAt(v time.Time) *ServiceCaseUpdate {
+	_u.mutation.SetUpdatedAt(v)
+	return _u
+}
+
 // Mutation returns the ServiceCaseMutation object of the builder.
 func (_u *ServiceCaseUpdate) Mutation() *ServiceCaseMutation {
 	return _u.mutation
@@ -35,6 +91,7 @@ func (_u *ServiceCaseUpdate) Mutation() *ServiceCaseMutation {
 
 // Save executes the query and returns the number of nodes affected by the update operation.
 func (_u *ServiceCaseUpdate) Save(ctx context.Context) (int, error) {
+	_u.defaults()
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -60,8 +117,21 @@ func (_u *ServiceCaseUpdate) ExecX(ctx context.Context) {
 	}
 }
 
+// defaults sets the default values of the builder before save.
+func (_u *ServiceCaseUpdate) defaults() {
+	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		v := servicecase.UpdateDefaultUpdatedAt()
+		_u.mutation.SetUpdatedAt(v)
+	}
+}
+
 // check runs all checks and user-defined validators on the builder.
 func (_u *ServiceCaseUpdate) check() error {
+	if v, ok := _u.mutation.State(); ok {
+		if err := servicecase.StateValidator(v); err != nil {
+			return &ValidationError{Name: "state", err: fmt.Errorf(`ent: validator failed for field "ServiceCase.state": %w`, err)}
+		}
+	}
 	if _u.mutation.ConversationCleared() && len(_u.mutation.ConversationIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "ServiceCase.conversation"`)
 	}
@@ -85,6 +155,21 @@ func (_u *ServiceCaseUpdate) sqlSave(ctx context.Context) (_node int, err error)
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.ShortDescription(); ok {
+		_spec.SetField(servicecase.FieldShortDescription, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.State(); ok {
+		_spec.SetField(servicecase.FieldState, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.AssignedAgentID(); ok {
+		_spec.SetField(servicecase.FieldAssignedAgentID, field.TypeUUID, value)
+	}
+	if _u.mutation.AssignedAgentIDCleared() {
+		_spec.ClearField(servicecase.FieldAssignedAgentID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.UpdatedAt(); ok {
+		_spec.SetField(servicecase.FieldUpdatedAt, field.TypeTime, value)
 	}
 	if _u.mutation.OpenedByAgentIDCleared() {
 		_spec.ClearField(servicecase.FieldOpenedByAgentID, field.TypeUUID)
@@ -117,6 +202,60 @@ type ServiceCaseUpdateOne struct {
 	modifiers []func(*sql.UpdateBuilder)
 }
 
+// SetShortDescription sets the "short_description" field.
+func (_u *ServiceCaseUpdateOne) SetShortDescription(v string) *ServiceCaseUpdateOne {
+	_u.mutation.SetShortDescription(v)
+	return _u
+}
+
+// SetNillableShortDescription sets the "short_description" field if the given value is not nil.
+func (_u *ServiceCaseUpdateOne) SetNillableShortDescription(v *string) *ServiceCaseUpdateOne {
+	if v != nil {
+		_u.SetShortDescription(*v)
+	}
+	return _u
+}
+
+// SetState sets the "state" field.
+func (_u *ServiceCaseUpdateOne) SetState(v servicecase.State) *ServiceCaseUpdateOne {
+	_u.mutation.SetState(v)
+	return _u
+}
+
+// SetNillableState sets the "state" field if the given value is not nil.
+func (_u *ServiceCaseUpdateOne) SetNillableState(v *servicecase.State) *ServiceCaseUpdateOne {
+	if v != nil {
+		_u.SetState(*v)
+	}
+	return _u
+}
+
+// SetAssignedAgentID sets the "assigned_agent_id" field.
+func (_u *ServiceCaseUpdateOne) SetAssignedAgentID(v uuid.UUID) *ServiceCaseUpdateOne {
+	_u.mutation.SetAssignedAgentID(v)
+	return _u
+}
+
+// SetNillableAssignedAgentID sets the "assigned_agent_id" field if the given value is not nil.
+func (_u *ServiceCaseUpdateOne) SetNillableAssignedAgentID(v *uuid.UUID) *ServiceCaseUpdateOne {
+	if v != nil {
+		_u.SetAssignedAgentID(*v)
+	}
+	return _u
+}
+
+// ClearAssignedAgentID clears the value of the "assigned_agent_id" field.
+func (_u *ServiceCaseUpdateOne) ClearAssignedAgentID() *ServiceCaseUpdateOne {
+	_u.mutation.ClearAssignedAgentID()
+	return _u
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (_u *ServiceCaseUpdateOne) SetUpdatedAt(v time.Time) *ServiceCaseUpdateOne {
+	_u.mutation.SetUpdatedAt(v)
+	return _u
+}
+
 // Mutation returns the ServiceCaseMutation object of the builder.
 func (_u *ServiceCaseUpdateOne) Mutation() *ServiceCaseMutation {
 	return _u.mutation
@@ -137,6 +276,7 @@ func (_u *ServiceCaseUpdateOne) Select(field string, fields ...string) *ServiceC
 
 // Save executes the query and returns the updated ServiceCase entity.
 func (_u *ServiceCaseUpdateOne) Save(ctx context.Context) (*ServiceCase, error) {
+	_u.defaults()
 	return withHooks(ctx, _u.sqlSave, _u.mutation, _u.hooks)
 }
 
@@ -162,8 +302,21 @@ func (_u *ServiceCaseUpdateOne) ExecX(ctx context.Context) {
 	}
 }
 
+// defaults sets the default values of the builder before save.
+func (_u *ServiceCaseUpdateOne) defaults() {
+	if _, ok := _u.mutation.UpdatedAt(); !ok {
+		v := servicecase.UpdateDefaultUpdatedAt()
+		_u.mutation.SetUpdatedAt(v)
+	}
+}
+
 // check runs all checks and user-defined validators on the builder.
 func (_u *ServiceCaseUpdateOne) check() error {
+	if v, ok := _u.mutation.State(); ok {
+		if err := servicecase.StateValidator(v); err != nil {
+			return &ValidationError{Name: "state", err: fmt.Errorf(`ent: validator failed for field "ServiceCase.state": %w`, err)}
+		}
+	}
 	if _u.mutation.ConversationCleared() && len(_u.mutation.ConversationIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "ServiceCase.conversation"`)
 	}
@@ -204,6 +357,21 @@ func (_u *ServiceCaseUpdateOne) sqlSave(ctx context.Context) (_node *ServiceCase
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.ShortDescription(); ok {
+		_spec.SetField(servicecase.FieldShortDescription, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.State(); ok {
+		_spec.SetField(servicecase.FieldState, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.AssignedAgentID(); ok {
+		_spec.SetField(servicecase.FieldAssignedAgentID, field.TypeUUID, value)
+	}
+	if _u.mutation.AssignedAgentIDCleared() {
+		_spec.ClearField(servicecase.FieldAssignedAgentID, field.TypeUUID)
+	}
+	if value, ok := _u.mutation.UpdatedAt(); ok {
+		_spec.SetField(servicecase.FieldUpdatedAt, field.TypeTime, value)
 	}
 	if _u.mutation.OpenedByAgentIDCleared() {
 		_spec.ClearField(servicecase.FieldOpenedByAgentID, field.TypeUUID)

@@ -36,8 +36,14 @@ type Setting struct {
 	// AgentGraceSeconds holds the value of the "agent_grace_seconds" field.
 	AgentGraceSeconds int `json:"agent_grace_seconds,omitempty"`
 	// Demo holds the value of the "demo" field.
-	Demo         bool `json:"demo,omitempty"`
-	selectValues sql.SelectValues
+	Demo bool `json:"demo,omitempty"`
+	// BotChannels holds the value of the "bot_channels" field.
+	BotChannels []string `json:"bot_channels,omitempty"`
+	// BotConfig holds the value of the "bot_config" field.
+	BotConfig string `json:"bot_config,omitempty"`
+	// BotConfigVersion holds the value of the "bot_config_version" field.
+	BotConfigVersion int64 `json:"bot_config_version,omitempty"`
+	selectValues     sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -47,13 +53,13 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case setting.FieldDefaultQueueID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case setting.FieldIssueTypes:
+		case setting.FieldIssueTypes, setting.FieldBotChannels:
 			values[i] = new([]byte)
 		case setting.FieldDemo:
 			values[i] = new(sql.NullBool)
-		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress, setting.FieldAgentGraceSeconds:
+		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress, setting.FieldAgentGraceSeconds, setting.FieldBotConfigVersion:
 			values[i] = new(sql.NullInt64)
-		case setting.FieldGuestSessionsRateLimitReachedMessage:
+		case setting.FieldGuestSessionsRateLimitReachedMessage, setting.FieldBotConfig:
 			values[i] = new(sql.NullString)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -133,6 +139,26 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Demo = value.Bool
 			}
+		case setting.FieldBotChannels:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field bot_channels", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.BotChannels); err != nil {
+					return fmt.Errorf("unmarshal field bot_channels: %w", err)
+				}
+			}
+		case setting.FieldBotConfig:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field bot_config", values[i])
+			} else if value.Valid {
+				_m.BotConfig = value.String
+			}
+		case setting.FieldBotConfigVersion:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field bot_config_version", values[i])
+			} else if value.Valid {
+				_m.BotConfigVersion = value.Int64
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -197,6 +223,15 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("demo=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Demo))
+	builder.WriteString(", ")
+	builder.WriteString("bot_channels=")
+	builder.WriteString(fmt.Sprintf("%v", _m.BotChannels))
+	builder.WriteString(", ")
+	builder.WriteString("bot_config=")
+	builder.WriteString(_m.BotConfig)
+	builder.WriteString(", ")
+	builder.WriteString("bot_config_version=")
+	builder.WriteString(fmt.Sprintf("%v", _m.BotConfigVersion))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
@@ -123,6 +124,40 @@ func (_c *SettingCreate) SetNillableDemo(v *bool) *SettingCreate {
 	return _c
 }
 
+// SetBotChannels sets the "bot_channels" field.
+func (_c *SettingCreate) SetBotChannels(v []string) *SettingCreate {
+	_c.mutation.SetBotChannels(v)
+	return _c
+}
+
+// SetBotConfig sets the "bot_config" field.
+func (_c *SettingCreate) SetBotConfig(v string) *SettingCreate {
+	_c.mutation.SetBotConfig(v)
+	return _c
+}
+
+// SetNillableBotConfig sets the "bot_config" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableBotConfig(v *string) *SettingCreate {
+	if v != nil {
+		_c.SetBotConfig(*v)
+	}
+	return _c
+}
+
+// SetBotConfigVersion sets the "bot_config_version" field.
+func (_c *SettingCreate) SetBotConfigVersion(v int64) *SettingCreate {
+	_c.mutation.SetBotConfigVersion(v)
+	return _c
+}
+
+// SetNillableBotConfigVersion sets the "bot_config_version" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableBotConfigVersion(v *int64) *SettingCreate {
+	if v != nil {
+		_c.SetBotConfigVersion(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -184,6 +219,18 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultDemo
 		_c.mutation.SetDemo(v)
 	}
+	if _, ok := _c.mutation.BotChannels(); !ok {
+		v := setting.DefaultBotChannels
+		_c.mutation.SetBotChannels(v)
+	}
+	if _, ok := _c.mutation.BotConfig(); !ok {
+		v := setting.DefaultBotConfig
+		_c.mutation.SetBotConfig(v)
+	}
+	if _, ok := _c.mutation.BotConfigVersion(); !ok {
+		v := setting.DefaultBotConfigVersion
+		_c.mutation.SetBotConfigVersion(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -236,6 +283,18 @@ func (_c *SettingCreate) check() error {
 	}
 	if _, ok := _c.mutation.Demo(); !ok {
 		return &ValidationError{Name: "demo", err: errors.New(`ent: missing required field "Setting.demo"`)}
+	}
+	switch _c.driver.Dialect() {
+	case dialect.MySQL, dialect.SQLite:
+		if _, ok := _c.mutation.BotChannels(); !ok {
+			return &ValidationError{Name: "bot_channels", err: errors.New(`ent: missing required field "Setting.bot_channels"`)}
+		}
+	}
+	if _, ok := _c.mutation.BotConfig(); !ok {
+		return &ValidationError{Name: "bot_config", err: errors.New(`ent: missing required field "Setting.bot_config"`)}
+	}
+	if _, ok := _c.mutation.BotConfigVersion(); !ok {
+		return &ValidationError{Name: "bot_config_version", err: errors.New(`ent: missing required field "Setting.bot_config_version"`)}
 	}
 	return nil
 }
@@ -304,6 +363,18 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Demo(); ok {
 		_spec.SetField(setting.FieldDemo, field.TypeBool, value)
 		_node.Demo = value
+	}
+	if value, ok := _c.mutation.BotChannels(); ok {
+		_spec.SetField(setting.FieldBotChannels, field.TypeJSON, value)
+		_node.BotChannels = value
+	}
+	if value, ok := _c.mutation.BotConfig(); ok {
+		_spec.SetField(setting.FieldBotConfig, field.TypeString, value)
+		_node.BotConfig = value
+	}
+	if value, ok := _c.mutation.BotConfigVersion(); ok {
+		_spec.SetField(setting.FieldBotConfigVersion, field.TypeInt64, value)
+		_node.BotConfigVersion = value
 	}
 	return _node, _spec
 }

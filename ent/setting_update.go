@@ -182,6 +182,53 @@ func (_u *SettingUpdate) AddAgentGraceSeconds(v int) *SettingUpdate {
 	return _u
 }
 
+// SetBotChannels sets the "bot_channels" field.
+func (_u *SettingUpdate) SetBotChannels(v []string) *SettingUpdate {
+	_u.mutation.SetBotChannels(v)
+	return _u
+}
+
+// AppendBotChannels appends value to the "bot_channels" field.
+func (_u *SettingUpdate) AppendBotChannels(v []string) *SettingUpdate {
+	_u.mutation.AppendBotChannels(v)
+	return _u
+}
+
+// SetBotConfig sets the "bot_config" field.
+func (_u *SettingUpdate) SetBotConfig(v string) *SettingUpdate {
+	_u.mutation.SetBotConfig(v)
+	return _u
+}
+
+// SetNillableBotConfig sets the "bot_config" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableBotConfig(v *string) *SettingUpdate {
+	if v != nil {
+		_u.SetBotConfig(*v)
+	}
+	return _u
+}
+
+// SetBotConfigVersion sets the "bot_config_version" field.
+func (_u *SettingUpdate) SetBotConfigVersion(v int64) *SettingUpdate {
+	_u.mutation.ResetBotConfigVersion()
+	_u.mutation.SetBotConfigVersion(v)
+	return _u
+}
+
+// SetNillableBotConfigVersion sets the "bot_config_version" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableBotConfigVersion(v *int64) *SettingUpdate {
+	if v != nil {
+		_u.SetBotConfigVersion(*v)
+	}
+	return _u
+}
+
+// AddBotConfigVersion adds value to the "bot_config_version" field.
+func (_u *SettingUpdate) AddBotConfigVersion(v int64) *SettingUpdate {
+	_u.mutation.AddBotConfigVersion(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdate) Mutation() *SettingMutation {
 	return _u.mutation
@@ -308,6 +355,23 @@ func (_u *SettingUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedAgentGraceSeconds(); ok {
 		_spec.AddField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.BotChannels(); ok {
+		_spec.SetField(setting.FieldBotChannels, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedBotChannels(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, setting.FieldBotChannels, value)
+		})
+	}
+	if value, ok := _u.mutation.BotConfig(); ok {
+		_spec.SetField(setting.FieldBotConfig, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.BotConfigVersion(); ok {
+		_spec.SetField(setting.FieldBotConfigVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedBotConfigVersion(); ok {
+		_spec.AddField(setting.FieldBotConfigVersion, field.TypeInt64, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -482,6 +546,53 @@ func (_u *SettingUpdateOne) AddAgentGraceSeconds(v int) *SettingUpdateOne {
 	return _u
 }
 
+// SetBotChannels sets the "bot_channels" field.
+func (_u *SettingUpdateOne) SetBotChannels(v []string) *SettingUpdateOne {
+	_u.mutation.SetBotChannels(v)
+	return _u
+}
+
+// AppendBotChannels appends value to the "bot_channels" field.
+func (_u *SettingUpdateOne) AppendBotChannels(v []string) *SettingUpdateOne {
+	_u.mutation.AppendBotChannels(v)
+	return _u
+}
+
+// SetBotConfig sets the "bot_config" field.
+func (_u *SettingUpdateOne) SetBotConfig(v string) *SettingUpdateOne {
+	_u.mutation.SetBotConfig(v)
+	return _u
+}
+
+// SetNillableBotConfig sets the "bot_config" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableBotConfig(v *string) *SettingUpdateOne {
+	if v != nil {
+		_u.SetBotConfig(*v)
+	}
+	return _u
+}
+
+// SetBotConfigVersion sets the "bot_config_version" field.
+func (_u *SettingUpdateOne) SetBotConfigVersion(v int64) *SettingUpdateOne {
+	_u.mutation.ResetBotConfigVersion()
+	_u.mutation.SetBotConfigVersion(v)
+	return _u
+}
+
+// SetNillableBotConfigVersion sets the "bot_config_version" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableBotConfigVersion(v *int64) *SettingUpdateOne {
+	if v != nil {
+		_u.SetBotConfigVersion(*v)
+	}
+	return _u
+}
+
+// AddBotConfigVersion adds value to the "bot_config_version" field.
+func (_u *SettingUpdateOne) AddBotConfigVersion(v int64) *SettingUpdateOne {
+	_u.mutation.AddBotConfigVersion(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdateOne) Mutation() *SettingMutation {
 	return _u.mutation
@@ -638,6 +749,23 @@ func (_u *SettingUpdateOne) sqlSave(ctx context.Context) (_node *Setting, err er
 	}
 	if value, ok := _u.mutation.AddedAgentGraceSeconds(); ok {
 		_spec.AddField(setting.FieldAgentGraceSeconds, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.BotChannels(); ok {
+		_spec.SetField(setting.FieldBotChannels, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedBotChannels(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, setting.FieldBotChannels, value)
+		})
+	}
+	if value, ok := _u.mutation.BotConfig(); ok {
+		_spec.SetField(setting.FieldBotConfig, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.BotConfigVersion(); ok {
+		_spec.SetField(setting.FieldBotConfigVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedBotConfigVersion(); ok {
+		_spec.AddField(setting.FieldBotConfigVersion, field.TypeInt64, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Setting{config: _u.config}

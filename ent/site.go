@@ -27,6 +27,8 @@ type Site struct {
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 	// MaxGuestSessionsPerHour holds the value of the "max_guest_sessions_per_hour" field.
 	MaxGuestSessionsPerHour int `json:"max_guest_sessions_per_hour,omitempty"`
+	// Bot holds the value of the "bot" field.
+	Bot site.Bot `json:"bot,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the SiteQuery when eager-loading is set.
 	Edges        SiteEdges `json:"edges"`
@@ -60,7 +62,7 @@ func (*Site) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case site.FieldMaxGuestSessionsPerHour:
 			values[i] = new(sql.NullInt64)
-		case site.FieldDisplayName:
+		case site.FieldDisplayName, site.FieldBot:
 			values[i] = new(sql.NullString)
 		case site.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -112,6 +114,12 @@ func (_m *Site) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field max_guest_sessions_per_hour", values[i])
 			} else if value.Valid {
 				_m.MaxGuestSessionsPerHour = int(value.Int64)
+			}
+		case site.FieldBot:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field bot", values[i])
+			} else if value.Valid {
+				_m.Bot = site.Bot(value.String)
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -165,6 +173,9 @@ func (_m *Site) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("max_guest_sessions_per_hour=")
 	builder.WriteString(fmt.Sprintf("%v", _m.MaxGuestSessionsPerHour))
+	builder.WriteString(", ")
+	builder.WriteString("bot=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Bot))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -62,6 +62,20 @@ func (_c *SiteCreate) SetNillableMaxGuestSessionsPerHour(v *int) *SiteCreate {
 	return _c
 }
 
+// SetBot sets the "bot" field.
+func (_c *SiteCreate) SetBot(v site.Bot) *SiteCreate {
+	_c.mutation.SetBot(v)
+	return _c
+}
+
+// SetNillableBot sets the "bot" field if the given value is not nil.
+func (_c *SiteCreate) SetNillableBot(v *site.Bot) *SiteCreate {
+	if v != nil {
+		_c.SetBot(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SiteCreate) SetID(v uuid.UUID) *SiteCreate {
 	_c.mutation.SetID(v)
@@ -134,6 +148,10 @@ func (_c *SiteCreate) defaults() {
 		v := site.DefaultMaxGuestSessionsPerHour
 		_c.mutation.SetMaxGuestSessionsPerHour(v)
 	}
+	if _, ok := _c.mutation.Bot(); !ok {
+		v := site.DefaultBot
+		_c.mutation.SetBot(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := site.DefaultID()
 		_c.mutation.SetID(v)
@@ -162,6 +180,14 @@ func (_c *SiteCreate) check() error {
 	if v, ok := _c.mutation.MaxGuestSessionsPerHour(); ok {
 		if err := site.MaxGuestSessionsPerHourValidator(v); err != nil {
 			return &ValidationError{Name: "max_guest_sessions_per_hour", err: fmt.Errorf(`ent: validator failed for field "Site.max_guest_sessions_per_hour": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Bot(); !ok {
+		return &ValidationError{Name: "bot", err: errors.New(`ent: missing required field "Site.bot"`)}
+	}
+	if v, ok := _c.mutation.Bot(); ok {
+		if err := site.BotValidator(v); err != nil {
+			return &ValidationError{Name: "bot", err: fmt.Errorf(`ent: validator failed for field "Site.bot": %w`, err)}
 		}
 	}
 	return nil
@@ -214,6 +240,10 @@ func (_c *SiteCreate) createSpec() (*Site, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.MaxGuestSessionsPerHour(); ok {
 		_spec.SetField(site.FieldMaxGuestSessionsPerHour, field.TypeInt, value)
 		_node.MaxGuestSessionsPerHour = value
+	}
+	if value, ok := _c.mutation.Bot(); ok {
+		_spec.SetField(site.FieldBot, field.TypeEnum, value)
+		_node.Bot = value
 	}
 	if nodes := _c.mutation.InteractionsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

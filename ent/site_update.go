@@ -78,6 +78,20 @@ func (_u *SiteUpdate) AddMaxGuestSessionsPerHour(v int) *SiteUpdate {
 	return _u
 }
 
+// SetBot sets the "bot" field.
+func (_u *SiteUpdate) SetBot(v site.Bot) *SiteUpdate {
+	_u.mutation.SetBot(v)
+	return _u
+}
+
+// SetNillableBot sets the "bot" field if the given value is not nil.
+func (_u *SiteUpdate) SetNillableBot(v *site.Bot) *SiteUpdate {
+	if v != nil {
+		_u.SetBot(*v)
+	}
+	return _u
+}
+
 // AddInteractionIDs adds the "interactions" edge to the Interaction entity by IDs.
 func (_u *SiteUpdate) AddInteractionIDs(ids ...uuid.UUID) *SiteUpdate {
 	_u.mutation.AddInteractionIDs(ids...)
@@ -158,6 +172,11 @@ func (_u *SiteUpdate) check() error {
 			return &ValidationError{Name: "max_guest_sessions_per_hour", err: fmt.Errorf(`ent: validator failed for field "Site.max_guest_sessions_per_hour": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Bot(); ok {
+		if err := site.BotValidator(v); err != nil {
+			return &ValidationError{Name: "bot", err: fmt.Errorf(`ent: validator failed for field "Site.bot": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -195,6 +214,9 @@ func (_u *SiteUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedMaxGuestSessionsPerHour(); ok {
 		_spec.AddField(site.FieldMaxGuestSessionsPerHour, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.Bot(); ok {
+		_spec.SetField(site.FieldBot, field.TypeEnum, value)
 	}
 	if _u.mutation.InteractionsCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -310,6 +332,20 @@ func (_u *SiteUpdateOne) AddMaxGuestSessionsPerHour(v int) *SiteUpdateOne {
 	return _u
 }
 
+// SetBot sets the "bot" field.
+func (_u *SiteUpdateOne) SetBot(v site.Bot) *SiteUpdateOne {
+	_u.mutation.SetBot(v)
+	return _u
+}
+
+// SetNillableBot sets the "bot" field if the given value is not nil.
+func (_u *SiteUpdateOne) SetNillableBot(v *site.Bot) *SiteUpdateOne {
+	if v != nil {
+		_u.SetBot(*v)
+	}
+	return _u
+}
+
 // AddInteractionIDs adds the "interactions" edge to the Interaction entity by IDs.
 func (_u *SiteUpdateOne) AddInteractionIDs(ids ...uuid.UUID) *SiteUpdateOne {
 	_u.mutation.AddInteractionIDs(ids...)
@@ -403,6 +439,11 @@ func (_u *SiteUpdateOne) check() error {
 			return &ValidationError{Name: "max_guest_sessions_per_hour", err: fmt.Errorf(`ent: validator failed for field "Site.max_guest_sessions_per_hour": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Bot(); ok {
+		if err := site.BotValidator(v); err != nil {
+			return &ValidationError{Name: "bot", err: fmt.Errorf(`ent: validator failed for field "Site.bot": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -457,6 +498,9 @@ func (_u *SiteUpdateOne) sqlSave(ctx context.Context) (_node *Site, err error) {
 	}
 	if value, ok := _u.mutation.AddedMaxGuestSessionsPerHour(); ok {
 		_spec.AddField(site.FieldMaxGuestSessionsPerHour, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.Bot(); ok {
+		_spec.SetField(site.FieldBot, field.TypeEnum, value)
 	}
 	if _u.mutation.InteractionsCleared() {
 		edge := &sqlgraph.EdgeSpec{

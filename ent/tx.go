@@ -16,8 +16,12 @@ type Tx struct {
 	config
 	// Agent is the client for interacting with the Agent builders.
 	Agent *AgentClient
+	// Article is the client for interacting with the Article builders.
+	Article *ArticleClient
 	// Attachment is the client for interacting with the Attachment builders.
 	Attachment *AttachmentClient
+	// BotSession is the client for interacting with the BotSession builders.
+	BotSession *BotSessionClient
 	// Consumer is the client for interacting with the Consumer builders.
 	Consumer *ConsumerClient
 	// Conversation is the client for interacting with the Conversation builders.
@@ -180,7 +184,9 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.Agent = NewAgentClient(tx.config)
+	tx.Article = NewArticleClient(tx.config)
 	tx.Attachment = NewAttachmentClient(tx.config)
+	tx.BotSession = NewBotSessionClient(tx.config)
 	tx.Consumer = NewConsumerClient(tx.config)
 	tx.Conversation = NewConversationClient(tx.config)
 	tx.Event = NewEventClient(tx.config)

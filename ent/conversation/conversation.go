@@ -64,6 +64,8 @@ const (
 	EdgeReadCursors = "read_cursors"
 	// EdgeAttachments holds the string denoting the attachments edge name in mutations.
 	EdgeAttachments = "attachments"
+	// EdgeBotSession holds the string denoting the bot_session edge name in mutations.
+	EdgeBotSession = "bot_session"
 	// Table holds the table name of the conversation in the database.
 	Table = "conversations"
 	// InteractionTable is the table that holds the interaction relation/edge.
@@ -136,6 +138,13 @@ const (
 	AttachmentsInverseTable = "attachments"
 	// AttachmentsColumn is the table column denoting the attachments relation/edge.
 	AttachmentsColumn = "conversation_id"
+	// BotSessionTable is the table that holds the bot_session relation/edge.
+	BotSessionTable = "bot_sessions"
+	// BotSessionInverseTable is the table name for the BotSession entity.
+	// It exists in this package in order to avoid circular dependency with the "botsession" package.
+	BotSessionInverseTable = "bot_sessions"
+	// BotSessionColumn is the table column denoting the bot_session relation/edge.
+	BotSessionColumn = "conversation_id"
 )
 
 // Columns holds all SQL columns for conversation fields.
@@ -186,6 +195,7 @@ const (
 	StateQueued   State = "queued"
 	StateAssigned State = "assigned"
 	StateClosed   State = "closed"
+	StateBot      State = "bot"
 )
 
 func (s State) String() string {
@@ -195,7 +205,7 @@ func (s State) String() string {
 // StateValidator is a validator for the "state" field enum values. It is called by the builders before save.
 func StateValidator(s State) error {
 	switch s {
-	case StateQueued, StateAssigned, StateClosed:
+	case StateQueued, StateAssigned, StateClosed, StateBot:
 		return nil
 	default:
 		return fmt.Errorf("conversation: invalid enum value for state field: %q", s)
@@ -391,6 +401,13 @@ func ByAttachments(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newAttachmentsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByBotSessionField orders the results by bot_session field.
+func ByBotSessionField(field string, opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newBotSessionStep(), sql.OrderByField(field, opts...))
+	}
+}
 func newInteractionStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -459,5 +476,12 @@ func newAttachmentsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(AttachmentsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, AttachmentsTable, AttachmentsColumn),
+	)
+}
+func newBotSessionStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(BotSessionInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2O, false, BotSessionTable, BotSessionColumn),
 	)
 }

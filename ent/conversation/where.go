@@ -901,6 +901,29 @@ func HasAttachmentsWith(preds ...predicate.Attachment) predicate.Conversation {
 	})
 }
 
+// HasBotSession applies the HasEdge predicate on the "bot_session" edge.
+func HasBotSession() predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, BotSessionTable, BotSessionColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasBotSessionWith applies the HasEdge predicate on the "bot_session" edge with a given conditions (other predicates).
+func HasBotSessionWith(preds ...predicate.BotSession) predicate.Conversation {
+	return predicate.Conversation(func(s *sql.Selector) {
+		step := newBotSessionStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Conversation) predicate.Conversation {
 	return predicate.Conversation(sql.AndPredicates(predicates...))

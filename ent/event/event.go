@@ -93,6 +93,7 @@ const (
 	SenderRoleCustomer SenderRole = "customer"
 	SenderRoleAgent    SenderRole = "agent"
 	SenderRoleSystem   SenderRole = "system"
+	SenderRoleBot      SenderRole = "bot"
 )
 
 func (sr SenderRole) String() string {
@@ -102,7 +103,7 @@ func (sr SenderRole) String() string {
 // SenderRoleValidator is a validator for the "sender_role" field enum values. It is called by the builders before save.
 func SenderRoleValidator(sr SenderRole) error {
 	switch sr {
-	case SenderRoleGuest, SenderRoleCustomer, SenderRoleAgent, SenderRoleSystem:
+	case SenderRoleGuest, SenderRoleCustomer, SenderRoleAgent, SenderRoleSystem, SenderRoleBot:
 		return nil
 	default:
 		return fmt.Errorf("event: invalid enum value for sender_role field: %q", sr)

@@ -46,6 +46,8 @@ const (
 	FieldIntent = "intent"
 	// FieldFormFields holds the string denoting the form_fields field in the database.
 	FieldFormFields = "form_fields"
+	// FieldSlots holds the string denoting the slots field in the database.
+	FieldSlots = "slots"
 	// FieldGuestTokenSealed holds the string denoting the guest_token_sealed field in the database.
 	FieldGuestTokenSealed = "guest_token_sealed"
 	// EdgeConversation holds the string denoting the conversation edge name in mutations.
@@ -88,6 +90,7 @@ var Columns = []string{
 	FieldTier,
 	FieldIntent,
 	FieldFormFields,
+	FieldSlots,
 	FieldGuestTokenSealed,
 }
 
@@ -118,6 +121,8 @@ var (
 	DefaultIntent string
 	// DefaultFormFields holds the default value on creation for the "form_fields" field.
 	DefaultFormFields map[string]string
+	// DefaultSlots holds the default value on creation for the "slots" field.
+	DefaultSlots map[string]string
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )

@@ -29,6 +29,44 @@ var (
 		Columns:    AgentsColumns,
 		PrimaryKey: []*schema.Column{AgentsColumns[0]},
 	}
+	// ArticlesColumns holds the columns for the "articles" table.
+	ArticlesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "external_id", Type: field.TypeString, Unique: true},
+		{Name: "title", Type: field.TypeString},
+		{Name: "body", Type: field.TypeString, Size: 2147483647},
+		{Name: "tags", Type: field.TypeJSON},
+		{Name: "audience", Type: field.TypeEnum, Enums: []string{"public", "internal"}, Default: "public"},
+		{Name: "locale", Type: field.TypeString, Default: "en"},
+		{Name: "published", Type: field.TypeBool, Default: false},
+		{Name: "content_hash", Type: field.TypeString},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "search_doc", Type: field.TypeString, Nullable: true, SchemaType: map[string]string{"postgres": "tsvector", "sqlite3": "text"}},
+	}
+	// ArticlesTable holds the schema information for the "articles" table.
+	ArticlesTable = &schema.Table{
+		Name:       "articles",
+		Columns:    ArticlesColumns,
+		PrimaryKey: []*schema.Column{ArticlesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "article_search_doc",
+				Unique:  false,
+				Columns: []*schema.Column{ArticlesColumns[11]},
+				Annotation: &entsql.IndexAnnotation{
+					Types: map[string]string{
+						"postgres": "GIN",
+					},
+				},
+			},
+			{
+				Name:    "article_published_locale",
+				Unique:  false,
+				Columns: []*schema.Column{ArticlesColumns[8], ArticlesColumns[7]},
+			},
+		},
+	}
 	// AttachmentsColumns holds the columns for the "attachments" table.
 	AttachmentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -70,6 +108,41 @@ var (
 			},
 		},
 	}
+	// BotSessionsColumns holds the columns for the "bot_sessions" table.
+	BotSessionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "state", Type: field.TypeBytes, Nullable: true},
+		{Name: "pending_seq", Type: field.TypeInt64, Default: 0},
+		{Name: "answered_seq", Type: field.TypeInt64, Default: 0},
+		{Name: "turn_pending", Type: field.TypeBool, Default: false},
+		{Name: "lease_until", Type: field.TypeTime, Nullable: true},
+		{Name: "lease_owner", Type: field.TypeString, Default: ""},
+		{Name: "summary", Type: field.TypeBytes, Nullable: true},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "conversation_id", Type: field.TypeUUID, Unique: true},
+	}
+	// BotSessionsTable holds the schema information for the "bot_sessions" table.
+	BotSessionsTable = &schema.Table{
+		Name:       "bot_sessions",
+		Columns:    BotSessionsColumns,
+		PrimaryKey: []*schema.Column{BotSessionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "bot_sessions_conversations_bot_session",
+				Columns:    []*schema.Column{BotSessionsColumns[10]},
+				RefColumns: []*schema.Column{ConversationsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "botsession_turn_pending_lease_until",
+				Unique:  false,
+				Columns: []*schema.Column{BotSessionsColumns[5], BotSessionsColumns[6]},
+			},
+		},
+	}
 	// ConsumersColumns holds the columns for the "consumers" table.
 	ConsumersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -97,7 +170,7 @@ var (
 	ConversationsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
-		{Name: "state", Type: field.TypeEnum, Enums: []string{"queued", "assigned", "closed"}},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"queued", "assigned", "closed", "bot"}},
 		{Name: "last_seq", Type: field.TypeInt64, Default: 0},
 		{Name: "queued_at", Type: field.TypeTime, Nullable: true},
 		{Name: "priority", Type: field.TypeInt, Default: 0},
@@ -181,7 +254,7 @@ var (
 		{Name: "seq", Type: field.TypeInt64},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "kind", Type: field.TypeString},
-		{Name: "sender_role", Type: field.TypeEnum, Enums: []string{"guest", "customer", "agent", "system"}},
+		{Name: "sender_role", Type: field.TypeEnum, Enums: []string{"guest", "customer", "agent", "system", "bot"}},
 		{Name: "sender_id", Type: field.TypeString, Default: ""},
 		{Name: "sender_name", Type: field.TypeString, Default: ""},
 		{Name: "channel", Type: field.TypeEnum, Nullable: true, Enums: []string{"web_portal", "messenger", "mobile"}},
@@ -291,6 +364,7 @@ var (
 		{Name: "tier", Type: field.TypeString, Default: ""},
 		{Name: "intent", Type: field.TypeString, Default: ""},
 		{Name: "form_fields", Type: field.TypeJSON},
+		{Name: "slots", Type: field.TypeJSON, Default: map[string]schema.Expr{"postgres": "'{}'::jsonb", "sqlite3": "'{}'"}},
 		{Name: "guest_token_sealed", Type: field.TypeBytes, Nullable: true},
 		{Name: "site_id", Type: field.TypeUUID, Nullable: true},
 	}
@@ -302,7 +376,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "interactions_sites_interactions",
-				Columns:    []*schema.Column{InteractionsColumns[16]},
+				Columns:    []*schema.Column{InteractionsColumns[17]},
 				RefColumns: []*schema.Column{SitesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -468,6 +542,9 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "number", Type: field.TypeString, Unique: true},
 		{Name: "short_description", Type: field.TypeString},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"new", "in_progress", "on_hold", "resolved", "closed"}, Default: "new"},
+		{Name: "assigned_agent_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "updated_at", Type: field.TypeTime, Default: map[string]schema.Expr{"postgres": "now()", "sqlite3": "CURRENT_TIMESTAMP"}},
 		{Name: "opened_by_agent_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "request_id", Type: field.TypeString, Unique: true, Nullable: true},
 		{Name: "request_hash", Type: field.TypeBytes, Nullable: true},
@@ -482,15 +559,32 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "cases_consumers_cases",
-				Columns:    []*schema.Column{CasesColumns[7]},
+				Columns:    []*schema.Column{CasesColumns[10]},
 				RefColumns: []*schema.Column{ConsumersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "cases_conversations_cases",
-				Columns:    []*schema.Column{CasesColumns[8]},
+				Columns:    []*schema.Column{CasesColumns[11]},
 				RefColumns: []*schema.Column{ConversationsColumns[0]},
 				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "servicecase_consumer_id",
+				Unique:  false,
+				Columns: []*schema.Column{CasesColumns[10]},
+			},
+			{
+				Name:    "servicecase_conversation_id",
+				Unique:  false,
+				Columns: []*schema.Column{CasesColumns[11]},
+			},
+			{
+				Name:    "servicecase_assigned_agent_id_state",
+				Unique:  false,
+				Columns: []*schema.Column{CasesColumns[5], CasesColumns[4]},
 			},
 		},
 	}
@@ -506,6 +600,9 @@ var (
 		{Name: "default_queue_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "agent_grace_seconds", Type: field.TypeInt, Default: 60},
 		{Name: "demo", Type: field.TypeBool, Default: false},
+		{Name: "bot_channels", Type: field.TypeJSON, Default: map[string]schema.Expr{"postgres": "'[]'::jsonb", "sqlite3": "'[]'"}},
+		{Name: "bot_config", Type: field.TypeString, Size: 2147483647, Default: ""},
+		{Name: "bot_config_version", Type: field.TypeInt64, Default: 0},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{
@@ -520,6 +617,7 @@ var (
 		{Name: "display_name", Type: field.TypeString},
 		{Name: "allowed_origins", Type: field.TypeJSON},
 		{Name: "max_guest_sessions_per_hour", Type: field.TypeInt, Default: 0},
+		{Name: "bot", Type: field.TypeEnum, Enums: []string{"default", "on", "off"}, Default: "default"},
 	}
 	// SitesTable holds the schema information for the "sites" table.
 	SitesTable = &schema.Table{
@@ -604,7 +702,9 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		AgentsTable,
+		ArticlesTable,
 		AttachmentsTable,
+		BotSessionsTable,
 		ConsumersTable,
 		ConversationsTable,
 		EventsTable,
@@ -630,6 +730,7 @@ func init() {
 		"agent_load_within_capacity": "load >= 0 AND load <= capacity",
 	}
 	AttachmentsTable.ForeignKeys[0].RefTable = ConversationsTable
+	BotSessionsTable.ForeignKeys[0].RefTable = ConversationsTable
 	ConversationsTable.ForeignKeys[0].RefTable = AgentsTable
 	ConversationsTable.ForeignKeys[1].RefTable = ConsumersTable
 	ConversationsTable.ForeignKeys[2].RefTable = InteractionsTable

@@ -9,8 +9,14 @@ import (
 // Agent is the predicate function for agent builders.
 type Agent func(*sql.Selector)
 
+// Article is the predicate function for article builders.
+type Article func(*sql.Selector)
+
 // Attachment is the predicate function for attachment builders.
 type Attachment func(*sql.Selector)
+
+// BotSession is the predicate function for botsession builders.
+type BotSession func(*sql.Selector)
 
 // Consumer is the predicate function for consumer builders.
 type Consumer func(*sql.Selector)

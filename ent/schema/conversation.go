@@ -2,6 +2,7 @@ package schema
 
 import (
 	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -19,7 +20,9 @@ func (Conversation) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
 // Fields of the Conversation.
 func (Conversation) Fields() []ent.Field {
 	return []ent.Field{
-		field.Enum("state").Values("queued", "assigned", "closed"),
+		// state "bot" means the virtual agent answers (the controller is the
+		// bot); "queued" waits for an agent; "assigned" is held by one.
+		field.Enum("state").Values("queued", "assigned", "closed", "bot"),
 		// last_seq is the seq of the newest event; the next event takes
 		// last_seq+1 in the same transaction that inserts it.
 		field.Int64("last_seq").Default(0),
@@ -63,6 +66,7 @@ func (Conversation) Edges() []ent.Edge {
 		edge.To("cases", ServiceCase.Type),
 		edge.To("read_cursors", ReadCursor.Type),
 		edge.To("attachments", Attachment.Type),
+		edge.To("bot_session", BotSession.Type).Unique().Annotations(entsql.OnDelete(entsql.Cascade)),
 	}
 }
 

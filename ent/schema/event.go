@@ -24,7 +24,7 @@ func (Event) Fields() []ent.Field {
 		field.Time("created_at").Default(time.Now).Immutable(),
 		// kind names the payload: message_posted, participant_joined, ...
 		field.String("kind").Immutable(),
-		field.Enum("sender_role").Values("guest", "customer", "agent", "system").Immutable(),
+		field.Enum("sender_role").Values("guest", "customer", "agent", "system", "bot").Immutable(),
 		field.String("sender_id").Default("").Immutable(),
 		field.String("sender_name").Default("").Immutable(),
 		field.Enum("channel").Values("web_portal", "messenger", "mobile").Optional().Nillable().Immutable(),

@@ -2,6 +2,8 @@ package schema
 
 import (
 	"entgo.io/ent"
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -47,6 +49,9 @@ func (Interaction) Fields() []ent.Field {
 		field.String("tier").Default("").Immutable(),
 		field.String("intent").Default(""),
 		field.JSON("form_fields", map[string]string{}).Default(map[string]string{}).Immutable(),
+		// slots are what the virtual agent captured, by slot name.
+		field.JSON("slots", map[string]string{}).Default(map[string]string{}).
+			Annotations(entsql.DefaultExprs(map[string]string{dialect.Postgres: "'{}'::jsonb", dialect.SQLite: "'{}'"})),
 		// guest_token_sealed is the guest's token encrypted under a key
 		// derived from the request id, so that a retry of StartGuestChat
 		// (which proves it knows the request id) gets the same token back.

@@ -1,11 +1,15 @@
 package schema
 
 import (
+	"time"
+
 	"entgo.io/ent"
+	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
 	"github.com/google/uuid"
 )
 
@@ -21,7 +25,12 @@ func (ServiceCase) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }
 func (ServiceCase) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("number").Unique().Immutable(),
-		field.String("short_description").Immutable(),
+		field.String("short_description"),
+		field.Enum("state").Values("new", "in_progress", "on_hold", "resolved", "closed").Default("new"),
+		// assigned_agent_id is the agent working on the case, if any.
+		field.UUID("assigned_agent_id", uuid.UUID{}).Optional().Nillable(),
+		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now).
+			Annotations(entsql.DefaultExprs(map[string]string{dialect.Postgres: "now()", dialect.SQLite: "CURRENT_TIMESTAMP"})),
 		field.UUID("conversation_id", uuid.UUID{}).Immutable(),
 		field.UUID("consumer_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		// opened_by_agent_id is nil for a message a waiting customer left.
@@ -41,6 +50,15 @@ func (ServiceCase) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("conversation", Conversation.Type).Ref("cases").Field("conversation_id").Unique().Required().Immutable(),
 		edge.From("consumer", Consumer.Type).Ref("cases").Field("consumer_id").Unique().Immutable(),
+	}
+}
+
+// Indexes of the ServiceCase.
+func (ServiceCase) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("consumer_id"),
+		index.Fields("conversation_id"),
+		index.Fields("assigned_agent_id", "state"),
 	}
 }
 

@@ -2,6 +2,8 @@ package schema
 
 import (
 	"entgo.io/ent"
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 )
@@ -44,5 +46,13 @@ func (Setting) Fields() []ent.Field {
 		// built-in demo bootstrap: only then does parleyd trust the demo
 		// portal's public JWT secret (and only without -identity).
 		field.Bool("demo").Default(false).Immutable(),
+		// bot_channels are the channels whose new chats start with the
+		// virtual agent ("web_portal", "messenger", "mobile").
+		field.JSON("bot_channels", []string{}).Default([]string{}).
+			Annotations(entsql.DefaultExprs(map[string]string{dialect.Postgres: "'[]'::jsonb", dialect.SQLite: "'[]'"})),
+		// bot_config is the virtual agent's configuration as the admin wrote
+		// it (YAML); bot_config_version increases with every change.
+		field.Text("bot_config").Default(""),
+		field.Int64("bot_config_version").Default(0),
 	}
 }

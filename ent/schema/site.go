@@ -24,6 +24,9 @@ func (Site) Fields() []ent.Field {
 		// max_guest_sessions_per_hour is this site's guest session limit;
 		// 0 means only the installation's limits apply.
 		field.Int("max_guest_sessions_per_hour").NonNegative().Default(0),
+		// bot says whether the site's messenger chats start with the virtual
+		// agent: "default" follows the settings' bot channels.
+		field.Enum("bot").Values("default", "on", "off").Default("default"),
 	}
 }
 

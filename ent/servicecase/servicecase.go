@@ -3,6 +3,7 @@
 package servicecase
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
@@ -21,6 +22,12 @@ const (
 	FieldNumber = "number"
 	// FieldShortDescription holds the string denoting the short_description field in the database.
 	FieldShortDescription = "short_description"
+	// FieldState holds the string denoting the state field in the database.
+	FieldState = "state"
+	// FieldAssignedAgentID holds the string denoting the assigned_agent_id field in the database.
+	FieldAssignedAgentID = "assigned_agent_id"
+	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
+	FieldUpdatedAt = "updated_at"
 	// FieldConversationID holds the string denoting the conversation_id field in the database.
 	FieldConversationID = "conversation_id"
 	// FieldConsumerID holds the string denoting the consumer_id field in the database.
@@ -59,6 +66,9 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldNumber,
 	FieldShortDescription,
+	FieldState,
+	FieldAssignedAgentID,
+	FieldUpdatedAt,
 	FieldConversationID,
 	FieldConsumerID,
 	FieldOpenedByAgentID,
@@ -79,9 +89,42 @@ func ValidColumn(column string) bool {
 var (
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
+	// DefaultUpdatedAt holds the default value on creation for the "updated_at" field.
+	DefaultUpdatedAt func() time.Time
+	// UpdateDefaultUpdatedAt holds the default value on update for the "updated_at" field.
+	UpdateDefaultUpdatedAt func() time.Time
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
+
+// State defines the type for the "state" enum field.
+type State string
+
+// StateNew is the default value of the State enum.
+const DefaultState = StateNew
+
+// State values.
+const (
+	StateNew        State = "new"
+	StateInProgress State = "in_progress"
+	StateOnHold     State = "on_hold"
+	StateResolved   State = "resolved"
+	StateClosed     State = "closed"
+)
+
+func (s State) String() string {
+	return string(s)
+}
+
+// StateValidator is a validator for the "state" field enum values. It is called by the builders before save.
+func StateValidator(s State) error {
+	switch s {
+	case StateNew, StateInProgress, StateOnHold, StateResolved, StateClosed:
+		return nil
+	default:
+		return fmt.Errorf("servicecase: invalid enum value for state field: %q", s)
+	}
+}
 
 // OrderOption defines the ordering options for the ServiceCase queries.
 type OrderOption func(*sql.Selector)
@@ -104,6 +147,21 @@ func ByNumber(opts ...sql.OrderTermOption) OrderOption {
 // ByShortDescription orders the results by the short_description field.
 func ByShortDescription(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldShortDescription, opts...).ToFunc()
+}
+
+// ByState orders the results by the state field.
+func ByState(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldState, opts...).ToFunc()
+}
+
+// ByAssignedAgentID orders the results by the assigned_agent_id field.
+func ByAssignedAgentID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAssignedAgentID, opts...).ToFunc()
+}
+
+// ByUpdatedAt orders the results by the updated_at field.
+func ByUpdatedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUpdatedAt, opts...).ToFunc()
 }
 
 // ByConversationID orders the results by the conversation_id field.

@@ -71,6 +71,16 @@ func ShortDescription(v string) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldEQ(FieldShortDescription, v))
 }
 
+// AssignedAgentID applies equality check predicate on the "assigned_agent_id" field. It's identical to AssignedAgentIDEQ.
+func AssignedAgentID(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldEQ(FieldAssignedAgentID, v))
+}
+
+// UpdatedAt applies equality check predicate on the "updated_at" field. It's identical to UpdatedAtEQ.
+func UpdatedAt(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldEQ(FieldUpdatedAt, v))
+}
+
 // ConversationID applies equality check predicate on the "conversation_id" field. It's identical to ConversationIDEQ.
 func ConversationID(v uuid.UUID) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldEQ(FieldConversationID, v))
@@ -264,6 +274,116 @@ func ShortDescriptionEqualFold(v string) predicate.ServiceCase {
 // ShortDescriptionContainsFold applies the ContainsFold predicate on the "short_description" field.
 func ShortDescriptionContainsFold(v string) predicate.ServiceCase {
 	return predicate.ServiceCase(sql.FieldContainsFold(FieldShortDescription, v))
+}
+
+// StateEQ applies the EQ predicate on the "state" field.
+func StateEQ(v State) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldEQ(FieldState, v))
+}
+
+// StateNEQ applies the NEQ predicate on the "state" field.
+func StateNEQ(v State) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNEQ(FieldState, v))
+}
+
+// StateIn applies the In predicate on the "state" field.
+func StateIn(vs ...State) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIn(FieldState, vs...))
+}
+
+// StateNotIn applies the NotIn predicate on the "state" field.
+func StateNotIn(vs ...State) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotIn(FieldState, vs...))
+}
+
+// AssignedAgentIDEQ applies the EQ predicate on the "assigned_agent_id" field.
+func AssignedAgentIDEQ(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldEQ(FieldAssignedAgentID, v))
+}
+
+// AssignedAgentIDNEQ applies the NEQ predicate on the "assigned_agent_id" field.
+func AssignedAgentIDNEQ(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNEQ(FieldAssignedAgentID, v))
+}
+
+// AssignedAgentIDIn applies the In predicate on the "assigned_agent_id" field.
+func AssignedAgentIDIn(vs ...uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIn(FieldAssignedAgentID, vs...))
+}
+
+// AssignedAgentIDNotIn applies the NotIn predicate on the "assigned_agent_id" field.
+func AssignedAgentIDNotIn(vs ...uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotIn(FieldAssignedAgentID, vs...))
+}
+
+// AssignedAgentIDGT applies the GT predicate on the "assigned_agent_id" field.
+func AssignedAgentIDGT(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldGT(FieldAssignedAgentID, v))
+}
+
+// AssignedAgentIDGTE applies the GTE predicate on the "assigned_agent_id" field.
+func AssignedAgentIDGTE(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldGTE(FieldAssignedAgentID, v))
+}
+
+// AssignedAgentIDLT applies the LT predicate on the "assigned_agent_id" field.
+func AssignedAgentIDLT(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldLT(FieldAssignedAgentID, v))
+}
+
+// AssignedAgentIDLTE applies the LTE predicate on the "assigned_agent_id" field.
+func AssignedAgentIDLTE(v uuid.UUID) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldLTE(FieldAssignedAgentID, v))
+}
+
+// AssignedAgentIDIsNil applies the IsNil predicate on the "assigned_agent_id" field.
+func AssignedAgentIDIsNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIsNull(FieldAssignedAgentID))
+}
+
+// AssignedAgentIDNotNil applies the NotNil predicate on the "assigned_agent_id" field.
+func AssignedAgentIDNotNil() predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotNull(FieldAssignedAgentID))
+}
+
+// UpdatedAtEQ applies the EQ predicate on the "updated_at" field.
+func UpdatedAtEQ(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldEQ(FieldUpdatedAt, v))
+}
+
+// UpdatedAtNEQ applies the NEQ predicate on the "updated_at" field.
+func UpdatedAtNEQ(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNEQ(FieldUpdatedAt, v))
+}
+
+// UpdatedAtIn applies the In predicate on the "updated_at" field.
+func UpdatedAtIn(vs ...time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldIn(FieldUpdatedAt, vs...))
+}
+
+// UpdatedAtNotIn applies the NotIn predicate on the "updated_at" field.
+func UpdatedAtNotIn(vs ...time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldNotIn(FieldUpdatedAt, vs...))
+}
+
+// UpdatedAtGT applies the GT predicate on the "updated_at" field.
+func UpdatedAtGT(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldGT(FieldUpdatedAt, v))
+}
+
+// UpdatedAtGTE applies the GTE predicate on the "updated_at" field.
+func UpdatedAtGTE(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldGTE(FieldUpdatedAt, v))
+}
+
+// UpdatedAtLT applies the LT predicate on the "updated_at" field.
+func UpdatedAtLT(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldLT(FieldUpdatedAt, v))
+}
+
+// UpdatedAtLTE applies the LTE predicate on the "updated_at" field.
+func UpdatedAtLTE(v time.Time) predicate.ServiceCase {
+	return predicate.ServiceCase(sql.FieldLTE(FieldUpdatedAt, v))
 }
 
 // ConversationIDEQ applies the EQ predicate on the "conversation_id" field.

@@ -29,6 +29,12 @@ const (
 	FieldAgentGraceSeconds = "agent_grace_seconds"
 	// FieldDemo holds the string denoting the demo field in the database.
 	FieldDemo = "demo"
+	// FieldBotChannels holds the string denoting the bot_channels field in the database.
+	FieldBotChannels = "bot_channels"
+	// FieldBotConfig holds the string denoting the bot_config field in the database.
+	FieldBotConfig = "bot_config"
+	// FieldBotConfigVersion holds the string denoting the bot_config_version field in the database.
+	FieldBotConfigVersion = "bot_config_version"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -45,6 +51,9 @@ var Columns = []string{
 	FieldDefaultQueueID,
 	FieldAgentGraceSeconds,
 	FieldDemo,
+	FieldBotChannels,
+	FieldBotConfig,
+	FieldBotConfigVersion,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -78,6 +87,12 @@ var (
 	AgentGraceSecondsValidator func(int) error
 	// DefaultDemo holds the default value on creation for the "demo" field.
 	DefaultDemo bool
+	// DefaultBotChannels holds the default value on creation for the "bot_channels" field.
+	DefaultBotChannels []string
+	// DefaultBotConfig holds the default value on creation for the "bot_config" field.
+	DefaultBotConfig string
+	// DefaultBotConfigVersion holds the default value on creation for the "bot_config_version" field.
+	DefaultBotConfigVersion int64
 )
 
 // OrderOption defines the ordering options for the Setting queries.
@@ -126,4 +141,14 @@ func ByAgentGraceSeconds(opts ...sql.OrderTermOption) OrderOption {
 // ByDemo orders the results by the demo field.
 func ByDemo(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldDemo, opts...).ToFunc()
+}
+
+// ByBotConfig orders the results by the bot_config field.
+func ByBotConfig(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBotConfig, opts...).ToFunc()
+}
+
+// ByBotConfigVersion orders the results by the bot_config_version field.
+func ByBotConfigVersion(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBotConfigVersion, opts...).ToFunc()
 }

@@ -93,6 +93,16 @@ func Demo(v bool) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldDemo, v))
 }
 
+// BotConfig applies equality check predicate on the "bot_config" field. It's identical to BotConfigEQ.
+func BotConfig(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldBotConfig, v))
+}
+
+// BotConfigVersion applies equality check predicate on the "bot_config_version" field. It's identical to BotConfigVersionEQ.
+func BotConfigVersion(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldBotConfigVersion, v))
+}
+
 // MaxGuestSessionsPerHourEQ applies the EQ predicate on the "max_guest_sessions_per_hour" field.
 func MaxGuestSessionsPerHourEQ(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHour, v))
@@ -416,6 +426,111 @@ func DemoEQ(v bool) predicate.Setting {
 // DemoNEQ applies the NEQ predicate on the "demo" field.
 func DemoNEQ(v bool) predicate.Setting {
 	return predicate.Setting(sql.FieldNEQ(FieldDemo, v))
+}
+
+// BotConfigEQ applies the EQ predicate on the "bot_config" field.
+func BotConfigEQ(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldBotConfig, v))
+}
+
+// BotConfigNEQ applies the NEQ predicate on the "bot_config" field.
+func BotConfigNEQ(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldBotConfig, v))
+}
+
+// BotConfigIn applies the In predicate on the "bot_config" field.
+func BotConfigIn(vs ...string) predicate.Setting {
+	return predicate.Setting(sql.FieldIn(FieldBotConfig, vs...))
+}
+
+// BotConfigNotIn applies the NotIn predicate on the "bot_config" field.
+func BotConfigNotIn(vs ...string) predicate.Setting {
+	return predicate.Setting(sql.FieldNotIn(FieldBotConfig, vs...))
+}
+
+// BotConfigGT applies the GT predicate on the "bot_config" field.
+func BotConfigGT(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldGT(FieldBotConfig, v))
+}
+
+// BotConfigGTE applies the GTE predicate on the "bot_config" field.
+func BotConfigGTE(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldGTE(FieldBotConfig, v))
+}
+
+// BotConfigLT applies the LT predicate on the "bot_config" field.
+func BotConfigLT(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldLT(FieldBotConfig, v))
+}
+
+// BotConfigLTE applies the LTE predicate on the "bot_config" field.
+func BotConfigLTE(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldLTE(FieldBotConfig, v))
+}
+
+// BotConfigContains applies the Contains predicate on the "bot_config" field.
+func BotConfigContains(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldContains(FieldBotConfig, v))
+}
+
+// BotConfigHasPrefix applies the HasPrefix predicate on the "bot_config" field.
+func BotConfigHasPrefix(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldHasPrefix(FieldBotConfig, v))
+}
+
+// BotConfigHasSuffix applies the HasSuffix predicate on the "bot_config" field.
+func BotConfigHasSuffix(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldHasSuffix(FieldBotConfig, v))
+}
+
+// BotConfigEqualFold applies the EqualFold predicate on the "bot_config" field.
+func BotConfigEqualFold(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldEqualFold(FieldBotConfig, v))
+}
+
+// BotConfigContainsFold applies the ContainsFold predicate on the "bot_config" field.
+func BotConfigContainsFold(v string) predicate.Setting {
+	return predicate.Setting(sql.FieldContainsFold(FieldBotConfig, v))
+}
+
+// BotConfigVersionEQ applies the EQ predicate on the "bot_config_version" field.
+func BotConfigVersionEQ(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldBotConfigVersion, v))
+}
+
+// BotConfigVersionNEQ applies the NEQ predicate on the "bot_config_version" field.
+func BotConfigVersionNEQ(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldBotConfigVersion, v))
+}
+
+// BotConfigVersionIn applies the In predicate on the "bot_config_version" field.
+func BotConfigVersionIn(vs ...int64) predicate.Setting {
+	return predicate.Setting(sql.FieldIn(FieldBotConfigVersion, vs...))
+}
+
+// BotConfigVersionNotIn applies the NotIn predicate on the "bot_config_version" field.
+func BotConfigVersionNotIn(vs ...int64) predicate.Setting {
+	return predicate.Setting(sql.FieldNotIn(FieldBotConfigVersion, vs...))
+}
+
+// BotConfigVersionGT applies the GT predicate on the "bot_config_version" field.
+func BotConfigVersionGT(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldGT(FieldBotConfigVersion, v))
+}
+
+// BotConfigVersionGTE applies the GTE predicate on the "bot_config_version" field.
+func BotConfigVersionGTE(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldGTE(FieldBotConfigVersion, v))
+}
+
+// BotConfigVersionLT applies the LT predicate on the "bot_config_version" field.
+func BotConfigVersionLT(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldLT(FieldBotConfigVersion, v))
+}
+
+// BotConfigVersionLTE applies the LTE predicate on the "bot_config_version" field.
+func BotConfigVersionLTE(v int64) predicate.Setting {
+	return predicate.Setting(sql.FieldLTE(FieldBotConfigVersion, v))
 }
 
 // And groups predicates with the AND operator between them.

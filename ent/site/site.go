@@ -3,6 +3,7 @@
 package site
 
 import (
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
@@ -23,6 +24,8 @@ const (
 	FieldAllowedOrigins = "allowed_origins"
 	// FieldMaxGuestSessionsPerHour holds the string denoting the max_guest_sessions_per_hour field in the database.
 	FieldMaxGuestSessionsPerHour = "max_guest_sessions_per_hour"
+	// FieldBot holds the string denoting the bot field in the database.
+	FieldBot = "bot"
 	// EdgeInteractions holds the string denoting the interactions edge name in mutations.
 	EdgeInteractions = "interactions"
 	// Table holds the table name of the site in the database.
@@ -43,6 +46,7 @@ var Columns = []string{
 	FieldDisplayName,
 	FieldAllowedOrigins,
 	FieldMaxGuestSessionsPerHour,
+	FieldBot,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -68,6 +72,33 @@ var (
 	DefaultID func() uuid.UUID
 )
 
+// Bot defines the type for the "bot" enum field.
+type Bot string
+
+// BotDefault is the default value of the Bot enum.
+const DefaultBot = BotDefault
+
+// Bot values.
+const (
+	BotDefault Bot = "default"
+	BotOn      Bot = "on"
+	BotOff     Bot = "off"
+)
+
+func (b Bot) String() string {
+	return string(b)
+}
+
+// BotValidator is a validator for the "bot" field enum values. It is called by the builders before save.
+func BotValidator(b Bot) error {
+	switch b {
+	case BotDefault, BotOn, BotOff:
+		return nil
+	default:
+		return fmt.Errorf("site: invalid enum value for bot field: %q", b)
+	}
+}
+
 // OrderOption defines the ordering options for the Site queries.
 type OrderOption func(*sql.Selector)
 
@@ -89,6 +120,11 @@ func ByDisplayName(opts ...sql.OrderTermOption) OrderOption {
 // ByMaxGuestSessionsPerHour orders the results by the max_guest_sessions_per_hour field.
 func ByMaxGuestSessionsPerHour(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldMaxGuestSessionsPerHour, opts...).ToFunc()
+}
+
+// ByBot orders the results by the bot field.
+func ByBot(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBot, opts...).ToFunc()
 }
 
 // ByInteractionsCount orders the results by interactions count.

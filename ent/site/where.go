@@ -216,6 +216,26 @@ func MaxGuestSessionsPerHourLTE(v int) predicate.Site {
 	return predicate.Site(sql.FieldLTE(FieldMaxGuestSessionsPerHour, v))
 }
 
+// BotEQ applies the EQ predicate on the "bot" field.
+func BotEQ(v Bot) predicate.Site {
+	return predicate.Site(sql.FieldEQ(FieldBot, v))
+}
+
+// BotNEQ applies the NEQ predicate on the "bot" field.
+func BotNEQ(v Bot) predicate.Site {
+	return predicate.Site(sql.FieldNEQ(FieldBot, v))
+}
+
+// BotIn applies the In predicate on the "bot" field.
+func BotIn(vs ...Bot) predicate.Site {
+	return predicate.Site(sql.FieldIn(FieldBot, vs...))
+}
+
+// BotNotIn applies the NotIn predicate on the "bot" field.
+func BotNotIn(vs ...Bot) predicate.Site {
+	return predicate.Site(sql.FieldNotIn(FieldBot, vs...))
+}
+
 // HasInteractions applies the HasEdge predicate on the "interactions" edge.
 func HasInteractions() predicate.Site {
 	return predicate.Site(func(s *sql.Selector) {

@@ -10,6 +10,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -353,11 +354,251 @@ func (x *GetCaseResponse) GetTranscript() []*Event {
 	return nil
 }
 
+// ListCasesRequest filters and pages cases. Filters combine with AND.
+type ListCasesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 50; at most 200.
+	PageSize        int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken       string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	ConsumerId      string `protobuf:"bytes,3,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	ConversationId  string `protobuf:"bytes,4,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	AssignedAgentId string `protobuf:"bytes,5,opt,name=assigned_agent_id,json=assignedAgentId,proto3" json:"assigned_agent_id,omitempty"`
+	// Only cases in these states; empty means every state.
+	States        []CaseState `protobuf:"varint,6,rep,packed,name=states,proto3,enum=parley.v1.CaseState" json:"states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCasesRequest) Reset() {
+	*x = ListCasesRequest{}
+	mi := &file_parley_v1_case_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCasesRequest) ProtoMessage() {}
+
+func (x *ListCasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_case_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCasesRequest.ProtoReflect.Descriptor instead.
+func (*ListCasesRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_case_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListCasesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCasesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListCasesRequest) GetConsumerId() string {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return ""
+}
+
+func (x *ListCasesRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *ListCasesRequest) GetAssignedAgentId() string {
+	if x != nil {
+		return x.AssignedAgentId
+	}
+	return ""
+}
+
+func (x *ListCasesRequest) GetStates() []CaseState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+// ListCasesResponse is one page of cases.
+type ListCasesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cases         []*Case                `protobuf:"bytes,1,rep,name=cases,proto3" json:"cases,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCasesResponse) Reset() {
+	*x = ListCasesResponse{}
+	mi := &file_parley_v1_case_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCasesResponse) ProtoMessage() {}
+
+func (x *ListCasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_case_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCasesResponse.ProtoReflect.Descriptor instead.
+func (*ListCasesResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_case_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListCasesResponse) GetCases() []*Case {
+	if x != nil {
+		return x.Cases
+	}
+	return nil
+}
+
+func (x *ListCasesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateCaseRequest carries the case's new fields.
+type UpdateCaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// case.id names the case; the fields in update_mask are set from it.
+	Case *Case `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	// Any of "state", "short_description", "assigned_agent_id".
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateCaseRequest) Reset() {
+	*x = UpdateCaseRequest{}
+	mi := &file_parley_v1_case_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateCaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateCaseRequest) ProtoMessage() {}
+
+func (x *UpdateCaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_case_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateCaseRequest.ProtoReflect.Descriptor instead.
+func (*UpdateCaseRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_case_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UpdateCaseRequest) GetCase() *Case {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *UpdateCaseRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateCaseResponse carries the updated case.
+type UpdateCaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *Case                  `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateCaseResponse) Reset() {
+	*x = UpdateCaseResponse{}
+	mi := &file_parley_v1_case_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateCaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateCaseResponse) ProtoMessage() {}
+
+func (x *UpdateCaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_case_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateCaseResponse.ProtoReflect.Descriptor instead.
+func (*UpdateCaseResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_case_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateCaseResponse) GetCase() *Case {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
 var File_parley_v1_case_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_case_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/case_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19parley/v1/resources.proto\"\xae\x01\n" +
+	"\x1cparley/v1/case_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x19parley/v1/resources.proto\"\xae\x01\n" +
 	"\x19CreateCaseForGuestRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12'\n" +
 	"\n" +
@@ -380,11 +621,32 @@ const file_parley_v1_case_service_proto_rawDesc = "" +
 	"\bconsumer\x18\x02 \x01(\v2\x13.parley.v1.ConsumerR\bconsumer\x120\n" +
 	"\n" +
 	"transcript\x18\x03 \x03(\v2\x10.parley.v1.EventR\n" +
-	"transcript2\xbc\x02\n" +
+	"transcript\"\xad\x04\n" +
+	"\x10ListCasesRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\x12z\n" +
+	"\vconsumer_id\x18\x03 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\n" +
+	"consumerId\x12\x82\x01\n" +
+	"\x0fconversation_id\x18\x04 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x0econversationId\x12\x85\x01\n" +
+	"\x11assigned_agent_id\x18\x05 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x0fassignedAgentId\x12A\n" +
+	"\x06states\x18\x06 \x03(\x0e2\x14.parley.v1.CaseStateB\x13\xbaH\x10\x92\x01\r\x10\x05\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\x06states\"b\n" +
+	"\x11ListCasesResponse\x12%\n" +
+	"\x05cases\x18\x01 \x03(\v2\x0f.parley.v1.CaseR\x05cases\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x85\x01\n" +
+	"\x11UpdateCaseRequest\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x0f.parley.v1.CaseB\x06\xbaH\x03\xc8\x01\x01R\x04case\x12C\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"updateMask\"9\n" +
+	"\x12UpdateCaseResponse\x12#\n" +
+	"\x04case\x18\x01 \x01(\v2\x0f.parley.v1.CaseR\x04case2\xd9\x03\n" +
 	"\vCaseService\x12a\n" +
 	"\x12CreateCaseForGuest\x12$.parley.v1.CreateCaseForGuestRequest\x1a%.parley.v1.CreateCaseForGuestResponse\x12\x82\x01\n" +
 	"\x1dCreateConsumerAndCaseForGuest\x12/.parley.v1.CreateConsumerAndCaseForGuestRequest\x1a0.parley.v1.CreateConsumerAndCaseForGuestResponse\x12E\n" +
-	"\aGetCase\x12\x19.parley.v1.GetCaseRequest\x1a\x1a.parley.v1.GetCaseResponse\"\x03\x90\x02\x01B\x99\x01\n" +
+	"\aGetCase\x12\x19.parley.v1.GetCaseRequest\x1a\x1a.parley.v1.GetCaseResponse\"\x03\x90\x02\x01\x12K\n" +
+	"\tListCases\x12\x1b.parley.v1.ListCasesRequest\x1a\x1c.parley.v1.ListCasesResponse\"\x03\x90\x02\x01\x12N\n" +
+	"\n" +
+	"UpdateCase\x12\x1c.parley.v1.UpdateCaseRequest\x1a\x1d.parley.v1.UpdateCaseResponse\"\x03\x90\x02\x02B\x99\x01\n" +
 	"\rcom.parley.v1B\x10CaseServiceProtoP\x01Z1github.com/parleyhq/parley/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
 	"Parley::V1b\x06proto3"
 
@@ -400,7 +662,7 @@ func file_parley_v1_case_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_case_service_proto_rawDescData
 }
 
-var file_parley_v1_case_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_parley_v1_case_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_parley_v1_case_service_proto_goTypes = []any{
 	(*CreateCaseForGuestRequest)(nil),             // 0: parley.v1.CreateCaseForGuestRequest
 	(*CreateCaseForGuestResponse)(nil),            // 1: parley.v1.CreateCaseForGuestResponse
@@ -408,28 +670,43 @@ var file_parley_v1_case_service_proto_goTypes = []any{
 	(*CreateConsumerAndCaseForGuestResponse)(nil), // 3: parley.v1.CreateConsumerAndCaseForGuestResponse
 	(*GetCaseRequest)(nil),                        // 4: parley.v1.GetCaseRequest
 	(*GetCaseResponse)(nil),                       // 5: parley.v1.GetCaseResponse
-	(*Case)(nil),                                  // 6: parley.v1.Case
-	(*Consumer)(nil),                              // 7: parley.v1.Consumer
-	(*Event)(nil),                                 // 8: parley.v1.Event
+	(*ListCasesRequest)(nil),                      // 6: parley.v1.ListCasesRequest
+	(*ListCasesResponse)(nil),                     // 7: parley.v1.ListCasesResponse
+	(*UpdateCaseRequest)(nil),                     // 8: parley.v1.UpdateCaseRequest
+	(*UpdateCaseResponse)(nil),                    // 9: parley.v1.UpdateCaseResponse
+	(*Case)(nil),                                  // 10: parley.v1.Case
+	(*Consumer)(nil),                              // 11: parley.v1.Consumer
+	(*Event)(nil),                                 // 12: parley.v1.Event
+	(CaseState)(0),                                // 13: parley.v1.CaseState
+	(*fieldmaskpb.FieldMask)(nil),                 // 14: google.protobuf.FieldMask
 }
 var file_parley_v1_case_service_proto_depIdxs = []int32{
-	6, // 0: parley.v1.CreateCaseForGuestResponse.case:type_name -> parley.v1.Case
-	7, // 1: parley.v1.CreateConsumerAndCaseForGuestResponse.consumer:type_name -> parley.v1.Consumer
-	6, // 2: parley.v1.CreateConsumerAndCaseForGuestResponse.case:type_name -> parley.v1.Case
-	6, // 3: parley.v1.GetCaseResponse.case:type_name -> parley.v1.Case
-	7, // 4: parley.v1.GetCaseResponse.consumer:type_name -> parley.v1.Consumer
-	8, // 5: parley.v1.GetCaseResponse.transcript:type_name -> parley.v1.Event
-	0, // 6: parley.v1.CaseService.CreateCaseForGuest:input_type -> parley.v1.CreateCaseForGuestRequest
-	2, // 7: parley.v1.CaseService.CreateConsumerAndCaseForGuest:input_type -> parley.v1.CreateConsumerAndCaseForGuestRequest
-	4, // 8: parley.v1.CaseService.GetCase:input_type -> parley.v1.GetCaseRequest
-	1, // 9: parley.v1.CaseService.CreateCaseForGuest:output_type -> parley.v1.CreateCaseForGuestResponse
-	3, // 10: parley.v1.CaseService.CreateConsumerAndCaseForGuest:output_type -> parley.v1.CreateConsumerAndCaseForGuestResponse
-	5, // 11: parley.v1.CaseService.GetCase:output_type -> parley.v1.GetCaseResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	10, // 0: parley.v1.CreateCaseForGuestResponse.case:type_name -> parley.v1.Case
+	11, // 1: parley.v1.CreateConsumerAndCaseForGuestResponse.consumer:type_name -> parley.v1.Consumer
+	10, // 2: parley.v1.CreateConsumerAndCaseForGuestResponse.case:type_name -> parley.v1.Case
+	10, // 3: parley.v1.GetCaseResponse.case:type_name -> parley.v1.Case
+	11, // 4: parley.v1.GetCaseResponse.consumer:type_name -> parley.v1.Consumer
+	12, // 5: parley.v1.GetCaseResponse.transcript:type_name -> parley.v1.Event
+	13, // 6: parley.v1.ListCasesRequest.states:type_name -> parley.v1.CaseState
+	10, // 7: parley.v1.ListCasesResponse.cases:type_name -> parley.v1.Case
+	10, // 8: parley.v1.UpdateCaseRequest.case:type_name -> parley.v1.Case
+	14, // 9: parley.v1.UpdateCaseRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 10: parley.v1.UpdateCaseResponse.case:type_name -> parley.v1.Case
+	0,  // 11: parley.v1.CaseService.CreateCaseForGuest:input_type -> parley.v1.CreateCaseForGuestRequest
+	2,  // 12: parley.v1.CaseService.CreateConsumerAndCaseForGuest:input_type -> parley.v1.CreateConsumerAndCaseForGuestRequest
+	4,  // 13: parley.v1.CaseService.GetCase:input_type -> parley.v1.GetCaseRequest
+	6,  // 14: parley.v1.CaseService.ListCases:input_type -> parley.v1.ListCasesRequest
+	8,  // 15: parley.v1.CaseService.UpdateCase:input_type -> parley.v1.UpdateCaseRequest
+	1,  // 16: parley.v1.CaseService.CreateCaseForGuest:output_type -> parley.v1.CreateCaseForGuestResponse
+	3,  // 17: parley.v1.CaseService.CreateConsumerAndCaseForGuest:output_type -> parley.v1.CreateConsumerAndCaseForGuestResponse
+	5,  // 18: parley.v1.CaseService.GetCase:output_type -> parley.v1.GetCaseResponse
+	7,  // 19: parley.v1.CaseService.ListCases:output_type -> parley.v1.ListCasesResponse
+	9,  // 20: parley.v1.CaseService.UpdateCase:output_type -> parley.v1.UpdateCaseResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_case_service_proto_init() }
@@ -444,7 +721,7 @@ func file_parley_v1_case_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_case_service_proto_rawDesc), len(file_parley_v1_case_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

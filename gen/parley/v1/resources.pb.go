@@ -91,6 +91,9 @@ const (
 	ConversationState_CONVERSATION_STATE_ASSIGNED ConversationState = 2
 	// Closed: nobody can write to it any more.
 	ConversationState_CONVERSATION_STATE_CLOSED ConversationState = 3
+	// The virtual agent answers; no live agent is involved yet (or the chat
+	// was handed back to the bot).
+	ConversationState_CONVERSATION_STATE_BOT ConversationState = 4
 )
 
 // Enum value maps for ConversationState.
@@ -100,12 +103,14 @@ var (
 		1: "CONVERSATION_STATE_QUEUED",
 		2: "CONVERSATION_STATE_ASSIGNED",
 		3: "CONVERSATION_STATE_CLOSED",
+		4: "CONVERSATION_STATE_BOT",
 	}
 	ConversationState_value = map[string]int32{
 		"CONVERSATION_STATE_UNSPECIFIED": 0,
 		"CONVERSATION_STATE_QUEUED":      1,
 		"CONVERSATION_STATE_ASSIGNED":    2,
 		"CONVERSATION_STATE_CLOSED":      3,
+		"CONVERSATION_STATE_BOT":         4,
 	}
 )
 
@@ -134,6 +139,69 @@ func (x ConversationState) Number() protoreflect.EnumNumber {
 // Deprecated: Use ConversationState.Descriptor instead.
 func (ConversationState) EnumDescriptor() ([]byte, []int) {
 	return file_parley_v1_resources_proto_rawDescGZIP(), []int{1}
+}
+
+// Controller says who answers the customer in a conversation. It follows
+// the conversation's state, and every change is a ControllerChanged event
+// in the conversation's log.
+type Controller int32
+
+const (
+	Controller_CONTROLLER_UNSPECIFIED Controller = 0
+	// The virtual agent answers every customer message.
+	Controller_CONTROLLER_BOT Controller = 1
+	// The chat waits in a queue for a live agent; the virtual agent only
+	// tells the customer where they stand.
+	Controller_CONTROLLER_PENDING_AGENT Controller = 2
+	// A live agent holds the chat; the virtual agent is silent.
+	Controller_CONTROLLER_AGENT Controller = 3
+	// The conversation is closed.
+	Controller_CONTROLLER_CLOSED Controller = 4
+)
+
+// Enum value maps for Controller.
+var (
+	Controller_name = map[int32]string{
+		0: "CONTROLLER_UNSPECIFIED",
+		1: "CONTROLLER_BOT",
+		2: "CONTROLLER_PENDING_AGENT",
+		3: "CONTROLLER_AGENT",
+		4: "CONTROLLER_CLOSED",
+	}
+	Controller_value = map[string]int32{
+		"CONTROLLER_UNSPECIFIED":   0,
+		"CONTROLLER_BOT":           1,
+		"CONTROLLER_PENDING_AGENT": 2,
+		"CONTROLLER_AGENT":         3,
+		"CONTROLLER_CLOSED":        4,
+	}
+)
+
+func (x Controller) Enum() *Controller {
+	p := new(Controller)
+	*p = x
+	return p
+}
+
+func (x Controller) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Controller) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[2].Descriptor()
+}
+
+func (Controller) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[2]
+}
+
+func (x Controller) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Controller.Descriptor instead.
+func (Controller) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 // Presence is an agent's readiness to take work.
@@ -176,11 +244,11 @@ func (x Presence) String() string {
 }
 
 func (Presence) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_resources_proto_enumTypes[2].Descriptor()
+	return file_parley_v1_resources_proto_enumTypes[3].Descriptor()
 }
 
 func (Presence) Type() protoreflect.EnumType {
-	return &file_parley_v1_resources_proto_enumTypes[2]
+	return &file_parley_v1_resources_proto_enumTypes[3]
 }
 
 func (x Presence) Number() protoreflect.EnumNumber {
@@ -189,7 +257,7 @@ func (x Presence) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Presence.Descriptor instead.
 func (Presence) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 // ParticipantRole says what kind of party wrote an event.
@@ -205,6 +273,8 @@ const (
 	ParticipantRole_PARTICIPANT_ROLE_AGENT ParticipantRole = 3
 	// Parley itself (routing, state changes).
 	ParticipantRole_PARTICIPANT_ROLE_SYSTEM ParticipantRole = 4
+	// The virtual agent.
+	ParticipantRole_PARTICIPANT_ROLE_BOT ParticipantRole = 5
 )
 
 // Enum value maps for ParticipantRole.
@@ -215,6 +285,7 @@ var (
 		2: "PARTICIPANT_ROLE_CUSTOMER",
 		3: "PARTICIPANT_ROLE_AGENT",
 		4: "PARTICIPANT_ROLE_SYSTEM",
+		5: "PARTICIPANT_ROLE_BOT",
 	}
 	ParticipantRole_value = map[string]int32{
 		"PARTICIPANT_ROLE_UNSPECIFIED": 0,
@@ -222,6 +293,7 @@ var (
 		"PARTICIPANT_ROLE_CUSTOMER":    2,
 		"PARTICIPANT_ROLE_AGENT":       3,
 		"PARTICIPANT_ROLE_SYSTEM":      4,
+		"PARTICIPANT_ROLE_BOT":         5,
 	}
 )
 
@@ -236,11 +308,11 @@ func (x ParticipantRole) String() string {
 }
 
 func (ParticipantRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_resources_proto_enumTypes[3].Descriptor()
+	return file_parley_v1_resources_proto_enumTypes[4].Descriptor()
 }
 
 func (ParticipantRole) Type() protoreflect.EnumType {
-	return &file_parley_v1_resources_proto_enumTypes[3]
+	return &file_parley_v1_resources_proto_enumTypes[4]
 }
 
 func (x ParticipantRole) Number() protoreflect.EnumNumber {
@@ -249,7 +321,7 @@ func (x ParticipantRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ParticipantRole.Descriptor instead.
 func (ParticipantRole) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 // RoutingStrategy is how a queue picks among eligible agents; ties go to
@@ -290,11 +362,11 @@ func (x RoutingStrategy) String() string {
 }
 
 func (RoutingStrategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_resources_proto_enumTypes[4].Descriptor()
+	return file_parley_v1_resources_proto_enumTypes[5].Descriptor()
 }
 
 func (RoutingStrategy) Type() protoreflect.EnumType {
-	return &file_parley_v1_resources_proto_enumTypes[4]
+	return &file_parley_v1_resources_proto_enumTypes[5]
 }
 
 func (x RoutingStrategy) Number() protoreflect.EnumNumber {
@@ -303,7 +375,7 @@ func (x RoutingStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoutingStrategy.Descriptor instead.
 func (RoutingStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 // AgentLossPolicy says what happens to a lost agent's chats.
@@ -343,11 +415,11 @@ func (x AgentLossPolicy) String() string {
 }
 
 func (AgentLossPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_resources_proto_enumTypes[5].Descriptor()
+	return file_parley_v1_resources_proto_enumTypes[6].Descriptor()
 }
 
 func (AgentLossPolicy) Type() protoreflect.EnumType {
-	return &file_parley_v1_resources_proto_enumTypes[5]
+	return &file_parley_v1_resources_proto_enumTypes[6]
 }
 
 func (x AgentLossPolicy) Number() protoreflect.EnumNumber {
@@ -356,7 +428,71 @@ func (x AgentLossPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgentLossPolicy.Descriptor instead.
 func (AgentLossPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{6}
+}
+
+// CaseState is where a case is in its life.
+type CaseState int32
+
+const (
+	CaseState_CASE_STATE_UNSPECIFIED CaseState = 0
+	// Opened; nobody works on it yet.
+	CaseState_CASE_STATE_NEW CaseState = 1
+	// Someone works on it.
+	CaseState_CASE_STATE_IN_PROGRESS CaseState = 2
+	// Waiting on the customer or a third party.
+	CaseState_CASE_STATE_ON_HOLD CaseState = 3
+	// Done; the customer may still reopen it.
+	CaseState_CASE_STATE_RESOLVED CaseState = 4
+	// Final.
+	CaseState_CASE_STATE_CLOSED CaseState = 5
+)
+
+// Enum value maps for CaseState.
+var (
+	CaseState_name = map[int32]string{
+		0: "CASE_STATE_UNSPECIFIED",
+		1: "CASE_STATE_NEW",
+		2: "CASE_STATE_IN_PROGRESS",
+		3: "CASE_STATE_ON_HOLD",
+		4: "CASE_STATE_RESOLVED",
+		5: "CASE_STATE_CLOSED",
+	}
+	CaseState_value = map[string]int32{
+		"CASE_STATE_UNSPECIFIED": 0,
+		"CASE_STATE_NEW":         1,
+		"CASE_STATE_IN_PROGRESS": 2,
+		"CASE_STATE_ON_HOLD":     3,
+		"CASE_STATE_RESOLVED":    4,
+		"CASE_STATE_CLOSED":      5,
+	}
+)
+
+func (x CaseState) Enum() *CaseState {
+	p := new(CaseState)
+	*p = x
+	return p
+}
+
+func (x CaseState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CaseState) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[7].Descriptor()
+}
+
+func (CaseState) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[7]
+}
+
+func (x CaseState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CaseState.Descriptor instead.
+func (CaseState) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{7}
 }
 
 // StaffRole is the role of a staff token.
@@ -399,11 +535,11 @@ func (x StaffRole) String() string {
 }
 
 func (StaffRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_parley_v1_resources_proto_enumTypes[6].Descriptor()
+	return file_parley_v1_resources_proto_enumTypes[8].Descriptor()
 }
 
 func (StaffRole) Type() protoreflect.EnumType {
-	return &file_parley_v1_resources_proto_enumTypes[6]
+	return &file_parley_v1_resources_proto_enumTypes[8]
 }
 
 func (x StaffRole) Number() protoreflect.EnumNumber {
@@ -412,7 +548,113 @@ func (x StaffRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StaffRole.Descriptor instead.
 func (StaffRole) EnumDescriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{8}
+}
+
+// SiteBot says whether a site's messenger chats start with the virtual agent.
+type SiteBot int32
+
+const (
+	// As Settings.bot_channels says for the messenger channel.
+	SiteBot_SITE_BOT_UNSPECIFIED SiteBot = 0
+	// Always with the virtual agent.
+	SiteBot_SITE_BOT_ON SiteBot = 1
+	// Always straight to a queue.
+	SiteBot_SITE_BOT_OFF SiteBot = 2
+)
+
+// Enum value maps for SiteBot.
+var (
+	SiteBot_name = map[int32]string{
+		0: "SITE_BOT_UNSPECIFIED",
+		1: "SITE_BOT_ON",
+		2: "SITE_BOT_OFF",
+	}
+	SiteBot_value = map[string]int32{
+		"SITE_BOT_UNSPECIFIED": 0,
+		"SITE_BOT_ON":          1,
+		"SITE_BOT_OFF":         2,
+	}
+)
+
+func (x SiteBot) Enum() *SiteBot {
+	p := new(SiteBot)
+	*p = x
+	return p
+}
+
+func (x SiteBot) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SiteBot) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[9].Descriptor()
+}
+
+func (SiteBot) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[9]
+}
+
+func (x SiteBot) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SiteBot.Descriptor instead.
+func (SiteBot) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{9}
+}
+
+// ArticleAudience says who may read a knowledge article.
+type ArticleAudience int32
+
+const (
+	// Customers (through the virtual agent) and staff.
+	ArticleAudience_ARTICLE_AUDIENCE_UNSPECIFIED ArticleAudience = 0
+	// Customers (through the virtual agent) and staff.
+	ArticleAudience_ARTICLE_AUDIENCE_PUBLIC ArticleAudience = 1
+	// Staff only: never shown to customers.
+	ArticleAudience_ARTICLE_AUDIENCE_INTERNAL ArticleAudience = 2
+)
+
+// Enum value maps for ArticleAudience.
+var (
+	ArticleAudience_name = map[int32]string{
+		0: "ARTICLE_AUDIENCE_UNSPECIFIED",
+		1: "ARTICLE_AUDIENCE_PUBLIC",
+		2: "ARTICLE_AUDIENCE_INTERNAL",
+	}
+	ArticleAudience_value = map[string]int32{
+		"ARTICLE_AUDIENCE_UNSPECIFIED": 0,
+		"ARTICLE_AUDIENCE_PUBLIC":      1,
+		"ARTICLE_AUDIENCE_INTERNAL":    2,
+	}
+)
+
+func (x ArticleAudience) Enum() *ArticleAudience {
+	p := new(ArticleAudience)
+	*p = x
+	return p
+}
+
+func (x ArticleAudience) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ArticleAudience) Descriptor() protoreflect.EnumDescriptor {
+	return file_parley_v1_resources_proto_enumTypes[10].Descriptor()
+}
+
+func (ArticleAudience) Type() protoreflect.EnumType {
+	return &file_parley_v1_resources_proto_enumTypes[10]
+}
+
+func (x ArticleAudience) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ArticleAudience.Descriptor instead.
+func (ArticleAudience) EnumDescriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 // Participant is a party to a conversation.
@@ -497,8 +739,13 @@ type Interaction struct {
 	// The signed-in customer's tier from their token's "tier" claim, such as
 	// "gold"; empty for guests.
 	Tier string `protobuf:"bytes,10,opt,name=tier,proto3" json:"tier,omitempty"`
-	// What the customer wants, as the virtual agent captured it; empty until then.
-	Intent        string `protobuf:"bytes,11,opt,name=intent,proto3" json:"intent,omitempty"`
+	// What the customer wants, as the virtual agent captured it: the id of
+	// the topic it recognized, such as "order_status"; empty until then.
+	Intent string `protobuf:"bytes,11,opt,name=intent,proto3" json:"intent,omitempty"`
+	// What the virtual agent captured while the customer talked to it, by
+	// slot name, such as {"order_number": "1042"}. Matching rules read them
+	// as "slot.<name>".
+	Slots         map[string]string `protobuf:"bytes,12,rep,name=slots,proto3" json:"slots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -610,6 +857,13 @@ func (x *Interaction) GetIntent() string {
 	return ""
 }
 
+func (x *Interaction) GetSlots() map[string]string {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
 // Conversation is one chat between a customer and the service team.
 type Conversation struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -625,7 +879,9 @@ type Conversation struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	CloseTime  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=close_time,json=closeTime,proto3" json:"close_time,omitempty"`
 	// The signed-in customer's consumer record; empty for guest chats.
-	ConsumerId    string `protobuf:"bytes,9,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	ConsumerId string `protobuf:"bytes,9,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	// Who answers the customer now.
+	Controller    Controller `protobuf:"varint,10,opt,name=controller,proto3,enum=parley.v1.Controller" json:"controller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +979,13 @@ func (x *Conversation) GetConsumerId() string {
 	return ""
 }
 
+func (x *Conversation) GetController() Controller {
+	if x != nil {
+		return x.Controller
+	}
+	return Controller_CONTROLLER_UNSPECIFIED
+}
+
 // Event is one entry of a conversation's append-only log.
 type Event struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -744,6 +1007,7 @@ type Event struct {
 	//	*Event_CaseLinked
 	//	*Event_ConversationClosed
 	//	*Event_WaitExceeded
+	//	*Event_ControllerChanged
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -893,6 +1157,15 @@ func (x *Event) GetWaitExceeded() *WaitExceeded {
 	return nil
 }
 
+func (x *Event) GetControllerChanged() *ControllerChanged {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_ControllerChanged); ok {
+			return x.ControllerChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -929,6 +1202,10 @@ type Event_WaitExceeded struct {
 	WaitExceeded *WaitExceeded `protobuf:"bytes,17,opt,name=wait_exceeded,json=waitExceeded,proto3,oneof"`
 }
 
+type Event_ControllerChanged struct {
+	ControllerChanged *ControllerChanged `protobuf:"bytes,18,opt,name=controller_changed,json=controllerChanged,proto3,oneof"`
+}
+
 func (*Event_MessagePosted) isEvent_Kind() {}
 
 func (*Event_ParticipantJoined) isEvent_Kind() {}
@@ -944,6 +1221,8 @@ func (*Event_CaseLinked) isEvent_Kind() {}
 func (*Event_ConversationClosed) isEvent_Kind() {}
 
 func (*Event_WaitExceeded) isEvent_Kind() {}
+
+func (*Event_ControllerChanged) isEvent_Kind() {}
 
 // MessagePosted is a chat message.
 type MessagePosted struct {
@@ -1587,6 +1866,72 @@ func (x *CaseLinked) GetConsumerId() string {
 	return ""
 }
 
+// ControllerChanged records that another party now answers the customer.
+type ControllerChanged struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Controller Controller             `protobuf:"varint,1,opt,name=controller,proto3,enum=parley.v1.Controller" json:"controller,omitempty"`
+	// Unspecified for the first controller of a new conversation.
+	Previous Controller `protobuf:"varint,2,opt,name=previous,proto3,enum=parley.v1.Controller" json:"previous,omitempty"`
+	// Why: "start", "customer_asked" (the customer asked for a person),
+	// "topic" (a topic's hand-off step), "bot_failed" (the bot did not
+	// understand too often), "accepted", "transfer", "agent_lost",
+	// "handed_back", "closed".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerChanged) Reset() {
+	*x = ControllerChanged{}
+	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerChanged) ProtoMessage() {}
+
+func (x *ControllerChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerChanged.ProtoReflect.Descriptor instead.
+func (*ControllerChanged) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ControllerChanged) GetController() Controller {
+	if x != nil {
+		return x.Controller
+	}
+	return Controller_CONTROLLER_UNSPECIFIED
+}
+
+func (x *ControllerChanged) GetPrevious() Controller {
+	if x != nil {
+		return x.Previous
+	}
+	return Controller_CONTROLLER_UNSPECIFIED
+}
+
+func (x *ControllerChanged) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ConversationClosed records the end of the conversation.
 type ConversationClosed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1597,7 +1942,7 @@ type ConversationClosed struct {
 
 func (x *ConversationClosed) Reset() {
 	*x = ConversationClosed{}
-	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	mi := &file_parley_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1954,7 @@ func (x *ConversationClosed) String() string {
 func (*ConversationClosed) ProtoMessage() {}
 
 func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[14]
+	mi := &file_parley_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1967,7 @@ func (x *ConversationClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationClosed.ProtoReflect.Descriptor instead.
 func (*ConversationClosed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConversationClosed) GetReason() string {
@@ -1646,7 +1991,7 @@ type Queue struct {
 
 func (x *Queue) Reset() {
 	*x = Queue{}
-	mi := &file_parley_v1_resources_proto_msgTypes[15]
+	mi := &file_parley_v1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +2003,7 @@ func (x *Queue) String() string {
 func (*Queue) ProtoMessage() {}
 
 func (x *Queue) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[15]
+	mi := &file_parley_v1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +2016,7 @@ func (x *Queue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queue.ProtoReflect.Descriptor instead.
 func (*Queue) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Queue) GetId() string {
@@ -1733,7 +2078,7 @@ type QueuePolicy struct {
 
 func (x *QueuePolicy) Reset() {
 	*x = QueuePolicy{}
-	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	mi := &file_parley_v1_resources_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2090,7 @@ func (x *QueuePolicy) String() string {
 func (*QueuePolicy) ProtoMessage() {}
 
 func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[16]
+	mi := &file_parley_v1_resources_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2103,7 @@ func (x *QueuePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuePolicy.ProtoReflect.Descriptor instead.
 func (*QueuePolicy) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *QueuePolicy) GetStrategy() RoutingStrategy {
@@ -1839,7 +2184,7 @@ type MatchingRule struct {
 
 func (x *MatchingRule) Reset() {
 	*x = MatchingRule{}
-	mi := &file_parley_v1_resources_proto_msgTypes[17]
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2196,7 @@ func (x *MatchingRule) String() string {
 func (*MatchingRule) ProtoMessage() {}
 
 func (x *MatchingRule) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[17]
+	mi := &file_parley_v1_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2209,7 @@ func (x *MatchingRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchingRule.ProtoReflect.Descriptor instead.
 func (*MatchingRule) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MatchingRule) GetId() string {
@@ -1917,7 +2262,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2274,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[18]
+	mi := &file_parley_v1_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2287,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Condition) GetKind() isCondition_Kind {
@@ -2007,8 +2352,9 @@ func (*Condition_Any) isCondition_Kind() {}
 // FieldIn holds when an interaction field equals one of the values.
 // Fields: "issue_type", "channel" (web_portal, messenger, mobile),
 // "language", "tier" (a signed-in customer's tier), "intent" (captured by
-// the virtual agent), "site" (the messenger site's id) and "form.<name>"
-// (an extra pre-chat form field).
+// the virtual agent), "site" (the messenger site's id), "form.<name>"
+// (an extra pre-chat form field) and "slot.<name>" (a slot the virtual
+// agent filled).
 type FieldIn struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Field         string                 `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
@@ -2019,7 +2365,7 @@ type FieldIn struct {
 
 func (x *FieldIn) Reset() {
 	*x = FieldIn{}
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2377,7 @@ func (x *FieldIn) String() string {
 func (*FieldIn) ProtoMessage() {}
 
 func (x *FieldIn) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[19]
+	mi := &file_parley_v1_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2390,7 @@ func (x *FieldIn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldIn.ProtoReflect.Descriptor instead.
 func (*FieldIn) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FieldIn) GetField() string {
@@ -2071,7 +2417,7 @@ type ConditionList struct {
 
 func (x *ConditionList) Reset() {
 	*x = ConditionList{}
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2429,7 @@ func (x *ConditionList) String() string {
 func (*ConditionList) ProtoMessage() {}
 
 func (x *ConditionList) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[20]
+	mi := &file_parley_v1_resources_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2442,7 @@ func (x *ConditionList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConditionList.ProtoReflect.Descriptor instead.
 func (*ConditionList) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConditionList) GetConditions() []*Condition {
@@ -2129,7 +2475,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2487,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[21]
+	mi := &file_parley_v1_resources_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2500,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Agent) GetId() string {
@@ -2231,7 +2577,7 @@ type ChannelCapacity struct {
 
 func (x *ChannelCapacity) Reset() {
 	*x = ChannelCapacity{}
-	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	mi := &file_parley_v1_resources_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2589,7 @@ func (x *ChannelCapacity) String() string {
 func (*ChannelCapacity) ProtoMessage() {}
 
 func (x *ChannelCapacity) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[22]
+	mi := &file_parley_v1_resources_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2602,7 @@ func (x *ChannelCapacity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelCapacity.ProtoReflect.Descriptor instead.
 func (*ChannelCapacity) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ChannelCapacity) GetChannel() Channel {
@@ -2284,7 +2630,7 @@ type ChannelPresence struct {
 
 func (x *ChannelPresence) Reset() {
 	*x = ChannelPresence{}
-	mi := &file_parley_v1_resources_proto_msgTypes[23]
+	mi := &file_parley_v1_resources_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2642,7 @@ func (x *ChannelPresence) String() string {
 func (*ChannelPresence) ProtoMessage() {}
 
 func (x *ChannelPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[23]
+	mi := &file_parley_v1_resources_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2655,7 @@ func (x *ChannelPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelPresence.ProtoReflect.Descriptor instead.
 func (*ChannelPresence) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ChannelPresence) GetChannel() Channel {
@@ -2344,7 +2690,7 @@ type QueueStatus struct {
 
 func (x *QueueStatus) Reset() {
 	*x = QueueStatus{}
-	mi := &file_parley_v1_resources_proto_msgTypes[24]
+	mi := &file_parley_v1_resources_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2702,7 @@ func (x *QueueStatus) String() string {
 func (*QueueStatus) ProtoMessage() {}
 
 func (x *QueueStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[24]
+	mi := &file_parley_v1_resources_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2715,7 @@ func (x *QueueStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatus.ProtoReflect.Descriptor instead.
 func (*QueueStatus) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *QueueStatus) GetQueue() *Queue {
@@ -2423,7 +2769,7 @@ type QueuePosition struct {
 
 func (x *QueuePosition) Reset() {
 	*x = QueuePosition{}
-	mi := &file_parley_v1_resources_proto_msgTypes[25]
+	mi := &file_parley_v1_resources_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2781,7 @@ func (x *QueuePosition) String() string {
 func (*QueuePosition) ProtoMessage() {}
 
 func (x *QueuePosition) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[25]
+	mi := &file_parley_v1_resources_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2794,7 @@ func (x *QueuePosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuePosition.ProtoReflect.Descriptor instead.
 func (*QueuePosition) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueuePosition) GetQueueId() string {
@@ -2483,13 +2829,16 @@ type Offer struct {
 	// Set when another agent is transferring the conversation.
 	TransferredBy *Participant `protobuf:"bytes,5,opt,name=transferred_by,json=transferredBy,proto3" json:"transferred_by,omitempty"`
 	TransferNote  string       `protobuf:"bytes,6,opt,name=transfer_note,json=transferNote,proto3" json:"transfer_note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What the virtual agent captured before handing the chat over; unset
+	// for chats that went straight to a queue and were never transferred.
+	HandoffSummary *ConversationSummary `protobuf:"bytes,7,opt,name=handoff_summary,json=handoffSummary,proto3" json:"handoff_summary,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[26]
+	mi := &file_parley_v1_resources_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2850,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[26]
+	mi := &file_parley_v1_resources_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2863,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Offer) GetId() string {
@@ -2559,6 +2908,13 @@ func (x *Offer) GetTransferNote() string {
 	return ""
 }
 
+func (x *Offer) GetHandoffSummary() *ConversationSummary {
+	if x != nil {
+		return x.HandoffSummary
+	}
+	return nil
+}
+
 // Heartbeat keeps an idle server stream alive. It is not persisted and
 // carries no seq.
 type Heartbeat struct {
@@ -2571,7 +2927,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_parley_v1_resources_proto_msgTypes[27]
+	mi := &file_parley_v1_resources_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2939,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[27]
+	mi := &file_parley_v1_resources_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2952,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
@@ -2630,13 +2986,17 @@ type Settings struct {
 	// laptop) before the agent counts as offline: their offers go to others
 	// and, per queue policy, their chats are re-queued. Unset means 60 s.
 	AgentDisconnectGrace *durationpb.Duration `protobuf:"bytes,7,opt,name=agent_disconnect_grace,json=agentDisconnectGrace,proto3" json:"agent_disconnect_grace,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The channels on which new chats start with the virtual agent (guests
+	// and signed-in customers alike); chats on other channels go straight to
+	// a queue. A site's bot setting overrides this for the messenger.
+	BotChannels   []Channel `protobuf:"varint,8,rep,packed,name=bot_channels,json=botChannels,proto3,enum=parley.v1.Channel" json:"bot_channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
 	*x = Settings{}
-	mi := &file_parley_v1_resources_proto_msgTypes[28]
+	mi := &file_parley_v1_resources_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2648,7 +3008,7 @@ func (x *Settings) String() string {
 func (*Settings) ProtoMessage() {}
 
 func (x *Settings) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[28]
+	mi := &file_parley_v1_resources_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2661,7 +3021,7 @@ func (x *Settings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Settings.ProtoReflect.Descriptor instead.
 func (*Settings) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Settings) GetMaxGuestSessionsPerHour() int32 {
@@ -2713,6 +3073,13 @@ func (x *Settings) GetAgentDisconnectGrace() *durationpb.Duration {
 	return nil
 }
 
+func (x *Settings) GetBotChannels() []Channel {
+	if x != nil {
+		return x.BotChannels
+	}
+	return nil
+}
+
 // IssueType is one choice of the pre-chat form's issue type field.
 type IssueType struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2726,7 +3093,7 @@ type IssueType struct {
 
 func (x *IssueType) Reset() {
 	*x = IssueType{}
-	mi := &file_parley_v1_resources_proto_msgTypes[29]
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +3105,7 @@ func (x *IssueType) String() string {
 func (*IssueType) ProtoMessage() {}
 
 func (x *IssueType) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[29]
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +3118,7 @@ func (x *IssueType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueType.ProtoReflect.Descriptor instead.
 func (*IssueType) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IssueType) GetValue() string {
@@ -2781,7 +3148,7 @@ type Consumer struct {
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +3160,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +3173,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Consumer) GetId() string {
@@ -2847,16 +3214,20 @@ type Case struct {
 	ConversationId   string `protobuf:"bytes,4,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// Set when the case is for a consumer record.
 	ConsumerId string `protobuf:"bytes,5,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
-	// The agent who opened the case.
+	// The agent who opened the case; empty for a message a waiting customer left.
 	OpenedByAgentId string                 `protobuf:"bytes,6,opt,name=opened_by_agent_id,json=openedByAgentId,proto3" json:"opened_by_agent_id,omitempty"`
 	CreateTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	State           CaseState              `protobuf:"varint,8,opt,name=state,proto3,enum=parley.v1.CaseState" json:"state,omitempty"`
+	// The agent working on the case; empty when nobody is.
+	AssignedAgentId string                 `protobuf:"bytes,9,opt,name=assigned_agent_id,json=assignedAgentId,proto3" json:"assigned_agent_id,omitempty"`
+	UpdateTime      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Case) Reset() {
 	*x = Case{}
-	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3239,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3252,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Case) GetId() string {
@@ -2933,6 +3304,27 @@ func (x *Case) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Case) GetState() CaseState {
+	if x != nil {
+		return x.State
+	}
+	return CaseState_CASE_STATE_UNSPECIFIED
+}
+
+func (x *Case) GetAssignedAgentId() string {
+	if x != nil {
+		return x.AssignedAgentId
+	}
+	return ""
+}
+
+func (x *Case) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
 // TokenInfo describes a staff token; the secret itself is never shown again.
 type TokenInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2952,7 +3344,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_parley_v1_resources_proto_msgTypes[32]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3356,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[32]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3369,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3041,13 +3433,15 @@ type Site struct {
 	// Maximum guest conversations started from this site in any rolling
 	// hour; 0 means only the installation's limits apply.
 	MaxGuestSessionsPerHour int32 `protobuf:"varint,4,opt,name=max_guest_sessions_per_hour,json=maxGuestSessionsPerHour,proto3" json:"max_guest_sessions_per_hour,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// Whether chats from this site's messenger start with the virtual agent.
+	Bot           SiteBot `protobuf:"varint,5,opt,name=bot,proto3,enum=parley.v1.SiteBot" json:"bot,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_parley_v1_resources_proto_msgTypes[33]
+	mi := &file_parley_v1_resources_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3453,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[33]
+	mi := &file_parley_v1_resources_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3466,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Site) GetId() string {
@@ -3103,6 +3497,498 @@ func (x *Site) GetMaxGuestSessionsPerHour() int32 {
 	return 0
 }
 
+func (x *Site) GetBot() SiteBot {
+	if x != nil {
+		return x.Bot
+	}
+	return SiteBot_SITE_BOT_UNSPECIFIED
+}
+
+// ConversationSummary is what a live agent needs to know of a chat before
+// taking it over. It is always built from the log and the virtual agent's
+// state, without any external service; when an LLM provider is configured,
+// generated_text may follow a little later.
+type ConversationSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why the chat went to a person: "customer_asked", "topic", "bot_failed",
+	// "no_answer" (the knowledge base had nothing), "transfer", "start"
+	// (the chat went straight to a queue).
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The recognized topic's id and name; empty when none was recognized.
+	Intent    string `protobuf:"bytes,2,opt,name=intent,proto3" json:"intent,omitempty"`
+	TopicName string `protobuf:"bytes,3,opt,name=topic_name,json=topicName,proto3" json:"topic_name,omitempty"`
+	// The slots the virtual agent filled, by name.
+	Slots map[string]string `protobuf:"bytes,4,rep,name=slots,proto3" json:"slots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The topic's slots it could not fill.
+	MissingSlots []string `protobuf:"bytes,5,rep,name=missing_slots,json=missingSlots,proto3" json:"missing_slots,omitempty"`
+	// What the topic's actions returned.
+	ActionResults []*ActionResult `protobuf:"bytes,6,rep,name=action_results,json=actionResults,proto3" json:"action_results,omitempty"`
+	// The customer's messages that carry the request, verbatim and in order
+	// (at most 10; greetings and one-word replies left out).
+	CustomerMessages []string `protobuf:"bytes,7,rep,name=customer_messages,json=customerMessages,proto3" json:"customer_messages,omitempty"`
+	// The knowledge articles the virtual agent showed.
+	ArticlesShown []*ArticleRef `protobuf:"bytes,8,rep,name=articles_shown,json=articlesShown,proto3" json:"articles_shown,omitempty"`
+	// How many customer messages the virtual agent did not understand.
+	FailedTurns int32 `protobuf:"varint,9,opt,name=failed_turns,json=failedTurns,proto3" json:"failed_turns,omitempty"`
+	// All of the above as a few readable lines.
+	Text string `protobuf:"bytes,10,opt,name=text,proto3" json:"text,omitempty"`
+	// A summary written by the configured LLM; empty when none is configured,
+	// it failed, or it is not ready yet.
+	GeneratedText string                 `protobuf:"bytes,11,opt,name=generated_text,json=generatedText,proto3" json:"generated_text,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationSummary) Reset() {
+	*x = ConversationSummary{}
+	mi := &file_parley_v1_resources_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationSummary) ProtoMessage() {}
+
+func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
+func (*ConversationSummary) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ConversationSummary) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConversationSummary) GetIntent() string {
+	if x != nil {
+		return x.Intent
+	}
+	return ""
+}
+
+func (x *ConversationSummary) GetTopicName() string {
+	if x != nil {
+		return x.TopicName
+	}
+	return ""
+}
+
+func (x *ConversationSummary) GetSlots() map[string]string {
+	if x != nil {
+		return x.Slots
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetMissingSlots() []string {
+	if x != nil {
+		return x.MissingSlots
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetActionResults() []*ActionResult {
+	if x != nil {
+		return x.ActionResults
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetCustomerMessages() []string {
+	if x != nil {
+		return x.CustomerMessages
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetArticlesShown() []*ArticleRef {
+	if x != nil {
+		return x.ArticlesShown
+	}
+	return nil
+}
+
+func (x *ConversationSummary) GetFailedTurns() int32 {
+	if x != nil {
+		return x.FailedTurns
+	}
+	return 0
+}
+
+func (x *ConversationSummary) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ConversationSummary) GetGeneratedText() string {
+	if x != nil {
+		return x.GeneratedText
+	}
+	return ""
+}
+
+func (x *ConversationSummary) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// ActionResult is what one of a topic's actions returned.
+type ActionResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Action string                 `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	Values map[string]string      `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set when the action failed; values is then empty.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionResult) Reset() {
+	*x = ActionResult{}
+	mi := &file_parley_v1_resources_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionResult) ProtoMessage() {}
+
+func (x *ActionResult) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionResult.ProtoReflect.Descriptor instead.
+func (*ActionResult) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ActionResult) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActionResult) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *ActionResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ArticleRef names a knowledge article.
+type ArticleRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ArticleId     string                 `protobuf:"bytes,1,opt,name=article_id,json=articleId,proto3" json:"article_id,omitempty"`
+	ExternalId    string                 `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	Title         string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArticleRef) Reset() {
+	*x = ArticleRef{}
+	mi := &file_parley_v1_resources_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArticleRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArticleRef) ProtoMessage() {}
+
+func (x *ArticleRef) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArticleRef.ProtoReflect.Descriptor instead.
+func (*ArticleRef) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ArticleRef) GetArticleId() string {
+	if x != nil {
+		return x.ArticleId
+	}
+	return ""
+}
+
+func (x *ArticleRef) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *ArticleRef) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+// Article is a knowledge base article.
+type Article struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set by Parley.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The article's key in the system it comes from (a file name, a CMS id);
+	// importing an article with a known external_id updates it.
+	ExternalId string `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	Title      string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// Markdown.
+	Body string `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	// Words customers use for the article's subject; searched like synonyms.
+	Tags     []string        `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	Audience ArticleAudience `protobuf:"varint,6,opt,name=audience,proto3,enum=parley.v1.ArticleAudience" json:"audience,omitempty"`
+	// BCP 47, such as "en"; empty means "en".
+	Locale string `protobuf:"bytes,7,opt,name=locale,proto3" json:"locale,omitempty"`
+	// Drafts are never searched.
+	Published     bool                   `protobuf:"varint,8,opt,name=published,proto3" json:"published,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Article) Reset() {
+	*x = Article{}
+	mi := &file_parley_v1_resources_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Article) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Article) ProtoMessage() {}
+
+func (x *Article) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Article.ProtoReflect.Descriptor instead.
+func (*Article) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Article) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Article) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *Article) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Article) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *Article) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *Article) GetAudience() ArticleAudience {
+	if x != nil {
+		return x.Audience
+	}
+	return ArticleAudience_ARTICLE_AUDIENCE_UNSPECIFIED
+}
+
+func (x *Article) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *Article) GetPublished() bool {
+	if x != nil {
+		return x.Published
+	}
+	return false
+}
+
+func (x *Article) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Article) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// KnowledgeResult is one ranked search result.
+type KnowledgeResult struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ArticleId  string                 `protobuf:"bytes,1,opt,name=article_id,json=articleId,proto3" json:"article_id,omitempty"`
+	ExternalId string                 `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	Title      string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// Plain text around the matched words, with the matches between
+	// "[" and "]".
+	Snippet string `protobuf:"bytes,4,opt,name=snippet,proto3" json:"snippet,omitempty"`
+	// Higher is better; comparable within one response only.
+	Score         float64  `protobuf:"fixed64,5,opt,name=score,proto3" json:"score,omitempty"`
+	Tags          []string `protobuf:"bytes,6,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnowledgeResult) Reset() {
+	*x = KnowledgeResult{}
+	mi := &file_parley_v1_resources_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnowledgeResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnowledgeResult) ProtoMessage() {}
+
+func (x *KnowledgeResult) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnowledgeResult.ProtoReflect.Descriptor instead.
+func (*KnowledgeResult) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *KnowledgeResult) GetArticleId() string {
+	if x != nil {
+		return x.ArticleId
+	}
+	return ""
+}
+
+func (x *KnowledgeResult) GetExternalId() string {
+	if x != nil {
+		return x.ExternalId
+	}
+	return ""
+}
+
+func (x *KnowledgeResult) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *KnowledgeResult) GetSnippet() string {
+	if x != nil {
+		return x.Snippet
+	}
+	return ""
+}
+
+func (x *KnowledgeResult) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *KnowledgeResult) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
 var File_parley_v1_resources_proto protoreflect.FileDescriptor
 
 const file_parley_v1_resources_proto_rawDesc = "" +
@@ -3111,7 +3997,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vParticipant\x12.\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x1a.parley.v1.ParticipantRoleR\x04role\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"\xc6\x03\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"\xb9\x04\n" +
 	"\vInteraction\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -3127,10 +4013,15 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"formFields\x12\x12\n" +
 	"\x04tier\x18\n" +
 	" \x01(\tR\x04tier\x12\x16\n" +
-	"\x06intent\x18\v \x01(\tR\x06intent\x1a=\n" +
+	"\x06intent\x18\v \x01(\tR\x06intent\x127\n" +
+	"\x05slots\x18\f \x03(\v2!.parley.v1.Interaction.SlotsEntryR\x05slots\x1a=\n" +
 	"\x0fFormFieldsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"SlotsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x03\n" +
 	"\fConversation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.parley.v1.ConversationStateR\x05state\x128\n" +
@@ -3143,7 +4034,11 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"close_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcloseTime\x12\x1f\n" +
 	"\vconsumer_id\x18\t \x01(\tR\n" +
-	"consumerId\"\xbf\x06\n" +
+	"consumerId\x125\n" +
+	"\n" +
+	"controller\x18\n" +
+	" \x01(\x0e2\x15.parley.v1.ControllerR\n" +
+	"controller\"\x8e\a\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12;\n" +
@@ -3160,7 +4055,8 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vcase_linked\x18\x0f \x01(\v2\x15.parley.v1.CaseLinkedH\x00R\n" +
 	"caseLinked\x12P\n" +
 	"\x13conversation_closed\x18\x10 \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosed\x12>\n" +
-	"\rwait_exceeded\x18\x11 \x01(\v2\x17.parley.v1.WaitExceededH\x00R\fwaitExceededB\x06\n" +
+	"\rwait_exceeded\x18\x11 \x01(\v2\x17.parley.v1.WaitExceededH\x00R\fwaitExceeded\x12M\n" +
+	"\x12controller_changed\x18\x12 \x01(\v2\x1c.parley.v1.ControllerChangedH\x00R\x11controllerChangedB\x06\n" +
 	"\x04kind\"\x88\x01\n" +
 	"\rMessagePosted\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12*\n" +
@@ -3213,7 +4109,13 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
 	"caseNumber\x12\x1f\n" +
 	"\vconsumer_id\x18\x03 \x01(\tR\n" +
-	"consumerId\",\n" +
+	"consumerId\"\x95\x01\n" +
+	"\x11ControllerChanged\x125\n" +
+	"\n" +
+	"controller\x18\x01 \x01(\x0e2\x15.parley.v1.ControllerR\n" +
+	"controller\x121\n" +
+	"\bprevious\x18\x02 \x01(\x0e2\x15.parley.v1.ControllerR\bprevious\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\",\n" +
 	"\x12ConversationClosed\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xaa\x01\n" +
 	"\x05Queue\x12\x0e\n" +
@@ -3244,9 +4146,9 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\bfield_in\x18\x01 \x01(\v2\x12.parley.v1.FieldInH\x00R\afieldIn\x12,\n" +
 	"\x03all\x18\x02 \x01(\v2\x18.parley.v1.ConditionListH\x00R\x03all\x12,\n" +
 	"\x03any\x18\x03 \x01(\v2\x18.parley.v1.ConditionListH\x00R\x03anyB\r\n" +
-	"\x04kind\x12\x05\xbaH\x02\b\x01\"\x9f\x01\n" +
-	"\aFieldIn\x12h\n" +
-	"\x05field\x18\x01 \x01(\tBR\xbaHOrM2K^(issue_type|channel|language|tier|intent|site|form\\.[a-z][a-z0-9_]{0,39})$R\x05field\x12*\n" +
+	"\x04kind\x12\x05\xbaH\x02\b\x01\"\xbb\x01\n" +
+	"\aFieldIn\x12\x83\x01\n" +
+	"\x05field\x18\x01 \x01(\tBm\xbaHjrh2f^(issue_type|channel|language|tier|intent|site|form\\.[a-z][a-z0-9_]{0,39}|slot\\.[a-z][a-z0-9_]{0,39})$R\x05field\x12*\n" +
 	"\x06values\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18@R\x06values\"Q\n" +
 	"\rConditionList\x12@\n" +
 	"\n" +
@@ -3279,7 +4181,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\rQueuePosition\x12\x19\n" +
 	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x05R\bposition\x12@\n" +
-	"\x0eestimated_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\restimatedWait\"\x8f\x02\n" +
+	"\x0eestimated_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\restimatedWait\"\xd8\x02\n" +
 	"\x05Offer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\fconversation\x18\x02 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12;\n" +
@@ -3287,9 +4189,10 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"expireTime\x12\x18\n" +
 	"\asummary\x18\x04 \x01(\tR\asummary\x12=\n" +
 	"\x0etransferred_by\x18\x05 \x01(\v2\x16.parley.v1.ParticipantR\rtransferredBy\x12#\n" +
-	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\"D\n" +
+	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\x12G\n" +
+	"\x0fhandoff_summary\x18\a \x01(\v2\x1e.parley.v1.ConversationSummaryR\x0ehandoffSummary\"D\n" +
 	"\tHeartbeat\x127\n" +
-	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\x9b\x06\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xe7\x06\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
@@ -3302,7 +4205,8 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"'max_guest_sessions_per_hour_per_address\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R!maxGuestSessionsPerHourPerAddress\x12\x83\x01\n" +
 	"\x10default_queue_id\x18\x06 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x0edefaultQueueId\x12^\n" +
 	"\x16agent_disconnect_grace\x18\a \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
-	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\x14agentDisconnectGrace\"o\n" +
+	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\x14agentDisconnectGrace\x12J\n" +
+	"\fbot_channels\x18\b \x03(\x0e2\x12.parley.v1.ChannelB\x13\xbaH\x10\x92\x01\r\x10\x03\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\vbotChannels\"o\n" +
 	"\tIssueType\x124\n" +
 	"\x05value\x18\x01 \x01(\tB\x1e\xbaH\x1br\x192\x17^[a-z][a-z0-9_-]{0,63}$R\x05value\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\"\x90\x01\n" +
@@ -3311,7 +4215,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\tR\x05email\x12;\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x8f\x02\n" +
+	"createTime\"\xa4\x03\n" +
 	"\x04Case\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\tR\x06number\x12+\n" +
@@ -3321,7 +4225,12 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"consumerId\x12+\n" +
 	"\x12opened_by_agent_id\x18\x06 \x01(\tR\x0fopenedByAgentId\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xad\x02\n" +
+	"createTime\x12*\n" +
+	"\x05state\x18\b \x01(\x0e2\x14.parley.v1.CaseStateR\x05state\x12*\n" +
+	"\x11assigned_agent_id\x18\t \x01(\tR\x0fassignedAgentId\x12;\n" +
+	"\vupdate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xad\x02\n" +
 	"\tTokenInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x14.parley.v1.StaffRoleR\x04role\x12\x19\n" +
@@ -3332,33 +4241,103 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12;\n" +
 	"\vrevoke_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime\"\xca\x02\n" +
+	"revokeTime\"\xfa\x02\n" +
 	"\x04Site\x12i\n" +
 	"\x02id\x18\x01 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x02id\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\x12b\n" +
 	"\x0fallowed_origins\x18\x03 \x03(\tB9\xbaH6\x92\x013\b\x01\x102\x18\x01\"+r)\x18\xfd\x012$^https?://[a-z0-9.-]+(:[0-9]{1,5})?$R\x0eallowedOrigins\x12E\n" +
-	"\x1bmax_guest_sessions_per_hour\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour*e\n" +
+	"\x1bmax_guest_sessions_per_hour\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12.\n" +
+	"\x03bot\x18\x05 \x01(\x0e2\x12.parley.v1.SiteBotB\b\xbaH\x05\x82\x01\x02\x10\x01R\x03bot\"\xca\x04\n" +
+	"\x13ConversationSummary\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06intent\x18\x02 \x01(\tR\x06intent\x12\x1d\n" +
+	"\n" +
+	"topic_name\x18\x03 \x01(\tR\ttopicName\x12?\n" +
+	"\x05slots\x18\x04 \x03(\v2).parley.v1.ConversationSummary.SlotsEntryR\x05slots\x12#\n" +
+	"\rmissing_slots\x18\x05 \x03(\tR\fmissingSlots\x12>\n" +
+	"\x0eaction_results\x18\x06 \x03(\v2\x17.parley.v1.ActionResultR\ractionResults\x12+\n" +
+	"\x11customer_messages\x18\a \x03(\tR\x10customerMessages\x12<\n" +
+	"\x0earticles_shown\x18\b \x03(\v2\x15.parley.v1.ArticleRefR\rarticlesShown\x12!\n" +
+	"\ffailed_turns\x18\t \x01(\x05R\vfailedTurns\x12\x12\n" +
+	"\x04text\x18\n" +
+	" \x01(\tR\x04text\x12%\n" +
+	"\x0egenerated_text\x18\v \x01(\tR\rgeneratedText\x12;\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x1a8\n" +
+	"\n" +
+	"SlotsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb4\x01\n" +
+	"\fActionResult\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12;\n" +
+	"\x06values\x18\x02 \x03(\v2#.parley.v1.ActionResult.ValuesEntryR\x06values\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
+	"\n" +
+	"ArticleRef\x12\x1d\n" +
+	"\n" +
+	"article_id\x18\x01 \x01(\tR\tarticleId\x12\x1f\n" +
+	"\vexternal_id\x18\x02 \x01(\tR\n" +
+	"externalId\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\"\xf3\x03\n" +
+	"\aArticle\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12J\n" +
+	"\vexternal_id\x18\x02 \x01(\tB)\xbaH&r$\x10\x01\x18\xc8\x012\x1d^[A-Za-z0-9][A-Za-z0-9._/-]*$R\n" +
+	"externalId\x12 \n" +
+	"\x05title\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xac\x02R\x05title\x12\x1f\n" +
+	"\x04body\x18\x04 \x01(\tB\v\xbaH\br\x06\x10\x01\x18\xa0\x8d\x06R\x04body\x12$\n" +
+	"\x04tags\x18\x05 \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x102\"\x06r\x04\x10\x01\x18@R\x04tags\x12@\n" +
+	"\baudience\x18\x06 \x01(\x0e2\x1a.parley.v1.ArticleAudienceB\b\xbaH\x05\x82\x01\x02\x10\x01R\baudience\x12I\n" +
+	"\x06locale\x18\a \x01(\tB1\xbaH.r,2*^$|^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,3}$R\x06locale\x12\x1c\n" +
+	"\tpublished\x18\b \x01(\bR\tpublished\x12;\n" +
+	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\xab\x01\n" +
+	"\x0fKnowledgeResult\x12\x1d\n" +
+	"\n" +
+	"article_id\x18\x01 \x01(\tR\tarticleId\x12\x1f\n" +
+	"\vexternal_id\x18\x02 \x01(\tR\n" +
+	"externalId\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12\x18\n" +
+	"\asnippet\x18\x04 \x01(\tR\asnippet\x12\x14\n" +
+	"\x05score\x18\x05 \x01(\x01R\x05score\x12\x12\n" +
+	"\x04tags\x18\x06 \x03(\tR\x04tags*e\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHANNEL_WEB_PORTAL\x10\x01\x12\x15\n" +
 	"\x11CHANNEL_MESSENGER\x10\x02\x12\x12\n" +
-	"\x0eCHANNEL_MOBILE\x10\x03*\x96\x01\n" +
+	"\x0eCHANNEL_MOBILE\x10\x03*\xb2\x01\n" +
 	"\x11ConversationState\x12\"\n" +
 	"\x1eCONVERSATION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CONVERSATION_STATE_QUEUED\x10\x01\x12\x1f\n" +
 	"\x1bCONVERSATION_STATE_ASSIGNED\x10\x02\x12\x1d\n" +
-	"\x19CONVERSATION_STATE_CLOSED\x10\x03*e\n" +
+	"\x19CONVERSATION_STATE_CLOSED\x10\x03\x12\x1a\n" +
+	"\x16CONVERSATION_STATE_BOT\x10\x04*\x87\x01\n" +
+	"\n" +
+	"Controller\x12\x1a\n" +
+	"\x16CONTROLLER_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eCONTROLLER_BOT\x10\x01\x12\x1c\n" +
+	"\x18CONTROLLER_PENDING_AGENT\x10\x02\x12\x14\n" +
+	"\x10CONTROLLER_AGENT\x10\x03\x12\x15\n" +
+	"\x11CONTROLLER_CLOSED\x10\x04*e\n" +
 	"\bPresence\x12\x18\n" +
 	"\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PRESENCE_AVAILABLE\x10\x01\x12\x11\n" +
 	"\rPRESENCE_AWAY\x10\x02\x12\x14\n" +
-	"\x10PRESENCE_OFFLINE\x10\x03*\xa7\x01\n" +
+	"\x10PRESENCE_OFFLINE\x10\x03*\xc1\x01\n" +
 	"\x0fParticipantRole\x12 \n" +
 	"\x1cPARTICIPANT_ROLE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16PARTICIPANT_ROLE_GUEST\x10\x01\x12\x1d\n" +
 	"\x19PARTICIPANT_ROLE_CUSTOMER\x10\x02\x12\x1a\n" +
 	"\x16PARTICIPANT_ROLE_AGENT\x10\x03\x12\x1b\n" +
-	"\x17PARTICIPANT_ROLE_SYSTEM\x10\x04*\x86\x01\n" +
+	"\x17PARTICIPANT_ROLE_SYSTEM\x10\x04\x12\x18\n" +
+	"\x14PARTICIPANT_ROLE_BOT\x10\x05*\x86\x01\n" +
 	"\x0fRoutingStrategy\x12 \n" +
 	"\x1cROUTING_STRATEGY_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fROUTING_STRATEGY_MOST_AVAILABLE\x10\x01\x12,\n" +
@@ -3366,12 +4345,27 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x0fAgentLossPolicy\x12!\n" +
 	"\x1dAGENT_LOSS_POLICY_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19AGENT_LOSS_POLICY_REQUEUE\x10\x01\x12\x1a\n" +
-	"\x16AGENT_LOSS_POLICY_KEEP\x10\x02*n\n" +
+	"\x16AGENT_LOSS_POLICY_KEEP\x10\x02*\x9f\x01\n" +
+	"\tCaseState\x12\x1a\n" +
+	"\x16CASE_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eCASE_STATE_NEW\x10\x01\x12\x1a\n" +
+	"\x16CASE_STATE_IN_PROGRESS\x10\x02\x12\x16\n" +
+	"\x12CASE_STATE_ON_HOLD\x10\x03\x12\x17\n" +
+	"\x13CASE_STATE_RESOLVED\x10\x04\x12\x15\n" +
+	"\x11CASE_STATE_CLOSED\x10\x05*n\n" +
 	"\tStaffRole\x12\x1a\n" +
 	"\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STAFF_ROLE_AGENT\x10\x01\x12\x19\n" +
 	"\x15STAFF_ROLE_SUPERVISOR\x10\x02\x12\x14\n" +
-	"\x10STAFF_ROLE_ADMIN\x10\x03B\x97\x01\n" +
+	"\x10STAFF_ROLE_ADMIN\x10\x03*F\n" +
+	"\aSiteBot\x12\x18\n" +
+	"\x14SITE_BOT_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vSITE_BOT_ON\x10\x01\x12\x10\n" +
+	"\fSITE_BOT_OFF\x10\x02*o\n" +
+	"\x0fArticleAudience\x12 \n" +
+	"\x1cARTICLE_AUDIENCE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17ARTICLE_AUDIENCE_PUBLIC\x10\x01\x12\x1d\n" +
+	"\x19ARTICLE_AUDIENCE_INTERNAL\x10\x02B\x97\x01\n" +
 	"\rcom.parley.v1B\x0eResourcesProtoP\x01Z1github.com/parleyhq/parley/gen/parley/v1;parleyv1\xa2\x02\x03PXX\xaa\x02\tParley.V1\xca\x02\tParley\\V1\xe2\x02\x15Parley\\V1\\GPBMetadata\xea\x02\n" +
 	"Parley::V1b\x06proto3"
 
@@ -3387,124 +4381,155 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 	return file_parley_v1_resources_proto_rawDescData
 }
 
-var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
-	(Presence)(0),                   // 2: parley.v1.Presence
-	(ParticipantRole)(0),            // 3: parley.v1.ParticipantRole
-	(RoutingStrategy)(0),            // 4: parley.v1.RoutingStrategy
-	(AgentLossPolicy)(0),            // 5: parley.v1.AgentLossPolicy
-	(StaffRole)(0),                  // 6: parley.v1.StaffRole
-	(*Participant)(nil),             // 7: parley.v1.Participant
-	(*Interaction)(nil),             // 8: parley.v1.Interaction
-	(*Conversation)(nil),            // 9: parley.v1.Conversation
-	(*Event)(nil),                   // 10: parley.v1.Event
-	(*MessagePosted)(nil),           // 11: parley.v1.MessagePosted
-	(*Attachment)(nil),              // 12: parley.v1.Attachment
-	(*Typing)(nil),                  // 13: parley.v1.Typing
-	(*ReadCursor)(nil),              // 14: parley.v1.ReadCursor
-	(*ParticipantJoined)(nil),       // 15: parley.v1.ParticipantJoined
-	(*ParticipantLeft)(nil),         // 16: parley.v1.ParticipantLeft
-	(*ConversationQueued)(nil),      // 17: parley.v1.ConversationQueued
-	(*WaitExceeded)(nil),            // 18: parley.v1.WaitExceeded
-	(*ConversationTransferred)(nil), // 19: parley.v1.ConversationTransferred
-	(*CaseLinked)(nil),              // 20: parley.v1.CaseLinked
-	(*ConversationClosed)(nil),      // 21: parley.v1.ConversationClosed
-	(*Queue)(nil),                   // 22: parley.v1.Queue
-	(*QueuePolicy)(nil),             // 23: parley.v1.QueuePolicy
-	(*MatchingRule)(nil),            // 24: parley.v1.MatchingRule
-	(*Condition)(nil),               // 25: parley.v1.Condition
-	(*FieldIn)(nil),                 // 26: parley.v1.FieldIn
-	(*ConditionList)(nil),           // 27: parley.v1.ConditionList
-	(*Agent)(nil),                   // 28: parley.v1.Agent
-	(*ChannelCapacity)(nil),         // 29: parley.v1.ChannelCapacity
-	(*ChannelPresence)(nil),         // 30: parley.v1.ChannelPresence
-	(*QueueStatus)(nil),             // 31: parley.v1.QueueStatus
-	(*QueuePosition)(nil),           // 32: parley.v1.QueuePosition
-	(*Offer)(nil),                   // 33: parley.v1.Offer
-	(*Heartbeat)(nil),               // 34: parley.v1.Heartbeat
-	(*Settings)(nil),                // 35: parley.v1.Settings
-	(*IssueType)(nil),               // 36: parley.v1.IssueType
-	(*Consumer)(nil),                // 37: parley.v1.Consumer
-	(*Case)(nil),                    // 38: parley.v1.Case
-	(*TokenInfo)(nil),               // 39: parley.v1.TokenInfo
-	(*Site)(nil),                    // 40: parley.v1.Site
-	nil,                             // 41: parley.v1.Interaction.FormFieldsEntry
-	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 43: google.protobuf.Duration
+	(Controller)(0),                 // 2: parley.v1.Controller
+	(Presence)(0),                   // 3: parley.v1.Presence
+	(ParticipantRole)(0),            // 4: parley.v1.ParticipantRole
+	(RoutingStrategy)(0),            // 5: parley.v1.RoutingStrategy
+	(AgentLossPolicy)(0),            // 6: parley.v1.AgentLossPolicy
+	(CaseState)(0),                  // 7: parley.v1.CaseState
+	(StaffRole)(0),                  // 8: parley.v1.StaffRole
+	(SiteBot)(0),                    // 9: parley.v1.SiteBot
+	(ArticleAudience)(0),            // 10: parley.v1.ArticleAudience
+	(*Participant)(nil),             // 11: parley.v1.Participant
+	(*Interaction)(nil),             // 12: parley.v1.Interaction
+	(*Conversation)(nil),            // 13: parley.v1.Conversation
+	(*Event)(nil),                   // 14: parley.v1.Event
+	(*MessagePosted)(nil),           // 15: parley.v1.MessagePosted
+	(*Attachment)(nil),              // 16: parley.v1.Attachment
+	(*Typing)(nil),                  // 17: parley.v1.Typing
+	(*ReadCursor)(nil),              // 18: parley.v1.ReadCursor
+	(*ParticipantJoined)(nil),       // 19: parley.v1.ParticipantJoined
+	(*ParticipantLeft)(nil),         // 20: parley.v1.ParticipantLeft
+	(*ConversationQueued)(nil),      // 21: parley.v1.ConversationQueued
+	(*WaitExceeded)(nil),            // 22: parley.v1.WaitExceeded
+	(*ConversationTransferred)(nil), // 23: parley.v1.ConversationTransferred
+	(*CaseLinked)(nil),              // 24: parley.v1.CaseLinked
+	(*ControllerChanged)(nil),       // 25: parley.v1.ControllerChanged
+	(*ConversationClosed)(nil),      // 26: parley.v1.ConversationClosed
+	(*Queue)(nil),                   // 27: parley.v1.Queue
+	(*QueuePolicy)(nil),             // 28: parley.v1.QueuePolicy
+	(*MatchingRule)(nil),            // 29: parley.v1.MatchingRule
+	(*Condition)(nil),               // 30: parley.v1.Condition
+	(*FieldIn)(nil),                 // 31: parley.v1.FieldIn
+	(*ConditionList)(nil),           // 32: parley.v1.ConditionList
+	(*Agent)(nil),                   // 33: parley.v1.Agent
+	(*ChannelCapacity)(nil),         // 34: parley.v1.ChannelCapacity
+	(*ChannelPresence)(nil),         // 35: parley.v1.ChannelPresence
+	(*QueueStatus)(nil),             // 36: parley.v1.QueueStatus
+	(*QueuePosition)(nil),           // 37: parley.v1.QueuePosition
+	(*Offer)(nil),                   // 38: parley.v1.Offer
+	(*Heartbeat)(nil),               // 39: parley.v1.Heartbeat
+	(*Settings)(nil),                // 40: parley.v1.Settings
+	(*IssueType)(nil),               // 41: parley.v1.IssueType
+	(*Consumer)(nil),                // 42: parley.v1.Consumer
+	(*Case)(nil),                    // 43: parley.v1.Case
+	(*TokenInfo)(nil),               // 44: parley.v1.TokenInfo
+	(*Site)(nil),                    // 45: parley.v1.Site
+	(*ConversationSummary)(nil),     // 46: parley.v1.ConversationSummary
+	(*ActionResult)(nil),            // 47: parley.v1.ActionResult
+	(*ArticleRef)(nil),              // 48: parley.v1.ArticleRef
+	(*Article)(nil),                 // 49: parley.v1.Article
+	(*KnowledgeResult)(nil),         // 50: parley.v1.KnowledgeResult
+	nil,                             // 51: parley.v1.Interaction.FormFieldsEntry
+	nil,                             // 52: parley.v1.Interaction.SlotsEntry
+	nil,                             // 53: parley.v1.ConversationSummary.SlotsEntry
+	nil,                             // 54: parley.v1.ActionResult.ValuesEntry
+	(*timestamppb.Timestamp)(nil),   // 55: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 56: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
-	3,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
+	4,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	42, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
-	41, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
-	1,  // 4: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
-	8,  // 5: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	42, // 6: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	42, // 7: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
-	42, // 8: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 9: parley.v1.Event.sender:type_name -> parley.v1.Participant
-	0,  // 10: parley.v1.Event.channel:type_name -> parley.v1.Channel
-	11, // 11: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
-	15, // 12: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
-	16, // 13: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
-	17, // 14: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
-	19, // 15: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
-	20, // 16: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
-	21, // 17: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
-	18, // 18: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
-	12, // 19: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
-	7,  // 20: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
-	42, // 21: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 22: parley.v1.Typing.participant:type_name -> parley.v1.Participant
-	42, // 23: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 24: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
-	42, // 25: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 26: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
-	7,  // 27: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	43, // 28: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
-	7,  // 29: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	43, // 30: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
-	23, // 31: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
-	4,  // 32: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
-	2,  // 33: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
-	43, // 34: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
-	5,  // 35: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
-	43, // 36: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
-	25, // 37: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
-	26, // 38: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
-	27, // 39: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
-	27, // 40: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
-	25, // 41: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
-	2,  // 42: parley.v1.Agent.presence:type_name -> parley.v1.Presence
-	29, // 43: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	30, // 44: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
-	0,  // 45: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
-	0,  // 46: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
-	2,  // 47: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
-	22, // 48: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
-	42, // 49: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
-	43, // 50: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
-	9,  // 51: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	42, // 52: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 53: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	42, // 54: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	36, // 55: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	43, // 56: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
-	43, // 57: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
-	42, // 58: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	42, // 59: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 60: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
-	42, // 61: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	42, // 62: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	42, // 63: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	55, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	51, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
+	52, // 4: parley.v1.Interaction.slots:type_name -> parley.v1.Interaction.SlotsEntry
+	1,  // 5: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
+	12, // 6: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
+	55, // 7: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	55, // 8: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	2,  // 9: parley.v1.Conversation.controller:type_name -> parley.v1.Controller
+	55, // 10: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	11, // 11: parley.v1.Event.sender:type_name -> parley.v1.Participant
+	0,  // 12: parley.v1.Event.channel:type_name -> parley.v1.Channel
+	15, // 13: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
+	19, // 14: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
+	20, // 15: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
+	21, // 16: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
+	23, // 17: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
+	24, // 18: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
+	26, // 19: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	22, // 20: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
+	25, // 21: parley.v1.Event.controller_changed:type_name -> parley.v1.ControllerChanged
+	16, // 22: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
+	11, // 23: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
+	55, // 24: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	11, // 25: parley.v1.Typing.participant:type_name -> parley.v1.Participant
+	55, // 26: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 27: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
+	55, // 28: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	11, // 29: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
+	11, // 30: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
+	56, // 31: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
+	11, // 32: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
+	2,  // 33: parley.v1.ControllerChanged.controller:type_name -> parley.v1.Controller
+	2,  // 34: parley.v1.ControllerChanged.previous:type_name -> parley.v1.Controller
+	56, // 35: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	28, // 36: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
+	5,  // 37: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
+	3,  // 38: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
+	56, // 39: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
+	6,  // 40: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
+	56, // 41: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
+	30, // 42: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
+	31, // 43: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
+	32, // 44: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
+	32, // 45: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
+	30, // 46: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
+	3,  // 47: parley.v1.Agent.presence:type_name -> parley.v1.Presence
+	34, // 48: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	35, // 49: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
+	0,  // 50: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
+	0,  // 51: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
+	3,  // 52: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
+	27, // 53: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
+	55, // 54: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
+	56, // 55: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
+	13, // 56: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
+	55, // 57: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 58: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
+	46, // 59: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
+	55, // 60: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	41, // 61: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	56, // 62: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	56, // 63: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
+	0,  // 64: parley.v1.Settings.bot_channels:type_name -> parley.v1.Channel
+	55, // 65: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	55, // 66: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 67: parley.v1.Case.state:type_name -> parley.v1.CaseState
+	55, // 68: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 69: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
+	55, // 70: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	55, // 71: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	55, // 72: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	9,  // 73: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
+	53, // 74: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
+	47, // 75: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
+	48, // 76: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
+	55, // 77: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
+	54, // 78: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
+	10, // 79: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
+	55, // 80: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
+	55, // 81: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
+	82, // [82:82] is the sub-list for method output_type
+	82, // [82:82] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -3521,8 +4546,9 @@ func file_parley_v1_resources_proto_init() {
 		(*Event_CaseLinked)(nil),
 		(*Event_ConversationClosed)(nil),
 		(*Event_WaitExceeded)(nil),
+		(*Event_ControllerChanged)(nil),
 	}
-	file_parley_v1_resources_proto_msgTypes[18].OneofWrappers = []any{
+	file_parley_v1_resources_proto_msgTypes[19].OneofWrappers = []any{
 		(*Condition_FieldIn)(nil),
 		(*Condition_All)(nil),
 		(*Condition_Any)(nil),
@@ -3532,8 +4558,8 @@ func file_parley_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   35,
+			NumEnums:      11,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -85,6 +85,20 @@ var Policies = map[string]Policy{
 	parleyv1connect.CaseServiceCreateCaseForGuestProcedure:            agents,
 	parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure: agents,
 	parleyv1connect.CaseServiceGetCaseProcedure:                       staff,
+	parleyv1connect.CaseServiceListCasesProcedure:                     staff,
+	parleyv1connect.CaseServiceUpdateCaseProcedure:                    Policy{Roles: []Role{RoleAgent, RoleAdmin}},
+
+	parleyv1connect.KnowledgeServiceImportArticlesProcedure:  admins,
+	parleyv1connect.KnowledgeServiceSearchKnowledgeProcedure: staff,
+	parleyv1connect.KnowledgeServiceGetArticleProcedure:      staff,
+	parleyv1connect.KnowledgeServiceListArticlesProcedure:    staff,
+	parleyv1connect.KnowledgeServiceDeleteArticleProcedure:   admins,
+
+	parleyv1connect.AssistantServiceGetBotConfigProcedure:           admins,
+	parleyv1connect.AssistantServiceUpdateBotConfigProcedure:        admins,
+	parleyv1connect.AssistantServiceListTopicsProcedure:             staff,
+	parleyv1connect.AssistantServiceGetConversationContextProcedure: staff,
+	parleyv1connect.AssistantServiceHandBackToBotProcedure:          agents,
 
 	parleyv1connect.AccessServiceIssueTokenProcedure:  admins,
 	parleyv1connect.AccessServiceRevokeTokenProcedure: admins,

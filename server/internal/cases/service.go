@@ -29,6 +29,7 @@ import (
 
 // Service implements parleyv1connect.CaseServiceHandler.
 type Service struct {
+	pendingCaseRPCs
 	db  *store.DB
 	hub *events.Hub
 	clk clock.Clock
@@ -234,3 +235,7 @@ func uuidString(id *uuid.UUID) string {
 	}
 	return id.String()
 }
+
+// ListCases and UpdateCase are being built (issue 15); until then they
+// answer Unimplemented.
+type pendingCaseRPCs = parleyv1connect.UnimplementedCaseServiceHandler

@@ -32,6 +32,10 @@ const (
 	CaseServiceCreateConsumerAndCaseForGuestProcedure = "/parley.v1.CaseService/CreateConsumerAndCaseForGuest"
 	// CaseServiceGetCaseProcedure is the procedure name of the CaseService's GetCase RPC.
 	CaseServiceGetCaseProcedure = "/parley.v1.CaseService/GetCase"
+	// CaseServiceListCasesProcedure is the procedure name of the CaseService's ListCases RPC.
+	CaseServiceListCasesProcedure = "/parley.v1.CaseService/ListCases"
+	// CaseServiceUpdateCaseProcedure is the procedure name of the CaseService's UpdateCase RPC.
+	CaseServiceUpdateCaseProcedure = "/parley.v1.CaseService/UpdateCase"
 )
 
 var (
@@ -57,6 +61,22 @@ var (
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
+	caseServiceListCasesSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_case_service_proto.Services().ByName("CaseService").Methods().ByName("ListCases"),
+			Procedure:        CaseServiceListCasesProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
+	caseServiceUpdateCaseSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeUnary,
+			Schema:           v1.File_parley_v1_case_service_proto.Services().ByName("CaseService").Methods().ByName("UpdateCase"),
+			Procedure:        CaseServiceUpdateCaseProcedure,
+			IdempotencyLevel: connect.IdempotencyIdempotent,
+		}
+	})
 )
 
 // CaseServiceClient is a client for the parley.v1.CaseService service.
@@ -70,6 +90,12 @@ type CaseServiceClient interface {
 	CreateConsumerAndCaseForGuest(context.Context, *v1.CreateConsumerAndCaseForGuestRequest) (*v1.CreateConsumerAndCaseForGuestResponse, error)
 	// GetCase returns a case with its conversation's transcript.
 	GetCase(context.Context, *v1.GetCaseRequest) (*v1.GetCaseResponse, error)
+	// ListCases lists cases, newest first. Agents list the cases they may
+	// read (see ListCasesRequest); supervisors and admins list all.
+	ListCases(context.Context, *v1.ListCasesRequest) (*v1.ListCasesResponse, error)
+	// UpdateCase changes a case's state, short description or assignee (the
+	// fields named by update_mask). Agents who may read the case, and admins.
+	UpdateCase(context.Context, *v1.UpdateCaseRequest) (*v1.UpdateCaseResponse, error)
 }
 
 // NewCaseServiceClient constructs a client for the parley.v1.CaseService service. Multiple service
@@ -89,6 +115,12 @@ type CaseServiceHandler interface {
 	CreateConsumerAndCaseForGuest(context.Context, *v1.CreateConsumerAndCaseForGuestRequest) (*v1.CreateConsumerAndCaseForGuestResponse, error)
 	// GetCase returns a case with its conversation's transcript.
 	GetCase(context.Context, *v1.GetCaseRequest) (*v1.GetCaseResponse, error)
+	// ListCases lists cases, newest first. Agents list the cases they may
+	// read (see ListCasesRequest); supervisors and admins list all.
+	ListCases(context.Context, *v1.ListCasesRequest) (*v1.ListCasesResponse, error)
+	// UpdateCase changes a case's state, short description or assignee (the
+	// fields named by update_mask). Agents who may read the case, and admins.
+	UpdateCase(context.Context, *v1.UpdateCaseRequest) (*v1.UpdateCaseResponse, error)
 }
 
 // RegisterCaseServiceHandler registers svc as the parley.v1.CaseService implementation on server.
@@ -98,6 +130,8 @@ func RegisterCaseServiceHandler(server *connect.Server, svc CaseServiceHandler) 
 		connect.Method{Spec: caseServiceCreateCaseForGuestSpec(), Handler: adapter.createCaseForGuest},
 		connect.Method{Spec: caseServiceCreateConsumerAndCaseForGuestSpec(), Handler: adapter.createConsumerAndCaseForGuest},
 		connect.Method{Spec: caseServiceGetCaseSpec(), Handler: adapter.getCase},
+		connect.Method{Spec: caseServiceListCasesSpec(), Handler: adapter.listCases},
+		connect.Method{Spec: caseServiceUpdateCaseSpec(), Handler: adapter.updateCase},
 	)
 }
 
@@ -114,6 +148,14 @@ func (UnimplementedCaseServiceHandler) CreateConsumerAndCaseForGuest(context.Con
 
 func (UnimplementedCaseServiceHandler) GetCase(context.Context, *v1.GetCaseRequest) (*v1.GetCaseResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.CaseService.GetCase is not implemented")
+}
+
+func (UnimplementedCaseServiceHandler) ListCases(context.Context, *v1.ListCasesRequest) (*v1.ListCasesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.CaseService.ListCases is not implemented")
+}
+
+func (UnimplementedCaseServiceHandler) UpdateCase(context.Context, *v1.UpdateCaseRequest) (*v1.UpdateCaseResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, "parley.v1.CaseService.UpdateCase is not implemented")
 }
 
 type caseServiceClient struct {
@@ -139,6 +181,22 @@ func (c *caseServiceClient) CreateConsumerAndCaseForGuest(ctx context.Context, r
 func (c *caseServiceClient) GetCase(ctx context.Context, req *v1.GetCaseRequest) (*v1.GetCaseResponse, error) {
 	var res v1.GetCaseResponse
 	if err := c.client.CallUnary(ctx, caseServiceGetCaseSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *caseServiceClient) ListCases(ctx context.Context, req *v1.ListCasesRequest) (*v1.ListCasesResponse, error) {
+	var res v1.ListCasesResponse
+	if err := c.client.CallUnary(ctx, caseServiceListCasesSpec(), req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *caseServiceClient) UpdateCase(ctx context.Context, req *v1.UpdateCaseRequest) (*v1.UpdateCaseResponse, error) {
+	var res v1.UpdateCaseResponse
+	if err := c.client.CallUnary(ctx, caseServiceUpdateCaseSpec(), req, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -176,6 +234,30 @@ func (h caseServiceHandler) getCase(ctx context.Context, _ connect.Spec, stream 
 		return err
 	}
 	res, err := h.svc.GetCase(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h caseServiceHandler) listCases(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.ListCasesRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.ListCases(ctx, &req)
+	if err != nil {
+		return err
+	}
+	return stream.Send(res)
+}
+
+func (h caseServiceHandler) updateCase(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.UpdateCaseRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	res, err := h.svc.UpdateCase(ctx, &req)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import type { Case, Consumer, Event } from "./resources_pb.js";
+import type { FieldMask } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask } from "@bufbuild/protobuf/wkt";
+import type { Case, CaseState, Consumer, Event } from "./resources_pb.js";
 import { file_parley_v1_resources } from "./resources_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/case_service.proto.
  */
 export const file_parley_v1_case_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvdjEvY2FzZV9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEigQEKGUNyZWF0ZUNhc2VGb3JHdWVzdFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgpyZXF1ZXN0X2lkGAIgASgJQgi6SAVyA7ABARIjChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCUIIukgFcgMY9AMiOwoaQ3JlYXRlQ2FzZUZvckd1ZXN0UmVzcG9uc2USHQoEY2FzZRgBIAEoCzIPLnBhcmxleS52MS5DYXNlIowBCiRDcmVhdGVDb25zdW1lckFuZENhc2VGb3JHdWVzdFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgpyZXF1ZXN0X2lkGAIgASgJQgi6SAVyA7ABARIjChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCUIIukgFcgMY9AMibQolQ3JlYXRlQ29uc3VtZXJBbmRDYXNlRm9yR3Vlc3RSZXNwb25zZRIlCghjb25zdW1lchgBIAEoCzITLnBhcmxleS52MS5Db25zdW1lchIdCgRjYXNlGAIgASgLMg8ucGFybGV5LnYxLkNhc2UiKwoOR2V0Q2FzZVJlcXVlc3QSGQoHY2FzZV9pZBgBIAEoCUIIukgFcgOwAQEifQoPR2V0Q2FzZVJlc3BvbnNlEh0KBGNhc2UYASABKAsyDy5wYXJsZXkudjEuQ2FzZRIlCghjb25zdW1lchgCIAEoCzITLnBhcmxleS52MS5Db25zdW1lchIkCgp0cmFuc2NyaXB0GAMgAygLMhAucGFybGV5LnYxLkV2ZW50MrwCCgtDYXNlU2VydmljZRJhChJDcmVhdGVDYXNlRm9yR3Vlc3QSJC5wYXJsZXkudjEuQ3JlYXRlQ2FzZUZvckd1ZXN0UmVxdWVzdBolLnBhcmxleS52MS5DcmVhdGVDYXNlRm9yR3Vlc3RSZXNwb25zZRKCAQodQ3JlYXRlQ29uc3VtZXJBbmRDYXNlRm9yR3Vlc3QSLy5wYXJsZXkudjEuQ3JlYXRlQ29uc3VtZXJBbmRDYXNlRm9yR3Vlc3RSZXF1ZXN0GjAucGFybGV5LnYxLkNyZWF0ZUNvbnN1bWVyQW5kQ2FzZUZvckd1ZXN0UmVzcG9uc2USRQoHR2V0Q2FzZRIZLnBhcmxleS52MS5HZXRDYXNlUmVxdWVzdBoaLnBhcmxleS52MS5HZXRDYXNlUmVzcG9uc2UiA5ACAUKZAQoNY29tLnBhcmxleS52MUIQQ2FzZVNlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_parley_v1_resources]);
+  fileDesc("ChxwYXJsZXkvdjEvY2FzZV9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEigQEKGUNyZWF0ZUNhc2VGb3JHdWVzdFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgpyZXF1ZXN0X2lkGAIgASgJQgi6SAVyA7ABARIjChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCUIIukgFcgMY9AMiOwoaQ3JlYXRlQ2FzZUZvckd1ZXN0UmVzcG9uc2USHQoEY2FzZRgBIAEoCzIPLnBhcmxleS52MS5DYXNlIowBCiRDcmVhdGVDb25zdW1lckFuZENhc2VGb3JHdWVzdFJlcXVlc3QSIQoPY29udmVyc2F0aW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgpyZXF1ZXN0X2lkGAIgASgJQgi6SAVyA7ABARIjChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCUIIukgFcgMY9AMibQolQ3JlYXRlQ29uc3VtZXJBbmRDYXNlRm9yR3Vlc3RSZXNwb25zZRIlCghjb25zdW1lchgBIAEoCzITLnBhcmxleS52MS5Db25zdW1lchIdCgRjYXNlGAIgASgLMg8ucGFybGV5LnYxLkNhc2UiKwoOR2V0Q2FzZVJlcXVlc3QSGQoHY2FzZV9pZBgBIAEoCUIIukgFcgOwAQEifQoPR2V0Q2FzZVJlc3BvbnNlEh0KBGNhc2UYASABKAsyDy5wYXJsZXkudjEuQ2FzZRIlCghjb25zdW1lchgCIAEoCzITLnBhcmxleS52MS5Db25zdW1lchIkCgp0cmFuc2NyaXB0GAMgAygLMhAucGFybGV5LnYxLkV2ZW50IuEDChBMaXN0Q2FzZXNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIARJuCgtjb25zdW1lcl9pZBgDIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQScgoPY29udmVyc2F0aW9uX2lkGAQgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JBJ0ChFhc3NpZ25lZF9hZ2VudF9pZBgFIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQSOQoGc3RhdGVzGAYgAygOMhQucGFybGV5LnYxLkNhc2VTdGF0ZUITukgQkgENEAUYASIHggEEEAEgACJMChFMaXN0Q2FzZXNSZXNwb25zZRIeCgVjYXNlcxgBIAMoCzIPLnBhcmxleS52MS5DYXNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJzChFVcGRhdGVDYXNlUmVxdWVzdBIlCgRjYXNlGAEgASgLMg8ucGFybGV5LnYxLkNhc2VCBrpIA8gBARI3Cgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCBrpIA8gBASIzChJVcGRhdGVDYXNlUmVzcG9uc2USHQoEY2FzZRgBIAEoCzIPLnBhcmxleS52MS5DYXNlMtkDCgtDYXNlU2VydmljZRJhChJDcmVhdGVDYXNlRm9yR3Vlc3QSJC5wYXJsZXkudjEuQ3JlYXRlQ2FzZUZvckd1ZXN0UmVxdWVzdBolLnBhcmxleS52MS5DcmVhdGVDYXNlRm9yR3Vlc3RSZXNwb25zZRKCAQodQ3JlYXRlQ29uc3VtZXJBbmRDYXNlRm9yR3Vlc3QSLy5wYXJsZXkudjEuQ3JlYXRlQ29uc3VtZXJBbmRDYXNlRm9yR3Vlc3RSZXF1ZXN0GjAucGFybGV5LnYxLkNyZWF0ZUNvbnN1bWVyQW5kQ2FzZUZvckd1ZXN0UmVzcG9uc2USRQoHR2V0Q2FzZRIZLnBhcmxleS52MS5HZXRDYXNlUmVxdWVzdBoaLnBhcmxleS52MS5HZXRDYXNlUmVzcG9uc2UiA5ACARJLCglMaXN0Q2FzZXMSGy5wYXJsZXkudjEuTGlzdENhc2VzUmVxdWVzdBocLnBhcmxleS52MS5MaXN0Q2FzZXNSZXNwb25zZSIDkAIBEk4KClVwZGF0ZUNhc2USHC5wYXJsZXkudjEuVXBkYXRlQ2FzZVJlcXVlc3QaHS5wYXJsZXkudjEuVXBkYXRlQ2FzZVJlc3BvbnNlIgOQAgJCmQEKDWNvbS5wYXJsZXkudjFCEENhc2VTZXJ2aWNlUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_field_mask, file_parley_v1_resources]);
 
 /**
  * CreateCaseForGuestRequest names the conversation.
@@ -175,6 +177,125 @@ export const GetCaseResponseSchema: GenMessage<GetCaseResponse> = /*@__PURE__*/
   messageDesc(file_parley_v1_case_service, 5);
 
 /**
+ * ListCasesRequest filters and pages cases. Filters combine with AND.
+ *
+ * @generated from message parley.v1.ListCasesRequest
+ */
+export type ListCasesRequest = Message<"parley.v1.ListCasesRequest"> & {
+  /**
+   * 0 means 50; at most 200.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * @generated from field: string consumer_id = 3;
+   */
+  consumerId: string;
+
+  /**
+   * @generated from field: string conversation_id = 4;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string assigned_agent_id = 5;
+   */
+  assignedAgentId: string;
+
+  /**
+   * Only cases in these states; empty means every state.
+   *
+   * @generated from field: repeated parley.v1.CaseState states = 6;
+   */
+  states: CaseState[];
+};
+
+/**
+ * Describes the message parley.v1.ListCasesRequest.
+ * Use `create(ListCasesRequestSchema)` to create a new message.
+ */
+export const ListCasesRequestSchema: GenMessage<ListCasesRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_case_service, 6);
+
+/**
+ * ListCasesResponse is one page of cases.
+ *
+ * @generated from message parley.v1.ListCasesResponse
+ */
+export type ListCasesResponse = Message<"parley.v1.ListCasesResponse"> & {
+  /**
+   * @generated from field: repeated parley.v1.Case cases = 1;
+   */
+  cases: Case[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message parley.v1.ListCasesResponse.
+ * Use `create(ListCasesResponseSchema)` to create a new message.
+ */
+export const ListCasesResponseSchema: GenMessage<ListCasesResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_case_service, 7);
+
+/**
+ * UpdateCaseRequest carries the case's new fields.
+ *
+ * @generated from message parley.v1.UpdateCaseRequest
+ */
+export type UpdateCaseRequest = Message<"parley.v1.UpdateCaseRequest"> & {
+  /**
+   * case.id names the case; the fields in update_mask are set from it.
+   *
+   * @generated from field: parley.v1.Case case = 1;
+   */
+  case?: Case | undefined;
+
+  /**
+   * Any of "state", "short_description", "assigned_agent_id".
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateCaseRequest.
+ * Use `create(UpdateCaseRequestSchema)` to create a new message.
+ */
+export const UpdateCaseRequestSchema: GenMessage<UpdateCaseRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_case_service, 8);
+
+/**
+ * UpdateCaseResponse carries the updated case.
+ *
+ * @generated from message parley.v1.UpdateCaseResponse
+ */
+export type UpdateCaseResponse = Message<"parley.v1.UpdateCaseResponse"> & {
+  /**
+   * @generated from field: parley.v1.Case case = 1;
+   */
+  case?: Case | undefined;
+};
+
+/**
+ * Describes the message parley.v1.UpdateCaseResponse.
+ * Use `create(UpdateCaseResponseSchema)` to create a new message.
+ */
+export const UpdateCaseResponseSchema: GenMessage<UpdateCaseResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_case_service, 9);
+
+/**
  * CaseService turns conversations into service records: cases and consumer
  * records. The agent holding the conversation may create; agents who held it
  * and admins may read.
@@ -214,6 +335,28 @@ export const CaseService: GenService<{
     methodKind: "unary";
     input: typeof GetCaseRequestSchema;
     output: typeof GetCaseResponseSchema;
+  },
+  /**
+   * ListCases lists cases, newest first. Agents list the cases they may
+   * read (see ListCasesRequest); supervisors and admins list all.
+   *
+   * @generated from rpc parley.v1.CaseService.ListCases
+   */
+  listCases: {
+    methodKind: "unary";
+    input: typeof ListCasesRequestSchema;
+    output: typeof ListCasesResponseSchema;
+  },
+  /**
+   * UpdateCase changes a case's state, short description or assignee (the
+   * fields named by update_mask). Agents who may read the case, and admins.
+   *
+   * @generated from rpc parley.v1.CaseService.UpdateCase
+   */
+  updateCase: {
+    methodKind: "unary";
+    input: typeof UpdateCaseRequestSchema;
+    output: typeof UpdateCaseResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_parley_v1_case_service, 0);

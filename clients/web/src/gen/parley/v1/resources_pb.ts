@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/resources.proto.
  */
 export const file_parley_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYXJsZXkvdjEvcmVzb3VyY2VzLnByb3RvEglwYXJsZXkudjEiWQoLUGFydGljaXBhbnQSKAoEcm9sZRgBIAEoDjIaLnBhcmxleS52MS5QYXJ0aWNpcGFudFJvbGUSCgoCaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJItcCCgtJbnRlcmFjdGlvbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhIKCmlzc3VlX3R5cGUYBCABKAkSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEhUKDWZpcnN0X21lc3NhZ2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhbmd1YWdlGAggASgJEjsKC2Zvcm1fZmllbGRzGAkgAygLMiYucGFybGV5LnYxLkludGVyYWN0aW9uLkZvcm1GaWVsZHNFbnRyeRIMCgR0aWVyGAogASgJEg4KBmludGVudBgLIAEoCRoxCg9Gb3JtRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKgAgoMQ29udmVyc2F0aW9uEgoKAmlkGAEgASgJEisKBXN0YXRlGAIgASgOMhwucGFybGV5LnYxLkNvbnZlcnNhdGlvblN0YXRlEisKC2ludGVyYWN0aW9uGAMgASgLMhYucGFybGV5LnYxLkludGVyYWN0aW9uEhAKCHF1ZXVlX2lkGAQgASgJEhAKCGFnZW50X2lkGAUgASgJEhAKCGxhc3Rfc2VxGAYgASgDEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjbG9zZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtjb25zdW1lcl9pZBgJIAEoCSL/BAoFRXZlbnQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoAxIvCgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGc2VuZGVyGAQgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EiMKB2NoYW5uZWwYBSABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbBIyCg5tZXNzYWdlX3Bvc3RlZBgKIAEoCzIYLnBhcmxleS52MS5NZXNzYWdlUG9zdGVkSAASOgoScGFydGljaXBhbnRfam9pbmVkGAsgASgLMhwucGFybGV5LnYxLlBhcnRpY2lwYW50Sm9pbmVkSAASNgoQcGFydGljaXBhbnRfbGVmdBgMIAEoCzIaLnBhcmxleS52MS5QYXJ0aWNpcGFudExlZnRIABI8ChNjb252ZXJzYXRpb25fcXVldWVkGA0gASgLMh0ucGFybGV5LnYxLkNvbnZlcnNhdGlvblF1ZXVlZEgAEkYKGGNvbnZlcnNhdGlvbl90cmFuc2ZlcnJlZBgOIAEoCzIiLnBhcmxleS52MS5Db252ZXJzYXRpb25UcmFuc2ZlcnJlZEgAEiwKC2Nhc2VfbGlua2VkGA8gASgLMhUucGFybGV5LnYxLkNhc2VMaW5rZWRIABI8ChNjb252ZXJzYXRpb25fY2xvc2VkGBAgASgLMh0ucGFybGV5LnYxLkNvbnZlcnNhdGlvbkNsb3NlZEgAEjAKDXdhaXRfZXhjZWVkZWQYESABKAsyFy5wYXJsZXkudjEuV2FpdEV4Y2VlZGVkSABCBgoEa2luZCJkCg1NZXNzYWdlUG9zdGVkEgwKBHRleHQYASABKAkSGQoRY2xpZW50X21lc3NhZ2VfaWQYAiABKAkSKgoLYXR0YWNobWVudHMYAyADKAsyFS5wYXJsZXkudjEuQXR0YWNobWVudCLYAQoKQXR0YWNobWVudBIKCgJpZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEAoIZmlsZW5hbWUYAyABKAkSFAoMY29udGVudF90eXBlGAQgASgJEhIKCnNpemVfYnl0ZXMYBSABKAMSDgoGc2hhMjU2GAYgASgJEigKCHVwbG9hZGVyGAcgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50Ei8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2CgZUeXBpbmcSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSDgoGdHlwaW5nGAIgASgIEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoKUmVhZEN1cnNvchIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIVCg1kZWxpdmVyZWRfc2VxGAIgASgDEhAKCHJlYWRfc2VxGAMgASgDEi8KC3VwZGF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChFQYXJ0aWNpcGFudEpvaW5lZBIrCgtwYXJ0aWNpcGFudBgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudCI+Cg9QYXJ0aWNpcGFudExlZnQSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQiSgoSQ29udmVyc2F0aW9uUXVldWVkEhAKCHF1ZXVlX2lkGAEgASgJEhIKCnF1ZXVlX25hbWUYAiABKAkSDgoGcmVhc29uGAMgASgJIk0KDFdhaXRFeGNlZWRlZBIQCghxdWV1ZV9pZBgBIAEoCRIrCghtYXhfd2FpdBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJ3ChdDb252ZXJzYXRpb25UcmFuc2ZlcnJlZBIkCgRmcm9tGAEgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EhMKC3RvX2FnZW50X2lkGAIgASgJEhMKC3RvX3F1ZXVlX2lkGAMgASgJEgwKBG5vdGUYBCABKAkiRwoKQ2FzZUxpbmtlZBIPCgdjYXNlX2lkGAEgASgJEhMKC2Nhc2VfbnVtYmVyGAIgASgJEhMKC2NvbnN1bWVyX2lkGAMgASgJIiQKEkNvbnZlcnNhdGlvbkNsb3NlZBIOCgZyZWFzb24YASABKAkigwEKBVF1ZXVlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIwCg1vZmZlcl90aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBnBvbGljeRgEIAEoCzIWLnBhcmxleS52MS5RdWV1ZVBvbGljeSKiBAoLUXVldWVQb2xpY3kSNgoIc3RyYXRlZ3kYASABKA4yGi5wYXJsZXkudjEuUm91dGluZ1N0cmF0ZWd5Qgi6SAWCAQIQARIcCghwcmlvcml0eRgCIAEoBUIKukgHGgUY6AcoABJACg9yZXF1aXJlZF9za2lsbHMYAyADKAlCJ7pIJJIBIRAUGAEiG3IZMhdeW2Etel1bYS16MC05Xy1dezAsMzl9JBI3ChB0aW1lb3V0X3ByZXNlbmNlGAQgASgOMhMucGFybGV5LnYxLlByZXNlbmNlQgi6SAWCAQIQARITCgthdXRvX2FjY2VwdBgFIAEoCBI7CghtYXhfd2FpdBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOukgLqgEIIgQIgKMFMgASdAoRb3ZlcmZsb3dfcXVldWVfaWQYByABKAlCWbpIVnJUGCQyUF4kfF5bMC05YS1mQS1GXXs4fS1bMC05YS1mQS1GXXs0fS1bMC05YS1mQS1GXXs0fS1bMC05YS1mQS1GXXs0fS1bMC05YS1mQS1GXXsxMn0kEj8KEWFnZW50X2xvc3NfcG9saWN5GAggASgOMhoucGFybGV5LnYxLkFnZW50TG9zc1BvbGljeUIIukgFggECEAESOQoHd3JhcF91cBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyACJ6CgxNYXRjaGluZ1J1bGUSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW9yZGVyGAMgASgFEhAKCHF1ZXVlX2lkGAQgASgJEicKCWNvbmRpdGlvbhgFIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24ilAEKCUNvbmRpdGlvbhImCghmaWVsZF9pbhgBIAEoCzISLnBhcmxleS52MS5GaWVsZEluSAASJwoDYWxsGAIgASgLMhgucGFybGV5LnYxLkNvbmRpdGlvbkxpc3RIABInCgNhbnkYAyABKAsyGC5wYXJsZXkudjEuQ29uZGl0aW9uTGlzdEgAQg0KBGtpbmQSBbpIAggBIpABCgdGaWVsZEluEmEKBWZpZWxkGAEgASgJQlK6SE9yTTJLXihpc3N1ZV90eXBlfGNoYW5uZWx8bGFuZ3VhZ2V8dGllcnxpbnRlbnR8c2l0ZXxmb3JtXC5bYS16XVthLXowLTlfXXswLDM5fSkkEiIKBnZhbHVlcxgCIAMoCUISukgPkgEMCAEQZCIGcgQQARhAIkUKDUNvbmRpdGlvbkxpc3QSNAoKY29uZGl0aW9ucxgBIAMoCzIULnBhcmxleS52MS5Db25kaXRpb25CCrpIB5IBBAgBEDIiggIKBUFnZW50EgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIlCghwcmVzZW5jZRgDIAEoDjITLnBhcmxleS52MS5QcmVzZW5jZRIQCghjYXBhY2l0eRgEIAEoBRIMCgRsb2FkGAUgASgFEhEKCXF1ZXVlX2lkcxgGIAMoCRIOCgZza2lsbHMYByADKAkSNgoSY2hhbm5lbF9jYXBhY2l0aWVzGAggAygLMhoucGFybGV5LnYxLkNoYW5uZWxDYXBhY2l0eRI1ChFjaGFubmVsX3ByZXNlbmNlcxgJIAMoCzIaLnBhcmxleS52MS5DaGFubmVsUHJlc2VuY2UiXwoPQ2hhbm5lbENhcGFjaXR5Ei8KB2NoYW5uZWwYASABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbEIKukgHggEEEAEgABIbCghjYXBhY2l0eRgCIAEoBUIJukgGGgQYZCgAIl0KD0NoYW5uZWxQcmVzZW5jZRIjCgdjaGFubmVsGAEgASgOMhIucGFybGV5LnYxLkNoYW5uZWwSJQoIcHJlc2VuY2UYAiABKA4yEy5wYXJsZXkudjEuUHJlc2VuY2UipwEKC1F1ZXVlU3RhdHVzEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlEg8KB3dhaXRpbmcYAiABKAUSNQoRb2xkZXN0X3F1ZXVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGF2YWlsYWJsZV9hZ2VudHMYBCABKAUSFQoNZnJlZV9jYXBhY2l0eRgFIAEoBSJmCg1RdWV1ZVBvc2l0aW9uEhAKCHF1ZXVlX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgFEjEKDmVzdGltYXRlZF93YWl0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIssBCgVPZmZlchIKCgJpZBgBIAEoCRItCgxjb252ZXJzYXRpb24YAiABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzdW1tYXJ5GAQgASgJEi4KDnRyYW5zZmVycmVkX2J5GAUgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50EhUKDXRyYW5zZmVyX25vdGUYBiABKAkiOgoJSGVhcnRiZWF0Ei0KCXNlbmRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi+AQKCFNldHRpbmdzEiwKG21heF9ndWVzdF9zZXNzaW9uc19wZXJfaG91chgBIAEoBUIHukgEGgIoABI9CilndWVzdF9zZXNzaW9uc19yYXRlX2xpbWl0X3JlYWNoZWRfbWVzc2FnZRgCIAEoCUIKukgHcgUQARj0AxI1Cgtpc3N1ZV90eXBlcxgDIAMoCzIULnBhcmxleS52MS5Jc3N1ZVR5cGVCCrpIB5IBBAgBEGQSzgEKDWFiYW5kb25fYWZ0ZXIYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CmwG6SJcBugGJAQoTYWJhbmRvbl9hZnRlcl9yYW5nZRI/YWJhbmRvbl9hZnRlciBtdXN0IGJlIDAgKG5ldmVyKSBvciBiZXR3ZWVuIDEgbWludXRlIGFuZCAzMCBkYXlzGjF0aGlzID09IGR1cmF0aW9uKCcwcycpIHx8IHRoaXMgPj0gZHVyYXRpb24oJzYwcycpqgEHIgUIgJqeARI4CidtYXhfZ3Vlc3Rfc2Vzc2lvbnNfcGVyX2hvdXJfcGVyX2FkZHJlc3MYBSABKAVCB7pIBBoCKAAScwoQZGVmYXVsdF9xdWV1ZV9pZBgGIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQSSAoWYWdlbnRfZGlzY29ubmVjdF9ncmFjZRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyACJbCglJc3N1ZVR5cGUSLQoFdmFsdWUYASABKAlCHrpIG3IZMhdeW2Etel1bYS16MC05Xy1dezAsNjN9JBIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZCJsCghDb25zdW1lchIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDQoFZW1haWwYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrgBCgRDYXNlEgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoCRIZChFzaG9ydF9kZXNjcmlwdGlvbhgDIAEoCRIXCg9jb252ZXJzYXRpb25faWQYBCABKAkSEwoLY29uc3VtZXJfaWQYBSABKAkSGgoSb3BlbmVkX2J5X2FnZW50X2lkGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLvAQoJVG9rZW5JbmZvEgoKAmlkGAEgASgJEiIKBHJvbGUYAiABKA4yFC5wYXJsZXkudjEuU3RhZmZSb2xlEhAKCGFnZW50X2lkGAMgASgJEg0KBWxhYmVsGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpACCgRTaXRlEmUKAmlkGAEgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JBIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZBJSCg9hbGxvd2VkX29yaWdpbnMYAyADKAlCObpINpIBMwgBEDIYASIrcikY/QEyJF5odHRwcz86Ly9bYS16MC05Li1dKyg6WzAtOV17MSw1fSk/JBIsChttYXhfZ3Vlc3Rfc2Vzc2lvbnNfcGVyX2hvdXIYBCABKAVCB7pIBBoCKAAqZQoHQ2hhbm5lbBIXChNDSEFOTkVMX1VOU1BFQ0lGSUVEEAASFgoSQ0hBTk5FTF9XRUJfUE9SVEFMEAESFQoRQ0hBTk5FTF9NRVNTRU5HRVIQAhISCg5DSEFOTkVMX01PQklMRRADKpYBChFDb252ZXJzYXRpb25TdGF0ZRIiCh5DT05WRVJTQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIdChlDT05WRVJTQVRJT05fU1RBVEVfUVVFVUVEEAESHwobQ09OVkVSU0FUSU9OX1NUQVRFX0FTU0lHTkVEEAISHQoZQ09OVkVSU0FUSU9OX1NUQVRFX0NMT1NFRBADKmUKCFByZXNlbmNlEhgKFFBSRVNFTkNFX1VOU1BFQ0lGSUVEEAASFgoSUFJFU0VOQ0VfQVZBSUxBQkxFEAESEQoNUFJFU0VOQ0VfQVdBWRACEhQKEFBSRVNFTkNFX09GRkxJTkUQAyqnAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIaChZQQVJUSUNJUEFOVF9ST0xFX0dVRVNUEAESHQoZUEFSVElDSVBBTlRfUk9MRV9DVVNUT01FUhACEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQUdFTlQQAxIbChdQQVJUSUNJUEFOVF9ST0xFX1NZU1RFTRAEKoYBCg9Sb3V0aW5nU3RyYXRlZ3kSIAocUk9VVElOR19TVFJBVEVHWV9VTlNQRUNJRklFRBAAEiMKH1JPVVRJTkdfU1RSQVRFR1lfTU9TVF9BVkFJTEFCTEUQARIsCihST1VUSU5HX1NUUkFURUdZX0xFQVNUX1JFQ0VOVExZX0FTU0lHTkVEEAIqbwoPQWdlbnRMb3NzUG9saWN5EiEKHUFHRU5UX0xPU1NfUE9MSUNZX1VOU1BFQ0lGSUVEEAASHQoZQUdFTlRfTE9TU19QT0xJQ1lfUkVRVUVVRRABEhoKFkFHRU5UX0xPU1NfUE9MSUNZX0tFRVAQAipuCglTdGFmZlJvbGUSGgoWU1RBRkZfUk9MRV9VTlNQRUNJRklFRBAAEhQKEFNUQUZGX1JPTEVfQUdFTlQQARIZChVTVEFGRl9ST0xFX1NVUEVSVklTT1IQAhIUChBTVEFGRl9ST0xFX0FETUlOEANClwEKDWNvbS5wYXJsZXkudjFCDlJlc291cmNlc1Byb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChlwYXJsZXkvdjEvcmVzb3VyY2VzLnByb3RvEglwYXJsZXkudjEiWQoLUGFydGljaXBhbnQSKAoEcm9sZRgBIAEoDjIaLnBhcmxleS52MS5QYXJ0aWNpcGFudFJvbGUSCgoCaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIrcDCgtJbnRlcmFjdGlvbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhIKCmlzc3VlX3R5cGUYBCABKAkSIwoHY2hhbm5lbBgFIAEoDjISLnBhcmxleS52MS5DaGFubmVsEhUKDWZpcnN0X21lc3NhZ2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGxhbmd1YWdlGAggASgJEjsKC2Zvcm1fZmllbGRzGAkgAygLMiYucGFybGV5LnYxLkludGVyYWN0aW9uLkZvcm1GaWVsZHNFbnRyeRIMCgR0aWVyGAogASgJEg4KBmludGVudBgLIAEoCRIwCgVzbG90cxgMIAMoCzIhLnBhcmxleS52MS5JbnRlcmFjdGlvbi5TbG90c0VudHJ5GjEKD0Zvcm1GaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGiwKClNsb3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLLAgoMQ29udmVyc2F0aW9uEgoKAmlkGAEgASgJEisKBXN0YXRlGAIgASgOMhwucGFybGV5LnYxLkNvbnZlcnNhdGlvblN0YXRlEisKC2ludGVyYWN0aW9uGAMgASgLMhYucGFybGV5LnYxLkludGVyYWN0aW9uEhAKCHF1ZXVlX2lkGAQgASgJEhAKCGFnZW50X2lkGAUgASgJEhAKCGxhc3Rfc2VxGAYgASgDEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjbG9zZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtjb25zdW1lcl9pZBgJIAEoCRIpCgpjb250cm9sbGVyGAogASgOMhUucGFybGV5LnYxLkNvbnRyb2xsZXIiuwUKBUV2ZW50EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAMSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKBnNlbmRlchgEIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIjCgdjaGFubmVsGAUgASgOMhIucGFybGV5LnYxLkNoYW5uZWwSMgoObWVzc2FnZV9wb3N0ZWQYCiABKAsyGC5wYXJsZXkudjEuTWVzc2FnZVBvc3RlZEgAEjoKEnBhcnRpY2lwYW50X2pvaW5lZBgLIAEoCzIcLnBhcmxleS52MS5QYXJ0aWNpcGFudEpvaW5lZEgAEjYKEHBhcnRpY2lwYW50X2xlZnQYDCABKAsyGi5wYXJsZXkudjEuUGFydGljaXBhbnRMZWZ0SAASPAoTY29udmVyc2F0aW9uX3F1ZXVlZBgNIAEoCzIdLnBhcmxleS52MS5Db252ZXJzYXRpb25RdWV1ZWRIABJGChhjb252ZXJzYXRpb25fdHJhbnNmZXJyZWQYDiABKAsyIi5wYXJsZXkudjEuQ29udmVyc2F0aW9uVHJhbnNmZXJyZWRIABIsCgtjYXNlX2xpbmtlZBgPIAEoCzIVLnBhcmxleS52MS5DYXNlTGlua2VkSAASPAoTY29udmVyc2F0aW9uX2Nsb3NlZBgQIAEoCzIdLnBhcmxleS52MS5Db252ZXJzYXRpb25DbG9zZWRIABIwCg13YWl0X2V4Y2VlZGVkGBEgASgLMhcucGFybGV5LnYxLldhaXRFeGNlZWRlZEgAEjoKEmNvbnRyb2xsZXJfY2hhbmdlZBgSIAEoCzIcLnBhcmxleS52MS5Db250cm9sbGVyQ2hhbmdlZEgAQgYKBGtpbmQiZAoNTWVzc2FnZVBvc3RlZBIMCgR0ZXh0GAEgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAIgASgJEioKC2F0dGFjaG1lbnRzGAMgAygLMhUucGFybGV5LnYxLkF0dGFjaG1lbnQi2AEKCkF0dGFjaG1lbnQSCgoCaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhAKCGZpbGVuYW1lGAMgASgJEhQKDGNvbnRlbnRfdHlwZRgEIAEoCRISCgpzaXplX2J5dGVzGAUgASgDEg4KBnNoYTI1NhgGIAEoCRIoCgh1cGxvYWRlchgHIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoGVHlwaW5nEisKC3BhcnRpY2lwYW50GAEgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50Eg4KBnR5cGluZxgCIAEoCBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAikwEKClJlYWRDdXJzb3ISKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSFQoNZGVsaXZlcmVkX3NlcRgCIAEoAxIQCghyZWFkX3NlcRgDIAEoAxIvCgt1cGRhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQAoRUGFydGljaXBhbnRKb2luZWQSKwoLcGFydGljaXBhbnQYASABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQiPgoPUGFydGljaXBhbnRMZWZ0EisKC3BhcnRpY2lwYW50GAEgASgLMhYucGFybGV5LnYxLlBhcnRpY2lwYW50IkoKEkNvbnZlcnNhdGlvblF1ZXVlZBIQCghxdWV1ZV9pZBgBIAEoCRISCgpxdWV1ZV9uYW1lGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJNCgxXYWl0RXhjZWVkZWQSEAoIcXVldWVfaWQYASABKAkSKwoIbWF4X3dhaXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24idwoXQ29udmVyc2F0aW9uVHJhbnNmZXJyZWQSJAoEZnJvbRgBIAEoCzIWLnBhcmxleS52MS5QYXJ0aWNpcGFudBITCgt0b19hZ2VudF9pZBgCIAEoCRITCgt0b19xdWV1ZV9pZBgDIAEoCRIMCgRub3RlGAQgASgJIkcKCkNhc2VMaW5rZWQSDwoHY2FzZV9pZBgBIAEoCRITCgtjYXNlX251bWJlchgCIAEoCRITCgtjb25zdW1lcl9pZBgDIAEoCSJ3ChFDb250cm9sbGVyQ2hhbmdlZBIpCgpjb250cm9sbGVyGAEgASgOMhUucGFybGV5LnYxLkNvbnRyb2xsZXISJwoIcHJldmlvdXMYAiABKA4yFS5wYXJsZXkudjEuQ29udHJvbGxlchIOCgZyZWFzb24YAyABKAkiJAoSQ29udmVyc2F0aW9uQ2xvc2VkEg4KBnJlYXNvbhgBIAEoCSKDAQoFUXVldWUSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjAKDW9mZmVyX3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoGcG9saWN5GAQgASgLMhYucGFybGV5LnYxLlF1ZXVlUG9saWN5IqIECgtRdWV1ZVBvbGljeRI2CghzdHJhdGVneRgBIAEoDjIaLnBhcmxleS52MS5Sb3V0aW5nU3RyYXRlZ3lCCLpIBYIBAhABEhwKCHByaW9yaXR5GAIgASgFQgq6SAcaBRjoBygAEkAKD3JlcXVpcmVkX3NraWxscxgDIAMoCUInukgkkgEhEBQYASIbchkyF15bYS16XVthLXowLTlfLV17MCwzOX0kEjcKEHRpbWVvdXRfcHJlc2VuY2UYBCABKA4yEy5wYXJsZXkudjEuUHJlc2VuY2VCCLpIBYIBAhABEhMKC2F1dG9fYWNjZXB0GAUgASgIEjsKCG1heF93YWl0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg66SAuqAQgiBAiAowUyABJ0ChFvdmVyZmxvd19xdWV1ZV9pZBgHIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQSPwoRYWdlbnRfbG9zc19wb2xpY3kYCCABKA4yGi5wYXJsZXkudjEuQWdlbnRMb3NzUG9saWN5Qgi6SAWCAQIQARI5Cgd3cmFwX3VwGAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAInoKDE1hdGNoaW5nUnVsZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDQoFb3JkZXIYAyABKAUSEAoIcXVldWVfaWQYBCABKAkSJwoJY29uZGl0aW9uGAUgASgLMhQucGFybGV5LnYxLkNvbmRpdGlvbiKUAQoJQ29uZGl0aW9uEiYKCGZpZWxkX2luGAEgASgLMhIucGFybGV5LnYxLkZpZWxkSW5IABInCgNhbGwYAiABKAsyGC5wYXJsZXkudjEuQ29uZGl0aW9uTGlzdEgAEicKA2FueRgDIAEoCzIYLnBhcmxleS52MS5Db25kaXRpb25MaXN0SABCDQoEa2luZBIFukgCCAEiqwEKB0ZpZWxkSW4SfAoFZmllbGQYASABKAlCbbpIanJoMmZeKGlzc3VlX3R5cGV8Y2hhbm5lbHxsYW5ndWFnZXx0aWVyfGludGVudHxzaXRlfGZvcm1cLlthLXpdW2EtejAtOV9dezAsMzl9fHNsb3RcLlthLXpdW2EtejAtOV9dezAsMzl9KSQSIgoGdmFsdWVzGAIgAygJQhK6SA+SAQwIARBkIgZyBBABGEAiRQoNQ29uZGl0aW9uTGlzdBI0Cgpjb25kaXRpb25zGAEgAygLMhQucGFybGV5LnYxLkNvbmRpdGlvbkIKukgHkgEECAEQMiKCAgoFQWdlbnQSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiUKCHByZXNlbmNlGAMgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEhAKCGNhcGFjaXR5GAQgASgFEgwKBGxvYWQYBSABKAUSEQoJcXVldWVfaWRzGAYgAygJEg4KBnNraWxscxgHIAMoCRI2ChJjaGFubmVsX2NhcGFjaXRpZXMYCCADKAsyGi5wYXJsZXkudjEuQ2hhbm5lbENhcGFjaXR5EjUKEWNoYW5uZWxfcHJlc2VuY2VzGAkgAygLMhoucGFybGV5LnYxLkNoYW5uZWxQcmVzZW5jZSJfCg9DaGFubmVsQ2FwYWNpdHkSLwoHY2hhbm5lbBgBIAEoDjISLnBhcmxleS52MS5DaGFubmVsQgq6SAeCAQQQASAAEhsKCGNhcGFjaXR5GAIgASgFQgm6SAYaBBhkKAAiXQoPQ2hhbm5lbFByZXNlbmNlEiMKB2NoYW5uZWwYASABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbBIlCghwcmVzZW5jZRgCIAEoDjITLnBhcmxleS52MS5QcmVzZW5jZSKnAQoLUXVldWVTdGF0dXMSHwoFcXVldWUYASABKAsyEC5wYXJsZXkudjEuUXVldWUSDwoHd2FpdGluZxgCIAEoBRI1ChFvbGRlc3RfcXVldWVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYXZhaWxhYmxlX2FnZW50cxgEIAEoBRIVCg1mcmVlX2NhcGFjaXR5GAUgASgFImYKDVF1ZXVlUG9zaXRpb24SEAoIcXVldWVfaWQYASABKAkSEAoIcG9zaXRpb24YAiABKAUSMQoOZXN0aW1hdGVkX3dhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ihAIKBU9mZmVyEgoKAmlkGAEgASgJEi0KDGNvbnZlcnNhdGlvbhgCIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1bW1hcnkYBCABKAkSLgoOdHJhbnNmZXJyZWRfYnkYBSABKAsyFi5wYXJsZXkudjEuUGFydGljaXBhbnQSFQoNdHJhbnNmZXJfbm90ZRgGIAEoCRI3Cg9oYW5kb2ZmX3N1bW1hcnkYByABKAsyHi5wYXJsZXkudjEuQ29udmVyc2F0aW9uU3VtbWFyeSI6CglIZWFydGJlYXQSLQoJc2VuZF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK3BQoIU2V0dGluZ3MSLAobbWF4X2d1ZXN0X3Nlc3Npb25zX3Blcl9ob3VyGAEgASgFQge6SAQaAigAEj0KKWd1ZXN0X3Nlc3Npb25zX3JhdGVfbGltaXRfcmVhY2hlZF9tZXNzYWdlGAIgASgJQgq6SAdyBRABGPQDEjUKC2lzc3VlX3R5cGVzGAMgAygLMhQucGFybGV5LnYxLklzc3VlVHlwZUIKukgHkgEECAEQZBLOAQoNYWJhbmRvbl9hZnRlchgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkKbAbpIlwG6AYkBChNhYmFuZG9uX2FmdGVyX3JhbmdlEj9hYmFuZG9uX2FmdGVyIG11c3QgYmUgMCAobmV2ZXIpIG9yIGJldHdlZW4gMSBtaW51dGUgYW5kIDMwIGRheXMaMXRoaXMgPT0gZHVyYXRpb24oJzBzJykgfHwgdGhpcyA+PSBkdXJhdGlvbignNjBzJymqAQciBQiAmp4BEjgKJ21heF9ndWVzdF9zZXNzaW9uc19wZXJfaG91cl9wZXJfYWRkcmVzcxgFIAEoBUIHukgEGgIoABJzChBkZWZhdWx0X3F1ZXVlX2lkGAYgASgJQlm6SFZyVBgkMlBeJHxeWzAtOWEtZkEtRl17OH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17NH0tWzAtOWEtZkEtRl17MTJ9JBJIChZhZ2VudF9kaXNjb25uZWN0X2dyYWNlGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAEj0KDGJvdF9jaGFubmVscxgIIAMoDjISLnBhcmxleS52MS5DaGFubmVsQhO6SBCSAQ0QAxgBIgeCAQQQASAAIlsKCUlzc3VlVHlwZRItCgV2YWx1ZRgBIAEoCUIeukgbchkyF15bYS16XVthLXowLTlfLV17MCw2M30kEh8KDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQARhkImwKCENvbnN1bWVyEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRINCgVlbWFpbBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiqQIKBENhc2USCgoCaWQYASABKAkSDgoGbnVtYmVyGAIgASgJEhkKEXNob3J0X2Rlc2NyaXB0aW9uGAMgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgEIAEoCRITCgtjb25zdW1lcl9pZBgFIAEoCRIaChJvcGVuZWRfYnlfYWdlbnRfaWQYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiMKBXN0YXRlGAggASgOMhQucGFybGV5LnYxLkNhc2VTdGF0ZRIZChFhc3NpZ25lZF9hZ2VudF9pZBgJIAEoCRIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi7wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIiCgRyb2xlGAIgASgOMhQucGFybGV5LnYxLlN0YWZmUm9sZRIQCghhZ2VudF9pZBgDIAEoCRINCgVsYWJlbBgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK7AgoEU2l0ZRJlCgJpZBgBIAEoCUJZukhWclQYJDJQXiR8XlswLTlhLWZBLUZdezh9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezR9LVswLTlhLWZBLUZdezEyfSQSHwoMZGlzcGxheV9uYW1lGAIgASgJQgm6SAZyBBABGGQSUgoPYWxsb3dlZF9vcmlnaW5zGAMgAygJQjm6SDaSATMIARAyGAEiK3IpGP0BMiReaHR0cHM/Oi8vW2EtejAtOS4tXSsoOlswLTldezEsNX0pPyQSLAobbWF4X2d1ZXN0X3Nlc3Npb25zX3Blcl9ob3VyGAQgASgFQge6SAQaAigAEikKA2JvdBgFIAEoDjISLnBhcmxleS52MS5TaXRlQm90Qgi6SAWCAQIQASKwAwoTQ29udmVyc2F0aW9uU3VtbWFyeRIOCgZyZWFzb24YASABKAkSDgoGaW50ZW50GAIgASgJEhIKCnRvcGljX25hbWUYAyABKAkSOAoFc2xvdHMYBCADKAsyKS5wYXJsZXkudjEuQ29udmVyc2F0aW9uU3VtbWFyeS5TbG90c0VudHJ5EhUKDW1pc3Npbmdfc2xvdHMYBSADKAkSLwoOYWN0aW9uX3Jlc3VsdHMYBiADKAsyFy5wYXJsZXkudjEuQWN0aW9uUmVzdWx0EhkKEWN1c3RvbWVyX21lc3NhZ2VzGAcgAygJEi0KDmFydGljbGVzX3Nob3duGAggAygLMhUucGFybGV5LnYxLkFydGljbGVSZWYSFAoMZmFpbGVkX3R1cm5zGAkgASgFEgwKBHRleHQYCiABKAkSFgoOZ2VuZXJhdGVkX3RleHQYCyABKAkSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGiwKClNsb3RzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAQoMQWN0aW9uUmVzdWx0Eg4KBmFjdGlvbhgBIAEoCRIzCgZ2YWx1ZXMYAiADKAsyIy5wYXJsZXkudjEuQWN0aW9uUmVzdWx0LlZhbHVlc0VudHJ5Eg0KBWVycm9yGAMgASgJGi0KC1ZhbHVlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRAoKQXJ0aWNsZVJlZhISCgphcnRpY2xlX2lkGAEgASgJEhMKC2V4dGVybmFsX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJIpsDCgdBcnRpY2xlEgoKAmlkGAEgASgJEj4KC2V4dGVybmFsX2lkGAIgASgJQim6SCZyJBABGMgBMh1eW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV0qJBIZCgV0aXRsZRgDIAEoCUIKukgHcgUQARisAhIZCgRib2R5GAQgASgJQgu6SAhyBhABGKCNBhIeCgR0YWdzGAUgAygJQhC6SA2SAQoQMiIGcgQQARhAEjYKCGF1ZGllbmNlGAYgASgOMhoucGFybGV5LnYxLkFydGljbGVBdWRpZW5jZUIIukgFggECEAESQQoGbG9jYWxlGAcgASgJQjG6SC5yLDIqXiR8XlthLXpBLVpdezIsM30oLVthLXpBLVowLTldezIsOH0pezAsM30kEhEKCXB1Ymxpc2hlZBgIIAEoCBIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIncKD0tub3dsZWRnZVJlc3VsdBISCgphcnRpY2xlX2lkGAEgASgJEhMKC2V4dGVybmFsX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEg8KB3NuaXBwZXQYBCABKAkSDQoFc2NvcmUYBSABKAESDAoEdGFncxgGIAMoCSplCgdDaGFubmVsEhcKE0NIQU5ORUxfVU5TUEVDSUZJRUQQABIWChJDSEFOTkVMX1dFQl9QT1JUQUwQARIVChFDSEFOTkVMX01FU1NFTkdFUhACEhIKDkNIQU5ORUxfTU9CSUxFEAMqsgEKEUNvbnZlcnNhdGlvblN0YXRlEiIKHkNPTlZFUlNBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEh0KGUNPTlZFUlNBVElPTl9TVEFURV9RVUVVRUQQARIfChtDT05WRVJTQVRJT05fU1RBVEVfQVNTSUdORUQQAhIdChlDT05WRVJTQVRJT05fU1RBVEVfQ0xPU0VEEAMSGgoWQ09OVkVSU0FUSU9OX1NUQVRFX0JPVBAEKocBCgpDb250cm9sbGVyEhoKFkNPTlRST0xMRVJfVU5TUEVDSUZJRUQQABISCg5DT05UUk9MTEVSX0JPVBABEhwKGENPTlRST0xMRVJfUEVORElOR19BR0VOVBACEhQKEENPTlRST0xMRVJfQUdFTlQQAxIVChFDT05UUk9MTEVSX0NMT1NFRBAEKmUKCFByZXNlbmNlEhgKFFBSRVNFTkNFX1VOU1BFQ0lGSUVEEAASFgoSUFJFU0VOQ0VfQVZBSUxBQkxFEAESEQoNUFJFU0VOQ0VfQVdBWRACEhQKEFBSRVNFTkNFX09GRkxJTkUQAyrBAQoPUGFydGljaXBhbnRSb2xlEiAKHFBBUlRJQ0lQQU5UX1JPTEVfVU5TUEVDSUZJRUQQABIaChZQQVJUSUNJUEFOVF9ST0xFX0dVRVNUEAESHQoZUEFSVElDSVBBTlRfUk9MRV9DVVNUT01FUhACEhoKFlBBUlRJQ0lQQU5UX1JPTEVfQUdFTlQQAxIbChdQQVJUSUNJUEFOVF9ST0xFX1NZU1RFTRAEEhgKFFBBUlRJQ0lQQU5UX1JPTEVfQk9UEAUqhgEKD1JvdXRpbmdTdHJhdGVneRIgChxST1VUSU5HX1NUUkFURUdZX1VOU1BFQ0lGSUVEEAASIwofUk9VVElOR19TVFJBVEVHWV9NT1NUX0FWQUlMQUJMRRABEiwKKFJPVVRJTkdfU1RSQVRFR1lfTEVBU1RfUkVDRU5UTFlfQVNTSUdORUQQAipvCg9BZ2VudExvc3NQb2xpY3kSIQodQUdFTlRfTE9TU19QT0xJQ1lfVU5TUEVDSUZJRUQQABIdChlBR0VOVF9MT1NTX1BPTElDWV9SRVFVRVVFEAESGgoWQUdFTlRfTE9TU19QT0xJQ1lfS0VFUBACKp8BCglDYXNlU3RhdGUSGgoWQ0FTRV9TVEFURV9VTlNQRUNJRklFRBAAEhIKDkNBU0VfU1RBVEVfTkVXEAESGgoWQ0FTRV9TVEFURV9JTl9QUk9HUkVTUxACEhYKEkNBU0VfU1RBVEVfT05fSE9MRBADEhcKE0NBU0VfU1RBVEVfUkVTT0xWRUQQBBIVChFDQVNFX1NUQVRFX0NMT1NFRBAFKm4KCVN0YWZmUm9sZRIaChZTVEFGRl9ST0xFX1VOU1BFQ0lGSUVEEAASFAoQU1RBRkZfUk9MRV9BR0VOVBABEhkKFVNUQUZGX1JPTEVfU1VQRVJWSVNPUhACEhQKEFNUQUZGX1JPTEVfQURNSU4QAypGCgdTaXRlQm90EhgKFFNJVEVfQk9UX1VOU1BFQ0lGSUVEEAASDwoLU0lURV9CT1RfT04QARIQCgxTSVRFX0JPVF9PRkYQAipvCg9BcnRpY2xlQXVkaWVuY2USIAocQVJUSUNMRV9BVURJRU5DRV9VTlNQRUNJRklFRBAAEhsKF0FSVElDTEVfQVVESUVOQ0VfUFVCTElDEAESHQoZQVJUSUNMRV9BVURJRU5DRV9JTlRFUk5BTBACQpcBCg1jb20ucGFybGV5LnYxQg5SZXNvdXJjZXNQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Participant is a party to a conversation.
@@ -113,11 +113,21 @@ export type Interaction = Message<"parley.v1.Interaction"> & {
   tier: string;
 
   /**
-   * What the customer wants, as the virtual agent captured it; empty until then.
+   * What the customer wants, as the virtual agent captured it: the id of
+   * the topic it recognized, such as "order_status"; empty until then.
    *
    * @generated from field: string intent = 11;
    */
   intent: string;
+
+  /**
+   * What the virtual agent captured while the customer talked to it, by
+   * slot name, such as {"order_number": "1042"}. Matching rules read them
+   * as "slot.<name>".
+   *
+   * @generated from field: map<string, string> slots = 12;
+   */
+  slots: { [key: string]: string };
 };
 
 /**
@@ -185,6 +195,13 @@ export type Conversation = Message<"parley.v1.Conversation"> & {
    * @generated from field: string consumer_id = 9;
    */
   consumerId: string;
+
+  /**
+   * Who answers the customer now.
+   *
+   * @generated from field: parley.v1.Controller controller = 10;
+   */
+  controller: Controller;
 };
 
 /**
@@ -282,6 +299,12 @@ export type Event = Message<"parley.v1.Event"> & {
      */
     value: WaitExceeded;
     case: "waitExceeded";
+  } | {
+    /**
+     * @generated from field: parley.v1.ControllerChanged controller_changed = 18;
+     */
+    value: ControllerChanged;
+    case: "controllerChanged";
   } | { case: undefined; value?: undefined };
 };
 
@@ -618,6 +641,42 @@ export const CaseLinkedSchema: GenMessage<CaseLinked> = /*@__PURE__*/
   messageDesc(file_parley_v1_resources, 13);
 
 /**
+ * ControllerChanged records that another party now answers the customer.
+ *
+ * @generated from message parley.v1.ControllerChanged
+ */
+export type ControllerChanged = Message<"parley.v1.ControllerChanged"> & {
+  /**
+   * @generated from field: parley.v1.Controller controller = 1;
+   */
+  controller: Controller;
+
+  /**
+   * Unspecified for the first controller of a new conversation.
+   *
+   * @generated from field: parley.v1.Controller previous = 2;
+   */
+  previous: Controller;
+
+  /**
+   * Why: "start", "customer_asked" (the customer asked for a person),
+   * "topic" (a topic's hand-off step), "bot_failed" (the bot did not
+   * understand too often), "accepted", "transfer", "agent_lost",
+   * "handed_back", "closed".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message parley.v1.ControllerChanged.
+ * Use `create(ControllerChangedSchema)` to create a new message.
+ */
+export const ControllerChangedSchema: GenMessage<ControllerChanged> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 14);
+
+/**
  * ConversationClosed records the end of the conversation.
  *
  * @generated from message parley.v1.ConversationClosed
@@ -634,7 +693,7 @@ export type ConversationClosed = Message<"parley.v1.ConversationClosed"> & {
  * Use `create(ConversationClosedSchema)` to create a new message.
  */
 export const ConversationClosedSchema: GenMessage<ConversationClosed> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 14);
+  messageDesc(file_parley_v1_resources, 15);
 
 /**
  * Queue holds conversations waiting for live agents.
@@ -670,7 +729,7 @@ export type Queue = Message<"parley.v1.Queue"> & {
  * Use `create(QueueSchema)` to create a new message.
  */
 export const QueueSchema: GenMessage<Queue> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 15);
+  messageDesc(file_parley_v1_resources, 16);
 
 /**
  * QueuePolicy is how a queue assigns its work. The zero value is a plain
@@ -749,7 +808,7 @@ export type QueuePolicy = Message<"parley.v1.QueuePolicy"> & {
  * Use `create(QueuePolicySchema)` to create a new message.
  */
 export const QueuePolicySchema: GenMessage<QueuePolicy> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 16);
+  messageDesc(file_parley_v1_resources, 17);
 
 /**
  * MatchingRule routes interactions that satisfy its condition to a queue.
@@ -789,7 +848,7 @@ export type MatchingRule = Message<"parley.v1.MatchingRule"> & {
  * Use `create(MatchingRuleSchema)` to create a new message.
  */
 export const MatchingRuleSchema: GenMessage<MatchingRule> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 17);
+  messageDesc(file_parley_v1_resources, 18);
 
 /**
  * Condition is a predicate on interaction fields.
@@ -832,14 +891,15 @@ export type Condition = Message<"parley.v1.Condition"> & {
  * Use `create(ConditionSchema)` to create a new message.
  */
 export const ConditionSchema: GenMessage<Condition> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 18);
+  messageDesc(file_parley_v1_resources, 19);
 
 /**
  * FieldIn holds when an interaction field equals one of the values.
  * Fields: "issue_type", "channel" (web_portal, messenger, mobile),
  * "language", "tier" (a signed-in customer's tier), "intent" (captured by
- * the virtual agent), "site" (the messenger site's id) and "form.<name>"
- * (an extra pre-chat form field).
+ * the virtual agent), "site" (the messenger site's id), "form.<name>"
+ * (an extra pre-chat form field) and "slot.<name>" (a slot the virtual
+ * agent filled).
  *
  * @generated from message parley.v1.FieldIn
  */
@@ -860,7 +920,7 @@ export type FieldIn = Message<"parley.v1.FieldIn"> & {
  * Use `create(FieldInSchema)` to create a new message.
  */
 export const FieldInSchema: GenMessage<FieldIn> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 19);
+  messageDesc(file_parley_v1_resources, 20);
 
 /**
  * ConditionList is a list of conditions combined by its parent.
@@ -879,7 +939,7 @@ export type ConditionList = Message<"parley.v1.ConditionList"> & {
  * Use `create(ConditionListSchema)` to create a new message.
  */
 export const ConditionListSchema: GenMessage<ConditionList> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 20);
+  messageDesc(file_parley_v1_resources, 21);
 
 /**
  * Agent is a live agent (or supervisor) who takes conversations.
@@ -947,7 +1007,7 @@ export type Agent = Message<"parley.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 21);
+  messageDesc(file_parley_v1_resources, 22);
 
 /**
  * ChannelCapacity limits an agent's conversations on one channel.
@@ -971,7 +1031,7 @@ export type ChannelCapacity = Message<"parley.v1.ChannelCapacity"> & {
  * Use `create(ChannelCapacitySchema)` to create a new message.
  */
 export const ChannelCapacitySchema: GenMessage<ChannelCapacity> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 22);
+  messageDesc(file_parley_v1_resources, 23);
 
 /**
  * ChannelPresence is an agent's presence on one channel.
@@ -995,7 +1055,7 @@ export type ChannelPresence = Message<"parley.v1.ChannelPresence"> & {
  * Use `create(ChannelPresenceSchema)` to create a new message.
  */
 export const ChannelPresenceSchema: GenMessage<ChannelPresence> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 23);
+  messageDesc(file_parley_v1_resources, 24);
 
 /**
  * QueueStatus is a queue's live state, for supervisors.
@@ -1041,7 +1101,7 @@ export type QueueStatus = Message<"parley.v1.QueueStatus"> & {
  * Use `create(QueueStatusSchema)` to create a new message.
  */
 export const QueueStatusSchema: GenMessage<QueueStatus> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 24);
+  messageDesc(file_parley_v1_resources, 25);
 
 /**
  * QueuePosition tells a waiting customer where they stand. It is not
@@ -1076,7 +1136,7 @@ export type QueuePosition = Message<"parley.v1.QueuePosition"> & {
  * Use `create(QueuePositionSchema)` to create a new message.
  */
 export const QueuePositionSchema: GenMessage<QueuePosition> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 25);
+  messageDesc(file_parley_v1_resources, 26);
 
 /**
  * Offer proposes a conversation to one agent, who accepts or declines it.
@@ -1117,6 +1177,14 @@ export type Offer = Message<"parley.v1.Offer"> & {
    * @generated from field: string transfer_note = 6;
    */
   transferNote: string;
+
+  /**
+   * What the virtual agent captured before handing the chat over; unset
+   * for chats that went straight to a queue and were never transferred.
+   *
+   * @generated from field: parley.v1.ConversationSummary handoff_summary = 7;
+   */
+  handoffSummary?: ConversationSummary | undefined;
 };
 
 /**
@@ -1124,7 +1192,7 @@ export type Offer = Message<"parley.v1.Offer"> & {
  * Use `create(OfferSchema)` to create a new message.
  */
 export const OfferSchema: GenMessage<Offer> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 26);
+  messageDesc(file_parley_v1_resources, 27);
 
 /**
  * Heartbeat keeps an idle server stream alive. It is not persisted and
@@ -1146,7 +1214,7 @@ export type Heartbeat = Message<"parley.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 27);
+  messageDesc(file_parley_v1_resources, 28);
 
 /**
  * Settings are the installation-wide limits an admin configures.
@@ -1209,6 +1277,15 @@ export type Settings = Message<"parley.v1.Settings"> & {
    * @generated from field: google.protobuf.Duration agent_disconnect_grace = 7;
    */
   agentDisconnectGrace?: Duration | undefined;
+
+  /**
+   * The channels on which new chats start with the virtual agent (guests
+   * and signed-in customers alike); chats on other channels go straight to
+   * a queue. A site's bot setting overrides this for the messenger.
+   *
+   * @generated from field: repeated parley.v1.Channel bot_channels = 8;
+   */
+  botChannels: Channel[];
 };
 
 /**
@@ -1216,7 +1293,7 @@ export type Settings = Message<"parley.v1.Settings"> & {
  * Use `create(SettingsSchema)` to create a new message.
  */
 export const SettingsSchema: GenMessage<Settings> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 28);
+  messageDesc(file_parley_v1_resources, 29);
 
 /**
  * IssueType is one choice of the pre-chat form's issue type field.
@@ -1244,7 +1321,7 @@ export type IssueType = Message<"parley.v1.IssueType"> & {
  * Use `create(IssueTypeSchema)` to create a new message.
  */
 export const IssueTypeSchema: GenMessage<IssueType> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 29);
+  messageDesc(file_parley_v1_resources, 30);
 
 /**
  * Consumer is a person the service team serves.
@@ -1278,7 +1355,7 @@ export type Consumer = Message<"parley.v1.Consumer"> & {
  * Use `create(ConsumerSchema)` to create a new message.
  */
 export const ConsumerSchema: GenMessage<Consumer> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 30);
+  messageDesc(file_parley_v1_resources, 31);
 
 /**
  * Case is a unit of service work, linked to the conversation it came from.
@@ -1316,7 +1393,7 @@ export type Case = Message<"parley.v1.Case"> & {
   consumerId: string;
 
   /**
-   * The agent who opened the case.
+   * The agent who opened the case; empty for a message a waiting customer left.
    *
    * @generated from field: string opened_by_agent_id = 6;
    */
@@ -1326,6 +1403,23 @@ export type Case = Message<"parley.v1.Case"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 7;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: parley.v1.CaseState state = 8;
+   */
+  state: CaseState;
+
+  /**
+   * The agent working on the case; empty when nobody is.
+   *
+   * @generated from field: string assigned_agent_id = 9;
+   */
+  assignedAgentId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 10;
+   */
+  updateTime?: Timestamp | undefined;
 };
 
 /**
@@ -1333,7 +1427,7 @@ export type Case = Message<"parley.v1.Case"> & {
  * Use `create(CaseSchema)` to create a new message.
  */
 export const CaseSchema: GenMessage<Case> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 31);
+  messageDesc(file_parley_v1_resources, 32);
 
 /**
  * TokenInfo describes a staff token; the secret itself is never shown again.
@@ -1388,7 +1482,7 @@ export type TokenInfo = Message<"parley.v1.TokenInfo"> & {
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema: GenMessage<TokenInfo> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 32);
+  messageDesc(file_parley_v1_resources, 33);
 
 /**
  * Site is a website that embeds the messenger.
@@ -1423,6 +1517,13 @@ export type Site = Message<"parley.v1.Site"> & {
    * @generated from field: int32 max_guest_sessions_per_hour = 4;
    */
   maxGuestSessionsPerHour: number;
+
+  /**
+   * Whether chats from this site's messenger start with the virtual agent.
+   *
+   * @generated from field: parley.v1.SiteBot bot = 5;
+   */
+  bot: SiteBot;
 };
 
 /**
@@ -1430,7 +1531,294 @@ export type Site = Message<"parley.v1.Site"> & {
  * Use `create(SiteSchema)` to create a new message.
  */
 export const SiteSchema: GenMessage<Site> = /*@__PURE__*/
-  messageDesc(file_parley_v1_resources, 33);
+  messageDesc(file_parley_v1_resources, 34);
+
+/**
+ * ConversationSummary is what a live agent needs to know of a chat before
+ * taking it over. It is always built from the log and the virtual agent's
+ * state, without any external service; when an LLM provider is configured,
+ * generated_text may follow a little later.
+ *
+ * @generated from message parley.v1.ConversationSummary
+ */
+export type ConversationSummary = Message<"parley.v1.ConversationSummary"> & {
+  /**
+   * Why the chat went to a person: "customer_asked", "topic", "bot_failed",
+   * "no_answer" (the knowledge base had nothing), "transfer", "start"
+   * (the chat went straight to a queue).
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * The recognized topic's id and name; empty when none was recognized.
+   *
+   * @generated from field: string intent = 2;
+   */
+  intent: string;
+
+  /**
+   * @generated from field: string topic_name = 3;
+   */
+  topicName: string;
+
+  /**
+   * The slots the virtual agent filled, by name.
+   *
+   * @generated from field: map<string, string> slots = 4;
+   */
+  slots: { [key: string]: string };
+
+  /**
+   * The topic's slots it could not fill.
+   *
+   * @generated from field: repeated string missing_slots = 5;
+   */
+  missingSlots: string[];
+
+  /**
+   * What the topic's actions returned.
+   *
+   * @generated from field: repeated parley.v1.ActionResult action_results = 6;
+   */
+  actionResults: ActionResult[];
+
+  /**
+   * The customer's messages that carry the request, verbatim and in order
+   * (at most 10; greetings and one-word replies left out).
+   *
+   * @generated from field: repeated string customer_messages = 7;
+   */
+  customerMessages: string[];
+
+  /**
+   * The knowledge articles the virtual agent showed.
+   *
+   * @generated from field: repeated parley.v1.ArticleRef articles_shown = 8;
+   */
+  articlesShown: ArticleRef[];
+
+  /**
+   * How many customer messages the virtual agent did not understand.
+   *
+   * @generated from field: int32 failed_turns = 9;
+   */
+  failedTurns: number;
+
+  /**
+   * All of the above as a few readable lines.
+   *
+   * @generated from field: string text = 10;
+   */
+  text: string;
+
+  /**
+   * A summary written by the configured LLM; empty when none is configured,
+   * it failed, or it is not ready yet.
+   *
+   * @generated from field: string generated_text = 11;
+   */
+  generatedText: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 12;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.v1.ConversationSummary.
+ * Use `create(ConversationSummarySchema)` to create a new message.
+ */
+export const ConversationSummarySchema: GenMessage<ConversationSummary> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 35);
+
+/**
+ * ActionResult is what one of a topic's actions returned.
+ *
+ * @generated from message parley.v1.ActionResult
+ */
+export type ActionResult = Message<"parley.v1.ActionResult"> & {
+  /**
+   * @generated from field: string action = 1;
+   */
+  action: string;
+
+  /**
+   * @generated from field: map<string, string> values = 2;
+   */
+  values: { [key: string]: string };
+
+  /**
+   * Set when the action failed; values is then empty.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message parley.v1.ActionResult.
+ * Use `create(ActionResultSchema)` to create a new message.
+ */
+export const ActionResultSchema: GenMessage<ActionResult> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 36);
+
+/**
+ * ArticleRef names a knowledge article.
+ *
+ * @generated from message parley.v1.ArticleRef
+ */
+export type ArticleRef = Message<"parley.v1.ArticleRef"> & {
+  /**
+   * @generated from field: string article_id = 1;
+   */
+  articleId: string;
+
+  /**
+   * @generated from field: string external_id = 2;
+   */
+  externalId: string;
+
+  /**
+   * @generated from field: string title = 3;
+   */
+  title: string;
+};
+
+/**
+ * Describes the message parley.v1.ArticleRef.
+ * Use `create(ArticleRefSchema)` to create a new message.
+ */
+export const ArticleRefSchema: GenMessage<ArticleRef> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 37);
+
+/**
+ * Article is a knowledge base article.
+ *
+ * @generated from message parley.v1.Article
+ */
+export type Article = Message<"parley.v1.Article"> & {
+  /**
+   * Set by Parley.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The article's key in the system it comes from (a file name, a CMS id);
+   * importing an article with a known external_id updates it.
+   *
+   * @generated from field: string external_id = 2;
+   */
+  externalId: string;
+
+  /**
+   * @generated from field: string title = 3;
+   */
+  title: string;
+
+  /**
+   * Markdown.
+   *
+   * @generated from field: string body = 4;
+   */
+  body: string;
+
+  /**
+   * Words customers use for the article's subject; searched like synonyms.
+   *
+   * @generated from field: repeated string tags = 5;
+   */
+  tags: string[];
+
+  /**
+   * @generated from field: parley.v1.ArticleAudience audience = 6;
+   */
+  audience: ArticleAudience;
+
+  /**
+   * BCP 47, such as "en"; empty means "en".
+   *
+   * @generated from field: string locale = 7;
+   */
+  locale: string;
+
+  /**
+   * Drafts are never searched.
+   *
+   * @generated from field: bool published = 8;
+   */
+  published: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 9;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 10;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.v1.Article.
+ * Use `create(ArticleSchema)` to create a new message.
+ */
+export const ArticleSchema: GenMessage<Article> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 38);
+
+/**
+ * KnowledgeResult is one ranked search result.
+ *
+ * @generated from message parley.v1.KnowledgeResult
+ */
+export type KnowledgeResult = Message<"parley.v1.KnowledgeResult"> & {
+  /**
+   * @generated from field: string article_id = 1;
+   */
+  articleId: string;
+
+  /**
+   * @generated from field: string external_id = 2;
+   */
+  externalId: string;
+
+  /**
+   * @generated from field: string title = 3;
+   */
+  title: string;
+
+  /**
+   * Plain text around the matched words, with the matches between
+   * "[" and "]".
+   *
+   * @generated from field: string snippet = 4;
+   */
+  snippet: string;
+
+  /**
+   * Higher is better; comparable within one response only.
+   *
+   * @generated from field: double score = 5;
+   */
+  score: number;
+
+  /**
+   * @generated from field: repeated string tags = 6;
+   */
+  tags: string[];
+};
+
+/**
+ * Describes the message parley.v1.KnowledgeResult.
+ * Use `create(KnowledgeResultSchema)` to create a new message.
+ */
+export const KnowledgeResultSchema: GenMessage<KnowledgeResult> = /*@__PURE__*/
+  messageDesc(file_parley_v1_resources, 39);
 
 /**
  * Channel is the touchpoint a customer writes from.
@@ -1502,6 +1890,14 @@ export enum ConversationState {
    * @generated from enum value: CONVERSATION_STATE_CLOSED = 3;
    */
   CLOSED = 3,
+
+  /**
+   * The virtual agent answers; no live agent is involved yet (or the chat
+   * was handed back to the bot).
+   *
+   * @generated from enum value: CONVERSATION_STATE_BOT = 4;
+   */
+  BOT = 4,
 }
 
 /**
@@ -1509,6 +1905,55 @@ export enum ConversationState {
  */
 export const ConversationStateSchema: GenEnum<ConversationState> = /*@__PURE__*/
   enumDesc(file_parley_v1_resources, 1);
+
+/**
+ * Controller says who answers the customer in a conversation. It follows
+ * the conversation's state, and every change is a ControllerChanged event
+ * in the conversation's log.
+ *
+ * @generated from enum parley.v1.Controller
+ */
+export enum Controller {
+  /**
+   * @generated from enum value: CONTROLLER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The virtual agent answers every customer message.
+   *
+   * @generated from enum value: CONTROLLER_BOT = 1;
+   */
+  BOT = 1,
+
+  /**
+   * The chat waits in a queue for a live agent; the virtual agent only
+   * tells the customer where they stand.
+   *
+   * @generated from enum value: CONTROLLER_PENDING_AGENT = 2;
+   */
+  PENDING_AGENT = 2,
+
+  /**
+   * A live agent holds the chat; the virtual agent is silent.
+   *
+   * @generated from enum value: CONTROLLER_AGENT = 3;
+   */
+  AGENT = 3,
+
+  /**
+   * The conversation is closed.
+   *
+   * @generated from enum value: CONTROLLER_CLOSED = 4;
+   */
+  CLOSED = 4,
+}
+
+/**
+ * Describes the enum parley.v1.Controller.
+ */
+export const ControllerSchema: GenEnum<Controller> = /*@__PURE__*/
+  enumDesc(file_parley_v1_resources, 2);
 
 /**
  * Presence is an agent's readiness to take work.
@@ -1547,7 +1992,7 @@ export enum Presence {
  * Describes the enum parley.v1.Presence.
  */
 export const PresenceSchema: GenEnum<Presence> = /*@__PURE__*/
-  enumDesc(file_parley_v1_resources, 2);
+  enumDesc(file_parley_v1_resources, 3);
 
 /**
  * ParticipantRole says what kind of party wrote an event.
@@ -1587,13 +2032,20 @@ export enum ParticipantRole {
    * @generated from enum value: PARTICIPANT_ROLE_SYSTEM = 4;
    */
   SYSTEM = 4,
+
+  /**
+   * The virtual agent.
+   *
+   * @generated from enum value: PARTICIPANT_ROLE_BOT = 5;
+   */
+  BOT = 5,
 }
 
 /**
  * Describes the enum parley.v1.ParticipantRole.
  */
 export const ParticipantRoleSchema: GenEnum<ParticipantRole> = /*@__PURE__*/
-  enumDesc(file_parley_v1_resources, 3);
+  enumDesc(file_parley_v1_resources, 4);
 
 /**
  * RoutingStrategy is how a queue picks among eligible agents; ties go to
@@ -1628,7 +2080,7 @@ export enum RoutingStrategy {
  * Describes the enum parley.v1.RoutingStrategy.
  */
 export const RoutingStrategySchema: GenEnum<RoutingStrategy> = /*@__PURE__*/
-  enumDesc(file_parley_v1_resources, 4);
+  enumDesc(file_parley_v1_resources, 5);
 
 /**
  * AgentLossPolicy says what happens to a lost agent's chats.
@@ -1662,7 +2114,60 @@ export enum AgentLossPolicy {
  * Describes the enum parley.v1.AgentLossPolicy.
  */
 export const AgentLossPolicySchema: GenEnum<AgentLossPolicy> = /*@__PURE__*/
-  enumDesc(file_parley_v1_resources, 5);
+  enumDesc(file_parley_v1_resources, 6);
+
+/**
+ * CaseState is where a case is in its life.
+ *
+ * @generated from enum parley.v1.CaseState
+ */
+export enum CaseState {
+  /**
+   * @generated from enum value: CASE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Opened; nobody works on it yet.
+   *
+   * @generated from enum value: CASE_STATE_NEW = 1;
+   */
+  NEW = 1,
+
+  /**
+   * Someone works on it.
+   *
+   * @generated from enum value: CASE_STATE_IN_PROGRESS = 2;
+   */
+  IN_PROGRESS = 2,
+
+  /**
+   * Waiting on the customer or a third party.
+   *
+   * @generated from enum value: CASE_STATE_ON_HOLD = 3;
+   */
+  ON_HOLD = 3,
+
+  /**
+   * Done; the customer may still reopen it.
+   *
+   * @generated from enum value: CASE_STATE_RESOLVED = 4;
+   */
+  RESOLVED = 4,
+
+  /**
+   * Final.
+   *
+   * @generated from enum value: CASE_STATE_CLOSED = 5;
+   */
+  CLOSED = 5,
+}
+
+/**
+ * Describes the enum parley.v1.CaseState.
+ */
+export const CaseStateSchema: GenEnum<CaseState> = /*@__PURE__*/
+  enumDesc(file_parley_v1_resources, 7);
 
 /**
  * StaffRole is the role of a staff token.
@@ -1701,5 +2206,73 @@ export enum StaffRole {
  * Describes the enum parley.v1.StaffRole.
  */
 export const StaffRoleSchema: GenEnum<StaffRole> = /*@__PURE__*/
-  enumDesc(file_parley_v1_resources, 6);
+  enumDesc(file_parley_v1_resources, 8);
+
+/**
+ * SiteBot says whether a site's messenger chats start with the virtual agent.
+ *
+ * @generated from enum parley.v1.SiteBot
+ */
+export enum SiteBot {
+  /**
+   * As Settings.bot_channels says for the messenger channel.
+   *
+   * @generated from enum value: SITE_BOT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Always with the virtual agent.
+   *
+   * @generated from enum value: SITE_BOT_ON = 1;
+   */
+  ON = 1,
+
+  /**
+   * Always straight to a queue.
+   *
+   * @generated from enum value: SITE_BOT_OFF = 2;
+   */
+  OFF = 2,
+}
+
+/**
+ * Describes the enum parley.v1.SiteBot.
+ */
+export const SiteBotSchema: GenEnum<SiteBot> = /*@__PURE__*/
+  enumDesc(file_parley_v1_resources, 9);
+
+/**
+ * ArticleAudience says who may read a knowledge article.
+ *
+ * @generated from enum parley.v1.ArticleAudience
+ */
+export enum ArticleAudience {
+  /**
+   * Customers (through the virtual agent) and staff.
+   *
+   * @generated from enum value: ARTICLE_AUDIENCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Customers (through the virtual agent) and staff.
+   *
+   * @generated from enum value: ARTICLE_AUDIENCE_PUBLIC = 1;
+   */
+  PUBLIC = 1,
+
+  /**
+   * Staff only: never shown to customers.
+   *
+   * @generated from enum value: ARTICLE_AUDIENCE_INTERNAL = 2;
+   */
+  INTERNAL = 2,
+}
+
+/**
+ * Describes the enum parley.v1.ArticleAudience.
+ */
+export const ArticleAudienceSchema: GenEnum<ArticleAudience> = /*@__PURE__*/
+  enumDesc(file_parley_v1_resources, 10);
 
