@@ -1232,7 +1232,13 @@ type MessagePosted struct {
 	// sender (so its client can match its own echo); empty for everyone else.
 	ClientMessageId string `protobuf:"bytes,2,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	// Files attached to the message; download them with GetAttachment.
-	Attachments   []*Attachment `protobuf:"bytes,3,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	Attachments []*Attachment `protobuf:"bytes,3,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	// Set on the virtual agent's messages: replies the customer may pick
+	// (sending one is sending its text), such as a slot's choices or "did
+	// you mean ...?" answers.
+	SuggestedReplies []string `protobuf:"bytes,4,rep,name=suggested_replies,json=suggestedReplies,proto3" json:"suggested_replies,omitempty"`
+	// Set on the virtual agent's knowledge answers: the articles quoted.
+	Articles      []*ArticleRef `protobuf:"bytes,5,rep,name=articles,proto3" json:"articles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1284,6 +1290,20 @@ func (x *MessagePosted) GetClientMessageId() string {
 func (x *MessagePosted) GetAttachments() []*Attachment {
 	if x != nil {
 		return x.Attachments
+	}
+	return nil
+}
+
+func (x *MessagePosted) GetSuggestedReplies() []string {
+	if x != nil {
+		return x.SuggestedReplies
+	}
+	return nil
+}
+
+func (x *MessagePosted) GetArticles() []*ArticleRef {
+	if x != nil {
+		return x.Articles
 	}
 	return nil
 }
@@ -4057,11 +4077,13 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x13conversation_closed\x18\x10 \x01(\v2\x1d.parley.v1.ConversationClosedH\x00R\x12conversationClosed\x12>\n" +
 	"\rwait_exceeded\x18\x11 \x01(\v2\x17.parley.v1.WaitExceededH\x00R\fwaitExceeded\x12M\n" +
 	"\x12controller_changed\x18\x12 \x01(\v2\x1c.parley.v1.ControllerChangedH\x00R\x11controllerChangedB\x06\n" +
-	"\x04kind\"\x88\x01\n" +
+	"\x04kind\"\xe8\x01\n" +
 	"\rMessagePosted\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12*\n" +
 	"\x11client_message_id\x18\x02 \x01(\tR\x0fclientMessageId\x127\n" +
-	"\vattachments\x18\x03 \x03(\v2\x15.parley.v1.AttachmentR\vattachments\"\xac\x02\n" +
+	"\vattachments\x18\x03 \x03(\v2\x15.parley.v1.AttachmentR\vattachments\x12+\n" +
+	"\x11suggested_replies\x18\x04 \x03(\tR\x10suggestedReplies\x121\n" +
+	"\barticles\x18\x05 \x03(\v2\x15.parley.v1.ArticleRefR\barticles\"\xac\x02\n" +
 	"\n" +
 	"Attachment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
@@ -4466,70 +4488,71 @@ var file_parley_v1_resources_proto_depIdxs = []int32{
 	22, // 20: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
 	25, // 21: parley.v1.Event.controller_changed:type_name -> parley.v1.ControllerChanged
 	16, // 22: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
-	11, // 23: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
-	55, // 24: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
-	11, // 25: parley.v1.Typing.participant:type_name -> parley.v1.Participant
-	55, // 26: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
-	11, // 27: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
-	55, // 28: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
-	11, // 29: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
-	11, // 30: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	56, // 31: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
-	11, // 32: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	2,  // 33: parley.v1.ControllerChanged.controller:type_name -> parley.v1.Controller
-	2,  // 34: parley.v1.ControllerChanged.previous:type_name -> parley.v1.Controller
-	56, // 35: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
-	28, // 36: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
-	5,  // 37: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
-	3,  // 38: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
-	56, // 39: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
-	6,  // 40: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
-	56, // 41: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
-	30, // 42: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
-	31, // 43: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
-	32, // 44: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
-	32, // 45: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
-	30, // 46: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
-	3,  // 47: parley.v1.Agent.presence:type_name -> parley.v1.Presence
-	34, // 48: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	35, // 49: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
-	0,  // 50: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
-	0,  // 51: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
-	3,  // 52: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
-	27, // 53: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
-	55, // 54: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
-	56, // 55: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
-	13, // 56: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	55, // 57: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
-	11, // 58: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	46, // 59: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
-	55, // 60: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	41, // 61: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	56, // 62: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
-	56, // 63: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
-	0,  // 64: parley.v1.Settings.bot_channels:type_name -> parley.v1.Channel
-	55, // 65: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	55, // 66: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 67: parley.v1.Case.state:type_name -> parley.v1.CaseState
-	55, // 68: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 69: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
-	55, // 70: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	55, // 71: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	55, // 72: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
-	9,  // 73: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
-	53, // 74: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
-	47, // 75: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
-	48, // 76: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
-	55, // 77: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
-	54, // 78: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
-	10, // 79: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
-	55, // 80: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
-	55, // 81: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
-	82, // [82:82] is the sub-list for method output_type
-	82, // [82:82] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	48, // 23: parley.v1.MessagePosted.articles:type_name -> parley.v1.ArticleRef
+	11, // 24: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
+	55, // 25: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	11, // 26: parley.v1.Typing.participant:type_name -> parley.v1.Participant
+	55, // 27: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 28: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
+	55, // 29: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	11, // 30: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
+	11, // 31: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
+	56, // 32: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
+	11, // 33: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
+	2,  // 34: parley.v1.ControllerChanged.controller:type_name -> parley.v1.Controller
+	2,  // 35: parley.v1.ControllerChanged.previous:type_name -> parley.v1.Controller
+	56, // 36: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	28, // 37: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
+	5,  // 38: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
+	3,  // 39: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
+	56, // 40: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
+	6,  // 41: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
+	56, // 42: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
+	30, // 43: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
+	31, // 44: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
+	32, // 45: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
+	32, // 46: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
+	30, // 47: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
+	3,  // 48: parley.v1.Agent.presence:type_name -> parley.v1.Presence
+	34, // 49: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	35, // 50: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
+	0,  // 51: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
+	0,  // 52: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
+	3,  // 53: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
+	27, // 54: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
+	55, // 55: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
+	56, // 56: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
+	13, // 57: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
+	55, // 58: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 59: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
+	46, // 60: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
+	55, // 61: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	41, // 62: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	56, // 63: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	56, // 64: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
+	0,  // 65: parley.v1.Settings.bot_channels:type_name -> parley.v1.Channel
+	55, // 66: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	55, // 67: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 68: parley.v1.Case.state:type_name -> parley.v1.CaseState
+	55, // 69: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 70: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
+	55, // 71: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	55, // 72: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	55, // 73: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	9,  // 74: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
+	53, // 75: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
+	47, // 76: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
+	48, // 77: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
+	55, // 78: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
+	54, // 79: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
+	10, // 80: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
+	55, // 81: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
+	55, // 82: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
+	83, // [83:83] is the sub-list for method output_type
+	83, // [83:83] is the sub-list for method input_type
+	83, // [83:83] is the sub-list for extension type_name
+	83, // [83:83] is the sub-list for extension extendee
+	0,  // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
