@@ -46,6 +46,8 @@ type Client struct {
 	Routing   parleyv1connect.RoutingServiceClient
 	Cases     parleyv1connect.CaseServiceClient
 	Access    parleyv1connect.AccessServiceClient
+	Knowledge parleyv1connect.KnowledgeServiceClient
+	Assistant parleyv1connect.AssistantServiceClient
 }
 
 type options struct {
@@ -103,6 +105,8 @@ func New(baseURL string, opts ...Option) *Client {
 		Routing:   parleyv1connect.NewRoutingServiceClient(cc),
 		Cases:     parleyv1connect.NewCaseServiceClient(cc),
 		Access:    parleyv1connect.NewAccessServiceClient(cc),
+		Knowledge: parleyv1connect.NewKnowledgeServiceClient(cc),
+		Assistant: parleyv1connect.NewAssistantServiceClient(cc),
 	}
 }
 
