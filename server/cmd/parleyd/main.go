@@ -28,7 +28,9 @@ import (
 	"time"
 
 	"github.com/parleyhq/parley/server/internal/app"
+	"github.com/parleyhq/parley/server/internal/assistant/llm"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
@@ -81,6 +83,8 @@ type flags struct {
 	sendRate                             float64
 	attachTypes, sync, trusted, origins  string
 	metricsAddr, otlpEndpoint            string
+	llmBaseURL, llmModel                 string
+	llmTimeout                           time.Duration
 	convAttachBytes                      int64
 	retention                            retention.Policy
 }
@@ -110,6 +114,9 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.origins, "allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", os.Getenv("PARLEY_METRICS_ADDR"), "side listen address of /metrics, /debug/pprof/, /livez and /readyz (env PARLEY_METRICS_ADDR); default none: off")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/HTTP base URL that RPC traces are sent to, such as http://localhost:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT); default none: tracing off")
+	fs.StringVar(&f.llmBaseURL, "llm-base-url", os.Getenv("PARLEY_LLM_BASE_URL"), "base URL of an OpenAI-compatible chat-completions API, such as https://api.openai.com/v1 or http://localhost:11434/v1 (env PARLEY_LLM_BASE_URL); the virtual agent then adds a generated summary at each hand-off; its key comes from PARLEY_LLM_API_KEY; default none: summaries are extractive only")
+	fs.StringVar(&f.llmModel, "llm-model", os.Getenv("PARLEY_LLM_MODEL"), "model for -llm-base-url (env PARLEY_LLM_MODEL)")
+	fs.DurationVar(&f.llmTimeout, "llm-timeout", 10*time.Second, "how long a generated summary may take; the chat never waits for it")
 	fs.Int64Var(&f.convAttachBytes, "max-conversation-attachment-bytes", app.DefaultMaxConversationAttachmentBytes, "largest total size of one conversation's attachments")
 	fs.DurationVar(&f.retention.Attachments, "attachment-retention", retention.DefaultAttachments, "uploads that no message references are deleted after this long")
 	fs.DurationVar(&f.retention.Tokens, "token-retention", retention.DefaultTokens, "tokens are deleted this long after they expired or were revoked")
@@ -173,7 +180,7 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := bootstrap.Apply(ctx, db, boot)
+	res, err := bootstrap.Apply(ctx, db, boot, knowledge.ImportMarkdown)
 	if err != nil {
 		return err
 	}
@@ -187,6 +194,11 @@ func run(log *slog.Logger, args []string) error {
 		return err
 	}
 	opts := f.options(log, customers, addresses)
+	if f.llmBaseURL != "" {
+		if opts.LLM, err = llm.New(llm.Config{BaseURL: f.llmBaseURL, Model: f.llmModel, APIKey: os.Getenv("PARLEY_LLM_API_KEY"), Timeout: f.llmTimeout}, nil); err != nil {
+			return fmt.Errorf("-llm-base-url: %w", err)
+		}
+	}
 	if f.metricsAddr != "" {
 		opts.Metrics = metrics.New(clock.Real{})
 	}

@@ -4,6 +4,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/ent/token"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/auth"
@@ -46,5 +47,24 @@ func siteToProto(s *ent.Site) *parleyv1.Site {
 		DisplayName:             s.DisplayName,
 		AllowedOrigins:          s.AllowedOrigins,
 		MaxGuestSessionsPerHour: int32(s.MaxGuestSessionsPerHour),
+		Bot:                     siteBotToProto[s.Bot],
 	}
+}
+
+// siteBotToProto converts a site's bot setting.
+var siteBotToProto = map[site.Bot]parleyv1.SiteBot{
+	site.BotDefault: parleyv1.SiteBot_SITE_BOT_UNSPECIFIED,
+	site.BotOn:      parleyv1.SiteBot_SITE_BOT_ON,
+	site.BotOff:     parleyv1.SiteBot_SITE_BOT_OFF,
+}
+
+// siteBotFromProto is siteBotToProto's inverse.
+func siteBotFromProto(b parleyv1.SiteBot) site.Bot {
+	switch b {
+	case parleyv1.SiteBot_SITE_BOT_ON:
+		return site.BotOn
+	case parleyv1.SiteBot_SITE_BOT_OFF:
+		return site.BotOff
+	}
+	return site.BotDefault
 }

@@ -129,6 +129,7 @@ func (s *Service) CreateSite(ctx context.Context, req *parleyv1.CreateSiteReques
 			SetDisplayName(in.GetDisplayName()).
 			SetAllowedOrigins(in.GetAllowedOrigins()).
 			SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+			SetBot(siteBotFromProto(in.GetBot())).
 			Save(ctx)
 	})
 	if err != nil {
@@ -151,6 +152,7 @@ func (s *Service) UpdateSite(ctx context.Context, req *parleyv1.UpdateSiteReques
 			SetDisplayName(in.GetDisplayName()).
 			SetAllowedOrigins(in.GetAllowedOrigins()).
 			SetMaxGuestSessionsPerHour(int(in.GetMaxGuestSessionsPerHour())).
+			SetBot(siteBotFromProto(in.GetBot())).
 			Save(ctx)
 	})
 	if ent.IsNotFound(err) {

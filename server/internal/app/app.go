@@ -20,17 +20,21 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect/v2"
 	"connectrpc.com/validate"
+	"github.com/google/uuid"
 	"github.com/rs/cors"
 
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/access"
 	"github.com/parleyhq/parley/server/internal/admin"
+	"github.com/parleyhq/parley/server/internal/assistant"
+	"github.com/parleyhq/parley/server/internal/assistant/llm"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/cases"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
+	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/metrics"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
@@ -133,6 +137,22 @@ type Options struct {
 	// Tracing, when set, traces every RPC with OpenTelemetry; nil turns
 	// tracing off.
 	Tracing *metrics.Tracing
+	// LLM, when set, writes a generated summary beside the extractive one
+	// at each hand-off to a person.
+	LLM *llm.Client
+	// BotActions are the Go actions the virtual agent's topics may call;
+	// nil means the demo's (lookup_order on the demo shop's orders).
+	BotActions assistant.Actions
+	// NoBotRunner serves calls but answers no bot turns: a replica that
+	// leaves them to the others (tests use it to stand for one that died
+	// before answering).
+	NoBotRunner bool
+	// BotLease is how long a replica keeps a bot turn it claimed before
+	// another may take it; 0 means 30 s.
+	BotLease time.Duration
+	// BotPollEvery is how often each replica looks for bot turns that
+	// nobody took; 0 means 2 s.
+	BotPollEvery time.Duration
 }
 
 // withDefaults fills in what opts leaves zero.
@@ -187,6 +207,9 @@ func (opts Options) withDefaults() Options {
 	if opts.AttachmentTypes == nil {
 		opts.AttachmentTypes = messaging.DefaultAttachmentTypes
 	}
+	if opts.BotActions == nil {
+		opts.BotActions, _ = assistant.DemoActions() // embedded and tested: cannot fail
+	}
 	return opts
 }
 
@@ -195,7 +218,12 @@ type App struct {
 	// Handler serves every RPC plus reflection and health.
 	Handler http.Handler
 	// Server is the Connect server; its Specs list every procedure.
-	Server     *connect.Server
+	Server *connect.Server
+	// Knowledge is the knowledge base that KnowledgeService serves, which
+	// the virtual agent and the agent's context call search.
+	Knowledge  *knowledge.Base
+	bot        *assistant.Bot
+	botRunner  bool
 	dispatcher *routing.Dispatcher
 	sweep      time.Duration
 	retention  *retention.Sweeper
@@ -212,7 +240,9 @@ type App struct {
 	log        *slog.Logger
 }
 
-// New wires the services over db.
+// New wires the services over db. It panics if the knowledge base's index
+// cannot be prepared (SQLite's FTS5 table), which only a store that just
+// failed its own migration would cause.
 func New(db *store.DB, opts Options) *App {
 	opts = opts.withDefaults()
 	hub, signals := events.NewHub(), events.NewSignals()
@@ -244,7 +274,18 @@ func New(db *store.DB, opts Options) *App {
 		writeLimits(db, opts.Clock, opts.Log, opts.WriteLimits),
 		validate.NewServerInterceptor(validate.WithValidator(wellFormed())),
 	)...)
-	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher))
+	kb, err := knowledge.Open(context.Background(), db)
+	if err != nil {
+		panic(fmt.Sprintf("app: open the knowledge base: %v", err))
+	}
+	bot, err := assistant.New(assistant.Options{
+		DB: db, Hub: hub, Clock: opts.Clock, Dispatcher: dispatcher, Knowledge: kb, Actions: opts.BotActions,
+		LLM: opts.LLM, Replica: uuid.NewString(), Log: opts.Log, PollEvery: opts.BotPollEvery, Lease: opts.BotLease,
+	})
+	if err != nil {
+		panic(fmt.Sprintf("app: the virtual agent: %v", err))
+	}
+	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher, bot))
 	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, signals, opts.Clock, messaging.Options{
 		Log:                opts.Log,
 		Heartbeat:          opts.Heartbeat,
@@ -253,13 +294,18 @@ func New(db *store.DB, opts Options) *App {
 		MaxAttachmentBytes: opts.MaxAttachmentBytes,
 		AttachmentTypes:    opts.AttachmentTypes,
 		TypingTTL:          opts.TypingTTL,
+		BotTurn:            bot.Kick,
 
 		MaxConversationAttachmentBytes: opts.MaxConversationAttachmentBytes,
 	}))
+	routes := routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat)
+	routes.Summarize = bot.SummarizeInTx
 	parleyv1connect.RegisterRoutingServiceHandler(server, routingService{
-		Service:      routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat),
+		Service:      routes,
 		adminService: admin.NewService(db, hub, dispatcher),
 	})
+	parleyv1connect.RegisterKnowledgeServiceHandler(server, knowledge.NewService(db, kb, opts.Clock))
+	parleyv1connect.RegisterAssistantServiceHandler(server, assistant.NewService(bot))
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
 	origins := access.NewOrigins(db, opts.Clock, opts.Log, opts.AllowedOrigins)
 	parleyv1connect.RegisterAccessServiceHandler(server, access.NewService(db, hub, opts.Clock, origins))
@@ -270,6 +316,8 @@ func New(db *store.DB, opts Options) *App {
 		parleyv1connect.RoutingServiceName,
 		parleyv1connect.CaseServiceName,
 		parleyv1connect.AccessServiceName,
+		parleyv1connect.KnowledgeServiceName,
+		parleyv1connect.AssistantServiceName,
 	)
 	grpcreflect.Register(server, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
 		return serviceNames(server, grpchealth.HealthV1ServiceName)
@@ -292,6 +340,7 @@ func New(db *store.DB, opts Options) *App {
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
 		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics, log: opts.Log,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
+		Knowledge: kb, bot: bot, botRunner: !opts.NoBotRunner,
 	}
 }
 
@@ -338,9 +387,12 @@ func serviceNames(server *connect.Server, extra ...string) []string {
 }
 
 // Run drives background work (offer assignment and expiry, the retention
-// sweep) until ctx ends.
+// sweep, the virtual agent's turns) until ctx ends.
 func (a *App) Run(ctx context.Context) {
 	go a.retention.Run(ctx, a.retainEach)
+	if a.botRunner {
+		go a.bot.Run(ctx)
+	}
 	a.dispatcher.Run(ctx, a.sweep)
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
@@ -37,6 +38,10 @@ import (
 //go:embed demo.yaml
 var Demo []byte
 
+// ArticleImporter imports a folder of Markdown knowledge articles inside
+// tx.
+type ArticleImporter func(ctx context.Context, tx *ent.Tx, articles fs.FS) error
+
 // MinTokenLength is the shortest token a bootstrap file may set.
 const MinTokenLength = 12
 
@@ -51,6 +56,12 @@ type File struct {
 	Agents      []Agent `yaml:"agents"`
 	// Sites embed the messenger: their origins get CORS answers.
 	Sites []Site `yaml:"sites"`
+	// BotConfig is the virtual agent's configuration (its YAML, as
+	// AssistantService.UpdateBotConfig takes it); empty keeps the default.
+	BotConfig string `yaml:"bot_config"`
+	// Articles, when set, are Markdown knowledge articles imported with
+	// the configuration (the demo's; ParseDemo sets it).
+	Articles fs.FS `yaml:"-"`
 	// Demo marks the built-in demo file (set by ParseDemo, never by YAML):
 	// the installation it configures is recorded as a demo.
 	Demo bool `yaml:"-"`
@@ -90,6 +101,8 @@ func ParseDemo() (*File, error) {
 		return nil, err
 	}
 	f.Demo = true
+	f.BotConfig = string(DemoBotConfig())
+	f.Articles = DemoArticles()
 	return f, nil
 }
 
@@ -109,6 +122,9 @@ type Settings struct {
 	// AbandonAfter closes conversations without customer activity for
 	// this long; 0 (the default) never does.
 	AbandonAfter time.Duration `yaml:"abandon_after"`
+	// BotChannels are the channels whose new chats start with the virtual
+	// agent: web_portal, messenger, mobile.
+	BotChannels []string `yaml:"bot_channels"`
 }
 
 // IssueType is one choice of the pre-chat form.
@@ -233,6 +249,9 @@ func (f *File) settingsProto() *parleyv1.Settings {
 		GuestSessionsRateLimitReachedMessage: f.Settings.GuestSessionsRateLimitReachedMessage,
 		AbandonAfter:                         durationpb.New(f.Settings.AbandonAfter),
 	}
+	for _, c := range f.Settings.BotChannels {
+		out.BotChannels = append(out.BotChannels, chatlog.ChannelToProto(interaction.Channel(c)))
+	}
 	for _, it := range f.Settings.IssueTypes {
 		out.IssueTypes = append(out.IssueTypes, &parleyv1.IssueType{Value: it.Value, DisplayName: it.DisplayName})
 	}
@@ -263,6 +282,11 @@ func (f *File) check() error {
 	}
 	if err := v.Validate(f.settingsProto()); err != nil {
 		return fmt.Errorf("settings: %w", err)
+	}
+	for _, c := range f.Settings.BotChannels {
+		if interaction.ChannelValidator(interaction.Channel(c)) != nil {
+			return fmt.Errorf("settings: bot_channels: %q is not a channel (web_portal, messenger, mobile)", c)
+		}
 	}
 	queues, err := f.checkQueues(v)
 	if err != nil {
@@ -416,7 +440,11 @@ type Result struct {
 // yet. A store that is already configured is left alone: from then on,
 // admin RPCs change the configuration. A new installation always gets an
 // admin: if f names none, Apply generates a token.
-func Apply(ctx context.Context, db *store.DB, f *File) (Result, error) {
+//
+// importArticles, when set, imports f.Articles (if any) inside the same
+// transaction: the knowledge base lives in its own package, which the
+// caller wires.
+func Apply(ctx context.Context, db *store.DB, f *File, importArticles ArticleImporter) (Result, error) {
 	var res Result
 	if err := f.checkNoDemoTokens(); err != nil {
 		return res, err
@@ -434,6 +462,11 @@ func Apply(ctx context.Context, db *store.DB, f *File) (Result, error) {
 		token, err := f.write(ctx, tx)
 		if err != nil {
 			return err
+		}
+		if f.Articles != nil && importArticles != nil {
+			if err := importArticles(ctx, tx, f.Articles); err != nil {
+				return fmt.Errorf("import knowledge articles: %w", err)
+			}
 		}
 		res.GeneratedAdminToken = token
 		res.Applied = true
@@ -478,6 +511,9 @@ func (f *File) writeSettings(ctx context.Context, tx *ent.Tx) error {
 		SetAbandonAfterSeconds(int64(s.GetAbandonAfter().AsDuration().Seconds())).
 		SetMaxGuestSessionsPerHourPerAddress(int(s.GetMaxGuestSessionsPerHourPerAddress())).
 		SetDemo(f.Demo).
+		SetBotChannels(slices.Clone(f.Settings.BotChannels)).
+		SetBotConfig(f.BotConfig).
+		SetBotConfigVersion(min(int64(len(f.BotConfig)), 1)).
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("create settings: %w", err)

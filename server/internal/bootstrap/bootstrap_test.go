@@ -24,7 +24,7 @@ func TestDemoAppliesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []bool{true, false} {
-		res, err := bootstrap.Apply(ctx, db, f)
+		res, err := bootstrap.Apply(ctx, db, f, nil)
 		if err != nil || res.Applied != want || res.GeneratedAdminToken != "" {
 			t.Fatalf("apply #%d: %+v err=%v, want applied=%v and no generated token", i+1, res, err, want)
 		}
@@ -91,7 +91,7 @@ func TestQueuePolicyFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bootstrap.Apply(ctx, db, f); err != nil {
+	if _, err := bootstrap.Apply(ctx, db, f, nil); err != nil {
 		t.Fatal(err)
 	}
 	q, err := db.Queue.Query().Where(queue.DisplayName("Billing Support")).Only(ctx)

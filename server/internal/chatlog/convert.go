@@ -50,6 +50,7 @@ func InteractionToProto(in *ent.Interaction) *parleyv1.Interaction {
 		FormFields:   in.FormFields,
 		Tier:         in.Tier,
 		Intent:       in.Intent,
+		Slots:        in.Slots,
 	}
 }
 
@@ -67,7 +68,10 @@ func ToProto(c *ent.Conversation) *parleyv1.Conversation {
 		out.State = parleyv1.ConversationState_CONVERSATION_STATE_ASSIGNED
 	case conversation.StateClosed:
 		out.State = parleyv1.ConversationState_CONVERSATION_STATE_CLOSED
+	case conversation.StateBot:
+		out.State = parleyv1.ConversationState_CONVERSATION_STATE_BOT
 	}
+	out.Controller = ControllerOf(c.State)
 	if in := c.Edges.Interaction; in != nil {
 		out.Interaction = InteractionToProto(in)
 	}
@@ -91,6 +95,7 @@ var roleToProto = map[event.SenderRole]parleyv1.ParticipantRole{
 	event.SenderRoleCustomer: parleyv1.ParticipantRole_PARTICIPANT_ROLE_CUSTOMER,
 	event.SenderRoleAgent:    parleyv1.ParticipantRole_PARTICIPANT_ROLE_AGENT,
 	event.SenderRoleSystem:   parleyv1.ParticipantRole_PARTICIPANT_ROLE_SYSTEM,
+	event.SenderRoleBot:      parleyv1.ParticipantRole_PARTICIPANT_ROLE_BOT,
 }
 
 // Participant converts a sender.

@@ -34,6 +34,12 @@ type Sender struct {
 // System is the sender of routing and state events.
 var System = Sender{Role: event.SenderRoleSystem}
 
+// BotName is the virtual agent's display name in the log.
+const BotName = "Virtual Agent"
+
+// Bot is the virtual agent's sender.
+var Bot = Sender{Role: event.SenderRoleBot, Name: BotName}
+
 // Entry is an event to append.
 type Entry struct {
 	Sender Sender
@@ -64,6 +70,8 @@ func kindOf(p proto.Message) (string, error) {
 		return "conversation_closed", nil
 	case *parleyv1.WaitExceeded:
 		return "wait_exceeded", nil
+	case *parleyv1.ControllerChanged:
+		return "controller_changed", nil
 	}
 	return "", fmt.Errorf("conversation: unknown event payload %T", p)
 }
@@ -100,39 +108,41 @@ func Append(ctx context.Context, tx *ent.Tx, conversationID uuid.UUID, now time.
 // advances last_seq, records a customer's or guest's activity (which keeps
 // the chat from being closed as abandoned) and reads back the state that
 // CheckPost decides on; if p may not post, the caller's rollback undoes it.
-// Then the event is inserted: two statements in all.
-func AppendPost(ctx context.Context, tx *ent.Tx, p *auth.Principal, conversationID uuid.UUID, now time.Time, e Entry) (*ent.Event, error) {
+// Then the event is inserted: two statements in all. It returns the
+// event and the conversation's state as of the write.
+func AppendPost(ctx context.Context, tx *ent.Tx, p *auth.Principal, conversationID uuid.UUID, now time.Time, e Entry) (*ent.Event, conversation.State, error) {
 	query, args := advanceForPost, []any{conversationID}
 	if p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer {
 		query, args = advanceForCustomerPost, append(args, now)
 	}
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+		return nil, "", fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+			return nil, "", fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
 		}
-		return nil, fmt.Errorf("conversation: advance seq of %s: no such conversation", conversationID)
+		return nil, "", fmt.Errorf("conversation: advance seq of %s: no such conversation", conversationID)
 	}
 	cur := &ent.Conversation{ID: conversationID}
 	var seq int64
 	var agentID uuid.NullUUID
 	if err := rows.Scan(&seq, &cur.State, &agentID); err != nil {
-		return nil, fmt.Errorf("conversation: read seq of %s: %w", conversationID, err)
+		return nil, "", fmt.Errorf("conversation: read seq of %s: %w", conversationID, err)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
+		return nil, "", fmt.Errorf("conversation: advance seq of %s: %w", conversationID, err)
 	}
 	if agentID.Valid {
 		cur.AgentID = &agentID.UUID
 	}
 	if err := CheckPost(p, cur); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return insert(ctx, tx, conversationID, seq, now, e)
+	ev, err := insert(ctx, tx, conversationID, seq, now, e)
+	return ev, cur.State, err
 }
 
 // keyTaken reports whether err is the unique index on a sender's message

@@ -33,6 +33,7 @@ import (
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/identity"
 	"github.com/parleyhq/parley/server/internal/servertest"
@@ -431,7 +432,7 @@ func parleyApp(ctx context.Context, path string, level store.Synchronous, maxBat
 	if err != nil {
 		return nil, err
 	}
-	if _, err := bootstrap.Apply(ctx, db, boot); err != nil {
+	if _, err := bootstrap.Apply(ctx, db, boot, knowledge.ImportMarkdown); err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

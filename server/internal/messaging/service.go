@@ -18,10 +18,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/attachment"
+	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/assistant"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clock"
@@ -53,6 +55,9 @@ type Options struct {
 	// MaxConversationAttachmentBytes bounds the attachments of one
 	// conversation together.
 	MaxConversationAttachmentBytes int64
+	// BotTurn, when set, is called after a customer's message to a chat
+	// the virtual agent holds commits (it wakes the bot's runner).
+	BotTurn func()
 }
 
 // Service implements parleyv1connect.MessagingServiceHandler.
@@ -125,6 +130,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	now := s.clk.Now()
 	var appended *ent.Event
 	var limited *sendLimited
+	var botTurn bool
 	// READ COMMITTED on PostgreSQL: each check is atomic where it is made
 	// (the limit's upsert, the attachments' conditional update, the
 	// state in AppendPost's UPDATE, the unique keys), and sends to one
@@ -146,10 +152,16 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		if err != nil {
 			return err
 		}
-		appended, err = chatlog.AppendPost(ctx, tx, p, id, now, chatlog.Entry{
+		var state conversation.State
+		appended, state, err = chatlog.AppendPost(ctx, tx, p, id, now, chatlog.Entry{
 			Sender: sender, Channel: channel, ClientMessageID: req.GetClientMessageId(),
 			Payload: &parleyv1.MessagePosted{Text: req.GetText(), ClientMessageId: req.GetClientMessageId(), Attachments: attachments},
 		})
+		botTurn = err == nil && state == conversation.StateBot && channel != nil
+		if botTurn {
+			// The bot owes the customer an answer: durably, with the message.
+			return assistant.MarkPending(ctx, tx, id, appended.Seq)
+		}
 		return err
 	})
 	if errors.Is(err, chatlog.ErrDuplicate) || limited != nil {
@@ -176,6 +188,9 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 		return nil, apierr.From(err)
 	}
 	s.hub.Notify(events.ConversationKey(id.String()))
+	if botTurn && s.opts.BotTurn != nil {
+		s.opts.BotTurn()
+	}
 	out, err := chatlog.EventToProto(appended, sender.ID)
 	if err != nil {
 		return nil, apierr.Internal(err)

@@ -55,7 +55,9 @@ func Close(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, by chatlog.S
 	if err := auth.RevokeGuestTokens(ctx, tx, conv.ID, now); err != nil {
 		return nil, err
 	}
-	if _, err := chatlog.Append(ctx, tx, conv.ID, now, chatlog.Entry{Sender: by, Payload: &parleyv1.ConversationClosed{Reason: reason}}); err != nil {
+	entries := chatlog.WithControllerChange(nil, conv.State, conversation.StateClosed, chatlog.ReasonClosed)
+	entries = append(entries, chatlog.Entry{Sender: by, Payload: &parleyv1.ConversationClosed{Reason: reason}})
+	if _, err := chatlog.Append(ctx, tx, conv.ID, now, entries...); err != nil {
 		return nil, err
 	}
 	return n.keys, nil

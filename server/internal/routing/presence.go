@@ -217,6 +217,7 @@ func requeueHeld(ctx context.Context, tx *ent.Tx, a *ent.Agent, now time.Time, n
 		if _, err := chatlog.Append(ctx, tx, c.ID, now,
 			chatlog.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
 			chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "agent_lost"}},
+			*chatlog.ControllerChange(conversation.StateAssigned, conversation.StateQueued, chatlog.ReasonAgentLost),
 		); err != nil {
 			return err
 		}
@@ -268,6 +269,7 @@ func assignTo(ctx context.Context, tx *ent.Tx, convID uuid.UUID, me *ent.Agent, 
 		return fmt.Errorf("assign conversation: %w", err)
 	}
 	entries = append(entries, chatlog.Entry{Sender: chatlog.AgentSender(me), Payload: &parleyv1.ParticipantJoined{Participant: chatlog.AgentSender(me).Participant()}})
+	entries = chatlog.WithControllerChange(entries, conv.State, conversation.StateAssigned, chatlog.ReasonAccepted)
 	if _, err := chatlog.Append(ctx, tx, conv.ID, now, entries...); err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type Service struct {
 	clk        clock.Clock
 	dispatcher *Dispatcher
 	heartbeat  time.Duration
+	// Summarize, when set, writes the summary the next agent reads, inside
+	// a transfer's transaction (the virtual agent's package provides it).
+	Summarize func(ctx context.Context, tx *ent.Tx, convID uuid.UUID, reason string, now time.Time) error
 }
 
 // NewService returns the routing methods of RoutingService. WatchWork
@@ -258,6 +261,11 @@ func (s *Service) TransferConversation(ctx context.Context, req *parleyv1.Transf
 		default:
 			return nil, apierr.New(connect.CodeInvalidArgument, "TRANSFER_TARGET_REQUIRED", "set agent_id or queue_id")
 		}
+		if s.Summarize != nil {
+			if err := s.Summarize(ctx, tx, convID, chatlog.ReasonTransfer, now); err != nil {
+				return nil, err
+			}
+		}
 		after, err := tx.Conversation.Query().Where(conversation.ID(convID)).WithInteraction().Only(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("reload conversation: %w", err)
@@ -351,6 +359,7 @@ func (s *Service) transferToQueue(ctx context.Context, tx *ent.Tx, conv *ent.Con
 		chatlog.Entry{Sender: from, Payload: &parleyv1.ConversationTransferred{From: from.Participant(), ToQueueId: q.ID.String(), Note: note}},
 		chatlog.Entry{Sender: from, Payload: &parleyv1.ParticipantLeft{Participant: from.Participant()}},
 		chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{QueueId: q.ID.String(), QueueName: q.DisplayName, Reason: "transfer"}},
+		*chatlog.ControllerChange(conversation.StateAssigned, conversation.StateQueued, chatlog.ReasonTransfer),
 	)
 	return err
 }

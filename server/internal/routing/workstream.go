@@ -181,7 +181,13 @@ func (s *Service) offerMessage(ctx context.Context, o *ent.Offer) (*parleyv1.Off
 			return nil, apierr.Internal(fmt.Errorf("load transferring agent: %w", err))
 		}
 	}
-	return offerToProto(o, chatlog.ToProto(c), summarize(c.Edges.Interaction, messages), from), nil
+	handoff, err := chatlog.LoadSummary(ctx, s.db.Client, c.ID)
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	out := offerToProto(o, chatlog.ToProto(c), summarize(c.Edges.Interaction, messages), from)
+	out.HandoffSummary = handoff
+	return out, nil
 }
 
 // summarize tells an agent in one line what the customer wants.

@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/clients/go/parley"
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
+	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
@@ -151,7 +152,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.bootstrap != nil {
 		cfg.bootstrap(boot)
 	}
-	if _, err := bootstrap.Apply(ctx, db, boot); err != nil {
+	if _, err := bootstrap.Apply(ctx, db, boot, knowledge.ImportMarkdown); err != nil {
 		t.Fatalf("apply bootstrap: %v", err)
 	}
 

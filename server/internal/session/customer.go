@@ -14,6 +14,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/assistant"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
@@ -52,12 +53,17 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 			notify = append(notify, events.ConversationKey(open.ID.String()))
 			if req.GetFirstMessage() != "" {
 				channel := event.Channel(chatlog.ChannelFromProto(req.GetChannel()))
-				_, err := chatlog.Append(ctx, tx, open.ID, now, chatlog.Entry{
+				posted, err := chatlog.Append(ctx, tx, open.ID, now, chatlog.Entry{
 					Sender: me, Channel: &channel, ClientMessageID: req.GetRequestId(),
 					Payload: &parleyv1.MessagePosted{Text: req.GetFirstMessage(), ClientMessageId: req.GetRequestId()},
 				})
 				if err != nil {
 					return nil, err
+				}
+				if open.State == conversation.StateBot {
+					if err := assistant.MarkPending(ctx, tx, open.ID, posted[0].Seq); err != nil {
+						return nil, err
+					}
 				}
 			}
 			if err := tx.Conversation.UpdateOneID(open.ID).SetCustomerActiveAt(now).Exec(ctx); err != nil {
@@ -75,7 +81,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 				requestID: idempotency.Scoped(p.Caller(), req.GetRequestId()), firstMessageID: req.GetRequestId(), hash: hash, name: c.DisplayName, email: c.Email,
 				issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
 				language: req.GetLanguage(), formFields: req.GetFormFields(), tier: auth.FromContext(ctx).Tier,
-			}, &me, now)
+			}, set, &me, now)
 			if err != nil {
 				return nil, err
 			}
@@ -95,7 +101,7 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 		notify = append(notify, events.QueueKey(q), events.RoutingKey)
 	}
 	s.hub.Notify(notify...)
-	s.dispatcher.Kick()
+	s.kick()
 	return resp, nil
 }
 

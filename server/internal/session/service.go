@@ -20,6 +20,7 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/assistant"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
@@ -45,13 +46,16 @@ type Service struct {
 	hub        *events.Hub
 	clk        clock.Clock
 	dispatcher *routing.Dispatcher
+	// bot starts chats with the virtual agent where the settings say so;
+	// nil never does.
+	bot *assistant.Bot
 }
 
 var _ parleyv1connect.SessionServiceHandler = (*Service)(nil)
 
 // NewService returns the SessionService handler.
-func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher) *Service {
-	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher}
+func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher, bot *assistant.Bot) *Service {
+	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher, bot: bot}
 }
 
 // GetPreChatForm lists the issue types a guest may pick.
@@ -149,7 +153,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 			requestID: requestKey, hash: hash, name: req.GetName(), email: req.GetEmail(),
 			issueType: req.GetIssueType(), firstMessage: req.GetFirstMessage(), channel: req.GetChannel(),
 			clientAddress: address, site: site, language: req.GetLanguage(), formFields: req.GetFormFields(),
-		}, nil, now)
+		}, set, nil, now)
 		if err != nil {
 			return err
 		}
@@ -166,7 +170,7 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 	if err != nil {
 		return nil, apierr.From(err)
 	}
-	s.dispatcher.Kick()
+	s.kick()
 	conv, err := s.db.Conversation.Query().Where(conversation.ID(convID)).WithInteraction().Only(ctx)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
@@ -274,11 +278,23 @@ func checkIssueType(set *ent.Setting, issueType string) error {
 	return nil
 }
 
-// open stores the interaction, creates the conversation in the queue its
-// rules pick, and logs the customer's join, first message and queueing.
-// customer is nil for a guest, whose sender is the new interaction.
-func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer *chatlog.Sender, now time.Time) (*ent.Conversation, error) {
+// kick wakes the dispatcher and the bot's runner after a commit.
+func (s *Service) kick() {
+	s.dispatcher.Kick()
+	if s.bot != nil {
+		s.bot.Kick()
+	}
+}
+
+// open stores the interaction and creates the conversation: with the
+// virtual agent where the settings (set) enable it for the channel or
+// site, otherwise in the queue its rules pick. It logs the customer's
+// join, first message, the controller and the queueing or the bot's
+// greeting. customer is nil for a guest, whose sender is the new
+// interaction.
+func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, set *ent.Setting, customer *chatlog.Sender, now time.Time) (*ent.Conversation, error) {
 	channel := chatlog.ChannelFromProto(form.channel)
+	botFirst := s.bot != nil && assistant.BotFirst(set, form.site, channel)
 	fields := engine.Interaction{
 		"issue_type": form.issueType,
 		"channel":    string(channel),
@@ -291,9 +307,12 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 	for k, v := range form.formFields {
 		fields["form."+k] = v
 	}
-	queue, err := s.route(ctx, tx, fields)
-	if err != nil {
-		return nil, err
+	var queue *ent.Queue
+	if !botFirst {
+		var err error
+		if queue, err = routing.RouteInteraction(ctx, tx, fields); err != nil {
+			return nil, err
+		}
 	}
 	origin := interaction.OriginGuest
 	if customer != nil {
@@ -322,13 +341,17 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 	}
 	create := tx.Conversation.Create().
 		SetCreatedAt(now).
-		SetState(conversation.StateQueued).
 		SetInteractionID(saved.ID).
-		SetQueueID(queue.ID).
-		SetQueuedAt(now).
-		SetQueueEnteredAt(now).
-		SetPriority(queue.Priority).
 		SetCustomerActiveAt(now)
+	if botFirst {
+		create.SetState(conversation.StateBot)
+	} else {
+		create.SetState(conversation.StateQueued).
+			SetQueueID(queue.ID).
+			SetQueuedAt(now).
+			SetQueueEnteredAt(now).
+			SetPriority(queue.Priority)
+	}
 	who := chatlog.Sender{Role: event.SenderRoleGuest, ID: saved.ID.String(), Name: saved.Name}
 	if customer != nil {
 		who = *customer
@@ -348,45 +371,26 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, customer 
 			Payload: &parleyv1.MessagePosted{Text: form.firstMessage, ClientMessageId: form.firstMessageID},
 		})
 	}
+	if botFirst {
+		appended, err := chatlog.Append(ctx, tx, conv.ID, now, entries...)
+		if err != nil {
+			return nil, err
+		}
+		var firstSeq int64
+		if form.firstMessage != "" {
+			firstSeq = appended[len(appended)-1].Seq
+		}
+		if err := s.bot.StartInTx(ctx, tx, set, conv.ID, firstSeq, now); err != nil {
+			return nil, err
+		}
+		return conv, nil
+	}
 	entries = append(entries, chatlog.Entry{Sender: chatlog.System, Payload: &parleyv1.ConversationQueued{QueueId: queue.ID.String(), QueueName: queue.DisplayName}})
+	entries = chatlog.WithControllerChange(entries, "", conversation.StateQueued, chatlog.ReasonStart)
 	if _, err := chatlog.Append(ctx, tx, conv.ID, now, entries...); err != nil {
 		return nil, err
 	}
 	return conv, nil
-}
-
-// route picks the queue of the first matching rule, or the default queue
-// when none matches.
-func (s *Service) route(ctx context.Context, tx *ent.Tx, in engine.Interaction) (*ent.Queue, error) {
-	rows, err := tx.MatchingRule.Query().All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load matching rules: %w", err)
-	}
-	rules := make([]engine.Rule, 0, len(rows))
-	for _, r := range rows {
-		rule, err := routing.RuleToEngine(r)
-		if err != nil {
-			return nil, err
-		}
-		rules = append(rules, rule)
-	}
-	queueID, ok := engine.Route(rules, in)
-	if !ok {
-		set, err := tx.Setting.Get(ctx, schema.SettingsID)
-		if err != nil {
-			return nil, fmt.Errorf("load settings: %w", err)
-		}
-		if set.DefaultQueueID == nil {
-			return nil, apierr.New(connect.CodeFailedPrecondition, "NO_MATCHING_QUEUE",
-				fmt.Sprintf("no queue serves issue type %q yet; an admin must add a matching rule or a default queue", in["issue_type"]))
-		}
-		queueID = set.DefaultQueueID.String()
-	}
-	q, err := tx.Queue.Get(ctx, uuid.MustParse(queueID))
-	if err != nil {
-		return nil, fmt.Errorf("load queue %s: %w", queueID, err)
-	}
-	return q, nil
 }
 
 // formFieldsOrEmpty stores absent form fields as an empty map.

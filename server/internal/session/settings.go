@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
@@ -58,6 +59,7 @@ func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsReques
 		AbandonAfter:                         durationpb.New(time.Duration(set.AbandonAfterSeconds) * time.Second),
 		MaxGuestSessionsPerHourPerAddress:    int32(set.MaxGuestSessionsPerHourPerAddress),
 		AgentDisconnectGrace:                 durationpb.New(time.Duration(set.AgentGraceSeconds) * time.Second),
+		BotChannels:                          botChannelsToProto(set.BotChannels),
 	}
 	if set.DefaultQueueID != nil {
 		out.DefaultQueueId = set.DefaultQueueID.String()
@@ -85,6 +87,7 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 			SetGuestSessionsRateLimitReachedMessage(in.GetGuestSessionsRateLimitReachedMessage()).
 			SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
 			SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
+			SetBotChannels(botChannelsFromProto(in.GetBotChannels())).
 			SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
 			ClearDefaultQueueID()
 		if defaultQueue != nil {
@@ -111,4 +114,22 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 		return nil, err
 	}
 	return &parleyv1.UpdateSettingsResponse{Settings: got.GetSettings()}, nil
+}
+
+// botChannelsFromProto stores the bot's channels by name.
+func botChannelsFromProto(cs []parleyv1.Channel) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, string(chatlog.ChannelFromProto(c)))
+	}
+	return out
+}
+
+// botChannelsToProto is botChannelsFromProto's inverse.
+func botChannelsToProto(cs []string) []parleyv1.Channel {
+	var out []parleyv1.Channel
+	for _, c := range cs {
+		out = append(out, chatlog.ChannelToProto(interaction.Channel(c)))
+	}
+	return out
 }
