@@ -3,6 +3,7 @@ package cases
 import (
 	"context"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"connectrpc.com/connect/v2"
@@ -93,7 +94,8 @@ func (s *Service) UpdateCase(ctx context.Context, req *parleyv1.UpdateCaseReques
 	return &parleyv1.UpdateCaseResponse{Case: caseToProto(updated)}, nil
 }
 
-// parseChange reads and checks the fields req's update_mask names.
+// parseChange reads and checks the fields req's update_mask names: the
+// paths first, then the values.
 func parseChange(req *parleyv1.UpdateCaseRequest) (caseChange, error) {
 	var change caseChange
 	paths := req.GetUpdateMask().GetPaths()
@@ -101,34 +103,36 @@ func parseChange(req *parleyv1.UpdateCaseRequest) (caseChange, error) {
 		return change, invalid("INVALID_UPDATE_MASK", fmt.Sprintf("update_mask names no field; name any of %q, %q, %q",
 			pathState, pathShortDescription, pathAssignedAgentID))
 	}
-	in := req.GetCase()
 	for _, path := range paths {
-		switch path {
-		case pathState:
-			st, ok := storeStates[in.GetState()]
-			if !ok {
-				return change, invalid("INVALID_CASE_STATE", fmt.Sprintf("case.state: %s is not a state a case can take", in.GetState()))
-			}
-			change.state = &st
-		case pathShortDescription:
-			d := in.GetShortDescription()
-			if n := utf8.RuneCountInString(d); n == 0 || n > maxShortDescription {
-				return change, invalid("INVALID_SHORT_DESCRIPTION",
-					fmt.Sprintf("case.short_description: must be 1 to %d characters, not %d", maxShortDescription, n))
-			}
-			change.description = &d
-		case pathAssignedAgentID:
-			change.assign = true
-			if a := in.GetAssignedAgentId(); a != "" {
-				assignee, err := uuid.Parse(a)
-				if err != nil {
-					return change, invalid("UNKNOWN_AGENT", fmt.Sprintf("case.assigned_agent_id: %q is not an agent id", a))
-				}
-				change.assignee = &assignee
-			}
-		default:
+		if path != pathState && path != pathShortDescription && path != pathAssignedAgentID {
 			return change, invalid("INVALID_UPDATE_MASK", fmt.Sprintf("update_mask: %q is not a field UpdateCase sets; name any of %q, %q, %q",
 				path, pathState, pathShortDescription, pathAssignedAgentID))
+		}
+	}
+	in := req.GetCase()
+	if slices.Contains(paths, pathState) {
+		st, ok := storeStates[in.GetState()]
+		if !ok {
+			return change, invalid("INVALID_CASE_STATE", fmt.Sprintf("case.state: %s is not a state a case can take", in.GetState()))
+		}
+		change.state = &st
+	}
+	if slices.Contains(paths, pathShortDescription) {
+		d := in.GetShortDescription()
+		if n := utf8.RuneCountInString(d); n == 0 || n > maxShortDescription {
+			return change, invalid("INVALID_SHORT_DESCRIPTION",
+				fmt.Sprintf("case.short_description: must be 1 to %d characters, not %d", maxShortDescription, n))
+		}
+		change.description = &d
+	}
+	if slices.Contains(paths, pathAssignedAgentID) {
+		change.assign = true
+		if a := in.GetAssignedAgentId(); a != "" {
+			assignee, err := uuid.Parse(a)
+			if err != nil {
+				return change, invalid("UNKNOWN_AGENT", fmt.Sprintf("case.assigned_agent_id: %q is not an agent id", a))
+			}
+			change.assignee = &assignee
 		}
 	}
 	return change, nil
