@@ -354,7 +354,8 @@ func (x *GetCaseResponse) GetTranscript() []*Event {
 	return nil
 }
 
-// ListCasesRequest filters and pages cases. Filters combine with AND.
+// ListCasesRequest filters and pages cases. Filters combine with AND; an
+// empty filter matches every case.
 type ListCasesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means 50; at most 200.
@@ -499,7 +500,9 @@ type UpdateCaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// case.id names the case; the fields in update_mask are set from it.
 	Case *Case `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
-	// Any of "state", "short_description", "assigned_agent_id".
+	// Any of "state" (not CASE_STATE_UNSPECIFIED), "short_description" (1 to
+	// 500 characters) and "assigned_agent_id" (an existing agent; empty
+	// unassigns); an empty mask or another path is InvalidArgument.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 )
 
 // caller is one kind of caller in the access matrix.
@@ -405,6 +406,21 @@ var matrix = map[string]struct {
 	// A case the caller may not see is reported as not found.
 	parleyv1connect.CaseServiceGetCaseProcedure: {want: "UDDDNOOO", call: func(w *world, c *parley.Client) error {
 		_, err := c.Cases.GetCase(w.ctx, &parleyv1.GetCaseRequest{CaseId: w.caseA()})
+		return err
+	}},
+
+	// Every member of staff lists the cases it may read (none, for Abel).
+	parleyv1connect.CaseServiceListCasesProcedure: {want: staffOnly, call: func(w *world, c *parley.Client) error {
+		w.caseA()
+		_, err := c.Cases.ListCases(w.ctx, &parleyv1.ListCasesRequest{})
+		return err
+	}},
+	// Supervisors read cases but do not change them.
+	parleyv1connect.CaseServiceUpdateCaseProcedure: {want: "UDDDNODO", call: func(w *world, c *parley.Client) error {
+		_, err := c.Cases.UpdateCase(w.ctx, &parleyv1.UpdateCaseRequest{
+			Case:       &parleyv1.Case{Id: w.caseA(), State: parleyv1.CaseState_CASE_STATE_IN_PROGRESS},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"state"}},
+		})
 		return err
 	}},
 

@@ -92,4 +92,13 @@ func TestCreateCaseIsIdempotent(t *testing.T) {
 	if left.GetCaseNumber() == first.GetCase().GetNumber() {
 		t.Fatalf("the guest got Beth's case %s", left.GetCaseNumber())
 	}
+	// The case of a left message is new, unassigned and unchanged.
+	listed, err := srv.Client(parley.Connect, servertest.AdminToken).Cases.ListCases(ctx, &parleyv1.ListCasesRequest{ConversationId: waiting.GetConversation().GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := listed.GetCases(); len(cs) != 1 || cs[0].GetNumber() != left.GetCaseNumber() || cs[0].GetState() != parleyv1.CaseState_CASE_STATE_NEW ||
+		cs[0].GetAssignedAgentId() != "" || !cs[0].GetUpdateTime().AsTime().Equal(cs[0].GetCreateTime().AsTime()) {
+		t.Fatalf("the left message's case: %v", cs)
+	}
 }

@@ -1,6 +1,7 @@
 // Package cases serves CaseService: the agent's "Create Case for Guest" and
-// "Create Consumer and Case for Guest" actions, and reading a case with its
-// conversation's transcript.
+// "Create Consumer and Case for Guest" actions, reading a case with its
+// conversation's transcript, listing cases and updating their state, short
+// description and assignee.
 package cases
 
 import (
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/event"
@@ -24,12 +24,10 @@ import (
 	"github.com/parleyhq/parley/server/internal/idempotency"
 	"github.com/parleyhq/parley/server/internal/store"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Service implements parleyv1connect.CaseServiceHandler.
 type Service struct {
-	pendingCaseRPCs
 	db  *store.DB
 	hub *events.Hub
 	clk clock.Clock
@@ -85,7 +83,7 @@ func create[R proto.Message](ctx context.Context, s *Service, procedure string, 
 	now := s.clk.Now()
 	key := idempotency.Key{Caller: p.Caller(), Procedure: procedure, ID: req.GetRequestId(), Now: now}
 	resp, replayed, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (R, error) {
-		c, consumer, err := open(ctx, tx, p.AgentID, id, description, withConsumer, conv.Edges.Interaction, now)
+		c, consumer, err := open(ctx, tx, p.AgentID, conv, description, withConsumer, now)
 		if err != nil {
 			return zero, err
 		}
@@ -116,19 +114,24 @@ func describe(in *ent.Interaction, description string) string {
 	return description
 }
 
-// open creates agentID's case (and, withConsumer, a consumer record from
-// the pre-chat form in) on conversation id inside tx, and logs the link.
-func open(ctx context.Context, tx *ent.Tx, agentID, id uuid.UUID, description string, withConsumer bool, in *ent.Interaction, now time.Time) (*ent.ServiceCase, *ent.Consumer, error) {
+// open creates agentID's case on conv (loaded with its interaction) inside
+// tx, and logs the link. The case is for the signed-in customer of conv,
+// if it has one, or, withConsumer, for a new consumer record made from the
+// pre-chat form.
+func open(ctx context.Context, tx *ent.Tx, agentID uuid.UUID, conv *ent.Conversation, description string, withConsumer bool, now time.Time) (*ent.ServiceCase, *ent.Consumer, error) {
+	id, in := conv.ID, conv.Edges.Interaction
 	number, err := NextNumber(ctx, tx)
 	if err != nil {
 		return nil, nil, err
 	}
 	create := tx.ServiceCase.Create().
 		SetCreatedAt(now).
+		SetUpdatedAt(now).
 		SetNumber(number).
 		SetShortDescription(description).
 		SetConversationID(id).
-		SetOpenedByAgentID(agentID)
+		SetOpenedByAgentID(agentID).
+		SetNillableConsumerID(conv.ConsumerID)
 	linked := &parleyv1.CaseLinked{}
 	var consumer *ent.Consumer
 	if withConsumer {
@@ -153,30 +156,30 @@ func open(ctx context.Context, tx *ent.Tx, agentID, id uuid.UUID, description st
 	return c, consumer, nil
 }
 
-// GetCase returns a case with its conversation's messages. Agents may read
-// cases of conversations they can read, up to where they may read them.
+// GetCase returns a case with its conversation's messages, to those who
+// may read the case (readable). An agent who reads the case's conversation
+// only because it held it once reads the transcript up to when it left
+// (chatlog.HistoryEnd), unless the case is assigned to it.
 func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*parleyv1.GetCaseResponse, error) {
 	p := auth.FromContext(ctx)
+	visible, err := readable(p)
+	if err != nil {
+		return nil, err
+	}
 	id := chatlog.ParseID(req.GetCaseId())
-	c, err := s.db.ServiceCase.Query().Where(servicecase.ID(id)).WithConsumer().Only(ctx)
-	notFound := apierr.New(connect.CodeNotFound, "CASE_NOT_FOUND", fmt.Sprintf("case %s does not exist or is not visible to you", id))
+	c, err := s.db.ServiceCase.Query().Where(servicecase.ID(id)).Where(visible...).WithConsumer().WithConversation().Only(ctx)
 	if ent.IsNotFound(err) {
-		return nil, notFound
+		return nil, notFound(id.String())
 	}
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load case: %w", err))
 	}
-	conv, err := chatlog.Authorize(ctx, s.db.Client, p, c.ConversationID, chatlog.Read)
-	if err != nil {
-		if connect.CodeOf(err) == connect.CodePermissionDenied {
-			return nil, notFound
+	conv := c.Edges.Conversation
+	end := conv.LastSeq
+	if c.AssignedAgentID == nil || *c.AssignedAgentID != p.AgentID {
+		if end, _, err = chatlog.HistoryEnd(ctx, s.db.Client, p, conv); err != nil {
+			return nil, err
 		}
-		return nil, err
-	}
-	// An agent who handed the chat over reads it up to when they left.
-	end, _, err := chatlog.HistoryEnd(ctx, s.db.Client, p, conv)
-	if err != nil {
-		return nil, err
 	}
 	msgs, err := s.db.Event.Query().
 		Where(event.ConversationID(c.ConversationID), event.Kind("message_posted"), event.SeqLTE(end)).
@@ -196,28 +199,6 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	return resp, nil
 }
 
-func caseToProto(c *ent.ServiceCase) *parleyv1.Case {
-	out := &parleyv1.Case{
-		Id:               c.ID.String(),
-		Number:           c.Number,
-		ShortDescription: c.ShortDescription,
-		ConversationId:   c.ConversationID.String(),
-		OpenedByAgentId:  uuidString(c.OpenedByAgentID),
-		CreateTime:       timestamppb.New(c.CreatedAt),
-	}
-	if c.ConsumerID != nil {
-		out.ConsumerId = c.ConsumerID.String()
-	}
-	return out
-}
-
-func consumerToProto(c *ent.Consumer) *parleyv1.Consumer {
-	if c == nil {
-		return nil
-	}
-	return &parleyv1.Consumer{Id: c.ID.String(), DisplayName: c.DisplayName, Email: c.Email, CreateTime: timestamppb.New(c.CreatedAt)}
-}
-
 // NextNumber takes the next case number (CS0001001, ...) inside tx, so
 // numbers have no gaps or clashes.
 func NextNumber(ctx context.Context, tx *ent.Tx) (string, error) {
@@ -227,15 +208,3 @@ func NextNumber(ctx context.Context, tx *ent.Tx) (string, error) {
 	}
 	return fmt.Sprintf("CS%07d", set.NextCaseNumber-1), nil
 }
-
-// uuidString formats an optional id, "" when unset.
-func uuidString(id *uuid.UUID) string {
-	if id == nil {
-		return ""
-	}
-	return id.String()
-}
-
-// ListCases and UpdateCase are being built (issue 15); until then they
-// answer Unimplemented.
-type pendingCaseRPCs = parleyv1connect.UnimplementedCaseServiceHandler

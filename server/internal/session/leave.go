@@ -85,6 +85,7 @@ func leaveMessage(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, sende
 	}
 	create := tx.ServiceCase.Create().
 		SetCreatedAt(now).
+		SetUpdatedAt(now).
 		SetNumber(caseNumber).
 		SetShortDescription("Message left while waiting: " + string(summary)).
 		SetConversationID(conv.ID)

@@ -88,13 +88,20 @@ type CaseServiceClient interface {
 	// pre-chat form's name and email, and a case for it ("Create Consumer and
 	// Case for Guest").
 	CreateConsumerAndCaseForGuest(context.Context, *v1.CreateConsumerAndCaseForGuestRequest) (*v1.CreateConsumerAndCaseForGuestResponse, error)
-	// GetCase returns a case with its conversation's transcript.
+	// GetCase returns a case with its conversation's transcript, to those who
+	// may read the case. An agent who held the conversation once and no longer
+	// holds it while it is open reads the transcript up to when it left,
+	// unless the case is assigned to it.
 	GetCase(context.Context, *v1.GetCaseRequest) (*v1.GetCaseResponse, error)
-	// ListCases lists cases, newest first. Agents list the cases they may
-	// read (see ListCasesRequest); supervisors and admins list all.
+	// ListCases lists the cases the caller may read (see CaseService) that
+	// match every filter of the request, newest first: all cases for
+	// supervisors and admins.
 	ListCases(context.Context, *v1.ListCasesRequest) (*v1.ListCasesResponse, error)
 	// UpdateCase changes a case's state, short description or assignee (the
-	// fields named by update_mask). Agents who may read the case, and admins.
+	// fields named by update_mask): agents who may read the case (see
+	// CaseService), and admins. A closed case does not change any more
+	// (FailedPrecondition, reason CASE_CLOSED). update_time moves only when a
+	// field changed.
 	UpdateCase(context.Context, *v1.UpdateCaseRequest) (*v1.UpdateCaseResponse, error)
 }
 
@@ -113,13 +120,20 @@ type CaseServiceHandler interface {
 	// pre-chat form's name and email, and a case for it ("Create Consumer and
 	// Case for Guest").
 	CreateConsumerAndCaseForGuest(context.Context, *v1.CreateConsumerAndCaseForGuestRequest) (*v1.CreateConsumerAndCaseForGuestResponse, error)
-	// GetCase returns a case with its conversation's transcript.
+	// GetCase returns a case with its conversation's transcript, to those who
+	// may read the case. An agent who held the conversation once and no longer
+	// holds it while it is open reads the transcript up to when it left,
+	// unless the case is assigned to it.
 	GetCase(context.Context, *v1.GetCaseRequest) (*v1.GetCaseResponse, error)
-	// ListCases lists cases, newest first. Agents list the cases they may
-	// read (see ListCasesRequest); supervisors and admins list all.
+	// ListCases lists the cases the caller may read (see CaseService) that
+	// match every filter of the request, newest first: all cases for
+	// supervisors and admins.
 	ListCases(context.Context, *v1.ListCasesRequest) (*v1.ListCasesResponse, error)
 	// UpdateCase changes a case's state, short description or assignee (the
-	// fields named by update_mask). Agents who may read the case, and admins.
+	// fields named by update_mask): agents who may read the case (see
+	// CaseService), and admins. A closed case does not change any more
+	// (FailedPrecondition, reason CASE_CLOSED). update_time moves only when a
+	// field changed.
 	UpdateCase(context.Context, *v1.UpdateCaseRequest) (*v1.UpdateCaseResponse, error)
 }
 

@@ -177,7 +177,8 @@ export const GetCaseResponseSchema: GenMessage<GetCaseResponse> = /*@__PURE__*/
   messageDesc(file_parley_v1_case_service, 5);
 
 /**
- * ListCasesRequest filters and pages cases. Filters combine with AND.
+ * ListCasesRequest filters and pages cases. Filters combine with AND; an
+ * empty filter matches every case.
  *
  * @generated from message parley.v1.ListCasesRequest
  */
@@ -262,7 +263,9 @@ export type UpdateCaseRequest = Message<"parley.v1.UpdateCaseRequest"> & {
   case?: Case | undefined;
 
   /**
-   * Any of "state", "short_description", "assigned_agent_id".
+   * Any of "state" (not CASE_STATE_UNSPECIFIED), "short_description" (1 to
+   * 500 characters) and "assigned_agent_id" (an existing agent; empty
+   * unassigns); an empty mask or another path is InvalidArgument.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;
    */
@@ -297,8 +300,15 @@ export const UpdateCaseResponseSchema: GenMessage<UpdateCaseResponse> = /*@__PUR
 
 /**
  * CaseService turns conversations into service records: cases and consumer
- * records. The agent holding the conversation may create; agents who held it
- * and admins may read.
+ * records. The agent holding the conversation may create a case.
+ *
+ * One rule says who reads a case (GetCase, ListCases, UpdateCase):
+ * supervisors and admins read every case; an agent reads a case if it may
+ * read the case's conversation (it holds or held it, has a pending offer of
+ * it, or it waits in one of the agent's queues), or the case is assigned to
+ * it, or the case's consumer has a conversation the agent holds now (so the
+ * agent sees a returning customer's cases). A case the caller may not read
+ * is answered as one that does not exist (NotFound).
  *
  * @generated from service parley.v1.CaseService
  */
@@ -327,7 +337,10 @@ export const CaseService: GenService<{
     output: typeof CreateConsumerAndCaseForGuestResponseSchema;
   },
   /**
-   * GetCase returns a case with its conversation's transcript.
+   * GetCase returns a case with its conversation's transcript, to those who
+   * may read the case. An agent who held the conversation once and no longer
+   * holds it while it is open reads the transcript up to when it left,
+   * unless the case is assigned to it.
    *
    * @generated from rpc parley.v1.CaseService.GetCase
    */
@@ -337,8 +350,9 @@ export const CaseService: GenService<{
     output: typeof GetCaseResponseSchema;
   },
   /**
-   * ListCases lists cases, newest first. Agents list the cases they may
-   * read (see ListCasesRequest); supervisors and admins list all.
+   * ListCases lists the cases the caller may read (see CaseService) that
+   * match every filter of the request, newest first: all cases for
+   * supervisors and admins.
    *
    * @generated from rpc parley.v1.CaseService.ListCases
    */
@@ -349,7 +363,10 @@ export const CaseService: GenService<{
   },
   /**
    * UpdateCase changes a case's state, short description or assignee (the
-   * fields named by update_mask). Agents who may read the case, and admins.
+   * fields named by update_mask): agents who may read the case (see
+   * CaseService), and admins. A closed case does not change any more
+   * (FailedPrecondition, reason CASE_CLOSED). update_time moves only when a
+   * field changed.
    *
    * @generated from rpc parley.v1.CaseService.UpdateCase
    */
