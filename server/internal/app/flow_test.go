@@ -88,7 +88,7 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 		Email:        "ada@example.com",
 		IssueType:    "billing",
 		FirstMessage: "I was charged twice for my order.",
-		Channel:      parleyv1.Channel_CHANNEL_MESSENGER,
+		Channel:      parleyv1.Channel_CHANNEL_WEB_PORTAL,
 	})
 	must(t, err)
 	conv := started.GetConversation()
@@ -98,7 +98,7 @@ func runFlow(t *testing.T, protocol parley.Protocol) {
 	}
 	in := conv.GetInteraction()
 	if in.GetName() != "Ada Lovelace" || in.GetEmail() != "ada@example.com" || in.GetIssueType() != "billing" ||
-		in.GetChannel() != parleyv1.Channel_CHANNEL_MESSENGER || in.GetFirstMessage() != "I was charged twice for my order." {
+		in.GetChannel() != parleyv1.Channel_CHANNEL_WEB_PORTAL || in.GetFirstMessage() != "I was charged twice for my order." {
 		t.Fatalf("interaction = %v", in)
 	}
 	guest := srv.Client(protocol, started.GetGuestToken())

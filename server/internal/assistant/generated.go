@@ -3,6 +3,8 @@ package assistant
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,20 +44,28 @@ func (b *Bot) writeGeneratedSummary(ctx context.Context, id uuid.UUID) error {
 		return err
 	}
 	evs, err := db.Event.Query().
-		Where(event.ConversationID(id), event.Kind("message_posted")).
+		Where(event.ConversationID(id), event.Kind("message_posted"),
+			event.SenderRoleIn(event.SenderRoleGuest, event.SenderRoleCustomer, event.SenderRoleBot)).
 		Order(ent.Desc(event.FieldSeq)).
 		Limit(transcriptLines).
 		All(ctx)
 	if err != nil {
 		return fmt.Errorf("read the transcript of %s: %w", id, err)
 	}
-	in := llm.SummaryInput{Intent: sum.GetIntent(), Topic: sum.GetTopicName(), Slots: sum.GetSlots(), Reason: sum.GetReason()}
-	for i := len(evs) - 1; i >= 0; i-- {
-		text, err := messageText(evs[i])
+	in := llm.SummaryInput{Intent: sum.GetIntent(), Topic: sum.GetTopicName(), HandoffReason: sum.GetReason()}
+	for _, k := range slices.Sorted(maps.Keys(sum.GetSlots())) {
+		in.Slots = append(in.Slots, llm.Slot{Name: k, Value: sum.GetSlots()[k]})
+	}
+	for _, ev := range slices.Backward(evs) {
+		text, err := messageText(ev)
 		if err != nil {
 			return err
 		}
-		in.Transcript = append(in.Transcript, llm.Line{Role: string(evs[i].SenderRole), Text: text})
+		role := llm.RoleCustomer
+		if ev.SenderRole == event.SenderRoleBot {
+			role = llm.RoleBot
+		}
+		in.Transcript = append(in.Transcript, llm.Line{Role: role, Text: text})
 	}
 	generated, err := b.opts.LLM.Summarize(ctx, in)
 	if err != nil {

@@ -26,7 +26,7 @@ var (
 	}()
 )
 
-func caseToProto(c *ent.ServiceCase) *parleyv1.Case {
+func CaseToProto(c *ent.ServiceCase) *parleyv1.Case {
 	return &parleyv1.Case{
 		Id:               c.ID.String(),
 		Number:           c.Number,
@@ -41,7 +41,7 @@ func caseToProto(c *ent.ServiceCase) *parleyv1.Case {
 	}
 }
 
-func consumerToProto(c *ent.Consumer) *parleyv1.Consumer {
+func ConsumerToProto(c *ent.Consumer) *parleyv1.Consumer {
 	if c == nil {
 		return nil
 	}

@@ -68,7 +68,7 @@ func (s *Service) ListCases(ctx context.Context, req *parleyv1.ListCasesRequest)
 	page, next := paging.Trim(rows, size, scope, func(c *ent.ServiceCase) string { return c.ID.String() })
 	resp := &parleyv1.ListCasesResponse{NextPageToken: next, Cases: make([]*parleyv1.Case, 0, len(page))}
 	for _, c := range page {
-		resp.Cases = append(resp.Cases, caseToProto(c))
+		resp.Cases = append(resp.Cases, CaseToProto(c))
 	}
 	return resp, nil
 }

@@ -87,7 +87,7 @@ func create[R proto.Message](ctx context.Context, s *Service, procedure string, 
 		if err != nil {
 			return zero, err
 		}
-		return respond(caseToProto(c), consumerToProto(consumer)), nil
+		return respond(CaseToProto(c), ConsumerToProto(consumer)), nil
 	})
 	if err != nil {
 		return zero, err
@@ -188,7 +188,7 @@ func (s *Service) GetCase(ctx context.Context, req *parleyv1.GetCaseRequest) (*p
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load transcript: %w", err))
 	}
-	resp := &parleyv1.GetCaseResponse{Case: caseToProto(c), Consumer: consumerToProto(c.Edges.Consumer)}
+	resp := &parleyv1.GetCaseResponse{Case: CaseToProto(c), Consumer: ConsumerToProto(c.Edges.Consumer)}
 	for _, m := range msgs {
 		out, err := chatlog.EventToProto(m, "")
 		if err != nil {

@@ -91,7 +91,7 @@ func (s *Service) UpdateCase(ctx context.Context, req *parleyv1.UpdateCaseReques
 	if err != nil {
 		return nil, err
 	}
-	return &parleyv1.UpdateCaseResponse{Case: caseToProto(updated)}, nil
+	return &parleyv1.UpdateCaseResponse{Case: CaseToProto(updated)}, nil
 }
 
 // parseChange reads and checks the fields req's update_mask names: the
