@@ -26,6 +26,7 @@ var (
 	}()
 )
 
+// CaseToProto converts a case.
 func CaseToProto(c *ent.ServiceCase) *parleyv1.Case {
 	return &parleyv1.Case{
 		Id:               c.ID.String(),
@@ -41,6 +42,7 @@ func CaseToProto(c *ent.ServiceCase) *parleyv1.Case {
 	}
 }
 
+// ConsumerToProto converts a consumer record; nil stays nil.
 func ConsumerToProto(c *ent.Consumer) *parleyv1.Consumer {
 	if c == nil {
 		return nil
