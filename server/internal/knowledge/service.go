@@ -199,4 +199,3 @@ func (s *Service) DeleteArticle(ctx context.Context, req *parleyv1.DeleteArticle
 	}
 	return &parleyv1.DeleteArticleResponse{}, nil
 }
-
