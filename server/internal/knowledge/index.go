@@ -55,17 +55,23 @@ type sqliteIndex struct{}
 const ftsWeights = "0.0, 10.0, 1.0, 6.0"
 
 func (sqliteIndex) prepare(ctx context.Context, db *store.DB) error {
-	return store.InTx(ctx, db, func(ctx context.Context, tx *ent.Tx) error {
-		for _, stmt := range []string{
-			`CREATE VIRTUAL TABLE IF NOT EXISTS article_fts USING fts5(article_id UNINDEXED, title, body, tags, tokenize = 'unicode61 remove_diacritics 0')`,
-			`CREATE VIRTUAL TABLE IF NOT EXISTS article_fts_vocab USING fts5vocab(article_fts, 'row')`,
-		} {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("knowledge: create the FTS5 index: %w", err)
-			}
+	// One transaction each: the writer prepares statements apart from
+	// the transaction, so the second must find the first committed.
+	for _, stmt := range []string{
+		// The stems are words already: the tokenizer only splits them
+		// apart, keeping phraseSep inside tag phrases.
+		`CREATE VIRTUAL TABLE IF NOT EXISTS article_fts USING fts5(article_id UNINDEXED, title, body, tags, tokenize = "unicode61 remove_diacritics 0 tokenchars '` + phraseSep + `'")`,
+		`CREATE VIRTUAL TABLE IF NOT EXISTS article_fts_vocab USING fts5vocab(article_fts, 'row')`,
+	} {
+		err := store.InTx(ctx, db, func(ctx context.Context, tx *ent.Tx) error {
+			_, err := tx.ExecContext(ctx, stmt)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("knowledge: create the FTS5 index: %w", err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // ftsRowID is article id's rowid in article_fts.

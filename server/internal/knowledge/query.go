@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/parleyhq/parley/server/internal/terms"
 )
 
 // maxQueryTerms bounds how many terms one search matches: a rambling
@@ -31,19 +33,40 @@ type plan struct {
 func newPlan(lang, text string, v *vocabulary) plan {
 	p := plan{highlight: map[string]bool{}}
 	seen := map[string]bool{}
-	for _, stem := range analyze(lang, text) {
-		p.highlight[stem] = true
-		term := stem
-		if _, known := v.df[term]; !known {
-			var ok bool
-			if term, ok = v.correct(stem); !ok {
-				continue
-			}
-			p.highlight[term] = true
-		}
+	use := func(term string) {
 		if !seen[term] {
 			seen[term] = true
 			p.terms = append(p.terms, term)
+		}
+	}
+	words := terms.Words(text)
+	all, kept := phraseStems(lang, words)
+	corrected := kept[:0:0]
+	for _, stem := range kept {
+		if utf8.RuneCountInString(stem) > maxTermRunes {
+			continue
+		}
+		p.highlight[stem] = true
+		if _, known := v.df[stem]; !known {
+			fixed, ok := v.correct(stem)
+			if !ok {
+				continue
+			}
+			p.highlight[fixed] = true
+			stem = fixed
+		}
+		corrected = append(corrected, stem)
+		use(stem)
+	}
+	// Phrases the question holds that are tags, with and without its stop
+	// words (see tagPhrases).
+	for _, seq := range [][]string{corrected, all} {
+		for n := 2; n <= maxPhraseWords; n++ {
+			for i := 0; i+n <= len(seq); i++ {
+				if phrase := strings.Join(seq[i:i+n], phraseSep); v.df[phrase] > 0 {
+					use(phrase)
+				}
+			}
 		}
 	}
 	if len(p.terms) > maxQueryTerms {
@@ -101,6 +124,9 @@ type vocabulary struct {
 func newVocabulary(version int64, docs int, df map[string]int) *vocabulary {
 	v := &vocabulary{version: version, docs: docs, df: df, byLen: map[int][]string{}}
 	for t := range df {
+		if strings.Contains(t, phraseSep) {
+			continue // a tag's phrase: never the word a typo meant
+		}
 		n := utf8.RuneCountInString(t)
 		v.byLen[n] = append(v.byLen[n], t)
 	}

@@ -82,16 +82,58 @@ type document struct {
 	title, body, tags []string
 }
 
-// analyzeArticle is the document of an article in locale (its tags are
-// analyzed like its title: a tag "refund status" indexes "refund" and
-// "status").
+// analyzeArticle is the document of an article in locale. Its tags are
+// analyzed like its title (a tag "refund status" indexes "refund" and
+// "status"), and each tag of several words is also indexed whole, as
+// phrase terms (see tagPhrases), so a question that says a tag outright
+// ranks its article first.
 func analyzeArticle(locale, title, markdown string, tags []string) document {
 	lang := terms.Lang(locale)
-	return document{
+	doc := document{
 		title: analyze(lang, title),
 		body:  analyze(lang, plainText(markdown)),
 		tags:  analyze(lang, strings.Join(tags, " . ")),
 	}
+	for _, tag := range tags {
+		doc.tags = append(doc.tags, tagPhrases(lang, tag)...)
+	}
+	return doc
+}
+
+// Phrase terms: a tag's stems joined by phraseSep, which no word holds
+// (package terms splits words on it), so a phrase term never equals a word.
+const (
+	phraseSep = "_"
+	// maxPhraseWords is the longest phrase a question is searched for.
+	maxPhraseWords = 8
+)
+
+// tagPhrases returns the phrase terms of a tag of two words or more: its
+// stems without stop words ("forgot password" for "forgot my password"),
+// and all its stems when stop words make up part of it ("where is my
+// order", whose only other stem is "order").
+func tagPhrases(lang, tag string) []string {
+	all, kept := phraseStems(lang, terms.Words(tag))
+	var out []string
+	if len(kept) >= 2 && len(kept) <= maxPhraseWords {
+		out = append(out, strings.Join(kept, phraseSep))
+	}
+	if len(all) >= 2 && len(all) != len(kept) && len(all) <= maxPhraseWords {
+		out = append(out, strings.Join(all, phraseSep))
+	}
+	return out
+}
+
+// phraseStems stems words, all of them and those that are not stop words.
+func phraseStems(lang string, words []string) (all, kept []string) {
+	for _, w := range words {
+		s := terms.Stem(lang, w)
+		all = append(all, s)
+		if !terms.IsStop(lang, w) {
+			kept = append(kept, s)
+		}
+	}
+	return all, kept
 }
 
 // snippetWords is how many words a snippet shows.
