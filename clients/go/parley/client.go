@@ -1,4 +1,4 @@
-// Package parley is the Go client of Parley: the four generated service
+// Package parley is the Go client of Parley: the generated service
 // clients behind one constructor that sets the protocol (Connect, gRPC or
 // gRPC-Web) and the bearer token.
 //
@@ -46,6 +46,7 @@ type Client struct {
 	Routing   parleyv1connect.RoutingServiceClient
 	Cases     parleyv1connect.CaseServiceClient
 	Access    parleyv1connect.AccessServiceClient
+	Knowledge parleyv1connect.KnowledgeServiceClient
 }
 
 type options struct {
@@ -103,6 +104,7 @@ func New(baseURL string, opts ...Option) *Client {
 		Routing:   parleyv1connect.NewRoutingServiceClient(cc),
 		Cases:     parleyv1connect.NewCaseServiceClient(cc),
 		Access:    parleyv1connect.NewAccessServiceClient(cc),
+		Knowledge: parleyv1connect.NewKnowledgeServiceClient(cc),
 	}
 }
 

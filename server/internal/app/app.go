@@ -31,6 +31,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/identity"
+	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/metrics"
 	"github.com/parleyhq/parley/server/internal/ratelimit"
@@ -195,7 +196,10 @@ type App struct {
 	// Handler serves every RPC plus reflection and health.
 	Handler http.Handler
 	// Server is the Connect server; its Specs list every procedure.
-	Server     *connect.Server
+	Server *connect.Server
+	// Knowledge is the knowledge base that KnowledgeService serves, for
+	// the virtual agent and the agent's context to search.
+	Knowledge  *knowledge.Base
 	dispatcher *routing.Dispatcher
 	sweep      time.Duration
 	retention  *retention.Sweeper
@@ -212,7 +216,9 @@ type App struct {
 	log        *slog.Logger
 }
 
-// New wires the services over db.
+// New wires the services over db. It panics if the knowledge base's index
+// cannot be prepared (SQLite's FTS5 table), which only a store that just
+// failed its own migration would cause.
 func New(db *store.DB, opts Options) *App {
 	opts = opts.withDefaults()
 	hub, signals := events.NewHub(), events.NewSignals()
@@ -263,6 +269,11 @@ func New(db *store.DB, opts Options) *App {
 	parleyv1connect.RegisterCaseServiceHandler(server, cases.NewService(db, hub, opts.Clock))
 	origins := access.NewOrigins(db, opts.Clock, opts.Log, opts.AllowedOrigins)
 	parleyv1connect.RegisterAccessServiceHandler(server, access.NewService(db, hub, opts.Clock, origins))
+	kb, err := knowledge.Open(context.Background(), db)
+	if err != nil {
+		panic(fmt.Sprintf("app: open the knowledge base: %v", err))
+	}
+	parleyv1connect.RegisterKnowledgeServiceHandler(server, knowledge.NewService(db, kb, opts.Clock))
 
 	healthChecker := grpchealth.NewStaticChecker(
 		parleyv1connect.SessionServiceName,
@@ -270,6 +281,7 @@ func New(db *store.DB, opts Options) *App {
 		parleyv1connect.RoutingServiceName,
 		parleyv1connect.CaseServiceName,
 		parleyv1connect.AccessServiceName,
+		parleyv1connect.KnowledgeServiceName,
 	)
 	grpcreflect.Register(server, grpcreflect.WithNamer(grpcreflect.NamerFunc(func() []string {
 		return serviceNames(server, grpchealth.HealthV1ServiceName)
@@ -289,7 +301,7 @@ func New(db *store.DB, opts Options) *App {
 	mux.Handle(grpchealth.NewHandler(healthChecker))
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
-		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
+		Handler: handler, Server: server, Knowledge: kb, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
 		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics, log: opts.Log,
 		retention: retention.NewSweeper(db, opts.Clock, opts.Log, opts.Retention), retainEach: opts.RetentionInterval,
 	}
