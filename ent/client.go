@@ -26,6 +26,7 @@ import (
 	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/knowledgestate"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
@@ -64,6 +65,8 @@ type Client struct {
 	IdempotencyKey *IdempotencyKeyClient
 	// Interaction is the client for interacting with the Interaction builders.
 	Interaction *InteractionClient
+	// KnowledgeState is the client for interacting with the KnowledgeState builders.
+	KnowledgeState *KnowledgeStateClient
 	// MatchingRule is the client for interacting with the MatchingRule builders.
 	MatchingRule *MatchingRuleClient
 	// Offer is the client for interacting with the Offer builders.
@@ -103,6 +106,7 @@ func (c *Client) init() {
 	c.GuestStart = NewGuestStartClient(c.config)
 	c.IdempotencyKey = NewIdempotencyKeyClient(c.config)
 	c.Interaction = NewInteractionClient(c.config)
+	c.KnowledgeState = NewKnowledgeStateClient(c.config)
 	c.MatchingRule = NewMatchingRuleClient(c.config)
 	c.Offer = NewOfferClient(c.config)
 	c.Queue = NewQueueClient(c.config)
@@ -214,6 +218,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		GuestStart:     NewGuestStartClient(cfg),
 		IdempotencyKey: NewIdempotencyKeyClient(cfg),
 		Interaction:    NewInteractionClient(cfg),
+		KnowledgeState: NewKnowledgeStateClient(cfg),
 		MatchingRule:   NewMatchingRuleClient(cfg),
 		Offer:          NewOfferClient(cfg),
 		Queue:          NewQueueClient(cfg),
@@ -252,6 +257,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		GuestStart:     NewGuestStartClient(cfg),
 		IdempotencyKey: NewIdempotencyKeyClient(cfg),
 		Interaction:    NewInteractionClient(cfg),
+		KnowledgeState: NewKnowledgeStateClient(cfg),
 		MatchingRule:   NewMatchingRuleClient(cfg),
 		Offer:          NewOfferClient(cfg),
 		Queue:          NewQueueClient(cfg),
@@ -291,9 +297,9 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.Agent, c.Article, c.Attachment, c.BotSession, c.Consumer, c.Conversation,
-		c.Event, c.GuestStart, c.IdempotencyKey, c.Interaction, c.MatchingRule,
-		c.Offer, c.Queue, c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site,
-		c.Token,
+		c.Event, c.GuestStart, c.IdempotencyKey, c.Interaction, c.KnowledgeState,
+		c.MatchingRule, c.Offer, c.Queue, c.RateBucket, c.ReadCursor, c.ServiceCase,
+		c.Setting, c.Site, c.Token,
 	} {
 		n.Use(hooks...)
 	}
@@ -304,9 +310,9 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.Agent, c.Article, c.Attachment, c.BotSession, c.Consumer, c.Conversation,
-		c.Event, c.GuestStart, c.IdempotencyKey, c.Interaction, c.MatchingRule,
-		c.Offer, c.Queue, c.RateBucket, c.ReadCursor, c.ServiceCase, c.Setting, c.Site,
-		c.Token,
+		c.Event, c.GuestStart, c.IdempotencyKey, c.Interaction, c.KnowledgeState,
+		c.MatchingRule, c.Offer, c.Queue, c.RateBucket, c.ReadCursor, c.ServiceCase,
+		c.Setting, c.Site, c.Token,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -335,6 +341,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.IdempotencyKey.mutate(ctx, m)
 	case *InteractionMutation:
 		return c.Interaction.mutate(ctx, m)
+	case *KnowledgeStateMutation:
+		return c.KnowledgeState.mutate(ctx, m)
 	case *MatchingRuleMutation:
 		return c.MatchingRule.mutate(ctx, m)
 	case *OfferMutation:
@@ -2040,6 +2048,139 @@ func (c *InteractionClient) mutate(ctx context.Context, m *InteractionMutation) 
 	}
 }
 
+// KnowledgeStateClient is a client for the KnowledgeState schema.
+type KnowledgeStateClient struct {
+	config
+}
+
+// NewKnowledgeStateClient returns a client for the KnowledgeState from the given config.
+func NewKnowledgeStateClient(c config) *KnowledgeStateClient {
+	return &KnowledgeStateClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `knowledgestate.Hooks(f(g(h())))`.
+func (c *KnowledgeStateClient) Use(hooks ...Hook) {
+	c.hooks.KnowledgeState = append(c.hooks.KnowledgeState, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `knowledgestate.Intercept(f(g(h())))`.
+func (c *KnowledgeStateClient) Intercept(interceptors ...Interceptor) {
+	c.inters.KnowledgeState = append(c.inters.KnowledgeState, interceptors...)
+}
+
+// Create returns a builder for creating a KnowledgeState entity.
+func (c *KnowledgeStateClient) Create() *KnowledgeStateCreate {
+	mutation := newKnowledgeStateMutation(c.config, OpCreate)
+	return &KnowledgeStateCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of KnowledgeState entities.
+func (c *KnowledgeStateClient) CreateBulk(builders ...*KnowledgeStateCreate) *KnowledgeStateCreateBulk {
+	return &KnowledgeStateCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *KnowledgeStateClient) MapCreateBulk(slice any, setFunc func(*KnowledgeStateCreate, int)) *KnowledgeStateCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &KnowledgeStateCreateBulk{err: fmt.Errorf("calling to KnowledgeStateClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*KnowledgeStateCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &KnowledgeStateCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for KnowledgeState.
+func (c *KnowledgeStateClient) Update() *KnowledgeStateUpdate {
+	mutation := newKnowledgeStateMutation(c.config, OpUpdate)
+	return &KnowledgeStateUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *KnowledgeStateClient) UpdateOne(_m *KnowledgeState) *KnowledgeStateUpdateOne {
+	mutation := newKnowledgeStateMutation(c.config, OpUpdateOne, withKnowledgeState(_m))
+	return &KnowledgeStateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *KnowledgeStateClient) UpdateOneID(id int) *KnowledgeStateUpdateOne {
+	mutation := newKnowledgeStateMutation(c.config, OpUpdateOne, withKnowledgeStateID(id))
+	return &KnowledgeStateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for KnowledgeState.
+func (c *KnowledgeStateClient) Delete() *KnowledgeStateDelete {
+	mutation := newKnowledgeStateMutation(c.config, OpDelete)
+	return &KnowledgeStateDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *KnowledgeStateClient) DeleteOne(_m *KnowledgeState) *KnowledgeStateDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *KnowledgeStateClient) DeleteOneID(id int) *KnowledgeStateDeleteOne {
+	builder := c.Delete().Where(knowledgestate.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &KnowledgeStateDeleteOne{builder}
+}
+
+// Query returns a query builder for KnowledgeState.
+func (c *KnowledgeStateClient) Query() *KnowledgeStateQuery {
+	return &KnowledgeStateQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeKnowledgeState},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a KnowledgeState entity by its id.
+func (c *KnowledgeStateClient) Get(ctx context.Context, id int) (*KnowledgeState, error) {
+	return c.Query().Where(knowledgestate.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *KnowledgeStateClient) GetX(ctx context.Context, id int) *KnowledgeState {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *KnowledgeStateClient) Hooks() []Hook {
+	return c.hooks.KnowledgeState
+}
+
+// Interceptors returns the client interceptors.
+func (c *KnowledgeStateClient) Interceptors() []Interceptor {
+	return c.inters.KnowledgeState
+}
+
+func (c *KnowledgeStateClient) mutate(ctx context.Context, m *KnowledgeStateMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&KnowledgeStateCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&KnowledgeStateUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&KnowledgeStateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&KnowledgeStateDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown KnowledgeState mutation op: %q", m.Op())
+	}
+}
+
 // MatchingRuleClient is a client for the MatchingRule schema.
 type MatchingRuleClient struct {
 	config
@@ -3433,13 +3574,14 @@ func (c *TokenClient) mutate(ctx context.Context, m *TokenMutation) (Value, erro
 type (
 	hooks struct {
 		Agent, Article, Attachment, BotSession, Consumer, Conversation, Event,
-		GuestStart, IdempotencyKey, Interaction, MatchingRule, Offer, Queue,
-		RateBucket, ReadCursor, ServiceCase, Setting, Site, Token []ent.Hook
+		GuestStart, IdempotencyKey, Interaction, KnowledgeState, MatchingRule, Offer,
+		Queue, RateBucket, ReadCursor, ServiceCase, Setting, Site, Token []ent.Hook
 	}
 	inters struct {
 		Agent, Article, Attachment, BotSession, Consumer, Conversation, Event,
-		GuestStart, IdempotencyKey, Interaction, MatchingRule, Offer, Queue,
-		RateBucket, ReadCursor, ServiceCase, Setting, Site, Token []ent.Interceptor
+		GuestStart, IdempotencyKey, Interaction, KnowledgeState, MatchingRule, Offer,
+		Queue, RateBucket, ReadCursor, ServiceCase, Setting, Site,
+		Token []ent.Interceptor
 	}
 )
 

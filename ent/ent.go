@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/knowledgestate"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
@@ -101,6 +102,7 @@ func checkColumn(t, c string) error {
 			gueststart.Table:     gueststart.ValidColumn,
 			idempotencykey.Table: idempotencykey.ValidColumn,
 			interaction.Table:    interaction.ValidColumn,
+			knowledgestate.Table: knowledgestate.ValidColumn,
 			matchingrule.Table:   matchingrule.ValidColumn,
 			offer.Table:          offer.ValidColumn,
 			queue.Table:          queue.ValidColumn,

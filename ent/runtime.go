@@ -16,6 +16,7 @@ import (
 	"github.com/parleyhq/parley/ent/gueststart"
 	"github.com/parleyhq/parley/ent/idempotencykey"
 	"github.com/parleyhq/parley/ent/interaction"
+	"github.com/parleyhq/parley/ent/knowledgestate"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
@@ -313,6 +314,12 @@ func init() {
 	interactionDescID := interactionMixinFields0[0].Descriptor()
 	// interaction.DefaultID holds the default value on creation for the id field.
 	interaction.DefaultID = interactionDescID.Default.(func() uuid.UUID)
+	knowledgestateFields := schema.KnowledgeState{}.Fields()
+	_ = knowledgestateFields
+	// knowledgestateDescVersion is the schema descriptor for version field.
+	knowledgestateDescVersion := knowledgestateFields[1].Descriptor()
+	// knowledgestate.DefaultVersion holds the default value on creation for the version field.
+	knowledgestate.DefaultVersion = knowledgestateDescVersion.Default.(int64)
 	matchingruleMixin := schema.MatchingRule{}.Mixin()
 	matchingruleMixinFields0 := matchingruleMixin[0].Fields()
 	_ = matchingruleMixinFields0

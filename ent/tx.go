@@ -34,6 +34,8 @@ type Tx struct {
 	IdempotencyKey *IdempotencyKeyClient
 	// Interaction is the client for interacting with the Interaction builders.
 	Interaction *InteractionClient
+	// KnowledgeState is the client for interacting with the KnowledgeState builders.
+	KnowledgeState *KnowledgeStateClient
 	// MatchingRule is the client for interacting with the MatchingRule builders.
 	MatchingRule *MatchingRuleClient
 	// Offer is the client for interacting with the Offer builders.
@@ -193,6 +195,7 @@ func (tx *Tx) init() {
 	tx.GuestStart = NewGuestStartClient(tx.config)
 	tx.IdempotencyKey = NewIdempotencyKeyClient(tx.config)
 	tx.Interaction = NewInteractionClient(tx.config)
+	tx.KnowledgeState = NewKnowledgeStateClient(tx.config)
 	tx.MatchingRule = NewMatchingRuleClient(tx.config)
 	tx.Offer = NewOfferClient(tx.config)
 	tx.Queue = NewQueueClient(tx.config)

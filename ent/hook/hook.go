@@ -129,6 +129,18 @@ func (f InteractionFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value,
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.InteractionMutation", m)
 }
 
+// The KnowledgeStateFunc type is an adapter to allow the use of ordinary
+// function as KnowledgeState mutator.
+type KnowledgeStateFunc func(context.Context, *ent.KnowledgeStateMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f KnowledgeStateFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.KnowledgeStateMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.KnowledgeStateMutation", m)
+}
+
 // The MatchingRuleFunc type is an adapter to allow the use of ordinary
 // function as MatchingRule mutator.
 type MatchingRuleFunc func(context.Context, *ent.MatchingRuleMutation) (ent.Value, error)

@@ -389,6 +389,17 @@ var (
 			},
 		},
 	}
+	// KnowledgeStatesColumns holds the columns for the "knowledge_states" table.
+	KnowledgeStatesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "version", Type: field.TypeInt64, Default: 0},
+	}
+	// KnowledgeStatesTable holds the schema information for the "knowledge_states" table.
+	KnowledgeStatesTable = &schema.Table{
+		Name:       "knowledge_states",
+		Columns:    KnowledgeStatesColumns,
+		PrimaryKey: []*schema.Column{KnowledgeStatesColumns[0]},
+	}
 	// MatchingRulesColumns holds the columns for the "matching_rules" table.
 	MatchingRulesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -711,6 +722,7 @@ var (
 		GuestStartsTable,
 		IdempotencyKeysTable,
 		InteractionsTable,
+		KnowledgeStatesTable,
 		MatchingRulesTable,
 		OffersTable,
 		QueuesTable,

@@ -36,6 +36,9 @@ type IdempotencyKey func(*sql.Selector)
 // Interaction is the predicate function for interaction builders.
 type Interaction func(*sql.Selector)
 
+// KnowledgeState is the predicate function for knowledgestate builders.
+type KnowledgeState func(*sql.Selector)
+
 // MatchingRule is the predicate function for matchingrule builders.
 type MatchingRule func(*sql.Selector)
 

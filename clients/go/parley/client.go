@@ -1,4 +1,4 @@
-// Package parley is the Go client of Parley: the four generated service
+// Package parley is the Go client of Parley: the generated service
 // clients behind one constructor that sets the protocol (Connect, gRPC or
 // gRPC-Web) and the bearer token.
 //

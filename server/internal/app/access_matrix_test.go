@@ -155,6 +155,18 @@ func (w *world) caseA() string {
 	return c.GetCase().GetId()
 }
 
+// matrixArticle is the article the knowledge rows import.
+var matrixArticle = &parleyv1.Article{ExternalId: "matrix/article", Title: "Matrix", Body: "An article for the access matrix.", Published: true}
+
+// importArticle imports matrixArticle as the admin (unchanged after the
+// first time) and returns its id.
+func importArticle(w *world) string {
+	resp, err := w.srv.Client(parley.Connect, servertest.AdminToken).Knowledge.ImportArticles(w.ctx,
+		&parleyv1.ImportArticlesRequest{Articles: []*parleyv1.Article{matrixArticle}})
+	must(w.t, err)
+	return resp.GetResults()[0].GetArticleId()
+}
+
 // firstOf opens a server stream and reads its first message.
 func firstOf[T any](stream interface {
 	Receive() (*T, error)
@@ -448,6 +460,26 @@ var matrix = map[string]struct {
 	}},
 	parleyv1connect.AccessServiceListSitesProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
 		_, err := c.Access.ListSites(w.ctx, &parleyv1.ListSitesRequest{})
+		return err
+	}},
+	parleyv1connect.KnowledgeServiceImportArticlesProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Knowledge.ImportArticles(w.ctx, &parleyv1.ImportArticlesRequest{Articles: []*parleyv1.Article{matrixArticle}})
+		return err
+	}},
+	parleyv1connect.KnowledgeServiceSearchKnowledgeProcedure: {want: staffOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Knowledge.SearchKnowledge(w.ctx, &parleyv1.SearchKnowledgeRequest{Query: "matrix"})
+		return err
+	}},
+	parleyv1connect.KnowledgeServiceGetArticleProcedure: {want: staffOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Knowledge.GetArticle(w.ctx, &parleyv1.GetArticleRequest{ArticleId: importArticle(w)})
+		return err
+	}},
+	parleyv1connect.KnowledgeServiceListArticlesProcedure: {want: staffOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Knowledge.ListArticles(w.ctx, &parleyv1.ListArticlesRequest{})
+		return err
+	}},
+	parleyv1connect.KnowledgeServiceDeleteArticleProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Knowledge.DeleteArticle(w.ctx, &parleyv1.DeleteArticleRequest{ArticleId: importArticle(w)})
 		return err
 	}},
 }

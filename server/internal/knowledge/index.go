@@ -1,0 +1,269 @@
+package knowledge
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/server/internal/store"
+)
+
+// index is the full-text index of one kind of database. Both index the
+// same pre-analyzed stems (package terms), so they match alike; each ranks
+// with its database's own function, weighting title, tags and body.
+type index interface {
+	// prepare creates what the index needs beyond the migrated schema.
+	prepare(ctx context.Context, db *store.DB) error
+	// put (re)indexes article id as doc inside tx.
+	put(ctx context.Context, tx *ent.Tx, id uuid.UUID, doc document) error
+	// remove drops article id from the index inside tx.
+	remove(ctx context.Context, tx *ent.Tx, id uuid.UUID) error
+	// terms returns every indexed term with the number of articles that
+	// hold it.
+	terms(ctx context.Context, db *store.DB) (map[string]int, error)
+	// search returns the published articles that f admits and that hold
+	// any of p's terms, best first, at most limit.
+	search(ctx context.Context, db *store.DB, p plan, f filter, limit int) ([]hit, error)
+}
+
+// hit is one matching article and its score (higher is better).
+type hit struct {
+	id    uuid.UUID
+	score float64
+}
+
+// filter says which published articles a search may return.
+type filter struct {
+	// locale, when set (lower case), admits articles in it or in one of
+	// its regional variants ("fr" admits "fr-ca").
+	locale     string
+	publicOnly bool
+}
+
+// sqliteIndex keeps an FTS5 table beside the articles. Its rowid is a
+// 64-bit hash of the article id (a collision, about one chance in 10^11
+// for a million articles, fails the write that makes it rather than mixing
+// two articles up), so an article's row is found without a scan.
+type sqliteIndex struct{}
+
+// ftsWeights are bm25's column weights: article_id (not indexed), title,
+// body, tags.
+const ftsWeights = "0.0, 10.0, 1.0, 6.0"
+
+func (sqliteIndex) prepare(ctx context.Context, db *store.DB) error {
+	// One transaction each: the writer prepares statements apart from
+	// the transaction, so the second must find the first committed.
+	for _, stmt := range []string{
+		// The stems are words already: the tokenizer only splits them
+		// apart, keeping phraseSep inside tag phrases.
+		`CREATE VIRTUAL TABLE IF NOT EXISTS article_fts USING fts5(article_id UNINDEXED, title, body, tags, tokenize = "unicode61 remove_diacritics 0 tokenchars '` + phraseSep + `'")`,
+		`CREATE VIRTUAL TABLE IF NOT EXISTS article_fts_vocab USING fts5vocab(article_fts, 'row')`,
+	} {
+		err := store.InTx(ctx, db, func(ctx context.Context, tx *ent.Tx) error {
+			_, err := tx.ExecContext(ctx, stmt)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("knowledge: create the FTS5 index: %w", err)
+		}
+	}
+	return nil
+}
+
+// ftsRowID is article id's rowid in article_fts.
+func ftsRowID(id uuid.UUID) int64 {
+	h := fnv.New64a()
+	h.Write(id[:])
+	return int64(h.Sum64())
+}
+
+func (sqliteIndex) put(ctx context.Context, tx *ent.Tx, id uuid.UUID, doc document) error {
+	if err := (sqliteIndex{}).remove(ctx, tx, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO article_fts (rowid, article_id, title, body, tags) VALUES (?, ?, ?, ?, ?)`,
+		ftsRowID(id), id.String(), strings.Join(doc.title, " "), strings.Join(doc.body, " "), strings.Join(doc.tags, " "))
+	if err != nil {
+		return fmt.Errorf("knowledge: index article %s: %w", id, err)
+	}
+	return nil
+}
+
+func (sqliteIndex) remove(ctx context.Context, tx *ent.Tx, id uuid.UUID) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM article_fts WHERE rowid = ?`, ftsRowID(id)); err != nil {
+		return fmt.Errorf("knowledge: unindex article %s: %w", id, err)
+	}
+	return nil
+}
+
+func (sqliteIndex) terms(ctx context.Context, db *store.DB) (map[string]int, error) {
+	return scanTerms(db.QueryContext(ctx, `SELECT term, doc FROM article_fts_vocab`))
+}
+
+func (sqliteIndex) search(ctx context.Context, db *store.DB, p plan, f filter, limit int) ([]hit, error) {
+	var q strings.Builder
+	q.WriteString(`SELECT article_fts.article_id, bm25(article_fts, ` + ftsWeights + `) AS rank
+FROM article_fts JOIN articles a ON a.id = article_fts.article_id
+WHERE article_fts MATCH ? AND a.published`)
+	args := []any{ftsMatch(p.terms)}
+	if f.publicOnly {
+		q.WriteString(` AND a.audience = 'public'`)
+	}
+	if f.locale != "" {
+		q.WriteString(` AND (lower(a.locale) = ? OR substr(lower(a.locale), 1, ?) = ?)`)
+		args = append(args, f.locale, len(f.locale)+1, f.locale+"-")
+	}
+	q.WriteString(` ORDER BY rank, article_fts.article_id LIMIT ?`)
+	args = append(args, limit)
+	rows, err := db.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search: %w", err)
+	}
+	return scanHits(rows, -1)
+}
+
+// postgresIndex keeps each article's tsvector in its search_doc column
+// (GIN indexed): the stems as lexemes with their positions, weighted A for
+// the title, B for the tags and C for the body. It ranks with ts_rank per
+// term, weighted by the term's inverse document frequency (ts_rank alone
+// has none, so a common word would count as much as a rare one).
+type postgresIndex struct{}
+
+// tsWeights are ts_rank's weights for D (unused), C (body), B (tags) and A
+// (title).
+const tsWeights = "{0.0, 0.2, 0.7, 1.0}"
+
+func (postgresIndex) prepare(context.Context, *store.DB) error { return nil }
+
+func (postgresIndex) put(ctx context.Context, tx *ent.Tx, id uuid.UUID, doc document) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE articles SET search_doc = $1::tsvector WHERE id = $2`, tsVector(doc), id); err != nil {
+		return fmt.Errorf("knowledge: index article %s: %w", id, err)
+	}
+	return nil
+}
+
+// remove has nothing to do: the document goes with its row.
+func (postgresIndex) remove(context.Context, *ent.Tx, uuid.UUID) error { return nil }
+
+func (postgresIndex) terms(ctx context.Context, db *store.DB) (map[string]int, error) {
+	return scanTerms(db.QueryContext(ctx, `SELECT word, ndoc FROM ts_stat('SELECT search_doc FROM articles WHERE search_doc IS NOT NULL')`))
+}
+
+func (postgresIndex) search(ctx context.Context, db *store.DB, p plan, f filter, limit int) ([]hit, error) {
+	queries := make([]string, len(p.terms))
+	for i, t := range p.terms {
+		queries[i] = tsLexeme(t)
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT a.id, sum(t.w * ts_rank('` + tsWeights + `', a.search_doc, t.q::tsquery, 1)) AS score
+FROM articles a, unnest($1::text[], $2::float8[]) AS t(q, w)
+WHERE a.search_doc @@ $3::tsquery AND a.published`)
+	args := []any{queries, p.weights, tsQuery(p.terms)}
+	if f.publicOnly {
+		q.WriteString(` AND a.audience = 'public'`)
+	}
+	if f.locale != "" {
+		q.WriteString(` AND (lower(a.locale) = $5 OR starts_with(lower(a.locale), $6))`)
+	}
+	q.WriteString(` GROUP BY a.id ORDER BY score DESC, a.id LIMIT $4`)
+	args = append(args, limit)
+	if f.locale != "" {
+		args = append(args, f.locale, f.locale+"-")
+	}
+	rows, err := db.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search: %w", err)
+	}
+	return scanHits(rows, 1)
+}
+
+// maxPositions bounds the positions of one lexeme (PostgreSQL keeps 256)
+// and maxPosition is the largest position it stores.
+const (
+	maxPositions = 255
+	maxPosition  = 16383
+)
+
+// tsVector is doc as a PostgreSQL tsvector literal.
+func tsVector(doc document) string {
+	type entry struct {
+		lexeme    string
+		positions []string
+	}
+	var order []*entry
+	byLexeme := map[string]*entry{}
+	pos := 0
+	add := func(stems []string, weight string) {
+		for _, s := range stems {
+			pos = min(pos+1, maxPosition)
+			e := byLexeme[s]
+			if e == nil {
+				e = &entry{lexeme: s}
+				byLexeme[s] = e
+				order = append(order, e)
+			}
+			if len(e.positions) < maxPositions {
+				e.positions = append(e.positions, fmt.Sprintf("%d%s", pos, weight))
+			}
+		}
+	}
+	add(doc.title, "A")
+	add(doc.tags, "B")
+	add(doc.body, "C")
+	var b strings.Builder
+	for i, e := range order {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(tsLexeme(e.lexeme))
+		b.WriteByte(':')
+		b.WriteString(strings.Join(e.positions, ","))
+	}
+	return b.String()
+}
+
+func scanTerms(rows *sql.Rows, err error) (map[string]int, error) {
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: read the vocabulary: %w", err)
+	}
+	defer rows.Close()
+	df := map[string]int{}
+	for rows.Next() {
+		var term string
+		var n int
+		if err := rows.Scan(&term, &n); err != nil {
+			return nil, fmt.Errorf("knowledge: read the vocabulary: %w", err)
+		}
+		df[term] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("knowledge: read the vocabulary: %w", err)
+	}
+	return df, nil
+}
+
+// scanHits reads (id, score) rows, multiplying each score by sign.
+func scanHits(rows *sql.Rows, sign float64) ([]hit, error) {
+	defer rows.Close()
+	var hits []hit
+	for rows.Next() {
+		var id string
+		var score float64
+		if err := rows.Scan(&id, &score); err != nil {
+			return nil, fmt.Errorf("knowledge: read search results: %w", err)
+		}
+		uid, err := uuid.Parse(id)
+		if err != nil {
+			return nil, fmt.Errorf("knowledge: read search results: article id %q: %w", id, err)
+		}
+		hits = append(hits, hit{id: uid, score: sign * score})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("knowledge: read search results: %w", err)
+	}
+	return hits, nil
+}
