@@ -1,0 +1,168 @@
+package dialog
+
+import (
+	"math"
+	"slices"
+
+	"github.com/parleyhq/parley/server/internal/terms"
+)
+
+// index scores a message against every topic: TF-IDF cosine over stemmed
+// terms. Each topic's triggers together form its document (a term's IDF
+// falls with the number of topics using it, so "order", shared by many
+// topics, weighs less than "track"). A topic scores the best of its
+// document's cosine and its closest trigger's cosine: the document rewards
+// messages that mix a topic's words, the trigger a message close to one
+// phrasing. Everything but the message's own vector is computed once, in
+// Parse.
+type index struct {
+	lang    string
+	idf     map[string]float64
+	vocab   []string // sorted, for typo matching
+	topics  []*topic
+	docs    []vector   // per topic, unit length
+	phrases [][]vector // per topic, per trigger, unit length
+	unknown float64    // weight of a term no trigger has
+}
+
+// vector is a sparse term -> weight map.
+type vector map[string]float64
+
+func (v vector) unit() vector {
+	var n float64
+	for _, w := range v {
+		n += w * w
+	}
+	n = math.Sqrt(n)
+	if n > 0 {
+		for t := range v {
+			v[t] /= n
+		}
+	}
+	return v
+}
+
+func newIndex(lang string, topics []*topic) *index {
+	x := &index{lang: terms.Lang(lang), idf: map[string]float64{}, topics: topics}
+	df := map[string]int{}
+	termsOf := make([][][]string, len(topics))
+	for i, t := range topics {
+		seen := map[string]bool{}
+		for _, trig := range t.info.Triggers {
+			ts := x.analyze(trig)
+			termsOf[i] = append(termsOf[i], ts)
+			for _, term := range ts {
+				if !seen[term] {
+					seen[term] = true
+					df[term]++
+				}
+			}
+		}
+	}
+	n := float64(len(topics))
+	for term, d := range df {
+		x.idf[term] = math.Log(1 + n/float64(d))
+		x.vocab = append(x.vocab, term)
+	}
+	slices.Sort(x.vocab)
+	// A word no trigger uses says the message is about something else, as
+	// much as a word only one topic uses says it is about that topic.
+	x.unknown = math.Log(1 + n)
+	for i := range topics {
+		doc := vector{}
+		var phrases []vector
+		for _, ts := range termsOf[i] {
+			p := vector{}
+			for _, term := range ts {
+				doc[term] += x.idf[term]
+				p[term] += x.idf[term]
+			}
+			phrases = append(phrases, p.unit())
+		}
+		x.docs = append(x.docs, doc.unit())
+		x.phrases = append(x.phrases, phrases)
+	}
+	return x
+}
+
+// analyze is terms.Analyze without numbers: an order number says nothing
+// about the topic.
+func (x *index) analyze(text string) []string {
+	ts := terms.Analyze(x.lang, text)
+	out := ts[:0]
+	for _, t := range ts {
+		if !isNumber(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func isNumber(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// scored is a topic and its score in [0, 1].
+type scored struct {
+	topic *topic
+	score float64
+}
+
+// match returns the best topic for text (nil when no term is known) and
+// whether text had any term at all.
+func (x *index) match(text string) (best scored, meaningful bool) {
+	ts := x.analyze(text)
+	if len(ts) == 0 {
+		return scored{}, false
+	}
+	q := vector{}
+	for _, t := range ts {
+		t = x.correct(t)
+		if w, ok := x.idf[t]; ok {
+			q[t] += w
+		} else {
+			q[t] += x.unknown
+		}
+	}
+	q.unit()
+	for i, t := range x.topics {
+		s := q.dot(x.docs[i])
+		for _, p := range x.phrases[i] {
+			s = max(s, q.dot(p))
+		}
+		if s > best.score {
+			best = scored{topic: t, score: s}
+		}
+	}
+	return best, true
+}
+
+func (v vector) dot(o vector) float64 {
+	if len(o) < len(v) {
+		v, o = o, v
+	}
+	var s float64
+	for t, w := range v {
+		s += w * o[t]
+	}
+	return s
+}
+
+// correct maps a term no trigger has to a known term one typo away
+// ("pasword" -> "password"); terms under four letters stay as they are.
+func (x *index) correct(t string) string {
+	if _, ok := x.idf[t]; ok || len(t) < 4 {
+		return t
+	}
+	for _, v := range x.vocab {
+		if len(v) >= 4 && withinOne(t, v) {
+			return v
+		}
+	}
+	return t
+}
