@@ -31,7 +31,10 @@
 //	  glad: Glad I could help!
 //	  yes_label: "Yes"          # the suggested replies of yes/no questions
 //	  no_label: "No"
-//	thresholds: {start: 0.5, suggest: 0.3}  # 0 < suggest <= start <= 1
+//	thresholds:                 # topic scores, 0 < suggest <= start <= switch <= 1
+//	  start: 0.5                # starts the best topic
+//	  suggest: 0.3              # asks "Did you mean" (below: knowledge search)
+//	  switch: 0.75              # leaves a topic mid-slot; default (start+1)/2
 //	max_failures: 3             # consecutive failed turns before a hand-off
 //	search_limit: 3             # articles shown by a knowledge answer
 //	topics:
@@ -65,7 +68,7 @@
 //  1. A request for a person in any configured language hands off at once
 //     (reason customer_asked), whatever the bot was doing. Phrases match
 //     whole words in order (accents, case and plurals ignored, up to three
-//     other words between two phrase words, one typo in words of six
+//     other words between two phrase words, one typo in words of seven
 //     letters or more): "agent" matches "AGENT!!!" and "agents", never
 //     "reagent" or "agentic". Any mention counts, even "I am an agent of
 //     change": sending someone to a person by mistake costs less than
@@ -73,7 +76,7 @@
 //  2. While a slot is asked, a valid value fills it and the topic goes on;
 //     other slots of the topic found in the same message are filled too. A
 //     message that is no value but clearly asks for another topic (score
-//     >= start) switches to it; anything else is an attempt, and after
+//     >= switch) starts it instead; anything else is an attempt, and after
 //     retries re-asks the slot's on_fail applies.
 //  3. After "Did you mean X?", yes starts X with the original message and
 //     no searches knowledge for it. After a knowledge answer, yes resets the
@@ -151,6 +154,7 @@ type messagesYAML struct {
 type thresholdsYAML struct {
 	Start   float64 `yaml:"start"`
 	Suggest float64 `yaml:"suggest"`
+	Switch  float64 `yaml:"switch"`
 }
 
 type topicYAML struct {
@@ -203,6 +207,7 @@ type Config struct {
 	handoffMessage string
 	msg            messagesYAML
 	start, suggest float64
+	switchAt       float64 // score that leaves a topic for another mid-slot
 	maxFailures    int
 	searchLimit    int
 	topics         []*topic
@@ -342,6 +347,7 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 		handoffMessage: f.HandoffMessage,
 		start:          f.Thresholds.Start,
 		suggest:        f.Thresholds.Suggest,
+		switchAt:       f.Thresholds.Switch,
 		maxFailures:    f.MaxFailures,
 		searchLimit:    f.SearchLimit,
 		byID:           map[string]*topic{},
@@ -387,6 +393,12 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 	}
 	if !(c.suggest > 0 && c.suggest <= c.start && c.start <= 1) {
 		return nil, lineErr(child(root, "thresholds"), "thresholds: want 0 < suggest <= start <= 1, have suggest %g, start %g", c.suggest, c.start)
+	}
+	if c.switchAt == 0 {
+		c.switchAt = (c.start + 1) / 2
+	}
+	if !(c.switchAt >= c.start && c.switchAt <= 1) {
+		return nil, lineErr(child(root, "thresholds"), "thresholds: want start <= switch <= 1, have start %g, switch %g", c.start, c.switchAt)
 	}
 	if c.maxFailures == 0 {
 		c.maxFailures = 3

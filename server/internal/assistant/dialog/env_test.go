@@ -12,9 +12,11 @@ import (
 // demoActions are the actions the turn runner registers for the demo.
 var demoActions = []string{"lookup_order"}
 
+func demoText() []byte { return bootstrap.DemoBotConfig() }
+
 func demoConfig(t testing.TB) *Config {
 	t.Helper()
-	c, err := Parse(bootstrap.DemoBotConfig(), demoActions)
+	c, err := Parse(demoText(), demoActions)
 	if err != nil {
 		t.Fatalf("Parse(demo): %v", err)
 	}

@@ -128,14 +128,14 @@ func (p phrase) from(words []string, i, k int) bool {
 }
 
 // sameWord matches a customer's word to a phrase word: equal, a plural
-// ("agents"), or one typo away for words of six letters or more
+// ("agents"), or one typo away for words of seven letters or more
 // ("represntative"). Shorter words must be exact, so "agent" never
 // matches "argent" or "reagent".
 func sameWord(got, want string) bool {
 	if got == want || got == want+"s" || got == want+"es" {
 		return true
 	}
-	return len(want) >= 6 && len(got) >= 6 && withinOne(got, want)
+	return len(want) >= 7 && len(got) >= 7 && withinOne(got, want)
 }
 
 // withinOne reports whether a and b are at most one edit apart (insert,

@@ -321,7 +321,7 @@ func (t *turn) answerSlot() error {
 		st.PC++
 		return t.exec(tp)
 	}
-	if best, _ := t.c.index.match(t.text); best.topic != nil && best.topic != tp && best.score >= t.c.start {
+	if best, _ := t.c.index.match(t.text); best.topic != nil && best.topic != tp && best.score >= t.c.switchAt {
 		return t.startTopic(best.topic, t.text)
 	}
 	st.Attempts++
