@@ -261,11 +261,11 @@ const (
 // the topic and a program counter.
 type instr struct {
 	op     opcode
-	text   string // say text, search query, handoff note
-	slot   string // ask, branch
-	action string // call
-	errPC  int    // call: where on_error starts, -1 = default
-	limit  int    // search
+	text   template // say text, search query, handoff note
+	slot   string   // ask, branch
+	action string   // call
+	errPC  int      // call: where on_error starts, -1 = default
+	limit  int      // search
 	cases  map[string]int
 	def    int    // branch: default target
 	target int    // jump
@@ -613,7 +613,7 @@ func (b *compiler) step(s *stepYAML, n *yaml.Node, path string) error {
 		if err := b.checkText(s.Say, child(n, "say"), where); err != nil {
 			return err
 		}
-		b.emit(instr{op: opSay, text: s.Say})
+		b.emit(instr{op: opSay, text: compileTemplate(s.Say)})
 	case "ask":
 		if _, ok := b.t.slots[s.Ask]; !ok {
 			return lineErr(child(n, "ask"), "%s: ask: unknown slot %q", where, s.Ask)
@@ -643,7 +643,7 @@ func (b *compiler) step(s *stepYAML, n *yaml.Node, path string) error {
 		if err := b.checkText(s.Search, child(n, "search"), where); err != nil {
 			return err
 		}
-		b.emit(instr{op: opSearch, text: s.Search, limit: s.Limit})
+		b.emit(instr{op: opSearch, text: compileTemplate(s.Search), limit: s.Limit})
 	case "branch":
 		return b.branch(s.Branch, child(n, "branch"), path+".branch", where)
 	case "handoff":
@@ -660,7 +660,7 @@ func (b *compiler) step(s *stepYAML, n *yaml.Node, path string) error {
 		if err := b.checkText(h.Note, child(n, "handoff"), where); err != nil {
 			return err
 		}
-		b.emit(instr{op: opHandoff, reason: h.Reason, queue: strings.TrimSpace(h.Queue), text: h.Note})
+		b.emit(instr{op: opHandoff, reason: h.Reason, queue: strings.TrimSpace(h.Queue), text: compileTemplate(h.Note)})
 	}
 	return nil
 }
@@ -698,6 +698,33 @@ func (b *compiler) branch(br *branchYAML, n *yaml.Node, path, where string) erro
 		b.t.prog[j].target = len(b.t.prog)
 	}
 	return nil
+}
+
+// template is a text with placeholders, split once by Parse.
+type template []part
+
+// part is literal text, or a placeholder: a slot name, or an action name
+// and a key.
+type part struct{ text, name, key string }
+
+func compileTemplate(s string) template {
+	var tm template
+	last := 0
+	for _, m := range placeholder.FindAllStringSubmatchIndex(s, -1) {
+		if m[0] > last {
+			tm = append(tm, part{text: s[last:m[0]]})
+		}
+		p := part{name: s[m[2]:m[3]]}
+		if m[4] >= 0 {
+			p.key = s[m[4]:m[5]]
+		}
+		tm = append(tm, p)
+		last = m[1]
+	}
+	if last < len(s) || len(tm) == 0 {
+		tm = append(tm, part{text: s[last:]})
+	}
+	return tm
 }
 
 // checkText reports placeholders that name neither a slot of the topic nor

@@ -14,15 +14,21 @@ import (
 // document's cosine and its closest trigger's cosine: the document rewards
 // messages that mix a topic's words, the trigger a message close to one
 // phrasing. Everything but the message's own vector is computed once, in
-// Parse.
+// Parse, as postings: term -> (vector, weight), so a turn touches only the
+// vectors that share a term with the message.
 type index struct {
-	lang    string
-	idf     map[string]float64
-	vocab   []string // sorted, for typo matching
-	topics  []*topic
-	docs    []vector   // per topic, unit length
-	phrases [][]vector // per topic, per trigger, unit length
-	unknown float64    // weight of a term no trigger has
+	lang     string
+	idf      map[string]float64
+	vocab    []string // sorted, for typo matching
+	topics   []*topic
+	owner    []int // vector -> topic; vectors 0..len(topics)-1 are the documents
+	postings map[string][]posting
+	unknown  float64 // weight of a term no trigger has
+}
+
+type posting struct {
+	vec    int
+	weight float64 // in the unit-length vector
 }
 
 // vector is a sparse term -> weight map.
@@ -43,7 +49,7 @@ func (v vector) unit() vector {
 }
 
 func newIndex(lang string, topics []*topic) *index {
-	x := &index{lang: terms.Lang(lang), idf: map[string]float64{}, topics: topics}
+	x := &index{lang: terms.Lang(lang), idf: map[string]float64{}, topics: topics, postings: map[string][]posting{}}
 	df := map[string]int{}
 	termsOf := make([][][]string, len(topics))
 	for i, t := range topics {
@@ -71,19 +77,31 @@ func newIndex(lang string, topics []*topic) *index {
 	// weeks and my order hasn't shown up"). Half scored best on the golden
 	// file (testdata/golden.tsv) among 1, 3/4, 1/2, 1/3 and 1/4.
 	x.unknown = math.Log(1+n) / 2
+	add := func(owner int, v vector) {
+		vec := len(x.owner)
+		x.owner = append(x.owner, owner)
+		for term, w := range v.unit() {
+			x.postings[term] = append(x.postings[term], posting{vec, w})
+		}
+	}
+	docs := make([]vector, len(topics))
 	for i := range topics {
-		doc := vector{}
-		var phrases []vector
+		docs[i] = vector{}
+		for _, ts := range termsOf[i] {
+			for _, term := range ts {
+				docs[i][term] += x.idf[term]
+			}
+		}
+		add(i, docs[i])
+	}
+	for i := range topics {
 		for _, ts := range termsOf[i] {
 			p := vector{}
 			for _, term := range ts {
-				doc[term] += x.idf[term]
 				p[term] += x.idf[term]
 			}
-			phrases = append(phrases, p.unit())
+			add(i, p)
 		}
-		x.docs = append(x.docs, doc.unit())
-		x.phrases = append(x.phrases, phrases)
 	}
 	return x
 }
@@ -133,27 +151,18 @@ func (x *index) match(text string) (best scored, meaningful bool) {
 		}
 	}
 	q.unit()
-	for i, t := range x.topics {
-		s := q.dot(x.docs[i])
-		for _, p := range x.phrases[i] {
-			s = max(s, q.dot(p))
+	dots := make([]float64, len(x.owner))
+	for t, w := range q {
+		for _, p := range x.postings[t] {
+			dots[p.vec] += w * p.weight
 		}
+	}
+	for vec, s := range dots {
 		if s > best.score {
-			best = scored{topic: t, score: s}
+			best = scored{topic: x.topics[x.owner[vec]], score: s}
 		}
 	}
 	return best, true
-}
-
-func (v vector) dot(o vector) float64 {
-	if len(o) < len(v) {
-		v, o = o, v
-	}
-	var s float64
-	for t, w := range v {
-		s += w * o[t]
-	}
-	return s
 }
 
 // correct maps a term no trigger has to a known term one typo away

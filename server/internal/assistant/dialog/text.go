@@ -132,7 +132,7 @@ func (p phrase) from(words []string, i, k int) bool {
 // ("represntative"). Shorter words must be exact, so "agent" never
 // matches "argent" or "reagent".
 func sameWord(got, want string) bool {
-	if got == want || got == want+"s" || got == want+"es" {
+	if rest, ok := strings.CutPrefix(got, want); ok && (rest == "" || rest == "s" || rest == "es") {
 		return true
 	}
 	return len(want) >= 7 && len(got) >= 7 && withinOne(got, want)

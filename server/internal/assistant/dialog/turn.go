@@ -428,16 +428,24 @@ func (t *turn) exec(tp *topic) error {
 	return nil
 }
 
-// expand replaces {{slot}} and {{action.key}}; what is unknown at run
-// time (a slot skipped, an action that failed) becomes "".
-func (t *turn) expand(text string) string {
-	return placeholder.ReplaceAllStringFunc(text, func(p string) string {
-		m := placeholder.FindStringSubmatch(p)
-		if m[2] == "" {
-			return t.st.Slots[m[1]]
+// expand fills a template's placeholders; what is unknown at run time (a
+// slot skipped, an action that failed) becomes "".
+func (t *turn) expand(tm template) string {
+	if len(tm) == 1 && tm[0].name == "" {
+		return tm[0].text
+	}
+	var b strings.Builder
+	for _, p := range tm {
+		switch {
+		case p.name == "":
+			b.WriteString(p.text)
+		case p.key == "":
+			b.WriteString(t.st.Slots[p.name])
+		default:
+			b.WriteString(t.st.Results[p.name][p.key])
 		}
-		return t.st.Results[m[1]][m[2]]
-	})
+	}
+	return b.String()
 }
 
 // extract finds the slot's value in text, outside the taken ranges. It
