@@ -80,11 +80,16 @@
 //     retries re-asks the slot's on_fail applies.
 //  3. After "Did you mean X?", yes starts X with the original message and
 //     no searches knowledge for it. After a knowledge answer, yes resets the
-//     failures and no is a failure. Any other message is taken afresh.
+//     failures and no is a failure. A message that starts a topic by itself
+//     ("no, I want to cancel my order"), or is neither yes nor no, is taken
+//     afresh.
 //  4. Afresh, topics are scored by TF-IDF cosine: >= start starts the best
 //     topic (its slots cleared, then filled from the message: progressive
 //     capture), >= suggest asks "Did you mean", below that the knowledge
-//     base answers and asks whether that helped.
+//     base answers and asks whether that helped. Triggers are stemmed in
+//     the configuration's language; Input.Language is the knowledge
+//     search's language, and hand-off phrases of every language always
+//     count.
 //
 // A failure is a turn where the bot could not help: a message with no
 // meaningful word, a knowledge search with no result (or a failing one),

@@ -159,6 +159,13 @@ func (t *turn) run() error {
 		return nil
 	}
 	st := t.st
+	if st.Await == awaitTopic || st.Await == awaitAnswer {
+		// "No, I want to cancel my order" asks afresh.
+		if best, _ := t.c.index.match(t.text); best.topic != nil && best.score >= t.c.start {
+			st.Await, st.Suggested, st.SuggestedText = awaitNothing, "", ""
+			return t.startTopic(best.topic, t.text)
+		}
+	}
 	switch st.Await {
 	case awaitSlot:
 		return t.answerSlot()

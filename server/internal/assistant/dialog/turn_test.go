@@ -300,6 +300,14 @@ func TestDidYouMean(t *testing.T) {
 			t.Errorf("intent %q searches %q", r.Intent, h.env.searches)
 		}
 	})
+	t.Run("no with a new request starts it", func(t *testing.T) {
+		h := newChat(t, nil)
+		h.say(bandMessage)
+		r := h.say("no, I need to cancel my order")
+		if r.Intent != "cancel_order" || len(h.env.searches) != 0 {
+			t.Errorf("intent %q searches %q", r.Intent, h.env.searches)
+		}
+	})
 	t.Run("something else is taken afresh", func(t *testing.T) {
 		h := newChat(t, nil)
 		h.say(bandMessage)
