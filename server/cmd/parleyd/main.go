@@ -180,7 +180,11 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := bootstrap.Apply(ctx, db, boot, knowledge.ImportMarkdown)
+	kb, err := knowledge.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("open the knowledge base: %w", err)
+	}
+	res, err := bootstrap.Apply(ctx, db, boot, kb.ImportMarkdown)
 	if err != nil {
 		return err
 	}

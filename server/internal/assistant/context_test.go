@@ -1,7 +1,6 @@
 package assistant_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"

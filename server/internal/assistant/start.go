@@ -15,10 +15,10 @@ import (
 	"github.com/parleyhq/parley/server/internal/chatlog"
 )
 
-// BotFirst reports whether a new chat on channel (from s, the messenger
-// site, if any) starts with the virtual agent: the site's setting when it
-// has one, else whether the settings list the channel.
-func BotFirst(set *ent.Setting, s *ent.Site, channel interaction.Channel) bool {
+// First reports whether a new chat on channel (from s, the messenger site,
+// if any) starts with the virtual agent: the site's setting when it has
+// one, else whether the settings list the channel.
+func (b *Bot) First(set *ent.Setting, s *ent.Site, channel interaction.Channel) bool {
 	if s != nil && channel == interaction.ChannelMessenger {
 		switch s.Bot {
 		case site.BotOn:
@@ -50,6 +50,11 @@ func (b *Bot) StartInTx(ctx context.Context, tx *ent.Tx, set *ent.Setting, convI
 		return fmt.Errorf("create bot session of %s: %w", convID, err)
 	}
 	return nil
+}
+
+// MarkPending is the package's MarkPending, for callers that hold the Bot.
+func (b *Bot) MarkPending(ctx context.Context, tx *ent.Tx, convID uuid.UUID, seq int64) error {
+	return MarkPending(ctx, tx, convID, seq)
 }
 
 // MarkPending records, inside the transaction that appends a customer's

@@ -57,37 +57,42 @@ func (s *Service) ImportArticles(ctx context.Context, req *parleyv1.ImportArticl
 	}
 	now := s.clk.Now()
 	return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*parleyv1.ImportArticlesResponse, error) {
-		stored, err := tx.Article.Query().Where(article.ExternalIDIn(ids...)).All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("knowledge: load the batch's articles: %w", err)
-		}
-		byExternalID := make(map[string]*ent.Article, len(stored))
-		for _, a := range stored {
-			byExternalID[a.ExternalID] = a
-		}
-		resp := &parleyv1.ImportArticlesResponse{}
-		for _, a := range in {
-			out, outcome, err := s.upsert(ctx, tx, byExternalID[a.GetExternalId()], a, now)
-			if err != nil {
-				return nil, err
-			}
-			resp.Results = append(resp.Results, &parleyv1.ImportedArticle{ExternalId: a.GetExternalId(), ArticleId: out.ID.String(), Outcome: outcome})
-			switch outcome {
-			case parleyv1.ImportOutcome_IMPORT_OUTCOME_CREATED:
-				resp.Created++
-			case parleyv1.ImportOutcome_IMPORT_OUTCOME_UPDATED:
-				resp.Updated++
-			default:
-				resp.Unchanged++
-			}
-		}
-		if resp.Created+resp.Updated > 0 {
-			if err := bumpVersion(ctx, tx); err != nil {
-				return nil, err
-			}
-		}
-		return resp, nil
+		return s.importInTx(ctx, tx, in, ids, now)
 	})
+}
+
+// importInTx upserts in (whose external ids are ids, each once) inside tx.
+func (s *Service) importInTx(ctx context.Context, tx *ent.Tx, in []*parleyv1.Article, ids []string, now time.Time) (*parleyv1.ImportArticlesResponse, error) {
+	stored, err := tx.Article.Query().Where(article.ExternalIDIn(ids...)).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: load the batch's articles: %w", err)
+	}
+	byExternalID := make(map[string]*ent.Article, len(stored))
+	for _, a := range stored {
+		byExternalID[a.ExternalID] = a
+	}
+	resp := &parleyv1.ImportArticlesResponse{}
+	for _, a := range in {
+		out, outcome, err := s.upsert(ctx, tx, byExternalID[a.GetExternalId()], a, now)
+		if err != nil {
+			return nil, err
+		}
+		resp.Results = append(resp.Results, &parleyv1.ImportedArticle{ExternalId: a.GetExternalId(), ArticleId: out.ID.String(), Outcome: outcome})
+		switch outcome {
+		case parleyv1.ImportOutcome_IMPORT_OUTCOME_CREATED:
+			resp.Created++
+		case parleyv1.ImportOutcome_IMPORT_OUTCOME_UPDATED:
+			resp.Updated++
+		default:
+			resp.Unchanged++
+		}
+	}
+	if resp.Created+resp.Updated > 0 {
+		if err := bumpVersion(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
 }
 
 // upsert writes a over stored (nil when new) inside tx and indexes it,

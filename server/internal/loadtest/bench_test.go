@@ -432,7 +432,11 @@ func parleyApp(ctx context.Context, path string, level store.Synchronous, maxBat
 	if err != nil {
 		return nil, err
 	}
-	if _, err := bootstrap.Apply(ctx, db, boot, knowledge.ImportMarkdown); err != nil {
+	kb, err := knowledge.Open(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := bootstrap.Apply(ctx, db, boot, kb.ImportMarkdown); err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -152,7 +152,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if cfg.bootstrap != nil {
 		cfg.bootstrap(boot)
 	}
-	if _, err := bootstrap.Apply(ctx, db, boot, knowledge.ImportMarkdown); err != nil {
+	kb, err := knowledge.Open(ctx, db)
+	if err != nil {
+		t.Fatalf("open the knowledge base: %v", err)
+	}
+	if _, err := bootstrap.Apply(ctx, db, boot, kb.ImportMarkdown); err != nil {
 		t.Fatalf("apply bootstrap: %v", err)
 	}
 

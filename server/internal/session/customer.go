@@ -14,7 +14,6 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
-	"github.com/parleyhq/parley/server/internal/assistant"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
@@ -60,8 +59,8 @@ func (s *Service) StartCustomerChat(ctx context.Context, req *parleyv1.StartCust
 				if err != nil {
 					return nil, err
 				}
-				if open.State == conversation.StateBot {
-					if err := assistant.MarkPending(ctx, tx, open.ID, posted[0].Seq); err != nil {
+				if open.State == conversation.StateBot && s.bot != nil {
+					if err := s.bot.MarkPending(ctx, tx, open.ID, posted[0].Seq); err != nil {
 						return nil, err
 					}
 				}

@@ -20,7 +20,6 @@ import (
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/apierr"
-	"github.com/parleyhq/parley/server/internal/assistant"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/clientaddr"
@@ -48,13 +47,29 @@ type Service struct {
 	dispatcher *routing.Dispatcher
 	// bot starts chats with the virtual agent where the settings say so;
 	// nil never does.
-	bot *assistant.Bot
+	bot Bot
+}
+
+// Bot is the virtual agent as chats start with it (package assistant's
+// Bot; an interface so that the session service does not import it).
+type Bot interface {
+	// First reports whether a chat on channel from site (nil if none)
+	// starts with the bot under the settings set.
+	First(set *ent.Setting, site *ent.Site, channel interaction.Channel) bool
+	// StartInTx gives the new conversation to the bot inside tx; firstSeq
+	// is the seq of the customer's first message, 0 for none.
+	StartInTx(ctx context.Context, tx *ent.Tx, set *ent.Setting, convID uuid.UUID, firstSeq int64, now time.Time) error
+	// MarkPending leaves the durable marker of a customer message at seq
+	// that the bot owes an answer, inside the tx that wrote it.
+	MarkPending(ctx context.Context, tx *ent.Tx, convID uuid.UUID, seq int64) error
+	// Kick wakes the bot's runner after a commit.
+	Kick()
 }
 
 var _ parleyv1connect.SessionServiceHandler = (*Service)(nil)
 
 // NewService returns the SessionService handler.
-func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher, bot *assistant.Bot) *Service {
+func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *routing.Dispatcher, bot Bot) *Service {
 	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher, bot: bot}
 }
 
@@ -294,7 +309,7 @@ func (s *Service) kick() {
 // interaction.
 func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, set *ent.Setting, customer *chatlog.Sender, now time.Time) (*ent.Conversation, error) {
 	channel := chatlog.ChannelFromProto(form.channel)
-	botFirst := s.bot != nil && assistant.BotFirst(set, form.site, channel)
+	botFirst := s.bot != nil && s.bot.First(set, form.site, channel)
 	fields := engine.Interaction{
 		"issue_type": form.issueType,
 		"channel":    string(channel),
