@@ -443,8 +443,16 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 		return nil, lineErr(root, "languages: no hand-off phrases: a customer could not ask for a person")
 	}
 	// The suggested replies must be understood as yes and no.
-	c.yes = append(c.yes, newPhrase(c.msg.YesLabel, false))
-	c.no = append(c.no, newPhrase(c.msg.NoLabel, false))
+	for _, l := range []struct {
+		key, label string
+		into       *[]phrase
+	}{{"yes_label", c.msg.YesLabel, &c.yes}, {"no_label", c.msg.NoLabel, &c.no}} {
+		p := newPhrase(l.label, false)
+		if len(p.words) == 0 {
+			return nil, lineErr(child(root, "messages"), "messages %s %q has no words", l.key, l.label)
+		}
+		*l.into = append(*l.into, p)
+	}
 
 	known := map[string]bool{}
 	for _, a := range actions {
