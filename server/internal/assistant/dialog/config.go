@@ -26,6 +26,7 @@
 //	  did_it_help: Did that answer your question?
 //	  found: Here is what I found
 //	  no_results: I couldn't find anything about that.
+//	  not_helpful: Sorry about that. Could you tell me more?  # after a "no"
 //	  retry: Sorry, I didn't catch that.
 //	  action_failed: Sorry, something went wrong on our side.
 //	  glad: Glad I could help!
@@ -149,6 +150,7 @@ type messagesYAML struct {
 	DidItHelp    string `yaml:"did_it_help"`
 	Found        string `yaml:"found"`
 	NoResults    string `yaml:"no_results"`
+	NotHelpful   string `yaml:"not_helpful"`
 	Retry        string `yaml:"retry"`
 	ActionFailed string `yaml:"action_failed"`
 	Glad         string `yaml:"glad"`
@@ -369,6 +371,7 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 		DidItHelp:    orDefault(m.DidItHelp, "Did that answer your question?"),
 		Found:        orDefault(m.Found, "Here is what I found:"),
 		NoResults:    orDefault(m.NoResults, "Sorry, I couldn't find anything about that. Could you say it another way?"),
+		NotHelpful:   orDefault(m.NotHelpful, "Sorry about that. Could you tell me a bit more?"),
 		Retry:        orDefault(m.Retry, "Sorry, I didn't catch that."),
 		ActionFailed: orDefault(m.ActionFailed, "Sorry, something went wrong on our side."),
 		Glad:         orDefault(m.Glad, "Glad I could help!"),
@@ -377,7 +380,7 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 	}
 	for key, text := range map[string]string{
 		"anything_else": c.msg.AnythingElse, "did_it_help": c.msg.DidItHelp, "found": c.msg.Found,
-		"no_results": c.msg.NoResults, "retry": c.msg.Retry, "action_failed": c.msg.ActionFailed, "glad": c.msg.Glad,
+		"no_results": c.msg.NoResults, "not_helpful": c.msg.NotHelpful, "retry": c.msg.Retry, "action_failed": c.msg.ActionFailed, "glad": c.msg.Glad,
 		"greeting": c.greeting, "fallback": c.fallback, "handoff_message": c.handoffMessage,
 	} {
 		if p := placeholder.FindString(text); p != "" {

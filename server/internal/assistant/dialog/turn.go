@@ -188,7 +188,7 @@ func (t *turn) run() error {
 			t.say(t.c.msg.Glad + " " + t.c.msg.AnythingElse)
 			return nil
 		case anyIn(t.c.no, t.words):
-			t.fail(t.c.fallback)
+			t.fail(t.c.msg.NotHelpful)
 			return nil
 		}
 	}
