@@ -112,12 +112,18 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Hand-off reasons.
+// Hand-off reasons (Handoff.Reason).
 const (
+	// ReasonCustomerAsked: the customer asked for a person.
 	ReasonCustomerAsked = "customer_asked"
-	ReasonTopic         = "topic"
-	ReasonBotFailed     = "bot_failed"
-	ReasonNoAnswer      = "no_answer"
+	// ReasonTopic: a topic's handoff step, or a failed action.
+	ReasonTopic = "topic"
+	// ReasonBotFailed: max_failures turns in a row without help, or a slot
+	// that could not be filled (on_fail: handoff).
+	ReasonBotFailed = "bot_failed"
+	// ReasonNoAnswer: for handoff steps of topics the bot cannot answer
+	// itself; the engine does not choose it on its own.
+	ReasonNoAnswer = "no_answer"
 )
 
 var idPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
