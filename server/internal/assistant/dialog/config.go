@@ -26,6 +26,7 @@
 //	  did_it_help: Did that answer your question?
 //	  found: Here is what I found
 //	  no_results: I couldn't find anything about that.
+//	  not_helpful: Sorry about that. Could you tell me more?  # after a "no"
 //	  retry: Sorry, I didn't catch that.
 //	  action_failed: Sorry, something went wrong on our side.
 //	  glad: Glad I could help!
@@ -111,12 +112,18 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Hand-off reasons.
+// Hand-off reasons (Handoff.Reason).
 const (
+	// ReasonCustomerAsked: the customer asked for a person.
 	ReasonCustomerAsked = "customer_asked"
-	ReasonTopic         = "topic"
-	ReasonBotFailed     = "bot_failed"
-	ReasonNoAnswer      = "no_answer"
+	// ReasonTopic: a topic's handoff step, or a failed action.
+	ReasonTopic = "topic"
+	// ReasonBotFailed: max_failures turns in a row without help, or a slot
+	// that could not be filled (on_fail: handoff).
+	ReasonBotFailed = "bot_failed"
+	// ReasonNoAnswer: for handoff steps of topics the bot cannot answer
+	// itself; the engine does not choose it on its own.
+	ReasonNoAnswer = "no_answer"
 )
 
 var idPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -149,6 +156,7 @@ type messagesYAML struct {
 	DidItHelp    string `yaml:"did_it_help"`
 	Found        string `yaml:"found"`
 	NoResults    string `yaml:"no_results"`
+	NotHelpful   string `yaml:"not_helpful"`
 	Retry        string `yaml:"retry"`
 	ActionFailed string `yaml:"action_failed"`
 	Glad         string `yaml:"glad"`
@@ -369,6 +377,7 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 		DidItHelp:    orDefault(m.DidItHelp, "Did that answer your question?"),
 		Found:        orDefault(m.Found, "Here is what I found:"),
 		NoResults:    orDefault(m.NoResults, "Sorry, I couldn't find anything about that. Could you say it another way?"),
+		NotHelpful:   orDefault(m.NotHelpful, "Sorry about that. Could you tell me a bit more?"),
 		Retry:        orDefault(m.Retry, "Sorry, I didn't catch that."),
 		ActionFailed: orDefault(m.ActionFailed, "Sorry, something went wrong on our side."),
 		Glad:         orDefault(m.Glad, "Glad I could help!"),
@@ -377,7 +386,7 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 	}
 	for key, text := range map[string]string{
 		"anything_else": c.msg.AnythingElse, "did_it_help": c.msg.DidItHelp, "found": c.msg.Found,
-		"no_results": c.msg.NoResults, "retry": c.msg.Retry, "action_failed": c.msg.ActionFailed, "glad": c.msg.Glad,
+		"no_results": c.msg.NoResults, "not_helpful": c.msg.NotHelpful, "retry": c.msg.Retry, "action_failed": c.msg.ActionFailed, "glad": c.msg.Glad,
 		"greeting": c.greeting, "fallback": c.fallback, "handoff_message": c.handoffMessage,
 	} {
 		if p := placeholder.FindString(text); p != "" {
@@ -443,8 +452,16 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 		return nil, lineErr(root, "languages: no hand-off phrases: a customer could not ask for a person")
 	}
 	// The suggested replies must be understood as yes and no.
-	c.yes = append(c.yes, newPhrase(c.msg.YesLabel, false))
-	c.no = append(c.no, newPhrase(c.msg.NoLabel, false))
+	for _, l := range []struct {
+		key, label string
+		into       *[]phrase
+	}{{"yes_label", c.msg.YesLabel, &c.yes}, {"no_label", c.msg.NoLabel, &c.no}} {
+		p := newPhrase(l.label, false)
+		if len(p.words) == 0 {
+			return nil, lineErr(child(root, "messages"), "messages %s %q has no words", l.key, l.label)
+		}
+		*l.into = append(*l.into, p)
+	}
 
 	known := map[string]bool{}
 	for _, a := range actions {

@@ -70,6 +70,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad handoff reason", "- say: \"{{order", "- handoff: {reason: bored}\n      - say: \"{{order", []string{"line 20", `handoff reason "bored"`}},
 		{"unknown handoff key", "- say: \"{{order", "- handoff: {queue: Billing, reson: topic}\n      - say: \"{{order", []string{"line 20", "reson"}},
 		{"no hand-off phrases", "    handoff: [agent]", "    \"yes\": [yep]", []string{"no hand-off phrases"}},
+		{"yes label without words", "greeting: Hi\n", "greeting: Hi\nmessages: {yes_label: \"!!\"}\n", []string{"line 7", `yes_label "!!" has no words`}},
 		{"missing greeting", "greeting: Hi\n", "", []string{"greeting is required"}},
 		{"branch on unknown slot", "- say: \"{{order", "- branch: {slot: colour, cases: {red: [{say: hi}]}}\n      - say: \"{{order", []string{"line 20", `unknown slot "colour"`}},
 	} {

@@ -42,3 +42,22 @@ func FuzzTurn(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse: no configuration text makes Parse panic, and whatever it
+// accepts answers a turn.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add(demoText())
+	f.Add([]byte("topics: [{id: a, name: A, triggers: [x], steps: [{branch: {slot: s, cases: {}}}]}]"))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		c, err := Parse(text, demoActions)
+		if err != nil {
+			return
+		}
+		var st State
+		r, err := c.Turn(context.Background(), &fakeEnv{}, &st, Input{Text: "where is order 12345"})
+		if err != nil || len(r.Messages) == 0 {
+			t.Fatalf("Turn: %v, %d messages", err, len(r.Messages))
+		}
+	})
+}

@@ -73,6 +73,7 @@ func TestGolden(t *testing.T) {
 		}
 	}
 	var right, suggested, handoffs int
+	total, correct := map[string]int{}, map[string]int{} // by kind: topic, handoff, none
 	for _, g := range lines {
 		if id, ok := triggers[strings.Join(normWords(g.text), " ")]; ok {
 			t.Errorf("golden.tsv:%d: %q is a trigger phrase of %s: golden lines must be other phrasings", g.line, g.text, id)
@@ -83,6 +84,14 @@ func TestGolden(t *testing.T) {
 			}
 		}
 		got := outcome(t, c, g.text)
+		kind := g.want
+		if kind != "handoff" && kind != "none" {
+			kind = "topic"
+		}
+		total[kind]++
+		if got == g.want {
+			correct[kind]++
+		}
 		switch {
 		case got == g.want:
 			right++
@@ -105,6 +114,9 @@ func TestGolden(t *testing.T) {
 		t.Errorf("golden.tsv has %d hand-off lines, want at least 25", handoffs)
 	}
 	acc := float64(right) / float64(len(lines))
+	for _, kind := range []string{"topic", "handoff", "none"} {
+		t.Logf("golden %s lines: %d/%d", kind, correct[kind], total[kind])
+	}
 	t.Logf("golden: %d lines, %d right (accuracy %.3f), %d more suggested the right topic (%.3f with them)",
 		len(lines), right, acc, suggested, float64(right+suggested)/float64(len(lines)))
 	if acc < 0.90 {

@@ -30,7 +30,9 @@ type State struct {
 	// Topic is the topic in progress ("" when idle). It stays set at a
 	// hand-off, so the summary knows what was missing.
 	Topic string `json:"topic,omitempty"`
-	// PC is the next step of Topic's compiled program.
+	// PC is the next step of Topic's compiled program. A State whose
+	// topic or step no longer fits the configuration (it changed between
+	// two turns) is taken as idle.
 	PC int `json:"pc,omitempty"`
 	// Await is what the bot waits for: "" (a fresh message), "slot",
 	// "topic" (a yes or no to Suggested) or "answer" (a yes or no to
@@ -188,7 +190,7 @@ func (t *turn) run() error {
 			t.say(t.c.msg.Glad + " " + t.c.msg.AnythingElse)
 			return nil
 		case anyIn(t.c.no, t.words):
-			t.fail(t.c.fallback)
+			t.fail(t.c.msg.NotHelpful)
 			return nil
 		}
 	}

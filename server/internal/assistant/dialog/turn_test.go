@@ -326,7 +326,7 @@ func TestKnowledgeFallback(t *testing.T) {
 		t.Fatalf("messages %+v", r.Messages)
 	}
 	r = h.say("no")
-	wantText(t, r, "Sorry, I didn't understand")
+	wantText(t, r, "Sorry about that. Could you tell me a bit more")
 	if h.st.Failures != 1 {
 		t.Errorf("failures %d", h.st.Failures)
 	}
