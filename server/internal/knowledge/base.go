@@ -199,5 +199,5 @@ ON CONFLICT (id) DO UPDATE SET version = knowledge_states.version + 1`)
 
 // index (re)indexes a inside tx.
 func (b *Base) index(ctx context.Context, tx *ent.Tx, a *ent.Article) error {
-	return b.idx.put(ctx, tx, a.ID, analyzeArticle(a.Locale, a.Title, a.Body, a.Tags))
+	return b.idx.put(ctx, tx, a, analyzeArticle(a.Locale, a.Title, a.Body, a.Tags))
 }
