@@ -152,18 +152,35 @@ type ftsRank struct {
 	score float64
 }
 
-// ftsFiltered returns the first limit of ranked that f admits, as hits.
+// ftsFiltered returns the first limit of ranked that f admits, as hits,
+// reading the filter columns in chunks, best first.
 func ftsFiltered(ctx context.Context, db *store.DB, ranked []ftsRank, f filter, limit int) ([]hit, error) {
-	if len(ranked) == 0 {
-		return nil, nil
+	const chunk = 256
+	var hits []hit
+	for start := 0; start < len(ranked) && len(hits) < limit; start += chunk {
+		part := ranked[start:min(start+chunk, len(ranked))]
+		admitted, err := ftsAdmitted(ctx, db, part, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range part {
+			if id, ok := admitted[r.rowid]; ok && len(hits) < limit {
+				hits = append(hits, hit{id: id, score: -r.score})
+			}
+		}
 	}
-	var q strings.Builder
-	q.WriteString(`SELECT rowid, article_id, published, audience, locale FROM article_fts WHERE rowid IN (?` + strings.Repeat(", ?", len(ranked)-1) + `)`)
+	return hits, nil
+}
+
+// ftsAdmitted returns the article ids of the rows of ranked that f admits,
+// by rowid.
+func ftsAdmitted(ctx context.Context, db *store.DB, ranked []ftsRank, f filter) (map[int64]uuid.UUID, error) {
 	args := make([]any, len(ranked))
 	for i, r := range ranked {
 		args[i] = r.rowid
 	}
-	rows, err := db.QueryContext(ctx, q.String(), args...)
+	rows, err := db.QueryContext(ctx, `SELECT rowid, article_id, published, audience, locale FROM article_fts WHERE rowid IN (?`+
+		strings.Repeat(", ?", len(ranked)-1)+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: search: %w", err)
 	}
@@ -189,13 +206,7 @@ func ftsFiltered(ctx context.Context, db *store.DB, ranked []ftsRank, f filter, 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("knowledge: read search results: %w", err)
 	}
-	var hits []hit
-	for _, r := range ranked {
-		if id, ok := admitted[r.rowid]; ok && len(hits) < limit {
-			hits = append(hits, hit{id: id, score: -r.score})
-		}
-	}
-	return hits, nil
+	return admitted, nil
 }
 
 // postgresIndex keeps each article's tsvector in its search_doc column

@@ -2,6 +2,8 @@ package knowledge_test
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/store"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -335,5 +339,43 @@ func TestVocabularyFollowsOtherBases(t *testing.T) {
 	}
 	if _, err := second.Search(ctx, knowledge.Query{Text: "refund", Locale: "en_US"}); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("malformed locale: %v", err)
+	}
+}
+
+// TestSearchFiltersBeyondTheBestMatches: when the best matches are all
+// filtered out, the search still finds the admitted one further down.
+func TestSearchFiltersBeyondTheBestMatches(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.Open(t, filepath.Join(t.TempDir(), "kb.db"), store.Options{})
+	base, err := knowledge.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []*parleyv1.Article
+	for i := range 400 {
+		batch = append(batch, &parleyv1.Article{
+			ExternalId: fmt.Sprintf("internal/refund-%03d", i), Title: "Refund refund refund", Body: "Refund procedure.",
+			Audience: parleyv1.ArticleAudience_ARTICLE_AUDIENCE_INTERNAL, Published: true,
+		})
+	}
+	batch = append(batch, &parleyv1.Article{ExternalId: "public/refund", Title: "Refunds", Body: "A long body about many things and also a refund at the end.", Published: true, Locale: "fr-CA"})
+	if _, err := knowledge.NewService(db, base, clock.Real{}).ImportArticles(ctx, &parleyv1.ImportArticlesRequest{Articles: batch}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []knowledge.Query{{Text: "refund", PublicOnly: true}, {Text: "refund", Locale: "fr"}} {
+		results, err := base.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(results) != 1 || results[0].GetExternalId() != "public/refund" {
+			t.Errorf("%+v: got %v; want public/refund alone", q, results)
+		}
+	}
+	results, err := base.Search(ctx, knowledge.Query{Text: "refund", Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 50 {
+		t.Errorf("limit 50 gave %d results", len(results))
 	}
 }
