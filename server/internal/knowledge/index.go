@@ -237,26 +237,28 @@ func (postgresIndex) terms(ctx context.Context, db *store.DB) (map[string]int, e
 }
 
 func (postgresIndex) search(ctx context.Context, db *store.DB, p plan, f filter, limit int) ([]hit, error) {
-	queries := make([]string, len(p.terms))
+	// One ts_rank per term, times its weight, summed in one expression;
+	// the matches' documents are detoasted once each (the concatenation
+	// makes a plain copy; OFFSET 0 keeps the subquery from being folded
+	// into the outer one) rather than once per term.
+	args := []any{tsQuery(p.terms), limit}
+	score := make([]string, len(p.terms))
 	for i, t := range p.terms {
-		queries[i] = tsLexeme(t)
+		args = append(args, p.weights[i], tsLexeme(t))
+		score[i] = fmt.Sprintf("$%d * ts_rank('%s', m.doc, $%d::tsquery, 1)", len(args)-1, tsWeights, len(args))
 	}
 	var q strings.Builder
-	q.WriteString(`SELECT a.id, sum(t.w * ts_rank('` + tsWeights + `', a.search_doc, t.q::tsquery, 1)) AS score
-FROM articles a, unnest($1::text[], $2::float8[]) AS t(q, w)
-WHERE a.search_doc @@ $3::tsquery AND a.published`)
-	args := []any{queries, p.weights, tsQuery(p.terms)}
+	q.WriteString(`SELECT m.id, ` + strings.Join(score, " + ") + ` AS score
+FROM (SELECT a.id, a.search_doc || ''::tsvector AS doc FROM articles a
+  WHERE a.search_doc @@ $1::tsquery AND a.published`)
 	if f.publicOnly {
 		q.WriteString(` AND a.audience = 'public'`)
 	}
 	if f.locale != "" {
-		q.WriteString(` AND (lower(a.locale) = $5 OR starts_with(lower(a.locale), $6))`)
-	}
-	q.WriteString(` GROUP BY a.id ORDER BY score DESC, a.id LIMIT $4`)
-	args = append(args, limit)
-	if f.locale != "" {
 		args = append(args, f.locale, f.locale+"-")
+		fmt.Fprintf(&q, ` AND (lower(a.locale) = $%d OR starts_with(lower(a.locale), $%d))`, len(args)-1, len(args))
 	}
+	q.WriteString(` OFFSET 0) AS m ORDER BY score DESC, m.id LIMIT $2`)
 	rows, err := db.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: search: %w", err)
