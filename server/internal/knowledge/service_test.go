@@ -379,3 +379,26 @@ func TestSearchFiltersBeyondTheBestMatches(t *testing.T) {
 		t.Errorf("limit 50 gave %d results", len(results))
 	}
 }
+
+// TestImportOnOneReplicaSearchableOnAnother: two servers on one database
+// (replicas on PostgreSQL); the second has cached its vocabulary when the
+// first imports, and still corrects a typo of the new article's words.
+func TestImportOnOneReplicaSearchableOnAnother(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	one := servertest.Start(t, servertest.WithDBFile(path))
+	two := servertest.Start(t, servertest.WithDBFile(path))
+	agentTwo := two.Client(parley.Connect, servertest.BethToken)
+	if ids := search(t, agentTwo, &parleyv1.SearchKnowledgeRequest{Query: "descaling kettle"}); len(ids) != 0 {
+		t.Fatalf("found %v before the import", ids)
+	}
+	_, err := one.Client(parley.Connect, servertest.AdminToken).Knowledge.ImportArticles(ctx, &parleyv1.ImportArticlesRequest{Articles: []*parleyv1.Article{{
+		ExternalId: "product/kettle-descaling", Title: "Descaling the Example Kettle", Body: "Use citric acid every month.", Published: true,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := search(t, agentTwo, &parleyv1.SearchKnowledgeRequest{Query: "descalling my ketle"}); len(ids) != 1 || ids[0] != "product/kettle-descaling" {
+		t.Fatalf("the other replica found %v", ids)
+	}
+}
