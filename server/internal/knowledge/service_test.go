@@ -337,6 +337,14 @@ func TestVocabularyFollowsOtherBases(t *testing.T) {
 	if len(results) == 0 || results[0].GetExternalId() != "product/kettle-descaling" {
 		t.Fatalf("the other base missed the new article: %v", results)
 	}
+	// Only the first MaxQueryRunes runes of a question count.
+	long := strings.Repeat("x ", knowledge.MaxQueryRunes/2) + "ketle"
+	if results, err := second.Search(ctx, knowledge.Query{Text: long}); err != nil || len(results) != 0 {
+		t.Fatalf("a question's words past MaxQueryRunes were searched: %v, %v", results, err)
+	}
+	if results, err := second.Search(ctx, knowledge.Query{Text: long[len(long)-40:]}); err != nil || len(results) != 1 {
+		t.Fatalf("the end of the long question alone: %v, %v", results, err)
+	}
 	if _, err := second.Search(ctx, knowledge.Query{Text: "refund", Locale: "en_US"}); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("malformed locale: %v", err)
 	}
