@@ -47,9 +47,10 @@ type filter struct {
 // sqliteIndex keeps an FTS5 table beside the articles, holding what a
 // search filters on too (first, so that reading it never reads the long
 // columns' overflow pages), so a search reads nothing else. Its rowid is a
-// 64-bit hash of the article id (a collision, about one chance in 10^11
-// for a million articles, fails the write that makes it rather than mixing
-// two articles up), so an article's row is found without a scan.
+// 64-bit hash of the article id, so an article's row is found without a
+// scan; a collision (about one chance in 40 million for a million
+// articles) fails the write that makes it rather than mixing two articles
+// up, as every statement also names the article id.
 type sqliteIndex struct{}
 
 // ftsWeights are bm25's column weights: article_id, published, audience
@@ -97,7 +98,7 @@ func (sqliteIndex) put(ctx context.Context, tx *ent.Tx, a *ent.Article, doc docu
 }
 
 func (sqliteIndex) remove(ctx context.Context, tx *ent.Tx, id uuid.UUID) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM article_fts WHERE rowid = ?`, ftsRowID(id)); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM article_fts WHERE rowid = ? AND article_id = ?`, ftsRowID(id), id.String()); err != nil {
 		return fmt.Errorf("knowledge: unindex article %s: %w", id, err)
 	}
 	return nil
@@ -263,7 +264,7 @@ FROM (SELECT a.id, a.search_doc || ''::tsvector AS doc FROM articles a
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: search: %w", err)
 	}
-	return scanHits(rows, 1)
+	return scanHits(rows)
 }
 
 // maxPositions bounds the positions of one lexeme (PostgreSQL keeps 256)
@@ -331,8 +332,8 @@ func scanTerms(rows *sql.Rows, err error) (map[string]int, error) {
 	return df, nil
 }
 
-// scanHits reads (id, score) rows, multiplying each score by sign.
-func scanHits(rows *sql.Rows, sign float64) ([]hit, error) {
+// scanHits reads (id, score) rows.
+func scanHits(rows *sql.Rows) ([]hit, error) {
 	defer rows.Close()
 	var hits []hit
 	for rows.Next() {
@@ -345,7 +346,7 @@ func scanHits(rows *sql.Rows, sign float64) ([]hit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("knowledge: read search results: article id %q: %w", id, err)
 		}
-		hits = append(hits, hit{id: uid, score: sign * score})
+		hits = append(hits, hit{id: uid, score: score})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("knowledge: read search results: %w", err)
