@@ -42,6 +42,9 @@ const (
 	DefaultLimit = 5
 	// MaxLimit is the most results a search returns.
 	MaxLimit = 50
+	// MaxQueryRunes bounds the question: a longer one is searched by its
+	// beginning (SearchKnowledge refuses more).
+	MaxQueryRunes = 1000
 )
 
 // Base is the knowledge base's search over one store. It is safe for
@@ -72,7 +75,7 @@ func Open(ctx context.Context, db *store.DB) (*Base, error) {
 // Query is a question to the knowledge base.
 type Query struct {
 	// Text is the question as a customer writes it; no character in it has
-	// any meaning to the search.
+	// any meaning to the search. Only its first MaxQueryRunes runes count.
 	Text string
 	// Locale, when set (BCP 47), keeps only articles in it or in one of its
 	// regional variants ("fr" also finds "fr-CA").
@@ -106,7 +109,13 @@ func (b *Base) Search(ctx context.Context, q Query) ([]*parleyv1.KnowledgeResult
 	if err != nil {
 		return nil, err
 	}
-	p := newPlan(terms.Lang(q.Locale), q.Text, v)
+	text := q.Text
+	if len(text) > MaxQueryRunes { // bytes: a cheap first check
+		if r := []rune(text); len(r) > MaxQueryRunes {
+			text = string(r[:MaxQueryRunes])
+		}
+	}
+	p := newPlan(terms.Lang(q.Locale), text, v)
 	if len(p.terms) == 0 {
 		return nil, nil
 	}
@@ -199,5 +208,5 @@ ON CONFLICT (id) DO UPDATE SET version = knowledge_states.version + 1`)
 
 // index (re)indexes a inside tx.
 func (b *Base) index(ctx context.Context, tx *ent.Tx, a *ent.Article) error {
-	return b.idx.put(ctx, tx, a.ID, analyzeArticle(a.Locale, a.Title, a.Body, a.Tags))
+	return b.idx.put(ctx, tx, a, analyzeArticle(a.Locale, a.Title, a.Body, a.Tags))
 }

@@ -69,6 +69,13 @@ func newPlan(lang, text string, v *vocabulary) plan {
 			}
 		}
 	}
+	// A term in more than half of the articles tells them apart no more
+	// than a stop word: bm25 gives it (next to) no weight, yet matching it
+	// would score nearly every article. It is matched only when the
+	// question has nothing rarer.
+	if common := slices.DeleteFunc(slices.Clone(p.terms), func(t string) bool { return 2*v.df[t] > v.docs }); len(common) > 0 {
+		p.terms = common
+	}
 	if len(p.terms) > maxQueryTerms {
 		// Keep the rarest, in the question's order.
 		byRarity := slices.Clone(p.terms)
@@ -118,20 +125,21 @@ type vocabulary struct {
 	docs    int
 	df      map[string]int
 	// byLen lists the terms by length in runes, for typo correction.
-	byLen map[int][]string
+	byLen map[int][][]rune
 }
 
 func newVocabulary(version int64, docs int, df map[string]int) *vocabulary {
-	v := &vocabulary{version: version, docs: docs, df: df, byLen: map[int][]string{}}
+	v := &vocabulary{version: version, docs: docs, df: df, byLen: map[int][][]rune{}}
 	for t := range df {
 		if strings.Contains(t, phraseSep) {
 			continue // a tag's phrase: never the word a typo meant
 		}
-		n := utf8.RuneCountInString(t)
-		v.byLen[n] = append(v.byLen[n], t)
+		r := []rune(t)
+		v.byLen[len(r)] = append(v.byLen[len(r)], r)
 	}
 	for _, ts := range v.byLen {
-		slices.Sort(ts) // one answer among equals, whatever the map's order
+		// One answer among equals, whatever the map's order.
+		slices.SortFunc(ts, func(a, b []rune) int { return strings.Compare(string(a), string(b)) })
 	}
 	return v
 }
@@ -163,14 +171,17 @@ func (v *vocabulary) correct(stem string) (string, bool) {
 	limit := maxEdits(len(s))
 	best, bestDist, bestDF := "", limit+1, 0
 	for n := len(s) - limit; n <= len(s)+limit; n++ {
-		for _, t := range v.byLen[n] {
-			d := editDistance(s, []rune(t), limit)
-			if d < bestDist || d == bestDist && v.df[t] > bestDF {
+		for _, r := range v.byLen[n] {
+			d := editDistance(s, r, limit)
+			if d > limit || d > bestDist {
+				continue
+			}
+			if t := string(r); d < bestDist || v.df[t] > bestDF {
 				best, bestDist, bestDF = t, d, v.df[t]
 			}
 		}
 	}
-	return best, best != "" && bestDist <= limit
+	return best, best != ""
 }
 
 // editDistance is the optimal string alignment distance between a and b

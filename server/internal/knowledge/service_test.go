@@ -2,6 +2,8 @@ package knowledge_test
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/servertest"
+	"github.com/parleyhq/parley/server/internal/store"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -333,7 +337,76 @@ func TestVocabularyFollowsOtherBases(t *testing.T) {
 	if len(results) == 0 || results[0].GetExternalId() != "product/kettle-descaling" {
 		t.Fatalf("the other base missed the new article: %v", results)
 	}
+	// Only the first MaxQueryRunes runes of a question count.
+	long := strings.Repeat("x ", knowledge.MaxQueryRunes/2) + "ketle"
+	if results, err := second.Search(ctx, knowledge.Query{Text: long}); err != nil || len(results) != 0 {
+		t.Fatalf("a question's words past MaxQueryRunes were searched: %v, %v", results, err)
+	}
+	if results, err := second.Search(ctx, knowledge.Query{Text: long[len(long)-40:]}); err != nil || len(results) != 1 {
+		t.Fatalf("the end of the long question alone: %v, %v", results, err)
+	}
 	if _, err := second.Search(ctx, knowledge.Query{Text: "refund", Locale: "en_US"}); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("malformed locale: %v", err)
+	}
+}
+
+// TestSearchFiltersBeyondTheBestMatches: when the best matches are all
+// filtered out, the search still finds the admitted one further down.
+func TestSearchFiltersBeyondTheBestMatches(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.Open(t, filepath.Join(t.TempDir(), "kb.db"), store.Options{})
+	base, err := knowledge.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []*parleyv1.Article
+	for i := range 400 {
+		batch = append(batch, &parleyv1.Article{
+			ExternalId: fmt.Sprintf("internal/refund-%03d", i), Title: "Refund refund refund", Body: "Refund procedure.",
+			Audience: parleyv1.ArticleAudience_ARTICLE_AUDIENCE_INTERNAL, Published: true,
+		})
+	}
+	batch = append(batch, &parleyv1.Article{ExternalId: "public/refund", Title: "Refunds", Body: "A long body about many things and also a refund at the end.", Published: true, Locale: "fr-CA"})
+	if _, err := knowledge.NewService(db, base, clock.Real{}).ImportArticles(ctx, &parleyv1.ImportArticlesRequest{Articles: batch}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []knowledge.Query{{Text: "refund", PublicOnly: true}, {Text: "refund", Locale: "fr"}} {
+		results, err := base.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(results) != 1 || results[0].GetExternalId() != "public/refund" {
+			t.Errorf("%+v: got %v; want public/refund alone", q, results)
+		}
+	}
+	results, err := base.Search(ctx, knowledge.Query{Text: "refund", Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 50 {
+		t.Errorf("limit 50 gave %d results", len(results))
+	}
+}
+
+// TestImportOnOneReplicaSearchableOnAnother: two servers on one database
+// (replicas on PostgreSQL); the second has cached its vocabulary when the
+// first imports, and still corrects a typo of the new article's words.
+func TestImportOnOneReplicaSearchableOnAnother(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	one := servertest.Start(t, servertest.WithDBFile(path))
+	two := servertest.Start(t, servertest.WithDBFile(path))
+	agentTwo := two.Client(parley.Connect, servertest.BethToken)
+	if ids := search(t, agentTwo, &parleyv1.SearchKnowledgeRequest{Query: "descaling kettle"}); len(ids) != 0 {
+		t.Fatalf("found %v before the import", ids)
+	}
+	_, err := one.Client(parley.Connect, servertest.AdminToken).Knowledge.ImportArticles(ctx, &parleyv1.ImportArticlesRequest{Articles: []*parleyv1.Article{{
+		ExternalId: "product/kettle-descaling", Title: "Descaling the Example Kettle", Body: "Use citric acid every month.", Published: true,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := search(t, agentTwo, &parleyv1.SearchKnowledgeRequest{Query: "descalling my ketle"}); len(ids) != 1 || ids[0] != "product/kettle-descaling" {
+		t.Fatalf("the other replica found %v", ids)
 	}
 }

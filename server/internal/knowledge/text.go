@@ -136,8 +136,12 @@ func phraseStems(lang string, words []string) (all, kept []string) {
 	return all, kept
 }
 
-// snippetWords is how many words a snippet shows.
-const snippetWords = 30
+// snippetWords is how many words a snippet shows, and snippetLead how
+// many of them come before the first match when the text allows.
+const (
+	snippetWords = 30
+	snippetLead  = 6
+)
 
 // snippet is the part of body's plain text (of locale) that holds the most
 // of stems, at most snippetWords words, with each matching word between
@@ -182,6 +186,14 @@ func snippet(locale, markdown string, stems map[string]bool) string {
 		add(s+snippetWords-1, 1)
 		if len(counts) > bestDistinct || len(counts) == bestDistinct && n > best {
 			start, best, bestDistinct = s, n, len(counts)
+		}
+	}
+	// Start a few words before the window's first match, for context; the
+	// window only moves right, so it keeps every match it had.
+	for i := start; i < min(start+snippetWords, len(words)); i++ {
+		if match[i] {
+			start = max(start, min(i-snippetLead, len(words)-snippetWords))
+			break
 		}
 	}
 	end := min(start+snippetWords, len(words))

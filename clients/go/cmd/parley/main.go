@@ -100,7 +100,11 @@ func importArticles(ctx context.Context, args []string, stdout, stderr io.Writer
 		batch := list[start:min(start+maxBatch, len(list))]
 		resp, err := client.Knowledge.ImportArticles(ctx, &parleyv1.ImportArticlesRequest{Articles: batch})
 		if err != nil {
-			return fmt.Errorf("import articles %d to %d (of %d; the earlier batches were imported): %w", start+1, start+len(batch), len(list), err)
+			done := ""
+			if start > 0 {
+				done = fmt.Sprintf("; articles 1 to %d were imported", start)
+			}
+			return fmt.Errorf("import articles %d to %d of %d%s: %w", start+1, start+len(batch), len(list), done, err)
 		}
 		created += resp.GetCreated()
 		updated += resp.GetUpdated()

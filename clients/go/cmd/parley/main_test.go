@@ -26,12 +26,17 @@ type fakeKnowledge struct {
 	batches []int
 	auth    []string
 	known   bool
+	// failFrom refuses every batch from this one (1-based) on; 0 never.
+	failFrom int
 }
 
 func (f *fakeKnowledge) ImportArticles(ctx context.Context, req *parleyv1.ImportArticlesRequest) (*parleyv1.ImportArticlesResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.batches = append(f.batches, len(req.GetArticles()))
+	if f.failFrom > 0 && len(f.batches) >= f.failFrom {
+		return nil, connect.NewError(connect.CodeInvalidArgument, "bad article")
+	}
 	if info, ok := connect.CallInfoForServerContext(ctx); ok {
 		f.auth = append(f.auth, info.RequestHeader().Get("Authorization"))
 	}
@@ -132,5 +137,18 @@ func TestImportArticlesRefuses(t *testing.T) {
 	}
 	if len(fake.batches) != 0 {
 		t.Fatalf("refused runs imported %v", fake.batches)
+	}
+}
+
+func TestImportArticlesStopsAtAFailedBatch(t *testing.T) {
+	fake := &fakeKnowledge{failFrom: 2}
+	url := startFake(t, fake)
+	var out, errs bytes.Buffer
+	err := run(context.Background(), []string{"import-articles", "-addr", url, "-token", "t", writeArticles(t, 1100)}, &out, &errs, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "import articles 501 to 1000 of 1100; articles 1 to 500 were imported: invalid_argument: bad article") {
+		t.Fatalf("got %v", err)
+	}
+	if fmt.Sprint(fake.batches) != "[500 500]" || out.Len() != 0 {
+		t.Fatalf("batches %v, output %q", fake.batches, out.String())
 	}
 }
