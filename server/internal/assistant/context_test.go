@@ -2,6 +2,7 @@ package assistant_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,7 +25,7 @@ func TestConversationContext(t *testing.T) {
 	ctx := testContext(t)
 	srv := servertest.Start(t)
 	beth := srv.Client(parley.Connect, servertest.BethToken)
-	abel := srv.Client(parley.Connect, servertest.AbelToken)
+	fred := srv.Client(parley.Connect, servertest.FredToken)
 	customer := srv.Client(parley.Connect, srv.CustomerToken(t, "cust-ctx", "Katherine Johnson", "kj@example.com"))
 
 	// An earlier chat on the portal, closed, with a case.
@@ -54,7 +55,8 @@ func TestConversationContext(t *testing.T) {
 	c.say("my parcel is damaged and I want to send it back, let me talk to a human")
 	offer = nextOffer(ctx, t, beth)
 
-	_, err = abel.Assistant.GetConversationContext(ctx, &parleyv1.GetConversationContextRequest{ConversationId: c.id})
+	// Fred is in neither the chat's queue (Order Support) nor offered it.
+	_, err = fred.Assistant.GetConversationContext(ctx, &parleyv1.GetConversationContextRequest{ConversationId: c.id})
 	if code := connect.CodeOf(err); code != connect.CodeNotFound && code != connect.CodePermissionDenied {
 		t.Fatalf("an agent outside the chat's queue read its context: %v", err)
 	}
@@ -106,6 +108,8 @@ func fakeLLM(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) 
 // one; a failing or hanging LLM leaves the extractive one and the chat
 // goes on.
 func TestGeneratedSummary(t *testing.T) {
+	testDone := make(chan struct{})
+	t.Cleanup(func() { close(testDone) })
 	for name, tc := range map[string]struct {
 		handle func(w http.ResponseWriter, r *http.Request)
 		want   string
@@ -118,7 +122,13 @@ func TestGeneratedSummary(t *testing.T) {
 			http.Error(w, `{"error":{"message":"overloaded"}}`, http.StatusInternalServerError)
 		}, ""},
 		"timeout": {func(w http.ResponseWriter, r *http.Request) {
-			<-r.Context().Done()
+			// The server notices a client that gave up only once it read
+			// the request.
+			_, _ = io.Copy(io.Discard, r.Body)
+			select { // until the client gives up, or the test ends
+			case <-r.Context().Done():
+			case <-testDone:
+			}
 		}, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -175,7 +185,7 @@ func TestUpdateBotConfig(t *testing.T) {
 	for name, text := range map[string]string{
 		"not yaml":       "topics: [",
 		"unknown key":    "topics:\n  - id: x\n    nmae: X\n",
-		"unknown action": strings.Replace(cur.GetYaml(), "lookup_order", "launch_rockets", 1),
+		"unknown action": strings.ReplaceAll(cur.GetYaml(), "lookup_order", "launch_rockets"),
 	} {
 		_, err := admin.Assistant.UpdateBotConfig(ctx, &parleyv1.UpdateBotConfigRequest{Yaml: text})
 		if connect.CodeOf(err) != connect.CodeInvalidArgument {

@@ -48,7 +48,15 @@ func startGuestOn(ctx context.Context, t *testing.T, srv *servertest.Server, cha
 	if first == "" || started.GetConversation().GetController() != parleyv1.Controller_CONTROLLER_BOT {
 		return c, c.readAll()
 	}
-	return c, c.awaitTurn()
+	// The greeting follows the first message in the log; the answer to
+	// the message follows the greeting.
+	var greeting int64
+	for _, e := range c.events(0) {
+		if isBot(e) && greeting == 0 {
+			greeting = e.GetSeq()
+		}
+	}
+	return c, c.awaitAfter(greeting)
 }
 
 // say sends text and returns the events of the bot's answer (every event
@@ -77,13 +85,19 @@ func (c *chat) send(text string) *parleyv1.Event {
 // the events after the events already seen.
 func (c *chat) awaitTurn() []*parleyv1.Event {
 	c.t.Helper()
+	return c.awaitAfter(0)
+}
+
+// awaitAfter is awaitTurn for an answer that comes after seq as well.
+func (c *chat) awaitAfter(seq int64) []*parleyv1.Event {
+	c.t.Helper()
 	deadline := time.Now().Add(turnTimeout)
 	for {
 		evs := c.events(c.seen)
-		lastCustomer := int64(0)
+		lastCustomer := seq
 		for _, e := range evs {
 			if isCustomer(e) {
-				lastCustomer = e.GetSeq()
+				lastCustomer = max(lastCustomer, e.GetSeq())
 			}
 		}
 		for _, e := range evs {

@@ -154,6 +154,10 @@ func EventToProto(ev *ent.Event, viewer string) (*parleyv1.Event, error) {
 		m := &parleyv1.WaitExceeded{}
 		err = proto.Unmarshal(ev.Payload, m)
 		out.Kind = &parleyv1.Event_WaitExceeded{WaitExceeded: m}
+	case "controller_changed":
+		m := &parleyv1.ControllerChanged{}
+		err = proto.Unmarshal(ev.Payload, m)
+		out.Kind = &parleyv1.Event_ControllerChanged{ControllerChanged: m}
 	default:
 		return nil, fmt.Errorf("conversation: event %d has unknown kind %q", ev.ID, ev.Kind)
 	}

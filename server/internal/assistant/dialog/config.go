@@ -467,10 +467,8 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 	for _, a := range actions {
 		known[a] = true
 	}
+	// No topics is a bot that answers from knowledge and hands off.
 	topicsNode := child(root, "topics")
-	if len(f.Topics) == 0 {
-		return nil, lineErr(root, "topics: none defined")
-	}
 	for i := range f.Topics {
 		t, err := c.buildTopic(&f.Topics[i], item(topicsNode, i), known)
 		if err != nil {
