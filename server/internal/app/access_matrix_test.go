@@ -482,6 +482,28 @@ var matrix = map[string]struct {
 		_, err := c.Knowledge.DeleteArticle(w.ctx, &parleyv1.DeleteArticleRequest{ArticleId: importArticle(w)})
 		return err
 	}},
+	parleyv1connect.AssistantServiceGetBotConfigProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Assistant.GetBotConfig(w.ctx, &parleyv1.GetBotConfigRequest{})
+		return err
+	}},
+	parleyv1connect.AssistantServiceUpdateBotConfigProcedure: {want: adminsOnly, call: func(w *world, c *parley.Client) error {
+		cur, err := w.srv.Client(parley.Connect, servertest.AdminToken).Assistant.GetBotConfig(w.ctx, &parleyv1.GetBotConfigRequest{})
+		must(w.t, err)
+		_, err = c.Assistant.UpdateBotConfig(w.ctx, &parleyv1.UpdateBotConfigRequest{Yaml: cur.GetYaml()})
+		return err
+	}},
+	parleyv1connect.AssistantServiceListTopicsProcedure: {want: staffOnly, call: func(w *world, c *parley.Client) error {
+		_, err := c.Assistant.ListTopics(w.ctx, &parleyv1.ListTopicsRequest{})
+		return err
+	}},
+	parleyv1connect.AssistantServiceGetConversationContextProcedure: {want: "UDDDDOOO", call: func(w *world, c *parley.Client) error {
+		_, err := c.Assistant.GetConversationContext(w.ctx, &parleyv1.GetConversationContextRequest{ConversationId: w.convA})
+		return err
+	}},
+	parleyv1connect.AssistantServiceHandBackToBotProcedure: {want: holderOfA, fresh: true, call: func(w *world, c *parley.Client) error {
+		_, err := c.Assistant.HandBackToBot(w.ctx, &parleyv1.HandBackToBotRequest{ConversationId: w.convA})
+		return err
+	}},
 }
 
 // TestAccessMatrix calls every RPC of every service as every kind of

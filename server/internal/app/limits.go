@@ -56,6 +56,8 @@ var writeClasses = map[string]WriteClass{
 	parleyv1connect.RoutingServiceAcceptOfferProcedure:          ClassActions,
 	parleyv1connect.RoutingServiceDeclineOfferProcedure:         ClassActions,
 	parleyv1connect.RoutingServiceTransferConversationProcedure: ClassActions,
+	parleyv1connect.AssistantServiceHandBackToBotProcedure:      ClassActions,
+	parleyv1connect.CaseServiceUpdateCaseProcedure:              ClassActions,
 	// WatchWork reads, but opening it writes the agent's lease.
 	parleyv1connect.RoutingServiceWatchWorkProcedure: ClassWatch,
 

@@ -25,7 +25,7 @@ import (
 // it returns the server, an admin client and an agent (Beth) client.
 func demoServer(t *testing.T) (*servertest.Server, *parley.Client, *parley.Client, []*parleyv1.Article) {
 	t.Helper()
-	srv := servertest.Start(t)
+	srv := servertest.Start(t, emptyKnowledge)
 	admin := srv.Client(parley.Connect, servertest.AdminToken)
 	agent := srv.Client(parley.Connect, servertest.BethToken)
 	articles, err := knowledge.ParseMarkdown(bootstrap.DemoArticles())
@@ -132,7 +132,7 @@ func TestImportIsIdempotentAndUpdates(t *testing.T) {
 
 func TestImportRefusesBadBatchesWhole(t *testing.T) {
 	ctx := context.Background()
-	srv := servertest.Start(t)
+	srv := servertest.Start(t, emptyKnowledge)
 	admin := srv.Client(parley.Connect, servertest.AdminToken)
 	ok := &parleyv1.Article{ExternalId: "a/one", Title: "One", Body: "Body one.", Published: true}
 	for name, tc := range map[string]struct {
@@ -394,8 +394,8 @@ func TestSearchFiltersBeyondTheBestMatches(t *testing.T) {
 func TestImportOnOneReplicaSearchableOnAnother(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "shared.db")
-	one := servertest.Start(t, servertest.WithDBFile(path))
-	two := servertest.Start(t, servertest.WithDBFile(path))
+	one := servertest.Start(t, servertest.WithDBFile(path), emptyKnowledge)
+	two := servertest.Start(t, servertest.WithDBFile(path), emptyKnowledge)
 	agentTwo := two.Client(parley.Connect, servertest.BethToken)
 	if ids := search(t, agentTwo, &parleyv1.SearchKnowledgeRequest{Query: "descaling kettle"}); len(ids) != 0 {
 		t.Fatalf("found %v before the import", ids)
@@ -410,3 +410,8 @@ func TestImportOnOneReplicaSearchableOnAnother(t *testing.T) {
 		t.Fatalf("the other replica found %v", ids)
 	}
 }
+
+// emptyKnowledge starts a server whose knowledge base is empty: these
+// tests import the demo corpus themselves (the demo bootstrap would
+// already have).
+var emptyKnowledge = servertest.WithBootstrap(func(f *bootstrap.File) { f.Articles = nil })

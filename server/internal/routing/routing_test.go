@@ -286,7 +286,7 @@ func TestAgentDropAndGracePeriod(t *testing.T) {
 		t.Fatalf("Ann's chat was not re-queued in its place: %s, agent %v, queued %v", c.State, c.AgentID, c.QueuedAt)
 	}
 	kinds := r.kinds(held)
-	if got := kinds[len(kinds)-2:]; got[0] != "participant_left" || got[1] != "conversation_queued" {
+	if got := kinds[len(kinds)-3:]; got[0] != "participant_left" || got[1] != "conversation_queued" || got[2] != "controller_changed" {
 		t.Fatalf("the log ends with %v", got)
 	}
 	// Bob has room for one: the re-queued chat started first, so it goes first.
