@@ -53,10 +53,9 @@ invoices receipts vouchers packaging recycling assembly instructions manuals bat
 	return out
 }
 
-// BenchmarkSearch10k measures one Base.Search (a labelled customer
-// question, in turn) on the demo corpus scaled to 10,000 articles, on the
-// store the run selects.
-func BenchmarkSearch10k(b *testing.B) {
+// scaledBase is a knowledge base holding scaledCorpus(n), on the store the
+// run selects.
+func scaledBase(b *testing.B, n int) *knowledge.Base {
 	ctx := context.Background()
 	db := storetest.Open(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	base, err := knowledge.Open(ctx, db)
@@ -64,12 +63,21 @@ func BenchmarkSearch10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	svc := knowledge.NewService(db, base, clock.Real{})
-	corpus := scaledCorpus(b, 10000)
+	corpus := scaledCorpus(b, n)
 	for start := 0; start < len(corpus); start += 500 {
 		if _, err := svc.ImportArticles(ctx, &parleyv1.ImportArticlesRequest{Articles: corpus[start:min(start+500, len(corpus))]}); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return base
+}
+
+// BenchmarkSearch10k measures one Base.Search (a labelled customer
+// question, in turn) on the demo corpus scaled to 10,000 articles, on the
+// store the run selects.
+func BenchmarkSearch10k(b *testing.B) {
+	ctx := context.Background()
+	base := scaledBase(b, 10000)
 	data, err := os.ReadFile("testdata/questions.yaml")
 	if err != nil {
 		b.Fatal(err)
