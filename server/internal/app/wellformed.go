@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -23,9 +24,10 @@ const (
 // wellFormed returns the request validator. It refuses every
 // google.protobuf.Duration and Timestamp in a request that is not well
 // formed (which AsDuration and AsTime would silently normalize or clamp),
-// wherever it sits, then applies the schema's protovalidate rules. A
-// violation names the field (such as "policy.max_wait") and the rule
-// "duration.well_formed" or "timestamp.well_formed", in the same
+// and every text holding a NUL character, wherever they sit, then applies
+// the schema's protovalidate rules. A violation names the field (such as
+// "policy.max_wait") and the rule "duration.well_formed",
+// "timestamp.well_formed" or "string.no_nul", in the same
 // ValidationError, and so the same buf.validate.Violations detail, as a
 // schema rule's.
 func wellFormed() protovalidate.Validator {
@@ -58,13 +60,28 @@ func (v *wellFormedValidator) walk(m protoreflect.Message, path []*validatepb.Fi
 	m.Range(func(fd protoreflect.FieldDescriptor, value protoreflect.Value) bool {
 		switch {
 		case fd.IsMap():
-			if fd.MapValue().Message() == nil {
-				return true
-			}
 			value.Map().Range(func(key protoreflect.MapKey, item protoreflect.Value) bool {
-				v.check(fd, item.Message(), appendPath(path, mapElement(fd, key)), out)
+				at := appendPath(path, mapElement(fd, key))
+				if k, ok := key.Interface().(string); ok {
+					checkText(fd, k, at, out)
+				}
+				switch {
+				case fd.MapValue().Kind() == protoreflect.StringKind:
+					checkText(fd, item.String(), at, out)
+				case fd.MapValue().Message() != nil:
+					v.check(fd, item.Message(), at, out)
+				}
 				return true
 			})
+		case fd.Kind() == protoreflect.StringKind && fd.IsList():
+			list := value.List()
+			for i := range list.Len() {
+				element := fieldElement(fd)
+				element.SetIndex(uint64(i))
+				checkText(fd, list.Get(i).String(), appendPath(path, element), out)
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			checkText(fd, value.String(), appendPath(path, fieldElement(fd)), out)
 		case fd.Message() == nil:
 		case fd.IsList():
 			list := value.List()
@@ -78,6 +95,20 @@ func (v *wellFormedValidator) walk(m protoreflect.Message, path []*validatepb.Fi
 		}
 		return true
 	})
+}
+
+// checkText refuses a NUL character in text, the value of field fd at
+// path: PostgreSQL's text cannot hold one (SQLite's can, and the stores
+// must agree), and no person types one.
+func checkText(fd protoreflect.FieldDescriptor, text string, path []*validatepb.FieldPathElement, out *[]*protovalidate.Violation) {
+	if !strings.ContainsRune(text, 0) {
+		return
+	}
+	violation := &validatepb.Violation{}
+	violation.SetField(validatepb.FieldPath_builder{Elements: path}.Build())
+	violation.SetRuleId("string.no_nul")
+	violation.SetMessage("must not contain NUL (U+0000) characters")
+	*out = append(*out, &protovalidate.Violation{Proto: violation, FieldValue: protoreflect.ValueOfString(text), FieldDescriptor: fd})
 }
 
 // check checks m, the value of field fd at path.
@@ -131,8 +162,9 @@ func timestampProblem(seconds, nanos int64) string {
 	return ""
 }
 
-// canHold tells whether a message of type md can hold a Duration or a
-// Timestamp at any depth, so that messages that cannot are not walked.
+// canHold tells whether a message of type md can hold a Duration, a
+// Timestamp or text at any depth, so that messages that cannot are not
+// walked.
 func (v *wellFormedValidator) canHold(md protoreflect.MessageDescriptor) bool {
 	if holds, ok := v.holds.Load(md.FullName()); ok {
 		return holds.(bool)
@@ -151,8 +183,14 @@ func (v *wellFormedValidator) canHold(md protoreflect.MessageDescriptor) bool {
 		fields := md.Fields()
 		for i := range fields.Len() {
 			fd := fields.Get(i)
+			if fd.Kind() == protoreflect.StringKind || fd.IsMap() && fd.MapKey().Kind() == protoreflect.StringKind {
+				return true
+			}
 			if fd.IsMap() {
 				fd = fd.MapValue()
+			}
+			if fd.Kind() == protoreflect.StringKind {
+				return true
 			}
 			if fd.Message() != nil && reach(fd.Message()) {
 				return true

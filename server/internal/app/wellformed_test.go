@@ -3,9 +3,11 @@ package app
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"buf.build/go/protovalidate"
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -139,6 +141,47 @@ func TestDurationAndTimestampProblems(t *testing.T) {
 	} {
 		if ok := timestampProblem(c.seconds, c.nanos) == ""; ok != c.ok || ok != ((&timestamppb.Timestamp{Seconds: c.seconds, Nanos: int32(c.nanos)}).CheckValid() == nil) {
 			t.Errorf("timestamp %d s %d ns: well formed %v, want %v (and timestamppb agreeing)", c.seconds, c.nanos, ok, c.ok)
+		}
+	}
+}
+
+// A NUL character is refused in every kind of text field (PostgreSQL
+// cannot store one), naming the field.
+func TestWellFormedRefusesNUL(t *testing.T) {
+	v := wellFormed()
+	for name, tc := range map[string]struct {
+		msg  proto.Message
+		path string
+	}{
+		"field":     {&parleyv1.StartGuestChatRequest{Name: "A\x00da"}, "name"},
+		"map value": {&parleyv1.StartGuestChatRequest{FormFields: map[string]string{"order": "1\x002"}}, `form_fields["order"]`},
+		"map key":   {&parleyv1.StartGuestChatRequest{FormFields: map[string]string{"o\x00": "1"}}, "form_fields"},
+		"list":      {&parleyv1.ImportArticlesRequest{Articles: []*parleyv1.Article{{Tags: []string{"ok", "b\x00d"}}}}, "articles[0].tags[1]"},
+		"nested":    {&parleyv1.ImportArticlesRequest{Articles: []*parleyv1.Article{{Body: "x\x00"}}}, "articles[0].body"},
+	} {
+		err := v.Validate(tc.msg)
+		var verr *protovalidate.ValidationError
+		if !errors.As(err, &verr) {
+			t.Errorf("%s: err = %v, want a validation error", name, err)
+			continue
+		}
+		found := false
+		for _, viol := range verr.Violations {
+			got := protovalidate.FieldPathString(viol.Proto.GetField())
+			found = found || viol.Proto.GetRuleId() == "string.no_nul" && strings.HasPrefix(got, tc.path)
+		}
+		if !found {
+			t.Errorf("%s: no string.no_nul violation at %s in %v", name, tc.path, err)
+		}
+	}
+	if err := v.Validate(&parleyv1.StartGuestChatRequest{Name: "Ada"}); err != nil {
+		var verr *protovalidate.ValidationError
+		if errors.As(err, &verr) {
+			for _, viol := range verr.Violations {
+				if viol.Proto.GetRuleId() == "string.no_nul" {
+					t.Fatalf("clean text refused: %v", err)
+				}
+			}
 		}
 	}
 }

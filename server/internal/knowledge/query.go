@@ -156,9 +156,9 @@ func (v *vocabulary) idf(term string) float64 {
 // two from 6.
 func maxEdits(n int) int {
 	switch {
-	case n < 4:
+	case n < 5:
 		return 0
-	case n < 6:
+	case n < 8:
 		return 1
 	}
 	return 2

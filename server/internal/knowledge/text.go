@@ -1,6 +1,7 @@
 package knowledge
 
 import (
+	"html"
 	"regexp"
 	"strings"
 	"unicode"
@@ -15,10 +16,14 @@ import (
 const maxTermRunes = 60
 
 var (
-	mdImage    = regexp.MustCompile(`!\[([^\]]*)\]\([^)]*\)`)
-	mdLink     = regexp.MustCompile(`\[([^\]]*)\]\([^)]*\)`)
-	mdRefLink  = regexp.MustCompile(`\[([^\]]*)\]\[[^\]]*\]`)
-	mdHTML     = regexp.MustCompile(`<[^>]*>`)
+	mdImage   = regexp.MustCompile(`!\[([^\]]*)\]\([^)]*\)`)
+	mdLink    = regexp.MustCompile(`\[([^\]]*)\]\([^)]*\)`)
+	mdRefLink = regexp.MustCompile(`\[([^\]]*)\]\[[^\]]*\]`)
+	mdHTML    = regexp.MustCompile(`<[^>]*>`)
+	// mdHidden are HTML elements whose content a reader never sees.
+	mdHidden   = regexp.MustCompile(`(?is)<(script|style|template)\b[^>]*>.*?</(script|style|template)\s*>`)
+	mdEntity   = regexp.MustCompile(`&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});`)
+	mdAngles   = strings.NewReplacer("<", "", ">", "")
 	mdURL      = regexp.MustCompile(`https?://\S+`)
 	mdEmphasis = strings.NewReplacer("**", "", "__", "", "*", "", "`", "", "~~", "")
 	mdBrackets = strings.NewReplacer("[", "(", "]", ")")
@@ -26,12 +31,14 @@ var (
 )
 
 // plainText turns Markdown into plain text: headings, list markers,
-// emphasis, links (their text is kept), images, HTML tags and code fences
-// are removed, and any bracket left becomes a parenthesis, so that in a
+// emphasis, links (their text is kept), images, HTML tags (with the
+// content of script and style elements), angle brackets and code fences
+// are removed, HTML entities are decoded, and any bracket left becomes a parenthesis, so that in a
 // snippet "[" and "]" only ever mark matches. Each block ends with a
 // sentence break.
 func plainText(markdown string) string {
 	var b strings.Builder
+	markdown = mdHidden.ReplaceAllString(markdown, "")
 	for _, line := range strings.Split(markdown, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
@@ -45,6 +52,8 @@ func plainText(markdown string) string {
 		line = mdLink.ReplaceAllString(line, "$1")
 		line = mdRefLink.ReplaceAllString(line, "$1")
 		line = mdHTML.ReplaceAllString(line, "")
+		// Entities read as what they stand for, but never as markup.
+		line = mdAngles.Replace(mdEntity.ReplaceAllStringFunc(line, html.UnescapeString))
 		line = mdURL.ReplaceAllString(line, "")
 		line = mdEmphasis.Replace(line)
 		line = mdBrackets.Replace(line)
@@ -153,12 +162,7 @@ func snippet(locale, markdown string, stems map[string]bool) string {
 	words := strings.Fields(text)
 	match := make([]bool, len(words))
 	for i, w := range words {
-		for _, part := range terms.Words(w) {
-			if !terms.IsStop(lang, part) && stems[terms.Stem(lang, part)] {
-				match[i] = true
-				break
-			}
-		}
+		_, match[i] = markParts(lang, w, stems)
 	}
 	// The window with the most distinct matches (then the most matches)
 	// wins, the earliest among equals; the window slides one word at a
@@ -206,7 +210,8 @@ func snippet(locale, markdown string, stems map[string]bool) string {
 			b.WriteByte(' ')
 		}
 		if match[i] {
-			b.WriteString(bracket(words[i]))
+			marked, _ := markParts(lang, words[i], stems)
+			b.WriteString(marked)
 		} else {
 			b.WriteString(words[i])
 		}
@@ -217,16 +222,46 @@ func snippet(locale, markdown string, stems map[string]bool) string {
 	return b.String()
 }
 
-// bracket wraps the word part of w (not its punctuation) in "[" and "]".
-func bracket(w string) string {
-	lead := strings.IndexFunc(w, func(r rune) bool { return !notWordRune(r) })
-	trail := strings.LastIndexFunc(w, func(r rune) bool { return !notWordRune(r) })
-	if lead < 0 {
-		return w
+// markParts wraps each word of w (a run of letters and digits, with
+// apostrophes inside, as terms.Words reads them) whose stem is in stems
+// between "[" and "]", leaving the punctuation around and between words
+// alone; it reports whether any word matched.
+func markParts(lang, w string, stems map[string]bool) (string, bool) {
+	var b strings.Builder
+	matched := false
+	for rest := w; rest != ""; {
+		start := strings.IndexFunc(rest, func(r rune) bool { return !notWordRune(r) })
+		if start < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:start])
+		rest = rest[start:]
+		end := len(rest)
+		for k, r := range rest {
+			if notWordRune(r) && !isApostrophe(r) {
+				end = k
+				break
+			}
+		}
+		part := strings.TrimRightFunc(rest[:end], isApostrophe)
+		rest = rest[len(part):]
+		hit := false
+		for _, word := range terms.Words(part) {
+			if !terms.IsStop(lang, word) && stems[terms.Stem(lang, word)] {
+				hit = true
+			}
+		}
+		if hit {
+			b.WriteString("[" + part + "]")
+			matched = true
+		} else {
+			b.WriteString(part)
+		}
 	}
-	_, size := utf8.DecodeRuneInString(w[trail:])
-	trail += size
-	return w[:lead] + "[" + w[lead:trail] + "]" + w[trail:]
+	return b.String(), matched
 }
+
+func isApostrophe(r rune) bool { return r == '\'' || r == '’' }
 
 func notWordRune(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }

@@ -26,6 +26,19 @@ func TestSnippet(t *testing.T) {
 	if got := snippet("en", "Short [text](x).", map[string]bool{"nomatch": true}); got != "Short text." {
 		t.Errorf("snippet without a match: %q", got)
 	}
+	// Only the matching words are marked, not the punctuation around or
+	// between them; hidden HTML content and entities never read as markup.
+	for body, want := range map[string]string{
+		"Call gronkle('x') now.":                       "Call [gronkle]('x') now.",
+		"See &lt;gronkle&gt; here.":                    "See [gronkle] here.",
+		"<script>document.write('gronkle')</script>ok": "ok.",
+		"<style>.gronkle{}</style>Styled gronkle.":     "Styled [gronkle].",
+		"it's the gronkle's-end":                       "it's the [gronkle's]-end.",
+	} {
+		if got := snippet("en", body, map[string]bool{"gronkl": true}); got != want {
+			t.Errorf("snippet(%q) = %q, want %q", body, got, want)
+		}
+	}
 }
 
 func TestEditDistance(t *testing.T) {
@@ -49,8 +62,12 @@ func TestEditDistance(t *testing.T) {
 }
 
 func TestCorrect(t *testing.T) {
-	v := newVocabulary(1, 10, map[string]int{"refund": 3, "return": 5, "password": 2, "card": 4, "cart": 1, "where_is_my_order": 1})
-	for stem, want := range map[string]string{"refnud": "refund", "pasword": "password", "retrun": "return", "cxrd": "card", "car": "", "zzzzzz": "", "where_is_my_ordr": ""} {
+	v := newVocabulary(1, 10, map[string]int{"refund": 3, "return": 5, "password": 2, "card": 4, "cart": 1, "where_is_my_order": 1,
+		"select": 6, "year": 3})
+	// Short words and real words two edits from a known one ("reject",
+	// "near") are left alone: a wrong correction outweighs a lost typo.
+	for stem, want := range map[string]string{"refnud": "refund", "pasword": "password", "retrun": "return", "cxrd": "", "car": "",
+		"zzzzzz": "", "where_is_my_ordr": "", "reject": "", "near": ""} {
 		got, ok := v.correct(stem)
 		if want == "" && ok || want != "" && got != want {
 			t.Errorf("correct(%q) = %q, %v; want %q", stem, got, ok, want)
