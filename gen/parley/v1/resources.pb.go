@@ -3548,7 +3548,8 @@ type ConversationSummary struct {
 	CustomerMessages []string `protobuf:"bytes,7,rep,name=customer_messages,json=customerMessages,proto3" json:"customer_messages,omitempty"`
 	// The knowledge articles the virtual agent showed.
 	ArticlesShown []*ArticleRef `protobuf:"bytes,8,rep,name=articles_shown,json=articlesShown,proto3" json:"articles_shown,omitempty"`
-	// How many customer messages the virtual agent did not understand.
+	// How many of the customer's messages the virtual agent could not help
+	// with (not understood, nothing found, "that did not help"), in all.
 	FailedTurns int32 `protobuf:"varint,9,opt,name=failed_turns,json=failedTurns,proto3" json:"failed_turns,omitempty"`
 	// All of the above as a few readable lines.
 	Text string `protobuf:"bytes,10,opt,name=text,proto3" json:"text,omitempty"`

@@ -148,7 +148,7 @@ type Options struct {
 	// before answering).
 	NoBotRunner bool
 	// BotLease is how long a replica keeps a bot turn it claimed before
-	// another may take it; 0 means 30 s.
+	// another may take it; 0 means 15 s.
 	BotLease time.Duration
 	// BotPollEvery is how often each replica looks for bot turns that
 	// nobody took; 0 means 2 s.

@@ -227,6 +227,12 @@ func TestHandBackToBot(t *testing.T) {
 	_, err := beth.Routing.AcceptOffer(ctx, &parleyv1.AcceptOfferRequest{OfferId: offer.GetId()})
 	must(t, err)
 
+	// What the customer tells the agent is the agent's to answer, even
+	// once the bot is back.
+	c.send("where is my order 10001?")
+	c.send("and please have an agent call me back")
+	c.readAll()
+
 	_, err = fred.Assistant.HandBackToBot(ctx, &parleyv1.HandBackToBotRequest{ConversationId: c.id})
 	if connect.CodeOf(err) != connect.CodePermissionDenied {
 		t.Fatalf("an agent who does not hold the chat handed it back: %v", err)
@@ -236,9 +242,13 @@ func TestHandBackToBot(t *testing.T) {
 	if resp.GetConversation().GetController() != parleyv1.Controller_CONTROLLER_BOT || resp.GetConversation().GetAgentId() != "" {
 		t.Fatalf("after hand-back: %v", resp.GetConversation())
 	}
+	c.readAll()
 	evs := c.say("how long does delivery take?")
-	if botText(evs) == "" {
-		t.Fatal("the bot did not answer after the hand-back")
+	if botText(evs) == "" || strings.Contains(strings.ToLower(botText(evs)), "shipped") || len(controllerChanges(evs)) != 0 {
+		t.Fatalf("after the hand-back the bot answered %q with controller changes %v; want an answer to the new question only", botText(evs), controllerChanges(evs))
+	}
+	if c.conversation().GetController() != parleyv1.Controller_CONTROLLER_BOT {
+		t.Fatal("the bot handed the chat off again after the hand-back")
 	}
 	_, err = beth.Messaging.SendMessage(ctx, &parleyv1.SendMessageRequest{ConversationId: c.id, ClientMessageId: "late", Text: "one more thing"})
 	if connect.CodeOf(err) != connect.CodePermissionDenied {

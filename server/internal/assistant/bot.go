@@ -47,7 +47,8 @@ type Options struct {
 	// PollEvery is how often the runner looks for turns nobody took (a
 	// crashed replica's); 0 means 2 s.
 	PollEvery time.Duration
-	// Lease is how long a claimed turn stays with its replica; 0 means 30 s.
+	// Lease is how long a claimed turn stays with its replica; 0 means 15 s
+	// (a turn takes milliseconds; an action may take up to 10 s).
 	Lease time.Duration
 }
 
@@ -69,7 +70,7 @@ func New(opts Options) (*Bot, error) {
 		opts.PollEvery = 2 * time.Second
 	}
 	if opts.Lease == 0 {
-		opts.Lease = 30 * time.Second
+		opts.Lease = 15 * time.Second
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()

@@ -94,6 +94,33 @@ func TestConversationContext(t *testing.T) {
 	}
 }
 
+// A guest's typed email finds other guests' chats, never a signed-in
+// customer's: an email on a form proves nothing.
+func TestGuestContextNeverShowsACustomersChats(t *testing.T) {
+	ctx := testContext(t)
+	srv := servertest.Start(t)
+	beth := srv.Client(parley.Connect, servertest.BethToken)
+	victim := srv.Client(parley.Connect, srv.CustomerToken(t, "victim", "Vic Tim", "victim@example.com"))
+	_, err := victim.Session.StartCustomerChat(ctx, &parleyv1.StartCustomerChatRequest{
+		RequestId: uuid.NewString(), IssueType: "billing", FirstMessage: "I dispute $99.99 on order 10001", Channel: parleyv1.Channel_CHANNEL_WEB_PORTAL,
+	})
+	must(t, err)
+	anon := srv.Client(parley.Connect, "")
+	earlier, err := anon.Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Vic", Email: "VICTIM@example.com", IssueType: "order", Channel: parleyv1.Channel_CHANNEL_WEB_PORTAL,
+	})
+	must(t, err)
+	impostor, err := anon.Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Not Vic", Email: "victim@example.com", IssueType: "billing", Channel: parleyv1.Channel_CHANNEL_WEB_PORTAL,
+	})
+	must(t, err)
+	got, err := beth.Assistant.GetConversationContext(ctx, &parleyv1.GetConversationContextRequest{ConversationId: impostor.GetConversation().GetId()})
+	must(t, err)
+	if len(got.GetOtherConversations()) != 1 || got.GetOtherConversations()[0].GetId() != earlier.GetConversation().GetId() || got.GetConsumer() != nil {
+		t.Fatalf("a guest's context shows %v (consumer %v); want only the other guest chat with that email", got.GetOtherConversations(), got.GetConsumer())
+	}
+}
+
 // fakeLLM is an OpenAI-compatible chat-completions endpoint.
 func fakeLLM(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) *llm.Client {
 	t.Helper()
@@ -186,6 +213,7 @@ func TestUpdateBotConfig(t *testing.T) {
 		"not yaml":       "topics: [",
 		"unknown key":    "topics:\n  - id: x\n    nmae: X\n",
 		"unknown action": strings.ReplaceAll(cur.GetYaml(), "lookup_order", "launch_rockets"),
+		"unknown queue":  strings.ReplaceAll(cur.GetYaml(), "queue: Billing Support", "queue: Nowhere"),
 	} {
 		_, err := admin.Assistant.UpdateBotConfig(ctx, &parleyv1.UpdateBotConfigRequest{Yaml: text})
 		if connect.CodeOf(err) != connect.CodeInvalidArgument {

@@ -3,15 +3,20 @@ package assistant
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect/v2"
+	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/predicate"
+	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/setting"
@@ -66,6 +71,21 @@ func (s *Service) UpdateBotConfig(ctx context.Context, req *parleyv1.UpdateBotCo
 		return nil, apierr.New(connect.CodeInvalidArgument, "BAD_BOT_CONFIG", err.Error())
 	}
 	version, err := store.Write(ctx, s.bot.opts.DB, func(ctx context.Context, tx *ent.Tx) (int64, error) {
+		// A hand-off to a queue that does not exist would strand the
+		// customer in the matching rules' queue instead.
+		queues := cfg.HandoffQueues()
+		for _, id := range slices.Sorted(maps.Keys(queues)) {
+			for _, name := range queues[id] {
+				ok, err := tx.Queue.Query().Where(queue.DisplayName(name)).Exist(ctx)
+				if err != nil {
+					return 0, fmt.Errorf("check queue %q: %w", name, err)
+				}
+				if !ok {
+					return 0, apierr.New(connect.CodeInvalidArgument, "BAD_BOT_CONFIG",
+						fmt.Sprintf("topic %s hands off to queue %q, which does not exist; name an existing queue or leave queue out to route by the matching rules", id, name))
+				}
+			}
+		}
 		set, err := tx.Setting.Get(ctx, schema.SettingsID)
 		if err != nil {
 			return 0, fmt.Errorf("load settings: %w", err)
@@ -131,15 +151,15 @@ func (s *Service) HandBackToBot(ctx context.Context, req *parleyv1.HandBackToBot
 		if err != nil {
 			return err
 		}
-		// The bot starts afresh: whatever it was doing before the agent
-		// took over is done; what it captured stays on the interaction.
-		if err := tx.BotSession.Update().Where(botsession.ConversationID(id)).ClearState().Exec(ctx); err != nil {
-			return fmt.Errorf("reset bot state of %s: %w", id, err)
-		}
-		_, err = chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: chatlog.Bot, Payload: &parleyv1.MessagePosted{
+		back, err := chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: chatlog.Bot, Payload: &parleyv1.MessagePosted{
 			Text: "I'm back to help. What else can I do for you?",
 		}})
-		return err
+		if err != nil {
+			return err
+		}
+		// What the customer said to the agent was the agent's to answer:
+		// the bot answers only what comes after this.
+		return resetTurns(ctx, tx, id, back[0].Seq, now)
 	})
 	if err != nil {
 		return nil, apierr.From(err)
@@ -151,6 +171,26 @@ func (s *Service) HandBackToBot(ctx context.Context, req *parleyv1.HandBackToBot
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
 	return &parleyv1.HandBackToBotResponse{Conversation: chatlog.ToProto(conv)}, nil
+}
+
+// resetTurns starts the bot afresh in conversation id from seq on, inside
+// tx: whatever it was doing before an agent took over is done (what it
+// captured stays on the interaction), and no message up to seq is a turn
+// it owes. A chat that never had the bot gets its session here.
+func resetTurns(ctx context.Context, tx *ent.Tx, id uuid.UUID, seq int64, now time.Time) error {
+	n, err := tx.BotSession.Update().Where(botsession.ConversationID(id)).
+		ClearState().SetPendingSeq(seq).SetAnsweredSeq(seq).SetTurnPending(false).ClearLeaseUntil().SetUpdatedAt(now).
+		Save(ctx)
+	if err != nil {
+		return fmt.Errorf("reset bot session of %s: %w", id, err)
+	}
+	if n == 0 {
+		err = tx.BotSession.Create().SetConversationID(id).SetPendingSeq(seq).SetAnsweredSeq(seq).SetCreatedAt(now).SetUpdatedAt(now).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("create bot session of %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // GetConversationContext gathers what an agent needs to take over a chat.
@@ -197,7 +237,11 @@ func (s *Service) GetConversationContext(ctx context.Context, req *parleyv1.GetC
 		mine = append(mine, conversation.ConsumerID(*consumerID))
 	}
 	if conv.ConsumerID == nil && strings.TrimSpace(in.Email) != "" {
-		mine = append(mine, conversation.HasInteractionWith(interaction.EmailEqualFold(in.Email)))
+		// A guest's email is what they typed, never proof of who they
+		// are: it finds other guests' chats, never a signed-in
+		// customer's.
+		mine = append(mine, conversation.And(conversation.ConsumerIDIsNil(),
+			conversation.HasInteractionWith(interaction.EmailEqualFold(in.Email))))
 	}
 	if len(mine) > 0 {
 		same, err = db.Conversation.Query().

@@ -98,8 +98,9 @@ type AssistantServiceClient interface {
 	// GetConversationContext gives an agent what it needs to take over a
 	// chat: the customer, their other conversations, their cases, what the
 	// virtual agent captured, the summary and articles that may answer the
-	// latest customer message. Agents who hold or are offered the chat,
-	// supervisors and admins.
+	// latest customer message. Whoever may read the chat: agents who hold it,
+	// are offered it, held it, or whose queue it waits in; supervisors and
+	// admins.
 	GetConversationContext(context.Context, *v1.GetConversationContextRequest) (*v1.GetConversationContextResponse, error)
 	// HandBackToBot gives a chat the calling agent holds back to the virtual
 	// agent, which answers the customer's next message. Agents only.
@@ -127,8 +128,9 @@ type AssistantServiceHandler interface {
 	// GetConversationContext gives an agent what it needs to take over a
 	// chat: the customer, their other conversations, their cases, what the
 	// virtual agent captured, the summary and articles that may answer the
-	// latest customer message. Agents who hold or are offered the chat,
-	// supervisors and admins.
+	// latest customer message. Whoever may read the chat: agents who hold it,
+	// are offered it, held it, or whose queue it waits in; supervisors and
+	// admins.
 	GetConversationContext(context.Context, *v1.GetConversationContextRequest) (*v1.GetConversationContextResponse, error)
 	// HandBackToBot gives a chat the calling agent holds back to the virtual
 	// agent, which answers the customer's next message. Agents only.

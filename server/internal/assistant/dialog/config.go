@@ -30,6 +30,7 @@
 //	  retry: Sorry, I didn't catch that.
 //	  action_failed: Sorry, something went wrong on our side.
 //	  glad: Glad I could help!
+//	  go_ahead: Sure, what can I help you with?   # a "yes" to anything_else
 //	  yes_label: "Yes"          # the suggested replies of yes/no questions
 //	  no_label: "No"
 //	thresholds:                 # topic scores, 0 < suggest <= start <= switch <= 1
@@ -160,6 +161,7 @@ type messagesYAML struct {
 	Retry        string `yaml:"retry"`
 	ActionFailed string `yaml:"action_failed"`
 	Glad         string `yaml:"glad"`
+	GoAhead      string `yaml:"go_ahead"`
 	YesLabel     string `yaml:"yes_label"`
 	NoLabel      string `yaml:"no_label"`
 }
@@ -228,6 +230,20 @@ type Config struct {
 	handoff        []phrase
 	yes, no        []phrase
 	index          *index
+}
+
+// HandoffQueues lists the queue names the topics' handoff steps name, by
+// topic id, so that whoever stores the configuration can check them.
+func (c *Config) HandoffQueues() map[string][]string {
+	out := map[string][]string{}
+	for _, tp := range c.topics {
+		for _, in := range tp.prog {
+			if in.op == opHandoff && in.queue != "" && !slices.Contains(out[tp.info.ID], in.queue) {
+				out[tp.info.ID] = append(out[tp.info.ID], in.queue)
+			}
+		}
+	}
+	return out
 }
 
 // TopicInfo describes one topic.
@@ -381,12 +397,14 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 		Retry:        orDefault(m.Retry, "Sorry, I didn't catch that."),
 		ActionFailed: orDefault(m.ActionFailed, "Sorry, something went wrong on our side."),
 		Glad:         orDefault(m.Glad, "Glad I could help!"),
+		GoAhead:      orDefault(m.GoAhead, "Sure, what can I help you with?"),
 		YesLabel:     orDefault(m.YesLabel, "Yes"),
 		NoLabel:      orDefault(m.NoLabel, "No"),
 	}
 	for key, text := range map[string]string{
 		"anything_else": c.msg.AnythingElse, "did_it_help": c.msg.DidItHelp, "found": c.msg.Found,
 		"no_results": c.msg.NoResults, "not_helpful": c.msg.NotHelpful, "retry": c.msg.Retry, "action_failed": c.msg.ActionFailed, "glad": c.msg.Glad,
+		"go_ahead": c.msg.GoAhead,
 		"greeting": c.greeting, "fallback": c.fallback, "handoff_message": c.handoffMessage,
 	} {
 		if p := placeholder.FindString(text); p != "" {

@@ -19,6 +19,7 @@ const (
 	awaitSlot    = "slot"   // the answer to the ask at State.PC
 	awaitTopic   = "topic"  // yes or no to "Did you mean State.Suggested?"
 	awaitAnswer  = "answer" // yes or no to "Did that answer your question?"
+	awaitMore    = "more"   // yes or no to "Anything else I can help with?"
 )
 
 // maxArticles is how many shown articles the State remembers.
@@ -40,8 +41,10 @@ type State struct {
 	Await string `json:"await,omitempty"`
 	// Attempts counts the invalid answers to the slot being asked.
 	Attempts int `json:"attempts,omitempty"`
-	// Failures counts consecutive turns where the bot could not help.
+	// Failures counts consecutive turns where the bot could not help;
+	// Missed counts them all, for the summary.
 	Failures int `json:"failures,omitempty"`
+	Missed   int `json:"missed,omitempty"`
 	// Suggested is the topic of a pending "Did you mean", SuggestedText
 	// the message it was guessed from.
 	Suggested     string `json:"suggested,omitempty"`
@@ -161,7 +164,7 @@ func (t *turn) run() error {
 		return nil
 	}
 	st := t.st
-	if st.Await == awaitTopic || st.Await == awaitAnswer {
+	if st.Await == awaitTopic || st.Await == awaitAnswer || st.Await == awaitMore {
 		// "No, I want to cancel my order" asks afresh.
 		if best, _ := t.c.index.match(t.text); best.topic != nil && best.score >= t.c.start {
 			st.Await, st.Suggested, st.SuggestedText = awaitNothing, "", ""
@@ -182,12 +185,25 @@ func (t *turn) run() error {
 		case anyIn(t.c.no, t.words):
 			return t.searchKnowledge(text)
 		}
+	case awaitMore:
+		// "No thanks", "bye", "thank you": the customer is done, which is
+		// no failure; "yes" alone asks what else.
+		st.Await = awaitNothing
+		_, meaningful := t.c.index.match(t.text)
+		switch {
+		case anyIn(t.c.no, t.words), !meaningful && !anyIn(t.c.yes, t.words):
+			t.say(t.c.msg.Glad)
+			return nil
+		case anyIn(t.c.yes, t.words) && !meaningful:
+			t.say(t.c.msg.GoAhead)
+			return nil
+		}
 	case awaitAnswer:
 		st.Await = awaitNothing
 		switch {
 		case anyIn(t.c.yes, t.words):
-			st.Failures = 0
-			t.say(t.c.msg.Glad + " " + t.c.msg.AnythingElse)
+			st.Failures, st.Await = 0, awaitMore
+			t.reply.Messages = append(t.reply.Messages, Message{Text: t.c.msg.Glad + " " + t.c.msg.AnythingElse, SuggestedReplies: t.yesNo()})
 			return nil
 		case anyIn(t.c.no, t.words):
 			t.fail(t.c.msg.NotHelpful)
@@ -261,6 +277,7 @@ func (t *turn) showArticles(arts []Article) {
 // off when that makes max_failures in a row.
 func (t *turn) fail(msg string) {
 	t.st.Failures++
+	t.st.Missed++
 	if t.st.Failures >= t.c.maxFailures {
 		t.handoff(ReasonBotFailed, "", fmt.Sprintf("The bot could not help %d times in a row.", t.st.Failures))
 		return
@@ -357,8 +374,8 @@ func (t *turn) ask(s *slot, text string) {
 }
 
 func (t *turn) endTopic() {
-	t.st.Topic, t.st.PC, t.st.Await = "", 0, awaitNothing
-	t.say(t.c.msg.AnythingElse)
+	t.st.Topic, t.st.PC, t.st.Await = "", 0, awaitMore
+	t.reply.Messages = append(t.reply.Messages, Message{Text: t.c.msg.AnythingElse, SuggestedReplies: t.yesNo()})
 }
 
 // exec runs tp's program from State.PC until it asks, hands off or ends.
@@ -543,7 +560,7 @@ type Captured struct {
 	Actions []ActionResult
 	// Articles are the knowledge articles shown.
 	Articles []Article
-	// Failures counts the consecutive turns the bot could not help.
+	// Failures counts the turns the bot could not help, in all.
 	Failures int
 }
 
@@ -556,7 +573,7 @@ type ActionResult struct {
 
 // Captured returns what the bot captured in st for the hand-off summary.
 func (c *Config) Captured(st *State) Captured {
-	out := Captured{Slots: maps.Clone(st.Slots), Articles: slices.Clone(st.Articles), Failures: st.Failures}
+	out := Captured{Slots: maps.Clone(st.Slots), Articles: slices.Clone(st.Articles), Failures: st.Missed}
 	if out.Slots == nil {
 		out.Slots = map[string]string{}
 	}

@@ -99,7 +99,7 @@ func TestOrderStatusOverTwoMessages(t *testing.T) {
 	if r.Intent != "order_status" || r.Slots["order_number"] != "12345" {
 		t.Errorf("intent %q slots %v", r.Intent, r.Slots)
 	}
-	if h.st.Topic != "" || h.st.Await != "" {
+	if h.st.Topic != "" || h.st.Await != awaitMore {
 		t.Errorf("state after the topic: %+v", h.st)
 	}
 	got := h.c.Captured(&h.st)
@@ -472,5 +472,37 @@ func TestWithinOne(t *testing.T) {
 		if got := withinOne(tc.a, tc.b); got != tc.want {
 			t.Errorf("withinOne(%q, %q) = %v", tc.a, tc.b, got)
 		}
+	}
+}
+
+// After "Anything else?", a customer who is done ("no", "no thanks",
+// "thank you") is thanked, not counted as a failure; "yes" alone is asked
+// what else; the summary counts every failure, not the latest run.
+func TestDoneAfterAnythingElse(t *testing.T) {
+	for _, done := range []string{"no", "no thanks", "thank you", "nope, that's all"} {
+		h := newChat(t, nil)
+		h.say("where is my order 12345")
+		r := h.say(done)
+		if r.Handoff != nil || h.st.Failures != 0 || len(r.Messages) != 1 || !strings.Contains(strings.ToLower(r.Messages[0].Text), "glad") {
+			t.Errorf("%q after the topic: %+v, state %+v", done, r, h.st)
+		}
+		for range 3 { // a customer who says goodbye three times is not handed off
+			if r := h.say(done); r.Handoff != nil {
+				t.Fatalf("%q: handed off: %+v", done, r)
+			}
+			h.say("where is my order 12345")
+		}
+	}
+	h := newChat(t, nil)
+	h.say("where is my order 12345")
+	if r := h.say("yes"); len(r.Messages) != 1 || !strings.Contains(r.Messages[0].Text, "what can I help") {
+		t.Errorf("yes after the topic: %+v", r)
+	}
+	h = newChat(t, &fakeEnv{}) // a knowledge base without answers
+	h.say("blorf")
+	h.say("wibble")
+	h.say("where is my order 12345")
+	if got := h.c.Captured(&h.st).Failures; got != 2 {
+		t.Errorf("Captured.Failures = %d after two failures then a topic, want 2", got)
 	}
 }

@@ -347,8 +347,9 @@ export const AssistantService: GenService<{
    * GetConversationContext gives an agent what it needs to take over a
    * chat: the customer, their other conversations, their cases, what the
    * virtual agent captured, the summary and articles that may answer the
-   * latest customer message. Agents who hold or are offered the chat,
-   * supervisors and admins.
+   * latest customer message. Whoever may read the chat: agents who hold it,
+   * are offered it, held it, or whose queue it waits in; supervisors and
+   * admins.
    *
    * @generated from rpc parley.v1.AssistantService.GetConversationContext
    */

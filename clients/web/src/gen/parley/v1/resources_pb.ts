@@ -1616,7 +1616,8 @@ export type ConversationSummary = Message<"parley.v1.ConversationSummary"> & {
   articlesShown: ArticleRef[];
 
   /**
-   * How many customer messages the virtual agent did not understand.
+   * How many of the customer's messages the virtual agent could not help
+   * with (not understood, nothing found, "that did not help"), in all.
    *
    * @generated from field: int32 failed_turns = 9;
    */
