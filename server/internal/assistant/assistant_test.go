@@ -93,6 +93,13 @@ func TestTopicFillsSlotsAndHandsOff(t *testing.T) {
 		t.Fatalf("after hand-off: queue %s (billing %s), intent %q, slots %v", conv.GetQueueId(), queues["Billing Support"], in.GetIntent(), in.GetSlots())
 	}
 
+	// Until an agent accepts, the bot tells the customer where they stand.
+	for deadline := time.Now().Add(turnTimeout); !strings.Contains(botText(c.events(0)), "next in line"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bot never told the waiting customer their place: %q", botText(c.events(0)))
+		}
+	}
+
 	// Beth takes it, with the summary in the offer.
 	setAvailable(ctx, t, beth)
 	offer := nextOffer(ctx, t, beth)

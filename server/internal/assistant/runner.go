@@ -264,8 +264,59 @@ func (b *Bot) turn(ctx context.Context, id uuid.UUID) (bool, error) {
 	if handedOff {
 		b.opts.Dispatcher.Kick()
 		b.generateSummary(id)
+		if err := b.tellPosition(ctx, id); err != nil {
+			b.opts.Log.Warn("tell the customer their place in the queue", "conversation", id, "err", err)
+		}
 	}
 	return !silent, nil
+}
+
+// tellPosition tells the customer of a chat just handed off where they
+// stand in the queue and how long they will likely wait, as a bot
+// message, unless an agent took the chat meanwhile (the bot never posts
+// in a chat an agent holds). The customer's Subscribe stream keeps
+// following the position live after that.
+func (b *Bot) tellPosition(ctx context.Context, id uuid.UUID) error {
+	conv, err := b.opts.DB.Conversation.Get(ctx, id)
+	if err != nil || conv.State != conversation.StateQueued || conv.QueueID == nil {
+		return err
+	}
+	now := b.opts.Clock.Now()
+	all, err := chatlog.QueuePositions(ctx, b.opts.DB.Client, *conv.QueueID, now)
+	if err != nil {
+		return err
+	}
+	pos := all[id]
+	if pos == nil {
+		return nil // taken already
+	}
+	text := fmt.Sprintf("You are number %d in line.", pos.GetPosition())
+	if pos.GetPosition() == 1 {
+		text = "You are next in line."
+	}
+	if wait := pos.GetEstimatedWait(); wait != nil {
+		text += fmt.Sprintf(" The expected wait is about %s.", waitText(wait.AsDuration()))
+	}
+	err = store.InTx(ctx, b.opts.DB, func(ctx context.Context, tx *ent.Tx) error {
+		n, err := tx.Conversation.Query().Where(conversation.ID(id), conversation.StateEQ(conversation.StateQueued)).Count(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		_, err = chatlog.Append(ctx, tx, id, now, chatlog.Entry{Sender: chatlog.Bot, Payload: &parleyv1.MessagePosted{Text: text}})
+		return err
+	})
+	if err == nil {
+		b.opts.Hub.Notify(events.ConversationKey(id.String()))
+	}
+	return err
+}
+
+// waitText says a wait in whole minutes, at least one.
+func waitText(d time.Duration) string {
+	if m := int(d.Round(time.Minute) / time.Minute); m > 1 {
+		return fmt.Sprintf("%d minutes", m)
+	}
+	return "a minute"
 }
 
 // handoffInTx queues the chat for a live agent with the summary of what
