@@ -7,6 +7,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect/v2"
@@ -16,8 +17,10 @@ import (
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/matchingrule"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/schema"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/assistant/botconfig"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/events"
@@ -146,6 +149,9 @@ func (s *Service) UpdateQueue(ctx context.Context, req *parleyv1.UpdateQueueRequ
 	id := chatlog.ParseID(req.GetQueueId())
 	var q *ent.Queue
 	err := store.InTx(ctx, s.db, func(ctx context.Context, tx *ent.Tx) error {
+		if err := checkBotQueueRename(ctx, tx, id, req.GetDisplayName()); err != nil {
+			return err
+		}
 		update := tx.Queue.UpdateOneID(id)
 		if err := SetQueue(ctx, tx, update.Mutation(), id, req.GetDisplayName(), req.GetOfferTimeout().AsDuration(), req.GetPolicy()); err != nil {
 			return err
@@ -435,4 +441,33 @@ func (s *Service) UpdateAgent(ctx context.Context, req *parleyv1.UpdateAgentRequ
 		return nil, apierr.Internal(fmt.Errorf("reload agent: %w", err))
 	}
 	return &parleyv1.UpdateAgentResponse{Agent: routing.AgentToProto(a)}, nil
+}
+
+// checkBotQueueRename refuses to rename queue id while the virtual agent's
+// configuration hands chats off to it by its current name: they would go
+// wherever the matching rules send them instead.
+func checkBotQueueRename(ctx context.Context, tx *ent.Tx, id uuid.UUID, name string) error {
+	cur, err := tx.Queue.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil // UpdateQueue reports it
+	}
+	if err != nil {
+		return fmt.Errorf("load queue %s: %w", id, err)
+	}
+	if cur.DisplayName == name {
+		return nil
+	}
+	set, err := tx.Setting.Get(ctx, schema.SettingsID)
+	if err != nil {
+		return fmt.Errorf("load settings: %w", err)
+	}
+	named, err := botconfig.QueueNames([]byte(set.BotConfig))
+	if err != nil {
+		return fmt.Errorf("read the bot configuration's queues: %w", err)
+	}
+	if slices.Contains(named, cur.DisplayName) {
+		return apierr.New(connect.CodeFailedPrecondition, "QUEUE_IN_BOT_CONFIG",
+			fmt.Sprintf("the virtual agent hands chats off to queue %q by name; change its configuration (AssistantService.UpdateBotConfig) before renaming the queue", cur.DisplayName))
+	}
+	return nil
 }

@@ -225,6 +225,15 @@ func TestUpdateBotConfig(t *testing.T) {
 	if again.GetVersion() != cur.GetVersion() {
 		t.Fatalf("storing the same configuration moved the version %d -> %d", cur.GetVersion(), again.GetVersion())
 	}
+	// A queue the configuration hands off to by name keeps its name;
+	// the others may be renamed.
+	queues := queueIDs(ctx, t, srv)
+	_, err = admin.Routing.UpdateQueue(ctx, &parleyv1.UpdateQueueRequest{QueueId: queues["Billing Support"], DisplayName: "Billing Renamed"})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("renaming a queue the bot hands off to: %v, want FailedPrecondition", err)
+	}
+	_, err = admin.Routing.UpdateQueue(ctx, &parleyv1.UpdateQueueRequest{QueueId: queues["Product Support"], DisplayName: "Product Help"})
+	must(t, err)
 	topics, err := srv.Client(parley.Connect, servertest.BethToken).Assistant.ListTopics(ctx, &parleyv1.ListTopicsRequest{})
 	must(t, err)
 	ids := map[string]bool{}

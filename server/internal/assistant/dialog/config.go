@@ -17,6 +17,7 @@
 //	    handoff: [agent, human, talk to a person, real person]
 //	    "yes": ["yes", yeah, sure]   # quote yes/no: YAML 1.1 would read booleans
 //	    "no": ["no", nope]
+//	    done: [bye, all good, nothing else]  # the customer needs nothing more
 //	greeting: Hi! I'm the virtual assistant.
 //	fallback: Sorry, I didn't understand that.
 //	handoff_message: Let me get you to a person.
@@ -147,8 +148,10 @@ type fileYAML struct {
 
 type languageYAML struct {
 	Handoff []string `yaml:"handoff"`
-	Yes     []string `yaml:"yes"`
-	No      []string `yaml:"no"`
+	// Done are what a customer who needs nothing more says ("bye").
+	Done []string `yaml:"done"`
+	Yes  []string `yaml:"yes"`
+	No   []string `yaml:"no"`
 }
 
 type messagesYAML struct {
@@ -229,6 +232,7 @@ type Config struct {
 	byID           map[string]*topic
 	handoff        []phrase
 	yes, no        []phrase
+	done           []phrase
 	index          *index
 }
 
@@ -449,9 +453,9 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 	for _, tag := range slices.Sorted(maps.Keys(f.Languages)) {
 		l := f.Languages[tag]
 		n := child(langs, tag)
-		for kind, list := range map[string][]string{"handoff": l.Handoff, "yes": l.Yes, "no": l.No} {
+		for kind, list := range map[string][]string{"handoff": l.Handoff, "yes": l.Yes, "no": l.No, "done": l.Done} {
 			for i, p := range list {
-				ph := newPhrase(p, kind == "handoff")
+				ph := newPhrase(p, kind == "handoff" || kind == "done")
 				if len(ph.words) == 0 {
 					return nil, lineErr(item(child(n, kind), i), "languages %s %s: phrase %q has no words", tag, kind, p)
 				}
@@ -462,6 +466,8 @@ func build(f *fileYAML, root *yaml.Node, actions []string) (*Config, error) {
 					c.yes = append(c.yes, ph)
 				case "no":
 					c.no = append(c.no, ph)
+				case "done":
+					c.done = append(c.done, ph)
 				}
 			}
 		}

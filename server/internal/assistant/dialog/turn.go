@@ -191,7 +191,7 @@ func (t *turn) run() error {
 		st.Await = awaitNothing
 		_, meaningful := t.c.index.match(t.text)
 		switch {
-		case anyIn(t.c.no, t.words), !meaningful && !anyIn(t.c.yes, t.words):
+		case anyIn(t.c.no, t.words), anyIn(t.c.done, t.words), !meaningful && !anyIn(t.c.yes, t.words):
 			t.say(t.c.msg.Glad)
 			return nil
 		case anyIn(t.c.yes, t.words) && !meaningful:
@@ -218,6 +218,11 @@ func (t *turn) fresh() error {
 	t.st.Await = awaitNothing
 	best, meaningful := t.c.index.match(t.text)
 	switch {
+	case len(t.words) <= 4 && anyIn(t.c.done, t.words) && (best.topic == nil || best.score < t.c.start):
+		// "Bye", "all good": nothing to help with, which is no failure
+		// (in a short message: a long one says more than goodbye).
+		t.say(t.c.msg.Glad)
+		return nil
 	case !meaningful:
 		t.fail(t.c.fallback)
 		return nil
@@ -351,6 +356,7 @@ func (t *turn) answerSlot() error {
 		return t.startTopic(best.topic, t.text)
 	}
 	st.Attempts++
+	st.Missed++
 	if st.Attempts <= s.retries {
 		t.ask(s, t.c.msg.Retry+" "+s.prompt)
 		return nil

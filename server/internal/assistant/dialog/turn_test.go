@@ -479,7 +479,7 @@ func TestWithinOne(t *testing.T) {
 // "thank you") is thanked, not counted as a failure; "yes" alone is asked
 // what else; the summary counts every failure, not the latest run.
 func TestDoneAfterAnythingElse(t *testing.T) {
-	for _, done := range []string{"no", "no thanks", "thank you", "nope, that's all"} {
+	for _, done := range []string{"no", "no thanks", "thank you", "nope, that's all", "bye", "Thanks, bye", "all good", "I'm good", "nothing else"} {
 		h := newChat(t, nil)
 		h.say("where is my order 12345")
 		r := h.say(done)
