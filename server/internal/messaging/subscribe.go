@@ -216,8 +216,17 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	}
 	var conv *ent.Conversation
 	var err error
+	lost := func(c *ent.Conversation) bool {
+		return holder && (c.AgentID == nil || *c.AgentID != p.AgentID) && c.State != conversation.StateClosed
+	}
 	if snap != nil && snap.Usable() {
 		conv, err = snap.Conversation, chatlog.Recheck(ctx, s.db.Client, p, snap.Conversation)
+		if err != nil || lost(conv) {
+			// The shared tail's snapshot may predate this stream (an
+			// agent who just accepted the chat): a refusal is confirmed
+			// by a fresh read before it ends the stream.
+			conv, err = chatlog.Reauthorize(ctx, s.db.Client, p, id)
+		}
 	} else {
 		conv, err = chatlog.Reauthorize(ctx, s.db.Client, p, id)
 	}
@@ -227,7 +236,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	if credErr != nil && conv.State != conversation.StateClosed {
 		return nil, credErr
 	}
-	if holder && (conv.AgentID == nil || *conv.AgentID != p.AgentID) && conv.State != conversation.StateClosed {
+	if lost(conv) {
 		return nil, apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
 			fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
 	}
