@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,6 +85,7 @@ type flags struct {
 	attachTypes, sync, trusted, origins  string
 	metricsAddr, otlpEndpoint            string
 	llmBaseURL, llmModel                 string
+	tlsCert, tlsKey                      string
 	llmTimeout                           time.Duration
 	convAttachBytes                      int64
 	retention                            retention.Policy
@@ -114,6 +116,8 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.origins, "allowed-origins", os.Getenv("PARLEY_ALLOWED_ORIGINS"), "comma-separated browser origins allowed besides the sites' (env PARLEY_ALLOWED_ORIGINS), such as the portal or the agent workspace")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", os.Getenv("PARLEY_METRICS_ADDR"), "side listen address of /metrics, /debug/pprof/, /livez and /readyz (env PARLEY_METRICS_ADDR); default none: off")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OTLP/HTTP base URL that RPC traces are sent to, such as http://localhost:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT); default none: tracing off")
+	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("PARLEY_TLS_CERT"), "PEM certificate (chain) to serve TLS with, so browsers get HTTP/2 (env PARLEY_TLS_CERT); with -tls-key; default none: cleartext HTTP/1.1 and h2c, for a TLS-terminating load balancer or local use")
+	fs.StringVar(&f.tlsKey, "tls-key", os.Getenv("PARLEY_TLS_KEY"), "PEM private key of -tls-cert (env PARLEY_TLS_KEY)")
 	fs.StringVar(&f.llmBaseURL, "llm-base-url", os.Getenv("PARLEY_LLM_BASE_URL"), "base URL of an OpenAI-compatible chat-completions API, such as https://api.openai.com/v1 or http://localhost:11434/v1 (env PARLEY_LLM_BASE_URL); the virtual agent then adds a generated summary at each hand-off; its key comes from PARLEY_LLM_API_KEY; default none: summaries are extractive only")
 	fs.StringVar(&f.llmModel, "llm-model", os.Getenv("PARLEY_LLM_MODEL"), "model for -llm-base-url (env PARLEY_LLM_MODEL)")
 	fs.DurationVar(&f.llmTimeout, "llm-timeout", 10*time.Second, "how long a generated summary may take; the chat never waits for it")
@@ -130,6 +134,9 @@ func parseFlags(args []string) (*flags, error) {
 		return nil, errors.New("-send-rate, -send-burst, -max-attachment-bytes, -max-conversation-attachment-bytes, -max-stream-lifetime, " +
 			"-heartbeat, -max-request-bytes, -stream-write-timeout, -max-streams-per-caller, -sqlite-max-batch, " +
 			"-sqlite-max-write-wait, -pg-max-conns and the -*-retention flags must be positive")
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, errors.New("-tls-cert and -tls-key go together: give both to serve TLS, or neither")
 	}
 	return f, nil
 }
@@ -333,7 +340,21 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, reg *metrics.Regis
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
+	scheme := "http"
+	if f.tlsCert != "" {
+		// Browsers speak HTTP/2 only over TLS (ALPN h2); without it they
+		// hold six connections per host, one per open stream.
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("-tls-cert, -tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.Protocols.SetHTTP2(true)
+		scheme = "https"
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 
 	if store.IsPostgres(f.dbPath) {
 		if err := a.JoinReplicas(ctx, f.dbPath, events.RelayOptions{Log: log}); err != nil {
@@ -346,11 +367,16 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, reg *metrics.Regis
 	served := make(chan error, 1)
 	serving.Store(true)
 	go func() {
-		err := srv.Serve(lis)
+		var err error
+		if srv.TLSConfig != nil {
+			err = srv.ServeTLS(lis, "", "") // the certificate is in TLSConfig
+		} else {
+			err = srv.Serve(lis)
+		}
 		serving.Store(false)
 		served <- err
 	}()
-	greet(lis.Addr(), store.Redact(f.dbPath), demo, idName)
+	greet(scheme, lis.Addr(), store.Redact(f.dbPath), demo, idName)
 
 	select {
 	case err := <-served:
@@ -389,8 +415,8 @@ func serveOps(log *slog.Logger, reg *metrics.Registry, addr string, ready func(c
 
 // greet tells the operator, on standard error, where parleyd listens and
 // which demo credentials and identity it trusts.
-func greet(addr net.Addr, dbPath string, demo bool, idName string) {
-	fmt.Fprintf(os.Stderr, "parleyd listening on http://%s (Connect, gRPC, gRPC-Web; database %s)\n", addr, dbPath)
+func greet(scheme string, addr net.Addr, dbPath string, demo bool, idName string) {
+	fmt.Fprintf(os.Stderr, "parleyd listening on %s://%s (Connect, gRPC, gRPC-Web; database %s)\n", scheme, addr, dbPath)
 	if demo {
 		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
 			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", addr)

@@ -21,7 +21,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
-var listening = regexp.MustCompile(`parleyd listening on (http://\S+)`)
+var listening = regexp.MustCompile(`parleyd listening on (https?://\S+)`)
 
 // daemon is parleyd running as a child process.
 type daemon struct {
