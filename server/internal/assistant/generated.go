@@ -9,9 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/parleyhq/parley/ent"
-	"github.com/parleyhq/parley/ent/botsession"
 	"github.com/parleyhq/parley/ent/event"
-	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/assistant/llm"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -80,17 +78,6 @@ func (b *Bot) writeGeneratedSummary(ctx context.Context, id uuid.UUID) error {
 			return err
 		}
 		cur.GeneratedText = generated
-		return storeGenerated(ctx, tx, id, cur)
+		return storeSummary(ctx, tx, id, cur, b.opts.Clock.Now())
 	})
-}
-
-func storeGenerated(ctx context.Context, tx *ent.Tx, id uuid.UUID, s *parleyv1.ConversationSummary) error {
-	data, err := proto.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("marshal summary: %w", err)
-	}
-	if err := tx.BotSession.Update().Where(botsession.ConversationID(id)).SetSummary(data).Exec(ctx); err != nil {
-		return fmt.Errorf("store generated summary of %s: %w", id, err)
-	}
-	return nil
 }

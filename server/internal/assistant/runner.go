@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"time"
 
@@ -171,13 +172,13 @@ func (b *Bot) turn(ctx context.Context, id uuid.UUID) (bool, error) {
 		}
 	}
 	silent := conv.State != conversation.StateBot || msg == nil
+	cfg := b.configFor(set)
 	if !silent {
 		answeredSeq = msg.Seq
 		text, err := messageText(msg)
 		if err != nil {
 			return false, err
 		}
-		cfg := b.configFor(set)
 		env := &turnEnv{bot: b, convID: id}
 		reply, err = cfg.Turn(ctx, env, state, dialog.Input{Text: text, Language: conv.Edges.Interaction.Language})
 		if err != nil {
@@ -228,7 +229,7 @@ func (b *Bot) turn(ctx context.Context, id uuid.UUID) (bool, error) {
 		}
 		notify = append(notify, events.ConversationKey(id.String()))
 		in := cur.Edges.Interaction
-		if reply.Intent != in.Intent || !sameSlots(reply.Slots, in.Slots) {
+		if reply.Intent != in.Intent || !maps.Equal(reply.Slots, in.Slots) {
 			in, err = tx.Interaction.UpdateOneID(in.ID).SetIntent(reply.Intent).SetSlots(slotsOrEmpty(reply.Slots)).Save(ctx)
 			if err != nil {
 				return fmt.Errorf("store what the bot captured in %s: %w", id, err)
@@ -246,7 +247,7 @@ func (b *Bot) turn(ctx context.Context, id uuid.UUID) (bool, error) {
 		if reply.Handoff == nil {
 			return nil
 		}
-		keys, err := b.handoffInTx(ctx, tx, cur, in, state, reply.Handoff, now)
+		keys, err := handoffInTx(ctx, tx, cfg, cur, in, state, reply.Handoff, now)
 		if err != nil {
 			return err
 		}
@@ -320,14 +321,9 @@ func waitText(d time.Duration) string {
 }
 
 // handoffInTx queues the chat for a live agent with the summary of what
-// the bot captured. Without a queue to go to, the bot says so and keeps
+// the bot captured (under cfg, the turn's configuration). Without a queue to go to, the bot says so and keeps
 // the chat (the customer may leave a message).
-func (b *Bot) handoffInTx(ctx context.Context, tx *ent.Tx, conv *ent.Conversation, in *ent.Interaction, state *dialog.State, h *dialog.Handoff, now time.Time) ([]string, error) {
-	set, err := tx.Setting.Get(ctx, schema.SettingsID)
-	if err != nil {
-		return nil, fmt.Errorf("load settings: %w", err)
-	}
-	cfg := b.configFor(set)
+func handoffInTx(ctx context.Context, tx *ent.Tx, cfg *dialog.Config, conv *ent.Conversation, in *ent.Interaction, state *dialog.State, h *dialog.Handoff, now time.Time) ([]string, error) {
 	_, keys, err := routing.Handoff(ctx, tx, conv, in, h.Queue, h.Reason, now)
 	if err != nil {
 		if apierr.Reason(err) == "NO_MATCHING_QUEUE" {
@@ -364,18 +360,6 @@ func botMessage(m dialog.Message) *parleyv1.MessagePosted {
 		out.Articles = append(out.Articles, &parleyv1.ArticleRef{ArticleId: a.ID, ExternalId: a.ExternalID, Title: a.Title})
 	}
 	return out
-}
-
-func sameSlots(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func slotsOrEmpty(m map[string]string) map[string]string {

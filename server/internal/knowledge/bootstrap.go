@@ -2,7 +2,6 @@ package knowledge
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 
 	"github.com/parleyhq/parley/ent"
@@ -20,16 +19,7 @@ func (b *Base) ImportMarkdown(ctx context.Context, tx *ent.Tx, fsys fs.FS) error
 	if len(articles) == 0 {
 		return nil
 	}
-	ids := make([]string, len(articles))
-	seen := make(map[string]bool, len(articles))
-	for i, a := range articles {
-		if seen[a.GetExternalId()] {
-			return fmt.Errorf("knowledge: external_id %q appears twice", a.GetExternalId())
-		}
-		seen[a.GetExternalId()] = true
-		ids[i] = a.GetExternalId()
-	}
 	s := &Service{base: b, clk: clock.Real{}}
-	_, err = s.importInTx(ctx, tx, articles, ids, s.clk.Now())
+	_, err = s.importInTx(ctx, tx, articles, s.clk.Now())
 	return err
 }

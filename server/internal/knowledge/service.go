@@ -44,6 +44,15 @@ func NewService(db *store.DB, base *Base, clk clock.Clock) *Service {
 // the store holds is left untouched (its update_time included).
 func (s *Service) ImportArticles(ctx context.Context, req *parleyv1.ImportArticlesRequest) (*parleyv1.ImportArticlesResponse, error) {
 	in := req.GetArticles()
+	now := s.clk.Now()
+	return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*parleyv1.ImportArticlesResponse, error) {
+		return s.importInTx(ctx, tx, in, now)
+	})
+}
+
+// externalIDs lists the batch's external ids, refusing one that appears
+// twice.
+func externalIDs(in []*parleyv1.Article) ([]string, error) {
 	first := make(map[string]int, len(in))
 	ids := make([]string, len(in))
 	for i, a := range in {
@@ -55,14 +64,15 @@ func (s *Service) ImportArticles(ctx context.Context, req *parleyv1.ImportArticl
 		first[id] = i
 		ids[i] = id
 	}
-	now := s.clk.Now()
-	return store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*parleyv1.ImportArticlesResponse, error) {
-		return s.importInTx(ctx, tx, in, ids, now)
-	})
+	return ids, nil
 }
 
-// importInTx upserts in (whose external ids are ids, each once) inside tx.
-func (s *Service) importInTx(ctx context.Context, tx *ent.Tx, in []*parleyv1.Article, ids []string, now time.Time) (*parleyv1.ImportArticlesResponse, error) {
+// importInTx upserts the batch in (each external id once) inside tx.
+func (s *Service) importInTx(ctx context.Context, tx *ent.Tx, in []*parleyv1.Article, now time.Time) (*parleyv1.ImportArticlesResponse, error) {
+	ids, err := externalIDs(in)
+	if err != nil {
+		return nil, err
+	}
 	stored, err := tx.Article.Query().Where(article.ExternalIDIn(ids...)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: load the batch's articles: %w", err)
