@@ -295,6 +295,310 @@ func (*WatchWorkResponse_Released) isWatchWorkResponse_Item() {}
 
 func (*WatchWorkResponse_Heartbeat) isWatchWorkResponse_Item() {}
 
+// FollowWorkRequest tells where to resume the conversations the client
+// followed before.
+type FollowWorkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last seq the client received of each conversation it already
+	// has; held conversations not named here are replayed from the start.
+	// Cursors of conversations the agent does not hold are ignored.
+	Cursors       []*FollowCursor `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowWorkRequest) Reset() {
+	*x = FollowWorkRequest{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowWorkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowWorkRequest) ProtoMessage() {}
+
+func (x *FollowWorkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowWorkRequest.ProtoReflect.Descriptor instead.
+func (*FollowWorkRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FollowWorkRequest) GetCursors() []*FollowCursor {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
+// FollowCursor is where to resume one conversation.
+type FollowCursor struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// The last seq the client has; 0 replays the whole log.
+	AfterSeq      int64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowCursor) Reset() {
+	*x = FollowCursor{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowCursor) ProtoMessage() {}
+
+func (x *FollowCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowCursor.ProtoReflect.Descriptor instead.
+func (*FollowCursor) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FollowCursor) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *FollowCursor) GetAfterSeq() int64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+// FollowWorkResponse is one item of an agent's multiplexed stream.
+type FollowWorkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conversation the item is about; empty for heartbeats.
+	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*FollowWorkResponse_Offer
+	//	*FollowWorkResponse_OfferClosed
+	//	*FollowWorkResponse_Assigned
+	//	*FollowWorkResponse_Released
+	//	*FollowWorkResponse_Event
+	//	*FollowWorkResponse_Typing
+	//	*FollowWorkResponse_ReadCursor
+	//	*FollowWorkResponse_Heartbeat
+	Item          isFollowWorkResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowWorkResponse) Reset() {
+	*x = FollowWorkResponse{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowWorkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowWorkResponse) ProtoMessage() {}
+
+func (x *FollowWorkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowWorkResponse.ProtoReflect.Descriptor instead.
+func (*FollowWorkResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FollowWorkResponse) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *FollowWorkResponse) GetItem() isFollowWorkResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetOffer() *Offer {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Offer); ok {
+			return x.Offer
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetOfferClosed() *OfferClosed {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_OfferClosed); ok {
+			return x.OfferClosed
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetAssigned() *Conversation {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Assigned); ok {
+			return x.Assigned
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetReleased() *Conversation {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Released); ok {
+			return x.Released
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetEvent() *Event {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetReadCursor() *ReadCursor {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_ReadCursor); ok {
+			return x.ReadCursor
+		}
+	}
+	return nil
+}
+
+func (x *FollowWorkResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+type isFollowWorkResponse_Item interface {
+	isFollowWorkResponse_Item()
+}
+
+type FollowWorkResponse_Offer struct {
+	// A new offer to accept or decline.
+	Offer *Offer `protobuf:"bytes,2,opt,name=offer,proto3,oneof"`
+}
+
+type FollowWorkResponse_OfferClosed struct {
+	// An offer that is no longer open (accepted, declined, expired,
+	// withdrawn).
+	OfferClosed *OfferClosed `protobuf:"bytes,3,opt,name=offer_closed,json=offerClosed,proto3,oneof"`
+}
+
+type FollowWorkResponse_Assigned struct {
+	// A conversation the agent now holds; its events follow.
+	Assigned *Conversation `protobuf:"bytes,4,opt,name=assigned,proto3,oneof"`
+}
+
+type FollowWorkResponse_Released struct {
+	// A conversation the agent no longer holds; nothing more of it
+	// follows.
+	Released *Conversation `protobuf:"bytes,5,opt,name=released,proto3,oneof"`
+}
+
+type FollowWorkResponse_Event struct {
+	// A persisted event of a held conversation, in seq order within its
+	// conversation.
+	Event *Event `protobuf:"bytes,6,opt,name=event,proto3,oneof"`
+}
+
+type FollowWorkResponse_Typing struct {
+	// Another participant of a held conversation started or stopped
+	// typing (ephemeral).
+	Typing *Typing `protobuf:"bytes,7,opt,name=typing,proto3,oneof"`
+}
+
+type FollowWorkResponse_ReadCursor struct {
+	// A participant's delivered or read cursor moved in a held
+	// conversation; the current ones are sent when it is first followed.
+	ReadCursor *ReadCursor `protobuf:"bytes,8,opt,name=read_cursor,json=readCursor,proto3,oneof"`
+}
+
+type FollowWorkResponse_Heartbeat struct {
+	// Sent when the stream has been idle for the heartbeat interval.
+	Heartbeat *Heartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3,oneof"`
+}
+
+func (*FollowWorkResponse_Offer) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_OfferClosed) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_Assigned) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_Released) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_Event) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_Typing) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_ReadCursor) isFollowWorkResponse_Item() {}
+
+func (*FollowWorkResponse_Heartbeat) isFollowWorkResponse_Item() {}
+
 // OfferClosed tells that an offer ended.
 type OfferClosed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -308,7 +612,7 @@ type OfferClosed struct {
 
 func (x *OfferClosed) Reset() {
 	*x = OfferClosed{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[4]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +624,7 @@ func (x *OfferClosed) String() string {
 func (*OfferClosed) ProtoMessage() {}
 
 func (x *OfferClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[4]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +637,7 @@ func (x *OfferClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferClosed.ProtoReflect.Descriptor instead.
 func (*OfferClosed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OfferClosed) GetOfferId() string {
@@ -367,7 +671,7 @@ type AcceptOfferRequest struct {
 
 func (x *AcceptOfferRequest) Reset() {
 	*x = AcceptOfferRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[5]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +683,7 @@ func (x *AcceptOfferRequest) String() string {
 func (*AcceptOfferRequest) ProtoMessage() {}
 
 func (x *AcceptOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[5]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +696,7 @@ func (x *AcceptOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptOfferRequest.ProtoReflect.Descriptor instead.
 func (*AcceptOfferRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AcceptOfferRequest) GetOfferId() string {
@@ -412,7 +716,7 @@ type AcceptOfferResponse struct {
 
 func (x *AcceptOfferResponse) Reset() {
 	*x = AcceptOfferResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[6]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +728,7 @@ func (x *AcceptOfferResponse) String() string {
 func (*AcceptOfferResponse) ProtoMessage() {}
 
 func (x *AcceptOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[6]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +741,7 @@ func (x *AcceptOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptOfferResponse.ProtoReflect.Descriptor instead.
 func (*AcceptOfferResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AcceptOfferResponse) GetConversation() *Conversation {
@@ -458,7 +762,7 @@ type DeclineOfferRequest struct {
 
 func (x *DeclineOfferRequest) Reset() {
 	*x = DeclineOfferRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +774,7 @@ func (x *DeclineOfferRequest) String() string {
 func (*DeclineOfferRequest) ProtoMessage() {}
 
 func (x *DeclineOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +787,7 @@ func (x *DeclineOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineOfferRequest.ProtoReflect.Descriptor instead.
 func (*DeclineOfferRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeclineOfferRequest) GetOfferId() string {
@@ -509,7 +813,7 @@ type DeclineOfferResponse struct {
 
 func (x *DeclineOfferResponse) Reset() {
 	*x = DeclineOfferResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +825,7 @@ func (x *DeclineOfferResponse) String() string {
 func (*DeclineOfferResponse) ProtoMessage() {}
 
 func (x *DeclineOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +838,7 @@ func (x *DeclineOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineOfferResponse.ProtoReflect.Descriptor instead.
 func (*DeclineOfferResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{11}
 }
 
 // TransferConversationRequest names the conversation and where it goes.
@@ -557,7 +861,7 @@ type TransferConversationRequest struct {
 
 func (x *TransferConversationRequest) Reset() {
 	*x = TransferConversationRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +873,7 @@ func (x *TransferConversationRequest) String() string {
 func (*TransferConversationRequest) ProtoMessage() {}
 
 func (x *TransferConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +886,7 @@ func (x *TransferConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferConversationRequest.ProtoReflect.Descriptor instead.
 func (*TransferConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TransferConversationRequest) GetConversationId() string {
@@ -661,7 +965,7 @@ type TransferConversationResponse struct {
 
 func (x *TransferConversationResponse) Reset() {
 	*x = TransferConversationResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +977,7 @@ func (x *TransferConversationResponse) String() string {
 func (*TransferConversationResponse) ProtoMessage() {}
 
 func (x *TransferConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +990,7 @@ func (x *TransferConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferConversationResponse.ProtoReflect.Descriptor instead.
 func (*TransferConversationResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TransferConversationResponse) GetConversation() *Conversation {
@@ -715,7 +1019,7 @@ type ListAssignedConversationsRequest struct {
 
 func (x *ListAssignedConversationsRequest) Reset() {
 	*x = ListAssignedConversationsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +1031,7 @@ func (x *ListAssignedConversationsRequest) String() string {
 func (*ListAssignedConversationsRequest) ProtoMessage() {}
 
 func (x *ListAssignedConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +1044,7 @@ func (x *ListAssignedConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignedConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAssignedConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListAssignedConversationsRequest) GetPageSize() int32 {
@@ -768,7 +1072,7 @@ type ListAssignedConversationsResponse struct {
 
 func (x *ListAssignedConversationsResponse) Reset() {
 	*x = ListAssignedConversationsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +1084,7 @@ func (x *ListAssignedConversationsResponse) String() string {
 func (*ListAssignedConversationsResponse) ProtoMessage() {}
 
 func (x *ListAssignedConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +1097,7 @@ func (x *ListAssignedConversationsResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListAssignedConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAssignedConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAssignedConversationsResponse) GetConversations() []*Conversation {
@@ -823,7 +1127,7 @@ type CreateQueueRequest struct {
 
 func (x *CreateQueueRequest) Reset() {
 	*x = CreateQueueRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1139,7 @@ func (x *CreateQueueRequest) String() string {
 func (*CreateQueueRequest) ProtoMessage() {}
 
 func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1152,7 @@ func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueRequest.ProtoReflect.Descriptor instead.
 func (*CreateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateQueueRequest) GetDisplayName() string {
@@ -882,7 +1186,7 @@ type CreateQueueResponse struct {
 
 func (x *CreateQueueResponse) Reset() {
 	*x = CreateQueueResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1198,7 @@ func (x *CreateQueueResponse) String() string {
 func (*CreateQueueResponse) ProtoMessage() {}
 
 func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1211,7 @@ func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueResponse.ProtoReflect.Descriptor instead.
 func (*CreateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateQueueResponse) GetQueue() *Queue {
@@ -929,7 +1233,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1245,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1258,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListQueuesRequest) GetPageSize() int32 {
@@ -982,7 +1286,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1298,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1311,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -1038,7 +1342,7 @@ type CreateMatchingRuleRequest struct {
 
 func (x *CreateMatchingRuleRequest) Reset() {
 	*x = CreateMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1354,7 @@ func (x *CreateMatchingRuleRequest) String() string {
 func (*CreateMatchingRuleRequest) ProtoMessage() {}
 
 func (x *CreateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1367,7 @@ func (x *CreateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateMatchingRuleRequest) GetDisplayName() string {
@@ -1104,7 +1408,7 @@ type CreateMatchingRuleResponse struct {
 
 func (x *CreateMatchingRuleResponse) Reset() {
 	*x = CreateMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1420,7 @@ func (x *CreateMatchingRuleResponse) String() string {
 func (*CreateMatchingRuleResponse) ProtoMessage() {}
 
 func (x *CreateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1433,7 @@ func (x *CreateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateMatchingRuleResponse) GetRule() *MatchingRule {
@@ -1151,7 +1455,7 @@ type ListMatchingRulesRequest struct {
 
 func (x *ListMatchingRulesRequest) Reset() {
 	*x = ListMatchingRulesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1467,7 @@ func (x *ListMatchingRulesRequest) String() string {
 func (*ListMatchingRulesRequest) ProtoMessage() {}
 
 func (x *ListMatchingRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1480,7 @@ func (x *ListMatchingRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMatchingRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListMatchingRulesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListMatchingRulesRequest) GetPageSize() int32 {
@@ -1204,7 +1508,7 @@ type ListMatchingRulesResponse struct {
 
 func (x *ListMatchingRulesResponse) Reset() {
 	*x = ListMatchingRulesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1520,7 @@ func (x *ListMatchingRulesResponse) String() string {
 func (*ListMatchingRulesResponse) ProtoMessage() {}
 
 func (x *ListMatchingRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1533,7 @@ func (x *ListMatchingRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMatchingRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListMatchingRulesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListMatchingRulesResponse) GetRules() []*MatchingRule {
@@ -1256,7 +1560,7 @@ type DeleteMatchingRuleRequest struct {
 
 func (x *DeleteMatchingRuleRequest) Reset() {
 	*x = DeleteMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1572,7 @@ func (x *DeleteMatchingRuleRequest) String() string {
 func (*DeleteMatchingRuleRequest) ProtoMessage() {}
 
 func (x *DeleteMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1585,7 @@ func (x *DeleteMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteMatchingRuleRequest) GetRuleId() string {
@@ -1300,7 +1604,7 @@ type DeleteMatchingRuleResponse struct {
 
 func (x *DeleteMatchingRuleResponse) Reset() {
 	*x = DeleteMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1616,7 @@ func (x *DeleteMatchingRuleResponse) String() string {
 func (*DeleteMatchingRuleResponse) ProtoMessage() {}
 
 func (x *DeleteMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1629,7 @@ func (x *DeleteMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{25}
 }
 
 // CreateAgentRequest describes the agent.
@@ -1344,7 +1648,7 @@ type CreateAgentRequest struct {
 
 func (x *CreateAgentRequest) Reset() {
 	*x = CreateAgentRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1660,7 @@ func (x *CreateAgentRequest) String() string {
 func (*CreateAgentRequest) ProtoMessage() {}
 
 func (x *CreateAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1673,7 @@ func (x *CreateAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgentRequest.ProtoReflect.Descriptor instead.
 func (*CreateAgentRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateAgentRequest) GetDisplayName() string {
@@ -1418,7 +1722,7 @@ type CreateAgentResponse struct {
 
 func (x *CreateAgentResponse) Reset() {
 	*x = CreateAgentResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1734,7 @@ func (x *CreateAgentResponse) String() string {
 func (*CreateAgentResponse) ProtoMessage() {}
 
 func (x *CreateAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1747,7 @@ func (x *CreateAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgentResponse.ProtoReflect.Descriptor instead.
 func (*CreateAgentResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateAgentResponse) GetAgent() *Agent {
@@ -1472,7 +1776,7 @@ type ListQueuedConversationsRequest struct {
 
 func (x *ListQueuedConversationsRequest) Reset() {
 	*x = ListQueuedConversationsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1788,7 @@ func (x *ListQueuedConversationsRequest) String() string {
 func (*ListQueuedConversationsRequest) ProtoMessage() {}
 
 func (x *ListQueuedConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1801,7 @@ func (x *ListQueuedConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuedConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuedConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListQueuedConversationsRequest) GetPageSize() int32 {
@@ -1525,7 +1829,7 @@ type ListQueuedConversationsResponse struct {
 
 func (x *ListQueuedConversationsResponse) Reset() {
 	*x = ListQueuedConversationsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1841,7 @@ func (x *ListQueuedConversationsResponse) String() string {
 func (*ListQueuedConversationsResponse) ProtoMessage() {}
 
 func (x *ListQueuedConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1854,7 @@ func (x *ListQueuedConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuedConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuedConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListQueuedConversationsResponse) GetConversations() []*Conversation {
@@ -1579,7 +1883,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1895,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1908,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAgentsRequest) GetPageSize() int32 {
@@ -1632,7 +1936,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1948,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1961,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -1692,7 +1996,7 @@ type ListAgentDirectoryRequest struct {
 
 func (x *ListAgentDirectoryRequest) Reset() {
 	*x = ListAgentDirectoryRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2008,7 @@ func (x *ListAgentDirectoryRequest) String() string {
 func (*ListAgentDirectoryRequest) ProtoMessage() {}
 
 func (x *ListAgentDirectoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2021,7 @@ func (x *ListAgentDirectoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentDirectoryRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentDirectoryRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAgentDirectoryRequest) GetPageSize() int32 {
@@ -1752,7 +2056,7 @@ type ListAgentDirectoryResponse struct {
 
 func (x *ListAgentDirectoryResponse) Reset() {
 	*x = ListAgentDirectoryResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +2068,7 @@ func (x *ListAgentDirectoryResponse) String() string {
 func (*ListAgentDirectoryResponse) ProtoMessage() {}
 
 func (x *ListAgentDirectoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +2081,7 @@ func (x *ListAgentDirectoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentDirectoryResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentDirectoryResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAgentDirectoryResponse) GetAgents() []*AgentDirectoryEntry {
@@ -1818,7 +2122,7 @@ type AgentDirectoryEntry struct {
 
 func (x *AgentDirectoryEntry) Reset() {
 	*x = AgentDirectoryEntry{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +2134,7 @@ func (x *AgentDirectoryEntry) String() string {
 func (*AgentDirectoryEntry) ProtoMessage() {}
 
 func (x *AgentDirectoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +2147,7 @@ func (x *AgentDirectoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDirectoryEntry.ProtoReflect.Descriptor instead.
 func (*AgentDirectoryEntry) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AgentDirectoryEntry) GetId() string {
@@ -1892,7 +2196,7 @@ type AgentDirectoryQueue struct {
 
 func (x *AgentDirectoryQueue) Reset() {
 	*x = AgentDirectoryQueue{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2208,7 @@ func (x *AgentDirectoryQueue) String() string {
 func (*AgentDirectoryQueue) ProtoMessage() {}
 
 func (x *AgentDirectoryQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2221,7 @@ func (x *AgentDirectoryQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDirectoryQueue.ProtoReflect.Descriptor instead.
 func (*AgentDirectoryQueue) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AgentDirectoryQueue) GetId() string {
@@ -1948,7 +2252,7 @@ type UpdateQueueRequest struct {
 
 func (x *UpdateQueueRequest) Reset() {
 	*x = UpdateQueueRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2264,7 @@ func (x *UpdateQueueRequest) String() string {
 func (*UpdateQueueRequest) ProtoMessage() {}
 
 func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2277,7 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateQueueRequest) GetQueueId() string {
@@ -2014,7 +2318,7 @@ type UpdateQueueResponse struct {
 
 func (x *UpdateQueueResponse) Reset() {
 	*x = UpdateQueueResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2330,7 @@ func (x *UpdateQueueResponse) String() string {
 func (*UpdateQueueResponse) ProtoMessage() {}
 
 func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2343,7 @@ func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
 func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateQueueResponse) GetQueue() *Queue {
@@ -2064,7 +2368,7 @@ type UpdateMatchingRuleRequest struct {
 
 func (x *UpdateMatchingRuleRequest) Reset() {
 	*x = UpdateMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2380,7 @@ func (x *UpdateMatchingRuleRequest) String() string {
 func (*UpdateMatchingRuleRequest) ProtoMessage() {}
 
 func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2393,7 @@ func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateMatchingRuleRequest) GetRuleId() string {
@@ -2137,7 +2441,7 @@ type UpdateMatchingRuleResponse struct {
 
 func (x *UpdateMatchingRuleResponse) Reset() {
 	*x = UpdateMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2453,7 @@ func (x *UpdateMatchingRuleResponse) String() string {
 func (*UpdateMatchingRuleResponse) ProtoMessage() {}
 
 func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2466,7 @@ func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateMatchingRuleResponse) GetRule() *MatchingRule {
@@ -2190,7 +2494,7 @@ type UpdateAgentRequest struct {
 
 func (x *UpdateAgentRequest) Reset() {
 	*x = UpdateAgentRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2506,7 @@ func (x *UpdateAgentRequest) String() string {
 func (*UpdateAgentRequest) ProtoMessage() {}
 
 func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2519,7 @@ func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAgentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAgentRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateAgentRequest) GetAgentId() string {
@@ -2270,7 +2574,7 @@ type UpdateAgentResponse struct {
 
 func (x *UpdateAgentResponse) Reset() {
 	*x = UpdateAgentResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2586,7 @@ func (x *UpdateAgentResponse) String() string {
 func (*UpdateAgentResponse) ProtoMessage() {}
 
 func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2599,7 @@ func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAgentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAgentResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateAgentResponse) GetAgent() *Agent {
@@ -2317,7 +2621,7 @@ type ListQueueStatusesRequest struct {
 
 func (x *ListQueueStatusesRequest) Reset() {
 	*x = ListQueueStatusesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2633,7 @@ func (x *ListQueueStatusesRequest) String() string {
 func (*ListQueueStatusesRequest) ProtoMessage() {}
 
 func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2646,7 @@ func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueStatusesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueueStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListQueueStatusesRequest) GetPageSize() int32 {
@@ -2370,7 +2674,7 @@ type ListQueueStatusesResponse struct {
 
 func (x *ListQueueStatusesResponse) Reset() {
 	*x = ListQueueStatusesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2686,7 @@ func (x *ListQueueStatusesResponse) String() string {
 func (*ListQueueStatusesResponse) ProtoMessage() {}
 
 func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2699,7 @@ func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueStatusesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueueStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{40}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListQueueStatusesResponse) GetStatuses() []*QueueStatus {
@@ -2421,7 +2725,7 @@ type WatchQueueStatusesRequest struct {
 
 func (x *WatchQueueStatusesRequest) Reset() {
 	*x = WatchQueueStatusesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2737,7 @@ func (x *WatchQueueStatusesRequest) String() string {
 func (*WatchQueueStatusesRequest) ProtoMessage() {}
 
 func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2750,7 @@ func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueueStatusesRequest.ProtoReflect.Descriptor instead.
 func (*WatchQueueStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{41}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{44}
 }
 
 // WatchQueueStatusesResponse is one change.
@@ -2464,7 +2768,7 @@ type WatchQueueStatusesResponse struct {
 
 func (x *WatchQueueStatusesResponse) Reset() {
 	*x = WatchQueueStatusesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2780,7 @@ func (x *WatchQueueStatusesResponse) String() string {
 func (*WatchQueueStatusesResponse) ProtoMessage() {}
 
 func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2793,7 @@ func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueueStatusesResponse.ProtoReflect.Descriptor instead.
 func (*WatchQueueStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{42}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchQueueStatusesResponse) GetItem() isWatchQueueStatusesResponse_Item {
@@ -2567,6 +2871,24 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\bassigned\x18\x03 \x01(\v2\x17.parley.v1.ConversationH\x00R\bassigned\x125\n" +
 	"\breleased\x18\x04 \x01(\v2\x17.parley.v1.ConversationH\x00R\breleased\x124\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\x04item\"\xc5\x01\n" +
+	"\x11FollowWorkRequest\x12<\n" +
+	"\acursors\x18\x01 \x03(\v2\x17.parley.v1.FollowCursorB\t\xbaH\x06\x92\x01\x03\x10\xc8\x01R\acursors:r\xbaHo\x1am\n" +
+	"\x0ecursors_unique\x12*each conversation may have one cursor only\x1a/this.cursors.map(c, c.conversation_id).unique()\"g\n" +
+	"\fFollowCursor\x121\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
+	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"\xe1\x03\n" +
+	"\x12FollowWorkResponse\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
+	"\x05offer\x18\x02 \x01(\v2\x10.parley.v1.OfferH\x00R\x05offer\x12;\n" +
+	"\foffer_closed\x18\x03 \x01(\v2\x16.parley.v1.OfferClosedH\x00R\vofferClosed\x125\n" +
+	"\bassigned\x18\x04 \x01(\v2\x17.parley.v1.ConversationH\x00R\bassigned\x125\n" +
+	"\breleased\x18\x05 \x01(\v2\x17.parley.v1.ConversationH\x00R\breleased\x12(\n" +
+	"\x05event\x18\x06 \x01(\v2\x10.parley.v1.EventH\x00R\x05event\x12+\n" +
+	"\x06typing\x18\a \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x128\n" +
+	"\vread_cursor\x18\b \x01(\v2\x15.parley.v1.ReadCursorH\x00R\n" +
+	"readCursor\x124\n" +
+	"\theartbeat\x18\t \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04item\"k\n" +
 	"\vOfferClosed\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12'\n" +
@@ -2708,10 +3030,12 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\fqueue_status\x18\x01 \x01(\v2\x16.parley.v1.QueueStatusH\x00R\vqueueStatus\x12(\n" +
 	"\x05agent\x18\x02 \x01(\v2\x10.parley.v1.AgentH\x00R\x05agent\x124\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04item2\xda\x0e\n" +
+	"\x04item2\xac\x0f\n" +
 	"\x0eRoutingService\x12L\n" +
 	"\vSetPresence\x12\x1d.parley.v1.SetPresenceRequest\x1a\x1e.parley.v1.SetPresenceResponse\x12M\n" +
-	"\tWatchWork\x12\x1b.parley.v1.WatchWorkRequest\x1a\x1c.parley.v1.WatchWorkResponse\"\x03\x90\x02\x010\x01\x12L\n" +
+	"\tWatchWork\x12\x1b.parley.v1.WatchWorkRequest\x1a\x1c.parley.v1.WatchWorkResponse\"\x03\x90\x02\x010\x01\x12P\n" +
+	"\n" +
+	"FollowWork\x12\x1c.parley.v1.FollowWorkRequest\x1a\x1d.parley.v1.FollowWorkResponse\"\x03\x90\x02\x010\x01\x12L\n" +
 	"\vAcceptOffer\x12\x1d.parley.v1.AcceptOfferRequest\x1a\x1e.parley.v1.AcceptOfferResponse\x12O\n" +
 	"\fDeclineOffer\x12\x1e.parley.v1.DeclineOfferRequest\x1a\x1f.parley.v1.DeclineOfferResponse\x12g\n" +
 	"\x14TransferConversation\x12&.parley.v1.TransferConversationRequest\x1a'.parley.v1.TransferConversationResponse\x12{\n" +
@@ -2747,148 +3071,165 @@ func file_parley_v1_routing_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_routing_service_proto_rawDescData
 }
 
-var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*SetPresenceRequest)(nil),                // 0: parley.v1.SetPresenceRequest
 	(*SetPresenceResponse)(nil),               // 1: parley.v1.SetPresenceResponse
 	(*WatchWorkRequest)(nil),                  // 2: parley.v1.WatchWorkRequest
 	(*WatchWorkResponse)(nil),                 // 3: parley.v1.WatchWorkResponse
-	(*OfferClosed)(nil),                       // 4: parley.v1.OfferClosed
-	(*AcceptOfferRequest)(nil),                // 5: parley.v1.AcceptOfferRequest
-	(*AcceptOfferResponse)(nil),               // 6: parley.v1.AcceptOfferResponse
-	(*DeclineOfferRequest)(nil),               // 7: parley.v1.DeclineOfferRequest
-	(*DeclineOfferResponse)(nil),              // 8: parley.v1.DeclineOfferResponse
-	(*TransferConversationRequest)(nil),       // 9: parley.v1.TransferConversationRequest
-	(*TransferConversationResponse)(nil),      // 10: parley.v1.TransferConversationResponse
-	(*ListAssignedConversationsRequest)(nil),  // 11: parley.v1.ListAssignedConversationsRequest
-	(*ListAssignedConversationsResponse)(nil), // 12: parley.v1.ListAssignedConversationsResponse
-	(*CreateQueueRequest)(nil),                // 13: parley.v1.CreateQueueRequest
-	(*CreateQueueResponse)(nil),               // 14: parley.v1.CreateQueueResponse
-	(*ListQueuesRequest)(nil),                 // 15: parley.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),                // 16: parley.v1.ListQueuesResponse
-	(*CreateMatchingRuleRequest)(nil),         // 17: parley.v1.CreateMatchingRuleRequest
-	(*CreateMatchingRuleResponse)(nil),        // 18: parley.v1.CreateMatchingRuleResponse
-	(*ListMatchingRulesRequest)(nil),          // 19: parley.v1.ListMatchingRulesRequest
-	(*ListMatchingRulesResponse)(nil),         // 20: parley.v1.ListMatchingRulesResponse
-	(*DeleteMatchingRuleRequest)(nil),         // 21: parley.v1.DeleteMatchingRuleRequest
-	(*DeleteMatchingRuleResponse)(nil),        // 22: parley.v1.DeleteMatchingRuleResponse
-	(*CreateAgentRequest)(nil),                // 23: parley.v1.CreateAgentRequest
-	(*CreateAgentResponse)(nil),               // 24: parley.v1.CreateAgentResponse
-	(*ListQueuedConversationsRequest)(nil),    // 25: parley.v1.ListQueuedConversationsRequest
-	(*ListQueuedConversationsResponse)(nil),   // 26: parley.v1.ListQueuedConversationsResponse
-	(*ListAgentsRequest)(nil),                 // 27: parley.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),                // 28: parley.v1.ListAgentsResponse
-	(*ListAgentDirectoryRequest)(nil),         // 29: parley.v1.ListAgentDirectoryRequest
-	(*ListAgentDirectoryResponse)(nil),        // 30: parley.v1.ListAgentDirectoryResponse
-	(*AgentDirectoryEntry)(nil),               // 31: parley.v1.AgentDirectoryEntry
-	(*AgentDirectoryQueue)(nil),               // 32: parley.v1.AgentDirectoryQueue
-	(*UpdateQueueRequest)(nil),                // 33: parley.v1.UpdateQueueRequest
-	(*UpdateQueueResponse)(nil),               // 34: parley.v1.UpdateQueueResponse
-	(*UpdateMatchingRuleRequest)(nil),         // 35: parley.v1.UpdateMatchingRuleRequest
-	(*UpdateMatchingRuleResponse)(nil),        // 36: parley.v1.UpdateMatchingRuleResponse
-	(*UpdateAgentRequest)(nil),                // 37: parley.v1.UpdateAgentRequest
-	(*UpdateAgentResponse)(nil),               // 38: parley.v1.UpdateAgentResponse
-	(*ListQueueStatusesRequest)(nil),          // 39: parley.v1.ListQueueStatusesRequest
-	(*ListQueueStatusesResponse)(nil),         // 40: parley.v1.ListQueueStatusesResponse
-	(*WatchQueueStatusesRequest)(nil),         // 41: parley.v1.WatchQueueStatusesRequest
-	(*WatchQueueStatusesResponse)(nil),        // 42: parley.v1.WatchQueueStatusesResponse
-	(Presence)(0),                             // 43: parley.v1.Presence
-	(Channel)(0),                              // 44: parley.v1.Channel
-	(*Agent)(nil),                             // 45: parley.v1.Agent
-	(*Offer)(nil),                             // 46: parley.v1.Offer
-	(*Conversation)(nil),                      // 47: parley.v1.Conversation
-	(*Heartbeat)(nil),                         // 48: parley.v1.Heartbeat
-	(*durationpb.Duration)(nil),               // 49: google.protobuf.Duration
-	(*QueuePolicy)(nil),                       // 50: parley.v1.QueuePolicy
-	(*Queue)(nil),                             // 51: parley.v1.Queue
-	(*Condition)(nil),                         // 52: parley.v1.Condition
-	(*MatchingRule)(nil),                      // 53: parley.v1.MatchingRule
-	(*ChannelCapacity)(nil),                   // 54: parley.v1.ChannelCapacity
-	(*QueueStatus)(nil),                       // 55: parley.v1.QueueStatus
+	(*FollowWorkRequest)(nil),                 // 4: parley.v1.FollowWorkRequest
+	(*FollowCursor)(nil),                      // 5: parley.v1.FollowCursor
+	(*FollowWorkResponse)(nil),                // 6: parley.v1.FollowWorkResponse
+	(*OfferClosed)(nil),                       // 7: parley.v1.OfferClosed
+	(*AcceptOfferRequest)(nil),                // 8: parley.v1.AcceptOfferRequest
+	(*AcceptOfferResponse)(nil),               // 9: parley.v1.AcceptOfferResponse
+	(*DeclineOfferRequest)(nil),               // 10: parley.v1.DeclineOfferRequest
+	(*DeclineOfferResponse)(nil),              // 11: parley.v1.DeclineOfferResponse
+	(*TransferConversationRequest)(nil),       // 12: parley.v1.TransferConversationRequest
+	(*TransferConversationResponse)(nil),      // 13: parley.v1.TransferConversationResponse
+	(*ListAssignedConversationsRequest)(nil),  // 14: parley.v1.ListAssignedConversationsRequest
+	(*ListAssignedConversationsResponse)(nil), // 15: parley.v1.ListAssignedConversationsResponse
+	(*CreateQueueRequest)(nil),                // 16: parley.v1.CreateQueueRequest
+	(*CreateQueueResponse)(nil),               // 17: parley.v1.CreateQueueResponse
+	(*ListQueuesRequest)(nil),                 // 18: parley.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),                // 19: parley.v1.ListQueuesResponse
+	(*CreateMatchingRuleRequest)(nil),         // 20: parley.v1.CreateMatchingRuleRequest
+	(*CreateMatchingRuleResponse)(nil),        // 21: parley.v1.CreateMatchingRuleResponse
+	(*ListMatchingRulesRequest)(nil),          // 22: parley.v1.ListMatchingRulesRequest
+	(*ListMatchingRulesResponse)(nil),         // 23: parley.v1.ListMatchingRulesResponse
+	(*DeleteMatchingRuleRequest)(nil),         // 24: parley.v1.DeleteMatchingRuleRequest
+	(*DeleteMatchingRuleResponse)(nil),        // 25: parley.v1.DeleteMatchingRuleResponse
+	(*CreateAgentRequest)(nil),                // 26: parley.v1.CreateAgentRequest
+	(*CreateAgentResponse)(nil),               // 27: parley.v1.CreateAgentResponse
+	(*ListQueuedConversationsRequest)(nil),    // 28: parley.v1.ListQueuedConversationsRequest
+	(*ListQueuedConversationsResponse)(nil),   // 29: parley.v1.ListQueuedConversationsResponse
+	(*ListAgentsRequest)(nil),                 // 30: parley.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),                // 31: parley.v1.ListAgentsResponse
+	(*ListAgentDirectoryRequest)(nil),         // 32: parley.v1.ListAgentDirectoryRequest
+	(*ListAgentDirectoryResponse)(nil),        // 33: parley.v1.ListAgentDirectoryResponse
+	(*AgentDirectoryEntry)(nil),               // 34: parley.v1.AgentDirectoryEntry
+	(*AgentDirectoryQueue)(nil),               // 35: parley.v1.AgentDirectoryQueue
+	(*UpdateQueueRequest)(nil),                // 36: parley.v1.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),               // 37: parley.v1.UpdateQueueResponse
+	(*UpdateMatchingRuleRequest)(nil),         // 38: parley.v1.UpdateMatchingRuleRequest
+	(*UpdateMatchingRuleResponse)(nil),        // 39: parley.v1.UpdateMatchingRuleResponse
+	(*UpdateAgentRequest)(nil),                // 40: parley.v1.UpdateAgentRequest
+	(*UpdateAgentResponse)(nil),               // 41: parley.v1.UpdateAgentResponse
+	(*ListQueueStatusesRequest)(nil),          // 42: parley.v1.ListQueueStatusesRequest
+	(*ListQueueStatusesResponse)(nil),         // 43: parley.v1.ListQueueStatusesResponse
+	(*WatchQueueStatusesRequest)(nil),         // 44: parley.v1.WatchQueueStatusesRequest
+	(*WatchQueueStatusesResponse)(nil),        // 45: parley.v1.WatchQueueStatusesResponse
+	(Presence)(0),                             // 46: parley.v1.Presence
+	(Channel)(0),                              // 47: parley.v1.Channel
+	(*Agent)(nil),                             // 48: parley.v1.Agent
+	(*Offer)(nil),                             // 49: parley.v1.Offer
+	(*Conversation)(nil),                      // 50: parley.v1.Conversation
+	(*Heartbeat)(nil),                         // 51: parley.v1.Heartbeat
+	(*Event)(nil),                             // 52: parley.v1.Event
+	(*Typing)(nil),                            // 53: parley.v1.Typing
+	(*ReadCursor)(nil),                        // 54: parley.v1.ReadCursor
+	(*durationpb.Duration)(nil),               // 55: google.protobuf.Duration
+	(*QueuePolicy)(nil),                       // 56: parley.v1.QueuePolicy
+	(*Queue)(nil),                             // 57: parley.v1.Queue
+	(*Condition)(nil),                         // 58: parley.v1.Condition
+	(*MatchingRule)(nil),                      // 59: parley.v1.MatchingRule
+	(*ChannelCapacity)(nil),                   // 60: parley.v1.ChannelCapacity
+	(*QueueStatus)(nil),                       // 61: parley.v1.QueueStatus
 }
 var file_parley_v1_routing_service_proto_depIdxs = []int32{
-	43, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
-	44, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
-	45, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
-	46, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
-	4,  // 4: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
-	47, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
-	47, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
-	48, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	47, // 8: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
-	47, // 9: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
-	47, // 10: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	49, // 11: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	50, // 12: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
-	51, // 13: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
-	51, // 14: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
-	52, // 15: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	53, // 16: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	53, // 17: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
-	54, // 18: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	45, // 19: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
-	47, // 20: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	45, // 21: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
-	44, // 22: parley.v1.ListAgentDirectoryRequest.channel:type_name -> parley.v1.Channel
-	31, // 23: parley.v1.ListAgentDirectoryResponse.agents:type_name -> parley.v1.AgentDirectoryEntry
-	43, // 24: parley.v1.AgentDirectoryEntry.presence:type_name -> parley.v1.Presence
-	32, // 25: parley.v1.AgentDirectoryEntry.queues:type_name -> parley.v1.AgentDirectoryQueue
-	49, // 26: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	50, // 27: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
-	51, // 28: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
-	52, // 29: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	53, // 30: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	54, // 31: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	45, // 32: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
-	55, // 33: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
-	55, // 34: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
-	45, // 35: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
-	48, // 36: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	0,  // 37: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
-	2,  // 38: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
-	5,  // 39: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
-	7,  // 40: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
-	9,  // 41: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
-	11, // 42: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
-	25, // 43: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
-	13, // 44: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
-	15, // 45: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
-	17, // 46: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
-	19, // 47: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
-	21, // 48: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
-	23, // 49: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
-	27, // 50: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
-	29, // 51: parley.v1.RoutingService.ListAgentDirectory:input_type -> parley.v1.ListAgentDirectoryRequest
-	33, // 52: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
-	35, // 53: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
-	37, // 54: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
-	39, // 55: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
-	41, // 56: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
-	1,  // 57: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
-	3,  // 58: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
-	6,  // 59: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
-	8,  // 60: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
-	10, // 61: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
-	12, // 62: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
-	26, // 63: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
-	14, // 64: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
-	16, // 65: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
-	18, // 66: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
-	20, // 67: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
-	22, // 68: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
-	24, // 69: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
-	28, // 70: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
-	30, // 71: parley.v1.RoutingService.ListAgentDirectory:output_type -> parley.v1.ListAgentDirectoryResponse
-	34, // 72: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
-	36, // 73: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
-	38, // 74: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
-	40, // 75: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
-	42, // 76: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
-	57, // [57:77] is the sub-list for method output_type
-	37, // [37:57] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	46, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
+	47, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
+	48, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
+	49, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
+	7,  // 4: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
+	50, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
+	50, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
+	51, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	5,  // 8: parley.v1.FollowWorkRequest.cursors:type_name -> parley.v1.FollowCursor
+	49, // 9: parley.v1.FollowWorkResponse.offer:type_name -> parley.v1.Offer
+	7,  // 10: parley.v1.FollowWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
+	50, // 11: parley.v1.FollowWorkResponse.assigned:type_name -> parley.v1.Conversation
+	50, // 12: parley.v1.FollowWorkResponse.released:type_name -> parley.v1.Conversation
+	52, // 13: parley.v1.FollowWorkResponse.event:type_name -> parley.v1.Event
+	53, // 14: parley.v1.FollowWorkResponse.typing:type_name -> parley.v1.Typing
+	54, // 15: parley.v1.FollowWorkResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	51, // 16: parley.v1.FollowWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	50, // 17: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
+	50, // 18: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
+	50, // 19: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	55, // 20: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	56, // 21: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	57, // 22: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
+	57, // 23: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
+	58, // 24: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	59, // 25: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	59, // 26: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
+	60, // 27: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	48, // 28: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
+	50, // 29: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	48, // 30: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
+	47, // 31: parley.v1.ListAgentDirectoryRequest.channel:type_name -> parley.v1.Channel
+	34, // 32: parley.v1.ListAgentDirectoryResponse.agents:type_name -> parley.v1.AgentDirectoryEntry
+	46, // 33: parley.v1.AgentDirectoryEntry.presence:type_name -> parley.v1.Presence
+	35, // 34: parley.v1.AgentDirectoryEntry.queues:type_name -> parley.v1.AgentDirectoryQueue
+	55, // 35: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	56, // 36: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	57, // 37: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
+	58, // 38: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	59, // 39: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	60, // 40: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	48, // 41: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
+	61, // 42: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
+	61, // 43: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
+	48, // 44: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
+	51, // 45: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	0,  // 46: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
+	2,  // 47: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
+	4,  // 48: parley.v1.RoutingService.FollowWork:input_type -> parley.v1.FollowWorkRequest
+	8,  // 49: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
+	10, // 50: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
+	12, // 51: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
+	14, // 52: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
+	28, // 53: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
+	16, // 54: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
+	18, // 55: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
+	20, // 56: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
+	22, // 57: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
+	24, // 58: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
+	26, // 59: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
+	30, // 60: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
+	32, // 61: parley.v1.RoutingService.ListAgentDirectory:input_type -> parley.v1.ListAgentDirectoryRequest
+	36, // 62: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
+	38, // 63: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
+	40, // 64: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
+	42, // 65: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
+	44, // 66: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
+	1,  // 67: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
+	3,  // 68: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
+	6,  // 69: parley.v1.RoutingService.FollowWork:output_type -> parley.v1.FollowWorkResponse
+	9,  // 70: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
+	11, // 71: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
+	13, // 72: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
+	15, // 73: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
+	29, // 74: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
+	17, // 75: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
+	19, // 76: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
+	21, // 77: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
+	23, // 78: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
+	25, // 79: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
+	27, // 80: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
+	31, // 81: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
+	33, // 82: parley.v1.RoutingService.ListAgentDirectory:output_type -> parley.v1.ListAgentDirectoryResponse
+	37, // 83: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
+	39, // 84: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
+	41, // 85: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
+	43, // 86: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
+	45, // 87: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
+	67, // [67:88] is the sub-list for method output_type
+	46, // [46:67] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_routing_service_proto_init() }
@@ -2904,11 +3245,21 @@ func file_parley_v1_routing_service_proto_init() {
 		(*WatchWorkResponse_Released)(nil),
 		(*WatchWorkResponse_Heartbeat)(nil),
 	}
-	file_parley_v1_routing_service_proto_msgTypes[9].OneofWrappers = []any{
+	file_parley_v1_routing_service_proto_msgTypes[6].OneofWrappers = []any{
+		(*FollowWorkResponse_Offer)(nil),
+		(*FollowWorkResponse_OfferClosed)(nil),
+		(*FollowWorkResponse_Assigned)(nil),
+		(*FollowWorkResponse_Released)(nil),
+		(*FollowWorkResponse_Event)(nil),
+		(*FollowWorkResponse_Typing)(nil),
+		(*FollowWorkResponse_ReadCursor)(nil),
+		(*FollowWorkResponse_Heartbeat)(nil),
+	}
+	file_parley_v1_routing_service_proto_msgTypes[12].OneofWrappers = []any{
 		(*TransferConversationRequest_AgentId)(nil),
 		(*TransferConversationRequest_QueueId)(nil),
 	}
-	file_parley_v1_routing_service_proto_msgTypes[42].OneofWrappers = []any{
+	file_parley_v1_routing_service_proto_msgTypes[45].OneofWrappers = []any{
 		(*WatchQueueStatusesResponse_QueueStatus)(nil),
 		(*WatchQueueStatusesResponse_Agent)(nil),
 		(*WatchQueueStatusesResponse_Heartbeat)(nil),
@@ -2919,7 +3270,7 @@ func file_parley_v1_routing_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_routing_service_proto_rawDesc), len(file_parley_v1_routing_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

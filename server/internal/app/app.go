@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/cors"
 
+	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/access"
 	"github.com/parleyhq/parley/server/internal/admin"
@@ -480,4 +481,9 @@ func (a *App) OpenStreams() int {
 // clock.
 func (a *App) Dispatch(ctx context.Context) error {
 	return a.dispatcher.Pass(ctx)
+}
+
+// FollowWork is not served yet: the multiplexed stream lands in the next commit.
+func (routingService) FollowWork(context.Context, *parleyv1.FollowWorkRequest, parleyv1connect.RoutingServiceFollowWorkServerStream) error {
+	return connect.NewError(connect.CodeUnimplemented, "FollowWork is not served yet")
 }

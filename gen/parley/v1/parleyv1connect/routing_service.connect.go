@@ -28,6 +28,8 @@ const (
 	RoutingServiceSetPresenceProcedure = "/parley.v1.RoutingService/SetPresence"
 	// RoutingServiceWatchWorkProcedure is the procedure name of the RoutingService's WatchWork RPC.
 	RoutingServiceWatchWorkProcedure = "/parley.v1.RoutingService/WatchWork"
+	// RoutingServiceFollowWorkProcedure is the procedure name of the RoutingService's FollowWork RPC.
+	RoutingServiceFollowWorkProcedure = "/parley.v1.RoutingService/FollowWork"
 	// RoutingServiceAcceptOfferProcedure is the procedure name of the RoutingService's AcceptOffer RPC.
 	RoutingServiceAcceptOfferProcedure = "/parley.v1.RoutingService/AcceptOffer"
 	// RoutingServiceDeclineOfferProcedure is the procedure name of the RoutingService's DeclineOffer
@@ -90,6 +92,14 @@ var (
 			StreamType:       connect.StreamTypeServer,
 			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("WatchWork"),
 			Procedure:        RoutingServiceWatchWorkProcedure,
+			IdempotencyLevel: connect.IdempotencyNoSideEffects,
+		}
+	})
+	routingServiceFollowWorkSpec = sync.OnceValue(func() connect.Spec {
+		return connect.Spec{
+			StreamType:       connect.StreamTypeServer,
+			Schema:           v1.File_parley_v1_routing_service_proto.Services().ByName("RoutingService").Methods().ByName("FollowWork"),
+			Procedure:        RoutingServiceFollowWorkProcedure,
 			IdempotencyLevel: connect.IdempotencyNoSideEffects,
 		}
 	})
@@ -240,6 +250,19 @@ type RoutingServiceClient interface {
 	// WatchWork streams the calling agent's offers and assignments. Pending
 	// offers are sent first. Agents only.
 	WatchWork(context.Context, *v1.WatchWorkRequest) (RoutingServiceWatchWorkClientStream, error)
+	// FollowWork is WatchWork and MessagingService.Subscribe in one stream,
+	// so that a browser needs one connection however many chats its agent
+	// holds: the calling agent's offers and assignments, and the log, typing
+	// and read cursors of every conversation the agent holds, each item
+	// naming its conversation. A held conversation is announced (assigned)
+	// before its events; its log is replayed after the seq given for it in
+	// cursors (its whole log if none is given), then followed live. A
+	// conversation that leaves the agent (closed, transferred, re-queued)
+	// ends with released, after the last of its events the agent may read.
+	// Pending offers and held conversations are sent first. Any end is an
+	// error, normally Unavailable: the client opens the stream again with
+	// the last seq it received of each conversation. Agents only.
+	FollowWork(context.Context, *v1.FollowWorkRequest) (RoutingServiceFollowWorkClientStream, error)
 	// AcceptOffer takes an offered conversation. Only the offered agent may
 	// call it, before the offer expires. Retrying an accepted offer returns
 	// the conversation again.
@@ -319,6 +342,27 @@ func (s RoutingServiceWatchWorkClientStream) Close() error {
 	return s.stream.Close()
 }
 
+// RoutingServiceFollowWorkClientStream is the client stream for the RoutingService's FollowWork
+// RPC.
+type RoutingServiceFollowWorkClientStream struct {
+	stream connect.ClientStream
+}
+
+// Receive returns the next response message from the server.
+func (s RoutingServiceFollowWorkClientStream) Receive() (*v1.FollowWorkResponse, error) {
+	var res v1.FollowWorkResponse
+	if err := s.stream.Receive(&res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Close releases the stream's resources. It is idempotent and is typically deferred to clean up a
+// stream abandoned before io.EOF.
+func (s RoutingServiceFollowWorkClientStream) Close() error {
+	return s.stream.Close()
+}
+
 // RoutingServiceWatchQueueStatusesClientStream is the client stream for the RoutingService's
 // WatchQueueStatuses RPC.
 type RoutingServiceWatchQueueStatusesClientStream struct {
@@ -347,6 +391,19 @@ type RoutingServiceHandler interface {
 	// WatchWork streams the calling agent's offers and assignments. Pending
 	// offers are sent first. Agents only.
 	WatchWork(context.Context, *v1.WatchWorkRequest, RoutingServiceWatchWorkServerStream) error
+	// FollowWork is WatchWork and MessagingService.Subscribe in one stream,
+	// so that a browser needs one connection however many chats its agent
+	// holds: the calling agent's offers and assignments, and the log, typing
+	// and read cursors of every conversation the agent holds, each item
+	// naming its conversation. A held conversation is announced (assigned)
+	// before its events; its log is replayed after the seq given for it in
+	// cursors (its whole log if none is given), then followed live. A
+	// conversation that leaves the agent (closed, transferred, re-queued)
+	// ends with released, after the last of its events the agent may read.
+	// Pending offers and held conversations are sent first. Any end is an
+	// error, normally Unavailable: the client opens the stream again with
+	// the last seq it received of each conversation. Agents only.
+	FollowWork(context.Context, *v1.FollowWorkRequest, RoutingServiceFollowWorkServerStream) error
 	// AcceptOffer takes an offered conversation. Only the offered agent may
 	// call it, before the offer expires. Retrying an accepted offer returns
 	// the conversation again.
@@ -407,6 +464,7 @@ func RegisterRoutingServiceHandler(server *connect.Server, svc RoutingServiceHan
 	server.Register(
 		connect.Method{Spec: routingServiceSetPresenceSpec(), Handler: adapter.setPresence},
 		connect.Method{Spec: routingServiceWatchWorkSpec(), Handler: adapter.watchWork},
+		connect.Method{Spec: routingServiceFollowWorkSpec(), Handler: adapter.followWork},
 		connect.Method{Spec: routingServiceAcceptOfferSpec(), Handler: adapter.acceptOffer},
 		connect.Method{Spec: routingServiceDeclineOfferSpec(), Handler: adapter.declineOffer},
 		connect.Method{Spec: routingServiceTransferConversationSpec(), Handler: adapter.transferConversation},
@@ -443,6 +501,22 @@ func (s RoutingServiceWatchWorkServerStream) Send(res *v1.WatchWorkResponse) err
 	return s.stream.Send(res)
 }
 
+// RoutingServiceFollowWorkServerStream is the server stream for the RoutingService's FollowWork
+// RPC.
+type RoutingServiceFollowWorkServerStream struct {
+	stream connect.ServerStream
+}
+
+// SendHeaders flushes the response headers without a message. The first Send does this implicitly.
+func (s RoutingServiceFollowWorkServerStream) SendHeaders() error {
+	return s.stream.SendHeaders()
+}
+
+// Send sends a response message to the client.
+func (s RoutingServiceFollowWorkServerStream) Send(res *v1.FollowWorkResponse) error {
+	return s.stream.Send(res)
+}
+
 // RoutingServiceWatchQueueStatusesServerStream is the server stream for the RoutingService's
 // WatchQueueStatuses RPC.
 type RoutingServiceWatchQueueStatusesServerStream struct {
@@ -468,6 +542,10 @@ func (UnimplementedRoutingServiceHandler) SetPresence(context.Context, *v1.SetPr
 
 func (UnimplementedRoutingServiceHandler) WatchWork(context.Context, *v1.WatchWorkRequest, RoutingServiceWatchWorkServerStream) error {
 	return connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.WatchWork is not implemented")
+}
+
+func (UnimplementedRoutingServiceHandler) FollowWork(context.Context, *v1.FollowWorkRequest, RoutingServiceFollowWorkServerStream) error {
+	return connect.NewError(connect.CodeUnimplemented, "parley.v1.RoutingService.FollowWork is not implemented")
 }
 
 func (UnimplementedRoutingServiceHandler) AcceptOffer(context.Context, *v1.AcceptOfferRequest) (*v1.AcceptOfferResponse, error) {
@@ -560,6 +638,14 @@ func (c *routingServiceClient) WatchWork(ctx context.Context, req *v1.WatchWorkR
 		return RoutingServiceWatchWorkClientStream{}, err
 	}
 	return RoutingServiceWatchWorkClientStream{stream: stream}, nil
+}
+
+func (c *routingServiceClient) FollowWork(ctx context.Context, req *v1.FollowWorkRequest) (RoutingServiceFollowWorkClientStream, error) {
+	stream, err := c.client.CallServerStream(ctx, routingServiceFollowWorkSpec(), req)
+	if err != nil {
+		return RoutingServiceFollowWorkClientStream{}, err
+	}
+	return RoutingServiceFollowWorkClientStream{stream: stream}, nil
 }
 
 func (c *routingServiceClient) AcceptOffer(ctx context.Context, req *v1.AcceptOfferRequest) (*v1.AcceptOfferResponse, error) {
@@ -726,6 +812,14 @@ func (h routingServiceHandler) watchWork(ctx context.Context, _ connect.Spec, st
 		return err
 	}
 	return h.svc.WatchWork(ctx, &req, RoutingServiceWatchWorkServerStream{stream: stream})
+}
+
+func (h routingServiceHandler) followWork(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {
+	var req v1.FollowWorkRequest
+	if err := stream.Receive(&req); err != nil {
+		return err
+	}
+	return h.svc.FollowWork(ctx, &req, RoutingServiceFollowWorkServerStream{stream: stream})
 }
 
 func (h routingServiceHandler) acceptOffer(ctx context.Context, _ connect.Spec, stream connect.ServerStream) error {

@@ -4,10 +4,9 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
-import type { Agent, Channel, ChannelCapacity, Condition, Conversation, Heartbeat, MatchingRule, Offer, Presence, Queue, QueuePolicy, QueueStatus } from "./resources_pb.js";
+import type { Agent, Channel, ChannelCapacity, Condition, Conversation, Event, Heartbeat, MatchingRule, Offer, Presence, Queue, QueuePolicy, QueueStatus, ReadCursor, Typing } from "./resources_pb.js";
 import { file_parley_v1_resources } from "./resources_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/routing_service.proto.
  */
 export const file_parley_v1_routing_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvdjEvcm91dGluZ19zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEidgoSU2V0UHJlc2VuY2VSZXF1ZXN0EjEKCHByZXNlbmNlGAEgASgOMhMucGFybGV5LnYxLlByZXNlbmNlQgq6SAeCAQQQASAAEi0KB2NoYW5uZWwYAiABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbEIIukgFggECEAEiNgoTU2V0UHJlc2VuY2VSZXNwb25zZRIfCgVhZ2VudBgBIAEoCzIQLnBhcmxleS52MS5BZ2VudCISChBXYXRjaFdvcmtSZXF1ZXN0IvMBChFXYXRjaFdvcmtSZXNwb25zZRIhCgVvZmZlchgBIAEoCzIQLnBhcmxleS52MS5PZmZlckgAEi4KDG9mZmVyX2Nsb3NlZBgCIAEoCzIWLnBhcmxleS52MS5PZmZlckNsb3NlZEgAEisKCGFzc2lnbmVkGAMgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbkgAEisKCHJlbGVhc2VkGAQgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbkgAEikKCWhlYXJ0YmVhdBgFIAEoCzIULnBhcmxleS52MS5IZWFydGJlYXRIAEIGCgRpdGVtIkkKC09mZmVyQ2xvc2VkEhAKCG9mZmVyX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIPCgdvdXRjb21lGAMgASgJIjAKEkFjY2VwdE9mZmVyUmVxdWVzdBIaCghvZmZlcl9pZBgBIAEoCUIIukgFcgOwAQEiRAoTQWNjZXB0T2ZmZXJSZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uIksKE0RlY2xpbmVPZmZlclJlcXVlc3QSGgoIb2ZmZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiFgoURGVjbGluZU9mZmVyUmVzcG9uc2UiwwEKG1RyYW5zZmVyQ29udmVyc2F0aW9uUmVxdWVzdBIhCg9jb252ZXJzYXRpb25faWQYASABKAlCCLpIBXIDsAEBEhwKCnJlcXVlc3RfaWQYBSABKAlCCLpIBXIDsAEBEhwKCGFnZW50X2lkGAIgASgJQgi6SAVyA7ABAUgAEhwKCHF1ZXVlX2lkGAMgASgJQgi6SAVyA7ABAUgAEhYKBG5vdGUYBCABKAlCCLpIBXIDGOgHQg8KBnRhcmdldBIFukgCCAEiXwocVHJhbnNmZXJDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhAKCG9mZmVyX2lkGAIgASgJIlwKIExpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJsCiFMaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIp4BChJDcmVhdGVRdWV1ZVJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSPwoNb2ZmZXJfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyABImCgZwb2xpY3kYAyABKAsyFi5wYXJsZXkudjEuUXVldWVQb2xpY3kiNgoTQ3JlYXRlUXVldWVSZXNwb25zZRIfCgVxdWV1ZRgBIAEoCzIQLnBhcmxleS52MS5RdWV1ZSJNChFMaXN0UXVldWVzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiTwoSTGlzdFF1ZXVlc1Jlc3BvbnNlEiAKBnF1ZXVlcxgBIAMoCzIQLnBhcmxleS52MS5RdWV1ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkioQEKGUNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSFgoFb3JkZXIYAiABKAVCB7pIBBoCKAASGgoIcXVldWVfaWQYAyABKAlCCLpIBXIDsAEBEi8KCWNvbmRpdGlvbhgEIAEoCzIULnBhcmxleS52MS5Db25kaXRpb25CBrpIA8gBASJDChpDcmVhdGVNYXRjaGluZ1J1bGVSZXNwb25zZRIlCgRydWxlGAEgASgLMhcucGFybGV5LnYxLk1hdGNoaW5nUnVsZSJUChhMaXN0TWF0Y2hpbmdSdWxlc1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBIlwKGUxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2USJgoFcnVsZXMYASADKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI2ChlEZWxldGVNYXRjaGluZ1J1bGVSZXF1ZXN0EhkKB3J1bGVfaWQYASABKAlCCLpIBXIDsAEBIhwKGkRlbGV0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlIvMBChJDcmVhdGVBZ2VudFJlcXVlc3QSHwoMZGlzcGxheV9uYW1lGAEgASgJQgm6SAZyBBABGGQSGwoIY2FwYWNpdHkYAiABKAVCCbpIBhoEGGQoABIkCglxdWV1ZV9pZHMYAyADKAlCEbpIDpIBCxBkGAEiBXIDsAEBEjcKBnNraWxscxgEIAMoCUInukgkkgEhEDIYASIbchkyF15bYS16XVthLXowLTlfLV17MCwzOX0kEkAKEmNoYW5uZWxfY2FwYWNpdGllcxgFIAMoCzIaLnBhcmxleS52MS5DaGFubmVsQ2FwYWNpdHlCCLpIBZIBAhAKIkUKE0NyZWF0ZUFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQSDQoFdG9rZW4YAiABKAkiWgoeTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJqCh9MaXN0UXVldWVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNChFMaXN0QWdlbnRzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYyAEiTwoSTGlzdEFnZW50c1Jlc3BvbnNlEiAKBmFnZW50cxgBIAMoCzIQLnBhcmxleS52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihAEKGUxpc3RBZ2VudERpcmVjdG9yeVJlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBEi0KB2NoYW5uZWwYAyABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbEIIukgFggECEAEiZQoaTGlzdEFnZW50RGlyZWN0b3J5UmVzcG9uc2USLgoGYWdlbnRzGAEgAygLMh4ucGFybGV5LnYxLkFnZW50RGlyZWN0b3J5RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqUBChNBZ2VudERpcmVjdG9yeUVudHJ5EgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIlCghwcmVzZW5jZRgDIAEoDjITLnBhcmxleS52MS5QcmVzZW5jZRIVCg1mcmVlX2NhcGFjaXR5GAQgASgFEi4KBnF1ZXVlcxgFIAMoCzIeLnBhcmxleS52MS5BZ2VudERpcmVjdG9yeVF1ZXVlIjcKE0FnZW50RGlyZWN0b3J5UXVldWUSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJIroBChJVcGRhdGVRdWV1ZVJlcXVlc3QSGgoIcXVldWVfaWQYASABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQARhkEj8KDW9mZmVyX3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDbpICqoBByIDCJAcMgASJgoGcG9saWN5GAQgASgLMhYucGFybGV5LnYxLlF1ZXVlUG9saWN5IjYKE1VwZGF0ZVF1ZXVlUmVzcG9uc2USHwoFcXVldWUYASABKAsyEC5wYXJsZXkudjEuUXVldWUivAEKGVVwZGF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QSGQoHcnVsZV9pZBgBIAEoCUIIukgFcgOwAQESHwoMZGlzcGxheV9uYW1lGAIgASgJQgm6SAZyBBABGGQSFgoFb3JkZXIYAyABKAVCB7pIBBoCKAASGgoIcXVldWVfaWQYBCABKAlCCLpIBXIDsAEBEi8KCWNvbmRpdGlvbhgFIAEoCzIULnBhcmxleS52MS5Db25kaXRpb25CBrpIA8gBASJDChpVcGRhdGVNYXRjaGluZ1J1bGVSZXNwb25zZRIlCgRydWxlGAEgASgLMhcucGFybGV5LnYxLk1hdGNoaW5nUnVsZSKPAgoSVXBkYXRlQWdlbnRSZXF1ZXN0EhoKCGFnZW50X2lkGAEgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAEYZBIbCghjYXBhY2l0eRgDIAEoBUIJukgGGgQYZCgAEiQKCXF1ZXVlX2lkcxgEIAMoCUIRukgOkgELEGQYASIFcgOwAQESNwoGc2tpbGxzGAUgAygJQie6SCSSASEQMhgBIhtyGTIXXlthLXpdW2EtejAtOV8tXXswLDM5fSQSQAoSY2hhbm5lbF9jYXBhY2l0aWVzGAYgAygLMhoucGFybGV5LnYxLkNoYW5uZWxDYXBhY2l0eUIIukgFkgECEAoiNgoTVXBkYXRlQWdlbnRSZXNwb25zZRIfCgVhZ2VudBgBIAEoCzIQLnBhcmxleS52MS5BZ2VudCJUChhMaXN0UXVldWVTdGF0dXNlc1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBIl4KGUxpc3RRdWV1ZVN0YXR1c2VzUmVzcG9uc2USKAoIc3RhdHVzZXMYASADKAsyFi5wYXJsZXkudjEuUXVldWVTdGF0dXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhsKGVdhdGNoUXVldWVTdGF0dXNlc1JlcXVlc3QiogEKGldhdGNoUXVldWVTdGF0dXNlc1Jlc3BvbnNlEi4KDHF1ZXVlX3N0YXR1cxgBIAEoCzIWLnBhcmxleS52MS5RdWV1ZVN0YXR1c0gAEiEKBWFnZW50GAIgASgLMhAucGFybGV5LnYxLkFnZW50SAASKQoJaGVhcnRiZWF0GAMgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0y2g4KDlJvdXRpbmdTZXJ2aWNlEkwKC1NldFByZXNlbmNlEh0ucGFybGV5LnYxLlNldFByZXNlbmNlUmVxdWVzdBoeLnBhcmxleS52MS5TZXRQcmVzZW5jZVJlc3BvbnNlEk0KCVdhdGNoV29yaxIbLnBhcmxleS52MS5XYXRjaFdvcmtSZXF1ZXN0GhwucGFybGV5LnYxLldhdGNoV29ya1Jlc3BvbnNlIgOQAgEwARJMCgtBY2NlcHRPZmZlchIdLnBhcmxleS52MS5BY2NlcHRPZmZlclJlcXVlc3QaHi5wYXJsZXkudjEuQWNjZXB0T2ZmZXJSZXNwb25zZRJPCgxEZWNsaW5lT2ZmZXISHi5wYXJsZXkudjEuRGVjbGluZU9mZmVyUmVxdWVzdBofLnBhcmxleS52MS5EZWNsaW5lT2ZmZXJSZXNwb25zZRJnChRUcmFuc2ZlckNvbnZlcnNhdGlvbhImLnBhcmxleS52MS5UcmFuc2ZlckNvbnZlcnNhdGlvblJlcXVlc3QaJy5wYXJsZXkudjEuVHJhbnNmZXJDb252ZXJzYXRpb25SZXNwb25zZRJ7ChlMaXN0QXNzaWduZWRDb252ZXJzYXRpb25zEisucGFybGV5LnYxLkxpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnNSZXF1ZXN0GiwucGFybGV5LnYxLkxpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEnUKF0xpc3RRdWV1ZWRDb252ZXJzYXRpb25zEikucGFybGV5LnYxLkxpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVxdWVzdBoqLnBhcmxleS52MS5MaXN0UXVldWVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESTAoLQ3JlYXRlUXVldWUSHS5wYXJsZXkudjEuQ3JlYXRlUXVldWVSZXF1ZXN0Gh4ucGFybGV5LnYxLkNyZWF0ZVF1ZXVlUmVzcG9uc2USTgoKTGlzdFF1ZXVlcxIcLnBhcmxleS52MS5MaXN0UXVldWVzUmVxdWVzdBodLnBhcmxleS52MS5MaXN0UXVldWVzUmVzcG9uc2UiA5ACARJhChJDcmVhdGVNYXRjaGluZ1J1bGUSJC5wYXJsZXkudjEuQ3JlYXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBolLnBhcmxleS52MS5DcmVhdGVNYXRjaGluZ1J1bGVSZXNwb25zZRJjChFMaXN0TWF0Y2hpbmdSdWxlcxIjLnBhcmxleS52MS5MaXN0TWF0Y2hpbmdSdWxlc1JlcXVlc3QaJC5wYXJsZXkudjEuTGlzdE1hdGNoaW5nUnVsZXNSZXNwb25zZSIDkAIBEmYKEkRlbGV0ZU1hdGNoaW5nUnVsZRIkLnBhcmxleS52MS5EZWxldGVNYXRjaGluZ1J1bGVSZXF1ZXN0GiUucGFybGV5LnYxLkRlbGV0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlIgOQAgISTAoLQ3JlYXRlQWdlbnQSHS5wYXJsZXkudjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Gh4ucGFybGV5LnYxLkNyZWF0ZUFnZW50UmVzcG9uc2USTgoKTGlzdEFnZW50cxIcLnBhcmxleS52MS5MaXN0QWdlbnRzUmVxdWVzdBodLnBhcmxleS52MS5MaXN0QWdlbnRzUmVzcG9uc2UiA5ACARJmChJMaXN0QWdlbnREaXJlY3RvcnkSJC5wYXJsZXkudjEuTGlzdEFnZW50RGlyZWN0b3J5UmVxdWVzdBolLnBhcmxleS52MS5MaXN0QWdlbnREaXJlY3RvcnlSZXNwb25zZSIDkAIBElEKC1VwZGF0ZVF1ZXVlEh0ucGFybGV5LnYxLlVwZGF0ZVF1ZXVlUmVxdWVzdBoeLnBhcmxleS52MS5VcGRhdGVRdWV1ZVJlc3BvbnNlIgOQAgISZgoSVXBkYXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLlVwZGF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuVXBkYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UiA5ACAhJRCgtVcGRhdGVBZ2VudBIdLnBhcmxleS52MS5VcGRhdGVBZ2VudFJlcXVlc3QaHi5wYXJsZXkudjEuVXBkYXRlQWdlbnRSZXNwb25zZSIDkAICEmMKEUxpc3RRdWV1ZVN0YXR1c2VzEiMucGFybGV5LnYxLkxpc3RRdWV1ZVN0YXR1c2VzUmVxdWVzdBokLnBhcmxleS52MS5MaXN0UXVldWVTdGF0dXNlc1Jlc3BvbnNlIgOQAgESaAoSV2F0Y2hRdWV1ZVN0YXR1c2VzEiQucGFybGV5LnYxLldhdGNoUXVldWVTdGF0dXNlc1JlcXVlc3QaJS5wYXJsZXkudjEuV2F0Y2hRdWV1ZVN0YXR1c2VzUmVzcG9uc2UiA5ACATABQpwBCg1jb20ucGFybGV5LnYxQhNSb3V0aW5nU2VydmljZVByb3RvUAFaMWdpdGh1Yi5jb20vcGFybGV5aHEvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djGiAgNQWFiqAglQYXJsZXkuVjHKAglQYXJsZXlcVjHiAhVQYXJsZXlcVjFcR1BCTWV0YWRhdGHqAgpQYXJsZXk6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_parley_v1_resources]);
+  fileDesc("Ch9wYXJsZXkvdjEvcm91dGluZ19zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiYAoSU2V0UHJlc2VuY2VSZXF1ZXN0EiUKCHByZXNlbmNlGAEgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEiMKB2NoYW5uZWwYAiABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbCI2ChNTZXRQcmVzZW5jZVJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50IhIKEFdhdGNoV29ya1JlcXVlc3Qi8wEKEVdhdGNoV29ya1Jlc3BvbnNlEiEKBW9mZmVyGAEgASgLMhAucGFybGV5LnYxLk9mZmVySAASLgoMb2ZmZXJfY2xvc2VkGAIgASgLMhYucGFybGV5LnYxLk9mZmVyQ2xvc2VkSAASKwoIYXNzaWduZWQYAyABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uSAASKwoIcmVsZWFzZWQYBCABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uSAASKQoJaGVhcnRiZWF0GAUgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0iPQoRRm9sbG93V29ya1JlcXVlc3QSKAoHY3Vyc29ycxgBIAMoCzIXLnBhcmxleS52MS5Gb2xsb3dDdXJzb3IiOgoMRm9sbG93Q3Vyc29yEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAMigwMKEkZvbGxvd1dvcmtSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSIQoFb2ZmZXIYAiABKAsyEC5wYXJsZXkudjEuT2ZmZXJIABIuCgxvZmZlcl9jbG9zZWQYAyABKAsyFi5wYXJsZXkudjEuT2ZmZXJDbG9zZWRIABIrCghhc3NpZ25lZBgEIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIrCghyZWxlYXNlZBgFIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIhCgVldmVudBgGIAEoCzIQLnBhcmxleS52MS5FdmVudEgAEiMKBnR5cGluZxgHIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgtyZWFkX2N1cnNvchgIIAEoCzIVLnBhcmxleS52MS5SZWFkQ3Vyc29ySAASKQoJaGVhcnRiZWF0GAkgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0iSQoLT2ZmZXJDbG9zZWQSEAoIb2ZmZXJfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEg8KB291dGNvbWUYAyABKAkiJgoSQWNjZXB0T2ZmZXJSZXF1ZXN0EhAKCG9mZmVyX2lkGAEgASgJIkQKE0FjY2VwdE9mZmVyUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiI3ChNEZWNsaW5lT2ZmZXJSZXF1ZXN0EhAKCG9mZmVyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIWChREZWNsaW5lT2ZmZXJSZXNwb25zZSKKAQobVHJhbnNmZXJDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJEhIKCGFnZW50X2lkGAIgASgJSAASEgoIcXVldWVfaWQYAyABKAlIABIMCgRub3RlGAQgASgJQggKBnRhcmdldCJfChxUcmFuc2ZlckNvbnZlcnNhdGlvblJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEAoIb2ZmZXJfaWQYAiABKAkiSQogTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibAohTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKEAQoSQ3JlYXRlUXVldWVSZXF1ZXN0EhQKDGRpc3BsYXlfbmFtZRgBIAEoCRIwCg1vZmZlcl90aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBnBvbGljeRgDIAEoCzIWLnBhcmxleS52MS5RdWV1ZVBvbGljeSI2ChNDcmVhdGVRdWV1ZVJlc3BvbnNlEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlIjoKEUxpc3RRdWV1ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIk8KEkxpc3RRdWV1ZXNSZXNwb25zZRIgCgZxdWV1ZXMYASADKAsyEC5wYXJsZXkudjEuUXVldWUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInsKGUNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QSFAoMZGlzcGxheV9uYW1lGAEgASgJEg0KBW9yZGVyGAIgASgFEhAKCHF1ZXVlX2lkGAMgASgJEicKCWNvbmRpdGlvbhgEIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24iQwoaQ3JlYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USJQoEcnVsZRgBIAEoCzIXLnBhcmxleS52MS5NYXRjaGluZ1J1bGUiQQoYTGlzdE1hdGNoaW5nUnVsZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlwKGUxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2USJgoFcnVsZXMYASADKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIsChlEZWxldGVNYXRjaGluZ1J1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkiHAoaRGVsZXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UilwEKEkNyZWF0ZUFnZW50UmVxdWVzdBIUCgxkaXNwbGF5X25hbWUYASABKAkSEAoIY2FwYWNpdHkYAiABKAUSEQoJcXVldWVfaWRzGAMgAygJEg4KBnNraWxscxgEIAMoCRI2ChJjaGFubmVsX2NhcGFjaXRpZXMYBSADKAsyGi5wYXJsZXkudjEuQ2hhbm5lbENhcGFjaXR5IkUKE0NyZWF0ZUFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQSDQoFdG9rZW4YAiABKAkiRwoeTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImoKH0xpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIk8KEkxpc3RBZ2VudHNSZXNwb25zZRIgCgZhZ2VudHMYASADKAsyEC5wYXJsZXkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImcKGUxpc3RBZ2VudERpcmVjdG9yeVJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSIwoHY2hhbm5lbBgDIAEoDjISLnBhcmxleS52MS5DaGFubmVsImUKGkxpc3RBZ2VudERpcmVjdG9yeVJlc3BvbnNlEi4KBmFnZW50cxgBIAMoCzIeLnBhcmxleS52MS5BZ2VudERpcmVjdG9yeUVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKlAQoTQWdlbnREaXJlY3RvcnlFbnRyeRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSJQoIcHJlc2VuY2UYAyABKA4yEy5wYXJsZXkudjEuUHJlc2VuY2USFQoNZnJlZV9jYXBhY2l0eRgEIAEoBRIuCgZxdWV1ZXMYBSADKAsyHi5wYXJsZXkudjEuQWdlbnREaXJlY3RvcnlRdWV1ZSI3ChNBZ2VudERpcmVjdG9yeVF1ZXVlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSKWAQoSVXBkYXRlUXVldWVSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIwCg1vZmZlcl90aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBnBvbGljeRgEIAEoCzIWLnBhcmxleS52MS5RdWV1ZVBvbGljeSI2ChNVcGRhdGVRdWV1ZVJlc3BvbnNlEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlIowBChlVcGRhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW9yZGVyGAMgASgFEhAKCHF1ZXVlX2lkGAQgASgJEicKCWNvbmRpdGlvbhgFIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24iQwoaVXBkYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USJQoEcnVsZRgBIAEoCzIXLnBhcmxleS52MS5NYXRjaGluZ1J1bGUiqQEKElVwZGF0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUSEQoJcXVldWVfaWRzGAQgAygJEg4KBnNraWxscxgFIAMoCRI2ChJjaGFubmVsX2NhcGFjaXRpZXMYBiADKAsyGi5wYXJsZXkudjEuQ2hhbm5lbENhcGFjaXR5IjYKE1VwZGF0ZUFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQiQQoYTGlzdFF1ZXVlU3RhdHVzZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl4KGUxpc3RRdWV1ZVN0YXR1c2VzUmVzcG9uc2USKAoIc3RhdHVzZXMYASADKAsyFi5wYXJsZXkudjEuUXVldWVTdGF0dXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhsKGVdhdGNoUXVldWVTdGF0dXNlc1JlcXVlc3QiogEKGldhdGNoUXVldWVTdGF0dXNlc1Jlc3BvbnNlEi4KDHF1ZXVlX3N0YXR1cxgBIAEoCzIWLnBhcmxleS52MS5RdWV1ZVN0YXR1c0gAEiEKBWFnZW50GAIgASgLMhAucGFybGV5LnYxLkFnZW50SAASKQoJaGVhcnRiZWF0GAMgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0yrA8KDlJvdXRpbmdTZXJ2aWNlEkwKC1NldFByZXNlbmNlEh0ucGFybGV5LnYxLlNldFByZXNlbmNlUmVxdWVzdBoeLnBhcmxleS52MS5TZXRQcmVzZW5jZVJlc3BvbnNlEk0KCVdhdGNoV29yaxIbLnBhcmxleS52MS5XYXRjaFdvcmtSZXF1ZXN0GhwucGFybGV5LnYxLldhdGNoV29ya1Jlc3BvbnNlIgOQAgEwARJQCgpGb2xsb3dXb3JrEhwucGFybGV5LnYxLkZvbGxvd1dvcmtSZXF1ZXN0Gh0ucGFybGV5LnYxLkZvbGxvd1dvcmtSZXNwb25zZSIDkAIBMAESTAoLQWNjZXB0T2ZmZXISHS5wYXJsZXkudjEuQWNjZXB0T2ZmZXJSZXF1ZXN0Gh4ucGFybGV5LnYxLkFjY2VwdE9mZmVyUmVzcG9uc2USTwoMRGVjbGluZU9mZmVyEh4ucGFybGV5LnYxLkRlY2xpbmVPZmZlclJlcXVlc3QaHy5wYXJsZXkudjEuRGVjbGluZU9mZmVyUmVzcG9uc2USZwoUVHJhbnNmZXJDb252ZXJzYXRpb24SJi5wYXJsZXkudjEuVHJhbnNmZXJDb252ZXJzYXRpb25SZXF1ZXN0GicucGFybGV5LnYxLlRyYW5zZmVyQ29udmVyc2F0aW9uUmVzcG9uc2USewoZTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9ucxIrLnBhcmxleS52MS5MaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVxdWVzdBosLnBhcmxleS52MS5MaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJ1ChdMaXN0UXVldWVkQ29udmVyc2F0aW9ucxIpLnBhcmxleS52MS5MaXN0UXVldWVkQ29udmVyc2F0aW9uc1JlcXVlc3QaKi5wYXJsZXkudjEuTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEkwKC0NyZWF0ZVF1ZXVlEh0ucGFybGV5LnYxLkNyZWF0ZVF1ZXVlUmVxdWVzdBoeLnBhcmxleS52MS5DcmVhdGVRdWV1ZVJlc3BvbnNlEk4KCkxpc3RRdWV1ZXMSHC5wYXJsZXkudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlIgOQAgESYQoSQ3JlYXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLkNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuQ3JlYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USYwoRTGlzdE1hdGNoaW5nUnVsZXMSIy5wYXJsZXkudjEuTGlzdE1hdGNoaW5nUnVsZXNSZXF1ZXN0GiQucGFybGV5LnYxLkxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2UiA5ACARJmChJEZWxldGVNYXRjaGluZ1J1bGUSJC5wYXJsZXkudjEuRGVsZXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBolLnBhcmxleS52MS5EZWxldGVNYXRjaGluZ1J1bGVSZXNwb25zZSIDkAICEkwKC0NyZWF0ZUFnZW50Eh0ucGFybGV5LnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoeLnBhcmxleS52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEk4KCkxpc3RBZ2VudHMSHC5wYXJsZXkudjEuTGlzdEFnZW50c1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdEFnZW50c1Jlc3BvbnNlIgOQAgESZgoSTGlzdEFnZW50RGlyZWN0b3J5EiQucGFybGV5LnYxLkxpc3RBZ2VudERpcmVjdG9yeVJlcXVlc3QaJS5wYXJsZXkudjEuTGlzdEFnZW50RGlyZWN0b3J5UmVzcG9uc2UiA5ACARJRCgtVcGRhdGVRdWV1ZRIdLnBhcmxleS52MS5VcGRhdGVRdWV1ZVJlcXVlc3QaHi5wYXJsZXkudjEuVXBkYXRlUXVldWVSZXNwb25zZSIDkAICEmYKElVwZGF0ZU1hdGNoaW5nUnVsZRIkLnBhcmxleS52MS5VcGRhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0GiUucGFybGV5LnYxLlVwZGF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlIgOQAgISUQoLVXBkYXRlQWdlbnQSHS5wYXJsZXkudjEuVXBkYXRlQWdlbnRSZXF1ZXN0Gh4ucGFybGV5LnYxLlVwZGF0ZUFnZW50UmVzcG9uc2UiA5ACAhJjChFMaXN0UXVldWVTdGF0dXNlcxIjLnBhcmxleS52MS5MaXN0UXVldWVTdGF0dXNlc1JlcXVlc3QaJC5wYXJsZXkudjEuTGlzdFF1ZXVlU3RhdHVzZXNSZXNwb25zZSIDkAIBEmgKEldhdGNoUXVldWVTdGF0dXNlcxIkLnBhcmxleS52MS5XYXRjaFF1ZXVlU3RhdHVzZXNSZXF1ZXN0GiUucGFybGV5LnYxLldhdGNoUXVldWVTdGF0dXNlc1Jlc3BvbnNlIgOQAgEwAUKcAQoNY29tLnBhcmxleS52MUITUm91dGluZ1NlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_parley_v1_resources]);
 
 /**
  * SetPresenceRequest carries the new presence.
@@ -137,6 +136,151 @@ export const WatchWorkResponseSchema: GenMessage<WatchWorkResponse> = /*@__PURE_
   messageDesc(file_parley_v1_routing_service, 3);
 
 /**
+ * FollowWorkRequest tells where to resume the conversations the client
+ * followed before.
+ *
+ * @generated from message parley.v1.FollowWorkRequest
+ */
+export type FollowWorkRequest = Message<"parley.v1.FollowWorkRequest"> & {
+  /**
+   * The last seq the client received of each conversation it already
+   * has; held conversations not named here are replayed from the start.
+   * Cursors of conversations the agent does not hold are ignored.
+   *
+   * @generated from field: repeated parley.v1.FollowCursor cursors = 1;
+   */
+  cursors: FollowCursor[];
+};
+
+/**
+ * Describes the message parley.v1.FollowWorkRequest.
+ * Use `create(FollowWorkRequestSchema)` to create a new message.
+ */
+export const FollowWorkRequestSchema: GenMessage<FollowWorkRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 4);
+
+/**
+ * FollowCursor is where to resume one conversation.
+ *
+ * @generated from message parley.v1.FollowCursor
+ */
+export type FollowCursor = Message<"parley.v1.FollowCursor"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The last seq the client has; 0 replays the whole log.
+   *
+   * @generated from field: int64 after_seq = 2;
+   */
+  afterSeq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.FollowCursor.
+ * Use `create(FollowCursorSchema)` to create a new message.
+ */
+export const FollowCursorSchema: GenMessage<FollowCursor> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 5);
+
+/**
+ * FollowWorkResponse is one item of an agent's multiplexed stream.
+ *
+ * @generated from message parley.v1.FollowWorkResponse
+ */
+export type FollowWorkResponse = Message<"parley.v1.FollowWorkResponse"> & {
+  /**
+   * The conversation the item is about; empty for heartbeats.
+   *
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from oneof parley.v1.FollowWorkResponse.item
+   */
+  item: {
+    /**
+     * A new offer to accept or decline.
+     *
+     * @generated from field: parley.v1.Offer offer = 2;
+     */
+    value: Offer;
+    case: "offer";
+  } | {
+    /**
+     * An offer that is no longer open (accepted, declined, expired,
+     * withdrawn).
+     *
+     * @generated from field: parley.v1.OfferClosed offer_closed = 3;
+     */
+    value: OfferClosed;
+    case: "offerClosed";
+  } | {
+    /**
+     * A conversation the agent now holds; its events follow.
+     *
+     * @generated from field: parley.v1.Conversation assigned = 4;
+     */
+    value: Conversation;
+    case: "assigned";
+  } | {
+    /**
+     * A conversation the agent no longer holds; nothing more of it
+     * follows.
+     *
+     * @generated from field: parley.v1.Conversation released = 5;
+     */
+    value: Conversation;
+    case: "released";
+  } | {
+    /**
+     * A persisted event of a held conversation, in seq order within its
+     * conversation.
+     *
+     * @generated from field: parley.v1.Event event = 6;
+     */
+    value: Event;
+    case: "event";
+  } | {
+    /**
+     * Another participant of a held conversation started or stopped
+     * typing (ephemeral).
+     *
+     * @generated from field: parley.v1.Typing typing = 7;
+     */
+    value: Typing;
+    case: "typing";
+  } | {
+    /**
+     * A participant's delivered or read cursor moved in a held
+     * conversation; the current ones are sent when it is first followed.
+     *
+     * @generated from field: parley.v1.ReadCursor read_cursor = 8;
+     */
+    value: ReadCursor;
+    case: "readCursor";
+  } | {
+    /**
+     * Sent when the stream has been idle for the heartbeat interval.
+     *
+     * @generated from field: parley.v1.Heartbeat heartbeat = 9;
+     */
+    value: Heartbeat;
+    case: "heartbeat";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message parley.v1.FollowWorkResponse.
+ * Use `create(FollowWorkResponseSchema)` to create a new message.
+ */
+export const FollowWorkResponseSchema: GenMessage<FollowWorkResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 6);
+
+/**
  * OfferClosed tells that an offer ended.
  *
  * @generated from message parley.v1.OfferClosed
@@ -165,7 +309,7 @@ export type OfferClosed = Message<"parley.v1.OfferClosed"> & {
  * Use `create(OfferClosedSchema)` to create a new message.
  */
 export const OfferClosedSchema: GenMessage<OfferClosed> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 4);
+  messageDesc(file_parley_v1_routing_service, 7);
 
 /**
  * AcceptOfferRequest names the offer.
@@ -184,7 +328,7 @@ export type AcceptOfferRequest = Message<"parley.v1.AcceptOfferRequest"> & {
  * Use `create(AcceptOfferRequestSchema)` to create a new message.
  */
 export const AcceptOfferRequestSchema: GenMessage<AcceptOfferRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 5);
+  messageDesc(file_parley_v1_routing_service, 8);
 
 /**
  * AcceptOfferResponse carries the conversation now held by the agent.
@@ -203,7 +347,7 @@ export type AcceptOfferResponse = Message<"parley.v1.AcceptOfferResponse"> & {
  * Use `create(AcceptOfferResponseSchema)` to create a new message.
  */
 export const AcceptOfferResponseSchema: GenMessage<AcceptOfferResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 6);
+  messageDesc(file_parley_v1_routing_service, 9);
 
 /**
  * DeclineOfferRequest names the offer.
@@ -227,7 +371,7 @@ export type DeclineOfferRequest = Message<"parley.v1.DeclineOfferRequest"> & {
  * Use `create(DeclineOfferRequestSchema)` to create a new message.
  */
 export const DeclineOfferRequestSchema: GenMessage<DeclineOfferRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 7);
+  messageDesc(file_parley_v1_routing_service, 10);
 
 /**
  * DeclineOfferResponse takes no fields.
@@ -242,7 +386,7 @@ export type DeclineOfferResponse = Message<"parley.v1.DeclineOfferResponse"> & {
  * Use `create(DeclineOfferResponseSchema)` to create a new message.
  */
 export const DeclineOfferResponseSchema: GenMessage<DeclineOfferResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 8);
+  messageDesc(file_parley_v1_routing_service, 11);
 
 /**
  * TransferConversationRequest names the conversation and where it goes.
@@ -297,7 +441,7 @@ export type TransferConversationRequest = Message<"parley.v1.TransferConversatio
  * Use `create(TransferConversationRequestSchema)` to create a new message.
  */
 export const TransferConversationRequestSchema: GenMessage<TransferConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 9);
+  messageDesc(file_parley_v1_routing_service, 12);
 
 /**
  * TransferConversationResponse carries the conversation and, for a transfer
@@ -322,7 +466,7 @@ export type TransferConversationResponse = Message<"parley.v1.TransferConversati
  * Use `create(TransferConversationResponseSchema)` to create a new message.
  */
 export const TransferConversationResponseSchema: GenMessage<TransferConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 10);
+  messageDesc(file_parley_v1_routing_service, 13);
 
 /**
  * ListAssignedConversationsRequest pages through the caller's conversations.
@@ -348,7 +492,7 @@ export type ListAssignedConversationsRequest = Message<"parley.v1.ListAssignedCo
  * Use `create(ListAssignedConversationsRequestSchema)` to create a new message.
  */
 export const ListAssignedConversationsRequestSchema: GenMessage<ListAssignedConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 11);
+  messageDesc(file_parley_v1_routing_service, 14);
 
 /**
  * ListAssignedConversationsResponse is one page of conversations.
@@ -372,7 +516,7 @@ export type ListAssignedConversationsResponse = Message<"parley.v1.ListAssignedC
  * Use `create(ListAssignedConversationsResponseSchema)` to create a new message.
  */
 export const ListAssignedConversationsResponseSchema: GenMessage<ListAssignedConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 12);
+  messageDesc(file_parley_v1_routing_service, 15);
 
 /**
  * CreateQueueRequest describes the queue.
@@ -403,7 +547,7 @@ export type CreateQueueRequest = Message<"parley.v1.CreateQueueRequest"> & {
  * Use `create(CreateQueueRequestSchema)` to create a new message.
  */
 export const CreateQueueRequestSchema: GenMessage<CreateQueueRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 13);
+  messageDesc(file_parley_v1_routing_service, 16);
 
 /**
  * CreateQueueResponse carries the queue.
@@ -422,7 +566,7 @@ export type CreateQueueResponse = Message<"parley.v1.CreateQueueResponse"> & {
  * Use `create(CreateQueueResponseSchema)` to create a new message.
  */
 export const CreateQueueResponseSchema: GenMessage<CreateQueueResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 14);
+  messageDesc(file_parley_v1_routing_service, 17);
 
 /**
  * ListQueuesRequest pages through queues.
@@ -448,7 +592,7 @@ export type ListQueuesRequest = Message<"parley.v1.ListQueuesRequest"> & {
  * Use `create(ListQueuesRequestSchema)` to create a new message.
  */
 export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 15);
+  messageDesc(file_parley_v1_routing_service, 18);
 
 /**
  * ListQueuesResponse is one page of queues.
@@ -472,7 +616,7 @@ export type ListQueuesResponse = Message<"parley.v1.ListQueuesResponse"> & {
  * Use `create(ListQueuesResponseSchema)` to create a new message.
  */
 export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 16);
+  messageDesc(file_parley_v1_routing_service, 19);
 
 /**
  * CreateMatchingRuleRequest describes the rule.
@@ -508,7 +652,7 @@ export type CreateMatchingRuleRequest = Message<"parley.v1.CreateMatchingRuleReq
  * Use `create(CreateMatchingRuleRequestSchema)` to create a new message.
  */
 export const CreateMatchingRuleRequestSchema: GenMessage<CreateMatchingRuleRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 17);
+  messageDesc(file_parley_v1_routing_service, 20);
 
 /**
  * CreateMatchingRuleResponse carries the rule.
@@ -527,7 +671,7 @@ export type CreateMatchingRuleResponse = Message<"parley.v1.CreateMatchingRuleRe
  * Use `create(CreateMatchingRuleResponseSchema)` to create a new message.
  */
 export const CreateMatchingRuleResponseSchema: GenMessage<CreateMatchingRuleResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 18);
+  messageDesc(file_parley_v1_routing_service, 21);
 
 /**
  * ListMatchingRulesRequest pages through rules.
@@ -553,7 +697,7 @@ export type ListMatchingRulesRequest = Message<"parley.v1.ListMatchingRulesReque
  * Use `create(ListMatchingRulesRequestSchema)` to create a new message.
  */
 export const ListMatchingRulesRequestSchema: GenMessage<ListMatchingRulesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 19);
+  messageDesc(file_parley_v1_routing_service, 22);
 
 /**
  * ListMatchingRulesResponse is one page of rules in evaluation order.
@@ -577,7 +721,7 @@ export type ListMatchingRulesResponse = Message<"parley.v1.ListMatchingRulesResp
  * Use `create(ListMatchingRulesResponseSchema)` to create a new message.
  */
 export const ListMatchingRulesResponseSchema: GenMessage<ListMatchingRulesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 20);
+  messageDesc(file_parley_v1_routing_service, 23);
 
 /**
  * DeleteMatchingRuleRequest names the rule.
@@ -596,7 +740,7 @@ export type DeleteMatchingRuleRequest = Message<"parley.v1.DeleteMatchingRuleReq
  * Use `create(DeleteMatchingRuleRequestSchema)` to create a new message.
  */
 export const DeleteMatchingRuleRequestSchema: GenMessage<DeleteMatchingRuleRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 21);
+  messageDesc(file_parley_v1_routing_service, 24);
 
 /**
  * DeleteMatchingRuleResponse takes no fields.
@@ -611,7 +755,7 @@ export type DeleteMatchingRuleResponse = Message<"parley.v1.DeleteMatchingRuleRe
  * Use `create(DeleteMatchingRuleResponseSchema)` to create a new message.
  */
 export const DeleteMatchingRuleResponseSchema: GenMessage<DeleteMatchingRuleResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 22);
+  messageDesc(file_parley_v1_routing_service, 25);
 
 /**
  * CreateAgentRequest describes the agent.
@@ -654,7 +798,7 @@ export type CreateAgentRequest = Message<"parley.v1.CreateAgentRequest"> & {
  * Use `create(CreateAgentRequestSchema)` to create a new message.
  */
 export const CreateAgentRequestSchema: GenMessage<CreateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 23);
+  messageDesc(file_parley_v1_routing_service, 26);
 
 /**
  * CreateAgentResponse carries the agent and its bearer token, shown once.
@@ -678,7 +822,7 @@ export type CreateAgentResponse = Message<"parley.v1.CreateAgentResponse"> & {
  * Use `create(CreateAgentResponseSchema)` to create a new message.
  */
 export const CreateAgentResponseSchema: GenMessage<CreateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 24);
+  messageDesc(file_parley_v1_routing_service, 27);
 
 /**
  * ListQueuedConversationsRequest pages through waiting conversations.
@@ -704,7 +848,7 @@ export type ListQueuedConversationsRequest = Message<"parley.v1.ListQueuedConver
  * Use `create(ListQueuedConversationsRequestSchema)` to create a new message.
  */
 export const ListQueuedConversationsRequestSchema: GenMessage<ListQueuedConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 25);
+  messageDesc(file_parley_v1_routing_service, 28);
 
 /**
  * ListQueuedConversationsResponse is one page, oldest first.
@@ -728,7 +872,7 @@ export type ListQueuedConversationsResponse = Message<"parley.v1.ListQueuedConve
  * Use `create(ListQueuedConversationsResponseSchema)` to create a new message.
  */
 export const ListQueuedConversationsResponseSchema: GenMessage<ListQueuedConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 26);
+  messageDesc(file_parley_v1_routing_service, 29);
 
 /**
  * ListAgentsRequest pages through agents.
@@ -754,7 +898,7 @@ export type ListAgentsRequest = Message<"parley.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 27);
+  messageDesc(file_parley_v1_routing_service, 30);
 
 /**
  * ListAgentsResponse is one page of agents.
@@ -778,7 +922,7 @@ export type ListAgentsResponse = Message<"parley.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 28);
+  messageDesc(file_parley_v1_routing_service, 31);
 
 /**
  * ListAgentDirectoryRequest pages through the agent directory.
@@ -815,7 +959,7 @@ export type ListAgentDirectoryRequest = Message<"parley.v1.ListAgentDirectoryReq
  * Use `create(ListAgentDirectoryRequestSchema)` to create a new message.
  */
 export const ListAgentDirectoryRequestSchema: GenMessage<ListAgentDirectoryRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 29);
+  messageDesc(file_parley_v1_routing_service, 32);
 
 /**
  * ListAgentDirectoryResponse is one page of the directory, by agent id.
@@ -839,7 +983,7 @@ export type ListAgentDirectoryResponse = Message<"parley.v1.ListAgentDirectoryRe
  * Use `create(ListAgentDirectoryResponseSchema)` to create a new message.
  */
 export const ListAgentDirectoryResponseSchema: GenMessage<ListAgentDirectoryResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 30);
+  messageDesc(file_parley_v1_routing_service, 33);
 
 /**
  * AgentDirectoryEntry is what any agent may know of another to choose a
@@ -892,7 +1036,7 @@ export type AgentDirectoryEntry = Message<"parley.v1.AgentDirectoryEntry"> & {
  * Use `create(AgentDirectoryEntrySchema)` to create a new message.
  */
 export const AgentDirectoryEntrySchema: GenMessage<AgentDirectoryEntry> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 31);
+  messageDesc(file_parley_v1_routing_service, 34);
 
 /**
  * AgentDirectoryQueue names a queue an agent serves.
@@ -916,7 +1060,7 @@ export type AgentDirectoryQueue = Message<"parley.v1.AgentDirectoryQueue"> & {
  * Use `create(AgentDirectoryQueueSchema)` to create a new message.
  */
 export const AgentDirectoryQueueSchema: GenMessage<AgentDirectoryQueue> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 32);
+  messageDesc(file_parley_v1_routing_service, 35);
 
 /**
  * UpdateQueueRequest replaces a queue's settings.
@@ -952,7 +1096,7 @@ export type UpdateQueueRequest = Message<"parley.v1.UpdateQueueRequest"> & {
  * Use `create(UpdateQueueRequestSchema)` to create a new message.
  */
 export const UpdateQueueRequestSchema: GenMessage<UpdateQueueRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 33);
+  messageDesc(file_parley_v1_routing_service, 36);
 
 /**
  * UpdateQueueResponse carries the queue.
@@ -971,7 +1115,7 @@ export type UpdateQueueResponse = Message<"parley.v1.UpdateQueueResponse"> & {
  * Use `create(UpdateQueueResponseSchema)` to create a new message.
  */
 export const UpdateQueueResponseSchema: GenMessage<UpdateQueueResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 34);
+  messageDesc(file_parley_v1_routing_service, 37);
 
 /**
  * UpdateMatchingRuleRequest replaces a rule.
@@ -1012,7 +1156,7 @@ export type UpdateMatchingRuleRequest = Message<"parley.v1.UpdateMatchingRuleReq
  * Use `create(UpdateMatchingRuleRequestSchema)` to create a new message.
  */
 export const UpdateMatchingRuleRequestSchema: GenMessage<UpdateMatchingRuleRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 35);
+  messageDesc(file_parley_v1_routing_service, 38);
 
 /**
  * UpdateMatchingRuleResponse carries the rule.
@@ -1031,7 +1175,7 @@ export type UpdateMatchingRuleResponse = Message<"parley.v1.UpdateMatchingRuleRe
  * Use `create(UpdateMatchingRuleResponseSchema)` to create a new message.
  */
 export const UpdateMatchingRuleResponseSchema: GenMessage<UpdateMatchingRuleResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 36);
+  messageDesc(file_parley_v1_routing_service, 39);
 
 /**
  * UpdateAgentRequest replaces an agent's settings.
@@ -1080,7 +1224,7 @@ export type UpdateAgentRequest = Message<"parley.v1.UpdateAgentRequest"> & {
  * Use `create(UpdateAgentRequestSchema)` to create a new message.
  */
 export const UpdateAgentRequestSchema: GenMessage<UpdateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 37);
+  messageDesc(file_parley_v1_routing_service, 40);
 
 /**
  * UpdateAgentResponse carries the agent.
@@ -1099,7 +1243,7 @@ export type UpdateAgentResponse = Message<"parley.v1.UpdateAgentResponse"> & {
  * Use `create(UpdateAgentResponseSchema)` to create a new message.
  */
 export const UpdateAgentResponseSchema: GenMessage<UpdateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 38);
+  messageDesc(file_parley_v1_routing_service, 41);
 
 /**
  * ListQueueStatusesRequest pages through queues.
@@ -1125,7 +1269,7 @@ export type ListQueueStatusesRequest = Message<"parley.v1.ListQueueStatusesReque
  * Use `create(ListQueueStatusesRequestSchema)` to create a new message.
  */
 export const ListQueueStatusesRequestSchema: GenMessage<ListQueueStatusesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 39);
+  messageDesc(file_parley_v1_routing_service, 42);
 
 /**
  * ListQueueStatusesResponse is one page of queue statuses.
@@ -1149,7 +1293,7 @@ export type ListQueueStatusesResponse = Message<"parley.v1.ListQueueStatusesResp
  * Use `create(ListQueueStatusesResponseSchema)` to create a new message.
  */
 export const ListQueueStatusesResponseSchema: GenMessage<ListQueueStatusesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 40);
+  messageDesc(file_parley_v1_routing_service, 43);
 
 /**
  * WatchQueueStatusesRequest takes no fields.
@@ -1164,7 +1308,7 @@ export type WatchQueueStatusesRequest = Message<"parley.v1.WatchQueueStatusesReq
  * Use `create(WatchQueueStatusesRequestSchema)` to create a new message.
  */
 export const WatchQueueStatusesRequestSchema: GenMessage<WatchQueueStatusesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 41);
+  messageDesc(file_parley_v1_routing_service, 44);
 
 /**
  * WatchQueueStatusesResponse is one change.
@@ -1203,7 +1347,7 @@ export type WatchQueueStatusesResponse = Message<"parley.v1.WatchQueueStatusesRe
  * Use `create(WatchQueueStatusesResponseSchema)` to create a new message.
  */
 export const WatchQueueStatusesResponseSchema: GenMessage<WatchQueueStatusesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 42);
+  messageDesc(file_parley_v1_routing_service, 45);
 
 /**
  * RoutingService routes conversations to live agents: agents set presence,
@@ -1233,6 +1377,27 @@ export const RoutingService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchWorkRequestSchema;
     output: typeof WatchWorkResponseSchema;
+  },
+  /**
+   * FollowWork is WatchWork and MessagingService.Subscribe in one stream,
+   * so that a browser needs one connection however many chats its agent
+   * holds: the calling agent's offers and assignments, and the log, typing
+   * and read cursors of every conversation the agent holds, each item
+   * naming its conversation. A held conversation is announced (assigned)
+   * before its events; its log is replayed after the seq given for it in
+   * cursors (its whole log if none is given), then followed live. A
+   * conversation that leaves the agent (closed, transferred, re-queued)
+   * ends with released, after the last of its events the agent may read.
+   * Pending offers and held conversations are sent first. Any end is an
+   * error, normally Unavailable: the client opens the stream again with
+   * the last seq it received of each conversation. Agents only.
+   *
+   * @generated from rpc parley.v1.RoutingService.FollowWork
+   */
+  followWork: {
+    methodKind: "server_streaming";
+    input: typeof FollowWorkRequestSchema;
+    output: typeof FollowWorkResponseSchema;
   },
   /**
    * AcceptOffer takes an offered conversation. Only the offered agent may
