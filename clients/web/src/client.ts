@@ -82,26 +82,32 @@ export function bearer(token: TokenSource): Interceptor {
 }
 
 /**
+ * Returns the transport createParleyClient uses: the protocol, token and
+ * interceptors of options, to the Parley server at baseUrl. With connect-es's
+ * createClient it makes clients of only the services an app calls, which
+ * keeps the other services' descriptors out of its bundle:
+ * `createClient(MessagingService, createParleyTransport(url, { token }))`.
+ */
+export function createParleyTransport(baseUrl: string, options: ParleyClientOptions = {}): Transport {
+  const interceptors: Interceptor[] = [];
+  if (options.token !== undefined) {
+    interceptors.push(bearer(options.token));
+  }
+  interceptors.push(...(options.interceptors ?? []));
+  if (options.protocol === "grpc-web") {
+    return createGrpcWebTransport({ baseUrl, interceptors, fetch: options.fetch });
+  }
+  return createConnectTransport({ baseUrl, useBinaryFormat: options.useBinaryFormat ?? false, interceptors, fetch: options.fetch });
+}
+
+/**
  * Returns a client of the Parley server at baseUrl (such as
  * "https://chat.example.com" or "http://localhost:8080"; a path prefix is
  * kept). Browsers get HTTP/2, and so many streams at once, only from a
  * server speaking TLS.
  */
 export function createParleyClient(baseUrl: string, options: ParleyClientOptions = {}): ParleyClient {
-  const interceptors: Interceptor[] = [];
-  if (options.token !== undefined) {
-    interceptors.push(bearer(options.token));
-  }
-  interceptors.push(...(options.interceptors ?? []));
-  const transport: Transport =
-    options.protocol === "grpc-web"
-      ? createGrpcWebTransport({ baseUrl, interceptors, fetch: options.fetch })
-      : createConnectTransport({
-          baseUrl,
-          useBinaryFormat: options.useBinaryFormat ?? false,
-          interceptors,
-          fetch: options.fetch,
-        });
+  const transport = createParleyTransport(baseUrl, options);
   return {
     session: createClient(SessionService, transport),
     messaging: createClient(MessagingService, transport),

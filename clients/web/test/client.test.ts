@@ -6,8 +6,11 @@ import { after, before, test } from "node:test";
 
 import {
   Channel,
+  SessionService,
   StaffRole,
+  createClient,
   createParleyClient,
+  createParleyTransport,
   type Interceptor,
   type ParleyClientOptions,
 } from "../src/index.js";
@@ -92,6 +95,13 @@ for (const [name, options] of transports) {
     }
   });
 }
+
+test("a transport for the services an app uses", async () => {
+  const transport = createParleyTransport(parleyd.baseUrl, { useBinaryFormat: true });
+  const session = createClient(SessionService, transport);
+  const form = await session.getPreChatForm({});
+  assert.ok(form.issueTypes.length > 0);
+});
 
 test("a token callback is asked before every call, and a refreshed token is used", async () => {
   // A token the admin issues and then revokes stands for an expired one.
