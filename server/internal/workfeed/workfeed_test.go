@@ -71,12 +71,19 @@ func rigOn(t testing.TB, srv *servertest.Server) *rig {
 // and a client of srv (the rig's server unless given).
 func (r *rig) agent(name string, capacity int32) (string, *parley.Client) {
 	r.t.Helper()
+	id, token := r.agentToken(name, capacity)
+	return id, r.srv.Client(parley.Connect, token)
+}
+
+// agentToken creates an available agent of the rig's queue and returns
+// its id and token.
+func (r *rig) agentToken(name string, capacity int32) (id, token string) {
+	r.t.Helper()
 	a, err := r.adm.Routing.CreateAgent(r.ctx, &parleyv1.CreateAgentRequest{DisplayName: name, Capacity: capacity, QueueIds: []string{r.queue}})
 	must(r.t, err)
-	c := r.srv.Client(parley.Connect, a.GetToken())
-	_, err = c.Routing.SetPresence(r.ctx, &parleyv1.SetPresenceRequest{Presence: parleyv1.Presence_PRESENCE_AVAILABLE})
+	_, err = r.srv.Client(parley.Connect, a.GetToken()).Routing.SetPresence(r.ctx, &parleyv1.SetPresenceRequest{Presence: parleyv1.Presence_PRESENCE_AVAILABLE})
 	must(r.t, err)
-	return a.GetAgent().GetId(), c
+	return a.GetAgent().GetId(), a.GetToken()
 }
 
 // chat starts a guest chat and returns its id and the guest.
