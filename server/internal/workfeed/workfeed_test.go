@@ -381,7 +381,7 @@ func TestBadCursors(t *testing.T) {
 		t.Fatalf("error %v does not name conversation %s", err, conv)
 	}
 	for name, cursors := range map[string][]*parleyv1.FollowCursor{
-		"duplicate": {{ConversationId: conv, AfterSeq: 1}, {ConversationId: conv, AfterSeq: 2}},
+		"duplicate":  {{ConversationId: conv, AfterSeq: 1}, {ConversationId: conv, AfterSeq: 2}},
 		"not a uuid": {{ConversationId: "nope", AfterSeq: 1}},
 		"negative":   {{ConversationId: conv, AfterSeq: -1}},
 	} {
