@@ -191,11 +191,17 @@ func TestAgentsOnly(t *testing.T) {
 // reach an open stream, which keeps the agent online.
 func TestIdleStreamBeats(t *testing.T) {
 	r := newRig(t, servertest.WithAppOptions(app.Options{SweepInterval: time.Hour}))
-	_, agent := r.agent("Beater", 2)
+	id, agent := r.agent("Beater", 2)
 	x, guest := r.chat()
 	r.accept(agent, x)
 	f := r.follow(agent, nil)
 	f.upTo(x, r.lastSeq(x))
+	// The open stream holds the agent's work stream lease.
+	a, err := r.srv.DB.Agent.Get(r.ctx, uuid.MustParse(id))
+	must(t, err)
+	if a.StreamLeaseUntil == nil || !a.StreamLeaseUntil.After(r.srv.Clock.Now()) {
+		t.Fatalf("agent's stream lease %v, want one after %v", a.StreamLeaseUntil, r.srv.Clock.Now())
+	}
 	for range 2 {
 		r.srv.Clock.Advance(app.DefaultHeartbeat)
 		beat := f.until(func(i *parleyv1.FollowWorkResponse) bool { return i.GetHeartbeat() != nil })
@@ -211,7 +217,7 @@ func TestIdleStreamBeats(t *testing.T) {
 	if offered.GetConversationId() != y {
 		t.Fatalf("offer %v, want one of %s", offered, y)
 	}
-	_, err := agent.Routing.AcceptOffer(r.ctx, &parleyv1.AcceptOfferRequest{OfferId: offered.GetOffer().GetId()})
+	_, err = agent.Routing.AcceptOffer(r.ctx, &parleyv1.AcceptOfferRequest{OfferId: offered.GetOffer().GetId()})
 	must(t, err)
 	closed := f.until(func(i *parleyv1.FollowWorkResponse) bool { return i.GetOfferClosed() != nil })
 	if closed.GetOfferClosed().GetOutcome() != "accepted" {
@@ -285,4 +291,25 @@ func TestAcrossReplicas(t *testing.T) {
 		t.Fatalf("last event of %s before its release on replica b is %v, want its closing", convs[3], last)
 	}
 	f.upTo(convs[4], r.say(guests[convs[4]], convs[4], "last"))
+}
+
+// TestStreamEndsWithResumeCode: at its maximum lifetime, and when the
+// server drains, the stream ends with Unavailable and the reason; opened
+// again with its cursors, it goes on where it was.
+func TestStreamEndsWithResumeCode(t *testing.T) {
+	const lifetime = time.Hour
+	r := newRig(t, servertest.WithAppOptions(app.Options{SweepInterval: time.Hour, Heartbeat: 10 * lifetime, MaxStreamLifetime: lifetime}))
+	_, agent := r.agent("Mortal", 2)
+	x, guest := r.chat()
+	r.accept(agent, x)
+	f := r.follow(agent, nil)
+	f.upTo(x, r.lastSeq(x))
+	sent := r.say(guest, x, "still there?")
+	r.srv.Clock.Advance(lifetime)
+	f.endsWith(connect.CodeUnavailable, "STREAM_LIFETIME_REACHED")
+
+	again := r.follow(agent, map[string]int64{x: f.seq[x]})
+	again.upTo(x, sent)
+	r.srv.App.Drain()
+	again.endsWith(connect.CodeUnavailable, "SERVER_DRAINING")
 }

@@ -170,13 +170,20 @@ func (f *feed) next() *parleyv1.FollowWorkResponse {
 	if err != nil {
 		f.t.Fatalf("receive after %d items: %v", len(f.items), err)
 	}
+	f.check(item)
+	return item
+}
+
+// check checks one item received and records it.
+func (f *feed) check(item *parleyv1.FollowWorkResponse) {
+	f.t.Helper()
 	f.items = append(f.items, item)
 	id := item.GetConversationId()
 	if item.GetHeartbeat() != nil {
 		if id != "" {
 			f.t.Fatalf("heartbeat names conversation %s", id)
 		}
-		return item
+		return
 	}
 	if id == "" {
 		f.t.Fatalf("item %v names no conversation", item)
@@ -213,7 +220,6 @@ func (f *feed) next() *parleyv1.FollowWorkResponse {
 	default:
 		f.t.Fatalf("unexpected item %v", item)
 	}
-	return item
 }
 
 // until receives items until done says so.
@@ -239,8 +245,9 @@ func (f *feed) upTo(convID string, seq int64) {
 func (f *feed) endsWith(code connect.Code, reason string) {
 	f.t.Helper()
 	for {
-		_, err := f.stream.Receive()
+		item, err := f.stream.Receive()
 		if err == nil {
+			f.check(item)
 			continue
 		}
 		if connect.CodeOf(err) != code || apierr.Reason(err) != reason {
