@@ -313,3 +313,36 @@ func TestStreamEndsWithResumeCode(t *testing.T) {
 	r.srv.App.Drain()
 	again.endsWith(connect.CodeUnavailable, "SERVER_DRAINING")
 }
+
+// TestTransferToQueueReleases: a chat the agent puts back in a queue is
+// released at once, after the events of its hand-back, and nothing of it
+// follows while it waits.
+func TestTransferToQueueReleases(t *testing.T) {
+	r := newRig(t)
+	_, ann := r.agent("Ann", 2)
+	x, guestX := r.chat()
+	r.accept(ann, x)
+	y, guestY := r.chat()
+	r.accept(ann, y)
+	f := r.follow(ann, nil)
+	f.upTo(x, r.say(guestX, x, "before"))
+	f.upTo(y, r.lastSeq(y))
+	_, err := ann.Routing.TransferConversation(r.ctx, &parleyv1.TransferConversationRequest{
+		ConversationId: x, RequestId: uuid.NewString(),
+		Target: &parleyv1.TransferConversationRequest_QueueId{QueueId: r.queue},
+	})
+	must(t, err)
+	at := f.releasedAt(x)
+	left := false
+	for _, item := range f.items[:at] {
+		left = left || item.GetConversationId() == x && item.GetEvent().GetParticipantLeft() != nil
+	}
+	if !left {
+		t.Fatalf("%s released before the event of the agent leaving it", x)
+	}
+	if state := f.items[at].GetReleased().GetState(); state != parleyv1.ConversationState_CONVERSATION_STATE_QUEUED {
+		t.Fatalf("released in state %v, want queued", state)
+	}
+	r.say(guestX, x, "anyone?")
+	f.upTo(y, r.say(guestY, y, "still here"))
+}

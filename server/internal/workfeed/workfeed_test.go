@@ -399,5 +399,8 @@ func TestBadCursors(t *testing.T) {
 		if connect.CodeOf(err) != connect.CodeInvalidArgument {
 			t.Errorf("%s cursors: %v, want InvalidArgument", name, err)
 		}
+		if name == "duplicate" && !strings.Contains(err.Error(), "one cursor only") {
+			t.Errorf("duplicate cursors: %v does not say what is wrong", err)
+		}
 	}
 }
