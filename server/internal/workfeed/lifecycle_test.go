@@ -297,7 +297,8 @@ func TestAcrossReplicas(t *testing.T) {
 // server drains, the stream ends with Unavailable and the reason; opened
 // again with its cursors, it goes on where it was.
 func TestStreamEndsWithResumeCode(t *testing.T) {
-	const lifetime = time.Hour
+	// Shorter than the demo's abandon_after, so that the chat stays open.
+	const lifetime = 20 * time.Minute
 	r := newRig(t, servertest.WithAppOptions(app.Options{SweepInterval: time.Hour, Heartbeat: 10 * lifetime, MaxStreamLifetime: lifetime}))
 	_, agent := r.agent("Mortal", 2)
 	x, guest := r.chat()
