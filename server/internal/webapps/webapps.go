@@ -195,6 +195,8 @@ func (h *Handler) serveDemo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+	// It embeds the messenger, which this server serves.
+	w.Header().Set("Content-Security-Policy", basePolicy+"; frame-src 'self'; frame-ancestors 'none'")
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(page.Bytes()))
 }
 

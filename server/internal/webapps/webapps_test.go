@@ -130,6 +130,10 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("GET %s: %d %q %q, want %d %q containing %q", tt.target, resp.StatusCode, resp.Header.Get("Content-Type"), body, tt.code, tt.contentType, tt.body)
 		}
 		wantHeaders(t, "GET "+tt.target, resp, tt.frameAncestors)
+		// Only the demo page frames anything: the messenger, from here.
+		if framesMessenger := strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-src 'self'"); framesMessenger != (tt.target == "/") {
+			t.Errorf("GET %s: CSP %q", tt.target, resp.Header.Get("Content-Security-Policy"))
+		}
 		if tt.frameAncestors == "'none'" && resp.Header.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("GET %s: X-Frame-Options %q", tt.target, resp.Header.Get("X-Frame-Options"))
 		}
