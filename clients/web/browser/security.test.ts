@@ -290,3 +290,23 @@ test("every page carries the CSP and security headers, and the browser enforces 
     }
   }
 });
+
+test("over TLS the messenger is served with HTTP/2 and the same protections", async () => {
+  const tls = await startStack({ tls: true });
+  try {
+    const page = await tls.newPage();
+    await page.goto(tls.host.url("/"));
+    await launcher(page).click();
+    const frame = await waitFor(() => page.frames().find((f) => f.url().startsWith(`${tls.parleyd.url}/messenger/`)));
+    await messengerFrame(page).getByRole("button", { name: "Start chat" }).waitFor();
+    const protocols = await frame.evaluate(() =>
+      performance.getEntries().map((e) => (e as PerformanceResourceTiming).nextHopProtocol).filter(Boolean),
+    );
+    assert.ok(protocols.length >= 3 && protocols.every((p) => p === "h2"), `protocols ${protocols}`);
+    const res = await tls.parleyd.fetch(`${tls.parleyd.url}/messenger/?site=${tls.host.siteId}&parent=${encodeURIComponent(tls.host.origin)}`);
+    assert.equal(res.status, 200);
+    assert.ok(res.headers.get("content-security-policy")?.endsWith(`frame-ancestors ${tls.host.origin}`));
+  } finally {
+    await tls.close();
+  }
+});
