@@ -291,13 +291,18 @@ func (h *Handler) messengerParent(r *http.Request) (parent, refusal string, err 
 
 // isOrigin reports whether s is a serialized http(s) origin: a scheme and a
 // host (with a port, perhaps), nothing else, in the canonical spelling
-// browsers send. It must be, to be put in a header.
+// browsers send (lower case, punycode). It must be, to be put in a header.
 func isOrigin(s string) bool {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || s != u.Scheme+"://"+u.Host {
 		return false
 	}
-	return s == u.Scheme+"://"+u.Host && strings.ToLower(s) == s && !strings.ContainsAny(s, " ;,'\"")
+	for _, c := range u.Host {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.ContainsRune(".-_:[]", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // serverOrigin is this server's origin as r addressed it.

@@ -260,6 +260,7 @@ func TestMessengerParent(t *testing.T) {
 		"a parent of another scheme":     {f.messenger(id, "javascript://shop.example.com"), "is not an origin"},
 		"a parent of null":               {f.messenger(id, "null"), "is not an origin"},
 		"a parent with credentials":      {f.messenger(id, "https://a@shop.example.com"), "is not an origin"},
+		"a parent not in punycode":       {f.messenger(id, "https://sh%C3%B6p.example.com"), "is not an origin"},
 	}
 	for name, tt := range refused {
 		resp, body := f.do(http.MethodGet, tt.target)
