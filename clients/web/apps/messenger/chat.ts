@@ -46,7 +46,7 @@ function senderName(p: Participant | undefined): string {
   switch (p?.role) {
     case ParticipantRole.GUEST:
     case ParticipantRole.CUSTOMER:
-      return "You";
+      return p.displayName || "You";
     case ParticipantRole.BOT:
       return p.displayName || "Virtual assistant";
     case ParticipantRole.AGENT:
@@ -75,7 +75,7 @@ export class Chat {
   private readonly fileInput = el("input", { type: "file", id: "attach", class: "visually-hidden" });
   private readonly notice = el("p", { class: "notice", role: "alert" });
   private readonly leaveOffer = el("div", { class: "leave-offer", hidden: true });
-  private readonly leavePanel = el("form", { class: "leave", hidden: true, "aria-labelledby": "leave-title" });
+  private readonly leavePanel = el("form", { class: "leave", hidden: true, novalidate: true, "aria-labelledby": "leave-title" });
   private readonly endButton = el("button", { type: "button", class: "link" }, "End chat");
   private readonly ended = el("div", { class: "ended", hidden: true });
   private readonly readMark = el("span", { class: "read-mark" }, "Read");
@@ -91,6 +91,7 @@ export class Chat {
   private unreadCount = 0;
   private shown = false;
   private suggestions: HTMLElement | undefined;
+  private position: QueuePosition | undefined;
   private readonly mine: { seq: number; node: HTMLElement }[] = [];
   private readonly pending = new Map<string, HTMLElement>();
   private readonly typers = new Map<string, { name: string; timer: ReturnType<typeof setTimeout> }>();
@@ -280,10 +281,8 @@ export class Chat {
   private onController(ev: Event, c: ControllerChanged): void {
     this.controller = c.controller;
     const waiting = c.controller === Controller.PENDING_AGENT;
-    if (!waiting) {
-      this.queueInfo.textContent = "";
-      this.offerLeave(false);
-    }
+    this.onPosition(waiting ? this.position : undefined);
+    if (!waiting) this.offerLeave(false);
     switch (c.controller) {
       case Controller.BOT:
         this.head.textContent = "Virtual assistant";
@@ -300,8 +299,13 @@ export class Chat {
     }
   }
 
-  private onPosition(p: QueuePosition): void {
-    if (this.controller !== Controller.PENDING_AGENT || this.closed) return;
+  /** Keeps the latest queue position (it may come just before the hand-off event) and shows it while waiting. */
+  private onPosition(p: QueuePosition | undefined): void {
+    this.position = p;
+    if (!p || this.controller !== Controller.PENDING_AGENT || this.closed) {
+      this.queueInfo.textContent = "";
+      return;
+    }
     let text = p.position <= 1 ? "You are next in line." : `You are number ${p.position} in line.`;
     if (p.estimatedWait) {
       const min = Math.max(1, Math.round(Number(p.estimatedWait.seconds) / 60));
@@ -448,7 +452,7 @@ export class Chat {
     }
     if (this.lastSeq > this.seenSeq) {
       this.seenSeq = this.lastSeq;
-      this.hooks.seen(this.lastSeq);
+      if (!this.closed) this.hooks.seen(this.lastSeq); // a closed chat stays forgotten
     }
     if (!this.closed && this.lastSeq > this.readSent) {
       const seq = this.lastSeq;
