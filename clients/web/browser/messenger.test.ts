@@ -5,35 +5,85 @@
 // comes, a keyboard-only form, and hostile text that must stay inert.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Frame, Page } from "playwright-core";
 
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import {
-  createParleyClient,
-  followConversation,
-  Presence,
-  type Event,
-  type Offer,
-  type ParleyClient,
-  type SubscribeResponse,
-} from "../src/index.js";
-import { startEnv, type Env } from "./messenger-env.js";
+import { followConversation, Presence, type Event, type Offer, type ParleyClient, type SubscribeResponse } from "../src/index.js";
+import { DEMO, launcher, shopPage, startStack, waitFor, type Stack } from "./harness.js";
 
-let env: Env;
-let browser: Browser;
+let stack: Stack;
+let wire: Wire;
 
 before(async () => {
-  env = await startEnv();
-  browser = env.browser;
+  // The hostile-text test sends more than the default burst of messages.
+  stack = await startStack({ flags: ["-send-rate", "50", "-send-burst", "200"] });
+  wire = await startWire(new URL(stack.parleyd.url));
+  stack.host.page("/wired", shopPage("Host shop", `<script async src="${wire.origin}/messenger.js" data-site-id="${stack.host.siteId}"></script>`));
 });
 after(async () => {
-  await env?.stop();
+  await wire?.close();
+  await stack?.close();
 });
 
-/** The messenger page of the env's site, opened as a top-level page. */
+/**
+ * Wire is a TCP relay to parleyd (byte for byte: the browser sees just
+ * another origin serving Parley) whose connections a test can cut, as a
+ * network drop does to a browser's open streams.
+ */
+interface Wire {
+  origin: string;
+  cut(): void;
+  close(): Promise<void>;
+}
+
+async function startWire(target: URL): Promise<Wire> {
+  const open = new Set<Socket>();
+  const server: Server = createServer((inbound) => {
+    const outbound = connect(Number(target.port), target.hostname);
+    for (const s of [inbound, outbound]) {
+      open.add(s);
+      s.on("close", () => open.delete(s));
+      s.on("error", () => undefined);
+    }
+    inbound.pipe(outbound).pipe(inbound);
+    inbound.on("close", () => outbound.destroy());
+    outbound.on("close", () => inbound.destroy());
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const cut = () => {
+    for (const s of open) s.destroy();
+  };
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut,
+    close: () => {
+      cut();
+      return new Promise<void>((done) => server.close(() => done()));
+    },
+  };
+}
+
+/** The messenger page of the host site, opened as a top-level page on Parley's origin. */
 function messengerUrl(): string {
-  return `${env.base}/messenger/?site=${env.siteId}&parent=${encodeURIComponent(env.base)}`;
+  return `${stack.parleyd.url}/messenger/?site=${stack.host.siteId}&parent=${encodeURIComponent(stack.host.origin)}`;
+}
+
+/** Opens a top-level messenger page in a fresh context; returns its frame. */
+async function openDirect(): Promise<{ page: Page; frame: Frame }> {
+  const page = await stack.newPage();
+  await page.goto(messengerUrl());
+  return { page, frame: page.mainFrame() };
+}
+
+/** Opens the messenger on the host site's page through the loader's launcher; returns the iframe. */
+async function openEmbedded(page: Page, load = true, path = "/"): Promise<Frame> {
+  if (load) await page.goto(stack.host.url(path));
+  await launcher(page).click();
+  const frame = await waitFor(() => page.frames().find((f) => f.url().includes("/messenger/")), { message: "the messenger iframe" });
+  await frame.locator("main").waitFor();
+  return frame;
 }
 
 /** An agent driven through the client API: their work stream, offers, and one conversation's stream. */
@@ -46,7 +96,7 @@ class Agent {
   private itemWaiters: (() => void)[] = [];
 
   constructor(token: string) {
-    this.client = createParleyClient(env.base, { token });
+    this.client = stack.client(token);
   }
 
   async online(): Promise<void> {
@@ -142,8 +192,7 @@ async function agentUploads(agent: Agent, conversationId: string, filename: stri
 const pixelPng = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPj/HwADAgH/eL9GtQAAAABJRU5ErkJggg==";
 
 /** Fills and sends the guest pre-chat form. */
-async function startAsGuest(page: Page, name: string, issue: string, question: string): Promise<void> {
-  await page.goto(messengerUrl());
+async function startAsGuest(page: Frame, name: string, issue: string, question: string): Promise<void> {
   await page.getByLabel("Your name").fill(name);
   await page.getByLabel("Email").fill("guest@example.com");
   await page.getByLabel("What is it about?").selectOption(issue);
@@ -153,18 +202,18 @@ async function startAsGuest(page: Page, name: string, issue: string, question: s
 }
 
 /** The texts of the log's messages, in order, with their seqs. */
-async function logMessages(page: Page): Promise<{ seq: string; text: string }[]> {
+async function logMessages(page: Frame): Promise<{ seq: string; text: string }[]> {
   return page.$$eval(".log .msg:not(.pending)", (els) =>
     els.map((e) => ({ seq: e.getAttribute("data-seq") ?? "", text: e.querySelector(".text")?.textContent ?? "" })),
   );
 }
 
-async function send(page: Page, text: string): Promise<void> {
+async function send(page: Frame, text: string): Promise<void> {
   await page.locator("#compose").fill(text);
   await page.locator("#compose").press("Enter");
 }
 
-async function conversationIdOf(page: Page): Promise<string> {
+async function conversationIdOf(page: Frame): Promise<string> {
   const id = await page.evaluate(() => {
     for (let i = 0; i < localStorage.length; i++) {
       const k = localStorage.key(i)!;
@@ -178,10 +227,19 @@ async function conversationIdOf(page: Page): Promise<string> {
 
 describe("messenger", () => {
   it("runs a guest's whole chat: bot answer, hand-off, agent, typing, receipts, attachments, reload, drop, close", async () => {
-    const context: BrowserContext = await browser.newContext({ acceptDownloads: true });
-    const page = await context.newPage();
-    const beth = new Agent("ps_demo_agent_beth");
+    const tab = await stack.newPage();
+    const posted: unknown[] = [];
+    await tab.exposeFunction("recordParleyMessage", (d: unknown) => void posted.push(d));
+    await tab.addInitScript(() =>
+      window.addEventListener("message", (e) => (window as unknown as { recordParleyMessage(d: unknown): void }).recordParleyMessage(e.data)),
+    );
+    // The host page loads Parley through the wire, so the test can cut it.
+    let page = await openEmbedded(tab, true, "/wired");
+    const beth = new Agent(DEMO.agents.beth);
     try {
+      // The iframe said it was ready, and the panel's first control has the focus.
+      assert.ok(posted.some((d) => (d as { type: string }).type === "parley:ready"));
+      await waitFor(() => page.evaluate(() => document.activeElement?.id === "f-name"), { message: "focus on the name field" });
       await startAsGuest(page, "Ada Guest", "billing", "How long does delivery take?");
 
       // The bot answers from the knowledge base, naming the article, and
@@ -232,6 +290,19 @@ describe("messenger", () => {
       await beth.client.messaging.markRead({ conversationId, requestId: crypto.randomUUID(), readSeq: guestMsg.seq });
       await page.locator(`.msg.mine[data-seq="${guestMsg.seq}"] .read-mark`, { hasText: "Read" }).waitFor();
 
+      // With the panel closed, the agent's next message is unread: the
+      // launcher counts it; opening the panel reads it.
+      await page.getByRole("button", { name: "Close the chat panel" }).click();
+      await waitFor(async () => (await launcher(tab).getAttribute("aria-expanded")) === "false", { message: "the panel closed" });
+      await agentSends(beth, conversationId, "Are you still there?");
+      await waitFor(async () => /1 unread/.test((await launcher(tab).getAttribute("aria-label")) ?? ""), { message: "the unread count on the launcher" });
+      const later = await beth.waitFor((r) => (r.item.case === "event" && r.item.value.kind.case === "messagePosted" && r.item.value.kind.value.text === "Are you still there?" ? r.item.value : undefined), "the agent's message");
+      assert.ok(!beth.items.some((r) => r.item.case === "readCursor" && r.item.value.readSeq >= later.seq), "not read while the panel is closed");
+      await launcher(tab).click();
+      await beth.waitFor((r) => r.item.case === "readCursor" && r.item.value.readSeq >= later.seq, "read once the panel opens");
+      assert.equal(await launcher(tab).getAttribute("aria-label"), "Close chat");
+      assert.ok(posted.every((d) => typeof d === "object" && d !== null && !JSON.stringify(d).includes("still there")), "no message text crosses to the host page");
+
       // An attachment from the guest: uploaded with its SHA-256, read back by the agent.
       const note = new TextEncoder().encode("order 1042, refund requested on Monday\n");
       await page.locator("#attach").setInputFiles({ name: "receipt.txt", mimeType: "text/plain", buffer: Buffer.from(note) });
@@ -250,26 +321,28 @@ describe("messenger", () => {
       const thumb = page.locator(".msg.agent img.thumb[alt='label.png']");
       await thumb.waitFor();
       assert.match((await thumb.getAttribute("src")) ?? "", /^blob:/);
-      const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: /Download label\.png/ }).click()]);
+      const [download] = await Promise.all([tab.waitForEvent("download"), page.getByRole("button", { name: /Download label\.png/ }).click()]);
       assert.equal(download.suggestedFilename(), "label.png");
       assert.deepEqual(readFileSync((await download.path())!), png);
 
       // A reload resumes the chat: the same history, nothing doubled.
       const before = await logMessages(page);
-      await page.reload();
+      await tab.reload();
+      page = await openEmbedded(tab, false);
       await page.locator(".msg.agent .text", { hasText: "return label" }).waitFor();
       await page.waitForFunction((n) => document.querySelectorAll(".log .msg").length >= n, before.length);
       assert.deepEqual(await logMessages(page), before);
 
       // A network drop: the agent writes meanwhile; after it, each of those
       // messages is shown exactly once, and the guest can write again.
-      await env.dropNetwork(page);
+      await tab.context().setOffline(true);
+      wire.cut();
       await page.locator(".connection", { hasText: "Reconnecting" }).waitFor();
       await agentSends(beth, conversationId, "Sent during the drop, one.");
       await agentSends(beth, conversationId, "Sent during the drop, two.");
-      await page.waitForTimeout(1000);
+      await tab.waitForTimeout(1000);
       assert.equal(await page.locator(".msg .text", { hasText: "during the drop" }).count(), 0, "the page is really cut off");
-      await env.restoreNetwork(page);
+      await tab.context().setOffline(false);
       await page.locator(".msg.agent .text", { hasText: "during the drop, two" }).waitFor();
       await page.waitForFunction(() => !document.querySelector(".connection.visible"));
       const afterDrop = await logMessages(page);
@@ -283,7 +356,7 @@ describe("messenger", () => {
       await beth.client.session.closeConversation({ conversationId, reason: "resolved" });
       await page.locator(".ended", { hasText: "This chat has ended." }).waitFor();
       assert.equal(await page.locator(".composer").isHidden(), true);
-      const [transcript] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download transcript" }).click()]);
+      const [transcript] = await Promise.all([tab.waitForEvent("download"), page.getByRole("button", { name: "Download transcript" }).click()]);
       const text = readFileSync((await transcript.path())!, "utf8");
       assert.match(text, /Beth Anglin: Hi Ada, Beth here\. How can I help\?/);
       assert.match(text, /: My refund has not arrived yet\./);
@@ -297,22 +370,21 @@ describe("messenger", () => {
     } finally {
       beth.stop();
       await beth.client.routing.setPresence({ presence: Presence.OFFLINE }).catch(() => undefined);
-      await context.close();
+      await tab.context().close();
     }
   });
 
   it("offers to leave a message when nobody is available, and it becomes a case", async () => {
-    const admin = createParleyClient(env.base, { token: "ps_demo_admin_token" });
+    const admin = stack.client(DEMO.admin);
     const queues = (await admin.routing.listQueues({})).queues;
     const product = queues.find((q) => q.displayName === "Product Support")!;
     const policy = product.policy!;
     policy.maxWait = durationFromMs(1000);
     await admin.routing.updateQueue({ queueId: product.id, displayName: product.displayName, offerTimeout: product.offerTimeout, policy });
-    const context = await browser.newContext();
-    const page = await context.newPage();
+    const { page } = await openDirect();
     try {
-      await startAsGuest(page, "Lee Waiting", "product", "");
-      await send(page, "agent");
+      await startAsGuest(page.mainFrame(), "Lee Waiting", "product", "");
+      await send(page.mainFrame(), "agent");
       await page.locator(".status-line", { hasText: "Nobody is available" }).waitFor({ timeout: 20_000 });
       await page.getByRole("button", { name: "Leave a message", exact: true }).click();
       const box = page.getByLabel("Your message");
@@ -324,15 +396,13 @@ describe("messenger", () => {
       await page.locator(".ended", { hasText: /saved as case CS\d+/ }).waitFor();
       await page.locator(".status-line", { hasText: /Case CS\d+ was opened/ }).waitFor();
     } finally {
-      await context.close();
+      await page.context().close();
     }
   });
 
   it("works by keyboard alone, with visible focus and errors tied to their fields", async () => {
-    const context = await browser.newContext();
-    const page = await context.newPage();
+    const { page } = await openDirect();
     try {
-      await page.goto(messengerUrl());
       await page.getByLabel("Your name").waitFor();
       const focused = () =>
         page.evaluate(() => {
@@ -378,19 +448,17 @@ describe("messenger", () => {
       await page.keyboard.press("Enter");
       await page.locator(".msg.mine .text", { hasText: "thanks" }).waitFor();
     } finally {
-      await context.close();
+      await page.context().close();
     }
   });
 
   it("shows the server's refusal on the form: the guest session limit message", async () => {
-    const admin = createParleyClient(env.base, { token: "ps_demo_admin_token" });
+    const admin = stack.client(DEMO.admin);
     const settings = (await admin.session.getSettings({})).settings!;
     const message = "Too many chats <b>right now</b>: try again later.";
     await admin.session.updateSettings({ settings: { ...settings, maxGuestSessionsPerHour: 1, guestSessionsRateLimitReachedMessage: message } });
-    const context = await browser.newContext();
-    const page = await context.newPage();
+    const { page } = await openDirect();
     try {
-      await page.goto(messengerUrl());
       await page.getByLabel("Your name").fill("Max Limit");
       await page.getByLabel("Email").fill("max@example.com");
       await page.getByLabel("What is it about?").selectOption("order");
@@ -401,7 +469,7 @@ describe("messenger", () => {
       assert.equal(await page.locator(".form-alert b").count(), 0);
     } finally {
       await admin.session.updateSettings({ settings });
-      await context.close();
+      await page.context().close();
     }
   });
 });
@@ -447,22 +515,20 @@ const filenames = [`<img src=x onerror=window.__pwned=1>.txt`, `"><svg onload=wi
 describe("messenger with hostile text", () => {
   it("renders agent messages, names and attachment filenames as inert text", async () => {
     assert.ok(payloads.length >= 25);
-    const admin = createParleyClient(env.base, { token: "ps_demo_admin_token" });
+    const admin = stack.client(DEMO.admin);
     const queues = (await admin.routing.listQueues({})).queues;
     const order = queues.find((q) => q.displayName === "Order Support")!;
     const hostileName = `<img src=x onerror="window.__pwned=1">Eve`;
     const created = await admin.routing.createAgent({ displayName: hostileName, capacity: 5, queueIds: [order.id] });
     const token = await admin.access.issueToken({ role: 1, agentId: created.agent!.id, label: "hostile agent" });
     const eve = new Agent(token.token);
-    const context = await browser.newContext();
-    const page = await context.newPage();
+    const { page, frame } = await openDirect();
     let dialogs = 0;
     page.on("dialog", (d) => {
       dialogs++;
       void d.dismiss();
     });
     try {
-      await page.goto(messengerUrl());
       await page.evaluate(() => ((window as unknown as { __pwned: number }).__pwned = 0));
       await page.getByLabel("Your name").fill(payloads[1]);
       await page.getByLabel("Email").fill("eve@example.com");
@@ -470,9 +536,9 @@ describe("messenger with hostile text", () => {
       await page.getByLabel("Your question").fill(payloads[0]);
       await page.getByRole("button", { name: "Start chat" }).click();
       await page.locator(".msg.mine .text").first().waitFor();
-      const conversationId = await conversationIdOf(page);
+      const conversationId = await conversationIdOf(frame);
       await eve.online();
-      await send(page, "agent");
+      await send(frame, "agent");
       const offer = await eve.nextOffer();
       await eve.client.routing.acceptOffer({ offerId: offer.id });
       await page.locator(".status-line", { hasText: `${hostileName} joined the chat` }).waitFor();
@@ -501,7 +567,7 @@ describe("messenger with hostile text", () => {
     } finally {
       eve.stop();
       await eve.client.routing.setPresence({ presence: Presence.OFFLINE }).catch(() => undefined);
-      await context.close();
+      await page.context().close();
     }
   });
 });
