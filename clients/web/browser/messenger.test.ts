@@ -11,7 +11,7 @@ import type { Frame, Page } from "playwright-core";
 
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { followConversation, Presence, type Event, type Offer, type ParleyClient, type SubscribeResponse } from "../src/index.js";
-import { DEMO, launcher, shopPage, startStack, waitFor, type Stack } from "./harness.js";
+import { DEMO, demoCustomerToken, launcher, shopPage, startStack, waitFor, type Stack } from "./harness.js";
 
 let stack: Stack;
 let wire: Wire;
@@ -370,6 +370,51 @@ describe("messenger", () => {
     } finally {
       beth.stop();
       await beth.client.routing.setPresence({ presence: Presence.OFFLINE }).catch(() => undefined);
+      await tab.context().close();
+    }
+  });
+
+  it("identifies a signed-in customer by the host page's JWT, asked for on every call", async () => {
+    const tab = await stack.newPage();
+    let asked = 0;
+    await tab.exposeFunction("portalToken", () => (asked++, demoCustomerToken("cust-42", { name: "Carol Customer", email: "carol@example.com", ttlSeconds: 120 })));
+    try {
+      await tab.goto(stack.host.url("/"));
+      await tab.waitForFunction(() => "Parley" in window);
+      await tab.evaluate(() => {
+        const w = window as unknown as { Parley: { identify(f: () => Promise<string>): void }; portalToken(): Promise<string> };
+        w.Parley.identify(() => w.portalToken());
+      });
+      let page = await openEmbedded(tab, false);
+      // No name or email to give: they come from the verified identity.
+      await page.getByLabel("What is it about?").waitFor();
+      assert.equal(await page.getByLabel("Your name").count(), 0);
+      await page.getByLabel("What is it about?").selectOption("order");
+      await page.getByLabel("Your question").fill("Where is order 1042?");
+      await page.getByRole("button", { name: "Start chat" }).click();
+      await page.locator(".msg.mine .who", { hasText: "Carol Customer" }).first().waitFor();
+      await page.locator(".msg.bot").first().waitFor();
+      const before = asked;
+      assert.ok(before >= 2, `the token is asked for per call (${before})`);
+
+      // A reload finds the customer's open chat through ListMyConversations.
+      const shown = await logMessages(page);
+      await tab.reload();
+      await tab.waitForFunction(() => "Parley" in window);
+      await tab.evaluate(() => {
+        const w = window as unknown as { Parley: { identify(f: () => Promise<string>): void }; portalToken(): Promise<string> };
+        w.Parley.identify(() => w.portalToken());
+      });
+      page = await openEmbedded(tab, false);
+      await page.locator(".msg.mine .text", { hasText: "Where is order 1042?" }).waitFor();
+      await page.waitForFunction((n) => document.querySelectorAll(".log .msg").length >= n, shown.length);
+      assert.deepEqual((await logMessages(page)).slice(0, shown.length), shown);
+      assert.ok(asked > before);
+
+      // Signing out on the host page hides the customer's chat.
+      await tab.evaluate(() => (window as unknown as { Parley: { logout(): void } }).Parley.logout());
+      await page.getByLabel("Your name").waitFor();
+    } finally {
       await tab.context().close();
     }
   });

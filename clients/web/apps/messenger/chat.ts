@@ -331,7 +331,7 @@ export class Chat {
       el("p", { class: "meta" }, el("span", { class: "who" }, who), " ", el("time", { datetime: at.toISOString() }, clock(at))),
       m.text && el("p", { class: "text" }, ...linkify(m.text)),
     );
-    this.record(ev, mine ? `${who}` : who, m.text);
+    this.record(ev, who, m.text);
     if (m.attachments.length) {
       const list = el("ul", { class: "files", "aria-label": "Attachments" });
       for (const a of m.attachments) {
@@ -648,7 +648,10 @@ export class Chat {
     download(new Blob([body], { type: "text/plain;charset=utf-8" }), `chat-transcript-${new Date().toISOString().slice(0, 10)}.txt`);
   }
 
+  /** Keeps the newest message in view, unless the visitor scrolled up to read older ones. */
   private scroll(): void {
-    this.log.scrollTop = this.log.scrollHeight;
+    const last = this.log.lastElementChild as HTMLElement | null;
+    const before = this.log.scrollHeight - (last?.offsetHeight ?? 0) - this.log.clientHeight;
+    if (this.log.scrollTop >= before - 80) this.log.scrollTop = this.log.scrollHeight;
   }
 }
