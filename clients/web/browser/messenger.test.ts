@@ -338,6 +338,8 @@ describe("messenger", () => {
       await tab.context().setOffline(true);
       wire.cut();
       await page.locator(".connection", { hasText: "Reconnecting" }).waitFor();
+      await send(page, "Typed while offline.");
+      await page.locator(".msg.pending .state", { hasText: "Not sent" }).waitFor();
       await agentSends(beth, conversationId, "Sent during the drop, one.");
       await agentSends(beth, conversationId, "Sent during the drop, two.");
       await tab.waitForTimeout(1000);
@@ -345,9 +347,14 @@ describe("messenger", () => {
       await tab.context().setOffline(false);
       await page.locator(".msg.agent .text", { hasText: "during the drop, two" }).waitFor();
       await page.waitForFunction(() => !document.querySelector(".connection.visible"));
+      await page.getByRole("button", { name: "Retry" }).click();
+      await beth.waitFor((r) => r.item.case === "event" && r.item.value.kind.case === "messagePosted" && r.item.value.kind.value.text === "Typed while offline.", "the retried message");
+      await page.waitForFunction(() => !document.querySelector(".msg.pending"));
       const afterDrop = await logMessages(page);
       assert.equal(afterDrop.filter((m) => m.text === "Sent during the drop, one.").length, 1);
       assert.equal(afterDrop.filter((m) => m.text === "Sent during the drop, two.").length, 1);
+      assert.equal(afterDrop.filter((m) => m.text === "Typed while offline.").length, 1);
+      assert.equal(beth.events().filter((e) => e.kind.case === "messagePosted" && e.kind.value.text === "Typed while offline.").length, 1);
       assert.equal(new Set(afterDrop.map((m) => m.seq)).size, afterDrop.length, "no seq shown twice");
       await send(page, "Back online.");
       await beth.waitFor((r) => r.item.case === "event" && r.item.value.kind.case === "messagePosted" && r.item.value.kind.value.text === "Back online.", "the message after the drop");
@@ -439,6 +446,7 @@ describe("messenger", () => {
       await box.fill("Please call me back about my blender.");
       await page.getByRole("button", { name: "Send message" }).click();
       await page.locator(".ended", { hasText: /saved as case CS\d+/ }).waitFor();
+      assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Download transcript", "the focus stays in the panel");
       await page.locator(".status-line", { hasText: /Case CS\d+ was opened/ }).waitFor();
     } finally {
       await page.context().close();
@@ -492,6 +500,17 @@ describe("messenger", () => {
       await page.keyboard.type("thanks");
       await page.keyboard.press("Enter");
       await page.locator(".msg.mine .text", { hasText: "thanks" }).waitFor();
+
+      // Ending the chat and starting another, by keyboard.
+      await page.getByRole("button", { name: "End chat" }).focus();
+      await page.keyboard.press("Enter");
+      await page.locator(".ended", { hasText: "This chat has ended." }).waitFor();
+      await waitFor(() => page.evaluate(() => document.activeElement?.textContent === "Download transcript"), { message: "focus on the transcript button" });
+      assert.ok((await focused()).visible);
+      await page.keyboard.press("Tab");
+      await page.keyboard.press("Enter");
+      await page.getByLabel("Your name").waitFor();
+      assert.equal((await focused()).id, "f-name");
     } finally {
       await page.context().close();
     }

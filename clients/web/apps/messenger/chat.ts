@@ -101,6 +101,7 @@ export class Chat {
   private typingSentAt = 0;
   private typingStop: ReturnType<typeof setTimeout> | undefined;
   private leaveRequestId = uuid();
+  private ending = false;
   /** The case a left message became. */
   private leftCase = "";
 
@@ -538,13 +539,16 @@ export class Chat {
     this.notice.textContent = text;
   }
 
+  /** Closes the chat (the closing event then ends the view). The button keeps the focus meanwhile, so it is not disabled. */
   private async end(): Promise<void> {
-    this.endButton.disabled = true;
+    if (this.ending) return;
+    this.ending = true;
     try {
       await this.client.session.closeConversation({ conversationId: this.conversationId, reason: "the customer ended the chat" });
     } catch (err) {
       if (errorReason(err) !== "CONVERSATION_CLOSED") this.say(`Could not end the chat: ${ConnectError.from(err).rawMessage}`);
-      this.endButton.disabled = false;
+    } finally {
+      this.ending = false;
     }
   }
 
@@ -561,8 +565,10 @@ export class Chat {
       error,
       el("div", { class: "row" }, button, el("button", { type: "button", class: "secondary", onclick: () => this.showLeave(false) }, "Keep waiting")),
     );
+    let busy = false; // aria-disabled meanwhile, so the button keeps the focus
     this.leavePanel.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      if (busy) return;
       const value = text.value.trim();
       if (!value) {
         error.textContent = "Write your message first.";
@@ -572,7 +578,8 @@ export class Chat {
       }
       error.textContent = "";
       text.removeAttribute("aria-invalid");
-      button.disabled = true;
+      busy = true;
+      button.setAttribute("aria-disabled", "true");
       try {
         const r = await this.client.session.leaveMessage({ conversationId: this.conversationId, requestId: this.leaveRequestId, text: value });
         this.leftCase = r.caseNumber;
@@ -583,7 +590,8 @@ export class Chat {
         error.textContent = errorReason(err) === "CONVERSATION_NOT_WAITING" ? ConnectError.from(err).rawMessage : `Could not send your message: ${ConnectError.from(err).rawMessage}`;
         if (errorReason(err) === "CONVERSATION_NOT_WAITING") this.leaveRequestId = uuid();
       } finally {
-        button.disabled = false;
+        busy = false;
+        button.removeAttribute("aria-disabled");
       }
     });
   }
@@ -612,6 +620,8 @@ export class Chat {
   private finish(message: string): void {
     if (this.closed) return;
     this.closed = true;
+    // Hiding the composer drops the focus: it moves to the new buttons if it was in the chat.
+    const focused = this.root.contains(document.activeElement);
     this.stopTyping();
     for (const t of this.typers.values()) clearTimeout(t.timer);
     this.typers.clear();
@@ -623,7 +633,6 @@ export class Chat {
     this.queueInfo.textContent = "";
     this.endButton.hidden = true;
     this.head.textContent = "Chat ended";
-    const focused = this.root.contains(document.activeElement);
     clear(this.ended);
     append(
       this.ended,
