@@ -245,7 +245,13 @@ describe("messenger", () => {
       // The bot answers from the knowledge base, naming the article, and
       // offers replies to pick.
       await page.locator(".msg.bot .articles li", { hasText: "Delivery times" }).first().waitFor();
-      await page.getByRole("group", { name: "Suggested replies" }).getByRole("button").first().waitFor();
+      const replies = page.getByRole("group", { name: "Suggested replies" });
+      await replies.getByRole("button").first().waitFor();
+      // Picking a suggested reply sends its text; the choices go away.
+      const choice = (await replies.getByRole("button").last().textContent())!;
+      await replies.getByRole("button").last().click();
+      await page.locator(".msg.mine .text", { hasText: choice }).waitFor();
+      await page.locator(".msg.bot").nth(3).waitFor();
       assert.equal(await page.getAttribute(".log", "role"), "log");
       assert.equal(await page.getAttribute(".log", "aria-live"), "polite");
 
