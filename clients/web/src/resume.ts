@@ -195,6 +195,11 @@ async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerato
  * closing event and when opts.signal aborts; it throws a non-retryable
  * error (PermissionDenied, Unauthenticated, NotFound, ...). It only uses
  * client.messaging.
+ *
+ * Closing a conversation revokes its guest token: a guest's stream that is
+ * down at that moment cannot be reopened, and the follow throws
+ * Unauthenticated (reason INVALID_TOKEN) instead of yielding the closing
+ * event.
  */
 export function followConversation(
   client: Pick<ParleyClient, "messaging">,
