@@ -2,7 +2,10 @@ package messaging_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/parleyhq/parley/clients/go/parley"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/gen/parley/v1/parleyv1connect"
 	"github.com/parleyhq/parley/server/internal/app"
 	"github.com/parleyhq/parley/server/internal/servertest"
 )
@@ -225,5 +229,59 @@ func TestIdleStreamsSendHeartbeats(t *testing.T) {
 	}
 	if got.GetHeartbeat().GetSendTime() == nil {
 		t.Fatalf("idle work stream sent %v, want a heartbeat", got)
+	}
+}
+
+// TestGuestStreamsEndWithTheClose: a guest's token dies with its chat, and
+// the revocation may reach a guest's open stream before the shared tail
+// has read the close; the stream still ends with the closing event, never
+// with Unauthenticated. Many chats close at once to give the race room.
+func TestGuestStreamsEndWithTheClose(t *testing.T) {
+	srv := servertest.Start(t)
+	ctx := context.Background()
+	const chats = 12
+	type chat struct {
+		guest  *parley.Client
+		id     string
+		stream parleyv1connect.MessagingServiceSubscribeClientStream
+	}
+	all := make([]chat, chats)
+	for i := range all {
+		guest, id := startChat(t, srv)
+		stream, err := guest.Messaging.Subscribe(ctx, &parleyv1.SubscribeRequest{ConversationId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stream.Close() })
+		all[i] = chat{guest, id, stream}
+	}
+	var wg sync.WaitGroup
+	for _, c := range all {
+		wg.Go(func() {
+			if _, err := c.guest.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: c.id}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range all {
+		var last *parleyv1.Event
+		var err error
+		for {
+			var item *parleyv1.SubscribeResponse
+			if item, err = c.stream.Receive(); err != nil {
+				break
+			}
+			if ev := item.GetEvent(); ev != nil {
+				last = ev
+			}
+		}
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("chat %s: the stream ended with %v instead of the closing event", c.id, err)
+			continue
+		}
+		if last.GetConversationClosed() == nil {
+			t.Errorf("chat %s: the stream ended after %v, not the closing event", c.id, last)
+		}
 	}
 }

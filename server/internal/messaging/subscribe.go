@@ -248,10 +248,12 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 	}
 	if snap != nil && snap.Usable() {
 		conv, err = snap.Conversation, chatlog.Recheck(ctx, s.db.Client, p, snap.Conversation)
-		if err != nil || lost(conv) {
+		if err != nil || lost(conv) || (credErr != nil && conv.State != conversation.StateClosed) {
 			// The shared tail's snapshot may predate this stream (an
-			// agent who just accepted the chat): a refusal is confirmed
-			// by a fresh read before it ends the stream.
+			// agent who just accepted the chat) or the news that ended
+			// it (a guest's token, revoked as its chat closed, can be
+			// heard of before the tail reads the close): a refusal is
+			// confirmed by a fresh read before it ends the stream.
 			conv, err = chatlog.Reauthorize(ctx, s.db.Client, p, id)
 		}
 	} else {
