@@ -176,7 +176,7 @@ export class AgentDesk implements ChatHost {
     const decline = h("button", { type: "button" }, "Decline");
     const status = h("span", { role: "status" });
     const headId = `offer-${offer.id}`;
-    const el = h("li", { class: "offer", "aria-labelledby": headId, "data-offer": offer.id },
+    const el = h("li", { class: "offer", "aria-labelledby": headId, "data-offer": offer.id, "data-conversation": conv?.id },
       h("h3", { id: headId }, `${it?.name || "A customer"} · ${channelName(it?.channel ?? 0)}${it?.issueType ? ` · ${it.issueType}` : ""}`),
       offer.transferredBy ? h("p", { class: "transfer" }, `Transferred by ${offer.transferredBy.displayName}${offer.transferNote ? `: ${offer.transferNote}` : ""}`) : null,
       it?.firstMessage ? h("p", { class: "first" }, it.firstMessage) : null,
