@@ -322,6 +322,9 @@ var matrix = map[string]struct {
 	parleyv1connect.RoutingServiceWatchWorkProcedure: {want: agentsOnly, call: func(w *world, c *parley.Client) error {
 		return firstOf(c.Routing.WatchWork(w.ctx, &parleyv1.WatchWorkRequest{}))
 	}},
+	parleyv1connect.RoutingServiceFollowWorkProcedure: {want: agentsOnly, call: func(w *world, c *parley.Client) error {
+		return firstOf(c.Routing.FollowWork(w.ctx, &parleyv1.FollowWorkRequest{}))
+	}},
 	// An agent sees only its own offers: another agent's is "not found",
 	// exactly like one that does not exist. The assigned agent's retry of
 	// its accepted offer answers again.

@@ -43,6 +43,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
+	"github.com/parleyhq/parley/server/internal/workfeed"
 )
 
 // Defaults for Options left zero.
@@ -287,7 +288,7 @@ func New(db *store.DB, opts Options) *App {
 		panic(fmt.Sprintf("app: the virtual agent: %v", err))
 	}
 	parleyv1connect.RegisterSessionServiceHandler(server, session.NewService(db, hub, opts.Clock, dispatcher, bot))
-	parleyv1connect.RegisterMessagingServiceHandler(server, messaging.NewService(db, hub, signals, opts.Clock, messaging.Options{
+	logs := messaging.NewService(db, hub, signals, opts.Clock, messaging.Options{
 		Log:                opts.Log,
 		Heartbeat:          opts.Heartbeat,
 		SendRate:           opts.SendRate,
@@ -298,12 +299,14 @@ func New(db *store.DB, opts Options) *App {
 		BotTurn:            bot.Kick,
 
 		MaxConversationAttachmentBytes: opts.MaxConversationAttachmentBytes,
-	}))
+	})
+	parleyv1connect.RegisterMessagingServiceHandler(server, logs)
 	routes := routing.NewService(db, hub, opts.Clock, dispatcher, opts.Heartbeat)
 	routes.Summarize = bot.SummarizeInTx
 	parleyv1connect.RegisterRoutingServiceHandler(server, routingService{
 		Service:      routes,
 		adminService: admin.NewService(db, hub, dispatcher),
+		feed:         workfeed.New(db, hub, opts.Clock, routes, dispatcher, logs, opts.Heartbeat),
 	})
 	parleyv1connect.RegisterKnowledgeServiceHandler(server, knowledge.NewService(db, kb, opts.Clock))
 	parleyv1connect.RegisterAssistantServiceHandler(server, assistant.NewService(bot))
@@ -345,10 +348,12 @@ func New(db *store.DB, opts Options) *App {
 	}
 }
 
-// routingService is RoutingService: routing's methods and the admin's.
+// routingService is RoutingService: routing's methods, the admin's, and
+// the agent's multiplexed stream.
 type routingService struct {
 	*routing.Service
 	*adminService
+	feed *workfeed.Feed
 }
 
 // adminService names admin.Service apart from routing.Service, so that
@@ -483,7 +488,8 @@ func (a *App) Dispatch(ctx context.Context) error {
 	return a.dispatcher.Pass(ctx)
 }
 
-// FollowWork is not served yet: the multiplexed stream lands in the next commit.
-func (routingService) FollowWork(context.Context, *parleyv1.FollowWorkRequest, parleyv1connect.RoutingServiceFollowWorkServerStream) error {
-	return connect.NewError(connect.CodeUnimplemented, "FollowWork is not served yet")
+// FollowWork streams the calling agent's work and held conversations
+// (see package workfeed).
+func (r routingService) FollowWork(ctx context.Context, req *parleyv1.FollowWorkRequest, stream parleyv1connect.RoutingServiceFollowWorkServerStream) error {
+	return r.feed.FollowWork(ctx, req, stream)
 }

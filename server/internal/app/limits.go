@@ -58,8 +58,10 @@ var writeClasses = map[string]WriteClass{
 	parleyv1connect.RoutingServiceTransferConversationProcedure: ClassActions,
 	parleyv1connect.AssistantServiceHandBackToBotProcedure:      ClassActions,
 	parleyv1connect.CaseServiceUpdateCaseProcedure:              ClassActions,
-	// WatchWork reads, but opening it writes the agent's lease.
-	parleyv1connect.RoutingServiceWatchWorkProcedure: ClassWatch,
+	// WatchWork and FollowWork read, but opening them writes the agent's
+	// lease.
+	parleyv1connect.RoutingServiceWatchWorkProcedure:  ClassWatch,
+	parleyv1connect.RoutingServiceFollowWorkProcedure: ClassWatch,
 
 	parleyv1connect.CaseServiceCreateCaseForGuestProcedure:            ClassActions,
 	parleyv1connect.CaseServiceCreateConsumerAndCaseForGuestProcedure: ClassActions,

@@ -63,6 +63,7 @@ var Policies = map[string]Policy{
 
 	parleyv1connect.RoutingServiceSetPresenceProcedure:               agents,
 	parleyv1connect.RoutingServiceWatchWorkProcedure:                 agents,
+	parleyv1connect.RoutingServiceFollowWorkProcedure:                agents,
 	parleyv1connect.RoutingServiceAcceptOfferProcedure:               agents,
 	parleyv1connect.RoutingServiceDeclineOfferProcedure:              agents,
 	parleyv1connect.RoutingServiceTransferConversationProcedure:      agents,

@@ -29,7 +29,7 @@ const replayBatch = 200
 // sending the conversation's closing event.
 func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
 	cursor := req.GetAfterSeq()
-	err := s.follow(ctx, req, stream, &cursor)
+	err := s.follow(ctx, chatlog.ParseID(req.GetConversationId()), false, stream, &cursor)
 	if err != nil && ctx.Err() != nil {
 		// Whatever failed, it failed because the stream is ending.
 		return apierr.StreamEnded(ctx, fmt.Sprintf("subscribe again with after_seq %d", cursor))
@@ -37,13 +37,43 @@ func (s *Service) Subscribe(ctx context.Context, req *parleyv1.SubscribeRequest,
 	return err
 }
 
-// follow runs a subscription, keeping *cursor at the last seq sent.
-func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, stream parleyv1connect.MessagingServiceSubscribeServerStream, cursor *int64) error {
+// Sink is where a follow sends a conversation's items, in order: a
+// Subscribe stream, or the conversation's share of an agent's multiplexed
+// stream (see FollowHeld).
+type Sink interface {
+	// SendHeaders is called once, before any item, when the conversation
+	// is followed: from then on no signal of it is missed.
+	SendHeaders() error
+	// Send passes on one item.
+	Send(*parleyv1.SubscribeResponse) error
+}
+
+// FollowHeld follows conversation id, which the calling agent holds, from
+// *cursor into sink, as Subscribe does, keeping *cursor at the last seq
+// sent: the other participants' read cursors, the log after *cursor, then
+// the log, typing and cursors live, with heartbeats when it is idle. It
+// ends with nil after the closing event; with PermissionDenied (reason
+// NO_LONGER_HOLDING) once the conversation left the agent, or at once,
+// before SendHeaders, if the agent does not hold it; with the guard's
+// error when the credential no longer holds; with ctx's error when ctx
+// ends.
+func (s *Service) FollowHeld(ctx context.Context, id uuid.UUID, cursor *int64, sink Sink) error {
+	return s.follow(ctx, id, true, sink, cursor)
+}
+
+// follow runs a subscription of conversation id, keeping *cursor at the
+// last seq sent. If held, the caller must be the agent holding it.
+func (s *Service) follow(ctx context.Context, id uuid.UUID, held bool, stream Sink, cursor *int64) error {
 	p := auth.FromContext(ctx)
-	id := chatlog.ParseID(req.GetConversationId())
 	conv, me, err := s.opening(ctx, p, id, *cursor)
 	if err != nil {
 		return err
+	}
+	// An agent following a conversation they hold stops receiving it once
+	// it leaves them (transferred, re-queued).
+	holder := p.Role == auth.RoleAgent && conv.AgentID != nil && *conv.AgentID == p.AgentID
+	if held && !holder {
+		return noLongerHolding(id)
 	}
 	key := events.ConversationKey(id.String())
 	// Listen for signals before reading cursors, so no move is missed.
@@ -74,9 +104,6 @@ func (s *Service) follow(ctx context.Context, req *parleyv1.SubscribeRequest, st
 	if err := s.sendCursors(ctx, id, me.ID, stream); err != nil {
 		return err
 	}
-	// An agent following a conversation they hold stops receiving it once
-	// it leaves them (transferred, re-queued).
-	holder := p.Role == auth.RoleAgent && conv.AgentID != nil && *conv.AgentID == p.AgentID
 	// The customer side sees its place in the queue while it waits.
 	customerSide := p.Role == auth.RoleGuest || p.Role == auth.RoleCustomer
 	var lastPosition *parleyv1.QueuePosition
@@ -181,7 +208,7 @@ func (s *Service) opening(ctx context.Context, p *auth.Principal, id uuid.UUID, 
 // revoked or expired (the caller re-checks before sending more), and
 // reports closed after the conversation's closing event.
 func sendEvents(ctx context.Context, guard *auth.Guard, evs []*ent.Event, viewer string, cursor *int64,
-	stream parleyv1connect.MessagingServiceSubscribeServerStream) (closed, interrupted bool, err error) {
+	stream Sink) (closed, interrupted bool, err error) {
 	for _, ev := range evs {
 		if guard.Still(ctx) != nil {
 			return false, true, nil
@@ -237,11 +264,21 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 		return nil, credErr
 	}
 	if lost(conv) {
-		return nil, apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
-			fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
+		return nil, noLongerHolding(id)
 	}
 	return conv, nil
 }
+
+// noLongerHolding ends an agent's follow of conversation id, which left
+// them.
+func noLongerHolding(id uuid.UUID) error {
+	return apierr.New(connect.CodePermissionDenied, ReasonNoLongerHolding,
+		fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
+}
+
+// ReasonNoLongerHolding is the reason of the error that ends an agent's
+// follow of a conversation that left them.
+const ReasonNoLongerHolding = "NO_LONGER_HOLDING"
 
 // sendPosition sends conv's queue position while it waits, if the position
 // or estimate changed since *last, from the line of its queue, which it
@@ -249,7 +286,7 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 // joining one waits for its first computation, so that a waiting chat's
 // stream tells its place before anything else). It returns the channel
 // closed when the line has new positions, nil unless conv waits.
-func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, line **delivery.Line, last **parleyv1.QueuePosition, stream parleyv1connect.MessagingServiceSubscribeServerStream) (<-chan struct{}, error) {
+func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, line **delivery.Line, last **parleyv1.QueuePosition, stream Sink) (<-chan struct{}, error) {
 	waiting := conv.State == conversation.StateQueued && conv.QueueID != nil && conv.QueuedAt != nil
 	if *line != nil && (!waiting || (*line).Queue() != *conv.QueueID) {
 		(*line).Leave()
@@ -282,7 +319,7 @@ func (s *Service) sendPosition(ctx context.Context, conv *ent.Conversation, line
 // changed, the stream's access no longer holds (reread: then the caller
 // re-checks against the store), or the stream ends. Nothing is sent once
 // the stream's access no longer holds.
-func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle clock.Ticker, stream parleyv1connect.MessagingServiceSubscribeServerStream) (reread bool, err error) {
+func (s *Service) await(ctx context.Context, guard *auth.Guard, allowed func(context.Context) error, wake, queueWake <-chan struct{}, signals <-chan events.Signal, me string, idle clock.Ticker, stream Sink) (reread bool, err error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -330,7 +367,7 @@ func signalItem(sig events.Signal) *parleyv1.SubscribeResponse {
 }
 
 // sendCursors sends the other participants' current read cursors.
-func (s *Service) sendCursors(ctx context.Context, id uuid.UUID, me string, stream parleyv1connect.MessagingServiceSubscribeServerStream) error {
+func (s *Service) sendCursors(ctx context.Context, id uuid.UUID, me string, stream Sink) error {
 	rows, err := s.db.ReadCursor.Query().
 		Where(readcursor.ConversationID(id), readcursor.ParticipantIDNEQ(me)).
 		Order(ent.Asc(readcursor.FieldID)).

@@ -24,8 +24,7 @@ import (
 func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
 	p := auth.FromContext(ctx)
 	key := events.AgentKey(p.AgentID.String())
-	openOffers := map[uuid.UUID]bool{}
-	held := map[uuid.UUID]bool{}
+	told := NewWork()
 	// Its timers are armed before the stream opens, so a client that has
 	// the headers knows the stream is waiting on them (tests advance a
 	// fake clock then).
@@ -54,7 +53,7 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 		wake := s.hub.Wait(key)
 		err := guard.Check(ctx)
 		if err == nil {
-			err = s.sendWorkChanges(ctx, guard, p.AgentID, openOffers, held, stream)
+			err = s.sendWorkChanges(ctx, guard, p.AgentID, told, stream)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -85,81 +84,106 @@ func (s *Service) WatchWork(ctx context.Context, _ *parleyv1.WatchWorkRequest, s
 // sendWorkChanges sends what changed in the agent's work since the stream
 // last told it, checking before each item that the stream's credential
 // still holds.
-func (s *Service) sendWorkChanges(ctx context.Context, guard *auth.Guard, agentID uuid.UUID, openOffers, held map[uuid.UUID]bool, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
-	send := func(item *parleyv1.WatchWorkResponse) error {
+func (s *Service) sendWorkChanges(ctx context.Context, guard *auth.Guard, agentID uuid.UUID, told *Work, stream parleyv1connect.RoutingServiceWatchWorkServerStream) error {
+	items, err := s.WorkChanges(ctx, agentID, told)
+	if err != nil {
+		return err
+	}
+	for _, item := range items {
 		if err := guard.Still(ctx); err != nil {
 			return err
 		}
-		return stream.Send(item)
+		if err := stream.Send(item); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// Work is what an agent's work stream has told the agent: its open offers
+// and the conversations it holds. WorkChanges keeps it.
+type Work struct {
+	offers map[uuid.UUID]bool
+	held   map[uuid.UUID]bool
+}
+
+// NewWork returns the work of a stream that told nothing yet.
+func NewWork() *Work {
+	return &Work{offers: map[uuid.UUID]bool{}, held: map[uuid.UUID]bool{}}
+}
+
+// Forget makes the stream's next WorkChanges tell conversation id as
+// assigned again if the agent still holds it, and never as released: the
+// stream told its release itself.
+func (w *Work) Forget(id uuid.UUID) {
+	delete(w.held, id)
+}
+
+// WorkChanges reads the agent's work from the store and returns what
+// changed since told, which it updates, in the order to send: new offers
+// (oldest first), closed offers, newly held conversations, released ones.
+func (s *Service) WorkChanges(ctx context.Context, agentID uuid.UUID, told *Work) ([]*parleyv1.WatchWorkResponse, error) {
+	var items []*parleyv1.WatchWorkResponse
 	offers, err := s.db.Offer.Query().
 		Where(offer.AgentID(agentID), offer.StateEQ(offer.StatePending)).
 		Order(ent.Asc(offer.FieldCreatedAt)).
 		All(ctx)
 	if err != nil {
-		return apierr.Internal(fmt.Errorf("load offers of %s: %w", agentID, err))
+		return nil, apierr.Internal(fmt.Errorf("load offers of %s: %w", agentID, err))
 	}
 	pending := map[uuid.UUID]bool{}
 	for _, o := range offers {
 		pending[o.ID] = true
-		if openOffers[o.ID] {
+		if told.offers[o.ID] {
 			continue
 		}
 		msg, err := s.offerMessage(ctx, o)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Offer{Offer: msg}}); err != nil {
-			return err
-		}
-		openOffers[o.ID] = true
+		items = append(items, &parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Offer{Offer: msg}})
+		told.offers[o.ID] = true
 	}
-	for id := range openOffers {
+	for id := range told.offers {
 		if pending[id] {
 			continue
 		}
 		o, err := s.db.Offer.Get(ctx, id)
 		if err != nil {
-			return apierr.Internal(fmt.Errorf("load offer %s: %w", id, err))
+			return nil, apierr.Internal(fmt.Errorf("load offer %s: %w", id, err))
 		}
 		closed := &parleyv1.OfferClosed{OfferId: id.String(), ConversationId: o.ConversationID.String(), Outcome: string(o.State)}
-		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_OfferClosed{OfferClosed: closed}}); err != nil {
-			return err
-		}
-		delete(openOffers, id)
+		items = append(items, &parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_OfferClosed{OfferClosed: closed}})
+		delete(told.offers, id)
 	}
 	convs, err := s.db.Conversation.Query().
 		Where(conversation.AgentID(agentID), conversation.StateEQ(conversation.StateAssigned)).
 		WithInteraction().
 		All(ctx)
 	if err != nil {
-		return apierr.Internal(fmt.Errorf("load conversations of %s: %w", agentID, err))
+		return nil, apierr.Internal(fmt.Errorf("load conversations of %s: %w", agentID, err))
 	}
 	holding := map[uuid.UUID]bool{}
 	for _, c := range convs {
 		holding[c.ID] = true
-		if held[c.ID] {
+		if told.held[c.ID] {
 			continue
 		}
-		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: chatlog.ToProto(c)}}); err != nil {
-			return err
-		}
-		held[c.ID] = true
+		items = append(items, &parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Assigned{Assigned: chatlog.ToProto(c)}})
+		told.held[c.ID] = true
 	}
-	for id := range held {
+	for id := range told.held {
 		if holding[id] {
 			continue
 		}
 		c, err := s.db.Conversation.Query().Where(conversation.ID(id)).WithInteraction().Only(ctx)
 		if err != nil {
-			return apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
+			return nil, apierr.Internal(fmt.Errorf("load conversation %s: %w", id, err))
 		}
-		if err := send(&parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: chatlog.ToProto(c)}}); err != nil {
-			return err
-		}
-		delete(held, id)
+		items = append(items, &parleyv1.WatchWorkResponse{Item: &parleyv1.WatchWorkResponse_Released{Released: chatlog.ToProto(c)}})
+		delete(told.held, id)
 	}
-	return nil
+	return items, nil
 }
 
 // offerMessage builds the offer an agent sees: the conversation with its
