@@ -5,6 +5,7 @@
 // names stay inert; the supervisor view follows the queues live.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { createServer, connect, type Server, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
@@ -17,7 +18,11 @@ const launchArgs = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-ba
 
 let parleyd: Parleyd;
 let browser: Browser;
+/** parleyd's address, for the node clients. */
+let api: string;
+/** The address the browser uses: a TCP proxy to parleyd that the tests can cut. */
 let base: string;
+let proxy: Proxy;
 let admin: ParleyClient;
 let agentToken: string;
 let agentId: string;
@@ -35,9 +40,11 @@ interface Guest {
 
 before(async () => {
   parleyd = await startParleyd();
-  base = parleyd.baseUrl;
+  api = parleyd.baseUrl;
+  proxy = await startProxy(new URL(api));
+  base = proxy.url;
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: launchArgs });
-  admin = createParleyClient(base, { token: "ps_demo_admin_token" });
+  admin = createParleyClient(api, { token: "ps_demo_admin_token" });
   // Many guests from one address: lift the per-address hourly limit.
   const { settings } = await admin.session.getSettings({});
   settings!.maxGuestSessionsPerHourPerAddress = 0;
@@ -49,7 +56,7 @@ before(async () => {
   const created = await admin.routing.createAgent({ displayName: "Wanda Weaver", capacity: 30, queueIds: queues.map((q) => q.id) });
   agentToken = created.token;
   agentId = created.agent!.id;
-  agentClient = createParleyClient(base, { token: agentToken });
+  agentClient = createParleyClient(api, { token: agentToken });
   context = await browser.newContext();
   page = await context.newPage();
   page.on("dialog", (d) => {
@@ -63,16 +70,17 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  proxy?.server.close();
   await parleyd?.stop();
 });
 
 /** Starts a guest chat from node, straight to a queue (web portal chats skip the bot). */
 async function startGuest(name: string, firstMessage: string, issueType = "billing"): Promise<Guest> {
-  const anon = createParleyClient(base);
+  const anon = createParleyClient(api);
   const r = await anon.session.startGuestChat({
     requestId: randomUUID(), name, email: `guest-${randomUUID().slice(0, 8)}@example.com`, issueType, firstMessage, channel: Channel.WEB_PORTAL,
   });
-  return { id: r.conversation!.id, name, client: createParleyClient(base, { token: r.guestToken }) };
+  return { id: r.conversation!.id, name, client: createParleyClient(api, { token: r.guestToken }) };
 }
 
 /** Sends as a guest, waiting out the send rate limit as the server asks. */
@@ -145,6 +153,52 @@ async function seqs(c: Locator): Promise<number[]> {
   return (await c.locator("ol.log > li[data-seq]").evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.seq))));
 }
 
+interface Proxy {
+  url: string;
+  server: Server;
+  /** Drops every open connection and refuses new ones until restore. */
+  cut(): void;
+  restore(): void;
+}
+
+/** A TCP proxy to target: a network the test can pull the plug on. */
+function startProxy(target: URL): Promise<Proxy> {
+  const sockets = new Set<Socket>();
+  let down = false;
+  const server = createServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on("error", close).on("close", close);
+    upstream.on("error", close).on("close", close);
+    client.pipe(upstream).pipe(client);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as { port: number };
+    resolve({
+      url: `http://127.0.0.1:${port}`,
+      server,
+      cut() {
+        down = true;
+        for (const s of sockets) s.destroy();
+        sockets.clear();
+      },
+      restore() {
+        down = false;
+      },
+    });
+  }));
+}
+
 const guests: Guest[] = [];
 
 test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
@@ -209,8 +263,11 @@ test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
     return false;
   })();
   await replay;
-  await chat(page, g0.id).getByRole("textbox").pressSequentially("typing…");
+  // Typing goes out again every few seconds while it lasts (a signal sent
+  // while the guest's stream was still replaying is not kept for it).
+  const keys = chat(page, g0.id).getByRole("textbox").pressSequentially("typing a longer answer…", { delay: 300 });
   const sawTyping = await typingSeen;
+  await keys;
   assert.ok(sawTyping, "the guest saw the agent typing");
   await chat(page, g0.id).getByRole("textbox").fill("");
   await g0.client.messaging.markRead({ conversationId: g0.id, requestId: randomUUID(), readSeq: answerSeq });
@@ -230,6 +287,9 @@ test("a network drop recovers with nothing lost or doubled", async () => {
   const g = guests[1];
   const c = chat(page, g.id);
   await page.locator(`#chat-tabs [role=tab][data-conversation="${g.id}"]`).click();
+  // The plug is pulled: open connections die (the stream with them) and
+  // the browser knows it is offline.
+  proxy.cut();
   await context.setOffline(true);
   await page.locator("#conn[data-state=offline]").waitFor();
   for (let i = 1; i <= 3; i++) await guestSend(g, `While you were away ${i}`);
@@ -237,6 +297,7 @@ test("a network drop recovers with nothing lost or doubled", async () => {
   await c.getByRole("textbox").press("Enter");
   await c.locator("li.msg.own.pending", { hasText: "Sent while offline" }).waitFor();
   await new Promise((r) => setTimeout(r, 2000));
+  proxy.restore();
   await context.setOffline(false);
   await page.locator("#conn[data-state=live]").waitFor({ timeout: 60_000 });
   for (let i = 1; i <= 3; i++) await c.locator("li.msg .text", { hasText: `While you were away ${i}` }).waitFor({ timeout: 30_000 });
@@ -247,6 +308,8 @@ test("a network drop recovers with nothing lost or doubled", async () => {
   assert.deepEqual(shown, [...shown].sort((a, b) => a - b), "events in seq order");
   assert.equal(new Set(shown).size, shown.length, "no event twice");
   assert.equal(await c.locator("li.msg.pending").count(), 0);
+  // The drop cut the one stream, and it was opened again (with cursors).
+  assert.ok(streamRequests.length >= 2, `FollowWork opened ${streamRequests.length} times`);
   // Every other chat is still whole after the drop.
   for (const other of guests) {
     const s = await seqs(chat(page, other.id));

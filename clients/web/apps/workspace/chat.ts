@@ -56,6 +56,7 @@ export class ChatView {
   unread = 0;
   ended = false;
   private typingSentAt = 0;
+  private typingChain: Promise<void> = Promise.resolve();
   private typingIdle: ReturnType<typeof setTimeout> | undefined;
   private typingExpire: ReturnType<typeof setTimeout> | undefined;
   private readTimer: ReturnType<typeof setTimeout> | undefined;
@@ -261,12 +262,16 @@ export class ChatView {
     void this.setTyping(false);
   }
 
-  private async setTyping(typing: boolean): Promise<void> {
-    try {
-      await this.host.client.messaging.setTyping({ conversationId: this.id, typing });
-    } catch {
-      // Typing is a hint: a lost one is not worth telling.
-    }
+  /** Sends typing signals one after the other, so a stop never overtakes its start. */
+  private setTyping(typing: boolean): Promise<void> {
+    this.typingChain = this.typingChain.then(async () => {
+      try {
+        await this.host.client.messaging.setTyping({ conversationId: this.id, typing });
+      } catch {
+        // Typing is a hint: a lost one is not worth telling.
+      }
+    });
+    return this.typingChain;
   }
 
   private async submit(): Promise<void> {
