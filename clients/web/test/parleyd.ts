@@ -12,12 +12,15 @@ export interface Parleyd {
   stop(): Promise<void>;
 }
 
-/** Builds and starts parleyd; resolves once it prints its address. */
-export async function startParleyd(): Promise<Parleyd> {
+/**
+ * Builds and starts parleyd with the extra flags args (such as
+ * ["-heartbeat", "1s"]); resolves once it prints its address.
+ */
+export async function startParleyd(args: string[] = []): Promise<Parleyd> {
   const dir = mkdtempSync(join(tmpdir(), "parley-web-test-"));
   const bin = join(dir, "parleyd");
   execFileSync("go", ["build", "-o", bin, "./server/cmd/parleyd"], { cwd: repoRoot, stdio: "inherit" });
-  const child: ChildProcess = spawn(bin, ["-addr", "127.0.0.1:0", "-db", join(dir, "parley.db")], {
+  const child: ChildProcess = spawn(bin, ["-addr", "127.0.0.1:0", "-db", join(dir, "parley.db"), ...args], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";

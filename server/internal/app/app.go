@@ -43,6 +43,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
+	"github.com/parleyhq/parley/server/internal/webapps"
 	"github.com/parleyhq/parley/server/internal/workfeed"
 )
 
@@ -217,7 +218,8 @@ func (opts Options) withDefaults() Options {
 
 // App is a wired Parley server.
 type App struct {
-	// Handler serves every RPC plus reflection and health.
+	// Handler serves every RPC plus reflection and health, and the web
+	// apps.
 	Handler http.Handler
 	// Server is the Connect server; its Specs list every procedure.
 	Server *connect.Server
@@ -242,9 +244,10 @@ type App struct {
 	log        *slog.Logger
 }
 
-// New wires the services over db. It panics if the knowledge base's index
-// cannot be prepared (SQLite's FTS5 table), which only a store that just
-// failed its own migration would cause.
+// New wires the services over db, and the web apps (package webapps)
+// beside them. It panics if the knowledge base's index cannot be prepared
+// (SQLite's FTS5 table), which only a store that just failed its own
+// migration would cause, or if the embedded web apps cannot be read.
 func New(db *store.DB, opts Options) *App {
 	opts = opts.withDefaults()
 	hub, signals := events.NewHub(), events.NewSignals()
@@ -339,7 +342,13 @@ func New(db *store.DB, opts Options) *App {
 		}),
 	)
 	mux.Handle(grpchealth.NewHandler(healthChecker))
-	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins, opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
+	web, err := webapps.New(db, opts.Log)
+	if err != nil {
+		panic(fmt.Sprintf("app: the web apps: %v", err))
+	}
+	mux.Handle("/", web)
+	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins,
+		markSameOrigin(opts.ClientAddresses.Middleware(withRefusals(server, mux)))))))
 	return &App{
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
 		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics, log: opts.Log,

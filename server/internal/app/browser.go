@@ -10,6 +10,7 @@ import (
 
 	"github.com/parleyhq/parley/server/internal/access"
 	"github.com/parleyhq/parley/server/internal/apierr"
+	"github.com/parleyhq/parley/server/internal/session"
 )
 
 // noSniff tells browsers to take every response's content type as sent.
@@ -39,6 +40,20 @@ func refuseOrigins(origins *access.Origins, next http.Handler) http.Handler {
 		if writeErr := errors.Write(w, r, err); writeErr != nil {
 			http.Error(w, err.Message(), http.StatusForbidden)
 		}
+	})
+}
+
+// markSameOrigin tells the services, through the request's context, that
+// a browser call comes from a page parleyd itself served (its Origin is
+// the server's own): the messenger page, which was served only to a host
+// page its site allows. The browser sets Origin; no page can forge
+// another's.
+func markSameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" && sameOrigin(origin, r) {
+			r = r.WithContext(session.WithSameOriginCall(r.Context()))
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

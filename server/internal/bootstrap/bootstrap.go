@@ -23,6 +23,7 @@ import (
 	"github.com/parleyhq/parley/ent"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/schema"
+	"github.com/parleyhq/parley/ent/site"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
 	"github.com/parleyhq/parley/server/internal/admin"
 	"github.com/parleyhq/parley/server/internal/auth"
@@ -111,6 +112,9 @@ type Site struct {
 	Name                    string   `yaml:"name"`
 	AllowedOrigins          []string `yaml:"allowed_origins"`
 	MaxGuestSessionsPerHour int32    `yaml:"max_guest_sessions_per_hour"`
+	// Bot says whether the site's messenger chats start with the virtual
+	// agent: "on", "off", or empty to follow settings.bot_channels.
+	Bot string `yaml:"bot"`
 }
 
 // Settings are the installation-wide settings.
@@ -307,6 +311,9 @@ func (f *File) check() error {
 		}
 	}
 	for i, s := range f.Sites {
+		if _, err := enumValue(parleyv1.SiteBot_value, "SITE_BOT_", s.Bot); err != nil {
+			return fmt.Errorf("sites[%d] %q: bot: %w", i, s.Name, err)
+		}
 		if err := v.Validate(s.proto()); err != nil {
 			return fmt.Errorf("sites[%d] %q: %w", i, s.Name, err)
 		}
@@ -408,9 +415,19 @@ func (t tokenSet) add(where, token string) error {
 	return nil
 }
 
-// proto returns the site as the API type.
+// proto returns the site as the API type (its bot setting checked
+// before).
 func (s Site) proto() *parleyv1.Site {
-	return &parleyv1.Site{DisplayName: s.Name, AllowedOrigins: s.AllowedOrigins, MaxGuestSessionsPerHour: s.MaxGuestSessionsPerHour}
+	bot, _ := enumValue(parleyv1.SiteBot_value, "SITE_BOT_", s.Bot)
+	return &parleyv1.Site{DisplayName: s.Name, AllowedOrigins: s.AllowedOrigins, MaxGuestSessionsPerHour: s.MaxGuestSessionsPerHour, Bot: parleyv1.SiteBot(bot)}
+}
+
+// bot returns the site's bot setting as the store has it.
+func (s Site) bot() site.Bot {
+	if s.Bot == "" {
+		return site.BotDefault
+	}
+	return site.Bot(s.Bot)
 }
 
 // AddAdmin adds an admin token from outside the file (parleyd reads one
@@ -598,6 +615,7 @@ func (f *File) writeSites(ctx context.Context, tx *ent.Tx) error {
 			SetDisplayName(s.Name).
 			SetAllowedOrigins(s.AllowedOrigins).
 			SetMaxGuestSessionsPerHour(int(s.MaxGuestSessionsPerHour)).
+			SetBot(s.bot()).
 			Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("create site %q: %w", s.Name, err)

@@ -3,11 +3,15 @@ package bootstrap_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/site"
+	"github.com/parleyhq/parley/ent/token"
+	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -34,11 +38,23 @@ func TestDemoAppliesOnce(t *testing.T) {
 		"rules":  db.MatchingRule.Query().Count,
 		"agents": db.Agent.Query().Count,
 		"tokens": db.Token.Query().Count,
+		"sites":  db.Site.Query().Count,
 	} {
 		n, err := count(ctx)
-		if err != nil || n != map[string]int{"queues": 3, "rules": 3, "agents": 3, "tokens": 4}[name] {
+		if err != nil || n != map[string]int{"queues": 3, "rules": 3, "agents": 3, "tokens": 5, "sites": 1}[name] {
 			t.Errorf("%s: %d (%v)", name, n, err)
 		}
+	}
+	// The demo page's site, with the virtual agent on, and the supervisor.
+	shop, err := db.Site.Query().Where(site.DisplayName("Demo Shop")).Only(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shop.Bot != site.BotOn || !slices.Equal(shop.AllowedOrigins, []string{"http://localhost:8080", "http://127.0.0.1:8080"}) {
+		t.Errorf("demo site: bot %s, origins %v", shop.Bot, shop.AllowedOrigins)
+	}
+	if tok, err := db.Token.Query().Where(token.Hash(auth.Hash("ps_demo_supervisor"))).Only(ctx); err != nil || tok.Role != token.RoleSupervisor {
+		t.Errorf("demo supervisor token: %+v, %v", tok, err)
 	}
 }
 
@@ -58,6 +74,8 @@ func TestParseRejects(t *testing.T) {
 		{"unknown strategy", "{name: Billing Support,", "{name: Billing Support, strategy: random,", `"random" is not a known routing_strategy value`},
 		{"overflow to an unknown queue", "{name: Billing Support,", "{name: Billing Support, overflow: Nowhere,", `overflow "Nowhere" must name another queue`},
 		{"unknown channel capacity", "capacity: 2\n", "capacity: 2\n    channel_capacity: {fax: 1}\n", `channel_capacity names "fax"`},
+		{"unknown site bot setting", "bot: on", "bot: maybe", `sites[0] "Demo Shop": bot: "maybe" is not a known site_bot value`},
+		{"site origin with a path", "http://127.0.0.1:8080]", "http://127.0.0.1:8080/shop]", `sites[0] "Demo Shop"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

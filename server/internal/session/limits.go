@@ -15,7 +15,9 @@ import (
 )
 
 // guestSite loads the messenger site a guest names, if any, and checks
-// that a browser calls from one of its allowed origins.
+// that a browser calls from one of its allowed origins, or from a page
+// this server served (the messenger's own iframe page, which is served
+// only to host pages the site allows; see WithSameOriginCall).
 func guestSite(ctx context.Context, tx *ent.Tx, siteID string) (*ent.Site, error) {
 	if siteID == "" {
 		return nil, nil
@@ -28,11 +30,27 @@ func guestSite(ctx context.Context, tx *ent.Tx, siteID string) (*ent.Site, error
 	if err != nil {
 		return nil, fmt.Errorf("load site %s: %w", siteID, err)
 	}
-	if origin := requestOrigin(ctx); origin != "" && !slices.Contains(site.AllowedOrigins, origin) {
+	if origin := requestOrigin(ctx); origin != "" && !sameOriginCall(ctx) && !slices.Contains(site.AllowedOrigins, origin) {
 		return nil, apierr.New(connect.CodePermissionDenied, "ORIGIN_NOT_ALLOWED",
 			fmt.Sprintf("the messenger of site %s may not be used from %s", site.ID, origin))
 	}
 	return site, nil
+}
+
+// sameOriginKey marks a context as a same-origin browser call's.
+type sameOriginKey struct{}
+
+// WithSameOriginCall returns ctx marked as a browser call from a page this
+// server served: its Origin header is the server's own origin, as the HTTP
+// layer decided from the request itself. Only that layer may set it.
+func WithSameOriginCall(ctx context.Context) context.Context {
+	return context.WithValue(ctx, sameOriginKey{}, true)
+}
+
+// sameOriginCall reports whether WithSameOriginCall marked ctx.
+func sameOriginCall(ctx context.Context) bool {
+	same, _ := ctx.Value(sameOriginKey{}).(bool)
+	return same
 }
 
 // requestOrigin is the browser's Origin header, or "" outside browsers.
