@@ -10,9 +10,11 @@
 // ignoring messages from any other origin or window; what crosses is small
 // protocol messages (ready, open, close, unread count, identity, the host's
 // own customer JWT when the iframe asks), never message text or the guest
-// token. The launcher and the iframe live in a closed shadow root, out of
-// reach of the page's selectors; its host element's own styles are
-// !important, which inside a shadow tree beats the page's !important too.
+// token. The launcher and the iframe live in a shadow root, out of reach of
+// the page's style sheets; its host element's own styles are !important,
+// which inside a shadow tree beats the page's !important too. (The root is
+// open: a closed one would not keep the page's scripts out, since they could
+// patch attachShadow first, and the iframe is the boundary that does.)
 
 type GetToken = () => string | null | Promise<string | null>;
 
@@ -62,7 +64,7 @@ const CLOSE_ICON = "M6 6l12 12M18 6L6 18";
   const doc = document;
 
   const host = doc.createElement("div");
-  const root = host.attachShadow({ mode: "closed" });
+  const root = host.attachShadow({ mode: "open" });
   const style = doc.createElement("style");
   style.textContent = CSS;
   const frame = doc.createElement("iframe");
