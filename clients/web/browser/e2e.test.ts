@@ -114,7 +114,7 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
       await chat(beth, second.id).getByRole("textbox").fill("Hello Alan, checking with the courier now.");
       await chat(beth, second.id).getByRole("textbox").press("Enter");
       await chat(beth, second.id).locator("li.msg.own:not(.pending)").waitFor();
-      await beth.locator(`#chat-tabs [role=tab][data-conversation="${convId}"]`).click();
+      await beth.locator(`#chat-tabs button[data-conversation="${convId}"]`).click();
       await beth.locator("#context h2", { hasText: "Grace Hopper" }).waitFor();
       assert.equal(await beth.locator("#chats section.chat").count(), 2);
       if (takeScreenshots) {
@@ -127,7 +127,8 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
     // A case with a consumer record for the guest.
     await beth.locator("#case-desc").fill("Refund for order 1042");
     await beth.getByRole("button", { name: "Create consumer and case" }).click();
-    await beth.locator("#context [role=status]", { hasText: /Case CS\d+ created/ }).waitFor();
+    // The case shows in the log and, refreshed by it, in the context panel.
+    await beth.locator("#context .cases li", { hasText: /CS\d+: Refund for order 1042/ }).waitFor();
     await bethChat.locator("li.system", { hasText: /Case CS\d+ created with a consumer record/ }).waitFor();
 
     // Transfer to Fred with a note; Fred accepts in his own workspace.

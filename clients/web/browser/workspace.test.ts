@@ -8,13 +8,10 @@ import { randomUUID } from "node:crypto";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 
 import { Channel, Presence, createParleyClient, retryDelayMs, type ParleyClient } from "../src/index.js";
-import { startParleyd, type Parleyd } from "../test/parleyd.js";
-
-const launchArgs = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-  "--no-first-run", "--disable-component-update", "--disable-sync"];
+import { DEMO, launchBrowser, startParleyd, type Parleyd } from "./harness.js";
 
 let parleyd: Parleyd;
 let browser: Browser;
@@ -40,11 +37,11 @@ interface Guest {
 
 before(async () => {
   parleyd = await startParleyd();
-  api = parleyd.baseUrl;
+  api = parleyd.url;
   proxy = await startProxy(new URL(api));
   base = proxy.url;
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: launchArgs });
-  admin = createParleyClient(api, { token: "ps_demo_admin_token" });
+  browser = await launchBrowser();
+  admin = createParleyClient(api, { token: DEMO.admin });
   // Many guests from one address: lift the per-address hourly limit.
   const { settings } = await admin.session.getSettings({});
   settings!.maxGuestSessionsPerHourPerAddress = 0;
@@ -215,7 +212,7 @@ test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
     await c.locator("li.msg .text", { hasText: `First message of guest ${i + 1}` }).waitFor();
   }
   assert.equal(await page.locator("#chats section.chat").count(), 8);
-  assert.equal(await page.locator("#chat-tabs [role=tab]").count(), 8);
+  assert.equal(await page.locator("#chat-tabs button").count(), 8);
 
   // Every chat receives and sends while all 8 are open.
   const latencies: number[] = [];
@@ -245,7 +242,7 @@ test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
 
   // Typing both ways, and read receipts.
   const g0 = guests[0];
-  await page.locator(`#chat-tabs [role=tab][data-conversation="${g0.id}"]`).click();
+  await page.locator(`#chat-tabs button[data-conversation="${g0.id}"]`).click();
   await g0.client.messaging.setTyping({ conversationId: g0.id, typing: true });
   await chat(page, g0.id).locator(".typing", { hasText: "is typing" }).waitFor();
   const guestStream = g0.client.messaging.subscribe({ conversationId: g0.id, afterSeq: 0n }, { signal: AbortSignal.timeout(20_000) });
@@ -286,7 +283,7 @@ test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
 test("a network drop recovers with nothing lost or doubled", async () => {
   const g = guests[1];
   const c = chat(page, g.id);
-  await page.locator(`#chat-tabs [role=tab][data-conversation="${g.id}"]`).click();
+  await page.locator(`#chat-tabs button[data-conversation="${g.id}"]`).click();
   // The plug is pulled: open connections die (the stream with them) and
   // the browser knows it is offline.
   proxy.cut();
@@ -410,7 +407,7 @@ test("hostile names, messages and file names stay inert", async () => {
   const buttons = await fc.locator("button.download").allTextContents();
   for (const n of names) assert.ok(buttons.some((b) => b.includes(n)), `file name shown as text: ${n}`);
   // The context panel shows the hostile name as text too.
-  await page.locator(`#chat-tabs [role=tab][data-conversation="${g.id}"]`).click();
+  await page.locator(`#chat-tabs button[data-conversation="${g.id}"]`).click();
   await page.locator("#context h2", { hasText: xss[0] }).waitFor();
   // A hostile file downloads with its content intact.
   const [download] = await Promise.all([page.waitForEvent("download"), fc.locator("button.download").first().click()]);
@@ -439,7 +436,7 @@ test("hostile names, messages and file names stay inert", async () => {
 test("the supervisor view follows queues and agents live", async () => {
   const sup = await (await browser.newContext()).newPage();
   await sup.goto(`${base}/workspace/`);
-  await sup.getByLabel("Agent or supervisor token").fill("ps_demo_admin_token");
+  await sup.getByLabel("Agent or supervisor token").fill(DEMO.supervisor);
   await sup.getByRole("button", { name: "Sign in" }).click();
   await sup.locator("#conn[data-state=live]").waitFor({ timeout: 20_000 });
   const wanda = sup.locator(`#agent-rows tr[data-agent="${agentId}"]`);
@@ -456,5 +453,10 @@ test("the supervisor view follows queues and agents live", async () => {
   await startGuest("Late guest", "Anyone there?", "product");
   await row.locator(".waiting", { hasText: String(waitingBefore + 1) }).waitFor();
   await row.locator(".oldest", { hasText: /^0:\d\d$/ }).waitFor();
+
+  // Signing out forgets the token.
+  await sup.getByRole("button", { name: "Sign out" }).click();
+  await sup.getByLabel("Agent or supervisor token").waitFor();
+  assert.equal(await sup.evaluate(() => sessionStorage.length), 0);
   await sup.close();
 });

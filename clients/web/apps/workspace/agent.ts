@@ -119,6 +119,8 @@ export class AgentDesk implements ChatHost {
       case "event": {
         const chat = this.chats.get(r.conversationId);
         chat?.addEvent(item.value, chat === this.active && document.visibilityState === "visible");
+        // A new case belongs in the context panel's list.
+        if (item.value.kind.case === "caseLinked" && chat && this.context.current === chat) void this.context.refresh();
         break;
       }
       case "typing":
@@ -243,8 +245,8 @@ export class AgentDesk implements ChatHost {
     const chat = new ChatView(this, conv);
     this.chats.set(conv.id, chat);
     this.columns.append(chat.el);
-    const tab = h("button", { type: "button", role: "tab", id: `tab-${conv.id}`, "aria-controls": chat.el.id, "aria-selected": "false", tabindex: "-1", "data-conversation": conv.id },
-      chat.name, h("span", { class: "badge", "aria-label": "unread messages" }));
+    const tab = h("button", { type: "button", id: `tab-${conv.id}`, "aria-controls": chat.el.id, "data-conversation": conv.id },
+      chat.name, h("span", { class: "badge" }));
     tab.addEventListener("click", () => {
       this.activate(chat);
       chat.focus();
@@ -310,8 +312,8 @@ export class AgentDesk implements ChatHost {
     this.active = chat;
     for (const [id, c] of this.chats) {
       const tab = this.tabFor(id);
-      tab?.setAttribute("aria-selected", String(c === chat));
-      tab?.setAttribute("tabindex", c === chat ? "0" : "-1");
+      if (c === chat) tab?.setAttribute("aria-current", "true");
+      else tab?.removeAttribute("aria-current");
       c.el.classList.toggle("active", c === chat);
     }
     this.context.show(chat);
@@ -319,7 +321,7 @@ export class AgentDesk implements ChatHost {
   }
 
   private tabKeys(ev: KeyboardEvent): void {
-    const tabs = Array.from(this.tabs.querySelectorAll<HTMLElement>("[role=tab]"));
+    const tabs = Array.from(this.tabs.querySelectorAll<HTMLElement>("button"));
     const i = tabs.indexOf(document.activeElement as HTMLElement);
     if (i < 0) return;
     let j = -1;
@@ -342,7 +344,7 @@ export class AgentDesk implements ChatHost {
 
   unreadChanged(chat: ChatView): void {
     const badge = this.tabFor(chat.id)?.querySelector(".badge");
-    if (badge) badge.textContent = chat.unread ? String(chat.unread) : "";
+    if (badge) badge.textContent = chat.unread ? ` ${chat.unread} unread` : "";
   }
 }
 

@@ -88,7 +88,7 @@ export class ChatView {
     this.input.addEventListener("input", () => this.typed());
     const it = conversation.interaction;
     const meta = h("p", { class: "meta" }, [channelName(it?.channel ?? 0), it?.issueType, it?.email].filter(Boolean).join(" · "));
-    this.el = h("section", { class: "chat", id: `chat-${this.id}`, role: "tabpanel", "aria-labelledby": `title-${this.id}`, "data-conversation": this.id },
+    this.el = h("section", { class: "chat", id: `chat-${this.id}`, "aria-labelledby": `title-${this.id}`, "data-conversation": this.id },
       h("header", {}, this.title, meta), this.log, this.typingLine, this.notice, form);
     this.el.addEventListener("focusin", () => host.activate(this));
     this.el.addEventListener("click", () => host.activate(this));

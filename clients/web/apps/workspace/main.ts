@@ -82,7 +82,7 @@ function start(role: Role, info: AgentInfo | null): void {
     view = sv;
     void sv.run();
   }
-  document.querySelector<HTMLElement>(role === "agent" ? "#chat-tabs, #presence select" : "#supervisor-view h2")?.focus();
+  document.querySelector<HTMLElement>(role === "agent" ? "#presence select" : "#supervisor-view h2")?.focus();
 }
 
 signinForm.addEventListener("submit", async (ev) => {
