@@ -272,13 +272,9 @@ func (s *Service) recheck(ctx context.Context, guard *auth.Guard, p *auth.Princi
 // noLongerHolding ends an agent's follow of conversation id, which left
 // them.
 func noLongerHolding(id uuid.UUID) error {
-	return apierr.New(connect.CodePermissionDenied, ReasonNoLongerHolding,
+	return apierr.New(connect.CodePermissionDenied, "NO_LONGER_HOLDING",
 		fmt.Sprintf("conversation %s is no longer yours; its history stays readable with ListEvents", id))
 }
-
-// ReasonNoLongerHolding is the reason of the error that ends an agent's
-// follow of a conversation that left them.
-const ReasonNoLongerHolding = "NO_LONGER_HOLDING"
 
 // sendPosition sends conv's queue position while it waits, if the position
 // or estimate changed since *last, from the line of its queue, which it

@@ -361,14 +361,16 @@ func (fs *feedStream) take(ctx context.Context, n note) (ended bool, err error) 
 }
 
 // ended handles the end of a follower: after the closing event, or once
-// the conversation left the agent, it is released; any other end ends the
-// stream.
+// the agent may no longer follow the conversation (it left them), it is
+// released; any other end ends the stream.
 func (fs *feedStream) ended(ctx context.Context, fl *follower, err error) error {
 	switch {
-	case err == nil || apierr.Reason(err) == messaging.ReasonNoLongerHolding:
-		return fs.release(ctx, fl)
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case err == nil || connect.CodeOf(err) == connect.CodePermissionDenied:
+		// PermissionDenied is NO_LONGER_HOLDING, or the refusal of an
+		// agent who never held the chat through an offer.
+		return fs.release(ctx, fl)
 	case apierr.Reason(err) == "CURSOR_BEYOND_LOG":
 		// A conversation held since the stream opened, whose cursor the
 		// request gave: name it.
