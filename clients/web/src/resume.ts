@@ -60,8 +60,14 @@ interface Follow<T> {
   take(item: T): Verdict;
 }
 
-/** Tells whether a stream's failure is worth reopening it for. */
-function reopenable(err: unknown, wasLive: boolean): boolean {
+/** How long after a stream's headers it is reported live if nothing failed. */
+const settleMs = 100;
+
+/**
+ * Tells whether a stream's failure is worth reopening it for; gotItem tells
+ * whether the stream had delivered anything.
+ */
+function reopenable(err: unknown, gotItem: boolean): boolean {
   if (isRetryable(err)) {
     return true;
   }
@@ -71,8 +77,8 @@ function reopenable(err: unknown, wasLive: boolean): boolean {
   }
   // A credential that expired while the stream was open: reopening asks
   // the token source again, which may refresh it. A refusal before the
-  // stream went live ends the follow.
-  return wasLive && err instanceof ConnectError && err.code === Code.Unauthenticated;
+  // stream delivered anything ends the follow.
+  return gotItem && err instanceof ConnectError && err.code === Code.Unauthenticated;
 }
 
 /** Resolves after ms, or at once when signal aborts. */
@@ -121,22 +127,24 @@ async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerato
           call.abort(stalled);
         }, heartbeatTimeoutMs);
       };
-      let wasLive = false;
-      const live = () => {
-        wasLive = true;
-        report("live");
-      };
+      // The stream is live once an item arrives, or shortly after its
+      // headers if no error follows them (a refusal comes with headers
+      // too, at once).
+      let gotItem = false;
+      let settle: ReturnType<typeof setTimeout> | undefined;
       let failure: unknown;
       try {
         arm();
         const items = follow.open(call.signal, () => {
           arm();
-          live();
+          settle = setTimeout(() => report("live"), settleMs);
         });
         for await (const item of items) {
           // The watchdog does not run while the consumer holds an item.
           clearTimeout(timer);
-          live();
+          clearTimeout(settle);
+          gotItem = true;
+          report("live");
           failures = 0;
           const verdict = follow.take(item);
           if (verdict !== "skip") {
@@ -152,6 +160,7 @@ async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerato
         failure = err;
       } finally {
         clearTimeout(timer);
+        clearTimeout(settle);
         signal?.removeEventListener("abort", stop);
         call.abort();
       }
@@ -159,7 +168,7 @@ async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerato
         return;
       }
       const cause = stalled ?? failure;
-      if (stalled === undefined && !reopenable(failure, wasLive)) {
+      if (stalled === undefined && !reopenable(failure, gotItem)) {
         report("ended", failure);
         throw failure;
       }

@@ -23,6 +23,10 @@ export async function startParleyd(args: string[] = []): Promise<Parleyd> {
   const child: ChildProcess = spawn(bin, ["-addr", "127.0.0.1:0", "-db", join(dir, "parley.db"), ...args], {
     stdio: ["ignore", "ignore", "pipe"],
   });
+  // A test process that ends without stop() (a failure, a timeout) does
+  // not leave parleyd behind.
+  const orphan = () => child.kill();
+  process.once("exit", orphan);
   let log = "";
   const baseUrl = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`parleyd did not start:\n${log}`)), 30_000);
@@ -43,6 +47,7 @@ export async function startParleyd(args: string[] = []): Promise<Parleyd> {
   return {
     baseUrl,
     async stop() {
+      process.off("exit", orphan);
       const exited = new Promise((done) => child.once("exit", done));
       child.kill("SIGTERM");
       await exited;
