@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 
 	"connectrpc.com/connect/v2"
 	"connectrpc.com/connect/v2/connecthttp"
@@ -11,6 +10,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/access"
 	"github.com/parleyhq/parley/server/internal/apierr"
 	"github.com/parleyhq/parley/server/internal/session"
+	"github.com/parleyhq/parley/server/internal/webapps"
 )
 
 // noSniff tells browsers to take every response's content type as sent.
@@ -31,7 +31,7 @@ func refuseOrigins(origins *access.Origins, next http.Handler) http.Handler {
 	errors := connecthttp.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || sameOrigin(origin, r) || origins.Allowed(r.Context(), origin) {
+		if origin == "" || webapps.SameOrigin(origin, r) || origins.Allowed(r.Context(), origin) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -50,23 +50,9 @@ func refuseOrigins(origins *access.Origins, next http.Handler) http.Handler {
 // another's.
 func markSameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" && sameOrigin(origin, r) {
+		if origin := r.Header.Get("Origin"); origin != "" && webapps.SameOrigin(origin, r) {
 			r = r.WithContext(session.WithSameOriginCall(r.Context()))
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// sameOrigin reports whether origin is the server's own, as the request
-// addressed it.
-func sameOrigin(origin string, r *http.Request) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host != r.Host {
-		return false
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return u.Scheme == scheme
 }

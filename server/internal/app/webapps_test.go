@@ -52,6 +52,10 @@ func TestMessengerPageCallsAsItsSite(t *testing.T) {
 	if err := start("https://shop.example.com", nil); err != nil {
 		t.Fatalf("from the site's own origin: %v", err)
 	}
+	// Behind a proxy that terminated TLS: the browser says same-origin.
+	if err := start(strings.Replace(srv.URL, "http://", "https://", 1), http.Header{"Sec-Fetch-Site": {"same-origin"}}); err != nil {
+		t.Fatalf("from parleyd's own https origin behind a TLS-terminating proxy: %v", err)
+	}
 	refused := map[string]struct {
 		origin string
 		header http.Header
@@ -59,7 +63,8 @@ func TestMessengerPageCallsAsItsSite(t *testing.T) {
 		// Allowed to call (another site's), but not as this site.
 		"another site's origin": {"https://other.example.com", nil},
 		// The server's host under another scheme is another origin.
-		"https on a cleartext server": {strings.Replace(srv.URL, "http://", "https://", 1), nil},
+		"https on a cleartext server":             {strings.Replace(srv.URL, "http://", "https://", 1), nil},
+		"https on a cleartext server, cross-site": {strings.Replace(srv.URL, "http://", "https://", 1), http.Header{"Sec-Fetch-Site": {"cross-site"}}},
 		// Headers a page could set say nothing about where it comes from.
 		"another site's origin with forwarding headers": {"https://other.example.com", http.Header{
 			"X-Forwarded-Host": {strings.TrimPrefix(srv.URL, "http://")}, "Referer": {srv.URL + "/messenger/"}, "Sec-Fetch-Site": {"same-origin"},

@@ -9,7 +9,7 @@
 // framed only by the host page it was asked for: /messenger/?site=ID&parent=ORIGIN
 // is served when the site exists and ORIGIN is one of its allowed origins
 // (or this server's own origin: pages parleyd serves may embed its
-// messenger), with frame-ancestors ORIGIN; otherwise it is refused with 403
+// messenger; see SameOrigin), with frame-ancestors ORIGIN; otherwise it is refused with 403
 // and a short text saying why. The site is read from the store on every such
 // request, so an admin's change applies at once. Every other page may not be
 // framed at all.
@@ -195,6 +195,8 @@ func (h *Handler) serveDemo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+	// It embeds the messenger, which this server serves.
+	w.Header().Set("Content-Security-Policy", basePolicy+"; frame-src 'self'; frame-ancestors 'none'")
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(page.Bytes()))
 }
 
@@ -264,7 +266,7 @@ func (h *Handler) messengerParent(r *http.Request) (parent, refusal string, err 
 	if err != nil {
 		return "", "", fmt.Errorf("load site %s: %w", siteID, err)
 	}
-	if parent != serverOrigin(r) && !slices.Contains(s.AllowedOrigins, parent) {
+	if !SameOrigin(parent, r) && !slices.Contains(s.AllowedOrigins, parent) {
 		return "", fmt.Sprintf("pages from %s may not embed the messenger of site %s; an admin adds the origin to the site's allowed origins (AccessService).", parent, siteID), nil
 	}
 	return parent, "", nil
@@ -288,6 +290,26 @@ func serverOrigin(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// SameOrigin reports whether origin, as a browser sent it (an Origin
+// header, or the messenger page's parent), is this server's own origin as
+// r addressed it: the same host and scheme. Behind a proxy that terminated
+// TLS, r arrives in cleartext for an https origin; then the browser's own
+// word that the request is same-origin (Sec-Fetch-Site, which no page can
+// set or change) stands for the scheme.
+func SameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host != r.Host || origin != u.Scheme+"://"+u.Host {
+		return false
+	}
+	switch {
+	case u.Scheme == "https" && r.TLS != nil, u.Scheme == "http" && r.TLS == nil:
+		return true
+	case u.Scheme == "https":
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+	}
+	return false
 }
 
 // text answers with a short plain-text page (its headers only, to HEAD).

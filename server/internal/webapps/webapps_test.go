@@ -2,6 +2,7 @@ package webapps
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net/http"
@@ -130,6 +131,10 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("GET %s: %d %q %q, want %d %q containing %q", tt.target, resp.StatusCode, resp.Header.Get("Content-Type"), body, tt.code, tt.contentType, tt.body)
 		}
 		wantHeaders(t, "GET "+tt.target, resp, tt.frameAncestors)
+		// Only the demo page frames anything: the messenger, from here.
+		if framesMessenger := strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-src 'self'"); framesMessenger != (tt.target == "/") {
+			t.Errorf("GET %s: CSP %q", tt.target, resp.Header.Get("Content-Security-Policy"))
+		}
 		if tt.frameAncestors == "'none'" && resp.Header.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("GET %s: X-Frame-Options %q", tt.target, resp.Header.Get("X-Frame-Options"))
 		}
@@ -250,6 +255,46 @@ func TestMessengerParent(t *testing.T) {
 	f.write(func(ctx context.Context, tx *ent.Tx) error { return tx.Site.DeleteOneID(f.shop.ID).Exec(ctx) })
 	if resp, body := f.do(http.MethodGet, f.messenger(id, "http://localhost:8080")); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "does not exist") {
 		t.Errorf("a deleted site: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestSameOrigin: an origin is the server's own when its host and scheme
+// are the request's; an https origin over a cleartext request (a proxy
+// terminated TLS) only when the browser says the request is same-origin.
+func TestSameOrigin(t *testing.T) {
+	tests := []struct {
+		origin, fetchSite string
+		tls, want         bool
+	}{
+		{"http://parley.example.com", "", false, true},
+		{"https://parley.example.com", "", true, true},
+		{"https://parley.example.com", "same-origin", false, true},
+		{"https://parley.example.com", "", false, false},
+		{"https://parley.example.com", "same-site", false, false},
+		{"https://parley.example.com", "cross-site", false, false},
+		{"http://parley.example.com", "same-origin", true, false},
+		{"https://shop.example.com", "same-origin", false, false},
+		{"http://parley.example.com:8080", "", false, false},
+		{"http://parley.example.com/", "", false, false},
+		{"http://PARLEY.example.com", "", false, false},
+		{"ftp://parley.example.com", "same-origin", false, false},
+		{"null", "", false, false},
+		{"", "", false, false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Host = "parley.example.com"
+		if tt.fetchSite != "" {
+			r.Header.Set("Sec-Fetch-Site", tt.fetchSite)
+		}
+		if !tt.tls {
+			r.TLS = nil
+		} else if r.TLS == nil {
+			r.TLS = &tls.ConnectionState{}
+		}
+		if got := SameOrigin(tt.origin, r); got != tt.want {
+			t.Errorf("SameOrigin(%q) with Sec-Fetch-Site %q, tls %v: %v", tt.origin, tt.fetchSite, tt.tls, got)
+		}
 	}
 }
 

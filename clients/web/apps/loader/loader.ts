@@ -65,8 +65,11 @@ const CLOSE_ICON = "M6 6l12 12M18 6L6 18";
 
   const host = doc.createElement("div");
   const root = host.attachShadow({ mode: "open" });
-  const style = doc.createElement("style");
-  style.textContent = CSS;
+  // A constructed style sheet, not a <style> element: a host page's CSP
+  // that forbids inline styles does not apply to it.
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(CSS);
+  root.adoptedStyleSheets = [sheet];
   const frame = doc.createElement("iframe");
   frame.id = "parley-messenger";
   frame.title = "Chat with us";
@@ -86,7 +89,7 @@ const CLOSE_ICON = "M6 6l12 12M18 6L6 18";
   const path = doc.createElementNS("http://www.w3.org/2000/svg", "path");
   svg.append(path);
   button.append(svg, badge);
-  root.append(style, frame, button);
+  root.append(frame, button);
 
   let open = false;
   let ready = false;
@@ -117,9 +120,9 @@ const CLOSE_ICON = "M6 6l12 12M18 6L6 18";
     if (event.origin !== parley || event.source !== frame.contentWindow) return;
     const msg = event.data as Message | null;
     if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
+    ready = true; // it speaks, so it listens
     switch (msg.type) {
       case "parley:ready":
-        ready = true;
         identity();
         if (open) send({ type: "parley:open" });
         break;
