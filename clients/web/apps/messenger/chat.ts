@@ -46,7 +46,7 @@ function senderName(p: Participant | undefined): string {
   switch (p?.role) {
     case ParticipantRole.GUEST:
     case ParticipantRole.CUSTOMER:
-      return "You";
+      return p.displayName || "You";
     case ParticipantRole.BOT:
       return p.displayName || "Virtual assistant";
     case ParticipantRole.AGENT:
@@ -75,7 +75,7 @@ export class Chat {
   private readonly fileInput = el("input", { type: "file", id: "attach", class: "visually-hidden" });
   private readonly notice = el("p", { class: "notice", role: "alert" });
   private readonly leaveOffer = el("div", { class: "leave-offer", hidden: true });
-  private readonly leavePanel = el("form", { class: "leave", hidden: true, "aria-labelledby": "leave-title" });
+  private readonly leavePanel = el("form", { class: "leave", hidden: true, novalidate: true, "aria-labelledby": "leave-title" });
   private readonly endButton = el("button", { type: "button", class: "link" }, "End chat");
   private readonly ended = el("div", { class: "ended", hidden: true });
   private readonly readMark = el("span", { class: "read-mark" }, "Read");
@@ -91,6 +91,7 @@ export class Chat {
   private unreadCount = 0;
   private shown = false;
   private suggestions: HTMLElement | undefined;
+  private position: QueuePosition | undefined;
   private readonly mine: { seq: number; node: HTMLElement }[] = [];
   private readonly pending = new Map<string, HTMLElement>();
   private readonly typers = new Map<string, { name: string; timer: ReturnType<typeof setTimeout> }>();
@@ -100,6 +101,7 @@ export class Chat {
   private typingSentAt = 0;
   private typingStop: ReturnType<typeof setTimeout> | undefined;
   private leaveRequestId = uuid();
+  private ending = false;
   /** The case a left message became. */
   private leftCase = "";
 
@@ -280,10 +282,8 @@ export class Chat {
   private onController(ev: Event, c: ControllerChanged): void {
     this.controller = c.controller;
     const waiting = c.controller === Controller.PENDING_AGENT;
-    if (!waiting) {
-      this.queueInfo.textContent = "";
-      this.offerLeave(false);
-    }
+    this.onPosition(waiting ? this.position : undefined);
+    if (!waiting) this.offerLeave(false);
     switch (c.controller) {
       case Controller.BOT:
         this.head.textContent = "Virtual assistant";
@@ -300,8 +300,13 @@ export class Chat {
     }
   }
 
-  private onPosition(p: QueuePosition): void {
-    if (this.controller !== Controller.PENDING_AGENT || this.closed) return;
+  /** Keeps the latest queue position (it may come just before the hand-off event) and shows it while waiting. */
+  private onPosition(p: QueuePosition | undefined): void {
+    this.position = p;
+    if (!p || this.controller !== Controller.PENDING_AGENT || this.closed) {
+      this.queueInfo.textContent = "";
+      return;
+    }
     let text = p.position <= 1 ? "You are next in line." : `You are number ${p.position} in line.`;
     if (p.estimatedWait) {
       const min = Math.max(1, Math.round(Number(p.estimatedWait.seconds) / 60));
@@ -327,7 +332,7 @@ export class Chat {
       el("p", { class: "meta" }, el("span", { class: "who" }, who), " ", el("time", { datetime: at.toISOString() }, clock(at))),
       m.text && el("p", { class: "text" }, ...linkify(m.text)),
     );
-    this.record(ev, mine ? `${who}` : who, m.text);
+    this.record(ev, who, m.text);
     if (m.attachments.length) {
       const list = el("ul", { class: "files", "aria-label": "Attachments" });
       for (const a of m.attachments) {
@@ -448,7 +453,7 @@ export class Chat {
     }
     if (this.lastSeq > this.seenSeq) {
       this.seenSeq = this.lastSeq;
-      this.hooks.seen(this.lastSeq);
+      if (!this.closed) this.hooks.seen(this.lastSeq); // a closed chat stays forgotten
     }
     if (!this.closed && this.lastSeq > this.readSent) {
       const seq = this.lastSeq;
@@ -534,13 +539,16 @@ export class Chat {
     this.notice.textContent = text;
   }
 
+  /** Closes the chat (the closing event then ends the view). The button keeps the focus meanwhile, so it is not disabled. */
   private async end(): Promise<void> {
-    this.endButton.disabled = true;
+    if (this.ending) return;
+    this.ending = true;
     try {
       await this.client.session.closeConversation({ conversationId: this.conversationId, reason: "the customer ended the chat" });
     } catch (err) {
       if (errorReason(err) !== "CONVERSATION_CLOSED") this.say(`Could not end the chat: ${ConnectError.from(err).rawMessage}`);
-      this.endButton.disabled = false;
+    } finally {
+      this.ending = false;
     }
   }
 
@@ -557,8 +565,10 @@ export class Chat {
       error,
       el("div", { class: "row" }, button, el("button", { type: "button", class: "secondary", onclick: () => this.showLeave(false) }, "Keep waiting")),
     );
+    let busy = false; // aria-disabled meanwhile, so the button keeps the focus
     this.leavePanel.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      if (busy) return;
       const value = text.value.trim();
       if (!value) {
         error.textContent = "Write your message first.";
@@ -568,7 +578,8 @@ export class Chat {
       }
       error.textContent = "";
       text.removeAttribute("aria-invalid");
-      button.disabled = true;
+      busy = true;
+      button.setAttribute("aria-disabled", "true");
       try {
         const r = await this.client.session.leaveMessage({ conversationId: this.conversationId, requestId: this.leaveRequestId, text: value });
         this.leftCase = r.caseNumber;
@@ -579,7 +590,8 @@ export class Chat {
         error.textContent = errorReason(err) === "CONVERSATION_NOT_WAITING" ? ConnectError.from(err).rawMessage : `Could not send your message: ${ConnectError.from(err).rawMessage}`;
         if (errorReason(err) === "CONVERSATION_NOT_WAITING") this.leaveRequestId = uuid();
       } finally {
-        button.disabled = false;
+        busy = false;
+        button.removeAttribute("aria-disabled");
       }
     });
   }
@@ -608,6 +620,8 @@ export class Chat {
   private finish(message: string): void {
     if (this.closed) return;
     this.closed = true;
+    // Hiding the composer drops the focus: it moves to the new buttons if it was in the chat.
+    const focused = this.root.contains(document.activeElement);
     this.stopTyping();
     for (const t of this.typers.values()) clearTimeout(t.timer);
     this.typers.clear();
@@ -619,7 +633,6 @@ export class Chat {
     this.queueInfo.textContent = "";
     this.endButton.hidden = true;
     this.head.textContent = "Chat ended";
-    const focused = this.root.contains(document.activeElement);
     clear(this.ended);
     append(
       this.ended,
@@ -644,7 +657,10 @@ export class Chat {
     download(new Blob([body], { type: "text/plain;charset=utf-8" }), `chat-transcript-${new Date().toISOString().slice(0, 10)}.txt`);
   }
 
+  /** Keeps the newest message in view, unless the visitor scrolled up to read older ones. */
   private scroll(): void {
-    this.log.scrollTop = this.log.scrollHeight;
+    const last = this.log.lastElementChild as HTMLElement | null;
+    const before = this.log.scrollHeight - (last?.offsetHeight ?? 0) - this.log.clientHeight;
+    if (this.log.scrollTop >= before - 80) this.log.scrollTop = this.log.scrollHeight;
   }
 }

@@ -96,8 +96,12 @@ export function preChatForm(issueTypes: IssueType[], signedIn: boolean, submit: 
 
   const value = (k: string) => fields.get(k)?.control.value.trim() ?? "";
 
+  // While a start is under way the button is aria-disabled, not disabled: a
+  // disabled button would drop the keyboard focus.
+  let busy = false;
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (busy) return;
     alert.textContent = "";
     let first: Field | undefined;
     for (const [k, f] of fields) {
@@ -109,14 +113,16 @@ export function preChatForm(issueTypes: IssueType[], signedIn: boolean, submit: 
       first.control.focus();
       return;
     }
-    button.disabled = true;
+    busy = true;
+    button.setAttribute("aria-disabled", "true");
     button.textContent = "Starting…";
     try {
       await submit({ name: value("name"), email: value("email"), issueType: value("issue_type"), firstMessage: value("first_message") });
     } catch (err) {
       showError(err);
     } finally {
-      button.disabled = false;
+      busy = false;
+      button.removeAttribute("aria-disabled");
       button.textContent = "Start chat";
     }
   });

@@ -22,6 +22,8 @@ let auth: Auth = { kind: "none" };
 let signedIn = false;
 let chat: Chat | undefined;
 let intersecting = false;
+/** Bumped by every change of view, so a form that loads late does not replace a newer view. */
+let view = 0;
 const client: MessengerClient = messengerClient(location.origin, () =>
   auth.kind === "guest" ? auth.token : auth.kind === "customer" ? host.requestToken() : undefined,
 );
@@ -31,6 +33,7 @@ function shown(): boolean {
 }
 
 function openChat(conversationId: string, seenSeq: number): void {
+  view++;
   chat?.stop();
   const c = new Chat(client, conversationId, seenSeq, {
     seen: (seq) => save(site, { conversationId, guestToken: auth.kind === "guest" ? auth.token : undefined, seenSeq: seq }),
@@ -46,6 +49,7 @@ function openChat(conversationId: string, seenSeq: number): void {
 
 /** Shows the pre-chat form (a short one for signed-in customers). */
 async function showForm(focus = false): Promise<void> {
+  const mine = ++view;
   chat?.stop();
   chat = undefined;
   if (auth.kind === "guest") auth = { kind: "none" };
@@ -56,10 +60,12 @@ async function showForm(focus = false): Promise<void> {
   try {
     issueTypes = (await client.session.getPreChatForm({})).issueTypes;
   } catch (err) {
+    if (mine !== view) return;
     loading.textContent = `Chat is not available right now (${ConnectError.from(err).rawMessage}).`;
     main.append(el("button", { type: "button", class: "primary", onclick: () => void showForm(true) }, "Try again"));
     return;
   }
+  if (mine !== view) return;
   const requestId = uuid(); // one per form: a retry after a lost answer gets the same chat
   const customer = signedIn;
   const form = preChatForm(issueTypes, customer, async (v) => {
