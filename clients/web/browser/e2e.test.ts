@@ -120,7 +120,19 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
       if (takeScreenshots) {
         mkdirSync(screenshots, { recursive: true });
         await beth.screenshot({ path: join(screenshots, "workspace.png"), fullPage: true });
-        await host.screenshot({ path: join(screenshots, "messenger.png") });
+        // parleyd's demo page, with its messenger open in a chat with the bot.
+        const demo = await stack.newPage();
+        await demo.setViewportSize({ width: 1200, height: 860 });
+        await demo.goto(`${base}/`);
+        await launcher(demo).click();
+        const dm = messengerFrame(demo);
+        await dm.getByLabel("Your name").fill("Dana Demo");
+        await dm.getByLabel("Email").fill("dana@example.com");
+        await dm.getByLabel("What is it about?").selectOption({ label: "Order" });
+        await dm.getByLabel("Your question").fill("Where is my order?");
+        await dm.getByRole("button", { name: "Start chat" }).click();
+        await dm.getByRole("log").locator("li.msg.bot").nth(1).waitFor({ timeout: 20_000 });
+        await demo.screenshot({ path: join(screenshots, "messenger.png") });
       }
     }
 
