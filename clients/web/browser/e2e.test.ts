@@ -70,7 +70,8 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
     await m.locator("#compose").press("Enter");
     const offer = beth.locator("li.offer").first();
     await offer.waitFor({ timeout: 20_000 });
-    assert.match(await offer.innerText(), /Grace Hopper[\s\S]*Messenger/);
+    // The offer carries what the bot captured: the intent and its summary.
+    assert.match(await offer.innerText(), /Grace Hopper · Messenger · order[\s\S]*How long does a refund take\?[\s\S]*Intent: /);
     const convId = (await offer.getAttribute("data-conversation"))!;
     await offer.getByRole("button", { name: "Accept" }).click();
     const bethChat = chat(beth, convId);

@@ -28,6 +28,7 @@ let context: BrowserContext;
 let page: Page;
 const dialogs: string[] = [];
 const streamRequests: string[] = [];
+const streamBodies: Buffer[] = [];
 
 interface Guest {
   id: string;
@@ -61,7 +62,10 @@ before(async () => {
     void d.dismiss();
   });
   page.on("request", (r) => {
-    if (/\/(FollowWork|Subscribe|WatchWork)$/.test(r.url())) streamRequests.push(r.url());
+    if (/\/(FollowWork|Subscribe|WatchWork)$/.test(r.url())) {
+      streamRequests.push(r.url());
+      streamBodies.push(r.postDataBuffer() ?? Buffer.alloc(0));
+    }
   });
 });
 
@@ -220,7 +224,12 @@ test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
     await guestSend(g, `Question ${i + 1} from the guest`);
     const c = chat(page, g.id);
     await c.locator("li.msg .text", { hasText: `Question ${i + 1} from the guest` }).waitFor();
+    const badge = page.locator(`#chat-tabs button[data-conversation="${g.id}"] .badge`);
+    // A chat that is not the active one counts what came in unseen...
+    if (i > 0) await badge.filter({ hasText: /\d+ unread/ }).waitFor();
     latencies.push(await agentSend(c, `Answer ${i + 1} from Wanda`));
+    // ...until the agent works in it.
+    await badge.filter({ hasText: /^$/ }).waitFor({ state: "attached" });
     assert.equal(await guestSees(g, `Answer ${i + 1} from Wanda`), 1);
   }
   // Plain calls do not stall: each send finished, and ten concurrent
@@ -317,9 +326,29 @@ test("a network drop recovers with nothing lost or doubled", async () => {
 test("a reload resumes every chat from the stored cursors", async () => {
   const before = new Map<string, number[]>();
   for (const g of guests) before.set(g.id, await seqs(chat(page, g.id)));
+  const opened = streamRequests.length;
   await page.reload();
   await page.locator("#conn[data-state=live]").waitFor({ timeout: 20_000 });
+  // The new page's stream starts from the cursors kept in sessionStorage
+  // (a Connect streaming request: one JSON message after a 5-byte prefix).
+  assert.equal(streamRequests.length, opened + 1);
+  const request = JSON.parse(streamBodies.at(-1)!.subarray(5).toString("utf8")) as { cursors?: { conversationId: string; afterSeq: string }[] };
+  assert.deepEqual(new Set(request.cursors?.map((c) => c.conversationId)), new Set(guests.map((g) => g.id)));
+  for (const c of request.cursors ?? []) assert.equal(Number(c.afterSeq), before.get(c.conversationId)!.at(-1));
   for (const g of guests) await chat(page, g.id).waitFor();
+  // Keyboard only: arrows move along the chat switcher, Enter opens the chat's composer.
+  await page.locator(`#chat-tabs button[data-conversation="${guests[0].id}"]`).focus();
+  await page.keyboard.press("ArrowRight");
+  const second = page.locator(`#chat-tabs button[data-conversation="${guests[1].id}"]`);
+  assert.equal(await second.evaluate((el) => el === document.activeElement), true);
+  assert.equal(await second.getAttribute("aria-current"), "true");
+  await page.keyboard.press("Enter");
+  assert.equal(await chat(page, guests[1].id).getByRole("textbox").evaluate((el) => el === document.activeElement), true);
+  await page.keyboard.type("Typed with the keyboard only");
+  await page.keyboard.press("Enter");
+  await chat(page, guests[1].id).locator("li.msg.own:not(.pending) .text", { hasText: "Typed with the keyboard only" }).waitFor();
+  assert.equal(await guestSees(guests[1], "Typed with the keyboard only"), 1);
+
   await guestSend(guests[2], "After the reload");
   await chat(page, guests[2].id).locator("li.msg .text", { hasText: "After the reload" }).waitFor();
   for (const g of guests) {

@@ -50,6 +50,8 @@ export class ChatView {
   private readonly pending = new Map<string, HTMLElement>();
   /** Seqs of this agent's own messages, for read receipts. */
   private readonly mine: number[] = [];
+  /** Seqs of everybody else's messages, for the unread count. */
+  private readonly theirs: number[] = [];
   lastSeq = 0;
   private readSent = 0;
   private customerRead = 0;
@@ -124,12 +126,10 @@ export class ChatView {
       this.host.cursor(this.id, seq);
     }
     const fromOthers = ev.sender?.role !== ParticipantRole.AGENT || ev.sender.id !== this.host.agentId;
-    if (ev.kind.case === "messagePosted" && fromOthers && seq > this.readSent) {
+    if (ev.kind.case === "messagePosted" && fromOthers) {
+      this.theirs.push(seq);
       if (active) this.scheduleRead();
-      else {
-        this.unread++;
-        this.host.unreadChanged(this);
-      }
+      else this.recountUnread();
     }
     if (ev.kind.case === "conversationClosed") this.end("This conversation is closed.");
     this.log.scrollTop = this.log.scrollHeight;
@@ -189,9 +189,21 @@ export class ChatView {
     }
   }
 
-  /** Applies a participant's read cursor. */
+  private recountUnread(): void {
+    const unread = this.theirs.filter((s) => s > this.readSent).length;
+    if (unread === this.unread) return;
+    this.unread = unread;
+    this.host.unreadChanged(this);
+  }
+
+  /** Applies a participant's read cursor: the customer's marks this agent's messages read; the agent's own (from another tab, or before a reload) clears unread ones. */
   cursorMoved(rc: ReadCursor): void {
     const role = rc.participant?.role;
+    if (role === ParticipantRole.AGENT && rc.participant?.id === this.host.agentId) {
+      this.readSent = Math.max(this.readSent, Number(rc.readSeq));
+      this.recountUnread();
+      return;
+    }
     if (role !== ParticipantRole.GUEST && role !== ParticipantRole.CUSTOMER) return;
     const read = Number(rc.readSeq);
     if (read <= this.customerRead) return;
@@ -220,13 +232,17 @@ export class ChatView {
 
   /** The chat became the visible, active one: mark what it shows read. */
   activated(): void {
-    this.unread = 0;
-    this.host.unreadChanged(this);
     this.scheduleRead();
   }
 
   private scheduleRead(): void {
-    if (this.ended || this.readTimer) return;
+    if (this.ended) {
+      // Nothing to tell the server any more; only the badge goes.
+      this.readSent = this.lastSeq;
+      this.recountUnread();
+      return;
+    }
+    if (this.readTimer) return;
     this.readTimer = setTimeout(() => {
       this.readTimer = undefined;
       void this.markRead();
@@ -237,6 +253,7 @@ export class ChatView {
     const seq = this.lastSeq;
     if (seq <= this.readSent || document.visibilityState !== "visible") return;
     this.readSent = seq;
+    this.recountUnread();
     const requestId = crypto.randomUUID();
     try {
       await withRetry(() => this.host.client.messaging.markRead({ conversationId: this.id, requestId, readSeq: BigInt(seq) }));
