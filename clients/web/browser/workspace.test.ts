@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 
-import { Channel, Presence, createParleyClient, retryDelayMs, type ParleyClient } from "../src/index.js";
+import { Channel, Presence, StaffRole, createParleyClient, retryDelayMs, type ParleyClient } from "../src/index.js";
 import { DEMO, launchBrowser, startParleyd, type Parleyd } from "./harness.js";
 
 let parleyd: Parleyd;
@@ -488,4 +488,15 @@ test("the supervisor view follows queues and agents live", async () => {
   await sup.getByLabel("Agent or supervisor token").waitFor();
   assert.equal(await sup.evaluate(() => sessionStorage.length), 0);
   await sup.close();
+});
+
+test("a revoked token sends the agent back to the sign-in form", async () => {
+  const issued = await admin.access.issueToken({ role: StaffRole.AGENT, agentId, label: "revoked in a browser test" });
+  const p = await (await browser.newContext()).newPage();
+  await signIn(p, issued.token);
+  await admin.access.revokeToken({ tokenId: issued.info!.id });
+  await p.locator("#signin-error", { hasText: "no longer accepted" }).waitFor({ timeout: 30_000 });
+  assert.equal(await p.locator("#agent-view").isHidden(), true);
+  assert.equal(await p.evaluate(() => sessionStorage.getItem("parley.workspace.token")), null);
+  await p.close();
 });

@@ -59,7 +59,7 @@ export class AgentDesk implements ChatHost {
   constructor(
     readonly client: ParleyClient,
     private info: AgentInfo,
-    private readonly setStatus: (state: StreamState | "offline", detail?: string) => void,
+    private readonly setStatus: (state: StreamState | "offline", err?: unknown) => void,
     private readonly saveInfo: (info: AgentInfo) => void,
   ) {
     this.agentId = info.id;
@@ -84,13 +84,13 @@ export class AgentDesk implements ChatHost {
       for await (const item of followWork(this.client, {
         signal: this.abort.signal,
         cursors: { ...this.cursors },
-        onStateChange: (state, err) => this.setStatus(state, err ? describeError(err) : undefined),
+        onStateChange: (state, err) => this.setStatus(state, err),
       })) {
         this.handle(item);
       }
     } catch (err) {
       if (this.abort.signal.aborted) return;
-      this.setStatus("ended", describeError(err));
+      this.setStatus("ended", err);
     }
   }
 

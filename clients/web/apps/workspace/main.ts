@@ -31,9 +31,14 @@ const signout = byId<HTMLButtonElement>("signout");
 const whoami = byId("whoami");
 const conn = byId("conn");
 
-function showStatus(state: StreamState | "offline", detail?: string): void {
+function showStatus(state: StreamState | "offline", err?: unknown): void {
+  if (state === "ended" && err !== undefined && ConnectError.from(err).code === Code.Unauthenticated) {
+    // The token was revoked or expired: back to the sign-in form.
+    void signOut("Your token is no longer accepted: sign in again.");
+    return;
+  }
   streamState = state;
-  streamDetail = detail ?? "";
+  streamDetail = err === undefined ? "" : describeError(err);
   renderStatus();
 }
 
@@ -114,9 +119,12 @@ signinForm.addEventListener("submit", async (ev) => {
   }
 });
 
-signout.addEventListener("click", async () => {
+signout.addEventListener("click", () => void signOut(""));
+
+/** Forgets the session and shows the sign-in form with why. */
+async function signOut(why: string): Promise<void> {
   signout.disabled = true;
-  if (sessionStorage.getItem(roleKey) === "agent") {
+  if (!why && sessionStorage.getItem(roleKey) === "agent") {
     // Best effort: the server also counts an agent whose stream is gone as offline after a grace period.
     await Promise.race([client.routing.setPresence({ presence: Presence.OFFLINE }).catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
   }
@@ -129,8 +137,9 @@ signout.addEventListener("click", async () => {
   whoami.textContent = "";
   signout.disabled = false;
   show("signin");
+  signinError.textContent = why;
   byId("token").focus();
-});
+}
 
 function boot(): void {
   for (const p of [Presence.AVAILABLE, Presence.AWAY]) {

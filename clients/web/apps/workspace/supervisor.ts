@@ -5,7 +5,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 
 import { type Agent, type ParleyClient, type QueueStatus, type StreamState, isRetryable } from "../../src/index.js";
 import { byId, clock, h, replace } from "./dom.js";
-import { channelName, describeError, presenceName, sleep } from "./util.js";
+import { channelName, presenceName, sleep } from "./util.js";
 
 /** The live tables of queues and agents. */
 export class SupervisorView {
@@ -16,7 +16,7 @@ export class SupervisorView {
   private readonly agentBody = byId("agent-rows");
   private ticker: ReturnType<typeof setInterval> | undefined;
 
-  constructor(private readonly client: ParleyClient, private readonly setStatus: (s: StreamState, detail?: string) => void) {
+  constructor(private readonly client: ParleyClient, private readonly setStatus: (s: StreamState, err?: unknown) => void) {
     replace(this.queueBody);
     replace(this.agentBody);
     this.ticker = setInterval(() => this.tick(), 1000);
@@ -37,10 +37,10 @@ export class SupervisorView {
       } catch (err) {
         if (this.abort.signal.aborted) return;
         if (!isRetryable(err)) {
-          this.setStatus("ended", describeError(err));
+          this.setStatus("ended", err);
           return;
         }
-        this.setStatus("retrying", describeError(err));
+        this.setStatus("retrying", err);
       }
       await sleep(backoff * (0.5 + Math.random()), this.abort.signal);
       backoff = Math.min(backoff * 2, 15_000);

@@ -34,13 +34,14 @@ export async function withRetry<T>(fn: () => Promise<T>, onRetry?: (err: unknown
       onRetry?.(err);
       const wait = retryDelayMs(err) ?? backoff;
       backoff = Math.min(backoff * 2, 5000);
-      await Promise.race([sleep(wait, signal), onceOnline()]);
+      const online = new AbortController();
+      await Promise.race([
+        sleep(wait, signal),
+        new Promise<void>((resolve) => window.addEventListener("online", () => resolve(), { once: true, signal: online.signal })),
+      ]);
+      online.abort();
     }
   }
-}
-
-function onceOnline(): Promise<void> {
-  return new Promise((resolve) => window.addEventListener("online", () => resolve(), { once: true }));
 }
 
 /** A sentence for a person about a failed call. */
