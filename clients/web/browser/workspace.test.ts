@@ -200,6 +200,11 @@ function startProxy(target: URL): Promise<Proxy> {
   }));
 }
 
+/** Asserts a chat shows its whole log: seqs 1..n, in order, each once. */
+function assertWhole(shown: number[], what: string): void {
+  assert.deepEqual(shown, Array.from({ length: shown.length }, (_, i) => i + 1), `${what}: ${shown.join(",")}`);
+}
+
 const guests: Guest[] = [];
 
 test("an agent holding 8 chats keeps working on plain HTTP/1.1", async () => {
@@ -310,17 +315,12 @@ test("a network drop recovers with nothing lost or doubled", async () => {
   await c.locator("li.msg.own:not(.pending) .text", { hasText: "Sent while offline" }).waitFor({ timeout: 30_000 });
   assert.equal(await guestSees(g, "Sent while offline"), 1);
   for (let i = 1; i <= 3; i++) assert.equal(await c.locator("li.msg .text", { hasText: `While you were away ${i}` }).count(), 1);
-  const shown = await seqs(c);
-  assert.deepEqual(shown, [...shown].sort((a, b) => a - b), "events in seq order");
-  assert.equal(new Set(shown).size, shown.length, "no event twice");
+  assertWhole(await seqs(c), "the dropped chat");
   assert.equal(await c.locator("li.msg.pending").count(), 0);
   // The drop cut the one stream, and it was opened again (with cursors).
   assert.ok(streamRequests.length >= 2, `FollowWork opened ${streamRequests.length} times`);
   // Every other chat is still whole after the drop.
-  for (const other of guests) {
-    const s = await seqs(chat(page, other.id));
-    assert.equal(new Set(s).size, s.length);
-  }
+  for (const other of guests) assertWhole(await seqs(chat(page, other.id)), other.name);
 });
 
 test("a reload resumes every chat from the stored cursors", async () => {
@@ -362,8 +362,38 @@ test("a reload resumes every chat from the stored cursors", async () => {
     }
     const s = await seqs(c);
     assert.deepEqual(s.slice(0, want.length), want);
-    assert.equal(new Set(s).size, s.length);
+    assertWhole(s, `${g.name} after the reload`);
   }
+});
+
+test("a chat transferred to a queue leaves the desk and comes back whole", async () => {
+  const g = guests[3];
+  const before = await seqs(chat(page, g.id));
+  await page.locator(`#chat-tabs button[data-conversation="${g.id}"]`).click();
+  await page.locator("#context h2", { hasText: g.name }).waitFor();
+  await page.locator("#transfer-target option", { hasText: "Billing Support" }).waitFor({ state: "attached" });
+  await page.locator("#transfer-target").selectOption({ label: "Billing Support" });
+  await page.locator("#transfer-note").fill("Back to the queue, please");
+  await page.getByRole("button", { name: "Transfer", exact: true }).click();
+  // Released: the composer stops...
+  await chat(page, g.id).locator(".notice", { hasText: "no longer hold" }).waitFor();
+  assert.equal(await chat(page, g.id).getByRole("textbox").isDisabled(), true);
+  // ...and Wanda, the only agent available, is offered it again with the note.
+  const offer = page.locator(`li.offer[data-conversation="${g.id}"]`);
+  await offer.waitFor({ timeout: 20_000 });
+  assert.match(await offer.innerText(), /transferred by an agent/);
+  const c = await accept(page, g);
+  // The column is the same one, its log now with the transfer and what followed.
+  await c.locator("li.system", { hasText: "Queued in Billing Support (transfer)" }).waitFor();
+  await c.getByRole("textbox").waitFor();
+  assert.equal(await c.getByRole("textbox").isDisabled(), false);
+  // Nothing lost, nothing twice.
+  const after = await seqs(c);
+  assert.deepEqual(after.slice(0, before.length), before);
+  assertWhole(after, "the chat back from the queue");
+  assert.equal(await page.locator(`section.chat[data-conversation="${g.id}"]`).count(), 1);
+  await agentSend(c, "Still here after the transfer");
+  assert.equal(await guestSees(g, "Still here after the transfer"), 1);
 });
 
 // Payloads a hostile customer might type: none may become markup, run, or

@@ -46,6 +46,8 @@ interface OfferRow {
 export class AgentDesk implements ChatHost {
   readonly agentId: string;
   private readonly chats = new Map<string, ChatView>();
+  /** Conversations assigned to the agent since the page loaded. */
+  private readonly held = new Set<string>();
   private readonly offers = new Map<string, OfferRow>();
   private readonly cursors: Record<string, number>;
   private readonly context: ContextPanel;
@@ -235,12 +237,20 @@ export class AgentDesk implements ChatHost {
 
   private assigned(conv: Conversation): void {
     const existing = this.chats.get(conv.id);
+    const again = this.held.has(conv.id);
+    this.held.add(conv.id);
     if (existing && !existing.ended) {
       existing.conversation = conv;
       return;
     }
-    existing?.el.remove();
-    this.tabFor(conv.id)?.remove();
+    if (existing) {
+      // Back on the desk (a transfer to a queue came back to this agent).
+      existing.revive(conv);
+      existing.el.querySelector("button.dismiss")?.remove();
+      this.tabFor(conv.id)?.classList.remove("ended");
+      void this.loadHistory(existing, Infinity);
+      return;
+    }
     byId("chats").querySelector("#no-chats")?.remove();
     const chat = new ChatView(this, conv);
     this.chats.set(conv.id, chat);
@@ -253,10 +263,13 @@ export class AgentDesk implements ChatHost {
     });
     this.tabs.append(tab);
     if (!this.active) this.activate(chat);
-    // After a reload the stream resumes after the stored cursor: the
-    // history before it comes from ListEvents.
+    // The stream replays a conversation's log only from where this page's
+    // stream stood: after a reload, the history before the stored cursor,
+    // and for a chat that left the desk and came back, all of it, comes
+    // from ListEvents (events are placed by seq, so overlaps do no harm).
     const after = this.cursors[conv.id] ?? 0;
-    if (after > 0) void this.loadHistory(chat, after);
+    if (again) void this.loadHistory(chat, Infinity);
+    else if (after > 0) void this.loadHistory(chat, after);
   }
 
   private async loadHistory(chat: ChatView, upTo: number): Promise<void> {
@@ -281,7 +294,7 @@ export class AgentDesk implements ChatHost {
     chat.end(conv.agentId && conv.agentId !== this.agentId ? "Transferred: you no longer hold this chat." : "You no longer hold this chat.");
     const tab = this.tabFor(conv.id);
     tab?.classList.add("ended");
-    const dismiss = h("button", { type: "button", class: "small" }, "Remove from desk");
+    const dismiss = h("button", { type: "button", class: "small dismiss" }, "Remove from desk");
     dismiss.addEventListener("click", () => this.dismiss(chat));
     chat.el.querySelector("header")?.append(dismiss);
     if (this.context.current === chat) void this.context.refresh();

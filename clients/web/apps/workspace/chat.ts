@@ -360,6 +360,17 @@ export class ChatView {
     this.say(why);
   }
 
+  /** Opens the composer again: the conversation is back with this agent. */
+  revive(conversation: Conversation): void {
+    this.conversation = conversation;
+    this.ended = false;
+    this.el.classList.remove("ended");
+    this.input.disabled = false;
+    this.file.disabled = false;
+    this.sendButton.disabled = false;
+    this.say("");
+  }
+
   /** Shows a line about the chat (not part of its log). */
   say(text: string): void {
     replace(this.notice, text);
