@@ -245,7 +245,13 @@ describe("messenger", () => {
       // The bot answers from the knowledge base, naming the article, and
       // offers replies to pick.
       await page.locator(".msg.bot .articles li", { hasText: "Delivery times" }).first().waitFor();
-      await page.getByRole("group", { name: "Suggested replies" }).getByRole("button").first().waitFor();
+      const replies = page.getByRole("group", { name: "Suggested replies" });
+      await replies.getByRole("button").first().waitFor();
+      // Picking a suggested reply sends its text; the choices go away.
+      const choice = (await replies.getByRole("button").last().textContent())!;
+      await replies.getByRole("button").last().click();
+      await page.locator(".msg.mine .text", { hasText: choice }).waitFor();
+      await page.locator(".msg.bot").nth(3).waitFor();
       assert.equal(await page.getAttribute(".log", "role"), "log");
       assert.equal(await page.getAttribute(".log", "aria-live"), "polite");
 
@@ -426,6 +432,24 @@ describe("messenger", () => {
     }
   });
 
+  it("after a reload, says so when the chat was closed meanwhile, and starts afresh", async () => {
+    const { page } = await openDirect();
+    try {
+      await startAsGuest(page.mainFrame(), "Rita Return", "billing", "");
+      await page.locator(".msg.bot").first().waitFor();
+      const conversationId = await conversationIdOf(page.mainFrame());
+      await page.goto("about:blank");
+      await stack.client(DEMO.admin).session.closeConversation({ conversationId, reason: "closed while the guest was away" });
+      await page.goto(messengerUrl());
+      await page.locator(".ended", { hasText: "This chat is no longer available." }).waitFor();
+      assert.equal(await page.evaluate(() => localStorage.length), 0);
+      await page.getByRole("button", { name: "Start a new chat" }).click();
+      await page.getByLabel("Your name").waitFor();
+    } finally {
+      await page.context().close();
+    }
+  });
+
   it("offers to leave a message when nobody is available, and it becomes a case", async () => {
     const admin = stack.client(DEMO.admin);
     const queues = (await admin.routing.listQueues({})).queues;
@@ -521,6 +545,11 @@ describe("messenger", () => {
     const settings = (await admin.session.getSettings({})).settings!;
     const message = "Too many chats <b>right now</b>: try again later.";
     await admin.session.updateSettings({ settings: { ...settings, maxGuestSessionsPerHour: 1, guestSessionsRateLimitReachedMessage: message } });
+    // Whatever ran before, the hour's one guest session is taken now.
+    await stack
+      .client()
+      .session.startGuestChat({ requestId: crypto.randomUUID(), name: "First", email: "first@example.com", issueType: "order" })
+      .catch(() => undefined);
     const { page } = await openDirect();
     try {
       await page.getByLabel("Your name").fill("Max Limit");
@@ -626,6 +655,10 @@ describe("messenger with hostile text", () => {
       assert.equal(injected, 0);
       const hrefs = await page.$$eval(".chat a", (els) => els.map((a) => a.getAttribute("href") ?? ""));
       for (const h of hrefs) assert.match(h, /^https?:\/\//, "only http(s) links");
+      // The one real URL is a link, cut before the quote, opening apart from the chat.
+      const link = page.locator(".chat a[href='https://example.com/']");
+      assert.equal(await link.getAttribute("rel"), "noopener noreferrer nofollow");
+      assert.equal(await link.getAttribute("target"), "_blank");
       assert.equal(await page.locator(".chat").isVisible(), true, "no hostile CSS hid the chat");
       assert.equal(await page.title(), "Chat with us");
     } finally {

@@ -7,13 +7,27 @@
 //     through the loader (403) nor by framing the messenger page with a
 //     forged parent= (frame-ancestors);
 // (c) every page parleyd serves carries the CSP and security headers, and
-//     the browser enforces the CSP.
+//     the browser enforces the CSP;
+// (d) over TLS, the same, with HTTP/2;
+// (e) the demo page's signed-in customer reaches the messenger through
+//     Parley.identify, as a site's would: a JWT the page signs, handed over
+//     when the messenger asks.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import type { Frame, Page, Response } from "playwright-core";
 
-import { launcher, messengerFrame, shopPage, startHost, startStack, waitFor, type HostSite, type Stack } from "./harness.js";
+import {
+  demoCustomerToken,
+  launcher,
+  messengerFrame,
+  shopPage,
+  startHost,
+  startStack,
+  waitFor,
+  type HostSite,
+  type Stack,
+} from "./harness.js";
 
 let stack: Stack;
 
@@ -289,4 +303,51 @@ test("every page carries the CSP and security headers, and the browser enforces 
       assert.ok(blocked.violations.includes(d), `${target.url()}: no ${d} violation (${blocked.violations})`);
     }
   }
+});
+
+test("over TLS the messenger is served with HTTP/2 and the same protections", async () => {
+  const tls = await startStack({ tls: true });
+  try {
+    const page = await tls.newPage();
+    await page.goto(tls.host.url("/"));
+    await launcher(page).click();
+    const frame = await waitFor(() => page.frames().find((f) => f.url().startsWith(`${tls.parleyd.url}/messenger/`)));
+    await messengerFrame(page).getByRole("button", { name: "Start chat" }).waitFor();
+    const protocols = await frame.evaluate(() =>
+      performance.getEntries().map((e) => (e as PerformanceResourceTiming).nextHopProtocol).filter(Boolean),
+    );
+    assert.ok(protocols.length >= 3 && protocols.every((p) => p === "h2"), `protocols ${protocols}`);
+    const res = await tls.parleyd.fetch(`${tls.parleyd.url}/messenger/?site=${tls.host.siteId}&parent=${encodeURIComponent(tls.host.origin)}`);
+    assert.equal(res.status, 200);
+    assert.ok(res.headers.get("content-security-policy")?.endsWith(`frame-ancestors ${tls.host.origin}`));
+  } finally {
+    await tls.close();
+  }
+});
+
+test("the demo page signs a customer in through Parley.identify", async () => {
+  const { parleyd } = stack;
+  const page = await stack.newPage();
+  await page.goto(parleyd.url + "/");
+  await page.getByRole("button", { name: "Sign in as a demo customer" }).click();
+  await page.getByText("Signed in as Dana Demo").waitFor();
+  await launcher(page).click();
+  const chat = messengerFrame(page);
+  // Signed in: the short form, without name and email.
+  await chat.getByRole("button", { name: "Start chat" }).waitFor();
+  assert.equal(await chat.getByLabel("Email").count(), 0, "a signed-in customer is not asked for an email");
+  await chat.getByLabel("What is it about?").selectOption({ label: "Order" });
+  await chat.getByLabel("Your question").fill("signed-in question 5c2e");
+  await chat.getByRole("button", { name: "Start chat" }).click();
+  await chat.getByRole("log").getByText("signed-in question 5c2e").waitFor();
+  // The chat is the customer's (the JWT the page signed in WebCrypto was
+  // accepted), and the messenger keeps no guest token for it.
+  const customer = stack.client(demoCustomerToken("demo-customer-1"));
+  const mine = await waitFor(async () => (await customer.session.listMyConversations({})).conversations);
+  assert.equal(mine.length, 1);
+  const frame = await messenger(page);
+  assert.ok(!(await frame.evaluate(() => Object.values(localStorage).join("\n"))).includes("guestToken\":\""));
+  // Signed out: the messenger forgets the customer's chat.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await chat.getByLabel("Email").waitFor();
 });

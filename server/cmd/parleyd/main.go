@@ -417,7 +417,9 @@ func serveOps(log *slog.Logger, reg *metrics.Registry, addr string, ready func(c
 // which demo credentials and identity it trusts.
 func greet(scheme string, addr net.Addr, dbPath string, demo bool, idName string) {
 	fmt.Fprintf(os.Stderr, "parleyd listening on %s://%s (Connect, gRPC, gRPC-Web; database %s)\n", scheme, addr, dbPath)
+	fmt.Fprintf(os.Stderr, "open %s://%s/workspace/ for the agent workspace\n", scheme, addr)
 	if demo {
+		fmt.Fprintf(os.Stderr, "open %s://%s/ for the demo shop with the messenger (agents sign in to the workspace with ps_demo_agent_beth, ps_demo_agent_fred or ps_demo_agent_abel; ps_demo_supervisor sees the queues)\n", scheme, addr)
 		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
 			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", addr)
 	}

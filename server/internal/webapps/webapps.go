@@ -1,5 +1,7 @@
 // Package webapps serves Parley's web apps from the builds embedded in dist/
-// (made by clients/web/build.mjs and committed): the demo host page at /,
+// (made by clients/web/build.mjs and committed): the demo host page at /
+// (on an installation configured from the built-in demo; others get a
+// short landing page),
 // the messenger loader at /messenger.js, the messenger iframe page at
 // /messenger/ and the agent workspace at /workspace/, with their assets.
 //
@@ -35,6 +37,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -171,18 +174,25 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, urlPath stri
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 }
 
+// landingPage is / of an installation that is not the demo.
+const landingPage = `<!doctype html><html lang="en"><meta charset="utf-8"><title>Parley</title>` +
+	`<p>Parley is running. Agents and supervisors sign in to the <a href="/workspace/">workspace</a>.</p></html>` + "\n"
+
 // serveDemo serves the demo host page, which embeds the messenger of the
-// demo site (if the store has one) through the loader, as a third-party
-// site would.
+// demo site through the loader, as a third-party site would; an
+// installation not configured from the built-in demo (or without its
+// site) gets a short landing page instead.
 func (h *Handler) serveDemo(w http.ResponseWriter, r *http.Request) {
-	if h.demo == nil {
-		text(w, r, http.StatusNotFound, "Not found. (The demo page was not built into this parleyd.)")
-		return
-	}
 	siteID, err := h.demoSite(r.Context())
 	if err != nil {
 		h.log.Error("the demo page could not read its site", "err", err)
 		text(w, r, http.StatusServiceUnavailable, "The demo page is unavailable: the store does not answer. Try again in a moment.")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if siteID == "" || h.demo == nil {
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(landingPage))
 		return
 	}
 	var page bytes.Buffer
@@ -192,8 +202,6 @@ func (h *Handler) serveDemo(w http.ResponseWriter, r *http.Request) {
 		text(w, r, http.StatusInternalServerError, "The demo page could not be rendered.")
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
 	// It embeds the messenger, which this server serves.
 	w.Header().Set("Content-Security-Policy", basePolicy+"; frame-src 'self'; frame-ancestors 'none'")
@@ -201,8 +209,17 @@ func (h *Handler) serveDemo(w http.ResponseWriter, r *http.Request) {
 }
 
 // demoSite returns the id of the site named DemoSiteName (the first made,
-// if an admin made more: ids are time-ordered), or "" if there is none.
+// if an admin made more: ids are time-ordered) of an installation
+// configured from the built-in demo, or "" if it is not one or there is
+// no such site.
 func (h *Handler) demoSite(ctx context.Context) (string, error) {
+	set, err := h.db.Setting.Get(ctx, schema.SettingsID)
+	if ent.IsNotFound(err) || (err == nil && !set.Demo) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the settings: %w", err)
+	}
 	s, err := h.db.Site.Query().Where(site.DisplayName(DemoSiteName)).Order(ent.Asc(site.FieldID)).First(ctx)
 	if ent.IsNotFound(err) {
 		return "", nil
@@ -274,13 +291,18 @@ func (h *Handler) messengerParent(r *http.Request) (parent, refusal string, err 
 
 // isOrigin reports whether s is a serialized http(s) origin: a scheme and a
 // host (with a port, perhaps), nothing else, in the canonical spelling
-// browsers send. It must be, to be put in a header.
+// browsers send (lower case, punycode). It must be, to be put in a header.
 func isOrigin(s string) bool {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || s != u.Scheme+"://"+u.Host {
 		return false
 	}
-	return s == u.Scheme+"://"+u.Host && strings.ToLower(s) == s && !strings.ContainsAny(s, " ;,'\"")
+	for _, c := range u.Host {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.ContainsRune(".-_:[]", c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // serverOrigin is this server's origin as r addressed it.

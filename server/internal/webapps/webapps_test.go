@@ -13,6 +13,8 @@ import (
 	"testing/fstest"
 
 	"github.com/parleyhq/parley/ent"
+	"github.com/parleyhq/parley/ent/site"
+	"github.com/parleyhq/parley/server/internal/bootstrap"
 	"github.com/parleyhq/parley/server/internal/store"
 	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
@@ -40,15 +42,38 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureFrom(t, demoFile(t))
+}
+
+// demoFile is the built-in demo bootstrap.
+func demoFile(t *testing.T) *bootstrap.File {
+	t.Helper()
+	f, err := bootstrap.ParseDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// newFixtureFrom serves builds over a store configured from boot, whose
+// Demo Shop allows https://shop.example.com and http://localhost:8080.
+func newFixtureFrom(t *testing.T, boot *bootstrap.File) *fixture {
+	t.Helper()
 	db := storetest.Open(t, filepath.Join(t.TempDir(), "parley.db"), store.Options{})
+	if _, err := bootstrap.Apply(t.Context(), db, boot, nil); err != nil {
+		t.Fatal(err)
+	}
 	h, err := newHandler(db, slog.New(slog.DiscardHandler), builds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, db: db, h: h}
 	f.write(func(ctx context.Context, tx *ent.Tx) (err error) {
-		f.shop, err = tx.Site.Create().SetDisplayName(DemoSiteName).SetAllowedOrigins([]string{"https://shop.example.com", "http://localhost:8080"}).Save(ctx)
-		return err
+		f.shop, err = tx.Site.Query().Where(site.DisplayName(DemoSiteName)).Only(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.Site.UpdateOne(f.shop).SetAllowedOrigins([]string{"https://shop.example.com", "http://localhost:8080"}).Exec(ctx)
 	})
 	return f
 }
@@ -235,6 +260,7 @@ func TestMessengerParent(t *testing.T) {
 		"a parent of another scheme":     {f.messenger(id, "javascript://shop.example.com"), "is not an origin"},
 		"a parent of null":               {f.messenger(id, "null"), "is not an origin"},
 		"a parent with credentials":      {f.messenger(id, "https://a@shop.example.com"), "is not an origin"},
+		"a parent not in punycode":       {f.messenger(id, "https://sh%C3%B6p.example.com"), "is not an origin"},
 	}
 	for name, tt := range refused {
 		resp, body := f.do(http.MethodGet, tt.target)
@@ -298,8 +324,9 @@ func TestSameOrigin(t *testing.T) {
 	}
 }
 
-// TestDemoPage: the demo page embeds the messenger of the first site named
-// DemoSiteName; without one it says so and embeds nothing.
+// TestDemoPage: the demo page of a demo installation embeds the messenger
+// of its first site named DemoSiteName; without one, or on an
+// installation not configured from the built-in demo, / is a landing page.
 func TestDemoPage(t *testing.T) {
 	f := newFixture(t)
 	f.write(func(ctx context.Context, tx *ent.Tx) error {
@@ -313,9 +340,21 @@ func TestDemoPage(t *testing.T) {
 		_, err := tx.Site.Delete().Exec(ctx)
 		return err
 	})
-	if resp, body := f.do(http.MethodGet, "/"); resp.StatusCode != http.StatusOK || body != "<!doctype html><p>no demo site</p>" {
-		t.Errorf("without a demo site: %d %q", resp.StatusCode, body)
+	wantLanding := func(what string, f *fixture) {
+		t.Helper()
+		resp, body := f.do(http.MethodGet, "/")
+		if resp.StatusCode != http.StatusOK || body != landingPage || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Errorf("%s: %d %q", what, resp.StatusCode, body)
+		}
+		wantHeaders(t, what, resp, "'none'")
 	}
+	wantLanding("a demo installation without its site", f)
+	// An installation of its own, though it has a Demo Shop.
+	own, err := bootstrap.Parse([]byte(strings.ReplaceAll(string(bootstrap.Demo), "ps_demo_", "ps_test_")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLanding("an installation of its own", newFixtureFrom(t, own))
 }
 
 // TestEmbeddedBuilds: the committed builds load, with the loader and the

@@ -404,3 +404,50 @@ func TestBadCursors(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentSenders: eight guests sending at once, each twenty
+// messages, reach the agent's one stream complete, each chat in order and
+// without a duplicate (checked by next).
+func TestConcurrentSenders(t *testing.T) {
+	r := newRig(t, servertest.WithAppOptions(app.Options{SweepInterval: time.Hour, Heartbeat: time.Hour, SendRate: 1e9, SendBurst: 1e9}))
+	_, agent := r.agent("Busy", 8)
+	convs := make([]string, 8)
+	guests := make([]*parley.Client, 8)
+	for i := range convs {
+		convs[i], guests[i] = r.chat()
+		r.accept(agent, convs[i])
+	}
+	f := r.follow(agent, nil)
+	errs := make(chan error, len(convs))
+	for i := range convs {
+		go func() {
+			for n := range 20 {
+				_, err := guests[i].Messaging.SendMessage(r.ctx, &parleyv1.SendMessageRequest{
+					ConversationId: convs[i], ClientMessageId: uuid.NewString(), Text: fmt.Sprintf("message %d", n),
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range convs {
+		must(t, <-errs)
+	}
+	for _, c := range convs {
+		f.upTo(c, r.lastSeq(c))
+	}
+	for _, c := range convs {
+		texts := 0
+		for _, item := range f.items {
+			if item.GetConversationId() == c && strings.HasPrefix(item.GetEvent().GetMessagePosted().GetText(), "message ") {
+				texts++
+			}
+		}
+		if texts != 20 {
+			t.Errorf("conversation %s: %d of its 20 messages received", c, texts)
+		}
+	}
+}
