@@ -1,6 +1,6 @@
 // The client constructor: every Parley service behind one transport, with
 // the caller's credential and interceptors.
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { AccessService } from "./gen/parley/v1/access_service_pb.js";
@@ -16,7 +16,8 @@ import { SessionService } from "./gen/parley/v1/session_service_pb.js";
  * current one before every call (including each reconnect of
  * {@link followConversation} and {@link followWork}), which is the place to
  * refresh an expiring token such as a portal JWT. A function may return
- * undefined (or an empty string) to make the call without credentials.
+ * undefined (or an empty string) to make the call without credentials; if
+ * it throws, the call fails unsent (see {@link bearer}).
  */
 export type TokenSource = string | (() => string | undefined | Promise<string | undefined>);
 
@@ -69,16 +70,46 @@ export interface ParleyClient {
 /**
  * Returns an interceptor that sets "Authorization: Bearer <token>" on every
  * call, asking token for its current value first when it is a function. No
- * header is set when the token is undefined or empty.
+ * header is set when the token is undefined or empty. A token function that
+ * throws fails the call, unsent, with Unauthenticated (the thrown error as
+ * its cause), or with the error itself if it is a ConnectError (throw one
+ * with Code.Unavailable for a refresh worth retrying).
  */
 export function bearer(token: TokenSource): Interceptor {
   return (next) => async (req) => {
-    const value = typeof token === "function" ? await token() : token;
+    let value: string | undefined;
+    try {
+      value = typeof token === "function" ? await token() : token;
+    } catch (err) {
+      if (err instanceof ConnectError) {
+        throw err;
+      }
+      throw new ConnectError(`the token source failed: ${String(err instanceof Error ? err.message : err)}`, Code.Unauthenticated, undefined, undefined, err);
+    }
     if (value) {
       req.header.set("Authorization", `Bearer ${value}`);
     }
     return next(req);
   };
+}
+
+/**
+ * Returns the transport createParleyClient uses: the protocol, token and
+ * interceptors of options, to the Parley server at baseUrl. With connect-es's
+ * createClient it makes clients of only the services an app calls, which
+ * keeps the other services' descriptors out of its bundle:
+ * `createClient(MessagingService, createParleyTransport(url, { token }))`.
+ */
+export function createParleyTransport(baseUrl: string, options: ParleyClientOptions = {}): Transport {
+  const interceptors: Interceptor[] = [];
+  if (options.token !== undefined) {
+    interceptors.push(bearer(options.token));
+  }
+  interceptors.push(...(options.interceptors ?? []));
+  if (options.protocol === "grpc-web") {
+    return createGrpcWebTransport({ baseUrl, interceptors, fetch: options.fetch });
+  }
+  return createConnectTransport({ baseUrl, useBinaryFormat: options.useBinaryFormat ?? false, interceptors, fetch: options.fetch });
 }
 
 /**
@@ -88,20 +119,7 @@ export function bearer(token: TokenSource): Interceptor {
  * server speaking TLS.
  */
 export function createParleyClient(baseUrl: string, options: ParleyClientOptions = {}): ParleyClient {
-  const interceptors: Interceptor[] = [];
-  if (options.token !== undefined) {
-    interceptors.push(bearer(options.token));
-  }
-  interceptors.push(...(options.interceptors ?? []));
-  const transport: Transport =
-    options.protocol === "grpc-web"
-      ? createGrpcWebTransport({ baseUrl, interceptors, fetch: options.fetch })
-      : createConnectTransport({
-          baseUrl,
-          useBinaryFormat: options.useBinaryFormat ?? false,
-          interceptors,
-          fetch: options.fetch,
-        });
+  const transport = createParleyTransport(baseUrl, options);
   return {
     session: createClient(SessionService, transport),
     messaging: createClient(MessagingService, transport),

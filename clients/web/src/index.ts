@@ -3,7 +3,14 @@
 // gRPC-Web over fetch), a refreshable token, helpers that read Parley's
 // error reasons and retry hints, and streams that resume by themselves.
 
-export { bearer, createParleyClient, type ParleyClient, type ParleyClientOptions, type TokenSource } from "./client.js";
+export {
+  bearer,
+  createParleyClient,
+  createParleyTransport,
+  type ParleyClient,
+  type ParleyClientOptions,
+  type TokenSource,
+} from "./client.js";
 export { errorDomain, errorReason, isRetryable, retryDelayMs } from "./errors.js";
 export {
   StreamStalledError,
@@ -13,9 +20,10 @@ export {
   type StreamState,
 } from "./resume.js";
 
-// Connect's error type and codes, and the interceptor type of
-// ParleyClientOptions.interceptors, so that callers need no other import.
-export { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+// Connect's error type and codes, the interceptor type of
+// ParleyClientOptions.interceptors, and createClient for
+// createParleyTransport, so that callers need no other import.
+export { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 
 // The messages, enums and service descriptors of Parley's API.
 export * from "./gen/parley/v1/resources_pb.js";

@@ -193,10 +193,16 @@ async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerato
  * it reopens the stream after the last seq received, so no event is
  * yielded twice or out of order. It ends normally after the conversation's
  * closing event and when opts.signal aborts; it throws a non-retryable
- * error (PermissionDenied, Unauthenticated, NotFound, ...).
+ * error (PermissionDenied, Unauthenticated, NotFound, ...). It only uses
+ * client.messaging.
+ *
+ * Closing a conversation revokes its guest token: a guest's stream that is
+ * down at that moment cannot be reopened, and the follow throws
+ * Unauthenticated (reason INVALID_TOKEN) instead of yielding the closing
+ * event.
  */
 export function followConversation(
-  client: ParleyClient,
+  client: Pick<ParleyClient, "messaging">,
   conversationId: string,
   afterSeq: number | bigint,
   opts: ResumeOptions = {},
@@ -242,10 +248,10 @@ const maxCursors = 200;
  * announces the held conversations and the pending offers again (handle
  * assigned and offer idempotently). It ends when opts.signal aborts, and
  * throws a non-retryable error (PermissionDenied for a caller who is not an
- * agent, Unauthenticated, ...).
+ * agent, Unauthenticated, ...). It only uses client.routing.
  */
 export function followWork(
-  client: ParleyClient,
+  client: Pick<ParleyClient, "routing">,
   opts: ResumeOptions & { cursors?: Record<string, number | bigint> } = {},
 ): AsyncGenerator<FollowWorkResponse, void, undefined> {
   const cursors = new Map<string, bigint>();

@@ -6,8 +6,14 @@ import { after, before, test } from "node:test";
 
 import {
   Channel,
+  Code,
+  ConnectError,
+  isRetryable,
+  SessionService,
   StaffRole,
+  createClient,
   createParleyClient,
+  createParleyTransport,
   type Interceptor,
   type ParleyClientOptions,
 } from "../src/index.js";
@@ -93,6 +99,13 @@ for (const [name, options] of transports) {
   });
 }
 
+test("a transport for the services an app uses", async () => {
+  const transport = createParleyTransport(parleyd.baseUrl, { useBinaryFormat: true });
+  const session = createClient(SessionService, transport);
+  const form = await session.getPreChatForm({});
+  assert.ok(form.issueTypes.length > 0);
+});
+
 test("a token callback is asked before every call, and a refreshed token is used", async () => {
   // A token the admin issues and then revokes stands for an expired one.
   const admin = createParleyClient(parleyd.baseUrl, { token: "ps_demo_admin_token" });
@@ -124,6 +137,28 @@ test("a token callback is asked before every call, and a refreshed token is used
   await client.access.listTokens({});
   assert.equal(asked, 4);
   assert.equal(seen.at(-1), "Bearer ps_demo_admin_token");
+
+  // A token source that fails: the call fails unsent, Unauthenticated,
+  // and is not retryable unless the source says so.
+  let reached = 0;
+  const failing = createParleyClient(parleyd.baseUrl, {
+    token: () => {
+      throw new Error("the portal session ended");
+    },
+    interceptors: [(next) => (req) => (reached++, next(req))],
+  });
+  const err = ConnectError.from(await failing.routing.listQueues({}).catch((e: unknown) => e));
+  assert.equal(err.code, Code.Unauthenticated);
+  assert.match(err.rawMessage, /the token source failed: the portal session ended/);
+  assert.equal((err.cause as Error).message, "the portal session ended");
+  assert.equal(isRetryable(err), false);
+  assert.equal(reached, 0);
+  const flaky = createParleyClient(parleyd.baseUrl, {
+    token: () => {
+      throw new ConnectError("the identity provider is down", Code.Unavailable);
+    },
+  });
+  assert.equal(isRetryable(await flaky.routing.listQueues({}).catch((e: unknown) => e)), true);
 
   // No token at all: the call goes out without the header.
   const anonymous = createParleyClient(parleyd.baseUrl, { token: () => undefined });
