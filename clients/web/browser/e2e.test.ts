@@ -115,6 +115,8 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
       await chat(beth, second.id).getByRole("textbox").fill("Hello Alan, checking with the courier now.");
       await chat(beth, second.id).getByRole("textbox").press("Enter");
       await chat(beth, second.id).locator("li.msg.own:not(.pending)").waitFor();
+      // Working in the chat read it: its unread count goes.
+      await beth.locator(`#chat-tabs button[data-conversation="${second.id}"] .badge`).filter({ hasText: /^$/ }).waitFor({ state: "attached" });
       await beth.locator(`#chat-tabs button[data-conversation="${convId}"]`).click();
       await beth.locator("#context h2", { hasText: "Grace Hopper" }).waitFor();
       assert.equal(await beth.locator("#chats section.chat").count(), 2);
