@@ -1,7 +1,7 @@
 # Parley's everyday commands; CI runs .ci/run, which uses the same ones.
 GOTOOL := go tool -modfile=tools/go.mod
 
-.PHONY: generate migration lint test web-test bench soak fuzz walkthrough ci run
+.PHONY: generate migration lint test web-test web-apps browser-test bench soak fuzz walkthrough ci run
 
 PARLEY_TEST_POSTGRES ?= postgres://127.0.0.1:5432/test?sslmode=disable
 
@@ -26,13 +26,21 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	go vet ./...
 
-## test: the Go tests with the race detector, then the TypeScript client's tests
-test: web-test
+## test: the Go tests with the race detector, then the TypeScript client's and the browser tests
+test: web-test browser-test
 	go test -race ./...
 	PARLEY_TEST_POSTGRES='$(PARLEY_TEST_POSTGRES)' go test -race ./...
 
 web-test: clients/web/node_modules
 	cd clients/web && npm test
+
+## web-apps: rebuild the web apps into server/internal/webapps/dist (commit the result)
+web-apps: clients/web/node_modules
+	cd clients/web && npm run build:apps
+
+## browser-test: the browser tests (Debian's chromium at /usr/bin/chromium) against a real parleyd
+browser-test: clients/web/node_modules
+	cd clients/web && npm run test:browser
 
 ## bench: the Go benchmarks (not run by CI; numbers depend on the machine)
 bench:
