@@ -2,8 +2,8 @@
 // the server or a user reaches the DOM as text (text nodes, textContent,
 // setAttribute): never as markup.
 
-/** What el() accepts as a child: strings become text nodes; falsy values are skipped. */
-export type Child = Node | string | null | undefined | false;
+/** What el() accepts as a child: strings and numbers become text nodes; null, undefined and false are skipped. */
+export type Child = Node | string | number | null | undefined | false;
 
 /** Properties el() sets: attributes (by setAttribute), a class, and event handlers (on*). */
 export type Props = Record<string, string | number | boolean | EventListener | null | undefined>;
@@ -32,17 +32,23 @@ export function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props =
   return node;
 }
 
-/** Appends children to parent, strings as text nodes. */
+/** Appends children to parent, strings and numbers as text nodes. */
 export function append(parent: Node, ...children: Child[]): void {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
-    parent.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    parent.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
   }
 }
 
 /** Removes every child of node. */
 export function clear(node: Node): void {
   while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+/** Replaces every child of parent with children (as append does). */
+export function replace(parent: Node, ...children: Child[]): void {
+  clear(parent);
+  append(parent, ...children);
 }
 
 /**

@@ -16,8 +16,8 @@ import {
 } from "../../src/index.js";
 import { ChatView, type ChatHost } from "./chat.js";
 import { ContextPanel } from "./context.js";
-import { byId, clock, h, replace } from "./dom.js";
-import { channelName, channels, describeError, presenceName, withRetry } from "./util.js";
+import { el, replace } from "../shared/dom.js";
+import { byId, channelName, channels, clock, describeError, presenceName, withRetry } from "./util.js";
 
 const cursorsKey = "parley.workspace.cursors";
 
@@ -70,7 +70,7 @@ export class AgentDesk implements ChatHost {
     this.renderPresence();
     replace(this.offerList);
     replace(this.tabs);
-    replace(this.columns, h("p", { class: "hint", id: "no-chats" }, "No chats yet. Offers appear above when you are available."));
+    replace(this.columns, el("p", { class: "hint", id: "no-chats" }, "No chats yet. Offers appear above when you are available."));
     this.tabs.addEventListener("keydown", (ev) => this.tabKeys(ev));
     this.ticker = setInterval(() => this.tick(), 1000);
     document.addEventListener("visibilitychange", this.onVisible);
@@ -142,14 +142,14 @@ export class AgentDesk implements ChatHost {
     const box = byId("presence");
     const rows = channels.map((c) => {
       const id = `presence-${c}`;
-      const select = h("select", { id }, ...[Presence.AVAILABLE, Presence.AWAY, Presence.OFFLINE].map((p) =>
-        h("option", { value: String(p), selected: this.info.presence[c] === p }, presenceName(p))));
+      const select = el("select", { id }, ...[Presence.AVAILABLE, Presence.AWAY, Presence.OFFLINE].map((p) =>
+        el("option", { value: String(p), selected: this.info.presence[c] === p }, presenceName(p))));
       select.addEventListener("change", () => void this.setPresence(Number(select.value) as Presence, c, select));
-      return h("div", { class: "presence-row" }, h("label", { for: id }, channelName(c)), select);
+      return el("div", { class: "presence-row" }, el("label", { for: id }, channelName(c)), select);
     });
-    const all = h("button", { type: "button", class: "small" }, "Available everywhere");
+    const all = el("button", { type: "button", class: "small" }, "Available everywhere");
     all.addEventListener("click", () => void this.setPresence(Presence.AVAILABLE, 0));
-    replace(box, h("legend", {}, `Presence of ${this.info.displayName}`), ...rows, all, h("span", { id: "presence-status", role: "status" }));
+    replace(box, el("legend", {}, `Presence of ${this.info.displayName}`), ...rows, all, el("span", { id: "presence-status", role: "status" }));
   }
 
   private async setPresence(p: Presence, channel: number, select?: HTMLSelectElement): Promise<void> {
@@ -175,23 +175,23 @@ export class AgentDesk implements ChatHost {
     const conv = offer.conversation;
     const it = conv?.interaction;
     const s = offer.handoffSummary;
-    const countdown = h("span", { class: "countdown", "aria-label": "Time left to accept" });
-    const accept = h("button", { type: "button", class: "primary" }, "Accept");
-    const decline = h("button", { type: "button" }, "Decline");
-    const status = h("span", { role: "status" });
+    const countdown = el("span", { class: "countdown", "aria-label": "Time left to accept" });
+    const accept = el("button", { type: "button", class: "primary" }, "Accept");
+    const decline = el("button", { type: "button" }, "Decline");
+    const status = el("span", { role: "status" });
     const headId = `offer-${offer.id}`;
-    const el = h("li", { class: "offer", "aria-labelledby": headId, "data-offer": offer.id, "data-conversation": conv?.id },
-      h("h3", { id: headId }, `${it?.name || "A customer"} · ${channelName(it?.channel ?? 0)}${it?.issueType ? ` · ${it.issueType}` : ""}`),
-      offer.transferredBy ? h("p", { class: "transfer" }, `Transferred by ${offer.transferredBy.displayName}${offer.transferNote ? `: ${offer.transferNote}` : ""}`) : null,
-      it?.firstMessage ? h("p", { class: "first" }, it.firstMessage) : null,
-      offer.summary ? h("p", { class: "summary pre" }, offer.summary) : null,
-      s ? h("div", { class: "handoff" },
-        s.intent || s.topicName ? h("p", {}, `Intent: ${s.topicName || s.intent}`) : null,
-        Object.keys(s.slots).length ? h("p", {}, `Slots: ${Object.entries(s.slots).map(([k, v]) => `${k}=${v}`).join(", ")}`) : null,
-        s.generatedText || s.text ? h("p", { class: "pre" }, s.generatedText || s.text) : null) : null,
-      h("div", { class: "row" }, accept, decline, countdown, status));
+    const item = el("li", { class: "offer", "aria-labelledby": headId, "data-offer": offer.id, "data-conversation": conv?.id },
+      el("h3", { id: headId }, `${it?.name || "A customer"} · ${channelName(it?.channel ?? 0)}${it?.issueType ? ` · ${it.issueType}` : ""}`),
+      offer.transferredBy ? el("p", { class: "transfer" }, `Transferred by ${offer.transferredBy.displayName}${offer.transferNote ? `: ${offer.transferNote}` : ""}`) : null,
+      it?.firstMessage ? el("p", { class: "first" }, it.firstMessage) : null,
+      offer.summary ? el("p", { class: "summary pre" }, offer.summary) : null,
+      s ? el("div", { class: "handoff" },
+        s.intent || s.topicName ? el("p", {}, `Intent: ${s.topicName || s.intent}`) : null,
+        Object.keys(s.slots).length ? el("p", {}, `Slots: ${Object.entries(s.slots).map(([k, v]) => `${k}=${v}`).join(", ")}`) : null,
+        s.generatedText || s.text ? el("p", { class: "pre" }, s.generatedText || s.text) : null) : null,
+      el("div", { class: "row" }, accept, decline, countdown, status));
     const expires = offer.expireTime ? timestampDate(offer.expireTime).getTime() : Date.now() + 30_000;
-    const row: OfferRow = { offer, el, countdown, expires };
+    const row: OfferRow = { offer, el: item, countdown, expires };
     accept.addEventListener("click", async () => {
       accept.disabled = decline.disabled = true;
       status.textContent = "Accepting…";
@@ -214,7 +214,7 @@ export class AgentDesk implements ChatHost {
       }
     });
     this.offers.set(offer.id, row);
-    this.offerList.append(el);
+    this.offerList.append(item);
     this.updateCountdown(row);
   }
 
@@ -255,8 +255,8 @@ export class AgentDesk implements ChatHost {
     const chat = new ChatView(this, conv);
     this.chats.set(conv.id, chat);
     this.columns.append(chat.el);
-    const tab = h("button", { type: "button", id: `tab-${conv.id}`, "aria-controls": chat.el.id, "data-conversation": conv.id },
-      chat.name, h("span", { class: "badge" }));
+    const tab = el("button", { type: "button", id: `tab-${conv.id}`, "aria-controls": chat.el.id, "data-conversation": conv.id },
+      chat.name, el("span", { class: "badge" }));
     tab.addEventListener("click", () => {
       this.activate(chat);
       chat.focus();
@@ -294,7 +294,7 @@ export class AgentDesk implements ChatHost {
     chat.end(conv.agentId && conv.agentId !== this.agentId ? "Transferred: you no longer hold this chat." : "You no longer hold this chat.");
     const tab = this.tabFor(conv.id);
     tab?.classList.add("ended");
-    const dismiss = h("button", { type: "button", class: "small dismiss" }, "Remove from desk");
+    const dismiss = el("button", { type: "button", class: "small dismiss" }, "Remove from desk");
     dismiss.addEventListener("click", () => this.dismiss(chat));
     chat.el.querySelector("header")?.append(dismiss);
     if (this.context.current === chat) void this.context.refresh();

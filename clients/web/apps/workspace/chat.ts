@@ -13,7 +13,7 @@ import {
   type ReadCursor,
   type Typing,
 } from "../../src/index.js";
-import { h, replace } from "./dom.js";
+import { download, el, replace, uuid } from "../shared/dom.js";
 import { channelName, describeError, roleName, sha256Hex, sizeName, timeOf, withRetry } from "./util.js";
 
 /** What a chat needs from the desk that holds it. */
@@ -69,14 +69,14 @@ export class ChatView {
     const name = conversation.interaction?.name || "Customer";
     const logId = `log-${this.id}`;
     const inputId = `input-${this.id}`;
-    this.title = h("h2", { id: `title-${this.id}` }, name);
-    this.log = h("ol", { id: logId, class: "log", role: "log", "aria-live": "polite", "aria-label": `Messages with ${name}`, tabindex: "0" });
-    this.typingLine = h("p", { class: "typing", "aria-live": "polite" });
-    this.notice = h("p", { class: "notice", role: "status" });
-    this.input = h("textarea", { id: inputId, rows: "2", maxlength: "4000", "aria-label": `Message to ${name}` });
-    this.file = h("input", { type: "file", class: "file", "aria-label": `Attach a file for ${name}` });
-    this.sendButton = h("button", { type: "submit" }, "Send");
-    const form = h("form", { class: "composer", "aria-label": `Reply to ${name}` }, this.input, h("div", { class: "composer-actions" }, this.file, this.sendButton));
+    this.title = el("h2", { id: `title-${this.id}` }, name);
+    this.log = el("ol", { id: logId, class: "log", role: "log", "aria-live": "polite", "aria-label": `Messages with ${name}`, tabindex: "0" });
+    this.typingLine = el("p", { class: "typing", "aria-live": "polite" });
+    this.notice = el("p", { class: "notice", role: "status" });
+    this.input = el("textarea", { id: inputId, rows: "2", maxlength: "4000", "aria-label": `Message to ${name}` });
+    this.file = el("input", { type: "file", class: "file", "aria-label": `Attach a file for ${name}` });
+    this.sendButton = el("button", { type: "submit" }, "Send");
+    const form = el("form", { class: "composer", "aria-label": `Reply to ${name}` }, this.input, el("div", { class: "composer-actions" }, this.file, this.sendButton));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       void this.submit();
@@ -89,9 +89,9 @@ export class ChatView {
     });
     this.input.addEventListener("input", () => this.typed());
     const it = conversation.interaction;
-    const meta = h("p", { class: "meta" }, [channelName(it?.channel ?? 0), it?.issueType, it?.email].filter(Boolean).join(" · "));
-    this.el = h("section", { class: "chat", id: `chat-${this.id}`, "aria-labelledby": `title-${this.id}`, "data-conversation": this.id },
-      h("header", {}, this.title, meta), this.log, this.typingLine, this.notice, form);
+    const meta = el("p", { class: "meta" }, [channelName(it?.channel ?? 0), it?.issueType, it?.email].filter(Boolean).join(" · "));
+    this.el = el("section", { class: "chat", id: `chat-${this.id}`, "aria-labelledby": `title-${this.id}`, "data-conversation": this.id },
+      el("header", {}, this.title, meta), this.log, this.typingLine, this.notice, form);
     this.el.addEventListener("focusin", () => host.activate(this));
     this.el.addEventListener("click", () => host.activate(this));
   }
@@ -114,7 +114,7 @@ export class ChatView {
     li.dataset.seq = String(seq);
     // Place it before the first shown event with a greater seq.
     let before: HTMLElement | null = null;
-    for (const [s, el] of this.shown) if (s > seq && (!before || s < Number(before.dataset.seq))) before = el;
+    for (const [s, node] of this.shown) if (s > seq && (!before || s < Number(before.dataset.seq))) before = node;
     if (ev.kind.case === "messagePosted" && ev.kind.value.clientMessageId && this.pending.has(ev.kind.value.clientMessageId)) {
       this.pending.get(ev.kind.value.clientMessageId)!.remove();
       this.pending.delete(ev.kind.value.clientMessageId);
@@ -136,37 +136,37 @@ export class ChatView {
   }
 
   private firstPending(): HTMLElement | null {
-    for (const el of this.pending.values()) return el;
+    for (const node of this.pending.values()) return node;
     return null;
   }
 
   private render(ev: Event): HTMLElement {
     const sender = ev.sender;
-    const time = ev.createTime ? h("time", { datetime: timestampDate(ev.createTime).toISOString() }, timeOf(ev.createTime)) : null;
+    const time = ev.createTime ? el("time", { datetime: timestampDate(ev.createTime).toISOString() }, timeOf(ev.createTime)) : null;
     switch (ev.kind.case) {
       case "messagePosted": {
         const m = ev.kind.value;
         const own = sender?.role === ParticipantRole.AGENT && sender.id === this.host.agentId;
         const who = own ? "You" : sender?.displayName || roleName(sender?.role ?? 0);
-        const li = h("li", { class: `msg ${own ? "own" : roleClass(sender?.role ?? 0)}` },
-          h("span", { class: "who" }, who), " ", time,
-          m.text ? h("p", { class: "text" }, m.text) : null);
-        if (m.attachments.length) li.append(h("ul", { class: "attachments", "aria-label": "Attachments" }, ...m.attachments.map((a) => h("li", {}, this.downloadButton(a)))));
-        if (m.articles.length) li.append(h("p", { class: "articles" }, `Articles: ${m.articles.map((a) => a.title).join(", ")}`));
+        const li = el("li", { class: `msg ${own ? "own" : roleClass(sender?.role ?? 0)}` },
+          el("span", { class: "who" }, who), " ", time,
+          m.text ? el("p", { class: "text" }, m.text) : null);
+        if (m.attachments.length) li.append(el("ul", { class: "attachments", "aria-label": "Attachments" }, ...m.attachments.map((a) => el("li", {}, this.downloadButton(a)))));
+        if (m.articles.length) li.append(el("p", { class: "articles" }, `Articles: ${m.articles.map((a) => a.title).join(", ")}`));
         if (own) {
           this.mine.push(Number(ev.seq));
           if (Number(ev.seq) <= this.customerRead) li.classList.add("read");
-          li.append(h("span", { class: "receipt" }, Number(ev.seq) <= this.customerRead ? "Read" : "Sent"));
+          li.append(el("span", { class: "receipt" }, Number(ev.seq) <= this.customerRead ? "Read" : "Sent"));
         }
         return li;
       }
       default:
-        return h("li", { class: "system" }, systemText(ev), " ", time);
+        return el("li", { class: "system" }, systemText(ev), " ", time);
     }
   }
 
   private downloadButton(a: Attachment): HTMLButtonElement {
-    const b = h("button", { type: "button", class: "download" }, `Download ${a.filename} (${sizeName(a.sizeBytes)})`);
+    const b = el("button", { type: "button", class: "download" }, `Download ${a.filename} (${sizeName(a.sizeBytes)})`);
     b.addEventListener("click", () => void this.download(a, b));
     return b;
   }
@@ -176,12 +176,7 @@ export class ChatView {
     try {
       const res = await withRetry(() => this.host.client.messaging.getAttachment({ attachmentId: a.id }));
       const blob = new Blob([res.content as BlobPart], { type: res.attachment?.contentType || "application/octet-stream" });
-      const url = URL.createObjectURL(blob);
-      const link = h("a", { href: url, download: a.filename });
-      document.body.append(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      download(blob, a.filename);
     } catch (err) {
       this.say(`Could not download ${a.filename}: ${describeError(err)}`);
     } finally {
@@ -254,7 +249,7 @@ export class ChatView {
     if (seq <= this.readSent || document.visibilityState !== "visible") return;
     this.readSent = seq;
     this.recountUnread();
-    const requestId = crypto.randomUUID();
+    const requestId = uuid();
     try {
       await withRetry(() => this.host.client.messaging.markRead({ conversationId: this.id, requestId, readSeq: BigInt(seq) }));
     } catch {
@@ -304,15 +299,15 @@ export class ChatView {
 
   /** Sends a message (with an optional file), retried with one client_message_id until it is stored. */
   async send(text: string, file?: File): Promise<void> {
-    const clientMessageId = crypto.randomUUID();
-    const status = h("span", { class: "receipt" }, "Sending…");
-    const li = h("li", { class: "msg own pending", "data-client-message-id": clientMessageId },
-      h("span", { class: "who" }, "You"), " ", text ? h("p", { class: "text" }, text) : null,
-      file ? h("p", { class: "text" }, `Attachment: ${file.name}`) : null, status);
+    const clientMessageId = uuid();
+    const status = el("span", { class: "receipt" }, "Sending…");
+    const li = el("li", { class: "msg own pending", "data-client-message-id": clientMessageId },
+      el("span", { class: "who" }, "You"), " ", text ? el("p", { class: "text" }, text) : null,
+      file ? el("p", { class: "text" }, `Attachment: ${file.name}`) : null, status);
     this.pending.set(clientMessageId, li);
     this.log.append(li);
     this.log.scrollTop = this.log.scrollHeight;
-    const uploadId = crypto.randomUUID();
+    const uploadId = uuid();
     const attempt = async (): Promise<void> => {
       try {
         const attachmentIds: string[] = [];
@@ -337,7 +332,7 @@ export class ChatView {
         if (res.event) this.addEvent(res.event, true);
       } catch (err) {
         status.textContent = `Not sent: ${describeError(err)} `;
-        const retry = h("button", { type: "button" }, "Retry");
+        const retry = el("button", { type: "button" }, "Retry");
         retry.addEventListener("click", () => {
           retry.remove();
           void attempt();

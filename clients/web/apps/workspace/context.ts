@@ -5,7 +5,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 
 import { Presence, type GetConversationContextResponse, type ParleyClient } from "../../src/index.js";
 import type { ChatView } from "./chat.js";
-import { h, replace, type Child } from "./dom.js";
+import { el, replace, uuid, type Child } from "../shared/dom.js";
 import { channelName, describeError, presenceName, withRetry } from "./util.js";
 
 /** Wrap-up outcomes offered when closing; the chosen one starts the close reason. */
@@ -37,7 +37,7 @@ export class ContextPanel {
   }
 
   private empty(): void {
-    replace(this.el, h("h2", {}, "Context"), h("p", { class: "hint" }, "Pick a chat to see its customer, history and actions."));
+    replace(this.el, el("h2", {}, "Context"), el("p", { class: "hint" }, "Pick a chat to see its customer, history and actions."));
   }
 
   /** Loads the context of the shown chat again. */
@@ -45,23 +45,23 @@ export class ContextPanel {
     const chat = this.chat;
     if (!chat) return;
     const load = ++this.load;
-    replace(this.el, h("h2", {}, `Context: ${chat.name}`), h("p", { role: "status" }, "Loading…"));
+    replace(this.el, el("h2", {}, `Context: ${chat.name}`), el("p", { role: "status" }, "Loading…"));
     try {
       const ctx = await withRetry(() => this.client.assistant.getConversationContext({ conversationId: chat.id }));
       if (load !== this.load) return;
       this.render(chat, ctx);
     } catch (err) {
       if (load !== this.load) return;
-      const again = h("button", { type: "button" }, "Try again");
+      const again = el("button", { type: "button" }, "Try again");
       again.addEventListener("click", () => void this.refresh());
-      replace(this.el, h("h2", {}, `Context: ${chat.name}`), h("p", { role: "alert" }, `Could not load the context: ${describeError(err)}`), again);
+      replace(this.el, el("h2", {}, `Context: ${chat.name}`), el("p", { role: "alert" }, `Could not load the context: ${describeError(err)}`), again);
     }
   }
 
   private render(chat: ChatView, ctx: GetConversationContextResponse): void {
     const conv = ctx.conversation ?? chat.conversation;
     const it = conv.interaction;
-    const refresh = h("button", { type: "button", class: "small" }, "Refresh");
+    const refresh = el("button", { type: "button", class: "small" }, "Refresh");
     refresh.addEventListener("click", () => void this.refresh());
     const customer = section("Customer",
       dl([
@@ -78,38 +78,38 @@ export class ContextPanel {
       dl([["Intent", it?.intent || ctx.summary?.intent], ["Topic", ctx.summary?.topicName], ...Object.entries({ ...(ctx.summary?.slots ?? {}), ...(it?.slots ?? {}) }).map(([k, v]): [string, string] => [`Slot ${k}`, v])]));
     const s = ctx.summary;
     const summary = section("Summary", s
-      ? h("div", {},
-        s.reason ? h("p", {}, `Handed over: ${s.reason}`) : null,
-        s.text ? h("p", { class: "pre" }, s.text) : null,
-        s.generatedText ? h("p", { class: "pre" }, s.generatedText) : null,
-        s.missingSlots.length ? h("p", {}, `Missing: ${s.missingSlots.join(", ")}`) : null)
-      : h("p", { class: "hint" }, "No summary: the chat was not handed over by the virtual agent."));
+      ? el("div", {},
+        s.reason ? el("p", {}, `Handed over: ${s.reason}`) : null,
+        s.text ? el("p", { class: "pre" }, s.text) : null,
+        s.generatedText ? el("p", { class: "pre" }, s.generatedText) : null,
+        s.missingSlots.length ? el("p", {}, `Missing: ${s.missingSlots.join(", ")}`) : null)
+      : el("p", { class: "hint" }, "No summary: the chat was not handed over by the virtual agent."));
     const history = section("Other conversations", ctx.otherConversations.length
-      ? h("ul", {}, ...ctx.otherConversations.map((c) => h("li", {}, `${channelName(c.interaction?.channel ?? 0)} · ${c.interaction?.issueType ?? ""} · ${c.createTime ? timestampDate(c.createTime).toLocaleString() : ""}: ${c.interaction?.firstMessage ?? ""}`)))
-      : h("p", { class: "hint" }, "None."));
+      ? el("ul", {}, ...ctx.otherConversations.map((c) => el("li", {}, `${channelName(c.interaction?.channel ?? 0)} · ${c.interaction?.issueType ?? ""} · ${c.createTime ? timestampDate(c.createTime).toLocaleString() : ""}: ${c.interaction?.firstMessage ?? ""}`)))
+      : el("p", { class: "hint" }, "None."));
     const cases = section("Cases", ctx.cases.length
-      ? h("ul", { class: "cases" }, ...ctx.cases.map((c) => h("li", {}, `${c.number}: ${c.shortDescription}`)))
-      : h("p", { class: "hint" }, "None."));
+      ? el("ul", { class: "cases" }, ...ctx.cases.map((c) => el("li", {}, `${c.number}: ${c.shortDescription}`)))
+      : el("p", { class: "hint" }, "None."));
     const articles = section("Suggested articles", ctx.suggestedArticles.length
-      ? h("ul", {}, ...ctx.suggestedArticles.map((a) => h("li", {}, h("strong", {}, a.title), h("p", { class: "snippet" }, a.snippet))))
-      : h("p", { class: "hint" }, "None."),
-      ctx.latestCustomerMessage ? h("p", { class: "hint" }, `For: ${ctx.latestCustomerMessage}`) : null);
-    replace(this.el, h("div", { class: "context-head" }, h("h2", {}, `Context: ${chat.name}`), refresh),
+      ? el("ul", {}, ...ctx.suggestedArticles.map((a) => el("li", {}, el("strong", {}, a.title), el("p", { class: "snippet" }, a.snippet))))
+      : el("p", { class: "hint" }, "None."),
+      ctx.latestCustomerMessage ? el("p", { class: "hint" }, `For: ${ctx.latestCustomerMessage}`) : null);
+    replace(this.el, el("div", { class: "context-head" }, el("h2", {}, `Context: ${chat.name}`), refresh),
       customer, captured, summary, history, cases, articles,
       chat.ended ? null : this.transferForm(chat), chat.ended ? null : this.caseForm(chat, !conv.consumerId && !ctx.consumer), chat.ended ? null : this.closeForm(chat));
   }
 
   private transferForm(chat: ChatView): HTMLElement {
-    const target = h("select", { id: "transfer-target", required: true }, h("option", { value: "" }, "Loading…"));
-    const note = h("textarea", { id: "transfer-note", rows: "2", maxlength: "1000" });
-    const status = h("p", { role: "status" });
-    const submit = h("button", { type: "submit" }, "Transfer");
-    const form = h("form", { class: "action", "aria-labelledby": "transfer-h" },
-      h("h3", { id: "transfer-h" }, "Transfer"),
-      h("label", { for: "transfer-target" }, "To"), target,
-      h("label", { for: "transfer-note" }, "Note for the next agent"), note, submit, status);
+    const target = el("select", { id: "transfer-target", required: true }, el("option", { value: "" }, "Loading…"));
+    const note = el("textarea", { id: "transfer-note", rows: "2", maxlength: "1000" });
+    const status = el("p", { role: "status" });
+    const submit = el("button", { type: "submit" }, "Transfer");
+    const form = el("form", { class: "action", "aria-labelledby": "transfer-h" },
+      el("h3", { id: "transfer-h" }, "Transfer"),
+      el("label", { for: "transfer-target" }, "To"), target,
+      el("label", { for: "transfer-note" }, "Note for the next agent"), note, submit, status);
     void this.fillTargets(chat, target);
-    let requestId = crypto.randomUUID();
+    let requestId = uuid();
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const [kind, id] = target.value.split(":");
@@ -122,7 +122,7 @@ export class ContextPanel {
           target: kind === "agent" ? { case: "agentId", value: id } : { case: "queueId", value: id },
         }));
         status.textContent = "Transferred.";
-        requestId = crypto.randomUUID();
+        requestId = uuid();
       } catch (err) {
         status.textContent = `Not transferred: ${describeError(err)}`;
       } finally {
@@ -138,25 +138,25 @@ export class ContextPanel {
         withRetry(() => this.client.routing.listAgentDirectory({ channel: chat.conversation.interaction?.channel ?? 0 })),
         withRetry(() => this.client.routing.listQueues({})),
       ]);
-      const agents = h("optgroup", { label: "Agents" }, ...dir.agents.map((a) =>
-        h("option", { value: `agent:${a.id}`, disabled: a.presence !== Presence.AVAILABLE || a.freeCapacity <= 0 },
+      const agents = el("optgroup", { label: "Agents" }, ...dir.agents.map((a) =>
+        el("option", { value: `agent:${a.id}`, disabled: a.presence !== Presence.AVAILABLE || a.freeCapacity <= 0 },
           `${a.displayName} (${presenceName(a.presence)}, ${a.freeCapacity} free)`)));
-      const qs = h("optgroup", { label: "Queues" }, ...queues.queues.map((q) => h("option", { value: `queue:${q.id}` }, q.displayName)));
-      replace(select, h("option", { value: "" }, "Choose an agent or a queue"), agents, qs);
+      const qs = el("optgroup", { label: "Queues" }, ...queues.queues.map((q) => el("option", { value: `queue:${q.id}` }, q.displayName)));
+      replace(select, el("option", { value: "" }, "Choose an agent or a queue"), agents, qs);
     } catch (err) {
-      replace(select, h("option", { value: "" }, `Could not load: ${describeError(err)}`));
+      replace(select, el("option", { value: "" }, `Could not load: ${describeError(err)}`));
     }
   }
 
   private caseForm(chat: ChatView, guest: boolean): HTMLElement {
-    const desc = h("input", { id: "case-desc", maxlength: "500", placeholder: "Empty: the issue type and first message" });
-    const status = h("p", { role: "status" });
-    const withConsumer = h("button", { type: "button" }, "Create consumer and case");
-    const plain = h("button", { type: "submit" }, "Create case");
-    const form = h("form", { class: "action", "aria-labelledby": "case-h" },
-      h("h3", { id: "case-h" }, "Case"), h("label", { for: "case-desc" }, "Short description"), desc,
-      h("div", { class: "row" }, plain, guest ? withConsumer : null), status);
-    let requestId = crypto.randomUUID();
+    const desc = el("input", { id: "case-desc", maxlength: "500", placeholder: "Empty: the issue type and first message" });
+    const status = el("p", { role: "status" });
+    const withConsumer = el("button", { type: "button" }, "Create consumer and case");
+    const plain = el("button", { type: "submit" }, "Create case");
+    const form = el("form", { class: "action", "aria-labelledby": "case-h" },
+      el("h3", { id: "case-h" }, "Case"), el("label", { for: "case-desc" }, "Short description"), desc,
+      el("div", { class: "row" }, plain, guest ? withConsumer : null), status);
+    let requestId = uuid();
     const create = async (consumer: boolean): Promise<void> => {
       plain.disabled = withConsumer.disabled = true;
       status.textContent = "Creating…";
@@ -166,7 +166,7 @@ export class ContextPanel {
           ? (await withRetry(() => this.client.cases.createConsumerAndCaseForGuest(req))).case?.number
           : (await withRetry(() => this.client.cases.createCaseForGuest(req))).case?.number;
         status.textContent = `Case ${number} created.`;
-        requestId = crypto.randomUUID();
+        requestId = uuid();
         desc.value = "";
       } catch (err) {
         status.textContent = `No case: ${describeError(err)}`;
@@ -183,14 +183,14 @@ export class ContextPanel {
   }
 
   private closeForm(chat: ChatView): HTMLElement {
-    const outcome = h("select", { id: "wrapup-outcome" }, ...outcomes.map((o) => h("option", { value: o }, o)));
-    const notes = h("textarea", { id: "wrapup-notes", rows: "2", maxlength: "450" });
-    const status = h("p", { role: "status" });
-    const submit = h("button", { type: "submit", class: "danger" }, "Close conversation");
-    const form = h("form", { class: "action", "aria-labelledby": "close-h" },
-      h("h3", { id: "close-h" }, "Close and wrap up"),
-      h("label", { for: "wrapup-outcome" }, "Outcome"), outcome,
-      h("label", { for: "wrapup-notes" }, "Wrap-up notes"), notes, submit, status);
+    const outcome = el("select", { id: "wrapup-outcome" }, ...outcomes.map((o) => el("option", { value: o }, o)));
+    const notes = el("textarea", { id: "wrapup-notes", rows: "2", maxlength: "450" });
+    const status = el("p", { role: "status" });
+    const submit = el("button", { type: "submit", class: "danger" }, "Close conversation");
+    const form = el("form", { class: "action", "aria-labelledby": "close-h" },
+      el("h3", { id: "close-h" }, "Close and wrap up"),
+      el("label", { for: "wrapup-outcome" }, "Outcome"), outcome,
+      el("label", { for: "wrapup-notes" }, "Wrap-up notes"), notes, submit, status);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       submit.disabled = true;
@@ -209,11 +209,11 @@ export class ContextPanel {
 }
 
 function section(title: string, ...body: Child[]): HTMLElement {
-  return h("section", { class: "ctx" }, h("h3", {}, title), ...body);
+  return el("section", { class: "ctx" }, el("h3", {}, title), ...body);
 }
 
 function dl(rows: [string, string | undefined][]): HTMLElement {
-  const list = h("dl", {});
-  for (const [k, v] of rows) if (v) list.append(h("dt", {}, k), h("dd", {}, v));
+  const list = el("dl", {});
+  for (const [k, v] of rows) if (v) list.append(el("dt", {}, k), el("dd", {}, v));
   return list;
 }

@@ -6,9 +6,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import { Presence, createParleyClient, type StreamState } from "../../src/index.js";
 import { AgentDesk, agentInfo, clearCursors, type AgentInfo } from "./agent.js";
-import { byId } from "./dom.js";
 import { SupervisorView } from "./supervisor.js";
-import { describeError, presenceName } from "./util.js";
+import { byId, describeError, presenceName } from "./util.js";
 
 const tokenKey = "parley.workspace.token";
 const roleKey = "parley.workspace.role";

@@ -4,8 +4,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
 import { type Agent, type ParleyClient, type QueueStatus, type StreamState, isRetryable } from "../../src/index.js";
-import { byId, clock, h, replace } from "./dom.js";
-import { channelName, presenceName, sleep } from "./util.js";
+import { el, replace } from "../shared/dom.js";
+import { byId, channelName, clock, presenceName, sleep } from "./util.js";
 
 /** The live tables of queues and agents. */
 export class SupervisorView {
@@ -57,26 +57,26 @@ export class SupervisorView {
     const id = s.queue?.id ?? "";
     let entry = this.queues.get(id);
     if (!entry) {
-      const row = h("tr", { "data-queue": id });
+      const row = el("tr", { "data-queue": id });
       entry = { status: s, row };
       this.queues.set(id, entry);
       this.queueBody.append(row);
     }
     entry.status = s;
-    replace(entry.row, h("th", { scope: "row" }, s.queue?.displayName ?? id), h("td", { class: "waiting" }, s.waiting),
-      h("td", { class: "oldest" }, oldest(s)), h("td", {}, s.availableAgents), h("td", {}, s.freeCapacity));
+    replace(entry.row, el("th", { scope: "row" }, s.queue?.displayName ?? id), el("td", { class: "waiting" }, s.waiting),
+      el("td", { class: "oldest" }, oldest(s)), el("td", {}, s.availableAgents), el("td", {}, s.freeCapacity));
   }
 
   private agent(a: Agent): void {
     let row = this.agents.get(a.id);
     if (!row) {
-      row = h("tr", { "data-agent": a.id });
+      row = el("tr", { "data-agent": a.id });
       this.agents.set(a.id, row);
       this.agentBody.append(row);
     }
     const per = a.channelPresences.map((p) => `${channelName(p.channel)}: ${presenceName(p.presence)}`).join(", ");
-    replace(row, h("th", { scope: "row" }, a.displayName), h("td", { class: "presence" }, presenceName(a.presence) + (per ? ` (${per})` : "")),
-      h("td", { class: "load" }, `${a.load} / ${a.capacity}`));
+    replace(row, el("th", { scope: "row" }, a.displayName), el("td", { class: "presence" }, presenceName(a.presence) + (per ? ` (${per})` : "")),
+      el("td", { class: "load" }, `${a.load} / ${a.capacity}`));
   }
 
   private tick(): void {

@@ -1,9 +1,24 @@
-// Small helpers shared by the workspace's views: retries of idempotent
-// writes, error wording, names of enum values.
+// Small helpers shared by the workspace's views: the page skeleton, retries
+// of idempotent writes, error wording, names of enum values. The DOM helpers
+// (el, append, replace, uuid, download...) are apps/shared/dom.ts, shared
+// with the messenger.
 import { ConnectError } from "@connectrpc/connect";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 
 import { Channel, ParticipantRole, Presence, errorReason, isRetryable, retryDelayMs } from "../../src/index.js";
+
+/** Returns the element with the id, or throws: the page's skeleton is fixed. */
+export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`workspace: #${id} is missing from index.html`);
+  return el as T;
+}
+
+/** Formats a duration in seconds as m:ss. */
+export function clock(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
 
 /** Resolves after ms, or at once when signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
