@@ -301,7 +301,10 @@ type FollowWorkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The last seq the client received of each conversation it already
 	// has; held conversations not named here are replayed from the start.
-	// Cursors of conversations the agent does not hold are ignored.
+	// A conversation named here that the agent no longer holds gets the
+	// events after the cursor that the agent may still read (up to its
+	// close, or to when the agent left it), then released; one the agent
+	// may not read gets released alone.
 	Cursors       []*FollowCursor `protobuf:"bytes,1,rep,name=cursors,proto3" json:"cursors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -401,7 +404,7 @@ func (x *FollowCursor) GetAfterSeq() int64 {
 // FollowWorkResponse is one item of an agent's multiplexed stream.
 type FollowWorkResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The conversation the item is about; empty for heartbeats.
+	// The conversation the item is about; empty for heartbeats and synced.
 	ConversationId string `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
 	// Types that are valid to be assigned to Item:
 	//
@@ -413,6 +416,7 @@ type FollowWorkResponse struct {
 	//	*FollowWorkResponse_Typing
 	//	*FollowWorkResponse_ReadCursor
 	//	*FollowWorkResponse_Heartbeat
+	//	*FollowWorkResponse_Synced
 	Item          isFollowWorkResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -534,6 +538,15 @@ func (x *FollowWorkResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *FollowWorkResponse) GetSynced() *WorkSynced {
+	if x != nil {
+		if x, ok := x.Item.(*FollowWorkResponse_Synced); ok {
+			return x.Synced
+		}
+	}
+	return nil
+}
+
 type isFollowWorkResponse_Item interface {
 	isFollowWorkResponse_Item()
 }
@@ -583,6 +596,16 @@ type FollowWorkResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,9,opt,name=heartbeat,proto3,oneof"`
 }
 
+type FollowWorkResponse_Synced struct {
+	// Sent once, after every pending offer and held conversation has been
+	// sent (assigned) and every cursor's conversation that the agent no
+	// longer holds has been released: an offer or a conversation the
+	// client still shows from before that the stream has not sent by then
+	// is no longer the agent's. Held conversations' logs may still be
+	// replaying.
+	Synced *WorkSynced `protobuf:"bytes,10,opt,name=synced,proto3,oneof"`
+}
+
 func (*FollowWorkResponse_Offer) isFollowWorkResponse_Item() {}
 
 func (*FollowWorkResponse_OfferClosed) isFollowWorkResponse_Item() {}
@@ -599,6 +622,45 @@ func (*FollowWorkResponse_ReadCursor) isFollowWorkResponse_Item() {}
 
 func (*FollowWorkResponse_Heartbeat) isFollowWorkResponse_Item() {}
 
+func (*FollowWorkResponse_Synced) isFollowWorkResponse_Item() {}
+
+// WorkSynced marks the end of FollowWork's opening snapshot.
+type WorkSynced struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkSynced) Reset() {
+	*x = WorkSynced{}
+	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkSynced) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkSynced) ProtoMessage() {}
+
+func (x *WorkSynced) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkSynced.ProtoReflect.Descriptor instead.
+func (*WorkSynced) Descriptor() ([]byte, []int) {
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{7}
+}
+
 // OfferClosed tells that an offer ended.
 type OfferClosed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -612,7 +674,7 @@ type OfferClosed struct {
 
 func (x *OfferClosed) Reset() {
 	*x = OfferClosed{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +686,7 @@ func (x *OfferClosed) String() string {
 func (*OfferClosed) ProtoMessage() {}
 
 func (x *OfferClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[7]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +699,7 @@ func (x *OfferClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferClosed.ProtoReflect.Descriptor instead.
 func (*OfferClosed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OfferClosed) GetOfferId() string {
@@ -671,7 +733,7 @@ type AcceptOfferRequest struct {
 
 func (x *AcceptOfferRequest) Reset() {
 	*x = AcceptOfferRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +745,7 @@ func (x *AcceptOfferRequest) String() string {
 func (*AcceptOfferRequest) ProtoMessage() {}
 
 func (x *AcceptOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[8]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +758,7 @@ func (x *AcceptOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptOfferRequest.ProtoReflect.Descriptor instead.
 func (*AcceptOfferRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AcceptOfferRequest) GetOfferId() string {
@@ -716,7 +778,7 @@ type AcceptOfferResponse struct {
 
 func (x *AcceptOfferResponse) Reset() {
 	*x = AcceptOfferResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +790,7 @@ func (x *AcceptOfferResponse) String() string {
 func (*AcceptOfferResponse) ProtoMessage() {}
 
 func (x *AcceptOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[9]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +803,7 @@ func (x *AcceptOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptOfferResponse.ProtoReflect.Descriptor instead.
 func (*AcceptOfferResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AcceptOfferResponse) GetConversation() *Conversation {
@@ -762,7 +824,7 @@ type DeclineOfferRequest struct {
 
 func (x *DeclineOfferRequest) Reset() {
 	*x = DeclineOfferRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +836,7 @@ func (x *DeclineOfferRequest) String() string {
 func (*DeclineOfferRequest) ProtoMessage() {}
 
 func (x *DeclineOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[10]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +849,7 @@ func (x *DeclineOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineOfferRequest.ProtoReflect.Descriptor instead.
 func (*DeclineOfferRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeclineOfferRequest) GetOfferId() string {
@@ -813,7 +875,7 @@ type DeclineOfferResponse struct {
 
 func (x *DeclineOfferResponse) Reset() {
 	*x = DeclineOfferResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +887,7 @@ func (x *DeclineOfferResponse) String() string {
 func (*DeclineOfferResponse) ProtoMessage() {}
 
 func (x *DeclineOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[11]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +900,7 @@ func (x *DeclineOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineOfferResponse.ProtoReflect.Descriptor instead.
 func (*DeclineOfferResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{12}
 }
 
 // TransferConversationRequest names the conversation and where it goes.
@@ -861,7 +923,7 @@ type TransferConversationRequest struct {
 
 func (x *TransferConversationRequest) Reset() {
 	*x = TransferConversationRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +935,7 @@ func (x *TransferConversationRequest) String() string {
 func (*TransferConversationRequest) ProtoMessage() {}
 
 func (x *TransferConversationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[12]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +948,7 @@ func (x *TransferConversationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferConversationRequest.ProtoReflect.Descriptor instead.
 func (*TransferConversationRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TransferConversationRequest) GetConversationId() string {
@@ -965,7 +1027,7 @@ type TransferConversationResponse struct {
 
 func (x *TransferConversationResponse) Reset() {
 	*x = TransferConversationResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1039,7 @@ func (x *TransferConversationResponse) String() string {
 func (*TransferConversationResponse) ProtoMessage() {}
 
 func (x *TransferConversationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[13]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1052,7 @@ func (x *TransferConversationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferConversationResponse.ProtoReflect.Descriptor instead.
 func (*TransferConversationResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TransferConversationResponse) GetConversation() *Conversation {
@@ -1019,7 +1081,7 @@ type ListAssignedConversationsRequest struct {
 
 func (x *ListAssignedConversationsRequest) Reset() {
 	*x = ListAssignedConversationsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1093,7 @@ func (x *ListAssignedConversationsRequest) String() string {
 func (*ListAssignedConversationsRequest) ProtoMessage() {}
 
 func (x *ListAssignedConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[14]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1106,7 @@ func (x *ListAssignedConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignedConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAssignedConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListAssignedConversationsRequest) GetPageSize() int32 {
@@ -1072,7 +1134,7 @@ type ListAssignedConversationsResponse struct {
 
 func (x *ListAssignedConversationsResponse) Reset() {
 	*x = ListAssignedConversationsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1146,7 @@ func (x *ListAssignedConversationsResponse) String() string {
 func (*ListAssignedConversationsResponse) ProtoMessage() {}
 
 func (x *ListAssignedConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[15]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1159,7 @@ func (x *ListAssignedConversationsResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListAssignedConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAssignedConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAssignedConversationsResponse) GetConversations() []*Conversation {
@@ -1127,7 +1189,7 @@ type CreateQueueRequest struct {
 
 func (x *CreateQueueRequest) Reset() {
 	*x = CreateQueueRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1201,7 @@ func (x *CreateQueueRequest) String() string {
 func (*CreateQueueRequest) ProtoMessage() {}
 
 func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[16]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1214,7 @@ func (x *CreateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueRequest.ProtoReflect.Descriptor instead.
 func (*CreateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateQueueRequest) GetDisplayName() string {
@@ -1186,7 +1248,7 @@ type CreateQueueResponse struct {
 
 func (x *CreateQueueResponse) Reset() {
 	*x = CreateQueueResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1260,7 @@ func (x *CreateQueueResponse) String() string {
 func (*CreateQueueResponse) ProtoMessage() {}
 
 func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[17]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1273,7 @@ func (x *CreateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQueueResponse.ProtoReflect.Descriptor instead.
 func (*CreateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateQueueResponse) GetQueue() *Queue {
@@ -1233,7 +1295,7 @@ type ListQueuesRequest struct {
 
 func (x *ListQueuesRequest) Reset() {
 	*x = ListQueuesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1307,7 @@ func (x *ListQueuesRequest) String() string {
 func (*ListQueuesRequest) ProtoMessage() {}
 
 func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[18]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1320,7 @@ func (x *ListQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListQueuesRequest) GetPageSize() int32 {
@@ -1286,7 +1348,7 @@ type ListQueuesResponse struct {
 
 func (x *ListQueuesResponse) Reset() {
 	*x = ListQueuesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1360,7 @@ func (x *ListQueuesResponse) String() string {
 func (*ListQueuesResponse) ProtoMessage() {}
 
 func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[19]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1373,7 @@ func (x *ListQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListQueuesResponse) GetQueues() []*Queue {
@@ -1342,7 +1404,7 @@ type CreateMatchingRuleRequest struct {
 
 func (x *CreateMatchingRuleRequest) Reset() {
 	*x = CreateMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1416,7 @@ func (x *CreateMatchingRuleRequest) String() string {
 func (*CreateMatchingRuleRequest) ProtoMessage() {}
 
 func (x *CreateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[20]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1429,7 @@ func (x *CreateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*CreateMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateMatchingRuleRequest) GetDisplayName() string {
@@ -1408,7 +1470,7 @@ type CreateMatchingRuleResponse struct {
 
 func (x *CreateMatchingRuleResponse) Reset() {
 	*x = CreateMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1482,7 @@ func (x *CreateMatchingRuleResponse) String() string {
 func (*CreateMatchingRuleResponse) ProtoMessage() {}
 
 func (x *CreateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[21]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1495,7 @@ func (x *CreateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*CreateMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateMatchingRuleResponse) GetRule() *MatchingRule {
@@ -1455,7 +1517,7 @@ type ListMatchingRulesRequest struct {
 
 func (x *ListMatchingRulesRequest) Reset() {
 	*x = ListMatchingRulesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1529,7 @@ func (x *ListMatchingRulesRequest) String() string {
 func (*ListMatchingRulesRequest) ProtoMessage() {}
 
 func (x *ListMatchingRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[22]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1542,7 @@ func (x *ListMatchingRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMatchingRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListMatchingRulesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{22}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListMatchingRulesRequest) GetPageSize() int32 {
@@ -1508,7 +1570,7 @@ type ListMatchingRulesResponse struct {
 
 func (x *ListMatchingRulesResponse) Reset() {
 	*x = ListMatchingRulesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1582,7 @@ func (x *ListMatchingRulesResponse) String() string {
 func (*ListMatchingRulesResponse) ProtoMessage() {}
 
 func (x *ListMatchingRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[23]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1595,7 @@ func (x *ListMatchingRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMatchingRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListMatchingRulesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{23}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListMatchingRulesResponse) GetRules() []*MatchingRule {
@@ -1560,7 +1622,7 @@ type DeleteMatchingRuleRequest struct {
 
 func (x *DeleteMatchingRuleRequest) Reset() {
 	*x = DeleteMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1634,7 @@ func (x *DeleteMatchingRuleRequest) String() string {
 func (*DeleteMatchingRuleRequest) ProtoMessage() {}
 
 func (x *DeleteMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[24]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1647,7 @@ func (x *DeleteMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{24}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteMatchingRuleRequest) GetRuleId() string {
@@ -1604,7 +1666,7 @@ type DeleteMatchingRuleResponse struct {
 
 func (x *DeleteMatchingRuleResponse) Reset() {
 	*x = DeleteMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1678,7 @@ func (x *DeleteMatchingRuleResponse) String() string {
 func (*DeleteMatchingRuleResponse) ProtoMessage() {}
 
 func (x *DeleteMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[25]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1691,7 @@ func (x *DeleteMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{25}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{26}
 }
 
 // CreateAgentRequest describes the agent.
@@ -1648,7 +1710,7 @@ type CreateAgentRequest struct {
 
 func (x *CreateAgentRequest) Reset() {
 	*x = CreateAgentRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1722,7 @@ func (x *CreateAgentRequest) String() string {
 func (*CreateAgentRequest) ProtoMessage() {}
 
 func (x *CreateAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[26]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1735,7 @@ func (x *CreateAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgentRequest.ProtoReflect.Descriptor instead.
 func (*CreateAgentRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{26}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateAgentRequest) GetDisplayName() string {
@@ -1722,7 +1784,7 @@ type CreateAgentResponse struct {
 
 func (x *CreateAgentResponse) Reset() {
 	*x = CreateAgentResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1796,7 @@ func (x *CreateAgentResponse) String() string {
 func (*CreateAgentResponse) ProtoMessage() {}
 
 func (x *CreateAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[27]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1809,7 @@ func (x *CreateAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgentResponse.ProtoReflect.Descriptor instead.
 func (*CreateAgentResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{27}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateAgentResponse) GetAgent() *Agent {
@@ -1776,7 +1838,7 @@ type ListQueuedConversationsRequest struct {
 
 func (x *ListQueuedConversationsRequest) Reset() {
 	*x = ListQueuedConversationsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1850,7 @@ func (x *ListQueuedConversationsRequest) String() string {
 func (*ListQueuedConversationsRequest) ProtoMessage() {}
 
 func (x *ListQueuedConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[28]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1863,7 @@ func (x *ListQueuedConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuedConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ListQueuedConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{28}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListQueuedConversationsRequest) GetPageSize() int32 {
@@ -1829,7 +1891,7 @@ type ListQueuedConversationsResponse struct {
 
 func (x *ListQueuedConversationsResponse) Reset() {
 	*x = ListQueuedConversationsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1903,7 @@ func (x *ListQueuedConversationsResponse) String() string {
 func (*ListQueuedConversationsResponse) ProtoMessage() {}
 
 func (x *ListQueuedConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[29]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1916,7 @@ func (x *ListQueuedConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueuedConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ListQueuedConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{29}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListQueuedConversationsResponse) GetConversations() []*Conversation {
@@ -1883,7 +1945,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +1957,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[30]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +1970,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListAgentsRequest) GetPageSize() int32 {
@@ -1936,7 +1998,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2010,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[31]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2023,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -1996,7 +2058,7 @@ type ListAgentDirectoryRequest struct {
 
 func (x *ListAgentDirectoryRequest) Reset() {
 	*x = ListAgentDirectoryRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2070,7 @@ func (x *ListAgentDirectoryRequest) String() string {
 func (*ListAgentDirectoryRequest) ProtoMessage() {}
 
 func (x *ListAgentDirectoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[32]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2083,7 @@ func (x *ListAgentDirectoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentDirectoryRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentDirectoryRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAgentDirectoryRequest) GetPageSize() int32 {
@@ -2056,7 +2118,7 @@ type ListAgentDirectoryResponse struct {
 
 func (x *ListAgentDirectoryResponse) Reset() {
 	*x = ListAgentDirectoryResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2130,7 @@ func (x *ListAgentDirectoryResponse) String() string {
 func (*ListAgentDirectoryResponse) ProtoMessage() {}
 
 func (x *ListAgentDirectoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[33]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2143,7 @@ func (x *ListAgentDirectoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentDirectoryResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentDirectoryResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAgentDirectoryResponse) GetAgents() []*AgentDirectoryEntry {
@@ -2122,7 +2184,7 @@ type AgentDirectoryEntry struct {
 
 func (x *AgentDirectoryEntry) Reset() {
 	*x = AgentDirectoryEntry{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2196,7 @@ func (x *AgentDirectoryEntry) String() string {
 func (*AgentDirectoryEntry) ProtoMessage() {}
 
 func (x *AgentDirectoryEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[34]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2209,7 @@ func (x *AgentDirectoryEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDirectoryEntry.ProtoReflect.Descriptor instead.
 func (*AgentDirectoryEntry) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AgentDirectoryEntry) GetId() string {
@@ -2196,7 +2258,7 @@ type AgentDirectoryQueue struct {
 
 func (x *AgentDirectoryQueue) Reset() {
 	*x = AgentDirectoryQueue{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2270,7 @@ func (x *AgentDirectoryQueue) String() string {
 func (*AgentDirectoryQueue) ProtoMessage() {}
 
 func (x *AgentDirectoryQueue) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[35]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2283,7 @@ func (x *AgentDirectoryQueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDirectoryQueue.ProtoReflect.Descriptor instead.
 func (*AgentDirectoryQueue) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AgentDirectoryQueue) GetId() string {
@@ -2252,7 +2314,7 @@ type UpdateQueueRequest struct {
 
 func (x *UpdateQueueRequest) Reset() {
 	*x = UpdateQueueRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2326,7 @@ func (x *UpdateQueueRequest) String() string {
 func (*UpdateQueueRequest) ProtoMessage() {}
 
 func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[36]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2339,7 @@ func (x *UpdateQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueRequest.ProtoReflect.Descriptor instead.
 func (*UpdateQueueRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateQueueRequest) GetQueueId() string {
@@ -2318,7 +2380,7 @@ type UpdateQueueResponse struct {
 
 func (x *UpdateQueueResponse) Reset() {
 	*x = UpdateQueueResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2392,7 @@ func (x *UpdateQueueResponse) String() string {
 func (*UpdateQueueResponse) ProtoMessage() {}
 
 func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[37]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2405,7 @@ func (x *UpdateQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateQueueResponse.ProtoReflect.Descriptor instead.
 func (*UpdateQueueResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateQueueResponse) GetQueue() *Queue {
@@ -2368,7 +2430,7 @@ type UpdateMatchingRuleRequest struct {
 
 func (x *UpdateMatchingRuleRequest) Reset() {
 	*x = UpdateMatchingRuleRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2442,7 @@ func (x *UpdateMatchingRuleRequest) String() string {
 func (*UpdateMatchingRuleRequest) ProtoMessage() {}
 
 func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[38]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2455,7 @@ func (x *UpdateMatchingRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMatchingRuleRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMatchingRuleRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateMatchingRuleRequest) GetRuleId() string {
@@ -2441,7 +2503,7 @@ type UpdateMatchingRuleResponse struct {
 
 func (x *UpdateMatchingRuleResponse) Reset() {
 	*x = UpdateMatchingRuleResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2515,7 @@ func (x *UpdateMatchingRuleResponse) String() string {
 func (*UpdateMatchingRuleResponse) ProtoMessage() {}
 
 func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[39]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2528,7 @@ func (x *UpdateMatchingRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMatchingRuleResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMatchingRuleResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateMatchingRuleResponse) GetRule() *MatchingRule {
@@ -2494,7 +2556,7 @@ type UpdateAgentRequest struct {
 
 func (x *UpdateAgentRequest) Reset() {
 	*x = UpdateAgentRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2568,7 @@ func (x *UpdateAgentRequest) String() string {
 func (*UpdateAgentRequest) ProtoMessage() {}
 
 func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[40]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2581,7 @@ func (x *UpdateAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAgentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAgentRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{40}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateAgentRequest) GetAgentId() string {
@@ -2574,7 +2636,7 @@ type UpdateAgentResponse struct {
 
 func (x *UpdateAgentResponse) Reset() {
 	*x = UpdateAgentResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2648,7 @@ func (x *UpdateAgentResponse) String() string {
 func (*UpdateAgentResponse) ProtoMessage() {}
 
 func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[41]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2661,7 @@ func (x *UpdateAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAgentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAgentResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{41}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateAgentResponse) GetAgent() *Agent {
@@ -2621,7 +2683,7 @@ type ListQueueStatusesRequest struct {
 
 func (x *ListQueueStatusesRequest) Reset() {
 	*x = ListQueueStatusesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2695,7 @@ func (x *ListQueueStatusesRequest) String() string {
 func (*ListQueueStatusesRequest) ProtoMessage() {}
 
 func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[42]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2708,7 @@ func (x *ListQueueStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueStatusesRequest.ProtoReflect.Descriptor instead.
 func (*ListQueueStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{42}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListQueueStatusesRequest) GetPageSize() int32 {
@@ -2674,7 +2736,7 @@ type ListQueueStatusesResponse struct {
 
 func (x *ListQueueStatusesResponse) Reset() {
 	*x = ListQueueStatusesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[43]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2748,7 @@ func (x *ListQueueStatusesResponse) String() string {
 func (*ListQueueStatusesResponse) ProtoMessage() {}
 
 func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[43]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2761,7 @@ func (x *ListQueueStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueStatusesResponse.ProtoReflect.Descriptor instead.
 func (*ListQueueStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{43}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListQueueStatusesResponse) GetStatuses() []*QueueStatus {
@@ -2725,7 +2787,7 @@ type WatchQueueStatusesRequest struct {
 
 func (x *WatchQueueStatusesRequest) Reset() {
 	*x = WatchQueueStatusesRequest{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[44]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +2799,7 @@ func (x *WatchQueueStatusesRequest) String() string {
 func (*WatchQueueStatusesRequest) ProtoMessage() {}
 
 func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[44]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +2812,7 @@ func (x *WatchQueueStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueueStatusesRequest.ProtoReflect.Descriptor instead.
 func (*WatchQueueStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{44}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{45}
 }
 
 // WatchQueueStatusesResponse is one change.
@@ -2768,7 +2830,7 @@ type WatchQueueStatusesResponse struct {
 
 func (x *WatchQueueStatusesResponse) Reset() {
 	*x = WatchQueueStatusesResponse{}
-	mi := &file_parley_v1_routing_service_proto_msgTypes[45]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2842,7 @@ func (x *WatchQueueStatusesResponse) String() string {
 func (*WatchQueueStatusesResponse) ProtoMessage() {}
 
 func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_routing_service_proto_msgTypes[45]
+	mi := &file_parley_v1_routing_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2855,7 @@ func (x *WatchQueueStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueueStatusesResponse.ProtoReflect.Descriptor instead.
 func (*WatchQueueStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{45}
+	return file_parley_v1_routing_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WatchQueueStatusesResponse) GetItem() isWatchQueueStatusesResponse_Item {
@@ -2877,7 +2939,7 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\x0ecursors_unique\x12*each conversation may have one cursor only\x1a/this.cursors.map(c, c.conversation_id).unique()\"g\n" +
 	"\fFollowCursor\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12$\n" +
-	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"\xe1\x03\n" +
+	"\tafter_seq\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bafterSeq\"\x92\x04\n" +
 	"\x12FollowWorkResponse\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12(\n" +
 	"\x05offer\x18\x02 \x01(\v2\x10.parley.v1.OfferH\x00R\x05offer\x12;\n" +
@@ -2888,8 +2950,12 @@ const file_parley_v1_routing_service_proto_rawDesc = "" +
 	"\x06typing\x18\a \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x128\n" +
 	"\vread_cursor\x18\b \x01(\v2\x15.parley.v1.ReadCursorH\x00R\n" +
 	"readCursor\x124\n" +
-	"\theartbeat\x18\t \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04item\"k\n" +
+	"\theartbeat\x18\t \x01(\v2\x14.parley.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
+	"\x06synced\x18\n" +
+	" \x01(\v2\x15.parley.v1.WorkSyncedH\x00R\x06syncedB\x06\n" +
+	"\x04item\"\f\n" +
+	"\n" +
+	"WorkSynced\"k\n" +
 	"\vOfferClosed\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x18\n" +
@@ -3071,7 +3137,7 @@ func file_parley_v1_routing_service_proto_rawDescGZIP() []byte {
 	return file_parley_v1_routing_service_proto_rawDescData
 }
 
-var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_parley_v1_routing_service_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*SetPresenceRequest)(nil),                // 0: parley.v1.SetPresenceRequest
 	(*SetPresenceResponse)(nil),               // 1: parley.v1.SetPresenceResponse
@@ -3080,156 +3146,158 @@ var file_parley_v1_routing_service_proto_goTypes = []any{
 	(*FollowWorkRequest)(nil),                 // 4: parley.v1.FollowWorkRequest
 	(*FollowCursor)(nil),                      // 5: parley.v1.FollowCursor
 	(*FollowWorkResponse)(nil),                // 6: parley.v1.FollowWorkResponse
-	(*OfferClosed)(nil),                       // 7: parley.v1.OfferClosed
-	(*AcceptOfferRequest)(nil),                // 8: parley.v1.AcceptOfferRequest
-	(*AcceptOfferResponse)(nil),               // 9: parley.v1.AcceptOfferResponse
-	(*DeclineOfferRequest)(nil),               // 10: parley.v1.DeclineOfferRequest
-	(*DeclineOfferResponse)(nil),              // 11: parley.v1.DeclineOfferResponse
-	(*TransferConversationRequest)(nil),       // 12: parley.v1.TransferConversationRequest
-	(*TransferConversationResponse)(nil),      // 13: parley.v1.TransferConversationResponse
-	(*ListAssignedConversationsRequest)(nil),  // 14: parley.v1.ListAssignedConversationsRequest
-	(*ListAssignedConversationsResponse)(nil), // 15: parley.v1.ListAssignedConversationsResponse
-	(*CreateQueueRequest)(nil),                // 16: parley.v1.CreateQueueRequest
-	(*CreateQueueResponse)(nil),               // 17: parley.v1.CreateQueueResponse
-	(*ListQueuesRequest)(nil),                 // 18: parley.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),                // 19: parley.v1.ListQueuesResponse
-	(*CreateMatchingRuleRequest)(nil),         // 20: parley.v1.CreateMatchingRuleRequest
-	(*CreateMatchingRuleResponse)(nil),        // 21: parley.v1.CreateMatchingRuleResponse
-	(*ListMatchingRulesRequest)(nil),          // 22: parley.v1.ListMatchingRulesRequest
-	(*ListMatchingRulesResponse)(nil),         // 23: parley.v1.ListMatchingRulesResponse
-	(*DeleteMatchingRuleRequest)(nil),         // 24: parley.v1.DeleteMatchingRuleRequest
-	(*DeleteMatchingRuleResponse)(nil),        // 25: parley.v1.DeleteMatchingRuleResponse
-	(*CreateAgentRequest)(nil),                // 26: parley.v1.CreateAgentRequest
-	(*CreateAgentResponse)(nil),               // 27: parley.v1.CreateAgentResponse
-	(*ListQueuedConversationsRequest)(nil),    // 28: parley.v1.ListQueuedConversationsRequest
-	(*ListQueuedConversationsResponse)(nil),   // 29: parley.v1.ListQueuedConversationsResponse
-	(*ListAgentsRequest)(nil),                 // 30: parley.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),                // 31: parley.v1.ListAgentsResponse
-	(*ListAgentDirectoryRequest)(nil),         // 32: parley.v1.ListAgentDirectoryRequest
-	(*ListAgentDirectoryResponse)(nil),        // 33: parley.v1.ListAgentDirectoryResponse
-	(*AgentDirectoryEntry)(nil),               // 34: parley.v1.AgentDirectoryEntry
-	(*AgentDirectoryQueue)(nil),               // 35: parley.v1.AgentDirectoryQueue
-	(*UpdateQueueRequest)(nil),                // 36: parley.v1.UpdateQueueRequest
-	(*UpdateQueueResponse)(nil),               // 37: parley.v1.UpdateQueueResponse
-	(*UpdateMatchingRuleRequest)(nil),         // 38: parley.v1.UpdateMatchingRuleRequest
-	(*UpdateMatchingRuleResponse)(nil),        // 39: parley.v1.UpdateMatchingRuleResponse
-	(*UpdateAgentRequest)(nil),                // 40: parley.v1.UpdateAgentRequest
-	(*UpdateAgentResponse)(nil),               // 41: parley.v1.UpdateAgentResponse
-	(*ListQueueStatusesRequest)(nil),          // 42: parley.v1.ListQueueStatusesRequest
-	(*ListQueueStatusesResponse)(nil),         // 43: parley.v1.ListQueueStatusesResponse
-	(*WatchQueueStatusesRequest)(nil),         // 44: parley.v1.WatchQueueStatusesRequest
-	(*WatchQueueStatusesResponse)(nil),        // 45: parley.v1.WatchQueueStatusesResponse
-	(Presence)(0),                             // 46: parley.v1.Presence
-	(Channel)(0),                              // 47: parley.v1.Channel
-	(*Agent)(nil),                             // 48: parley.v1.Agent
-	(*Offer)(nil),                             // 49: parley.v1.Offer
-	(*Conversation)(nil),                      // 50: parley.v1.Conversation
-	(*Heartbeat)(nil),                         // 51: parley.v1.Heartbeat
-	(*Event)(nil),                             // 52: parley.v1.Event
-	(*Typing)(nil),                            // 53: parley.v1.Typing
-	(*ReadCursor)(nil),                        // 54: parley.v1.ReadCursor
-	(*durationpb.Duration)(nil),               // 55: google.protobuf.Duration
-	(*QueuePolicy)(nil),                       // 56: parley.v1.QueuePolicy
-	(*Queue)(nil),                             // 57: parley.v1.Queue
-	(*Condition)(nil),                         // 58: parley.v1.Condition
-	(*MatchingRule)(nil),                      // 59: parley.v1.MatchingRule
-	(*ChannelCapacity)(nil),                   // 60: parley.v1.ChannelCapacity
-	(*QueueStatus)(nil),                       // 61: parley.v1.QueueStatus
+	(*WorkSynced)(nil),                        // 7: parley.v1.WorkSynced
+	(*OfferClosed)(nil),                       // 8: parley.v1.OfferClosed
+	(*AcceptOfferRequest)(nil),                // 9: parley.v1.AcceptOfferRequest
+	(*AcceptOfferResponse)(nil),               // 10: parley.v1.AcceptOfferResponse
+	(*DeclineOfferRequest)(nil),               // 11: parley.v1.DeclineOfferRequest
+	(*DeclineOfferResponse)(nil),              // 12: parley.v1.DeclineOfferResponse
+	(*TransferConversationRequest)(nil),       // 13: parley.v1.TransferConversationRequest
+	(*TransferConversationResponse)(nil),      // 14: parley.v1.TransferConversationResponse
+	(*ListAssignedConversationsRequest)(nil),  // 15: parley.v1.ListAssignedConversationsRequest
+	(*ListAssignedConversationsResponse)(nil), // 16: parley.v1.ListAssignedConversationsResponse
+	(*CreateQueueRequest)(nil),                // 17: parley.v1.CreateQueueRequest
+	(*CreateQueueResponse)(nil),               // 18: parley.v1.CreateQueueResponse
+	(*ListQueuesRequest)(nil),                 // 19: parley.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),                // 20: parley.v1.ListQueuesResponse
+	(*CreateMatchingRuleRequest)(nil),         // 21: parley.v1.CreateMatchingRuleRequest
+	(*CreateMatchingRuleResponse)(nil),        // 22: parley.v1.CreateMatchingRuleResponse
+	(*ListMatchingRulesRequest)(nil),          // 23: parley.v1.ListMatchingRulesRequest
+	(*ListMatchingRulesResponse)(nil),         // 24: parley.v1.ListMatchingRulesResponse
+	(*DeleteMatchingRuleRequest)(nil),         // 25: parley.v1.DeleteMatchingRuleRequest
+	(*DeleteMatchingRuleResponse)(nil),        // 26: parley.v1.DeleteMatchingRuleResponse
+	(*CreateAgentRequest)(nil),                // 27: parley.v1.CreateAgentRequest
+	(*CreateAgentResponse)(nil),               // 28: parley.v1.CreateAgentResponse
+	(*ListQueuedConversationsRequest)(nil),    // 29: parley.v1.ListQueuedConversationsRequest
+	(*ListQueuedConversationsResponse)(nil),   // 30: parley.v1.ListQueuedConversationsResponse
+	(*ListAgentsRequest)(nil),                 // 31: parley.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),                // 32: parley.v1.ListAgentsResponse
+	(*ListAgentDirectoryRequest)(nil),         // 33: parley.v1.ListAgentDirectoryRequest
+	(*ListAgentDirectoryResponse)(nil),        // 34: parley.v1.ListAgentDirectoryResponse
+	(*AgentDirectoryEntry)(nil),               // 35: parley.v1.AgentDirectoryEntry
+	(*AgentDirectoryQueue)(nil),               // 36: parley.v1.AgentDirectoryQueue
+	(*UpdateQueueRequest)(nil),                // 37: parley.v1.UpdateQueueRequest
+	(*UpdateQueueResponse)(nil),               // 38: parley.v1.UpdateQueueResponse
+	(*UpdateMatchingRuleRequest)(nil),         // 39: parley.v1.UpdateMatchingRuleRequest
+	(*UpdateMatchingRuleResponse)(nil),        // 40: parley.v1.UpdateMatchingRuleResponse
+	(*UpdateAgentRequest)(nil),                // 41: parley.v1.UpdateAgentRequest
+	(*UpdateAgentResponse)(nil),               // 42: parley.v1.UpdateAgentResponse
+	(*ListQueueStatusesRequest)(nil),          // 43: parley.v1.ListQueueStatusesRequest
+	(*ListQueueStatusesResponse)(nil),         // 44: parley.v1.ListQueueStatusesResponse
+	(*WatchQueueStatusesRequest)(nil),         // 45: parley.v1.WatchQueueStatusesRequest
+	(*WatchQueueStatusesResponse)(nil),        // 46: parley.v1.WatchQueueStatusesResponse
+	(Presence)(0),                             // 47: parley.v1.Presence
+	(Channel)(0),                              // 48: parley.v1.Channel
+	(*Agent)(nil),                             // 49: parley.v1.Agent
+	(*Offer)(nil),                             // 50: parley.v1.Offer
+	(*Conversation)(nil),                      // 51: parley.v1.Conversation
+	(*Heartbeat)(nil),                         // 52: parley.v1.Heartbeat
+	(*Event)(nil),                             // 53: parley.v1.Event
+	(*Typing)(nil),                            // 54: parley.v1.Typing
+	(*ReadCursor)(nil),                        // 55: parley.v1.ReadCursor
+	(*durationpb.Duration)(nil),               // 56: google.protobuf.Duration
+	(*QueuePolicy)(nil),                       // 57: parley.v1.QueuePolicy
+	(*Queue)(nil),                             // 58: parley.v1.Queue
+	(*Condition)(nil),                         // 59: parley.v1.Condition
+	(*MatchingRule)(nil),                      // 60: parley.v1.MatchingRule
+	(*ChannelCapacity)(nil),                   // 61: parley.v1.ChannelCapacity
+	(*QueueStatus)(nil),                       // 62: parley.v1.QueueStatus
 }
 var file_parley_v1_routing_service_proto_depIdxs = []int32{
-	46, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
-	47, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
-	48, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
-	49, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
-	7,  // 4: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
-	50, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
-	50, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
-	51, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	47, // 0: parley.v1.SetPresenceRequest.presence:type_name -> parley.v1.Presence
+	48, // 1: parley.v1.SetPresenceRequest.channel:type_name -> parley.v1.Channel
+	49, // 2: parley.v1.SetPresenceResponse.agent:type_name -> parley.v1.Agent
+	50, // 3: parley.v1.WatchWorkResponse.offer:type_name -> parley.v1.Offer
+	8,  // 4: parley.v1.WatchWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
+	51, // 5: parley.v1.WatchWorkResponse.assigned:type_name -> parley.v1.Conversation
+	51, // 6: parley.v1.WatchWorkResponse.released:type_name -> parley.v1.Conversation
+	52, // 7: parley.v1.WatchWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
 	5,  // 8: parley.v1.FollowWorkRequest.cursors:type_name -> parley.v1.FollowCursor
-	49, // 9: parley.v1.FollowWorkResponse.offer:type_name -> parley.v1.Offer
-	7,  // 10: parley.v1.FollowWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
-	50, // 11: parley.v1.FollowWorkResponse.assigned:type_name -> parley.v1.Conversation
-	50, // 12: parley.v1.FollowWorkResponse.released:type_name -> parley.v1.Conversation
-	52, // 13: parley.v1.FollowWorkResponse.event:type_name -> parley.v1.Event
-	53, // 14: parley.v1.FollowWorkResponse.typing:type_name -> parley.v1.Typing
-	54, // 15: parley.v1.FollowWorkResponse.read_cursor:type_name -> parley.v1.ReadCursor
-	51, // 16: parley.v1.FollowWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	50, // 17: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
-	50, // 18: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
-	50, // 19: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	55, // 20: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	56, // 21: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
-	57, // 22: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
-	57, // 23: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
-	58, // 24: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	59, // 25: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	59, // 26: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
-	60, // 27: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	48, // 28: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
-	50, // 29: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	48, // 30: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
-	47, // 31: parley.v1.ListAgentDirectoryRequest.channel:type_name -> parley.v1.Channel
-	34, // 32: parley.v1.ListAgentDirectoryResponse.agents:type_name -> parley.v1.AgentDirectoryEntry
-	46, // 33: parley.v1.AgentDirectoryEntry.presence:type_name -> parley.v1.Presence
-	35, // 34: parley.v1.AgentDirectoryEntry.queues:type_name -> parley.v1.AgentDirectoryQueue
-	55, // 35: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
-	56, // 36: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
-	57, // 37: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
-	58, // 38: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
-	59, // 39: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
-	60, // 40: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	48, // 41: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
-	61, // 42: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
-	61, // 43: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
-	48, // 44: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
-	51, // 45: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
-	0,  // 46: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
-	2,  // 47: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
-	4,  // 48: parley.v1.RoutingService.FollowWork:input_type -> parley.v1.FollowWorkRequest
-	8,  // 49: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
-	10, // 50: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
-	12, // 51: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
-	14, // 52: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
-	28, // 53: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
-	16, // 54: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
-	18, // 55: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
-	20, // 56: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
-	22, // 57: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
-	24, // 58: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
-	26, // 59: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
-	30, // 60: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
-	32, // 61: parley.v1.RoutingService.ListAgentDirectory:input_type -> parley.v1.ListAgentDirectoryRequest
-	36, // 62: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
-	38, // 63: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
-	40, // 64: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
-	42, // 65: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
-	44, // 66: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
-	1,  // 67: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
-	3,  // 68: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
-	6,  // 69: parley.v1.RoutingService.FollowWork:output_type -> parley.v1.FollowWorkResponse
-	9,  // 70: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
-	11, // 71: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
-	13, // 72: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
-	15, // 73: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
-	29, // 74: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
-	17, // 75: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
-	19, // 76: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
-	21, // 77: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
-	23, // 78: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
-	25, // 79: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
-	27, // 80: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
-	31, // 81: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
-	33, // 82: parley.v1.RoutingService.ListAgentDirectory:output_type -> parley.v1.ListAgentDirectoryResponse
-	37, // 83: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
-	39, // 84: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
-	41, // 85: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
-	43, // 86: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
-	45, // 87: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
-	67, // [67:88] is the sub-list for method output_type
-	46, // [46:67] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	50, // 9: parley.v1.FollowWorkResponse.offer:type_name -> parley.v1.Offer
+	8,  // 10: parley.v1.FollowWorkResponse.offer_closed:type_name -> parley.v1.OfferClosed
+	51, // 11: parley.v1.FollowWorkResponse.assigned:type_name -> parley.v1.Conversation
+	51, // 12: parley.v1.FollowWorkResponse.released:type_name -> parley.v1.Conversation
+	53, // 13: parley.v1.FollowWorkResponse.event:type_name -> parley.v1.Event
+	54, // 14: parley.v1.FollowWorkResponse.typing:type_name -> parley.v1.Typing
+	55, // 15: parley.v1.FollowWorkResponse.read_cursor:type_name -> parley.v1.ReadCursor
+	52, // 16: parley.v1.FollowWorkResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	7,  // 17: parley.v1.FollowWorkResponse.synced:type_name -> parley.v1.WorkSynced
+	51, // 18: parley.v1.AcceptOfferResponse.conversation:type_name -> parley.v1.Conversation
+	51, // 19: parley.v1.TransferConversationResponse.conversation:type_name -> parley.v1.Conversation
+	51, // 20: parley.v1.ListAssignedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	56, // 21: parley.v1.CreateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	57, // 22: parley.v1.CreateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	58, // 23: parley.v1.CreateQueueResponse.queue:type_name -> parley.v1.Queue
+	58, // 24: parley.v1.ListQueuesResponse.queues:type_name -> parley.v1.Queue
+	59, // 25: parley.v1.CreateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	60, // 26: parley.v1.CreateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	60, // 27: parley.v1.ListMatchingRulesResponse.rules:type_name -> parley.v1.MatchingRule
+	61, // 28: parley.v1.CreateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	49, // 29: parley.v1.CreateAgentResponse.agent:type_name -> parley.v1.Agent
+	51, // 30: parley.v1.ListQueuedConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	49, // 31: parley.v1.ListAgentsResponse.agents:type_name -> parley.v1.Agent
+	48, // 32: parley.v1.ListAgentDirectoryRequest.channel:type_name -> parley.v1.Channel
+	35, // 33: parley.v1.ListAgentDirectoryResponse.agents:type_name -> parley.v1.AgentDirectoryEntry
+	47, // 34: parley.v1.AgentDirectoryEntry.presence:type_name -> parley.v1.Presence
+	36, // 35: parley.v1.AgentDirectoryEntry.queues:type_name -> parley.v1.AgentDirectoryQueue
+	56, // 36: parley.v1.UpdateQueueRequest.offer_timeout:type_name -> google.protobuf.Duration
+	57, // 37: parley.v1.UpdateQueueRequest.policy:type_name -> parley.v1.QueuePolicy
+	58, // 38: parley.v1.UpdateQueueResponse.queue:type_name -> parley.v1.Queue
+	59, // 39: parley.v1.UpdateMatchingRuleRequest.condition:type_name -> parley.v1.Condition
+	60, // 40: parley.v1.UpdateMatchingRuleResponse.rule:type_name -> parley.v1.MatchingRule
+	61, // 41: parley.v1.UpdateAgentRequest.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	49, // 42: parley.v1.UpdateAgentResponse.agent:type_name -> parley.v1.Agent
+	62, // 43: parley.v1.ListQueueStatusesResponse.statuses:type_name -> parley.v1.QueueStatus
+	62, // 44: parley.v1.WatchQueueStatusesResponse.queue_status:type_name -> parley.v1.QueueStatus
+	49, // 45: parley.v1.WatchQueueStatusesResponse.agent:type_name -> parley.v1.Agent
+	52, // 46: parley.v1.WatchQueueStatusesResponse.heartbeat:type_name -> parley.v1.Heartbeat
+	0,  // 47: parley.v1.RoutingService.SetPresence:input_type -> parley.v1.SetPresenceRequest
+	2,  // 48: parley.v1.RoutingService.WatchWork:input_type -> parley.v1.WatchWorkRequest
+	4,  // 49: parley.v1.RoutingService.FollowWork:input_type -> parley.v1.FollowWorkRequest
+	9,  // 50: parley.v1.RoutingService.AcceptOffer:input_type -> parley.v1.AcceptOfferRequest
+	11, // 51: parley.v1.RoutingService.DeclineOffer:input_type -> parley.v1.DeclineOfferRequest
+	13, // 52: parley.v1.RoutingService.TransferConversation:input_type -> parley.v1.TransferConversationRequest
+	15, // 53: parley.v1.RoutingService.ListAssignedConversations:input_type -> parley.v1.ListAssignedConversationsRequest
+	29, // 54: parley.v1.RoutingService.ListQueuedConversations:input_type -> parley.v1.ListQueuedConversationsRequest
+	17, // 55: parley.v1.RoutingService.CreateQueue:input_type -> parley.v1.CreateQueueRequest
+	19, // 56: parley.v1.RoutingService.ListQueues:input_type -> parley.v1.ListQueuesRequest
+	21, // 57: parley.v1.RoutingService.CreateMatchingRule:input_type -> parley.v1.CreateMatchingRuleRequest
+	23, // 58: parley.v1.RoutingService.ListMatchingRules:input_type -> parley.v1.ListMatchingRulesRequest
+	25, // 59: parley.v1.RoutingService.DeleteMatchingRule:input_type -> parley.v1.DeleteMatchingRuleRequest
+	27, // 60: parley.v1.RoutingService.CreateAgent:input_type -> parley.v1.CreateAgentRequest
+	31, // 61: parley.v1.RoutingService.ListAgents:input_type -> parley.v1.ListAgentsRequest
+	33, // 62: parley.v1.RoutingService.ListAgentDirectory:input_type -> parley.v1.ListAgentDirectoryRequest
+	37, // 63: parley.v1.RoutingService.UpdateQueue:input_type -> parley.v1.UpdateQueueRequest
+	39, // 64: parley.v1.RoutingService.UpdateMatchingRule:input_type -> parley.v1.UpdateMatchingRuleRequest
+	41, // 65: parley.v1.RoutingService.UpdateAgent:input_type -> parley.v1.UpdateAgentRequest
+	43, // 66: parley.v1.RoutingService.ListQueueStatuses:input_type -> parley.v1.ListQueueStatusesRequest
+	45, // 67: parley.v1.RoutingService.WatchQueueStatuses:input_type -> parley.v1.WatchQueueStatusesRequest
+	1,  // 68: parley.v1.RoutingService.SetPresence:output_type -> parley.v1.SetPresenceResponse
+	3,  // 69: parley.v1.RoutingService.WatchWork:output_type -> parley.v1.WatchWorkResponse
+	6,  // 70: parley.v1.RoutingService.FollowWork:output_type -> parley.v1.FollowWorkResponse
+	10, // 71: parley.v1.RoutingService.AcceptOffer:output_type -> parley.v1.AcceptOfferResponse
+	12, // 72: parley.v1.RoutingService.DeclineOffer:output_type -> parley.v1.DeclineOfferResponse
+	14, // 73: parley.v1.RoutingService.TransferConversation:output_type -> parley.v1.TransferConversationResponse
+	16, // 74: parley.v1.RoutingService.ListAssignedConversations:output_type -> parley.v1.ListAssignedConversationsResponse
+	30, // 75: parley.v1.RoutingService.ListQueuedConversations:output_type -> parley.v1.ListQueuedConversationsResponse
+	18, // 76: parley.v1.RoutingService.CreateQueue:output_type -> parley.v1.CreateQueueResponse
+	20, // 77: parley.v1.RoutingService.ListQueues:output_type -> parley.v1.ListQueuesResponse
+	22, // 78: parley.v1.RoutingService.CreateMatchingRule:output_type -> parley.v1.CreateMatchingRuleResponse
+	24, // 79: parley.v1.RoutingService.ListMatchingRules:output_type -> parley.v1.ListMatchingRulesResponse
+	26, // 80: parley.v1.RoutingService.DeleteMatchingRule:output_type -> parley.v1.DeleteMatchingRuleResponse
+	28, // 81: parley.v1.RoutingService.CreateAgent:output_type -> parley.v1.CreateAgentResponse
+	32, // 82: parley.v1.RoutingService.ListAgents:output_type -> parley.v1.ListAgentsResponse
+	34, // 83: parley.v1.RoutingService.ListAgentDirectory:output_type -> parley.v1.ListAgentDirectoryResponse
+	38, // 84: parley.v1.RoutingService.UpdateQueue:output_type -> parley.v1.UpdateQueueResponse
+	40, // 85: parley.v1.RoutingService.UpdateMatchingRule:output_type -> parley.v1.UpdateMatchingRuleResponse
+	42, // 86: parley.v1.RoutingService.UpdateAgent:output_type -> parley.v1.UpdateAgentResponse
+	44, // 87: parley.v1.RoutingService.ListQueueStatuses:output_type -> parley.v1.ListQueueStatusesResponse
+	46, // 88: parley.v1.RoutingService.WatchQueueStatuses:output_type -> parley.v1.WatchQueueStatusesResponse
+	68, // [68:89] is the sub-list for method output_type
+	47, // [47:68] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_routing_service_proto_init() }
@@ -3254,12 +3322,13 @@ func file_parley_v1_routing_service_proto_init() {
 		(*FollowWorkResponse_Typing)(nil),
 		(*FollowWorkResponse_ReadCursor)(nil),
 		(*FollowWorkResponse_Heartbeat)(nil),
+		(*FollowWorkResponse_Synced)(nil),
 	}
-	file_parley_v1_routing_service_proto_msgTypes[12].OneofWrappers = []any{
+	file_parley_v1_routing_service_proto_msgTypes[13].OneofWrappers = []any{
 		(*TransferConversationRequest_AgentId)(nil),
 		(*TransferConversationRequest_QueueId)(nil),
 	}
-	file_parley_v1_routing_service_proto_msgTypes[45].OneofWrappers = []any{
+	file_parley_v1_routing_service_proto_msgTypes[46].OneofWrappers = []any{
 		(*WatchQueueStatusesResponse_QueueStatus)(nil),
 		(*WatchQueueStatusesResponse_Agent)(nil),
 		(*WatchQueueStatusesResponse_Heartbeat)(nil),
@@ -3270,7 +3339,7 @@ func file_parley_v1_routing_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_routing_service_proto_rawDesc), len(file_parley_v1_routing_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,7 +2,9 @@ package workfeed_test
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -87,6 +89,76 @@ func TestTransferReleasesAndAssigns(t *testing.T) {
 	// Nothing more of x reaches Ann (next fails on any item of a released
 	// chat), while her other chat goes on.
 	fa.upTo(y, r.say(guestY, y, "still here"))
+}
+
+// TestChatsThatLeftWhileAwayAreReleased: an agent's client that was away
+// while one chat was transferred to a colleague and another closed reopens
+// the stream with its cursors: each gets the events the agent may still
+// read after its cursor (up to the agent leaving it; up to the close),
+// then released, and synced follows; a chat still held is assigned and
+// resumes; a cursor of a chat the agent may not read is released alone,
+// with nothing of it but its id. Nothing more of the gone chats follows.
+func TestChatsThatLeftWhileAwayAreReleased(t *testing.T) {
+	r := newRig(t)
+	_, ann := r.agent("Ann", 3)
+	x, guestX := r.chat()
+	r.accept(ann, x)
+	y, guestY := r.chat()
+	r.accept(ann, y)
+	z, guestZ := r.chat()
+	r.accept(ann, z)
+	bobID, bob := r.agent("Bob", 3)
+	before := map[string]int64{x: r.lastSeq(x), y: r.lastSeq(y), z: r.lastSeq(z)}
+
+	// While Ann's client is away: x goes to Bob, y is closed, z goes on.
+	r.say(guestX, x, "anyone?")
+	tr, err := ann.Routing.TransferConversation(r.ctx, &parleyv1.TransferConversationRequest{
+		ConversationId: x, RequestId: uuid.NewString(), Target: &parleyv1.TransferConversationRequest_AgentId{AgentId: bobID},
+	})
+	must(t, err)
+	_, err = bob.Routing.AcceptOffer(r.ctx, &parleyv1.AcceptOfferRequest{OfferId: tr.GetOfferId()})
+	must(t, err)
+	r.say(guestY, y, "thanks, bye")
+	_, err = guestY.Session.CloseConversation(r.ctx, &parleyv1.CloseConversationRequest{ConversationId: y})
+	must(t, err)
+	r.say(guestZ, z, "still here")
+	// A chat of another queue, which Ann may not read.
+	other, err := r.anon.Session.StartGuestChat(r.ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Other", Email: "other@example.com", IssueType: "order",
+	})
+	must(t, err)
+	stranger := other.GetConversation().GetId()
+
+	cursors := maps.Clone(before)
+	cursors[stranger] = 0
+	fa := r.follow(ann, cursors)
+	fa.until(func(i *parleyv1.FollowWorkResponse) bool { return i.GetSynced() != nil })
+	for _, id := range []string{x, y, stranger} {
+		if !fa.released[id] {
+			t.Fatalf("conversation %s was not released before synced", id)
+		}
+	}
+	releasedAt := func(id string) int {
+		return slices.IndexFunc(fa.items, func(i *parleyv1.FollowWorkResponse) bool {
+			return i.GetReleased() != nil && i.GetConversationId() == id
+		})
+	}
+	if left := fa.lastEventBefore(x, releasedAt(x)); left.GetParticipantLeft() == nil {
+		t.Fatalf("ann's last event of %s is %v, want her leaving", x, left)
+	}
+	if closing := fa.lastEventBefore(y, releasedAt(y)); closing.GetConversationClosed() == nil || fa.seq[y] != r.lastSeq(y) {
+		t.Fatalf("ann's last event of %s is %v at %d, want its close at %d", y, closing, fa.seq[y], r.lastSeq(y))
+	}
+	if fa.seq[stranger] != 0 || fa.items[releasedAt(stranger)].GetReleased().GetState() != parleyv1.ConversationState_CONVERSATION_STATE_UNSPECIFIED {
+		t.Fatalf("ann got %d events, or the state, of a chat she may not read", fa.seq[stranger])
+	}
+	if !fa.held[z] {
+		t.Fatalf("the held chat %s was not assigned before synced", z)
+	}
+	// z resumes from its cursor (checked by next), and nothing more of x
+	// reaches Ann while Bob and the guest go on there.
+	r.say(bob, x, "Bob here")
+	fa.upTo(z, r.say(guestZ, z, "hello again"))
 }
 
 // TestClosedChatEndsWithItsClosingEvent: a closed chat's last items are

@@ -95,10 +95,15 @@ func (f *Feed) FollowWork(ctx context.Context, req *parleyv1.FollowWorkRequest, 
 		return apierr.Internal(err)
 	}
 	defer f.dispatcher.StreamClosed(p.AgentID)
+	requested := make([]uuid.UUID, 0, len(cursors))
+	for id := range cursors {
+		requested = append(requested, id)
+	}
 	fs := &feedStream{
 		f: f, p: p, stream: stream, guard: guard, idle: idle,
-		told: routing.NewWork(), cursors: cursors,
+		told: routing.NewWork(), cursors: cursors, requested: requested,
 		followers: map[uuid.UUID]*follower{}, notes: make(chan note),
+		unannounced: map[uuid.UUID]bool{},
 	}
 	defer fs.stopAll()
 	err := fs.run(ctx)
@@ -155,9 +160,16 @@ type feedStream struct {
 	// until it is first followed, then the last seq the stream sent, kept
 	// after a release so that a conversation coming back to the agent is
 	// not sent twice.
-	cursors   map[uuid.UUID]int64
+	cursors map[uuid.UUID]int64
+	// requested are the conversations the request had cursors for.
+	requested []uuid.UUID
 	followers map[uuid.UUID]*follower
 	notes     chan note
+	// unannounced are the followers started by the opening read of the
+	// agent's work that have not announced their conversation yet; synced
+	// is sent once there are none left (and then synced is set).
+	unannounced map[uuid.UUID]bool
+	synced      bool
 }
 
 // follower is the goroutine following one held conversation.
@@ -213,10 +225,13 @@ func (s sink) put(n note) error {
 }
 
 // run sends the agent's work changes at every wake-up of its key, and the
-// followers' items in between, until the stream fails or ends.
+// followers' items in between, until the stream fails or ends. After the
+// first read of the agent's work it releases the requested conversations
+// the agent no longer holds; synced follows once the held ones are
+// announced.
 func (fs *feedStream) run(ctx context.Context) error {
 	key := events.AgentKey(fs.p.AgentID.String())
-	for {
+	for opening := true; ; opening = false {
 		wake := fs.f.hub.Wait(key)
 		if err := fs.guard.Check(ctx); err != nil {
 			return err
@@ -230,10 +245,65 @@ func (fs *feedStream) run(ctx context.Context) error {
 				return err
 			}
 		}
+		if opening {
+			if err := fs.releaseGone(ctx); err != nil {
+				return err
+			}
+			if err := fs.syncIfAnnounced(ctx); err != nil {
+				return err
+			}
+		}
 		if err := fs.await(ctx, wake); err != nil {
 			return err
 		}
 	}
+}
+
+// releaseGone releases each requested conversation the agent does not
+// hold (it left them while the client was away): the events after its
+// cursor that the agent may still read, then released; a conversation the
+// agent may not read is released alone. Its cursor is left at the end of
+// what was sent, so that if it comes back it resumes from there.
+func (fs *feedStream) releaseGone(ctx context.Context) error {
+	for _, id := range fs.requested {
+		if fs.followers[id] != nil {
+			continue
+		}
+		released := &parleyv1.Conversation{Id: id.String()}
+		conv, err := chatlog.Authorize(ctx, fs.f.db.Client, fs.p, id, chatlog.Read)
+		switch {
+		case err == nil:
+			released = chatlog.ToProto(conv)
+			end, _, err := chatlog.HistoryEnd(ctx, fs.f.db.Client, fs.p, conv)
+			if err != nil {
+				return err
+			}
+			if fs.cursors[id] > end {
+				fs.cursors[id] = end // a confused cursor: nothing to send
+			}
+			if err := fs.sendRest(ctx, id, end); err != nil {
+				return err
+			}
+		case connect.CodeOf(err) == connect.CodePermissionDenied || connect.CodeOf(err) == connect.CodeNotFound:
+			delete(fs.cursors, id)
+		default:
+			return err
+		}
+		if err := fs.send(ctx, &parleyv1.FollowWorkResponse{ConversationId: id.String(), Item: &parleyv1.FollowWorkResponse_Released{Released: released}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncIfAnnounced sends synced once every follower of the opening read
+// has announced its conversation (or ended without).
+func (fs *feedStream) syncIfAnnounced(ctx context.Context) error {
+	if fs.synced || len(fs.unannounced) > 0 {
+		return nil
+	}
+	fs.synced = true
+	return fs.send(ctx, &parleyv1.FollowWorkResponse{Item: &parleyv1.FollowWorkResponse_Synced{Synced: &parleyv1.WorkSynced{}}})
 }
 
 // await passes on the followers' items until the agent's work may have
@@ -312,6 +382,9 @@ func (fs *feedStream) start(ctx context.Context, id uuid.UUID, conv *parleyv1.Co
 	fctx, stop := context.WithCancel(ctx)
 	fl := &follower{id: id, conv: conv, stop: stop, done: make(chan struct{})}
 	fs.followers[id] = fl
+	if !fs.synced {
+		fs.unannounced[id] = true
+	}
 	cursor := fs.cursors[id]
 	out := sink{ctx: fctx, from: fl, notes: fs.notes}
 	go func() {
@@ -333,7 +406,11 @@ func (fs *feedStream) take(ctx context.Context, n note) (ended bool, err error) 
 	switch {
 	case n.headers:
 		fl.announced = true
-		return false, fs.send(ctx, &parleyv1.FollowWorkResponse{ConversationId: id, Item: &parleyv1.FollowWorkResponse_Assigned{Assigned: fl.conv}})
+		delete(fs.unannounced, fl.id)
+		if err := fs.send(ctx, &parleyv1.FollowWorkResponse{ConversationId: id, Item: &parleyv1.FollowWorkResponse_Assigned{Assigned: fl.conv}}); err != nil {
+			return false, err
+		}
+		return false, fs.syncIfAnnounced(ctx)
 	case n.ended:
 		return true, fs.ended(ctx, fl, n.err)
 	}
@@ -394,7 +471,8 @@ func (fs *feedStream) release(ctx context.Context, fl *follower) error {
 	delete(fs.followers, fl.id)
 	fs.told.Forget(fl.id)
 	if !fl.announced {
-		return nil
+		delete(fs.unannounced, fl.id)
+		return fs.syncIfAnnounced(ctx)
 	}
 	released := &parleyv1.Conversation{Id: fl.id.String()}
 	conv, err := chatlog.Authorize(ctx, fs.f.db.Client, fs.p, fl.id, chatlog.Read)

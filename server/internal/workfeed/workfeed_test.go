@@ -144,6 +144,12 @@ type feed struct {
 	seq      map[string]int64
 	held     map[string]bool
 	released map[string]bool
+	// away are the conversations the stream was opened with a cursor for
+	// and has neither assigned nor released yet: until synced, such a
+	// conversation may get events and released without being assigned
+	// (it left the agent while the client was away).
+	away   map[string]bool
+	synced bool
 	// items are all the items received, in order.
 	items []*parleyv1.FollowWorkResponse
 }
@@ -151,10 +157,11 @@ type feed struct {
 func (r *rig) follow(c *parley.Client, cursors map[string]int64) *feed {
 	r.t.Helper()
 	req := &parleyv1.FollowWorkRequest{}
-	f := &feed{t: r.t, seq: map[string]int64{}, held: map[string]bool{}, released: map[string]bool{}}
+	f := &feed{t: r.t, seq: map[string]int64{}, held: map[string]bool{}, released: map[string]bool{}, away: map[string]bool{}}
 	for id, seq := range cursors {
 		req.Cursors = append(req.Cursors, &parleyv1.FollowCursor{ConversationId: id, AfterSeq: seq})
 		f.seq[id] = seq
+		f.away[id] = true
 	}
 	stream, err := c.Routing.FollowWork(r.ctx, req)
 	must(r.t, err)
@@ -185,6 +192,16 @@ func (f *feed) check(item *parleyv1.FollowWorkResponse) {
 		}
 		return
 	}
+	if item.GetSynced() != nil {
+		if id != "" || f.synced {
+			f.t.Fatalf("synced names conversation %q or comes twice (before: %v)", id, f.synced)
+		}
+		f.synced = true
+		return
+	}
+	// Until synced, a conversation of the request's cursors that the
+	// agent no longer holds may get its rest and its release.
+	gone := f.away[id] && !f.synced
 	if id == "" {
 		f.t.Fatalf("item %v names no conversation", item)
 	}
@@ -193,12 +210,17 @@ func (f *feed) check(item *parleyv1.FollowWorkResponse) {
 		if f.held[id] {
 			f.t.Fatalf("conversation %s assigned twice", id)
 		}
-		f.held[id], f.released[id] = true, false
+		f.held[id], f.released[id], f.away[id] = true, false, false
 	case item.GetReleased() != nil:
-		if !f.held[id] {
+		if !f.held[id] && !gone {
 			f.t.Fatalf("conversation %s released but not held", id)
 		}
-		f.held[id], f.released[id] = false, true
+		f.held[id], f.released[id], f.away[id] = false, true, false
+	case item.GetEvent() != nil && gone:
+		if e := item.GetEvent(); e.GetSeq() != f.seq[id]+1 {
+			f.t.Fatalf("conversation %s (gone while away): event seq %d after %d", id, e.GetSeq(), f.seq[id])
+		}
+		f.seq[id] = item.GetEvent().GetSeq()
 	case item.GetEvent() != nil, item.GetTyping() != nil, item.GetReadCursor() != nil:
 		if !f.held[id] {
 			f.t.Fatalf("%v of conversation %s, which is not held (released: %v)", item, id, f.released[id])

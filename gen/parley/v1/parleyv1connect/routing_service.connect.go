@@ -258,10 +258,12 @@ type RoutingServiceClient interface {
 	// before its events; its log is replayed after the seq given for it in
 	// cursors (its whole log if none is given), then followed live. A
 	// conversation that leaves the agent (closed, transferred, re-queued)
-	// ends with released, after the last of its events the agent may read.
-	// Pending offers and held conversations are sent first. Any end is an
-	// error, normally Unavailable: the client opens the stream again with
-	// the last seq it received of each conversation. Agents only.
+	// ends with released, after the last of its events the agent may read;
+	// so does one the client has a cursor for but that left the agent while
+	// the client was away. Pending offers, held conversations and those
+	// releases come first, then synced. Any end is an error, normally
+	// Unavailable: the client opens the stream again with the last seq it
+	// received of each conversation. Agents only.
 	FollowWork(context.Context, *v1.FollowWorkRequest) (RoutingServiceFollowWorkClientStream, error)
 	// AcceptOffer takes an offered conversation. Only the offered agent may
 	// call it, before the offer expires. Retrying an accepted offer returns
@@ -399,10 +401,12 @@ type RoutingServiceHandler interface {
 	// before its events; its log is replayed after the seq given for it in
 	// cursors (its whole log if none is given), then followed live. A
 	// conversation that leaves the agent (closed, transferred, re-queued)
-	// ends with released, after the last of its events the agent may read.
-	// Pending offers and held conversations are sent first. Any end is an
-	// error, normally Unavailable: the client opens the stream again with
-	// the last seq it received of each conversation. Agents only.
+	// ends with released, after the last of its events the agent may read;
+	// so does one the client has a cursor for but that left the agent while
+	// the client was away. Pending offers, held conversations and those
+	// releases come first, then synced. Any end is an error, normally
+	// Unavailable: the client opens the stream again with the last seq it
+	// received of each conversation. Agents only.
 	FollowWork(context.Context, *v1.FollowWorkRequest, RoutingServiceFollowWorkServerStream) error
 	// AcceptOffer takes an offered conversation. Only the offered agent may
 	// call it, before the offer expires. Retrying an accepted offer returns

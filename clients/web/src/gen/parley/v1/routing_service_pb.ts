@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/routing_service.proto.
  */
 export const file_parley_v1_routing_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9wYXJsZXkvdjEvcm91dGluZ19zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiYAoSU2V0UHJlc2VuY2VSZXF1ZXN0EiUKCHByZXNlbmNlGAEgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEiMKB2NoYW5uZWwYAiABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbCI2ChNTZXRQcmVzZW5jZVJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50IhIKEFdhdGNoV29ya1JlcXVlc3Qi8wEKEVdhdGNoV29ya1Jlc3BvbnNlEiEKBW9mZmVyGAEgASgLMhAucGFybGV5LnYxLk9mZmVySAASLgoMb2ZmZXJfY2xvc2VkGAIgASgLMhYucGFybGV5LnYxLk9mZmVyQ2xvc2VkSAASKwoIYXNzaWduZWQYAyABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uSAASKwoIcmVsZWFzZWQYBCABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uSAASKQoJaGVhcnRiZWF0GAUgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0iPQoRRm9sbG93V29ya1JlcXVlc3QSKAoHY3Vyc29ycxgBIAMoCzIXLnBhcmxleS52MS5Gb2xsb3dDdXJzb3IiOgoMRm9sbG93Q3Vyc29yEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAMigwMKEkZvbGxvd1dvcmtSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSIQoFb2ZmZXIYAiABKAsyEC5wYXJsZXkudjEuT2ZmZXJIABIuCgxvZmZlcl9jbG9zZWQYAyABKAsyFi5wYXJsZXkudjEuT2ZmZXJDbG9zZWRIABIrCghhc3NpZ25lZBgEIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIrCghyZWxlYXNlZBgFIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIhCgVldmVudBgGIAEoCzIQLnBhcmxleS52MS5FdmVudEgAEiMKBnR5cGluZxgHIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgtyZWFkX2N1cnNvchgIIAEoCzIVLnBhcmxleS52MS5SZWFkQ3Vyc29ySAASKQoJaGVhcnRiZWF0GAkgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0iSQoLT2ZmZXJDbG9zZWQSEAoIb2ZmZXJfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEg8KB291dGNvbWUYAyABKAkiJgoSQWNjZXB0T2ZmZXJSZXF1ZXN0EhAKCG9mZmVyX2lkGAEgASgJIkQKE0FjY2VwdE9mZmVyUmVzcG9uc2USLQoMY29udmVyc2F0aW9uGAEgASgLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbiI3ChNEZWNsaW5lT2ZmZXJSZXF1ZXN0EhAKCG9mZmVyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIWChREZWNsaW5lT2ZmZXJSZXNwb25zZSKKAQobVHJhbnNmZXJDb252ZXJzYXRpb25SZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJEhIKCGFnZW50X2lkGAIgASgJSAASEgoIcXVldWVfaWQYAyABKAlIABIMCgRub3RlGAQgASgJQggKBnRhcmdldCJfChxUcmFuc2ZlckNvbnZlcnNhdGlvblJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SEAoIb2ZmZXJfaWQYAiABKAkiSQogTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkibAohTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKEAQoSQ3JlYXRlUXVldWVSZXF1ZXN0EhQKDGRpc3BsYXlfbmFtZRgBIAEoCRIwCg1vZmZlcl90aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBnBvbGljeRgDIAEoCzIWLnBhcmxleS52MS5RdWV1ZVBvbGljeSI2ChNDcmVhdGVRdWV1ZVJlc3BvbnNlEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlIjoKEUxpc3RRdWV1ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIk8KEkxpc3RRdWV1ZXNSZXNwb25zZRIgCgZxdWV1ZXMYASADKAsyEC5wYXJsZXkudjEuUXVldWUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInsKGUNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QSFAoMZGlzcGxheV9uYW1lGAEgASgJEg0KBW9yZGVyGAIgASgFEhAKCHF1ZXVlX2lkGAMgASgJEicKCWNvbmRpdGlvbhgEIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24iQwoaQ3JlYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USJQoEcnVsZRgBIAEoCzIXLnBhcmxleS52MS5NYXRjaGluZ1J1bGUiQQoYTGlzdE1hdGNoaW5nUnVsZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlwKGUxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2USJgoFcnVsZXMYASADKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIsChlEZWxldGVNYXRjaGluZ1J1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkiHAoaRGVsZXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UilwEKEkNyZWF0ZUFnZW50UmVxdWVzdBIUCgxkaXNwbGF5X25hbWUYASABKAkSEAoIY2FwYWNpdHkYAiABKAUSEQoJcXVldWVfaWRzGAMgAygJEg4KBnNraWxscxgEIAMoCRI2ChJjaGFubmVsX2NhcGFjaXRpZXMYBSADKAsyGi5wYXJsZXkudjEuQ2hhbm5lbENhcGFjaXR5IkUKE0NyZWF0ZUFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQSDQoFdG9rZW4YAiABKAkiRwoeTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImoKH0xpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIk8KEkxpc3RBZ2VudHNSZXNwb25zZRIgCgZhZ2VudHMYASADKAsyEC5wYXJsZXkudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImcKGUxpc3RBZ2VudERpcmVjdG9yeVJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSIwoHY2hhbm5lbBgDIAEoDjISLnBhcmxleS52MS5DaGFubmVsImUKGkxpc3RBZ2VudERpcmVjdG9yeVJlc3BvbnNlEi4KBmFnZW50cxgBIAMoCzIeLnBhcmxleS52MS5BZ2VudERpcmVjdG9yeUVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKlAQoTQWdlbnREaXJlY3RvcnlFbnRyeRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSJQoIcHJlc2VuY2UYAyABKA4yEy5wYXJsZXkudjEuUHJlc2VuY2USFQoNZnJlZV9jYXBhY2l0eRgEIAEoBRIuCgZxdWV1ZXMYBSADKAsyHi5wYXJsZXkudjEuQWdlbnREaXJlY3RvcnlRdWV1ZSI3ChNBZ2VudERpcmVjdG9yeVF1ZXVlEgoKAmlkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSKWAQoSVXBkYXRlUXVldWVSZXF1ZXN0EhAKCHF1ZXVlX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIwCg1vZmZlcl90aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBnBvbGljeRgEIAEoCzIWLnBhcmxleS52MS5RdWV1ZVBvbGljeSI2ChNVcGRhdGVRdWV1ZVJlc3BvbnNlEh8KBXF1ZXVlGAEgASgLMhAucGFybGV5LnYxLlF1ZXVlIowBChlVcGRhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW9yZGVyGAMgASgFEhAKCHF1ZXVlX2lkGAQgASgJEicKCWNvbmRpdGlvbhgFIAEoCzIULnBhcmxleS52MS5Db25kaXRpb24iQwoaVXBkYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USJQoEcnVsZRgBIAEoCzIXLnBhcmxleS52MS5NYXRjaGluZ1J1bGUiqQEKElVwZGF0ZUFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIY2FwYWNpdHkYAyABKAUSEQoJcXVldWVfaWRzGAQgAygJEg4KBnNraWxscxgFIAMoCRI2ChJjaGFubmVsX2NhcGFjaXRpZXMYBiADKAsyGi5wYXJsZXkudjEuQ2hhbm5lbENhcGFjaXR5IjYKE1VwZGF0ZUFnZW50UmVzcG9uc2USHwoFYWdlbnQYASABKAsyEC5wYXJsZXkudjEuQWdlbnQiQQoYTGlzdFF1ZXVlU3RhdHVzZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl4KGUxpc3RRdWV1ZVN0YXR1c2VzUmVzcG9uc2USKAoIc3RhdHVzZXMYASADKAsyFi5wYXJsZXkudjEuUXVldWVTdGF0dXMSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhsKGVdhdGNoUXVldWVTdGF0dXNlc1JlcXVlc3QiogEKGldhdGNoUXVldWVTdGF0dXNlc1Jlc3BvbnNlEi4KDHF1ZXVlX3N0YXR1cxgBIAEoCzIWLnBhcmxleS52MS5RdWV1ZVN0YXR1c0gAEiEKBWFnZW50GAIgASgLMhAucGFybGV5LnYxLkFnZW50SAASKQoJaGVhcnRiZWF0GAMgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0yrA8KDlJvdXRpbmdTZXJ2aWNlEkwKC1NldFByZXNlbmNlEh0ucGFybGV5LnYxLlNldFByZXNlbmNlUmVxdWVzdBoeLnBhcmxleS52MS5TZXRQcmVzZW5jZVJlc3BvbnNlEk0KCVdhdGNoV29yaxIbLnBhcmxleS52MS5XYXRjaFdvcmtSZXF1ZXN0GhwucGFybGV5LnYxLldhdGNoV29ya1Jlc3BvbnNlIgOQAgEwARJQCgpGb2xsb3dXb3JrEhwucGFybGV5LnYxLkZvbGxvd1dvcmtSZXF1ZXN0Gh0ucGFybGV5LnYxLkZvbGxvd1dvcmtSZXNwb25zZSIDkAIBMAESTAoLQWNjZXB0T2ZmZXISHS5wYXJsZXkudjEuQWNjZXB0T2ZmZXJSZXF1ZXN0Gh4ucGFybGV5LnYxLkFjY2VwdE9mZmVyUmVzcG9uc2USTwoMRGVjbGluZU9mZmVyEh4ucGFybGV5LnYxLkRlY2xpbmVPZmZlclJlcXVlc3QaHy5wYXJsZXkudjEuRGVjbGluZU9mZmVyUmVzcG9uc2USZwoUVHJhbnNmZXJDb252ZXJzYXRpb24SJi5wYXJsZXkudjEuVHJhbnNmZXJDb252ZXJzYXRpb25SZXF1ZXN0GicucGFybGV5LnYxLlRyYW5zZmVyQ29udmVyc2F0aW9uUmVzcG9uc2USewoZTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9ucxIrLnBhcmxleS52MS5MaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVxdWVzdBosLnBhcmxleS52MS5MaXN0QXNzaWduZWRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJ1ChdMaXN0UXVldWVkQ29udmVyc2F0aW9ucxIpLnBhcmxleS52MS5MaXN0UXVldWVkQ29udmVyc2F0aW9uc1JlcXVlc3QaKi5wYXJsZXkudjEuTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXNwb25zZSIDkAIBEkwKC0NyZWF0ZVF1ZXVlEh0ucGFybGV5LnYxLkNyZWF0ZVF1ZXVlUmVxdWVzdBoeLnBhcmxleS52MS5DcmVhdGVRdWV1ZVJlc3BvbnNlEk4KCkxpc3RRdWV1ZXMSHC5wYXJsZXkudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlIgOQAgESYQoSQ3JlYXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLkNyZWF0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuQ3JlYXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2USYwoRTGlzdE1hdGNoaW5nUnVsZXMSIy5wYXJsZXkudjEuTGlzdE1hdGNoaW5nUnVsZXNSZXF1ZXN0GiQucGFybGV5LnYxLkxpc3RNYXRjaGluZ1J1bGVzUmVzcG9uc2UiA5ACARJmChJEZWxldGVNYXRjaGluZ1J1bGUSJC5wYXJsZXkudjEuRGVsZXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBolLnBhcmxleS52MS5EZWxldGVNYXRjaGluZ1J1bGVSZXNwb25zZSIDkAICEkwKC0NyZWF0ZUFnZW50Eh0ucGFybGV5LnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoeLnBhcmxleS52MS5DcmVhdGVBZ2VudFJlc3BvbnNlEk4KCkxpc3RBZ2VudHMSHC5wYXJsZXkudjEuTGlzdEFnZW50c1JlcXVlc3QaHS5wYXJsZXkudjEuTGlzdEFnZW50c1Jlc3BvbnNlIgOQAgESZgoSTGlzdEFnZW50RGlyZWN0b3J5EiQucGFybGV5LnYxLkxpc3RBZ2VudERpcmVjdG9yeVJlcXVlc3QaJS5wYXJsZXkudjEuTGlzdEFnZW50RGlyZWN0b3J5UmVzcG9uc2UiA5ACARJRCgtVcGRhdGVRdWV1ZRIdLnBhcmxleS52MS5VcGRhdGVRdWV1ZVJlcXVlc3QaHi5wYXJsZXkudjEuVXBkYXRlUXVldWVSZXNwb25zZSIDkAICEmYKElVwZGF0ZU1hdGNoaW5nUnVsZRIkLnBhcmxleS52MS5VcGRhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0GiUucGFybGV5LnYxLlVwZGF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlIgOQAgISUQoLVXBkYXRlQWdlbnQSHS5wYXJsZXkudjEuVXBkYXRlQWdlbnRSZXF1ZXN0Gh4ucGFybGV5LnYxLlVwZGF0ZUFnZW50UmVzcG9uc2UiA5ACAhJjChFMaXN0UXVldWVTdGF0dXNlcxIjLnBhcmxleS52MS5MaXN0UXVldWVTdGF0dXNlc1JlcXVlc3QaJC5wYXJsZXkudjEuTGlzdFF1ZXVlU3RhdHVzZXNSZXNwb25zZSIDkAIBEmgKEldhdGNoUXVldWVTdGF0dXNlcxIkLnBhcmxleS52MS5XYXRjaFF1ZXVlU3RhdHVzZXNSZXF1ZXN0GiUucGFybGV5LnYxLldhdGNoUXVldWVTdGF0dXNlc1Jlc3BvbnNlIgOQAgEwAUKcAQoNY29tLnBhcmxleS52MUITUm91dGluZ1NlcnZpY2VQcm90b1ABWjFnaXRodWIuY29tL3BhcmxleWhxL3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxogIDUFhYqgIJUGFybGV5LlYxygIJUGFybGV5XFYx4gIVUGFybGV5XFYxXEdQQk1ldGFkYXRh6gIKUGFybGV5OjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_parley_v1_resources]);
+  fileDesc("Ch9wYXJsZXkvdjEvcm91dGluZ19zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEiYAoSU2V0UHJlc2VuY2VSZXF1ZXN0EiUKCHByZXNlbmNlGAEgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEiMKB2NoYW5uZWwYAiABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbCI2ChNTZXRQcmVzZW5jZVJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50IhIKEFdhdGNoV29ya1JlcXVlc3Qi8wEKEVdhdGNoV29ya1Jlc3BvbnNlEiEKBW9mZmVyGAEgASgLMhAucGFybGV5LnYxLk9mZmVySAASLgoMb2ZmZXJfY2xvc2VkGAIgASgLMhYucGFybGV5LnYxLk9mZmVyQ2xvc2VkSAASKwoIYXNzaWduZWQYAyABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uSAASKwoIcmVsZWFzZWQYBCABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uSAASKQoJaGVhcnRiZWF0GAUgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAQgYKBGl0ZW0iPQoRRm9sbG93V29ya1JlcXVlc3QSKAoHY3Vyc29ycxgBIAMoCzIXLnBhcmxleS52MS5Gb2xsb3dDdXJzb3IiOgoMRm9sbG93Q3Vyc29yEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAMirAMKEkZvbGxvd1dvcmtSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSIQoFb2ZmZXIYAiABKAsyEC5wYXJsZXkudjEuT2ZmZXJIABIuCgxvZmZlcl9jbG9zZWQYAyABKAsyFi5wYXJsZXkudjEuT2ZmZXJDbG9zZWRIABIrCghhc3NpZ25lZBgEIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIrCghyZWxlYXNlZBgFIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb25IABIhCgVldmVudBgGIAEoCzIQLnBhcmxleS52MS5FdmVudEgAEiMKBnR5cGluZxgHIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABIsCgtyZWFkX2N1cnNvchgIIAEoCzIVLnBhcmxleS52MS5SZWFkQ3Vyc29ySAASKQoJaGVhcnRiZWF0GAkgASgLMhQucGFybGV5LnYxLkhlYXJ0YmVhdEgAEicKBnN5bmNlZBgKIAEoCzIVLnBhcmxleS52MS5Xb3JrU3luY2VkSABCBgoEaXRlbSIMCgpXb3JrU3luY2VkIkkKC09mZmVyQ2xvc2VkEhAKCG9mZmVyX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCRIPCgdvdXRjb21lGAMgASgJIiYKEkFjY2VwdE9mZmVyUmVxdWVzdBIQCghvZmZlcl9pZBgBIAEoCSJEChNBY2NlcHRPZmZlclJlc3BvbnNlEi0KDGNvbnZlcnNhdGlvbhgBIAEoCzIXLnBhcmxleS52MS5Db252ZXJzYXRpb24iNwoTRGVjbGluZU9mZmVyUmVxdWVzdBIQCghvZmZlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiFgoURGVjbGluZU9mZmVyUmVzcG9uc2UiigEKG1RyYW5zZmVyQ29udmVyc2F0aW9uUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKcmVxdWVzdF9pZBgFIAEoCRISCghhZ2VudF9pZBgCIAEoCUgAEhIKCHF1ZXVlX2lkGAMgASgJSAASDAoEbm90ZRgEIAEoCUIICgZ0YXJnZXQiXwocVHJhbnNmZXJDb252ZXJzYXRpb25SZXNwb25zZRItCgxjb252ZXJzYXRpb24YASABKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhAKCG9mZmVyX2lkGAIgASgJIkkKIExpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImwKIUxpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnNSZXNwb25zZRIuCg1jb252ZXJzYXRpb25zGAEgAygLMhcucGFybGV5LnYxLkNvbnZlcnNhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihAEKEkNyZWF0ZVF1ZXVlUmVxdWVzdBIUCgxkaXNwbGF5X25hbWUYASABKAkSMAoNb2ZmZXJfdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgZwb2xpY3kYAyABKAsyFi5wYXJsZXkudjEuUXVldWVQb2xpY3kiNgoTQ3JlYXRlUXVldWVSZXNwb25zZRIfCgVxdWV1ZRgBIAEoCzIQLnBhcmxleS52MS5RdWV1ZSI6ChFMaXN0UXVldWVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJPChJMaXN0UXVldWVzUmVzcG9uc2USIAoGcXVldWVzGAEgAygLMhAucGFybGV5LnYxLlF1ZXVlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ7ChlDcmVhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0EhQKDGRpc3BsYXlfbmFtZRgBIAEoCRINCgVvcmRlchgCIAEoBRIQCghxdWV1ZV9pZBgDIAEoCRInCgljb25kaXRpb24YBCABKAsyFC5wYXJsZXkudjEuQ29uZGl0aW9uIkMKGkNyZWF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlEiUKBHJ1bGUYASABKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlIkEKGExpc3RNYXRjaGluZ1J1bGVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJcChlMaXN0TWF0Y2hpbmdSdWxlc1Jlc3BvbnNlEiYKBXJ1bGVzGAEgAygLMhcucGFybGV5LnYxLk1hdGNoaW5nUnVsZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoZRGVsZXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBIPCgdydWxlX2lkGAEgASgJIhwKGkRlbGV0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlIpcBChJDcmVhdGVBZ2VudFJlcXVlc3QSFAoMZGlzcGxheV9uYW1lGAEgASgJEhAKCGNhcGFjaXR5GAIgASgFEhEKCXF1ZXVlX2lkcxgDIAMoCRIOCgZza2lsbHMYBCADKAkSNgoSY2hhbm5lbF9jYXBhY2l0aWVzGAUgAygLMhoucGFybGV5LnYxLkNoYW5uZWxDYXBhY2l0eSJFChNDcmVhdGVBZ2VudFJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50Eg0KBXRva2VuGAIgASgJIkcKHkxpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJqCh9MaXN0UXVldWVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlEi4KDWNvbnZlcnNhdGlvbnMYASADKAsyFy5wYXJsZXkudjEuQ29udmVyc2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI6ChFMaXN0QWdlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJPChJMaXN0QWdlbnRzUmVzcG9uc2USIAoGYWdlbnRzGAEgAygLMhAucGFybGV5LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJnChlMaXN0QWdlbnREaXJlY3RvcnlSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiMKB2NoYW5uZWwYAyABKA4yEi5wYXJsZXkudjEuQ2hhbm5lbCJlChpMaXN0QWdlbnREaXJlY3RvcnlSZXNwb25zZRIuCgZhZ2VudHMYASADKAsyHi5wYXJsZXkudjEuQWdlbnREaXJlY3RvcnlFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkipQEKE0FnZW50RGlyZWN0b3J5RW50cnkSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiUKCHByZXNlbmNlGAMgASgOMhMucGFybGV5LnYxLlByZXNlbmNlEhUKDWZyZWVfY2FwYWNpdHkYBCABKAUSLgoGcXVldWVzGAUgAygLMh4ucGFybGV5LnYxLkFnZW50RGlyZWN0b3J5UXVldWUiNwoTQWdlbnREaXJlY3RvcnlRdWV1ZRIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkilgEKElVwZGF0ZVF1ZXVlUmVxdWVzdBIQCghxdWV1ZV9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSMAoNb2ZmZXJfdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgZwb2xpY3kYBCABKAsyFi5wYXJsZXkudjEuUXVldWVQb2xpY3kiNgoTVXBkYXRlUXVldWVSZXNwb25zZRIfCgVxdWV1ZRgBIAEoCzIQLnBhcmxleS52MS5RdWV1ZSKMAQoZVXBkYXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBIPCgdydWxlX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRINCgVvcmRlchgDIAEoBRIQCghxdWV1ZV9pZBgEIAEoCRInCgljb25kaXRpb24YBSABKAsyFC5wYXJsZXkudjEuQ29uZGl0aW9uIkMKGlVwZGF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlEiUKBHJ1bGUYASABKAsyFy5wYXJsZXkudjEuTWF0Y2hpbmdSdWxlIqkBChJVcGRhdGVBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhAKCGNhcGFjaXR5GAMgASgFEhEKCXF1ZXVlX2lkcxgEIAMoCRIOCgZza2lsbHMYBSADKAkSNgoSY2hhbm5lbF9jYXBhY2l0aWVzGAYgAygLMhoucGFybGV5LnYxLkNoYW5uZWxDYXBhY2l0eSI2ChNVcGRhdGVBZ2VudFJlc3BvbnNlEh8KBWFnZW50GAEgASgLMhAucGFybGV5LnYxLkFnZW50IkEKGExpc3RRdWV1ZVN0YXR1c2VzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJeChlMaXN0UXVldWVTdGF0dXNlc1Jlc3BvbnNlEigKCHN0YXR1c2VzGAEgAygLMhYucGFybGV5LnYxLlF1ZXVlU3RhdHVzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIbChlXYXRjaFF1ZXVlU3RhdHVzZXNSZXF1ZXN0IqIBChpXYXRjaFF1ZXVlU3RhdHVzZXNSZXNwb25zZRIuCgxxdWV1ZV9zdGF0dXMYASABKAsyFi5wYXJsZXkudjEuUXVldWVTdGF0dXNIABIhCgVhZ2VudBgCIAEoCzIQLnBhcmxleS52MS5BZ2VudEgAEikKCWhlYXJ0YmVhdBgDIAEoCzIULnBhcmxleS52MS5IZWFydGJlYXRIAEIGCgRpdGVtMqwPCg5Sb3V0aW5nU2VydmljZRJMCgtTZXRQcmVzZW5jZRIdLnBhcmxleS52MS5TZXRQcmVzZW5jZVJlcXVlc3QaHi5wYXJsZXkudjEuU2V0UHJlc2VuY2VSZXNwb25zZRJNCglXYXRjaFdvcmsSGy5wYXJsZXkudjEuV2F0Y2hXb3JrUmVxdWVzdBocLnBhcmxleS52MS5XYXRjaFdvcmtSZXNwb25zZSIDkAIBMAESUAoKRm9sbG93V29yaxIcLnBhcmxleS52MS5Gb2xsb3dXb3JrUmVxdWVzdBodLnBhcmxleS52MS5Gb2xsb3dXb3JrUmVzcG9uc2UiA5ACATABEkwKC0FjY2VwdE9mZmVyEh0ucGFybGV5LnYxLkFjY2VwdE9mZmVyUmVxdWVzdBoeLnBhcmxleS52MS5BY2NlcHRPZmZlclJlc3BvbnNlEk8KDERlY2xpbmVPZmZlchIeLnBhcmxleS52MS5EZWNsaW5lT2ZmZXJSZXF1ZXN0Gh8ucGFybGV5LnYxLkRlY2xpbmVPZmZlclJlc3BvbnNlEmcKFFRyYW5zZmVyQ29udmVyc2F0aW9uEiYucGFybGV5LnYxLlRyYW5zZmVyQ29udmVyc2F0aW9uUmVxdWVzdBonLnBhcmxleS52MS5UcmFuc2ZlckNvbnZlcnNhdGlvblJlc3BvbnNlEnsKGUxpc3RBc3NpZ25lZENvbnZlcnNhdGlvbnMSKy5wYXJsZXkudjEuTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1JlcXVlc3QaLC5wYXJsZXkudjEuTGlzdEFzc2lnbmVkQ29udmVyc2F0aW9uc1Jlc3BvbnNlIgOQAgESdQoXTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnMSKS5wYXJsZXkudjEuTGlzdFF1ZXVlZENvbnZlcnNhdGlvbnNSZXF1ZXN0GioucGFybGV5LnYxLkxpc3RRdWV1ZWRDb252ZXJzYXRpb25zUmVzcG9uc2UiA5ACARJMCgtDcmVhdGVRdWV1ZRIdLnBhcmxleS52MS5DcmVhdGVRdWV1ZVJlcXVlc3QaHi5wYXJsZXkudjEuQ3JlYXRlUXVldWVSZXNwb25zZRJOCgpMaXN0UXVldWVzEhwucGFybGV5LnYxLkxpc3RRdWV1ZXNSZXF1ZXN0Gh0ucGFybGV5LnYxLkxpc3RRdWV1ZXNSZXNwb25zZSIDkAIBEmEKEkNyZWF0ZU1hdGNoaW5nUnVsZRIkLnBhcmxleS52MS5DcmVhdGVNYXRjaGluZ1J1bGVSZXF1ZXN0GiUucGFybGV5LnYxLkNyZWF0ZU1hdGNoaW5nUnVsZVJlc3BvbnNlEmMKEUxpc3RNYXRjaGluZ1J1bGVzEiMucGFybGV5LnYxLkxpc3RNYXRjaGluZ1J1bGVzUmVxdWVzdBokLnBhcmxleS52MS5MaXN0TWF0Y2hpbmdSdWxlc1Jlc3BvbnNlIgOQAgESZgoSRGVsZXRlTWF0Y2hpbmdSdWxlEiQucGFybGV5LnYxLkRlbGV0ZU1hdGNoaW5nUnVsZVJlcXVlc3QaJS5wYXJsZXkudjEuRGVsZXRlTWF0Y2hpbmdSdWxlUmVzcG9uc2UiA5ACAhJMCgtDcmVhdGVBZ2VudBIdLnBhcmxleS52MS5DcmVhdGVBZ2VudFJlcXVlc3QaHi5wYXJsZXkudjEuQ3JlYXRlQWdlbnRSZXNwb25zZRJOCgpMaXN0QWdlbnRzEhwucGFybGV5LnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh0ucGFybGV5LnYxLkxpc3RBZ2VudHNSZXNwb25zZSIDkAIBEmYKEkxpc3RBZ2VudERpcmVjdG9yeRIkLnBhcmxleS52MS5MaXN0QWdlbnREaXJlY3RvcnlSZXF1ZXN0GiUucGFybGV5LnYxLkxpc3RBZ2VudERpcmVjdG9yeVJlc3BvbnNlIgOQAgESUQoLVXBkYXRlUXVldWUSHS5wYXJsZXkudjEuVXBkYXRlUXVldWVSZXF1ZXN0Gh4ucGFybGV5LnYxLlVwZGF0ZVF1ZXVlUmVzcG9uc2UiA5ACAhJmChJVcGRhdGVNYXRjaGluZ1J1bGUSJC5wYXJsZXkudjEuVXBkYXRlTWF0Y2hpbmdSdWxlUmVxdWVzdBolLnBhcmxleS52MS5VcGRhdGVNYXRjaGluZ1J1bGVSZXNwb25zZSIDkAICElEKC1VwZGF0ZUFnZW50Eh0ucGFybGV5LnYxLlVwZGF0ZUFnZW50UmVxdWVzdBoeLnBhcmxleS52MS5VcGRhdGVBZ2VudFJlc3BvbnNlIgOQAgISYwoRTGlzdFF1ZXVlU3RhdHVzZXMSIy5wYXJsZXkudjEuTGlzdFF1ZXVlU3RhdHVzZXNSZXF1ZXN0GiQucGFybGV5LnYxLkxpc3RRdWV1ZVN0YXR1c2VzUmVzcG9uc2UiA5ACARJoChJXYXRjaFF1ZXVlU3RhdHVzZXMSJC5wYXJsZXkudjEuV2F0Y2hRdWV1ZVN0YXR1c2VzUmVxdWVzdBolLnBhcmxleS52MS5XYXRjaFF1ZXVlU3RhdHVzZXNSZXNwb25zZSIDkAIBMAFCnAEKDWNvbS5wYXJsZXkudjFCE1JvdXRpbmdTZXJ2aWNlUHJvdG9QAVoxZ2l0aHViLmNvbS9wYXJsZXlocS9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MaICA1BYWKoCCVBhcmxleS5WMcoCCVBhcmxleVxWMeICFVBhcmxleVxWMVxHUEJNZXRhZGF0YeoCClBhcmxleTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_parley_v1_resources]);
 
 /**
  * SetPresenceRequest carries the new presence.
@@ -145,7 +145,10 @@ export type FollowWorkRequest = Message<"parley.v1.FollowWorkRequest"> & {
   /**
    * The last seq the client received of each conversation it already
    * has; held conversations not named here are replayed from the start.
-   * Cursors of conversations the agent does not hold are ignored.
+   * A conversation named here that the agent no longer holds gets the
+   * events after the cursor that the agent may still read (up to its
+   * close, or to when the agent left it), then released; one the agent
+   * may not read gets released alone.
    *
    * @generated from field: repeated parley.v1.FollowCursor cursors = 1;
    */
@@ -192,7 +195,7 @@ export const FollowCursorSchema: GenMessage<FollowCursor> = /*@__PURE__*/
  */
 export type FollowWorkResponse = Message<"parley.v1.FollowWorkResponse"> & {
   /**
-   * The conversation the item is about; empty for heartbeats.
+   * The conversation the item is about; empty for heartbeats and synced.
    *
    * @generated from field: string conversation_id = 1;
    */
@@ -270,6 +273,19 @@ export type FollowWorkResponse = Message<"parley.v1.FollowWorkResponse"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * Sent once, after every pending offer and held conversation has been
+     * sent (assigned) and every cursor's conversation that the agent no
+     * longer holds has been released: an offer or a conversation the
+     * client still shows from before that the stream has not sent by then
+     * is no longer the agent's. Held conversations' logs may still be
+     * replaying.
+     *
+     * @generated from field: parley.v1.WorkSynced synced = 10;
+     */
+    value: WorkSynced;
+    case: "synced";
   } | { case: undefined; value?: undefined };
 };
 
@@ -279,6 +295,21 @@ export type FollowWorkResponse = Message<"parley.v1.FollowWorkResponse"> & {
  */
 export const FollowWorkResponseSchema: GenMessage<FollowWorkResponse> = /*@__PURE__*/
   messageDesc(file_parley_v1_routing_service, 6);
+
+/**
+ * WorkSynced marks the end of FollowWork's opening snapshot.
+ *
+ * @generated from message parley.v1.WorkSynced
+ */
+export type WorkSynced = Message<"parley.v1.WorkSynced"> & {
+};
+
+/**
+ * Describes the message parley.v1.WorkSynced.
+ * Use `create(WorkSyncedSchema)` to create a new message.
+ */
+export const WorkSyncedSchema: GenMessage<WorkSynced> = /*@__PURE__*/
+  messageDesc(file_parley_v1_routing_service, 7);
 
 /**
  * OfferClosed tells that an offer ended.
@@ -309,7 +340,7 @@ export type OfferClosed = Message<"parley.v1.OfferClosed"> & {
  * Use `create(OfferClosedSchema)` to create a new message.
  */
 export const OfferClosedSchema: GenMessage<OfferClosed> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 7);
+  messageDesc(file_parley_v1_routing_service, 8);
 
 /**
  * AcceptOfferRequest names the offer.
@@ -328,7 +359,7 @@ export type AcceptOfferRequest = Message<"parley.v1.AcceptOfferRequest"> & {
  * Use `create(AcceptOfferRequestSchema)` to create a new message.
  */
 export const AcceptOfferRequestSchema: GenMessage<AcceptOfferRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 8);
+  messageDesc(file_parley_v1_routing_service, 9);
 
 /**
  * AcceptOfferResponse carries the conversation now held by the agent.
@@ -347,7 +378,7 @@ export type AcceptOfferResponse = Message<"parley.v1.AcceptOfferResponse"> & {
  * Use `create(AcceptOfferResponseSchema)` to create a new message.
  */
 export const AcceptOfferResponseSchema: GenMessage<AcceptOfferResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 9);
+  messageDesc(file_parley_v1_routing_service, 10);
 
 /**
  * DeclineOfferRequest names the offer.
@@ -371,7 +402,7 @@ export type DeclineOfferRequest = Message<"parley.v1.DeclineOfferRequest"> & {
  * Use `create(DeclineOfferRequestSchema)` to create a new message.
  */
 export const DeclineOfferRequestSchema: GenMessage<DeclineOfferRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 10);
+  messageDesc(file_parley_v1_routing_service, 11);
 
 /**
  * DeclineOfferResponse takes no fields.
@@ -386,7 +417,7 @@ export type DeclineOfferResponse = Message<"parley.v1.DeclineOfferResponse"> & {
  * Use `create(DeclineOfferResponseSchema)` to create a new message.
  */
 export const DeclineOfferResponseSchema: GenMessage<DeclineOfferResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 11);
+  messageDesc(file_parley_v1_routing_service, 12);
 
 /**
  * TransferConversationRequest names the conversation and where it goes.
@@ -441,7 +472,7 @@ export type TransferConversationRequest = Message<"parley.v1.TransferConversatio
  * Use `create(TransferConversationRequestSchema)` to create a new message.
  */
 export const TransferConversationRequestSchema: GenMessage<TransferConversationRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 12);
+  messageDesc(file_parley_v1_routing_service, 13);
 
 /**
  * TransferConversationResponse carries the conversation and, for a transfer
@@ -466,7 +497,7 @@ export type TransferConversationResponse = Message<"parley.v1.TransferConversati
  * Use `create(TransferConversationResponseSchema)` to create a new message.
  */
 export const TransferConversationResponseSchema: GenMessage<TransferConversationResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 13);
+  messageDesc(file_parley_v1_routing_service, 14);
 
 /**
  * ListAssignedConversationsRequest pages through the caller's conversations.
@@ -492,7 +523,7 @@ export type ListAssignedConversationsRequest = Message<"parley.v1.ListAssignedCo
  * Use `create(ListAssignedConversationsRequestSchema)` to create a new message.
  */
 export const ListAssignedConversationsRequestSchema: GenMessage<ListAssignedConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 14);
+  messageDesc(file_parley_v1_routing_service, 15);
 
 /**
  * ListAssignedConversationsResponse is one page of conversations.
@@ -516,7 +547,7 @@ export type ListAssignedConversationsResponse = Message<"parley.v1.ListAssignedC
  * Use `create(ListAssignedConversationsResponseSchema)` to create a new message.
  */
 export const ListAssignedConversationsResponseSchema: GenMessage<ListAssignedConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 15);
+  messageDesc(file_parley_v1_routing_service, 16);
 
 /**
  * CreateQueueRequest describes the queue.
@@ -547,7 +578,7 @@ export type CreateQueueRequest = Message<"parley.v1.CreateQueueRequest"> & {
  * Use `create(CreateQueueRequestSchema)` to create a new message.
  */
 export const CreateQueueRequestSchema: GenMessage<CreateQueueRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 16);
+  messageDesc(file_parley_v1_routing_service, 17);
 
 /**
  * CreateQueueResponse carries the queue.
@@ -566,7 +597,7 @@ export type CreateQueueResponse = Message<"parley.v1.CreateQueueResponse"> & {
  * Use `create(CreateQueueResponseSchema)` to create a new message.
  */
 export const CreateQueueResponseSchema: GenMessage<CreateQueueResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 17);
+  messageDesc(file_parley_v1_routing_service, 18);
 
 /**
  * ListQueuesRequest pages through queues.
@@ -592,7 +623,7 @@ export type ListQueuesRequest = Message<"parley.v1.ListQueuesRequest"> & {
  * Use `create(ListQueuesRequestSchema)` to create a new message.
  */
 export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 18);
+  messageDesc(file_parley_v1_routing_service, 19);
 
 /**
  * ListQueuesResponse is one page of queues.
@@ -616,7 +647,7 @@ export type ListQueuesResponse = Message<"parley.v1.ListQueuesResponse"> & {
  * Use `create(ListQueuesResponseSchema)` to create a new message.
  */
 export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 19);
+  messageDesc(file_parley_v1_routing_service, 20);
 
 /**
  * CreateMatchingRuleRequest describes the rule.
@@ -652,7 +683,7 @@ export type CreateMatchingRuleRequest = Message<"parley.v1.CreateMatchingRuleReq
  * Use `create(CreateMatchingRuleRequestSchema)` to create a new message.
  */
 export const CreateMatchingRuleRequestSchema: GenMessage<CreateMatchingRuleRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 20);
+  messageDesc(file_parley_v1_routing_service, 21);
 
 /**
  * CreateMatchingRuleResponse carries the rule.
@@ -671,7 +702,7 @@ export type CreateMatchingRuleResponse = Message<"parley.v1.CreateMatchingRuleRe
  * Use `create(CreateMatchingRuleResponseSchema)` to create a new message.
  */
 export const CreateMatchingRuleResponseSchema: GenMessage<CreateMatchingRuleResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 21);
+  messageDesc(file_parley_v1_routing_service, 22);
 
 /**
  * ListMatchingRulesRequest pages through rules.
@@ -697,7 +728,7 @@ export type ListMatchingRulesRequest = Message<"parley.v1.ListMatchingRulesReque
  * Use `create(ListMatchingRulesRequestSchema)` to create a new message.
  */
 export const ListMatchingRulesRequestSchema: GenMessage<ListMatchingRulesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 22);
+  messageDesc(file_parley_v1_routing_service, 23);
 
 /**
  * ListMatchingRulesResponse is one page of rules in evaluation order.
@@ -721,7 +752,7 @@ export type ListMatchingRulesResponse = Message<"parley.v1.ListMatchingRulesResp
  * Use `create(ListMatchingRulesResponseSchema)` to create a new message.
  */
 export const ListMatchingRulesResponseSchema: GenMessage<ListMatchingRulesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 23);
+  messageDesc(file_parley_v1_routing_service, 24);
 
 /**
  * DeleteMatchingRuleRequest names the rule.
@@ -740,7 +771,7 @@ export type DeleteMatchingRuleRequest = Message<"parley.v1.DeleteMatchingRuleReq
  * Use `create(DeleteMatchingRuleRequestSchema)` to create a new message.
  */
 export const DeleteMatchingRuleRequestSchema: GenMessage<DeleteMatchingRuleRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 24);
+  messageDesc(file_parley_v1_routing_service, 25);
 
 /**
  * DeleteMatchingRuleResponse takes no fields.
@@ -755,7 +786,7 @@ export type DeleteMatchingRuleResponse = Message<"parley.v1.DeleteMatchingRuleRe
  * Use `create(DeleteMatchingRuleResponseSchema)` to create a new message.
  */
 export const DeleteMatchingRuleResponseSchema: GenMessage<DeleteMatchingRuleResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 25);
+  messageDesc(file_parley_v1_routing_service, 26);
 
 /**
  * CreateAgentRequest describes the agent.
@@ -798,7 +829,7 @@ export type CreateAgentRequest = Message<"parley.v1.CreateAgentRequest"> & {
  * Use `create(CreateAgentRequestSchema)` to create a new message.
  */
 export const CreateAgentRequestSchema: GenMessage<CreateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 26);
+  messageDesc(file_parley_v1_routing_service, 27);
 
 /**
  * CreateAgentResponse carries the agent and its bearer token, shown once.
@@ -822,7 +853,7 @@ export type CreateAgentResponse = Message<"parley.v1.CreateAgentResponse"> & {
  * Use `create(CreateAgentResponseSchema)` to create a new message.
  */
 export const CreateAgentResponseSchema: GenMessage<CreateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 27);
+  messageDesc(file_parley_v1_routing_service, 28);
 
 /**
  * ListQueuedConversationsRequest pages through waiting conversations.
@@ -848,7 +879,7 @@ export type ListQueuedConversationsRequest = Message<"parley.v1.ListQueuedConver
  * Use `create(ListQueuedConversationsRequestSchema)` to create a new message.
  */
 export const ListQueuedConversationsRequestSchema: GenMessage<ListQueuedConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 28);
+  messageDesc(file_parley_v1_routing_service, 29);
 
 /**
  * ListQueuedConversationsResponse is one page, oldest first.
@@ -872,7 +903,7 @@ export type ListQueuedConversationsResponse = Message<"parley.v1.ListQueuedConve
  * Use `create(ListQueuedConversationsResponseSchema)` to create a new message.
  */
 export const ListQueuedConversationsResponseSchema: GenMessage<ListQueuedConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 29);
+  messageDesc(file_parley_v1_routing_service, 30);
 
 /**
  * ListAgentsRequest pages through agents.
@@ -898,7 +929,7 @@ export type ListAgentsRequest = Message<"parley.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 30);
+  messageDesc(file_parley_v1_routing_service, 31);
 
 /**
  * ListAgentsResponse is one page of agents.
@@ -922,7 +953,7 @@ export type ListAgentsResponse = Message<"parley.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 31);
+  messageDesc(file_parley_v1_routing_service, 32);
 
 /**
  * ListAgentDirectoryRequest pages through the agent directory.
@@ -959,7 +990,7 @@ export type ListAgentDirectoryRequest = Message<"parley.v1.ListAgentDirectoryReq
  * Use `create(ListAgentDirectoryRequestSchema)` to create a new message.
  */
 export const ListAgentDirectoryRequestSchema: GenMessage<ListAgentDirectoryRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 32);
+  messageDesc(file_parley_v1_routing_service, 33);
 
 /**
  * ListAgentDirectoryResponse is one page of the directory, by agent id.
@@ -983,7 +1014,7 @@ export type ListAgentDirectoryResponse = Message<"parley.v1.ListAgentDirectoryRe
  * Use `create(ListAgentDirectoryResponseSchema)` to create a new message.
  */
 export const ListAgentDirectoryResponseSchema: GenMessage<ListAgentDirectoryResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 33);
+  messageDesc(file_parley_v1_routing_service, 34);
 
 /**
  * AgentDirectoryEntry is what any agent may know of another to choose a
@@ -1036,7 +1067,7 @@ export type AgentDirectoryEntry = Message<"parley.v1.AgentDirectoryEntry"> & {
  * Use `create(AgentDirectoryEntrySchema)` to create a new message.
  */
 export const AgentDirectoryEntrySchema: GenMessage<AgentDirectoryEntry> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 34);
+  messageDesc(file_parley_v1_routing_service, 35);
 
 /**
  * AgentDirectoryQueue names a queue an agent serves.
@@ -1060,7 +1091,7 @@ export type AgentDirectoryQueue = Message<"parley.v1.AgentDirectoryQueue"> & {
  * Use `create(AgentDirectoryQueueSchema)` to create a new message.
  */
 export const AgentDirectoryQueueSchema: GenMessage<AgentDirectoryQueue> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 35);
+  messageDesc(file_parley_v1_routing_service, 36);
 
 /**
  * UpdateQueueRequest replaces a queue's settings.
@@ -1096,7 +1127,7 @@ export type UpdateQueueRequest = Message<"parley.v1.UpdateQueueRequest"> & {
  * Use `create(UpdateQueueRequestSchema)` to create a new message.
  */
 export const UpdateQueueRequestSchema: GenMessage<UpdateQueueRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 36);
+  messageDesc(file_parley_v1_routing_service, 37);
 
 /**
  * UpdateQueueResponse carries the queue.
@@ -1115,7 +1146,7 @@ export type UpdateQueueResponse = Message<"parley.v1.UpdateQueueResponse"> & {
  * Use `create(UpdateQueueResponseSchema)` to create a new message.
  */
 export const UpdateQueueResponseSchema: GenMessage<UpdateQueueResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 37);
+  messageDesc(file_parley_v1_routing_service, 38);
 
 /**
  * UpdateMatchingRuleRequest replaces a rule.
@@ -1156,7 +1187,7 @@ export type UpdateMatchingRuleRequest = Message<"parley.v1.UpdateMatchingRuleReq
  * Use `create(UpdateMatchingRuleRequestSchema)` to create a new message.
  */
 export const UpdateMatchingRuleRequestSchema: GenMessage<UpdateMatchingRuleRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 38);
+  messageDesc(file_parley_v1_routing_service, 39);
 
 /**
  * UpdateMatchingRuleResponse carries the rule.
@@ -1175,7 +1206,7 @@ export type UpdateMatchingRuleResponse = Message<"parley.v1.UpdateMatchingRuleRe
  * Use `create(UpdateMatchingRuleResponseSchema)` to create a new message.
  */
 export const UpdateMatchingRuleResponseSchema: GenMessage<UpdateMatchingRuleResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 39);
+  messageDesc(file_parley_v1_routing_service, 40);
 
 /**
  * UpdateAgentRequest replaces an agent's settings.
@@ -1224,7 +1255,7 @@ export type UpdateAgentRequest = Message<"parley.v1.UpdateAgentRequest"> & {
  * Use `create(UpdateAgentRequestSchema)` to create a new message.
  */
 export const UpdateAgentRequestSchema: GenMessage<UpdateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 40);
+  messageDesc(file_parley_v1_routing_service, 41);
 
 /**
  * UpdateAgentResponse carries the agent.
@@ -1243,7 +1274,7 @@ export type UpdateAgentResponse = Message<"parley.v1.UpdateAgentResponse"> & {
  * Use `create(UpdateAgentResponseSchema)` to create a new message.
  */
 export const UpdateAgentResponseSchema: GenMessage<UpdateAgentResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 41);
+  messageDesc(file_parley_v1_routing_service, 42);
 
 /**
  * ListQueueStatusesRequest pages through queues.
@@ -1269,7 +1300,7 @@ export type ListQueueStatusesRequest = Message<"parley.v1.ListQueueStatusesReque
  * Use `create(ListQueueStatusesRequestSchema)` to create a new message.
  */
 export const ListQueueStatusesRequestSchema: GenMessage<ListQueueStatusesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 42);
+  messageDesc(file_parley_v1_routing_service, 43);
 
 /**
  * ListQueueStatusesResponse is one page of queue statuses.
@@ -1293,7 +1324,7 @@ export type ListQueueStatusesResponse = Message<"parley.v1.ListQueueStatusesResp
  * Use `create(ListQueueStatusesResponseSchema)` to create a new message.
  */
 export const ListQueueStatusesResponseSchema: GenMessage<ListQueueStatusesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 43);
+  messageDesc(file_parley_v1_routing_service, 44);
 
 /**
  * WatchQueueStatusesRequest takes no fields.
@@ -1308,7 +1339,7 @@ export type WatchQueueStatusesRequest = Message<"parley.v1.WatchQueueStatusesReq
  * Use `create(WatchQueueStatusesRequestSchema)` to create a new message.
  */
 export const WatchQueueStatusesRequestSchema: GenMessage<WatchQueueStatusesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 44);
+  messageDesc(file_parley_v1_routing_service, 45);
 
 /**
  * WatchQueueStatusesResponse is one change.
@@ -1347,7 +1378,7 @@ export type WatchQueueStatusesResponse = Message<"parley.v1.WatchQueueStatusesRe
  * Use `create(WatchQueueStatusesResponseSchema)` to create a new message.
  */
 export const WatchQueueStatusesResponseSchema: GenMessage<WatchQueueStatusesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_routing_service, 45);
+  messageDesc(file_parley_v1_routing_service, 46);
 
 /**
  * RoutingService routes conversations to live agents: agents set presence,
@@ -1387,10 +1418,12 @@ export const RoutingService: GenService<{
    * before its events; its log is replayed after the seq given for it in
    * cursors (its whole log if none is given), then followed live. A
    * conversation that leaves the agent (closed, transferred, re-queued)
-   * ends with released, after the last of its events the agent may read.
-   * Pending offers and held conversations are sent first. Any end is an
-   * error, normally Unavailable: the client opens the stream again with
-   * the last seq it received of each conversation. Agents only.
+   * ends with released, after the last of its events the agent may read;
+   * so does one the client has a cursor for but that left the agent while
+   * the client was away. Pending offers, held conversations and those
+   * releases come first, then synced. Any end is an error, normally
+   * Unavailable: the client opens the stream again with the last seq it
+   * received of each conversation. Agents only.
    *
    * @generated from rpc parley.v1.RoutingService.FollowWork
    */
