@@ -335,7 +335,7 @@ func serve(ctx context.Context, log *slog.Logger, a *app.App, reg *metrics.Regis
 		defer stop()
 	}
 	srv := &http.Server{
-		Handler:           a.Handler,
+		Handler:           loopbackOnly(lis.Addr(), a.Handler),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	srv.Protocols = new(http.Protocols)
@@ -421,7 +421,7 @@ func greet(scheme string, addr net.Addr, dbPath string, demo bool, idName string
 	if demo {
 		fmt.Fprintf(os.Stderr, "open %s://%s/ for the demo shop with the messenger (agents sign in to the workspace with ps_demo_agent_beth, ps_demo_agent_fred or ps_demo_agent_abel; ps_demo_supervisor sees the queues)\n", scheme, addr)
 		fmt.Fprintf(os.Stderr, "demo tokens (admin and agents) are in server/internal/bootstrap/demo.yaml; try:\n"+
-			"  grpcurl -plaintext -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", addr)
+			"  grpcurl %s -H 'Authorization: Bearer ps_demo_admin_token' %s parley.v1.RoutingService/ListQueues\n", grpcurlFlag(scheme), addr)
 	}
 	switch idName {
 	case "built-in demo":
@@ -429,4 +429,13 @@ func greet(scheme string, addr net.Addr, dbPath string, demo bool, idName string
 	case "none":
 		fmt.Fprintf(os.Stderr, "no -identity file: signed-in customers cannot call until one lists your portal's or site's JWT issuer\n")
 	}
+}
+
+// grpcurlFlag is the grpcurl flag that reaches a server of scheme: TLS
+// needs none with a trusted certificate (-insecure for a self-signed one).
+func grpcurlFlag(scheme string) string {
+	if scheme == "https" {
+		return "-insecure"
+	}
+	return "-plaintext"
 }
