@@ -61,7 +61,7 @@ func NewInterceptor(db *store.DB, clk clock.Clock, log *slog.Logger, customers *
 			}
 			if !policy.Allows(p.Role) {
 				return apierr.New(connect.CodePermissionDenied, "ROLE_NOT_ALLOWED",
-					"a "+string(p.Role)+" may not call "+spec.Procedure)
+					article(string(p.Role))+" may not call "+spec.Procedure)
 			}
 			return next(WithPrincipal(ctx, p), spec, stream)
 		}
@@ -78,4 +78,12 @@ func bearer(header string) (string, bool) {
 		return "", false
 	}
 	return secret, true
+}
+
+// article prefixes word (a role's name) with "a" or "an".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an " + word
+	}
+	return "a " + word
 }
