@@ -3130,8 +3130,8 @@ type PreChatField struct {
 	// of these (each 1 to 100 characters, at most 20, unique, and no longer
 	// than max_length). An empty list makes a free text field.
 	Options []string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty"`
-	// A short help text shown with the field, such as "If your question is
-	// about an order".
+	// A short help text shown with the field (at most 200 characters), such
+	// as "If your question is about an order".
 	Hint          string `protobuf:"bytes,6,opt,name=hint,proto3" json:"hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

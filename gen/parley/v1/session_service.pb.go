@@ -317,7 +317,9 @@ type StartCustomerChatRequest struct {
 	Channel Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
 	// The language the customer writes in (BCP 47), for routing.
 	Language string `protobuf:"bytes,5,opt,name=language,proto3" json:"language,omitempty"`
-	// Extra pre-chat form fields, for routing and for the agent.
+	// Extra pre-chat form fields, for routing and for the agent. Unlike
+	// StartGuestChat's, they are not checked against the settings'
+	// pre_chat_fields, and a resumed conversation keeps its own.
 	FormFields    map[string]string `protobuf:"bytes,6,rep,name=form_fields,json=formFields,proto3" json:"form_fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

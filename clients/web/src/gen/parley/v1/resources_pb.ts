@@ -1367,8 +1367,8 @@ export type PreChatField = Message<"parley.v1.PreChatField"> & {
   options: string[];
 
   /**
-   * A short help text shown with the field, such as "If your question is
-   * about an order".
+   * A short help text shown with the field (at most 200 characters), such
+   * as "If your question is about an order".
    *
    * @generated from field: string hint = 6;
    */

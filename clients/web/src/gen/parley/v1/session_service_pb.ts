@@ -216,7 +216,9 @@ export type StartCustomerChatRequest = Message<"parley.v1.StartCustomerChatReque
   language: string;
 
   /**
-   * Extra pre-chat form fields, for routing and for the agent.
+   * Extra pre-chat form fields, for routing and for the agent. Unlike
+   * StartGuestChat's, they are not checked against the settings'
+   * pre_chat_fields, and a resumed conversation keeps its own.
    *
    * @generated from field: map<string, string> form_fields = 6;
    */
