@@ -15930,6 +15930,8 @@ type SettingMutation struct {
 	bot_config                                 *string
 	bot_config_version                         *int64
 	addbot_config_version                      *int64
+	pre_chat_fields                            *[]schema.PreChatField
+	appendpre_chat_fields                      []schema.PreChatField
 	clearedFields                              map[string]struct{}
 	done                                       bool
 	oldValue                                   func(context.Context) (*Setting, error)
@@ -16635,6 +16637,57 @@ func (m *SettingMutation) ResetBotConfigVersion() {
 	m.addbot_config_version = nil
 }
 
+// SetPreChatFields sets the "pre_chat_fields" field.
+func (m *SettingMutation) SetPreChatFields(scf []schema.PreChatField) {
+	m.pre_chat_fields = &scf
+	m.appendpre_chat_fields = nil
+}
+
+// PreChatFields returns the value of the "pre_chat_fields" field in the mutation.
+func (m *SettingMutation) PreChatFields() (r []schema.PreChatField, exists bool) {
+	v := m.pre_chat_fields
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPreChatFields returns the old "pre_chat_fields" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldPreChatFields(ctx context.Context) (v []schema.PreChatField, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPreChatFields is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPreChatFields requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPreChatFields: %w", err)
+	}
+	return oldValue.PreChatFields, nil
+}
+
+// AppendPreChatFields adds scf to the "pre_chat_fields" field.
+func (m *SettingMutation) AppendPreChatFields(scf []schema.PreChatField) {
+	m.appendpre_chat_fields = append(m.appendpre_chat_fields, scf...)
+}
+
+// AppendedPreChatFields returns the list of values that were appended to the "pre_chat_fields" field in this mutation.
+func (m *SettingMutation) AppendedPreChatFields() ([]schema.PreChatField, bool) {
+	if len(m.appendpre_chat_fields) == 0 {
+		return nil, false
+	}
+	return m.appendpre_chat_fields, true
+}
+
+// ResetPreChatFields resets all changes to the "pre_chat_fields" field.
+func (m *SettingMutation) ResetPreChatFields() {
+	m.pre_chat_fields = nil
+	m.appendpre_chat_fields = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -16669,7 +16722,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 13)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -16706,6 +16759,9 @@ func (m *SettingMutation) Fields() []string {
 	if m.bot_config_version != nil {
 		fields = append(fields, setting.FieldBotConfigVersion)
 	}
+	if m.pre_chat_fields != nil {
+		fields = append(fields, setting.FieldPreChatFields)
+	}
 	return fields
 }
 
@@ -16738,6 +16794,8 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.BotConfig()
 	case setting.FieldBotConfigVersion:
 		return m.BotConfigVersion()
+	case setting.FieldPreChatFields:
+		return m.PreChatFields()
 	}
 	return nil, false
 }
@@ -16771,6 +16829,8 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldBotConfig(ctx)
 	case setting.FieldBotConfigVersion:
 		return m.OldBotConfigVersion(ctx)
+	case setting.FieldPreChatFields:
+		return m.OldPreChatFields(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -16863,6 +16923,13 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetBotConfigVersion(v)
+		return nil
+	case setting.FieldPreChatFields:
+		v, ok := value.([]schema.PreChatField)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPreChatFields(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
@@ -17032,6 +17099,9 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldBotConfigVersion:
 		m.ResetBotConfigVersion()
+		return nil
+	case setting.FieldPreChatFields:
+		m.ResetPreChatFields()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)

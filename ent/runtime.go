@@ -500,6 +500,10 @@ func init() {
 	settingDescBotConfigVersion := settingFields[12].Descriptor()
 	// setting.DefaultBotConfigVersion holds the default value on creation for the bot_config_version field.
 	setting.DefaultBotConfigVersion = settingDescBotConfigVersion.Default.(int64)
+	// settingDescPreChatFields is the schema descriptor for pre_chat_fields field.
+	settingDescPreChatFields := settingFields[13].Descriptor()
+	// setting.DefaultPreChatFields holds the default value on creation for the pre_chat_fields field.
+	setting.DefaultPreChatFields = settingDescPreChatFields.Default.([]schema.PreChatField)
 	siteMixin := schema.Site{}.Mixin()
 	siteMixinFields0 := siteMixin[0].Fields()
 	_ = siteMixinFields0

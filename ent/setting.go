@@ -43,7 +43,9 @@ type Setting struct {
 	BotConfig string `json:"bot_config,omitempty"`
 	// BotConfigVersion holds the value of the "bot_config_version" field.
 	BotConfigVersion int64 `json:"bot_config_version,omitempty"`
-	selectValues     sql.SelectValues
+	// PreChatFields holds the value of the "pre_chat_fields" field.
+	PreChatFields []schema.PreChatField `json:"pre_chat_fields,omitempty"`
+	selectValues  sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -53,7 +55,7 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case setting.FieldDefaultQueueID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case setting.FieldIssueTypes, setting.FieldBotChannels:
+		case setting.FieldIssueTypes, setting.FieldBotChannels, setting.FieldPreChatFields:
 			values[i] = new([]byte)
 		case setting.FieldDemo:
 			values[i] = new(sql.NullBool)
@@ -159,6 +161,14 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.BotConfigVersion = value.Int64
 			}
+		case setting.FieldPreChatFields:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field pre_chat_fields", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.PreChatFields); err != nil {
+					return fmt.Errorf("unmarshal field pre_chat_fields: %w", err)
+				}
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -232,6 +242,9 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("bot_config_version=")
 	builder.WriteString(fmt.Sprintf("%v", _m.BotConfigVersion))
+	builder.WriteString(", ")
+	builder.WriteString("pre_chat_fields=")
+	builder.WriteString(fmt.Sprintf("%v", _m.PreChatFields))
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -158,6 +158,12 @@ func (_c *SettingCreate) SetNillableBotConfigVersion(v *int64) *SettingCreate {
 	return _c
 }
 
+// SetPreChatFields sets the "pre_chat_fields" field.
+func (_c *SettingCreate) SetPreChatFields(v []schema.PreChatField) *SettingCreate {
+	_c.mutation.SetPreChatFields(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -231,6 +237,10 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultBotConfigVersion
 		_c.mutation.SetBotConfigVersion(v)
 	}
+	if _, ok := _c.mutation.PreChatFields(); !ok {
+		v := setting.DefaultPreChatFields
+		_c.mutation.SetPreChatFields(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -295,6 +305,12 @@ func (_c *SettingCreate) check() error {
 	}
 	if _, ok := _c.mutation.BotConfigVersion(); !ok {
 		return &ValidationError{Name: "bot_config_version", err: errors.New(`ent: missing required field "Setting.bot_config_version"`)}
+	}
+	switch _c.driver.Dialect() {
+	case dialect.MySQL, dialect.SQLite:
+		if _, ok := _c.mutation.PreChatFields(); !ok {
+			return &ValidationError{Name: "pre_chat_fields", err: errors.New(`ent: missing required field "Setting.pre_chat_fields"`)}
+		}
 	}
 	return nil
 }
@@ -375,6 +391,10 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.BotConfigVersion(); ok {
 		_spec.SetField(setting.FieldBotConfigVersion, field.TypeInt64, value)
 		_node.BotConfigVersion = value
+	}
+	if value, ok := _c.mutation.PreChatFields(); ok {
+		_spec.SetField(setting.FieldPreChatFields, field.TypeJSON, value)
+		_node.PreChatFields = value
 	}
 	return _node, _spec
 }

@@ -229,6 +229,18 @@ func (_u *SettingUpdate) AddBotConfigVersion(v int64) *SettingUpdate {
 	return _u
 }
 
+// SetPreChatFields sets the "pre_chat_fields" field.
+func (_u *SettingUpdate) SetPreChatFields(v []schema.PreChatField) *SettingUpdate {
+	_u.mutation.SetPreChatFields(v)
+	return _u
+}
+
+// AppendPreChatFields appends value to the "pre_chat_fields" field.
+func (_u *SettingUpdate) AppendPreChatFields(v []schema.PreChatField) *SettingUpdate {
+	_u.mutation.AppendPreChatFields(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdate) Mutation() *SettingMutation {
 	return _u.mutation
@@ -372,6 +384,14 @@ func (_u *SettingUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedBotConfigVersion(); ok {
 		_spec.AddField(setting.FieldBotConfigVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.PreChatFields(); ok {
+		_spec.SetField(setting.FieldPreChatFields, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedPreChatFields(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, setting.FieldPreChatFields, value)
+		})
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -593,6 +613,18 @@ func (_u *SettingUpdateOne) AddBotConfigVersion(v int64) *SettingUpdateOne {
 	return _u
 }
 
+// SetPreChatFields sets the "pre_chat_fields" field.
+func (_u *SettingUpdateOne) SetPreChatFields(v []schema.PreChatField) *SettingUpdateOne {
+	_u.mutation.SetPreChatFields(v)
+	return _u
+}
+
+// AppendPreChatFields appends value to the "pre_chat_fields" field.
+func (_u *SettingUpdateOne) AppendPreChatFields(v []schema.PreChatField) *SettingUpdateOne {
+	_u.mutation.AppendPreChatFields(v)
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdateOne) Mutation() *SettingMutation {
 	return _u.mutation
@@ -766,6 +798,14 @@ func (_u *SettingUpdateOne) sqlSave(ctx context.Context) (_node *Setting, err er
 	}
 	if value, ok := _u.mutation.AddedBotConfigVersion(); ok {
 		_spec.AddField(setting.FieldBotConfigVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.PreChatFields(); ok {
+		_spec.SetField(setting.FieldPreChatFields, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedPreChatFields(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, setting.FieldPreChatFields, value)
+		})
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Setting{config: _u.config}

@@ -614,6 +614,7 @@ var (
 		{Name: "bot_channels", Type: field.TypeJSON, Default: map[string]schema.Expr{"postgres": "'[]'::jsonb", "sqlite3": "'[]'"}},
 		{Name: "bot_config", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "bot_config_version", Type: field.TypeInt64, Default: 0},
+		{Name: "pre_chat_fields", Type: field.TypeJSON, Default: map[string]schema.Expr{"postgres": "'[]'::jsonb", "sqlite3": "'[]'"}},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{

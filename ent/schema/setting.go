@@ -22,6 +22,18 @@ type IssueType struct {
 	DisplayName string `json:"display_name"`
 }
 
+// PreChatField is one extra field of the pre-chat form (parley.v1.PreChatField).
+type PreChatField struct {
+	Name     string `json:"name"`
+	Label    string `json:"label"`
+	Required bool   `json:"required,omitempty"`
+	// MaxLength is the longest value in characters; 0 means 500.
+	MaxLength int `json:"max_length,omitempty"`
+	// Options, if any, make the field a choice among them.
+	Options []string `json:"options,omitempty"`
+	Hint    string   `json:"hint,omitempty"`
+}
+
 // Fields of the Setting.
 func (Setting) Fields() []ent.Field {
 	return []ent.Field{
@@ -54,5 +66,8 @@ func (Setting) Fields() []ent.Field {
 		// it (YAML); bot_config_version increases with every change.
 		field.Text("bot_config").Default(""),
 		field.Int64("bot_config_version").Default(0),
+		// pre_chat_fields are the pre-chat form's extra fields, in order.
+		field.JSON("pre_chat_fields", []PreChatField{}).Default([]PreChatField{}).
+			Annotations(entsql.DefaultExprs(map[string]string{dialect.Postgres: "'[]'::jsonb", dialect.SQLite: "'[]'"})),
 	}
 }

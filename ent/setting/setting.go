@@ -4,6 +4,7 @@ package setting
 
 import (
 	"entgo.io/ent/dialect/sql"
+	"github.com/parleyhq/parley/ent/schema"
 )
 
 const (
@@ -35,6 +36,8 @@ const (
 	FieldBotConfig = "bot_config"
 	// FieldBotConfigVersion holds the string denoting the bot_config_version field in the database.
 	FieldBotConfigVersion = "bot_config_version"
+	// FieldPreChatFields holds the string denoting the pre_chat_fields field in the database.
+	FieldPreChatFields = "pre_chat_fields"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -54,6 +57,7 @@ var Columns = []string{
 	FieldBotChannels,
 	FieldBotConfig,
 	FieldBotConfigVersion,
+	FieldPreChatFields,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -93,6 +97,8 @@ var (
 	DefaultBotConfig string
 	// DefaultBotConfigVersion holds the default value on creation for the "bot_config_version" field.
 	DefaultBotConfigVersion int64
+	// DefaultPreChatFields holds the default value on creation for the "pre_chat_fields" field.
+	DefaultPreChatFields []schema.PreChatField
 )
 
 // OrderOption defines the ordering options for the Setting queries.

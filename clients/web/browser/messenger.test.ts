@@ -509,6 +509,9 @@ describe("messenger", () => {
       await page.keyboard.press("Tab");
       await page.keyboard.type("Ord"); // the select's type-ahead picks "Order"
       await page.keyboard.press("Tab");
+      await page.keyboard.type("1042"); // the demo's optional order number
+      await page.keyboard.press("Tab"); // its optional follow-up choice, left as is
+      await page.keyboard.press("Tab");
       await page.keyboard.type("Where is my order?");
       await page.keyboard.press("Tab");
       await page.keyboard.press("Enter");
@@ -536,6 +539,43 @@ describe("messenger", () => {
       await page.getByLabel("Your name").waitFor();
       assert.equal((await focused()).id, "f-name");
     } finally {
+      await page.context().close();
+    }
+  });
+
+  it("shows the settings' extra pre-chat fields, their server errors inline, and sends their values, which the agent reads", async () => {
+    const admin = stack.client(DEMO.admin);
+    const settings = (await admin.session.getSettings({})).settings!;
+    const { page } = await openDirect();
+    try {
+      const order = page.getByLabel("Order number");
+      await order.waitFor();
+      assert.equal(await order.getAttribute("maxlength"), "40");
+      assert.equal(await order.getAttribute("aria-describedby"), "f-form-order_number-hint f-form-order_number-error");
+      assert.equal(await page.textContent("#f-form-order_number-hint"), "If your question is about an order");
+      const follow = page.getByLabel("How should we follow up?");
+      assert.deepEqual(await follow.locator("option").allTextContents(), ["—", "Chat only", "Email me a copy"]);
+      await order.fill("  A-1042 ");
+      await follow.selectOption("Email me a copy");
+      // The admin shortens the field after the form loaded: the server's
+      // refusal appears on the field, in words, with its label.
+      const shorter = settings.preChatFields.map((f) => (f.name === "order_number" ? { ...f, maxLength: 4 } : f));
+      await admin.session.updateSettings({ settings: { ...settings, preChatFields: shorter } });
+      await page.getByLabel("Your name").fill("Fay Fields");
+      await page.getByLabel("Email").fill("fay@example.com");
+      await page.getByLabel("What is it about?").selectOption("order");
+      await page.getByRole("button", { name: "Start chat" }).click();
+      await waitFor(async () => (await page.textContent("#f-form-order_number-error")) !== "", { message: "the order number's error" });
+      assert.equal(await page.textContent("#f-form-order_number-error"), "Order number must be at most 4 characters, not 6");
+      assert.equal(await order.getAttribute("aria-invalid"), "true");
+      assert.equal(await page.evaluate(() => document.activeElement?.id), "f-form-order_number");
+      await admin.session.updateSettings({ settings });
+      await startAsGuest(page.mainFrame(), "Fay Fields", "order", "Where is it?");
+      const conversationId = await conversationIdOf(page.mainFrame());
+      const conv = (await stack.client(DEMO.admin).session.getConversation({ conversationId })).conversation!;
+      assert.deepEqual({ ...conv.interaction!.formFields }, { order_number: "A-1042", contact_preference: "Email me a copy" });
+    } finally {
+      await admin.session.updateSettings({ settings });
       await page.context().close();
     }
   });

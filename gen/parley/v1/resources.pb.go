@@ -3009,7 +3009,11 @@ type Settings struct {
 	// The channels on which new chats start with the virtual agent (guests
 	// and signed-in customers alike); chats on other channels go straight to
 	// a queue. A site's bot setting overrides this for the messenger.
-	BotChannels   []Channel `protobuf:"varint,8,rep,packed,name=bot_channels,json=botChannels,proto3,enum=parley.v1.Channel" json:"bot_channels,omitempty"`
+	BotChannels []Channel `protobuf:"varint,8,rep,packed,name=bot_channels,json=botChannels,proto3,enum=parley.v1.Channel" json:"bot_channels,omitempty"`
+	// The pre-chat form's extra fields, shown after the issue type, in this
+	// order. At most 20, with unique names; GetPreChatForm serves them and
+	// StartGuestChat checks form_fields against them.
+	PreChatFields []*PreChatField `protobuf:"bytes,9,rep,name=pre_chat_fields,json=preChatFields,proto3" json:"pre_chat_fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3100,6 +3104,111 @@ func (x *Settings) GetBotChannels() []Channel {
 	return nil
 }
 
+func (x *Settings) GetPreChatFields() []*PreChatField {
+	if x != nil {
+		return x.PreChatFields
+	}
+	return nil
+}
+
+// PreChatField is one extra field of the pre-chat form. Its value travels
+// in StartGuestChatRequest.form_fields under its name, where matching
+// rules read it (as "form.<name>") and agents see it.
+type PreChatField struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The form_fields key, such as "order_number": a lowercase letter, then
+	// up to 39 lowercase letters, digits or underscores. Not one of the
+	// form's own fields: name, email, issue_type, first_message.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the form shows, such as "Order number".
+	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	// A required field must be sent, with a value that is not only spaces.
+	Required bool `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	// The longest value accepted, in characters: 0 means 500; at most 500.
+	MaxLength int32 `protobuf:"varint,4,opt,name=max_length,json=maxLength,proto3" json:"max_length,omitempty"`
+	// If not empty, the field is a choice and its value must be exactly one
+	// of these (each 1 to 100 characters, at most 20, unique, and no longer
+	// than max_length). An empty list makes a free text field.
+	Options []string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty"`
+	// A short help text shown with the field (at most 200 characters), such
+	// as "If your question is about an order".
+	Hint          string `protobuf:"bytes,6,opt,name=hint,proto3" json:"hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreChatField) Reset() {
+	*x = PreChatField{}
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreChatField) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreChatField) ProtoMessage() {}
+
+func (x *PreChatField) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreChatField.ProtoReflect.Descriptor instead.
+func (*PreChatField) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PreChatField) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PreChatField) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *PreChatField) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *PreChatField) GetMaxLength() int32 {
+	if x != nil {
+		return x.MaxLength
+	}
+	return 0
+}
+
+func (x *PreChatField) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *PreChatField) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
+}
+
 // IssueType is one choice of the pre-chat form's issue type field.
 type IssueType struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3113,7 +3222,7 @@ type IssueType struct {
 
 func (x *IssueType) Reset() {
 	*x = IssueType{}
-	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3125,7 +3234,7 @@ func (x *IssueType) String() string {
 func (*IssueType) ProtoMessage() {}
 
 func (x *IssueType) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3138,7 +3247,7 @@ func (x *IssueType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueType.ProtoReflect.Descriptor instead.
 func (*IssueType) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IssueType) GetValue() string {
@@ -3168,7 +3277,7 @@ type Consumer struct {
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3289,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3193,7 +3302,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Consumer) GetId() string {
@@ -3247,7 +3356,7 @@ type Case struct {
 
 func (x *Case) Reset() {
 	*x = Case{}
-	mi := &file_parley_v1_resources_proto_msgTypes[32]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3368,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[32]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3381,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Case) GetId() string {
@@ -3364,7 +3473,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_parley_v1_resources_proto_msgTypes[33]
+	mi := &file_parley_v1_resources_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3376,7 +3485,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[33]
+	mi := &file_parley_v1_resources_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3389,7 +3498,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3461,7 +3570,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_parley_v1_resources_proto_msgTypes[34]
+	mi := &file_parley_v1_resources_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +3582,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[34]
+	mi := &file_parley_v1_resources_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +3595,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Site) GetId() string {
@@ -3563,7 +3672,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_parley_v1_resources_proto_msgTypes[35]
+	mi := &file_parley_v1_resources_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3575,7 +3684,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[35]
+	mi := &file_parley_v1_resources_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3588,7 +3697,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ConversationSummary) GetReason() string {
@@ -3688,7 +3797,7 @@ type ActionResult struct {
 
 func (x *ActionResult) Reset() {
 	*x = ActionResult{}
-	mi := &file_parley_v1_resources_proto_msgTypes[36]
+	mi := &file_parley_v1_resources_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +3809,7 @@ func (x *ActionResult) String() string {
 func (*ActionResult) ProtoMessage() {}
 
 func (x *ActionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[36]
+	mi := &file_parley_v1_resources_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +3822,7 @@ func (x *ActionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionResult.ProtoReflect.Descriptor instead.
 func (*ActionResult) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ActionResult) GetAction() string {
@@ -3749,7 +3858,7 @@ type ArticleRef struct {
 
 func (x *ArticleRef) Reset() {
 	*x = ArticleRef{}
-	mi := &file_parley_v1_resources_proto_msgTypes[37]
+	mi := &file_parley_v1_resources_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +3870,7 @@ func (x *ArticleRef) String() string {
 func (*ArticleRef) ProtoMessage() {}
 
 func (x *ArticleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[37]
+	mi := &file_parley_v1_resources_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +3883,7 @@ func (x *ArticleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArticleRef.ProtoReflect.Descriptor instead.
 func (*ArticleRef) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ArticleRef) GetArticleId() string {
@@ -3824,7 +3933,7 @@ type Article struct {
 
 func (x *Article) Reset() {
 	*x = Article{}
-	mi := &file_parley_v1_resources_proto_msgTypes[38]
+	mi := &file_parley_v1_resources_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +3945,7 @@ func (x *Article) String() string {
 func (*Article) ProtoMessage() {}
 
 func (x *Article) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[38]
+	mi := &file_parley_v1_resources_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +3958,7 @@ func (x *Article) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Article.ProtoReflect.Descriptor instead.
 func (*Article) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Article) GetId() string {
@@ -3940,7 +4049,7 @@ type KnowledgeResult struct {
 
 func (x *KnowledgeResult) Reset() {
 	*x = KnowledgeResult{}
-	mi := &file_parley_v1_resources_proto_msgTypes[39]
+	mi := &file_parley_v1_resources_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4061,7 @@ func (x *KnowledgeResult) String() string {
 func (*KnowledgeResult) ProtoMessage() {}
 
 func (x *KnowledgeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[39]
+	mi := &file_parley_v1_resources_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4074,7 @@ func (x *KnowledgeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnowledgeResult.ProtoReflect.Descriptor instead.
 func (*KnowledgeResult) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KnowledgeResult) GetArticleId() string {
@@ -4215,7 +4324,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\x12G\n" +
 	"\x0fhandoff_summary\x18\a \x01(\v2\x1e.parley.v1.ConversationSummaryR\x0ehandoffSummary\"D\n" +
 	"\tHeartbeat\x127\n" +
-	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xe7\x06\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\x9a\b\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
@@ -4229,7 +4338,20 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\x10default_queue_id\x18\x06 \x01(\tBY\xbaHVrT\x18$2P^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$R\x0edefaultQueueId\x12^\n" +
 	"\x16agent_disconnect_grace\x18\a \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
 	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\x14agentDisconnectGrace\x12J\n" +
-	"\fbot_channels\x18\b \x03(\x0e2\x12.parley.v1.ChannelB\x13\xbaH\x10\x92\x01\r\x10\x03\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\vbotChannels\"o\n" +
+	"\fbot_channels\x18\b \x03(\x0e2\x12.parley.v1.ChannelB\x13\xbaH\x10\x92\x01\r\x10\x03\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\vbotChannels\x12\xb0\x01\n" +
+	"\x0fpre_chat_fields\x18\t \x03(\v2\x17.parley.v1.PreChatFieldBo\xbaHl\xba\x01d\n" +
+	"\x1cpre_chat_fields_unique_names\x12&pre_chat_fields must have unique names\x1a\x1cthis.map(f, f.name).unique()\x92\x01\x02\x10\x14R\rpreChatFields\"\x9f\x04\n" +
+	"\fPreChatField\x12\xcd\x01\n" +
+	"\x04name\x18\x01 \x01(\tB\xb8\x01\xbaH\xb4\x01\xba\x01\x96\x01\n" +
+	"\x1cpre_chat_field_name_reserved\x129name must not be name, email, issue_type or first_message\x1a;!(this in ['name', 'email', 'issue_type', 'first_message'])r\x182\x16^[a-z][a-z0-9_]{0,39}$R\x04name\x12\x1f\n" +
+	"\x05label\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x05label\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\bR\brequired\x12)\n" +
+	"\n" +
+	"max_length\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\tmaxLength\x12,\n" +
+	"\aoptions\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\x14\x18\x01\"\x06r\x04\x10\x01\x18dR\aoptions\x12\x1c\n" +
+	"\x04hint\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04hint:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n" +
+	"\x16options_fit_max_length\x12 every option must fit max_length\x1aGthis.max_length == 0 || this.options.all(o, size(o) <= this.max_length)\"o\n" +
 	"\tIssueType\x124\n" +
 	"\x05value\x18\x01 \x01(\tB\x1e\xbaH\x1br\x192\x17^[a-z][a-z0-9_-]{0,63}$R\x05value\x12,\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vdisplayName\"\x90\x01\n" +
@@ -4405,7 +4527,7 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
@@ -4448,35 +4570,36 @@ var file_parley_v1_resources_proto_goTypes = []any{
 	(*Offer)(nil),                   // 38: parley.v1.Offer
 	(*Heartbeat)(nil),               // 39: parley.v1.Heartbeat
 	(*Settings)(nil),                // 40: parley.v1.Settings
-	(*IssueType)(nil),               // 41: parley.v1.IssueType
-	(*Consumer)(nil),                // 42: parley.v1.Consumer
-	(*Case)(nil),                    // 43: parley.v1.Case
-	(*TokenInfo)(nil),               // 44: parley.v1.TokenInfo
-	(*Site)(nil),                    // 45: parley.v1.Site
-	(*ConversationSummary)(nil),     // 46: parley.v1.ConversationSummary
-	(*ActionResult)(nil),            // 47: parley.v1.ActionResult
-	(*ArticleRef)(nil),              // 48: parley.v1.ArticleRef
-	(*Article)(nil),                 // 49: parley.v1.Article
-	(*KnowledgeResult)(nil),         // 50: parley.v1.KnowledgeResult
-	nil,                             // 51: parley.v1.Interaction.FormFieldsEntry
-	nil,                             // 52: parley.v1.Interaction.SlotsEntry
-	nil,                             // 53: parley.v1.ConversationSummary.SlotsEntry
-	nil,                             // 54: parley.v1.ActionResult.ValuesEntry
-	(*timestamppb.Timestamp)(nil),   // 55: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 56: google.protobuf.Duration
+	(*PreChatField)(nil),            // 41: parley.v1.PreChatField
+	(*IssueType)(nil),               // 42: parley.v1.IssueType
+	(*Consumer)(nil),                // 43: parley.v1.Consumer
+	(*Case)(nil),                    // 44: parley.v1.Case
+	(*TokenInfo)(nil),               // 45: parley.v1.TokenInfo
+	(*Site)(nil),                    // 46: parley.v1.Site
+	(*ConversationSummary)(nil),     // 47: parley.v1.ConversationSummary
+	(*ActionResult)(nil),            // 48: parley.v1.ActionResult
+	(*ArticleRef)(nil),              // 49: parley.v1.ArticleRef
+	(*Article)(nil),                 // 50: parley.v1.Article
+	(*KnowledgeResult)(nil),         // 51: parley.v1.KnowledgeResult
+	nil,                             // 52: parley.v1.Interaction.FormFieldsEntry
+	nil,                             // 53: parley.v1.Interaction.SlotsEntry
+	nil,                             // 54: parley.v1.ConversationSummary.SlotsEntry
+	nil,                             // 55: parley.v1.ActionResult.ValuesEntry
+	(*timestamppb.Timestamp)(nil),   // 56: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 57: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
 	4,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	55, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
-	51, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
-	52, // 4: parley.v1.Interaction.slots:type_name -> parley.v1.Interaction.SlotsEntry
+	56, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	52, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
+	53, // 4: parley.v1.Interaction.slots:type_name -> parley.v1.Interaction.SlotsEntry
 	1,  // 5: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
 	12, // 6: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	55, // 7: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	55, // 8: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	56, // 7: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	56, // 8: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
 	2,  // 9: parley.v1.Conversation.controller:type_name -> parley.v1.Controller
-	55, // 10: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	56, // 10: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
 	11, // 11: parley.v1.Event.sender:type_name -> parley.v1.Participant
 	0,  // 12: parley.v1.Event.channel:type_name -> parley.v1.Channel
 	15, // 13: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
@@ -4489,26 +4612,26 @@ var file_parley_v1_resources_proto_depIdxs = []int32{
 	22, // 20: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
 	25, // 21: parley.v1.Event.controller_changed:type_name -> parley.v1.ControllerChanged
 	16, // 22: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
-	48, // 23: parley.v1.MessagePosted.articles:type_name -> parley.v1.ArticleRef
+	49, // 23: parley.v1.MessagePosted.articles:type_name -> parley.v1.ArticleRef
 	11, // 24: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
-	55, // 25: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	56, // 25: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
 	11, // 26: parley.v1.Typing.participant:type_name -> parley.v1.Participant
-	55, // 27: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 27: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
 	11, // 28: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
-	55, // 29: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	56, // 29: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
 	11, // 30: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
 	11, // 31: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	56, // 32: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
+	57, // 32: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
 	11, // 33: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
 	2,  // 34: parley.v1.ControllerChanged.controller:type_name -> parley.v1.Controller
 	2,  // 35: parley.v1.ControllerChanged.previous:type_name -> parley.v1.Controller
-	56, // 36: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	57, // 36: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
 	28, // 37: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
 	5,  // 38: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
 	3,  // 39: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
-	56, // 40: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
+	57, // 40: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
 	6,  // 41: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
-	56, // 42: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
+	57, // 42: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
 	30, // 43: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
 	31, // 44: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
 	32, // 45: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
@@ -4521,39 +4644,40 @@ var file_parley_v1_resources_proto_depIdxs = []int32{
 	0,  // 52: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
 	3,  // 53: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
 	27, // 54: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
-	55, // 55: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
-	56, // 56: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
+	56, // 55: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
+	57, // 56: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
 	13, // 57: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	55, // 58: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 58: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
 	11, // 59: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	46, // 60: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
-	55, // 61: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	41, // 62: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	56, // 63: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
-	56, // 64: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
+	47, // 60: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
+	56, // 61: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	42, // 62: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	57, // 63: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	57, // 64: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
 	0,  // 65: parley.v1.Settings.bot_channels:type_name -> parley.v1.Channel
-	55, // 66: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	55, // 67: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 68: parley.v1.Case.state:type_name -> parley.v1.CaseState
-	55, // 69: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 70: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
-	55, // 71: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	55, // 72: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	55, // 73: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
-	9,  // 74: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
-	53, // 75: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
-	47, // 76: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
-	48, // 77: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
-	55, // 78: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
-	54, // 79: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
-	10, // 80: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
-	55, // 81: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
-	55, // 82: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
-	83, // [83:83] is the sub-list for method output_type
-	83, // [83:83] is the sub-list for method input_type
-	83, // [83:83] is the sub-list for extension type_name
-	83, // [83:83] is the sub-list for extension extendee
-	0,  // [0:83] is the sub-list for field type_name
+	41, // 66: parley.v1.Settings.pre_chat_fields:type_name -> parley.v1.PreChatField
+	56, // 67: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	56, // 68: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 69: parley.v1.Case.state:type_name -> parley.v1.CaseState
+	56, // 70: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 71: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
+	56, // 72: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	56, // 73: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 74: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	9,  // 75: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
+	54, // 76: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
+	48, // 77: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
+	49, // 78: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
+	56, // 79: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
+	55, // 80: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
+	10, // 81: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
+	56, // 82: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
+	56, // 83: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
+	84, // [84:84] is the sub-list for method output_type
+	84, // [84:84] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -4583,7 +4707,7 @@ func file_parley_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

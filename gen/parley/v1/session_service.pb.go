@@ -61,8 +61,11 @@ func (*GetPreChatFormRequest) Descriptor() ([]byte, []int) {
 
 // GetPreChatFormResponse lists the form's choices.
 type GetPreChatFormResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	IssueTypes    []*IssueType           `protobuf:"bytes,1,rep,name=issue_types,json=issueTypes,proto3" json:"issue_types,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	IssueTypes []*IssueType           `protobuf:"bytes,1,rep,name=issue_types,json=issueTypes,proto3" json:"issue_types,omitempty"`
+	// The extra fields to show after the issue type, in order (the settings'
+	// pre_chat_fields); send their values in form_fields.
+	Fields        []*PreChatField `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +107,13 @@ func (x *GetPreChatFormResponse) GetIssueTypes() []*IssueType {
 	return nil
 }
 
+func (x *GetPreChatFormResponse) GetFields() []*PreChatField {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
 // StartGuestChatRequest is the pre-chat form.
 type StartGuestChatRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -129,7 +139,17 @@ type StartGuestChatRequest struct {
 	SiteId string `protobuf:"bytes,7,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
 	// The language the customer writes in (BCP 47), for routing.
 	Language string `protobuf:"bytes,8,opt,name=language,proto3" json:"language,omitempty"`
-	// Extra pre-chat form fields, for routing and for the agent.
+	// Extra pre-chat form fields, for routing and for the agent. They are
+	// checked against the pre_chat_fields GetPreChatForm lists: a required
+	// field that is missing or only spaces, a choice field whose value is not
+	// one of its options, and a value longer than the field's max_length are
+	// refused with InvalidArgument (reasons FORM_FIELD_REQUIRED,
+	// FORM_FIELD_NOT_AN_OPTION, FORM_FIELD_TOO_LONG; the message names the
+	// field's label and its key as form_fields["<name>"]). An empty value of
+	// an optional field is accepted. Keys that name no configured field are
+	// accepted and stored as they are, so API clients may add context. A
+	// retry (same request_id and form) is answered as before, even if the
+	// fields changed since.
 	FormFields    map[string]string `protobuf:"bytes,9,rep,name=form_fields,json=formFields,proto3" json:"form_fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -297,7 +317,9 @@ type StartCustomerChatRequest struct {
 	Channel Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=parley.v1.Channel" json:"channel,omitempty"`
 	// The language the customer writes in (BCP 47), for routing.
 	Language string `protobuf:"bytes,5,opt,name=language,proto3" json:"language,omitempty"`
-	// Extra pre-chat form fields, for routing and for the agent.
+	// Extra pre-chat form fields, for routing and for the agent. Unlike
+	// StartGuestChat's, they are not checked against the settings'
+	// pre_chat_fields, and a resumed conversation keeps its own.
 	FormFields    map[string]string `protobuf:"bytes,6,rep,name=form_fields,json=formFields,proto3" json:"form_fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1106,10 +1128,11 @@ var File_parley_v1_session_service_proto protoreflect.FileDescriptor
 const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1fparley/v1/session_service.proto\x12\tparley.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19parley/v1/resources.proto\"\x17\n" +
-	"\x15GetPreChatFormRequest\"O\n" +
+	"\x15GetPreChatFormRequest\"\x80\x01\n" +
 	"\x16GetPreChatFormResponse\x125\n" +
 	"\vissue_types\x18\x01 \x03(\v2\x14.parley.v1.IssueTypeR\n" +
-	"issueTypes\"\x95\x05\n" +
+	"issueTypes\x12/\n" +
+	"\x06fields\x18\x02 \x03(\v2\x17.parley.v1.PreChatFieldR\x06fields\"\x95\x05\n" +
 	"\x15StartGuestChatRequest\x12'\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\trequestId\x12\x1e\n" +
@@ -1236,51 +1259,53 @@ var file_parley_v1_session_service_proto_goTypes = []any{
 	nil,                                    // 20: parley.v1.StartGuestChatRequest.FormFieldsEntry
 	nil,                                    // 21: parley.v1.StartCustomerChatRequest.FormFieldsEntry
 	(*IssueType)(nil),                      // 22: parley.v1.IssueType
-	(Channel)(0),                           // 23: parley.v1.Channel
-	(*Conversation)(nil),                   // 24: parley.v1.Conversation
-	(*Settings)(nil),                       // 25: parley.v1.Settings
+	(*PreChatField)(nil),                   // 23: parley.v1.PreChatField
+	(Channel)(0),                           // 24: parley.v1.Channel
+	(*Conversation)(nil),                   // 25: parley.v1.Conversation
+	(*Settings)(nil),                       // 26: parley.v1.Settings
 }
 var file_parley_v1_session_service_proto_depIdxs = []int32{
 	22, // 0: parley.v1.GetPreChatFormResponse.issue_types:type_name -> parley.v1.IssueType
-	23, // 1: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
-	20, // 2: parley.v1.StartGuestChatRequest.form_fields:type_name -> parley.v1.StartGuestChatRequest.FormFieldsEntry
-	24, // 3: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
-	23, // 4: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
-	21, // 5: parley.v1.StartCustomerChatRequest.form_fields:type_name -> parley.v1.StartCustomerChatRequest.FormFieldsEntry
-	24, // 6: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
-	24, // 7: parley.v1.ClaimGuestConversationResponse.conversation:type_name -> parley.v1.Conversation
-	24, // 8: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
-	24, // 9: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
-	24, // 10: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
-	24, // 11: parley.v1.LeaveMessageResponse.conversation:type_name -> parley.v1.Conversation
-	25, // 12: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
-	25, // 13: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
-	25, // 14: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
-	0,  // 15: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
-	2,  // 16: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
-	4,  // 17: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
-	6,  // 18: parley.v1.SessionService.ClaimGuestConversation:input_type -> parley.v1.ClaimGuestConversationRequest
-	8,  // 19: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
-	10, // 20: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
-	12, // 21: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
-	14, // 22: parley.v1.SessionService.LeaveMessage:input_type -> parley.v1.LeaveMessageRequest
-	16, // 23: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
-	18, // 24: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
-	1,  // 25: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
-	3,  // 26: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
-	5,  // 27: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
-	7,  // 28: parley.v1.SessionService.ClaimGuestConversation:output_type -> parley.v1.ClaimGuestConversationResponse
-	9,  // 29: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
-	11, // 30: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
-	13, // 31: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
-	15, // 32: parley.v1.SessionService.LeaveMessage:output_type -> parley.v1.LeaveMessageResponse
-	17, // 33: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
-	19, // 34: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	23, // 1: parley.v1.GetPreChatFormResponse.fields:type_name -> parley.v1.PreChatField
+	24, // 2: parley.v1.StartGuestChatRequest.channel:type_name -> parley.v1.Channel
+	20, // 3: parley.v1.StartGuestChatRequest.form_fields:type_name -> parley.v1.StartGuestChatRequest.FormFieldsEntry
+	25, // 4: parley.v1.StartGuestChatResponse.conversation:type_name -> parley.v1.Conversation
+	24, // 5: parley.v1.StartCustomerChatRequest.channel:type_name -> parley.v1.Channel
+	21, // 6: parley.v1.StartCustomerChatRequest.form_fields:type_name -> parley.v1.StartCustomerChatRequest.FormFieldsEntry
+	25, // 7: parley.v1.StartCustomerChatResponse.conversation:type_name -> parley.v1.Conversation
+	25, // 8: parley.v1.ClaimGuestConversationResponse.conversation:type_name -> parley.v1.Conversation
+	25, // 9: parley.v1.ListMyConversationsResponse.conversations:type_name -> parley.v1.Conversation
+	25, // 10: parley.v1.GetConversationResponse.conversation:type_name -> parley.v1.Conversation
+	25, // 11: parley.v1.CloseConversationResponse.conversation:type_name -> parley.v1.Conversation
+	25, // 12: parley.v1.LeaveMessageResponse.conversation:type_name -> parley.v1.Conversation
+	26, // 13: parley.v1.GetSettingsResponse.settings:type_name -> parley.v1.Settings
+	26, // 14: parley.v1.UpdateSettingsRequest.settings:type_name -> parley.v1.Settings
+	26, // 15: parley.v1.UpdateSettingsResponse.settings:type_name -> parley.v1.Settings
+	0,  // 16: parley.v1.SessionService.GetPreChatForm:input_type -> parley.v1.GetPreChatFormRequest
+	2,  // 17: parley.v1.SessionService.StartGuestChat:input_type -> parley.v1.StartGuestChatRequest
+	4,  // 18: parley.v1.SessionService.StartCustomerChat:input_type -> parley.v1.StartCustomerChatRequest
+	6,  // 19: parley.v1.SessionService.ClaimGuestConversation:input_type -> parley.v1.ClaimGuestConversationRequest
+	8,  // 20: parley.v1.SessionService.ListMyConversations:input_type -> parley.v1.ListMyConversationsRequest
+	10, // 21: parley.v1.SessionService.GetConversation:input_type -> parley.v1.GetConversationRequest
+	12, // 22: parley.v1.SessionService.CloseConversation:input_type -> parley.v1.CloseConversationRequest
+	14, // 23: parley.v1.SessionService.LeaveMessage:input_type -> parley.v1.LeaveMessageRequest
+	16, // 24: parley.v1.SessionService.GetSettings:input_type -> parley.v1.GetSettingsRequest
+	18, // 25: parley.v1.SessionService.UpdateSettings:input_type -> parley.v1.UpdateSettingsRequest
+	1,  // 26: parley.v1.SessionService.GetPreChatForm:output_type -> parley.v1.GetPreChatFormResponse
+	3,  // 27: parley.v1.SessionService.StartGuestChat:output_type -> parley.v1.StartGuestChatResponse
+	5,  // 28: parley.v1.SessionService.StartCustomerChat:output_type -> parley.v1.StartCustomerChatResponse
+	7,  // 29: parley.v1.SessionService.ClaimGuestConversation:output_type -> parley.v1.ClaimGuestConversationResponse
+	9,  // 30: parley.v1.SessionService.ListMyConversations:output_type -> parley.v1.ListMyConversationsResponse
+	11, // 31: parley.v1.SessionService.GetConversation:output_type -> parley.v1.GetConversationResponse
+	13, // 32: parley.v1.SessionService.CloseConversation:output_type -> parley.v1.CloseConversationResponse
+	15, // 33: parley.v1.SessionService.LeaveMessage:output_type -> parley.v1.LeaveMessageResponse
+	17, // 34: parley.v1.SessionService.GetSettings:output_type -> parley.v1.GetSettingsResponse
+	19, // 35: parley.v1.SessionService.UpdateSettings:output_type -> parley.v1.UpdateSettingsResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_session_service_proto_init() }

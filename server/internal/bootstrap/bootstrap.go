@@ -129,6 +129,22 @@ type Settings struct {
 	// BotChannels are the channels whose new chats start with the virtual
 	// agent: web_portal, messenger, mobile.
 	BotChannels []string `yaml:"bot_channels"`
+	// PreChatFields are the pre-chat form's extra fields, after the issue
+	// type (parley.v1.PreChatField).
+	PreChatFields []PreChatField `yaml:"pre_chat_fields"`
+}
+
+// PreChatField is one extra field of the pre-chat form; its value reaches
+// routing (as form.<name>) and the agent.
+type PreChatField struct {
+	Name     string `yaml:"name"`
+	Label    string `yaml:"label"`
+	Required bool   `yaml:"required"`
+	// MaxLength is the longest value in characters; 0 means 500.
+	MaxLength int32 `yaml:"max_length"`
+	// Options, if any, make the field a choice among them.
+	Options []string `yaml:"options"`
+	Hint    string   `yaml:"hint"`
 }
 
 // IssueType is one choice of the pre-chat form.
@@ -258,6 +274,12 @@ func (f *File) settingsProto() *parleyv1.Settings {
 	}
 	for _, it := range f.Settings.IssueTypes {
 		out.IssueTypes = append(out.IssueTypes, &parleyv1.IssueType{Value: it.Value, DisplayName: it.DisplayName})
+	}
+	for _, pf := range f.Settings.PreChatFields {
+		out.PreChatFields = append(out.PreChatFields, &parleyv1.PreChatField{
+			Name: pf.Name, Label: pf.Label, Required: pf.Required, MaxLength: pf.MaxLength,
+			Options: slices.Clone(pf.Options), Hint: pf.Hint,
+		})
 	}
 	return out
 }
@@ -529,6 +551,7 @@ func (f *File) writeSettings(ctx context.Context, tx *ent.Tx) error {
 		SetMaxGuestSessionsPerHourPerAddress(int(s.GetMaxGuestSessionsPerHourPerAddress())).
 		SetDemo(f.Demo).
 		SetBotChannels(slices.Clone(f.Settings.BotChannels)).
+		SetPreChatFields(session.PreChatFieldsFromProto(s.GetPreChatFields())).
 		SetBotConfig(f.BotConfig).
 		SetBotConfigVersion(min(int64(len(f.BotConfig)), 1)).
 		Exec(ctx)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/parleyhq/parley/ent/agent"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/site"
 	"github.com/parleyhq/parley/ent/token"
 	"github.com/parleyhq/parley/server/internal/auth"
@@ -56,6 +57,19 @@ func TestDemoAppliesOnce(t *testing.T) {
 	if tok, err := db.Token.Query().Where(token.Hash(auth.Hash("ps_demo_supervisor"))).Only(ctx); err != nil || tok.Role != token.RoleSupervisor {
 		t.Errorf("demo supervisor token: %+v, %v", tok, err)
 	}
+	// The pre-chat form's extra fields: an optional order number and an
+	// optional choice.
+	set, err := db.Setting.Get(ctx, schema.SettingsID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.PreChatFields) != 2 ||
+		set.PreChatFields[0].Name != "order_number" || set.PreChatFields[0].Label != "Order number" ||
+		set.PreChatFields[0].Required || set.PreChatFields[0].Hint == "" || len(set.PreChatFields[0].Options) != 0 ||
+		set.PreChatFields[1].Name != "contact_preference" ||
+		!slices.Equal(set.PreChatFields[1].Options, []string{"Chat only", "Email me a copy"}) {
+		t.Errorf("demo pre-chat fields: %+v", set.PreChatFields)
+	}
 }
 
 func TestParseRejects(t *testing.T) {
@@ -75,6 +89,9 @@ func TestParseRejects(t *testing.T) {
 		{"overflow to an unknown queue", "{name: Billing Support,", "{name: Billing Support, overflow: Nowhere,", `overflow "Nowhere" must name another queue`},
 		{"unknown channel capacity", "capacity: 2\n", "capacity: 2\n    channel_capacity: {fax: 1}\n", `channel_capacity names "fax"`},
 		{"unknown site bot setting", "bot: on", "bot: maybe", `sites[0] "Demo Shop": bot: "maybe" is not a known site_bot value`},
+		{"reserved pre-chat field name", "name: order_number", "name: email", "pre_chat_fields[0].name: name must not be name, email"},
+		{"duplicate pre-chat field name", "name: contact_preference", "name: order_number", "pre_chat_fields must have unique names"},
+		{"too long pre-chat field", "max_length: 40", "max_length: 501", "pre_chat_fields[0].max_length"},
 		{"site origin with a path", "http://127.0.0.1:8080]", "http://127.0.0.1:8080/shop]", `sites[0] "Demo Shop"`},
 	}
 	for _, tt := range tests {

@@ -4,11 +4,13 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect/v2"
 	"github.com/google/uuid"
@@ -73,13 +75,17 @@ func NewService(db *store.DB, hub *events.Hub, clk clock.Clock, dispatcher *rout
 	return &Service{db: db, hub: hub, clk: clk, dispatcher: dispatcher, bot: bot}
 }
 
-// GetPreChatForm lists the issue types a guest may pick.
+// GetPreChatForm lists the issue types a guest may pick and the extra
+// fields of the form.
 func (s *Service) GetPreChatForm(ctx context.Context, _ *parleyv1.GetPreChatFormRequest) (*parleyv1.GetPreChatFormResponse, error) {
 	set, err := s.db.Setting.Get(ctx, schema.SettingsID)
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
 	}
-	return &parleyv1.GetPreChatFormResponse{IssueTypes: issueTypesToProto(set.IssueTypes)}, nil
+	return &parleyv1.GetPreChatFormResponse{
+		IssueTypes: issueTypesToProto(set.IssueTypes),
+		Fields:     PreChatFieldsToProto(set.PreChatFields),
+	}, nil
 }
 
 // checkName refuses a name the schema's length rule lets through but a
@@ -155,6 +161,9 @@ func (s *Service) StartGuestChat(ctx context.Context, req *parleyv1.StartGuestCh
 			return fmt.Errorf("look up request id: %w", err)
 		}
 		if err := checkIssueType(set, req.GetIssueType()); err != nil {
+			return err
+		}
+		if err := checkFormFields(set.PreChatFields, req.GetFormFields()); err != nil {
 			return err
 		}
 		site, err := guestSite(ctx, tx, req.GetSiteId())
@@ -289,6 +298,38 @@ func checkIssueType(set *ent.Setting, issueType string) error {
 	if !slices.ContainsFunc(set.IssueTypes, func(it schema.IssueType) bool { return it.Value == issueType }) {
 		return apierr.New(connect.CodeInvalidArgument, "UNKNOWN_ISSUE_TYPE",
 			fmt.Sprintf("issue_type %q is not one of: %s", issueType, issueTypeValues(set.IssueTypes)))
+	}
+	return nil
+}
+
+// DefaultFieldMaxLength is a pre-chat field's max_length when it is 0.
+const DefaultFieldMaxLength = 500
+
+// checkFormFields checks form_fields against the configured pre-chat
+// fields: a required field must be present and not blank, a choice
+// field's value must be one of its options, and no value may be longer
+// than its field's max_length. An empty value of an optional field counts
+// as absent. Keys that name no configured field pass unchecked.
+func checkFormFields(fields []schema.PreChatField, values map[string]string) error {
+	for _, f := range fields {
+		key := fmt.Sprintf("form_fields[%q]", f.Name)
+		v := values[f.Name]
+		if f.Required && strings.TrimSpace(v) == "" {
+			return apierr.New(connect.CodeInvalidArgument, "FORM_FIELD_REQUIRED",
+				fmt.Sprintf("%s is required (%s)", f.Label, key))
+		}
+		if v == "" {
+			continue
+		}
+		limit := cmp.Or(f.MaxLength, DefaultFieldMaxLength)
+		if n := utf8.RuneCountInString(v); n > limit {
+			return apierr.New(connect.CodeInvalidArgument, "FORM_FIELD_TOO_LONG",
+				fmt.Sprintf("%s must be at most %d characters, not %d (%s)", f.Label, limit, n, key))
+		}
+		if len(f.Options) > 0 && !slices.Contains(f.Options, v) {
+			return apierr.New(connect.CodeInvalidArgument, "FORM_FIELD_NOT_AN_OPTION",
+				fmt.Sprintf("%s must be one of: %s (%s)", f.Label, strings.Join(f.Options, ", "), key))
+		}
 	}
 	return nil
 }

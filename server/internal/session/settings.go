@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,30 @@ func IssueTypesFromProto(its []*parleyv1.IssueType) []schema.IssueType {
 	return out
 }
 
+// PreChatFieldsToProto converts the stored pre-chat fields for the API.
+func PreChatFieldsToProto(fs []schema.PreChatField) []*parleyv1.PreChatField {
+	out := make([]*parleyv1.PreChatField, len(fs))
+	for i, f := range fs {
+		out[i] = &parleyv1.PreChatField{
+			Name: f.Name, Label: f.Label, Required: f.Required, MaxLength: int32(f.MaxLength),
+			Options: slices.Clone(f.Options), Hint: f.Hint,
+		}
+	}
+	return out
+}
+
+// PreChatFieldsFromProto converts the API's pre-chat fields for storage.
+func PreChatFieldsFromProto(fs []*parleyv1.PreChatField) []schema.PreChatField {
+	out := make([]schema.PreChatField, len(fs))
+	for i, f := range fs {
+		out[i] = schema.PreChatField{
+			Name: f.GetName(), Label: f.GetLabel(), Required: f.GetRequired(), MaxLength: int(f.GetMaxLength()),
+			Options: slices.Clone(f.GetOptions()), Hint: f.GetHint(),
+		}
+	}
+	return out
+}
+
 func issueTypeValues(its []schema.IssueType) string {
 	vals := make([]string, len(its))
 	for i, it := range its {
@@ -60,6 +85,7 @@ func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsReques
 		MaxGuestSessionsPerHourPerAddress:    int32(set.MaxGuestSessionsPerHourPerAddress),
 		AgentDisconnectGrace:                 durationpb.New(time.Duration(set.AgentGraceSeconds) * time.Second),
 		BotChannels:                          botChannelsToProto(set.BotChannels),
+		PreChatFields:                        PreChatFieldsToProto(set.PreChatFields),
 	}
 	if set.DefaultQueueID != nil {
 		out.DefaultQueueId = set.DefaultQueueID.String()
@@ -88,6 +114,7 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 			SetIssueTypes(IssueTypesFromProto(in.GetIssueTypes())).
 			SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
 			SetBotChannels(botChannelsFromProto(in.GetBotChannels())).
+			SetPreChatFields(PreChatFieldsFromProto(in.GetPreChatFields())).
 			SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
 			ClearDefaultQueueID()
 		if defaultQueue != nil {

@@ -56,9 +56,9 @@ async function showForm(focus = false): Promise<void> {
   clear(main);
   const loading = el("p", { class: "note", role: "status" }, "Loading…");
   main.append(loading);
-  let issueTypes;
+  let preChat;
   try {
-    issueTypes = (await client.session.getPreChatForm({})).issueTypes;
+    preChat = await client.session.getPreChatForm({});
   } catch (err) {
     if (mine !== view) return;
     loading.textContent = `Chat is not available right now (${ConnectError.from(err).rawMessage}).`;
@@ -68,7 +68,9 @@ async function showForm(focus = false): Promise<void> {
   if (mine !== view) return;
   const requestId = uuid(); // one per form: a retry after a lost answer gets the same chat
   const customer = signedIn;
-  const form = preChatForm(issueTypes, customer, async (v) => {
+  // The extra fields are the guest form's: a signed-in customer's short
+  // form has the issue type and the question only.
+  const form = preChatForm(preChat.issueTypes, customer ? [] : preChat.fields, customer, async (v) => {
     if (customer) {
       auth = { kind: "customer" };
       const r = await client.session.startCustomerChat({ requestId, issueType: v.issueType, firstMessage: v.firstMessage, channel: Channel.MESSENGER });
@@ -81,6 +83,7 @@ async function showForm(focus = false): Promise<void> {
         email: v.email,
         issueType: v.issueType,
         firstMessage: v.firstMessage,
+        formFields: v.formFields,
         channel: Channel.MESSENGER,
         siteId: site,
       });

@@ -171,7 +171,8 @@ type SessionServiceClient interface {
 	LeaveMessage(context.Context, *v1.LeaveMessageRequest) (*v1.LeaveMessageResponse, error)
 	// GetSettings returns the installation's settings. Admins only.
 	GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error)
-	// UpdateSettings replaces the installation's settings. Admins only.
+	// UpdateSettings replaces the installation's settings (every field,
+	// pre_chat_fields included: send the whole list). Admins only.
 	UpdateSettings(context.Context, *v1.UpdateSettingsRequest) (*v1.UpdateSettingsResponse, error)
 }
 
@@ -219,7 +220,8 @@ type SessionServiceHandler interface {
 	LeaveMessage(context.Context, *v1.LeaveMessageRequest) (*v1.LeaveMessageResponse, error)
 	// GetSettings returns the installation's settings. Admins only.
 	GetSettings(context.Context, *v1.GetSettingsRequest) (*v1.GetSettingsResponse, error)
-	// UpdateSettings replaces the installation's settings. Admins only.
+	// UpdateSettings replaces the installation's settings (every field,
+	// pre_chat_fields included: send the whole list). Admins only.
 	UpdateSettings(context.Context, *v1.UpdateSettingsRequest) (*v1.UpdateSettingsResponse, error)
 }
 
