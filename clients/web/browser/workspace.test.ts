@@ -337,7 +337,11 @@ test("a reload resumes every chat from the stored cursors", async () => {
   for (const c of request.cursors ?? []) assert.equal(Number(c.afterSeq), before.get(c.conversationId)!.at(-1));
   for (const g of guests) await chat(page, g.id).waitFor();
   // Keyboard only: arrows move along the chat switcher, Enter opens the chat's composer.
-  await page.locator(`#chat-tabs button[data-conversation="${guests[0].id}"]`).focus();
+  // (After a reload the tabs come in the order the stream announced the
+  // chats, which need not be the order they were accepted in.)
+  const order = await page.locator("#chat-tabs button").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.conversation!));
+  const at = order.indexOf(guests[1].id);
+  await page.locator(`#chat-tabs button[data-conversation="${order[(at - 1 + order.length) % order.length]}"]`).focus();
   await page.keyboard.press("ArrowRight");
   const second = page.locator(`#chat-tabs button[data-conversation="${guests[1].id}"]`);
   assert.equal(await second.evaluate((el) => el === document.activeElement), true);
@@ -394,6 +398,83 @@ test("a chat transferred to a queue leaves the desk and comes back whole", async
   assert.equal(await page.locator(`section.chat[data-conversation="${g.id}"]`).count(), 1);
   await agentSend(c, "Still here after the transfer");
   assert.equal(await guestSees(g, "Still here after the transfer"), 1);
+});
+
+test("after an outage the desk shows what left it meanwhile and drops a stale offer", async () => {
+  const moved = guests[4];
+  const closed = guests[5];
+  // A chat offered to Wanda that she leaves pending.
+  const stale = await startGuest("Stale offer", "Is anyone there?");
+  await page.locator(`li.offer[data-conversation="${stale.id}"]`).waitFor();
+  const seenBefore = await seqs(chat(page, moved.id));
+  const opened = streamRequests.length;
+
+  proxy.cut();
+  await context.setOffline(true);
+  await page.locator("#conn[data-state=offline]").waitFor();
+  // While the desk is away: a message in the chat that is then transferred
+  // (by Wanda's token, from node) to Fred, who accepts and answers; the
+  // other chat's guest closes it; the offered chat's guest gives up, which
+  // withdraws the offer.
+  await guestSend(moved, "Before the transfer");
+  const fred = createParleyClient(api, { token: DEMO.agents.fred });
+  const { agent } = await fred.routing.setPresence({ presence: Presence.AVAILABLE });
+  try {
+    const transfer = await agentClient.routing.transferConversation({
+      conversationId: moved.id, requestId: randomUUID(), target: { case: "agentId", value: agent!.id }, note: "Over to Fred",
+    });
+    await fred.routing.acceptOffer({ offerId: transfer.offerId });
+    await fred.messaging.sendMessage({ conversationId: moved.id, clientMessageId: randomUUID(), text: "Fred here now" });
+  } finally {
+    await fred.routing.setPresence({ presence: Presence.AWAY });
+  }
+  await guestSend(closed, "Bye, all sorted");
+  await closed.client.session.closeConversation({ conversationId: closed.id, reason: "All sorted" });
+  await stale.client.session.closeConversation({ conversationId: stale.id, reason: "Gave up" });
+  await new Promise((r) => setTimeout(r, 1000));
+
+  proxy.restore();
+  await context.setOffline(false);
+  await page.locator("#conn[data-state=live]").waitFor({ timeout: 60_000 });
+  assert.ok(streamRequests.length > opened, "the stream was opened again");
+
+  // The transferred chat: the rest up to Wanda leaving, then shown as left,
+  // read-only; nothing of Fred's.
+  const m = chat(page, moved.id);
+  await m.locator(".notice", { hasText: "Transferred: you no longer hold this chat." }).waitFor({ timeout: 30_000 });
+  await m.locator("li.msg .text", { hasText: "Before the transfer" }).waitFor();
+  await m.locator("li.system", { hasText: "Transferred by Wanda Weaver: Over to Fred" }).waitFor();
+  await m.locator("li.system", { hasText: "Wanda Weaver left." }).waitFor();
+  assert.equal(await m.locator("li.msg .text", { hasText: "Fred here now" }).count(), 0);
+  assert.equal(await m.getByRole("textbox").isDisabled(), true);
+  assert.equal(await page.locator(`#chat-tabs button[data-conversation="${moved.id}"]`).getAttribute("class"), "ended");
+  const shown = await seqs(m);
+  assert.deepEqual(shown.slice(0, seenBefore.length), seenBefore);
+  assertWhole(shown, "the transferred chat");
+  assert.equal(await m.locator("li.system", { hasText: "Wanda Weaver left." }).evaluate((li) => li === li.parentElement!.lastElementChild), true);
+
+  // The closed chat: its guest's last message and its closing event.
+  const c = chat(page, closed.id);
+  await c.locator("li.system", { hasText: "Closed: All sorted" }).waitFor({ timeout: 30_000 });
+  await c.locator("li.msg .text", { hasText: "Bye, all sorted" }).waitFor();
+  await c.locator(".notice", { hasText: "This conversation is closed." }).waitFor();
+  assert.equal(await c.getByRole("textbox").isDisabled(), true);
+  assertWhole(await seqs(c), "the closed chat");
+
+  // The withdrawn offer is gone; the other chats are still held and whole.
+  await page.locator(`li.offer[data-conversation="${stale.id}"]`).waitFor({ state: "detached", timeout: 30_000 });
+  for (const g of [guests[0], guests[1], guests[2], guests[6], guests[7]]) {
+    const other = chat(page, g.id);
+    assert.equal(await other.getByRole("textbox").isDisabled(), false, g.name);
+    assertWhole(await seqs(other), g.name);
+  }
+  // The next stream asks about neither: their cursors are forgotten.
+  await page.reload();
+  await page.locator("#conn[data-state=live]").waitFor({ timeout: 20_000 });
+  const request = JSON.parse(streamBodies.at(-1)!.subarray(5).toString("utf8")) as { cursors?: { conversationId: string }[] };
+  const named = new Set(request.cursors?.map((x) => x.conversationId));
+  assert.ok(!named.has(moved.id) && !named.has(closed.id), [...named].join(","));
+  assert.ok(named.has(guests[0].id));
 });
 
 // Payloads a hostile customer might type: none may become markup, run, or

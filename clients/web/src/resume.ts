@@ -237,17 +237,35 @@ const maxCursors = 200;
 /**
  * Follows the calling agent's multiplexed stream (RoutingService.FollowWork):
  * offers and their ends, the conversations the agent holds (assigned, then
- * their events, typing and read cursors) and those that leave them
- * (released); heartbeats are consumed, not yielded. opts.cursors gives the
- * last seq already received of conversations the caller has (say, from
- * storage after a reload); held conversations not named are replayed from
- * their start. After any retryable end it reopens the stream with the last
- * seq received of each conversation and drops events already yielded, so
- * none is yielded twice or out of order within its conversation; it
- * forgets a conversation's cursor on released. Each reopened stream
- * announces the held conversations and the pending offers again (handle
- * assigned and offer idempotently). It ends when opts.signal aborts, and
- * throws a non-retryable error (PermissionDenied for a caller who is not an
+ * their events, typing and read cursors), those that leave them (the rest
+ * of what the agent may read, then released) and, once per stream, synced;
+ * heartbeats are consumed, not yielded.
+ *
+ * opts.cursors gives the last seq already received of conversations the
+ * caller has (say, from storage after a reload); held conversations not
+ * named are replayed from their start. After any retryable end it reopens
+ * the stream with the last seq received of each conversation (at most 200;
+ * the others held are replayed and their repeats dropped) and drops events
+ * already yielded, so none is yielded twice or out of order within its
+ * conversation.
+ *
+ * Every stream, the first and each reopened one, starts with a snapshot:
+ * the pending offers and held conversations again (handle offer and
+ * assigned idempotently), and for each conversation with a cursor that
+ * left the agent while the stream was down (transferred, closed), the
+ * events after the cursor that the agent may still read, then released,
+ * with no assigned before them in that stream. Then comes synced: an offer
+ * or a conversation the caller still shows from before that this stream
+ * has not sent (offer, assigned or released) since it opened is no longer
+ * the agent's, and should be dropped or shown as left. onStateChange
+ * reports "connecting" as each stream opens, before any of its items, so
+ * a caller can tell what the current stream has sent.
+ *
+ * It forgets a conversation's cursor on released, and on synced the
+ * cursor of every conversation that stream neither announced nor
+ * released; a conversation that comes back to the agent in a later stream
+ * is replayed from its start. It ends when opts.signal aborts, and throws
+ * a non-retryable error (PermissionDenied for a caller who is not an
  * agent, Unauthenticated, ...). It only uses client.routing.
  */
 export function followWork(
@@ -263,15 +281,6 @@ export function followWork(
   return resume<FollowWorkResponse>(
     {
       open(signal, onHeader) {
-        if (cursors.size > maxCursors) {
-          // Conversations the last stream did not announce left the agent
-          // while the stream was down (their released never came).
-          for (const id of cursors.keys()) {
-            if (!announced.has(id)) {
-              cursors.delete(id);
-            }
-          }
-        }
         announced = new Set();
         const resumeAt = [...cursors].slice(0, maxCursors).map(([conversationId, afterSeq]) => ({ conversationId, afterSeq }));
         return client.routing.followWork({ cursors: resumeAt }, { signal, onHeader });
@@ -288,10 +297,14 @@ export function followWork(
             }
             return "yield";
           case "released":
+            // Possibly without assigned in this stream: a conversation that
+            // left the agent while the stream was down.
             announced.delete(id);
             cursors.delete(id);
             return "yield";
           case "event": {
+            // Held conversations' events, and those of a conversation that
+            // left the agent while the stream was down, before its released.
             const seq = res.item.value.seq;
             if (seq <= (cursors.get(id) ?? 0n)) {
               return "skip";
@@ -299,6 +312,17 @@ export function followWork(
             cursors.set(id, seq);
             return "yield";
           }
+          case "synced":
+            // Every held conversation has been announced and every gone one
+            // released: a cursor left over (a conversation beyond the ones
+            // the request could name, or one that left without a released)
+            // is no longer the agent's.
+            for (const id of cursors.keys()) {
+              if (!announced.has(id)) {
+                cursors.delete(id);
+              }
+            }
+            return "yield";
         }
         return "yield";
       },

@@ -1,7 +1,8 @@
 // The resume logic of followWork and followConversation against scripted
 // streams (no server): cursors per conversation, dropped repeats, released
-// conversations forgotten, RetryInfo honoured, the watchdog, and the
-// failures that end a follow.
+// conversations forgotten (also those released without assigned after a
+// reopen), synced yielded and the cursors it leaves over forgotten,
+// RetryInfo honoured, the watchdog, and the failures that end a follow.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -72,6 +73,7 @@ const assigned = (id: string) => work(id, { case: "assigned", value: create(Conv
 const released = (id: string) => work(id, { case: "released", value: create(ConversationSchema, { id }) });
 const workEvent = (id: string, seq: number) => work(id, { case: "event", value: create(EventSchema, { seq: BigInt(seq) }) });
 const heartbeat = () => work("", { case: "heartbeat", value: {} as never });
+const synced = () => work("", { case: "synced", value: {} as never });
 const offer = (id: string) => work(id, { case: "offer", value: create(OfferSchema, { id: `offer-${id}` }) });
 
 /** A short description of an item of followWork, to compare. */
@@ -110,6 +112,71 @@ test("followWork resumes each conversation from its own last seq", async () => {
   // The server's RetryInfo is honoured over the shorter backoff.
   assert.ok(play.requests[1].at - play.requests[0].at >= 115, "waited for the retry delay");
   assert.deepEqual(states, ["connecting", "live", "retrying", "connecting", "live", "retrying", "connecting", "live", "ended"]);
+});
+
+test("followWork yields what left the agent while it was away, then released and synced, and forgets what synced leaves over", async () => {
+  const cut = () => new ConnectError("cut", Code.Unavailable);
+  const play = player<FollowWorkRequest, FollowWorkResponse>([
+    // gone left the agent before this follow began: the rest of what the
+    // agent may read, then released, with no assigned. stale is not sent at
+    // all: synced says it is no longer the agent's.
+    {
+      items: [assigned("a"), workEvent("a", 5), workEvent("gone", 8), workEvent("gone", 9), released("gone"), assigned("b"), workEvent("b", 3), offer("x"), synced(), workEvent("a", 6), workEvent("b", 4)],
+      end: cut(),
+    },
+    // b was transferred away while the stream was down: its events after
+    // the cursor (a repeat among them), then released; a's repeat is dropped.
+    {
+      items: [workEvent("b", 4), workEvent("b", 5), released("b"), assigned("a"), workEvent("a", 6), workEvent("a", 7), synced()],
+      end: cut(),
+    },
+    // A stream that breaks before its synced forgets nothing.
+    { items: [offer("y")], end: cut() },
+    { items: [assigned("a"), workEvent("a", 7), workEvent("a", 8), synced()], end: new ConnectError("no longer an agent", Code.PermissionDenied) },
+  ]);
+  const client = { routing: { followWork: play.open } } as unknown as ParleyClient;
+  const got: string[] = [];
+  await assert.rejects(
+    (async () => {
+      for await (const r of followWork(client, { cursors: { a: 4, b: 2, gone: 7, stale: 3 }, minBackoffMs: 1, maxBackoffMs: 2 })) {
+        got.push(describe(r));
+      }
+    })(),
+    (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied,
+  );
+  assert.deepEqual(got, [
+    "assigned a", "a#5", "gone#8", "gone#9", "released gone", "assigned b", "b#3", "offer x", "synced ", "a#6", "b#4",
+    "b#5", "released b", "assigned a", "a#7", "synced ",
+    "offer y",
+    "assigned a", "a#8", "synced ",
+  ]);
+  assert.deepEqual(
+    play.requests.map((r) => cursorsOf(r.req)),
+    [{ a: 4, b: 2, gone: 7, stale: 3 }, { a: 6, b: 4 }, { a: 7 }, { a: 7 }],
+  );
+});
+
+test("followWork names at most 200 cursors, drops the repeats of a held conversation it could not name, and forgets the rest on synced", async () => {
+  const cursors: Record<string, number> = {};
+  for (let i = 0; i < 250; i++) cursors[`c${i}`] = 5;
+  const play = player<FollowWorkRequest, FollowWorkResponse>([
+    // c220 is held but was not named: its whole log is replayed.
+    { items: [assigned("c220"), ...[1, 2, 3, 4, 5, 6].map((seq) => workEvent("c220", seq)), synced()], end: new ConnectError("cut", Code.Unavailable) },
+    { items: [assigned("c220"), workEvent("c220", 7)], end: new ConnectError("no longer an agent", Code.PermissionDenied) },
+  ]);
+  const client = { routing: { followWork: play.open } } as unknown as ParleyClient;
+  const got: string[] = [];
+  await assert.rejects(
+    (async () => {
+      for await (const r of followWork(client, { cursors, minBackoffMs: 1, maxBackoffMs: 2 })) {
+        got.push(describe(r));
+      }
+    })(),
+    (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied,
+  );
+  assert.deepEqual(got, ["assigned c220", "c220#6", "synced ", "assigned c220", "c220#7"]);
+  assert.equal(play.requests[0].req.cursors.length, 200);
+  assert.deepEqual(cursorsOf(play.requests[1].req), { c220: 6 });
 });
 
 test("the watchdog reopens a silent stream, but not while the consumer holds an item", async () => {

@@ -1,7 +1,8 @@
 // A TCP proxy in front of parleyd that a test can break: cut every open
 // connection (both ends see a reset), or stall them (the connections stay
 // open and everything sent on them is silently dropped, as on a dead
-// network path). Connections opened afterwards work normally.
+// network path). Connections opened afterwards work normally, unless the
+// proxy is down (every connection cut and new ones refused until it is up).
 import { createConnection, createServer, type Socket } from "node:net";
 
 /** A running proxy. */
@@ -14,6 +15,10 @@ export interface Proxy {
   cut(): void;
   /** Stops forwarding anything on every open connection, keeping them open. */
   stall(): void;
+  /** Cuts every open connection and refuses new ones until up. */
+  down(): void;
+  /** Accepts connections again after down. */
+  up(): void;
   /** Closes the proxy and every connection. */
   close(): Promise<void>;
 }
@@ -29,7 +34,12 @@ export async function startProxy(target: string): Promise<Proxy> {
   const { hostname, port } = new URL(target);
   const pairs = new Set<Pair>();
   let opened = 0;
+  let isDown = false;
   const srv = createServer((client) => {
+    if (isDown) {
+      client.resetAndDestroy();
+      return;
+    }
     opened++;
     const server = createConnection({ host: hostname, port: Number(port) });
     const pair: Pair = { client, server, stalled: false };
@@ -48,16 +58,24 @@ export async function startProxy(target: string): Promise<Proxy> {
   });
   await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
   const { port: own } = srv.address() as { port: number };
+  const cut = () => {
+    for (const p of pairs) {
+      p.client.resetAndDestroy();
+      p.server.destroy();
+    }
+  };
   return {
     url: `http://127.0.0.1:${own}`,
     get opened() {
       return opened;
     },
-    cut() {
-      for (const p of pairs) {
-        p.client.resetAndDestroy();
-        p.server.destroy();
-      }
+    cut,
+    down() {
+      isDown = true;
+      cut();
+    },
+    up() {
+      isDown = false;
     },
     stall() {
       for (const p of pairs) {

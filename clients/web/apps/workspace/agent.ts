@@ -1,7 +1,12 @@
 // The agent's desk: presence per channel, offers with their countdown, the
 // chats side by side and the context panel, all fed by the agent's ONE
 // stream (RoutingService.FollowWork), resumed per conversation after a
-// network drop and after a reload (cursors kept in sessionStorage).
+// network drop and after a reload (cursors kept in sessionStorage). Each
+// time the stream (re)opens it sends the agent's work again, then synced:
+// an offer or a chat the desk shows that the stream has not sent again by
+// then is no longer the agent's (it expired, was withdrawn, transferred or
+// closed while the desk was away), and the desk drops the offer and shows
+// the chat as left.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
 import {
@@ -49,6 +54,10 @@ export class AgentDesk implements ChatHost {
   /** Conversations assigned to the agent since the page loaded. */
   private readonly held = new Set<string>();
   private readonly offers = new Map<string, OfferRow>();
+  /** The offers the current stream sent since it (re)opened. */
+  private offersSent = new Set<string>();
+  /** The chats the current stream assigned or released since it (re)opened. */
+  private chatsSent = new Set<string>();
   private readonly cursors: Record<string, number>;
   private readonly context: ContextPanel;
   private readonly abort = new AbortController();
@@ -86,7 +95,14 @@ export class AgentDesk implements ChatHost {
       for await (const item of followWork(this.client, {
         signal: this.abort.signal,
         cursors: { ...this.cursors },
-        onStateChange: (state, err) => this.setStatus(state, err),
+        onStateChange: (state, err) => {
+          // Reported as each stream opens, before any of its items.
+          if (state === "connecting") {
+            this.offersSent = new Set();
+            this.chatsSent = new Set();
+          }
+          this.setStatus(state, err);
+        },
       })) {
         this.handle(item);
       }
@@ -107,18 +123,27 @@ export class AgentDesk implements ChatHost {
     const item = r.item;
     switch (item.case) {
       case "offer":
+        this.offersSent.add(item.value.id);
         this.addOffer(item.value);
         break;
       case "offerClosed":
         this.removeOffer(item.value.offerId);
         break;
       case "assigned":
+        this.chatsSent.add(r.conversationId);
         this.assigned(item.value);
         break;
       case "released":
+        this.chatsSent.add(r.conversationId);
         this.released(item.value);
         break;
+      case "synced":
+        this.synced();
+        break;
       case "event": {
+        // Also the events of a chat that left the agent while the stream
+        // was down, before its released (no assigned comes first): they
+        // go to its column, which released then ends.
         const chat = this.chats.get(r.conversationId);
         chat?.addEvent(item.value, chat === this.active && document.visibilityState === "visible");
         // A new case belongs in the context panel's list.
@@ -294,10 +319,32 @@ export class AgentDesk implements ChatHost {
     chat.end(conv.agentId && conv.agentId !== this.agentId ? "Transferred: you no longer hold this chat." : "You no longer hold this chat.");
     const tab = this.tabFor(conv.id);
     tab?.classList.add("ended");
-    const dismiss = el("button", { type: "button", class: "small dismiss" }, "Remove from desk");
-    dismiss.addEventListener("click", () => this.dismiss(chat));
-    chat.el.querySelector("header")?.append(dismiss);
+    if (!chat.el.querySelector("button.dismiss")) {
+      const dismiss = el("button", { type: "button", class: "small dismiss" }, "Remove from desk");
+      dismiss.addEventListener("click", () => this.dismiss(chat));
+      chat.el.querySelector("header")?.append(dismiss);
+    }
     if (this.context.current === chat) void this.context.refresh();
+  }
+
+  /**
+   * The stream has sent the agent's pending offers and held chats, and
+   * released those that left while it was down: what the desk still shows
+   * from before that it has not sent again is no longer the agent's.
+   */
+  private synced(): void {
+    for (const id of [...this.offers.keys()]) if (!this.offersSent.has(id)) this.removeOffer(id);
+    for (const [id, chat] of this.chats) {
+      if (!chat.ended && !this.chatsSent.has(id)) this.released(chat.conversation);
+    }
+    let changed = false;
+    for (const id of Object.keys(this.cursors)) {
+      if (!this.chatsSent.has(id)) {
+        delete this.cursors[id];
+        changed = true;
+      }
+    }
+    if (changed) writeCursors(this.cursors);
   }
 
   private dismiss(chat: ChatView): void {
