@@ -352,6 +352,35 @@ test("a reload resumes every chat from the stored cursors", async () => {
   await page.keyboard.press("Enter");
   await chat(page, guests[1].id).locator("li.msg.own:not(.pending) .text", { hasText: "Typed with the keyboard only" }).waitFor();
   assert.equal(await guestSees(guests[1], "Typed with the keyboard only"), 1);
+  // Enter on an offer's Accept puts the keyboard in the new chat's composer
+  // once the chat is shown (not on the page, where typing goes nowhere).
+  const kb = await startGuest("Keyboard guest", "Hello from the keyboard guest");
+  const kbOffer = page.locator(`li.offer[data-conversation="${kb.id}"]`);
+  await kbOffer.getByRole("button", { name: "Accept" }).focus();
+  await page.keyboard.press("Enter");
+  await chat(page, kb.id).waitFor();
+  await page.waitForFunction((id) => document.activeElement?.id === `input-${id}`, kb.id, { timeout: 10_000 });
+  assert.equal(await chat(page, kb.id).getByRole("textbox").evaluate((el) => el === document.activeElement), true);
+  assert.equal(await page.locator(`#chat-tabs button[data-conversation="${kb.id}"]`).getAttribute("aria-current"), "true");
+  await page.keyboard.type("Accepted with Enter");
+  await page.keyboard.press("Enter");
+  await chat(page, kb.id).locator("li.msg.own:not(.pending) .text", { hasText: "Accepted with Enter" }).waitFor();
+  assert.equal(await guestSees(kb, "Accepted with Enter"), 1);
+  // Enter on Decline: the keyboard goes to the next offer's Accept, and
+  // after the last offer back to the active chat's composer.
+  const [d1, d2] = [await startGuest("Declined first", "Decline me"), await startGuest("Declined second", "Decline me too")];
+  for (const d of [d1, d2]) await page.locator(`li.offer[data-conversation="${d.id}"]`).waitFor();
+  await page.locator(`li.offer[data-conversation="${d1.id}"]`).getByRole("button", { name: "Decline" }).focus();
+  await page.keyboard.press("Enter");
+  await page.locator(`li.offer[data-conversation="${d1.id}"]`).waitFor({ state: "detached" });
+  await d1.client.session.closeConversation({ conversationId: d1.id, reason: "Declined in a test" });
+  const d2Accept = page.locator(`li.offer[data-conversation="${d2.id}"]`).getByRole("button", { name: "Accept" });
+  assert.equal(await d2Accept.evaluate((el) => el === document.activeElement), true);
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await page.locator(`li.offer[data-conversation="${d2.id}"]`).waitFor({ state: "detached" });
+  await d2.client.session.closeConversation({ conversationId: d2.id, reason: "Declined in a test" });
+  assert.equal(await chat(page, kb.id).getByRole("textbox").evaluate((el) => el === document.activeElement), true);
 
   await guestSend(guests[2], "After the reload");
   await chat(page, guests[2].id).locator("li.msg .text", { hasText: "After the reload" }).waitFor();
@@ -378,15 +407,28 @@ test("a chat transferred to a queue leaves the desk and comes back whole", async
   await page.locator("#transfer-target option", { hasText: "Billing Support" }).waitFor({ state: "attached" });
   await page.locator("#transfer-target").selectOption({ label: "Billing Support" });
   await page.locator("#transfer-note").fill("Back to the queue, please");
-  await page.getByRole("button", { name: "Transfer", exact: true }).click();
+  // With the keyboard: Enter on Transfer.
+  await page.getByRole("button", { name: "Transfer", exact: true }).focus();
+  await page.keyboard.press("Enter");
   // Released: the composer stops...
   await chat(page, g.id).locator(".notice", { hasText: "no longer hold" }).waitFor();
   assert.equal(await chat(page, g.id).getByRole("textbox").isDisabled(), true);
+  // ...the context panel shows it ended, without its forms, and the
+  // keyboard stays in the panel (on its heading) rather than on the page.
+  await page.getByRole("form", { name: "Transfer" }).waitFor({ state: "detached" });
+  await page.waitForFunction(() => document.activeElement === document.querySelector("#context .context-head h2"), undefined, { timeout: 10_000 });
   // ...and Wanda, the only agent available, is offered it again with the note.
   const offer = page.locator(`li.offer[data-conversation="${g.id}"]`);
   await offer.waitFor({ timeout: 20_000 });
   assert.match(await offer.innerText(), /transferred by an agent/);
-  const c = await accept(page, g);
+  await offer.getByRole("button", { name: "Accept" }).focus();
+  await page.keyboard.press("Enter");
+  const c = chat(page, g.id);
+  // Back with the agent: the keyboard goes to its composer...
+  await page.waitForFunction((id) => document.activeElement?.id === `input-${id}`, g.id, { timeout: 20_000 });
+  // ...and the context panel has its forms again, without a Refresh.
+  for (const name of ["Transfer", "Case", "Close and wrap up"]) await page.getByRole("form", { name }).waitFor({ timeout: 10_000 });
+  await page.getByRole("button", { name: "Close conversation" }).waitFor();
   // The column is the same one, its log now with the transfer and what followed.
   await c.locator("li.system", { hasText: "Queued in Billing Support (transfer)" }).waitFor();
   await c.getByRole("textbox").waitFor();

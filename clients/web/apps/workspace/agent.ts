@@ -45,6 +45,8 @@ interface OfferRow {
   el: HTMLElement;
   countdown: HTMLElement;
   expires: number;
+  /** The agent pressed Accept or Decline on it (its buttons are disabled meanwhile). */
+  acting: boolean;
 }
 
 /** The agent's desk. */
@@ -65,6 +67,8 @@ export class AgentDesk implements ChatHost {
   private readonly columns = byId("chats");
   private readonly offerList = byId("offers");
   private active: ChatView | null = null;
+  /** The conversation of the offer the agent just accepted: its composer takes the keyboard once it is shown. */
+  private focusOnAssign: string | null = null;
   private ticker: ReturnType<typeof setInterval> | undefined;
 
   constructor(
@@ -216,26 +220,36 @@ export class AgentDesk implements ChatHost {
         s.generatedText || s.text ? el("p", { class: "pre" }, s.generatedText || s.text) : null) : null,
       el("div", { class: "row" }, accept, decline, countdown, status));
     const expires = offer.expireTime ? timestampDate(offer.expireTime).getTime() : Date.now() + 30_000;
-    const row: OfferRow = { offer, el: item, countdown, expires };
+    const row: OfferRow = { offer, el: item, countdown, expires, acting: false };
     accept.addEventListener("click", async () => {
+      row.acting = true;
       accept.disabled = decline.disabled = true;
       status.textContent = "Accepting…";
+      if (conv) this.focusOnAssign = conv.id;
       try {
         await withRetry(() => this.client.routing.acceptOffer({ offerId: offer.id }));
         this.removeOffer(offer.id);
       } catch (err) {
+        if (conv && this.focusOnAssign === conv.id) this.focusOnAssign = null;
         status.textContent = `Not accepted: ${describeError(err)}`;
+        const lost = this.focusLost(row);
+        row.acting = false;
         accept.disabled = decline.disabled = false;
+        if (lost) accept.focus();
       }
     });
     decline.addEventListener("click", async () => {
+      row.acting = true;
       accept.disabled = decline.disabled = true;
       try {
         await withRetry(() => this.client.routing.declineOffer({ offerId: offer.id }));
         this.removeOffer(offer.id);
       } catch (err) {
         status.textContent = `Not declined: ${describeError(err)}`;
+        const lost = this.focusLost(row);
+        row.acting = false;
         accept.disabled = decline.disabled = false;
+        if (lost) decline.focus();
       }
     });
     this.offers.set(offer.id, row);
@@ -244,8 +258,52 @@ export class AgentDesk implements ChatHost {
   }
 
   private removeOffer(id: string): void {
-    this.offers.get(id)?.el.remove();
+    const row = this.offers.get(id);
+    if (!row) return;
+    // The keyboard was on this offer (or dropped to the page when its
+    // buttons were disabled): it must not be left on nothing.
+    const lost = this.focusLost(row);
+    const next = (row.el.nextElementSibling ?? row.el.previousElementSibling) as HTMLElement | null;
+    row.el.remove();
     this.offers.delete(id);
+    if (!lost) return;
+    const convId = row.offer.conversation?.id;
+    const chat = convId ? this.chats.get(convId) : undefined;
+    if (convId && this.focusOnAssign === convId) {
+      // Accepted: its chat's composer, or the offers' heading until the
+      // stream shows the chat (assigned then moves the keyboard on).
+      if (chat && !chat.ended) this.focusChat(chat);
+      else byId("offers-h").focus();
+    } else if (next?.querySelector("button:not(:disabled)")) {
+      // Declined, expired or withdrawn: the next offer's Accept.
+      next.querySelector<HTMLElement>("button:not(:disabled)")!.focus();
+    } else if (this.active && !this.active.ended) {
+      this.active.focus();
+    } else {
+      byId("offers-h").focus();
+    }
+  }
+
+  /** Whether the keyboard is on the offer, or nowhere (on the page itself) since the agent pressed one of its buttons. */
+  private focusLost(row: OfferRow): boolean {
+    const ae = document.activeElement;
+    return row.el.contains(ae) || (row.acting && (!ae || ae === document.body));
+  }
+
+  /** Shows chat and moves the keyboard to its composer. */
+  private focusChat(chat: ChatView): void {
+    this.focusOnAssign = null;
+    this.activate(chat);
+    chat.focus();
+  }
+
+  /** The chat of the offer just accepted is shown: its composer takes the keyboard if nothing else has it. */
+  private focusAssigned(chat: ChatView): void {
+    if (this.focusOnAssign !== chat.id) return;
+    const ae = document.activeElement;
+    const offer = this.offerList.querySelector(`li.offer[data-conversation="${CSS.escape(chat.id)}"]`);
+    if (!ae || ae === document.body || ae.id === "offers-h" || offer?.contains(ae)) this.focusChat(chat);
+    else this.focusOnAssign = null;
   }
 
   private updateCountdown(row: OfferRow): void {
@@ -266,6 +324,7 @@ export class AgentDesk implements ChatHost {
     this.held.add(conv.id);
     if (existing && !existing.ended) {
       existing.conversation = conv;
+      this.focusAssigned(existing);
       return;
     }
     if (existing) {
@@ -273,7 +332,10 @@ export class AgentDesk implements ChatHost {
       existing.revive(conv);
       existing.el.querySelector("button.dismiss")?.remove();
       this.tabFor(conv.id)?.classList.remove("ended");
+      // The context panel showed it as ended (no Transfer, Case or Close).
+      if (this.context.current === existing) void this.context.refresh();
       void this.loadHistory(existing, Infinity);
+      this.focusAssigned(existing);
       return;
     }
     byId("chats").querySelector("#no-chats")?.remove();
@@ -288,6 +350,7 @@ export class AgentDesk implements ChatHost {
     });
     this.tabs.append(tab);
     if (!this.active) this.activate(chat);
+    this.focusAssigned(chat);
     // The stream replays a conversation's log only from where this page's
     // stream stood: after a reload, the history before the stored cursor,
     // and for a chat that left the desk and came back, all of it, comes

@@ -15,9 +15,18 @@ const outcomes = ["Resolved", "Follow-up needed", "Customer left", "Not our serv
 export class ContextPanel {
   private chat: ChatView | null = null;
   private load = 0;
+  /** The keyboard was in the panel when it was last replaced: it goes back to the panel's heading. */
+  private hadFocus = false;
+  /** The keyboard was last in the panel (it stays so when the focused button is disabled or removed). */
+  private focusWithin = false;
 
   constructor(private readonly el: HTMLElement, private readonly client: ParleyClient) {
     this.empty();
+    el.addEventListener("focusin", () => (this.focusWithin = true));
+    el.addEventListener("focusout", (ev) => {
+      const to = ev.relatedTarget as Node | null;
+      if (to && !el.contains(to)) this.focusWithin = false;
+    });
   }
 
   /** The chat shown now. */
@@ -45,7 +54,12 @@ export class ContextPanel {
     const chat = this.chat;
     if (!chat) return;
     const load = ++this.load;
-    replace(this.el, el("h2", {}, `Context: ${chat.name}`), el("p", { role: "status" }, "Loading…"));
+    // A form of the panel (Transfer, Close) that ends the chat re-renders
+    // it: the keyboard must not drop to the page.
+    const ae = document.activeElement;
+    if (this.el.contains(ae) || (this.focusWithin && (!ae || ae === document.body))) this.hadFocus = true;
+    replace(this.el, el("h2", { tabindex: "-1" }, `Context: ${chat.name}`), el("p", { role: "status" }, "Loading…"));
+    this.refocus();
     try {
       const ctx = await withRetry(() => this.client.assistant.getConversationContext({ conversationId: chat.id }));
       if (load !== this.load) return;
@@ -54,8 +68,17 @@ export class ContextPanel {
       if (load !== this.load) return;
       const again = el("button", { type: "button" }, "Try again");
       again.addEventListener("click", () => void this.refresh());
-      replace(this.el, el("h2", {}, `Context: ${chat.name}`), el("p", { role: "alert" }, `Could not load the context: ${describeError(err)}`), again);
+      replace(this.el, el("h2", { tabindex: "-1" }, `Context: ${chat.name}`), el("p", { role: "alert" }, `Could not load the context: ${describeError(err)}`), again);
     }
+    if (load !== this.load) return;
+    this.refocus();
+    this.hadFocus = false;
+  }
+
+  /** Puts the keyboard on the panel's heading if it was in the panel and is now nowhere. */
+  private refocus(): void {
+    const ae = document.activeElement;
+    if (this.hadFocus && (!ae || ae === document.body)) this.el.querySelector<HTMLElement>("h2")?.focus();
   }
 
   private render(chat: ChatView, ctx: GetConversationContextResponse): void {
@@ -94,7 +117,7 @@ export class ContextPanel {
       ? el("ul", {}, ...ctx.suggestedArticles.map((a) => el("li", {}, el("strong", {}, a.title), el("p", { class: "snippet" }, a.snippet))))
       : el("p", { class: "hint" }, "None."),
       ctx.latestCustomerMessage ? el("p", { class: "hint" }, `For: ${ctx.latestCustomerMessage}`) : null);
-    replace(this.el, el("div", { class: "context-head" }, el("h2", {}, `Context: ${chat.name}`), refresh),
+    replace(this.el, el("div", { class: "context-head" }, el("h2", { tabindex: "-1" }, `Context: ${chat.name}`), refresh),
       customer, captured, summary, history, cases, articles,
       chat.ended ? null : this.transferForm(chat), chat.ended ? null : this.caseForm(chat, !conv.consumerId && !ctx.consumer), chat.ended ? null : this.closeForm(chat));
   }
