@@ -3,8 +3,7 @@
 // package's pieces rather than with createParleyClient, which carries all
 // seven services' descriptors (about 7 KB more, gzipped, for nothing here).
 import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
-import { bearer, MessagingService, SessionService, type ParleyClient, type TokenSource } from "../../src/index.js";
+import { createParleyTransport, MessagingService, SessionService, type ParleyClient, type TokenSource } from "../../src/index.js";
 
 /** The services the messenger uses; the same shape as ParleyClient's. */
 export interface MessengerClient {
@@ -14,7 +13,10 @@ export interface MessengerClient {
 
 /** Returns the client of the Parley API at baseUrl, authenticated by token. */
 export function messengerClient(baseUrl: string, token: TokenSource): MessengerClient {
-  const transport = createConnectTransport({ baseUrl, interceptors: [bearer(token)] });
+  // createParleyTransport adds a timeout to unary calls (callTimeoutMs,
+  // 20 s by default), so a send over a connection that went silent fails,
+  // and is retried, instead of staying "Sending…" forever.
+  const transport = createParleyTransport(baseUrl, { token });
   return { session: createClient(SessionService, transport), messaging: createClient(MessagingService, transport) };
 }
 
