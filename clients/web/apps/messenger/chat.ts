@@ -40,6 +40,8 @@ export interface ChatHooks {
 }
 
 const imageTypes = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+/** Other types a downloaded attachment keeps, so that its file gets their extension. */
+const keptTypes = new Set(["text/plain", "application/pdf"]);
 const typingIdleMs = 4000;
 const typingRefreshMs = 5000;
 /** How long a send is retried by itself before the visitor is asked to retry. */
@@ -478,14 +480,15 @@ export class Chat {
 
   /**
    * Returns an attachment's content, once per attachment. Only allowed image
-   * types keep their content type (to show in an <img>); everything else is
-   * an opaque download, so no blob: URL ever renders HTML or SVG here.
+   * types (to show in an <img>), plain text and PDF keep their content type
+   * (which names the downloaded file's extension); everything else is an
+   * opaque download, so no blob: URL ever renders HTML or SVG here.
    */
   private blob(a: Attachment): Promise<Blob> {
     let b = this.blobs.get(a.id);
     if (!b) {
       b = this.client.messaging.getAttachment({ attachmentId: a.id }).then(
-        (r) => new Blob([r.content as BlobPart], { type: imageTypes.has(a.contentType) ? a.contentType : "application/octet-stream" }),
+        (r) => new Blob([r.content as BlobPart], { type: imageTypes.has(a.contentType) || keptTypes.has(a.contentType) ? a.contentType : "application/octet-stream" }),
       );
       b.catch(() => this.blobs.delete(a.id));
       this.blobs.set(a.id, b);
