@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import type { Frame, Page } from "playwright-core";
 
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { followConversation, Presence, type Event, type Offer, type ParleyClient, type SubscribeResponse } from "../src/index.js";
+import { followConversation, Presence, retryDelayMs, type Event, type Offer, type ParleyClient, type SubscribeResponse } from "../src/index.js";
 import { DEMO, demoCustomerToken, launcher, shopPage, startStack, waitFor, type Stack } from "./harness.js";
 
 let stack: Stack;
@@ -344,16 +344,18 @@ describe("messenger", () => {
       await tab.context().setOffline(true);
       wire.cut();
       await page.locator(".connection", { hasText: "Reconnecting" }).waitFor();
+      // A send while offline is retried by itself: "Sending…", never "Not sent".
       await send(page, "Typed while offline.");
-      await page.locator(".msg.pending .state", { hasText: "Not sent" }).waitFor();
+      await page.locator(".msg.pending .state", { hasText: "Sending…" }).waitFor();
       await agentSends(beth, conversationId, "Sent during the drop, one.");
       await agentSends(beth, conversationId, "Sent during the drop, two.");
       await tab.waitForTimeout(1000);
       assert.equal(await page.locator(".msg .text", { hasText: "during the drop" }).count(), 0, "the page is really cut off");
+      assert.equal(await page.locator(".msg.pending .state", { hasText: "Not sent" }).count(), 0, "a retryable failure is not shown as not sent");
+      assert.equal(await page.getByRole("button", { name: "Retry" }).count(), 0);
       await tab.context().setOffline(false);
       await page.locator(".msg.agent .text", { hasText: "during the drop, two" }).waitFor();
       await page.waitForFunction(() => !document.querySelector(".connection.visible"));
-      await page.getByRole("button", { name: "Retry" }).click();
       await beth.waitFor((r) => r.item.case === "event" && r.item.value.kind.case === "messagePosted" && r.item.value.kind.value.text === "Typed while offline.", "the retried message");
       await page.waitForFunction(() => !document.querySelector(".msg.pending"));
       const afterDrop = await logMessages(page);
@@ -427,6 +429,107 @@ describe("messenger", () => {
       // Signing out on the host page hides the customer's chat.
       await tab.evaluate(() => (window as unknown as { Parley: { logout(): void } }).Parley.logout());
       await page.getByLabel("Your name").waitFor();
+    } finally {
+      await tab.context().close();
+    }
+  });
+
+  it("shows who the visitor chats as, and identify() during a guest chat does not move it into an account", async () => {
+    const tab = await stack.newPage();
+    let asked = 0;
+    await tab.exposeFunction("portalToken", () => (asked++, demoCustomerToken("cust-77", { name: "Mallory Other", email: "mallory@example.com", ttlSeconds: 120 })));
+    try {
+      const page = await openEmbedded(tab);
+      await startAsGuest(page, "Gina Guest", "billing", "A guest question, a7c3.");
+      await page.locator(".msg.bot").first().waitFor();
+      await page.locator(".chat-identity", { hasText: "Chatting as Gina Guest (guest)" }).waitFor();
+      const conversationId = await conversationIdOf(page);
+      const stored = await page.evaluate(() => Object.values(localStorage).join("\n"));
+      const guestToken = /"guestToken":"([^"]+)"/.exec(stored)?.[1];
+      assert.ok(guestToken);
+
+      // A script on the host page names an account while the guest chat is open.
+      await tab.evaluate(() => {
+        const w = window as unknown as { Parley: { identify(f: () => Promise<string>): void }; portalToken(): Promise<string> };
+        w.Parley.identify(() => w.portalToken());
+      });
+      await tab.waitForTimeout(1500);
+      await send(page, "Still a guest, b81e.");
+      await page.locator(".msg.mine:not(.pending) .text", { hasText: "Still a guest, b81e." }).waitFor();
+      // The chat was not claimed: that account has no conversation, the
+      // guest token still reads it, and the header still says guest.
+      const other = stack.client(demoCustomerToken("cust-77", { name: "Mallory Other", email: "mallory@example.com", ttlSeconds: 120 }));
+      assert.equal((await other.session.listMyConversations({})).conversations.length, 0, "the guest chat moved into the host's account");
+      const conv = (await stack.client(guestToken).session.getConversation({ conversationId })).conversation!;
+      assert.equal(conv.consumerId, "", "the conversation has no consumer");
+      assert.equal(await page.locator(".chat-identity").textContent(), "Chatting as Gina Guest (guest)");
+      assert.ok((await page.evaluate(() => Object.values(localStorage).join("\n"))).includes(guestToken), "the guest token is kept");
+
+      // Once the guest chat ends, the identity applies: the next chat is the customer's.
+      await page.getByRole("button", { name: "End chat" }).click();
+      await page.getByRole("button", { name: "Start a new chat" }).click();
+      await page.getByLabel("What is it about?").waitFor();
+      assert.equal(await page.getByLabel("Your name").count(), 0, "the short form of a signed-in customer");
+      await page.getByLabel("What is it about?").selectOption("order");
+      await page.getByLabel("Your question").fill("Now signed in, c44d.");
+      await page.getByRole("button", { name: "Start chat" }).click();
+      await page.locator(".chat-identity", { hasText: "Signed in as Mallory Other" }).waitFor();
+      const mine = (await other.session.listMyConversations({})).conversations;
+      assert.equal(mine.length, 1);
+      assert.notEqual(mine[0]!.id, conversationId);
+    } finally {
+      await tab.context().close();
+    }
+  });
+
+  it("opens a resumed chat at its newest message and follows new ones, unless the reader scrolled up", async () => {
+    const tab = await stack.newPage();
+    try {
+      let page = await openEmbedded(tab);
+      await startAsGuest(page, "Lena Long", "billing", "A long chat, part 0.");
+      await page.locator(".msg.bot").first().waitFor();
+      const conversationId = await conversationIdOf(page);
+      const stored = await page.evaluate(() => Object.values(localStorage).join("\n"));
+      const guest = stack.client(/"guestToken":"([^"]+)"/.exec(stored)![1]!);
+      const say = async (text: string) => {
+        const clientMessageId = crypto.randomUUID();
+        for (;;) {
+          try {
+            await guest.messaging.sendMessage({ conversationId, clientMessageId, text });
+            return;
+          } catch (err) {
+            const wait = retryDelayMs(err);
+            if (wait === undefined) throw err;
+            await new Promise((r) => setTimeout(r, wait));
+          }
+        }
+      };
+      for (let i = 1; i <= 30; i++) await say(`Part ${i} of a long chat.\nA second line.\nA third line.`);
+      await page.locator(".msg .text", { hasText: "Part 30 of" }).waitFor();
+
+      const atBottom = () => {
+        const l = document.querySelector(".log")!;
+        return l.scrollHeight > l.clientHeight + 300 && l.scrollTop + l.clientHeight >= l.scrollHeight - 8;
+      };
+      await tab.reload();
+      page = await openEmbedded(tab, false);
+      await page.locator(".msg .text", { hasText: "Part 30 of" }).waitFor();
+      await page.waitForFunction(atBottom, undefined, { timeout: 10_000 });
+
+      // A new message while the reader is at the bottom: followed.
+      await say("Newest, d1.");
+      await page.locator(".msg .text", { hasText: "Newest, d1." }).waitFor();
+      await page.waitForFunction(atBottom, undefined, { timeout: 10_000 });
+
+      // The reader scrolled up: a new message does not move the view, a button offers it.
+      await page.evaluate(() => (document.querySelector(".log")!.scrollTop = 0));
+      await tab.waitForTimeout(300);
+      await say("Newest, d2.");
+      await page.locator(".msg .text", { hasText: "Newest, d2." }).waitFor();
+      await page.getByRole("button", { name: /New messages/ }).waitFor();
+      assert.ok((await page.evaluate(() => document.querySelector(".log")!.scrollTop)) < 50, "the view was not yanked down");
+      await page.getByRole("button", { name: /New messages/ }).click();
+      await page.waitForFunction(atBottom, undefined, { timeout: 10_000 });
     } finally {
       await tab.context().close();
     }

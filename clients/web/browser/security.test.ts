@@ -62,6 +62,9 @@ div, iframe, button, span { display: none !important; visibility: hidden !import
   width: 0 !important; height: 0 !important; transform: scale(0) !important; pointer-events: none !important;
   position: absolute !important; left: -9999px !important; clip-path: inset(50%) !important; filter: blur(20px) !important; }
 :host, ::slotted(*) { display: none !important; }
+/* Common page CSS that makes the body the containing block of position: fixed
+   elements; with a long body, a launcher inside it would sit off-screen. */
+body { transform: translateZ(0) !important; filter: blur(0) !important; min-height: 300vh !important; }
 `;
 
 // The hostile page's script, run before the loader: it records in
@@ -116,6 +119,8 @@ test("a hostile host page can neither read nor break the messenger", async () =>
   await button.waitFor({ state: "visible" });
   const box = await button.boundingBox();
   assert.ok(box && box.width >= 40 && box.height >= 40, `launcher box ${JSON.stringify(box)}`);
+  const viewport = page.viewportSize()!;
+  assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= viewport.width && box.y + box.height <= viewport.height, `the launcher is inside the ${JSON.stringify(viewport)} viewport: ${JSON.stringify(box)}`);
   await button.click();
   assert.equal(await button.getAttribute("aria-expanded"), "true");
   const panel = await page.locator('iframe[title="Chat with us"]').boundingBox();

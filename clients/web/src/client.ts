@@ -47,7 +47,20 @@ export interface ParleyClientOptions {
   interceptors?: Interceptor[];
   /** A fetch implementation, for runtimes without a global one or for tests. */
   fetch?: typeof globalThis.fetch;
+  /**
+   * How long an ordinary (unary) call may take, in milliseconds, before it
+   * is abandoned and fails with Code.DeadlineExceeded (which
+   * {@link isRetryable} accepts), so that a call over a connection that went
+   * silent (a Wi-Fi or NAT change that a proxy does not report) fails instead
+   * of hanging forever. Default 20000; 0 for no timeout. Streams are never
+   * timed out: {@link followConversation} and {@link followWork} watch them
+   * with heartbeats instead.
+   */
+  callTimeoutMs?: number;
 }
+
+/** The default of {@link ParleyClientOptions.callTimeoutMs}. */
+export const DEFAULT_CALL_TIMEOUT_MS = 20_000;
 
 /** One client per Parley service, all sharing one transport. */
 export interface ParleyClient {
@@ -94,8 +107,48 @@ export function bearer(token: TokenSource): Interceptor {
 }
 
 /**
- * Returns the transport createParleyClient uses: the protocol, token and
- * interceptors of options, to the Parley server at baseUrl. With connect-es's
+ * Returns an interceptor that fails every unary call still unanswered after
+ * ms milliseconds with Code.DeadlineExceeded, aborting its request (the
+ * caller's own signal still aborts it too). Streams pass untouched. ms <= 0
+ * (or not finite) disables it. createParleyTransport adds it by itself (see
+ * {@link ParleyClientOptions.callTimeoutMs}).
+ */
+export function callTimeout(ms: number): Interceptor {
+  return (next) => async (req) => {
+    if (req.stream || !(ms > 0) || !Number.isFinite(ms)) {
+      return next(req);
+    }
+    const expired = new ConnectError(`the call got no answer within ${ms} ms`, Code.DeadlineExceeded);
+    const ctl = new AbortController();
+    const outer = req.signal;
+    const onAbort = () => ctl.abort(outer.reason);
+    if (outer.aborted) {
+      ctl.abort(outer.reason);
+    } else {
+      outer.addEventListener("abort", onAbort, { once: true });
+    }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ctl.abort(expired);
+    }, ms);
+    try {
+      return await next({ ...req, signal: ctl.signal });
+    } catch (err) {
+      if (timedOut && !outer.aborted) {
+        throw expired;
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      outer.removeEventListener("abort", onAbort);
+    }
+  };
+}
+
+/**
+ * Returns the transport createParleyClient uses: the protocol, token,
+ * interceptors and unary call timeout of options, to the Parley server at baseUrl. With connect-es's
  * createClient it makes clients of only the services an app calls, which
  * keeps the other services' descriptors out of its bundle:
  * `createClient(MessagingService, createParleyTransport(url, { token }))`.
@@ -106,6 +159,9 @@ export function createParleyTransport(baseUrl: string, options: ParleyClientOpti
     interceptors.push(bearer(options.token));
   }
   interceptors.push(...(options.interceptors ?? []));
+  // Last, so that the timeout covers only the network call itself, not the
+  // time the token source or the caller's interceptors take.
+  interceptors.push(callTimeout(options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS));
   if (options.protocol === "grpc-web") {
     return createGrpcWebTransport({ baseUrl, interceptors, fetch: options.fetch });
   }

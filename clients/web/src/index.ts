@@ -4,7 +4,9 @@
 // error reasons and retry hints, and streams that resume by themselves.
 
 export {
+  DEFAULT_CALL_TIMEOUT_MS,
   bearer,
+  callTimeout,
   createParleyClient,
   createParleyTransport,
   type ParleyClient,

@@ -161,7 +161,11 @@ const CLOSE_ICON = "M6 6l12 12M18 6L6 18";
       identity();
     },
   };
-  (doc.body ?? doc.documentElement).append(host);
+  // On the root element, not the body: common CSS on a page's body
+  // (transform, filter, will-change, contain, perspective, backdrop-filter)
+  // makes the body the containing block of position: fixed descendants,
+  // which would carry the launcher off the viewport with a long body.
+  doc.documentElement.append(host);
 })();
 
 export {};

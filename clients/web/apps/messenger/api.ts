@@ -4,7 +4,7 @@
 // seven services' descriptors (about 7 KB more, gzipped, for nothing here).
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { bearer, MessagingService, SessionService, type ParleyClient, type TokenSource } from "../../src/index.js";
+import { bearer, callTimeout, DEFAULT_CALL_TIMEOUT_MS, MessagingService, SessionService, type ParleyClient, type TokenSource } from "../../src/index.js";
 
 /** The services the messenger uses; the same shape as ParleyClient's. */
 export interface MessengerClient {
@@ -14,7 +14,11 @@ export interface MessengerClient {
 
 /** Returns the client of the Parley API at baseUrl, authenticated by token. */
 export function messengerClient(baseUrl: string, token: TokenSource): MessengerClient {
-  const transport = createConnectTransport({ baseUrl, interceptors: [bearer(token)] });
+  // The timeout createParleyTransport puts on unary calls (20 s), so that a
+  // send over a connection that went silent fails, and is retried, instead
+  // of staying "Sending…" forever. (createParleyTransport itself would bring
+  // the gRPC-Web transport into the bundle too.)
+  const transport = createConnectTransport({ baseUrl, interceptors: [bearer(token), callTimeout(DEFAULT_CALL_TIMEOUT_MS)] });
   return { session: createClient(SessionService, transport), messaging: createClient(MessagingService, transport) };
 }
 

@@ -11,6 +11,8 @@ import {
   Controller,
   errorReason,
   followConversation,
+  isRetryable,
+  retryDelayMs,
   ParticipantRole,
   type Attachment,
   type ControllerChanged,
@@ -38,8 +40,30 @@ export interface ChatHooks {
 }
 
 const imageTypes = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+/** Other types a downloaded attachment keeps, so that its file gets their extension. */
+const keptTypes = new Set(["text/plain", "application/pdf"]);
 const typingIdleMs = 4000;
 const typingRefreshMs = 5000;
+/** How long a send is retried by itself before the visitor is asked to retry. */
+const sendGiveUpMs = 60_000;
+/** How near the bottom (in pixels) the reader counts as following the newest message. */
+const followSlackPx = 80;
+
+/** Resolves after ms, or early when signal aborts or wake is called. */
+function pause(ms: number, signal: AbortSignal): { done: Promise<void>; wake(): void } {
+  let wake = () => {};
+  const done = new Promise<void>((resolve) => {
+    const timer = setTimeout(finish, ms);
+    function finish() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", finish);
+      resolve();
+    }
+    signal.addEventListener("abort", finish, { once: true });
+    wake = finish;
+  });
+  return { done, wake };
+}
 
 /** Returns who wrote, for the log and the transcript. */
 function senderName(p: Participant | undefined): string {
@@ -67,6 +91,9 @@ export class Chat {
   readonly root: HTMLElement;
   private readonly log = el("ol", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Messages", tabindex: 0 });
   private readonly head = el("p", { class: "chat-head" });
+  /** Who the visitor chats as, from the server's record of the conversation (never from the host page). */
+  private readonly identity = el("p", { class: "chat-identity" });
+  private readonly newer = el("button", { type: "button", class: "newer", hidden: true }, "New messages ↓");
   private readonly connection = el("p", { class: "connection", role: "status" });
   private readonly queueInfo = el("p", { class: "queue", role: "status" });
   private readonly typingLine = el("p", { class: "typing", "aria-live": "off" });
@@ -104,6 +131,22 @@ export class Chat {
   private ending = false;
   /** The case a left message became. */
   private leftCase = "";
+  /** Whether the log follows the newest message (the reader is at, or near, its bottom). */
+  private following = true;
+  /** Why the connection line shows "Reconnecting…": the stream retries, the browser is offline. */
+  private streamRetrying = false;
+  private offline = typeof navigator !== "undefined" && navigator.onLine === false;
+  /** Sends waiting to retry, woken when the browser comes back online. */
+  private readonly retryWaits = new Set<() => void>();
+  private readonly onOnline = () => {
+    this.offline = false;
+    this.showConnection();
+    for (const wake of [...this.retryWaits]) wake();
+  };
+  private readonly onOffline = () => {
+    this.offline = true;
+    this.showConnection();
+  };
 
   constructor(
     private readonly client: MessengerClient,
@@ -144,9 +187,10 @@ export class Chat {
     this.root = el(
       "section",
       { class: "chat", "aria-label": "Chat" },
-      el("div", { class: "chat-bar" }, this.head, this.endButton),
+      el("div", { class: "chat-bar" }, el("div", { class: "chat-title" }, this.head, this.identity), this.endButton),
       this.connection,
       this.log,
+      this.newer,
       this.typingLine,
       this.queueInfo,
       this.leaveOffer,
@@ -156,16 +200,59 @@ export class Chat {
       this.ended,
     );
     this.head.textContent = "Chat";
+    this.identity.hidden = true;
+    this.log.addEventListener("scroll", () => {
+      this.following = this.atBottom();
+      if (this.following) this.newer.hidden = true;
+    });
+    this.newer.addEventListener("click", () => {
+      this.following = true;
+      this.toBottom();
+      this.log.focus();
+    });
+    // The log gets its size only once the panel is shown (a resumed chat's
+    // history may render while it is hidden): keep the newest message in view.
+    if (typeof ResizeObserver !== "undefined") {
+      new ResizeObserver(() => {
+        if (this.following) this.toBottom();
+      }).observe(this.log);
+    }
+    window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
+    this.showConnection();
+  }
+
+  /** Shows "Reconnecting…" while the stream retries or the browser is offline. */
+  private showConnection(): void {
+    if (this.connection.querySelector("button")) return; // "The connection was lost" stays
+    const on = (this.streamRetrying || this.offline) && !this.closed;
+    this.connection.textContent = on ? "Reconnecting…" : "";
+    this.connection.classList.toggle("visible", on);
+  }
+
+  /** Says who the visitor chats as, from the conversation the server returns. */
+  private async showIdentity(): Promise<void> {
+    try {
+      const r = await this.client.session.getConversation({ conversationId: this.conversationId }, { signal: this.abort.signal });
+      const c = r.conversation;
+      const name = c?.interaction?.name || c?.interaction?.email || "";
+      if (!c) return;
+      this.identity.textContent = c.consumerId ? `Signed in as ${name || "a customer"}` : name ? `Chatting as ${name} (guest)` : "Chatting as a guest";
+      this.identity.hidden = false;
+    } catch {
+      // Only a hint: the chat works without it.
+    }
   }
 
   /** Follows the conversation from its start (the replay renders the history) until it closes. */
   async run(): Promise<void> {
+    void this.showIdentity();
     try {
       for await (const r of followConversation(asParleyClient(this.client), this.conversationId, 0, {
         signal: this.abort.signal,
         onStateChange: (state) => {
-          this.connection.textContent = state === "retrying" ? "Reconnecting…" : "";
-          this.connection.classList.toggle("visible", state === "retrying");
+          this.streamRetrying = state === "retrying";
+          this.showConnection();
         },
       })) {
         this.handle(r);
@@ -187,6 +274,8 @@ export class Chat {
   /** Stops following (the view is being replaced). */
   stop(): void {
     this.abort.abort();
+    window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     clearTimeout(this.typingStop);
     for (const t of this.typers.values()) clearTimeout(t.timer);
   }
@@ -194,6 +283,7 @@ export class Chat {
   /** Says whether the visitor can see the panel: seen messages are marked read, the others counted. */
   setShown(shown: boolean): void {
     this.shown = shown;
+    if (shown && this.following) this.toBottom();
     this.noteSeen();
   }
 
@@ -390,14 +480,15 @@ export class Chat {
 
   /**
    * Returns an attachment's content, once per attachment. Only allowed image
-   * types keep their content type (to show in an <img>); everything else is
-   * an opaque download, so no blob: URL ever renders HTML or SVG here.
+   * types (to show in an <img>), plain text and PDF keep their content type
+   * (which names the downloaded file's extension); everything else is an
+   * opaque download, so no blob: URL ever renders HTML or SVG here.
    */
   private blob(a: Attachment): Promise<Blob> {
     let b = this.blobs.get(a.id);
     if (!b) {
       b = this.client.messaging.getAttachment({ attachmentId: a.id }).then(
-        (r) => new Blob([r.content as BlobPart], { type: imageTypes.has(a.contentType) ? a.contentType : "application/octet-stream" }),
+        (r) => new Blob([r.content as BlobPart], { type: imageTypes.has(a.contentType) || keptTypes.has(a.contentType) ? a.contentType : "application/octet-stream" }),
       );
       b.catch(() => this.blobs.delete(a.id));
       this.blobs.set(a.id, b);
@@ -466,7 +557,13 @@ export class Chat {
     }
   }
 
-  /** Sends a message (retrying keeps its client_message_id, so it is posted once). */
+  /**
+   * Sends a message. A retryable failure (the network, a timeout, a rate
+   * limit) is retried by itself with a growing backoff, honouring the
+   * server's retry hint, while the bubble says "Sending…"; the visitor is
+   * asked to retry only after a non-retryable error or a minute of
+   * failures. Every try keeps the client_message_id, so it is posted once.
+   */
   private async send(text: string, attachmentIds: string[] = [], cmid = uuid(), bubble?: HTMLElement): Promise<void> {
     if (this.closed) return;
     this.stopTyping();
@@ -476,15 +573,36 @@ export class Chat {
       this.log.append(bubble);
       this.scroll();
     }
-    try {
-      await this.client.messaging.sendMessage({ conversationId: this.conversationId, clientMessageId: cmid, text, attachmentIds, channel: Channel.MESSENGER });
-    } catch (err) {
-      if (!this.pending.has(cmid)) return; // it arrived after all
-      const state = bubble.querySelector(".state")!;
-      state.textContent = `Not sent (${ConnectError.from(err).rawMessage}). `;
-      state.append(
-        el("button", { type: "button", class: "link", onclick: () => ((state.textContent = "Sending…"), void this.send(text, attachmentIds, cmid, bubble)) }, "Retry"),
-      );
+    const state = bubble.querySelector(".state")!;
+    state.textContent = "Sending…";
+    const started = Date.now();
+    let backoff = 1000;
+    for (;;) {
+      try {
+        await this.client.messaging.sendMessage({ conversationId: this.conversationId, clientMessageId: cmid, text, attachmentIds, channel: Channel.MESSENGER });
+        return;
+      } catch (err) {
+        if (!this.pending.has(cmid) || this.abort.signal.aborted) return; // it arrived after all, or the view is gone
+        if (!this.closed && isRetryable(err) && Date.now() - started < sendGiveUpMs) {
+          const hint = retryDelayMs(err) ?? 0;
+          const wait = Math.max(backoff / 2 + (Math.random() * backoff) / 2, hint);
+          backoff = Math.min(backoff * 2, 15_000);
+          const p = pause(Math.min(wait, Math.max(0, sendGiveUpMs - (Date.now() - started)) + 1), this.abort.signal);
+          // Coming back online retries at once, unless the server asked for a pause.
+          const wake = () => hint === 0 && p.wake();
+          this.retryWaits.add(wake);
+          await p.done;
+          this.retryWaits.delete(wake);
+          if (!this.pending.has(cmid) || this.abort.signal.aborted) return;
+          continue;
+        }
+        if (this.closed) return;
+        state.textContent = `Not sent (${ConnectError.from(err).rawMessage}) — `;
+        state.append(
+          el("button", { type: "button", class: "link", onclick: () => void this.send(text, attachmentIds, cmid, bubble) }, "Retry"),
+        );
+        return;
+      }
     }
   }
 
@@ -633,6 +751,8 @@ export class Chat {
     this.queueInfo.textContent = "";
     this.endButton.hidden = true;
     this.head.textContent = "Chat ended";
+    this.streamRetrying = false;
+    this.showConnection();
     clear(this.ended);
     append(
       this.ended,
@@ -657,10 +777,22 @@ export class Chat {
     download(new Blob([body], { type: "text/plain;charset=utf-8" }), `chat-transcript-${new Date().toISOString().slice(0, 10)}.txt`);
   }
 
-  /** Keeps the newest message in view, unless the visitor scrolled up to read older ones. */
+  /**
+   * Keeps the newest message in view while the reader follows the log (at,
+   * or near, its bottom); a reader who scrolled up to read older messages
+   * stays where they are, with a button to jump to the new ones.
+   */
   private scroll(): void {
-    const last = this.log.lastElementChild as HTMLElement | null;
-    const before = this.log.scrollHeight - (last?.offsetHeight ?? 0) - this.log.clientHeight;
-    if (this.log.scrollTop >= before - 80) this.log.scrollTop = this.log.scrollHeight;
+    if (this.following) this.toBottom();
+    else this.newer.hidden = false;
+  }
+
+  private toBottom(): void {
+    this.log.scrollTop = this.log.scrollHeight;
+    this.newer.hidden = true;
+  }
+
+  private atBottom(): boolean {
+    return this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - followSlackPx;
   }
 }

@@ -97,22 +97,16 @@ async function showForm(focus = false): Promise<void> {
   if (focus) form.querySelector<HTMLElement>("input, select")?.focus();
 }
 
-/** The host page signed the visitor in: their open chat (or a guest chat they hold) continues as theirs. */
+/**
+ * The host page signed the visitor in: their open customer chat is shown.
+ * A guest chat that is open stays the guest's: the host page's word is no
+ * reason to move it into an account (a script on the host page could name
+ * any account, and would then read the chat with that account's JWT), so
+ * the identity applies from the next chat on, once this one closes.
+ */
 async function signIn(): Promise<void> {
   if (signedIn) return;
   signedIn = true;
-  if (chat && auth.kind === "guest") {
-    const guestToken = auth.token;
-    const conversationId = chat.conversationId;
-    auth = { kind: "customer" };
-    try {
-      await client.session.claimGuestConversation({ conversationId }, { headers: { "Parley-Guest-Token": guestToken } });
-      save(site, { conversationId, seenSeq: load(site)?.seenSeq ?? 0 });
-    } catch {
-      auth = { kind: "guest", token: guestToken }; // keep chatting as the guest
-    }
-    return;
-  }
   if (chat) return;
   auth = { kind: "customer" };
   try {

@@ -111,10 +111,41 @@ export function formatBytes(n: number): string {
   return `${(n / (1024 * 1024)).toFixed(1)} MB`;
 }
 
-/** Starts a download of blob under filename (a text attribute, never markup). */
+/** The file extension a download of each content type gets. */
+const extensions: Record<string, string[]> = {
+  "text/plain": ["txt"],
+  "image/png": ["png"],
+  "image/jpeg": ["jpg", "jpeg"],
+  "image/gif": ["gif"],
+  "image/webp": ["webp"],
+  "application/pdf": ["pdf"],
+};
+
+/**
+ * Returns the name a file of content type is saved under: filename without
+ * path separators and control characters, whose extension matches the type
+ * (the type the server checked, not the uploader's name for it): a
+ * mismatching one gets the right one appended ("x.html" as text/plain is
+ * saved as "x.html.txt", so opening it from disk never runs a script), and
+ * a type not listed gets ".bin".
+ */
+export function downloadName(filename: string, contentType: string): string {
+  const type = contentType.split(";")[0]!.trim().toLowerCase();
+  let name = filename.replace(/[/\\\x00-\x1f\x7f]/g, "_").replace(/^[.\s]+|[.\s]+$/g, "");
+  if (!name) name = "file";
+  const want = extensions[type] ?? ["bin"];
+  const ext = /\.([^.]+)$/.exec(name)?.[1]?.toLowerCase();
+  if (!ext || !want.includes(ext)) name += `.${want[0]}`;
+  return name.slice(-255);
+}
+
+/**
+ * Starts a download of blob under filename (a text attribute, never
+ * markup), its extension made to match the blob's type (see downloadName).
+ */
 export function download(blob: Blob, filename: string): void {
   const url = URL.createObjectURL(blob);
-  const a = el("a", { href: url, download: filename });
+  const a = el("a", { href: url, download: downloadName(filename, blob.type) });
   document.body.appendChild(a);
   a.click();
   a.remove();
