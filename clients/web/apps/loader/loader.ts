@@ -8,7 +8,7 @@
 // Parley's origin: the host page's CSS and scripts cannot reach it. Host and
 // iframe talk with postMessage only, with an explicit target origin, each
 // ignoring messages from any other origin or window; what crosses is small
-// protocol messages (ready, open, close, unread count, identity, the host's
+// protocol messages (ready, open, hide, close, unread count, identity, the host's
 // own customer JWT when the iframe asks), never message text or the guest
 // token. The launcher and the iframe live in a shadow root, out of reach of
 // the page's style sheets; its host element's own styles are !important,
@@ -110,8 +110,10 @@ const CLOSE_ICON = "M6 6l12 12M18 6L6 18";
     open = value;
     if (open) badge.textContent = "";
     render();
-    if (open) send({ type: "parley:open" });
-    else button.focus();
+    // The messenger is told both ways: a hidden iframe's own visibility
+    // checks are not reliable in every browser.
+    send({ type: open ? "parley:open" : "parley:hide" });
+    if (!open) button.focus();
   };
   const identity = () => send({ type: "parley:identity", signedIn: getToken !== null });
 

@@ -139,6 +139,10 @@ host.on("parley:open", () => {
   if (chat) chat.focus();
   else main.querySelector<HTMLElement>("input, select, button")?.focus();
 });
+host.on("parley:hide", () => {
+  intersecting = false;
+  chat?.setShown(shown());
+});
 host.on("parley:identity", (d) => (d.signedIn === true ? void signIn() : signOut()));
 
 new IntersectionObserver((entries) => {
