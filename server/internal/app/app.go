@@ -348,7 +348,7 @@ func New(db *store.DB, opts Options) *App {
 	}
 	mux.Handle("/", web)
 	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins,
-		markSameOrigin(opts.ClientAddresses.Middleware(withRefusals(server, mux)))))))
+		opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,
 		db: db, draining: draining, endStreams: endStreams, hub: hub, signals: signals, origins: origins, metrics: opts.Metrics, log: opts.Log,

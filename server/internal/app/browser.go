@@ -26,12 +26,20 @@ func noSniff(next http.Handler) http.Handler {
 // browser, which may act on a preflight it cached before the origin was
 // removed; here the server decides on every request. Requests without an
 // Origin (grpcurl, mobile apps, servers) and same-origin requests (pages
-// parleyd serves) pass.
+// parleyd serves) pass; the latter are marked as such for the services
+// (session.WithSameOriginCall).
 func refuseOrigins(origins *access.Origins, next http.Handler) http.Handler {
 	errors := connecthttp.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || webapps.SameOrigin(origin, r) || origins.Allowed(r.Context(), origin) {
+		if origin != "" && webapps.SameOrigin(origin, r) {
+			// A page parleyd served (the messenger's, served only to
+			// host pages its site allows): the services are told, since
+			// its Origin is not one of the site's.
+			next.ServeHTTP(w, r.WithContext(session.WithSameOriginCall(r.Context())))
+			return
+		}
+		if origin == "" || origins.Allowed(r.Context(), origin) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -40,19 +48,5 @@ func refuseOrigins(origins *access.Origins, next http.Handler) http.Handler {
 		if writeErr := errors.Write(w, r, err); writeErr != nil {
 			http.Error(w, err.Message(), http.StatusForbidden)
 		}
-	})
-}
-
-// markSameOrigin tells the services, through the request's context, that
-// a browser call comes from a page parleyd itself served (its Origin is
-// the server's own): the messenger page, which was served only to a host
-// page its site allows. The browser sets Origin; no page can forge
-// another's.
-func markSameOrigin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" && webapps.SameOrigin(origin, r) {
-			r = r.WithContext(session.WithSameOriginCall(r.Context()))
-		}
-		next.ServeHTTP(w, r)
 	})
 }
