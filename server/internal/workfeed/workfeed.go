@@ -269,28 +269,14 @@ func (fs *feedStream) releaseGone(ctx context.Context) error {
 		if fs.followers[id] != nil {
 			continue
 		}
-		released := &parleyv1.Conversation{Id: id.String()}
-		conv, err := chatlog.Authorize(ctx, fs.f.db.Client, fs.p, id, chatlog.Read)
+		end, readable, err := fs.sendRelease(ctx, id, false)
 		switch {
-		case err == nil:
-			released = chatlog.ToProto(conv)
-			end, _, err := chatlog.HistoryEnd(ctx, fs.f.db.Client, fs.p, conv)
-			if err != nil {
-				return err
-			}
-			if fs.cursors[id] > end {
-				fs.cursors[id] = end // a confused cursor: nothing to send
-			}
-			if err := fs.sendRest(ctx, id, end); err != nil {
-				return err
-			}
-		case connect.CodeOf(err) == connect.CodePermissionDenied || connect.CodeOf(err) == connect.CodeNotFound:
+		case err != nil:
+			return err
+		case !readable:
 			delete(fs.cursors, id)
-		default:
-			return err
-		}
-		if err := fs.send(ctx, &parleyv1.FollowWorkResponse{ConversationId: id.String(), Item: &parleyv1.FollowWorkResponse_Released{Released: released}}); err != nil {
-			return err
+		case fs.cursors[id] > end:
+			fs.cursors[id] = end // a confused cursor: there was nothing to send
 		}
 	}
 	return nil
@@ -474,24 +460,33 @@ func (fs *feedStream) release(ctx context.Context, fl *follower) error {
 		delete(fs.unannounced, fl.id)
 		return fs.syncIfAnnounced(ctx)
 	}
-	released := &parleyv1.Conversation{Id: fl.id.String()}
-	conv, err := chatlog.Authorize(ctx, fs.f.db.Client, fs.p, fl.id, chatlog.Read)
+	_, _, err := fs.sendRelease(ctx, fl.id, fl.closed)
+	return err
+}
+
+// sendRelease sends the events of conversation id after its cursor that
+// the agent may still read (none if closed: its closing event was sent),
+// then released. It returns the last seq the agent may read, and whether
+// it may read the conversation at all (if not, released names only its
+// id).
+func (fs *feedStream) sendRelease(ctx context.Context, id uuid.UUID, closed bool) (end int64, readable bool, err error) {
+	released := &parleyv1.Conversation{Id: id.String()}
+	conv, err := chatlog.Authorize(ctx, fs.f.db.Client, fs.p, id, chatlog.Read)
 	switch {
 	case err == nil:
-		released = chatlog.ToProto(conv)
-		if !fl.closed {
-			end, _, err := chatlog.HistoryEnd(ctx, fs.f.db.Client, fs.p, conv)
-			if err != nil {
-				return err
-			}
-			if err := fs.sendRest(ctx, fl.id, end); err != nil {
-				return err
+		readable, released = true, chatlog.ToProto(conv)
+		if end, _, err = chatlog.HistoryEnd(ctx, fs.f.db.Client, fs.p, conv); err != nil {
+			return 0, false, err
+		}
+		if !closed {
+			if err := fs.sendRest(ctx, id, end); err != nil {
+				return 0, false, err
 			}
 		}
-	case connect.CodeOf(err) != connect.CodePermissionDenied:
-		return err
+	case connect.CodeOf(err) != connect.CodePermissionDenied && connect.CodeOf(err) != connect.CodeNotFound:
+		return 0, false, err
 	}
-	return fs.send(ctx, &parleyv1.FollowWorkResponse{ConversationId: fl.id.String(), Item: &parleyv1.FollowWorkResponse_Released{Released: released}})
+	return end, readable, fs.send(ctx, &parleyv1.FollowWorkResponse{ConversationId: id.String(), Item: &parleyv1.FollowWorkResponse_Released{Released: released}})
 }
 
 // sendRest sends the events of conversation id after its cursor up to
