@@ -25,6 +25,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/servertest"
 	"github.com/parleyhq/parley/server/internal/session"
+	"github.com/parleyhq/parley/server/internal/store/storetest"
 )
 
 var hostileT0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
@@ -441,6 +442,42 @@ func TestEveryParticipantWriteIsLimited(t *testing.T) {
 		_, err = stream.Receive()
 	}
 	wantReason(t, "WatchWork beyond the burst", err, connect.CodeResourceExhausted, "RATE_LIMITED")
+}
+
+// TestUploadLimitIsSharedByReplicas: on PostgreSQL a guest's uploads spend
+// from one bucket whichever replica takes them, in the upload's own
+// transaction (not a second one the store refuses, which fell back to a
+// bucket per replica).
+func TestUploadLimitIsSharedByReplicas(t *testing.T) {
+	if storetest.PostgresURL() == "" {
+		t.Skip("replicas share a store on PostgreSQL only; set PARLEY_TEST_POSTGRES")
+	}
+	file := filepath.Join(t.TempDir(), "shared.db")
+	clk := clock.NewFake(hostileT0)
+	opts := servertest.WithAppOptions(app.Options{SendRate: 1, SendBurst: 4})
+	a := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	b := servertest.Start(t, servertest.WithDBFile(file), servertest.WithClock(clk), opts)
+	ctx := t.Context()
+	resp, err := a.Client(parley.Connect, "").Session.StartGuestChat(ctx, &parleyv1.StartGuestChatRequest{
+		RequestId: uuid.NewString(), Name: "Ada", Email: "ada@example.com", IssueType: "order", FirstMessage: "hello",
+	})
+	must(t, err)
+	convID := resp.GetConversation().GetId()
+	guestA, guestB := a.Client(parley.Connect, resp.GetGuestToken()), b.Client(parley.Connect, resp.GetGuestToken())
+	for i, c := range []*parley.Client{guestA, guestB, guestA, guestB} {
+		if _, err := c.Messaging.UploadAttachment(ctx, textAttachment(convID, "note")); err != nil {
+			t.Fatalf("upload %d within the burst: %v", i, err)
+		}
+	}
+	for _, c := range []*parley.Client{guestA, guestB} {
+		_, err := c.Messaging.UploadAttachment(ctx, textAttachment(convID, "note"))
+		wantReason(t, "upload beyond the burst shared by both replicas", err, connect.CodeResourceExhausted, "SEND_RATE_LIMITED")
+	}
+	for _, srv := range []*servertest.Server{a, b} {
+		if log := srv.Log.String(); strings.Contains(log, "cannot be reached") {
+			t.Fatalf("a replica limited per replica:\n%s", log)
+		}
+	}
 }
 
 func textAttachment(convID, text string) *parleyv1.UploadAttachmentRequest {

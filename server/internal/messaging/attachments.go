@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
 	"github.com/parleyhq/parley/server/internal/idempotency"
+	"github.com/parleyhq/parley/server/internal/ratelimit"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -57,10 +58,19 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 	}
 	now := s.clk.Now()
 	key := idempotency.Key{Caller: p.Caller(), Procedure: parleyv1connect.MessagingServiceUploadAttachmentProcedure, ID: req.GetRequestId(), Now: now}
+	limited := false
 	resp, _, err := idempotency.Do(ctx, s.db, key, req, func(ctx context.Context, tx *ent.Tx) (*parleyv1.UploadAttachmentResponse, error) {
-		// Only a new upload counts against the rate limit, not a retry.
-		if err := s.spend(ctx, p); err != nil {
+		limited = false
+		// Only a new upload counts against the rate limit, not a retry: it
+		// is spent in the upload's transaction, so one not written spends
+		// nothing, and on PostgreSQL every replica spends from one bucket.
+		ok, wait, err := s.limits.Spend(ctx, tx, p.Caller(), now)
+		if err != nil {
 			return nil, err
+		}
+		if !ok {
+			limited = true
+			return nil, ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
 		}
 		cur, err := tx.Conversation.Get(ctx, id)
 		if err != nil {
@@ -92,6 +102,11 @@ func (s *Service) UploadAttachment(ctx context.Context, req *parleyv1.UploadAtta
 		}
 		return &parleyv1.UploadAttachmentResponse{Attachment: attachmentToProto(a)}, nil
 	})
+	if err != nil && !limited && connect.CodeOf(err) != connect.CodeUnavailable {
+		// Refused for what it asked (over the quota, a closed chat), not
+		// for the server's state: it counts like any other upload.
+		s.limits.Take(ctx, p.Caller(), now)
+	}
 	if err != nil {
 		return nil, err
 	}

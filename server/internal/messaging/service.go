@@ -225,15 +225,6 @@ func (s *Service) poster(ctx context.Context, p *auth.Principal, id uuid.UUID) (
 	return me, nil
 }
 
-// spend takes one write from the caller's send limit, or returns
-// ResourceExhausted with a RetryInfo detail saying when to try again.
-func (s *Service) spend(ctx context.Context, p *auth.Principal) error {
-	if ok, wait := s.limits.Take(ctx, p.Caller(), s.clk.Now()); !ok {
-		return ratelimit.Refusal("SEND_RATE_LIMITED", "you are sending", wait)
-	}
-	return nil
-}
-
 // touchCustomer records customer activity on the conversation, which keeps
 // it from being closed as abandoned.
 func touchCustomer(ctx context.Context, tx *ent.Tx, p *auth.Principal, id uuid.UUID, now time.Time) error {

@@ -137,8 +137,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		cfg.dbFile = filepath.Join(t.TempDir(), "parley.db")
 	}
 	if cfg.store.MaxConns == 0 {
-		// Tests run many servers at once on one PostgreSQL server.
-		cfg.store.MaxConns = 4
+		cfg.store.MaxConns = storetest.MaxConns
 	}
 	db, err := store.Open(ctx, storetest.Target(t, cfg.dbFile), cfg.store)
 	if err != nil {

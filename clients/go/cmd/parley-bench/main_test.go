@@ -31,8 +31,15 @@ func TestMain(m *testing.M) {
 // message delivered to every subscriber of its conversation, and the
 // memory per idle stream measured.
 func TestTinySweep(t *testing.T) {
+	// Built first, outside the sweep's deadline: on a cold build cache,
+	// with other packages compiling beside it, the build alone can take
+	// minutes.
+	bin, err := buildParleyd(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := parseFlags([]string{
-		"-target", "bare,parleyd", "-conversations", "3", "-subscribers", "2", "-rates", "50",
+		"-parleyd", bin, "-target", "bare,parleyd", "-conversations", "3", "-subscribers", "2", "-rates", "50",
 		"-duration", "1s", "-warmup", "0", "-drain", "10s", "-idle-streams", "4",
 	}, io.Discard)
 	if err != nil {

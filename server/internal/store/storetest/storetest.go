@@ -41,6 +41,9 @@ func PostgresURL() string { return os.Getenv(EnvPostgres) }
 // opts; it is closed when t ends unless the test closes it first.
 func Open(t testing.TB, path string, opts store.Options) *store.DB {
 	t.Helper()
+	if opts.MaxConns == 0 {
+		opts.MaxConns = MaxConns
+	}
 	db, err := store.Open(context.Background(), Target(t, path), opts)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -48,6 +51,13 @@ func Open(t testing.TB, path string, opts store.Options) *store.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// MaxConns is the size of each PostgreSQL pool of a store a test opens
+// unless it asks for more: go test runs two packages at once, each with
+// two tests at once, some with three replicas, all on one PostgreSQL
+// server whose max_connections (100 by default) other programs share.
+// One replica then holds at most 2 x MaxConns + 1 (its relay) connections.
+const MaxConns = 2
 
 // Target is what parleyd's -db takes for the store named by path: path
 // itself on SQLite; on PostgreSQL the URL of path's database, created
