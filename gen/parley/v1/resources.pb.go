@@ -3120,15 +3120,17 @@ type PreChatField struct {
 	// up to 39 lowercase letters, digits or underscores. Not one of the
 	// form's own fields: name, email, issue_type, first_message.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// What the form shows, such as "Order number".
+	// What the form shows, such as "Order number"; not blank (only spaces
+	// or invisible characters).
 	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
-	// A required field must be sent, with a value that is not only spaces.
+	// A required field must be sent, with a value that is not blank (only
+	// spaces or invisible characters, such as a zero-width space).
 	Required bool `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
 	// The longest value accepted, in characters: 0 means 500; at most 500.
 	MaxLength int32 `protobuf:"varint,4,opt,name=max_length,json=maxLength,proto3" json:"max_length,omitempty"`
 	// If not empty, the field is a choice and its value must be exactly one
-	// of these (each 1 to 100 characters, at most 20, unique, and no longer
-	// than max_length). An empty list makes a free text field.
+	// of these (each 1 to 100 characters and not blank, at most 20, unique,
+	// and no longer than max_length). An empty list makes a free text field.
 	Options []string `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty"`
 	// A short help text shown with the field (at most 200 characters), such
 	// as "If your question is about an order".
@@ -3557,7 +3559,11 @@ type Site struct {
 	Id          string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The browser origins the messenger may call Parley from, such as
-	// "https://shop.example.com"; CORS answers these origins only.
+	// "https://shop.example.com"; CORS answers these origins only. Each is
+	// written as browsers send it, since it is compared as a string: lower
+	// case, no default port (":443" for https), no trailing dot, no path;
+	// one written otherwise could never match and is refused
+	// (ORIGIN_NOT_AS_BROWSERS_SEND).
 	AllowedOrigins []string `protobuf:"bytes,3,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
 	// Maximum guest conversations started from this site in any rolling
 	// hour; 0 means only the installation's limits apply.

@@ -38,6 +38,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/messaging"
 	"github.com/parleyhq/parley/server/internal/metrics"
+	"github.com/parleyhq/parley/server/internal/origin"
 	"github.com/parleyhq/parley/server/internal/retention"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -137,6 +138,11 @@ func parseFlags(args []string) (*flags, error) {
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return nil, errors.New("-tls-cert and -tls-key go together: give both to serve TLS, or neither")
+	}
+	for _, o := range splitList(f.origins) {
+		if err := origin.Check(o); err != nil {
+			return nil, fmt.Errorf("-allowed-origins: %w", err)
+		}
 	}
 	return f, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/clock"
 	"github.com/parleyhq/parley/server/internal/events"
+	"github.com/parleyhq/parley/server/internal/origin"
 	"github.com/parleyhq/parley/server/internal/paging"
 	"github.com/parleyhq/parley/server/internal/store"
 )
@@ -124,6 +125,9 @@ func (s *Service) CreateSite(ctx context.Context, req *parleyv1.CreateSiteReques
 	if in.GetId() != "" {
 		return nil, apierr.New(connect.CodeInvalidArgument, "SITE_ID_SET", "site.id is chosen by Parley; leave it empty")
 	}
+	if err := checkOrigins(in.GetAllowedOrigins()); err != nil {
+		return nil, err
+	}
 	row, err := store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*ent.Site, error) {
 		return tx.Site.Create().
 			SetDisplayName(in.GetDisplayName()).
@@ -145,6 +149,9 @@ func (s *Service) UpdateSite(ctx context.Context, req *parleyv1.UpdateSiteReques
 	in := req.GetSite()
 	if in.GetId() == "" {
 		return nil, apierr.New(connect.CodeInvalidArgument, "SITE_ID_MISSING", "site.id must name the site to update")
+	}
+	if err := checkOrigins(in.GetAllowedOrigins()); err != nil {
+		return nil, err
 	}
 	id := uuid.MustParse(in.GetId())
 	row, err := store.Write(ctx, s.db, func(ctx context.Context, tx *ent.Tx) (*ent.Site, error) {
@@ -183,4 +190,16 @@ func (s *Service) ListSites(ctx context.Context, req *parleyv1.ListSitesRequest)
 		resp.Sites = append(resp.Sites, siteToProto(row))
 	}
 	return resp, nil
+}
+
+// checkOrigins refuses a site origin that no browser sends (a default
+// port, a trailing dot, an empty label): it could never match.
+func checkOrigins(origins []string) error {
+	for i, o := range origins {
+		if err := origin.Check(o); err != nil {
+			return apierr.New(connect.CodeInvalidArgument, "ORIGIN_NOT_AS_BROWSERS_SEND",
+				fmt.Sprintf("site.allowed_origins[%d]: %v", i, err))
+		}
+	}
+	return nil
 }

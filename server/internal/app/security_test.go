@@ -268,6 +268,34 @@ func TestCORS(t *testing.T) {
 	if got := preflight(t, srv, "https://www.shop.example.com").Get("Access-Control-Allow-Origin"); got != "https://www.shop.example.com" {
 		t.Errorf("added origin: Access-Control-Allow-Origin %q", got)
 	}
+
+	// An origin no browser sends (it could never match) is refused with
+	// what to write instead, and changes nothing.
+	for bad, hint := range map[string]string{
+		"https://shop.example.com:443": "write https://shop.example.com",
+		"https://shop.example.com.":    "write https://shop.example.com",
+		"https://shop..example.com":    "not a host name",
+		"https://shop.example.com:0":   "from 1 to 65535",
+	} {
+		_, err := adm.Access.CreateSite(ctx, &parleyv1.CreateSiteRequest{Site: &parleyv1.Site{DisplayName: "Typo", AllowedOrigins: []string{bad}}})
+		wantReason(t, "CreateSite with "+bad, err, connect.CodeInvalidArgument, "ORIGIN_NOT_AS_BROWSERS_SEND")
+		if !strings.Contains(err.Error(), hint) || !strings.Contains(err.Error(), "site.allowed_origins[0]") {
+			t.Errorf("CreateSite with %s: %v, want it to name the field and say %q", bad, err, hint)
+		}
+		_, err = adm.Access.UpdateSite(ctx, &parleyv1.UpdateSiteRequest{Site: &parleyv1.Site{
+			Id: site.GetSite().GetId(), DisplayName: "Shop", AllowedOrigins: []string{"https://shop.example.com", bad},
+		}})
+		wantReason(t, "UpdateSite with "+bad, err, connect.CodeInvalidArgument, "ORIGIN_NOT_AS_BROWSERS_SEND")
+	}
+	sites, err := adm.Access.ListSites(ctx, &parleyv1.ListSitesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sites.GetSites() {
+		if s.GetDisplayName() == "Typo" || s.GetId() == site.GetSite().GetId() && len(s.GetAllowedOrigins()) != 2 {
+			t.Errorf("a refused site write was stored: %v", s)
+		}
+	}
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -28,6 +28,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/admin"
 	"github.com/parleyhq/parley/server/internal/auth"
 	"github.com/parleyhq/parley/server/internal/chatlog"
+	"github.com/parleyhq/parley/server/internal/origin"
 	"github.com/parleyhq/parley/server/internal/routing"
 	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
@@ -309,6 +310,9 @@ func (f *File) check() error {
 	if err := v.Validate(f.settingsProto()); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
+	if err := session.CheckPreChatFields(f.settingsProto().GetPreChatFields()); err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
 	for _, c := range f.Settings.BotChannels {
 		if interaction.ChannelValidator(interaction.Channel(c)) != nil {
 			return fmt.Errorf("settings: bot_channels: %q is not a channel (web_portal, messenger, mobile)", c)
@@ -338,6 +342,11 @@ func (f *File) check() error {
 		}
 		if err := v.Validate(s.proto()); err != nil {
 			return fmt.Errorf("sites[%d] %q: %w", i, s.Name, err)
+		}
+		for j, o := range s.AllowedOrigins {
+			if err := origin.Check(o); err != nil {
+				return fmt.Errorf("sites[%d] %q: allowed_origins[%d]: %w", i, s.Name, j, err)
+			}
 		}
 	}
 	return f.checkAgents(v, queues, tokens)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"connectrpc.com/connect/v2"
@@ -88,10 +89,19 @@ func (s *Service) GetPreChatForm(ctx context.Context, _ *parleyv1.GetPreChatForm
 	}, nil
 }
 
+// blank reports whether s shows nothing: only spaces, or characters
+// that are invisible (format and control characters, such as a zero-width
+// space or a byte order mark).
+func blank(s string) bool {
+	return strings.TrimFunc(s, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || unicode.IsControl(r)
+	}) == ""
+}
+
 // checkName refuses a name the schema's length rule lets through but a
-// person would not call a name: only spaces.
+// person would not call a name: a blank one.
 func checkName(name string) error {
-	if strings.TrimSpace(name) == "" {
+	if blank(name) {
 		return apierr.New(connect.CodeInvalidArgument, "NAME_BLANK", "name must not be blank")
 	}
 	return nil
@@ -306,7 +316,8 @@ func checkIssueType(set *ent.Setting, issueType string) error {
 const DefaultFieldMaxLength = 500
 
 // checkFormFields checks form_fields against the configured pre-chat
-// fields: a required field must be present and not blank, a choice
+// fields: a required field must be present and not blank (only spaces or
+// invisible characters), a choice
 // field's value must be one of its options, and no value may be longer
 // than its field's max_length. An empty value of an optional field counts
 // as absent. Keys that name no configured field pass unchecked.
@@ -314,7 +325,7 @@ func checkFormFields(fields []schema.PreChatField, values map[string]string) err
 	for _, f := range fields {
 		key := fmt.Sprintf("form_fields[%q]", f.Name)
 		v := values[f.Name]
-		if f.Required && strings.TrimSpace(v) == "" {
+		if f.Required && blank(v) {
 			return apierr.New(connect.CodeInvalidArgument, "FORM_FIELD_REQUIRED",
 				fmt.Sprintf("%s is required (%s)", f.Label, key))
 		}

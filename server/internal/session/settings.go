@@ -101,6 +101,9 @@ const DefaultAgentGrace = time.Minute
 // next request.
 func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettingsRequest) (*parleyv1.UpdateSettingsResponse, error) {
 	in := req.GetSettings()
+	if err := CheckPreChatFields(in.GetPreChatFields()); err != nil {
+		return nil, err
+	}
 	var defaultQueue *uuid.UUID
 	if id := in.GetDefaultQueueId(); id != "" {
 		qid := chatlog.ParseID(id)
@@ -159,4 +162,23 @@ func botChannelsToProto(cs []string) []parleyv1.Channel {
 		out = append(out, chatlog.ChannelToProto(interaction.Channel(c)))
 	}
 	return out
+}
+
+// CheckPreChatFields refuses what the schema's length rules let through
+// but a form cannot show: a blank label, or a blank option that no guest
+// could pick (a blank value counts as none).
+func CheckPreChatFields(fields []*parleyv1.PreChatField) error {
+	for i, f := range fields {
+		if blank(f.GetLabel()) {
+			return apierr.New(connect.CodeInvalidArgument, "FIELD_LABEL_BLANK",
+				fmt.Sprintf("pre_chat_fields[%d] (%s): label must show something, not only spaces or invisible characters", i, f.GetName()))
+		}
+		for j, o := range f.GetOptions() {
+			if blank(o) {
+				return apierr.New(connect.CodeInvalidArgument, "FIELD_OPTION_BLANK",
+					fmt.Sprintf("pre_chat_fields[%d] (%s): options[%d] must show something, not only spaces or invisible characters", i, f.GetName(), j))
+			}
+		}
+	}
+	return nil
 }

@@ -1337,14 +1337,16 @@ export type PreChatField = Message<"parley.v1.PreChatField"> & {
   name: string;
 
   /**
-   * What the form shows, such as "Order number".
+   * What the form shows, such as "Order number"; not blank (only spaces
+   * or invisible characters).
    *
    * @generated from field: string label = 2;
    */
   label: string;
 
   /**
-   * A required field must be sent, with a value that is not only spaces.
+   * A required field must be sent, with a value that is not blank (only
+   * spaces or invisible characters, such as a zero-width space).
    *
    * @generated from field: bool required = 3;
    */
@@ -1359,8 +1361,8 @@ export type PreChatField = Message<"parley.v1.PreChatField"> & {
 
   /**
    * If not empty, the field is a choice and its value must be exactly one
-   * of these (each 1 to 100 characters, at most 20, unique, and no longer
-   * than max_length). An empty list makes a free text field.
+   * of these (each 1 to 100 characters and not blank, at most 20, unique,
+   * and no longer than max_length). An empty list makes a free text field.
    *
    * @generated from field: repeated string options = 5;
    */
@@ -1591,7 +1593,11 @@ export type Site = Message<"parley.v1.Site"> & {
 
   /**
    * The browser origins the messenger may call Parley from, such as
-   * "https://shop.example.com"; CORS answers these origins only.
+   * "https://shop.example.com"; CORS answers these origins only. Each is
+   * written as browsers send it, since it is compared as a string: lower
+   * case, no default port (":443" for https), no trailing dot, no path;
+   * one written otherwise could never match and is refused
+   * (ORIGIN_NOT_AS_BROWSERS_SEND).
    *
    * @generated from field: repeated string allowed_origins = 3;
    */
