@@ -347,7 +347,7 @@ func New(db *store.DB, opts Options) *App {
 		panic(fmt.Sprintf("app: the web apps: %v", err))
 	}
 	mux.Handle("/", web)
-	handler := withWriteDeadlines(opts.WriteTimeout, noSniff(withCORS(origins, refuseOrigins(origins,
+	handler := withWriteDeadlines(opts.WriteTimeout, browserHeaders(withCORS(origins, refuseOrigins(origins,
 		opts.ClientAddresses.Middleware(withRefusals(server, mux))))))
 	return &App{
 		Handler: handler, Server: server, dispatcher: dispatcher, sweep: opts.SweepInterval, streams: streams,

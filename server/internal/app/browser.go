@@ -13,10 +13,18 @@ import (
 	"github.com/parleyhq/parley/server/internal/webapps"
 )
 
-// noSniff tells browsers to take every response's content type as sent.
-func noSniff(next http.Handler) http.Handler {
+// defaultPolicy is the Content-Security-Policy of every response that
+// does not set its own (the web apps' pages do): nothing may load, run or
+// frame it. It covers what no handler of Parley's writes, such as the
+// redirects of the router's path cleaning.
+const defaultPolicy = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+// browserHeaders tells browsers to take every response's content type as
+// sent, and gives it defaultPolicy unless its handler replaces it.
+func browserHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Security-Policy", defaultPolicy)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -604,6 +604,25 @@ func TestBrowserAndHeaderHygiene(t *testing.T) {
 	if headers.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("an error response lacks X-Content-Type-Options: nosniff: %v", headers)
 	}
+
+	// What no handler of Parley's writes (the router's redirect of an
+	// unclean path) has the strict default policy; the pages keep theirs.
+	for path, want := range map[string]string{
+		"/messenger/../workspace/": "default-src 'none'; frame-ancestors 'none'",
+		"//evil.example/":          "default-src 'none'",
+		"/workspace/":              "script-src 'self'",
+		"/no-such-page":            "default-src 'none'",
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		must(t, err)
+		req.URL.Opaque = path // sent as written, not cleaned
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		must(t, err)
+		resp.Body.Close()
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, want) || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: %d with Content-Security-Policy %q, want it to hold %q (and nosniff)", path, resp.StatusCode, csp, want)
+		}
+	}
 }
 
 // TestRevocationOnAnotherReplica: two servers on one database, as two
