@@ -430,8 +430,12 @@ type GetConversationContextResponse struct {
 	SuggestedArticles []*KnowledgeResult `protobuf:"bytes,6,rep,name=suggested_articles,json=suggestedArticles,proto3" json:"suggested_articles,omitempty"`
 	// The text suggested_articles answer.
 	LatestCustomerMessage string `protobuf:"bytes,7,opt,name=latest_customer_message,json=latestCustomerMessage,proto3" json:"latest_customer_message,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The outcomes the agent picks from when closing the chat, and whether
+	// one is required (the settings' wrap_up_codes and wrap_up_required).
+	WrapUpCodes    []*WrapUpCode `protobuf:"bytes,8,rep,name=wrap_up_codes,json=wrapUpCodes,proto3" json:"wrap_up_codes,omitempty"`
+	WrapUpRequired bool          `protobuf:"varint,9,opt,name=wrap_up_required,json=wrapUpRequired,proto3" json:"wrap_up_required,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetConversationContextResponse) Reset() {
@@ -511,6 +515,20 @@ func (x *GetConversationContextResponse) GetLatestCustomerMessage() string {
 		return x.LatestCustomerMessage
 	}
 	return ""
+}
+
+func (x *GetConversationContextResponse) GetWrapUpCodes() []*WrapUpCode {
+	if x != nil {
+		return x.WrapUpCodes
+	}
+	return nil
+}
+
+func (x *GetConversationContextResponse) GetWrapUpRequired() bool {
+	if x != nil {
+		return x.WrapUpRequired
+	}
+	return false
 }
 
 // HandBackToBotRequest names the conversation.
@@ -635,7 +653,7 @@ const file_parley_v1_assistant_service_proto_rawDesc = "" +
 	"\x12ListTopicsResponse\x12(\n" +
 	"\x06topics\x18\x01 \x03(\v2\x10.parley.v1.TopicR\x06topics\"R\n" +
 	"\x1dGetConversationContextRequest\x121\n" +
-	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"\xbc\x03\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"\xa1\x04\n" +
 	"\x1eGetConversationContextResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\x12/\n" +
 	"\bconsumer\x18\x02 \x01(\v2\x13.parley.v1.ConsumerR\bconsumer\x12H\n" +
@@ -643,7 +661,9 @@ const file_parley_v1_assistant_service_proto_rawDesc = "" +
 	"\x05cases\x18\x04 \x03(\v2\x0f.parley.v1.CaseR\x05cases\x128\n" +
 	"\asummary\x18\x05 \x01(\v2\x1e.parley.v1.ConversationSummaryR\asummary\x12I\n" +
 	"\x12suggested_articles\x18\x06 \x03(\v2\x1a.parley.v1.KnowledgeResultR\x11suggestedArticles\x126\n" +
-	"\x17latest_customer_message\x18\a \x01(\tR\x15latestCustomerMessage\"g\n" +
+	"\x17latest_customer_message\x18\a \x01(\tR\x15latestCustomerMessage\x129\n" +
+	"\rwrap_up_codes\x18\b \x03(\v2\x15.parley.v1.WrapUpCodeR\vwrapUpCodes\x12(\n" +
+	"\x10wrap_up_required\x18\t \x01(\bR\x0ewrapUpRequired\"g\n" +
 	"\x14HandBackToBotRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12\x1c\n" +
 	"\x04note\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x04note\"T\n" +
@@ -689,6 +709,7 @@ var file_parley_v1_assistant_service_proto_goTypes = []any{
 	(*Case)(nil),                           // 13: parley.v1.Case
 	(*ConversationSummary)(nil),            // 14: parley.v1.ConversationSummary
 	(*KnowledgeResult)(nil),                // 15: parley.v1.KnowledgeResult
+	(*WrapUpCode)(nil),                     // 16: parley.v1.WrapUpCode
 }
 var file_parley_v1_assistant_service_proto_depIdxs = []int32{
 	0,  // 0: parley.v1.UpdateBotConfigResponse.topics:type_name -> parley.v1.Topic
@@ -699,22 +720,23 @@ var file_parley_v1_assistant_service_proto_depIdxs = []int32{
 	13, // 5: parley.v1.GetConversationContextResponse.cases:type_name -> parley.v1.Case
 	14, // 6: parley.v1.GetConversationContextResponse.summary:type_name -> parley.v1.ConversationSummary
 	15, // 7: parley.v1.GetConversationContextResponse.suggested_articles:type_name -> parley.v1.KnowledgeResult
-	11, // 8: parley.v1.HandBackToBotResponse.conversation:type_name -> parley.v1.Conversation
-	1,  // 9: parley.v1.AssistantService.GetBotConfig:input_type -> parley.v1.GetBotConfigRequest
-	3,  // 10: parley.v1.AssistantService.UpdateBotConfig:input_type -> parley.v1.UpdateBotConfigRequest
-	5,  // 11: parley.v1.AssistantService.ListTopics:input_type -> parley.v1.ListTopicsRequest
-	7,  // 12: parley.v1.AssistantService.GetConversationContext:input_type -> parley.v1.GetConversationContextRequest
-	9,  // 13: parley.v1.AssistantService.HandBackToBot:input_type -> parley.v1.HandBackToBotRequest
-	2,  // 14: parley.v1.AssistantService.GetBotConfig:output_type -> parley.v1.GetBotConfigResponse
-	4,  // 15: parley.v1.AssistantService.UpdateBotConfig:output_type -> parley.v1.UpdateBotConfigResponse
-	6,  // 16: parley.v1.AssistantService.ListTopics:output_type -> parley.v1.ListTopicsResponse
-	8,  // 17: parley.v1.AssistantService.GetConversationContext:output_type -> parley.v1.GetConversationContextResponse
-	10, // 18: parley.v1.AssistantService.HandBackToBot:output_type -> parley.v1.HandBackToBotResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 8: parley.v1.GetConversationContextResponse.wrap_up_codes:type_name -> parley.v1.WrapUpCode
+	11, // 9: parley.v1.HandBackToBotResponse.conversation:type_name -> parley.v1.Conversation
+	1,  // 10: parley.v1.AssistantService.GetBotConfig:input_type -> parley.v1.GetBotConfigRequest
+	3,  // 11: parley.v1.AssistantService.UpdateBotConfig:input_type -> parley.v1.UpdateBotConfigRequest
+	5,  // 12: parley.v1.AssistantService.ListTopics:input_type -> parley.v1.ListTopicsRequest
+	7,  // 13: parley.v1.AssistantService.GetConversationContext:input_type -> parley.v1.GetConversationContextRequest
+	9,  // 14: parley.v1.AssistantService.HandBackToBot:input_type -> parley.v1.HandBackToBotRequest
+	2,  // 15: parley.v1.AssistantService.GetBotConfig:output_type -> parley.v1.GetBotConfigResponse
+	4,  // 16: parley.v1.AssistantService.UpdateBotConfig:output_type -> parley.v1.UpdateBotConfigResponse
+	6,  // 17: parley.v1.AssistantService.ListTopics:output_type -> parley.v1.ListTopicsResponse
+	8,  // 18: parley.v1.AssistantService.GetConversationContext:output_type -> parley.v1.GetConversationContextResponse
+	10, // 19: parley.v1.AssistantService.HandBackToBot:output_type -> parley.v1.HandBackToBotResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_assistant_service_proto_init() }

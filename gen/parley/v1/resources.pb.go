@@ -881,7 +881,10 @@ type Conversation struct {
 	// The signed-in customer's consumer record; empty for guest chats.
 	ConsumerId string `protobuf:"bytes,9,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// Who answers the customer now.
-	Controller    Controller `protobuf:"varint,10,opt,name=controller,proto3,enum=parley.v1.Controller" json:"controller,omitempty"`
+	Controller Controller `protobuf:"varint,10,opt,name=controller,proto3,enum=parley.v1.Controller" json:"controller,omitempty"`
+	// What the staff member who closed it recorded; set only for agents,
+	// supervisors and admins, never for the customer.
+	WrapUp        *WrapUp `protobuf:"bytes,11,opt,name=wrap_up,json=wrapUp,proto3" json:"wrap_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -984,6 +987,13 @@ func (x *Conversation) GetController() Controller {
 		return x.Controller
 	}
 	return Controller_CONTROLLER_UNSPECIFIED
+}
+
+func (x *Conversation) GetWrapUp() *WrapUp {
+	if x != nil {
+		return x.WrapUp
+	}
+	return nil
 }
 
 // Event is one entry of a conversation's append-only log.
@@ -3014,8 +3024,15 @@ type Settings struct {
 	// order. At most 20, with unique names; GetPreChatForm serves them and
 	// StartGuestChat checks form_fields against them.
 	PreChatFields []*PreChatField `protobuf:"bytes,9,rep,name=pre_chat_fields,json=preChatFields,proto3" json:"pre_chat_fields,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The outcomes an agent picks from when closing a chat
+	// (CloseConversationRequest.wrap_up_code), in the order shown. At most
+	// 30, with unique codes. Empty: closes record notes only.
+	WrapUpCodes []*WrapUpCode `protobuf:"bytes,10,rep,name=wrap_up_codes,json=wrapUpCodes,proto3" json:"wrap_up_codes,omitempty"`
+	// Whether an agent must pick one of wrap_up_codes to close a chat.
+	// Customers, supervisors and admins close without one.
+	WrapUpRequired bool `protobuf:"varint,11,opt,name=wrap_up_required,json=wrapUpRequired,proto3" json:"wrap_up_required,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Settings) Reset() {
@@ -3111,6 +3128,158 @@ func (x *Settings) GetPreChatFields() []*PreChatField {
 	return nil
 }
 
+func (x *Settings) GetWrapUpCodes() []*WrapUpCode {
+	if x != nil {
+		return x.WrapUpCodes
+	}
+	return nil
+}
+
+func (x *Settings) GetWrapUpRequired() bool {
+	if x != nil {
+		return x.WrapUpRequired
+	}
+	return false
+}
+
+// WrapUpCode is one outcome an agent may record when closing a chat.
+type WrapUpCode struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Such as "resolved": a lowercase letter, then up to 39 lowercase
+	// letters, digits or underscores. Reports group by it.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What the agent sees, such as "Resolved"; not blank.
+	Label         string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WrapUpCode) Reset() {
+	*x = WrapUpCode{}
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WrapUpCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WrapUpCode) ProtoMessage() {}
+
+func (x *WrapUpCode) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WrapUpCode.ProtoReflect.Descriptor instead.
+func (*WrapUpCode) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WrapUpCode) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *WrapUpCode) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+// WrapUp is what the staff member who closed a chat recorded about it. It
+// is internal: only agents, supervisors and admins ever receive it; the
+// customer never does.
+type WrapUp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of the settings' wrap_up_codes when it was recorded; may be empty.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The code's label when it was recorded.
+	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	Notes string `protobuf:"bytes,3,opt,name=notes,proto3" json:"notes,omitempty"`
+	// The participant id of who closed the chat.
+	ClosedBy      string                 `protobuf:"bytes,4,opt,name=closed_by,json=closedBy,proto3" json:"closed_by,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WrapUp) Reset() {
+	*x = WrapUp{}
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WrapUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WrapUp) ProtoMessage() {}
+
+func (x *WrapUp) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WrapUp.ProtoReflect.Descriptor instead.
+func (*WrapUp) Descriptor() ([]byte, []int) {
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WrapUp) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *WrapUp) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *WrapUp) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *WrapUp) GetClosedBy() string {
+	if x != nil {
+		return x.ClosedBy
+	}
+	return ""
+}
+
+func (x *WrapUp) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 // PreChatField is one extra field of the pre-chat form. Its value travels
 // in StartGuestChatRequest.form_fields under its name, where matching
 // rules read it (as "form.<name>") and agents see it.
@@ -3141,7 +3310,7 @@ type PreChatField struct {
 
 func (x *PreChatField) Reset() {
 	*x = PreChatField{}
-	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3322,7 @@ func (x *PreChatField) String() string {
 func (*PreChatField) ProtoMessage() {}
 
 func (x *PreChatField) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[30]
+	mi := &file_parley_v1_resources_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3335,7 @@ func (x *PreChatField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreChatField.ProtoReflect.Descriptor instead.
 func (*PreChatField) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{30}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PreChatField) GetName() string {
@@ -3224,7 +3393,7 @@ type IssueType struct {
 
 func (x *IssueType) Reset() {
 	*x = IssueType{}
-	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3405,7 @@ func (x *IssueType) String() string {
 func (*IssueType) ProtoMessage() {}
 
 func (x *IssueType) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[31]
+	mi := &file_parley_v1_resources_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3418,7 @@ func (x *IssueType) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueType.ProtoReflect.Descriptor instead.
 func (*IssueType) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{31}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IssueType) GetValue() string {
@@ -3279,7 +3448,7 @@ type Consumer struct {
 
 func (x *Consumer) Reset() {
 	*x = Consumer{}
-	mi := &file_parley_v1_resources_proto_msgTypes[32]
+	mi := &file_parley_v1_resources_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3460,7 @@ func (x *Consumer) String() string {
 func (*Consumer) ProtoMessage() {}
 
 func (x *Consumer) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[32]
+	mi := &file_parley_v1_resources_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3473,7 @@ func (x *Consumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
 func (*Consumer) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{32}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Consumer) GetId() string {
@@ -3358,7 +3527,7 @@ type Case struct {
 
 func (x *Case) Reset() {
 	*x = Case{}
-	mi := &file_parley_v1_resources_proto_msgTypes[33]
+	mi := &file_parley_v1_resources_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3539,7 @@ func (x *Case) String() string {
 func (*Case) ProtoMessage() {}
 
 func (x *Case) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[33]
+	mi := &file_parley_v1_resources_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3552,7 @@ func (x *Case) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Case.ProtoReflect.Descriptor instead.
 func (*Case) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{33}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Case) GetId() string {
@@ -3475,7 +3644,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_parley_v1_resources_proto_msgTypes[34]
+	mi := &file_parley_v1_resources_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3656,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[34]
+	mi := &file_parley_v1_resources_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3669,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{34}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -3576,7 +3745,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_parley_v1_resources_proto_msgTypes[35]
+	mi := &file_parley_v1_resources_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +3757,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[35]
+	mi := &file_parley_v1_resources_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +3770,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{35}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Site) GetId() string {
@@ -3678,7 +3847,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_parley_v1_resources_proto_msgTypes[36]
+	mi := &file_parley_v1_resources_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +3859,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[36]
+	mi := &file_parley_v1_resources_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +3872,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{36}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConversationSummary) GetReason() string {
@@ -3803,7 +3972,7 @@ type ActionResult struct {
 
 func (x *ActionResult) Reset() {
 	*x = ActionResult{}
-	mi := &file_parley_v1_resources_proto_msgTypes[37]
+	mi := &file_parley_v1_resources_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3815,7 +3984,7 @@ func (x *ActionResult) String() string {
 func (*ActionResult) ProtoMessage() {}
 
 func (x *ActionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[37]
+	mi := &file_parley_v1_resources_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3828,7 +3997,7 @@ func (x *ActionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionResult.ProtoReflect.Descriptor instead.
 func (*ActionResult) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{37}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ActionResult) GetAction() string {
@@ -3864,7 +4033,7 @@ type ArticleRef struct {
 
 func (x *ArticleRef) Reset() {
 	*x = ArticleRef{}
-	mi := &file_parley_v1_resources_proto_msgTypes[38]
+	mi := &file_parley_v1_resources_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3876,7 +4045,7 @@ func (x *ArticleRef) String() string {
 func (*ArticleRef) ProtoMessage() {}
 
 func (x *ArticleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[38]
+	mi := &file_parley_v1_resources_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3889,7 +4058,7 @@ func (x *ArticleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArticleRef.ProtoReflect.Descriptor instead.
 func (*ArticleRef) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{38}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ArticleRef) GetArticleId() string {
@@ -3939,7 +4108,7 @@ type Article struct {
 
 func (x *Article) Reset() {
 	*x = Article{}
-	mi := &file_parley_v1_resources_proto_msgTypes[39]
+	mi := &file_parley_v1_resources_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3951,7 +4120,7 @@ func (x *Article) String() string {
 func (*Article) ProtoMessage() {}
 
 func (x *Article) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[39]
+	mi := &file_parley_v1_resources_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3964,7 +4133,7 @@ func (x *Article) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Article.ProtoReflect.Descriptor instead.
 func (*Article) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{39}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Article) GetId() string {
@@ -4055,7 +4224,7 @@ type KnowledgeResult struct {
 
 func (x *KnowledgeResult) Reset() {
 	*x = KnowledgeResult{}
-	mi := &file_parley_v1_resources_proto_msgTypes[40]
+	mi := &file_parley_v1_resources_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4236,7 @@ func (x *KnowledgeResult) String() string {
 func (*KnowledgeResult) ProtoMessage() {}
 
 func (x *KnowledgeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_resources_proto_msgTypes[40]
+	mi := &file_parley_v1_resources_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4249,7 @@ func (x *KnowledgeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KnowledgeResult.ProtoReflect.Descriptor instead.
 func (*KnowledgeResult) Descriptor() ([]byte, []int) {
-	return file_parley_v1_resources_proto_rawDescGZIP(), []int{40}
+	return file_parley_v1_resources_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KnowledgeResult) GetArticleId() string {
@@ -4157,7 +4326,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"SlotsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x03\n" +
 	"\fConversation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1c.parley.v1.ConversationStateR\x05state\x128\n" +
@@ -4174,7 +4343,8 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\n" +
 	"controller\x18\n" +
 	" \x01(\x0e2\x15.parley.v1.ControllerR\n" +
-	"controller\"\x8e\a\n" +
+	"controller\x12*\n" +
+	"\awrap_up\x18\v \x01(\v2\x11.parley.v1.WrapUpR\x06wrapUp\"\x8e\a\n" +
 	"\x05Event\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12;\n" +
@@ -4330,7 +4500,7 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\rtransfer_note\x18\x06 \x01(\tR\ftransferNote\x12G\n" +
 	"\x0fhandoff_summary\x18\a \x01(\v2\x1e.parley.v1.ConversationSummaryR\x0ehandoffSummary\"D\n" +
 	"\tHeartbeat\x127\n" +
-	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\x9a\b\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xe7\t\n" +
 	"\bSettings\x12E\n" +
 	"\x1bmax_guest_sessions_per_hour\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\x17maxGuestSessionsPerHour\x12c\n" +
 	")guest_sessions_rate_limit_reached_message\x18\x02 \x01(\tB\n" +
@@ -4346,7 +4516,22 @@ const file_parley_v1_resources_proto_rawDesc = "" +
 	"\xaa\x01\a\"\x03\b\x90\x1c2\x00R\x14agentDisconnectGrace\x12J\n" +
 	"\fbot_channels\x18\b \x03(\x0e2\x12.parley.v1.ChannelB\x13\xbaH\x10\x92\x01\r\x10\x03\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\vbotChannels\x12\xb0\x01\n" +
 	"\x0fpre_chat_fields\x18\t \x03(\v2\x17.parley.v1.PreChatFieldBo\xbaHl\xba\x01d\n" +
-	"\x1cpre_chat_fields_unique_names\x12&pre_chat_fields must have unique names\x1a\x1cthis.map(f, f.name).unique()\x92\x01\x02\x10\x14R\rpreChatFields\"\x9f\x04\n" +
+	"\x1cpre_chat_fields_unique_names\x12&pre_chat_fields must have unique names\x1a\x1cthis.map(f, f.name).unique()\x92\x01\x02\x10\x14R\rpreChatFields\x12\xa0\x01\n" +
+	"\rwrap_up_codes\x18\n" +
+	" \x03(\v2\x15.parley.v1.WrapUpCodeBe\xbaHb\xba\x01Z\n" +
+	"\x14wrap_up_codes_unique\x12$wrap_up_codes must have unique codes\x1a\x1cthis.map(c, c.code).unique()\x92\x01\x02\x10\x1eR\vwrapUpCodes\x12(\n" +
+	"\x10wrap_up_required\x18\v \x01(\bR\x0ewrapUpRequired\"`\n" +
+	"\n" +
+	"WrapUpCode\x121\n" +
+	"\x04code\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,39}$R\x04code\x12\x1f\n" +
+	"\x05label\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\x05label\"\xa2\x01\n" +
+	"\x06WrapUp\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12\x14\n" +
+	"\x05notes\x18\x03 \x01(\tR\x05notes\x12\x1b\n" +
+	"\tclosed_by\x18\x04 \x01(\tR\bclosedBy\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x9f\x04\n" +
 	"\fPreChatField\x12\xcd\x01\n" +
 	"\x04name\x18\x01 \x01(\tB\xb8\x01\xbaH\xb4\x01\xba\x01\x96\x01\n" +
 	"\x1cpre_chat_field_name_reserved\x129name must not be name, email, issue_type or first_message\x1a;!(this in ['name', 'email', 'issue_type', 'first_message'])r\x182\x16^[a-z][a-z0-9_]{0,39}$R\x04name\x12\x1f\n" +
@@ -4533,7 +4718,7 @@ func file_parley_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_parley_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_parley_v1_resources_proto_goTypes = []any{
 	(Channel)(0),                    // 0: parley.v1.Channel
 	(ConversationState)(0),          // 1: parley.v1.ConversationState
@@ -4576,114 +4761,119 @@ var file_parley_v1_resources_proto_goTypes = []any{
 	(*Offer)(nil),                   // 38: parley.v1.Offer
 	(*Heartbeat)(nil),               // 39: parley.v1.Heartbeat
 	(*Settings)(nil),                // 40: parley.v1.Settings
-	(*PreChatField)(nil),            // 41: parley.v1.PreChatField
-	(*IssueType)(nil),               // 42: parley.v1.IssueType
-	(*Consumer)(nil),                // 43: parley.v1.Consumer
-	(*Case)(nil),                    // 44: parley.v1.Case
-	(*TokenInfo)(nil),               // 45: parley.v1.TokenInfo
-	(*Site)(nil),                    // 46: parley.v1.Site
-	(*ConversationSummary)(nil),     // 47: parley.v1.ConversationSummary
-	(*ActionResult)(nil),            // 48: parley.v1.ActionResult
-	(*ArticleRef)(nil),              // 49: parley.v1.ArticleRef
-	(*Article)(nil),                 // 50: parley.v1.Article
-	(*KnowledgeResult)(nil),         // 51: parley.v1.KnowledgeResult
-	nil,                             // 52: parley.v1.Interaction.FormFieldsEntry
-	nil,                             // 53: parley.v1.Interaction.SlotsEntry
-	nil,                             // 54: parley.v1.ConversationSummary.SlotsEntry
-	nil,                             // 55: parley.v1.ActionResult.ValuesEntry
-	(*timestamppb.Timestamp)(nil),   // 56: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 57: google.protobuf.Duration
+	(*WrapUpCode)(nil),              // 41: parley.v1.WrapUpCode
+	(*WrapUp)(nil),                  // 42: parley.v1.WrapUp
+	(*PreChatField)(nil),            // 43: parley.v1.PreChatField
+	(*IssueType)(nil),               // 44: parley.v1.IssueType
+	(*Consumer)(nil),                // 45: parley.v1.Consumer
+	(*Case)(nil),                    // 46: parley.v1.Case
+	(*TokenInfo)(nil),               // 47: parley.v1.TokenInfo
+	(*Site)(nil),                    // 48: parley.v1.Site
+	(*ConversationSummary)(nil),     // 49: parley.v1.ConversationSummary
+	(*ActionResult)(nil),            // 50: parley.v1.ActionResult
+	(*ArticleRef)(nil),              // 51: parley.v1.ArticleRef
+	(*Article)(nil),                 // 52: parley.v1.Article
+	(*KnowledgeResult)(nil),         // 53: parley.v1.KnowledgeResult
+	nil,                             // 54: parley.v1.Interaction.FormFieldsEntry
+	nil,                             // 55: parley.v1.Interaction.SlotsEntry
+	nil,                             // 56: parley.v1.ConversationSummary.SlotsEntry
+	nil,                             // 57: parley.v1.ActionResult.ValuesEntry
+	(*timestamppb.Timestamp)(nil),   // 58: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 59: google.protobuf.Duration
 }
 var file_parley_v1_resources_proto_depIdxs = []int32{
 	4,  // 0: parley.v1.Participant.role:type_name -> parley.v1.ParticipantRole
 	0,  // 1: parley.v1.Interaction.channel:type_name -> parley.v1.Channel
-	56, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
-	52, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
-	53, // 4: parley.v1.Interaction.slots:type_name -> parley.v1.Interaction.SlotsEntry
+	58, // 2: parley.v1.Interaction.create_time:type_name -> google.protobuf.Timestamp
+	54, // 3: parley.v1.Interaction.form_fields:type_name -> parley.v1.Interaction.FormFieldsEntry
+	55, // 4: parley.v1.Interaction.slots:type_name -> parley.v1.Interaction.SlotsEntry
 	1,  // 5: parley.v1.Conversation.state:type_name -> parley.v1.ConversationState
 	12, // 6: parley.v1.Conversation.interaction:type_name -> parley.v1.Interaction
-	56, // 7: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
-	56, // 8: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
+	58, // 7: parley.v1.Conversation.create_time:type_name -> google.protobuf.Timestamp
+	58, // 8: parley.v1.Conversation.close_time:type_name -> google.protobuf.Timestamp
 	2,  // 9: parley.v1.Conversation.controller:type_name -> parley.v1.Controller
-	56, // 10: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
-	11, // 11: parley.v1.Event.sender:type_name -> parley.v1.Participant
-	0,  // 12: parley.v1.Event.channel:type_name -> parley.v1.Channel
-	15, // 13: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
-	19, // 14: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
-	20, // 15: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
-	21, // 16: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
-	23, // 17: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
-	24, // 18: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
-	26, // 19: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
-	22, // 20: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
-	25, // 21: parley.v1.Event.controller_changed:type_name -> parley.v1.ControllerChanged
-	16, // 22: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
-	49, // 23: parley.v1.MessagePosted.articles:type_name -> parley.v1.ArticleRef
-	11, // 24: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
-	56, // 25: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
-	11, // 26: parley.v1.Typing.participant:type_name -> parley.v1.Participant
-	56, // 27: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
-	11, // 28: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
-	56, // 29: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
-	11, // 30: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
-	11, // 31: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
-	57, // 32: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
-	11, // 33: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
-	2,  // 34: parley.v1.ControllerChanged.controller:type_name -> parley.v1.Controller
-	2,  // 35: parley.v1.ControllerChanged.previous:type_name -> parley.v1.Controller
-	57, // 36: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
-	28, // 37: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
-	5,  // 38: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
-	3,  // 39: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
-	57, // 40: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
-	6,  // 41: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
-	57, // 42: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
-	30, // 43: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
-	31, // 44: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
-	32, // 45: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
-	32, // 46: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
-	30, // 47: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
-	3,  // 48: parley.v1.Agent.presence:type_name -> parley.v1.Presence
-	34, // 49: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
-	35, // 50: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
-	0,  // 51: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
-	0,  // 52: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
-	3,  // 53: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
-	27, // 54: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
-	56, // 55: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
-	57, // 56: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
-	13, // 57: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
-	56, // 58: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
-	11, // 59: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
-	47, // 60: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
-	56, // 61: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	42, // 62: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
-	57, // 63: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
-	57, // 64: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
-	0,  // 65: parley.v1.Settings.bot_channels:type_name -> parley.v1.Channel
-	41, // 66: parley.v1.Settings.pre_chat_fields:type_name -> parley.v1.PreChatField
-	56, // 67: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	56, // 68: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 69: parley.v1.Case.state:type_name -> parley.v1.CaseState
-	56, // 70: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 71: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
-	56, // 72: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	56, // 73: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	56, // 74: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
-	9,  // 75: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
-	54, // 76: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
-	48, // 77: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
-	49, // 78: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
-	56, // 79: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
-	55, // 80: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
-	10, // 81: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
-	56, // 82: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
-	56, // 83: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
-	84, // [84:84] is the sub-list for method output_type
-	84, // [84:84] is the sub-list for method input_type
-	84, // [84:84] is the sub-list for extension type_name
-	84, // [84:84] is the sub-list for extension extendee
-	0,  // [0:84] is the sub-list for field type_name
+	42, // 10: parley.v1.Conversation.wrap_up:type_name -> parley.v1.WrapUp
+	58, // 11: parley.v1.Event.create_time:type_name -> google.protobuf.Timestamp
+	11, // 12: parley.v1.Event.sender:type_name -> parley.v1.Participant
+	0,  // 13: parley.v1.Event.channel:type_name -> parley.v1.Channel
+	15, // 14: parley.v1.Event.message_posted:type_name -> parley.v1.MessagePosted
+	19, // 15: parley.v1.Event.participant_joined:type_name -> parley.v1.ParticipantJoined
+	20, // 16: parley.v1.Event.participant_left:type_name -> parley.v1.ParticipantLeft
+	21, // 17: parley.v1.Event.conversation_queued:type_name -> parley.v1.ConversationQueued
+	23, // 18: parley.v1.Event.conversation_transferred:type_name -> parley.v1.ConversationTransferred
+	24, // 19: parley.v1.Event.case_linked:type_name -> parley.v1.CaseLinked
+	26, // 20: parley.v1.Event.conversation_closed:type_name -> parley.v1.ConversationClosed
+	22, // 21: parley.v1.Event.wait_exceeded:type_name -> parley.v1.WaitExceeded
+	25, // 22: parley.v1.Event.controller_changed:type_name -> parley.v1.ControllerChanged
+	16, // 23: parley.v1.MessagePosted.attachments:type_name -> parley.v1.Attachment
+	51, // 24: parley.v1.MessagePosted.articles:type_name -> parley.v1.ArticleRef
+	11, // 25: parley.v1.Attachment.uploader:type_name -> parley.v1.Participant
+	58, // 26: parley.v1.Attachment.create_time:type_name -> google.protobuf.Timestamp
+	11, // 27: parley.v1.Typing.participant:type_name -> parley.v1.Participant
+	58, // 28: parley.v1.Typing.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 29: parley.v1.ReadCursor.participant:type_name -> parley.v1.Participant
+	58, // 30: parley.v1.ReadCursor.update_time:type_name -> google.protobuf.Timestamp
+	11, // 31: parley.v1.ParticipantJoined.participant:type_name -> parley.v1.Participant
+	11, // 32: parley.v1.ParticipantLeft.participant:type_name -> parley.v1.Participant
+	59, // 33: parley.v1.WaitExceeded.max_wait:type_name -> google.protobuf.Duration
+	11, // 34: parley.v1.ConversationTransferred.from:type_name -> parley.v1.Participant
+	2,  // 35: parley.v1.ControllerChanged.controller:type_name -> parley.v1.Controller
+	2,  // 36: parley.v1.ControllerChanged.previous:type_name -> parley.v1.Controller
+	59, // 37: parley.v1.Queue.offer_timeout:type_name -> google.protobuf.Duration
+	28, // 38: parley.v1.Queue.policy:type_name -> parley.v1.QueuePolicy
+	5,  // 39: parley.v1.QueuePolicy.strategy:type_name -> parley.v1.RoutingStrategy
+	3,  // 40: parley.v1.QueuePolicy.timeout_presence:type_name -> parley.v1.Presence
+	59, // 41: parley.v1.QueuePolicy.max_wait:type_name -> google.protobuf.Duration
+	6,  // 42: parley.v1.QueuePolicy.agent_loss_policy:type_name -> parley.v1.AgentLossPolicy
+	59, // 43: parley.v1.QueuePolicy.wrap_up:type_name -> google.protobuf.Duration
+	30, // 44: parley.v1.MatchingRule.condition:type_name -> parley.v1.Condition
+	31, // 45: parley.v1.Condition.field_in:type_name -> parley.v1.FieldIn
+	32, // 46: parley.v1.Condition.all:type_name -> parley.v1.ConditionList
+	32, // 47: parley.v1.Condition.any:type_name -> parley.v1.ConditionList
+	30, // 48: parley.v1.ConditionList.conditions:type_name -> parley.v1.Condition
+	3,  // 49: parley.v1.Agent.presence:type_name -> parley.v1.Presence
+	34, // 50: parley.v1.Agent.channel_capacities:type_name -> parley.v1.ChannelCapacity
+	35, // 51: parley.v1.Agent.channel_presences:type_name -> parley.v1.ChannelPresence
+	0,  // 52: parley.v1.ChannelCapacity.channel:type_name -> parley.v1.Channel
+	0,  // 53: parley.v1.ChannelPresence.channel:type_name -> parley.v1.Channel
+	3,  // 54: parley.v1.ChannelPresence.presence:type_name -> parley.v1.Presence
+	27, // 55: parley.v1.QueueStatus.queue:type_name -> parley.v1.Queue
+	58, // 56: parley.v1.QueueStatus.oldest_queue_time:type_name -> google.protobuf.Timestamp
+	59, // 57: parley.v1.QueuePosition.estimated_wait:type_name -> google.protobuf.Duration
+	13, // 58: parley.v1.Offer.conversation:type_name -> parley.v1.Conversation
+	58, // 59: parley.v1.Offer.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 60: parley.v1.Offer.transferred_by:type_name -> parley.v1.Participant
+	49, // 61: parley.v1.Offer.handoff_summary:type_name -> parley.v1.ConversationSummary
+	58, // 62: parley.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	44, // 63: parley.v1.Settings.issue_types:type_name -> parley.v1.IssueType
+	59, // 64: parley.v1.Settings.abandon_after:type_name -> google.protobuf.Duration
+	59, // 65: parley.v1.Settings.agent_disconnect_grace:type_name -> google.protobuf.Duration
+	0,  // 66: parley.v1.Settings.bot_channels:type_name -> parley.v1.Channel
+	43, // 67: parley.v1.Settings.pre_chat_fields:type_name -> parley.v1.PreChatField
+	41, // 68: parley.v1.Settings.wrap_up_codes:type_name -> parley.v1.WrapUpCode
+	58, // 69: parley.v1.WrapUp.create_time:type_name -> google.protobuf.Timestamp
+	58, // 70: parley.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	58, // 71: parley.v1.Case.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 72: parley.v1.Case.state:type_name -> parley.v1.CaseState
+	58, // 73: parley.v1.Case.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 74: parley.v1.TokenInfo.role:type_name -> parley.v1.StaffRole
+	58, // 75: parley.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	58, // 76: parley.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	58, // 77: parley.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	9,  // 78: parley.v1.Site.bot:type_name -> parley.v1.SiteBot
+	56, // 79: parley.v1.ConversationSummary.slots:type_name -> parley.v1.ConversationSummary.SlotsEntry
+	50, // 80: parley.v1.ConversationSummary.action_results:type_name -> parley.v1.ActionResult
+	51, // 81: parley.v1.ConversationSummary.articles_shown:type_name -> parley.v1.ArticleRef
+	58, // 82: parley.v1.ConversationSummary.create_time:type_name -> google.protobuf.Timestamp
+	57, // 83: parley.v1.ActionResult.values:type_name -> parley.v1.ActionResult.ValuesEntry
+	10, // 84: parley.v1.Article.audience:type_name -> parley.v1.ArticleAudience
+	58, // 85: parley.v1.Article.create_time:type_name -> google.protobuf.Timestamp
+	58, // 86: parley.v1.Article.update_time:type_name -> google.protobuf.Timestamp
+	87, // [87:87] is the sub-list for method output_type
+	87, // [87:87] is the sub-list for method input_type
+	87, // [87:87] is the sub-list for extension type_name
+	87, // [87:87] is the sub-list for extension extendee
+	0,  // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_resources_proto_init() }
@@ -4713,7 +4903,7 @@ func file_parley_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_resources_proto_rawDesc), len(file_parley_v1_resources_proto_rawDesc)),
 			NumEnums:      11,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

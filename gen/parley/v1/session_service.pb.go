@@ -742,9 +742,19 @@ func (x *GetConversationResponse) GetConversation() *Conversation {
 type CloseConversationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
-	Reason         string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why, as every participant sees it in the log's ConversationClosed
+	// event, the customer included: never put internal notes here (use
+	// wrap_up_notes). Empty: "closed by <role>".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The outcome, one of the settings' wrap_up_codes; required of an agent
+	// when the settings say wrap_up_required. Staff only: a customer who
+	// sends it (or notes) is refused (WRAP_UP_NOT_ALLOWED).
+	WrapUpCode string `protobuf:"bytes,3,opt,name=wrap_up_code,json=wrapUpCode,proto3" json:"wrap_up_code,omitempty"`
+	// Internal notes for colleagues; kept on the conversation (wrap_up),
+	// never shown to the customer. Staff only.
+	WrapUpNotes   string `protobuf:"bytes,4,opt,name=wrap_up_notes,json=wrapUpNotes,proto3" json:"wrap_up_notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CloseConversationRequest) Reset() {
@@ -787,6 +797,20 @@ func (x *CloseConversationRequest) GetConversationId() string {
 func (x *CloseConversationRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *CloseConversationRequest) GetWrapUpCode() string {
+	if x != nil {
+		return x.WrapUpCode
+	}
+	return ""
+}
+
+func (x *CloseConversationRequest) GetWrapUpNotes() string {
+	if x != nil {
+		return x.WrapUpNotes
 	}
 	return ""
 }
@@ -1185,10 +1209,13 @@ const file_parley_v1_session_service_proto_rawDesc = "" +
 	"\x16GetConversationRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\"V\n" +
 	"\x17GetConversationResponse\x12;\n" +
-	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"o\n" +
+	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"\xe1\x01\n" +
 	"\x18CloseConversationRequest\x121\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0econversationId\x12 \n" +
-	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"X\n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\x12B\n" +
+	"\fwrap_up_code\x18\x03 \x01(\tB \xbaH\x1dr\x1b2\x19^$|^[a-z][a-z0-9_]{0,39}$R\n" +
+	"wrapUpCode\x12,\n" +
+	"\rwrap_up_notes\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\vwrapUpNotes\"X\n" +
 	"\x19CloseConversationResponse\x12;\n" +
 	"\fconversation\x18\x01 \x01(\v2\x17.parley.v1.ConversationR\fconversation\"\x91\x01\n" +
 	"\x13LeaveMessageRequest\x121\n" +
