@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/parleyhq/parley/ent/conversation"
 	"github.com/parleyhq/parley/ent/interaction"
 	"github.com/parleyhq/parley/ent/queue"
+	"github.com/parleyhq/parley/ent/schema"
 )
 
 // Conversation is the model entity for the Conversation schema.
@@ -47,6 +49,8 @@ type Conversation struct {
 	WrapUpUntil *time.Time `json:"wrap_up_until,omitempty"`
 	// ClosedAt holds the value of the "closed_at" field.
 	ClosedAt *time.Time `json:"closed_at,omitempty"`
+	// WrapUp holds the value of the "wrap_up" field.
+	WrapUp *schema.WrapUp `json:"wrap_up,omitempty"`
 	// CustomerActiveAt holds the value of the "customer_active_at" field.
 	CustomerActiveAt *time.Time `json:"customer_active_at,omitempty"`
 	// ConsumerID holds the value of the "consumer_id" field.
@@ -202,6 +206,8 @@ func (*Conversation) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case conversation.FieldQueueID, conversation.FieldAgentID, conversation.FieldConsumerID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
+		case conversation.FieldWrapUp:
+			values[i] = new([]byte)
 		case conversation.FieldLastSeq, conversation.FieldPriority:
 			values[i] = new(sql.NullInt64)
 		case conversation.FieldState:
@@ -309,6 +315,14 @@ func (_m *Conversation) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ClosedAt = new(time.Time)
 				*_m.ClosedAt = value.Time
+			}
+		case conversation.FieldWrapUp:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field wrap_up", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.WrapUp); err != nil {
+					return fmt.Errorf("unmarshal field wrap_up: %w", err)
+				}
 			}
 		case conversation.FieldCustomerActiveAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -464,6 +478,9 @@ func (_m *Conversation) String() string {
 		builder.WriteString("closed_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("wrap_up=")
+	builder.WriteString(fmt.Sprintf("%v", _m.WrapUp))
 	builder.WriteString(", ")
 	if v := _m.CustomerActiveAt; v != nil {
 		builder.WriteString("customer_active_at=")

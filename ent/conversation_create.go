@@ -21,6 +21,7 @@ import (
 	"github.com/parleyhq/parley/ent/offer"
 	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/readcursor"
+	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/token"
 )
@@ -181,6 +182,12 @@ func (_c *ConversationCreate) SetNillableClosedAt(v *time.Time) *ConversationCre
 	if v != nil {
 		_c.SetClosedAt(*v)
 	}
+	return _c
+}
+
+// SetWrapUp sets the "wrap_up" field.
+func (_c *ConversationCreate) SetWrapUp(v *schema.WrapUp) *ConversationCreate {
+	_c.mutation.SetWrapUp(v)
 	return _c
 }
 
@@ -503,6 +510,10 @@ func (_c *ConversationCreate) createSpec() (*Conversation, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.ClosedAt(); ok {
 		_spec.SetField(conversation.FieldClosedAt, field.TypeTime, value)
 		_node.ClosedAt = &value
+	}
+	if value, ok := _c.mutation.WrapUp(); ok {
+		_spec.SetField(conversation.FieldWrapUp, field.TypeJSON, value)
+		_node.WrapUp = value
 	}
 	if value, ok := _c.mutation.CustomerActiveAt(); ok {
 		_spec.SetField(conversation.FieldCustomerActiveAt, field.TypeTime, value)

@@ -22,6 +22,7 @@ import (
 	"github.com/parleyhq/parley/ent/predicate"
 	"github.com/parleyhq/parley/ent/queue"
 	"github.com/parleyhq/parley/ent/readcursor"
+	"github.com/parleyhq/parley/ent/schema"
 	"github.com/parleyhq/parley/ent/servicecase"
 	"github.com/parleyhq/parley/ent/token"
 )
@@ -233,6 +234,18 @@ func (_u *ConversationUpdate) SetNillableClosedAt(v *time.Time) *ConversationUpd
 // ClearClosedAt clears the value of the "closed_at" field.
 func (_u *ConversationUpdate) ClearClosedAt() *ConversationUpdate {
 	_u.mutation.ClearClosedAt()
+	return _u
+}
+
+// SetWrapUp sets the "wrap_up" field.
+func (_u *ConversationUpdate) SetWrapUp(v *schema.WrapUp) *ConversationUpdate {
+	_u.mutation.SetWrapUp(v)
+	return _u
+}
+
+// ClearWrapUp clears the value of the "wrap_up" field.
+func (_u *ConversationUpdate) ClearWrapUp() *ConversationUpdate {
+	_u.mutation.ClearWrapUp()
 	return _u
 }
 
@@ -657,6 +670,12 @@ func (_u *ConversationUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.ClosedAtCleared() {
 		_spec.ClearField(conversation.FieldClosedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.WrapUp(); ok {
+		_spec.SetField(conversation.FieldWrapUp, field.TypeJSON, value)
+	}
+	if _u.mutation.WrapUpCleared() {
+		_spec.ClearField(conversation.FieldWrapUp, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.CustomerActiveAt(); ok {
 		_spec.SetField(conversation.FieldCustomerActiveAt, field.TypeTime, value)
@@ -1268,6 +1287,18 @@ func (_u *ConversationUpdateOne) ClearClosedAt() *ConversationUpdateOne {
 	return _u
 }
 
+// SetWrapUp sets the "wrap_up" field.
+func (_u *ConversationUpdateOne) SetWrapUp(v *schema.WrapUp) *ConversationUpdateOne {
+	_u.mutation.SetWrapUp(v)
+	return _u
+}
+
+// ClearWrapUp clears the value of the "wrap_up" field.
+func (_u *ConversationUpdateOne) ClearWrapUp() *ConversationUpdateOne {
+	_u.mutation.ClearWrapUp()
+	return _u
+}
+
 // SetCustomerActiveAt sets the "customer_active_at" field.
 func (_u *ConversationUpdateOne) SetCustomerActiveAt(v time.Time) *ConversationUpdateOne {
 	_u.mutation.SetCustomerActiveAt(v)
@@ -1719,6 +1750,12 @@ func (_u *ConversationUpdateOne) sqlSave(ctx context.Context) (_node *Conversati
 	}
 	if _u.mutation.ClosedAtCleared() {
 		_spec.ClearField(conversation.FieldClosedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.WrapUp(); ok {
+		_spec.SetField(conversation.FieldWrapUp, field.TypeJSON, value)
+	}
+	if _u.mutation.WrapUpCleared() {
+		_spec.ClearField(conversation.FieldWrapUp, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.CustomerActiveAt(); ok {
 		_spec.SetField(conversation.FieldCustomerActiveAt, field.TypeTime, value)

@@ -5062,6 +5062,7 @@ type ConversationMutation struct {
 	wait_exceeded_at    *time.Time
 	wrap_up_until       *time.Time
 	closed_at           *time.Time
+	wrap_up             **schema.WrapUp
 	customer_active_at  *time.Time
 	clearedFields       map[string]struct{}
 	interaction         *uuid.UUID
@@ -5764,6 +5765,55 @@ func (m *ConversationMutation) ResetClosedAt() {
 	delete(m.clearedFields, conversation.FieldClosedAt)
 }
 
+// SetWrapUp sets the "wrap_up" field.
+func (m *ConversationMutation) SetWrapUp(su *schema.WrapUp) {
+	m.wrap_up = &su
+}
+
+// WrapUp returns the value of the "wrap_up" field in the mutation.
+func (m *ConversationMutation) WrapUp() (r *schema.WrapUp, exists bool) {
+	v := m.wrap_up
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWrapUp returns the old "wrap_up" field's value of the Conversation entity.
+// If the Conversation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConversationMutation) OldWrapUp(ctx context.Context) (v *schema.WrapUp, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWrapUp is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWrapUp requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWrapUp: %w", err)
+	}
+	return oldValue.WrapUp, nil
+}
+
+// ClearWrapUp clears the value of the "wrap_up" field.
+func (m *ConversationMutation) ClearWrapUp() {
+	m.wrap_up = nil
+	m.clearedFields[conversation.FieldWrapUp] = struct{}{}
+}
+
+// WrapUpCleared returns if the "wrap_up" field was cleared in this mutation.
+func (m *ConversationMutation) WrapUpCleared() bool {
+	_, ok := m.clearedFields[conversation.FieldWrapUp]
+	return ok
+}
+
+// ResetWrapUp resets all changes to the "wrap_up" field.
+func (m *ConversationMutation) ResetWrapUp() {
+	m.wrap_up = nil
+	delete(m.clearedFields, conversation.FieldWrapUp)
+}
+
 // SetCustomerActiveAt sets the "customer_active_at" field.
 func (m *ConversationMutation) SetCustomerActiveAt(t time.Time) {
 	m.customer_active_at = &t
@@ -6367,7 +6417,7 @@ func (m *ConversationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConversationMutation) Fields() []string {
-	fields := make([]string, 0, 14)
+	fields := make([]string, 0, 15)
 	if m.created_at != nil {
 		fields = append(fields, conversation.FieldCreatedAt)
 	}
@@ -6403,6 +6453,9 @@ func (m *ConversationMutation) Fields() []string {
 	}
 	if m.closed_at != nil {
 		fields = append(fields, conversation.FieldClosedAt)
+	}
+	if m.wrap_up != nil {
+		fields = append(fields, conversation.FieldWrapUp)
 	}
 	if m.customer_active_at != nil {
 		fields = append(fields, conversation.FieldCustomerActiveAt)
@@ -6442,6 +6495,8 @@ func (m *ConversationMutation) Field(name string) (ent.Value, bool) {
 		return m.WrapUpUntil()
 	case conversation.FieldClosedAt:
 		return m.ClosedAt()
+	case conversation.FieldWrapUp:
+		return m.WrapUp()
 	case conversation.FieldCustomerActiveAt:
 		return m.CustomerActiveAt()
 	case conversation.FieldConsumerID:
@@ -6479,6 +6534,8 @@ func (m *ConversationMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldWrapUpUntil(ctx)
 	case conversation.FieldClosedAt:
 		return m.OldClosedAt(ctx)
+	case conversation.FieldWrapUp:
+		return m.OldWrapUp(ctx)
 	case conversation.FieldCustomerActiveAt:
 		return m.OldCustomerActiveAt(ctx)
 	case conversation.FieldConsumerID:
@@ -6576,6 +6633,13 @@ func (m *ConversationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetClosedAt(v)
 		return nil
+	case conversation.FieldWrapUp:
+		v, ok := value.(*schema.WrapUp)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWrapUp(v)
+		return nil
 	case conversation.FieldCustomerActiveAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -6668,6 +6732,9 @@ func (m *ConversationMutation) ClearedFields() []string {
 	if m.FieldCleared(conversation.FieldClosedAt) {
 		fields = append(fields, conversation.FieldClosedAt)
 	}
+	if m.FieldCleared(conversation.FieldWrapUp) {
+		fields = append(fields, conversation.FieldWrapUp)
+	}
 	if m.FieldCleared(conversation.FieldCustomerActiveAt) {
 		fields = append(fields, conversation.FieldCustomerActiveAt)
 	}
@@ -6708,6 +6775,9 @@ func (m *ConversationMutation) ClearField(name string) error {
 		return nil
 	case conversation.FieldClosedAt:
 		m.ClearClosedAt()
+		return nil
+	case conversation.FieldWrapUp:
+		m.ClearWrapUp()
 		return nil
 	case conversation.FieldCustomerActiveAt:
 		m.ClearCustomerActiveAt()
@@ -6758,6 +6828,9 @@ func (m *ConversationMutation) ResetField(name string) error {
 		return nil
 	case conversation.FieldClosedAt:
 		m.ResetClosedAt()
+		return nil
+	case conversation.FieldWrapUp:
+		m.ResetWrapUp()
 		return nil
 	case conversation.FieldCustomerActiveAt:
 		m.ResetCustomerActiveAt()
@@ -15932,6 +16005,9 @@ type SettingMutation struct {
 	addbot_config_version                      *int64
 	pre_chat_fields                            *[]schema.PreChatField
 	appendpre_chat_fields                      []schema.PreChatField
+	wrap_up_codes                              *[]schema.WrapUpCode
+	appendwrap_up_codes                        []schema.WrapUpCode
+	wrap_up_required                           *bool
 	clearedFields                              map[string]struct{}
 	done                                       bool
 	oldValue                                   func(context.Context) (*Setting, error)
@@ -16688,6 +16764,93 @@ func (m *SettingMutation) ResetPreChatFields() {
 	m.appendpre_chat_fields = nil
 }
 
+// SetWrapUpCodes sets the "wrap_up_codes" field.
+func (m *SettingMutation) SetWrapUpCodes(suc []schema.WrapUpCode) {
+	m.wrap_up_codes = &suc
+	m.appendwrap_up_codes = nil
+}
+
+// WrapUpCodes returns the value of the "wrap_up_codes" field in the mutation.
+func (m *SettingMutation) WrapUpCodes() (r []schema.WrapUpCode, exists bool) {
+	v := m.wrap_up_codes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWrapUpCodes returns the old "wrap_up_codes" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldWrapUpCodes(ctx context.Context) (v []schema.WrapUpCode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWrapUpCodes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWrapUpCodes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWrapUpCodes: %w", err)
+	}
+	return oldValue.WrapUpCodes, nil
+}
+
+// AppendWrapUpCodes adds suc to the "wrap_up_codes" field.
+func (m *SettingMutation) AppendWrapUpCodes(suc []schema.WrapUpCode) {
+	m.appendwrap_up_codes = append(m.appendwrap_up_codes, suc...)
+}
+
+// AppendedWrapUpCodes returns the list of values that were appended to the "wrap_up_codes" field in this mutation.
+func (m *SettingMutation) AppendedWrapUpCodes() ([]schema.WrapUpCode, bool) {
+	if len(m.appendwrap_up_codes) == 0 {
+		return nil, false
+	}
+	return m.appendwrap_up_codes, true
+}
+
+// ResetWrapUpCodes resets all changes to the "wrap_up_codes" field.
+func (m *SettingMutation) ResetWrapUpCodes() {
+	m.wrap_up_codes = nil
+	m.appendwrap_up_codes = nil
+}
+
+// SetWrapUpRequired sets the "wrap_up_required" field.
+func (m *SettingMutation) SetWrapUpRequired(b bool) {
+	m.wrap_up_required = &b
+}
+
+// WrapUpRequired returns the value of the "wrap_up_required" field in the mutation.
+func (m *SettingMutation) WrapUpRequired() (r bool, exists bool) {
+	v := m.wrap_up_required
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWrapUpRequired returns the old "wrap_up_required" field's value of the Setting entity.
+// If the Setting object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SettingMutation) OldWrapUpRequired(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWrapUpRequired is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWrapUpRequired requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWrapUpRequired: %w", err)
+	}
+	return oldValue.WrapUpRequired, nil
+}
+
+// ResetWrapUpRequired resets all changes to the "wrap_up_required" field.
+func (m *SettingMutation) ResetWrapUpRequired() {
+	m.wrap_up_required = nil
+}
+
 // Where appends a list predicates to the SettingMutation builder.
 func (m *SettingMutation) Where(ps ...predicate.Setting) {
 	m.predicates = append(m.predicates, ps...)
@@ -16722,7 +16885,7 @@ func (m *SettingMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SettingMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 15)
 	if m.max_guest_sessions_per_hour != nil {
 		fields = append(fields, setting.FieldMaxGuestSessionsPerHour)
 	}
@@ -16762,6 +16925,12 @@ func (m *SettingMutation) Fields() []string {
 	if m.pre_chat_fields != nil {
 		fields = append(fields, setting.FieldPreChatFields)
 	}
+	if m.wrap_up_codes != nil {
+		fields = append(fields, setting.FieldWrapUpCodes)
+	}
+	if m.wrap_up_required != nil {
+		fields = append(fields, setting.FieldWrapUpRequired)
+	}
 	return fields
 }
 
@@ -16796,6 +16965,10 @@ func (m *SettingMutation) Field(name string) (ent.Value, bool) {
 		return m.BotConfigVersion()
 	case setting.FieldPreChatFields:
 		return m.PreChatFields()
+	case setting.FieldWrapUpCodes:
+		return m.WrapUpCodes()
+	case setting.FieldWrapUpRequired:
+		return m.WrapUpRequired()
 	}
 	return nil, false
 }
@@ -16831,6 +17004,10 @@ func (m *SettingMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldBotConfigVersion(ctx)
 	case setting.FieldPreChatFields:
 		return m.OldPreChatFields(ctx)
+	case setting.FieldWrapUpCodes:
+		return m.OldWrapUpCodes(ctx)
+	case setting.FieldWrapUpRequired:
+		return m.OldWrapUpRequired(ctx)
 	}
 	return nil, fmt.Errorf("unknown Setting field %s", name)
 }
@@ -16930,6 +17107,20 @@ func (m *SettingMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetPreChatFields(v)
+		return nil
+	case setting.FieldWrapUpCodes:
+		v, ok := value.([]schema.WrapUpCode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWrapUpCodes(v)
+		return nil
+	case setting.FieldWrapUpRequired:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWrapUpRequired(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)
@@ -17102,6 +17293,12 @@ func (m *SettingMutation) ResetField(name string) error {
 		return nil
 	case setting.FieldPreChatFields:
 		m.ResetPreChatFields()
+		return nil
+	case setting.FieldWrapUpCodes:
+		m.ResetWrapUpCodes()
+		return nil
+	case setting.FieldWrapUpRequired:
+		m.ResetWrapUpRequired()
 		return nil
 	}
 	return fmt.Errorf("unknown Setting field %s", name)

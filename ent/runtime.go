@@ -504,6 +504,14 @@ func init() {
 	settingDescPreChatFields := settingFields[13].Descriptor()
 	// setting.DefaultPreChatFields holds the default value on creation for the pre_chat_fields field.
 	setting.DefaultPreChatFields = settingDescPreChatFields.Default.([]schema.PreChatField)
+	// settingDescWrapUpCodes is the schema descriptor for wrap_up_codes field.
+	settingDescWrapUpCodes := settingFields[14].Descriptor()
+	// setting.DefaultWrapUpCodes holds the default value on creation for the wrap_up_codes field.
+	setting.DefaultWrapUpCodes = settingDescWrapUpCodes.Default.([]schema.WrapUpCode)
+	// settingDescWrapUpRequired is the schema descriptor for wrap_up_required field.
+	settingDescWrapUpRequired := settingFields[15].Descriptor()
+	// setting.DefaultWrapUpRequired holds the default value on creation for the wrap_up_required field.
+	setting.DefaultWrapUpRequired = settingDescWrapUpRequired.Default.(bool)
 	siteMixin := schema.Site{}.Mixin()
 	siteMixinFields0 := siteMixin[0].Fields()
 	_ = siteMixinFields0

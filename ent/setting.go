@@ -45,7 +45,11 @@ type Setting struct {
 	BotConfigVersion int64 `json:"bot_config_version,omitempty"`
 	// PreChatFields holds the value of the "pre_chat_fields" field.
 	PreChatFields []schema.PreChatField `json:"pre_chat_fields,omitempty"`
-	selectValues  sql.SelectValues
+	// WrapUpCodes holds the value of the "wrap_up_codes" field.
+	WrapUpCodes []schema.WrapUpCode `json:"wrap_up_codes,omitempty"`
+	// WrapUpRequired holds the value of the "wrap_up_required" field.
+	WrapUpRequired bool `json:"wrap_up_required,omitempty"`
+	selectValues   sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -55,9 +59,9 @@ func (*Setting) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case setting.FieldDefaultQueueID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case setting.FieldIssueTypes, setting.FieldBotChannels, setting.FieldPreChatFields:
+		case setting.FieldIssueTypes, setting.FieldBotChannels, setting.FieldPreChatFields, setting.FieldWrapUpCodes:
 			values[i] = new([]byte)
-		case setting.FieldDemo:
+		case setting.FieldDemo, setting.FieldWrapUpRequired:
 			values[i] = new(sql.NullBool)
 		case setting.FieldID, setting.FieldMaxGuestSessionsPerHour, setting.FieldNextCaseNumber, setting.FieldAbandonAfterSeconds, setting.FieldMaxGuestSessionsPerHourPerAddress, setting.FieldAgentGraceSeconds, setting.FieldBotConfigVersion:
 			values[i] = new(sql.NullInt64)
@@ -169,6 +173,20 @@ func (_m *Setting) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field pre_chat_fields: %w", err)
 				}
 			}
+		case setting.FieldWrapUpCodes:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field wrap_up_codes", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.WrapUpCodes); err != nil {
+					return fmt.Errorf("unmarshal field wrap_up_codes: %w", err)
+				}
+			}
+		case setting.FieldWrapUpRequired:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field wrap_up_required", values[i])
+			} else if value.Valid {
+				_m.WrapUpRequired = value.Bool
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -245,6 +263,12 @@ func (_m *Setting) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("pre_chat_fields=")
 	builder.WriteString(fmt.Sprintf("%v", _m.PreChatFields))
+	builder.WriteString(", ")
+	builder.WriteString("wrap_up_codes=")
+	builder.WriteString(fmt.Sprintf("%v", _m.WrapUpCodes))
+	builder.WriteString(", ")
+	builder.WriteString("wrap_up_required=")
+	builder.WriteString(fmt.Sprintf("%v", _m.WrapUpRequired))
 	builder.WriteByte(')')
 	return builder.String()
 }

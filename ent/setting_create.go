@@ -164,6 +164,26 @@ func (_c *SettingCreate) SetPreChatFields(v []schema.PreChatField) *SettingCreat
 	return _c
 }
 
+// SetWrapUpCodes sets the "wrap_up_codes" field.
+func (_c *SettingCreate) SetWrapUpCodes(v []schema.WrapUpCode) *SettingCreate {
+	_c.mutation.SetWrapUpCodes(v)
+	return _c
+}
+
+// SetWrapUpRequired sets the "wrap_up_required" field.
+func (_c *SettingCreate) SetWrapUpRequired(v bool) *SettingCreate {
+	_c.mutation.SetWrapUpRequired(v)
+	return _c
+}
+
+// SetNillableWrapUpRequired sets the "wrap_up_required" field if the given value is not nil.
+func (_c *SettingCreate) SetNillableWrapUpRequired(v *bool) *SettingCreate {
+	if v != nil {
+		_c.SetWrapUpRequired(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *SettingCreate) SetID(v int) *SettingCreate {
 	_c.mutation.SetID(v)
@@ -241,6 +261,14 @@ func (_c *SettingCreate) defaults() {
 		v := setting.DefaultPreChatFields
 		_c.mutation.SetPreChatFields(v)
 	}
+	if _, ok := _c.mutation.WrapUpCodes(); !ok {
+		v := setting.DefaultWrapUpCodes
+		_c.mutation.SetWrapUpCodes(v)
+	}
+	if _, ok := _c.mutation.WrapUpRequired(); !ok {
+		v := setting.DefaultWrapUpRequired
+		_c.mutation.SetWrapUpRequired(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -311,6 +339,15 @@ func (_c *SettingCreate) check() error {
 		if _, ok := _c.mutation.PreChatFields(); !ok {
 			return &ValidationError{Name: "pre_chat_fields", err: errors.New(`ent: missing required field "Setting.pre_chat_fields"`)}
 		}
+	}
+	switch _c.driver.Dialect() {
+	case dialect.MySQL, dialect.SQLite:
+		if _, ok := _c.mutation.WrapUpCodes(); !ok {
+			return &ValidationError{Name: "wrap_up_codes", err: errors.New(`ent: missing required field "Setting.wrap_up_codes"`)}
+		}
+	}
+	if _, ok := _c.mutation.WrapUpRequired(); !ok {
+		return &ValidationError{Name: "wrap_up_required", err: errors.New(`ent: missing required field "Setting.wrap_up_required"`)}
 	}
 	return nil
 }
@@ -395,6 +432,14 @@ func (_c *SettingCreate) createSpec() (*Setting, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.PreChatFields(); ok {
 		_spec.SetField(setting.FieldPreChatFields, field.TypeJSON, value)
 		_node.PreChatFields = value
+	}
+	if value, ok := _c.mutation.WrapUpCodes(); ok {
+		_spec.SetField(setting.FieldWrapUpCodes, field.TypeJSON, value)
+		_node.WrapUpCodes = value
+	}
+	if value, ok := _c.mutation.WrapUpRequired(); ok {
+		_spec.SetField(setting.FieldWrapUpRequired, field.TypeBool, value)
+		_node.WrapUpRequired = value
 	}
 	return _node, _spec
 }

@@ -241,6 +241,32 @@ func (_u *SettingUpdate) AppendPreChatFields(v []schema.PreChatField) *SettingUp
 	return _u
 }
 
+// SetWrapUpCodes sets the "wrap_up_codes" field.
+func (_u *SettingUpdate) SetWrapUpCodes(v []schema.WrapUpCode) *SettingUpdate {
+	_u.mutation.SetWrapUpCodes(v)
+	return _u
+}
+
+// AppendWrapUpCodes appends value to the "wrap_up_codes" field.
+func (_u *SettingUpdate) AppendWrapUpCodes(v []schema.WrapUpCode) *SettingUpdate {
+	_u.mutation.AppendWrapUpCodes(v)
+	return _u
+}
+
+// SetWrapUpRequired sets the "wrap_up_required" field.
+func (_u *SettingUpdate) SetWrapUpRequired(v bool) *SettingUpdate {
+	_u.mutation.SetWrapUpRequired(v)
+	return _u
+}
+
+// SetNillableWrapUpRequired sets the "wrap_up_required" field if the given value is not nil.
+func (_u *SettingUpdate) SetNillableWrapUpRequired(v *bool) *SettingUpdate {
+	if v != nil {
+		_u.SetWrapUpRequired(*v)
+	}
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdate) Mutation() *SettingMutation {
 	return _u.mutation
@@ -392,6 +418,17 @@ func (_u *SettingUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, setting.FieldPreChatFields, value)
 		})
+	}
+	if value, ok := _u.mutation.WrapUpCodes(); ok {
+		_spec.SetField(setting.FieldWrapUpCodes, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedWrapUpCodes(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, setting.FieldWrapUpCodes, value)
+		})
+	}
+	if value, ok := _u.mutation.WrapUpRequired(); ok {
+		_spec.SetField(setting.FieldWrapUpRequired, field.TypeBool, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -625,6 +662,32 @@ func (_u *SettingUpdateOne) AppendPreChatFields(v []schema.PreChatField) *Settin
 	return _u
 }
 
+// SetWrapUpCodes sets the "wrap_up_codes" field.
+func (_u *SettingUpdateOne) SetWrapUpCodes(v []schema.WrapUpCode) *SettingUpdateOne {
+	_u.mutation.SetWrapUpCodes(v)
+	return _u
+}
+
+// AppendWrapUpCodes appends value to the "wrap_up_codes" field.
+func (_u *SettingUpdateOne) AppendWrapUpCodes(v []schema.WrapUpCode) *SettingUpdateOne {
+	_u.mutation.AppendWrapUpCodes(v)
+	return _u
+}
+
+// SetWrapUpRequired sets the "wrap_up_required" field.
+func (_u *SettingUpdateOne) SetWrapUpRequired(v bool) *SettingUpdateOne {
+	_u.mutation.SetWrapUpRequired(v)
+	return _u
+}
+
+// SetNillableWrapUpRequired sets the "wrap_up_required" field if the given value is not nil.
+func (_u *SettingUpdateOne) SetNillableWrapUpRequired(v *bool) *SettingUpdateOne {
+	if v != nil {
+		_u.SetWrapUpRequired(*v)
+	}
+	return _u
+}
+
 // Mutation returns the SettingMutation object of the builder.
 func (_u *SettingUpdateOne) Mutation() *SettingMutation {
 	return _u.mutation
@@ -806,6 +869,17 @@ func (_u *SettingUpdateOne) sqlSave(ctx context.Context) (_node *Setting, err er
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, setting.FieldPreChatFields, value)
 		})
+	}
+	if value, ok := _u.mutation.WrapUpCodes(); ok {
+		_spec.SetField(setting.FieldWrapUpCodes, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedWrapUpCodes(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, setting.FieldWrapUpCodes, value)
+		})
+	}
+	if value, ok := _u.mutation.WrapUpRequired(); ok {
+		_spec.SetField(setting.FieldWrapUpRequired, field.TypeBool, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Setting{config: _u.config}

@@ -40,6 +40,8 @@ const (
 	FieldWrapUpUntil = "wrap_up_until"
 	// FieldClosedAt holds the string denoting the closed_at field in the database.
 	FieldClosedAt = "closed_at"
+	// FieldWrapUp holds the string denoting the wrap_up field in the database.
+	FieldWrapUp = "wrap_up"
 	// FieldCustomerActiveAt holds the string denoting the customer_active_at field in the database.
 	FieldCustomerActiveAt = "customer_active_at"
 	// FieldConsumerID holds the string denoting the consumer_id field in the database.
@@ -162,6 +164,7 @@ var Columns = []string{
 	FieldWaitExceededAt,
 	FieldWrapUpUntil,
 	FieldClosedAt,
+	FieldWrapUp,
 	FieldCustomerActiveAt,
 	FieldConsumerID,
 }

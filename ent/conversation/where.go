@@ -591,6 +591,16 @@ func ClosedAtNotNil() predicate.Conversation {
 	return predicate.Conversation(sql.FieldNotNull(FieldClosedAt))
 }
 
+// WrapUpIsNil applies the IsNil predicate on the "wrap_up" field.
+func WrapUpIsNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldIsNull(FieldWrapUp))
+}
+
+// WrapUpNotNil applies the NotNil predicate on the "wrap_up" field.
+func WrapUpNotNil() predicate.Conversation {
+	return predicate.Conversation(sql.FieldNotNull(FieldWrapUp))
+}
+
 // CustomerActiveAtEQ applies the EQ predicate on the "customer_active_at" field.
 func CustomerActiveAtEQ(v time.Time) predicate.Conversation {
 	return predicate.Conversation(sql.FieldEQ(FieldCustomerActiveAt, v))

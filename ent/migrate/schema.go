@@ -178,6 +178,7 @@ var (
 		{Name: "wait_exceeded_at", Type: field.TypeTime, Nullable: true},
 		{Name: "wrap_up_until", Type: field.TypeTime, Nullable: true},
 		{Name: "closed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "wrap_up", Type: field.TypeJSON, Nullable: true},
 		{Name: "customer_active_at", Type: field.TypeTime, Nullable: true},
 		{Name: "agent_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "consumer_id", Type: field.TypeUUID, Nullable: true},
@@ -192,25 +193,25 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "conversations_agents_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[11]},
+				Columns:    []*schema.Column{ConversationsColumns[12]},
 				RefColumns: []*schema.Column{AgentsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "conversations_consumers_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[12]},
+				Columns:    []*schema.Column{ConversationsColumns[13]},
 				RefColumns: []*schema.Column{ConsumersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "conversations_interactions_conversation",
-				Columns:    []*schema.Column{ConversationsColumns[13]},
+				Columns:    []*schema.Column{ConversationsColumns[14]},
 				RefColumns: []*schema.Column{InteractionsColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "conversations_queues_conversations",
-				Columns:    []*schema.Column{ConversationsColumns[14]},
+				Columns:    []*schema.Column{ConversationsColumns[15]},
 				RefColumns: []*schema.Column{QueuesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -234,17 +235,17 @@ var (
 			{
 				Name:    "conversation_agent_id_state",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[11], ConversationsColumns[2]},
+				Columns: []*schema.Column{ConversationsColumns[12], ConversationsColumns[2]},
 			},
 			{
 				Name:    "conversation_state_customer_active_at",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[10]},
+				Columns: []*schema.Column{ConversationsColumns[2], ConversationsColumns[11]},
 			},
 			{
 				Name:    "conversation_consumer_id_state",
 				Unique:  false,
-				Columns: []*schema.Column{ConversationsColumns[12], ConversationsColumns[2]},
+				Columns: []*schema.Column{ConversationsColumns[13], ConversationsColumns[2]},
 			},
 		},
 	}
@@ -615,6 +616,8 @@ var (
 		{Name: "bot_config", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "bot_config_version", Type: field.TypeInt64, Default: 0},
 		{Name: "pre_chat_fields", Type: field.TypeJSON, Default: map[string]schema.Expr{"postgres": "'[]'::jsonb", "sqlite3": "'[]'"}},
+		{Name: "wrap_up_codes", Type: field.TypeJSON, Default: map[string]schema.Expr{"postgres": "'[]'::jsonb", "sqlite3": "'[]'"}},
+		{Name: "wrap_up_required", Type: field.TypeBool, Default: false},
 	}
 	// SettingsTable holds the schema information for the "settings" table.
 	SettingsTable = &schema.Table{

@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"time"
+
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/edge"
@@ -43,6 +45,9 @@ func (Conversation) Fields() []ent.Field {
 		// wrap_up_until holds the closing agent's capacity until then.
 		field.Time("wrap_up_until").Optional().Nillable(),
 		field.Time("closed_at").Optional().Nillable(),
+		// wrap_up is what the staff member who closed it recorded: internal,
+		// never shown to the customer.
+		field.JSON("wrap_up", &WrapUp{}).Optional(),
 		// customer_active_at is when the customer last sent, acknowledged
 		// or uploaded something; abandoned conversations are found by it.
 		field.Time("customer_active_at").Optional().Nillable(),
@@ -80,4 +85,15 @@ func (Conversation) Indexes() []ent.Index {
 		index.Fields("state", "customer_active_at"),
 		index.Fields("consumer_id", "state"),
 	}
+}
+
+// WrapUp is what the staff member who closed a conversation recorded
+// (parley.v1.WrapUp).
+type WrapUp struct {
+	Code  string `json:"code,omitempty"`
+	Label string `json:"label,omitempty"`
+	Notes string `json:"notes,omitempty"`
+	// ClosedBy is the participant id of who closed it.
+	ClosedBy string    `json:"closed_by"`
+	Time     time.Time `json:"time"`
 }

@@ -34,6 +34,13 @@ type PreChatField struct {
 	Hint    string   `json:"hint,omitempty"`
 }
 
+// WrapUpCode is one outcome an agent records when closing a chat
+// (parley.v1.WrapUpCode).
+type WrapUpCode struct {
+	Code  string `json:"code"`
+	Label string `json:"label"`
+}
+
 // Fields of the Setting.
 func (Setting) Fields() []ent.Field {
 	return []ent.Field{
@@ -69,5 +76,10 @@ func (Setting) Fields() []ent.Field {
 		// pre_chat_fields are the pre-chat form's extra fields, in order.
 		field.JSON("pre_chat_fields", []PreChatField{}).Default([]PreChatField{}).
 			Annotations(entsql.DefaultExprs(map[string]string{dialect.Postgres: "'[]'::jsonb", dialect.SQLite: "'[]'"})),
+		// wrap_up_codes are the outcomes agents pick from when closing;
+		// wrap_up_required makes an agent pick one.
+		field.JSON("wrap_up_codes", []WrapUpCode{}).Default([]WrapUpCode{}).
+			Annotations(entsql.DefaultExprs(map[string]string{dialect.Postgres: "'[]'::jsonb", dialect.SQLite: "'[]'"})),
+		field.Bool("wrap_up_required").Default(false),
 	}
 }

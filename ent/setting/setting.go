@@ -38,6 +38,10 @@ const (
 	FieldBotConfigVersion = "bot_config_version"
 	// FieldPreChatFields holds the string denoting the pre_chat_fields field in the database.
 	FieldPreChatFields = "pre_chat_fields"
+	// FieldWrapUpCodes holds the string denoting the wrap_up_codes field in the database.
+	FieldWrapUpCodes = "wrap_up_codes"
+	// FieldWrapUpRequired holds the string denoting the wrap_up_required field in the database.
+	FieldWrapUpRequired = "wrap_up_required"
 	// Table holds the table name of the setting in the database.
 	Table = "settings"
 )
@@ -58,6 +62,8 @@ var Columns = []string{
 	FieldBotConfig,
 	FieldBotConfigVersion,
 	FieldPreChatFields,
+	FieldWrapUpCodes,
+	FieldWrapUpRequired,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -99,6 +105,10 @@ var (
 	DefaultBotConfigVersion int64
 	// DefaultPreChatFields holds the default value on creation for the "pre_chat_fields" field.
 	DefaultPreChatFields []schema.PreChatField
+	// DefaultWrapUpCodes holds the default value on creation for the "wrap_up_codes" field.
+	DefaultWrapUpCodes []schema.WrapUpCode
+	// DefaultWrapUpRequired holds the default value on creation for the "wrap_up_required" field.
+	DefaultWrapUpRequired bool
 )
 
 // OrderOption defines the ordering options for the Setting queries.
@@ -157,4 +167,9 @@ func ByBotConfig(opts ...sql.OrderTermOption) OrderOption {
 // ByBotConfigVersion orders the results by the bot_config_version field.
 func ByBotConfigVersion(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldBotConfigVersion, opts...).ToFunc()
+}
+
+// ByWrapUpRequired orders the results by the wrap_up_required field.
+func ByWrapUpRequired(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldWrapUpRequired, opts...).ToFunc()
 }

@@ -103,6 +103,11 @@ func BotConfigVersion(v int64) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldBotConfigVersion, v))
 }
 
+// WrapUpRequired applies equality check predicate on the "wrap_up_required" field. It's identical to WrapUpRequiredEQ.
+func WrapUpRequired(v bool) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldWrapUpRequired, v))
+}
+
 // MaxGuestSessionsPerHourEQ applies the EQ predicate on the "max_guest_sessions_per_hour" field.
 func MaxGuestSessionsPerHourEQ(v int) predicate.Setting {
 	return predicate.Setting(sql.FieldEQ(FieldMaxGuestSessionsPerHour, v))
@@ -531,6 +536,16 @@ func BotConfigVersionLT(v int64) predicate.Setting {
 // BotConfigVersionLTE applies the LTE predicate on the "bot_config_version" field.
 func BotConfigVersionLTE(v int64) predicate.Setting {
 	return predicate.Setting(sql.FieldLTE(FieldBotConfigVersion, v))
+}
+
+// WrapUpRequiredEQ applies the EQ predicate on the "wrap_up_required" field.
+func WrapUpRequiredEQ(v bool) predicate.Setting {
+	return predicate.Setting(sql.FieldEQ(FieldWrapUpRequired, v))
+}
+
+// WrapUpRequiredNEQ applies the NEQ predicate on the "wrap_up_required" field.
+func WrapUpRequiredNEQ(v bool) predicate.Setting {
+	return predicate.Setting(sql.FieldNEQ(FieldWrapUpRequired, v))
 }
 
 // And groups predicates with the AND operator between them.

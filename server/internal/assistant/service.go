@@ -30,6 +30,7 @@ import (
 	"github.com/parleyhq/parley/server/internal/events"
 	"github.com/parleyhq/parley/server/internal/knowledge"
 	"github.com/parleyhq/parley/server/internal/routing"
+	"github.com/parleyhq/parley/server/internal/session"
 	"github.com/parleyhq/parley/server/internal/store"
 )
 
@@ -206,7 +207,12 @@ func (s *Service) GetConversationContext(ctx context.Context, req *parleyv1.GetC
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
 	in := conv.Edges.Interaction
-	out := &parleyv1.GetConversationContextResponse{Conversation: chatlog.ToProto(conv)}
+	out := &parleyv1.GetConversationContextResponse{Conversation: chatlog.ForCaller(conv, p)}
+	set, err := db.Setting.Get(ctx, schema.SettingsID)
+	if err != nil {
+		return nil, apierr.Internal(fmt.Errorf("load settings: %w", err))
+	}
+	out.WrapUpCodes, out.WrapUpRequired = session.WrapUpCodesToProto(set.WrapUpCodes), set.WrapUpRequired
 
 	consumerID := conv.ConsumerID
 	if consumerID == nil {
@@ -255,7 +261,7 @@ func (s *Service) GetConversationContext(ctx context.Context, req *parleyv1.GetC
 		}
 	}
 	for _, c := range same {
-		out.OtherConversations = append(out.OtherConversations, chatlog.ToProto(c))
+		out.OtherConversations = append(out.OtherConversations, chatlog.ForCaller(c, p))
 	}
 
 	// Their cases: the consumer's and this conversation's.

@@ -55,6 +55,12 @@ func FromContext(ctx context.Context) *Principal {
 	return p
 }
 
+// Staff reports whether p works for the company (an agent, a supervisor or
+// an admin) rather than being its customer.
+func (p *Principal) Staff() bool {
+	return p.Role == RoleAgent || p.Role == RoleSupervisor || p.Role == RoleAdmin
+}
+
 // Caller names the principal for idempotency keys and rate limits: the
 // conversation for a guest (every token of one guest is one caller), the
 // agent for an agent, the token for a supervisor or an admin.

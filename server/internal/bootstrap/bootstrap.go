@@ -133,6 +133,16 @@ type Settings struct {
 	// PreChatFields are the pre-chat form's extra fields, after the issue
 	// type (parley.v1.PreChatField).
 	PreChatFields []PreChatField `yaml:"pre_chat_fields"`
+	// WrapUpCodes are the outcomes agents pick from when closing a chat;
+	// WrapUpRequired makes them pick one.
+	WrapUpCodes    []WrapUpCode `yaml:"wrap_up_codes"`
+	WrapUpRequired bool         `yaml:"wrap_up_required"`
+}
+
+// WrapUpCode is one outcome an agent records when closing a chat.
+type WrapUpCode struct {
+	Code  string `yaml:"code"`
+	Label string `yaml:"label"`
 }
 
 // PreChatField is one extra field of the pre-chat form; its value reaches
@@ -276,6 +286,10 @@ func (f *File) settingsProto() *parleyv1.Settings {
 	for _, it := range f.Settings.IssueTypes {
 		out.IssueTypes = append(out.IssueTypes, &parleyv1.IssueType{Value: it.Value, DisplayName: it.DisplayName})
 	}
+	for _, c := range f.Settings.WrapUpCodes {
+		out.WrapUpCodes = append(out.WrapUpCodes, &parleyv1.WrapUpCode{Code: c.Code, Label: c.Label})
+	}
+	out.WrapUpRequired = f.Settings.WrapUpRequired
 	for _, pf := range f.Settings.PreChatFields {
 		out.PreChatFields = append(out.PreChatFields, &parleyv1.PreChatField{
 			Name: pf.Name, Label: pf.Label, Required: pf.Required, MaxLength: pf.MaxLength,
@@ -311,6 +325,9 @@ func (f *File) check() error {
 		return fmt.Errorf("settings: %w", err)
 	}
 	if err := session.CheckPreChatFields(f.settingsProto().GetPreChatFields()); err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	if err := session.CheckWrapUp(f.settingsProto()); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
 	for _, c := range f.Settings.BotChannels {
@@ -561,6 +578,8 @@ func (f *File) writeSettings(ctx context.Context, tx *ent.Tx) error {
 		SetDemo(f.Demo).
 		SetBotChannels(slices.Clone(f.Settings.BotChannels)).
 		SetPreChatFields(session.PreChatFieldsFromProto(s.GetPreChatFields())).
+		SetWrapUpCodes(session.WrapUpCodesFromProto(s.GetWrapUpCodes())).
+		SetWrapUpRequired(s.GetWrapUpRequired()).
 		SetBotConfig(f.BotConfig).
 		SetBotConfigVersion(min(int64(len(f.BotConfig)), 1)).
 		Exec(ctx)

@@ -8,6 +8,7 @@ import (
 	"github.com/parleyhq/parley/ent/event"
 	"github.com/parleyhq/parley/ent/interaction"
 	parleyv1 "github.com/parleyhq/parley/gen/parley/v1"
+	"github.com/parleyhq/parley/server/internal/auth"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -86,6 +87,16 @@ func ToProto(c *ent.Conversation) *parleyv1.Conversation {
 	}
 	if c.ConsumerID != nil {
 		out.ConsumerId = c.ConsumerID.String()
+	}
+	return out
+}
+
+// ForCaller converts c for p: ToProto, plus its wrap-up for staff (the
+// customer never gets it).
+func ForCaller(c *ent.Conversation, p *auth.Principal) *parleyv1.Conversation {
+	out := ToProto(c)
+	if w := c.WrapUp; w != nil && p.Staff() {
+		out.WrapUp = &parleyv1.WrapUp{Code: w.Code, Label: w.Label, Notes: w.Notes, ClosedBy: w.ClosedBy, CreateTime: timestamppb.New(w.Time)}
 	}
 	return out
 }

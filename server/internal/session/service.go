@@ -460,6 +460,47 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, set *ent.
 	return conv, nil
 }
 
+// wrapUp checks a staff member's wrap-up against the settings and returns
+// what to record: the code must be one of the settings' codes, and an
+// agent must give one when the settings require it. Nothing given (and
+// nothing required) records nothing.
+func (s *Service) wrapUp(ctx context.Context, tx *ent.Tx, p *auth.Principal, req *parleyv1.CloseConversationRequest, closer chatlog.Sender, now time.Time) (*schema.WrapUp, error) {
+	set, err := tx.Setting.Get(ctx, schema.SettingsID)
+	if err != nil {
+		return nil, fmt.Errorf("load settings: %w", err)
+	}
+	code, notes := req.GetWrapUpCode(), strings.TrimSpace(req.GetWrapUpNotes())
+	if code == "" && set.WrapUpRequired && p.Role == auth.RoleAgent {
+		return nil, apierr.New(connect.CodeInvalidArgument, "WRAP_UP_CODE_REQUIRED",
+			"wrap_up_code is required to close a chat: one of "+wrapUpCodeList(set.WrapUpCodes))
+	}
+	w := &schema.WrapUp{Code: code, Notes: notes, ClosedBy: closer.ID, Time: now}
+	if code != "" {
+		i := slices.IndexFunc(set.WrapUpCodes, func(c schema.WrapUpCode) bool { return c.Code == code })
+		if i < 0 {
+			return nil, apierr.New(connect.CodeInvalidArgument, "WRAP_UP_CODE_UNKNOWN",
+				fmt.Sprintf("wrap_up_code %q is not one of the settings' codes: %s", code, wrapUpCodeList(set.WrapUpCodes)))
+		}
+		w.Label = set.WrapUpCodes[i].Label
+	}
+	if w.Code == "" && w.Notes == "" {
+		return nil, nil
+	}
+	return w, nil
+}
+
+// wrapUpCodeList names the codes for an error message.
+func wrapUpCodeList(codes []schema.WrapUpCode) string {
+	if len(codes) == 0 {
+		return "(none are configured)"
+	}
+	names := make([]string, len(codes))
+	for i, c := range codes {
+		names[i] = c.Code
+	}
+	return strings.Join(names, ", ")
+}
+
 // formFieldsOrEmpty stores absent form fields as an empty map.
 func formFieldsOrEmpty(m map[string]string) map[string]string {
 	if m == nil {
@@ -470,11 +511,12 @@ func formFieldsOrEmpty(m map[string]string) map[string]string {
 
 // GetConversation returns a conversation the caller may read.
 func (s *Service) GetConversation(ctx context.Context, req *parleyv1.GetConversationRequest) (*parleyv1.GetConversationResponse, error) {
-	conv, err := chatlog.Authorize(ctx, s.db.Client, auth.FromContext(ctx), chatlog.ParseID(req.GetConversationId()), chatlog.Read)
+	p := auth.FromContext(ctx)
+	conv, err := chatlog.Authorize(ctx, s.db.Client, p, chatlog.ParseID(req.GetConversationId()), chatlog.Read)
 	if err != nil {
 		return nil, err
 	}
-	return &parleyv1.GetConversationResponse{Conversation: chatlog.ToProto(conv)}, nil
+	return &parleyv1.GetConversationResponse{Conversation: chatlog.ForCaller(conv, p)}, nil
 }
 
 // CloseConversation closes a conversation: it releases the agent and any
@@ -486,6 +528,10 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 	conv, err := chatlog.Authorize(ctx, s.db.Client, p, id, chatlog.Manage)
 	if err != nil {
 		return nil, err
+	}
+	if !p.Staff() && (req.GetWrapUpCode() != "" || req.GetWrapUpNotes() != "") {
+		return nil, apierr.New(connect.CodeInvalidArgument, "WRAP_UP_NOT_ALLOWED",
+			"wrap_up_code and wrap_up_notes are the staff's; leave them empty (reason says why the chat ends)")
 	}
 	sender, err := chatlog.SenderOf(ctx, s.db.Client, p, conv)
 	if err != nil {
@@ -509,8 +555,22 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 		if reason == "" {
 			reason = "closed by " + string(p.Role)
 		}
-		notify, err = routing.Close(ctx, tx, cur, sender, reason, now)
-		return err
+		var wrapUp *schema.WrapUp
+		if p.Staff() {
+			if wrapUp, err = s.wrapUp(ctx, tx, p, req, sender, now); err != nil {
+				return err
+			}
+		}
+		if notify, err = routing.Close(ctx, tx, cur, sender, reason, now); err != nil {
+			return err
+		}
+		if wrapUp == nil {
+			return nil
+		}
+		if err := tx.Conversation.UpdateOneID(id).SetWrapUp(wrapUp).Exec(ctx); err != nil {
+			return fmt.Errorf("record the wrap-up: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, apierr.From(err)
@@ -521,5 +581,5 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 	if err != nil {
 		return nil, apierr.Internal(fmt.Errorf("load conversation: %w", err))
 	}
-	return &parleyv1.CloseConversationResponse{Conversation: chatlog.ToProto(closed)}, nil
+	return &parleyv1.CloseConversationResponse{Conversation: chatlog.ForCaller(closed, p)}, nil
 }

@@ -63,6 +63,24 @@ func PreChatFieldsFromProto(fs []*parleyv1.PreChatField) []schema.PreChatField {
 	return out
 }
 
+// WrapUpCodesToProto converts the stored wrap-up codes for the API.
+func WrapUpCodesToProto(cs []schema.WrapUpCode) []*parleyv1.WrapUpCode {
+	out := make([]*parleyv1.WrapUpCode, len(cs))
+	for i, c := range cs {
+		out[i] = &parleyv1.WrapUpCode{Code: c.Code, Label: c.Label}
+	}
+	return out
+}
+
+// WrapUpCodesFromProto converts the API's wrap-up codes for storage.
+func WrapUpCodesFromProto(cs []*parleyv1.WrapUpCode) []schema.WrapUpCode {
+	out := make([]schema.WrapUpCode, len(cs))
+	for i, c := range cs {
+		out[i] = schema.WrapUpCode{Code: c.GetCode(), Label: c.GetLabel()}
+	}
+	return out
+}
+
 func issueTypeValues(its []schema.IssueType) string {
 	vals := make([]string, len(its))
 	for i, it := range its {
@@ -86,6 +104,8 @@ func (s *Service) GetSettings(ctx context.Context, _ *parleyv1.GetSettingsReques
 		AgentDisconnectGrace:                 durationpb.New(time.Duration(set.AgentGraceSeconds) * time.Second),
 		BotChannels:                          botChannelsToProto(set.BotChannels),
 		PreChatFields:                        PreChatFieldsToProto(set.PreChatFields),
+		WrapUpCodes:                          WrapUpCodesToProto(set.WrapUpCodes),
+		WrapUpRequired:                       set.WrapUpRequired,
 	}
 	if set.DefaultQueueID != nil {
 		out.DefaultQueueId = set.DefaultQueueID.String()
@@ -104,6 +124,9 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 	if err := CheckPreChatFields(in.GetPreChatFields()); err != nil {
 		return nil, err
 	}
+	if err := CheckWrapUp(in); err != nil {
+		return nil, err
+	}
 	var defaultQueue *uuid.UUID
 	if id := in.GetDefaultQueueId(); id != "" {
 		qid := chatlog.ParseID(id)
@@ -118,6 +141,8 @@ func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettin
 			SetAbandonAfterSeconds(int64(in.GetAbandonAfter().AsDuration().Seconds())).
 			SetBotChannels(botChannelsFromProto(in.GetBotChannels())).
 			SetPreChatFields(PreChatFieldsFromProto(in.GetPreChatFields())).
+			SetWrapUpCodes(WrapUpCodesFromProto(in.GetWrapUpCodes())).
+			SetWrapUpRequired(in.GetWrapUpRequired()).
 			SetAgentGraceSeconds(int(cmp.Or(in.GetAgentDisconnectGrace().AsDuration(), DefaultAgentGrace).Seconds())).
 			ClearDefaultQueueID()
 		if defaultQueue != nil {
@@ -179,6 +204,23 @@ func CheckPreChatFields(fields []*parleyv1.PreChatField) error {
 					fmt.Sprintf("pre_chat_fields[%d] (%s): options[%d] must show something, not only spaces or invisible characters", i, f.GetName(), j))
 			}
 		}
+	}
+	return nil
+}
+
+// CheckWrapUp refuses wrap-up settings the schema's rules let through but
+// agents could not use: a blank label, or a required outcome with none to
+// pick.
+func CheckWrapUp(set *parleyv1.Settings) error {
+	for i, c := range set.GetWrapUpCodes() {
+		if blank(c.GetLabel()) {
+			return apierr.New(connect.CodeInvalidArgument, "WRAP_UP_LABEL_BLANK",
+				fmt.Sprintf("wrap_up_codes[%d] (%s): label must show something, not only spaces or invisible characters", i, c.GetCode()))
+		}
+	}
+	if set.GetWrapUpRequired() && len(set.GetWrapUpCodes()) == 0 {
+		return apierr.New(connect.CodeInvalidArgument, "WRAP_UP_CODES_MISSING",
+			"wrap_up_required needs at least one of wrap_up_codes for agents to pick")
 	}
 	return nil
 }
