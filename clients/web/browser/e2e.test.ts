@@ -15,7 +15,7 @@ import { test } from "node:test";
 import type { FrameLocator, Locator, Page } from "playwright-core";
 
 import { Channel } from "../src/index.js";
-import { launcher, messengerFrame, startStack } from "./harness.js";
+import { launcher, messengerFrame, nextMatching, startStack, waitFor } from "./harness.js";
 
 const repoRoot = resolve(import.meta.dirname, "../../..");
 const screenshots = join(repoRoot, "docs/screenshots");
@@ -164,12 +164,30 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
     await log.locator("li.msg.agent", { hasText: "€48 is confirmed" }).waitFor();
     await fred.locator("#context .cases li", { hasText: /CS\d+: Refund for order 1042/ }).waitFor();
 
-    // Fred closes with a wrap-up; the guest sees the end and the transcript.
+    // The guest's own view of the log, through the messenger's guest token:
+    // followed from before the close, it gets the closing event too.
+    const frame = await waitFor(() => host.frames().find((f) => f.url().startsWith(`${base}/messenger/`)), { message: "the messenger frame did not load" });
+    const guestToken = /"guestToken":"([^"]+)"/.exec(await frame.evaluate(() => Object.values(localStorage).join("\n")))?.[1];
+    assert.ok(guestToken, "the messenger keeps its guest token");
+    const guestClosed = nextMatching(
+      stack.client(guestToken).messaging.subscribe({ conversationId: convId, afterSeq: 0n }, { signal: AbortSignal.timeout(30_000) }),
+      (r) => (r.item.case === "event" && r.item.value.kind.case === "conversationClosed" ? r.item.value.kind.value : undefined),
+      30_000);
+    guestClosed.catch(() => undefined); // awaited below
+
+    // Fred closes with a wrap-up: an outcome and internal notes.
     await fred.locator("#wrapup-outcome").selectOption("Resolved");
     await fred.locator("#wrapup-notes").fill("Refund confirmed");
     await fred.getByRole("button", { name: "Close conversation" }).click();
-    await fredChat.locator("li.system", { hasText: "Closed: Resolved: Refund confirmed" }).waitFor();
+    await fredChat.locator("li.system", { hasText: /^Closed/ }).waitFor();
+    // The guest sees the end and the transcript, and never the wrap-up.
     await m.getByRole("button", { name: "Download transcript" }).waitFor({ timeout: 20_000 });
+    const closing = await guestClosed;
+    assert.doesNotMatch(closing.reason, /Refund confirmed|Resolved/, "the close reason the guest reads carries the wrap-up");
+    assert.doesNotMatch(await m.locator("body").innerText(), /Refund confirmed/, "the messenger shows the wrap-up notes");
+    const transcript = await downloaded(host, m.getByRole("button", { name: "Download transcript" }));
+    assert.match(transcript, /the refund of €48 is confirmed/);
+    assert.doesNotMatch(transcript, /Refund confirmed/, "the transcript carries the wrap-up notes");
 
     // The whole log on the new agent's side: every event once, in order, no gap.
     const seqs = await fredChat.locator("ol.log > li[data-seq]").evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.seq)));

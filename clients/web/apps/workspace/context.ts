@@ -8,9 +8,6 @@ import type { ChatView } from "./chat.js";
 import { el, replace, uuid, type Child } from "../shared/dom.js";
 import { channelName, describeError, presenceName, withRetry } from "./util.js";
 
-/** Wrap-up outcomes offered when closing; the chosen one starts the close reason. */
-const outcomes = ["Resolved", "Follow-up needed", "Customer left", "Not our service", "Other"];
-
 /** The context panel; shows one chat at a time. */
 export class ContextPanel {
   private chat: ChatView | null = null;
@@ -108,7 +105,10 @@ export class ContextPanel {
         s.missingSlots.length ? el("p", {}, `Missing: ${s.missingSlots.join(", ")}`) : null)
       : el("p", { class: "hint" }, "No summary: the chat was not handed over by the virtual agent."));
     const history = section("Other conversations", ctx.otherConversations.length
-      ? el("ul", {}, ...ctx.otherConversations.map((c) => el("li", {}, `${channelName(c.interaction?.channel ?? 0)} · ${c.interaction?.issueType ?? ""} · ${c.createTime ? timestampDate(c.createTime).toLocaleString() : ""}: ${c.interaction?.firstMessage ?? ""}`)))
+      ? el("ul", {}, ...ctx.otherConversations.map((c) => el("li", {},
+        `${channelName(c.interaction?.channel ?? 0)} · ${c.interaction?.issueType ?? ""} · ${c.createTime ? timestampDate(c.createTime).toLocaleString() : ""}: ${c.interaction?.firstMessage ?? ""}`,
+        c.wrapUp?.label ? el("p", { class: "snippet" }, `Outcome: ${c.wrapUp.label}`) : null,
+        c.wrapUp?.notes ? el("p", { class: "snippet pre" }, `Wrap-up notes: ${c.wrapUp.notes}`) : null)))
       : el("p", { class: "hint" }, "None."));
     const cases = section("Cases", ctx.cases.length
       ? el("ul", { class: "cases" }, ...ctx.cases.map((c) => el("li", {}, `${c.number}: ${c.shortDescription}`)))
@@ -119,7 +119,7 @@ export class ContextPanel {
       ctx.latestCustomerMessage ? el("p", { class: "hint" }, `For: ${ctx.latestCustomerMessage}`) : null);
     replace(this.el, el("div", { class: "context-head" }, el("h2", { tabindex: "-1" }, `Context: ${chat.name}`), refresh),
       customer, captured, summary, history, cases, articles,
-      chat.ended ? null : this.transferForm(chat), chat.ended ? null : this.caseForm(chat, !conv.consumerId && !ctx.consumer), chat.ended ? null : this.closeForm(chat));
+      chat.ended ? null : this.transferForm(chat), chat.ended ? null : this.caseForm(chat, !conv.consumerId && !ctx.consumer), chat.ended ? null : this.closeForm(chat, ctx));
   }
 
   private transferForm(chat: ChatView): HTMLElement {
@@ -205,22 +205,29 @@ export class ContextPanel {
     return form;
   }
 
-  private closeForm(chat: ChatView): HTMLElement {
-    const outcome = el("select", { id: "wrapup-outcome" }, ...outcomes.map((o) => el("option", { value: o }, o)));
-    const notes = el("textarea", { id: "wrapup-notes", rows: "2", maxlength: "450" });
+  private closeForm(chat: ChatView, ctx: GetConversationContextResponse): HTMLElement {
+    // The outcome and notes are the conversation's wrap-up, which only staff
+    // read; the close reason the customer sees is left to the server.
+    const codes = ctx.wrapUpCodes;
+    const outcome = codes.length
+      ? el("select", { id: "wrapup-outcome", required: ctx.wrapUpRequired },
+        el("option", { value: "" }, ctx.wrapUpRequired ? "Choose an outcome" : "No outcome"),
+        ...codes.map((c) => el("option", { value: c.code }, c.label)))
+      : null;
+    const notes = el("textarea", { id: "wrapup-notes", rows: "2", maxlength: "2000" });
     const status = el("p", { role: "status" });
     const submit = el("button", { type: "submit", class: "danger" }, "Close conversation");
     const form = el("form", { class: "action", "aria-labelledby": "close-h" },
       el("h3", { id: "close-h" }, "Close and wrap up"),
-      el("label", { for: "wrapup-outcome" }, "Outcome"), outcome,
-      el("label", { for: "wrapup-notes" }, "Wrap-up notes"), notes, submit, status);
+      outcome ? el("label", { for: "wrapup-outcome" }, "Outcome") : null, outcome,
+      el("label", { for: "wrapup-notes" }, "Wrap-up notes (internal, never shown to the customer)"), notes, submit, status);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       submit.disabled = true;
       status.textContent = "Closing…";
-      const reason = [outcome.value, notes.value.trim()].filter(Boolean).join(": ").slice(0, 500);
+      const req = { conversationId: chat.id, wrapUpCode: outcome?.value ?? "", wrapUpNotes: notes.value.trim() };
       try {
-        await withRetry(() => this.client.session.closeConversation({ conversationId: chat.id, reason }));
+        await withRetry(() => this.client.session.closeConversation(req));
         status.textContent = "Closed.";
       } catch (err) {
         status.textContent = `Not closed: ${describeError(err)}`;
