@@ -3208,7 +3208,8 @@ type WrapUp struct {
 	// The code's label when it was recorded.
 	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
 	Notes string `protobuf:"bytes,3,opt,name=notes,proto3" json:"notes,omitempty"`
-	// The participant id of who closed the chat.
+	// Who closed the chat: the agent's participant id, or for a supervisor
+	// or an admin their role and token id ("supervisor:<token id>").
 	ClosedBy      string                 `protobuf:"bytes,4,opt,name=closed_by,json=closedBy,proto3" json:"closed_by,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	unknownFields protoimpl.UnknownFields

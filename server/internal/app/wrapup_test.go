@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -137,15 +138,17 @@ func TestWrapUpRequired(t *testing.T) {
 	s.WrapUpCodes = nil
 	_, err = admin.Session.UpdateSettings(ctx, &parleyv1.UpdateSettingsRequest{Settings: s})
 	wantReason(t, "required with no codes", err, connect.CodeInvalidArgument, "WRAP_UP_CODES_MISSING")
-	s.WrapUpCodes = []*parleyv1.WrapUpCode{{Code: "done", Label: "\u200b "}}
-	_, err = admin.Session.UpdateSettings(ctx, &parleyv1.UpdateSettingsRequest{Settings: s})
-	wantReason(t, "blank label", err, connect.CodeInvalidArgument, "WRAP_UP_LABEL_BLANK")
+	for _, label := range []string{"\u200b ", "\u3164", "\u2800", "\ufe0f", "\u034f\u17b4", "\uffa0\u115f\u1160", "\u00a0\u3000"} {
+		s.WrapUpCodes = []*parleyv1.WrapUpCode{{Code: "done", Label: label}}
+		_, err = admin.Session.UpdateSettings(ctx, &parleyv1.UpdateSettingsRequest{Settings: s})
+		wantReason(t, fmt.Sprintf("blank label %+q", label), err, connect.CodeInvalidArgument, "WRAP_UP_LABEL_BLANK")
+	}
 	s.WrapUpCodes = []*parleyv1.WrapUpCode{{Code: "done", Label: "Done"}, {Code: "done", Label: "Done again"}}
 	_, err = admin.Session.UpdateSettings(ctx, &parleyv1.UpdateSettingsRequest{Settings: s})
 	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "unique codes") {
 		t.Fatalf("duplicate codes: %v", err)
 	}
-	s.WrapUpCodes = []*parleyv1.WrapUpCode{{Code: "done", Label: "Done"}}
+	s.WrapUpCodes = []*parleyv1.WrapUpCode{{Code: "done", Label: "Done"}, {Code: "love", Label: "\u2764\ufe0f"}, {Code: "cafe", Label: "Cafe\u0301"}}
 	_, err = admin.Session.UpdateSettings(ctx, &parleyv1.UpdateSettingsRequest{Settings: s})
 	must(t, err)
 
@@ -153,7 +156,7 @@ func TestWrapUpRequired(t *testing.T) {
 	beth := srv.Client(parley.Connect, servertest.BethToken)
 	_, err = beth.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: convID, WrapUpNotes: "no code"})
 	wantReason(t, "agent's close without a code", err, connect.CodeInvalidArgument, "WRAP_UP_CODE_REQUIRED")
-	if !strings.Contains(err.Error(), "one of done") {
+	if !strings.Contains(err.Error(), "one of done, love, cafe") {
 		t.Errorf("required code: %v, want the codes named", err)
 	}
 	closed, err := beth.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: convID, WrapUpCode: "done"})
@@ -164,9 +167,15 @@ func TestWrapUpRequired(t *testing.T) {
 
 	_, other := startGuestChat(ctx, t, srv, "billing")
 	sup := srv.Client(parley.Connect, "ps_demo_supervisor")
-	closed, err = sup.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: other, Reason: "spam"})
+	closed, err = sup.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: other, Reason: "spam", WrapUpNotes: "\u200b \ufeff"})
 	must(t, err)
 	if closed.GetConversation().GetWrapUp() != nil {
-		t.Fatalf("a close with no wrap-up recorded one: %v", closed.GetConversation().GetWrapUp())
+		t.Fatalf("a close with no wrap-up (invisible notes) recorded one: %v", closed.GetConversation().GetWrapUp())
+	}
+	_, third := startGuestChat(ctx, t, srv, "billing")
+	closed, err = sup.Session.CloseConversation(ctx, &parleyv1.CloseConversationRequest{ConversationId: third, WrapUpNotes: "\u200bduplicate of an earlier chat\u200b"})
+	must(t, err)
+	if w := closed.GetConversation().GetWrapUp(); w.GetNotes() != "duplicate of an earlier chat" || !strings.HasPrefix(w.GetClosedBy(), "supervisor:") {
+		t.Fatalf("a supervisor's wrap-up: %v, want trimmed notes and closed_by naming the supervisor", w)
 	}
 }

@@ -76,6 +76,7 @@ func TestPreChatFields(t *testing.T) {
 		{"required missing", map[string]string{"notes": "hi"}, "FORM_FIELD_REQUIRED", `Order number is required (form_fields["order_number"])`},
 		{"required blank", map[string]string{"order_number": " \t"}, "FORM_FIELD_REQUIRED", "Order number is required"},
 		{"required invisible", map[string]string{"order_number": "\u200b\ufeff\u180e"}, "FORM_FIELD_REQUIRED", "Order number is required"},
+		{"required filler", map[string]string{"order_number": "\u3164\ufe0f\u034f"}, "FORM_FIELD_REQUIRED", "Order number is required"},
 		{"too long", map[string]string{"order_number": "12345678901"}, "FORM_FIELD_TOO_LONG", "Order number must be at most 10 characters, not 11"},
 		{"default max length", map[string]string{"order_number": "1", "notes": strings.Repeat("é", 501)}, "", `form_fields["notes"]: must be at most 500 characters`},
 		{"not an option", map[string]string{"order_number": "1042", "contact_preference": "Fax"}, "FORM_FIELD_NOT_AN_OPTION", "Follow-up must be one of: Chat only, Email me a copy"},
@@ -150,6 +151,7 @@ func TestPreChatFieldsValidation(t *testing.T) {
 		{"duplicate options", []*parleyv1.PreChatField{{Name: "a", Label: "A", Options: []string{"x", "x"}}}, "pre_chat_fields[0].options: repeated value must contain unique items"},
 		{"empty option", []*parleyv1.PreChatField{{Name: "a", Label: "A", Options: []string{""}}}, "pre_chat_fields[0].options[0]"},
 		{"blank label", []*parleyv1.PreChatField{{Name: "a", Label: " \u200b"}}, "pre_chat_fields[0] (a): label must show something"},
+		{"filler label", []*parleyv1.PreChatField{{Name: "a", Label: "\u3164\u2800"}}, "pre_chat_fields[0] (a): label must show something"},
 		{"blank option", []*parleyv1.PreChatField{{Name: "a", Label: "A", Options: []string{"x", "\u00a0"}}}, "pre_chat_fields[0] (a): options[1] must show something"},
 		{"option over max length", []*parleyv1.PreChatField{{Name: "a", Label: "A", MaxLength: 2, Options: []string{"abc"}}}, "every option must fit max_length"},
 	} {

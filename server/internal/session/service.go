@@ -89,13 +89,19 @@ func (s *Service) GetPreChatForm(ctx context.Context, _ *parleyv1.GetPreChatForm
 	}, nil
 }
 
-// blank reports whether s shows nothing: only spaces, or characters
-// that are invisible (format and control characters, such as a zero-width
-// space or a byte order mark).
+// blank reports whether s shows nothing: only invisible characters.
 func blank(s string) bool {
-	return strings.TrimFunc(s, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || unicode.IsControl(r)
-	}) == ""
+	return strings.TrimFunc(s, invisible) == ""
+}
+
+// invisible reports whether r shows nothing by itself: spaces, format and
+// control characters (a zero-width space, a byte order mark), combining
+// marks with nothing to combine with (variation selectors), the characters
+// Unicode says to ignore in display (the Hangul fillers), and the blank
+// braille pattern.
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Cc, unicode.Mn, unicode.Me,
+		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) || r == '\u2800'
 }
 
 // checkName refuses a name the schema's length rule lets through but a
@@ -469,12 +475,12 @@ func (s *Service) wrapUp(ctx context.Context, tx *ent.Tx, p *auth.Principal, req
 	if err != nil {
 		return nil, fmt.Errorf("load settings: %w", err)
 	}
-	code, notes := req.GetWrapUpCode(), strings.TrimSpace(req.GetWrapUpNotes())
+	code, notes := req.GetWrapUpCode(), strings.TrimFunc(req.GetWrapUpNotes(), invisible)
 	if code == "" && set.WrapUpRequired && p.Role == auth.RoleAgent {
 		return nil, apierr.New(connect.CodeInvalidArgument, "WRAP_UP_CODE_REQUIRED",
 			"wrap_up_code is required to close a chat: one of "+wrapUpCodeList(set.WrapUpCodes))
 	}
-	w := &schema.WrapUp{Code: code, Notes: notes, ClosedBy: closer.ID, Time: now}
+	w := &schema.WrapUp{Code: code, Notes: notes, ClosedBy: cmp.Or(closer.ID, p.Caller()), Time: now}
 	if code != "" {
 		i := slices.IndexFunc(set.WrapUpCodes, func(c schema.WrapUpCode) bool { return c.Code == code })
 		if i < 0 {

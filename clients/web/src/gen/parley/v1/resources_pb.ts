@@ -1401,7 +1401,8 @@ export type WrapUp = Message<"parley.v1.WrapUp"> & {
   notes: string;
 
   /**
-   * The participant id of who closed the chat.
+   * Who closed the chat: the agent's participant id, or for a supervisor
+   * or an admin their role and token id ("supervisor:<token id>").
    *
    * @generated from field: string closed_by = 4;
    */
