@@ -6,7 +6,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Presence, type GetConversationContextResponse, type ParleyClient } from "../../src/index.js";
 import type { ChatView } from "./chat.js";
 import { el, replace, uuid, type Child } from "../shared/dom.js";
-import { channelName, describeError, presenceName, withRetry } from "./util.js";
+import { allPages, channelName, describeError, presenceName, withRetry } from "./util.js";
 
 /** The context panel; shows one chat at a time. */
 export class ContextPanel {
@@ -157,14 +157,21 @@ export class ContextPanel {
 
   private async fillTargets(chat: ChatView, select: HTMLSelectElement): Promise<void> {
     try {
-      const [dir, queues] = await Promise.all([
-        withRetry(() => this.client.routing.listAgentDirectory({ channel: chat.conversation.interaction?.channel ?? 0 })),
-        withRetry(() => this.client.routing.listQueues({})),
+      const channel = chat.conversation.interaction?.channel ?? 0;
+      const [directory, queueList] = await Promise.all([
+        allPages(async (pageToken) => {
+          const r = await this.client.routing.listAgentDirectory({ channel, pageSize: 500, pageToken });
+          return { nextPageToken: r.nextPageToken, items: r.agents };
+        }),
+        allPages(async (pageToken) => {
+          const r = await this.client.routing.listQueues({ pageSize: 500, pageToken });
+          return { nextPageToken: r.nextPageToken, items: r.queues };
+        }),
       ]);
-      const agents = el("optgroup", { label: "Agents" }, ...dir.agents.map((a) =>
+      const agents = el("optgroup", { label: "Agents" }, ...directory.map((a) =>
         el("option", { value: `agent:${a.id}`, disabled: a.presence !== Presence.AVAILABLE || a.freeCapacity <= 0 },
           `${a.displayName} (${presenceName(a.presence)}, ${a.freeCapacity} free)`)));
-      const qs = el("optgroup", { label: "Queues" }, ...queues.queues.map((q) => el("option", { value: `queue:${q.id}` }, q.displayName)));
+      const qs = el("optgroup", { label: "Queues" }, ...queueList.map((q) => el("option", { value: `queue:${q.id}` }, q.displayName)));
       replace(select, el("option", { value: "" }, "Choose an agent or a queue"), agents, qs);
     } catch (err) {
       replace(select, el("option", { value: "" }, `Could not load: ${describeError(err)}`));

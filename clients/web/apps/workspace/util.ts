@@ -59,6 +59,25 @@ export async function withRetry<T>(fn: () => Promise<T>, onRetry?: (err: unknown
   }
 }
 
+/**
+ * Every item of a paged list: fetches pages of 500 (each with withRetry)
+ * until the server gives no next page token, or maxPages pages.
+ */
+export async function allPages<T>(
+  page: (pageToken: string) => Promise<{ nextPageToken: string; items: T[] }>,
+  maxPages = 20,
+): Promise<T[]> {
+  const out: T[] = [];
+  let token = "";
+  for (let i = 0; i < maxPages; i++) {
+    const { nextPageToken, items } = await withRetry(() => page(token));
+    out.push(...items);
+    if (!nextPageToken) break;
+    token = nextPageToken;
+  }
+  return out;
+}
+
 /** A sentence for a person about a failed call. */
 export function describeError(err: unknown): string {
   const ce = ConnectError.from(err);
