@@ -98,6 +98,37 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/**
+ * Iterates items, but gives up as soon as signal aborts, throwing its
+ * reason: a transport does not always end a read that waits on a silently
+ * dead connection when its call is aborted (seen with Node's fetch), and
+ * the watchdog must not wait on it. The abandoned read is left to the
+ * transport, which ends it when the connection finally fails.
+ */
+async function* untilAborted<T>(items: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T, void, undefined> {
+  const it = items[Symbol.asyncIterator]();
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => {});
+  try {
+    for (;;) {
+      const next = it.next();
+      next.catch(() => {}); // an abandoned read may fail later, unobserved
+      const r = await Promise.race([next, aborted]);
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    // Not awaited: after an abort the transport may never answer.
+    void Promise.resolve(it.return?.()).catch(() => {});
+  }
+}
+
 /** Runs follow until it ends, reopening its stream after retryable failures. */
 async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerator<T, void, undefined> {
   const { signal, onStateChange } = opts;
@@ -139,7 +170,7 @@ async function* resume<T>(follow: Follow<T>, opts: ResumeOptions): AsyncGenerato
           arm();
           settle = setTimeout(() => report("live"), settleMs);
         });
-        for await (const item of items) {
+        for await (const item of untilAborted(items, call.signal)) {
           // The watchdog does not run while the consumer holds an item.
           clearTimeout(timer);
           clearTimeout(settle);
