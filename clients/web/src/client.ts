@@ -132,16 +132,28 @@ export function callTimeout(ms: number): Interceptor {
       timedOut = true;
       ctl.abort(expired);
     }, ms);
+    // Raced with the abort as well: a transport does not always end a read
+    // on a silently dead connection when its call is aborted.
+    let onCtlAbort = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onCtlAbort = () => reject(ctl.signal.reason);
+      ctl.signal.addEventListener("abort", onCtlAbort, { once: true });
+    });
+    aborted.catch(() => {});
     try {
-      return await next({ ...req, signal: ctl.signal });
+      const call = next({ ...req, signal: ctl.signal });
+      call.catch(() => {}); // an abandoned call may fail later, unobserved
+      return await Promise.race([call, aborted]);
     } catch (err) {
       if (timedOut && !outer.aborted) {
         throw expired;
       }
-      throw err;
+      // The caller's own abort, as the transport reports one: Canceled.
+      throw ctl.signal.aborted ? ConnectError.from(err, Code.Canceled) : err;
     } finally {
       clearTimeout(timer);
       outer.removeEventListener("abort", onAbort);
+      ctl.signal.removeEventListener("abort", onCtlAbort);
     }
   };
 }
