@@ -25,6 +25,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add(genuine)
 	f.Add(genuine + ".")
 	f.Add(genuine[:len(genuine)-1] + "d") // the same signature bytes if decoding is lax
+	f.Add(genuine + "\r")                 // base64 decoding skips \r and \n
+	f.Add(genuine[:20] + "\n" + genuine[20:])
 	f.Add(noneToken(claims(nil)))
 	f.Add("eyJhbGciOiJIUzI1NiJ9..")
 	f.Add("eyJ.eyJ.eyJ")
