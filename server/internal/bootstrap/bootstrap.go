@@ -324,10 +324,7 @@ func (f *File) check() error {
 	if err := v.Validate(f.settingsProto()); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
-	if err := session.CheckPreChatFields(f.settingsProto().GetPreChatFields()); err != nil {
-		return fmt.Errorf("settings: %w", err)
-	}
-	if err := session.CheckWrapUp(f.settingsProto()); err != nil {
+	if err := session.CheckSettings(f.settingsProto()); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
 	for _, c := range f.Settings.BotChannels {

@@ -466,11 +466,11 @@ func (s *Service) open(ctx context.Context, tx *ent.Tx, form chatForm, set *ent.
 	return conv, nil
 }
 
-// wrapUp checks a staff member's wrap-up against the settings and returns
+// checkWrapUp checks a staff member's wrap-up against the settings and returns
 // what to record: the code must be one of the settings' codes, and an
 // agent must give one when the settings require it. Nothing given (and
 // nothing required) records nothing.
-func (s *Service) wrapUp(ctx context.Context, tx *ent.Tx, p *auth.Principal, req *parleyv1.CloseConversationRequest, closer chatlog.Sender, now time.Time) (*schema.WrapUp, error) {
+func checkWrapUp(ctx context.Context, tx *ent.Tx, p *auth.Principal, req *parleyv1.CloseConversationRequest, closer chatlog.Sender, now time.Time) (*schema.WrapUp, error) {
 	set, err := tx.Setting.Get(ctx, schema.SettingsID)
 	if err != nil {
 		return nil, fmt.Errorf("load settings: %w", err)
@@ -563,7 +563,7 @@ func (s *Service) CloseConversation(ctx context.Context, req *parleyv1.CloseConv
 		}
 		var wrapUp *schema.WrapUp
 		if p.Staff() {
-			if wrapUp, err = s.wrapUp(ctx, tx, p, req, sender, now); err != nil {
+			if wrapUp, err = checkWrapUp(ctx, tx, p, req, sender, now); err != nil {
 				return err
 			}
 		}

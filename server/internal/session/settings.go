@@ -121,10 +121,7 @@ const DefaultAgentGrace = time.Minute
 // next request.
 func (s *Service) UpdateSettings(ctx context.Context, req *parleyv1.UpdateSettingsRequest) (*parleyv1.UpdateSettingsResponse, error) {
 	in := req.GetSettings()
-	if err := CheckPreChatFields(in.GetPreChatFields()); err != nil {
-		return nil, err
-	}
-	if err := CheckWrapUp(in); err != nil {
+	if err := CheckSettings(in); err != nil {
 		return nil, err
 	}
 	var defaultQueue *uuid.UUID
@@ -189,11 +186,13 @@ func botChannelsToProto(cs []string) []parleyv1.Channel {
 	return out
 }
 
-// CheckPreChatFields refuses what the schema's length rules let through
-// but a form cannot show: a blank label, or a blank option that no guest
-// could pick (a blank value counts as none).
-func CheckPreChatFields(fields []*parleyv1.PreChatField) error {
-	for i, f := range fields {
+// CheckSettings refuses settings the schema's rules let through but that
+// cannot work: a pre-chat field's blank label, or a blank option no guest
+// could pick (a blank value counts as none); a wrap-up code's blank label,
+// or a required wrap-up with no codes to pick. UpdateSettings and the
+// bootstrap file both apply it.
+func CheckSettings(set *parleyv1.Settings) error {
+	for i, f := range set.GetPreChatFields() {
 		if blank(f.GetLabel()) {
 			return apierr.New(connect.CodeInvalidArgument, "FIELD_LABEL_BLANK",
 				fmt.Sprintf("pre_chat_fields[%d] (%s): label must show something, not only spaces or invisible characters", i, f.GetName()))
@@ -205,13 +204,6 @@ func CheckPreChatFields(fields []*parleyv1.PreChatField) error {
 			}
 		}
 	}
-	return nil
-}
-
-// CheckWrapUp refuses wrap-up settings the schema's rules let through but
-// agents could not use: a blank label, or a required outcome with none to
-// pick.
-func CheckWrapUp(set *parleyv1.Settings) error {
 	for i, c := range set.GetWrapUpCodes() {
 		if blank(c.GetLabel()) {
 			return apierr.New(connect.CodeInvalidArgument, "WRAP_UP_LABEL_BLANK",
